@@ -1,0 +1,62 @@
+// Per-pair kernels on the CPU: each pair is independent, so one parallel loop over pairs.
+#include <omp.h>
+
+#include "activerm/cpu_kernels.h"
+#include "activerm/pair_math.h"
+
+namespace activerm {
+
+void CpuKernels::pair_diff(FeatureView features, PairView pairs, void* out, void*) {
+  dispatch_types(features.is_double, pairs.is_int64, [&](auto t, auto idx) {
+    using T = decltype(t);
+    using I = decltype(idx);
+    const T* f = static_cast<const T*>(features.data);
+    const I* p = static_cast<const I*>(pairs.data);
+    T* o = static_cast<T*>(out);
+    const int64_t d = features.d;
+#pragma omp parallel for schedule(static)
+    for (int64_t k = 0; k < pairs.count; ++k) {
+      const T* fi = f + static_cast<int64_t>(p[2 * k]) * d;
+      const T* fj = f + static_cast<int64_t>(p[2 * k + 1]) * d;
+      T* ok = o + k * d;
+      for (int64_t a = 0; a < d; ++a) ok[a] = fi[a] - fj[a];
+    }
+  });
+}
+
+void CpuKernels::fisher_weights(const void* rewards, bool rewards_double, int64_t members,
+                                int64_t n, PairView pairs, double* out, void*) {
+  dispatch_types(rewards_double, pairs.is_int64, [&](auto t, auto idx) {
+    using T = decltype(t);
+    using I = decltype(idx);
+    const T* r = static_cast<const T*>(rewards);
+    const I* p = static_cast<const I*>(pairs.data);
+#pragma omp parallel for schedule(static)
+    for (int64_t k = 0; k < pairs.count; ++k) {
+      out[k] = mean_fisher_weight(r, members, n, p[2 * k], p[2 * k + 1]);
+    }
+  });
+}
+
+void CpuKernels::pair_quadform(FeatureView features, PairView pairs, const double* projected,
+                               double scale, double* out, void*) {
+  dispatch_types(features.is_double, pairs.is_int64, [&](auto t, auto idx) {
+    using T = decltype(t);
+    using I = decltype(idx);
+    const T* f = static_cast<const T*>(features.data);
+    const I* p = static_cast<const I*>(pairs.data);
+    const int64_t d = features.d;
+#pragma omp parallel for schedule(static)
+    for (int64_t k = 0; k < pairs.count; ++k) {
+      const int64_t i = p[2 * k];
+      const int64_t j = p[2 * k + 1];
+      const double* gi = projected ? projected + i * d : nullptr;
+      const double* gj = projected ? projected + j * d : nullptr;
+      out[k] = activerm::pair_quadform(f + i * d, f + j * d, gi, gj, d, scale);
+    }
+  });
+}
+
+int cpu_max_threads() { return omp_get_max_threads(); }
+
+}  // namespace activerm

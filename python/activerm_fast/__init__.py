@@ -1,5 +1,6 @@
 """activerm_fast: choose the comparison pairs worth labelling for Bradley-Terry reward models."""
 
+from . import pairs
 from .backends import build_info
 from .kernels import (
     Selection,
@@ -9,8 +10,10 @@ from .kernels import (
     pair_diff,
     pair_quadform,
 )
+from .selectors import STRATEGIES, select
 
 __all__ = [
+    "STRATEGIES",
     "Selection",
     "build_info",
     "fisher_matrix",
@@ -18,4 +21,6 @@ __all__ = [
     "greedy_logdet",
     "pair_diff",
     "pair_quadform",
+    "pairs",
+    "select",
 ]

@@ -88,12 +88,13 @@ def pairs_tensor(
     name: str = "pairs",
     *,
     distinct: bool = False,
+    unique: bool = False,
 ) -> torch.Tensor:
     """(P, 2) int32/int64 indices into n responses on ``device``.
 
-    With ``distinct`` the pairs must also compare two different responses and no unordered
-    pair may appear twice: a candidate pool with repeats would let a selection pick one
-    comparison twice.
+    With ``distinct`` every pair must compare two different responses; with ``unique`` no
+    unordered pair may appear twice either (a candidate pool with repeats would let a
+    selection pick one comparison twice).
     """
     t = as_tensor(x, name)
     if t.dtype not in INDEX_DTYPES:
@@ -109,20 +110,26 @@ def pairs_tensor(
         row = int(torch.nonzero(bad.any(dim=1))[0, 0])
         i, j = (int(v) for v in t[row].tolist())
         raise ValueError(f"{name}[{row}] = ({i}, {j}) is out of range for {n} responses")
-    if distinct:
-        check_distinct_pairs(t, n, name)
+    if distinct or unique:
+        same = t[:, 0] == t[:, 1]
+        if bool(same.any()):
+            row = int(torch.nonzero(same)[0, 0])
+            i = int(t[row, 0])
+            raise ValueError(f"{name}[{row}] = ({i}, {i}) compares a response with itself")
+    if unique:
+        check_unique_pairs(t, n, name)
     return t
 
 
-def check_distinct_pairs(t: torch.Tensor, n: int, name: str) -> None:
-    same = t[:, 0] == t[:, 1]
-    if bool(same.any()):
-        row = int(torch.nonzero(same)[0, 0])
-        i = int(t[row, 0])
-        raise ValueError(f"{name}[{row}] = ({i}, {i}) compares a response with itself")
+def pair_keys(t: torch.Tensor, n: int) -> torch.Tensor:
+    """One int64 key per unordered pair: min * n + max."""
     lo = torch.minimum(t[:, 0], t[:, 1]).to(torch.int64)
     hi = torch.maximum(t[:, 0], t[:, 1]).to(torch.int64)
-    keys = lo * n + hi
+    return lo * n + hi
+
+
+def check_unique_pairs(t: torch.Tensor, n: int, name: str) -> None:
+    keys = pair_keys(t, n)
     order = torch.argsort(keys, stable=True)
     sorted_keys = keys[order]
     repeat = sorted_keys[1:] == sorted_keys[:-1]

@@ -126,6 +126,7 @@ def fisher_matrix64(f: torch.Tensor, p: torch.Tensor, w: torch.Tensor | None) ->
 class PriorState:
     """F0 in the forms the greedy loop needs: F0^-1, Phi F0^-1 (None when F0 = lambda I), log det."""
 
+    matrix: torch.Tensor
     inverse: torch.Tensor
     projected: torch.Tensor | None
     scale: float
@@ -148,10 +149,10 @@ def prior_state(prior: Any, f: torch.Tensor, name: str = "prior") -> PriorState:
         inverse = torch.cholesky_inverse(factor)
         inverse = 0.5 * (inverse + inverse.T)
         logdet = 2.0 * torch.log(torch.diagonal(factor)).sum().item()
-        return PriorState(inverse, f.double() @ inverse, 1.0, logdet)
+        return PriorState(matrix, inverse, f.double() @ inverse, 1.0, logdet)
     ridge = v.positive_scalar(prior, name)
-    inverse = torch.eye(d, dtype=torch.float64, device=f.device) / ridge
-    return PriorState(inverse, None, 1.0 / ridge, d * math.log(ridge))
+    identity = torch.eye(d, dtype=torch.float64, device=f.device)
+    return PriorState(ridge * identity, identity / ridge, None, 1.0 / ridge, d * math.log(ridge))
 
 
 def greedy64(
@@ -270,7 +271,7 @@ def greedy_logdet(
     chosen. Each step is a rank-one update: O(d^2) + O(n d) + one fused O(P) sweep.
     """
     f = v.features_tensor(features)
-    p = v.pairs_tensor(pairs, f.shape[0], f.device, distinct=True)
+    p = v.pairs_tensor(pairs, f.shape[0], f.device, unique=True)
     count = p.shape[0]
     if weights is None:
         w = torch.ones(count, dtype=torch.float64, device=f.device)

@@ -27,7 +27,7 @@ def describe(x: Any) -> str:
 
 
 def as_tensor(x: Any, name: str) -> torch.Tensor:
-    """A tensor view of a NumPy array, torch tensor or nested sequence (never a copy if avoidable)."""
+    """A tensor view of a NumPy array, torch tensor or nested sequence (copying only if needed)."""
     if isinstance(x, torch.Tensor):
         return x.detach()
     if isinstance(x, np.ndarray):
@@ -59,6 +59,11 @@ def same_device(t: torch.Tensor, name: str, device: torch.device, reference: str
         )
 
 
+def supported_device(t: torch.Tensor, name: str) -> None:
+    if t.device.type not in ("cpu", "cuda"):
+        raise ValueError(f"{name} is on {t.device}; only CPU and CUDA devices are supported")
+
+
 def check_finite(t: torch.Tensor, name: str) -> None:
     bad = ~torch.isfinite(t)
     if bool(bad.any()):
@@ -77,6 +82,7 @@ def features_tensor(x: Any, name: str = "features") -> torch.Tensor:
         raise ValueError(f"{name} must have shape (n, d), got {tuple(t.shape)}")
     if t.shape[0] == 0 or t.shape[1] == 0:
         raise ValueError(f"{name} is empty: shape {tuple(t.shape)}")
+    supported_device(t, name)
     check_finite(t, name)
     return t.contiguous()
 
@@ -175,6 +181,7 @@ def rewards_tensor(
     t = as_tensor(x, name)
     if n is None and t.ndim in (1, 2):
         n = t.shape[-1]
+    supported_device(t, name)
     device = t.device if device is None else device
     if t.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} must be float32 or float64, got {t.dtype}")

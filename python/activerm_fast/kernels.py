@@ -124,7 +124,8 @@ def fisher_matrix64(f: torch.Tensor, p: torch.Tensor, w: torch.Tensor | None) ->
 
 @dataclass(frozen=True)
 class PriorState:
-    """F0 in the forms the greedy loop needs: F0^-1, Phi F0^-1 (None when F0 = lambda I), log det."""
+    """F0 and the forms the greedy loop needs: F0^-1, Phi F0^-1 (None when F0 = lambda I), and
+    log det F0; with F0 = lambda I the quadratic forms use ``scale`` = 1 / lambda."""
 
     matrix: torch.Tensor
     inverse: torch.Tensor
@@ -134,7 +135,7 @@ class PriorState:
 
 
 def prior_state(prior: Any, f: torch.Tensor, name: str = "prior") -> PriorState:
-    """Validate F0 (a positive scalar lambda for lambda I, or an SPD (d, d) matrix) and factor it."""
+    """Validate F0 (a positive scalar lambda for lambda I, or an SPD (d, d) matrix); factor it."""
     d = f.shape[1]
     if isinstance(prior, (np.ndarray, torch.Tensor)) and getattr(prior, "ndim", 0) > 0:
         matrix = v.float_tensor(prior, name, (d, d), f.device).double()

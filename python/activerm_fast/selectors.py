@@ -178,7 +178,11 @@ def select(
     n = f.shape[0]
     p = v.pairs_tensor(pairs, n, f.device, unique=True)
     r = None if rewards is None else v.rewards_tensor(rewards, n, f.device)
-    done = None if labelled is None else v.pairs_tensor(labelled, n, f.device, "labelled", distinct=True)
+    done = (
+        None
+        if labelled is None
+        else v.pairs_tensor(labelled, n, f.device, "labelled", distinct=True)
+    )
     excluded = None
     if done is not None and done.shape[0] and p.shape[0]:
         excluded = torch.isin(v.pair_keys(p, n), v.pair_keys(done, n))
@@ -189,4 +193,6 @@ def select(
         gains, logdet = batch_gains(pool, result)
         result = Selection(result, gains, logdet)
     as_numpy = v.is_numpy_like(features)
-    return Selection(export(result.indices, as_numpy), export(result.gains, as_numpy), result.logdet)
+    return Selection(
+        export(result.indices, as_numpy), export(result.gains, as_numpy), result.logdet
+    )

@@ -1,0 +1,195 @@
+"""Bad input gets a ValueError/TypeError naming the argument and what was seen."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import activerm_fast as arm
+
+F = np.random.default_rng(0).normal(size=(10, 4))
+P = np.array([[0, 1], [2, 3], [4, 9]])
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (
+            lambda: arm.pair_diff(F[0], P),
+            ValueError,
+            r"features must have shape \(n, d\), got \(4,\)",
+        ),
+        (
+            lambda: arm.pair_diff(F.astype(np.float16), P),
+            TypeError,
+            "features must be float32 or float64, got torch.float16",
+        ),
+        (
+            lambda: arm.pair_diff(F.astype(np.int64), P),
+            TypeError,
+            "features must be float32 or float64",
+        ),
+        (
+            lambda: arm.pair_diff(np.zeros((0, 4)), P),
+            ValueError,
+            r"features is empty: shape \(0, 4\)",
+        ),
+        (
+            lambda: arm.pair_diff("abc", P),
+            TypeError,
+            "features must be a NumPy array or torch tensor, got str",
+        ),
+        (
+            lambda: arm.pair_diff(np.where(F > 1, np.nan, F), P),
+            ValueError,
+            "features must be finite, got nan at index",
+        ),
+        (
+            lambda: arm.pair_diff(np.where(F > 1, np.inf, F), P),
+            ValueError,
+            "features must be finite, got inf",
+        ),
+        (
+            lambda: arm.pair_diff(F, np.zeros((10, 3), np.int64)),
+            ValueError,
+            r"pairs must have shape \(P, 2\), got \(10, 3\)",
+        ),
+        (
+            lambda: arm.pair_diff(F, P.astype(np.float64)),
+            TypeError,
+            "pairs must be int32 or int64, got torch.float64",
+        ),
+        (
+            lambda: arm.pair_diff(F, P.astype(np.uint8)),
+            TypeError,
+            "pairs must be int32 or int64, got torch.uint8",
+        ),
+        (
+            lambda: arm.pair_diff(F, np.array([[0, 1], [3, 4000]])),
+            ValueError,
+            r"pairs\[1\] = \(3, 4000\) is out of range for 10 responses",
+        ),
+        (
+            lambda: arm.pair_diff(F, np.array([[0, 1], [-1, 2]])),
+            ValueError,
+            r"pairs\[1\] = \(-1, 2\) is out of range",
+        ),
+        (
+            lambda: arm.fisher_weights(np.zeros((2, 3, 4)), P),
+            ValueError,
+            r"rewards must have shape",
+        ),
+        (
+            lambda: arm.fisher_weights(np.array([0.0, np.nan, 1.0]), P[:1]),
+            ValueError,
+            "rewards must be finite, got nan at index",
+        ),
+        (
+            lambda: arm.fisher_weights(np.zeros(3), P),
+            ValueError,
+            r"pairs\[1\] = \(2, 3\) is out of range for 3 responses",
+        ),
+        (
+            lambda: arm.pair_quadform(F, P, np.eye(3)),
+            ValueError,
+            r"precision must have shape \(4, 4\), got \(3, 3\)",
+        ),
+        (
+            lambda: arm.fisher_matrix(F, P, np.ones(2)),
+            ValueError,
+            r"weights must have shape \(3,\), got \(2,\)",
+        ),
+        (
+            lambda: arm.fisher_matrix(F, P, np.array([1.0, np.inf, 1.0])),
+            ValueError,
+            "weights must be finite, got inf at index 1",
+        ),
+        (
+            lambda: arm.greedy_logdet(F, P, 4),
+            ValueError,
+            r"k = 4 is larger than the 3 pairs available \(3 candidates, 0 excluded\)",
+        ),
+        (
+            lambda: arm.greedy_logdet(F, P, 3, exclude=np.array([True, False, False])),
+            ValueError,
+            "k = 3 is larger than the 2 pairs available",
+        ),
+        (lambda: arm.greedy_logdet(F, P, -1), ValueError, "k must be non-negative, got -1"),
+        (lambda: arm.greedy_logdet(F, P, 1.5), TypeError, "k must be an integer, got float 1.5"),
+        (lambda: arm.greedy_logdet(F, P, True), TypeError, "k must be an integer, got bool"),
+        (
+            lambda: arm.greedy_logdet(F, np.array([[0, 1], [3, 3]]), 1),
+            ValueError,
+            r"pairs\[1\] = \(3, 3\) compares a response with itself",
+        ),
+        (
+            lambda: arm.greedy_logdet(F, np.array([[0, 1], [5, 2], [1, 0]]), 1),
+            ValueError,
+            r"pairs\[2\] = \(1, 0\) repeats pairs\[0\] = \(0, 1\)",
+        ),
+        (
+            lambda: arm.greedy_logdet(F, P, 1, weights=np.array([0.1, -0.2, 0.1])),
+            ValueError,
+            "weights must be non-negative, got -0.2 at index 1",
+        ),
+        (
+            lambda: arm.greedy_logdet(F, P, 1, prior=0.0),
+            ValueError,
+            "prior must be a positive finite number, got 0.0",
+        ),
+        (
+            lambda: arm.greedy_logdet(F, P, 1, prior=np.nan),
+            ValueError,
+            "prior must be a positive finite number, got nan",
+        ),
+        (
+            lambda: arm.greedy_logdet(F, P, 1, prior=-np.eye(4)),
+            ValueError,
+            r"prior must be positive definite \(Cholesky failed at column 0\)",
+        ),
+        (
+            lambda: arm.greedy_logdet(F, P, 1, prior=np.triu(np.ones((4, 4)))),
+            ValueError,
+            "prior must be symmetric",
+        ),
+        (
+            lambda: arm.greedy_logdet(F, P, 1, exclude=np.array([0, 1, 0])),
+            TypeError,
+            "exclude must be a boolean mask, got torch.int64",
+        ),
+        (
+            lambda: arm.greedy_logdet(F, P, 1, exclude=np.array([True])),
+            ValueError,
+            r"exclude must have shape \(3,\), got \(1,\)",
+        ),
+        (
+            lambda: arm.greedy_logdet(F, P, 1, weights=torch.ones(3, device="meta")),
+            ValueError,
+            "weights is on meta but features is on cpu",
+        ),
+        (
+            lambda: arm.pair_diff(torch.from_numpy(F), torch.from_numpy(P).to("meta")),
+            ValueError,
+            "pairs is on meta but features is on cpu",
+        ),
+        (
+            lambda: arm.pair_diff(torch.from_numpy(F).to("meta"), torch.from_numpy(P).to("meta")),
+            ValueError,
+            "features is on meta; only CPU and CUDA devices are supported",
+        ),
+    ],
+)
+def test_bad_input_is_named(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+@pytest.mark.skipif(arm.build_info()["cuda_built"], reason="this build has CUDA support")
+def test_cuda_without_cuda_support_is_named():
+    from activerm_fast.backends import backend_for
+
+    with pytest.raises(
+        ValueError, match="features is on cuda:0 but activerm_fast was built without CUDA"
+    ):
+        backend_for(torch.device("cuda:0"))

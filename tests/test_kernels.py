@@ -1,0 +1,140 @@
+"""Each kernel against its float64 NumPy reference, on fresh random inputs of many shapes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import activerm_fast as arm
+from activerm_fast import _reference as ref
+
+from conftest import as_kind, random_pairs, relative_error, to_numpy
+
+# (n responses, d features, P pairs): empty pool, single pair, d > n, larger pools
+SHAPES = [(4, 3, 0), (2, 1, 1), (6, 40, 10), (50, 8, 300), (300, 17, 4000)]
+TOLERANCE = {np.float32: 2e-5, np.float64: 1e-12}
+
+
+def make_inputs(rng, n, d, count, dtype, index_dtype):
+    features = rng.normal(size=(n, d)).astype(dtype)
+    pairs = random_pairs(rng, n, count).astype(index_dtype)
+    return features, pairs
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+def test_pair_diff_matches_reference(rng, kind, shape, dtype, index_dtype):
+    features, pairs = make_inputs(rng, *shape, dtype, index_dtype)
+    got = arm.pair_diff(as_kind(features, kind), as_kind(pairs, kind))
+    assert type(got) is type(as_kind(features, kind))
+    assert got.dtype == as_kind(features, kind).dtype
+    assert relative_error(got, ref.pair_diff(features, pairs)) <= TOLERANCE[dtype]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("members", [None, 1, 5])
+def test_fisher_weights_matches_reference(rng, kind, shape, members):
+    n, _, count = shape
+    rewards = rng.normal(scale=3.0, size=n if members is None else (members, n))
+    pairs = random_pairs(rng, n, count)
+    got = to_numpy(arm.fisher_weights(as_kind(rewards, kind), as_kind(pairs, kind)))
+    want = ref.fisher_weights(rewards, pairs)
+    assert got.shape == (count,)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+    assert np.all((got >= 0) & (got <= 0.25))
+
+
+def test_fisher_weights_stable_for_large_gaps(kind):
+    rewards = np.array([0.0, 1e-9, 40.0, -40.0, 800.0, -800.0, 1e308])
+    pairs = np.array([[0, 1], [2, 0], [0, 3], [4, 5], [5, 4], [6, 0], [2, 3]])
+    got = to_numpy(arm.fisher_weights(as_kind(rewards, kind), as_kind(pairs, kind)))
+    want = ref.fisher_weights(rewards, pairs)
+    assert np.all(np.isfinite(got))
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-300)
+    assert got[0] == pytest.approx(0.25)
+    assert got[1] > 0 and got[3] == 0.0  # exp(-40) is representable, exp(-1600) is not
+
+
+def test_fisher_weights_float32_rewards_keep_dtype(rng):
+    rewards = rng.normal(size=(3, 20)).astype(np.float32)
+    pairs = random_pairs(rng, 20, 50).astype(np.int32)
+    got = arm.fisher_weights(rewards, pairs)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, ref.fisher_weights(rewards, pairs), rtol=1e-6)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pair_quadform_matches_reference(rng, kind, shape, dtype):
+    n, d, count = shape
+    features, pairs = make_inputs(rng, n, d, count, dtype, np.int64)
+    root = rng.normal(size=(d, max(d // 2, 1)))  # PSD and possibly singular
+    precision = root @ root.T
+    got = arm.pair_quadform(as_kind(features, kind), as_kind(pairs, kind), as_kind(precision, kind))
+    want = ref.pair_quadform(features, pairs, precision)
+    assert relative_error(got, want) <= 10 * TOLERANCE[dtype]
+    assert np.all(to_numpy(got) >= -1e-9 * max(np.abs(want).max(initial=1.0), 1.0))
+
+
+def test_pair_quadform_accurate_for_near_identical_responses(rng):
+    # q ~ 1e-16 |phi|^2: a form that subtracts s_i + s_j - 2 g_i.phi_j would lose every digit
+    base = rng.normal(size=(1, 16)) * 1e3
+    features = np.concatenate([base, base + rng.normal(size=(1, 16)) * 1e-5])
+    precision = np.eye(16) * 2.0
+    got = arm.pair_quadform(features, np.array([[0, 1]]), precision)
+    want = ref.pair_quadform(features, np.array([[0, 1]]), precision)
+    assert relative_error(got, want) < 1e-9
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_fisher_matrix_matches_reference(rng, kind, shape, dtype, weighted):
+    features, pairs = make_inputs(rng, *shape, dtype, np.int64)
+    weights = rng.random(len(pairs)).astype(dtype) if weighted else None
+    args = (as_kind(features, kind), as_kind(pairs, kind))
+    got = arm.fisher_matrix(*args, None if weights is None else as_kind(weights, kind))
+    want = ref.fisher_matrix(features, pairs, weights)
+    assert got.shape == (shape[1], shape[1])
+    assert relative_error(got, want) <= 10 * TOLERANCE[dtype] or not want.any()
+    np.testing.assert_array_equal(to_numpy(got), to_numpy(got).T)
+
+
+def test_fisher_matrix_with_repeated_pairs_counts_each(rng):
+    features = rng.normal(size=(5, 3))
+    pairs = np.array([[0, 1], [0, 1], [2, 3], [3, 2]])
+    np.testing.assert_allclose(
+        arm.fisher_matrix(features, pairs), ref.fisher_matrix(features, pairs), rtol=1e-12
+    )
+
+
+def test_fisher_matrix_accurate_with_large_common_offset(rng):
+    features = 1e6 + rng.normal(size=(40, 6))
+    pairs = random_pairs(rng, 40, 200)
+    want = ref.fisher_matrix(features, pairs)
+    assert relative_error(arm.fisher_matrix(features, pairs), want) < 1e-9
+
+
+def test_non_contiguous_inputs(rng):
+    wide = rng.normal(size=(30, 12))
+    features = wide[:, ::2]  # strided columns
+    pairs = np.asfortranarray(random_pairs(rng, 30, 60))
+    assert not features.flags.c_contiguous and not pairs.flags.c_contiguous
+    np.testing.assert_allclose(arm.pair_diff(features, pairs), ref.pair_diff(features, pairs))
+    t_features = torch.from_numpy(wide)[:, 1::2]
+    t_pairs = torch.from_numpy(np.ascontiguousarray(pairs.T)).T
+    assert not t_features.is_contiguous() and not t_pairs.is_contiguous()
+    np.testing.assert_allclose(
+        arm.fisher_matrix(t_features, t_pairs).numpy(),
+        ref.fisher_matrix(wide[:, 1::2], pairs),
+        rtol=1e-11,
+    )
+
+
+def test_torch_inputs_requiring_grad_are_read_not_tracked(rng):
+    features = torch.tensor(rng.normal(size=(10, 4)), requires_grad=True)
+    pairs = torch.tensor(random_pairs(rng, 10, 12))
+    out = arm.pair_diff(features, pairs)
+    assert isinstance(out, torch.Tensor) and not out.requires_grad

@@ -1,0 +1,159 @@
+"""Every strategy of select(): a valid batch, the documented rule, and labelled pairs excluded."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import activerm_fast as arm
+from activerm_fast import _reference as ref
+
+from conftest import as_kind, to_numpy
+
+NEEDS_REWARDS = {
+    "entropy",
+    "max-gap",
+    "dopt-topk",
+    "past-dopt-topk",
+    "dopt-greedy",
+    "past-dopt-greedy",
+}
+
+
+@pytest.fixture
+def problem(rng):
+    prompt_ids = np.repeat(np.arange(25), 6)
+    features = rng.normal(size=(150, 7))
+    rewards = rng.normal(scale=2.0, size=(3, 150))
+    pool = arm.pairs.cross_prompt(prompt_ids, 1200, seed=int(rng.integers(1 << 30)))
+    labelled = np.concatenate(
+        [arm.pairs.within_prompt(prompt_ids)[:40], pool[rng.choice(1200, 30, replace=False)]]
+    )
+    return features, rewards, pool, labelled
+
+
+@pytest.mark.parametrize("strategy", sorted(arm.STRATEGIES))
+def test_every_strategy_returns_a_valid_batch(problem, kind, strategy):
+    features, rewards, pool, labelled = problem
+    sel = arm.select(
+        strategy,
+        features=as_kind(features, kind),
+        pairs=as_kind(pool, kind),
+        k=50,
+        rewards=as_kind(rewards, kind),
+        labelled=as_kind(labelled, kind),
+    )
+    indices = to_numpy(sel.indices)
+    assert indices.shape == (50,) and indices.dtype == np.int64
+    assert indices.min() >= 0 and indices.max() < len(pool)
+    assert len(set(indices.tolist())) == 50
+    labelled_keys = set(map(tuple, np.sort(labelled, axis=1).tolist()))
+    assert not labelled_keys & set(map(tuple, np.sort(pool[indices], axis=1).tolist()))
+    gains = to_numpy(sel.gains)
+    assert gains.shape == (50,) and np.all(gains >= -1e-12) and np.isfinite(sel.logdet)
+
+
+def test_entropy_and_max_gap_follow_the_reward_gap(rng):
+    features = rng.normal(size=(60, 4))
+    rewards = rng.normal(size=60)
+    pool = arm.pairs.all_pairs(60)
+    gap = np.abs(rewards[pool[:, 0]] - rewards[pool[:, 1]])
+    entropy = arm.select("entropy", features=features, pairs=pool, k=30, rewards=rewards)
+    np.testing.assert_array_equal(entropy.indices, np.argsort(gap, kind="stable")[:30])
+    max_gap = arm.select("max-gap", features=features, pairs=pool, k=30, rewards=rewards)
+    np.testing.assert_array_equal(max_gap.indices, np.argsort(-gap, kind="stable")[:30])
+
+
+def test_random_is_seeded_and_uniform_over_available(problem):
+    features, _, pool, labelled = problem
+    a = arm.select("random", features=features, pairs=pool, k=100, seed=3, labelled=labelled)
+    b = arm.select("random", features=features, pairs=pool, k=100, seed=3, labelled=labelled)
+    c = arm.select("random", features=features, pairs=pool, k=100, seed=4, labelled=labelled)
+    np.testing.assert_array_equal(a.indices, b.indices)
+    assert not np.array_equal(a.indices, c.indices)
+
+
+@pytest.mark.parametrize("past", [False, True])
+def test_dopt_topk_is_the_papers_rule(problem, past):
+    features, rewards, pool, labelled = problem
+    name = "past-dopt-topk" if past else "dopt-topk"
+    sel = arm.select(
+        name, features=features, pairs=pool, k=40, rewards=rewards, labelled=labelled, ridge=0.1
+    )
+    labelled_keys = set(map(tuple, np.sort(labelled, axis=1).tolist()))
+    available = np.array([tuple(r) not in labelled_keys for r in np.sort(pool, axis=1).tolist()])
+    w = ref.fisher_weights(rewards, pool)
+    matrix = 0.1 * np.eye(7) + ref.fisher_matrix(features, pool[available], w[available])
+    if past:
+        matrix += ref.fisher_matrix(features, labelled, ref.fisher_weights(rewards, labelled))
+    score = w * ref.pair_quadform(features, pool, np.linalg.inv(matrix))
+    score[~available] = -np.inf
+    np.testing.assert_array_equal(sel.indices, np.argsort(-score, kind="stable")[:40])
+
+
+@pytest.mark.parametrize("strategy", ["xtx", "dopt-greedy", "past-dopt-greedy"])
+def test_greedy_strategies_match_brute_force(problem, strategy):
+    features, rewards, pool, labelled = problem
+    sel = arm.select(
+        strategy, features=features, pairs=pool, k=30, rewards=rewards, labelled=labelled, ridge=0.5
+    )
+    labelled_keys = set(map(tuple, np.sort(labelled, axis=1).tolist()))
+    exclude = np.array([tuple(r) in labelled_keys for r in np.sort(pool, axis=1).tolist()])
+    weights = None if strategy == "xtx" else ref.fisher_weights(rewards, pool)
+    prior = 0.5 * np.eye(7)
+    if strategy == "past-dopt-greedy":
+        prior = prior + ref.fisher_matrix(features, labelled, ref.fisher_weights(rewards, labelled))
+    indices, gains, logdet = ref.greedy_logdet(features, pool, 30, weights, prior, exclude)
+    np.testing.assert_array_equal(sel.indices, indices)
+    np.testing.assert_allclose(sel.gains, gains, rtol=1e-9)
+    assert sel.logdet == pytest.approx(logdet, rel=1e-10)
+
+
+@pytest.mark.parametrize("strategy", ["random", "entropy", "max-gap", "dopt-topk"])
+def test_non_greedy_batches_report_the_d_optimal_objective(problem, strategy):
+    features, rewards, pool, labelled = problem
+    sel = arm.select(
+        strategy, features=features, pairs=pool, k=25, rewards=rewards, labelled=labelled, ridge=0.2
+    )
+    prior = 0.2 * np.eye(7) + ref.fisher_matrix(
+        features, labelled, ref.fisher_weights(rewards, labelled)
+    )
+    w = ref.fisher_weights(rewards, pool)
+    np.testing.assert_allclose(
+        sel.gains, ref.sequential_gains(features, pool, sel.indices, w, prior), rtol=1e-8
+    )
+
+
+def test_greedy_beats_topk_and_random_on_its_objective(problem):
+    features, rewards, pool, _ = problem
+    value = {
+        s: arm.select(s, features=features, pairs=pool, k=30, rewards=rewards).logdet
+        for s in ("dopt-greedy", "dopt-topk", "random")
+    }
+    assert value["dopt-greedy"] >= value["dopt-topk"] and value["dopt-greedy"] >= value["random"]
+
+
+def test_select_errors(problem):
+    features, rewards, pool, labelled = problem
+    with pytest.raises(ValueError, match="unknown strategy 'best'; choose one of"):
+        arm.select("best", features=features, pairs=pool, k=1)
+    for strategy in sorted(NEEDS_REWARDS):
+        with pytest.raises(
+            ValueError, match=f"strategy '{strategy}' needs rewards, got rewards=None"
+        ):
+            arm.select(strategy, features=features, pairs=pool, k=1)
+    with pytest.raises(
+        ValueError,
+        match=r"k = 1200 is larger than the 1170 pairs available \(1200 candidates, 30 excluded\)",
+    ):
+        arm.select("random", features=features, pairs=pool, k=1200, labelled=labelled)
+    with pytest.raises(
+        ValueError, match=r"labelled\[0\] = \(4, 4\) compares a response with itself"
+    ):
+        arm.select("random", features=features, pairs=pool, k=1, labelled=np.array([[4, 4]]))
+    with pytest.raises(
+        ValueError, match=r"rewards must have shape \(150,\) or \(E, 150\), got \(149,\)"
+    ):
+        arm.select("entropy", features=features, pairs=pool, k=1, rewards=rewards[0, :149])
+    with pytest.raises(ValueError, match="ridge must be a positive finite number, got -1.0"):
+        arm.select("xtx", features=features, pairs=pool, k=1, ridge=-1.0)

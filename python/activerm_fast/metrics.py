@@ -1,0 +1,224 @@
+"""Evaluation metrics for predicted rewards: within-prompt Spearman, best-of-N, pair accuracy.
+
+All three take a single prediction per response, ``pred`` of shape (n,); for an ensemble pass
+``rewards.mean(axis=0)``. Prompt ids may be any integers (they only group rows).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+from ._validation import as_tensor, check_finite, pairs_tensor
+from .data import binary_labels
+
+DEFAULT_NS = (2, 4, 8, 16, 32, 64)
+
+
+class BestOfN(NamedTuple):
+    """Best-of-N outcome for one N, averaged over prompts (each prompt weighs the same).
+
+    mean_gold: mean golden reward of the response the prediction ranks best among N.
+    mean_quantile: mean within-prompt quantile of that response's golden reward
+        ((tie-aware rank - 1) / (size - 1): 0 is the prompt's worst response, 1 its best).
+    """
+
+    mean_gold: float
+    mean_quantile: float
+
+
+def within_prompt_spearman(pred: Any, gold: Any, prompt_ids: Any) -> float:
+    """Mean over prompts of the Spearman correlation between ``pred`` and ``gold``.
+
+    Ranks are tie-aware (average ranks, as ``scipy.stats.spearmanr``). Prompts with fewer
+    than two distinct gold values are skipped; a prompt where ``pred`` is constant counts as
+    correlation 0 (it ranks nothing), so a degenerate predictor cannot score by omission.
+    """
+    pred_v, gold_v, groups = _grouped_inputs(pred, gold, prompt_ids)
+    pred_rank = _grouped_ranks(pred_v, groups)
+    gold_rank = _grouped_ranks(gold_v, groups)
+    sizes = np.bincount(groups)
+    pred_c = pred_rank - (np.bincount(groups, pred_rank) / sizes)[groups]
+    gold_c = gold_rank - (np.bincount(groups, gold_rank) / sizes)[groups]
+    covariance = np.bincount(groups, pred_c * gold_c)
+    pred_var = np.bincount(groups, pred_c**2)
+    gold_var = np.bincount(groups, gold_c**2)
+    # centred ranks are multiples of 1/2, so a zero variance is exactly zero
+    counted = gold_var > 0
+    if not counted.any():
+        raise ValueError("no prompt has two responses with different gold values")
+    ranked = counted & (pred_var > 0)
+    correlations = np.zeros(groups.max() + 1)
+    correlations[ranked] = covariance[ranked] / np.sqrt(pred_var[ranked] * gold_var[ranked])
+    return float(correlations[counted].mean())
+
+
+def best_of_n(
+    pred: Any,
+    gold: Any,
+    prompt_ids: Any,
+    ns: Sequence[int] = DEFAULT_NS,
+    repeats: int | None = None,
+    seed: int = 0,
+) -> dict[int, BestOfN]:
+    """Gold reward of the predicted best among N random responses of a prompt.
+
+    For each prompt, N random responses are drawn without replacement (N capped by the
+    prompt's size), the one with the highest ``pred`` is kept (ties broken at random), and
+    its gold reward and within-prompt gold quantile are averaged over draws and prompts.
+    Prompts with a single response are skipped.
+
+    With ``repeats=None`` the expectation over draws is computed exactly: the response ranked
+    k-th by ``pred`` among s wins with probability C(s-k, N-1) / C(s, N). With an integer,
+    ``repeats`` draws per prompt are sampled with ``seed`` instead (the reference protocol).
+
+    Returns ``{N: BestOfN(mean_gold, mean_quantile)}`` for each N in ``ns``.
+    """
+    pred_v, gold_v, groups = _grouped_inputs(pred, gold, prompt_ids)
+    sizes_all = np.bincount(groups)
+    keep = sizes_all[groups] >= 2
+    if not keep.any():
+        raise ValueError("best_of_n needs a prompt with at least two responses")
+    pred_v, gold_v = pred_v[keep], gold_v[keep]
+    groups = np.unique(groups[keep], return_inverse=True)[1].reshape(-1)
+    sizes = np.bincount(groups)
+    quantile = (_grouped_ranks(gold_v, groups) - 1.0) / (sizes[groups] - 1.0)
+    checked_ns = _sample_sizes(ns)
+    if repeats is None:
+        return _exact_best_of_n(pred_v, gold_v, quantile, groups, sizes, checked_ns)
+    if isinstance(repeats, bool) or not isinstance(repeats, (int, np.integer)) or repeats < 1:
+        raise ValueError(f"repeats must be a positive integer or None, got {repeats!r}")
+    return _sampled_best_of_n(pred_v, gold_v, quantile, groups, checked_ns, int(repeats), seed)
+
+
+def pair_accuracy(pred: Any, pairs: Any, labels: Any) -> float:
+    """Fraction of labelled pairs whose winner ``pred`` rates higher (a tie counts 1/2)."""
+    pred_v = _real_vector(pred, "pred")
+    checked = pairs_tensor(pairs, pred_v.size, torch.device("cpu"), "pairs").numpy()
+    if checked.shape[0] == 0:
+        raise ValueError("pairs is empty: accuracy over no pairs is undefined")
+    first_wins = binary_labels(labels, checked.shape[0], "labels") == 1
+    margin = pred_v[checked[:, 0]] - pred_v[checked[:, 1]]
+    agree = np.where(margin == 0, 0.5, (margin > 0) == first_wins)
+    return float(agree.mean())
+
+
+def _exact_best_of_n(
+    pred: np.ndarray,
+    gold: np.ndarray,
+    quantile: np.ndarray,
+    groups: np.ndarray,
+    sizes: np.ndarray,
+    ns: list[int],
+) -> dict[int, BestOfN]:
+    # position k (1-based) by descending pred inside each prompt
+    order = np.lexsort((-pred, groups))
+    g_sorted, p_sorted = groups[order], pred[order]
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    k = np.arange(order.size) - starts[g_sorted] + 1
+    # responses tied in pred share the average gold of their tie block (random tie-break)
+    new_block = np.concatenate(
+        [[True], (g_sorted[1:] != g_sorted[:-1]) | (p_sorted[1:] != p_sorted[:-1])]
+    )
+    block = np.cumsum(new_block) - 1
+    block_size = np.bincount(block)
+    gold_tied = (np.bincount(block, gold[order]) / block_size)[block]
+    quantile_tied = (np.bincount(block, quantile[order]) / block_size)[block]
+    s = sizes[g_sorted]
+    log_factorial = np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, sizes.max() + 1)))])
+
+    def log_choose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return log_factorial[a] - log_factorial[b] - log_factorial[a - b]
+
+    results = {}
+    for n in ns:
+        draw = np.minimum(n, s)
+        possible = s - k >= draw - 1
+        a, b = np.where(possible, s - k, 0), np.where(possible, draw - 1, 0)
+        win = np.where(possible, np.exp(log_choose(a, b) - log_choose(s, draw)), 0.0)
+        mean_gold = np.bincount(g_sorted, win * gold_tied).mean()
+        mean_quantile = np.bincount(g_sorted, win * quantile_tied).mean()
+        results[n] = BestOfN(float(mean_gold), float(mean_quantile))
+    return results
+
+
+def _sampled_best_of_n(
+    pred: np.ndarray,
+    gold: np.ndarray,
+    quantile: np.ndarray,
+    groups: np.ndarray,
+    ns: list[int],
+    repeats: int,
+    seed: int,
+) -> dict[int, BestOfN]:
+    rng = np.random.default_rng(seed)
+    rows_of = np.split(np.argsort(groups, kind="stable"), np.cumsum(np.bincount(groups))[:-1])
+    results = {}
+    for n in ns:
+        gold_sum = quantile_sum = 0.0
+        for rows in rows_of:
+            draw = min(n, rows.size)
+            # a random permutation per repeat: its first `draw` entries are the sample, in
+            # random order, so argmax's first-maximum rule breaks ties at random
+            sample = rows[np.argsort(rng.random((repeats, rows.size)), axis=1)[:, :draw]]
+            best = sample[np.arange(repeats), np.argmax(pred[sample], axis=1)]
+            gold_sum += gold[best].mean()
+            quantile_sum += quantile[best].mean()
+        results[n] = BestOfN(float(gold_sum / len(rows_of)), float(quantile_sum / len(rows_of)))
+    return results
+
+
+def _grouped_ranks(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Average ranks (1-based, ties share their mean rank) of ``values`` within each group."""
+    order = np.lexsort((values, groups))
+    v, g = values[order], groups[order]
+    position = np.arange(values.size)
+    new_group = np.concatenate([[True], g[1:] != g[:-1]])
+    new_block = new_group | np.concatenate([[True], v[1:] != v[:-1]])
+    group_start = np.maximum.accumulate(np.where(new_group, position, 0))
+    block_start = position[new_block]
+    block_end = np.concatenate([block_start[1:], [values.size]])
+    mean_position = (block_start + block_end - 1) / 2.0
+    ranks = np.empty(values.size)
+    ranks[order] = mean_position[np.cumsum(new_block) - 1] - group_start + 1.0
+    return ranks
+
+
+def _grouped_inputs(pred: Any, gold: Any, prompt_ids: Any) -> tuple[np.ndarray, ...]:
+    pred_v = _real_vector(pred, "pred")
+    gold_v = _real_vector(gold, "gold")
+    n = pred_v.size
+    if gold_v.size != n:
+        raise ValueError(f"gold must have shape (n,) = ({n},) like pred, got ({gold_v.size},)")
+    ids = np.asarray(prompt_ids)
+    if ids.dtype.kind not in "iu":
+        raise TypeError(f"prompt_ids must hold integers, got dtype {ids.dtype}")
+    if ids.shape != (n,):
+        raise ValueError(f"prompt_ids must have shape (n,) = ({n},), got {ids.shape}")
+    if n == 0:
+        raise ValueError("pred is empty")
+    return pred_v, gold_v, np.unique(ids, return_inverse=True)[1].reshape(-1)
+
+
+def _real_vector(x: Any, name: str) -> np.ndarray:
+    t = as_tensor(x, name)
+    if t.dtype == torch.bool or t.is_complex():
+        raise TypeError(f"{name} must hold real numbers, got dtype {t.dtype}")
+    if t.ndim != 1:
+        hint = "; average an ensemble first (rewards.mean(axis=0))" if t.ndim == 2 else ""
+        raise ValueError(f"{name} must have shape (n,), got {tuple(t.shape)}{hint}")
+    check_finite(t, name)
+    return t.to(torch.device("cpu"), torch.float64).numpy()
+
+
+def _sample_sizes(ns: Sequence[int]) -> list[int]:
+    values = list(ns)
+    for n in values:
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"ns must hold positive integers, got {n!r} in {values}")
+    if not values:
+        raise ValueError("ns is empty")
+    return [int(n) for n in values]

@@ -1,0 +1,182 @@
+"""Label oracles: who answers "which response of this pair is better?" in a simulation.
+
+* :class:`BTOracle` simulates annotators from a golden reward with a Bradley–Terry model.
+* :class:`PairLabelOracle` reveals stored human labels and refuses pairs it has none for.
+
+Both return 1 when the first response of a pair wins. Both are stateless: a pair's label
+depends only on the pair (and the seed), so asking again, in another order or batch, or after
+restarting a checkpointed loop gives the same answer, and ``(j, i)`` gets the opposite label
+of ``(i, j)``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import numpy as np
+import torch
+
+from ._validation import as_tensor, check_finite, describe, pairs_tensor
+from .data import binary_labels
+
+_MASK64 = (1 << 64) - 1
+
+
+class BTOracle:
+    """Labels drawn from P(i beats j) = sigmoid(beta * (gold_i - gold_j) / std(gold)).
+
+    ``beta = inf`` gives noiseless labels (exact gold ties are a fair coin). Each unordered
+    pair's coin is a hash of ``(seed, min(i, j), max(i, j))``, so labels are reproducible
+    and independent across pairs, and re-asking a pair returns the same label.
+    """
+
+    def __init__(self, gold: Any, beta: float = 1.0, seed: int = 0) -> None:
+        t = as_tensor(gold, "gold")
+        if not t.dtype.is_floating_point and t.dtype not in (torch.int32, torch.int64):
+            raise TypeError(f"gold must hold real numbers, got dtype {t.dtype}")
+        if t.ndim != 1 or t.shape[0] < 2:
+            raise ValueError(f"gold must have shape (n,) with n >= 2, got {tuple(t.shape)}")
+        check_finite(t, "gold")
+        self.gold = t.to(torch.device("cpu"), torch.float64).numpy().copy()
+        self.scale = float(self.gold.std())
+        if self.scale == 0:
+            raise ValueError("gold is constant: a BT oracle needs rewards that differ")
+        if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not beta > 0:
+            raise ValueError(f"beta must be a positive number or inf, got {beta!r}")
+        self.beta = float(beta)
+        self.seed = _seed_argument(seed)
+
+    @property
+    def n(self) -> int:
+        """Number of responses the oracle can compare."""
+        return int(self.gold.size)
+
+    def probabilities(self, pairs: Any) -> np.ndarray:
+        """(P,) float64 probability that the first response of each pair wins."""
+        checked = self._checked(pairs)
+        z = (self.gold[checked[:, 0]] - self.gold[checked[:, 1]]) / self.scale
+        if math.isinf(self.beta):
+            return np.where(z > 0, 1.0, np.where(z < 0, 0.0, 0.5))
+        return 0.5 * (1.0 + np.tanh(0.5 * self.beta * z))  # the logistic sigmoid, overflow-free
+
+    def label(self, pairs: Any) -> np.ndarray:
+        """(P,) int64 labels for (P, 2) pairs: 1 when ``pairs[k, 0]`` wins."""
+        checked = self._checked(pairs)
+        lo, hi = checked.min(axis=1), checked.max(axis=1)
+        canonical = np.stack([lo, hi], axis=1)
+        low_wins = _hash_uniform(self.seed, lo, hi) < self.probabilities(canonical)
+        return np.where(checked[:, 0] == lo, low_wins, ~low_wins).astype(np.int64)
+
+    def _checked(self, pairs: Any) -> np.ndarray:
+        checked = pairs_tensor(pairs, self.n, torch.device("cpu"), "pairs")
+        return _without_self_pairs(checked.to(torch.int64).numpy(), "pairs")
+
+
+class PairLabelOracle:
+    """Reveals stored human labels; asking for a pair without a label is an error.
+
+    A stored label for ``(i, j)`` also answers ``(j, i)`` (with the opposite label). Repeated
+    comparisons must agree: conflicting duplicates are refused at construction.
+
+    Attributes:
+        pairs: (U, 2) int64, the distinct labelled pairs as first given: the candidate pool
+            a selector may ask about.
+    """
+
+    def __init__(self, pairs: Any, labels: Any) -> None:
+        stored = _without_self_pairs(_index_pairs(pairs, "pairs"), "pairs")
+        values = binary_labels(labels, stored.shape[0], "labels")
+        lo, hi = stored.min(axis=1), stored.max(axis=1)
+        low_wins = np.where(stored[:, 0] == lo, values, 1 - values)
+        self._width = int(hi.max()) + 1 if hi.size else 1
+        keys = lo * self._width + hi
+        order = np.argsort(keys, kind="stable")
+        keys, low_wins, rows = keys[order], low_wins[order], order
+        repeat = keys[1:] == keys[:-1]
+        conflict = repeat & (low_wins[1:] != low_wins[:-1])
+        if conflict.any():
+            at = int(np.flatnonzero(conflict)[0])
+            first, again = sorted((int(rows[at]), int(rows[at + 1])))
+            a, b = tuple(stored[first].tolist()), tuple(stored[again].tolist())
+            raise ValueError(
+                f"labels disagree for one comparison: pairs[{first}] = {a} with label "
+                f"{values[first]} and pairs[{again}] = {b} with label {values[again]}"
+            )
+        unique = np.concatenate([[True], ~repeat])[: keys.size]
+        self._keys, self._low_wins = keys[unique], low_wins[unique]
+        self.pairs = stored[np.sort(rows[unique])]
+
+    def known(self, pairs: Any) -> np.ndarray:
+        """(P,) bool: whether each pair (in either order) has a stored label."""
+        return self._lookup(_index_pairs(pairs, "pairs"))[1]
+
+    def label(self, pairs: Any) -> np.ndarray:
+        """(P,) int64 stored labels, 1 when ``pairs[k, 0]`` won."""
+        asked = _index_pairs(pairs, "pairs")
+        position, found = self._lookup(asked)
+        if not found.all():
+            row = int(np.flatnonzero(~found)[0])
+            raise ValueError(
+                f"pairs[{row}] = ({asked[row, 0]}, {asked[row, 1]}) has no stored label "
+                f"({int((~found).sum())} of {found.size} asked pairs are unlabelled)"
+            )
+        low_wins = self._low_wins[position]
+        return np.where(asked[:, 0] <= asked[:, 1], low_wins, 1 - low_wins).astype(np.int64)
+
+    def _lookup(self, asked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        lo, hi = asked.min(axis=1), asked.max(axis=1)
+        if self._keys.size == 0:
+            return np.zeros(lo.size, dtype=np.int64), np.zeros(lo.size, dtype=bool)
+        inside = hi < self._width
+        keys = np.where(inside, lo * self._width + hi, -1)
+        position = np.minimum(np.searchsorted(self._keys, keys), self._keys.size - 1)
+        return position, inside & (self._keys[position] == keys)
+
+
+def _index_pairs(pairs: Any, name: str) -> np.ndarray:
+    """(P, 2) non-negative int64 indices (no upper bound is known here)."""
+    t = as_tensor(pairs, name)
+    if t.dtype not in (torch.int32, torch.int64):
+        raise TypeError(f"{name} must be int32 or int64, got {describe(pairs)}")
+    if t.ndim != 2 or t.shape[1] != 2:
+        raise ValueError(f"{name} must have shape (P, 2), got {tuple(t.shape)}")
+    checked = t.to(torch.device("cpu"), torch.int64).numpy()
+    negative = (checked < 0).any(axis=1)
+    if negative.any():
+        row = int(np.flatnonzero(negative)[0])
+        raise ValueError(f"{name}[{row}] = {tuple(checked[row].tolist())} has a negative index")
+    return checked
+
+
+def _without_self_pairs(checked: np.ndarray, name: str) -> np.ndarray:
+    same = checked[:, 0] == checked[:, 1]
+    if same.any():
+        row = int(np.flatnonzero(same)[0])
+        raise ValueError(
+            f"{name}[{row}] = {tuple(checked[row].tolist())} compares a response with itself"
+        )
+    return checked
+
+
+def _seed_argument(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed must be an integer, got {type(seed).__name__} {seed!r}")
+    return int(seed) & _MASK64
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """The SplitMix64 finaliser: a bijective, well-mixed hash of 64-bit integers."""
+    x = x + np.uint64(0x9E3779B97F4A7C15)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def _hash_uniform(seed: int, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Uniform [0, 1) numbers, one per (seed, lo, hi), independent of batch and order."""
+    state = _splitmix64(np.full(lo.shape, seed, dtype=np.uint64))
+    state = _splitmix64(state ^ lo.astype(np.uint64))
+    state = _splitmix64(state ^ hi.astype(np.uint64))
+    return (state >> np.uint64(11)).astype(np.float64) * 2.0**-53

@@ -157,3 +157,106 @@ def test_select_errors(problem):
         arm.select("entropy", features=features, pairs=pool, k=1, rewards=rewards[0, :149])
     with pytest.raises(ValueError, match="ridge must be a positive finite number, got -1.0"):
         arm.select("xtx", features=features, pairs=pool, k=1, ridge=-1.0)
+
+
+def test_bald_is_the_mutual_information(problem):
+    features, rewards, pool, labelled = problem
+    sel = arm.select("bald", features=features, pairs=pool, k=40, rewards=rewards)
+    np.testing.assert_array_equal(
+        sel.indices, np.argsort(-ref.bald_scores(rewards, pool), kind="stable")[:40]
+    )
+    with pytest.raises(
+        ValueError,
+        match="strategy 'bald' needs rewards of an ensemble of at least 2 members, got 1",
+    ):
+        arm.select("bald", features=features, pairs=pool, k=1, rewards=rewards[0])
+
+
+def test_coreset_matches_brute_force_k_center(rng):
+    features = rng.normal(size=(40, 5))
+    pool = arm.pairs.all_pairs(40)[rng.choice(780, 300, replace=False)]
+    labelled = np.array([[0, 1], [5, 9]])
+    sel = arm.select("coreset", features=features, pairs=pool, k=25, labelled=labelled)
+    np.testing.assert_array_equal(sel.indices, ref.coreset(features, pool, 25, labelled=labelled))
+    seeded = arm.select("coreset", features=features, pairs=pool, k=25, seed=11)
+    np.testing.assert_array_equal(
+        seeded.indices, ref.coreset(features, pool, 25, first=int(seeded.indices[0]))
+    )
+
+
+def test_ensemble_dopt_greedy_matches_brute_force(rng, kind):
+    members, n, d = 3, 50, 4
+    features = rng.normal(size=(members, n, d))
+    rewards = rng.normal(scale=2.0, size=(members, n))
+    pool = arm.pairs.all_pairs(n)[rng.choice(1225, 400, replace=False)]
+    labelled = pool[:10]
+    sel = arm.select(
+        "ensemble-dopt-greedy",
+        features=as_kind(features, kind),
+        pairs=as_kind(pool, kind),
+        k=20,
+        rewards=as_kind(rewards, kind),
+        labelled=as_kind(labelled, kind),
+        ridge=0.5,
+    )
+    weights = [ref.fisher_weights(rewards[e], pool) for e in range(members)]
+    priors = [
+        0.5 * np.eye(d)
+        + ref.fisher_matrix(features[e], labelled, ref.fisher_weights(rewards[e], labelled))
+        for e in range(members)
+    ]
+    exclude = np.zeros(400, bool)
+    exclude[:10] = True
+    indices, gains = ref.ensemble_greedy_logdet(list(features), weights, pool, 20, priors, exclude)
+    np.testing.assert_array_equal(to_numpy(sel.indices), indices)
+    np.testing.assert_allclose(to_numpy(sel.gains), gains, rtol=1e-9)
+    want = sum(np.linalg.slogdet(p)[1] for p in priors) + gains.sum()
+    assert sel.logdet == pytest.approx(want, rel=1e-10)
+
+
+def test_ensemble_of_one_is_past_dopt_greedy(problem):
+    features, rewards, pool, labelled = problem
+    one = arm.select(
+        "ensemble-dopt-greedy",
+        features=features,
+        pairs=pool,
+        k=20,
+        rewards=rewards[:1],
+        labelled=labelled,
+    )
+    past = arm.select(
+        "past-dopt-greedy",
+        features=features,
+        pairs=pool,
+        k=20,
+        rewards=rewards[:1],
+        labelled=labelled,
+    )
+    np.testing.assert_array_equal(one.indices, past.indices)
+    np.testing.assert_allclose(one.gains, past.gains, rtol=1e-9)
+
+
+def test_select_with_model_uses_the_models_features_and_rewards(rng):
+    from activerm_fast.model import RewardModel
+
+    embeddings = rng.normal(size=(60, 6)).astype(np.float32)
+    model = RewardModel(6, hidden=(8,), ensemble=2, seed=1)
+    pool = arm.pairs.all_pairs(60)
+    for strategy in ("dopt-greedy", "ensemble-dopt-greedy", "bald"):
+        got = arm.select_with_model(strategy, model, embeddings, pool, 10)
+        want = arm.select(
+            strategy,
+            features=model.features(embeddings),
+            pairs=pool,
+            k=10,
+            rewards=model.rewards(embeddings),
+        )
+        np.testing.assert_array_equal(got.indices, want.indices)
+    with pytest.raises(ValueError, match="features have 2 ensemble members but rewards have 3"):
+        arm.select(
+            "ensemble-dopt-greedy",
+            features=model.features(embeddings),
+            pairs=pool,
+            k=1,
+            rewards=rng.normal(size=(3, 60)),
+        )

@@ -10,7 +10,7 @@ from .kernels import (
     pair_diff,
     pair_quadform,
 )
-from .selectors import STRATEGIES, select
+from .selectors import STRATEGIES, select, select_with_model
 
 __all__ = [
     "STRATEGIES",
@@ -23,4 +23,5 @@ __all__ = [
     "pair_quadform",
     "pairs",
     "select",
+    "select_with_model",
 ]

@@ -87,3 +87,72 @@ def sequential_gains(
         gains.append(after - before)
         before = after
     return np.array(gains)
+
+
+def bald_scores(rewards: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """Mutual information H(mean p) - mean H(p) of each pair's label with the member."""
+    r = np.atleast_2d(np.asarray(rewards, dtype=np.float64))
+    p = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    prob = 1.0 / (1.0 + np.exp(-(r[:, p[:, 0]] - r[:, p[:, 1]])))
+
+    def entropy(x: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return -np.nan_to_num(x * np.log(x)) - np.nan_to_num((1 - x) * np.log(1 - x))
+
+    return entropy(prob.mean(axis=0)) - entropy(prob).mean(axis=0)
+
+
+def coreset(
+    features: np.ndarray,
+    pairs: np.ndarray,
+    k: int,
+    labelled: np.ndarray | None = None,
+    first: int | None = None,
+    exclude: np.ndarray | None = None,
+) -> np.ndarray:
+    """Greedy k-center over materialised differences, distance min(|d - c|, |d + c|)."""
+    d = pair_diff(features, pairs)
+    centres = [] if labelled is None or len(labelled) == 0 else list(pair_diff(features, labelled))
+    available = np.ones(len(d), bool) if exclude is None else ~np.asarray(exclude, bool)
+    chosen = []
+    if not centres:
+        chosen.append(first)
+        available[first] = False
+        centres.append(d[first])
+    while len(chosen) < k:
+        c = np.array(centres)
+        minus = ((d[:, None, :] - c[None]) ** 2).sum(-1)
+        plus = ((d[:, None, :] + c[None]) ** 2).sum(-1)
+        nearest = np.minimum(minus, plus).min(axis=1)
+        best = int(np.argmax(np.where(available, nearest, -np.inf)))
+        chosen.append(best)
+        available[best] = False
+        centres.append(d[best])
+    return np.array(chosen, dtype=np.int64)
+
+
+def ensemble_greedy_logdet(
+    member_features: list[np.ndarray],
+    member_weights: list[np.ndarray],
+    pairs: np.ndarray,
+    k: int,
+    priors: list[np.ndarray],
+    exclude: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Brute-force greedy on sum_e log det(F0_e + sum_S w_e d_e d_e^T), fresh solves each step."""
+    diffs = [pair_diff(f, pairs) for f in member_features]
+    matrices = [np.array(p, dtype=np.float64) for p in priors]
+    available = np.ones(len(pairs), bool) if exclude is None else ~np.asarray(exclude, bool)
+    chosen, gains = [], []
+    for _ in range(k):
+        total = np.zeros(len(pairs))
+        for d, w, m in zip(diffs, member_weights, matrices):
+            total += np.log1p(w * np.einsum("pi,ip->p", d, np.linalg.solve(m, d.T)))
+        total[~available] = -np.inf
+        best = int(np.argmax(total))
+        chosen.append(best)
+        gains.append(total[best])
+        available[best] = False
+        for d, w, m in zip(diffs, member_weights, matrices):
+            m += w[best] * np.outer(d[best], d[best])
+    return np.array(chosen, dtype=np.int64), np.array(gains)

@@ -73,14 +73,19 @@ def check_finite(t: torch.Tensor, name: str) -> None:
         raise ValueError(f"{name} must be finite, got {value} at index {where}")
 
 
-def features_tensor(x: Any, name: str = "features") -> torch.Tensor:
-    """(n, d) float32/float64, contiguous, finite, non-empty."""
+def features_tensor(x: Any, name: str = "features", *, members: bool = False) -> torch.Tensor:
+    """(n, d) float32/float64, contiguous, finite, non-empty; with ``members`` also (E, n, d)
+    (one feature matrix per ensemble member), always returned as (E, n, d)."""
     t = as_tensor(x, name)
     if t.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} must be float32 or float64, got {t.dtype}")
-    if t.ndim != 2:
+    if members and t.ndim == 2:
+        t = t.unsqueeze(0)
+    if members and t.ndim != 3:
+        raise ValueError(f"{name} must have shape (n, d) or (E, n, d), got {tuple(t.shape)}")
+    if not members and t.ndim != 2:
         raise ValueError(f"{name} must have shape (n, d), got {tuple(t.shape)}")
-    if t.shape[0] == 0 or t.shape[1] == 0:
+    if 0 in t.shape:
         raise ValueError(f"{name} is empty: shape {tuple(t.shape)}")
     supported_device(t, name)
     check_finite(t, name)

@@ -10,13 +10,15 @@ past-aware when ``labelled`` is given), so every strategy's batch can be compare
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
 from . import _validation as v
+from ._pool import Pool
+from .coreset import coreset
+from .ensemble import bald, ensemble_dopt_greedy
 from .kernels import (
     PriorState,
     Selection,
@@ -26,56 +28,9 @@ from .kernels import (
     greedy64,
     prior_state,
     quadforms64,
-    weights64,
 )
 
-__all__ = ["STRATEGIES", "select"]
-
-
-@dataclass(frozen=True)
-class Pool:
-    """Validated inputs of one selection, as tensors on the features' device."""
-
-    features: torch.Tensor  # (n, d)
-    pairs: torch.Tensor  # (P, 2)
-    rewards: torch.Tensor | None  # (E, n)
-    labelled: torch.Tensor | None  # (M, 2)
-    excluded: torch.Tensor | None  # (P,) pairs of the pool that are already labelled
-    ridge: float
-    seed: int
-    strategy: str
-
-    def need_rewards(self) -> torch.Tensor:
-        if self.rewards is None:
-            raise ValueError(f"strategy {self.strategy!r} needs rewards, got rewards=None")
-        return self.rewards
-
-    def weights(self, pairs: torch.Tensor) -> torch.Tensor:
-        """Fisher weights of ``pairs`` under the current rewards (1 without rewards)."""
-        if self.rewards is None:
-            return torch.ones(pairs.shape[0], dtype=torch.float64, device=pairs.device)
-        return weights64(self.rewards, pairs)
-
-    def prior(self, past: bool) -> PriorState:
-        """F0 = lambda I, plus with ``past`` the labelled pairs' w d d^T at the current rewards."""
-        if not past or self.labelled is None or self.labelled.shape[0] == 0:
-            return prior_state(self.ridge, self.features)
-        matrix = fisher_matrix64(self.features, self.labelled, self.weights(self.labelled))
-        matrix += self.ridge * torch.eye(matrix.shape[0], dtype=torch.float64, device=matrix.device)
-        return prior_state(matrix, self.features, "prior built from labelled")
-
-    def reward_gaps(self) -> torch.Tensor:
-        """(E, P) r_i - r_j of every member."""
-        r = self.need_rewards().double()
-        return r[:, self.pairs[:, 0].long()] - r[:, self.pairs[:, 1].long()]
-
-
-def _top(pool: Pool, score: torch.Tensor, k: int) -> torch.Tensor:
-    """Positions of the k largest scores among available pairs, ties to the lowest index."""
-    score = score.double().clone()
-    if pool.excluded is not None:
-        score.masked_fill_(pool.excluded, -np.inf)
-    return torch.sort(-score, stable=True).indices[:k]
+__all__ = ["STRATEGIES", "select", "select_with_model"]
 
 
 def _random(pool: Pool, k: int) -> torch.Tensor:
@@ -89,11 +44,11 @@ def _random(pool: Pool, k: int) -> torch.Tensor:
 def _entropy(pool: Pool, k: int) -> torch.Tensor:
     # the ensemble-mean preference probability nearest 1/2 (smallest |r_i - r_j| for one member)
     p = torch.sigmoid(pool.reward_gaps()).mean(dim=0)
-    return _top(pool, -(p - 0.5).abs(), k)
+    return pool.top(-(p - 0.5).abs(), k)
 
 
 def _max_gap(pool: Pool, k: int) -> torch.Tensor:
-    return _top(pool, pool.reward_gaps().mean(dim=0).abs(), k)
+    return pool.top(pool.reward_gaps().mean(dim=0).abs(), k)
 
 
 def _dopt_topk(pool: Pool, k: int, past: bool) -> torch.Tensor:
@@ -105,7 +60,7 @@ def _dopt_topk(pool: Pool, k: int, past: bool) -> torch.Tensor:
     matrix = fisher_matrix64(pool.features, pool.pairs, available.contiguous())
     matrix += pool.prior(past).matrix
     design = prior_state(matrix, pool.features, "pool Fisher matrix")
-    return _top(pool, w * quadforms64(pool.features, pool.pairs, design.projected, 1.0), k)
+    return pool.top(w * quadforms64(pool.features, pool.pairs, design.projected, 1.0), k)
 
 
 def _greedy(pool: Pool, k: int, weights: torch.Tensor, start: PriorState) -> Selection:
@@ -136,6 +91,9 @@ STRATEGIES: dict[str, Strategy] = {
     "past-dopt-topk": lambda pool, k: _dopt_topk(pool, k, past=True),
     "dopt-greedy": lambda pool, k: _dopt_greedy(pool, k, past=False),
     "past-dopt-greedy": lambda pool, k: _dopt_greedy(pool, k, past=True),
+    "bald": bald,
+    "coreset": coreset,
+    "ensemble-dopt-greedy": ensemble_dopt_greedy,
 }
 
 
@@ -167,14 +125,18 @@ def select(
 ) -> Selection:
     """Choose ``k`` pairs of the candidate ``pairs`` to label next.
 
-    ``features`` (n, d) are the reward model's last-layer features, ``rewards`` (n,) or (E, n)
-    its rewards (needed by every strategy but ``random`` and ``xtx``), ``labelled`` (M, 2) the
-    pairs labelled so far: they enter F0 of the past-aware strategies with their current
-    Fisher weights and are never chosen again. ``ridge`` is lambda in F0 = lambda I.
+    ``features`` (n, d) are the reward model's last-layer features, or (E, n, d) one matrix per
+    ensemble member: ``ensemble-dopt-greedy`` uses every member's, the other strategies the
+    first member's. ``rewards`` (n,) or (E, n) are the model's rewards (needed by every
+    strategy but ``random``, ``xtx`` and ``coreset``); Fisher weights are their ensemble mean.
+    ``labelled`` (M, 2) are the pairs labelled so far: they enter F0 of the past-aware
+    strategies with their current Fisher weights, seed the core-set centres, and are never
+    chosen again. ``ridge`` is lambda in F0 = lambda I; ``seed`` drives ``random``/``coreset``.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose one of {sorted(STRATEGIES)}")
-    f = v.features_tensor(features)
+    members = v.features_tensor(features, members=True)
+    f = members[0]
     n = f.shape[0]
     p = v.pairs_tensor(pairs, n, f.device, unique=True)
     r = None if rewards is None else v.rewards_tensor(rewards, n, f.device)
@@ -187,7 +149,16 @@ def select(
     if done is not None and done.shape[0] and p.shape[0]:
         excluded = torch.isin(v.pair_keys(p, n), v.pair_keys(done, n))
     k = check_budget(k, p.shape[0], excluded)
-    pool = Pool(f, p, r, done, excluded, v.positive_scalar(ridge, "ridge"), int(seed), strategy)
+    pool = Pool(
+        tuple(members.unbind(0)),
+        p,
+        r,
+        done,
+        excluded,
+        v.positive_scalar(ridge, "ridge"),
+        v.count_argument(seed, "seed"),
+        strategy,
+    )
     result = STRATEGIES[strategy](pool, k)
     if isinstance(result, torch.Tensor):
         gains, logdet = batch_gains(pool, result)
@@ -195,4 +166,29 @@ def select(
     as_numpy = v.is_numpy_like(features)
     return Selection(
         export(result.indices, as_numpy), export(result.gains, as_numpy), result.logdet
+    )
+
+
+def select_with_model(
+    strategy: str,
+    model: Any,
+    embeddings: Any,
+    pairs: Any,
+    k: int,
+    *,
+    labelled: Any | None = None,
+    ridge: float = 1e-3,
+    seed: int = 0,
+) -> Selection:
+    """:func:`select` with the features and rewards of a fitted
+    :class:`~activerm_fast.model.RewardModel` on ``embeddings``: one line for any strategy."""
+    return select(
+        strategy,
+        features=model.features(embeddings),
+        pairs=pairs,
+        k=k,
+        rewards=model.rewards(embeddings),
+        labelled=labelled,
+        ridge=ridge,
+        seed=seed,
     )

@@ -146,13 +146,13 @@ def ensemble_greedy_logdet(
     chosen, gains = [], []
     for _ in range(k):
         total = np.zeros(len(pairs))
-        for d, w, m in zip(diffs, member_weights, matrices):
+        for d, w, m in zip(diffs, member_weights, matrices, strict=True):
             total += np.log1p(w * np.einsum("pi,ip->p", d, np.linalg.solve(m, d.T)))
         total[~available] = -np.inf
         best = int(np.argmax(total))
         chosen.append(best)
         gains.append(total[best])
         available[best] = False
-        for d, w, m in zip(diffs, member_weights, matrices):
+        for d, w, m in zip(diffs, member_weights, matrices, strict=True):
             m += w[best] * np.outer(d[best], d[best])
     return np.array(chosen, dtype=np.int64), np.array(gains)

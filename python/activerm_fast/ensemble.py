@@ -14,9 +14,10 @@ def bald(pool: Pool, k: int) -> torch.Tensor:
     """Top k of the mutual information between a pair's label and the ensemble member:
     H(mean_e p_e) - mean_e H(p_e), with p_e = sigma(r_e,i - r_e,j)."""
     gaps = pool.reward_gaps()
-    if gaps.shape[0] < 2:
+    members = gaps.shape[0]
+    if members < 2:
         raise ValueError(
-            f"strategy 'bald' needs rewards of an ensemble of at least 2 members, got {gaps.shape[0]}"
+            f"strategy 'bald' needs rewards of an ensemble of at least 2 members, got {members}"
         )
     p = torch.sigmoid(gaps)
     # member entropies from the logits, so they stay exact where p rounds to 0 or 1

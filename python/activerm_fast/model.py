@@ -1,0 +1,370 @@
+"""An ensemble of MLP reward heads on fixed embeddings, trained with the Bradley–Terry loss.
+
+Each member maps an embedding x through hidden layers with GELU to features phi(x) in R^d and
+a bias-free linear output r(x) = theta^T phi(x), so the selection kernels can work on
+``features`` and ``theta`` directly. The E members' weights are stacked into (E, ...) tensors
+and trained together: one batched matrix product per layer, never a Python loop over models.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ._validation import as_tensor, check_finite, describe, pairs_tensor
+from .data import binary_labels
+
+_FORMAT = "activerm_fast.RewardModel"
+_FORMAT_VERSION = 1
+_INFERENCE_ROWS = 4096  # rows per forward chunk in rewards()/features(), to bound memory
+
+
+@dataclass
+class FitHistory:
+    """What :meth:`RewardModel.fit` did.
+
+    train_loss: per epoch, the BT loss on the training batches averaged over members.
+    val_loss: per epoch, each member's BT loss on the held-out pairs (empty without them).
+    best_epoch: per member, the epoch whose weights were kept (early stopping), 0-based.
+    num_train_pairs / num_val_pairs: how the labelled pairs were split.
+    """
+
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[list[float]] = field(default_factory=list)
+    best_epoch: list[int] = field(default_factory=list)
+    num_train_pairs: int = 0
+    num_val_pairs: int = 0
+
+
+class RewardModel:
+    """E reward heads ``input_dim -> hidden... (GELU) -> 1`` with a bias-free output layer.
+
+    Args:
+        input_dim: embedding dimension D.
+        hidden: hidden widths; the last one is the feature dimension d. ``()`` gives a
+            linear BT model on the embeddings (features are the embeddings themselves).
+        ensemble: number of members E.
+        seed: seeds the initial weights (and :meth:`fit` when it gets no seed).
+        device: where the weights live and training runs.
+    """
+
+    def __init__(
+        self,
+        input_dim: int,
+        hidden: Sequence[int] = (512, 512, 512),
+        ensemble: int = 1,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.input_dim = _positive_int(input_dim, "input_dim")
+        self.hidden = tuple(_positive_int(width, "hidden widths") for width in hidden)
+        self.ensemble = _positive_int(ensemble, "ensemble")
+        self.seed = _integer(seed, "seed")
+        self.device = torch.device(device)
+        self.history_: FitHistory | None = None
+        self._init_parameters(self.seed)
+
+    @property
+    def feature_dim(self) -> int:
+        """d, the width of the last hidden layer (or D for a linear model)."""
+        return self.hidden[-1] if self.hidden else self.input_dim
+
+    @property
+    def theta(self) -> np.ndarray:
+        """(E, d) float32 output weights: ``rewards = features @ theta`` per member."""
+        return self._theta.detach().cpu().numpy().copy()
+
+    def parameters(self) -> list[torch.Tensor]:
+        """The stacked trainable tensors: per layer (E, in, out) weights and (E, out) biases,
+        then theta (E, d)."""
+        return [*self._weights, *self._biases, self._theta]
+
+    def rewards(self, embeddings: Any) -> np.ndarray | torch.Tensor:
+        """(E, n) float32 rewards; a torch input gives a tensor on the model's device.
+
+        Computed as ``features @ theta`` with float64 accumulation, so for every member
+        ``features(x)[e].astype(float64) @ theta[e].astype(float64)`` equals it to float32
+        rounding.
+        """
+        x = self._embeddings(embeddings, "embeddings")
+        with torch.inference_mode():
+            theta = self._theta.double()
+            out = (
+                torch.cat(
+                    [
+                        torch.einsum("end,ed->en", self._forward(chunk).double(), theta).float()
+                        for chunk in x.split(_INFERENCE_ROWS)
+                    ],
+                    dim=1,
+                )
+                if x.shape[0]
+                else x.new_zeros((self.ensemble, 0))
+            )
+        return _like_input(out, embeddings)
+
+    def features(self, embeddings: Any) -> np.ndarray | torch.Tensor:
+        """(E, n, d) float32 last-layer features; a torch input gives a tensor."""
+        x = self._embeddings(embeddings, "embeddings")
+        with torch.inference_mode():
+            out = (
+                torch.cat([self._forward(chunk) for chunk in x.split(_INFERENCE_ROWS)], dim=1)
+                if x.shape[0]
+                else x.new_zeros((self.ensemble, 0, self.feature_dim))
+            )
+        return _like_input(out, embeddings)
+
+    def fit(
+        self,
+        embeddings: Any,
+        pairs: Any,
+        labels: Any,
+        *,
+        epochs: int = 30,
+        batch_size: int = 128,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        val_fraction: float = 0.1,
+        patience: int = 5,
+        seed: int | None = None,
+        warm_start: bool = False,
+        bootstrap: bool | None = None,
+    ) -> RewardModel:
+        """Train every member on labelled pairs with the Bradley–Terry loss.
+
+        The loss is the logistic loss of r_i - r_j from logits (labels: 1 when
+        ``pairs[k, 0]`` won), minimised with Adam (decoupled weight decay, i.e. AdamW) on
+        mini-batches. A seeded ``val_fraction`` of the pairs is held out (shared by all
+        members); each member keeps the weights of its best held-out epoch and training
+        stops once no member has improved for ``patience`` epochs. With no held-out pair
+        (few labels or ``val_fraction=0``) all ``epochs`` run and the last weights are kept.
+
+        Each member trains on its own bootstrap resample of the training pairs when
+        ``bootstrap`` is True (default: when ``ensemble > 1``), otherwise on all of them, in
+        its own shuffled order. ``warm_start`` continues from the current weights; otherwise
+        they are re-initialised from ``seed`` (default: the model's seed), so the same call
+        gives the same model. Returns ``self``; :attr:`history_` records the run.
+        """
+        x = self._embeddings(embeddings, "embeddings")
+        given_pairs = as_tensor(pairs, "pairs")
+        checked_pairs = pairs_tensor(given_pairs, x.shape[0], given_pairs.device, "pairs")
+        checked_pairs = checked_pairs.to(torch.int64)
+        if checked_pairs.shape[0] == 0:
+            raise ValueError("pairs is empty: fit needs at least one labelled pair")
+        same = checked_pairs[:, 0] == checked_pairs[:, 1]
+        if bool(same.any()):
+            row = int(torch.nonzero(same)[0, 0])
+            raise ValueError(
+                f"pairs[{row}] = {tuple(checked_pairs[row].tolist())} compares a response "
+                "with itself"
+            )
+        y = torch.from_numpy(
+            binary_labels(_cpu_numpy(labels, "labels"), checked_pairs.shape[0], "labels")
+        )
+        epochs = _positive_int(epochs, "epochs")
+        batch_size = _positive_int(batch_size, "batch_size")
+        patience = _positive_int(patience, "patience")
+        lr = _positive_float(lr, "lr")
+        if not (isinstance(weight_decay, numbers.Real) and 0 <= weight_decay < math.inf):
+            raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
+        if not (isinstance(val_fraction, numbers.Real) and 0 <= val_fraction < 1):
+            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
+        run_seed = self.seed if seed is None else _integer(seed, "seed")
+        resample = self.ensemble > 1 if bootstrap is None else bool(bootstrap)
+
+        if not warm_start:
+            self._init_parameters(run_seed)
+        rng = np.random.default_rng(run_seed)
+        num_pairs = checked_pairs.shape[0]
+        num_val = int(round(val_fraction * num_pairs))
+        if num_val >= num_pairs:
+            num_val = num_pairs - 1
+        split = rng.permutation(num_pairs)
+        train_rows, val_rows = split[num_val:], split[:num_val]
+        pairs_dev, y_dev = checked_pairs.to(self.device), y.to(self.device, torch.float32)
+        x = x.to(self.device)
+        history = FitHistory(num_train_pairs=train_rows.size, num_val_pairs=num_val)
+        members = (
+            rng.choice(train_rows, size=(self.ensemble, train_rows.size), replace=True)
+            if resample
+            else np.broadcast_to(train_rows, (self.ensemble, train_rows.size))
+        )
+
+        params = self.parameters()
+        for p in params:
+            p.requires_grad_(True)
+        optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=float(weight_decay))
+        best_loss = torch.full((self.ensemble,), math.inf, device=self.device)
+        best_params = [p.detach().clone() for p in params]
+        best_epoch = torch.zeros(self.ensemble, dtype=torch.int64)
+        stale = torch.zeros(self.ensemble, dtype=torch.int64)
+        for epoch in range(epochs):
+            order = torch.from_numpy(rng.permuted(members, axis=1).copy()).to(self.device)
+            epoch_loss = torch.zeros((), device=self.device)
+            for start in range(0, order.shape[1], batch_size):
+                batch = order[:, start : start + batch_size]
+                loss = self._batch_loss(x, pairs_dev[batch], y_dev[batch]).sum()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                epoch_loss += loss.detach() * batch.shape[1]
+            history.train_loss.append(float(epoch_loss) / (order.shape[1] * self.ensemble))
+            if num_val == 0:
+                continue
+            val_loss = self._val_loss(x, pairs_dev[val_rows], y_dev[val_rows])
+            history.val_loss.append(val_loss.tolist())
+            improved = val_loss < best_loss
+            best_loss = torch.where(improved, val_loss, best_loss)
+            for kept, p in zip(best_params, params, strict=True):
+                kept[improved] = p.detach()[improved]
+            improved_cpu = improved.cpu()
+            best_epoch[improved_cpu] = epoch
+            stale = torch.where(improved_cpu, 0, stale + 1)
+            if bool((stale >= patience).all()):
+                break
+        with torch.no_grad():
+            for p, kept in zip(params, best_params, strict=True):
+                p.requires_grad_(False)
+                if num_val:
+                    p.copy_(kept)
+        history.best_epoch = (
+            best_epoch.tolist() if num_val else [len(history.train_loss) - 1] * self.ensemble
+        )
+        self.history_ = history
+        return self
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write configuration and weights (a ``torch.save`` file of plain tensors)."""
+        torch.save(
+            {
+                "format": _FORMAT,
+                "version": _FORMAT_VERSION,
+                "config": {
+                    "input_dim": self.input_dim,
+                    "hidden": list(self.hidden),
+                    "ensemble": self.ensemble,
+                    "seed": self.seed,
+                },
+                "parameters": [p.detach().cpu() for p in self.parameters()],
+            },
+            path,
+        )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], device: str | torch.device = "cpu") -> RewardModel:
+        """Read a file written by :meth:`save` (safe loading: tensors and plain data only)."""
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(saved, dict) or saved.get("format") != _FORMAT:
+            raise ValueError(f"{path} is not a saved RewardModel")
+        if saved.get("version") != _FORMAT_VERSION:
+            raise ValueError(
+                f"{path} has RewardModel format version {saved.get('version')}, "
+                f"this version reads {_FORMAT_VERSION}"
+            )
+        config = saved["config"]
+        model = cls(
+            config["input_dim"], config["hidden"], config["ensemble"], config["seed"], device
+        )
+        with torch.no_grad():
+            for p, stored in zip(model.parameters(), saved["parameters"], strict=True):
+                if p.shape != stored.shape:
+                    raise ValueError(
+                        f"{path}: a parameter has shape {tuple(stored.shape)}, "
+                        f"expected {tuple(p.shape)}"
+                    )
+                p.copy_(stored)
+        return model
+
+    def _init_parameters(self, seed: int) -> None:
+        """PyTorch's nn.Linear initialisation, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), per member."""
+        generator = torch.Generator().manual_seed(seed)
+        widths = [self.input_dim, *self.hidden]
+
+        def uniform(*shape: int, fan_in: int) -> torch.Tensor:
+            values = torch.rand(self.ensemble, *shape, generator=generator) * 2 - 1
+            return (values / math.sqrt(fan_in)).to(self.device)
+
+        self._weights = [
+            uniform(a, b, fan_in=a) for a, b in zip(widths[:-1], widths[1:], strict=True)
+        ]
+        self._biases = [uniform(b, fan_in=a) for a, b in zip(widths[:-1], widths[1:], strict=True)]
+        self._theta = uniform(self.feature_dim, fan_in=self.feature_dim)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Features (E, b, d) of shared rows x (b, D) or per-member rows x (E, b, D)."""
+        if not self.hidden:
+            return x.expand(self.ensemble, *x.shape[-2:]) if x.ndim == 2 else x
+        h = x
+        for weight, bias in zip(self._weights, self._biases, strict=True):
+            if h.ndim == 2:  # shared rows: one (b, D) x (D, E*H) product for all members
+                e, d_in, d_out = weight.shape
+                flat = weight.permute(1, 0, 2).reshape(d_in, e * d_out)
+                h = (h @ flat).reshape(-1, e, d_out).permute(1, 0, 2) + bias[:, None, :]
+            else:
+                h = torch.baddbmm(bias[:, None, :], h, weight)
+            h = F.gelu(h)
+        return h
+
+    def _batch_loss(self, x: torch.Tensor, pairs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """(E,) mean BT loss of each member on its own (E, b) batch of pairs."""
+        b = pairs.shape[1]
+        rows = torch.cat([pairs[..., 0], pairs[..., 1]], dim=1)  # (E, 2b)
+        r = torch.bmm(self._forward(x[rows]), self._theta[:, :, None]).squeeze(-1)
+        margin = r[:, :b] - r[:, b:]
+        return F.binary_cross_entropy_with_logits(margin, y, reduction="none").mean(dim=1)
+
+    def _val_loss(self, x: torch.Tensor, pairs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """(E,) BT loss of each member on the shared held-out pairs."""
+        with torch.no_grad():
+            rows, inverse = torch.unique(pairs, return_inverse=True)
+            r = torch.bmm(self._forward(x[rows]), self._theta[:, :, None]).squeeze(-1)
+            margin = r[:, inverse[:, 0]] - r[:, inverse[:, 1]]
+            loss = F.binary_cross_entropy_with_logits(margin, y.expand_as(margin), reduction="none")
+            return loss.mean(dim=1)
+
+    def _embeddings(self, embeddings: Any, name: str) -> torch.Tensor:
+        t = as_tensor(embeddings, name)
+        if not t.dtype.is_floating_point:
+            raise TypeError(f"{name} must be floating point, got {describe(embeddings)}")
+        if t.ndim != 2 or t.shape[1] != self.input_dim:
+            raise ValueError(f"{name} must have shape (n, {self.input_dim}), got {tuple(t.shape)}")
+        check_finite(t, name)
+        return t.to(self.device, torch.float32)
+
+
+def _like_input(out: torch.Tensor, given: Any) -> np.ndarray | torch.Tensor:
+    """NumPy in, NumPy out; a torch tensor in, a tensor out (on the model's device)."""
+    if isinstance(given, torch.Tensor):
+        return out.clone()
+    return out.cpu().numpy()
+
+
+def _cpu_numpy(x: Any, name: str) -> np.ndarray:
+    return as_tensor(x, name).cpu().numpy()
+
+
+def _integer(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+    return int(value)
+
+
+def _positive_int(value: Any, name: str) -> int:
+    if _integer(value, name) < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(value)
+
+
+def _positive_float(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    if not 0 < float(value) < math.inf:
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return float(value)

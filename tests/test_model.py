@@ -1,0 +1,183 @@
+"""RewardModel: shapes, the features/theta contract, learning, determinism, persistence, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from activerm_fast.data import Dataset, synthetic
+from activerm_fast.metrics import within_prompt_spearman
+from activerm_fast.model import RewardModel
+from activerm_fast.oracle import BTOracle
+
+FIT = {"epochs": 12, "batch_size": 128, "lr": 3e-3}
+
+
+def within_prompt_pairs(dataset: Dataset) -> np.ndarray:
+    """Every pair of responses that share a prompt."""
+    ids = dataset.prompt_ids
+    i, j = np.triu_indices(dataset.n, k=1)
+    same = ids[i] == ids[j]
+    return np.stack([i[same], j[same]], axis=1)
+
+
+@pytest.fixture(scope="module")
+def linear_task():
+    dataset = synthetic(
+        num_train_prompts=60,
+        responses_per_prompt=10,
+        num_test_prompts=15,
+        test_responses_per_prompt=20,
+        dim=16,
+        linear=True,
+        seed=1,
+    )
+    train = dataset.train()
+    pairs = within_prompt_pairs(train)
+    labels = BTOracle(train.gold, beta=np.inf).label(pairs)
+    return train, dataset.test(), pairs, labels
+
+
+@pytest.fixture(scope="module")
+def fitted(linear_task):
+    train, _, pairs, labels = linear_task
+    model = RewardModel(train.dim, hidden=(32, 32), ensemble=3, seed=0)
+    return model.fit(train.embeddings, pairs, labels, **FIT)
+
+
+def test_noiseless_linear_gold_is_learned(fitted, linear_task):
+    _, test, _, _ = linear_task
+    rewards = fitted.rewards(test.embeddings)
+    for member in rewards:
+        assert within_prompt_spearman(member, test.gold, test.prompt_ids) > 0.95
+
+
+def test_features_times_theta_is_rewards(fitted, linear_task):
+    _, test, _, _ = linear_task
+    features, theta = fitted.features(test.embeddings), fitted.theta
+    rewards = fitted.rewards(test.embeddings)
+    assert features.shape == (3, test.n, 32) and features.dtype == np.float32
+    assert theta.shape == (3, 32) and rewards.shape == (3, test.n)
+    assert rewards.dtype == np.float32
+    exact = np.einsum("end,ed->en", features.astype(np.float64), theta.astype(np.float64))
+    np.testing.assert_allclose(rewards, exact, rtol=1e-6, atol=1e-6 * np.abs(exact).max())
+    for e in range(3):
+        np.testing.assert_allclose(features[e] @ theta[e], rewards[e], rtol=1e-4, atol=1e-4)
+
+
+def test_ensemble_members_differ(fitted, linear_task):
+    _, test, _, _ = linear_task
+    rewards = fitted.rewards(test.embeddings)
+    spread = rewards.std(axis=0).mean() / rewards.std()
+    assert spread > 1e-3
+    assert not np.allclose(fitted.theta[0], fitted.theta[1])
+
+
+def test_fit_is_deterministic_for_a_seed(linear_task):
+    train, test, pairs, labels = linear_task
+    pairs, labels = pairs[:600], labels[:600]
+
+    def fit(seed: int) -> np.ndarray:
+        model = RewardModel(train.dim, hidden=(16,), ensemble=2, seed=seed)
+        model.fit(train.embeddings, pairs, labels, epochs=3)
+        return model.rewards(test.embeddings)
+
+    first = fit(5)
+    np.testing.assert_array_equal(first, fit(5))
+    assert not np.allclose(first, fit(6))
+
+
+def test_warm_start_continues_and_cold_start_reinitialises(linear_task):
+    train, test, pairs, labels = linear_task
+    pairs, labels = pairs[:600], labels[:600]
+    model = RewardModel(train.dim, hidden=(16,), ensemble=2, seed=3)
+    once = model.fit(train.embeddings, pairs, labels, epochs=2, val_fraction=0).rewards(
+        test.embeddings
+    )
+    model.fit(train.embeddings, pairs, labels, epochs=2, val_fraction=0, warm_start=True)
+    twice = model.rewards(test.embeddings)
+    assert not np.allclose(once, twice)
+    model.fit(train.embeddings, pairs, labels, epochs=2, val_fraction=0)
+    np.testing.assert_array_equal(model.rewards(test.embeddings), once)
+
+
+def test_early_stopping_keeps_each_members_best_epoch(linear_task):
+    train, _, pairs, labels = linear_task
+    model = RewardModel(train.dim, hidden=(16,), ensemble=2, seed=0)
+    model.fit(train.embeddings, pairs[:400], labels[:400], epochs=40, patience=2, lr=3e-2)
+    history = model.history_
+    val = np.array(history.val_loss)
+    assert val.shape == (len(history.train_loss), 2)
+    assert history.num_val_pairs == 40 and history.num_train_pairs == 360
+    np.testing.assert_array_equal(history.best_epoch, val.argmin(axis=0))
+    # stopped at the first epoch where every member had gone `patience` epochs without a gain
+    last, best = len(history.train_loss) - 1, np.array(history.best_epoch)
+    assert last == 39 or ((last - best).min() >= 2 and (last - 1 - best).min() < 2)
+
+
+def test_linear_head_features_are_the_embeddings(linear_task):
+    train, test, pairs, labels = linear_task
+    model = RewardModel(train.dim, hidden=(), ensemble=2).fit(
+        train.embeddings, pairs, labels, epochs=2
+    )
+    features = model.features(test.embeddings)
+    np.testing.assert_array_equal(features[1], test.embeddings)
+    assert model.theta.shape == (2, train.dim)
+
+
+def test_torch_input_gives_torch_output_and_save_load_round_trips(fitted, linear_task, tmp_path):
+    _, test, _, _ = linear_task
+    x = torch.from_numpy(test.embeddings)
+    rewards = fitted.rewards(x)
+    assert isinstance(rewards, torch.Tensor) and rewards.shape == (3, test.n)
+    np.testing.assert_array_equal(rewards.numpy(), fitted.rewards(test.embeddings))
+    path = tmp_path / "head.pt"
+    fitted.save(path)
+    loaded = RewardModel.load(path)
+    assert loaded.hidden == (32, 32) and loaded.ensemble == 3
+    np.testing.assert_array_equal(loaded.rewards(test.embeddings), fitted.rewards(test.embeddings))
+    torch.save({"something": "else"}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="is not a saved RewardModel"):
+        RewardModel.load(tmp_path / "other.pt")
+
+
+def test_empty_input_gives_empty_output():
+    model = RewardModel(4, hidden=(8,), ensemble=2)
+    assert model.rewards(np.zeros((0, 4), np.float32)).shape == (2, 0)
+    assert model.features(np.zeros((0, 4), np.float32)).shape == (2, 0, 8)
+
+
+def test_errors_name_the_argument_and_the_value():
+    model = RewardModel(4, hidden=(8,), ensemble=2)
+    x = np.random.default_rng(0).standard_normal((10, 4)).astype(np.float32)
+    pairs = np.array([[0, 1], [2, 3], [4, 5]])
+    labels = np.array([1, 0, 1])
+    with pytest.raises(ValueError, match=r"embeddings must have shape \(n, 4\), got \(10, 3\)"):
+        model.rewards(x[:, :3])
+    with pytest.raises(ValueError, match=r"embeddings must be finite, got nan at index \(2, 1\)"):
+        bad = x.copy()
+        bad[2, 1] = np.nan
+        model.fit(bad, pairs, labels)
+    with pytest.raises(TypeError, match="embeddings must be floating point"):
+        model.features(np.zeros((3, 4), dtype=np.int64))
+    with pytest.raises(ValueError, match=r"pairs\[1\] = \(2, 10\) is out of range for 10"):
+        model.fit(x, np.array([[0, 1], [2, 10]]), labels[:2])
+    with pytest.raises(ValueError, match=r"pairs\[0\] = \(7, 7\) compares a response with itself"):
+        model.fit(x, np.array([[7, 7]]), labels[:1])
+    with pytest.raises(ValueError, match="labels must be 0 or 1, got 2 at index 2"):
+        model.fit(x, pairs, np.array([1, 0, 2]))
+    with pytest.raises(ValueError, match=r"labels must have shape \(3,\), got \(2,\)"):
+        model.fit(x, pairs, labels[:2])
+    with pytest.raises(ValueError, match="pairs is empty"):
+        model.fit(x, np.zeros((0, 2), dtype=np.int64), np.zeros(0, dtype=np.int64))
+    with pytest.raises(ValueError, match="epochs must be >= 1, got 0"):
+        model.fit(x, pairs, labels, epochs=0)
+    with pytest.raises(ValueError, match=r"val_fraction must be in \[0, 1\), got 1.0"):
+        model.fit(x, pairs, labels, val_fraction=1.0)
+    with pytest.raises(ValueError, match="lr must be a positive finite number, got -0.1"):
+        model.fit(x, pairs, labels, lr=-0.1)
+    with pytest.raises(ValueError, match="ensemble must be >= 1, got 0"):
+        RewardModel(4, ensemble=0)
+    with pytest.raises(TypeError, match="hidden widths must be an integer, got float 8.5"):
+        RewardModel(4, hidden=(8.5,))

@@ -8,7 +8,7 @@ import numpy as np
 
 from ._validation import count_argument
 
-__all__ = ["within_prompt", "cross_prompt", "all_pairs", "prompt_codes"]
+__all__ = ["within_prompt", "cross_prompt", "cross_pair_count", "all_pairs", "prompt_codes"]
 
 
 def prompt_codes(prompt_ids: Any, name: str = "prompt_ids") -> np.ndarray:
@@ -48,6 +48,13 @@ def within_prompt(prompt_ids: Any) -> np.ndarray:
     return _canonical(np.concatenate(blocks))
 
 
+def cross_pair_count(prompt_ids: Any) -> int:
+    """How many unordered pairs of responses to different prompts there are."""
+    codes = prompt_codes(prompt_ids)
+    sizes = np.bincount(codes).astype(np.int64)
+    return (len(codes) ** 2 - int((sizes**2).sum())) // 2
+
+
 def cross_prompt(prompt_ids: Any, num: int, seed: int = 0) -> np.ndarray:
     """``num`` distinct pairs of responses to different prompts, uniform over all such pairs.
 
@@ -59,12 +66,11 @@ def cross_prompt(prompt_ids: Any, num: int, seed: int = 0) -> np.ndarray:
     codes = prompt_codes(prompt_ids)
     num = count_argument(num, "num")
     n = len(codes)
-    sizes = np.bincount(codes) if n else np.zeros(0, np.int64)
-    total = (n * n - int((sizes.astype(np.int64) ** 2).sum())) // 2
+    total = cross_pair_count(codes)
     if num > total:
         raise ValueError(
             f"num = {num} is larger than the {total} cross-prompt pairs of {n} responses "
-            f"to {len(sizes)} prompts"
+            f"to {len(np.unique(codes))} prompts"
         )
     rng = np.random.default_rng(seed)
     if num == 0:

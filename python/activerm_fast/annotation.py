@@ -1,0 +1,149 @@
+"""The production step: read what is labelled, choose the next batch, write it for annotators.
+
+Labelled and batch files share one JSONL record format, so an annotated batch is appended to
+the labelled file as it is:
+
+    {"first": 17, "second": 2051, "label": 1, "first_prompt": "q12", "second_prompt": "q40",
+     "first_text": "...", "second_text": "..."}
+
+``first``/``second`` are row indices into the dataset, ``label`` is 1 when the first response
+wins and 0 when the second does (``null`` in a batch until annotated); the prompt ids and
+texts are for the annotators and are ignored when reading.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .data import Dataset
+from .model import RewardModel
+from .pairs import cross_pair_count, cross_prompt, within_prompt
+from .selectors import select, select_with_model
+
+# strategies that need no fitted model, used as they are for the very first batch
+_MODEL_FREE = {"random", "xtx", "coreset"}
+
+
+def read_labelled(path: str | os.PathLike[str], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(M, 2) pairs and (M,) labels from a JSONL file; a missing file means nothing labelled."""
+    path = Path(path)
+    if not path.exists():
+        return np.empty((0, 2), np.int64), np.empty(0, np.int64)
+    pairs, labels = [], []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}, line {number}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{where}: not JSON ({err.msg})") from None
+            if not isinstance(record, dict):
+                raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
+            pair = tuple(_row_index(record, key, n, where) for key in ("first", "second"))
+            if pair[0] == pair[1]:
+                raise ValueError(f"{where}: first and second are the same response {pair[0]}")
+            label = record.get("label")
+            if isinstance(label, bool) or label not in (0, 1):
+                raise ValueError(
+                    f"{where}: label must be 1 (first wins) or 0 (second wins), got {label!r}"
+                )
+            pairs.append(pair)
+            labels.append(label)
+    return np.array(pairs, np.int64).reshape(-1, 2), np.array(labels, np.int64)
+
+
+def _row_index(record: dict[str, Any], key: str, n: int, where: str) -> int:
+    value = record.get(key)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{where}: {key!r} must be a row index, got {value!r}")
+    if not 0 <= value < n:
+        raise ValueError(f"{where}: {key!r} = {value} is out of range for {n} responses")
+    return value
+
+
+def write_batch(path: str | os.PathLike[str], dataset: Dataset, pairs: np.ndarray) -> None:
+    """One unlabelled record per pair, with prompt ids and texts where the dataset has them."""
+    with open(path, "w", encoding="utf-8") as f:
+        for i, j in pairs.tolist():
+            record: dict[str, Any] = {"first": i, "second": j, "label": None}
+            for side, row in (("first", i), ("second", j)):
+                prompt = int(dataset.prompt_ids[row])
+                record[f"{side}_prompt"] = _plain(dataset.prompt_names[prompt])
+                if dataset.prompts is not None:
+                    record[f"{side}_prompt_text"] = dataset.prompts[prompt]
+                if dataset.responses is not None:
+                    record[f"{side}_text"] = dataset.responses[row]
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def next_batch(
+    dataset: Dataset,
+    labelled_pairs: np.ndarray,
+    labels: np.ndarray,
+    k: int,
+    *,
+    strategy: str = "past-dopt-greedy",
+    pool: str = "cross",
+    pool_size: int = 200_000,
+    ensemble: int = 3,
+    model_path: str | os.PathLike[str] | None = None,
+    reuse_model: bool = False,
+    ridge: float = 1e-3,
+    seed: int = 0,
+) -> tuple[np.ndarray, str]:
+    """The next ``k`` pairs (rows of the whole dataset) to annotate, and a note on how.
+
+    The model is fitted on the labelled pairs (or loaded from ``model_path`` with
+    ``reuse_model``) and saved to ``model_path`` when given. Before any label exists there is
+    no model: model-free strategies run on the embeddings, the others fall back to ``xtx``
+    (D-optimal exploration of the embedding space).
+    """
+    candidates = _pool(dataset, pool, pool_size, seed)
+    if len(labelled_pairs) == 0 and not (reuse_model and model_path and Path(model_path).exists()):
+        chosen = strategy if strategy in _MODEL_FREE else "xtx"
+        selection = select(
+            chosen, features=dataset.embeddings, pairs=candidates, k=k, ridge=ridge, seed=seed
+        )
+        note = f"no labels yet: chose with {chosen!r} on the embeddings"
+        return candidates[selection.indices], note
+    if reuse_model and model_path is not None and Path(model_path).exists():
+        model = RewardModel.load(model_path)
+        note = f"model loaded from {model_path}"
+    else:
+        model = RewardModel(dataset.dim, ensemble=ensemble, seed=seed)
+        model.fit(dataset.embeddings, labelled_pairs, labels, seed=seed)
+        note = f"model fitted on {len(labels)} labelled pairs"
+        if model_path is not None:
+            model.save(model_path)
+            note += f", saved to {model_path}"
+    selection = select_with_model(
+        strategy,
+        model,
+        dataset.embeddings,
+        candidates,
+        k,
+        labelled=labelled_pairs,
+        ridge=ridge,
+        seed=seed,
+    )
+    return candidates[selection.indices], f"{note}; chose with {strategy!r}"
+
+
+def _pool(dataset: Dataset, kind: str, size: int, seed: int) -> np.ndarray:
+    if kind == "within":
+        return within_prompt(dataset.prompt_ids)
+    if kind != "cross":
+        raise ValueError(f"pool must be 'cross' or 'within', got {kind!r}")
+    available = cross_pair_count(dataset.prompt_ids)
+    return cross_prompt(dataset.prompt_ids, min(size, available), seed=seed)

@@ -1,0 +1,190 @@
+"""The ``activerm-fast`` command: simulate, select, info."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import data
+from .annotation import next_batch, read_labelled, write_batch
+from .backends import build_info
+from .loop import POOLS, LoopConfig
+from .selectors import STRATEGIES
+from .simulate import format_table, simulate
+
+DEFAULT_STRATEGIES = (
+    "random",
+    "entropy",
+    "bald",
+    "dopt-topk",
+    "dopt-greedy",
+    "past-dopt-greedy",
+    "ensemble-dopt-greedy",
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, no usage dump
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="activerm-fast",
+        description="Choose which comparison pairs to label for Bradley-Terry reward models.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    sim = commands.add_parser("simulate", help="compare labelling strategies in simulation")
+    sim.add_argument(
+        "--dataset", default="arena-bench", help="arena-bench, synthetic or a .npz path"
+    )
+    sim.add_argument(
+        "--strategies",
+        nargs="+",
+        default=list(DEFAULT_STRATEGIES),
+        choices=sorted(STRATEGIES),
+        metavar="STRATEGY",
+    )
+    sim.add_argument(
+        "--pool", choices=POOLS, default="cross", help="candidate pairs across or within prompts"
+    )
+    sim.add_argument("--rounds", type=_positive, default=6)
+    sim.add_argument("--per-round", type=_positive, default=50, help="labels per round")
+    sim.add_argument("--seeds", type=_positive, default=3, help="number of seeds (0..S-1)")
+    sim.add_argument("--prompts-per-round", type=_positive, default=LoopConfig.prompts_per_round)
+    sim.add_argument("--cross-pairs", type=_positive, default=LoopConfig.cross_pairs)
+    sim.add_argument("--ensemble", type=_positive, default=LoopConfig.ensemble)
+    sim.add_argument(
+        "--beta",
+        type=float,
+        default=LoopConfig.beta,
+        help="oracle label noise: BT temperature on standardised gold (inf: noiseless)",
+    )
+    sim.add_argument(
+        "--warm-start", action="store_true", help="refit from the previous round's weights"
+    )
+    sim.add_argument("--out", default="activerm-fast-results", help="output folder (resumable)")
+    sim.add_argument("--no-progress", action="store_true")
+    sim.set_defaults(handler=_simulate)
+
+    sel = commands.add_parser("select", help="choose the next batch of pairs to annotate")
+    sel.add_argument("--data", required=True, help="arena-bench or a .npz dataset")
+    sel.add_argument(
+        "--labelled", required=True, help="JSONL of labelled pairs (may not exist yet)"
+    )
+    sel.add_argument("--k", type=_positive, required=True, help="pairs to choose")
+    sel.add_argument("--strategy", choices=sorted(STRATEGIES), default="past-dopt-greedy")
+    sel.add_argument("--model", help="where the fitted model is saved (loaded with --reuse-model)")
+    sel.add_argument("--reuse-model", action="store_true", help="load --model instead of fitting")
+    sel.add_argument("--pool", choices=POOLS, default="cross")
+    sel.add_argument("--pool-size", type=_positive, default=200_000, help="cross-prompt candidates")
+    sel.add_argument("--ensemble", type=_positive, default=3)
+    sel.add_argument("--seed", type=int, default=0)
+    sel.add_argument("--out", required=True, help="JSONL batch to write")
+    sel.set_defaults(handler=_select)
+
+    info = commands.add_parser("info", help="build and device information")
+    info.set_defaults(handler=_info)
+    return parser
+
+
+def _load_dataset(name: str) -> data.Dataset:
+    if name == "synthetic":
+        return data.synthetic()
+    return data.load(name)
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    dataset = _load_dataset(args.dataset)
+    config = LoopConfig(
+        pool=args.pool,
+        rounds=args.rounds,
+        per_round=args.per_round,
+        prompts_per_round=args.prompts_per_round,
+        cross_pairs=args.cross_pairs,
+        ensemble=args.ensemble,
+        beta=args.beta,
+        warm_start=args.warm_start,
+    )
+    out = Path(args.out)
+    print(
+        f"{dataset.name}: {dataset.train().n} training responses to "
+        f"{dataset.train().num_prompts} prompts, {dataset.test().num_prompts} test prompts; "
+        f"{args.pool}-prompt pools, {args.rounds} rounds x {args.per_round} labels, "
+        f"{args.seeds} seeds"
+    )
+    records = simulate(
+        dataset,
+        args.strategies,
+        config=config,
+        seeds=range(args.seeds),
+        out_dir=out,
+        progress=not args.no_progress,
+    )
+    print()
+    print(format_table(records))
+    print()
+    print(f"wrote {out / 'results.csv'} and {out / 'results.json'}")
+    try:
+        from .plot import learning_curves
+    except ImportError:  # pragma: no cover - matplotlib is the [plot] extra
+        print("matplotlib is not installed: pip install 'activerm_fast[plot]' for the plot")
+        return 0
+    title = f"{dataset.name}, {args.pool}-prompt pools"
+    print(f"wrote {learning_curves(records, out / 'learning_curves.png', title)}")
+    return 0
+
+
+def _select(args: argparse.Namespace) -> int:
+    dataset = _load_dataset(args.data)
+    pairs, labels = read_labelled(args.labelled, dataset.n)
+    batch, note = next_batch(
+        dataset,
+        pairs,
+        labels,
+        args.k,
+        strategy=args.strategy,
+        pool=args.pool,
+        pool_size=args.pool_size,
+        ensemble=args.ensemble,
+        model_path=args.model,
+        reuse_model=args.reuse_model,
+        seed=args.seed,
+    )
+    write_batch(args.out, dataset, batch)
+    print(f"{note}; wrote {len(batch)} pairs to {args.out}")
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    info = build_info()
+    width = max(len(key) for key in info)
+    for key, value in info.items():
+        print(f"{key:<{width}}  {value}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        print("activerm-fast: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, OSError) as err:
+        print(f"activerm-fast: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,303 @@
+"""Simulated active labelling: rounds of select -> ask the oracle -> refit -> evaluate.
+
+One :class:`ActiveLoop` runs one strategy with one seed. Every finished round is checkpointed
+(labelled pairs, labels, records, model) so a killed run restarted with the same arguments
+continues from the last finished round, with no label lost or asked twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import metrics
+from .data import Dataset
+from .model import RewardModel
+from .oracle import BTOracle, PairLabelOracle
+from .pairs import cross_pair_count, cross_prompt, within_prompt
+from .selectors import STRATEGIES, select, select_with_model
+
+POOLS = ("cross", "within")
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """Everything that defines a simulated labelling campaign except the strategy and seed.
+
+    Each round draws ``prompts_per_round`` training prompts, builds the candidate pool from
+    their responses (``cross``: ``cross_pairs`` sampled pairs of responses to different
+    prompts; ``within``: every pair inside a prompt) and labels ``per_round`` of them. The
+    first round is random for every strategy (there is no model yet), so all strategies of
+    one seed start from the same labels.
+    """
+
+    pool: str = "cross"
+    rounds: int = 6
+    per_round: int = 50
+    prompts_per_round: int = 120
+    cross_pairs: int = 50_000
+    ensemble: int = 3
+    hidden: tuple[int, ...] = (256, 256)
+    epochs: int = 60
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    patience: int = 8
+    warm_start: bool = False
+    beta: float = 1.0
+    ridge: float = 1e-3
+    best_of: tuple[int, ...] = (2, 4, 8, 16)
+
+    def __post_init__(self) -> None:
+        if self.pool not in POOLS:
+            raise ValueError(f"pool must be one of {POOLS}, got {self.pool!r}")
+        for name in ("rounds", "per_round", "prompts_per_round", "cross_pairs", "ensemble"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not self.beta > 0:
+            raise ValueError(f"beta must be positive (inf for noiseless labels), got {self.beta}")
+        object.__setattr__(self, "hidden", tuple(self.hidden))
+        object.__setattr__(self, "best_of", tuple(self.best_of))
+
+
+@dataclass
+class LoopState:
+    """What a checkpoint holds: the labels so far and one record per finished round."""
+
+    pairs: np.ndarray = field(default_factory=lambda: np.empty((0, 2), np.int64))
+    labels: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+
+class ActiveLoop:
+    """Run ``strategy`` on ``dataset`` for ``config.rounds`` rounds with one ``seed``.
+
+    Labels come from a Bradley-Terry oracle on the dataset's golden reward, or, for
+    human-labelled data without one, from its stored labels (the pool is then the labelled
+    training pairs of the drawn prompts). With ``checkpoint_dir`` every finished round is
+    saved there and :meth:`run` resumes from it.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        strategy: str,
+        config: LoopConfig | None = None,
+        *,
+        seed: int = 0,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        oracle: Any | None = None,
+    ) -> None:
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {strategy!r}; choose one of {sorted(STRATEGIES)}")
+        self.strategy = strategy
+        self.config = config or LoopConfig()
+        self.seed = int(seed)
+        self.train = dataset.train()
+        self.test = dataset.test()
+        if self.train.num_prompts == 0 or self.test.num_prompts == 0:
+            raise ValueError(
+                f"dataset {dataset.name!r} needs training and test prompts, got "
+                f"{self.train.num_prompts} and {self.test.num_prompts}"
+            )
+        if self.test.gold is None and (self.test.pairs is None or len(self.test.pairs) == 0):
+            raise ValueError(
+                f"dataset {dataset.name!r} has neither a golden reward nor labelled test pairs: "
+                "nothing to evaluate on"
+            )
+        self.oracle = oracle or _default_oracle(self.train, self.config.beta, self.seed)
+        self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
+        self.model: RewardModel | None = None
+
+    # ---- the rounds ----------------------------------------------------------------------
+
+    def run(self, on_round: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+        """Run (or finish) every round; returns one record per round."""
+        state = self._resume()
+        for round_index in range(len(state.records), self.config.rounds):
+            record = self._round(round_index, state)
+            state.records.append(record)
+            self._save(state)
+            if on_round is not None:
+                on_round(record)
+        return state.records
+
+    def _round(self, round_index: int, state: LoopState) -> dict[str, Any]:
+        config = self.config
+        rng = np.random.default_rng([self.seed, round_index])
+        pool = self._candidate_pool(rng)
+        k = min(config.per_round, self._available(pool, state))
+        start = time.perf_counter()
+        if self.model is None:  # first round: no model to select with
+            chosen = select(
+                "random",
+                features=self.train.embeddings,
+                pairs=pool,
+                k=k,
+                labelled=state.pairs,
+                seed=int(rng.integers(1 << 31)),
+            ).indices
+        else:
+            chosen = select_with_model(
+                self.strategy,
+                self.model,
+                self.train.embeddings,
+                pool,
+                k,
+                labelled=state.pairs,
+                ridge=config.ridge,
+                seed=int(rng.integers(1 << 31)),
+            ).indices
+        select_seconds = time.perf_counter() - start
+        asked = pool[np.asarray(chosen)]
+        state.pairs = np.concatenate([state.pairs, asked])
+        state.labels = np.concatenate([state.labels, self.oracle.label(asked)])
+
+        start = time.perf_counter()
+        self._fit(state, seed=int(rng.integers(1 << 31)))
+        fit_seconds = time.perf_counter() - start
+        return {
+            "strategy": self.strategy,
+            "seed": self.seed,
+            "pool": config.pool,
+            "round": round_index + 1,
+            "labels": int(len(state.labels)),
+            "pool_size": int(len(pool)),
+            **self._evaluate(),
+            "select_seconds": select_seconds,
+            "fit_seconds": fit_seconds,
+        }
+
+    def _candidate_pool(self, rng: np.random.Generator) -> np.ndarray:
+        """(P, 2) training-row pairs among the responses of this round's prompts."""
+        train, config = self.train, self.config
+        prompts = rng.choice(
+            train.num_prompts, size=min(config.prompts_per_round, train.num_prompts), replace=False
+        )
+        rows = np.flatnonzero(np.isin(train.prompt_ids, prompts))
+        if isinstance(self.oracle, PairLabelOracle):
+            known = self.oracle.pairs
+            return known[np.isin(known, rows).all(axis=1)]
+        ids = train.prompt_ids[rows]
+        if config.pool == "within":
+            local = within_prompt(ids)
+        else:
+            num = min(config.cross_pairs, cross_pair_count(ids))
+            local = cross_prompt(ids, num, seed=int(rng.integers(1 << 31)))
+        return rows[local]
+
+    @staticmethod
+    def _available(pool: np.ndarray, state: LoopState) -> int:
+        if len(state.pairs) == 0 or len(pool) == 0:
+            return len(pool)
+        width = int(max(pool.max(), state.pairs.max())) + 1
+        keys = np.sort(pool, axis=1) @ np.array([width, 1])
+        done = np.sort(state.pairs, axis=1) @ np.array([width, 1])
+        return int((~np.isin(keys, done)).sum())
+
+    def _fit(self, state: LoopState, seed: int) -> None:
+        config = self.config
+        warm = config.warm_start and self.model is not None
+        if not warm:
+            self.model = RewardModel(
+                self.train.dim, hidden=config.hidden, ensemble=config.ensemble, seed=seed
+            )
+        self.model.fit(
+            self.train.embeddings,
+            state.pairs,
+            state.labels,
+            epochs=config.epochs,
+            batch_size=config.batch_size,
+            lr=config.lr,
+            weight_decay=config.weight_decay,
+            patience=config.patience,
+            seed=seed,
+            warm_start=warm,
+        )
+
+    def _evaluate(self) -> dict[str, float]:
+        test = self.test
+        pred = self.model.rewards(test.embeddings).mean(axis=0)
+        result: dict[str, float] = {}
+        if test.gold is not None:
+            result["spearman"] = metrics.within_prompt_spearman(pred, test.gold, test.prompt_ids)
+            best = metrics.best_of_n(
+                pred, test.gold, test.prompt_ids, ns=self.config.best_of, seed=self.seed
+            )
+            for n, outcome in best.items():
+                result[f"best_of_{n}_gold"] = outcome.mean_gold
+                result[f"best_of_{n}_quantile"] = outcome.mean_quantile
+        if test.pairs is not None and len(test.pairs):
+            result["pair_accuracy"] = metrics.pair_accuracy(pred, test.pairs, test.labels)
+        return result
+
+    # ---- checkpoints ---------------------------------------------------------------------
+
+    def _identity(self) -> dict[str, Any]:
+        return {
+            "strategy": self.strategy,
+            "seed": self.seed,
+            "config": asdict(self.config),
+            "train_rows": self.train.n,
+        }
+
+    def _resume(self) -> LoopState:
+        self.model = None
+        if self.checkpoint_dir is None or not (self.checkpoint_dir / "state.json").exists():
+            return LoopState()
+        saved = json.loads((self.checkpoint_dir / "state.json").read_text())
+        if saved["identity"] != json.loads(json.dumps(self._identity())):
+            raise ValueError(
+                f"{self.checkpoint_dir} holds a run with other settings; use another output "
+                "folder or delete it"
+            )
+        with np.load(self.checkpoint_dir / saved["labels_file"]) as archive:
+            state = LoopState(archive["pairs"], archive["labels"], saved["records"])
+        if state.records:
+            self.model = RewardModel.load(self.checkpoint_dir / saved["model_file"])
+        return state
+
+    def _save(self, state: LoopState) -> None:
+        """Write the round's files under new names, then swap state.json in one rename: a
+        kill at any moment leaves the previous round's checkpoint intact."""
+        if self.checkpoint_dir is None:
+            return
+        folder = self.checkpoint_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        round_index = len(state.records)
+        labels_file, model_file = f"labels-{round_index}.npz", f"model-{round_index}.pt"
+        np.savez(folder / labels_file, pairs=state.pairs, labels=state.labels)
+        self.model.save(folder / model_file)
+        manifest = {
+            "identity": self._identity(),
+            "labels_file": labels_file,
+            "model_file": model_file,
+            "records": state.records,
+        }
+        temporary = folder / "state.json.tmp"
+        temporary.write_text(json.dumps(manifest, indent=1, default=_json_number))
+        os.replace(temporary, folder / "state.json")
+        for old in (f"labels-{round_index - 1}.npz", f"model-{round_index - 1}.pt"):
+            (folder / old).unlink(missing_ok=True)
+
+
+def _default_oracle(train: Dataset, beta: float, seed: int) -> BTOracle | PairLabelOracle:
+    if train.gold is not None:
+        return BTOracle(train.gold, beta=beta, seed=seed)
+    if train.pairs is None or len(train.pairs) == 0:
+        raise ValueError(f"dataset {train.name!r} has neither a golden reward nor labelled pairs")
+    return PairLabelOracle(train.pairs, train.labels)
+
+
+def _json_number(value: Any) -> float:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")

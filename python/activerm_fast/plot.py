@@ -1,0 +1,43 @@
+"""Learning curves of a simulation as a PNG (matplotlib, the ``[plot]`` extra)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .simulate import headline_metrics, summarize
+
+
+def learning_curves(records: list[dict[str, Any]], path: str | Path, title: str = "") -> Path:
+    """One panel per headline metric: mean over seeds against labels used, ± one std shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed
+    import matplotlib.pyplot as plt
+
+    metrics = headline_metrics(records)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 4.2), squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        for strategy, by_labels in summarize(records, metric).items():
+            labels = list(by_labels)
+            mean = [by_labels[b][0] for b in labels]
+            std = [by_labels[b][1] for b in labels]
+            (line,) = ax.plot(labels, mean, marker="o", markersize=3, label=strategy)
+            ax.fill_between(
+                labels,
+                [m - s for m, s in zip(mean, std, strict=True)],
+                [m + s for m, s in zip(mean, std, strict=True)],
+                color=line.get_color(),
+                alpha=0.12,
+            )
+        ax.set_xlabel("labelled comparisons")
+        ax.set_ylabel(metric.replace("_", " "))
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

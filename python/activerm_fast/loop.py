@@ -134,35 +134,21 @@ class ActiveLoop:
         config = self.config
         rng = np.random.default_rng([self.seed, round_index])
         pool = self._candidate_pool(rng)
-        k = min(config.per_round, self._available(pool, state))
-        start = time.perf_counter()
-        if self.model is None:  # first round: no model to select with
-            chosen = select(
-                "random",
-                features=self.train.embeddings,
-                pairs=pool,
-                k=k,
-                labelled=state.pairs,
-                seed=int(rng.integers(1 << 31)),
-            ).indices
+        select_seed, fit_seed = (int(x) for x in rng.integers(1 << 31, size=2))
+        pending = self._pending(round_index)
+        if pending is not None:  # asked before a kill, not yet committed: never ask again
+            asked, answers, select_seconds = pending
         else:
-            chosen = select_with_model(
-                self.strategy,
-                self.model,
-                self.train.embeddings,
-                pool,
-                k,
-                labelled=state.pairs,
-                ridge=config.ridge,
-                seed=int(rng.integers(1 << 31)),
-            ).indices
-        select_seconds = time.perf_counter() - start
-        asked = pool[np.asarray(chosen)]
+            start = time.perf_counter()
+            asked = pool[self._choose(pool, state, select_seed)]
+            select_seconds = time.perf_counter() - start
+            answers = self.oracle.label(asked)
+            self._save_pending(round_index, asked, answers, select_seconds)
         state.pairs = np.concatenate([state.pairs, asked])
-        state.labels = np.concatenate([state.labels, self.oracle.label(asked)])
+        state.labels = np.concatenate([state.labels, answers])
 
         start = time.perf_counter()
-        self._fit(state, seed=int(rng.integers(1 << 31)))
+        self._fit(state, seed=fit_seed)
         fit_seconds = time.perf_counter() - start
         return {
             "strategy": self.strategy,
@@ -175,6 +161,31 @@ class ActiveLoop:
             "select_seconds": select_seconds,
             "fit_seconds": fit_seconds,
         }
+
+    def _choose(self, pool: np.ndarray, state: LoopState, seed: int) -> np.ndarray:
+        """Positions in ``pool`` of this round's pairs (random while there is no model)."""
+        k = min(self.config.per_round, self._available(pool, state))
+        if self.model is None:
+            selection = select(
+                "random",
+                features=self.train.embeddings,
+                pairs=pool,
+                k=k,
+                labelled=state.pairs,
+                seed=seed,
+            )
+        else:
+            selection = select_with_model(
+                self.strategy,
+                self.model,
+                self.train.embeddings,
+                pool,
+                k,
+                labelled=state.pairs,
+                ridge=self.config.ridge,
+                seed=seed,
+            )
+        return np.asarray(selection.indices)
 
     def _candidate_pool(self, rng: np.random.Generator) -> np.ndarray:
         """(P, 2) training-row pairs among the responses of this round's prompts."""
@@ -265,6 +276,27 @@ class ActiveLoop:
             self.model = RewardModel.load(self.checkpoint_dir / saved["model_file"])
         return state
 
+    def _pending(self, round_index: int) -> tuple[np.ndarray, np.ndarray, float] | None:
+        path = None if self.checkpoint_dir is None else self.checkpoint_dir / "pending.npz"
+        if path is None or not path.exists():
+            return None
+        with np.load(path) as archive:
+            if int(archive["round"]) != round_index:
+                return None
+            return archive["pairs"], archive["labels"], float(archive["select_seconds"])
+
+    def _save_pending(
+        self, round_index: int, pairs: np.ndarray, labels: np.ndarray, seconds: float
+    ) -> None:
+        """Keep the answers of a round the moment they arrive: a kill before the round is
+        committed must not lose them or make the next run ask for them again."""
+        if self.checkpoint_dir is None:
+            return
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        temporary = self.checkpoint_dir / "pending.tmp.npz"
+        np.savez(temporary, round=round_index, pairs=pairs, labels=labels, select_seconds=seconds)
+        os.replace(temporary, self.checkpoint_dir / "pending.npz")
+
     def _save(self, state: LoopState) -> None:
         """Write the round's files under new names, then swap state.json in one rename: a
         kill at any moment leaves the previous round's checkpoint intact."""
@@ -285,7 +317,7 @@ class ActiveLoop:
         temporary = folder / "state.json.tmp"
         temporary.write_text(json.dumps(manifest, indent=1, default=_json_number))
         os.replace(temporary, folder / "state.json")
-        for old in (f"labels-{round_index - 1}.npz", f"model-{round_index - 1}.pt"):
+        for old in (f"labels-{round_index - 1}.npz", f"model-{round_index - 1}.pt", "pending.npz"):
             (folder / old).unlink(missing_ok=True)
 
 

@@ -1,0 +1,195 @@
+"""The activerm-fast command line: simulate, select round trip, info, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from activerm_fast import data
+from activerm_fast.cli import main
+from activerm_fast.oracle import BTOracle
+
+
+@pytest.fixture(scope="module")
+def dataset_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "small.npz"
+    data.synthetic(
+        num_train_prompts=40, num_test_prompts=8, test_responses_per_prompt=10, dim=8, seed=2
+    ).save(path)
+    return path
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err, err
+    return err
+
+
+def test_simulate_writes_table_csv_json_and_plot(dataset_file, tmp_path, capsys):
+    out = tmp_path / "sim"
+    args = [
+        "simulate",
+        "--dataset",
+        str(dataset_file),
+        "--strategies",
+        "random",
+        "dopt-greedy",
+        "--rounds",
+        "2",
+        "--per-round",
+        "10",
+        "--seeds",
+        "2",
+        "--prompts-per-round",
+        "20",
+        "--cross-pairs",
+        "2000",
+        "--ensemble",
+        "2",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "spearman (mean ± std over seeds)" in printed and "dopt-greedy" in printed
+    records = json.loads((out / "results.json").read_text())
+    assert len(records) == 2 * 2 * 2
+    assert (out / "results.csv").read_text().count("\n") == 9
+    assert (out / "learning_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the same command again resumes from the checkpoints: nothing is re-run
+    assert main(args) == 0
+    assert json.loads((out / "results.json").read_text()) == records
+
+
+def test_select_round_trip_excludes_what_was_labelled(dataset_file, tmp_path, capsys):
+    dataset = data.load(dataset_file)
+    oracle = BTOracle(dataset.gold, beta=1.0, seed=0)
+    labelled, batch = tmp_path / "labelled.jsonl", tmp_path / "batch.jsonl"
+    seen: set[tuple[int, int]] = set()
+    for round_index in range(3):
+        args = [
+            "select",
+            "--data",
+            str(dataset_file),
+            "--labelled",
+            str(labelled),
+            "--k",
+            "12",
+            "--out",
+            str(batch),
+            "--model",
+            str(tmp_path / "model.pt"),
+            "--pool-size",
+            "5000",
+        ]
+        assert main(args) == 0
+        note = capsys.readouterr().out
+        assert ("no labels yet" in note) == (round_index == 0)
+        records = [json.loads(line) for line in batch.read_text().splitlines()]
+        assert len(records) == 12 and all(r["label"] is None for r in records)
+        pairs = {tuple(sorted((r["first"], r["second"]))) for r in records}
+        assert len(pairs) == 12 and not pairs & seen
+        assert all(
+            dataset.prompt_ids[r["first"]] != dataset.prompt_ids[r["second"]] for r in records
+        )
+        seen |= pairs
+        # annotate with the oracle and append: the output format is the labelled format
+        answers = oracle.label(np.array([[r["first"], r["second"]] for r in records]))
+        with open(labelled, "a") as f:
+            for record, answer in zip(records, answers, strict=True):
+                f.write(json.dumps({**record, "label": int(answer)}) + "\n")
+    assert len(labelled.read_text().splitlines()) == 36
+    assert (tmp_path / "model.pt").exists()
+
+
+def test_select_writes_texts_of_the_packaged_data(tmp_path, capsys):
+    batch = tmp_path / "batch.jsonl"
+    assert (
+        main(
+            [
+                "select",
+                "--data",
+                "arena-bench",
+                "--labelled",
+                str(tmp_path / "none.jsonl"),
+                "--k",
+                "3",
+                "--strategy",
+                "random",
+                "--out",
+                str(batch),
+            ]
+        )
+        == 0
+    )
+    record = json.loads(batch.read_text().splitlines()[0])
+    assert isinstance(record["first_text"], str) and isinstance(record["second_prompt_text"], str)
+
+
+def test_info_prints_build_information(capsys):
+    assert main(["info"]) == 0
+    printed = capsys.readouterr().out
+    assert "cuda_built" in printed and "openmp_threads" in printed
+
+
+def test_console_entry_point_runs():
+    out = subprocess.run(
+        [sys.executable, "-m", "activerm_fast.cli", "info"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "version" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["simulate", "--rounds", "0"], "argument --rounds: must be a positive integer, got 0"),
+        (["simulate", "--strategies", "best"], "argument --strategies: invalid choice: 'best'"),
+        (["simulate", "--pool", "diagonal"], "argument --pool: invalid choice"),
+        (["select", "--k", "5"], "the following arguments are required"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ],
+)
+def test_bad_arguments_end_in_one_line(args, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    assert message in one_line_error(capsys)
+
+
+def test_bad_files_end_in_one_line(dataset_file, tmp_path, capsys):
+    assert main(["simulate", "--dataset", str(tmp_path / "missing.npz"), "--no-progress"]) == 2
+    assert "no dataset named" in one_line_error(capsys)
+    bad = tmp_path / "labelled.jsonl"
+    bad.write_text(
+        '{"first": 0, "second": 5, "label": 1}\n{"first": 1, "second": 2, "label": null}\n'
+    )
+    args = [
+        "select",
+        "--data",
+        str(dataset_file),
+        "--labelled",
+        str(bad),
+        "--k",
+        "2",
+        "--out",
+        str(tmp_path / "b.jsonl"),
+    ]
+    assert main(args) == 2
+    assert (
+        "labelled.jsonl, line 2: label must be 1 (first wins) or 0 (second wins), got None"
+        in one_line_error(capsys)
+    )
+    bad.write_text('{"first": 0, "second": 99999, "label": 1}\n')
+    assert main(args) == 2
+    assert "line 1: 'second' = 99999 is out of range" in one_line_error(capsys)
+    bad.write_text("not json\n")
+    assert main(args) == 2
+    assert "line 1: not JSON" in one_line_error(capsys)

@@ -1,0 +1,155 @@
+"""ActiveLoop: rounds, metrics, determinism, human-labelled data, and kill-and-resume."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from activerm_fast import data
+from activerm_fast.loop import ActiveLoop, LoopConfig
+from activerm_fast.model import RewardModel
+from activerm_fast.oracle import BTOracle
+
+SMALL = LoopConfig(
+    rounds=3,
+    per_round=15,
+    prompts_per_round=40,
+    cross_pairs=3000,
+    ensemble=2,
+    hidden=(16,),
+    epochs=5,
+)
+TIMINGS = ("select_seconds", "fit_seconds")
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return data.synthetic(
+        num_train_prompts=60, num_test_prompts=10, test_responses_per_prompt=12, dim=8, seed=3
+    )
+
+
+def without_timings(records):
+    return [{k: v for k, v in r.items() if k not in TIMINGS} for r in records]
+
+
+class CountingOracle:
+    """A BT oracle that remembers every pair it was asked."""
+
+    def __init__(self, gold):
+        self.inner = BTOracle(gold, beta=2.0, seed=0)
+        self.asked: list[tuple[int, int]] = []
+
+    def label(self, pairs):
+        self.asked.extend(map(tuple, np.sort(pairs, axis=1).tolist()))
+        return self.inner.label(pairs)
+
+
+@pytest.mark.parametrize("pool", ["cross", "within"])
+def test_rounds_record_metrics(dataset, pool):
+    config = LoopConfig(**{**SMALL.__dict__, "pool": pool})
+    records = ActiveLoop(dataset, "dopt-greedy", config, seed=1).run()
+    assert [r["round"] for r in records] == [1, 2, 3]
+    assert [r["labels"] for r in records] == [15, 30, 45]
+    for r in records:
+        assert -1 <= r["spearman"] <= 1
+        assert 0 <= r["best_of_4_quantile"] <= 1 and np.isfinite(r["best_of_4_gold"])
+        assert r["select_seconds"] >= 0 and r["fit_seconds"] > 0 and r["pool_size"] >= 15
+
+
+def test_same_seed_same_run_and_strategies_share_the_first_round(dataset):
+    a = ActiveLoop(dataset, "past-dopt-greedy", SMALL, seed=5).run()
+    b = ActiveLoop(dataset, "past-dopt-greedy", SMALL, seed=5).run()
+    c = ActiveLoop(dataset, "random", SMALL, seed=5).run()
+    assert without_timings(a) == without_timings(b)
+    assert without_timings(a)[0] | {"strategy": "random"} == without_timings(c)[0]
+
+
+def test_labels_are_never_asked_twice(dataset):
+    oracle = CountingOracle(dataset.train().gold)
+    ActiveLoop(dataset, "ensemble-dopt-greedy", SMALL, seed=2, oracle=oracle).run()
+    assert len(oracle.asked) == 45 and len(set(oracle.asked)) == 45
+
+
+class Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("where", ["after a round", "during a fit"])
+def test_kill_and_resume_continues_without_losing_or_reasking(
+    dataset, tmp_path, monkeypatch, where
+):
+    gold = dataset.train().gold
+    reference = ActiveLoop(
+        dataset, "past-dopt-greedy", SMALL, seed=4, oracle=CountingOracle(gold)
+    ).run()
+
+    oracle = CountingOracle(gold)
+    run_dir = tmp_path / "run"
+    loop = ActiveLoop(
+        dataset, "past-dopt-greedy", SMALL, seed=4, checkpoint_dir=run_dir, oracle=oracle
+    )
+    if where == "after a round":
+
+        def stop_after_first(record):
+            raise Killed
+
+        with pytest.raises(Killed):
+            loop.run(on_round=stop_after_first)
+    else:
+        real_fit, calls = RewardModel.fit, []
+
+        def fit_then_die(self, *args, **kwargs):
+            calls.append(1)
+            if len(calls) == 2:  # the second round has its labels but is not committed
+                raise Killed
+            return real_fit(self, *args, **kwargs)
+
+        monkeypatch.setattr(RewardModel, "fit", fit_then_die)
+        with pytest.raises(Killed):
+            loop.run()
+        monkeypatch.setattr(RewardModel, "fit", real_fit)
+
+    resumed = ActiveLoop(
+        dataset, "past-dopt-greedy", SMALL, seed=4, checkpoint_dir=run_dir, oracle=oracle
+    ).run()
+    assert without_timings(resumed) == without_timings(reference)
+    assert len(oracle.asked) == 45 and len(set(oracle.asked)) == 45
+    assert not (run_dir / "pending.npz").exists()
+
+
+def test_checkpoint_with_other_settings_is_refused(dataset, tmp_path):
+    ActiveLoop(dataset, "random", SMALL, seed=0, checkpoint_dir=tmp_path).run()
+    other = LoopConfig(**{**SMALL.__dict__, "per_round": 10})
+    with pytest.raises(ValueError, match="holds a run with other settings"):
+        ActiveLoop(dataset, "random", other, seed=0, checkpoint_dir=tmp_path).run()
+
+
+def test_human_labelled_data_uses_stored_labels_and_pair_accuracy(rng):
+    synthetic = data.synthetic(
+        num_train_prompts=50, num_test_prompts=10, test_responses_per_prompt=8, dim=6, seed=1
+    )
+    oracle = BTOracle(synthetic.gold, beta=np.inf)
+    from activerm_fast.pairs import within_prompt
+
+    pairs = within_prompt(synthetic.prompt_ids)
+    human = data.Dataset(
+        name="human",
+        embeddings=synthetic.embeddings,
+        prompt_ids=synthetic.prompt_ids,
+        pairs=pairs,
+        labels=oracle.label(pairs),
+        is_test=synthetic.is_test,
+    )
+    records = ActiveLoop(human, "bald", SMALL, seed=0).run()
+    assert [r["labels"] for r in records] == [15, 30, 45]
+    assert all(0 <= r["pair_accuracy"] <= 1 and "spearman" not in r for r in records)
+
+
+def test_bad_configuration_is_named(dataset):
+    with pytest.raises(ValueError, match="pool must be one of"):
+        LoopConfig(pool="everywhere")
+    with pytest.raises(ValueError, match="rounds must be a positive integer, got 0"):
+        LoopConfig(rounds=0)
+    with pytest.raises(ValueError, match="unknown strategy 'best'"):
+        ActiveLoop(dataset, "best", SMALL)

@@ -1,0 +1,253 @@
+"""The CUDA backend at target scale, next to the device's copy bandwidth and the CPU backend.
+
+    python bench/bench_gpu.py            # n=200,000, d=1,024, P=100,000,000, k=1,000 (+ CPU size)
+    python bench/bench_gpu.py --quick    # only the size both backends run
+
+Selection times go through activerm_fast.greedy_logdet (median of --repeats runs after a warm-up,
+torch.cuda.synchronize() around each). Its parts are then timed on the extension directly with
+CUDA events: the starting scores (pair_quadform) and the greedy loop, whose per-step time is
+(loop(k) - loop(1)) / (k - 1). A step must move the pairs, w and q (read and written) in the
+sweep, the features in v = Phi u and F^-1 three times; bytes / step time is compared with a
+device-to-device copy measured in the same process. Pairs are generated on the GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+import activerm_fast as arm
+from activerm_fast import _cuda
+
+RESPONSES_PER_PROMPT = 4
+
+
+def synchronized_time(fn: Callable[[], object], repeats: int) -> float:
+    """Median wall time of fn() after one warm-up call, the device idle before and after."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def event_time(fn: Callable[[], object], prepare: Callable[[], object], repeats: int) -> float:
+    """Median device time of fn() between two CUDA events, prepare() run outside the timing."""
+    times = []
+    for _ in range(repeats + 1):
+        prepare()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / 1e3)
+    return statistics.median(times[1:])
+
+
+def copy_bandwidth(nbytes: int) -> float:
+    """GB/s of a device-to-device copy, counting the bytes read and written."""
+    src = torch.empty(nbytes, dtype=torch.uint8, device="cuda")
+    dst = torch.empty_like(src)
+    seconds = synchronized_time(lambda: dst.copy_(src), 5)
+    return 2 * nbytes / seconds / 1e9
+
+
+def cross_prompt_pairs(n: int, count: int, generator: torch.Generator) -> torch.Tensor:
+    """(count, 2) int32 distinct unordered pairs of responses to different prompts, in random
+    order and orientation (prompts of RESPONSES_PER_PROMPT consecutive responses)."""
+    prompts = n // RESPONSES_PER_PROMPT
+    draws = count + count // 50 + 1024  # a little over: repeats are dropped
+    options = {"device": "cuda", "generator": generator}
+    i = torch.randint(0, prompts * RESPONSES_PER_PROMPT, (draws,), **options)
+    other = (i // RESPONSES_PER_PROMPT + torch.randint(1, prompts, (draws,), **options)) % prompts
+    j = other * RESPONSES_PER_PROMPT + torch.randint(0, RESPONSES_PER_PROMPT, (draws,), **options)
+    keys = torch.unique(torch.minimum(i, j) * n + torch.maximum(i, j))
+    del i, j, other
+    if keys.numel() < count:
+        raise RuntimeError(f"only {keys.numel():,} distinct pairs drawn, {count:,} needed")
+    keys = keys[torch.randperm(keys.numel(), **options)[:count]]
+    lo, hi = keys // n, keys % n
+    flip = torch.rand(count, **options) < 0.5
+    return torch.stack([torch.where(flip, hi, lo), torch.where(flip, lo, hi)], 1).to(torch.int32)
+
+
+def make_problem(n: int, d: int, count: int, seed: int):
+    generator = torch.Generator(device="cuda").manual_seed(seed)
+    features = torch.randn((n, d), device="cuda", generator=generator)
+    pairs = cross_prompt_pairs(n, count, generator)
+    rewards = torch.randn(n, dtype=torch.float64, device="cuda", generator=generator)
+    return features, pairs, arm.fisher_weights(rewards, pairs)
+
+
+def step_bytes(n: int, d: int, count: int, feature_bytes: int, index_bytes: int) -> int:
+    sweep = count * (2 * index_bytes + 8 + 8 + 8)  # pair; w; q read and written
+    projection = n * d * feature_bytes + 8 * n  # Phi read, v written
+    inverse = 3 * 8 * d * d  # read for u, read and written by the update
+    return sweep + projection + inverse
+
+
+def raw_parts(features, pairs, weights, k: int, ridge: float, repeats: int) -> dict[str, float]:
+    """The starting scores and the greedy loop timed on the extension module itself."""
+    n, d = features.shape
+    count = pairs.shape[0]
+    stream = torch.cuda.current_stream().cuda_stream
+    feature_args = {
+        "features": features.data_ptr(),
+        "features_double": features.dtype == torch.float64,
+        "n": n,
+        "d": d,
+    }
+    pair_args = {"pairs": pairs.data_ptr(), "pairs_int64": False, "count": count}
+    start_scores = torch.empty(count, dtype=torch.float64, device="cuda")
+    scores = torch.empty_like(start_scores)
+    start_inverse = torch.eye(d, dtype=torch.float64, device="cuda") / ridge
+    inverse = torch.empty_like(start_inverse)
+    workspace = {
+        "projection": torch.empty(n, dtype=torch.float64, device="cuda"),
+        "direction": torch.empty(d, dtype=torch.float64, device="cuda"),
+        "difference": torch.empty(d, dtype=torch.float64, device="cuda"),
+        "scratch": torch.empty(_cuda.greedy_scratch_bytes(count), dtype=torch.uint8, device="cuda"),
+    }
+    chosen = torch.empty(k, dtype=torch.int64, device="cuda")
+    gains = torch.empty(k, dtype=torch.float64, device="cuda")
+
+    def quadforms() -> None:
+        _cuda.pair_quadform(
+            **feature_args,
+            **pair_args,
+            projected=0,
+            scale=1.0 / ridge,
+            out=start_scores.data_ptr(),
+            stream=stream,
+        )
+
+    def reset() -> None:
+        scores.copy_(start_scores)
+        inverse.copy_(start_inverse)
+
+    def loop(steps: int) -> Callable[[], None]:
+        return lambda: _cuda.greedy_logdet(
+            **feature_args,
+            **pair_args,
+            weights=weights.data_ptr(),
+            quadforms=scores.data_ptr(),
+            inverse=inverse.data_ptr(),
+            k=steps,
+            chosen=chosen.data_ptr(),
+            gains=gains.data_ptr(),
+            stream=stream,
+            **{name: t.data_ptr() for name, t in workspace.items()},
+        )
+
+    scores_time = event_time(quadforms, lambda: None, repeats)
+    one = event_time(loop(1), reset, repeats)
+    full = event_time(loop(k), reset, max(1, repeats - 1))
+    return {"scores": scores_time, "loop": full, "step": (full - one) / (k - 1), "chosen": chosen}
+
+
+def print_rows(title: str, rows: list[tuple[str, str]]) -> None:
+    width = max(len(name) for name, _ in rows)
+    print(f"\n{title}")
+    for name, value in rows:
+        print(f"  {name:<{width}}  {value:>14}")
+
+
+def target_scale(args, copy: float) -> None:
+    n, d, count, k, ridge = args.responses, args.dim, args.pairs, args.k, 1e-3
+    start = time.perf_counter()
+    features, pairs, weights = make_problem(n, d, count, seed=0)
+    torch.cuda.synchronize()
+    made = time.perf_counter() - start
+
+    def select():
+        return arm.greedy_logdet(features, pairs, k, weights=weights, prior=ridge)
+
+    total = synchronized_time(select, args.repeats)
+    selection = select()
+    parts = raw_parts(features, pairs, weights, k, ridge, args.repeats)
+    moved = step_bytes(n, d, count, features.element_size(), pairs.element_size())
+    achieved = moved / parts["step"] / 1e9
+    same = torch.equal(selection.indices, parts["chosen"])
+    print_rows(
+        f"target scale: n = {n:,}, d = {d:,}, P = {count:,} cross-prompt pairs (int32), "
+        f"k = {k:,}, float32 features (made on the GPU in {made:.1f} s)",
+        [
+            ("greedy_logdet, whole selection (median)", f"{total:.3f} s"),
+            ("  starting scores (pair_quadform)", f"{parts['scores']:.3f} s"),
+            ("  greedy loop, k steps", f"{parts['loop']:.3f} s"),
+            (
+                "  validation and the rest of the wrapper",
+                f"{total - parts['scores'] - parts['loop']:.3f} s",
+            ),
+            ("one greedy step", f"{parts['step'] * 1e3:.3f} ms"),
+            ("bytes one step must move", f"{moved / 1e9:.3f} GB"),
+            ("achieved bandwidth of a step", f"{achieved:.0f} GB/s"),
+            ("device-to-device copy (read + write)", f"{copy:.0f} GB/s"),
+            ("step bandwidth / copy bandwidth", f"{achieved / copy:.2f}"),
+            ("target: selection under 2 s", "met" if total < 2.0 else "NOT met"),
+            ("wrapper picks = extension picks", str(same)),
+        ],
+    )
+
+
+def against_cpu(args) -> None:
+    n, d, count, k, ridge = 20_000, 256, 2_000_000, 100, 1e-3
+    features, pairs, weights = make_problem(n, d, count, seed=1)
+    host = [t.cpu() for t in (features, pairs, weights)]
+
+    def select(f, p, w):
+        return arm.greedy_logdet(f, p, k, weights=w, prior=ridge)
+
+    gpu = synchronized_time(lambda: select(features, pairs, weights), max(args.repeats, 5))
+    cpu = synchronized_time(lambda: select(*host), args.repeats)
+    same = torch.equal(select(features, pairs, weights).indices.cpu(), select(*host).indices)
+    moved = step_bytes(n, d, count, 4, 4)
+    print_rows(
+        f"against the CPU backend ({arm.build_info()['openmp_threads']} OpenMP threads): "
+        f"n = {n:,}, d = {d}, P = {count:,}, k = {k}",
+        [
+            ("CPU backend, whole selection", f"{cpu:.3f} s"),
+            ("CUDA backend, whole selection", f"{gpu:.4f} s"),
+            ("speed-up CUDA / CPU", f"{cpu / gpu:.1f}x"),
+            ("bytes one step must move", f"{moved / 1e6:.0f} MB"),
+            ("identical selections", str(same)),
+        ],
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--responses", type=int, default=200_000)
+    parser.add_argument("--dim", type=int, default=1024)
+    parser.add_argument("--pairs", type=int, default=100_000_000)
+    parser.add_argument("--k", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="only the CPU comparison size")
+    args = parser.parse_args()
+    if not arm.build_info()["gpu_usable"]:
+        raise SystemExit("bench_gpu.py needs the CUDA backend and a GPU")
+
+    props = torch.cuda.get_device_properties(0)
+    print(
+        f"{props.name}: {props.multi_processor_count} SMs, {props.total_memory / 2**30:.0f} GiB, "
+        f"L2 {props.L2_cache_size / 2**20:.0f} MiB; CUDA runtime {_cuda.runtime_version()}, "
+        f"driver {_cuda.driver_version()}; torch {torch.__version__}; {_cuda.compiler}"
+    )
+    copy = copy_bandwidth(1 << 31)
+    if not args.quick:
+        target_scale(args, copy)
+        torch.cuda.empty_cache()
+    against_cpu(args)
+
+
+if __name__ == "__main__":
+    main()

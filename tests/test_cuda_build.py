@@ -1,0 +1,40 @@
+"""The CUDA backend is built wherever a CUDA compiler is, and imports without a GPU or driver."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+import activerm_fast as arm
+
+
+def cuda_expected() -> bool:
+    forced_off = os.environ.get("ACTIVERM_FAST_CUDA", "AUTO").upper() == "OFF"
+    return shutil.which("nvcc") is not None and not forced_off
+
+
+def test_cuda_backend_built_when_nvcc_is_available():
+    if not cuda_expected():
+        pytest.skip("no nvcc on PATH (or ACTIVERM_FAST_CUDA=OFF): _cuda is not expected")
+    assert arm.build_info()["cuda_built"], (
+        "nvcc is on PATH but activerm_fast was installed without its _cuda module; "
+        "reinstall and check the CMake output for 'building _core and _cuda'"
+    )
+
+
+def test_cuda_module_reports_devices_without_failing():
+    if not arm.build_info()["cuda_built"]:
+        pytest.skip("activerm_fast was built without the CUDA backend")
+    from activerm_fast import _cuda
+
+    # On a machine with no driver the statically linked runtime must report 0, not raise.
+    count = _cuda.device_count()
+    assert isinstance(count, int) and count >= 0
+    assert _cuda.device_count() == count  # the failed driver probe left no sticky error
+    assert _cuda.backend == "cuda"
+    assert _cuda.compiler.startswith("NVIDIA")
+    assert _cuda.runtime_version() >= 11000
+    assert _cuda.driver_version() >= 0
+    assert _cuda.greedy_scratch_bytes(10**8) > 0

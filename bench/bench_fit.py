@@ -57,7 +57,8 @@ def loop_of_models(dim: int, ensemble: int, batch_size: int, lr: float, wd: floa
             sample = torch.from_numpy(rng.choice(pairs.shape[0], pairs.shape[0]))
             for start in range(0, sample.numel(), batch_size):
                 batch = sample[start : start + batch_size]
-                margin = (head(x[pairs[batch, 0]]) - head(x[pairs[batch, 1]])).squeeze(-1)
+                r = head(x[torch.cat([pairs[batch, 0], pairs[batch, 1]])]).squeeze(-1)
+                margin = r[: batch.numel()] - r[batch.numel() :]  # one forward for both sides
                 loss = F.binary_cross_entropy_with_logits(margin, labels[batch])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

@@ -116,6 +116,19 @@ def test_early_stopping_keeps_each_members_best_epoch(linear_task):
     assert last == 39 or ((last - best).min() >= 2 and (last - 1 - best).min() < 2)
 
 
+def test_single_head_and_shared_data_ensemble(linear_task):
+    train, test, pairs, labels = linear_task
+    pairs, labels = pairs[:600], labels[:600]
+    single = RewardModel(train.dim, hidden=(16,), seed=0).fit(
+        train.embeddings, pairs, labels, epochs=2
+    )
+    assert single.rewards(test.embeddings).shape == (1, test.n)
+    shared = RewardModel(train.dim, hidden=(16,), ensemble=2, seed=0)
+    shared.fit(train.embeddings, pairs, labels, epochs=2, bootstrap=False)
+    rewards = shared.rewards(test.embeddings)
+    assert not np.allclose(rewards[0], rewards[1])  # own initialisation and order per member
+
+
 def test_linear_head_features_are_the_embeddings(linear_task):
     train, test, pairs, labels = linear_task
     model = RewardModel(train.dim, hidden=(), ensemble=2).fit(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,32 +94,14 @@ class RewardModel:
         ``features(x)[e].astype(float64) @ theta[e].astype(float64)`` equals it to float32
         rounding.
         """
-        x = self._embeddings(embeddings, "embeddings")
-        with torch.inference_mode():
-            theta = self._theta.double()
-            out = (
-                torch.cat(
-                    [
-                        torch.einsum("end,ed->en", self._forward(chunk).double(), theta).float()
-                        for chunk in x.split(_INFERENCE_ROWS)
-                    ],
-                    dim=1,
-                )
-                if x.shape[0]
-                else x.new_zeros((self.ensemble, 0))
-            )
-        return _like_input(out, embeddings)
+        theta = self._theta.double()
+        return self._per_row(
+            embeddings, lambda f: torch.einsum("end,ed->en", f.double(), theta).float()
+        )
 
     def features(self, embeddings: Any) -> np.ndarray | torch.Tensor:
         """(E, n, d) float32 last-layer features; a torch input gives a tensor."""
-        x = self._embeddings(embeddings, "embeddings")
-        with torch.inference_mode():
-            out = (
-                torch.cat([self._forward(chunk) for chunk in x.split(_INFERENCE_ROWS)], dim=1)
-                if x.shape[0]
-                else x.new_zeros((self.ensemble, 0, self.feature_dim))
-            )
-        return _like_input(out, embeddings)
+        return self._per_row(embeddings, lambda f: f)
 
     def fit(
         self,
@@ -297,6 +279,15 @@ class RewardModel:
         self._biases = [uniform(b, fan_in=a) for a, b in zip(widths[:-1], widths[1:], strict=True)]
         self._theta = uniform(self.feature_dim, fan_in=self.feature_dim)
 
+    def _per_row(
+        self, embeddings: Any, head: Callable[[torch.Tensor], torch.Tensor]
+    ) -> np.ndarray | torch.Tensor:
+        """``head(features)`` over row chunks, concatenated along the row axis (dim 1)."""
+        x = self._embeddings(embeddings, "embeddings")
+        with torch.no_grad():
+            out = torch.cat([head(self._forward(c)) for c in x.split(_INFERENCE_ROWS)], dim=1)
+        return out if isinstance(embeddings, torch.Tensor) else out.cpu().numpy()
+
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         """Features (E, b, d) of shared rows x (b, D) or per-member rows x (E, b, D)."""
         if not self.hidden:
@@ -306,7 +297,7 @@ class RewardModel:
             if h.ndim == 2:  # shared rows: one (b, D) x (D, E*H) product for all members
                 e, d_in, d_out = weight.shape
                 flat = weight.permute(1, 0, 2).reshape(d_in, e * d_out)
-                h = (h @ flat).reshape(-1, e, d_out).permute(1, 0, 2) + bias[:, None, :]
+                h = (h @ flat).reshape(h.shape[0], e, d_out).permute(1, 0, 2) + bias[:, None, :]
             else:
                 h = torch.baddbmm(bias[:, None, :], h, weight)
             h = F.gelu(h)
@@ -337,13 +328,6 @@ class RewardModel:
             raise ValueError(f"{name} must have shape (n, {self.input_dim}), got {tuple(t.shape)}")
         check_finite(t, name)
         return t.to(self.device, torch.float32)
-
-
-def _like_input(out: torch.Tensor, given: Any) -> np.ndarray | torch.Tensor:
-    """NumPy in, NumPy out; a torch tensor in, a tensor out (on the model's device)."""
-    if isinstance(given, torch.Tensor):
-        return out.clone()
-    return out.cpu().numpy()
 
 
 def _cpu_numpy(x: Any, name: str) -> np.ndarray:

@@ -11,6 +11,13 @@ namespace activerm {
 
 namespace {
 
+constexpr int64_t kParallelDim = 512;
+// Work is handed out in chunks (dynamic schedule), so a thread the OS preempts does not hold
+// the whole step up at the barrier: the other threads take its share. Results do not depend
+// on who takes which chunk.
+constexpr int64_t kSweepChunk = 1 << 15;
+constexpr int64_t kRowBlockChunk = 64;
+
 struct Best {
   double score;
   int64_t index;
@@ -25,7 +32,7 @@ int64_t sweep(const I* pairs, int64_t count, const double* weights, double* quad
 #pragma omp parallel
   {
     Best local{-std::numeric_limits<double>::infinity(), -1};
-#pragma omp for schedule(static) nowait
+#pragma omp for schedule(dynamic, kSweepChunk) nowait
     for (int64_t k = 0; k < count; ++k) {
       double q = quadforms[k];
       if constexpr (Downdate) {
@@ -33,7 +40,7 @@ int64_t sweep(const I* pairs, int64_t count, const double* weights, double* quad
         quadforms[k] = q;
       }
       const double score = weights[k] * q;
-      if (score > local.score) local = {score, k};
+      if (beats(score, k, local.score, local.index)) local = {score, k};
     }
 #pragma omp critical(activerm_sweep_best)
     if (beats(local.score, local.index, best.score, best.index)) best = local;
@@ -41,14 +48,41 @@ int64_t sweep(const I* pairs, int64_t count, const double* weights, double* quad
   return best.index;
 }
 
+// v = Phi u. Every row sums in order with one float64 accumulator (the rounding the CUDA
+// kernel reproduces); four rows at a time give four independent add chains, which hides the
+// add latency that a single chain per row would wait on.
 template <class T>
 void project_features(const T* f, int64_t n, int64_t d, const double* u, double* v) {
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; ++i) {
-    const T* row = f + i * d;
-    double acc = 0.0;
-    for (int64_t a = 0; a < d; ++a) acc += static_cast<double>(row[a]) * u[a];
-    v[i] = acc;
+  constexpr int64_t kRows = 4;
+  const int64_t blocks = (n + kRows - 1) / kRows;
+#pragma omp parallel for schedule(dynamic, kRowBlockChunk)
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t first = b * kRows;
+    if (first + kRows <= n) {
+      const T* r0 = f + first * d;
+      const T* r1 = r0 + d;
+      const T* r2 = r1 + d;
+      const T* r3 = r2 + d;
+      double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0;
+      for (int64_t a = 0; a < d; ++a) {
+        const double ua = u[a];
+        a0 += static_cast<double>(r0[a]) * ua;
+        a1 += static_cast<double>(r1[a]) * ua;
+        a2 += static_cast<double>(r2[a]) * ua;
+        a3 += static_cast<double>(r3[a]) * ua;
+      }
+      v[first] = a0;
+      v[first + 1] = a1;
+      v[first + 2] = a2;
+      v[first + 3] = a3;
+    } else {
+      for (int64_t i = first; i < n; ++i) {
+        const T* row = f + i * d;
+        double acc = 0.0;
+        for (int64_t a = 0; a < d; ++a) acc += static_cast<double>(row[a]) * u[a];
+        v[i] = acc;
+      }
+    }
   }
 }
 
@@ -70,8 +104,8 @@ void greedy(FeatureView features, PairView pairs, GreedyWorkspace ws, int64_t k,
     const T* fj = f + static_cast<int64_t>(p[2 * best + 1]) * d;
     for (int64_t a = 0; a < d; ++a) diff[a] = static_cast<double>(fi[a]) - static_cast<double>(fj[a]);
     // u = F^-1 d*, and q* afresh from it rather than from the running score, so the gain is
-    // exact even after many downdates.
-#pragma omp parallel for schedule(static)
+    // exact even after many downdates. The O(d^2) parts only pay for threads at large d.
+#pragma omp parallel for schedule(static) if (d >= kParallelDim)
     for (int64_t r = 0; r < d; ++r) {
       const double* row = inverse + r * d;
       double acc = 0.0;
@@ -87,7 +121,7 @@ void greedy(FeatureView features, PairView pairs, GreedyWorkspace ws, int64_t k,
 
     const double c = rank_one_coefficient(w_star, q_star);
     project_features(f, n, d, u, ws.projection);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (d >= kParallelDim)
     for (int64_t r = 0; r < d; ++r) {
       double* row = inverse + r * d;
       const double cu = c * u[r];

@@ -58,8 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument(
         "--pool", choices=POOLS, default="cross", help="candidate pairs across or within prompts"
     )
-    sim.add_argument("--rounds", type=_positive, default=6)
-    sim.add_argument("--per-round", type=_positive, default=50, help="labels per round")
+    sim.add_argument("--rounds", type=_positive, default=LoopConfig.rounds)
+    sim.add_argument(
+        "--per-round", type=_positive, default=LoopConfig.per_round, help="labels per round"
+    )
     sim.add_argument("--seeds", type=_positive, default=3, help="number of seeds (0..S-1)")
     sim.add_argument("--prompts-per-round", type=_positive, default=LoopConfig.prompts_per_round)
     sim.add_argument("--cross-pairs", type=_positive, default=LoopConfig.cross_pairs)

@@ -39,8 +39,8 @@ class LoopConfig:
     """
 
     pool: str = "cross"
-    rounds: int = 6
-    per_round: int = 50
+    rounds: int = 8
+    per_round: int = 100
     prompts_per_round: int = 120
     cross_pairs: int = 50_000
     ensemble: int = 3

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -287,3 +289,13 @@ def test_embed_texts_with_minilm_reproduces_the_packaged_embeddings(tmp_path):
     write_jsonl(path, records)
     data = embed_texts(path, show_progress_bar=False, test_fraction=0.0)
     np.testing.assert_allclose(data.embeddings, arena.embeddings[rows], atol=2e-3)
+
+
+def test_docs_example_runs(tmp_path, monkeypatch):
+    """docs/DATA.md's example, executed as written (in a scratch directory)."""
+    doc = Path(__file__).resolve().parents[1] / "docs" / "DATA.md"
+    blocks = re.findall(r"```python\n(.*?)```", doc.read_text(encoding="utf-8"), re.S)
+    assert blocks
+    monkeypatch.chdir(tmp_path)
+    for block in blocks:
+        exec(compile(block, str(doc), "exec"), {"__name__": "docs_example"})

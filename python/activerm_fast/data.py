@@ -72,7 +72,7 @@ class Dataset:
         m = _count_prompts(self.prompt_ids)
         if self.gold is not None:
             self.gold = _vector(self.gold, n, "gold", np.float64)
-        self.pairs, self.labels = _labelled_pairs(self.pairs, self.labels, n)
+        self.pairs, self.labels = labelled_pairs(self.pairs, self.labels, n)
         self.is_test = _split_mask(self.is_test, self.prompt_ids, "is_test")
         if self.prompt_names is None:
             self.prompt_names = np.arange(m, dtype=np.int64)
@@ -425,7 +425,7 @@ def _from_named_arrays(
     rank = np.empty_like(order)
     rank[order] = np.arange(order.size)
     dense_ids = rank[inverse.reshape(-1)].astype(np.int64)
-    pairs, labels = _labelled_pairs(arrays.get("pairs"), arrays.get("labels"), n, where)
+    pairs, labels = labelled_pairs(arrays.get("pairs"), arrays.get("labels"), n, where)
     split = (
         _random_split(dense_ids, test_fraction, seed, "test_fraction")
         if is_test is None
@@ -487,9 +487,13 @@ def _vector(x: Any, n: int, name: str, dtype: type) -> np.ndarray:
     return t.to(_CPU, torch.float64).numpy().astype(dtype)
 
 
-def _labelled_pairs(
+def labelled_pairs(
     pairs: Any, labels: Any, n: int, where: str = ""
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Validated (M, 2) int64 pairs of distinct rows in [0, n) and (M,) 0/1 labels, or Nones.
+
+    ``where`` prefixes every error message (e.g. the file the arrays came from).
+    """
     if pairs is None and labels is None:
         return None, None
     if pairs is None or labels is None:

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._validation import as_tensor, check_finite, describe, pairs_tensor
-from .data import binary_labels
+from ._validation import as_tensor, check_finite, describe
+from .data import labelled_pairs
 
 _FORMAT = "activerm_fast.RewardModel"
 _FORMAT_VERSION = 1
@@ -130,26 +130,16 @@ class RewardModel:
 
         Each member trains on its own bootstrap resample of the training pairs when
         ``bootstrap`` is True (default: when ``ensemble > 1``), otherwise on all of them, in
-        its own shuffled order. ``warm_start`` continues from the current weights; otherwise
-        they are re-initialised from ``seed`` (default: the model's seed), so the same call
-        gives the same model. Returns ``self``; :attr:`history_` records the run.
+        its own shuffled order. ``warm_start`` continues from the current weights (with fresh
+        Adam moments); otherwise they are re-initialised from ``seed`` (default: the model's
+        seed), so the same call gives the same model. Returns ``self``; :attr:`history_`
+        records the run.
         """
         x = self._embeddings(embeddings, "embeddings")
-        given_pairs = as_tensor(pairs, "pairs")
-        checked_pairs = pairs_tensor(given_pairs, x.shape[0], given_pairs.device, "pairs")
-        checked_pairs = checked_pairs.to(torch.int64)
-        if checked_pairs.shape[0] == 0:
+        pairs_np, labels_np = labelled_pairs(pairs, _cpu_numpy(labels, "labels"), x.shape[0])
+        if pairs_np is None or labels_np is None or pairs_np.shape[0] == 0:
             raise ValueError("pairs is empty: fit needs at least one labelled pair")
-        same = checked_pairs[:, 0] == checked_pairs[:, 1]
-        if bool(same.any()):
-            row = int(torch.nonzero(same)[0, 0])
-            raise ValueError(
-                f"pairs[{row}] = {tuple(checked_pairs[row].tolist())} compares a response "
-                "with itself"
-            )
-        y = torch.from_numpy(
-            binary_labels(_cpu_numpy(labels, "labels"), checked_pairs.shape[0], "labels")
-        )
+        checked_pairs, y = torch.from_numpy(pairs_np), torch.from_numpy(labels_np)
         epochs = _positive_int(epochs, "epochs")
         batch_size = _positive_int(batch_size, "batch_size")
         patience = _positive_int(patience, "patience")

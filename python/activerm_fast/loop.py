@@ -240,9 +240,7 @@ class ActiveLoop:
         result: dict[str, float] = {}
         if test.gold is not None:
             result["spearman"] = metrics.within_prompt_spearman(pred, test.gold, test.prompt_ids)
-            best = metrics.best_of_n(
-                pred, test.gold, test.prompt_ids, ns=self.config.best_of, seed=self.seed
-            )
+            best = metrics.best_of_n(pred, test.gold, test.prompt_ids, ns=self.config.best_of)
             for n, outcome in best.items():
                 result[f"best_of_{n}_gold"] = outcome.mean_gold
                 result[f"best_of_{n}_quantile"] = outcome.mean_quantile

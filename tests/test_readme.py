@@ -15,7 +15,8 @@ def test_readme_has_python_examples():
     assert len(BLOCKS) >= 2
 
 
-def test_readme_python_examples_run():
+def test_readme_python_examples_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the examples write their files where they run
     namespace: dict = {}
     for block in BLOCKS:  # later blocks build on earlier ones, as a reader would paste them
         try:

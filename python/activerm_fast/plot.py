@@ -18,11 +18,13 @@ def learning_curves(records: list[dict[str, Any]], path: str | Path, title: str 
     metrics = headline_metrics(records)
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 4.2), squeeze=False)
     for ax, metric in zip(axes[0], metrics, strict=True):
-        for strategy, by_labels in summarize(records, metric).items():
+        for index, (strategy, by_labels) in enumerate(summarize(records, metric).items()):
             labels = list(by_labels)
             mean = [by_labels[b][0] for b in labels]
             std = [by_labels[b][1] for b in labels]
-            (line,) = ax.plot(labels, mean, marker="o", markersize=3, label=strategy)
+            # ten colours, then the same colours dashed: every strategy keeps its own line
+            style = {"color": f"C{index % 10}", "linestyle": "-" if index < 10 else "--"}
+            (line,) = ax.plot(labels, mean, marker="o", markersize=3, label=strategy, **style)
             ax.fill_between(
                 labels,
                 [m - s for m, s in zip(mean, std, strict=True)],

@@ -140,4 +140,7 @@ void CpuKernels::greedy_logdet(FeatureView features, PairView pairs, GreedyWorks
   });
 }
 
+// The CPU loop needs no scratch beyond the workspace arrays.
+int64_t CpuKernels::greedy_scratch_bytes(int64_t) { return 0; }
+
 }  // namespace activerm

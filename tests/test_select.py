@@ -172,15 +172,43 @@ def test_bald_is_the_mutual_information(problem):
         arm.select("bald", features=features, pairs=pool, k=1, rewards=rewards[0])
 
 
-def test_coreset_matches_brute_force_k_center(rng):
+def farthest_first_violations(features, pool, chosen, labelled=None):
+    """Steps at which ``chosen`` did not take a pair at the largest distance to the centres so
+    far. Distances in pair space tie exactly more often than one might think (||(a-b) - (a-c)||
+    = ||(e-c) - (e-b)||), so a tie may go either way under rounding: compare up to 1e-9."""
+    d = ref.pair_diff(features, pool)
+    centres = [] if labelled is None else list(ref.pair_diff(features, labelled))
+    bad = []
+    for step, pick in enumerate(chosen):
+        if centres:
+            c = np.array(centres)
+            nearest = np.minimum(
+                ((d[:, None] - c) ** 2).sum(-1), ((d[:, None] + c) ** 2).sum(-1)
+            ).min(1)
+            nearest[np.asarray(chosen[:step], dtype=np.int64)] = -np.inf
+            if nearest[pick] < nearest.max() * (1 - 1e-9):
+                bad.append(step)
+        centres.append(d[pick])
+    return bad
+
+
+def test_coreset_is_farthest_first_k_center(rng):
     features = rng.normal(size=(40, 5))
     pool = arm.pairs.all_pairs(40)[rng.choice(780, 300, replace=False)]
     labelled = np.array([[0, 1], [5, 9]])
     sel = arm.select("coreset", features=features, pairs=pool, k=25, labelled=labelled)
-    np.testing.assert_array_equal(sel.indices, ref.coreset(features, pool, 25, labelled=labelled))
+    assert len(set(sel.indices.tolist())) == 25
+    assert farthest_first_violations(features, pool, sel.indices, labelled) == []
     seeded = arm.select("coreset", features=features, pairs=pool, k=25, seed=11)
+    assert farthest_first_violations(features, pool, seeded.indices) == []
+    # without ties the batch is exactly the brute-force one
+    generic = rng.normal(size=(300, 2, 5))
+    flat = generic.reshape(600, 5)
+    disjoint = np.arange(600).reshape(300, 2)  # no response shared: no structural ties
+    sel = arm.select("coreset", features=flat, pairs=disjoint, k=25, labelled=disjoint[:2])
     np.testing.assert_array_equal(
-        seeded.indices, ref.coreset(features, pool, 25, first=int(seeded.indices[0]))
+        sel.indices,
+        ref.coreset(flat, disjoint, 25, labelled=disjoint[:2], exclude=np.arange(300) < 2),
     )
 
 

@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "activerm/cpu_kernels.h"
+#include "activerm/pair_math.h"
 
 namespace activerm {
 
@@ -34,7 +35,7 @@ void CpuKernels::laplacian_features(FeatureView features, PairView pairs, const 
         double* yi = out + i * d;
         double* yj = out + j * d;
         for (int64_t a = begin; a < end; ++a) {
-          const double contribution = w * (static_cast<double>(fi[a]) - static_cast<double>(fj[a]));
+          const double contribution = laplacian_contribution(w, fi[a], fj[a]);
           yi[a] += contribution;
           yj[a] -= contribution;
         }

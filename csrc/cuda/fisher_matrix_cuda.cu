@@ -3,6 +3,7 @@
 // atomicAdd is native from sm_60. The order of the additions is not fixed, so the last bits
 // can differ from the CPU's and between runs.
 #include "activerm/cuda_kernels.h"
+#include "activerm/pair_math.h"
 #include "cuda_common.cuh"
 
 namespace activerm {
@@ -29,7 +30,7 @@ __global__ void __launch_bounds__(kThreads)
     double* yi = out + i * d;
     double* yj = out + j * d;
     for (int64_t a = lane; a < d; a += 32) {
-      const double contribution = w * (static_cast<double>(fi[a]) - static_cast<double>(fj[a]));
+      const double contribution = laplacian_contribution(w, fi[a], fj[a]);
       atomicAdd(yi + a, contribution);
       atomicAdd(yj + a, -contribution);
     }

@@ -54,6 +54,13 @@ ARM_HD double pair_quadform(const T* fi, const T* fj, const double* gi, const do
   return acc;
 }
 
+// Column a of pair k's share of L_w Phi: row i gains w_k (phi_i - phi_j)_a and row j loses it,
+// so that Phi^T (L_w Phi) = sum_k w_k d_k d_k^T.
+template <class T>
+ARM_HD double laplacian_contribution(double w, T fi_a, T fj_a) {
+  return w * (static_cast<double>(fi_a) - static_cast<double>(fj_a));
+}
+
 // Greedy log-det bookkeeping. After choosing pair * with weight w and quadratic form q*,
 // every q_k = d_k^T F^-1 d_k drops by w (u^T d_k)^2 / (1 + w q*) (Sherman-Morrison), where
 // u^T d_k = v_i - v_j with v = Phi u.

@@ -211,12 +211,24 @@ def mask_tensor(x: Any, count: int, device: torch.device, name: str) -> torch.Te
     return t
 
 
-def count_argument(k: Any, name: str = "k") -> int:
-    """A non-negative Python int (bools and floats are refused)."""
+def integer_argument(k: Any, name: str) -> int:
+    """A Python int (bools and floats are refused)."""
     if isinstance(k, bool) or not isinstance(k, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {type(k).__name__} {k!r}")
-    if k < 0:
+    return int(k)
+
+
+def count_argument(k: Any, name: str = "k") -> int:
+    """A non-negative Python int."""
+    if integer_argument(k, name) < 0:
         raise ValueError(f"{name} must be non-negative, got {k}")
+    return int(k)
+
+
+def positive_integer(k: Any, name: str) -> int:
+    """A Python int >= 1."""
+    if integer_argument(k, name) < 1:
+        raise ValueError(f"{name} must be >= 1, got {k}")
     return int(k)
 
 

@@ -19,7 +19,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._validation import as_tensor, check_finite, describe
+from ._validation import (
+    as_tensor,
+    check_finite,
+    describe,
+    integer_argument,
+    positive_integer,
+    positive_scalar,
+)
 from .data import labelled_pairs
 
 _FORMAT = "activerm_fast.RewardModel"
@@ -64,10 +71,10 @@ class RewardModel:
         seed: int = 0,
         device: str | torch.device = "cpu",
     ) -> None:
-        self.input_dim = _positive_int(input_dim, "input_dim")
-        self.hidden = tuple(_positive_int(width, "hidden widths") for width in hidden)
-        self.ensemble = _positive_int(ensemble, "ensemble")
-        self.seed = _integer(seed, "seed")
+        self.input_dim = positive_integer(input_dim, "input_dim")
+        self.hidden = tuple(positive_integer(width, "hidden widths") for width in hidden)
+        self.ensemble = positive_integer(ensemble, "ensemble")
+        self.seed = integer_argument(seed, "seed")
         self.device = torch.device(device)
         self.history_: FitHistory | None = None
         self._init_parameters(self.seed)
@@ -140,15 +147,15 @@ class RewardModel:
         if pairs_np is None or labels_np is None or pairs_np.shape[0] == 0:
             raise ValueError("pairs is empty: fit needs at least one labelled pair")
         checked_pairs, y = torch.from_numpy(pairs_np), torch.from_numpy(labels_np)
-        epochs = _positive_int(epochs, "epochs")
-        batch_size = _positive_int(batch_size, "batch_size")
-        patience = _positive_int(patience, "patience")
-        lr = _positive_float(lr, "lr")
+        epochs = positive_integer(epochs, "epochs")
+        batch_size = positive_integer(batch_size, "batch_size")
+        patience = positive_integer(patience, "patience")
+        lr = positive_scalar(lr, "lr")
         if not (isinstance(weight_decay, numbers.Real) and 0 <= weight_decay < math.inf):
             raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
         if not (isinstance(val_fraction, numbers.Real) and 0 <= val_fraction < 1):
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
-        run_seed = self.seed if seed is None else _integer(seed, "seed")
+        run_seed = self.seed if seed is None else integer_argument(seed, "seed")
         resample = self.ensemble > 1 if bootstrap is None else bool(bootstrap)
 
         if not warm_start:
@@ -322,23 +329,3 @@ class RewardModel:
 
 def _cpu_numpy(x: Any, name: str) -> np.ndarray:
     return as_tensor(x, name).cpu().numpy()
-
-
-def _integer(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
-    return int(value)
-
-
-def _positive_int(value: Any, name: str) -> int:
-    if _integer(value, name) < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
-
-
-def _positive_float(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
-    if not 0 < float(value) < math.inf:
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return float(value)

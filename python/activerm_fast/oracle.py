@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._validation import as_tensor, check_finite, describe, pairs_tensor
+from ._validation import as_tensor, check_finite, describe, integer_argument, pairs_tensor
 from .data import binary_labels
 
 _MASK64 = (1 << 64) - 1
@@ -161,9 +161,7 @@ def _without_self_pairs(checked: np.ndarray, name: str) -> np.ndarray:
 
 
 def _seed_argument(seed: Any) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed must be an integer, got {type(seed).__name__} {seed!r}")
-    return int(seed) & _MASK64
+    return integer_argument(seed, "seed") & _MASK64
 
 
 def _splitmix64(x: np.ndarray) -> np.ndarray:

@@ -56,7 +56,7 @@ def test_simulate_writes_table_csv_json_and_plot(dataset_file, tmp_path, capsys)
     ]
     assert main(args) == 0
     printed = capsys.readouterr().out
-    assert "spearman (mean ± std over seeds)" in printed and "dopt-greedy" in printed
+    assert "spearman, mean ± std over seeds" in printed and "dopt-greedy" in printed
     records = json.loads((out / "results.json").read_text())
     assert len(records) == 2 * 2 * 2
     assert (out / "results.csv").read_text().count("\n") == 9

@@ -97,11 +97,9 @@ def format_table(records: list[dict[str, Any]]) -> str:
     for metric in headline_metrics(records):
         summary = summarize(records, metric)
         budgets = sorted({labels for by_labels in summary.values() for labels in by_labels})
-        width = max(len(s) for s in summary) + 2
-        header = f"{metric + ' (mean ± std over seeds)':<{width}}" + "".join(
-            f"{b:>15}" for b in budgets
-        )
-        lines = [header, "-" * len(header)]
+        width = max(len(s) for s in [*summary, "strategy"]) + 2
+        header = f"{'strategy':<{width}}" + "".join(f"{f'{b} labels':>15}" for b in budgets)
+        lines = [f"{metric}, mean ± std over seeds", header, "-" * len(header)]
         for strategy, by_labels in summary.items():
             cells = "".join(
                 f"{f'{by_labels[b][0]:.3f} ± {by_labels[b][1]:.3f}':>15}"
@@ -110,6 +108,5 @@ def format_table(records: list[dict[str, Any]]) -> str:
                 for b in budgets
             )
             lines.append(f"{strategy:<{width}}{cells}")
-        lines.append(f"{'labels':<{width}}" + "".join(f"{b:>15}" for b in budgets))
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)

@@ -288,3 +288,17 @@ def test_select_with_model_uses_the_models_features_and_rewards(rng):
             k=1,
             rewards=rng.normal(size=(3, 60)),
         )
+
+
+@pytest.mark.parametrize("strategy", sorted(arm.STRATEGIES))
+def test_every_strategy_handles_empty_and_exhausting_budgets(rng, strategy):
+    features, rewards = rng.normal(size=(30, 4)), rng.normal(size=(2, 30))
+    pool = arm.pairs.cross_prompt(np.arange(30) // 5, 100, seed=int(rng.integers(1 << 30)))
+    labelled = pool[:3]
+    for k in (0, 97):  # nothing, and every pair that is not labelled yet
+        sel = arm.select(
+            strategy, features=features, pairs=pool, k=k, rewards=rewards, labelled=labelled
+        )
+        chosen = sel.indices.tolist()
+        assert len(chosen) == k and len(set(chosen)) == k and not set(chosen) & {0, 1, 2}
+        assert np.isfinite(sel.logdet)

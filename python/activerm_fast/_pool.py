@@ -47,15 +47,25 @@ class Pool:
         rewards = self.rewards if member is None else self.rewards[member : member + 1]
         return weights64(rewards, pairs)
 
-    def prior(self, past: bool, member: int | None = None) -> PriorState:
+    def has_past(self, past: bool) -> bool:
+        return past and self.labelled is not None and self.labelled.shape[0] > 0
+
+    def prior_matrix(self, past: bool, member: int | None = None) -> torch.Tensor:
         """F0 = lambda I, plus with ``past`` the labelled pairs' w d d^T at the current rewards
         (of the ensemble mean weights, or of one member's features and weights)."""
         features = self.member_features(member)
-        if not past or self.labelled is None or self.labelled.shape[0] == 0:
+        d = features.shape[1]
+        matrix = self.ridge * torch.eye(d, dtype=torch.float64, device=features.device)
+        if self.has_past(past):
+            matrix += fisher_matrix64(features, self.labelled, self.weights(self.labelled, member))
+        return matrix
+
+    def prior(self, past: bool, member: int | None = None) -> PriorState:
+        """:meth:`prior_matrix`, factored (λI needs no factorisation)."""
+        features = self.member_features(member)
+        if not self.has_past(past):
             return prior_state(self.ridge, features)
-        matrix = fisher_matrix64(features, self.labelled, self.weights(self.labelled, member))
-        matrix += self.ridge * torch.eye(matrix.shape[0], dtype=torch.float64, device=matrix.device)
-        return prior_state(matrix, features, "prior built from labelled")
+        return prior_state(self.prior_matrix(past, member), features, "prior built from labelled")
 
     def reward_gaps(self) -> torch.Tensor:
         """(E, P) r_i - r_j of every member."""

@@ -7,7 +7,7 @@ import math
 import torch
 
 from ._pool import Pool
-from .kernels import Selection, quadforms64
+from .kernels import Selection
 
 
 def bald(pool: Pool, k: int) -> torch.Tensor:
@@ -48,7 +48,7 @@ def ensemble_dopt_greedy(pool: Pool, k: int) -> Selection:
     for e in range(members):
         features = pool.member_features(e)
         start = pool.prior(past=True, member=e)
-        q = quadforms64(features, pool.pairs, start.projected, start.scale)
+        q = start.quadforms(features, pool.pairs)
         if pool.excluded is not None:
             q.masked_fill_(pool.excluded, math.nan)
         states.append((features.double(), pool.weights(pool.pairs, e), q, start.inverse.clone()))

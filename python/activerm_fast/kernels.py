@@ -117,21 +117,25 @@ def fisher_matrix64(f: torch.Tensor, p: torch.Tensor, w: torch.Tensor | None) ->
         )
     # L_w Phi has zero column sums, so centring Phi changes nothing exactly but removes the
     # cancellation a large common offset in the features would cause.
-    centred = f.double() - f.double().mean(dim=0)
-    matrix = centred.T @ laplacian_phi
+    phi = f.double()
+    matrix = (phi - phi.mean(dim=0)).T @ laplacian_phi
     return 0.5 * (matrix + matrix.T)
 
 
 @dataclass(frozen=True)
 class PriorState:
-    """F0 and the forms the greedy loop needs: F0^-1, Phi F0^-1 (None when F0 = lambda I), and
-    log det F0; with F0 = lambda I the quadratic forms use ``scale`` = 1 / lambda."""
+    """F0 factored: the matrix, F0^-1 and log det F0; ``ridge`` is lambda when F0 = lambda I."""
 
     matrix: torch.Tensor
     inverse: torch.Tensor
-    projected: torch.Tensor | None
-    scale: float
     logdet: float
+    ridge: float | None
+
+    def quadforms(self, f: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        """d_k^T F0^-1 d_k for every pair: a scaled norm for lambda I, else via Phi F0^-1."""
+        if self.ridge is not None:
+            return quadforms64(f, p, None, 1.0 / self.ridge)
+        return quadforms64(f, p, f.double() @ self.inverse, 1.0)
 
 
 def prior_state(prior: Any, f: torch.Tensor, name: str = "prior") -> PriorState:
@@ -150,10 +154,10 @@ def prior_state(prior: Any, f: torch.Tensor, name: str = "prior") -> PriorState:
         inverse = torch.cholesky_inverse(factor)
         inverse = 0.5 * (inverse + inverse.T)
         logdet = 2.0 * torch.log(torch.diagonal(factor)).sum().item()
-        return PriorState(matrix, inverse, f.double() @ inverse, 1.0, logdet)
+        return PriorState(matrix, inverse, logdet, None)
     ridge = v.positive_scalar(prior, name)
     identity = torch.eye(d, dtype=torch.float64, device=f.device)
-    return PriorState(ridge * identity, identity / ridge, None, 1.0 / ridge, d * math.log(ridge))
+    return PriorState(ridge * identity, identity / ridge, d * math.log(ridge), ridge)
 
 
 def greedy64(
@@ -170,7 +174,7 @@ def greedy64(
     gains = torch.empty(k, dtype=torch.float64, device=device)
     if k == 0:
         return chosen, gains, start.logdet
-    quadforms = quadforms64(f, p, start.projected, start.scale)
+    quadforms = start.quadforms(f, p)
     if excluded is not None:
         quadforms.masked_fill_(excluded, math.nan)
     backend = backend_for(device)

@@ -27,7 +27,6 @@ from .kernels import (
     fisher_matrix64,
     greedy64,
     prior_state,
-    quadforms64,
 )
 
 __all__ = ["STRATEGIES", "select", "select_with_model"]
@@ -58,9 +57,9 @@ def _dopt_topk(pool: Pool, k: int, past: bool) -> torch.Tensor:
     w = pool.weights(pool.pairs)
     available = w if pool.excluded is None else w.masked_fill(pool.excluded, 0.0)
     matrix = fisher_matrix64(pool.features, pool.pairs, available.contiguous())
-    matrix += pool.prior(past).matrix
+    matrix += pool.prior_matrix(past)
     design = prior_state(matrix, pool.features, "pool Fisher matrix")
-    return pool.top(w * quadforms64(pool.features, pool.pairs, design.projected, 1.0), k)
+    return pool.top(w * design.quadforms(pool.features, pool.pairs), k)
 
 
 def _greedy(pool: Pool, k: int, weights: torch.Tensor, start: PriorState) -> Selection:

@@ -22,7 +22,7 @@ import numpy as np
 
 from .data import Dataset
 from .model import RewardModel
-from .pairs import cross_pair_count, cross_prompt, within_prompt
+from .pairs import candidate_pool
 from .selectors import select, select_with_model
 
 # strategies that need no fitted model, used as they are for the very first batch
@@ -109,7 +109,7 @@ def next_batch(
     no model: model-free strategies run on the embeddings, the others fall back to ``xtx``
     (D-optimal exploration of the embedding space).
     """
-    candidates = _pool(dataset, pool, pool_size, seed)
+    candidates = candidate_pool(dataset.prompt_ids, pool, pool_size, seed)
     if len(labelled_pairs) == 0 and not (reuse_model and model_path and Path(model_path).exists()):
         chosen = strategy if strategy in _MODEL_FREE else "xtx"
         selection = select(
@@ -138,12 +138,3 @@ def next_batch(
         seed=seed,
     )
     return candidates[selection.indices], f"{note}; chose with {strategy!r}"
-
-
-def _pool(dataset: Dataset, kind: str, size: int, seed: int) -> np.ndarray:
-    if kind == "within":
-        return within_prompt(dataset.prompt_ids)
-    if kind != "cross":
-        raise ValueError(f"pool must be 'cross' or 'within', got {kind!r}")
-    available = cross_pair_count(dataset.prompt_ids)
-    return cross_prompt(dataset.prompt_ids, min(size, available), seed=seed)

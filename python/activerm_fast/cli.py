@@ -10,7 +10,8 @@ from pathlib import Path
 from . import data
 from .annotation import next_batch, read_labelled, write_batch
 from .backends import build_info
-from .loop import POOLS, LoopConfig
+from .loop import LoopConfig
+from .pairs import POOLS
 from .selectors import STRATEGIES
 from .simulate import format_table, simulate
 

@@ -16,15 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from . import metrics
+from ._validation import pair_keys
 from .data import Dataset
 from .model import RewardModel
 from .oracle import BTOracle, PairLabelOracle
-from .pairs import cross_pair_count, cross_prompt, within_prompt
+from .pairs import POOLS, candidate_pool
 from .selectors import STRATEGIES, select, select_with_model
-
-POOLS = ("cross", "within")
 
 
 @dataclass(frozen=True)
@@ -197,22 +197,13 @@ class ActiveLoop:
         if isinstance(self.oracle, PairLabelOracle):
             known = self.oracle.pairs
             return known[np.isin(known, rows).all(axis=1)]
-        ids = train.prompt_ids[rows]
-        if config.pool == "within":
-            local = within_prompt(ids)
-        else:
-            num = min(config.cross_pairs, cross_pair_count(ids))
-            local = cross_prompt(ids, num, seed=int(rng.integers(1 << 31)))
-        return rows[local]
+        seed = int(rng.integers(1 << 31))
+        return rows[candidate_pool(train.prompt_ids[rows], config.pool, config.cross_pairs, seed)]
 
-    @staticmethod
-    def _available(pool: np.ndarray, state: LoopState) -> int:
-        if len(state.pairs) == 0 or len(pool) == 0:
-            return len(pool)
-        width = int(max(pool.max(), state.pairs.max())) + 1
-        keys = np.sort(pool, axis=1) @ np.array([width, 1])
-        done = np.sort(state.pairs, axis=1) @ np.array([width, 1])
-        return int((~np.isin(keys, done)).sum())
+    def _available(self, pool: np.ndarray, state: LoopState) -> int:
+        """Pairs of the pool not labelled yet."""
+        keys = [pair_keys(torch.from_numpy(p), self.train.n) for p in (pool, state.pairs)]
+        return int((~torch.isin(*keys)).sum())
 
     def _fit(self, state: LoopState, seed: int) -> None:
         config = self.config

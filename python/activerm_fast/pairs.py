@@ -8,7 +8,17 @@ import numpy as np
 
 from ._validation import count_argument
 
-__all__ = ["within_prompt", "cross_prompt", "cross_pair_count", "all_pairs", "prompt_codes"]
+__all__ = [
+    "POOLS",
+    "all_pairs",
+    "candidate_pool",
+    "cross_pair_count",
+    "cross_prompt",
+    "prompt_codes",
+    "within_prompt",
+]
+
+POOLS = ("cross", "within")
 
 
 def prompt_codes(prompt_ids: Any, name: str = "prompt_ids") -> np.ndarray:
@@ -92,6 +102,16 @@ def cross_prompt(prompt_ids: Any, num: int, seed: int = 0) -> np.ndarray:
     # the distinct pairs drawn are exchangeable, so a uniform subset of them is uniform overall
     keys = np.sort(rng.choice(keys, size=num, replace=False))
     return np.stack([keys // n, keys % n], axis=1)
+
+
+def candidate_pool(prompt_ids: Any, kind: str, cross_pairs: int, seed: int = 0) -> np.ndarray:
+    """The candidates of one selection: every within-prompt pair (``kind="within"``), or
+    ``cross_pairs`` cross-prompt pairs, fewer when the prompts have fewer (``"cross"``)."""
+    if kind not in POOLS:
+        raise ValueError(f"pool must be one of {POOLS}, got {kind!r}")
+    if kind == "within":
+        return within_prompt(prompt_ids)
+    return cross_prompt(prompt_ids, min(cross_pairs, cross_pair_count(prompt_ids)), seed=seed)
 
 
 def _sorted_unique(keys: np.ndarray) -> np.ndarray:

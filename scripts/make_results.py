@@ -103,6 +103,15 @@ def verdict_section(name: str, records: list[dict]) -> list[str]:
     ]
 
 
+def comparison_row(label: str, left: dict, left_name: str, right: dict, right_name: str) -> str:
+    """Final Spearman and mean over budgets of two (summary, strategy) sides, as a table row."""
+    (lm, ls), (rm, rs) = final(left, left_name), final(right, right_name)
+    return (
+        f"| {label} | {lm:.3f} ± {ls:.3f} | {rm:.3f} ± {rs:.3f} | "
+        f"{area(left, left_name):.3f} | {area(right, right_name):.3f} |"
+    )
+
+
 def pools_section(name: str, cross: list[dict], within: list[dict]) -> list[str]:
     c, w = summarize(cross, "spearman"), summarize(within, "spearman")
     shared = [s for s in ORDER if s in c and s in w]
@@ -115,14 +124,7 @@ def pools_section(name: str, cross: list[dict], within: list[dict]) -> list[str]
         "| cross: mean over budgets | within: mean over budgets |",
         "| --- | --- | --- | --- | --- |",
     ]
-    for strategy in ORDER:
-        if strategy in c and strategy in w:
-            cm, cs = final(c, strategy)
-            wm, ws = final(w, strategy)
-            lines.append(
-                f"| {strategy} | {cm:.3f} ± {cs:.3f} | {wm:.3f} ± {ws:.3f} | "
-                f"{area(c, strategy):.3f} | {area(w, strategy):.3f} |"
-            )
+    lines += [comparison_row(s, c, s, w, s) for s in shared]
     lines += [
         "",
         f"Averaged over budgets, cross-prompt pools did better than within-prompt pools for "
@@ -145,12 +147,8 @@ def greedy_section(name: str, records: list[dict]) -> list[str]:
     objectives = (("dopt-topk", "dopt-greedy"), ("past-dopt-topk", "past-dopt-greedy"))
     for topk, greedy in objectives:
         wins += area(summary, greedy) > area(summary, topk)
-        tm, ts = final(summary, topk)
-        gm, gs = final(summary, greedy)
-        lines.append(
-            f"| {greedy.removesuffix('-greedy')} | {tm:.3f} ± {ts:.3f} | {gm:.3f} ± {gs:.3f} | "
-            f"{area(summary, topk):.3f} | {area(summary, greedy):.3f} |"
-        )
+        label = greedy.removesuffix("-greedy")
+        lines.append(comparison_row(label, summary, topk, summary, greedy))
     lines += [
         "",
         f"Averaged over budgets, greedy selection beat the one-shot top-k rule for {wins} of the "

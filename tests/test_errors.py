@@ -189,5 +189,7 @@ def test_cuda_without_cuda_support_is_named(monkeypatch):
     from activerm_fast import backends
 
     monkeypatch.setattr(backends, "_cuda", None)
-    with pytest.raises(ValueError, match="features is on cuda:0 but activerm_fast was built without CUDA"):
+    with pytest.raises(
+        ValueError, match="features is on cuda:0 but activerm_fast was built without CUDA"
+    ):
         backends.backend_for(torch.device("cuda:0"))

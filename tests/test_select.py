@@ -244,22 +244,15 @@ def test_ensemble_dopt_greedy_matches_brute_force(rng, kind):
 
 def test_ensemble_of_one_is_past_dopt_greedy(problem):
     features, rewards, pool, labelled = problem
-    one = arm.select(
-        "ensemble-dopt-greedy",
-        features=features,
-        pairs=pool,
-        k=20,
-        rewards=rewards[:1],
-        labelled=labelled,
-    )
-    past = arm.select(
-        "past-dopt-greedy",
-        features=features,
-        pairs=pool,
-        k=20,
-        rewards=rewards[:1],
-        labelled=labelled,
-    )
+    inputs = {
+        "features": features,
+        "pairs": pool,
+        "k": 20,
+        "rewards": rewards[:1],
+        "labelled": labelled,
+    }
+    one = arm.select("ensemble-dopt-greedy", **inputs)
+    past = arm.select("past-dopt-greedy", **inputs)
     np.testing.assert_array_equal(one.indices, past.indices)
     np.testing.assert_allclose(one.gains, past.gains, rtol=1e-9)
 

@@ -37,12 +37,11 @@ def _load_core() -> ModuleType:
 
 _core = _load_core()
 
+_cuda: ModuleType | None
 try:  # the CUDA module exists only when CMake found a CUDA compiler
-    from . import _cuda as _cuda_module
+    from . import _cuda
 except ImportError:
-    _cuda_module = None
-
-_cuda: ModuleType | None = _cuda_module
+    _cuda = None
 
 
 def backend_for(device: torch.device, name: str = "features") -> ModuleType:

@@ -44,9 +44,6 @@ class Selection:
     gains: Array
     logdet: float
 
-    def __len__(self) -> int:
-        return len(self.indices)
-
 
 def export(t: torch.Tensor, as_numpy: bool) -> Array:
     """Hand a result back as the caller's array type."""

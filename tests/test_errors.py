@@ -186,10 +186,10 @@ def test_bad_input_is_named(call, error, match):
 
 
 def test_cuda_without_cuda_support_is_named(monkeypatch):
-    from activerm_fast import backends
+    from activerm_fast import _launch
 
-    monkeypatch.setattr(backends, "_cuda", None)
+    monkeypatch.setattr(_launch, "_cuda", None)
     with pytest.raises(
         ValueError, match="features is on cuda:0 but activerm_fast was built without CUDA"
     ):
-        backends.backend_for(torch.device("cuda:0"))
+        _launch.backend_for(torch.device("cuda:0"))

@@ -52,7 +52,7 @@ void CpuKernels::pair_quadform(FeatureView features, PairView pairs, const doubl
       const int64_t j = p[2 * k + 1];
       const double* gi = projected ? projected + i * d : nullptr;
       const double* gj = projected ? projected + j * d : nullptr;
-      out[k] = activerm::pair_quadform(f + i * d, f + j * d, gi, gj, d, scale);
+      out[k] = activerm::pair_quadform(f + i * d, f + j * d, gi, gj, d, scale, features.scale);
     }
   });
 }

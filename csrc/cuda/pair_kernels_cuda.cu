@@ -63,7 +63,8 @@ template <class T, class I, bool kProjected>
 __global__ void __launch_bounds__(kQuadPairs)
     pair_quadform_kernel(const T* __restrict__ features, int64_t d, const I* __restrict__ pairs,
                          int64_t count, const double* __restrict__ projected, double scale,
-                         int64_t begin, int64_t end, double* __restrict__ out) {
+                         double feature_scale, int64_t begin, int64_t end,
+                         double* __restrict__ out) {
   __shared__ double terms[kQuadPairs][kQuadCols + 1];  // +1: conflict-free row-wise reads
   __shared__ int64_t first_row[kQuadPairs];
   __shared__ int64_t second_row[kQuadPairs];
@@ -108,7 +109,7 @@ __global__ void __launch_bounds__(kQuadPairs)
           for (int b = 0; b < kQuadBatch; ++b) {
             const int slot = first_slot + (batch + b) * kSlotStride;
             if (slot < active_pairs) {
-              const double diff = static_cast<double>(fi[b]) - static_cast<double>(fj[b]);
+              const double diff = scaled_difference(fi[b], fj[b], feature_scale);
               terms[slot][column] = kProjected ? diff * (gi[b] - gj[b]) : diff * diff;
             }
           }
@@ -182,7 +183,8 @@ void CudaKernels::pair_quadform(FeatureView features, PairView pairs, const doub
     for (int64_t begin = 0; begin < features.d; begin += width) {
       kernel<<<grid_for(pairs.count, kQuadPairs), kQuadPairs, 0, s>>>(
           static_cast<const T*>(features.data), features.d, static_cast<const I*>(pairs.data),
-          pairs.count, projected, scale, begin, std::min(features.d, begin + width), out);
+          pairs.count, projected, scale, features.scale, begin,
+          std::min(features.d, begin + width), out);
       check_launch("pair_quadform kernel launch");
     }
   });

@@ -1,6 +1,8 @@
-// One pybind11 binding for both backends: every kernel takes raw addresses (NumPy's
-// ctypes.data or torch's data_ptr()), sizes, dtype flags and a stream handle. The Python
-// wrapper validates, allocates and keeps the arrays alive; the GIL is released while a kernel runs.
+// One pybind11 binding for both backends. The views of views.h are bound as small classes the
+// launch layer (python/activerm_fast/_launch.py) fills with raw addresses (torch's data_ptr()),
+// sizes and dtype flags; kernels take those views, a stream handle and output addresses. The
+// launch layer validates, allocates and keeps the arrays alive; the GIL is released while a
+// kernel runs. Classes are module-local, so _core and _cuda each have their own.
 #pragma once
 
 #include <pybind11/pybind11.h>
@@ -18,85 +20,110 @@ T* address(std::uintptr_t value) {
   return reinterpret_cast<T*>(value);
 }
 
+inline void bind_views(py::module_& m) {
+  using std::uintptr_t;
+  py::class_<FeatureView>(m, "FeatureView", py::module_local())
+      .def(py::init([](uintptr_t data, bool is_double, int64_t n, int64_t d, double scale) {
+             return FeatureView{address<const void>(data), is_double, n, d, scale};
+           }),
+           py::arg("data"), py::arg("is_double"), py::arg("n"), py::arg("d"),
+           py::arg("scale") = 1.0)
+      .def_readonly("n", &FeatureView::n)
+      .def_readonly("d", &FeatureView::d)
+      .def_readonly("scale", &FeatureView::scale);
+  py::class_<PairView>(m, "PairView", py::module_local())
+      .def(py::init([](uintptr_t data, bool is_int64, int64_t count) {
+             return PairView{address<const void>(data), is_int64, count};
+           }),
+           py::arg("data"), py::arg("is_int64"), py::arg("count"))
+      .def_readonly("count", &PairView::count);
+  py::class_<GreedyProblem>(m, "GreedyProblem", py::module_local())
+      .def(py::init([](FeatureView features, int64_t members, int64_t member_stride,
+                       PairView pairs, uintptr_t weights, int64_t first_index) {
+             return GreedyProblem{features, members, member_stride,
+                                  pairs,    address<const double>(weights), first_index};
+           }),
+           py::arg("features"), py::arg("members"), py::arg("member_stride"), py::arg("pairs"),
+           py::arg("weights"), py::arg("first_index") = 0);
+  py::class_<GreedyState>(m, "GreedyState", py::module_local())
+      .def(py::init([](uintptr_t scores, uintptr_t factor, uintptr_t workspace) {
+             return GreedyState{address<double>(scores), address<double>(factor),
+                                address<void>(workspace)};
+           }),
+           py::arg("scores"), py::arg("factor"), py::arg("workspace"));
+  m.attr("max_members") = kMaxMembers;
+  m.attr("choice_slots") = sizeof(GreedyChoice) / 8;
+}
+
 template <class Kernels>
 void bind_kernels(py::module_& m) {
   using std::uintptr_t;
   const auto release = py::call_guard<py::gil_scoped_release>();
   m.attr("backend") = Kernels::kName;
+  bind_views(m);
 
   m.def(
       "pair_diff",
-      [](uintptr_t features, bool features_double, int64_t n, int64_t d, uintptr_t pairs,
-         bool pairs_int64, int64_t count, uintptr_t out, uintptr_t stream) {
-        Kernels::pair_diff({address<const void>(features), features_double, n, d},
-                           {address<const void>(pairs), pairs_int64, count}, address<void>(out),
-                           address<void>(stream));
+      [](FeatureView features, PairView pairs, uintptr_t out, uintptr_t stream) {
+        Kernels::pair_diff(features, pairs, address<void>(out), address<void>(stream));
       },
-      py::arg("features"), py::arg("features_double"), py::arg("n"), py::arg("d"),
-      py::arg("pairs"), py::arg("pairs_int64"), py::arg("count"), py::arg("out"),
-      py::arg("stream"), release);
+      py::arg("features"), py::arg("pairs"), py::arg("out"), py::arg("stream"), release);
 
   m.def(
       "fisher_weights",
-      [](uintptr_t rewards, bool rewards_double, int64_t members, int64_t n, uintptr_t pairs,
-         bool pairs_int64, int64_t count, uintptr_t out, uintptr_t stream) {
-        Kernels::fisher_weights(address<const void>(rewards), rewards_double, members, n,
-                                {address<const void>(pairs), pairs_int64, count},
+      [](uintptr_t rewards, bool rewards_double, int64_t members, int64_t n, PairView pairs,
+         uintptr_t out, uintptr_t stream) {
+        Kernels::fisher_weights(address<const void>(rewards), rewards_double, members, n, pairs,
                                 address<double>(out), address<void>(stream));
       },
       py::arg("rewards"), py::arg("rewards_double"), py::arg("members"), py::arg("n"),
-      py::arg("pairs"), py::arg("pairs_int64"), py::arg("count"), py::arg("out"),
-      py::arg("stream"), release);
+      py::arg("pairs"), py::arg("out"), py::arg("stream"), release);
 
   m.def(
       "pair_quadform",
-      [](uintptr_t features, bool features_double, int64_t n, int64_t d, uintptr_t pairs,
-         bool pairs_int64, int64_t count, uintptr_t projected, double scale, uintptr_t out,
+      [](FeatureView features, PairView pairs, uintptr_t projected, double scale, uintptr_t out,
          uintptr_t stream) {
-        Kernels::pair_quadform({address<const void>(features), features_double, n, d},
-                               {address<const void>(pairs), pairs_int64, count},
-                               address<const double>(projected), scale, address<double>(out),
-                               address<void>(stream));
+        Kernels::pair_quadform(features, pairs, address<const double>(projected), scale,
+                               address<double>(out), address<void>(stream));
       },
-      py::arg("features"), py::arg("features_double"), py::arg("n"), py::arg("d"),
-      py::arg("pairs"), py::arg("pairs_int64"), py::arg("count"), py::arg("projected"),
-      py::arg("scale"), py::arg("out"), py::arg("stream"), release);
-
-  m.def(
-      "laplacian_features",
-      [](uintptr_t features, bool features_double, int64_t n, int64_t d, uintptr_t pairs,
-         bool pairs_int64, int64_t count, uintptr_t weights, uintptr_t out, uintptr_t stream) {
-        Kernels::laplacian_features({address<const void>(features), features_double, n, d},
-                                    {address<const void>(pairs), pairs_int64, count},
-                                    address<const double>(weights), address<double>(out),
-                                    address<void>(stream));
-      },
-      py::arg("features"), py::arg("features_double"), py::arg("n"), py::arg("d"),
-      py::arg("pairs"), py::arg("pairs_int64"), py::arg("count"), py::arg("weights"),
+      py::arg("features"), py::arg("pairs"), py::arg("projected"), py::arg("scale"),
       py::arg("out"), py::arg("stream"), release);
 
   m.def(
-      "greedy_logdet",
-      [](uintptr_t features, bool features_double, int64_t n, int64_t d, uintptr_t pairs,
-         bool pairs_int64, int64_t count, uintptr_t weights, uintptr_t quadforms,
-         uintptr_t inverse, uintptr_t projection, uintptr_t direction, uintptr_t difference,
-         uintptr_t scratch, int64_t k, uintptr_t chosen, uintptr_t gains, uintptr_t stream) {
-        GreedyWorkspace workspace{address<const double>(weights), address<double>(quadforms),
-                                  address<double>(inverse),       address<double>(projection),
-                                  address<double>(direction),     address<double>(difference),
-                                  address<void>(scratch)};
-        Kernels::greedy_logdet({address<const void>(features), features_double, n, d},
-                               {address<const void>(pairs), pairs_int64, count}, workspace, k,
-                               address<int64_t>(chosen), address<double>(gains),
-                               address<void>(stream));
+      "laplacian_features",
+      [](FeatureView features, PairView pairs, uintptr_t weights, uintptr_t out,
+         uintptr_t stream) {
+        Kernels::laplacian_features(features, pairs, address<const double>(weights),
+                                    address<double>(out), address<void>(stream));
       },
-      py::arg("features"), py::arg("features_double"), py::arg("n"), py::arg("d"),
-      py::arg("pairs"), py::arg("pairs_int64"), py::arg("count"), py::arg("weights"),
-      py::arg("quadforms"), py::arg("inverse"), py::arg("projection"), py::arg("direction"),
-      py::arg("difference"), py::arg("scratch"), py::arg("k"), py::arg("chosen"),
-      py::arg("gains"), py::arg("stream"), release);
+      py::arg("features"), py::arg("pairs"), py::arg("weights"), py::arg("out"),
+      py::arg("stream"), release);
 
-  m.def("greedy_scratch_bytes", &Kernels::greedy_scratch_bytes, py::arg("count"));
+  m.def("greedy_workspace_bytes", &Kernels::greedy_workspace_bytes, py::arg("problem"));
+  m.def(
+      "greedy_sweep",
+      [](const GreedyProblem& problem, GreedyState state, bool downdate, uintptr_t stream) {
+        Kernels::greedy_sweep(problem, state, downdate, address<void>(stream));
+      },
+      py::arg("problem"), py::arg("state"), py::arg("downdate"), py::arg("stream"), release);
+  m.def(
+      "greedy_apply",
+      [](const GreedyProblem& problem, GreedyState state, int64_t step, uintptr_t chosen,
+         uintptr_t gains, bool prepare_next, uintptr_t stream) {
+        Kernels::greedy_apply(problem, state, step, address<int64_t>(chosen),
+                              address<double>(gains), prepare_next, address<void>(stream));
+      },
+      py::arg("problem"), py::arg("state"), py::arg("step"), py::arg("chosen"), py::arg("gains"),
+      py::arg("prepare_next"), py::arg("stream"), release);
+  m.def(
+      "greedy_run",
+      [](const GreedyProblem& problem, GreedyState state, int64_t k, uintptr_t chosen,
+         uintptr_t gains, uintptr_t stream) {
+        Kernels::greedy_run(problem, state, k, address<int64_t>(chosen), address<double>(gains),
+                            address<void>(stream));
+      },
+      py::arg("problem"), py::arg("state"), py::arg("k"), py::arg("chosen"), py::arg("gains"),
+      py::arg("stream"), release);
 }
 
 }  // namespace activerm

@@ -1,7 +1,7 @@
 """activerm_fast: choose the comparison pairs worth labelling for Bradley-Terry reward models."""
 
 from . import data, metrics, model, oracle, pairs
-from .backends import build_info
+from ._launch import build_info
 from .data import Dataset, embed_texts, from_arrays, load, synthetic
 from .kernels import (
     Selection,

@@ -1,6 +1,6 @@
 // The interface every backend implements, declared once: CpuKernels (cpu_kernels.h) and
 // CudaKernels (cuda_kernels.h) each expand ACTIVERM_KERNEL_INTERFACE into their static members,
-// and bindings.h exposes either through one template. Outputs and workspace are allocated by
+// and bindings.h exposes either through one template. Outputs and workspaces are allocated by
 // the caller; `stream` is the backend's stream handle (ignored on the CPU).
 //
 //   pair_diff           out (P, d) in the features' dtype: phi_i - phi_j.
@@ -11,9 +11,18 @@
 //   laplacian_features  out (n, d) float64 = L_w Phi, the weighted pair Laplacian applied to
 //                       the features, so Phi^T out = sum_k w_k d_k d_k^T; weights may be null
 //                       (all ones); out is overwritten.
-//   greedy_logdet       greedy maximisation of log det(F0 + sum_S w_k d_k d_k^T) over k steps:
-//                       the chosen pair positions and the gains log(1 + w q), in choice order.
-//   greedy_scratch_bytes  bytes of GreedyWorkspace::scratch the greedy loop needs for P pairs.
+//
+// The greedy engine (views.h: GreedyProblem, GreedyState, GreedyChoice), three primitives and
+// the loop they compose:
+//   greedy_sweep        over this process's pairs: with `downdate`, apply the last choice's
+//                       downdate to every score; then write the best pair (largest score, ties
+//                       to the lowest index, NaN never) to the workspace's GreedyChoice.
+//   greedy_apply        apply the GreedyChoice as step `step`: record its index and gain in
+//                       chosen[step], gains[step] (index -1, gain NaN when the sweep found no
+//                       pair); mask the pair if it is local; with prepare_next, update every
+//                       member's factor and compute the projections the next downdate needs.
+//   greedy_run          sweep, then k times apply and sweep (the single-process selection).
+//   greedy_workspace_bytes  bytes of GreedyState::workspace the problem needs.
 #pragma once
 
 #include <cstdint>
@@ -28,6 +37,10 @@
                             double scale, double* out, void* stream);                           \
   static void laplacian_features(FeatureView features, PairView pairs, const double* weights,   \
                                  double* out, void* stream);                                    \
-  static void greedy_logdet(FeatureView features, PairView pairs, GreedyWorkspace workspace,    \
-                            int64_t k, int64_t* chosen, double* gains, void* stream);           \
-  static int64_t greedy_scratch_bytes(int64_t count);
+  static int64_t greedy_workspace_bytes(const GreedyProblem& problem);                          \
+  static void greedy_sweep(const GreedyProblem& problem, GreedyState state, bool downdate,      \
+                           void* stream);                                                       \
+  static void greedy_apply(const GreedyProblem& problem, GreedyState state, int64_t step,       \
+                           int64_t* chosen, double* gains, bool prepare_next, void* stream);    \
+  static void greedy_run(const GreedyProblem& problem, GreedyState state, int64_t k,            \
+                         int64_t* chosen, double* gains, void* stream);

@@ -34,22 +34,30 @@ ARM_HD double mean_fisher_weight(const T* rewards, int64_t members, int64_t n, i
   return total / static_cast<double>(members);
 }
 
+// Coordinate a of phi_i - phi_j with the features read times the power of two feature_scale:
+// scaling before subtracting keeps the difference finite whatever the features' magnitude and
+// rounds exactly as the unscaled difference would (scaled).
+template <class T>
+ARM_HD double scaled_difference(T fi_a, T fj_a, double feature_scale) {
+  return static_cast<double>(fi_a) * feature_scale - static_cast<double>(fj_a) * feature_scale;
+}
+
 // d_k^T A d_k = (phi_i - phi_j)^T (g_i - g_j) with G = Phi A; with no G, A = scale * I. The
 // difference form is used (not s_i + s_j - 2 g_i.phi_j) because it does not cancel when
-// phi_i is close to phi_j.
+// phi_i is close to phi_j. Features are read times feature_scale (see scaled_difference).
 template <class T>
 ARM_HD double pair_quadform(const T* fi, const T* fj, const double* gi, const double* gj,
-                            int64_t d, double scale) {
+                            int64_t d, double scale, double feature_scale) {
   double acc = 0.0;
   if (gi == nullptr) {
     for (int64_t a = 0; a < d; ++a) {
-      const double diff = static_cast<double>(fi[a]) - static_cast<double>(fj[a]);
+      const double diff = scaled_difference(fi[a], fj[a], feature_scale);
       acc += diff * diff;
     }
     return acc * scale;
   }
   for (int64_t a = 0; a < d; ++a) {
-    acc += (static_cast<double>(fi[a]) - static_cast<double>(fj[a])) * (gi[a] - gj[a]);
+    acc += scaled_difference(fi[a], fj[a], feature_scale) * (gi[a] - gj[a]);
   }
   return acc;
 }
@@ -63,10 +71,27 @@ ARM_HD double laplacian_contribution(double w, T fi_a, T fj_a) {
 
 // Greedy log-det bookkeeping. After choosing pair * with weight w and quadratic form q*,
 // every q_k = d_k^T F^-1 d_k drops by w (u^T d_k)^2 / (1 + w q*) (Sherman-Morrison), where
-// u^T d_k = v_i - v_j with v = Phi u.
+// u = F^-1 d* and u^T d_k = v_i - v_j with v = Phi u.
 ARM_HD double rank_one_coefficient(double w_star, double q_star) {
   return w_star / (1.0 + w_star * q_star);
 }
+
+// The factor S of F^-1 = S S^T is updated instead of F^-1 itself (Potter's square-root form):
+// with f = S^T d*, q* = f.f and u = S f = F^-1 d*, S' = S - gamma u f^T satisfies
+// S' S'^T = (F + w d* d*^T)^-1 for gamma = w / ((1 + w q*) + sqrt(1 + w q*)). Every term is
+// positive, so nothing cancels, and S S^T stays positive semi-definite by construction: the
+// plain update F^-1 -= c u u^T loses every digit once the chosen pairs' information exceeds
+// the prior by 1/epsilon.
+ARM_HD double factor_update_coefficient(double w_star, double q_star) {
+  const double s = 1.0 + w_star * q_star;
+  return w_star / (s + sqrt(s));
+}
+
+// The score of a pair for E members whose gains are log1p(x_e), x_e = w_e q_e: accumulated as
+// score' = score + x + score x, i.e. prod_e (1 + x_e) - 1. It is a monotone function of the
+// objective sum_e log1p(x_e), equals x for one member, loses no small x to the rounding of
+// 1 + x, and costs no logarithm per member.
+ARM_HD double combined_score(double score, double x) { return score + x + score * x; }
 
 ARM_HD double downdated_quadform(double q, double coefficient, double v_i, double v_j) {
   const double projection = v_i - v_j;

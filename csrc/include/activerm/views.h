@@ -1,9 +1,9 @@
-// Plain descriptions of the arrays the Python wrapper hands to a kernel (pointer, sizes, dtype),
-// and the dtype dispatch both backends use. The wrapper validates and makes them contiguous.
+// Plain descriptions of the arrays a kernel reads and writes (pointer, sizes, dtype) and the
+// dtype dispatch both backends use. The launch layer (python/activerm_fast/_launch.py) builds
+// them from validated, contiguous arrays; kernels never allocate and never validate.
 #pragma once
 
 #include <cstdint>
-#include <stdexcept>
 
 namespace activerm {
 
@@ -12,6 +12,11 @@ struct FeatureView {  // row-major (n, d), float32 or float64
   bool is_double;
   int64_t n;
   int64_t d;
+  // A power of two every feature is multiplied by as it is read (1: none), honoured by
+  // pair_quadform and the greedy engine. Scaling by a power of two is exact, so it moves
+  // features of any magnitude into the range where their squares neither overflow nor
+  // underflow without changing a single rounding.
+  double scale;
 };
 
 struct PairView {  // row-major (count, 2), int32 or int64, first minus second
@@ -20,18 +25,41 @@ struct PairView {  // row-major (count, 2), int32 or int64, first minus second
   int64_t count;
 };
 
-// Workspace of the greedy loop, all float64 and allocated by the caller:
-// weights (P), scores q (P; on entry d_k^T F0^-1 d_k with NaN for pairs that may not be chosen),
-// inverse (d, d; on entry F0^-1, on exit the final F^-1), projection v (n), direction u (d),
-// chosen difference (d), and backend-specific scratch (greedy_scratch_bytes of the backend).
-struct GreedyWorkspace {
+// Ensemble members one greedy engine serves at most (the choice record below is fixed-size).
+constexpr int64_t kMaxMembers = 64;
+
+// What the greedy engine optimises: sum over E members of log det(F0_e + sum_S w_e,k d_e,k
+// d_e,k^T), E = 1 for a single model. Member e's features start member_stride elements after
+// member 0's (0: all members share one matrix); its weights are row e of the (E, count) array.
+// The pairs may be one shard of a larger pool: pair k here is pair first_index + k globally.
+struct GreedyProblem {
+  FeatureView features;
+  int64_t members;
+  int64_t member_stride;
+  PairView pairs;
   const double* weights;
-  double* quadforms;
-  double* inverse;
-  double* projection;
-  double* direction;
-  double* difference;
-  void* scratch;
+  int64_t first_index;
+};
+
+// The engine's mutable state, float64, in the backend's memory:
+//   scores    (E, count): q_e,k = d_e,k^T F_e^-1 d_e,k; NaN marks a pair that may not be chosen.
+//   factor    (E, d, d):  S_e with S_e S_e^T = F_e^-1 (on entry for F0_e; updated in place).
+//   workspace greedy_workspace_bytes(problem) bytes, 8-byte aligned; starts with a GreedyChoice.
+struct GreedyState {
+  double* scores;
+  double* factor;
+  void* workspace;
+};
+
+// The pair a sweep found best (index -1: no pair has a finite score), in 8-byte slots at the
+// start of the workspace so a caller can read the proposals of several shards and write back
+// the winner before the choice is applied. Indices are global.
+struct GreedyChoice {
+  double score;
+  int64_t index;
+  int64_t first;
+  int64_t second;
+  double weights[kMaxMembers];  // w_e of the pair for each member
 };
 
 // Calls fn(T{}, I{}) with T the feature type and I the pair index type.

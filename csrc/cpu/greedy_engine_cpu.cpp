@@ -1,0 +1,266 @@
+// The greedy log-det engine on the CPU: sweep, apply and the loop that composes them (see
+// kernel_interface.h). A step costs one O(P E) sweep that downdates every score and finds the
+// next argmax in the same pass over memory, plus O(E d^2) for the factors and O(E n d) for
+// v = Phi u. Every sum runs in a fixed order, so results do not depend on the thread count and
+// match the CUDA engine bit for bit.
+#include <cmath>
+#include <limits>
+
+#include "activerm/cpu_kernels.h"
+#include "activerm/greedy_workspace.h"
+#include "activerm/pair_math.h"
+
+namespace activerm {
+
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+constexpr int64_t kParallelDim = 512;
+// Work is handed out in chunks (dynamic schedule), so a thread the OS preempts does not hold
+// the whole step up at the barrier: the other threads take its share. Results do not depend
+// on who takes which chunk.
+constexpr int64_t kSweepChunk = 1 << 15;
+constexpr int64_t kRowBlockChunk = 64;
+
+struct Best {
+  double score;
+  int64_t index;
+};
+
+// The score of pair k: with kDowndate, q_e,k -= c_e (v_e,i - v_e,j)^2 first (written back).
+// One member: w q; several: combined_score over the members in order.
+template <bool kDowndate, bool kSingle, class I>
+double pair_score(const I* pairs, int64_t count, int64_t members, int64_t n,
+                  const double* weights, double* scores, const double* projection,
+                  const double* downdate, int64_t k) {
+  int64_t i = 0;
+  int64_t j = 0;
+  if constexpr (kDowndate) {
+    i = pairs[2 * k];
+    j = pairs[2 * k + 1];
+  }
+  double score = 0.0;
+  for (int64_t e = 0; e < (kSingle ? 1 : members); ++e) {
+    double* q = scores + e * count;
+    double value = q[k];
+    if constexpr (kDowndate) {
+      const double* v = projection + e * n;
+      value = downdated_quadform(value, downdate[e], v[i], v[j]);
+      q[k] = value;
+    }
+    const double x = weights[e * count + k] * value;
+    score = e == 0 ? x : combined_score(score, x);
+  }
+  return score;
+}
+
+// One pass over the pairs; the best (score, local index), NaN never winning.
+template <bool kDowndate, bool kSingle, class I>
+Best sweep_pairs(const GreedyProblem& problem, GreedyState state, const GreedyBuffers& buffers) {
+  const I* pairs = static_cast<const I*>(problem.pairs.data);
+  const int64_t count = problem.pairs.count;
+  Best best{-std::numeric_limits<double>::infinity(), -1};
+#pragma omp parallel
+  {
+    Best local{-std::numeric_limits<double>::infinity(), -1};
+#pragma omp for schedule(dynamic, kSweepChunk) nowait
+    for (int64_t k = 0; k < count; ++k) {
+      const double score = pair_score<kDowndate, kSingle>(
+          pairs, count, problem.members, problem.features.n, problem.weights, state.scores,
+          buffers.projection, buffers.downdate, k);
+      if (beats(score, k, local.score, local.index)) local = {score, k};
+    }
+#pragma omp critical(activerm_sweep_best)
+    if (beats(local.score, local.index, best.score, best.index)) best = local;
+  }
+  return best;
+}
+
+template <class I>
+void sweep(const GreedyProblem& problem, GreedyState state, const GreedyBuffers& buffers,
+           bool downdate) {
+  const bool single = problem.members == 1;
+  const Best best =
+      downdate ? (single ? sweep_pairs<true, true, I>(problem, state, buffers)
+                         : sweep_pairs<true, false, I>(problem, state, buffers))
+               : (single ? sweep_pairs<false, true, I>(problem, state, buffers)
+                         : sweep_pairs<false, false, I>(problem, state, buffers));
+  GreedyChoice& choice = *buffers.choice;
+  choice.score = best.score;
+  choice.index = best.index < 0 ? -1 : problem.first_index + best.index;
+  if (best.index < 0) return;
+  const I* pairs = static_cast<const I*>(problem.pairs.data);
+  choice.first = pairs[2 * best.index];
+  choice.second = pairs[2 * best.index + 1];
+  for (int64_t e = 0; e < problem.members; ++e) {
+    choice.weights[e] = problem.weights[e * problem.pairs.count + best.index];
+  }
+}
+
+// v = Phi u. Every row sums in order with one float64 accumulator (the rounding the CUDA
+// kernel reproduces); four rows at a time give four independent add chains, which hides the
+// add latency that a single chain per row would wait on.
+template <class T>
+void project_features(const T* f, int64_t n, int64_t d, const double* u, double* v) {
+  constexpr int64_t kRows = 4;
+  const int64_t blocks = (n + kRows - 1) / kRows;
+#pragma omp parallel for schedule(dynamic, kRowBlockChunk)
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t first = b * kRows;
+    if (first + kRows <= n) {
+      const T* r0 = f + first * d;
+      const T* r1 = r0 + d;
+      const T* r2 = r1 + d;
+      const T* r3 = r2 + d;
+      double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0;
+      for (int64_t a = 0; a < d; ++a) {
+        const double ua = u[a];
+        a0 += static_cast<double>(r0[a]) * ua;
+        a1 += static_cast<double>(r1[a]) * ua;
+        a2 += static_cast<double>(r2[a]) * ua;
+        a3 += static_cast<double>(r3[a]) * ua;
+      }
+      v[first] = a0;
+      v[first + 1] = a1;
+      v[first + 2] = a2;
+      v[first + 3] = a3;
+    } else {
+      for (int64_t i = first; i < n; ++i) {
+        const T* row = f + i * d;
+        double acc = 0.0;
+        for (int64_t a = 0; a < d; ++a) acc += static_cast<double>(row[a]) * u[a];
+        v[i] = acc;
+      }
+    }
+  }
+}
+
+// f = S^T x: f_c sums S_ac x_a over a in order. Threads own column ranges, so every f_c has
+// one fixed order whatever the thread count; the O(d^2) parts only pay for threads at large d.
+void transposed_product(const double* factor, int64_t d, const double* x, double* f) {
+#pragma omp parallel if (d >= kParallelDim)
+  {
+#pragma omp for schedule(static)
+    for (int64_t c = 0; c < d; ++c) f[c] = 0.0;
+    for (int64_t a = 0; a < d; ++a) {
+      const double* row = factor + a * d;
+      const double xa = x[a];
+#pragma omp for schedule(static) nowait
+      for (int64_t c = 0; c < d; ++c) f[c] += row[c] * xa;
+    }
+  }
+}
+
+// The choice's gain for one member; updates its factor and projection when prepare_next.
+template <class T>
+double apply_member(const GreedyProblem& problem, GreedyState state,
+                    const GreedyBuffers& buffers, int64_t e, bool prepare_next) {
+  const int64_t n = problem.features.n;
+  const int64_t d = problem.features.d;
+  const double scale = problem.features.scale;
+  const GreedyChoice& choice = *buffers.choice;
+  const T* features = static_cast<const T*>(problem.features.data) + e * problem.member_stride;
+  const T* fi = features + choice.first * d;
+  const T* fj = features + choice.second * d;
+  double* factor = state.factor + e * d * d;
+  double* diff = buffers.difference + e * d;
+  double* f = buffers.transformed + e * d;
+  double* u = buffers.direction + e * d;
+  for (int64_t a = 0; a < d; ++a) diff[a] = scaled_difference(fi[a], fj[a], scale);
+  transposed_product(factor, d, diff, f);
+  // q* afresh from the factor rather than from the running score, so the gain is exact even
+  // after many downdates.
+  double q_star = 0.0;
+  for (int64_t c = 0; c < d; ++c) q_star += f[c] * f[c];
+  const double w_star = choice.weights[e];
+  if (!prepare_next) return std::log1p(w_star * q_star);
+
+#pragma omp parallel for schedule(static) if (d >= kParallelDim)
+  for (int64_t a = 0; a < d; ++a) {
+    const double* row = factor + a * d;
+    double acc = 0.0;
+    for (int64_t c = 0; c < d; ++c) acc += row[c] * f[c];
+    u[a] = acc;
+  }
+  buffers.downdate[e] = rank_one_coefficient(w_star, q_star);
+  const double gamma = factor_update_coefficient(w_star, q_star);
+#pragma omp parallel for schedule(static) if (d >= kParallelDim)
+  for (int64_t a = 0; a < d; ++a) {
+    double* row = factor + a * d;
+    const double gu = gamma * u[a];
+    for (int64_t c = 0; c < d; ++c) row[c] -= gu * f[c];
+  }
+  // v = (scale Phi) u = Phi (scale u): scaling u instead of every feature is exact.
+  for (int64_t a = 0; a < d; ++a) u[a] *= scale;
+  project_features(features, n, d, u, buffers.projection + e * n);
+  return std::log1p(w_star * q_star);
+}
+
+template <class T>
+void apply(const GreedyProblem& problem, GreedyState state, const GreedyBuffers& buffers,
+           int64_t step, int64_t* chosen, double* gains, bool prepare_next) {
+  const GreedyChoice& choice = *buffers.choice;
+  chosen[step] = choice.index;
+  if (choice.index < 0) {  // nothing selectable: record it, touch no pair
+    gains[step] = kNaN;
+    return;
+  }
+  double gain = 0.0;
+  for (int64_t e = 0; e < problem.members; ++e) {
+    gain += apply_member<T>(problem, state, buffers, e, prepare_next);
+  }
+  gains[step] = gain;
+  const int64_t local = choice.index - problem.first_index;
+  if (local >= 0 && local < problem.pairs.count) {
+    for (int64_t e = 0; e < problem.members; ++e) {
+      state.scores[e * problem.pairs.count + local] = kNaN;
+    }
+  }
+}
+
+GreedyBuffers buffers_of(const GreedyProblem& problem, GreedyState state) {
+  return GreedyLayout(problem, 0).carve(state.workspace);
+}
+
+}  // namespace
+
+int64_t CpuKernels::greedy_workspace_bytes(const GreedyProblem& problem) {
+  return GreedyLayout(problem, 0).total;
+}
+
+void CpuKernels::greedy_sweep(const GreedyProblem& problem, GreedyState state, bool downdate,
+                              void*) {
+  const GreedyBuffers buffers = buffers_of(problem, state);
+  if (problem.pairs.is_int64) sweep<int64_t>(problem, state, buffers, downdate);
+  else sweep<int32_t>(problem, state, buffers, downdate);
+}
+
+void CpuKernels::greedy_apply(const GreedyProblem& problem, GreedyState state, int64_t step,
+                              int64_t* chosen, double* gains, bool prepare_next, void*) {
+  const GreedyBuffers buffers = buffers_of(problem, state);
+  if (problem.features.is_double) {
+    apply<double>(problem, state, buffers, step, chosen, gains, prepare_next);
+  } else {
+    apply<float>(problem, state, buffers, step, chosen, gains, prepare_next);
+  }
+}
+
+void CpuKernels::greedy_run(const GreedyProblem& problem, GreedyState state, int64_t k,
+                            int64_t* chosen, double* gains, void* stream) {
+  if (k <= 0) return;
+  greedy_sweep(problem, state, false, stream);
+  for (int64_t t = 0; t < k; ++t) {
+    const bool prepare_next = t + 1 < k;
+    greedy_apply(problem, state, t, chosen, gains, prepare_next, stream);
+    if (chosen[t] < 0) {  // no finite score left: the rest stays unchosen
+      for (int64_t rest = t + 1; rest < k; ++rest) {
+        chosen[rest] = -1;
+        gains[rest] = kNaN;
+      }
+      return;
+    }
+    if (prepare_next) greedy_sweep(problem, state, true, stream);
+  }
+}
+
+}  // namespace activerm

@@ -1,0 +1,176 @@
+"""The D-optimal objective on validated tensors: Fisher matrices, priors F0 and greedy selection.
+
+Greedy selection maximises sum_e log det(F0_e + sum_S w_e,k d_e,k d_e,k^T) over E members
+(E = 1 for one model) on the compiled engine (`_launch.GreedyEngine`). The engine keeps a
+factor S with S S^T = F^-1 per member; this module prepares its start (S0 and the scores
+q_k = ||S0^T d_k||^2), rescales features and priors by one power of two so that no square
+overflows or underflows, and turns what cannot be represented into clear errors.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from . import _launch
+
+def fisher_matrix(f: torch.Tensor, p: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+    """sum_k w_k d_k d_k^T = Phi^T (L_w Phi), L_w the weighted Laplacian of the pair graph."""
+    laplacian_phi = _launch.laplacian_features(f, p, w)
+    # L_w Phi has zero column sums, so centring Phi changes nothing exactly but removes the
+    # cancellation a large common offset in the features would cause.
+    phi = f.double()
+    matrix = (phi - phi.mean(dim=0)).T @ laplacian_phi
+    return 0.5 * (matrix + matrix.T)
+
+
+@dataclass(frozen=True)
+class Prior:
+    """F0 = ``ridge`` I (``matrix`` None) or the SPD ``matrix``; ``logdet`` = log det F0."""
+
+    ridge: float | None
+    matrix: torch.Tensor | None
+    logdet: float
+
+    @staticmethod
+    def of(prior: float | torch.Tensor, d: int, name: str = "prior") -> Prior:
+        """lambda I for a number, else the SPD (d, d) float64 matrix."""
+        if isinstance(prior, torch.Tensor):
+            return Prior.of_matrix(prior, name)
+        return Prior.of_ridge(prior, d)
+
+    @staticmethod
+    def of_ridge(ridge: float, d: int) -> Prior:
+        return Prior(ridge, None, d * math.log(ridge))
+
+    @staticmethod
+    def of_matrix(matrix: torch.Tensor, name: str = "prior") -> Prior:
+        """An SPD float64 (d, d) matrix; ValueError naming ``name`` if it is not positive
+        definite."""
+        factor = _cholesky(matrix, name)
+        return Prior(None, matrix, 2.0 * torch.log(torch.diagonal(factor)).sum().item())
+
+    def describe(self) -> str:
+        if self.matrix is None:
+            return f"prior {self.ridge:.3g} I"
+        return f"prior matrix with diagonal up to {self.matrix.diagonal().max().item():.3g}"
+
+
+def _cholesky(matrix: torch.Tensor, name: str) -> torch.Tensor:
+    factor, info = torch.linalg.cholesky_ex(matrix)
+    if int(info) != 0:
+        raise ValueError(
+            f"{name} must be positive definite (Cholesky failed at column {int(info) - 1})"
+        )
+    return factor
+
+
+def feature_scale(features: torch.Tensor) -> float:
+    """The power of two that brings the largest |feature| into [1/2, 1) (1 for all zeros).
+
+    Multiplying by a power of two is exact and leaves every rounding of the selection as it
+    was, so it is always applied; it keeps squares of features of any magnitude finite."""
+    top = features.abs().max().item() if features.numel() else 0.0
+    if top == 0.0:
+        return 1.0
+    return math.ldexp(1.0, -math.frexp(top)[1])
+
+
+def _start(
+    features: torch.Tensor, pairs: torch.Tensor, prior: Prior, scale: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One member's start in features scaled by ``scale``: the factor S0 (S0 S0^T = F0'^-1 for
+    F0' = scale^2 F0) and the scores ||S0^T d'_k||^2 = d_k^T F0^-1 d_k."""
+    d = features.shape[1]
+    device = features.device
+    if prior.matrix is None:
+        assert prior.ridge is not None
+        root = (1.0 / scale) / math.sqrt(prior.ridge)  # 1 / sqrt(scale^2 ridge), no underflow
+        factor = root * torch.eye(d, dtype=torch.float64, device=device)
+        return factor, _launch.pair_quadform(features, pairs, None, root * root, scale)
+    # S0' = L'^-T for F0' = L' L'^T, computed on the CPU so every device starts from one factor
+    lower = _cholesky(prior.matrix.detach().cpu() * (scale * scale), "prior")
+    eye = torch.eye(d, dtype=torch.float64)
+    factor = torch.linalg.solve_triangular(lower.T, eye, upper=True).to(device)
+    rotated = (features.double() * scale) @ factor  # rows psi_i = S0'^T phi'_i
+    return factor, _launch.pair_quadform(rotated, pairs, None, 1.0)
+
+
+def quadforms(features: torch.Tensor, pairs: torch.Tensor, matrix: torch.Tensor, name: str) -> torch.Tensor:
+    """d_k^T A^-1 d_k for every pair and an SPD float64 matrix A (``name`` in errors)."""
+    scale = feature_scale(features)
+    return _start(features, pairs, Prior.of_matrix(matrix, name), scale)[1]
+
+
+def greedy(
+    members: torch.Tensor,
+    pairs: torch.Tensor,
+    k: int,
+    weights: torch.Tensor,
+    priors: list[Prior],
+    excluded: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Greedy maximisation of sum_e log det(F0_e + sum_S w_e d_e d_e^T) over k pairs.
+
+    ``members`` (1, n, d) shared or (E, n, d) features, ``weights`` (E, P) float64, one prior
+    per member, ``excluded`` (P,) pairs that may not be chosen. Returns the chosen positions,
+    their gains (the sum over members) and the final objective.
+    """
+    device = pairs.device
+    chosen = torch.empty(k, dtype=torch.int64, device=device)
+    gains = torch.empty(k, dtype=torch.float64, device=device)
+    logdet = sum(prior.logdet for prior in priors)
+    if k == 0:
+        return chosen, gains, logdet
+    scale = feature_scale(members)
+    starts = [
+        _start(members[min(e, members.shape[0] - 1)], pairs, prior, scale)
+        for e, prior in enumerate(priors)
+    ]
+    factor = torch.stack([start[0] for start in starts]).contiguous()
+    scores = torch.stack([start[1] for start in starts]).contiguous()
+    if excluded is not None:
+        scores[:, excluded] = math.nan
+    _check_start(scores, members, priors)
+    engine = _launch.GreedyEngine(members, pairs, weights, scores, factor, scale)
+    chosen, gains = engine.run(k)
+    _check_steps(chosen, gains, weights, members, priors)
+    return chosen, gains, logdet + gains.sum().item()
+
+
+def _check_start(scores: torch.Tensor, members: torch.Tensor, priors: list[Prior]) -> None:
+    """Every available pair's d^T F0^-1 d must be a finite number."""
+    bad = torch.isinf(scores)
+    if bool(bad.any()):
+        member, pair = (int(v) for v in torch.nonzero(bad)[0].tolist())
+        raise ValueError(
+            f"d^T F0^-1 d of pair {pair} overflows float64: features up to "
+            f"{members.abs().max().item():.3g} against {priors[member].describe()}; "
+            "rescale the features or raise the prior"
+        )
+
+
+def _check_steps(
+    chosen: torch.Tensor,
+    gains: torch.Tensor,
+    weights: torch.Tensor,
+    members: torch.Tensor,
+    priors: list[Prior],
+) -> None:
+    """Every step must have chosen a pair with a finite gain."""
+    bad = (chosen < 0) | ~torch.isfinite(gains)
+    if not bool(bad.any()):
+        return
+    step = int(torch.nonzero(bad)[0, 0])
+    what = (
+        "no candidate pair had a finite score"
+        if int(chosen[step]) < 0
+        else f"the gain of pair {int(chosen[step])} overflowed float64"
+    )
+    raise ValueError(
+        f"greedy step {step}: {what} (weights up to {weights.max().item():.3g}, features up "
+        f"to {members.abs().max().item():.3g}, {priors[0].describe()}); rescale the weights or "
+        "the features, or raise the prior"
+    )

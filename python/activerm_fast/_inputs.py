@@ -1,0 +1,89 @@
+"""The validated inputs of one selection, shared by every strategy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import torch
+
+from . import _design, _launch
+
+
+@dataclass(frozen=True)
+class SelectionInputs:
+    """Tensors on one device, validated once by :func:`~activerm_fast.selectors.select`.
+
+    ``members`` holds the (n, d) features of each ensemble member, (1, n, d) when one matrix is
+    shared; strategies that use one model use the first. ``rewards`` is (E, n). ``excluded``
+    marks the candidates that are already labelled; ``strategy`` names the caller in errors.
+    """
+
+    members: torch.Tensor  # (1 or E, n, d)
+    pairs: torch.Tensor  # (P, 2)
+    rewards: torch.Tensor | None  # (E, n)
+    labelled: torch.Tensor | None  # (M, 2)
+    excluded: torch.Tensor | None  # (P,)
+    ridge: float
+    seed: int
+    strategy: str
+
+    @property
+    def features(self) -> torch.Tensor:
+        return self.members[0]
+
+    @cached_property
+    def features64(self) -> torch.Tensor:
+        """The first member's features as float64, converted once."""
+        return self.features.double()
+
+    def member_features(self, member: int | None) -> torch.Tensor:
+        """Member ``member``'s features (all members share them when one matrix was given)."""
+        return self.members[0 if member is None or self.members.shape[0] == 1 else member]
+
+    @property
+    def available(self) -> torch.Tensor:
+        """(P,) True for the candidates that may be chosen."""
+        if self.excluded is None:
+            return torch.ones(self.pairs.shape[0], dtype=torch.bool, device=self.pairs.device)
+        return ~self.excluded
+
+    def weights(self, pairs: torch.Tensor, member: int | None = None) -> torch.Tensor:
+        """Fisher weights of ``pairs``: the ensemble mean, or one member's; 1 without rewards."""
+        if self.rewards is None:
+            return torch.ones(pairs.shape[0], dtype=torch.float64, device=pairs.device)
+        rewards = self.rewards if member is None else self.rewards[member : member + 1]
+        return _launch.fisher_weights(rewards, pairs)
+
+    def has_past(self, past: bool) -> bool:
+        return past and self.labelled is not None and self.labelled.shape[0] > 0
+
+    def prior_matrix(self, past: bool, member: int | None = None) -> torch.Tensor:
+        """F0 = lambda I, plus with ``past`` the labelled pairs' w d d^T at the current rewards
+        (of the ensemble mean weights, or of one member's features and weights)."""
+        features = self.member_features(member)
+        d = features.shape[1]
+        matrix = self.ridge * torch.eye(d, dtype=torch.float64, device=features.device)
+        if self.has_past(past):
+            assert self.labelled is not None
+            weights = self.weights(self.labelled, member)
+            matrix += _design.fisher_matrix(features, self.labelled, weights)
+        return matrix
+
+    def prior(self, past: bool, member: int | None = None) -> _design.Prior:
+        """:meth:`prior_matrix`, factored (lambda I needs no factorisation)."""
+        d = self.features.shape[1]
+        if not self.has_past(past):
+            return _design.Prior.of_ridge(self.ridge, d)
+        return _design.Prior.of_matrix(self.prior_matrix(past, member), "prior built from labelled")
+
+    def reward_gaps(self) -> torch.Tensor:
+        """(E, P) r_i - r_j of every member."""
+        assert self.rewards is not None
+        r = self.rewards.double()
+        return r[:, self.pairs[:, 0].long()] - r[:, self.pairs[:, 1].long()]
+
+    def available_positions(self) -> np.ndarray:
+        """Positions of the available candidates, ascending, as a NumPy array."""
+        return torch.nonzero(self.available).reshape(-1).cpu().numpy()

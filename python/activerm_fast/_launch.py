@@ -1,0 +1,260 @@
+"""The launch layer: the one place that knows the compiled backends.
+
+It picks the extension module for a device (`_core` on the CPU, `_cuda` on a GPU), the stream,
+allocates outputs and workspaces, and turns tensors into the views the kernels take
+(``FeatureView``, ``PairView``, ``GreedyProblem``, ``GreedyState``). Inputs are validated,
+contiguous tensors on one device; nothing here checks them again. Tests and benchmarks call
+these functions rather than passing addresses themselves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from importlib import metadata
+from types import ModuleType
+from typing import Any
+
+import torch
+
+
+def _load_core() -> ModuleType:
+    """Import _core with its OpenMP threads sleeping, not spinning, when idle.
+
+    _core's OpenMP runtime shares the cores with PyTorch's own thread pool. Idle threads
+    that spin starve the other pool's working threads: on two busy cores a greedy step ran
+    six times slower. libgomp reads OMP_WAIT_POLICY once, when it loads, so the variable is
+    set for that moment only (an explicit setting of the user's wins).
+    """
+    chosen = os.environ.get("OMP_WAIT_POLICY")
+    if chosen is None:
+        os.environ["OMP_WAIT_POLICY"] = "passive"
+    try:
+        from . import _core as module
+    finally:
+        if chosen is None:
+            del os.environ["OMP_WAIT_POLICY"]
+    return module
+
+
+_core = _load_core()
+
+_cuda: ModuleType | None
+try:  # the CUDA module exists only when CMake found a CUDA compiler
+    from . import _cuda
+except ImportError:
+    _cuda = None
+
+MAX_MEMBERS = int(_core.max_members)
+
+
+def backend_for(device: torch.device, name: str = "features") -> ModuleType:
+    """The extension module that runs kernels for tensors on ``device``."""
+    if device.type == "cpu":
+        return _core
+    if device.type == "cuda":
+        if _cuda is None:
+            raise ValueError(
+                f"{name} is on {device} but activerm_fast was built without CUDA support "
+                "(no CUDA compiler was found at build time); pass CPU arrays or rebuild "
+                "with ACTIVERM_FAST_CUDA=ON"
+            )
+        return _cuda
+    raise ValueError(f"{name} is on {device}; only CPU and CUDA devices are supported")
+
+
+def stream_for(device: torch.device) -> int:
+    """The raw stream handle kernels on ``device`` are launched on (0 on the CPU)."""
+    if device.type == "cuda":
+        return int(torch.cuda.current_stream(device).cuda_stream)
+    return 0
+
+
+@contextlib.contextmanager
+def on_device(device: torch.device) -> Iterator[None]:
+    """Make ``device`` the current CUDA device while kernels are launched on it."""
+    if device.type == "cuda":
+        with torch.cuda.device(device):
+            yield
+    else:
+        yield
+
+
+def gpu_usable() -> bool:
+    """Whether the CUDA backend was built and a GPU is visible to it and to torch."""
+    return _cuda is not None and _cuda.device_count() > 0 and torch.cuda.is_available()
+
+
+def build_info() -> dict[str, Any]:
+    """How this installation was built and what it can run on."""
+    return {
+        "version": metadata.version("activerm_fast"),
+        "compiler": _core.compiler,
+        "cuda_compiler": None if _cuda is None else _cuda.compiler,
+        "openmp_threads": int(_core.max_threads()),
+        "cuda_built": _cuda is not None,
+        "gpu_usable": gpu_usable(),
+        "torch": torch.__version__,
+    }
+
+
+# ---- views ------------------------------------------------------------------------------------
+
+
+def _feature_view(backend: ModuleType, f: torch.Tensor, scale: float = 1.0) -> Any:
+    """(n, d) features, or the first member's of (E, n, d), read times the power of two scale."""
+    n, d = f.shape[-2:]
+    return backend.FeatureView(f.data_ptr(), f.dtype == torch.float64, n, d, scale)
+
+
+def _pair_view(backend: ModuleType, p: torch.Tensor) -> Any:
+    return backend.PairView(p.data_ptr(), p.dtype == torch.int64, p.shape[0])
+
+
+def _address(t: torch.Tensor | None) -> int:
+    return 0 if t is None else t.data_ptr()
+
+
+# ---- kernels ----------------------------------------------------------------------------------
+
+
+def pair_diff(f: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """(P, d) differences phi_i - phi_j in the features' dtype."""
+    out = torch.empty((p.shape[0], f.shape[1]), dtype=f.dtype, device=f.device)
+    if p.shape[0]:
+        backend = backend_for(f.device)
+        with on_device(f.device):
+            backend.pair_diff(
+                _feature_view(backend, f), _pair_view(backend, p), out.data_ptr(),
+                stream_for(f.device),
+            )
+    return out
+
+
+def fisher_weights(r: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """(P,) float64 mean Bradley-Terry Fisher weight over the (E, n) reward rows."""
+    out = torch.empty(p.shape[0], dtype=torch.float64, device=r.device)
+    if p.shape[0]:
+        backend = backend_for(r.device, "rewards")
+        with on_device(r.device):
+            backend.fisher_weights(
+                r.data_ptr(), r.dtype == torch.float64, r.shape[0], r.shape[1],
+                _pair_view(backend, p), out.data_ptr(), stream_for(r.device),
+            )
+    return out
+
+
+def pair_quadform(
+    f: torch.Tensor,
+    p: torch.Tensor,
+    projected: torch.Tensor | None,
+    scale: float,
+    feature_scale: float = 1.0,
+) -> torch.Tensor:
+    """(P,) float64 d_k^T A d_k, with ``projected`` = Phi A, or A = scale * I when None;
+    features read times the power of two ``feature_scale``."""
+    out = torch.empty(p.shape[0], dtype=torch.float64, device=f.device)
+    if p.shape[0]:
+        backend = backend_for(f.device)
+        with on_device(f.device):
+            backend.pair_quadform(
+                _feature_view(backend, f, feature_scale), _pair_view(backend, p),
+                _address(projected), scale, out.data_ptr(), stream_for(f.device),
+            )
+    return out
+
+
+def laplacian_features(
+    f: torch.Tensor, p: torch.Tensor, w: torch.Tensor | None
+) -> torch.Tensor:
+    """(n, d) float64 L_w Phi, the w-weighted Laplacian of the pair graph applied to Phi."""
+    out = torch.empty(f.shape, dtype=torch.float64, device=f.device)
+    backend = backend_for(f.device)
+    with on_device(f.device):
+        backend.laplacian_features(
+            _feature_view(backend, f), _pair_view(backend, p), _address(w), out.data_ptr(),
+            stream_for(f.device),
+        )
+    return out
+
+
+# ---- the greedy engine ------------------------------------------------------------------------
+
+
+class GreedyEngine:
+    """One greedy log-det selection's problem and state on one backend.
+
+    ``features`` is (1, n, d) (shared by all members) or (E, n, d); ``weights`` and ``scores``
+    are (E, P) float64, ``factor`` (E, d, d) float64 with S S^T = F0^-1 per member; scores and
+    factor are updated in place. ``pairs`` may be one shard of a pool whose pair 0 is global
+    pair ``first_index``. :meth:`run` is the whole single-process selection; :meth:`sweep`,
+    :meth:`apply` and :attr:`choice` are its steps, for callers that pick the winner among
+    several shards between a sweep and the apply.
+    """
+
+    def __init__(
+        self,
+        features: torch.Tensor,
+        pairs: torch.Tensor,
+        weights: torch.Tensor,
+        scores: torch.Tensor,
+        factor: torch.Tensor,
+        feature_scale: float,
+        first_index: int = 0,
+    ) -> None:
+        self.device = pairs.device
+        self.backend = backend_for(self.device)
+        members = weights.shape[0]
+        n, d = features.shape[-2:]
+        self._keep = (features, pairs, weights, scores, factor)
+        self.problem = self.backend.GreedyProblem(
+            _feature_view(self.backend, features, feature_scale),
+            members,
+            0 if features.shape[0] == 1 else n * d,
+            _pair_view(self.backend, pairs),
+            weights.data_ptr(),
+            first_index,
+        )
+        size = int(self.backend.greedy_workspace_bytes(self.problem))
+        # zeroed: the CUDA sweep's block counter must start at 0
+        self.workspace = torch.zeros(size, dtype=torch.uint8, device=self.device)
+        self.state = self.backend.GreedyState(
+            scores.data_ptr(), factor.data_ptr(), self.workspace.data_ptr()
+        )
+        self._stream = stream_for(self.device)
+
+    @property
+    def choice(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The GreedyChoice record as float64 and int64 views of the same 8-byte slots:
+        [score, index, first, second, weight of each member...]; read float64 slot 0 and the
+        weights, int64 slots 1 to 3."""
+        record = self.workspace[: 8 * int(self.backend.choice_slots)]
+        return record.view(torch.float64), record.view(torch.int64)
+
+    def run(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """k greedy steps: the chosen global indices and their gains (-1 and NaN once no pair
+        has a finite score)."""
+        chosen = torch.empty(k, dtype=torch.int64, device=self.device)
+        gains = torch.empty(k, dtype=torch.float64, device=self.device)
+        with on_device(self.device):
+            self.backend.greedy_run(
+                self.problem, self.state, k, chosen.data_ptr(), gains.data_ptr(), self._stream
+            )
+        return chosen, gains
+
+    def sweep(self, downdate: bool) -> None:
+        """Downdate every score by the last applied choice (if ``downdate``) and write this
+        shard's best pair to :attr:`choice`."""
+        with on_device(self.device):
+            self.backend.greedy_sweep(self.problem, self.state, downdate, self._stream)
+
+    def apply(
+        self, step: int, chosen: torch.Tensor, gains: torch.Tensor, prepare_next: bool
+    ) -> None:
+        """Apply :attr:`choice` as step ``step`` (recorded in ``chosen``/``gains``)."""
+        with on_device(self.device):
+            self.backend.greedy_apply(
+                self.problem, self.state, step, chosen.data_ptr(), gains.data_ptr(),
+                prepare_next, self._stream,
+            )

@@ -1,0 +1,249 @@
+"""Every selection strategy, registered with what it needs.
+
+A strategy is a function ``(inputs, k) -> Selection`` over validated
+:class:`~activerm_fast._inputs.SelectionInputs`, entered in :data:`STRATEGIES` with the inputs it
+declares it needs; :func:`~activerm_fast.selectors.select`, the command line and the annotation
+workflow read those declarations rather than keeping lists of their own. Every strategy returns a
+:class:`~activerm_fast.kernels.Selection` of ``k`` distinct available positions. ``gains`` and
+``logdet`` are those of the log-det objective the strategy optimises; strategies that optimise
+none report the D-optimal objective log det(F0 + sum_S w d d^T) of their batch (w from the
+rewards, or 1 without; F0 past-aware when labelled pairs are given), so every batch can be
+compared on one scale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from . import _design, _launch
+from ._inputs import SelectionInputs
+from .kernels import Selection
+
+__all__ = ["STRATEGIES", "Strategy"]
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A registered strategy and what it needs.
+
+    ``needs_rewards``: the model's rewards (Fisher weights or uncertainty); ``needs_ensemble``:
+    rewards of at least two members; ``needs_model``: a fitted reward model (without one, the
+    strategy has nothing to run on); ``uses_labelled``: labelled pairs shape the choice beyond
+    being excluded; ``uses_member_features``: every ensemble member's own features.
+    """
+
+    name: str
+    choose: Callable[[SelectionInputs, int], Selection]
+    summary: str
+    needs_rewards: bool = False
+    needs_ensemble: bool = False
+    needs_model: bool = False
+    uses_labelled: bool = False
+    uses_member_features: bool = False
+
+
+STRATEGIES: dict[str, Strategy] = {}
+
+# core-set centres whose projections are computed in one matrix product (bounds the (n, block)
+# buffer)
+_CENTRE_BLOCK = 256
+
+
+def _register(name: str, summary: str, **needs: bool) -> Callable[
+    [Callable[[SelectionInputs, int], Selection]], Callable[[SelectionInputs, int], Selection]
+]:
+    def enter(
+        choose: Callable[[SelectionInputs, int], Selection],
+    ) -> Callable[[SelectionInputs, int], Selection]:
+        STRATEGIES[name] = Strategy(name, choose, summary, **needs)
+        return choose
+
+    return enter
+
+
+# ---- batches scored on the D-optimal objective ------------------------------------------------
+
+
+def batch_selection(inputs: SelectionInputs, chosen: torch.Tensor) -> Selection:
+    """A fixed batch with the sequential log-det gains of its order under the D-optimal
+    objective: the log-diagonal of chol(I + W^1/2 D F0^-1 D^T W^1/2) (k x k, no P-sized work)."""
+    start = inputs.prior(past=True)
+    picked = inputs.pairs[chosen].contiguous()
+    f = inputs.features64
+    diffs = f[picked[:, 0].long()] - f[picked[:, 1].long()]
+    scaled = diffs * inputs.weights(picked).sqrt()[:, None]
+    if start.matrix is None:
+        assert start.ridge is not None
+        gram = scaled @ scaled.T / start.ridge
+    else:
+        gram = scaled @ torch.linalg.solve(start.matrix, scaled.T)
+    gram += torch.eye(len(chosen), dtype=torch.float64, device=f.device)
+    gains = 2.0 * torch.log(torch.diagonal(torch.linalg.cholesky(gram)))
+    return Selection(chosen, gains, start.logdet + gains.sum().item())
+
+
+def top(inputs: SelectionInputs, score: torch.Tensor, k: int) -> Selection:
+    """The k available pairs of largest score, ties to the lowest index."""
+    score = score.double().clone()
+    if inputs.excluded is not None:
+        score.masked_fill_(inputs.excluded, -torch.inf)
+    return batch_selection(inputs, torch.sort(-score, stable=True).indices[:k])
+
+
+# ---- model-free -------------------------------------------------------------------------------
+
+
+@_register("random", "uniformly at random (seeded)")
+def _random(inputs: SelectionInputs, k: int) -> Selection:
+    rng = np.random.default_rng(inputs.seed)
+    chosen = rng.choice(inputs.available_positions(), size=k, replace=False)
+    return batch_selection(inputs, torch.as_tensor(chosen, device=inputs.pairs.device))
+
+
+@_register("coreset", "greedy k-center on pair differences", uses_labelled=True)
+def _coreset(inputs: SelectionInputs, k: int) -> Selection:
+    """Repeatedly take the available pair farthest from every centre so far (labelled pairs
+    are the first centres; without them, a seeded random pair). A comparison does not depend
+    on its orientation, so the distance of d_k to a centre c is min ||d_k -+ d_c||, and
+    ||d_k - d_c||^2 = ||d_k||^2 + ||d_c||^2 - 2 |d_k.d_c| with d_k.d_c = (Phi d_c)_i -
+    (Phi d_c)_j: per-response quantities only, no (P, d) array."""
+    f = inputs.features64
+    i, j = inputs.pairs[:, 0].long(), inputs.pairs[:, 1].long()
+    norms = _launch.pair_quadform(inputs.features, inputs.pairs, None, 1.0)
+    nearest = torch.full_like(norms, torch.inf)
+
+    def absorb(centres: torch.Tensor) -> None:
+        """Lower every pair's distance to its nearest centre by the given (c, d) differences."""
+        for block in centres.split(_CENTRE_BLOCK):
+            projection = f @ block.T  # (n, b)
+            dots = (projection[i] - projection[j]).abs()  # (P, b)
+            distance = norms[:, None] + (block * block).sum(dim=1)[None, :] - 2 * dots
+            torch.minimum(nearest, distance.clamp_min(0).min(dim=1).values, out=nearest)
+
+    available = inputs.available.clone()
+    chosen: list[int] = []
+    if inputs.labelled is not None and inputs.labelled.shape[0]:
+        absorb(f[inputs.labelled[:, 0].long()] - f[inputs.labelled[:, 1].long()])
+    elif k:
+        first = int(np.random.default_rng(inputs.seed).choice(inputs.available_positions()))
+        chosen.append(first)
+        available[first] = False
+        absorb((f[i[first]] - f[j[first]])[None, :])
+    while len(chosen) < k:
+        score = torch.where(available, nearest, -torch.inf)
+        best = int(torch.argmax(score))  # first maximum: ties to the lowest index
+        chosen.append(best)
+        available[best] = False
+        absorb((f[i[best]] - f[j[best]])[None, :])
+    indices = torch.tensor(chosen, dtype=torch.int64, device=inputs.pairs.device)
+    return batch_selection(inputs, indices)
+
+
+# ---- uncertainty ------------------------------------------------------------------------------
+
+
+@_register("entropy", "preference probability nearest 1/2", needs_rewards=True, needs_model=True)
+def _entropy(inputs: SelectionInputs, k: int) -> Selection:
+    # the ensemble-mean preference probability nearest 1/2 (smallest |r_i - r_j| for one member)
+    p = torch.sigmoid(inputs.reward_gaps()).mean(dim=0)
+    return top(inputs, -(p - 0.5).abs(), k)
+
+
+@_register("max-gap", "largest predicted reward gap", needs_rewards=True, needs_model=True)
+def _max_gap(inputs: SelectionInputs, k: int) -> Selection:
+    return top(inputs, inputs.reward_gaps().mean(dim=0).abs(), k)
+
+
+@_register(
+    "bald",
+    "mutual information of the label and the ensemble member",
+    needs_rewards=True,
+    needs_ensemble=True,
+    needs_model=True,
+)
+def _bald(inputs: SelectionInputs, k: int) -> Selection:
+    """Top k of the mutual information between a pair's label and the ensemble member:
+    H(mean_e p_e) - mean_e H(p_e), with p_e = sigma(r_e,i - r_e,j)."""
+    gaps = inputs.reward_gaps()
+    p = torch.sigmoid(gaps)
+    # member entropies from the logits, so they stay exact where p rounds to 0 or 1
+    softplus = torch.nn.functional.softplus
+    member_entropy = p * softplus(-gaps) + (1 - p) * softplus(gaps)
+    mean_p = p.mean(dim=0)
+    entropy_of_mean = -torch.special.xlogy(mean_p, mean_p) - torch.special.xlogy(
+        1 - mean_p, 1 - mean_p
+    )
+    return top(inputs, entropy_of_mean - member_entropy.mean(dim=0), k)
+
+
+# ---- D-optimal design -------------------------------------------------------------------------
+
+
+def _dopt_topk(inputs: SelectionInputs, k: int, past: bool) -> Selection:
+    # The paper's one-shot rule: gradient of log det at uniform weights over the whole pool,
+    # w_k d_k^T F^-1 d_k with F = F0 + sum over available candidates of w d d^T.
+    w = inputs.weights(inputs.pairs)
+    available = w if inputs.excluded is None else w.masked_fill(inputs.excluded, 0.0)
+    matrix = _design.fisher_matrix(inputs.features, inputs.pairs, available.contiguous())
+    matrix += inputs.prior_matrix(past)
+    return top(inputs, w * _design.quadforms(inputs.features, inputs.pairs, matrix, "pool Fisher matrix"), k)
+
+
+def _greedy(
+    inputs: SelectionInputs, k: int, weights: torch.Tensor, start: _design.Prior
+) -> Selection:
+    chosen, gains, logdet = _design.greedy(
+        inputs.members[:1], inputs.pairs, k, weights[None].contiguous(), [start], inputs.excluded
+    )
+    return Selection(chosen, gains, logdet)
+
+
+@_register("xtx", "greedy D-optimal design without rewards (X^T X)")
+def _xtx(inputs: SelectionInputs, k: int) -> Selection:
+    ones = torch.ones(inputs.pairs.shape[0], dtype=torch.float64, device=inputs.pairs.device)
+    return _greedy(inputs, k, ones, inputs.prior(past=False))
+
+
+DOPT = {"needs_rewards": True, "needs_model": True}
+_register("dopt-topk", "the paper's one-shot D-optimal scores, top k", **DOPT)(
+    lambda inputs, k: _dopt_topk(inputs, k, past=False)
+)
+_register(
+    "past-dopt-topk", "one-shot D-optimal scores with the labelled pairs in F0",
+    uses_labelled=True, **DOPT,
+)(lambda inputs, k: _dopt_topk(inputs, k, past=True))
+_register("dopt-greedy", "greedy D-optimal design", **DOPT)(
+    lambda inputs, k: _greedy(inputs, k, inputs.weights(inputs.pairs), inputs.prior(past=False))
+)
+_register(
+    "past-dopt-greedy", "greedy D-optimal design with the labelled pairs in F0",
+    uses_labelled=True, **DOPT,
+)(lambda inputs, k: _greedy(inputs, k, inputs.weights(inputs.pairs), inputs.prior(past=True)))
+
+
+@_register(
+    "ensemble-dopt-greedy",
+    "greedy sum over members of each member's past-aware log det",
+    uses_labelled=True,
+    uses_member_features=True,
+    **DOPT,
+)
+def _ensemble_dopt_greedy(inputs: SelectionInputs, k: int) -> Selection:
+    """Greedy maximisation of sum_e log det(F0_e + sum_S w_e,k d_e,k d_e,k^T).
+
+    Every member keeps its own rank-one state in its own features and Fisher weights, on the
+    compiled multi-member engine; a pair's gain is the sum of the members' gains. F0_e is
+    past-aware: lambda I plus the labelled pairs' information under member e.
+    """
+    assert inputs.rewards is not None
+    members = inputs.rewards.shape[0]
+    weights = torch.stack([inputs.weights(inputs.pairs, e) for e in range(members)])
+    priors = [inputs.prior(past=True, member=e) for e in range(members)]
+    chosen, gains, logdet = _design.greedy(
+        inputs.members, inputs.pairs, k, weights.contiguous(), priors, inputs.excluded
+    )
+    return Selection(chosen, gains, logdet)

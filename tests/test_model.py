@@ -184,13 +184,13 @@ def test_errors_name_the_argument_and_the_value():
         model.fit(x, pairs, labels[:2])
     with pytest.raises(ValueError, match="pairs is empty"):
         model.fit(x, np.zeros((0, 2), dtype=np.int64), np.zeros(0, dtype=np.int64))
-    with pytest.raises(ValueError, match="epochs must be >= 1, got 0"):
+    with pytest.raises(ValueError, match="epochs must be a positive integer, got 0"):
         model.fit(x, pairs, labels, epochs=0)
     with pytest.raises(ValueError, match=r"val_fraction must be in \[0, 1\), got 1.0"):
         model.fit(x, pairs, labels, val_fraction=1.0)
     with pytest.raises(ValueError, match="lr must be a positive finite number, got -0.1"):
         model.fit(x, pairs, labels, lr=-0.1)
-    with pytest.raises(ValueError, match="ensemble must be >= 1, got 0"):
+    with pytest.raises(ValueError, match="ensemble must be a positive integer, got 0"):
         RewardModel(4, ensemble=0)
     with pytest.raises(TypeError, match="hidden widths must be an integer, got float 8.5"):
         RewardModel(4, hidden=(8.5,))

@@ -26,24 +26,44 @@ def describe(x: Any) -> str:
     return f"{type(x).__name__}"
 
 
+def first_line(err: BaseException) -> str:
+    """An exception's message as one line (its type's name when it has none), for errors that
+    wrap a library's multi-line message."""
+    text = str(err).strip()
+    return text.splitlines()[0].strip() if text else type(err).__name__
+
+
 def as_tensor(x: Any, name: str) -> torch.Tensor:
-    """A tensor view of a NumPy array, torch tensor or nested sequence (copying only if needed)."""
+    """A tensor view of a NumPy array, torch tensor or nested sequence (copying only if needed).
+
+    Arrays in the other byte order (e.g. from a file written on a big-endian machine) are
+    converted to native order; complex numbers and floats wider than 64 bits are refused.
+    """
     if isinstance(x, torch.Tensor):
         return x.detach()
     if isinstance(x, np.ndarray):
-        if x.dtype == object or x.dtype.kind not in "biuf":
+        kind = x.dtype.kind
+        if kind == "c" or (kind == "f" and x.dtype.itemsize > 8):
+            raise TypeError(
+                f"{name} must hold real numbers of at most 64 bits "
+                f"(float16, float32, float64 or integers), got dtype {x.dtype}"
+            )
+        if x.dtype == object or kind not in "biuf":
             raise TypeError(f"{name} must hold numbers, got dtype {x.dtype}")
+        if not x.dtype.isnative:
+            x = x.astype(x.dtype.newbyteorder("="))
         with warnings.catch_warnings():
             # read-only arrays (e.g. memory maps) are only ever read by the kernels
             warnings.simplefilter("ignore", UserWarning)
             return torch.from_numpy(np.ascontiguousarray(x))
     if isinstance(x, (list, tuple)):
         try:
-            return torch.from_numpy(np.asarray(x))
+            values = np.asarray(x)
         except (TypeError, ValueError) as err:
             raise TypeError(
                 f"{name} must be a NumPy array or torch tensor, got {describe(x)}"
             ) from err
+        return as_tensor(values, name)
     raise TypeError(f"{name} must be a NumPy array or torch tensor, got {describe(x)}")
 
 
@@ -75,13 +95,14 @@ def check_finite(t: torch.Tensor, name: str) -> None:
 
 def features_tensor(x: Any, name: str = "features", *, members: bool = False) -> torch.Tensor:
     """(n, d) float32/float64, contiguous, finite, non-empty; with ``members`` also (E, n, d)
-    (one feature matrix per ensemble member), always returned as (E, n, d)."""
+    (one feature matrix per ensemble member), always returned as (E, n, d).
+
+    Every check runs on the array as given, so errors quote the caller's own shape and index.
+    """
     t = as_tensor(x, name)
     if t.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} must be float32 or float64, got {t.dtype}")
-    if members and t.ndim == 2:
-        t = t.unsqueeze(0)
-    if members and t.ndim != 3:
+    if members and t.ndim not in (2, 3):
         raise ValueError(f"{name} must have shape (n, d) or (E, n, d), got {tuple(t.shape)}")
     if not members and t.ndim != 2:
         raise ValueError(f"{name} must have shape (n, d), got {tuple(t.shape)}")
@@ -89,7 +110,18 @@ def features_tensor(x: Any, name: str = "features", *, members: bool = False) ->
         raise ValueError(f"{name} is empty: shape {tuple(t.shape)}")
     supported_device(t, name)
     check_finite(t, name)
-    return t.contiguous()
+    t = t.contiguous()
+    return t.unsqueeze(0) if members and t.ndim == 2 else t
+
+
+def _index_pairs(x: Any, name: str) -> torch.Tensor:
+    """(P, 2) int32/int64 as given (dtype and shape checked, values not)."""
+    t = as_tensor(x, name)
+    if t.dtype not in INDEX_DTYPES:
+        raise TypeError(f"{name} must be int32 or int64, got {t.dtype}")
+    if t.ndim != 2 or t.shape[1] != 2:
+        raise ValueError(f"{name} must have shape (P, 2), got {tuple(t.shape)}")
+    return t
 
 
 def pairs_tensor(
@@ -107,11 +139,7 @@ def pairs_tensor(
     unordered pair may appear twice either (a candidate pool with repeats would let a
     selection pick one comparison twice).
     """
-    t = as_tensor(x, name)
-    if t.dtype not in INDEX_DTYPES:
-        raise TypeError(f"{name} must be int32 or int64, got {t.dtype}")
-    if t.ndim != 2 or t.shape[1] != 2:
-        raise ValueError(f"{name} must have shape (P, 2), got {tuple(t.shape)}")
+    t = _index_pairs(x, name)
     same_device(t, name, device, "features")
     t = t.contiguous()
     if t.shape[0] == 0:
@@ -122,14 +150,40 @@ def pairs_tensor(
         i, j = (int(v) for v in t[row].tolist())
         raise ValueError(f"{name}[{row}] = ({i}, {j}) is out of range for {n} responses")
     if distinct or unique:
-        same = t[:, 0] == t[:, 1]
-        if bool(same.any()):
-            row = int(torch.nonzero(same)[0, 0])
-            i = int(t[row, 0])
-            raise ValueError(f"{name}[{row}] = ({i}, {i}) compares a response with itself")
+        check_distinct_pairs(t, name)
     if unique:
         check_unique_pairs(t, n, name)
     return t
+
+
+def nonnegative_pairs(x: Any, name: str = "pairs", *, distinct: bool = False) -> np.ndarray:
+    """(P, 2) int64 response indices on the CPU when the number of responses is not known:
+    non-negative, and with ``distinct`` never a response compared with itself."""
+    checked = _index_pairs(x, name).cpu().to(torch.int64).numpy()
+    negative = (checked < 0).any(axis=1)
+    if negative.any():
+        row = int(np.flatnonzero(negative)[0])
+        raise ValueError(f"{name}[{row}] = {tuple(checked[row].tolist())} has a negative index")
+    if distinct:
+        check_distinct_pairs(checked, name)
+    return checked
+
+
+def self_pair_row(pairs: np.ndarray | torch.Tensor) -> int | None:
+    """The first row of (P, 2) pairs that compares a response with itself, or None."""
+    if isinstance(pairs, torch.Tensor):
+        same = torch.nonzero(pairs[:, 0] == pairs[:, 1])
+        return int(same[0, 0]) if same.shape[0] else None
+    same = np.flatnonzero(pairs[:, 0] == pairs[:, 1])
+    return int(same[0]) if same.size else None
+
+
+def check_distinct_pairs(pairs: np.ndarray | torch.Tensor, name: str) -> None:
+    """Refuse a pair of a response with itself (it carries no preference information)."""
+    row = self_pair_row(pairs)
+    if row is not None:
+        i = int(pairs[row, 0])
+        raise ValueError(f"{name}[{row}] = ({i}, {i}) compares a response with itself")
 
 
 def pair_keys(t: torch.Tensor, n: int) -> torch.Tensor:
@@ -150,6 +204,123 @@ def check_unique_pairs(t: torch.Tensor, n: int, name: str) -> None:
         a, b = (int(v) for v in t[again].tolist())
         c, e = (int(v) for v in t[first].tolist())
         raise ValueError(f"{name}[{again}] = ({a}, {b}) repeats {name}[{first}] = ({c}, {e})")
+
+
+def labelled_mask(pairs: torch.Tensor, labelled: torch.Tensor | None, n: int) -> torch.Tensor:
+    """(P,) bool: which validated candidate ``pairs`` are already ``labelled`` (either order)."""
+    if labelled is None or labelled.shape[0] == 0 or pairs.shape[0] == 0:
+        return torch.zeros(pairs.shape[0], dtype=torch.bool, device=pairs.device)
+    return torch.isin(pair_keys(pairs, n), pair_keys(labelled, n))
+
+
+def available_count(pairs: torch.Tensor, labelled: torch.Tensor | None, n: int) -> int:
+    """How many validated candidate ``pairs`` are not labelled yet."""
+    return int(pairs.shape[0]) - int(labelled_mask(pairs, labelled, n).sum())
+
+
+def binary_labels(x: Any, count: int, name: str = "labels") -> np.ndarray:
+    """A (count,) int64 array of 0/1 labels (bool, integer or 0.0/1.0 input)."""
+    t = as_tensor(x, name)
+    if tuple(t.shape) != (count,):
+        raise ValueError(f"{name} must have shape ({count},), got {tuple(t.shape)}")
+    values = t.cpu().numpy()
+    bad = (values != 0) & (values != 1)
+    if bad.any():
+        at = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{name} must be 0 or 1, got {values[at]} at index {at}")
+    return values.astype(np.int64)
+
+
+def labelled_pairs(
+    pairs: Any, labels: Any, n: int, where: str = ""
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Validated (M, 2) int64 pairs of distinct rows in [0, n) and (M,) 0/1 labels, or Nones.
+
+    Both arrays may be on any device; the results are on the CPU. ``where`` prefixes every
+    error message (e.g. the file the arrays came from).
+    """
+    if pairs is None and labels is None:
+        return None, None
+    if pairs is None or labels is None:
+        given, absent = ("pairs", "labels") if labels is None else ("labels", "pairs")
+        raise ValueError(f"{where}{given} is given without {absent}; labelled pairs need both")
+    t = as_tensor(pairs, f"{where}pairs")
+    checked = pairs_tensor(t, n, t.device, f"{where}pairs", distinct=True)
+    checked = checked.cpu().to(torch.int64).numpy().copy()
+    return checked, binary_labels(labels, checked.shape[0], f"{where}labels")
+
+
+def real_tensor(x: Any, name: str, *, integers: bool = True) -> torch.Tensor:
+    """A tensor of real numbers: floating point, or also integers with ``integers``."""
+    t = as_tensor(x, name)
+    if not integers and not t.dtype.is_floating_point:
+        raise TypeError(f"{name} must be floating point, got {describe(x)}")
+    if t.dtype == torch.bool or t.is_complex() or not (t.dtype.is_floating_point or integers):
+        raise TypeError(f"{name} must hold real numbers, got dtype {t.dtype}")
+    return t
+
+
+def real_vector(
+    x: Any, name: str, n: int | None = None, *, min_size: int = 0, hint: str = ""
+) -> np.ndarray:
+    """A finite real (n,) vector as a new float64 NumPy array.
+
+    ``n`` None accepts any length of at least ``min_size``; ``hint`` is appended to a shape
+    error for 2-D input.
+    """
+    t = real_tensor(x, name)
+    if n is not None and tuple(t.shape) != (n,):
+        raise ValueError(f"{name} must have shape (n,) = ({n},), got {tuple(t.shape)}")
+    if t.ndim != 1 or t.shape[0] < min_size:
+        size = f" with n >= {min_size}" if min_size else ""
+        extra = hint if t.ndim == 2 else ""
+        raise ValueError(f"{name} must have shape (n,){size}, got {tuple(t.shape)}{extra}")
+    check_finite(t, name)
+    return t.to(torch.device("cpu"), torch.float64).numpy().copy()
+
+
+def integer_vector(x: Any, n: int, name: str) -> np.ndarray:
+    """An (n,) vector of integers (any integer dtype) as a new int64 NumPy array."""
+    values = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    if values.dtype.kind not in "iu":
+        raise TypeError(f"{name} must hold integers, got dtype {values.dtype}")
+    if values.shape != (n,):
+        raise ValueError(f"{name} must have shape (n,) = ({n},), got {values.shape}")
+    return values.astype(np.int64)
+
+
+def embeddings_tensor(
+    x: Any,
+    name: str = "embeddings",
+    *,
+    columns: int | None = None,
+    integers: bool = False,
+    device: torch.device | None = None,
+) -> torch.Tensor:
+    """(n, D) finite real embeddings (n may be 0) as float32 on ``device`` (default: CPU).
+
+    ``columns`` fixes D; otherwise any D >= 1. With ``integers`` integer arrays are accepted
+    too. Values that overflow float32 are refused like infinities.
+    """
+    t = real_tensor(x, name, integers=integers)
+    if columns is not None and (t.ndim != 2 or t.shape[1] != columns):
+        raise ValueError(f"{name} must have shape (n, {columns}), got {tuple(t.shape)}")
+    if t.ndim != 2 or t.shape[1] == 0:
+        raise ValueError(f"{name} must have shape (n, D) with D >= 1, got {tuple(t.shape)}")
+    converted = t.to(torch.device("cpu") if device is None else device, torch.float32)
+    if not bool(torch.isfinite(converted).all()):
+        check_finite(t, name)  # NaN or infinity in the input itself
+        bad = ~torch.isfinite(converted)
+        row, col = (int(v) for v in torch.nonzero(bad)[0].tolist())
+        value = t[row, col].item()
+        raise ValueError(f"{name} must fit in float32, got {value} at index ({row}, {col})")
+    return converted.contiguous()
+
+
+def boolean_mask(x: Any, count: int, name: str) -> np.ndarray:
+    """A (count,) boolean mask from any array kind, as a new NumPy array."""
+    t = as_tensor(x, name)
+    return mask_tensor(t, count, t.device, name).cpu().numpy().copy()
 
 
 def float_tensor(
@@ -190,14 +361,12 @@ def rewards_tensor(
     device = t.device if device is None else device
     if t.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} must be float32 or float64, got {t.dtype}")
-    if t.ndim == 1:
-        t = t.unsqueeze(0)
-    if t.ndim != 2 or t.shape[1] != n or t.shape[0] == 0:
-        shown = tuple(as_tensor(x, name).shape)
-        raise ValueError(f"{name} must have shape ({n},) or (E, {n}), got {shown}")
+    if t.ndim not in (1, 2) or t.shape[-1] != n or (t.ndim == 2 and t.shape[0] == 0):
+        raise ValueError(f"{name} must have shape ({n},) or (E, {n}), got {tuple(t.shape)}")
     same_device(t, name, device, reference)
-    check_finite(t, name)
-    return t.contiguous()
+    check_finite(t, name)  # before adding the member axis: the index is the caller's
+    t = t.contiguous()
+    return t.unsqueeze(0) if t.ndim == 1 else t
 
 
 def mask_tensor(x: Any, count: int, device: torch.device, name: str) -> torch.Tensor:
@@ -228,7 +397,7 @@ def count_argument(k: Any, name: str = "k") -> int:
 def positive_integer(k: Any, name: str) -> int:
     """A Python int >= 1."""
     if integer_argument(k, name) < 1:
-        raise ValueError(f"{name} must be >= 1, got {k}")
+        raise ValueError(f"{name} must be a positive integer, got {k}")
     return int(k)
 
 
@@ -239,3 +408,38 @@ def positive_scalar(x: Any, name: str) -> float:
     if not np.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a positive finite number, got {value}")
     return value
+
+
+def budget(k: Any, count: int, excluded: torch.Tensor | None) -> int:
+    """k as an int no larger than the number of pairs that may be chosen."""
+    k = count_argument(k)
+    unavailable = 0 if excluded is None else int(excluded.sum())
+    if k > count - unavailable:
+        raise ValueError(
+            f"k = {k} is larger than the {count - unavailable} pairs available "
+            f"({count} candidates, {unavailable} excluded)"
+        )
+    return k
+
+
+def prior_argument(
+    prior: Any, d: int, device: torch.device, name: str = "prior"
+) -> float | torch.Tensor:
+    """F0 as given: a positive scalar lambda (F0 = lambda I), or a symmetric finite (d, d)
+    matrix as float64 (its positive definiteness is checked where it is factored)."""
+    if isinstance(prior, (np.ndarray, torch.Tensor)) and getattr(prior, "ndim", 0) > 0:
+        matrix = float_tensor(prior, name, (d, d), device).double()
+        asymmetry = (matrix - matrix.T).abs().max().item()
+        if asymmetry > 1e-10 * max(matrix.abs().max().item(), 1e-300):
+            raise ValueError(f"{name} must be symmetric, got max |A - A^T| = {asymmetry:.3g}")
+        return matrix
+    return positive_scalar(prior, name)
+
+
+def positive_or_infinite(x: Any, name: str) -> float:
+    """A positive number, infinity included (e.g. a temperature whose limit is meaningful)."""
+    if isinstance(x, bool) or not isinstance(x, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(x).__name__}")
+    if not x > 0:  # also refuses NaN
+        raise ValueError(f"{name} must be a positive number or inf, got {x!r}")
+    return float(x)

@@ -20,13 +20,14 @@ from typing import Any
 
 import numpy as np
 
+from ._validation import count_argument, self_pair_row
 from .data import Dataset
 from .model import RewardModel
 from .pairs import candidate_pool
-from .selectors import select, select_with_model
+from .selectors import STRATEGIES, select, select_with_model
 
 # strategies that need no fitted model, used as they are for the very first batch
-_MODEL_FREE = {"random", "xtx", "coreset"}
+_MODEL_FREE = {name for name, entry in STRATEGIES.items() if not entry.needs_model}
 
 
 def read_labelled(path: str | os.PathLike[str], n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -34,7 +35,7 @@ def read_labelled(path: str | os.PathLike[str], n: int) -> tuple[np.ndarray, np.
     path = Path(path)
     if not path.exists():
         return np.empty((0, 2), np.int64), np.empty(0, np.int64)
-    pairs, labels = [], []
+    pairs, labels, lines = [], [], []
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, start=1):
             if not line.strip():
@@ -47,8 +48,6 @@ def read_labelled(path: str | os.PathLike[str], n: int) -> tuple[np.ndarray, np.
             if not isinstance(record, dict):
                 raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
             pair = tuple(_row_index(record, key, n, where) for key in ("first", "second"))
-            if pair[0] == pair[1]:
-                raise ValueError(f"{where}: first and second are the same response {pair[0]}")
             label = record.get("label")
             if isinstance(label, bool) or label not in (0, 1):
                 raise ValueError(
@@ -56,7 +55,14 @@ def read_labelled(path: str | os.PathLike[str], n: int) -> tuple[np.ndarray, np.
                 )
             pairs.append(pair)
             labels.append(label)
-    return np.array(pairs, np.int64).reshape(-1, 2), np.array(labels, np.int64)
+            lines.append(number)
+    checked = np.array(pairs, np.int64).reshape(-1, 2)
+    row = self_pair_row(checked)
+    if row is not None:
+        raise ValueError(
+            f"{path}, line {lines[row]}: first and second are the same response {pairs[row][0]}"
+        )
+    return checked, np.array(labels, np.int64)
 
 
 def _row_index(record: dict[str, Any], key: str, n: int, where: str) -> int:
@@ -109,6 +115,7 @@ def next_batch(
     no model: model-free strategies run on the embeddings, the others fall back to ``xtx``
     (D-optimal exploration of the embedding space).
     """
+    seed = count_argument(seed, "seed")
     candidates = candidate_pool(dataset.prompt_ids, pool, pool_size, seed)
     if len(labelled_pairs) == 0 and not (reuse_model and model_path and Path(model_path).exists()):
         chosen = strategy if strategy in _MODEL_FREE else "xtx"
@@ -119,6 +126,11 @@ def next_batch(
         return candidates[selection.indices], note
     if reuse_model and model_path is not None and Path(model_path).exists():
         model = RewardModel.load(model_path)
+        if model.input_dim != dataset.dim:
+            raise ValueError(
+                f"{model_path} holds a model of {model.input_dim}-dimensional embeddings, but "
+                f"{dataset.name} has {dataset.dim}-dimensional ones"
+            )
         note = f"model loaded from {model_path}"
     else:
         model = RewardModel(dataset.dim, ensemble=ensemble, seed=seed)

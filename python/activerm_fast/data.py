@@ -16,21 +16,33 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import zipfile
+import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ._validation import as_tensor, check_finite, describe, pairs_tensor
+from ._validation import (
+    as_tensor,
+    boolean_mask,
+    count_argument,
+    describe,
+    embeddings_tensor,
+    first_line,
+    integer_vector,
+    labelled_pairs,
+    positive_integer,
+    positive_scalar,
+    real_vector,
+)
 
 ARENA_BENCH = "arena-bench"
 DATASETS_DIR = Path(__file__).resolve().parent / "datasets"
 ARENA_BENCH_FILE = DATASETS_DIR / "arena_bench.npz"
-
-_CPU = torch.device("cpu")
 
 
 @dataclass(eq=False)
@@ -66,21 +78,27 @@ class Dataset:
     models: list[str] | None = None
 
     def __post_init__(self) -> None:
-        self.embeddings = _embeddings_array(self.embeddings, "embeddings")
+        self._validate("")
+
+    def _validate(self, where: str) -> None:
+        """Check and normalise every field; ``where`` prefixes each error (e.g. a file name)."""
+        self.embeddings = embeddings_tensor(
+            self.embeddings, f"{where}embeddings", integers=True
+        ).numpy()
         n = self.embeddings.shape[0]
-        self.prompt_ids = _dense_ids_array(self.prompt_ids, n, "prompt_ids")
+        self.prompt_ids = _dense_ids_array(self.prompt_ids, n, f"{where}prompt_ids")
         m = _count_prompts(self.prompt_ids)
         if self.gold is not None:
-            self.gold = _vector(self.gold, n, "gold", np.float64)
-        self.pairs, self.labels = labelled_pairs(self.pairs, self.labels, n)
-        self.is_test = _split_mask(self.is_test, self.prompt_ids, "is_test")
+            self.gold = real_vector(self.gold, f"{where}gold", n)
+        self.pairs, self.labels = labelled_pairs(self.pairs, self.labels, n, where)
+        self.is_test = _split_mask(self.is_test, self.prompt_ids, f"{where}is_test")
         if self.prompt_names is None:
             self.prompt_names = np.arange(m, dtype=np.int64)
         self.prompt_names = np.asarray(self.prompt_names)
-        _check_length(self.prompt_names, m, "prompt_names", "prompts")
-        _check_length(self.prompts, m, "prompts", "prompts")
-        _check_length(self.responses, n, "responses", "rows")
-        _check_length(self.models, n, "models", "rows")
+        _check_length(self.prompt_names, m, f"{where}prompt_names", "prompts")
+        _check_length(self.prompts, m, f"{where}prompts", "prompts")
+        _check_length(self.responses, n, f"{where}responses", "rows")
+        _check_length(self.models, n, f"{where}models", "rows")
 
     @property
     def n(self) -> int:
@@ -107,11 +125,7 @@ class Dataset:
 
     def subset(self, rows: np.ndarray) -> Dataset:
         """The rows selected by a (n,) boolean mask, with dense prompt ids and remapped pairs."""
-        mask = np.asarray(rows)
-        if mask.dtype != np.bool_ or mask.shape != (self.n,):
-            raise ValueError(
-                f"rows must be a boolean mask of shape ({self.n},), got {describe(mask)}"
-            )
+        mask = boolean_mask(rows, self.n, "rows")
         kept_prompts, prompt_ids = np.unique(self.prompt_ids[mask], return_inverse=True)
         new_index = np.cumsum(mask) - 1
         pairs = labels = None
@@ -119,7 +133,7 @@ class Dataset:
             inside = mask[self.pairs].all(axis=1)
             pairs, labels = new_index[self.pairs[inside]], self.labels[inside]
         row_list = np.flatnonzero(mask)
-        return replace(
+        return _derived(
             self,
             embeddings=self.embeddings[mask],
             prompt_ids=prompt_ids.astype(np.int64),
@@ -135,7 +149,7 @@ class Dataset:
 
     def with_split(self, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
         """A copy with a new seeded prompt-level train/test split."""
-        return replace(
+        return _derived(
             self, is_test=_random_split(self.prompt_ids, test_fraction, seed, "test_fraction")
         )
 
@@ -213,11 +227,7 @@ def load(
             f"no dataset named {str(name_or_path)!r}: not a packaged dataset ({ARENA_BENCH!r}) "
             "and no such file"
         )
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
-    except ValueError as err:  # object arrays refused without pickle, or not an npz at all
-        raise ValueError(f"{path}: cannot read as a .npz of plain arrays ({err})") from err
+    arrays = _read_npz(path)
     if "rewards" in arrays and "gold" in arrays:
         raise ValueError(f"{path}: has both 'gold' and 'rewards'; keep one (they are aliases)")
     if "rewards" in arrays:
@@ -227,6 +237,21 @@ def load(
     return _from_named_arrays(
         arrays, name=path.stem, where=f"{path}: ", test_fraction=test_fraction, seed=seed
     )
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of a .npz file; a file that is not one (truncated, corrupt, pickled object
+    arrays, a single .npy) is a ValueError naming it."""
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise ValueError(f"found a single {describe(loaded)}, not named arrays")
+        with loaded as archive:
+            return {key: archive[key] for key in archive.files}
+    except (ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as err:
+        # object arrays refused without pickle, a truncated or corrupt archive, not an npz
+        reason = first_line(err)
+        raise ValueError(f"{path}: cannot read as a .npz of plain arrays ({reason})") from err
 
 
 def synthetic(
@@ -257,11 +282,9 @@ def synthetic(
         "dim": dim,
     }
     for key, value in counts.items():
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{key} must be a positive integer, got {value!r}")
-    if not np.isfinite(response_spread) or response_spread <= 0:
-        raise ValueError(f"response_spread must be positive, got {response_spread!r}")
-    rng = np.random.default_rng(seed)
+        positive_integer(value, key)
+    positive_scalar(response_spread, "response_spread")
+    rng = np.random.default_rng(count_argument(seed, "seed"))
     sizes = np.repeat(
         [responses_per_prompt, test_responses_per_prompt], [num_train_prompts, num_test_prompts]
     )
@@ -312,7 +335,9 @@ def embed_texts(
     encoder = _sentence_encoder(model)
     keys = [str(r.get("prompt_id", r["prompt"])) for r in records]
     first_row = {key: row for row, key in reversed(list(enumerate(keys)))}
-    prompt_texts = [records[first_row[key]]["prompt"] for key in dict.fromkeys(keys)]
+    # prompts in order of first appearance: the dense prompt ids the dataset will number them by
+    position = {key: p for p, key in enumerate(dict.fromkeys(keys))}
+    prompt_texts = [records[first_row[key]]["prompt"] for key in position]
 
     def encode(texts: list[str]) -> np.ndarray:
         return np.asarray(
@@ -327,18 +352,19 @@ def embed_texts(
 
     prompt_embeddings = encode(prompt_texts)
     response_embeddings = encode([r["response"] for r in records])
-    dataset = _from_named_arrays(
-        {"embeddings": response_embeddings, "prompt_ids": np.array(keys), "gold": _gold(records)},
+    prompt_of_row = np.array([position[key] for key in keys], dtype=np.int64)
+    return _from_named_arrays(
+        {
+            "embeddings": np.concatenate(
+                [prompt_embeddings[prompt_of_row], response_embeddings], axis=1
+            ),
+            "prompt_ids": np.array(keys),
+            "gold": _gold(records),
+        },
         name=path.name.split(".")[0],
         where=f"{path}: ",
         test_fraction=test_fraction,
         seed=seed,
-    )
-    return replace(
-        dataset,
-        embeddings=np.concatenate(
-            [prompt_embeddings[dataset.prompt_ids], dataset.embeddings], axis=1
-        ),
         prompts=prompt_texts,
         responses=[r["response"] for r in records],
         models=[str(r["model"]) for r in records] if all("model" in r for r in records) else None,
@@ -377,9 +403,16 @@ def _load_arena_bench(test_fraction: float, seed: int) -> Dataset:
 
 
 def _from_named_arrays(
-    arrays: dict[str, Any], *, name: str, where: str, test_fraction: float, seed: int
+    arrays: dict[str, Any],
+    *,
+    name: str,
+    where: str,
+    test_fraction: float,
+    seed: int,
+    **texts: list[str] | None,
 ) -> Dataset:
-    """Shared by :func:`from_arrays` and :func:`load`; ``where`` prefixes every error."""
+    """Shared by :func:`from_arrays`, :func:`load` and :func:`embed_texts`: lays the arrays out
+    as a :class:`Dataset` and validates it once; ``where`` prefixes every error."""
     embeddings = as_tensor(arrays["embeddings"], f"{where}embeddings")
     prompt_ids, gold, is_test = arrays.get("prompt_ids"), arrays.get("gold"), arrays.get("is_test")
     shape = tuple(embeddings.shape)
@@ -414,53 +447,49 @@ def _from_named_arrays(
         )
     elif prompt_ids is None:
         raise ValueError(f"{where}missing prompt_ids: (n, D) embeddings need one prompt id per row")
-    checked = _embeddings_array(embeddings, f"{where}embeddings")
-    n = checked.shape[0]
     prompt_ids = np.asarray(prompt_ids)
-    if prompt_ids.shape != (n,):
-        raise ValueError(f"{where}prompt_ids must have shape (n,) = ({n},), got {prompt_ids.shape}")
     names, first_seen, inverse = np.unique(prompt_ids, return_index=True, return_inverse=True)
     # renumber prompts in order of first appearance, so ids follow the file's row order
     order = np.argsort(first_seen, kind="stable")
     rank = np.empty_like(order)
     rank[order] = np.arange(order.size)
-    dense_ids = rank[inverse.reshape(-1)].astype(np.int64)
-    pairs, labels = labelled_pairs(arrays.get("pairs"), arrays.get("labels"), n, where)
-    split = (
-        _random_split(dense_ids, test_fraction, seed, "test_fraction")
-        if is_test is None
-        else _split_mask(is_test, dense_ids, f"{where}is_test")
-    )
-    return Dataset(
+    dense_ids = rank[inverse.reshape(-1)].astype(np.int64).reshape(prompt_ids.shape)
+    if is_test is None and dense_ids.ndim == 1:
+        is_test = _random_split(dense_ids, test_fraction, seed, "test_fraction")
+    dataset = _assemble(
         name=name,
-        embeddings=checked,
+        embeddings=embeddings,
         prompt_ids=dense_ids,
-        gold=None if gold is None else _vector(gold, n, f"{where}gold", np.float64),
-        pairs=pairs,
-        labels=labels,
-        is_test=split,
+        gold=gold,
+        pairs=arrays.get("pairs"),
+        labels=arrays.get("labels"),
+        is_test=is_test,
         prompt_names=names[order],
+        **texts,
     )
+    dataset._validate(where)
+    return dataset
 
 
-def _embeddings_array(x: Any, name: str) -> np.ndarray:
-    t = as_tensor(x, name)
-    if not (t.dtype.is_floating_point or t.dtype in (torch.int32, torch.int64)):
-        raise TypeError(f"{name} must hold real numbers, got dtype {t.dtype}")
-    if t.ndim != 2 or t.shape[1] == 0:
-        raise ValueError(f"{name} must have shape (n, D) with D >= 1, got {tuple(t.shape)}")
-    t = t.to(_CPU, torch.float32)
-    check_finite(t, name)
-    return np.ascontiguousarray(t.numpy())
+def _assemble(**values: Any) -> Dataset:
+    """A :class:`Dataset` of these fields (defaults for the rest) without validating them:
+    for values that are valid by construction, or validated right after."""
+    dataset = object.__new__(Dataset)
+    for field in fields(Dataset):
+        default = None if field.default is MISSING else field.default
+        setattr(dataset, field.name, values.pop(field.name, default))
+    if values:
+        raise TypeError(f"unknown Dataset fields {sorted(values)}")
+    return dataset
+
+
+def _derived(dataset: Dataset, **changes: Any) -> Dataset:
+    """A copy of a validated dataset with fields that stay valid by construction replaced."""
+    return _assemble(**{**vars(dataset), **changes})
 
 
 def _dense_ids_array(x: Any, n: int, name: str) -> np.ndarray:
-    ids = np.asarray(x)
-    if ids.dtype.kind not in "iu":
-        raise TypeError(f"{name} must hold integers, got dtype {ids.dtype}")
-    if ids.shape != (n,):
-        raise ValueError(f"{name} must have shape (n,) = ({n},), got {ids.shape}")
-    ids = ids.astype(np.int64)
+    ids = integer_vector(x, n, name)
     if n and ids.min() < 0:
         raise ValueError(f"{name} must be non-negative, got {ids.min()}")
     if n and (np.bincount(ids) == 0).any():
@@ -476,64 +505,11 @@ def _count_prompts(prompt_ids: np.ndarray) -> int:
     return int(prompt_ids.max()) + 1 if prompt_ids.size else 0
 
 
-def _vector(x: Any, n: int, name: str, dtype: type) -> np.ndarray:
-    """A finite (n,) real vector of ``dtype``."""
-    t = as_tensor(x, name)
-    if not t.dtype.is_floating_point and t.dtype not in (torch.int32, torch.int64):
-        raise TypeError(f"{name} must hold real numbers, got dtype {t.dtype}")
-    if tuple(t.shape) != (n,):
-        raise ValueError(f"{name} must have shape (n,) = ({n},), got {tuple(t.shape)}")
-    check_finite(t, name)
-    return t.to(_CPU, torch.float64).numpy().astype(dtype)
-
-
-def labelled_pairs(
-    pairs: Any, labels: Any, n: int, where: str = ""
-) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Validated (M, 2) int64 pairs of distinct rows in [0, n) and (M,) 0/1 labels, or Nones.
-
-    ``where`` prefixes every error message (e.g. the file the arrays came from).
-    """
-    if pairs is None and labels is None:
-        return None, None
-    if pairs is None or labels is None:
-        given, absent = ("pairs", "labels") if labels is None else ("labels", "pairs")
-        raise ValueError(f"{where}{given} is given without {absent}; labelled pairs need both")
-    checked = pairs_tensor(pairs, n, as_tensor(pairs, "pairs").device, f"{where}pairs")
-    checked = checked.cpu().to(torch.int64).numpy()
-    same = checked[:, 0] == checked[:, 1]
-    if same.any():
-        row = int(np.flatnonzero(same)[0])
-        raise ValueError(
-            f"{where}pairs[{row}] = ({checked[row, 0]}, {checked[row, 1]}) compares a response "
-            "with itself"
-        )
-    return checked.copy(), binary_labels(labels, checked.shape[0], f"{where}labels")
-
-
-def binary_labels(x: Any, count: int, name: str = "labels") -> np.ndarray:
-    """A (count,) int64 array of 0/1 labels (bool, integer or 0.0/1.0 input)."""
-    values = np.asarray(x)
-    if values.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must hold 0/1 numbers, got dtype {values.dtype}")
-    if values.shape != (count,):
-        raise ValueError(f"{name} must have shape ({count},), got {values.shape}")
-    bad = (values != 0) & (values != 1)
-    if bad.any():
-        at = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{name} must be 0 or 1, got {values[at]} at index {at}")
-    return values.astype(np.int64)
-
-
 def _split_mask(x: Any, prompt_ids: np.ndarray, name: str) -> np.ndarray:
     n = prompt_ids.size
     if x is None:
         return np.zeros(n, dtype=bool)
-    mask = np.asarray(x)
-    if mask.dtype != np.bool_:
-        raise TypeError(f"{name} must be a boolean array, got dtype {mask.dtype}")
-    if mask.shape != (n,):
-        raise ValueError(f"{name} must have shape (n,) = ({n},), got {mask.shape}")
+    mask = boolean_mask(x, n, name)
     test_rows = np.bincount(prompt_ids, weights=mask, minlength=_count_prompts(prompt_ids))
     sizes = np.bincount(prompt_ids, minlength=test_rows.size)
     split = (test_rows > 0) & (test_rows < sizes)
@@ -543,7 +519,7 @@ def _split_mask(x: Any, prompt_ids: np.ndarray, name: str) -> np.ndarray:
             f"{name} must put all rows of a prompt on one side, but prompt {prompt} has "
             f"{int(test_rows[prompt])} of its {int(sizes[prompt])} rows in the test split"
         )
-    return mask.copy()
+    return mask
 
 
 def _random_split(prompt_ids: np.ndarray, test_fraction: float, seed: int, name: str) -> np.ndarray:
@@ -552,7 +528,7 @@ def _random_split(prompt_ids: np.ndarray, test_fraction: float, seed: int, name:
         raise ValueError(f"{name} must be in [0, 1), got {test_fraction!r}")
     m = _count_prompts(prompt_ids)
     num_test = 0 if test_fraction == 0 or m < 2 else max(1, round(test_fraction * m))
-    chosen = np.random.default_rng(seed).permutation(m)[:num_test]
+    chosen = np.random.default_rng(count_argument(seed, "seed")).permutation(m)[:num_test]
     return np.isin(prompt_ids, chosen)
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from . import metrics
-from ._validation import pair_keys
+from ._validation import available_count, count_argument, positive_integer, positive_or_infinite
 from .data import Dataset
 from .model import RewardModel
 from .oracle import BTOracle, PairLabelOracle
@@ -59,11 +59,8 @@ class LoopConfig:
         if self.pool not in POOLS:
             raise ValueError(f"pool must be one of {POOLS}, got {self.pool!r}")
         for name in ("rounds", "per_round", "prompts_per_round", "cross_pairs", "ensemble"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not self.beta > 0:
-            raise ValueError(f"beta must be positive (inf for noiseless labels), got {self.beta}")
+            positive_integer(getattr(self, name), name)
+        positive_or_infinite(self.beta, "beta")
         object.__setattr__(self, "hidden", tuple(self.hidden))
         object.__setattr__(self, "best_of", tuple(self.best_of))
 
@@ -100,7 +97,7 @@ class ActiveLoop:
             raise ValueError(f"unknown strategy {strategy!r}; choose one of {sorted(STRATEGIES)}")
         self.strategy = strategy
         self.config = config or LoopConfig()
-        self.seed = int(seed)
+        self.seed = count_argument(seed, "seed")
         self.train = dataset.train()
         self.test = dataset.test()
         if self.train.num_prompts == 0 or self.test.num_prompts == 0:
@@ -202,8 +199,7 @@ class ActiveLoop:
 
     def _available(self, pool: np.ndarray, state: LoopState) -> int:
         """Pairs of the pool not labelled yet."""
-        keys = [pair_keys(torch.from_numpy(p), self.train.n) for p in (pool, state.pairs)]
-        return int((~torch.isin(*keys)).sum())
+        return available_count(torch.from_numpy(pool), torch.from_numpy(state.pairs), self.train.n)
 
     def _fit(self, state: LoopState, seed: int) -> None:
         config = self.config

@@ -10,12 +10,20 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
-import torch
 
-from ._validation import as_tensor, check_finite, pairs_tensor
-from .data import binary_labels
+from ._validation import (
+    as_tensor,
+    binary_labels,
+    count_argument,
+    integer_argument,
+    integer_vector,
+    pairs_tensor,
+    positive_integer,
+    real_vector,
+)
 
 DEFAULT_NS = (2, 4, 8, 16, 32, 64)
+_ENSEMBLE_HINT = "; average an ensemble first (rewards.mean(axis=0))"
 
 
 class BestOfN(NamedTuple):
@@ -89,15 +97,16 @@ def best_of_n(
     checked_ns = _sample_sizes(ns)
     if repeats is None:
         return _exact_best_of_n(pred_v, gold_v, quantile, groups, sizes, checked_ns)
-    if isinstance(repeats, bool) or not isinstance(repeats, (int, np.integer)) or repeats < 1:
-        raise ValueError(f"repeats must be a positive integer or None, got {repeats!r}")
-    return _sampled_best_of_n(pred_v, gold_v, quantile, groups, checked_ns, int(repeats), seed)
+    repeats = positive_integer(repeats, "repeats")
+    seed = count_argument(seed, "seed")
+    return _sampled_best_of_n(pred_v, gold_v, quantile, groups, checked_ns, repeats, seed)
 
 
 def pair_accuracy(pred: Any, pairs: Any, labels: Any) -> float:
     """Fraction of labelled pairs whose winner ``pred`` rates higher (a tie counts 1/2)."""
-    pred_v = _real_vector(pred, "pred")
-    checked = pairs_tensor(pairs, pred_v.size, torch.device("cpu"), "pairs").numpy()
+    pred_v = real_vector(pred, "pred", hint=_ENSEMBLE_HINT)
+    t = as_tensor(pairs, "pairs")
+    checked = pairs_tensor(t, pred_v.size, t.device, "pairs").cpu().numpy()
     if checked.shape[0] == 0:
         raise ValueError("pairs is empty: accuracy over no pairs is undefined")
     first_wins = binary_labels(labels, checked.shape[0], "labels") == 1
@@ -188,37 +197,19 @@ def _grouped_ranks(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
 
 
 def _grouped_inputs(pred: Any, gold: Any, prompt_ids: Any) -> tuple[np.ndarray, ...]:
-    pred_v = _real_vector(pred, "pred")
-    gold_v = _real_vector(gold, "gold")
+    pred_v = real_vector(pred, "pred", min_size=1, hint=_ENSEMBLE_HINT)
     n = pred_v.size
-    if gold_v.size != n:
-        raise ValueError(f"gold must have shape (n,) = ({n},) like pred, got ({gold_v.size},)")
-    ids = np.asarray(prompt_ids)
-    if ids.dtype.kind not in "iu":
-        raise TypeError(f"prompt_ids must hold integers, got dtype {ids.dtype}")
-    if ids.shape != (n,):
-        raise ValueError(f"prompt_ids must have shape (n,) = ({n},), got {ids.shape}")
-    if n == 0:
-        raise ValueError("pred is empty")
+    gold_v = real_vector(gold, "gold", n)
+    ids = integer_vector(prompt_ids, n, "prompt_ids")
     return pred_v, gold_v, np.unique(ids, return_inverse=True)[1].reshape(-1)
-
-
-def _real_vector(x: Any, name: str) -> np.ndarray:
-    t = as_tensor(x, name)
-    if t.dtype == torch.bool or t.is_complex():
-        raise TypeError(f"{name} must hold real numbers, got dtype {t.dtype}")
-    if t.ndim != 1:
-        hint = "; average an ensemble first (rewards.mean(axis=0))" if t.ndim == 2 else ""
-        raise ValueError(f"{name} must have shape (n,), got {tuple(t.shape)}{hint}")
-    check_finite(t, name)
-    return t.to(torch.device("cpu"), torch.float64).numpy()
 
 
 def _sample_sizes(ns: Sequence[int]) -> list[int]:
     values = list(ns)
-    for n in values:
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-            raise ValueError(f"ns must hold positive integers, got {n!r} in {values}")
     if not values:
         raise ValueError("ns is empty")
+    for n in values:
+        integer_argument(n, "ns entries")
+        if n < 1:
+            raise ValueError(f"ns must hold positive integers, got {n!r} in {values}")
     return [int(n) for n in values]

@@ -11,6 +11,9 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import pickle
+import warnings
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,18 +23,19 @@ import torch
 import torch.nn.functional as F
 
 from ._validation import (
-    as_tensor,
-    check_finite,
-    describe,
-    integer_argument,
+    count_argument,
+    embeddings_tensor,
+    first_line,
+    labelled_pairs,
     positive_integer,
     positive_scalar,
 )
-from .data import labelled_pairs
 
 _FORMAT = "activerm_fast.RewardModel"
 _FORMAT_VERSION = 1
 _INFERENCE_ROWS = 4096  # rows per forward chunk in rewards()/features(), to bound memory
+# what torch.load raises for a file that is not a readable torch.save archive
+_UNREADABLE = (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, zipfile.BadZipFile)
 
 
 @dataclass
@@ -74,7 +78,7 @@ class RewardModel:
         self.input_dim = positive_integer(input_dim, "input_dim")
         self.hidden = tuple(positive_integer(width, "hidden widths") for width in hidden)
         self.ensemble = positive_integer(ensemble, "ensemble")
-        self.seed = integer_argument(seed, "seed")
+        self.seed = count_argument(seed, "seed")
         self.device = torch.device(device)
         self.history_: FitHistory | None = None
         self._init_parameters(self.seed)
@@ -143,7 +147,7 @@ class RewardModel:
         records the run.
         """
         x = self._embeddings(embeddings, "embeddings")
-        pairs_np, labels_np = labelled_pairs(pairs, _cpu_numpy(labels, "labels"), x.shape[0])
+        pairs_np, labels_np = labelled_pairs(pairs, labels, x.shape[0])
         if pairs_np is None or labels_np is None or pairs_np.shape[0] == 0:
             raise ValueError("pairs is empty: fit needs at least one labelled pair")
         checked_pairs, y = torch.from_numpy(pairs_np), torch.from_numpy(labels_np)
@@ -155,7 +159,7 @@ class RewardModel:
             raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
         if not (isinstance(val_fraction, numbers.Real) and 0 <= val_fraction < 1):
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
-        run_seed = self.seed if seed is None else integer_argument(seed, "seed")
+        run_seed = self.seed if seed is None else count_argument(seed, "seed")
         resample = self.ensemble > 1 if bootstrap is None else bool(bootstrap)
 
         if not warm_start:
@@ -238,8 +242,23 @@ class RewardModel:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], device: str | torch.device = "cpu") -> RewardModel:
-        """Read a file written by :meth:`save` (safe loading: tensors and plain data only)."""
-        saved = torch.load(path, map_location="cpu", weights_only=True)
+        """Read a file written by :meth:`save` (safe loading: tensors and plain data only).
+
+        A file that is not one (truncated, corrupt, another format) is a ValueError naming it;
+        a missing or unreadable file is the usual OSError.
+        """
+        try:
+            with warnings.catch_warnings():  # e.g. pickle-protocol notes on foreign files
+                warnings.simplefilter("ignore")
+                saved = torch.load(path, map_location="cpu", weights_only=True)
+        except (
+            pickle.UnpicklingError,
+            RuntimeError,
+            EOFError,
+            ValueError,
+            zipfile.BadZipFile,
+        ) as err:
+            raise ValueError(f"{path} is not a saved RewardModel ({first_line(err)})") from err
         if not isinstance(saved, dict) or saved.get("format") != _FORMAT:
             raise ValueError(f"{path} is not a saved RewardModel")
         if saved.get("version") != _FORMAT_VERSION:
@@ -247,18 +266,24 @@ class RewardModel:
                 f"{path} has RewardModel format version {saved.get('version')}, "
                 f"this version reads {_FORMAT_VERSION}"
             )
-        config = saved["config"]
-        model = cls(
-            config["input_dim"], config["hidden"], config["ensemble"], config["seed"], device
-        )
-        with torch.no_grad():
-            for p, stored in zip(model.parameters(), saved["parameters"], strict=True):
-                if p.shape != stored.shape:
-                    raise ValueError(
-                        f"{path}: a parameter has shape {tuple(stored.shape)}, "
-                        f"expected {tuple(p.shape)}"
-                    )
-                p.copy_(stored)
+        try:
+            config, stored = saved["config"], saved["parameters"]
+            model = cls(
+                config["input_dim"], config["hidden"], config["ensemble"], config["seed"], device
+            )
+            parameters = model.parameters()
+            if not isinstance(stored, (list, tuple)) or len(stored) != len(parameters):
+                raise ValueError(f"expected {len(parameters)} parameter tensors")
+            with torch.no_grad():
+                for p, value in zip(parameters, stored, strict=True):
+                    if not isinstance(value, torch.Tensor) or p.shape != value.shape:
+                        raise ValueError(
+                            f"a parameter has shape {tuple(getattr(value, 'shape', ()))}, "
+                            f"expected {tuple(p.shape)}"
+                        )
+                    p.copy_(value)
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{path}: not a valid saved RewardModel ({first_line(err)})") from err
         return model
 
     def _init_parameters(self, seed: int) -> None:
@@ -318,14 +343,4 @@ class RewardModel:
             return loss.mean(dim=1)
 
     def _embeddings(self, embeddings: Any, name: str) -> torch.Tensor:
-        t = as_tensor(embeddings, name)
-        if not t.dtype.is_floating_point:
-            raise TypeError(f"{name} must be floating point, got {describe(embeddings)}")
-        if t.ndim != 2 or t.shape[1] != self.input_dim:
-            raise ValueError(f"{name} must have shape (n, {self.input_dim}), got {tuple(t.shape)}")
-        check_finite(t, name)
-        return t.to(self.device, torch.float32)
-
-
-def _cpu_numpy(x: Any, name: str) -> np.ndarray:
-    return as_tensor(x, name).cpu().numpy()
+        return embeddings_tensor(embeddings, name, columns=self.input_dim, device=self.device)

@@ -12,14 +12,20 @@ of ``(i, j)``.
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any
 
 import numpy as np
 import torch
 
-from ._validation import as_tensor, check_finite, describe, integer_argument, pairs_tensor
-from .data import binary_labels
+from ._validation import (
+    as_tensor,
+    binary_labels,
+    integer_argument,
+    nonnegative_pairs,
+    pairs_tensor,
+    positive_or_infinite,
+    real_vector,
+)
 
 _MASK64 = (1 << 64) - 1
 
@@ -33,20 +39,12 @@ class BTOracle:
     """
 
     def __init__(self, gold: Any, beta: float = 1.0, seed: int = 0) -> None:
-        t = as_tensor(gold, "gold")
-        if not t.dtype.is_floating_point and t.dtype not in (torch.int32, torch.int64):
-            raise TypeError(f"gold must hold real numbers, got dtype {t.dtype}")
-        if t.ndim != 1 or t.shape[0] < 2:
-            raise ValueError(f"gold must have shape (n,) with n >= 2, got {tuple(t.shape)}")
-        check_finite(t, "gold")
-        self.gold = t.to(torch.device("cpu"), torch.float64).numpy().copy()
+        self.gold = real_vector(gold, "gold", min_size=2)
         self.scale = float(self.gold.std())
         if self.scale == 0:
             raise ValueError("gold is constant: a BT oracle needs rewards that differ")
-        if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not beta > 0:
-            raise ValueError(f"beta must be a positive number or inf, got {beta!r}")
-        self.beta = float(beta)
-        self.seed = _seed_argument(seed)
+        self.beta = positive_or_infinite(beta, "beta")
+        self.seed = integer_argument(seed, "seed") & _MASK64  # any integer: it only seeds a hash
 
     @property
     def n(self) -> int:
@@ -55,23 +53,28 @@ class BTOracle:
 
     def probabilities(self, pairs: Any) -> np.ndarray:
         """(P,) float64 probability that the first response of each pair wins."""
-        checked = self._checked(pairs)
-        z = (self.gold[checked[:, 0]] - self.gold[checked[:, 1]]) / self.scale
-        if math.isinf(self.beta):
-            return np.where(z > 0, 1.0, np.where(z < 0, 0.0, 0.5))
-        return 0.5 * (1.0 + np.tanh(0.5 * self.beta * z))  # the logistic sigmoid, overflow-free
+        return self._probabilities(self._checked(pairs))
 
     def label(self, pairs: Any) -> np.ndarray:
         """(P,) int64 labels for (P, 2) pairs: 1 when ``pairs[k, 0]`` wins."""
         checked = self._checked(pairs)
         lo, hi = checked.min(axis=1), checked.max(axis=1)
         canonical = np.stack([lo, hi], axis=1)
-        low_wins = _hash_uniform(self.seed, lo, hi) < self.probabilities(canonical)
+        low_wins = _hash_uniform(self.seed, lo, hi) < self._probabilities(canonical)
         return np.where(checked[:, 0] == lo, low_wins, ~low_wins).astype(np.int64)
 
+    def _probabilities(self, checked: np.ndarray) -> np.ndarray:
+        """:meth:`probabilities` of pairs already validated by :meth:`_checked`."""
+        z = (self.gold[checked[:, 0]] - self.gold[checked[:, 1]]) / self.scale
+        if math.isinf(self.beta):
+            return np.where(z > 0, 1.0, np.where(z < 0, 0.0, 0.5))
+        return 0.5 * (1.0 + np.tanh(0.5 * self.beta * z))  # the logistic sigmoid, overflow-free
+
     def _checked(self, pairs: Any) -> np.ndarray:
-        checked = pairs_tensor(pairs, self.n, torch.device("cpu"), "pairs")
-        return _without_self_pairs(checked.to(torch.int64).numpy(), "pairs")
+        """(P, 2) int64 CPU pairs of two different responses among the oracle's n."""
+        t = as_tensor(pairs, "pairs")
+        checked = pairs_tensor(t, self.n, t.device, "pairs", distinct=True)
+        return checked.cpu().to(torch.int64).numpy()
 
 
 class PairLabelOracle:
@@ -86,7 +89,7 @@ class PairLabelOracle:
     """
 
     def __init__(self, pairs: Any, labels: Any) -> None:
-        stored = _without_self_pairs(_index_pairs(pairs, "pairs"), "pairs")
+        stored = nonnegative_pairs(pairs, "pairs", distinct=True)
         values = binary_labels(labels, stored.shape[0], "labels")
         lo, hi = stored.min(axis=1), stored.max(axis=1)
         low_wins = np.where(stored[:, 0] == lo, values, 1 - values)
@@ -110,11 +113,11 @@ class PairLabelOracle:
 
     def known(self, pairs: Any) -> np.ndarray:
         """(P,) bool: whether each pair (in either order) has a stored label."""
-        return self._lookup(_index_pairs(pairs, "pairs"))[1]
+        return self._lookup(nonnegative_pairs(pairs, "pairs"))[1]
 
     def label(self, pairs: Any) -> np.ndarray:
         """(P,) int64 stored labels, 1 when ``pairs[k, 0]`` won."""
-        asked = _index_pairs(pairs, "pairs")
+        asked = nonnegative_pairs(pairs, "pairs")
         position, found = self._lookup(asked)
         if not found.all():
             row = int(np.flatnonzero(~found)[0])
@@ -133,35 +136,6 @@ class PairLabelOracle:
         keys = np.where(inside, lo * self._width + hi, -1)
         position = np.minimum(np.searchsorted(self._keys, keys), self._keys.size - 1)
         return position, inside & (self._keys[position] == keys)
-
-
-def _index_pairs(pairs: Any, name: str) -> np.ndarray:
-    """(P, 2) non-negative int64 indices (no upper bound is known here)."""
-    t = as_tensor(pairs, name)
-    if t.dtype not in (torch.int32, torch.int64):
-        raise TypeError(f"{name} must be int32 or int64, got {describe(pairs)}")
-    if t.ndim != 2 or t.shape[1] != 2:
-        raise ValueError(f"{name} must have shape (P, 2), got {tuple(t.shape)}")
-    checked = t.to(torch.device("cpu"), torch.int64).numpy()
-    negative = (checked < 0).any(axis=1)
-    if negative.any():
-        row = int(np.flatnonzero(negative)[0])
-        raise ValueError(f"{name}[{row}] = {tuple(checked[row].tolist())} has a negative index")
-    return checked
-
-
-def _without_self_pairs(checked: np.ndarray, name: str) -> np.ndarray:
-    same = checked[:, 0] == checked[:, 1]
-    if same.any():
-        row = int(np.flatnonzero(same)[0])
-        raise ValueError(
-            f"{name}[{row}] = {tuple(checked[row].tolist())} compares a response with itself"
-        )
-    return checked
-
-
-def _seed_argument(seed: Any) -> int:
-    return integer_argument(seed, "seed") & _MASK64
 
 
 def _splitmix64(x: np.ndarray) -> np.ndarray:

@@ -1,15 +1,21 @@
-"""The ``activerm-fast`` command: simulate, select, info."""
+"""The ``activerm-fast`` command: simulate, select, info.
+
+Every failure ends in one line on stderr, ``activerm-fast: error: ...`` naming the file or flag
+at fault, and exit status 2 (130 when interrupted); never a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from . import data
+from . import build_info, data
+from ._validation import first_line
 from .annotation import next_batch, read_labelled, write_batch
-from .backends import build_info
 from .loop import LoopConfig
 from .pairs import POOLS
 from .selectors import STRATEGIES
@@ -31,10 +37,31 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def _integer(text: str, least: int, what: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = least - 1
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be a {what} integer, got {text}")
+    return value
+
+
 def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return _integer(text, 1, "positive")
+
+
+def _non_negative(text: str) -> int:
+    return _integer(text, 0, "non-negative")
+
+
+def _positive_or_inf(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number or inf, got {text}")
     return value
 
 
@@ -69,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--ensemble", type=_positive, default=LoopConfig.ensemble)
     sim.add_argument(
         "--beta",
-        type=float,
+        type=_positive_or_inf,
         default=LoopConfig.beta,
         help="oracle label noise: BT temperature on standardised gold (inf: noiseless)",
     )
@@ -92,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     sel.add_argument("--pool", choices=POOLS, default="cross")
     sel.add_argument("--pool-size", type=_positive, default=200_000, help="cross-prompt candidates")
     sel.add_argument("--ensemble", type=_positive, default=3)
-    sel.add_argument("--seed", type=int, default=0)
+    sel.add_argument("--seed", type=_non_negative, default=0)
     sel.add_argument("--out", required=True, help="JSONL batch to write")
     sel.set_defaults(handler=_select)
 
@@ -107,7 +134,23 @@ def _load_dataset(name: str) -> data.Dataset:
     return data.load(name)
 
 
+def _plotter() -> Callable[..., Path]:
+    """The plotting function, imported before any work so a broken install fails at once."""
+    try:
+        from .plot import learning_curves
+    except ImportError as err:
+        raise _Failure(
+            f"cannot import matplotlib to plot the results ({first_line(err)}); "
+            "reinstall it: pip install 'matplotlib>=3.6'"
+        ) from err
+    return learning_curves
+
+
 def _simulate(args: argparse.Namespace) -> int:
+    learning_curves = _plotter()
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise _Failure(f"--out {out} exists and is not a folder")
     dataset = _load_dataset(args.dataset)
     config = LoopConfig(
         pool=args.pool,
@@ -119,7 +162,6 @@ def _simulate(args: argparse.Namespace) -> int:
         beta=args.beta,
         warm_start=args.warm_start,
     )
-    out = Path(args.out)
     print(
         f"{dataset.name}: {dataset.train().n} training responses to "
         f"{dataset.train().num_prompts} prompts, {dataset.test().num_prompts} test prompts; "
@@ -138,17 +180,14 @@ def _simulate(args: argparse.Namespace) -> int:
     print(format_table(records))
     print()
     print(f"wrote {out / 'results.csv'} and {out / 'results.json'}")
-    try:
-        from .plot import learning_curves
-    except ImportError:  # pragma: no cover - matplotlib is the [plot] extra
-        print("matplotlib is not installed: pip install 'activerm_fast[plot]' for the plot")
-        return 0
     title = f"{dataset.name}, {args.pool}-prompt pools"
     print(f"wrote {learning_curves(records, out / 'learning_curves.png', title)}")
     return 0
 
 
 def _select(args: argparse.Namespace) -> int:
+    if args.reuse_model and args.model is None:
+        raise _Failure("--reuse-model needs --model, the file to load the model from")
     dataset = _load_dataset(args.data)
     pairs, labels = read_labelled(args.labelled, dataset.n)
     batch, note = next_batch(
@@ -177,6 +216,19 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Failure(Exception):
+    """A command-line failure whose message is complete as it is."""
+
+
+# what bad input (arguments, files, data) raises: reported by its message alone
+_INPUT_ERRORS = (_Failure, ValueError, TypeError, OSError)
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+    return text or type(err).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -184,8 +236,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("activerm-fast: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, OSError) as err:
-        print(f"activerm-fast: error: {err}", file=sys.stderr)
+    except _INPUT_ERRORS as err:
+        print(f"activerm-fast: error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    except Exception as err:  # a bug rather than bad input: one line too, unless asked
+        if os.environ.get("ACTIVERM_FAST_TRACEBACK"):
+            raise
+        print(
+            f"activerm-fast: internal error: {type(err).__name__}: {_one_line(err)} "
+            "(set ACTIVERM_FAST_TRACEBACK=1 for the traceback)",
+            file=sys.stderr,
+        )
         return 2
 
 

@@ -1,22 +1,25 @@
-"""Learning curves of a simulation as a PNG (matplotlib, the ``[plot]`` extra)."""
+"""Learning curves of a simulation as a PNG (matplotlib, a core dependency).
+
+matplotlib is imported with this module, so a broken installation fails when the module is
+imported, before a simulation starts. The figure is drawn without pyplot: no display, no
+global backend switch, no open figures left behind.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from matplotlib.figure import Figure
+
 from .simulate import headline_metrics, summarize
 
 
 def learning_curves(records: list[dict[str, Any]], path: str | Path, title: str = "") -> Path:
     """One panel per headline metric: mean over seeds against labels used, ± one std shaded."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display needed
-    import matplotlib.pyplot as plt
-
     metrics = headline_metrics(records)
-    fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 4.2), squeeze=False)
+    fig = Figure(figsize=(5.5 * len(metrics), 4.2))
+    axes = fig.subplots(1, len(metrics), squeeze=False)
     for ax, metric in zip(axes[0], metrics, strict=True):
         for index, (strategy, by_labels) in enumerate(summarize(records, metric).items()):
             labels = list(by_labels)
@@ -41,5 +44,4 @@ def learning_curves(records: list[dict[str, Any]], path: str | Path, title: str 
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path

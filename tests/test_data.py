@@ -210,6 +210,50 @@ def test_malformed_files_name_the_file_and_the_key(tmp_path):
         load("nope")
 
 
+def test_truncated_and_foreign_files_are_value_errors_naming_the_file(tmp_path):
+    path = tmp_path / "whole.npz"
+    labelled().save(path)
+    whole = path.read_bytes()
+    for name, content in [
+        ("truncated.npz", whole[: len(whole) // 2]),
+        ("header.npz", whole[:10]),
+        ("empty.npz", b""),
+        ("text.npz", b"embeddings,prompt_ids\n1,2\n"),
+    ]:
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(ValueError, match=rf"{re.escape(name)}: cannot read as a \.npz"):
+            load(tmp_path / name)
+    np.save(tmp_path / "single.npy", np.zeros((3, 2)))
+    with pytest.raises(ValueError, match=r"single\.npy: .*found a single numpy array"):
+        load(tmp_path / "single.npy")
+
+
+def test_big_endian_files_load_like_native_ones(tmp_path):
+    data = labelled()
+    arrays = {
+        "embeddings": data.embeddings.astype(">f4"),
+        "prompt_ids": data.prompt_ids.astype(">i8"),
+        "gold": np.arange(data.n, dtype=">f8"),
+        "pairs": data.pairs.astype(">i4"),
+        "labels": data.labels.astype(">i2"),
+        "is_test": data.is_test,
+    }
+    np.savez(tmp_path / "big.npz", **arrays)
+    loaded = load(tmp_path / "big.npz")
+    np.testing.assert_array_equal(loaded.gold, np.arange(data.n))
+    for key in ("embeddings", "prompt_ids", "gold", "pairs", "labels", "is_test"):
+        if key != "gold":
+            np.testing.assert_array_equal(getattr(loaded, key), getattr(data, key))
+        assert getattr(loaded, key).dtype.isnative
+    np.savez(tmp_path / "half.npz", **{**arrays, "embeddings": data.embeddings.astype(">f2")})
+    half = load(tmp_path / "half.npz")
+    assert half.embeddings.dtype == np.float32
+    np.testing.assert_array_equal(half.embeddings, data.embeddings.astype(np.float16))
+    np.savez(tmp_path / "complex.npz", **{**arrays, "embeddings": data.embeddings + 0j})
+    with pytest.raises(TypeError, match=r"complex\.npz: embeddings .* got dtype complex64"):
+        load(tmp_path / "complex.npz")
+
+
 def test_packaged_arena_bench_loads_offline():
     data = load("arena-bench")
     assert data.name == "arena-bench"

@@ -155,6 +155,31 @@ def test_torch_input_gives_torch_output_and_save_load_round_trips(fitted, linear
         RewardModel.load(tmp_path / "other.pt")
 
 
+def test_unreadable_model_files_are_value_errors_naming_the_file(tmp_path, recwarn):
+    path = tmp_path / "head.pt"
+    RewardModel(4, hidden=(8,)).save(path)
+    whole = path.read_bytes()
+    for name, content in [
+        ("truncated.pt", whole[: len(whole) // 2]),
+        ("empty.pt", b""),
+        ("zeroed.pt", whole[:100] + bytes(200) + whole[300:]),
+        ("text.pt", b"not a model\n"),
+    ]:
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(ValueError, match=rf"{name} is not a saved RewardModel \(.+\)$"):
+            RewardModel.load(tmp_path / name)
+    saved = torch.load(path, weights_only=True)
+    torch.save({**saved, "parameters": saved["parameters"][:1]}, tmp_path / "short.pt")
+    with pytest.raises(ValueError, match=r"short\.pt: not a valid saved RewardModel \(expected 3"):
+        RewardModel.load(tmp_path / "short.pt")
+    torch.save({**saved, "config": {"input_dim": 4}}, tmp_path / "config.pt")
+    with pytest.raises(ValueError, match=r"config\.pt: not a valid saved RewardModel"):
+        RewardModel.load(tmp_path / "config.pt")
+    assert not recwarn.list  # torch's notes on foreign pickles are not passed on
+    with pytest.raises(FileNotFoundError):
+        RewardModel.load(tmp_path / "missing.pt")
+
+
 def test_empty_input_gives_empty_output():
     model = RewardModel(4, hidden=(8,), ensemble=2)
     assert model.rewards(np.zeros((0, 4), np.float32)).shape == (2, 0)

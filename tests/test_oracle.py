@@ -7,6 +7,7 @@ import pickle
 import numpy as np
 import pytest
 
+from activerm_fast import oracle as oracle_module
 from activerm_fast.oracle import BTOracle, PairLabelOracle
 
 
@@ -109,3 +110,22 @@ def test_pair_label_oracle_refuses_unknown_and_conflicting_pairs():
         oracle.label(np.array([[0.0, 1.0]]))
     empty = PairLabelOracle(np.zeros((0, 2), dtype=np.int64), np.zeros(0, dtype=np.int64))
     assert not empty.known(np.array([[0, 1]])).any()
+
+
+def test_bt_oracle_label_validates_its_pairs_once(monkeypatch):
+    calls = []
+    checked = oracle_module.pairs_tensor
+
+    def counting(*args, **kwargs):
+        calls.append(args[0])
+        return checked(*args, **kwargs)
+
+    monkeypatch.setattr(oracle_module, "pairs_tensor", counting)
+    oracle = BTOracle(np.arange(6.0), beta=2.0, seed=4)
+    pairs = np.array([[0, 1], [5, 2], [3, 4]])
+    labels = oracle.label(pairs)
+    assert len(calls) == 1
+    np.testing.assert_array_equal(oracle.label(pairs[:, ::-1]), 1 - labels)
+    np.testing.assert_allclose(
+        oracle.probabilities(pairs) + oracle.probabilities(pairs[:, ::-1]), 1
+    )

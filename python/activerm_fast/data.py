@@ -243,11 +243,12 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     """Every array of a .npz file; a file that is not one (truncated, corrupt, pickled object
     arrays, a single .npy) is a ValueError naming it."""
     try:
-        loaded = np.load(path, allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise ValueError(f"found a single {describe(loaded)}, not named arrays")
-        with loaded as archive:
-            return {key: archive[key] for key in archive.files}
+        with open(path, "rb") as file:  # closed however np.load fails
+            loaded = np.load(file, allow_pickle=False)
+            if not isinstance(loaded, np.lib.npyio.NpzFile):
+                raise ValueError(f"found a single {describe(loaded)}, not named arrays")
+            with loaded as archive:
+                return {key: archive[key] for key in archive.files}
     except (ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as err:
         # object arrays refused without pickle, a truncated or corrupt archive, not an npz
         reason = first_line(err)

@@ -1,0 +1,185 @@
+"""Every command-line failure is one line on stderr naming the file or flag, exit status 2."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from activerm_fast import cli, data
+from activerm_fast.cli import main
+from activerm_fast.model import RewardModel
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A small dataset and the broken files the failures are made of."""
+    root = tmp_path_factory.mktemp("bad")
+    dataset = root / "small.npz"
+    data.synthetic(
+        num_train_prompts=12, num_test_prompts=4, test_responses_per_prompt=6, dim=4, seed=1
+    ).save(dataset)
+    whole = dataset.read_bytes()
+    (root / "truncated.npz").write_bytes(whole[: len(whole) // 2])
+    (root / "text.npz").write_text("not an archive\n")
+    np.save(root / "single.npy", np.zeros((3, 4)))
+    model = root / "model.pt"
+    RewardModel(4, hidden=(8,)).save(model)
+    saved = model.read_bytes()
+    (root / "corrupt.pt").write_bytes(saved[:100] + bytes(200) + saved[300:])
+    (root / "truncated.pt").write_bytes(saved[: len(saved) // 2])
+    (root / "empty.pt").write_bytes(b"")
+    torch.save({"not": "a model"}, root / "other.pt")
+    RewardModel(7, hidden=(8,)).save(root / "wide.pt")
+    (root / "a-file").write_text("")
+    return root
+
+
+def run(args: list[str], capsys) -> tuple[int, str]:
+    """Exit status and stderr of the command, however it ended."""
+    try:
+        code = main(args)
+    except SystemExit as exit_info:  # argparse's own errors
+        code = exit_info.code
+    err = capsys.readouterr().err
+    return code, err
+
+
+def select_args(root, *extra: str) -> list[str]:
+    return [
+        "select",
+        "--data",
+        str(root / "small.npz"),
+        "--labelled",
+        str(root / "none.jsonl"),
+        "--k",
+        "2",
+        "--out",
+        str(root / "batch.jsonl"),
+        *extra,
+    ]
+
+
+def simulate_args(root, dataset: str, *extra: str) -> list[str]:
+    return ["simulate", "--dataset", str(root / dataset), "--out", str(root / "sim"), *extra]
+
+
+BAD_INPUTS = {
+    "truncated npz": (
+        lambda r: simulate_args(r, "truncated.npz", "--no-progress"),
+        "truncated.npz: cannot read as a .npz of plain arrays",
+    ),
+    "text as npz": (
+        lambda r: simulate_args(r, "text.npz", "--no-progress"),
+        "text.npz: cannot read as a .npz of plain arrays",
+    ),
+    "single npy": (
+        lambda r: simulate_args(r, "single.npy", "--no-progress"),
+        "single.npy: cannot read as a .npz of plain arrays (found a single numpy array",
+    ),
+    "corrupt model": (
+        lambda r: select_args(r, "--reuse-model", "--model", str(r / "corrupt.pt")),
+        "corrupt.pt is not a saved RewardModel (",
+    ),
+    "truncated model": (
+        lambda r: select_args(r, "--reuse-model", "--model", str(r / "truncated.pt")),
+        "truncated.pt is not a saved RewardModel (",
+    ),
+    "empty model": (
+        lambda r: select_args(r, "--reuse-model", "--model", str(r / "empty.pt")),
+        "empty.pt is not a saved RewardModel (",
+    ),
+    "other torch file": (
+        lambda r: select_args(r, "--reuse-model", "--model", str(r / "other.pt")),
+        "other.pt is not a saved RewardModel",
+    ),
+    "model of other width": (
+        lambda r: select_args(r, "--reuse-model", "--model", str(r / "wide.pt")),
+        "wide.pt holds a model of 7-dimensional embeddings, but small has 4-dimensional ones",
+    ),
+    "reuse without model": (
+        lambda r: select_args(r, "--reuse-model"),
+        "--reuse-model needs --model",
+    ),
+    "negative seed": (
+        lambda r: select_args(r, "--seed", "-1"),
+        "argument --seed: must be a non-negative integer, got -1",
+    ),
+    "seed not a number": (
+        lambda r: select_args(r, "--seed", "x"),
+        "argument --seed: must be a non-negative integer, got x",
+    ),
+    "k not a number": (
+        lambda r: select_args(r, "--k", "two"),
+        "argument --k: must be a positive integer, got two",
+    ),
+    "zero beta": (
+        lambda r: simulate_args(r, "small.npz", "--beta", "0"),
+        "argument --beta: must be a positive number or inf, got 0",
+    ),
+    "nan beta": (
+        lambda r: simulate_args(r, "small.npz", "--beta", "nan"),
+        "argument --beta: must be a positive number or inf, got nan",
+    ),
+    "out is a file": (
+        lambda r: [*simulate_args(r, "small.npz"), "--out", str(r / "a-file")],
+        "--out " + "{root}/a-file exists and is not a folder",
+    ),
+    "missing dataset": (
+        lambda r: simulate_args(r, "missing.npz"),
+        "no dataset named",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_ends_in_one_line_naming_the_file_or_flag(case, files, capsys):
+    make_args, message = BAD_INPUTS[case]
+    code, err = run(make_args(files), capsys)
+    assert code == 2
+    assert err.endswith("\n") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    assert message.format(root=files) in err
+
+
+def test_broken_matplotlib_fails_before_any_work(files, tmp_path, capsys, monkeypatch):
+    for module in ("matplotlib", "matplotlib.figure"):
+        monkeypatch.setitem(sys.modules, module, None)  # import of matplotlib fails
+    monkeypatch.delitem(sys.modules, "activerm_fast.plot", raising=False)
+    monkeypatch.setattr(data, "load", lambda *a, **k: pytest.fail("work started"))
+    out = tmp_path / "sim"
+    code, err = run(simulate_args(files, "small.npz", "--out", str(out)), capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert "activerm-fast: error: cannot import matplotlib to plot the results" in err
+    assert not out.exists()
+
+
+def test_internal_errors_are_one_line_too(files, capsys, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("first line\nsecond line")
+
+    monkeypatch.setattr(cli, "next_batch", broken)
+    code, err = run(select_args(files), capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert "internal error: RuntimeError: first line second line" in err
+    monkeypatch.setenv("ACTIVERM_FAST_TRACEBACK", "1")
+    with pytest.raises(RuntimeError, match="first line"):
+        main(select_args(files))
+
+
+@pytest.mark.parametrize("case", ["truncated npz", "corrupt model", "negative seed"])
+def test_python_dash_m_entry_point_prints_no_traceback(case, files):
+    make_args, message = BAD_INPUTS[case]
+    result = subprocess.run(
+        [sys.executable, "-m", "activerm_fast", *make_args(files)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "default"},
+    )
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
+    assert message in result.stderr

@@ -9,6 +9,7 @@ from activerm_fast import data
 from activerm_fast.loop import ActiveLoop, LoopConfig
 from activerm_fast.model import RewardModel
 from activerm_fast.oracle import BTOracle
+from activerm_fast.simulate import simulate
 
 SMALL = LoopConfig(
     rounds=3,
@@ -153,3 +154,19 @@ def test_bad_configuration_is_named(dataset):
         LoopConfig(rounds=0)
     with pytest.raises(ValueError, match="unknown strategy 'best'"):
         ActiveLoop(dataset, "best", SMALL)
+    with pytest.raises(ValueError, match="seed must be non-negative, got -1"):
+        ActiveLoop(dataset, "random", SMALL, seed=-1)
+    with pytest.raises(ValueError, match=r"beta must be a positive number or inf, got nan"):
+        LoopConfig(beta=float("nan"))
+
+
+def test_simulate_checks_every_strategy_and_seed_before_the_first_run(dataset, tmp_path):
+    for strategies, seeds, message in [
+        (["random", "best"], [0], "unknown strategy 'best'"),
+        (["random"], [0, -1], "seed must be non-negative, got -1"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            simulate(
+                dataset, strategies, config=SMALL, seeds=seeds, out_dir=tmp_path, progress=False
+            )
+        assert not (tmp_path / "checkpoints").exists()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numbers
 import warnings
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -443,3 +444,11 @@ def positive_or_infinite(x: Any, name: str) -> float:
     if not x > 0:  # also refuses NaN
         raise ValueError(f"{name} must be a positive number or inf, got {x!r}")
     return float(x)
+
+
+def known_name(value: Any, choices: Iterable[str], what: str) -> str:
+    """One of the registered names (e.g. of a strategy), or a ValueError listing them."""
+    options = sorted(choices)
+    if not isinstance(value, str) or value not in options:
+        raise ValueError(f"unknown {what} {value!r}; choose one of {options}")
+    return value

@@ -37,6 +37,7 @@ from ._validation import (
     labelled_pairs,
     positive_integer,
     positive_scalar,
+    real_tensor,
     real_vector,
 )
 
@@ -433,7 +434,7 @@ def _from_named_arrays(
                     f"{where}gold must have shape {shape[:2]} to match embeddings {shape}, "
                     f"got {np.shape(gold)}"
                 )
-            gold = np.reshape(np.asarray(gold, dtype=np.float64), -1)
+            gold = real_tensor(gold, f"{where}gold").cpu().double().numpy().reshape(-1)
             present = ~np.isnan(gold)
             if not present.all():  # NaN gold marks the padding of prompts with fewer responses
                 if arrays.get("pairs") is not None:

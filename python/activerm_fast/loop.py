@@ -19,7 +19,13 @@ import numpy as np
 import torch
 
 from . import metrics
-from ._validation import available_count, count_argument, positive_integer, positive_or_infinite
+from ._validation import (
+    available_count,
+    count_argument,
+    known_name,
+    positive_integer,
+    positive_or_infinite,
+)
 from .data import Dataset
 from .model import RewardModel
 from .oracle import BTOracle, PairLabelOracle
@@ -93,9 +99,7 @@ class ActiveLoop:
         checkpoint_dir: str | os.PathLike[str] | None = None,
         oracle: Any | None = None,
     ) -> None:
-        if strategy not in STRATEGIES:
-            raise ValueError(f"unknown strategy {strategy!r}; choose one of {sorted(STRATEGIES)}")
-        self.strategy = strategy
+        self.strategy = known_name(strategy, STRATEGIES, "strategy")
         self.config = config or LoopConfig()
         self.seed = count_argument(seed, "seed")
         self.train = dataset.train()

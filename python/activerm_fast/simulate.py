@@ -11,8 +11,10 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from ._validation import count_argument, known_name
 from .data import Dataset
 from .loop import ActiveLoop, LoopConfig
+from .selectors import STRATEGIES
 
 
 def simulate(
@@ -30,6 +32,9 @@ def simulate(
     command resumes) and the records are written to ``results.csv`` and ``results.json``.
     """
     config = config or LoopConfig()
+    # checked before the first run: a bad name must not surface after hours of others
+    strategies = [known_name(strategy, STRATEGIES, "strategy") for strategy in strategies]
+    seeds = [count_argument(seed, "seed") for seed in seeds]
     out = None if out_dir is None else Path(out_dir)
     records: list[dict[str, Any]] = []
     total = len(strategies) * len(seeds) * config.rounds

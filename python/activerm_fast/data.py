@@ -379,16 +379,16 @@ def _load_arena_bench(test_fraction: float, seed: int) -> Dataset:
         raise FileNotFoundError(
             f"the packaged dataset file {ARENA_BENCH_FILE} is missing from this installation"
         )
-    with np.load(ARENA_BENCH_FILE, allow_pickle=False) as z:
-        prompt_ids = z["prompt_ids"].astype(np.int64)
-        embeddings = np.concatenate(
-            [z["prompt_embeddings"][prompt_ids], z["response_embeddings"]], axis=1
-        ).astype(np.float32)
-        texts = bytes(z["text_utf8"])
-        offsets = z["text_offsets"]
-        model_names = [str(s) for s in z["model_names"]]
-        model_ids = z["model_ids"]
-        gold, prompt_names = z["gold"].astype(np.float64), z["prompt_names"]
+    z = _read_npz(ARENA_BENCH_FILE)
+    prompt_ids = z["prompt_ids"].astype(np.int64)
+    embeddings = np.concatenate(
+        [z["prompt_embeddings"][prompt_ids], z["response_embeddings"]], axis=1
+    ).astype(np.float32)
+    texts = bytes(z["text_utf8"])
+    offsets = z["text_offsets"]
+    model_names = [str(s) for s in z["model_names"]]
+    model_ids = z["model_ids"]
+    gold, prompt_names = z["gold"].astype(np.float64), z["prompt_names"]
     decoded = [texts[a:b].decode("utf-8") for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
     m = prompt_names.size
     return Dataset(

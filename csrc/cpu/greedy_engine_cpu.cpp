@@ -16,6 +16,8 @@ namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr int64_t kParallelDim = 512;
+// Multiply-adds below which a row product runs on one thread: a parallel region costs more.
+constexpr int64_t kParallelWork = 1 << 18;
 // Work is handed out in chunks (dynamic schedule), so a thread the OS preempts does not hold
 // the whole step up at the barrier: the other threads take its share. Results do not depend
 // on who takes which chunk.
@@ -30,25 +32,26 @@ struct Best {
 // The score of pair k: with kDowndate, q_e,k -= c_e (v_e,i - v_e,j)^2 first (written back).
 // One member: w q; several: combined_score over the members in order.
 template <bool kDowndate, bool kSingle, class I>
-double pair_score(const I* pairs, int64_t count, int64_t members, int64_t n,
-                  const double* weights, double* scores, const double* projection,
-                  const double* downdate, int64_t k) {
+double pair_score(const I* pairs, int64_t members, const double* weights, double* scores,
+                  const double* projection, const double* downdate, int64_t k) {
   int64_t i = 0;
   int64_t j = 0;
   if constexpr (kDowndate) {
     i = pairs[2 * k];
     j = pairs[2 * k + 1];
   }
+  const int64_t stride = kSingle ? 1 : members;
+  double* q = scores + k * stride;
+  const double* w = weights + k * stride;
   double score = 0.0;
-  for (int64_t e = 0; e < (kSingle ? 1 : members); ++e) {
-    double* q = scores + e * count;
-    double value = q[k];
+  for (int64_t e = 0; e < stride; ++e) {
+    double value = q[e];
     if constexpr (kDowndate) {
-      const double* v = projection + e * n;
-      value = downdated_quadform(value, downdate[e], v[i], v[j]);
-      q[k] = value;
+      value = downdated_quadform(value, downdate[e], projection[i * stride + e],
+                                 projection[j * stride + e]);
+      q[e] = value;
     }
-    const double x = weights[e * count + k] * value;
+    const double x = w[e] * value;
     score = e == 0 ? x : combined_score(score, x);
   }
   return score;
@@ -65,9 +68,9 @@ Best sweep_pairs(const GreedyProblem& problem, GreedyState state, const GreedyBu
     Best local{-std::numeric_limits<double>::infinity(), -1};
 #pragma omp for schedule(dynamic, kSweepChunk) nowait
     for (int64_t k = 0; k < count; ++k) {
-      const double score = pair_score<kDowndate, kSingle>(
-          pairs, count, problem.members, problem.features.n, problem.weights, state.scores,
-          buffers.projection, buffers.downdate, k);
+      const double score =
+          pair_score<kDowndate, kSingle>(pairs, problem.members, problem.weights, state.scores,
+                                         buffers.projection, buffers.downdate, k);
       if (beats(score, k, local.score, local.index)) local = {score, k};
     }
 #pragma omp critical(activerm_sweep_best)
@@ -93,43 +96,36 @@ void sweep(const GreedyProblem& problem, GreedyState state, const GreedyBuffers&
   choice.first = pairs[2 * best.index];
   choice.second = pairs[2 * best.index + 1];
   for (int64_t e = 0; e < problem.members; ++e) {
-    choice.weights[e] = problem.weights[e * problem.pairs.count + best.index];
+    choice.weights[e] = problem.weights[best.index * problem.members + e];
   }
 }
 
-// v = Phi u. Every row sums in order with one float64 accumulator (the rounding the CUDA
-// kernel reproduces); four rows at a time give four independent add chains, which hides the
-// add latency that a single chain per row would wait on.
+// out_r = sum_a M_ra x_a for rows r of a row-major (rows, cols) matrix, out_r at out[r * stride].
+// Every row sums in order with one float64 accumulator (the rounding the CUDA kernel
+// reproduces); kRows rows at a time give independent add chains, which hides the add latency a
+// single chain per row would wait on.
 template <class T>
-void project_features(const T* f, int64_t n, int64_t d, const double* u, double* v) {
-  constexpr int64_t kRows = 4;
-  const int64_t blocks = (n + kRows - 1) / kRows;
-#pragma omp parallel for schedule(dynamic, kRowBlockChunk)
+void row_products(const T* matrix, int64_t rows, int64_t cols, const double* x, double* out,
+                  int64_t stride) {
+  constexpr int64_t kRows = 8;
+  const int64_t blocks = (rows + kRows - 1) / kRows;
+#pragma omp parallel for schedule(dynamic, kRowBlockChunk) if (rows * cols >= kParallelWork)
   for (int64_t b = 0; b < blocks; ++b) {
     const int64_t first = b * kRows;
-    if (first + kRows <= n) {
-      const T* r0 = f + first * d;
-      const T* r1 = r0 + d;
-      const T* r2 = r1 + d;
-      const T* r3 = r2 + d;
-      double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0;
-      for (int64_t a = 0; a < d; ++a) {
-        const double ua = u[a];
-        a0 += static_cast<double>(r0[a]) * ua;
-        a1 += static_cast<double>(r1[a]) * ua;
-        a2 += static_cast<double>(r2[a]) * ua;
-        a3 += static_cast<double>(r3[a]) * ua;
+    if (first + kRows <= rows) {
+      const T* row = matrix + first * cols;
+      double acc[kRows] = {};
+      for (int64_t a = 0; a < cols; ++a) {
+        const double xa = x[a];
+        for (int64_t r = 0; r < kRows; ++r) acc[r] += static_cast<double>(row[r * cols + a]) * xa;
       }
-      v[first] = a0;
-      v[first + 1] = a1;
-      v[first + 2] = a2;
-      v[first + 3] = a3;
+      for (int64_t r = 0; r < kRows; ++r) out[(first + r) * stride] = acc[r];
     } else {
-      for (int64_t i = first; i < n; ++i) {
-        const T* row = f + i * d;
+      for (int64_t r = first; r < rows; ++r) {
+        const T* row = matrix + r * cols;
         double acc = 0.0;
-        for (int64_t a = 0; a < d; ++a) acc += static_cast<double>(row[a]) * u[a];
-        v[i] = acc;
+        for (int64_t a = 0; a < cols; ++a) acc += static_cast<double>(row[a]) * x[a];
+        out[r * stride] = acc;
       }
     }
   }
@@ -175,13 +171,7 @@ double apply_member(const GreedyProblem& problem, GreedyState state,
   const double w_star = choice.weights[e];
   if (!prepare_next) return std::log1p(w_star * q_star);
 
-#pragma omp parallel for schedule(static) if (d >= kParallelDim)
-  for (int64_t a = 0; a < d; ++a) {
-    const double* row = factor + a * d;
-    double acc = 0.0;
-    for (int64_t c = 0; c < d; ++c) acc += row[c] * f[c];
-    u[a] = acc;
-  }
+  row_products(factor, d, d, f, u, 1);
   buffers.downdate[e] = rank_one_coefficient(w_star, q_star);
   const double gamma = factor_update_coefficient(w_star, q_star);
 #pragma omp parallel for schedule(static) if (d >= kParallelDim)
@@ -192,7 +182,7 @@ double apply_member(const GreedyProblem& problem, GreedyState state,
   }
   // v = (scale Phi) u = Phi (scale u): scaling u instead of every feature is exact.
   for (int64_t a = 0; a < d; ++a) u[a] *= scale;
-  project_features(features, n, d, u, buffers.projection + e * n);
+  row_products(features, n, d, u, buffers.projection + e, problem.members);
   return std::log1p(w_star * q_star);
 }
 
@@ -213,7 +203,7 @@ void apply(const GreedyProblem& problem, GreedyState state, const GreedyBuffers&
   const int64_t local = choice.index - problem.first_index;
   if (local >= 0 && local < problem.pairs.count) {
     for (int64_t e = 0; e < problem.members; ++e) {
-      state.scores[e * problem.pairs.count + local] = kNaN;
+      state.scores[local * problem.members + e] = kNaN;
     }
   }
 }

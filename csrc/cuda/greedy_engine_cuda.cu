@@ -114,11 +114,10 @@ __device__ __forceinline__ void load_pair(const I* pairs, int64_t k, int64_t& i,
 struct SweepArgs {
   int64_t count;
   int64_t members;
-  int64_t n;
   int64_t first_index;
-  const double* weights;     // (E, count)
-  double* scores;            // (E, count)
-  const double* projection;  // (E, n)
+  const double* weights;     // (count, E)
+  double* scores;            // (count, E)
+  const double* projection;  // (n, E)
   const double* downdate;    // (E)
   GreedyChoice* choice;
   SweepScratch* scratch;
@@ -155,8 +154,6 @@ __global__ void __launch_bounds__(kSweepThreads, kSweepMinBlocksPerSm)
     }
     double score[kSweepUnroll] = {};
     for (int64_t e = 0; e < members; ++e) {
-      double* scores = args.scores + e * count;
-      const double* weights = args.weights + e * count;
       double q[kSweepUnroll];
       double w[kSweepUnroll];
 #pragma unroll
@@ -165,14 +162,13 @@ __global__ void __launch_bounds__(kSweepThreads, kSweepMinBlocksPerSm)
         q[u] = 0.0;
         w[u] = 0.0;
         if (k < count) {
-          q[u] = __ldcs(scores + k);
-          w[u] = __ldcs(weights + k);
+          q[u] = __ldcs(args.scores + k * members + e);
+          w[u] = __ldcs(args.weights + k * members + e);
         }
       }
       if constexpr (kDowndate) {
         // All loads of the tile are issued before the first store, whose asm is a compiler
         // memory barrier, so the gathers of the kSweepUnroll pairs overlap.
-        const double* projection = args.projection + e * args.n;
         const double coefficient = args.downdate[e];
         double v_i[kSweepUnroll];
         double v_j[kSweepUnroll];
@@ -181,8 +177,8 @@ __global__ void __launch_bounds__(kSweepThreads, kSweepMinBlocksPerSm)
           v_i[u] = 0.0;
           v_j[u] = 0.0;
           if (base + u * kSweepThreads < count) {
-            v_i[u] = __ldg(projection + i[u]);
-            v_j[u] = __ldg(projection + j[u]);
+            v_i[u] = __ldg(args.projection + i[u] * members + e);
+            v_j[u] = __ldg(args.projection + j[u] * members + e);
           }
         }
 #pragma unroll
@@ -190,7 +186,7 @@ __global__ void __launch_bounds__(kSweepThreads, kSweepMinBlocksPerSm)
           const int64_t k = base + u * kSweepThreads;
           if (k < count) {
             q[u] = downdated_quadform(q[u], coefficient, v_i[u], v_j[u]);
-            __stcs(scores + k, q[u]);
+            __stcs(args.scores + k * members + e, q[u]);
           }
         }
       }
@@ -233,7 +229,7 @@ __global__ void __launch_bounds__(kSweepThreads, kSweepMinBlocksPerSm)
       choice->first = static_cast<int64_t>(pairs[2 * overall.index]);
       choice->second = static_cast<int64_t>(pairs[2 * overall.index + 1]);
       for (int64_t e = 0; e < args.members; ++e) {
-        choice->weights[e] = args.weights[e * count + overall.index];
+        choice->weights[e] = args.weights[overall.index * args.members + e];
       }
     }
   }
@@ -341,23 +337,25 @@ __global__ void __launch_bounds__(kScalarThreads)
     gains[step] = gain;
     const int64_t local = index - first_index;
     if (local >= 0 && local < count) {
-      for (int64_t e = 0; e < members; ++e) scores[e * count + local] = kNaN;
+      for (int64_t e = 0; e < members; ++e) scores[local * members + e] = kNaN;
     }
   }
 }
 
 // out_e = M_e (x_e * x_scale) for row-major (rows, cols) matrices (grid x: row blocks, y: member);
-// x * x_scale is the CPU's scaled u, and x_scale = 1 is exact.
+// x * x_scale is the CPU's scaled u, and x_scale = 1 is exact. Row r of member e goes to
+// out[e * out_member + r * out_stride].
 template <class T>
 __global__ void __launch_bounds__(kRowsTile)
     rows_kernel(const T* __restrict__ matrix, int64_t matrix_stride, int64_t rows_total,
                 int64_t cols, const double* __restrict__ x, double x_scale,
-                const GreedyChoice* __restrict__ choice, double* __restrict__ out) {
+                const GreedyChoice* __restrict__ choice, int64_t out_member, int64_t out_stride,
+                double* __restrict__ out) {
   __shared__ double terms[kRowsTile][kRowsCols + 1];  // +1: conflict-free row reads
   if (choice->index < 0) return;
   const T* member = matrix + blockIdx.y * matrix_stride;
   const double* vector = x + blockIdx.y * cols;
-  double* result = out + blockIdx.y * rows_total;
+  double* result = out + blockIdx.y * out_member;
   const int column = threadIdx.x % kRowsCols;  // tile column this thread loads
   const int first_row = threadIdx.x / kRowsCols;  // and rows first_row + m kRowsStride
   const int row = threadIdx.x;                    // tile row this thread sums
@@ -392,7 +390,7 @@ __global__ void __launch_bounds__(kRowsTile)
       }
       __syncthreads();
     }
-    if (row < rows) result[row0 + row] = acc;
+    if (row < rows) result[(row0 + row) * out_stride] = acc;
   }
 }
 
@@ -452,10 +450,9 @@ void launch_sweep(const GreedyProblem& problem, GreedyState state, const GreedyB
   const unsigned grid =
       std::min(sweep_blocks(problem.pairs.count, sweep_kernel<true, kSingle, true, I>),
                sweep_blocks(problem.pairs.count, sweep_kernel<false, kSingle, true, I>));
-  const SweepArgs args{problem.pairs.count, problem.members,   problem.features.n,
-                       problem.first_index, problem.weights,  state.scores,
-                       buffers.projection,  buffers.downdate, buffers.choice,
-                       static_cast<SweepScratch*>(buffers.extra)};
+  const SweepArgs args{problem.pairs.count, problem.members,   problem.first_index,
+                       problem.weights,     state.scores,      buffers.projection,
+                       buffers.downdate,    buffers.choice,    static_cast<SweepScratch*>(buffers.extra)};
   kernel<<<grid, kSweepThreads, 0, stream>>>(pairs, args);
   check_launch("greedy sweep kernel launch");
 }
@@ -497,7 +494,8 @@ void apply(const GreedyProblem& problem, GreedyState state, int64_t step, int64_
   check_launch("greedy scalars kernel launch");
   if (!prepare_next || d == 0) return;
   rows_kernel<double><<<dim3(grid_for(d, kRowsTile), members), kRowsTile, 0, stream>>>(
-      state.factor, d * d, d, d, buffers.transformed, 1.0, buffers.choice, buffers.direction);
+      state.factor, d * d, d, d, buffers.transformed, 1.0, buffers.choice, d, 1,
+      buffers.direction);
   check_launch("greedy direction kernel launch");
   const dim3 update_grid(grid_for(d, kUpdateThreads),
                          static_cast<unsigned>(std::clamp<int64_t>(d, 1, kMaxGridY)), members);
@@ -507,7 +505,7 @@ void apply(const GreedyProblem& problem, GreedyState state, int64_t step, int64_
   if (n > 0) {
     rows_kernel<T><<<dim3(grid_for(n, kRowsTile), members), kRowsTile, 0, stream>>>(
         features, problem.member_stride, n, d, buffers.direction, problem.features.scale,
-        buffers.choice, buffers.projection);
+        buffers.choice, 1, problem.members, buffers.projection);
     check_launch("greedy projection kernel launch");
   }
 }

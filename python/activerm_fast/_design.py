@@ -114,7 +114,7 @@ def greedy(
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Greedy maximisation of sum_e log det(F0_e + sum_S w_e d_e d_e^T) over k pairs.
 
-    ``members`` (1, n, d) shared or (E, n, d) features, ``weights`` (E, P) float64, one prior
+    ``members`` (1, n, d) shared or (E, n, d) features, ``weights`` (P, E) float64, one prior
     per member, ``excluded`` (P,) pairs that may not be chosen. Returns the chosen positions,
     their gains (the sum over members) and the final objective.
     """
@@ -130,9 +130,9 @@ def greedy(
         for e, prior in enumerate(priors)
     ]
     factor = torch.stack([start[0] for start in starts]).contiguous()
-    scores = torch.stack([start[1] for start in starts]).contiguous()
+    scores = torch.stack([start[1] for start in starts], dim=1).contiguous()
     if excluded is not None:
-        scores[:, excluded] = math.nan
+        scores[excluded] = math.nan
     _check_start(scores, members, priors)
     engine = _launch.GreedyEngine(members, pairs, weights, scores, factor, scale)
     chosen, gains = engine.run(k)
@@ -144,7 +144,7 @@ def _check_start(scores: torch.Tensor, members: torch.Tensor, priors: list[Prior
     """Every available pair's d^T F0^-1 d must be a finite number."""
     bad = torch.isinf(scores)
     if bool(bad.any()):
-        member, pair = (int(v) for v in torch.nonzero(bad)[0].tolist())
+        pair, member = (int(v) for v in torch.nonzero(bad)[0].tolist())
         raise ValueError(
             f"d^T F0^-1 d of pair {pair} overflows float64: features up to "
             f"{members.abs().max().item():.3g} against {priors[member].describe()}; "

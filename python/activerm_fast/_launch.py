@@ -186,7 +186,7 @@ class GreedyEngine:
     """One greedy log-det selection's problem and state on one backend.
 
     ``features`` is (1, n, d) (shared by all members) or (E, n, d); ``weights`` and ``scores``
-    are (E, P) float64, ``factor`` (E, d, d) float64 with S S^T = F0^-1 per member; scores and
+    are (P, E) float64, ``factor`` (E, d, d) float64 with S S^T = F0^-1 per member; scores and
     factor are updated in place. ``pairs`` may be one shard of a pool whose pair 0 is global
     pair ``first_index``. :meth:`run` is the whole single-process selection; :meth:`sweep`,
     :meth:`apply` and :attr:`choice` are its steps, for callers that pick the winner among
@@ -205,7 +205,7 @@ class GreedyEngine:
     ) -> None:
         self.device = pairs.device
         self.backend = backend_for(self.device)
-        members = weights.shape[0]
+        members = weights.shape[1]
         n, d = features.shape[-2:]
         self._keep = (features, pairs, weights, scores, factor)
         self.problem = self.backend.GreedyProblem(

@@ -110,7 +110,7 @@ def greedy_logdet(
     k = v.budget(k, count, excluded)
     start = _design.Prior.of(v.prior_argument(prior, f.shape[1], f.device), f.shape[1])
     chosen, gains, logdet = _design.greedy(
-        f[None], p, k, w.contiguous()[None], [start], excluded
+        f[None], p, k, w[:, None].contiguous(), [start], excluded
     )
     as_numpy = v.is_numpy_like(features)
     return Selection(export(chosen, as_numpy), export(gains, as_numpy), logdet)

@@ -197,7 +197,7 @@ def _greedy(
     inputs: SelectionInputs, k: int, weights: torch.Tensor, start: _design.Prior
 ) -> Selection:
     chosen, gains, logdet = _design.greedy(
-        inputs.members[:1], inputs.pairs, k, weights[None].contiguous(), [start], inputs.excluded
+        inputs.members[:1], inputs.pairs, k, weights[:, None].contiguous(), [start], inputs.excluded
     )
     return Selection(chosen, gains, logdet)
 
@@ -241,7 +241,7 @@ def _ensemble_dopt_greedy(inputs: SelectionInputs, k: int) -> Selection:
     """
     assert inputs.rewards is not None
     members = inputs.rewards.shape[0]
-    weights = torch.stack([inputs.weights(inputs.pairs, e) for e in range(members)])
+    weights = torch.stack([inputs.weights(inputs.pairs, e) for e in range(members)], dim=1)
     priors = [inputs.prior(past=True, member=e) for e in range(members)]
     chosen, gains, logdet = _design.greedy(
         inputs.members, inputs.pairs, k, weights.contiguous(), priors, inputs.excluded

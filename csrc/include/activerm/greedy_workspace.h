@@ -16,7 +16,7 @@ struct GreedyBuffers {
   double* difference;  // (E, d) d*_e, the chosen pair's scaled feature difference
   double* transformed; // (E, d) f_e = S_e^T d*_e
   double* direction;   // (E, d) u_e = S_e f_e = F_e^-1 d*_e, times the feature scale after use
-  double* projection;  // (E, n) v_e = Phi_e u_e
+  double* projection;  // (n, E) v_e = Phi_e u_e, a response's members side by side
   void* extra;         // the backend's own scratch
 };
 

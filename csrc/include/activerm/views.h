@@ -30,8 +30,9 @@ constexpr int64_t kMaxMembers = 64;
 
 // What the greedy engine optimises: sum over E members of log det(F0_e + sum_S w_e,k d_e,k
 // d_e,k^T), E = 1 for a single model. Member e's features start member_stride elements after
-// member 0's (0: all members share one matrix); its weights are row e of the (E, count) array.
-// The pairs may be one shard of a larger pool: pair k here is pair first_index + k globally.
+// member 0's (0: all members share one matrix); weights are (count, E), a pair's members side by
+// side, so one sweep reads each pair's state from one place. The pairs may be one shard of a
+// larger pool: pair k here is pair first_index + k globally.
 struct GreedyProblem {
   FeatureView features;
   int64_t members;
@@ -42,7 +43,7 @@ struct GreedyProblem {
 };
 
 // The engine's mutable state, float64, in the backend's memory:
-//   scores    (E, count): q_e,k = d_e,k^T F_e^-1 d_e,k; NaN marks a pair that may not be chosen.
+//   scores    (count, E): q_e,k = d_e,k^T F_e^-1 d_e,k; NaN marks a pair that may not be chosen.
 //   factor    (E, d, d):  S_e with S_e S_e^T = F_e^-1 (on entry for F0_e; updated in place).
 //   workspace greedy_workspace_bytes(problem) bytes, 8-byte aligned; starts with a GreedyChoice.
 struct GreedyState {

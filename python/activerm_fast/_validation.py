@@ -256,7 +256,7 @@ def real_tensor(x: Any, name: str, *, integers: bool = True) -> torch.Tensor:
     t = as_tensor(x, name)
     if not integers and not t.dtype.is_floating_point:
         raise TypeError(f"{name} must be floating point, got {describe(x)}")
-    if t.dtype == torch.bool or t.is_complex() or not (t.dtype.is_floating_point or integers):
+    if t.dtype == torch.bool or t.is_complex():
         raise TypeError(f"{name} must hold real numbers, got dtype {t.dtype}")
     return t
 

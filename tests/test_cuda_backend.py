@@ -4,8 +4,8 @@ The CUDA kernels do the CPU's arithmetic in the CPU's order with FMA contraction
 differences, quadratic forms and the whole greedy loop (scores, F^-1, u, v, choices) agree bit
 for bit, ties included. Two things round differently: the device exp/log1p (fisher weights and
 gains, within an ulp or two) and the Laplacian scatter (atomic adds in no fixed order).
-Most tests call the extension modules directly, with raw device pointers and streams, the way
-the Python wrapper does.
+Most tests call the launch layer (`_launch`) directly, below validation, the way the public
+functions do.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import activerm_fast as arm
-from activerm_fast import _core
+from activerm_fast import _launch
 from activerm_fast import _reference as ref
 
 from conftest import random_pairs, relative_error
@@ -34,103 +34,34 @@ INDEX_DTYPES = [np.int32, np.int64]
 BITS = "CUDA differs from the CPU backend (FMA contraction or another summation order?)"
 
 
-def module_for(t: torch.Tensor):
-    return _cuda if t.is_cuda else _core
-
-
-def stream_of(t: torch.Tensor) -> int:
-    return torch.cuda.current_stream(t.device).cuda_stream if t.is_cuda else 0
-
-
-def feature_args(f: torch.Tensor) -> dict:
-    return {
-        "features": f.data_ptr(),
-        "features_double": f.dtype == torch.float64,
-        "n": f.shape[0],
-        "d": f.shape[1],
-    }
-
-
-def pair_args(p: torch.Tensor) -> dict:
-    return {"pairs": p.data_ptr(), "pairs_int64": p.dtype == torch.int64, "count": p.shape[0]}
-
-
 def raw_pair_diff(f: torch.Tensor, p: torch.Tensor) -> np.ndarray:
-    out = torch.full((p.shape[0], f.shape[1]), math.nan, dtype=f.dtype, device=f.device)
-    module_for(f).pair_diff(
-        **feature_args(f), **pair_args(p), out=out.data_ptr(), stream=stream_of(f)
-    )
-    return out.cpu().numpy()
+    return _launch.pair_diff(f, p).cpu().numpy()
 
 
 def raw_quadform(f, p, projected=None, scale=1.0) -> torch.Tensor:
-    out = torch.full((p.shape[0],), math.nan, dtype=torch.float64, device=f.device)
-    module_for(f).pair_quadform(
-        **feature_args(f),
-        **pair_args(p),
-        projected=0 if projected is None else projected.data_ptr(),
-        scale=scale,
-        out=out.data_ptr(),
-        stream=stream_of(f),
-    )
-    return out
+    return _launch.pair_quadform(f, p, projected, scale)
 
 
 def raw_weights(rewards: torch.Tensor, p: torch.Tensor) -> np.ndarray:
-    out = torch.full((p.shape[0],), math.nan, dtype=torch.float64, device=rewards.device)
-    module_for(rewards).fisher_weights(
-        rewards=rewards.data_ptr(),
-        rewards_double=rewards.dtype == torch.float64,
-        members=rewards.shape[0],
-        n=rewards.shape[1],
-        **pair_args(p),
-        out=out.data_ptr(),
-        stream=stream_of(rewards),
-    )
-    return out.cpu().numpy()
+    return _launch.fisher_weights(rewards, p).cpu().numpy()
 
 
 def raw_laplacian(f, p, w=None) -> np.ndarray:
-    out = torch.full(f.shape, math.nan, dtype=torch.float64, device=f.device)
-    module_for(f).laplacian_features(
-        **feature_args(f),
-        **pair_args(p),
-        weights=0 if w is None else w.data_ptr(),
-        out=out.data_ptr(),
-        stream=stream_of(f),
-    )
-    return out.cpu().numpy()
+    return _launch.laplacian_features(f, p, w).cpu().numpy()
 
 
-def launch_greedy(f, p, w, quadforms, inverse, k) -> dict[str, torch.Tensor]:
-    """Enqueue the greedy kernel on the current stream; returns its outputs and workspace."""
-    module = module_for(f)
-    n, d = f.shape
-    state = {
-        "quadforms": quadforms.clone(),
-        "inverse": inverse.clone(),
-        "projection": torch.zeros(n, dtype=torch.float64, device=f.device),
-        "direction": torch.zeros(d, dtype=torch.float64, device=f.device),
-        "difference": torch.zeros(d, dtype=torch.float64, device=f.device),
-        "chosen": torch.full((k,), -2, dtype=torch.int64, device=f.device),
-        "gains": torch.full((k,), math.nan, dtype=torch.float64, device=f.device),
-    }
-    scratch_bytes = max(int(module.greedy_scratch_bytes(p.shape[0])), 1)
-    state["scratch"] = torch.empty(scratch_bytes, dtype=torch.uint8, device=f.device)
-    module.greedy_logdet(
-        **feature_args(f),
-        **pair_args(p),
-        weights=w.data_ptr(),
-        k=k,
-        stream=stream_of(f),
-        **{name: t.data_ptr() for name, t in state.items()},
-    )
+def launch_greedy(f, p, w, scores, factor, k) -> dict[str, torch.Tensor]:
+    """Enqueue the greedy engine on the current stream; returns its outputs and state."""
+    state = {"scores": scores.clone()[:, None], "factor": factor.clone()[None]}
+    engine = _launch.GreedyEngine(f[None], p, w[:, None].contiguous(), **state, feature_scale=1.0)
+    state["chosen"], state["gains"] = engine.run(k)
+    state["engine"] = engine  # keeps the workspace alive until the stream reaches it
     return state
 
 
-def raw_greedy(f, p, w, quadforms, inverse, k) -> dict[str, np.ndarray]:
-    state = launch_greedy(f, p, w, quadforms, inverse, k)
-    del state["scratch"]
+def raw_greedy(f, p, w, scores, factor, k) -> dict[str, np.ndarray]:
+    state = launch_greedy(f, p, w, scores, factor, k)
+    del state["engine"]
     return {name: t.cpu().numpy() for name, t in state.items()}
 
 
@@ -199,29 +130,30 @@ def test_public_kernels_on_cuda_match_the_references(rng):
 
 
 def greedy_inputs(rng, n, d, count, dtype, index_dtype, matrix_prior):
-    """CPU and CUDA copies of one greedy problem, its starting scores computed by each backend."""
+    """CPU and CUDA copies of one greedy problem (features, pairs, weights, starting scores and
+    factor S0 with S0 S0^T = F0^-1), its starting scores computed by each backend."""
     f_cpu, f_gpu = both(rng.normal(size=(n, d)).astype(dtype))
     # repeated pairs tie exactly
     p_cpu, p_gpu = both(rng.integers(0, n, size=(count, 2)).astype(index_dtype))
     w_cpu, w_gpu = both(rng.uniform(0.01, 0.25, size=count))
     if matrix_prior:
-        inverse = np.linalg.inv(spd(rng, d))
-        inv_cpu, inv_gpu = both(inverse)
-        g_cpu, g_gpu = both(f_cpu.double().numpy() @ inverse)
-        q_cpu, q_gpu = raw_quadform(f_cpu, p_cpu, g_cpu), raw_quadform(f_gpu, p_gpu, g_gpu)
+        factor = np.linalg.inv(np.linalg.cholesky(spd(rng, d))).T
+        s_cpu, s_gpu = both(factor)
+        g_cpu, g_gpu = both(f_cpu.double().numpy() @ factor)
+        q_cpu, q_gpu = raw_quadform(g_cpu, p_cpu), raw_quadform(g_gpu, p_gpu)
     else:
         ridge = 0.3
-        inv_cpu, inv_gpu = both(np.eye(d) / ridge)
+        s_cpu, s_gpu = both(np.eye(d) / np.sqrt(ridge))
         q_cpu = raw_quadform(f_cpu, p_cpu, None, 1.0 / ridge)
         q_gpu = raw_quadform(f_gpu, p_gpu, None, 1.0 / ridge)
     np.testing.assert_array_equal(q_gpu.cpu().numpy(), q_cpu.numpy(), BITS)
-    return (f_cpu, p_cpu, w_cpu, q_cpu, inv_cpu), (f_gpu, p_gpu, w_gpu, q_gpu, inv_gpu)
+    return (f_cpu, p_cpu, w_cpu, q_cpu, s_cpu), (f_gpu, p_gpu, w_gpu, q_gpu, s_gpu)
 
 
 def assert_greedy_states_equal(got: dict, want: dict):
     np.testing.assert_array_equal(got["chosen"], want["chosen"], "chosen pairs: " + BITS)
     np.testing.assert_allclose(got["gains"], want["gains"], rtol=1e-14, atol=0)  # device log1p
-    for name in ("quadforms", "inverse", "projection", "direction", "difference"):
+    for name in ("scores", "factor"):
         np.testing.assert_array_equal(got[name], want[name], f"{name}: {BITS}")
 
 
@@ -259,29 +191,29 @@ def test_greedy_with_matrix_prior_matches_cpu_bit_for_bit(rng, shape):
 @pytest.mark.parametrize("index_dtype", INDEX_DTYPES)
 def test_greedy_on_unaligned_pairs(rng, index_dtype):
     """Pairs that are not 2-index aligned take the scalar-load path and choose the same."""
-    _, (f, p, w, q, inverse) = greedy_inputs(rng, 200, 12, 30_000, np.float32, index_dtype, False)
+    _, (f, p, w, q, factor) = greedy_inputs(rng, 200, 12, 30_000, np.float32, index_dtype, False)
     storage = torch.empty(2 * p.shape[0] + 1, dtype=p.dtype, device=CUDA)
     shifted = storage[1:].view(p.shape)
     shifted.copy_(p)
     assert shifted.data_ptr() % (2 * shifted.element_size()) != 0
     assert_greedy_states_equal(
-        raw_greedy(f, shifted, w, q, inverse, 25), raw_greedy(f, p, w, q, inverse, 25)
+        raw_greedy(f, shifted, w, q, factor, 25), raw_greedy(f, p, w, q, factor, 25)
     )
 
 
 def test_greedy_with_nothing_selectable_records_no_choice():
-    """With every score masked the kernels record -1 and read nothing out of bounds (the
-    wrapper refuses such a k; the CPU backend has no defined result here)."""
-    f = torch.ones((5, 3), device=CUDA)
-    p = torch.tensor([[0, 1], [2, 3]], device=CUDA)
-    w = torch.ones(2, dtype=torch.float64, device=CUDA)
-    q = torch.full((2,), math.nan, dtype=torch.float64, device=CUDA)
-    inverse = torch.eye(3, dtype=torch.float64, device=CUDA)
-    got = raw_greedy(f, p, w, q, inverse, 3)
-    torch.cuda.synchronize()
-    np.testing.assert_array_equal(got["chosen"], [-1, -1, -1])
-    assert np.isnan(got["gains"]).all()
-    np.testing.assert_array_equal(got["inverse"], np.eye(3))
+    """With every score masked the engine records -1 and reads nothing out of bounds, like the
+    CPU engine (the Python layer turns it into a ValueError)."""
+    for device in ("cpu", CUDA):
+        f = torch.ones((5, 3), device=device)
+        p = torch.tensor([[0, 1], [2, 3]], device=device)
+        w = torch.ones(2, dtype=torch.float64, device=device)
+        q = torch.full((2,), math.nan, dtype=torch.float64, device=device)
+        factor = torch.eye(3, dtype=torch.float64, device=device)
+        got = raw_greedy(f, p, w, q, factor, 3)
+        np.testing.assert_array_equal(got["chosen"], [-1, -1, -1])
+        assert np.isnan(got["gains"]).all()
+        np.testing.assert_array_equal(got["factor"][0], np.eye(3))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -331,8 +263,8 @@ def test_kernels_only_enqueue_work_on_the_callers_stream(rng):
     after the work queued before it on that stream (the inputs below are written there)."""
     if not hasattr(torch.cuda, "_sleep"):
         pytest.skip("torch.cuda._sleep is not available to hold the stream busy")
-    _, (f, p, w, q, inverse) = greedy_inputs(rng, 500, 32, 50_000, np.float32, np.int32, False)
-    reference = raw_greedy(f, p, w, q, inverse, 30)
+    _, (f, p, w, q, factor) = greedy_inputs(rng, 500, 32, 50_000, np.float32, np.int32, False)
+    reference = raw_greedy(f, p, w, q, factor, 30)
     want_quadforms = q.cpu().numpy()
 
     side = torch.cuda.Stream()
@@ -344,11 +276,11 @@ def test_kernels_only_enqueue_work_on_the_callers_stream(rng):
         quadforms.copy_(q)
         out = raw_quadform(f, p, None, 1.0 / 0.3)
         scores.copy_(out)
-        state = launch_greedy(f, p, w, quadforms, inverse, 30)
+        state = launch_greedy(f, p, w, quadforms, factor, 30)
         assert not side.query(), "a kernel call waited for its stream to finish"
     side.synchronize()
     np.testing.assert_array_equal(scores.cpu().numpy(), want_quadforms)
-    got = {name: t.cpu().numpy() for name, t in state.items() if name != "scratch"}
+    got = {name: t.cpu().numpy() for name, t in state.items() if name != "engine"}
     assert_greedy_states_equal(got, reference)
 
 
@@ -379,9 +311,9 @@ def test_offsets_past_2_31_elements(rng):
     q_cpu = raw_quadform(f_cpu, p_cpu, None, 2.0)
     np.testing.assert_array_equal(q_gpu.cpu().numpy(), q_cpu.numpy())
     w_cpu, w_gpu = both(rng.uniform(0.01, 0.25, size=300))
-    inv_cpu, inv_gpu = both(np.eye(d) * 2.0)
-    got = raw_greedy(features, p_gpu, w_gpu, q_gpu, inv_gpu, 3)
-    want = raw_greedy(f_cpu, p_cpu, w_cpu, q_cpu, inv_cpu, 3)
+    s_cpu, s_gpu = both(np.eye(d) * 2.0)
+    got = raw_greedy(features, p_gpu, w_gpu, q_gpu, s_gpu, 3)
+    want = raw_greedy(f_cpu, p_cpu, w_cpu, q_cpu, s_cpu, 3)
     np.testing.assert_array_equal(got["chosen"], want["chosen"])
-    np.testing.assert_array_equal(got["projection"][n - 40 :], want["projection"])
-    np.testing.assert_array_equal(got["inverse"], want["inverse"])
+    np.testing.assert_array_equal(got["scores"], want["scores"])
+    np.testing.assert_array_equal(got["factor"], want["factor"])

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+import torch
 
 import activerm_fast as arm
 from activerm_fast import _reference as ref
@@ -134,3 +136,77 @@ def test_identical_results_with_one_and_two_threads():
         results.append(json.loads(out.stdout))
     assert [r[0] for r in results] == [1, 2]
     assert results[0][1:] == results[1][1:]  # bitwise: same picks, gains, log det, Fisher matrix
+
+
+def engine_for(features, pairs, weights, ridge):
+    """A single-model engine on CPU or CUDA tensors, started from F0 = ridge I."""
+    from activerm_fast import _launch
+
+    d = features.shape[1]
+    scores = _launch.pair_quadform(features, pairs, None, 1.0 / ridge)[:, None].contiguous()
+    factor = (torch.eye(d, dtype=torch.float64, device=features.device) / ridge**0.5)[None]
+    return _launch.GreedyEngine(
+        features[None], pairs, weights[:, None].contiguous(), scores, factor.contiguous(), 1.0
+    )
+
+
+def test_engine_steps_compose_to_the_whole_run(rng, kind):
+    """sweep / apply driven one step at a time (as a sharded caller does) is the run, bit for
+    bit: the loop in C++ is nothing but those primitives."""
+    if kind == "numpy":
+        pytest.skip("the launch layer takes tensors")
+    device = "cuda" if kind == "torch-cuda" else "cpu"
+    features = torch.from_numpy(rng.normal(size=(80, 7)).astype(np.float32)).to(device)
+    pairs = torch.from_numpy(random_pairs(rng, 80, 1500)).to(device)
+    weights = torch.from_numpy(rng.uniform(0.01, 0.25, size=1500)).to(device)
+    k = 30
+    whole = engine_for(features, pairs, weights, 0.1)
+    chosen, gains = whole.run(k)
+    stepped = engine_for(features, pairs, weights, 0.1)
+    got_chosen = torch.empty_like(chosen)
+    got_gains = torch.empty_like(gains)
+    stepped.sweep(downdate=False)
+    for step in range(k):
+        record, ints = stepped.choice
+        assert int(ints[1]) == int(chosen[step])  # the choice record holds the sweep's winner
+        stepped.apply(step, got_chosen, got_gains, prepare_next=step + 1 < k)
+        if step + 1 < k:
+            stepped.sweep(downdate=True)
+    assert torch.equal(got_chosen, chosen)
+    assert torch.equal(got_gains, gains)
+    for got, want in zip(stepped.state_tensors(), whole.state_tensors(), strict=True):
+        assert torch.equal(got.view(torch.int64), want.view(torch.int64))  # bits, NaNs included
+
+
+def test_engine_records_no_choice_when_nothing_is_selectable():
+    """Every score masked: the engine records -1 and NaN and changes nothing; the public
+    function turns that into a ValueError instead of indexing with -1."""
+    features = torch.ones((5, 3))
+    pairs = torch.tensor([[0, 1], [2, 3]])
+    weights = torch.ones(2, dtype=torch.float64)
+    engine = engine_for(features, pairs, weights, 1.0)
+    scores, factor = engine.state_tensors()
+    scores.fill_(math.nan)
+    chosen, gains = engine.run(3)
+    assert chosen.tolist() == [-1, -1, -1] and torch.isnan(gains).all()
+    assert torch.equal(factor[0], torch.eye(3, dtype=torch.float64))
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda f, p: arm.greedy_logdet(f * 1e200, p, 12),
+        lambda f, p: arm.greedy_logdet(f.astype(np.float32), p, 10, prior=1e-320),
+        lambda f, p: arm.select("xtx", features=f.astype(np.float32), pairs=p, k=10, ridge=1e-320),
+        lambda f, p: arm.select(
+            "dopt-greedy", features=f * 1e200, pairs=p, k=12, rewards=np.linspace(-1, 1, 60)
+        ),
+    ],
+)
+def test_unrepresentable_scores_are_a_clear_error_not_a_crash(call):
+    """These inputs aborted the process ('double free or corruption'): d^T F0^-1 d overflows
+    float64, so nothing can be chosen. Now the error names what overflowed."""
+    features = np.random.default_rng(0).normal(size=(60, 8))
+    pairs = arm.pairs.cross_prompt(np.arange(60) // 6, 400, seed=0)
+    with pytest.raises(ValueError, match=r"d\^T F0\^-1 d of pair \d+ overflows float64"):
+        call(features, pairs)

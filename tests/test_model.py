@@ -219,3 +219,16 @@ def test_errors_name_the_argument_and_the_value():
         RewardModel(4, ensemble=0)
     with pytest.raises(TypeError, match="hidden widths must be an integer, got float 8.5"):
         RewardModel(4, hidden=(8.5,))
+
+
+def test_features_and_rewards_come_from_one_forward_pass(rng):
+    model = RewardModel(6, hidden=(8,), ensemble=2, seed=0)
+    x = rng.normal(size=(50, 6)).astype(np.float32)
+    calls = []
+    forward = model._forward
+    model._forward = lambda chunk: calls.append(1) or forward(chunk)
+    features, rewards = model.features_and_rewards(x)
+    assert len(calls) == 1
+    model._forward = forward
+    np.testing.assert_array_equal(features, model.features(x))
+    np.testing.assert_array_equal(rewards, model.rewards(x))

@@ -224,6 +224,10 @@ class GreedyEngine:
         )
         self._stream = stream_for(self.device)
 
+    def state_tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (P, E) scores and (E, d, d) factor the engine updates in place."""
+        return self._keep[3], self._keep[4]
+
     @property
     def choice(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The GreedyChoice record as float64 and int64 views of the same 8-byte slots:

@@ -26,9 +26,6 @@ from .model import RewardModel
 from .pairs import candidate_pool
 from .selectors import STRATEGIES, select, select_with_model
 
-# strategies that need no fitted model, used as they are for the very first batch
-_MODEL_FREE = {name for name, entry in STRATEGIES.items() if not entry.needs_model}
-
 
 def read_labelled(path: str | os.PathLike[str], n: int) -> tuple[np.ndarray, np.ndarray]:
     """(M, 2) pairs and (M,) labels from a JSONL file; a missing file means nothing labelled."""
@@ -118,7 +115,7 @@ def next_batch(
     seed = count_argument(seed, "seed")
     candidates = candidate_pool(dataset.prompt_ids, pool, pool_size, seed)
     if len(labelled_pairs) == 0 and not (reuse_model and model_path and Path(model_path).exists()):
-        chosen = strategy if strategy in _MODEL_FREE else "xtx"
+        chosen = "xtx" if STRATEGIES[strategy].needs_model else strategy
         selection = select(
             chosen, features=dataset.embeddings, pairs=candidates, k=k, ridge=ridge, seed=seed
         )

@@ -105,14 +105,26 @@ class RewardModel:
         ``features(x)[e].astype(float64) @ theta[e].astype(float64)`` equals it to float32
         rounding.
         """
-        theta = self._theta.double()
-        return self._per_row(
-            embeddings, lambda f: torch.einsum("end,ed->en", f.double(), theta).float()
-        )
+        return self._per_row(embeddings, self._rewards_of)
 
     def features(self, embeddings: Any) -> np.ndarray | torch.Tensor:
         """(E, n, d) float32 last-layer features; a torch input gives a tensor."""
         return self._per_row(embeddings, lambda f: f)
+
+    def features_and_rewards(
+        self, embeddings: Any
+    ) -> tuple[np.ndarray | torch.Tensor, np.ndarray | torch.Tensor]:
+        """:meth:`features` and :meth:`rewards` from one forward pass (rewards = features .
+        theta): what every selection strategy needs."""
+        features = self.features(embeddings)
+        as_tensor = torch.as_tensor(features)
+        with torch.no_grad():
+            rewards = self._rewards_of(as_tensor.to(self._theta.device)).to(as_tensor.device)
+        return features, rewards if isinstance(features, torch.Tensor) else rewards.numpy()
+
+    def _rewards_of(self, features: torch.Tensor) -> torch.Tensor:
+        """(E, b) float32 rewards of (E, b, d) features, accumulated in float64."""
+        return torch.einsum("end,ed->en", features.double(), self._theta.double()).float()
 
     def fit(
         self,

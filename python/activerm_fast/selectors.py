@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
 from . import _launch
 from . import _validation as v
 from ._inputs import SelectionInputs
@@ -41,9 +39,7 @@ def select(
     strategies with their current Fisher weights, seed the core-set centres, and are never
     chosen again. ``ridge`` is lambda in F0 = lambda I; ``seed`` drives ``random``/``coreset``.
     """
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}; choose one of {sorted(STRATEGIES)}")
-    entry = STRATEGIES[strategy]
+    entry = STRATEGIES[v.known_name(strategy, STRATEGIES, "strategy")]
     members = v.features_tensor(features, members=True)
     n = members.shape[1]
     device = members.device
@@ -67,7 +63,7 @@ def select(
     done = None if labelled is None else v.pairs_tensor(labelled, n, device, "labelled", distinct=True)
     excluded = None
     if done is not None and done.shape[0] and p.shape[0]:
-        excluded = torch.isin(v.pair_keys(p, n), v.pair_keys(done, n))
+        excluded = v.labelled_mask(p, done, n)
     k = v.budget(k, p.shape[0], excluded)
     inputs = SelectionInputs(
         members,
@@ -99,12 +95,13 @@ def select_with_model(
 ) -> Selection:
     """:func:`select` with the features and rewards of a fitted
     :class:`~activerm_fast.model.RewardModel` on ``embeddings``: one line for any strategy."""
+    features, rewards = model.features_and_rewards(embeddings)
     return select(
         strategy,
-        features=model.features(embeddings),
+        features=features,
         pairs=pairs,
         k=k,
-        rewards=model.rewards(embeddings),
+        rewards=rewards,
         labelled=labelled,
         ridge=ridge,
         seed=seed,

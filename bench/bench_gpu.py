@@ -21,7 +21,7 @@ from collections.abc import Callable
 import torch
 
 import activerm_fast as arm
-from activerm_fast import _cuda
+from activerm_fast import _cuda, _launch
 
 RESPONSES_PER_PROMPT = 4
 
@@ -91,67 +91,44 @@ def make_problem(n: int, d: int, count: int, seed: int):
 def step_bytes(n: int, d: int, count: int, feature_bytes: int, index_bytes: int) -> int:
     sweep = count * (2 * index_bytes + 8 + 8 + 8)  # pair; w; q read and written
     projection = n * d * feature_bytes + 8 * n  # Phi read, v written
-    inverse = 3 * 8 * d * d  # read for u, read and written by the update
-    return sweep + projection + inverse
+    factor = 4 * 8 * d * d  # read for f = S^T d* and u = S f, read and written by the update
+    return sweep + projection + factor
 
 
 def raw_parts(features, pairs, weights, k: int, ridge: float, repeats: int) -> dict[str, float]:
-    """The starting scores and the greedy loop timed on the extension module itself."""
-    n, d = features.shape
-    count = pairs.shape[0]
-    stream = torch.cuda.current_stream().cuda_stream
-    feature_args = {
-        "features": features.data_ptr(),
-        "features_double": features.dtype == torch.float64,
-        "n": n,
-        "d": d,
-    }
-    pair_args = {"pairs": pairs.data_ptr(), "pairs_int64": False, "count": count}
-    start_scores = torch.empty(count, dtype=torch.float64, device="cuda")
+    """The starting scores and the greedy loop timed on the launch layer (below validation)."""
+    d = features.shape[1]
+    start_factor = (torch.eye(d, dtype=torch.float64, device="cuda") / ridge**0.5)[None]
+    start_scores = _launch.pair_quadform(features, pairs, None, 1.0 / ridge)[:, None].contiguous()
     scores = torch.empty_like(start_scores)
-    start_inverse = torch.eye(d, dtype=torch.float64, device="cuda") / ridge
-    inverse = torch.empty_like(start_inverse)
-    workspace = {
-        "projection": torch.empty(n, dtype=torch.float64, device="cuda"),
-        "direction": torch.empty(d, dtype=torch.float64, device="cuda"),
-        "difference": torch.empty(d, dtype=torch.float64, device="cuda"),
-        "scratch": torch.empty(_cuda.greedy_scratch_bytes(count), dtype=torch.uint8, device="cuda"),
-    }
-    chosen = torch.empty(k, dtype=torch.int64, device="cuda")
-    gains = torch.empty(k, dtype=torch.float64, device="cuda")
+    factor = torch.empty_like(start_factor)
+    engine = _launch.GreedyEngine(
+        features[None], pairs, weights[:, None].contiguous(), scores, factor, 1.0
+    )
+    outputs = {}
 
     def quadforms() -> None:
-        _cuda.pair_quadform(
-            **feature_args,
-            **pair_args,
-            projected=0,
-            scale=1.0 / ridge,
-            out=start_scores.data_ptr(),
-            stream=stream,
-        )
+        _launch.pair_quadform(features, pairs, None, 1.0 / ridge)
 
     def reset() -> None:
         scores.copy_(start_scores)
-        inverse.copy_(start_inverse)
+        factor.copy_(start_factor)
 
     def loop(steps: int) -> Callable[[], None]:
-        return lambda: _cuda.greedy_logdet(
-            **feature_args,
-            **pair_args,
-            weights=weights.data_ptr(),
-            quadforms=scores.data_ptr(),
-            inverse=inverse.data_ptr(),
-            k=steps,
-            chosen=chosen.data_ptr(),
-            gains=gains.data_ptr(),
-            stream=stream,
-            **{name: t.data_ptr() for name, t in workspace.items()},
-        )
+        def run() -> None:
+            outputs["chosen"], outputs["gains"] = engine.run(steps)
+
+        return run
 
     scores_time = event_time(quadforms, lambda: None, repeats)
     one = event_time(loop(1), reset, repeats)
     full = event_time(loop(k), reset, max(1, repeats - 1))
-    return {"scores": scores_time, "loop": full, "step": (full - one) / (k - 1), "chosen": chosen}
+    return {
+        "scores": scores_time,
+        "loop": full,
+        "step": (full - one) / (k - 1),
+        "chosen": outputs["chosen"],
+    }
 
 
 def print_rows(title: str, rows: list[tuple[str, str]]) -> None:

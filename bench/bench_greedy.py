@@ -1,11 +1,15 @@
 """Greedy log-det selection at pool scale, against a NumPy baseline, in one process.
 
-    python bench/bench_greedy.py            # n=20,000, d=256, P=2,000,000, k=500
+    python bench/bench_greedy.py            # n=20,000, d=256, P=2,000,000, k=500, E=3
     python bench/bench_greedy.py --quick    # a small size, to check the script runs
 
 The baseline keeps every pair's score current by rank-one updates over the materialised (P, d)
 float32 differences: O(P d) per step. At full size a whole baseline run takes minutes, so it is
 timed for --baseline-steps steps and its per-step median is compared with the kernel's.
+
+The last table runs the multi-member engine (``ensemble-dopt-greedy``: E members, each with its
+own features, Fisher weights and factor, one sweep over the pairs per step) beside the
+single-model step, in the same process.
 """
 
 from __future__ import annotations
@@ -72,10 +76,13 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=500)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--baseline-steps", type=int, default=8)
+    parser.add_argument("--members", type=int, default=3, help="ensemble members E")
+    parser.add_argument("--member-k", type=int, default=100, help="steps of the E-member run")
     parser.add_argument("--quick", action="store_true", help="n=2,000, d=64, P=100,000, k=50")
     args = parser.parse_args()
     if args.quick:
         args.responses, args.dim, args.pairs, args.k = 2_000, 64, 100_000, 50
+        args.member_k = 20
 
     n, d, count, k, ridge = args.responses, args.dim, args.pairs, args.k, 1e-3
     rng = np.random.default_rng(0)
@@ -84,8 +91,13 @@ def main() -> None:
     pairs = arm.pairs.cross_prompt(prompt_ids, count, seed=0).astype(np.int32)
     weights = arm.fisher_weights(rng.normal(size=n), pairs).astype(np.float64)
     info = arm.build_info()
-    print(f"activerm_fast {info['version']}, {info['compiler']}, {info['openmp_threads']} OpenMP threads")
-    print(f"n = {n:,} responses, d = {d}, P = {count:,} cross-prompt pairs, k = {k}, float32 features")
+    print(
+        f"activerm_fast {info['version']}, {info['compiler']}, "
+        f"{info['openmp_threads']} OpenMP threads"
+    )
+    print(
+        f"n = {n:,} responses, d = {d}, P = {count:,} cross-prompt pairs, k = {k}, float32 features"
+    )
 
     rss_before = current_rss_bytes()
     arm.greedy_logdet(features, pairs, 1, weights=weights, prior=ridge)  # warm-up
@@ -102,10 +114,7 @@ def main() -> None:
     kernel_peak = peak_rss_bytes() - rss_before
     step = (total - setup) / (k - 1)
 
-    # bytes one step must move: the sweep reads pairs (int32), q, w and writes q (float64);
-    # v = Phi u reads the features; the F^-1 update reads and writes d x d float64
-    sweep_bytes = count * (2 * 4 + 8 + 8 + 8)
-    step_bytes = sweep_bytes + n * d * 4 + 2 * d * d * 8
+    step_bytes = bytes_per_step(n, d, count, 1)
     copy = copy_bandwidth(max(4 * step_bytes, 1 << 28), 5)
 
     diffs = arm.pair_diff(features, pairs)
@@ -128,6 +137,53 @@ def main() -> None:
         ("peak memory added by greedy_logdet", f"{kernel_peak / 1e6:.0f} MB"),
         ("(P, d) float32 differences it never builds", f"{diffs.nbytes / 1e6:.0f} MB"),
     ]
+    print_rows(rows)
+
+    members = args.members
+    member_features = rng.normal(size=(members, n, d)).astype(np.float32)
+    member_rewards = rng.normal(size=(members, n))
+
+    def ensemble(steps: int) -> float:
+        return _timed(
+            lambda: arm.select(
+                "ensemble-dopt-greedy",
+                features=member_features,
+                pairs=pairs,
+                k=steps,
+                rewards=member_rewards,
+                ridge=ridge,
+            )
+        )
+
+    ensemble(1)  # warm-up
+    member_setup = statistics.median(ensemble(1) for _ in range(args.repeats))
+    member_total = statistics.median(ensemble(args.member_k) for _ in range(args.repeats))
+    member_step = (member_total - member_setup) / (args.member_k - 1)
+    member_bytes = bytes_per_step(n, d, count, members)
+    print_rows(
+        [
+            ("single model: one greedy step (E = 1)", f"{step * 1e3:.2f} ms"),
+            (f"ensemble-dopt-greedy: one step (E = {members})", f"{member_step * 1e3:.2f} ms"),
+            ("E-member step / single step", f"{member_step / step:.2f}x"),
+            ("bytes one E-member step must move", f"{member_bytes / 1e6:.1f} MB"),
+            ("E-member bytes / single-model bytes", f"{member_bytes / step_bytes:.2f}x"),
+            (
+                "achieved bandwidth of an E-member step",
+                f"{member_bytes / member_step / 1e9:.2f} GB/s",
+            ),
+        ]
+    )
+
+
+def bytes_per_step(n: int, d: int, count: int, members: int) -> int:
+    """Bytes one greedy step must move: the sweep reads the pairs (int32) once and, per member,
+    w and q and writes q (float64); v = Phi u reads each member's float32 features; the factor
+    S is read twice (f = S^T d*, u = S f) and read and written by its update."""
+    sweep = count * (2 * 4 + members * (8 + 8 + 8))
+    return sweep + members * (n * d * 4 + 4 * d * d * 8)
+
+
+def print_rows(rows: list[tuple[str, str]]) -> None:
     width = max(len(r[0]) for r in rows)
     print()
     for name, value in rows:

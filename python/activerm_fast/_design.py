@@ -16,6 +16,7 @@ import torch
 
 from . import _launch
 
+
 def fisher_matrix(f: torch.Tensor, p: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
     """sum_k w_k d_k d_k^T = Phi^T (L_w Phi), L_w the weighted Laplacian of the pair graph."""
     laplacian_phi = _launch.laplacian_features(f, p, w)
@@ -98,7 +99,9 @@ def _start(
     return factor, _launch.pair_quadform(rotated, pairs, None, 1.0)
 
 
-def quadforms(features: torch.Tensor, pairs: torch.Tensor, matrix: torch.Tensor, name: str) -> torch.Tensor:
+def quadforms(
+    features: torch.Tensor, pairs: torch.Tensor, matrix: torch.Tensor, name: str
+) -> torch.Tensor:
     """d_k^T A^-1 d_k for every pair and an SPD float64 matrix A (``name`` in errors)."""
     scale = feature_scale(features)
     return _start(features, pairs, Prior.of_matrix(matrix, name), scale)[1]

@@ -126,7 +126,9 @@ def pair_diff(f: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         backend = backend_for(f.device)
         with on_device(f.device):
             backend.pair_diff(
-                _feature_view(backend, f), _pair_view(backend, p), out.data_ptr(),
+                _feature_view(backend, f),
+                _pair_view(backend, p),
+                out.data_ptr(),
                 stream_for(f.device),
             )
     return out
@@ -139,8 +141,13 @@ def fisher_weights(r: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         backend = backend_for(r.device, "rewards")
         with on_device(r.device):
             backend.fisher_weights(
-                r.data_ptr(), r.dtype == torch.float64, r.shape[0], r.shape[1],
-                _pair_view(backend, p), out.data_ptr(), stream_for(r.device),
+                r.data_ptr(),
+                r.dtype == torch.float64,
+                r.shape[0],
+                r.shape[1],
+                _pair_view(backend, p),
+                out.data_ptr(),
+                stream_for(r.device),
             )
     return out
 
@@ -159,21 +166,26 @@ def pair_quadform(
         backend = backend_for(f.device)
         with on_device(f.device):
             backend.pair_quadform(
-                _feature_view(backend, f, feature_scale), _pair_view(backend, p),
-                _address(projected), scale, out.data_ptr(), stream_for(f.device),
+                _feature_view(backend, f, feature_scale),
+                _pair_view(backend, p),
+                _address(projected),
+                scale,
+                out.data_ptr(),
+                stream_for(f.device),
             )
     return out
 
 
-def laplacian_features(
-    f: torch.Tensor, p: torch.Tensor, w: torch.Tensor | None
-) -> torch.Tensor:
+def laplacian_features(f: torch.Tensor, p: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
     """(n, d) float64 L_w Phi, the w-weighted Laplacian of the pair graph applied to Phi."""
     out = torch.empty(f.shape, dtype=torch.float64, device=f.device)
     backend = backend_for(f.device)
     with on_device(f.device):
         backend.laplacian_features(
-            _feature_view(backend, f), _pair_view(backend, p), _address(w), out.data_ptr(),
+            _feature_view(backend, f),
+            _pair_view(backend, p),
+            _address(w),
+            out.data_ptr(),
             stream_for(f.device),
         )
     return out
@@ -259,6 +271,11 @@ class GreedyEngine:
         """Apply :attr:`choice` as step ``step`` (recorded in ``chosen``/``gains``)."""
         with on_device(self.device):
             self.backend.greedy_apply(
-                self.problem, self.state, step, chosen.data_ptr(), gains.data_ptr(),
-                prepare_next, self._stream,
+                self.problem,
+                self.state,
+                step,
+                chosen.data_ptr(),
+                gains.data_ptr(),
+                prepare_next,
+                self._stream,
             )

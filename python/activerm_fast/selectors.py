@@ -58,9 +58,12 @@ def select(
         )
     if r is not None and r.shape[0] > _launch.MAX_MEMBERS:
         raise ValueError(
-            f"rewards have {r.shape[0]} ensemble members; at most {_launch.MAX_MEMBERS} are supported"
+            f"rewards have {r.shape[0]} ensemble members; "
+            f"at most {_launch.MAX_MEMBERS} are supported"
         )
-    done = None if labelled is None else v.pairs_tensor(labelled, n, device, "labelled", distinct=True)
+    done = (
+        None if labelled is None else v.pairs_tensor(labelled, n, device, "labelled", distinct=True)
+    )
     excluded = None
     if done is not None and done.shape[0] and p.shape[0]:
         excluded = v.labelled_mask(p, done, n)

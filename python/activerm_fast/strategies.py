@@ -53,7 +53,9 @@ STRATEGIES: dict[str, Strategy] = {}
 _CENTRE_BLOCK = 256
 
 
-def _register(name: str, summary: str, **needs: bool) -> Callable[
+def _register(
+    name: str, summary: str, **needs: bool
+) -> Callable[
     [Callable[[SelectionInputs, int], Selection]], Callable[[SelectionInputs, int], Selection]
 ]:
     def enter(
@@ -190,7 +192,11 @@ def _dopt_topk(inputs: SelectionInputs, k: int, past: bool) -> Selection:
     available = w if inputs.excluded is None else w.masked_fill(inputs.excluded, 0.0)
     matrix = _design.fisher_matrix(inputs.features, inputs.pairs, available.contiguous())
     matrix += inputs.prior_matrix(past)
-    return top(inputs, w * _design.quadforms(inputs.features, inputs.pairs, matrix, "pool Fisher matrix"), k)
+    return top(
+        inputs,
+        w * _design.quadforms(inputs.features, inputs.pairs, matrix, "pool Fisher matrix"),
+        k,
+    )
 
 
 def _greedy(
@@ -213,15 +219,19 @@ _register("dopt-topk", "the paper's one-shot D-optimal scores, top k", **DOPT)(
     lambda inputs, k: _dopt_topk(inputs, k, past=False)
 )
 _register(
-    "past-dopt-topk", "one-shot D-optimal scores with the labelled pairs in F0",
-    uses_labelled=True, **DOPT,
+    "past-dopt-topk",
+    "one-shot D-optimal scores with the labelled pairs in F0",
+    uses_labelled=True,
+    **DOPT,
 )(lambda inputs, k: _dopt_topk(inputs, k, past=True))
 _register("dopt-greedy", "greedy D-optimal design", **DOPT)(
     lambda inputs, k: _greedy(inputs, k, inputs.weights(inputs.pairs), inputs.prior(past=False))
 )
 _register(
-    "past-dopt-greedy", "greedy D-optimal design with the labelled pairs in F0",
-    uses_labelled=True, **DOPT,
+    "past-dopt-greedy",
+    "greedy D-optimal design with the labelled pairs in F0",
+    uses_labelled=True,
+    **DOPT,
 )(lambda inputs, k: _greedy(inputs, k, inputs.weights(inputs.pairs), inputs.prior(past=True)))
 
 

@@ -1,0 +1,68 @@
+"""Typed interface of the compiled extension modules `_core` (CPU) and `_cuda` (GPU).
+
+Both expose the same kernels (csrc/python/bindings.h); every address is an integer (torch's
+``data_ptr()``), and `_launch` is the only caller.
+"""
+
+backend: str
+compiler: str
+max_members: int
+choice_slots: int
+
+class FeatureView:
+    n: int
+    d: int
+    scale: float
+    def __init__(self, data: int, is_double: bool, n: int, d: int, scale: float = 1.0) -> None: ...
+
+class PairView:
+    count: int
+    def __init__(self, data: int, is_int64: bool, count: int) -> None: ...
+
+class GreedyProblem:
+    def __init__(
+        self,
+        features: FeatureView,
+        members: int,
+        member_stride: int,
+        pairs: PairView,
+        weights: int,
+        first_index: int = 0,
+    ) -> None: ...
+
+class GreedyState:
+    def __init__(self, scores: int, factor: int, workspace: int) -> None: ...
+
+def pair_diff(features: FeatureView, pairs: PairView, out: int, stream: int) -> None: ...
+def fisher_weights(
+    rewards: int,
+    rewards_double: bool,
+    members: int,
+    n: int,
+    pairs: PairView,
+    out: int,
+    stream: int,
+) -> None: ...
+def pair_quadform(
+    features: FeatureView, pairs: PairView, projected: int, scale: float, out: int, stream: int
+) -> None: ...
+def laplacian_features(
+    features: FeatureView, pairs: PairView, weights: int, out: int, stream: int
+) -> None: ...
+def greedy_workspace_bytes(problem: GreedyProblem) -> int: ...
+def greedy_sweep(
+    problem: GreedyProblem, state: GreedyState, downdate: bool, stream: int
+) -> None: ...
+def greedy_apply(
+    problem: GreedyProblem,
+    state: GreedyState,
+    step: int,
+    chosen: int,
+    gains: int,
+    prepare_next: bool,
+    stream: int,
+) -> None: ...
+def greedy_run(
+    problem: GreedyProblem, state: GreedyState, k: int, chosen: int, gains: int, stream: int
+) -> None: ...
+def max_threads() -> int: ...

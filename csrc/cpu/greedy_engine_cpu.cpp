@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "activerm/cpu_kernels.h"
+#include "activerm/greedy_loop.h"
 #include "activerm/greedy_workspace.h"
 #include "activerm/pair_math.h"
 
@@ -82,6 +83,8 @@ Best sweep_pairs(const GreedyProblem& problem, GreedyState state, const GreedyBu
 template <class I>
 void sweep(const GreedyProblem& problem, GreedyState state, const GreedyBuffers& buffers,
            bool downdate) {
+  // After a "none" choice there is nothing to downdate and nothing new to find.
+  if (downdate && buffers.choice->index < 0) return;
   const bool single = problem.members == 1;
   const Best best =
       downdate ? (single ? sweep_pairs<true, true, I>(problem, state, buffers)
@@ -237,20 +240,7 @@ void CpuKernels::greedy_apply(const GreedyProblem& problem, GreedyState state, i
 
 void CpuKernels::greedy_run(const GreedyProblem& problem, GreedyState state, int64_t k,
                             int64_t* chosen, double* gains, void* stream) {
-  if (k <= 0) return;
-  greedy_sweep(problem, state, false, stream);
-  for (int64_t t = 0; t < k; ++t) {
-    const bool prepare_next = t + 1 < k;
-    greedy_apply(problem, state, t, chosen, gains, prepare_next, stream);
-    if (chosen[t] < 0) {  // no finite score left: the rest stays unchosen
-      for (int64_t rest = t + 1; rest < k; ++rest) {
-        chosen[rest] = -1;
-        gains[rest] = kNaN;
-      }
-      return;
-    }
-    if (prepare_next) greedy_sweep(problem, state, true, stream);
-  }
+  run_greedy_steps<CpuKernels>(problem, state, k, chosen, gains, stream);
 }
 
 }  // namespace activerm

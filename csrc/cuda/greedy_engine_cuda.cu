@@ -23,6 +23,7 @@
 #include <stdexcept>
 
 #include "activerm/cuda_kernels.h"
+#include "activerm/greedy_loop.h"
 #include "activerm/greedy_workspace.h"
 #include "activerm/pair_math.h"
 #include "cuda_common.cuh"
@@ -531,13 +532,7 @@ void CudaKernels::greedy_apply(const GreedyProblem& problem, GreedyState state, 
 
 void CudaKernels::greedy_run(const GreedyProblem& problem, GreedyState state, int64_t k,
                              int64_t* chosen, double* gains, void* stream) {
-  if (k <= 0) return;
-  greedy_sweep(problem, state, false, stream);
-  for (int64_t t = 0; t < k; ++t) {
-    const bool prepare_next = t + 1 < k;
-    greedy_apply(problem, state, t, chosen, gains, prepare_next, stream);
-    if (prepare_next) greedy_sweep(problem, state, true, stream);
-  }
+  run_greedy_steps<CudaKernels>(problem, state, k, chosen, gains, stream);
 }
 
 }  // namespace activerm

@@ -1,4 +1,4 @@
-"""Typed interface of the compiled extension modules `_core` (CPU) and `_cuda` (GPU).
+"""Typed interface of the compiled CPU extension module `_core` (`_cuda.pyi` re-uses it).
 
 Both expose the same kernels (csrc/python/bindings.h); every address is an integer (torch's
 ``data_ptr()``), and `_launch` is the only caller.

@@ -1,70 +1,23 @@
-"""Typed interface of the compiled extension modules `_core` (CPU) and `_cuda` (GPU).
+"""Typed interface of `_cuda`: the kernels and views of `_core` (one binding template serves
+both, csrc/python/bindings.h), plus the device queries."""
 
-Both expose the same kernels (csrc/python/bindings.h); every address is an integer (torch's
-``data_ptr()``), and `_launch` is the only caller.
-"""
+from ._core import FeatureView as FeatureView
+from ._core import GreedyProblem as GreedyProblem
+from ._core import GreedyState as GreedyState
+from ._core import PairView as PairView
+from ._core import backend as backend
+from ._core import choice_slots as choice_slots
+from ._core import compiler as compiler
+from ._core import fisher_weights as fisher_weights
+from ._core import greedy_apply as greedy_apply
+from ._core import greedy_run as greedy_run
+from ._core import greedy_sweep as greedy_sweep
+from ._core import greedy_workspace_bytes as greedy_workspace_bytes
+from ._core import laplacian_features as laplacian_features
+from ._core import max_members as max_members
+from ._core import pair_diff as pair_diff
+from ._core import pair_quadform as pair_quadform
 
-backend: str
-compiler: str
-max_members: int
-choice_slots: int
-
-class FeatureView:
-    n: int
-    d: int
-    scale: float
-    def __init__(self, data: int, is_double: bool, n: int, d: int, scale: float = 1.0) -> None: ...
-
-class PairView:
-    count: int
-    def __init__(self, data: int, is_int64: bool, count: int) -> None: ...
-
-class GreedyProblem:
-    def __init__(
-        self,
-        features: FeatureView,
-        members: int,
-        member_stride: int,
-        pairs: PairView,
-        weights: int,
-        first_index: int = 0,
-    ) -> None: ...
-
-class GreedyState:
-    def __init__(self, scores: int, factor: int, workspace: int) -> None: ...
-
-def pair_diff(features: FeatureView, pairs: PairView, out: int, stream: int) -> None: ...
-def fisher_weights(
-    rewards: int,
-    rewards_double: bool,
-    members: int,
-    n: int,
-    pairs: PairView,
-    out: int,
-    stream: int,
-) -> None: ...
-def pair_quadform(
-    features: FeatureView, pairs: PairView, projected: int, scale: float, out: int, stream: int
-) -> None: ...
-def laplacian_features(
-    features: FeatureView, pairs: PairView, weights: int, out: int, stream: int
-) -> None: ...
-def greedy_workspace_bytes(problem: GreedyProblem) -> int: ...
-def greedy_sweep(
-    problem: GreedyProblem, state: GreedyState, downdate: bool, stream: int
-) -> None: ...
-def greedy_apply(
-    problem: GreedyProblem,
-    state: GreedyState,
-    step: int,
-    chosen: int,
-    gains: int,
-    prepare_next: bool,
-    stream: int,
-) -> None: ...
-def greedy_run(
-    problem: GreedyProblem, state: GreedyState, k: int, chosen: int, gains: int, stream: int
-) -> None: ...
 def device_count() -> int: ...
 def runtime_version() -> int: ...
 def driver_version() -> int: ...

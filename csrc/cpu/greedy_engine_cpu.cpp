@@ -83,7 +83,7 @@ Best sweep_pairs(const GreedyProblem& problem, GreedyState state, const GreedyBu
 template <class I>
 void sweep(const GreedyProblem& problem, GreedyState state, const GreedyBuffers& buffers,
            bool downdate) {
-  // After a "none" choice there is nothing to downdate and nothing new to find.
+  // After a choice that is no pair there is nothing to downdate and nothing new to find.
   if (downdate && buffers.choice->index < 0) return;
   const bool single = problem.members == 1;
   const Best best =
@@ -150,30 +150,37 @@ void transposed_product(const double* factor, int64_t d, const double* x, double
   }
 }
 
-// The choice's gain for one member; updates its factor and projection when prepare_next.
+// q*_e = ||S_e^T d*_e||^2 of the choice for member e, afresh from the factor rather than from
+// the running score, so the gain is exact even after many downdates. Leaves d*_e and f_e in the
+// workspace.
 template <class T>
-double apply_member(const GreedyProblem& problem, GreedyState state,
-                    const GreedyBuffers& buffers, int64_t e, bool prepare_next) {
-  const int64_t n = problem.features.n;
+double fresh_quadform(const GreedyProblem& problem, GreedyState state,
+                      const GreedyBuffers& buffers, int64_t e) {
   const int64_t d = problem.features.d;
-  const double scale = problem.features.scale;
   const GreedyChoice& choice = *buffers.choice;
   const T* features = static_cast<const T*>(problem.features.data) + e * problem.member_stride;
   const T* fi = features + choice.first * d;
   const T* fj = features + choice.second * d;
-  double* factor = state.factor + e * d * d;
   double* diff = buffers.difference + e * d;
   double* f = buffers.transformed + e * d;
-  double* u = buffers.direction + e * d;
-  for (int64_t a = 0; a < d; ++a) diff[a] = scaled_difference(fi[a], fj[a], scale);
-  transposed_product(factor, d, diff, f);
-  // q* afresh from the factor rather than from the running score, so the gain is exact even
-  // after many downdates.
+  for (int64_t a = 0; a < d; ++a) diff[a] = scaled_difference(fi[a], fj[a], problem.features.scale);
+  transposed_product(state.factor + e * d * d, d, diff, f);
   double q_star = 0.0;
   for (int64_t c = 0; c < d; ++c) q_star += f[c] * f[c];
-  const double w_star = choice.weights[e];
-  if (!prepare_next) return std::log1p(w_star * q_star);
+  return q_star;
+}
 
+// Member e's factor update and projection v_e = Phi_e u_e for the next sweep.
+template <class T>
+void prepare_member(const GreedyProblem& problem, GreedyState state,
+                    const GreedyBuffers& buffers, int64_t e, double q_star) {
+  const int64_t n = problem.features.n;
+  const int64_t d = problem.features.d;
+  const double w_star = buffers.choice->weights[e];
+  const T* features = static_cast<const T*>(problem.features.data) + e * problem.member_stride;
+  double* factor = state.factor + e * d * d;
+  const double* f = buffers.transformed + e * d;
+  double* u = buffers.direction + e * d;
   row_products(factor, d, d, f, u, 1);
   buffers.downdate[e] = rank_one_coefficient(w_star, q_star);
   const double gamma = factor_update_coefficient(w_star, q_star);
@@ -184,23 +191,30 @@ double apply_member(const GreedyProblem& problem, GreedyState state,
     for (int64_t c = 0; c < d; ++c) row[c] -= gu * f[c];
   }
   // v = (scale Phi) u = Phi (scale u): scaling u instead of every feature is exact.
-  for (int64_t a = 0; a < d; ++a) u[a] *= scale;
+  for (int64_t a = 0; a < d; ++a) u[a] *= problem.features.scale;
   row_products(features, n, d, u, buffers.projection + e, problem.members);
-  return std::log1p(w_star * q_star);
 }
 
 template <class T>
 void apply(const GreedyProblem& problem, GreedyState state, const GreedyBuffers& buffers,
            int64_t step, int64_t* chosen, double* gains, bool prepare_next) {
-  const GreedyChoice& choice = *buffers.choice;
+  GreedyChoice& choice = *buffers.choice;
   chosen[step] = choice.index;
-  if (choice.index < 0) {  // nothing selectable: record it, touch no pair
-    gains[step] = kNaN;
-    return;
-  }
+  gains[step] = kNaN;
+  if (choice.index < 0) return;  // no pair (or a refresh pending): touch nothing
+  double q_star[kMaxMembers];
   double gain = 0.0;
+  double fresh = 0.0;
   for (int64_t e = 0; e < problem.members; ++e) {
-    gain += apply_member<T>(problem, state, buffers, e, prepare_next);
+    q_star[e] = fresh_quadform<T>(problem, state, buffers, e);
+    const double x = choice.weights[e] * q_star[e];
+    gain += std::log1p(x);
+    fresh = e == 0 ? x : combined_score(fresh, x);
+  }
+  if (needs_refresh(choice.score, fresh, problem.refresh_tolerance)) {
+    choice.index = kRefreshChoice;
+    chosen[step] = kRefreshChoice;
+    return;
   }
   gains[step] = gain;
   const int64_t local = choice.index - problem.first_index;
@@ -208,6 +222,10 @@ void apply(const GreedyProblem& problem, GreedyState state, const GreedyBuffers&
     for (int64_t e = 0; e < problem.members; ++e) {
       state.scores[local * problem.members + e] = kNaN;
     }
+  }
+  if (!prepare_next) return;
+  for (int64_t e = 0; e < problem.members; ++e) {
+    prepare_member<T>(problem, state, buffers, e, q_star[e]);
   }
 }
 

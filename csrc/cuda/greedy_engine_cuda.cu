@@ -5,7 +5,7 @@
 //   1. difference_kernel:  d*_e = scaled phi_i - phi_j of the chosen pair;
 //   2. transposed_kernel:  f_e = S_e^T d*_e;
 //   3. scalars_kernel:     q*_e = f_e.f_e afresh, the gain, c_e and gamma_e; records the choice
-//                          and masks its scores;
+//                          and masks its scores (or stops the engine for a refresh);
 //   4. rows_kernel:        u_e = S_e f_e;
 //   5. update_kernel:      S_e -= gamma_e u_e f_e^T;
 //   6. rows_kernel:        v_e = Phi_e (scale u_e), the one O(n d) read;
@@ -14,8 +14,8 @@
 // Dot products keep the CPU's order of summation (one accumulator, index 0 to d - 1): tiles are
 // staged in shared memory so global reads are coalesced, then one thread adds up a row in order.
 // With FMA contraction off (CMakeLists.txt) every number is bit-identical to the CPU's, so the two
-// backends break ties between equal scores the same way. When the choice is "none" (index -1)
-// every kernel leaves the state alone.
+// backends break ties between equal scores the same way. When the choice is no pair (kNoChoice,
+// kRefreshChoice) every kernel leaves the state alone.
 #include <algorithm>
 #include <cstddef>
 #include <cub/block/block_reduce.cuh>
@@ -293,25 +293,27 @@ __global__ void __launch_bounds__(kColumnThreads)
 }
 
 // One block: per member q*_e = f_e.f_e in order (terms in parallel, the sum by one thread), the
-// gain, c_e and gamma_e; records the step and masks the chosen pair's scores.
+// gain and the fresh score; a drifted running score turns the choice into kRefreshChoice;
+// otherwise c_e and gamma_e, the record of the step and the mask of the chosen pair's scores.
 __global__ void __launch_bounds__(kScalarThreads)
     scalars_kernel(const double* __restrict__ transformed, int64_t d, int64_t members,
-                   int64_t count, int64_t first_index, const GreedyChoice* __restrict__ choice,
-                   bool prepare_next, double* __restrict__ downdate, SweepScratch* scratch,
-                   double* scores, int64_t step, int64_t* chosen, double* gains) {
+                   int64_t count, int64_t first_index, double refresh_tolerance,
+                   GreedyChoice* choice, bool prepare_next, double* __restrict__ downdate,
+                   SweepScratch* scratch, double* scores, int64_t step, int64_t* chosen,
+                   double* gains) {
   __shared__ double products[kScalarThreads];
+  __shared__ double q_star[kMaxMembers];
   const int64_t index = choice->index;
   if (index < 0) {
     if (threadIdx.x == 0) {
-      chosen[step] = -1;
+      chosen[step] = index;
       gains[step] = kNaN;
     }
     return;
   }
-  double gain = 0.0;
   for (int64_t e = 0; e < members; ++e) {
     const double* f = transformed + e * d;
-    double q_star = 0.0;
+    double sum = 0.0;
     for (int64_t c0 = 0; c0 < d; c0 += kScalarThreads) {
       const int width = static_cast<int>(std::min<int64_t>(kScalarThreads, d - c0));
       if (static_cast<int>(threadIdx.x) < width) {
@@ -320,25 +322,36 @@ __global__ void __launch_bounds__(kScalarThreads)
       }
       __syncthreads();
       if (threadIdx.x == 0) {
-        for (int c = 0; c < width; ++c) q_star += products[c];
+        for (int c = 0; c < width; ++c) sum += products[c];
       }
       __syncthreads();
     }
-    if (threadIdx.x == 0) {
-      const double w_star = choice->weights[e];
-      gain += log1p(w_star * q_star);
-      if (prepare_next) {
-        downdate[e] = rank_one_coefficient(w_star, q_star);
-        scratch->factor_update[e] = factor_update_coefficient(w_star, q_star);
-      }
-    }
+    if (threadIdx.x == 0) q_star[e] = sum;
   }
-  if (threadIdx.x == 0) {
-    chosen[step] = index;
-    gains[step] = gain;
-    const int64_t local = index - first_index;
-    if (local >= 0 && local < count) {
-      for (int64_t e = 0; e < members; ++e) scores[local * members + e] = kNaN;
+  if (threadIdx.x != 0) return;
+  double gain = 0.0;
+  double fresh = 0.0;
+  for (int64_t e = 0; e < members; ++e) {
+    const double x = choice->weights[e] * q_star[e];
+    gain += log1p(x);
+    fresh = e == 0 ? x : combined_score(fresh, x);
+  }
+  if (needs_refresh(choice->score, fresh, refresh_tolerance)) {
+    choice->index = kRefreshChoice;
+    chosen[step] = kRefreshChoice;
+    gains[step] = kNaN;
+    return;
+  }
+  chosen[step] = index;
+  gains[step] = gain;
+  const int64_t local = index - first_index;
+  if (local >= 0 && local < count) {
+    for (int64_t e = 0; e < members; ++e) scores[local * members + e] = kNaN;
+  }
+  if (prepare_next) {
+    for (int64_t e = 0; e < members; ++e) {
+      downdate[e] = rank_one_coefficient(choice->weights[e], q_star[e]);
+      scratch->factor_update[e] = factor_update_coefficient(choice->weights[e], q_star[e]);
     }
   }
 }
@@ -491,7 +504,8 @@ void apply(const GreedyProblem& problem, GreedyState state, int64_t step, int64_
   }
   scalars_kernel<<<1, kScalarThreads, 0, stream>>>(
       buffers.transformed, d, problem.members, problem.pairs.count, problem.first_index,
-      buffers.choice, prepare_next, buffers.downdate, scratch, state.scores, step, chosen, gains);
+      problem.refresh_tolerance, buffers.choice, prepare_next, buffers.downdate, scratch,
+      state.scores, step, chosen, gains);
   check_launch("greedy scalars kernel launch");
   if (!prepare_next || d == 0) return;
   rows_kernel<double><<<dim3(grid_for(d, kRowsTile), members), kRowsTile, 0, stream>>>(

@@ -39,12 +39,16 @@ inline void bind_views(py::module_& m) {
       .def_readonly("count", &PairView::count);
   py::class_<GreedyProblem>(m, "GreedyProblem", py::module_local())
       .def(py::init([](FeatureView features, int64_t members, int64_t member_stride,
-                       PairView pairs, uintptr_t weights, int64_t first_index) {
-             return GreedyProblem{features, members, member_stride,
-                                  pairs,    address<const double>(weights), first_index};
+                       PairView pairs, uintptr_t weights, int64_t first_index,
+                       double refresh_tolerance) {
+             return GreedyProblem{features,    members,
+                                  member_stride, pairs,
+                                  address<const double>(weights), first_index,
+                                  refresh_tolerance};
            }),
            py::arg("features"), py::arg("members"), py::arg("member_stride"), py::arg("pairs"),
-           py::arg("weights"), py::arg("first_index") = 0);
+           py::arg("weights"), py::arg("first_index") = 0, py::arg("refresh_tolerance") = 0.0)
+      .def_readwrite("refresh_tolerance", &GreedyProblem::refresh_tolerance);
   py::class_<GreedyState>(m, "GreedyState", py::module_local())
       .def(py::init([](uintptr_t scores, uintptr_t factor, uintptr_t workspace) {
              return GreedyState{address<double>(scores), address<double>(factor),
@@ -52,6 +56,7 @@ inline void bind_views(py::module_& m) {
            }),
            py::arg("scores"), py::arg("factor"), py::arg("workspace"));
   m.attr("max_members") = kMaxMembers;
+  m.attr("refresh_choice") = kRefreshChoice;
   m.attr("choice_slots") = sizeof(GreedyChoice) / 8;
 }
 

@@ -7,19 +7,25 @@ Both expose the same kernels (csrc/python/bindings.h); every address is an integ
 backend: str
 compiler: str
 max_members: int
+refresh_choice: int
 choice_slots: int
 
 class FeatureView:
-    n: int
-    d: int
-    scale: float
+    @property
+    def n(self) -> int: ...
+    @property
+    def d(self) -> int: ...
+    @property
+    def scale(self) -> float: ...
     def __init__(self, data: int, is_double: bool, n: int, d: int, scale: float = 1.0) -> None: ...
 
 class PairView:
-    count: int
+    @property
+    def count(self) -> int: ...
     def __init__(self, data: int, is_int64: bool, count: int) -> None: ...
 
 class GreedyProblem:
+    refresh_tolerance: float
     def __init__(
         self,
         features: FeatureView,
@@ -28,6 +34,7 @@ class GreedyProblem:
         pairs: PairView,
         weights: int,
         first_index: int = 0,
+        refresh_tolerance: float = 0.0,
     ) -> None: ...
 
 class GreedyState:

@@ -17,6 +17,7 @@ from ._core import laplacian_features as laplacian_features
 from ._core import max_members as max_members
 from ._core import pair_diff as pair_diff
 from ._core import pair_quadform as pair_quadform
+from ._core import refresh_choice as refresh_choice
 
 def device_count() -> int: ...
 def runtime_version() -> int: ...

@@ -60,11 +60,11 @@ class Prior:
 
 
 def _cholesky(matrix: torch.Tensor, name: str) -> torch.Tensor:
-    factor, info = torch.linalg.cholesky_ex(matrix)
-    if int(info) != 0:
-        raise ValueError(
-            f"{name} must be positive definite (Cholesky failed at column {int(info) - 1})"
-        )
+    result = torch.linalg.cholesky_ex(matrix)
+    factor: torch.Tensor = result.L
+    info = int(result.info)
+    if info != 0:
+        raise ValueError(f"{name} must be positive definite (Cholesky failed at column {info - 1})")
     return factor
 
 
@@ -79,6 +79,24 @@ def feature_scale(features: torch.Tensor) -> float:
     return math.ldexp(1.0, -math.frexp(top)[1])
 
 
+def _scaled_lower(prior: Prior, scale: float, d: int) -> torch.Tensor:
+    """L' with L' L'^T = scale^2 F0, float64 on the CPU (so every device continues from the same
+    factor)."""
+    if prior.matrix is None:
+        assert prior.ridge is not None
+        root = (1.0 / scale) / math.sqrt(prior.ridge)  # 1 / sqrt(scale^2 ridge), no underflow
+        return torch.eye(d, dtype=torch.float64) / root
+    return _cholesky(prior.matrix.detach().cpu() * (scale * scale), "prior")
+
+
+def _scores_of_factor(
+    features: torch.Tensor, pairs: torch.Tensor, factor: torch.Tensor, scale: float
+) -> torch.Tensor:
+    """||S^T d'_k||^2 for every pair: the squared distance of rows psi_i = S^T phi'_i."""
+    rotated = (features.double() * scale) @ factor
+    return _launch.pair_quadform(rotated, pairs, None, 1.0)
+
+
 def _start(
     features: torch.Tensor, pairs: torch.Tensor, prior: Prior, scale: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,15 +106,38 @@ def _start(
     device = features.device
     if prior.matrix is None:
         assert prior.ridge is not None
-        root = (1.0 / scale) / math.sqrt(prior.ridge)  # 1 / sqrt(scale^2 ridge), no underflow
+        root = (1.0 / scale) / math.sqrt(prior.ridge)
         factor = root * torch.eye(d, dtype=torch.float64, device=device)
         return factor, _launch.pair_quadform(features, pairs, None, root * root, scale)
-    # S0' = L'^-T for F0' = L' L'^T, computed on the CPU so every device starts from one factor
-    lower = _cholesky(prior.matrix.detach().cpu() * (scale * scale), "prior")
+    lower = _scaled_lower(prior, scale, d)
     eye = torch.eye(d, dtype=torch.float64)
     factor = torch.linalg.solve_triangular(lower.T, eye, upper=True).to(device)
-    rotated = (features.double() * scale) @ factor  # rows psi_i = S0'^T phi'_i
-    return factor, _launch.pair_quadform(rotated, pairs, None, 1.0)
+    return factor, _scores_of_factor(features, pairs, factor, scale)
+
+
+def _factor_after(
+    features: torch.Tensor,
+    picked: torch.Tensor,
+    weights: torch.Tensor,
+    prior: Prior,
+    scale: float,
+) -> torch.Tensor:
+    """S with S S^T = (F0' + sum over the picked pairs of w d' d'^T)^-1, straight from the pairs
+    rather than by updates: with F0' = L L^T and C = W^1/2 D' L^-T = U diag(s) V^T,
+    S = L^-T V diag(1 / hypot(1, s)). Every singular value keeps its relative precision, so the
+    factor is accurate however far the chosen pairs' information exceeds the prior. Computed in
+    float64 on the CPU."""
+    d = features.shape[1]
+    f = features.double() * scale
+    diffs = (f[picked[:, 0]] - f[picked[:, 1]]).cpu() * weights.cpu().sqrt()[:, None]
+    lower = _scaled_lower(prior, scale, d)
+    rotated = torch.linalg.solve_triangular(lower, diffs.T, upper=False).T  # C = D' L^-T
+    _, singular, vh = torch.linalg.svd(rotated, full_matrices=True)
+    spectrum = torch.zeros(d, dtype=torch.float64)
+    spectrum[: singular.shape[0]] = singular
+    shrink = 1.0 / torch.hypot(torch.ones_like(spectrum), spectrum)
+    factor = torch.linalg.solve_triangular(lower.T, vh.T * shrink[None, :], upper=True)
+    return factor.to(features.device)
 
 
 def quadforms(
@@ -105,6 +146,11 @@ def quadforms(
     """d_k^T A^-1 d_k for every pair and an SPD float64 matrix A (``name`` in errors)."""
     scale = feature_scale(features)
     return _start(features, pairs, Prior.of_matrix(matrix, name), scale)[1]
+
+
+# A chosen pair's running score may drift this far (relative) from its fresh value before the
+# engine's state is recomputed from the chosen pairs (needs_refresh in pair_math.h).
+REFRESH_TOLERANCE = 1e-9
 
 
 def greedy(
@@ -137,10 +183,68 @@ def greedy(
     if excluded is not None:
         scores[excluded] = math.nan
     _check_start(scores, members, priors)
-    engine = _launch.GreedyEngine(members, pairs, weights, scores, factor, scale)
-    chosen, gains = engine.run(k)
+    engine = _launch.GreedyEngine(
+        members, pairs, weights, scores, factor, scale, refresh_tolerance=REFRESH_TOLERANCE
+    )
+    chosen, gains = _run(engine, k, members, pairs, weights, priors, excluded, scale)
     _check_steps(chosen, gains, weights, members, priors)
     return chosen, gains, logdet + gains.sum().item()
+
+
+def _run(
+    engine: _launch.GreedyEngine,
+    k: int,
+    members: torch.Tensor,
+    pairs: torch.Tensor,
+    weights: torch.Tensor,
+    priors: list[Prior],
+    excluded: torch.Tensor | None,
+    scale: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """k steps of the engine, recomputing its state from the chosen pairs whenever a step finds
+    that the running scores have drifted (once the chosen pairs' information exceeds the prior
+    by about 1/epsilon, downdates cancel). A step that asks again right after a refresh runs on
+    unchecked: no state is fresher."""
+    chosen_parts: list[torch.Tensor] = []
+    gain_parts: list[torch.Tensor] = []
+    done = 0
+    while done < k:
+        chosen, gains = engine.run(k - done)
+        stops = torch.nonzero(chosen == _launch.REFRESH_CHOICE)
+        if stops.numel() == 0:
+            chosen_parts.append(chosen)
+            gain_parts.append(gains)
+            break
+        stop = int(stops[0, 0])
+        chosen_parts.append(chosen[:stop])
+        gain_parts.append(gains[:stop])
+        done += stop
+        if stop == 0 and len(chosen_parts) > 1:
+            engine.problem.refresh_tolerance = 0.0
+        _refresh(engine, members, pairs, weights, priors, excluded, torch.cat(chosen_parts), scale)
+    return torch.cat(chosen_parts), torch.cat(gain_parts)
+
+
+def _refresh(
+    engine: _launch.GreedyEngine,
+    members: torch.Tensor,
+    pairs: torch.Tensor,
+    weights: torch.Tensor,
+    priors: list[Prior],
+    excluded: torch.Tensor | None,
+    chosen: torch.Tensor,
+    scale: float,
+) -> None:
+    """Every member's factor and every score recomputed from the pairs chosen so far."""
+    scores, factor = engine.state_tensors()
+    picked = pairs[chosen].long()
+    for e, prior in enumerate(priors):
+        features = members[min(e, members.shape[0] - 1)]
+        factor[e] = _factor_after(features, picked, weights[chosen, e], prior, scale)
+        scores[:, e] = _scores_of_factor(features, pairs, factor[e], scale)
+    if excluded is not None:
+        scores[excluded] = math.nan
+    scores[chosen] = math.nan
 
 
 def _check_start(scores: torch.Tensor, members: torch.Tensor, priors: list[Prior]) -> None:

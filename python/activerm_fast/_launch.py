@@ -47,6 +47,7 @@ except ImportError:
     _cuda = None
 
 MAX_MEMBERS = int(_core.max_members)
+REFRESH_CHOICE = int(_core.refresh_choice)  # a step's index when the state must be recomputed
 
 
 def backend_for(device: torch.device, name: str = "features") -> ModuleType:
@@ -200,7 +201,11 @@ class GreedyEngine:
     ``features`` is (1, n, d) (shared by all members) or (E, n, d); ``weights`` and ``scores``
     are (P, E) float64, ``factor`` (E, d, d) float64 with S S^T = F0^-1 per member; scores and
     factor are updated in place. ``pairs`` may be one shard of a pool whose pair 0 is global
-    pair ``first_index``. :meth:`run` is the whole single-process selection; :meth:`sweep`,
+    pair ``first_index``. A step whose chosen pair's running score has drifted from its fresh
+    value by more than ``refresh_tolerance`` (relative) stops the engine: its index is
+    ``REFRESH_CHOICE`` and the caller recomputes ``scores`` and ``factor`` (:meth:`state_tensors`)
+    from the pairs chosen so far before running on. :meth:`run` is the whole single-process
+    selection; :meth:`sweep`,
     :meth:`apply` and :attr:`choice` are its steps, for callers that pick the winner among
     several shards between a sweep and the apply.
     """
@@ -214,6 +219,7 @@ class GreedyEngine:
         factor: torch.Tensor,
         feature_scale: float,
         first_index: int = 0,
+        refresh_tolerance: float = 0.0,
     ) -> None:
         self.device = pairs.device
         self.backend = backend_for(self.device)
@@ -227,6 +233,7 @@ class GreedyEngine:
             _pair_view(self.backend, pairs),
             weights.data_ptr(),
             first_index,
+            refresh_tolerance,
         )
         size = int(self.backend.greedy_workspace_bytes(self.problem))
         # zeroed: the CUDA sweep's block counter must start at 0
@@ -250,7 +257,7 @@ class GreedyEngine:
 
     def run(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """k greedy steps: the chosen global indices and their gains (-1 and NaN once no pair
-        has a finite score)."""
+        has a finite score; REFRESH_CHOICE and NaN from a step that needs a refresh on)."""
         chosen = torch.empty(k, dtype=torch.int64, device=self.device)
         gains = torch.empty(k, dtype=torch.float64, device=self.device)
         with on_device(self.device):

@@ -98,6 +98,14 @@ ARM_HD double downdated_quadform(double q, double coefficient, double v_i, doubl
   return q - coefficient * projection * projection;
 }
 
+// Whether the chosen pair's running score (downdated step after step) has drifted from its fresh
+// value by more than `tolerance` relative: then the running scores no longer carry the precision
+// the choice needs (their downdates cancel once the chosen pairs' information dwarfs the prior),
+// and the state is recomputed from the chosen pairs.
+ARM_HD bool needs_refresh(double running, double fresh, double tolerance) {
+  return tolerance > 0.0 && fabs(running - fresh) > tolerance * fabs(fresh);
+}
+
 // Candidate a beats candidate b when its score is larger, ties going to the lower pair index.
 // Masked pairs carry a NaN score, which never beats anything, so masking costs no extra
 // memory traffic in the sweep.

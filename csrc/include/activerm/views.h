@@ -28,11 +28,19 @@ struct PairView {  // row-major (count, 2), int32 or int64, first minus second
 // Ensemble members one greedy engine serves at most (the choice record below is fixed-size).
 constexpr int64_t kMaxMembers = 64;
 
+// GreedyChoice::index values that are no pair: no pair has a finite score; or the chosen pair's
+// running score has drifted from its fresh value, and the caller must recompute the state from
+// the pairs chosen so far before going on (the engine stops there, leaving the state alone).
+constexpr int64_t kNoChoice = -1;
+constexpr int64_t kRefreshChoice = -2;
+
 // What the greedy engine optimises: sum over E members of log det(F0_e + sum_S w_e,k d_e,k
 // d_e,k^T), E = 1 for a single model. Member e's features start member_stride elements after
 // member 0's (0: all members share one matrix); weights are (count, E), a pair's members side by
 // side, so one sweep reads each pair's state from one place. The pairs may be one shard of a
-// larger pool: pair k here is pair first_index + k globally.
+// larger pool: pair k here is pair first_index + k globally. A step whose chosen pair's running
+// score differs from its fresh value by more than refresh_tolerance (relative; 0: never) stops
+// the engine with kRefreshChoice.
 struct GreedyProblem {
   FeatureView features;
   int64_t members;
@@ -40,6 +48,7 @@ struct GreedyProblem {
   PairView pairs;
   const double* weights;
   int64_t first_index;
+  double refresh_tolerance;
 };
 
 // The engine's mutable state, float64, in the backend's memory:
@@ -52,7 +61,7 @@ struct GreedyState {
   void* workspace;
 };
 
-// The pair a sweep found best (index -1: no pair has a finite score), in 8-byte slots at the
+// The pair a sweep found best (or kNoChoice, kRefreshChoice), in 8-byte slots at the
 // start of the workspace so a caller can read the proposals of several shards and write back
 // the winner before the choice is applied. Indices are global.
 struct GreedyChoice {

@@ -136,7 +136,9 @@ def _factor_after(
     spectrum = torch.zeros(d, dtype=torch.float64)
     spectrum[: singular.shape[0]] = singular
     shrink = 1.0 / torch.hypot(torch.ones_like(spectrum), spectrum)
-    factor = torch.linalg.solve_triangular(lower.T, vh.T * shrink[None, :], upper=True)
+    factor: torch.Tensor = torch.linalg.solve_triangular(
+        lower.T, vh.T * shrink[None, :], upper=True
+    )
     return factor.to(features.device)
 
 

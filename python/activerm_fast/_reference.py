@@ -21,12 +21,14 @@ def fisher_weights(rewards: np.ndarray, pairs: np.ndarray) -> np.ndarray:
     delta = r[:, p[:, 0]] - r[:, p[:, 1]]
     # sigma(x)(1 - sigma(x)) = 1 / (4 cosh^2(x / 2)); an independent form of the kernel's formula
     with np.errstate(over="ignore"):
-        return (0.25 / np.cosh(delta / 2.0) ** 2).mean(axis=0)
+        weights: np.ndarray = (0.25 / np.cosh(delta / 2.0) ** 2).mean(axis=0)
+    return weights
 
 
 def pair_quadform(features: np.ndarray, pairs: np.ndarray, precision: np.ndarray) -> np.ndarray:
     d = pair_diff(features, pairs)
-    return np.einsum("pi,ij,pj->p", d, np.asarray(precision, dtype=np.float64), d)
+    quadform: np.ndarray = np.einsum("pi,ij,pj->p", d, np.asarray(precision, dtype=np.float64), d)
+    return quadform
 
 
 def fisher_matrix(
@@ -34,7 +36,8 @@ def fisher_matrix(
 ) -> np.ndarray:
     d = pair_diff(features, pairs)
     w = np.ones(len(d)) if weights is None else np.asarray(weights, dtype=np.float64)
-    return d.T @ (w[:, None] * d)
+    matrix: np.ndarray = d.T @ (w[:, None] * d)
+    return matrix
 
 
 def prior_matrix(prior: float | np.ndarray, dim: int) -> np.ndarray:
@@ -97,9 +100,11 @@ def bald_scores(rewards: np.ndarray, pairs: np.ndarray) -> np.ndarray:
 
     def entropy(x: np.ndarray) -> np.ndarray:
         with np.errstate(divide="ignore", invalid="ignore"):
-            return -np.nan_to_num(x * np.log(x)) - np.nan_to_num((1 - x) * np.log(1 - x))
+            h: np.ndarray = -np.nan_to_num(x * np.log(x)) - np.nan_to_num((1 - x) * np.log(1 - x))
+        return h
 
-    return entropy(prob.mean(axis=0)) - entropy(prob).mean(axis=0)
+    scores: np.ndarray = entropy(prob.mean(axis=0)) - entropy(prob).mean(axis=0)
+    return scores
 
 
 def coreset(

@@ -173,8 +173,8 @@ def nonnegative_pairs(x: Any, name: str = "pairs", *, distinct: bool = False) ->
 def self_pair_row(pairs: np.ndarray | torch.Tensor) -> int | None:
     """The first row of (P, 2) pairs that compares a response with itself, or None."""
     if isinstance(pairs, torch.Tensor):
-        same = torch.nonzero(pairs[:, 0] == pairs[:, 1])
-        return int(same[0, 0]) if same.shape[0] else None
+        same_rows = torch.nonzero(pairs[:, 0] == pairs[:, 1])
+        return int(same_rows[0, 0]) if same_rows.shape[0] else None
     same = np.flatnonzero(pairs[:, 0] == pairs[:, 1])
     return int(same[0]) if same.size else None
 
@@ -246,8 +246,8 @@ def labelled_pairs(
         given, absent = ("pairs", "labels") if labels is None else ("labels", "pairs")
         raise ValueError(f"{where}{given} is given without {absent}; labelled pairs need both")
     t = as_tensor(pairs, f"{where}pairs")
-    checked = pairs_tensor(t, n, t.device, f"{where}pairs", distinct=True)
-    checked = checked.cpu().to(torch.int64).numpy().copy()
+    valid = pairs_tensor(t, n, t.device, f"{where}pairs", distinct=True)
+    checked = valid.cpu().to(torch.int64).numpy().copy()
     return checked, binary_labels(labels, checked.shape[0], f"{where}labels")
 
 
@@ -277,7 +277,8 @@ def real_vector(
         extra = hint if t.ndim == 2 else ""
         raise ValueError(f"{name} must have shape (n,){size}, got {tuple(t.shape)}{extra}")
     check_finite(t, name)
-    return t.to(torch.device("cpu"), torch.float64).numpy().copy()
+    vector: np.ndarray = t.to(torch.device("cpu"), torch.float64).numpy().copy()
+    return vector
 
 
 def integer_vector(x: Any, n: int, name: str) -> np.ndarray:
@@ -321,7 +322,8 @@ def embeddings_tensor(
 def boolean_mask(x: Any, count: int, name: str) -> np.ndarray:
     """A (count,) boolean mask from any array kind, as a new NumPy array."""
     t = as_tensor(x, name)
-    return mask_tensor(t, count, t.device, name).cpu().numpy().copy()
+    mask: np.ndarray = mask_tensor(t, count, t.device, name).cpu().numpy().copy()
+    return mask
 
 
 def float_tensor(
@@ -413,14 +415,14 @@ def positive_scalar(x: Any, name: str) -> float:
 
 def budget(k: Any, count: int, excluded: torch.Tensor | None) -> int:
     """k as an int no larger than the number of pairs that may be chosen."""
-    k = count_argument(k)
+    chosen = count_argument(k)
     unavailable = 0 if excluded is None else int(excluded.sum())
-    if k > count - unavailable:
+    if chosen > count - unavailable:
         raise ValueError(
-            f"k = {k} is larger than the {count - unavailable} pairs available "
+            f"k = {chosen} is larger than the {count - unavailable} pairs available "
             f"({count} candidates, {unavailable} excluded)"
         )
-    return k
+    return chosen
 
 
 def prior_argument(
@@ -441,9 +443,10 @@ def positive_or_infinite(x: Any, name: str) -> float:
     """A positive number, infinity included (e.g. a temperature whose limit is meaningful)."""
     if isinstance(x, bool) or not isinstance(x, numbers.Real):
         raise TypeError(f"{name} must be a number, got {type(x).__name__}")
-    if not x > 0:  # also refuses NaN
+    value = float(x)
+    if not value > 0:  # also refuses NaN
         raise ValueError(f"{name} must be a positive number or inf, got {x!r}")
-    return float(x)
+    return value
 
 
 def known_name(value: Any, choices: Iterable[str], what: str) -> str:

@@ -73,6 +73,7 @@ def _row_index(record: dict[str, Any], key: str, n: int, where: str) -> int:
 
 def write_batch(path: str | os.PathLike[str], dataset: Dataset, pairs: np.ndarray) -> None:
     """One unlabelled record per pair, with prompt ids and texts where the dataset has them."""
+    assert dataset.prompt_names is not None, "set by Dataset.__post_init__"
     with open(path, "w", encoding="utf-8") as f:
         for i, j in pairs.tolist():
             record: dict[str, Any] = {"first": i, "second": j, "label": None}

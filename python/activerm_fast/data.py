@@ -118,14 +118,17 @@ class Dataset:
 
     def train(self) -> Dataset:
         """The training rows, re-indexed; labelled pairs are kept when both rows are inside."""
+        assert self.is_test is not None, "set by __post_init__"
         return self.subset(~self.is_test)
 
     def test(self) -> Dataset:
         """The test rows, re-indexed; labelled pairs are kept when both rows are inside."""
+        assert self.is_test is not None, "set by __post_init__"
         return self.subset(self.is_test)
 
     def subset(self, rows: np.ndarray) -> Dataset:
         """The rows selected by a (n,) boolean mask, with dense prompt ids and remapped pairs."""
+        assert self.is_test is not None and self.prompt_names is not None, "set by __post_init__"
         mask = boolean_mask(rows, self.n, "rows")
         kept_prompts, prompt_ids = np.unique(self.prompt_ids[mask], return_inverse=True)
         new_index = np.cumsum(mask) - 1
@@ -156,6 +159,7 @@ class Dataset:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the arrays (not the texts) in the ``.npz`` format that :func:`load` reads."""
+        assert self.is_test is not None and self.prompt_names is not None, "set by __post_init__"
         arrays: dict[str, np.ndarray] = {
             "embeddings": self.embeddings,
             "prompt_ids": self.prompt_names[self.prompt_ids],
@@ -165,7 +169,8 @@ class Dataset:
             arrays["gold"] = self.gold
         if self.pairs is not None and self.labels is not None:
             arrays["pairs"], arrays["labels"] = self.pairs, self.labels
-        np.savez_compressed(path, **arrays)
+        # mypy also matches **arrays against `allow_pickle: bool`, never one of its keys
+        np.savez_compressed(path, **arrays)  # type: ignore[arg-type]
 
 
 def from_arrays(
@@ -563,12 +568,13 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 def _gold(records: list[dict[str, Any]]) -> np.ndarray | None:
     keys = ["score" if "score" in r else "gold" if "gold" in r else None for r in records]
-    if not any(keys):
+    present = [k for k in keys if k is not None]
+    if not present:
         return None
-    if not all(keys):
+    if len(present) < len(keys):
         line = keys.index(None) + 1
         raise ValueError(f"record {line} has no 'score'/'gold' while others do")
-    return np.array([float(r[k]) for r, k in zip(records, keys, strict=True)])
+    return np.array([float(r[k]) for r, k in zip(records, present, strict=True)])
 
 
 def _sentence_encoder(model: Any) -> Any:

@@ -199,7 +199,8 @@ class ActiveLoop:
             known = self.oracle.pairs
             return known[np.isin(known, rows).all(axis=1)]
         seed = int(rng.integers(1 << 31))
-        return rows[candidate_pool(train.prompt_ids[rows], config.pool, config.cross_pairs, seed)]
+        positions = candidate_pool(train.prompt_ids[rows], config.pool, config.cross_pairs, seed)
+        return np.asarray(rows[positions])
 
     def _available(self, pool: np.ndarray, state: LoopState) -> int:
         """Pairs of the pool not labelled yet."""
@@ -207,12 +208,13 @@ class ActiveLoop:
 
     def _fit(self, state: LoopState, seed: int) -> None:
         config = self.config
-        warm = config.warm_start and self.model is not None
-        if not warm:
-            self.model = RewardModel(
+        model = self.model if config.warm_start else None
+        warm = model is not None
+        if model is None:
+            model = self.model = RewardModel(
                 self.train.dim, hidden=config.hidden, ensemble=config.ensemble, seed=seed
             )
-        self.model.fit(
+        model.fit(
             self.train.embeddings,
             state.pairs,
             state.labels,
@@ -227,7 +229,8 @@ class ActiveLoop:
 
     def _evaluate(self) -> dict[str, float]:
         test = self.test
-        pred = self.model.rewards(test.embeddings).mean(axis=0)
+        assert self.model is not None, "each round fits a model before evaluating it"
+        pred = np.asarray(self.model.rewards(test.embeddings)).mean(axis=0)
         result: dict[str, float] = {}
         if test.gold is not None:
             result["spearman"] = metrics.within_prompt_spearman(pred, test.gold, test.prompt_ids)
@@ -296,6 +299,7 @@ class ActiveLoop:
         round_index = len(state.records)
         labels_file, model_file = f"labels-{round_index}.npz", f"model-{round_index}.pt"
         np.savez(folder / labels_file, pairs=state.pairs, labels=state.labels)
+        assert self.model is not None, "each round fits a model before it is saved"
         self.model.save(folder / model_file)
         manifest = {
             "identity": self._identity(),

@@ -140,7 +140,8 @@ def _exact_best_of_n(
     log_factorial = np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, sizes.max() + 1)))])
 
     def log_choose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return log_factorial[a] - log_factorial[b] - log_factorial[a - b]
+        logs: np.ndarray = log_factorial[a] - log_factorial[b] - log_factorial[a - b]
+        return logs
 
     results = {}
     for n in ns:

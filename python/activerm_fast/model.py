@@ -91,7 +91,8 @@ class RewardModel:
     @property
     def theta(self) -> np.ndarray:
         """(E, d) float32 output weights: ``rewards = features @ theta`` per member."""
-        return self._theta.detach().cpu().numpy().copy()
+        theta: np.ndarray = self._theta.detach().cpu().numpy().copy()
+        return theta
 
     def parameters(self) -> list[torch.Tensor]:
         """The stacked trainable tensors: per layer (E, in, out) weights and (E, out) biases,
@@ -319,7 +320,9 @@ class RewardModel:
         """``head(features)`` over row chunks, concatenated along the row axis (dim 1)."""
         x = self._embeddings(embeddings, "embeddings")
         with torch.no_grad():
-            out = torch.cat([head(self._forward(c)) for c in x.split(_INFERENCE_ROWS)], dim=1)
+            out = torch.cat(
+                [head(self._forward(c)) for c in torch.split(x, _INFERENCE_ROWS)], dim=1
+            )
         return out if isinstance(embeddings, torch.Tensor) else out.cpu().numpy()
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:

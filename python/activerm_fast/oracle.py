@@ -68,7 +68,9 @@ class BTOracle:
         z = (self.gold[checked[:, 0]] - self.gold[checked[:, 1]]) / self.scale
         if math.isinf(self.beta):
             return np.where(z > 0, 1.0, np.where(z < 0, 0.0, 0.5))
-        return 0.5 * (1.0 + np.tanh(0.5 * self.beta * z))  # the logistic sigmoid, overflow-free
+        # the logistic sigmoid, overflow-free
+        sigmoid: np.ndarray = 0.5 * (1.0 + np.tanh(0.5 * self.beta * z))
+        return sigmoid
 
     def _checked(self, pairs: Any) -> np.ndarray:
         """(P, 2) int64 CPU pairs of two different responses among the oracle's n."""
@@ -108,8 +110,9 @@ class PairLabelOracle:
                 f"{values[first]} and pairs[{again}] = {b} with label {values[again]}"
             )
         unique = np.concatenate([[True], ~repeat])[: keys.size]
-        self._keys, self._low_wins = keys[unique], low_wins[unique]
-        self.pairs = stored[np.sort(rows[unique])]
+        self._keys: np.ndarray = keys[unique]
+        self._low_wins: np.ndarray = low_wins[unique]
+        self.pairs: np.ndarray = stored[np.sort(rows[unique])]
 
     def known(self, pairs: Any) -> np.ndarray:
         """(P,) bool: whether each pair (in either order) has a stored label."""
@@ -126,7 +129,8 @@ class PairLabelOracle:
                 f"({int((~found).sum())} of {found.size} asked pairs are unlabelled)"
             )
         low_wins = self._low_wins[position]
-        return np.where(asked[:, 0] <= asked[:, 1], low_wins, 1 - low_wins).astype(np.int64)
+        answers: np.ndarray = np.where(asked[:, 0] <= asked[:, 1], low_wins, 1 - low_wins)
+        return answers.astype(np.int64)
 
     def _lookup(self, asked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         lo, hi = asked.min(axis=1), asked.max(axis=1)
@@ -143,7 +147,8 @@ def _splitmix64(x: np.ndarray) -> np.ndarray:
     x = x + np.uint64(0x9E3779B97F4A7C15)
     x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
+    mixed: np.ndarray = x ^ (x >> np.uint64(31))
+    return mixed
 
 
 def _hash_uniform(seed: int, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -151,4 +156,5 @@ def _hash_uniform(seed: int, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     state = _splitmix64(np.full(lo.shape, seed, dtype=np.uint64))
     state = _splitmix64(state ^ lo.astype(np.uint64))
     state = _splitmix64(state ^ hi.astype(np.uint64))
-    return (state >> np.uint64(11)).astype(np.float64) * 2.0**-53
+    uniform: np.ndarray = (state >> np.uint64(11)).astype(np.float64) * 2.0**-53
+    return uniform

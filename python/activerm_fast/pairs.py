@@ -89,7 +89,7 @@ def cross_prompt(prompt_ids: Any, num: int, seed: int = 0) -> np.ndarray:
         everything = all_pairs(n)
         everything = everything[codes[everything[:, 0]] != codes[everything[:, 1]]]
         keep = np.sort(rng.choice(len(everything), size=num, replace=False))
-        return everything[keep]
+        return np.asarray(everything[keep])
     keys = np.empty(0, dtype=np.int64)
     accept_rate = 2.0 * total / (n * n)
     while len(keys) < num:
@@ -117,7 +117,7 @@ def candidate_pool(prompt_ids: Any, kind: str, cross_pairs: int, seed: int = 0) 
 def _sorted_unique(keys: np.ndarray) -> np.ndarray:
     """np.unique for int64 keys by a plain sort (much faster than np.unique's default here)."""
     keys = np.sort(keys)
-    return keys[np.concatenate([[True], keys[1:] != keys[:-1]])]
+    return np.asarray(keys[np.concatenate([[True], keys[1:] != keys[:-1]])])
 
 
 def _canonical(pairs: np.ndarray) -> np.ndarray:

@@ -39,13 +39,17 @@ def simulate(
     records: list[dict[str, Any]] = []
     total = len(strategies) * len(seeds) * config.rounds
     with tqdm(total=total, desc="rounds", unit="round", disable=not progress) as bar:
+
+        def advance(_: dict[str, Any]) -> None:
+            bar.update(1)
+
         for seed in seeds:
             for strategy in strategies:
                 bar.set_postfix_str(f"{strategy}, seed {seed}")
                 folder = None if out is None else out / "checkpoints" / f"{strategy}-seed{seed}"
                 loop = ActiveLoop(dataset, strategy, config, seed=seed, checkpoint_dir=folder)
                 done_before = bar.n
-                runs = loop.run(on_round=lambda _: bar.update(1))
+                runs = loop.run(on_round=advance)
                 bar.update(len(runs) - (bar.n - done_before))  # rounds resumed from disk
                 records.extend(runs)
     if out is not None:

@@ -120,7 +120,7 @@ def _coreset(inputs: SelectionInputs, k: int) -> Selection:
 
     def absorb(centres: torch.Tensor) -> None:
         """Lower every pair's distance to its nearest centre by the given (c, d) differences."""
-        for block in centres.split(_CENTRE_BLOCK):
+        for block in torch.split(centres, _CENTRE_BLOCK):
             projection = f @ block.T  # (n, b)
             dots = (projection[i] - projection[j]).abs()  # (P, b)
             distance = norms[:, None] + (block * block).sum(dim=1)[None, :] - 2 * dots

@@ -10,15 +10,24 @@
 
 namespace activerm {
 
-template <class Kernels>
+// A backend may watch the steps (the CPU tunes its thread count); `pace.begin(t)` and
+// `pace.end(t)` bracket step t.
+struct UnwatchedSteps {
+  void begin(int64_t) {}
+  void end(int64_t) {}
+};
+
+template <class Kernels, class Pace = UnwatchedSteps>
 void run_greedy_steps(const GreedyProblem& problem, GreedyState state, int64_t k,
-                      int64_t* chosen, double* gains, void* stream) {
+                      int64_t* chosen, double* gains, void* stream, Pace&& pace = Pace{}) {
   if (k <= 0) return;
   Kernels::greedy_sweep(problem, state, false, stream);
   for (int64_t t = 0; t < k; ++t) {
+    pace.begin(t);
     const bool prepare_next = t + 1 < k;
     Kernels::greedy_apply(problem, state, t, chosen, gains, prepare_next, stream);
     if (prepare_next) Kernels::greedy_sweep(problem, state, true, stream);
+    pace.end(t);
   }
 }
 

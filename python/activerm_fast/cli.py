@@ -11,6 +11,7 @@ import math
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import NoReturn
 
@@ -153,16 +154,9 @@ def _simulate(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise _Failure(f"--out {out} exists and is not a folder")
     dataset = _load_dataset(args.dataset)
-    config = LoopConfig(
-        pool=args.pool,
-        rounds=args.rounds,
-        per_round=args.per_round,
-        prompts_per_round=args.prompts_per_round,
-        cross_pairs=args.cross_pairs,
-        ensemble=args.ensemble,
-        beta=args.beta,
-        warm_start=args.warm_start,
-    )
+    # every LoopConfig field the command line has a flag for, under the same name
+    given = vars(args)
+    config = LoopConfig(**{f.name: given[f.name] for f in fields(LoopConfig) if f.name in given})
     print(
         f"{dataset.name}: {dataset.train().n} training responses to "
         f"{dataset.train().num_prompts} prompts, {dataset.test().num_prompts} test prompts; "

@@ -175,6 +175,24 @@ def greedy(
     logdet = sum(prior.logdet for prior in priors)
     if k == 0:
         return chosen, gains, logdet
+    engine, scale = greedy_engine(members, pairs, weights, priors, excluded)
+    chosen, gains = _run(engine, k, members, pairs, weights, priors, excluded, scale)
+    _check_steps(chosen, gains, weights, members, priors)
+    return chosen, gains, logdet + gains.sum().item()
+
+
+def greedy_engine(
+    members: torch.Tensor,
+    pairs: torch.Tensor,
+    weights: torch.Tensor,
+    priors: list[Prior],
+    excluded: torch.Tensor | None,
+    first_index: int = 0,
+) -> tuple[_launch.GreedyEngine, float]:
+    """The engine at the start of a greedy selection, and the power of two its features are
+    read times. ``pairs`` may be one shard of a pool whose pair 0 is global pair
+    ``first_index`` (errors name global positions); every argument but the pairs, their
+    weights and ``excluded`` is the whole pool's."""
     scale = feature_scale(members)
     starts = [
         _start(members[min(e, members.shape[0] - 1)], pairs, prior, scale)
@@ -184,13 +202,18 @@ def greedy(
     scores = torch.stack([start[1] for start in starts], dim=1).contiguous()
     if excluded is not None:
         scores[excluded] = math.nan
-    _check_start(scores, members, priors)
+    _check_start(scores, members, priors, first_index)
     engine = _launch.GreedyEngine(
-        members, pairs, weights, scores, factor, scale, refresh_tolerance=REFRESH_TOLERANCE
+        members,
+        pairs,
+        weights,
+        scores,
+        factor,
+        scale,
+        first_index=first_index,
+        refresh_tolerance=REFRESH_TOLERANCE,
     )
-    chosen, gains = _run(engine, k, members, pairs, weights, priors, excluded, scale)
-    _check_steps(chosen, gains, weights, members, priors)
-    return chosen, gains, logdet + gains.sum().item()
+    return engine, scale
 
 
 def _run(
@@ -223,39 +246,57 @@ def _run(
         done += stop
         if stop == 0 and len(chosen_parts) > 1:
             engine.problem.refresh_tolerance = 0.0
-        _refresh(engine, members, pairs, weights, priors, excluded, torch.cat(chosen_parts), scale)
+        so_far = torch.cat(chosen_parts)
+        refresh_state(
+            engine,
+            members,
+            pairs,
+            priors,
+            excluded,
+            pairs[so_far].long(),
+            weights[so_far],
+            so_far,
+            scale,
+        )
     return torch.cat(chosen_parts), torch.cat(gain_parts)
 
 
-def _refresh(
+def refresh_state(
     engine: _launch.GreedyEngine,
     members: torch.Tensor,
     pairs: torch.Tensor,
-    weights: torch.Tensor,
     priors: list[Prior],
     excluded: torch.Tensor | None,
-    chosen: torch.Tensor,
+    picked: torch.Tensor,
+    picked_weights: torch.Tensor,
+    local: torch.Tensor,
     scale: float,
 ) -> None:
-    """Every member's factor and every score recomputed from the pairs chosen so far."""
+    """Every member's factor and every score of ``pairs`` recomputed from the pairs chosen so
+    far: their rows ``picked`` (m, 2) int64 and weights ``picked_weights`` (m, E), wherever in
+    the pool they are; ``local`` are the positions in ``pairs`` of those that are here (masked
+    from now on). A sharded caller knows every chosen pair's row and weights from the exchanged
+    choice records."""
     scores, factor = engine.state_tensors()
-    picked = pairs[chosen].long()
     for e, prior in enumerate(priors):
         features = members[min(e, members.shape[0] - 1)]
-        factor[e] = _factor_after(features, picked, weights[chosen, e], prior, scale)
+        factor[e] = _factor_after(features, picked, picked_weights[:, e], prior, scale)
         scores[:, e] = _scores_of_factor(features, pairs, factor[e], scale)
     if excluded is not None:
         scores[excluded] = math.nan
-    scores[chosen] = math.nan
+    scores[local] = math.nan
 
 
-def _check_start(scores: torch.Tensor, members: torch.Tensor, priors: list[Prior]) -> None:
-    """Every available pair's d^T F0^-1 d must be a finite number."""
+def _check_start(
+    scores: torch.Tensor, members: torch.Tensor, priors: list[Prior], first_index: int = 0
+) -> None:
+    """Every available pair's d^T F0^-1 d must be a finite number (pair 0 of ``scores`` is
+    global pair ``first_index``)."""
     bad = torch.isinf(scores)
     if bool(bad.any()):
         pair, member = (int(v) for v in torch.nonzero(bad)[0].tolist())
         raise ValueError(
-            f"d^T F0^-1 d of pair {pair} overflows float64: features up to "
+            f"d^T F0^-1 d of pair {first_index + pair} overflows float64: features up to "
             f"{members.abs().max().item():.3g} against {priors[member].describe()}; "
             "rescale the features or raise the prior"
         )

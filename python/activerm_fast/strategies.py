@@ -9,6 +9,12 @@ workflow read those declarations rather than keeping lists of their own. Every s
 none report the D-optimal objective log det(F0 + sum_S w d d^T) of their batch (w from the
 rewards, or 1 without; F0 past-aware when labelled pairs are given), so every batch can be
 compared on one scale.
+
+What a strategy asks of the whole candidate pool (the top k of a score, the largest score, a
+random draw, a sum over every pair, the greedy engine) goes through a :class:`Pool`. The
+default one holds every candidate in this process; :mod:`activerm_fast.distributed` passes
+:class:`PooledInputs` whose pool answers the same questions across the shards of a
+process group, so every strategy runs unchanged on one process or on many.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from . import _design, _launch
 from ._inputs import SelectionInputs
 from .kernels import Selection
 
-__all__ = ["STRATEGIES", "Strategy"]
+__all__ = ["STRATEGIES", "Pool", "PooledInputs", "Strategy"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,79 @@ class Strategy:
 
 STRATEGIES: dict[str, Strategy] = {}
 
+
+class Pool:
+    """The questions a strategy asks of the whole candidate pool, answered over the ``pairs``
+    this process holds (all of them here). Positions are positions in the whole pool; a
+    sharded pool (:mod:`activerm_fast.distributed`) overrides every method with one that
+    exchanges a few numbers per call between the processes holding its shards."""
+
+    def local(self, position: int) -> int | None:
+        """The row of ``pairs`` holding pool position ``position``, None if not here."""
+        return position
+
+    def total(self, part: torch.Tensor) -> torch.Tensor:
+        """A sum over the pool, given the sum over the pairs held here."""
+        return part
+
+    def top(
+        self, pairs: torch.Tensor, score: torch.Tensor, k: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The positions and rows of the k largest float64 scores (NaN after every number),
+        ties to the lowest position."""
+        chosen = torch.sort(-score, stable=True).indices[:k]
+        return chosen, pairs[chosen]
+
+    def best(self, pairs: torch.Tensor, score: torch.Tensor) -> tuple[int, torch.Tensor]:
+        """The position and row of the largest score (a NaN if any), the first of ties."""
+        best = int(torch.argmax(score))
+        return best, pairs[best]
+
+    def draw(
+        self,
+        pairs: torch.Tensor,
+        rng: np.random.Generator,
+        available: torch.Tensor,
+        size: int | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``rng.choice`` of the available positions, ascending: ``size`` distinct ones, or one
+        (``size`` None, drawn as ``rng.choice(positions)``); with their rows."""
+        positions = torch.nonzero(available).reshape(-1).cpu().numpy()
+        if size is None:
+            drawn = np.asarray([rng.choice(positions)])
+        else:
+            drawn = rng.choice(positions, size=size, replace=False)
+        chosen = torch.as_tensor(drawn, device=pairs.device)
+        return chosen, pairs[chosen]
+
+    def greedy(
+        self,
+        members: torch.Tensor,
+        pairs: torch.Tensor,
+        k: int,
+        weights: torch.Tensor,
+        priors: list[_design.Prior],
+        excluded: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """:func:`_design.greedy` over the pool."""
+        return _design.greedy(members, pairs, k, weights, priors, excluded)
+
+
+WHOLE_POOL = Pool()
+
+
+@dataclass(frozen=True)
+class PooledInputs(SelectionInputs):
+    """Selection inputs whose ``pairs``, ``excluded`` (and so ``available``) are this process's
+    part of a pool that ``pool`` answers for; every other field is the whole pool's."""
+
+    pool: Pool
+
+
+def pool_of(inputs: SelectionInputs) -> Pool:
+    return inputs.pool if isinstance(inputs, PooledInputs) else WHOLE_POOL
+
+
 # core-set centres whose projections are computed in one matrix product (bounds the (n, block)
 # buffer)
 _CENTRE_BLOCK = 256
@@ -70,11 +149,14 @@ def _register(
 # ---- batches scored on the D-optimal objective ------------------------------------------------
 
 
-def batch_selection(inputs: SelectionInputs, chosen: torch.Tensor) -> Selection:
+def batch_selection(
+    inputs: SelectionInputs, chosen: torch.Tensor, picked: torch.Tensor | None = None
+) -> Selection:
     """A fixed batch with the sequential log-det gains of its order under the D-optimal
-    objective: the log-diagonal of chol(I + W^1/2 D F0^-1 D^T W^1/2) (k x k, no P-sized work)."""
+    objective: the log-diagonal of chol(I + W^1/2 D F0^-1 D^T W^1/2) (k x k, no P-sized work).
+    ``picked`` are the chosen pairs' rows (by default looked up in ``inputs.pairs``)."""
     start = inputs.prior(past=True)
-    picked = inputs.pairs[chosen].contiguous()
+    picked = (inputs.pairs[chosen] if picked is None else picked).contiguous()
     f = inputs.features64
     diffs = f[picked[:, 0].long()] - f[picked[:, 1].long()]
     scaled = diffs * inputs.weights(picked).sqrt()[:, None]
@@ -93,7 +175,7 @@ def top(inputs: SelectionInputs, score: torch.Tensor, k: int) -> Selection:
     score = score.double().clone()
     if inputs.excluded is not None:
         score.masked_fill_(inputs.excluded, -torch.inf)
-    return batch_selection(inputs, torch.sort(-score, stable=True).indices[:k])
+    return batch_selection(inputs, *pool_of(inputs).top(inputs.pairs, score, k))
 
 
 # ---- model-free -------------------------------------------------------------------------------
@@ -102,8 +184,7 @@ def top(inputs: SelectionInputs, score: torch.Tensor, k: int) -> Selection:
 @_register("random", "uniformly at random (seeded)")
 def _random(inputs: SelectionInputs, k: int) -> Selection:
     rng = np.random.default_rng(inputs.seed)
-    chosen = rng.choice(inputs.available_positions(), size=k, replace=False)
-    return batch_selection(inputs, torch.as_tensor(chosen, device=inputs.pairs.device))
+    return batch_selection(inputs, *pool_of(inputs).draw(inputs.pairs, rng, inputs.available, k))
 
 
 @_register("coreset", "greedy k-center on pair differences", uses_labelled=True)
@@ -126,23 +207,29 @@ def _coreset(inputs: SelectionInputs, k: int) -> Selection:
             distance = norms[:, None] + (block * block).sum(dim=1)[None, :] - 2 * dots
             torch.minimum(nearest, distance.clamp_min(0).min(dim=1).values, out=nearest)
 
+    pool = pool_of(inputs)
     available = inputs.available.clone()
     chosen: list[int] = []
+    rows: list[torch.Tensor] = []
+
+    def take(position: int, row: torch.Tensor) -> None:
+        chosen.append(position)
+        rows.append(row)
+        local = pool.local(position)
+        if local is not None:
+            available[local] = False
+        absorb((f[row[0].long()] - f[row[1].long()])[None, :])
+
     if inputs.labelled is not None and inputs.labelled.shape[0]:
         absorb(f[inputs.labelled[:, 0].long()] - f[inputs.labelled[:, 1].long()])
     elif k:
-        first = int(np.random.default_rng(inputs.seed).choice(inputs.available_positions()))
-        chosen.append(first)
-        available[first] = False
-        absorb((f[i[first]] - f[j[first]])[None, :])
+        first, row = pool.draw(inputs.pairs, np.random.default_rng(inputs.seed), available, None)
+        take(int(first[0]), row[0])
     while len(chosen) < k:
-        score = torch.where(available, nearest, -torch.inf)
-        best = int(torch.argmax(score))  # first maximum: ties to the lowest index
-        chosen.append(best)
-        available[best] = False
-        absorb((f[i[best]] - f[j[best]])[None, :])
+        take(*pool.best(inputs.pairs, torch.where(available, nearest, -torch.inf)))
     indices = torch.tensor(chosen, dtype=torch.int64, device=inputs.pairs.device)
-    return batch_selection(inputs, indices)
+    picked = torch.stack(rows) if rows else inputs.pairs[:0]
+    return batch_selection(inputs, indices, picked)
 
 
 # ---- uncertainty ------------------------------------------------------------------------------
@@ -190,7 +277,9 @@ def _dopt_topk(inputs: SelectionInputs, k: int, past: bool) -> Selection:
     # w_k d_k^T F^-1 d_k with F = F0 + sum over available candidates of w d d^T.
     w = inputs.weights(inputs.pairs)
     available = w if inputs.excluded is None else w.masked_fill(inputs.excluded, 0.0)
-    matrix = _design.fisher_matrix(inputs.features, inputs.pairs, available.contiguous())
+    matrix = pool_of(inputs).total(
+        _design.fisher_matrix(inputs.features, inputs.pairs, available.contiguous())
+    )
     matrix += inputs.prior_matrix(past)
     return top(
         inputs,
@@ -202,7 +291,7 @@ def _dopt_topk(inputs: SelectionInputs, k: int, past: bool) -> Selection:
 def _greedy(
     inputs: SelectionInputs, k: int, weights: torch.Tensor, start: _design.Prior
 ) -> Selection:
-    chosen, gains, logdet = _design.greedy(
+    chosen, gains, logdet = pool_of(inputs).greedy(
         inputs.members[:1], inputs.pairs, k, weights[:, None].contiguous(), [start], inputs.excluded
     )
     return Selection(chosen, gains, logdet)
@@ -253,7 +342,7 @@ def _ensemble_dopt_greedy(inputs: SelectionInputs, k: int) -> Selection:
     members = inputs.rewards.shape[0]
     weights = torch.stack([inputs.weights(inputs.pairs, e) for e in range(members)], dim=1)
     priors = [inputs.prior(past=True, member=e) for e in range(members)]
-    chosen, gains, logdet = _design.greedy(
+    chosen, gains, logdet = pool_of(inputs).greedy(
         inputs.members, inputs.pairs, k, weights.contiguous(), priors, inputs.excluded
     )
     return Selection(chosen, gains, logdet)

@@ -1,0 +1,600 @@
+"""Selection over a candidate pool sharded across the processes of a ``torch.distributed`` group.
+
+Every rank passes the same features, rewards, labelled pairs and scalar arguments (they are
+*replicated*) and its own part of the candidate pairs (``pairs``, and ``weights`` / ``exclude``
+for :func:`greedy_logdet`: they are *sharded*). The pool is the concatenation of the shards in
+rank order; every result names pairs by their position in it (global positions) and is the
+same on every rank. Any world size and any split, empty shards included, give the selection of
+:func:`activerm_fast.select` / :func:`activerm_fast.greedy_logdet` on the concatenated pool:
+the same indices and, bit for bit, the same gains and log det (``dopt-topk`` and
+``past-dopt-topk`` excepted, see :func:`select`).
+
+How a step works: every rank sweeps its shard on the compiled greedy engine (the primitives
+sweep / apply of :class:`~activerm_fast._launch.GreedyEngine`), the ranks all-gather their best
+pair's choice record (score, global index, the pair's two responses, its weight per member:
+(4 + E) * 8 bytes per rank, whatever P and d), every rank takes the same winner (largest score,
+ties to the lowest global index, as the kernels rank pairs) and applies it to its replicated
+factor. The strategies that rank pairs exchange their local top k, ``random`` draws positions
+in the concatenation of the available pairs, ``coreset`` all-gathers each step's farthest pair.
+
+Collectives run on the group's backend: NCCL on the current CUDA device, gloo (and any other
+backend) on the CPU, the few numbers moved there and back. Errors are agreed: every rank
+checks its own arguments, the ranks exchange what failed, and every rank raises the error of
+the lowest failing rank prefixed ``rank r:`` (a rank whose replicated arguments differ from rank
+0's is an error too), so no rank waits forever on a collective its peers will never call.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from . import _design, _launch
+from . import _validation as v
+from .kernels import Selection, export
+from .strategies import STRATEGIES, Pool, PooledInputs, Strategy
+
+__all__ = ["greedy_logdet", "select"]
+
+T = TypeVar("T")
+
+# words hashed at a time by _fingerprint (bounds its int64 temporaries)
+_FINGERPRINT_CHUNK = 1 << 22
+
+
+# ---- the group --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Failure:
+    """What failed on one rank, in a form every rank can receive."""
+
+    kind: type[BaseException]
+    message: str
+    rank: int | None = None  # the rank the message is about, when not the rank that found it
+
+
+class _Group:
+    """A process group, its rank and size, and the device its collectives run on."""
+
+    def __init__(self, group: Any) -> None:
+        if not (dist.is_available() and dist.is_initialized()):
+            raise RuntimeError(
+                "activerm_fast.distributed needs an initialised torch.distributed process group: "
+                "launch with torchrun and call torch.distributed.init_process_group(), or pass "
+                "group="
+            )
+        self.group = group
+        self.rank = dist.get_rank(group)
+        self.world = dist.get_world_size(group)
+        nccl = dist.get_backend(group) == "nccl"
+        self.device = (
+            torch.device("cuda", torch.cuda.current_device()) if nccl else torch.device("cpu")
+        )
+
+    def objects(self, value: Any) -> list[Any]:
+        """Every rank's ``value`` (picklable), in rank order."""
+        values: list[Any] = [None] * self.world
+        dist.all_gather_object(values, value, group=self.group)
+        return values
+
+    def gather(self, t: torch.Tensor) -> torch.Tensor:
+        """(world, *t.shape): every rank's ``t`` (the same shape on every rank), on the
+        collective device."""
+        t = t.to(self.device).contiguous()
+        out = torch.empty((self.world, *t.shape), dtype=t.dtype, device=self.device)
+        dist.all_gather(list(out.unbind(0)), t, group=self.group)
+        return out
+
+    def sum(self, t: torch.Tensor) -> torch.Tensor:
+        """The sum over ranks of ``t``, on ``t``'s device (``t`` is left as it was)."""
+        total = t.to(self.device, copy=True).contiguous()
+        dist.all_reduce(total, group=self.group)
+        return total.to(t.device)
+
+    def maximum(self, value: float) -> float:
+        values = self.gather(torch.tensor([value], dtype=torch.float64))
+        return float(values.max())
+
+    def agree(self, failure: _Failure | None, error: BaseException | None = None) -> None:
+        """Raise, on every rank, the failure of the lowest rank that has one."""
+        failures = self.objects(failure)
+        for rank, found in enumerate(failures):
+            if found is not None:
+                raise _error(rank if found.rank is None else found.rank, found) from error
+
+
+def _failure(err: BaseException) -> _Failure:
+    return _Failure(type(err), str(err))
+
+
+def _error(rank: int, failure: _Failure) -> BaseException:
+    message = f"rank {rank}: {failure.message}"
+    try:
+        return failure.kind(message)
+    except Exception:  # an exception type that takes other arguments
+        return RuntimeError(f"{failure.kind.__name__}: {message}")
+
+
+def _checked(
+    group: _Group, check: Callable[[], tuple[T, dict[str, Any], tuple[int, int]]]
+) -> tuple[T, list[tuple[int, int]]]:
+    """Run this rank's argument checks, then agree: every rank raises the lowest failing rank's
+    error, or the first rank whose replicated arguments differ from rank 0's. ``check`` returns
+    what it validated, the signature of the replicated arguments and (pairs, unavailable pairs)
+    of this shard; the result is the validated state and every rank's counts."""
+    state: T | None = None
+    report: tuple[_Failure | None, dict[str, Any], tuple[int, int]]
+    error: BaseException | None = None
+    try:
+        state, signature, counts = check()
+        report = (None, signature, counts)
+    except Exception as err:
+        error = err
+        report = (_failure(err), {}, (0, 0))
+    reports = group.objects(report)
+    for rank, (found, _, _) in enumerate(reports):
+        if found is not None:
+            raise _error(rank, found) from error
+    reference = reports[0][1]
+    for rank, (_, signature, _) in enumerate(reports[1:], start=1):
+        for name, (shown, exact) in reference.items():
+            theirs, their_exact = signature[name]
+            if their_exact != exact:
+                seen = (
+                    f"is {theirs} but rank 0's is {shown}"
+                    if theirs != shown
+                    else f"differs from rank 0's ({shown})"
+                )
+                raise ValueError(
+                    f"rank {rank}: {name} {seen}; every rank must pass the same {name} (only "
+                    "the pairs and their weights and exclude mask are shards)"
+                )
+    assert state is not None
+    return state, [counts for _, _, counts in reports]
+
+
+def _scalar(value: Any) -> tuple[str, Any]:
+    return repr(value), value
+
+
+def _tensor_signature(t: torch.Tensor | None) -> tuple[str, Any]:
+    """How a replicated tensor is shown and compared: its shape and dtype, and a fingerprint of
+    its bytes (an int64 sum of its 32-bit words times odd position weights: one word that
+    differs always changes it; exact, so independent of the order it is summed in)."""
+    if t is None:
+        return "None", None
+    shown = f"shape {tuple(t.shape)} {t.dtype}"
+    flat = t.detach().contiguous().reshape(-1)
+    if flat.dtype == torch.bool:
+        flat = flat.to(torch.uint8)
+    raw = flat.view(torch.uint8)
+    words = raw.view(torch.int32) if raw.numel() % 4 == 0 else raw
+    total = torch.zeros((), dtype=torch.int64, device=t.device)
+    for start in range(0, words.numel(), _FINGERPRINT_CHUNK):
+        chunk = words[start : start + _FINGERPRINT_CHUNK].to(torch.int64)
+        weight = 2 * torch.arange(start, start + chunk.numel(), device=t.device) + 1
+        total += (chunk * weight).sum()
+    return shown, (tuple(t.shape), str(t.dtype), int(total))
+
+
+# ---- the sharded pool -------------------------------------------------------------------------
+
+
+class _Shard:
+    """This rank's part of the pool: its pairs are global positions offset .. offset + count."""
+
+    def __init__(self, group: _Group, counts: list[tuple[int, int]]) -> None:
+        self.group = group
+        self.sizes = [size for size, _ in counts]
+        self.offset = sum(self.sizes[: group.rank])
+        self.count = self.sizes[group.rank]
+        self.total = sum(self.sizes)
+        self.unavailable = sum(excluded for _, excluded in counts)
+
+    def local(self, position: int) -> int | None:
+        local = position - self.offset
+        return local if 0 <= local < self.count else None
+
+    def budget(self, k: int) -> int:
+        """k, if no larger than the pool's available pairs (the same check on every rank)."""
+        available = self.total - self.unavailable
+        if k > available:
+            raise ValueError(
+                f"k = {k} is larger than the {available} pairs available "
+                f"({self.total} candidates, {self.unavailable} excluded)"
+            )
+        return k
+
+    def check_unique(self, pairs: torch.Tensor, n: int) -> None:
+        """No pair may appear in two shards (each shard was checked alone): every rank sends
+        each pair's key and global position to the rank the key maps to, which looks for
+        repeats among what it receives. O(P / world) per rank, once per selection."""
+        group = self.group
+        if group.world == 1:
+            return
+        keys = v.pair_keys(pairs, n).to(group.device)
+        positions = torch.arange(self.count, dtype=torch.int64, device=group.device) + self.offset
+        destination = torch.remainder(keys, group.world)
+        order = torch.argsort(destination, stable=True)
+        send = torch.stack([keys, positions], dim=1)[order].contiguous()
+        send_counts = torch.bincount(destination, minlength=group.world).to(torch.int64)
+        receive_counts = torch.empty_like(send_counts)
+        dist.all_to_all_single(receive_counts, send_counts, group=group.group)
+        received = torch.empty(
+            (int(receive_counts.sum()), 2), dtype=torch.int64, device=group.device
+        )
+        dist.all_to_all_single(
+            received, send, receive_counts.tolist(), send_counts.tolist(), group=group.group
+        )
+        # from rank 0 first, each rank's in ascending order: equal keys come in position order
+        ranked = received[torch.argsort(received[:, 0], stable=True)]
+        repeat = torch.nonzero(ranked[1:, 0] == ranked[:-1, 0])
+        failure = None
+        if repeat.shape[0]:
+            at = int(repeat[0, 0])
+            key, first = (int(x) for x in ranked[at].tolist())
+            again = int(ranked[at + 1, 1])
+            owner, row = self._owner(again)
+            first_owner, first_row = self._owner(first)
+            failure = _Failure(
+                ValueError,
+                f"pairs[{row}] repeats the pair {{{key // n}, {key % n}}} of rank "
+                f"{first_owner}'s pairs[{first_row}] (global positions {again} and {first}); "
+                "a pool must not hold a pair twice",
+                owner,
+            )
+        group.agree(failure)
+
+    def _owner(self, position: int) -> tuple[int, int]:
+        """The rank holding global ``position`` and its row there."""
+        start = 0
+        for rank, size in enumerate(self.sizes):
+            if position < start + size:
+                return rank, position - start
+            start += size
+        raise AssertionError(f"global position {position} is beyond the pool")
+
+
+def _records(
+    scores: torch.Tensor, positions: torch.Tensor, rows: torch.Tensor, length: int
+) -> torch.Tensor:
+    """(length, 4) float64 records [score, global position, first, second] (int64 slots 1 to
+    3), padded with position -1."""
+    out = torch.zeros((length, 4), dtype=torch.float64, device=scores.device)
+    ints = out.view(torch.int64)
+    ints[:, 1] = -1
+    m = scores.shape[0]
+    out[:m, 0] = scores
+    ints[:m, 1] = positions
+    ints[:m, 2:] = rows.to(torch.int64)
+    return out
+
+
+class _ShardedPool(Pool):
+    """The strategies' questions about the whole pool, answered by exchanging a few numbers
+    per question between the ranks (see :class:`~activerm_fast.strategies.Pool`)."""
+
+    def __init__(self, shard: _Shard) -> None:
+        self.shard = shard
+
+    def local(self, position: int) -> int | None:
+        return self.shard.local(position)
+
+    def total(self, part: torch.Tensor) -> torch.Tensor:
+        return self.shard.group.sum(part)
+
+    def top(
+        self, pairs: torch.Tensor, score: torch.Tensor, k: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every rank offers its own top k in position order; the stable sort of the offers,
+        concatenated in rank (so position) order, ranks them as the sort of the whole pool."""
+        mine = torch.sort(-score, stable=True).indices[: min(k, self.shard.count)]
+        mine = torch.sort(mine).values
+        offers = _records(score[mine], mine + self.shard.offset, pairs[mine], k)
+        table = self.shard.group.gather(offers).reshape(-1, 4)
+        table = table[table.view(torch.int64)[:, 1] >= 0]
+        winners = table[torch.sort(-table[:, 0], stable=True).indices[:k]].contiguous()
+        ints = winners.view(torch.int64)
+        return ints[:, 1].to(pairs.device), ints[:, 2:].to(pairs.device)
+
+    def best(self, pairs: torch.Tensor, score: torch.Tensor) -> tuple[int, torch.Tensor]:
+        if self.shard.count:
+            at = torch.argmax(score).reshape(1)
+            offer = _records(score[at], at + self.shard.offset, pairs[at], 1)
+        else:
+            offer = _records(score[:0], score[:0].long(), pairs[:0], 1)
+        table = self.shard.group.gather(offer).reshape(-1, 4).cpu()
+        ints = table.view(torch.int64)
+        winner = None
+        for rank in range(table.shape[0]):  # rank order is position order: the first of ties
+            if int(ints[rank, 1]) < 0:
+                continue
+            value = float(table[rank, 0])
+            if winner is None:
+                winner = rank
+                continue
+            held = float(table[winner, 0])
+            if not math.isnan(held) and (math.isnan(value) or value > held):
+                winner = rank  # torch.argmax: NaN above every number
+        assert winner is not None, "no rank offered a pair"
+        return int(ints[winner, 1]), ints[winner, 2:].to(pairs.device)
+
+    def draw(
+        self,
+        pairs: torch.Tensor,
+        rng: np.random.Generator,
+        available: torch.Tensor,
+        size: int | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draws indices into the concatenation of every rank's available positions exactly as
+        ``rng.choice`` of that array would (it draws indices into the array it is given)."""
+        shard = self.shard
+        counts = shard.group.gather(available.sum().reshape(1).to(torch.int64)).reshape(-1)
+        counts_list = [int(c) for c in counts.tolist()]
+        everywhere = sum(counts_list)
+        if size is None:
+            drawn = np.asarray([rng.choice(everywhere)], dtype=np.int64)
+        else:
+            drawn = np.asarray(rng.choice(everywhere, size=size, replace=False), dtype=np.int64)
+        start = sum(counts_list[: shard.group.rank])
+        index = torch.as_tensor(drawn, device=pairs.device) - start
+        mine = (index >= 0) & (index < counts_list[shard.group.rank])
+        local = torch.nonzero(available).reshape(-1)[index[mine]]
+        found = torch.zeros((drawn.shape[0], 3), dtype=torch.int64, device=pairs.device)
+        found[mine, 0] = local + shard.offset
+        found[mine, 1:] = pairs[local].to(torch.int64)
+        every = shard.group.sum(found)  # each drawn position is found on one rank
+        return every[:, 0], every[:, 1:]
+
+    def greedy(
+        self,
+        members: torch.Tensor,
+        pairs: torch.Tensor,
+        k: int,
+        weights: torch.Tensor,
+        priors: list[_design.Prior],
+        excluded: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, float]:
+        return _greedy(self.shard, members, pairs, k, weights, priors, excluded)
+
+
+# ---- greedy log det on the engine's primitives ------------------------------------------------
+
+
+def _winner(group: _Group, record: torch.Tensor) -> torch.Tensor:
+    """Every rank's choice record gathered; the one the single-process sweep would have found:
+    the largest score, ties to the lowest global index, index -1 (no pair) never winning
+    (all -1: a -1 record). Stays on the collective device: no wait for NCCL."""
+    table = group.gather(record)
+    index = table.view(torch.int64)[:, 1]
+    valid = index >= 0
+    score = torch.where(valid, table[:, 0], -torch.inf)
+    tied = valid & (score == score.max())
+    row = torch.where(tied, index, torch.iinfo(torch.int64).max).argmin()
+    return table.index_select(0, row.reshape(1))[0].to(record.device)
+
+
+def _greedy(
+    shard: _Shard,
+    members: torch.Tensor,
+    pairs: torch.Tensor,
+    k: int,
+    weights: torch.Tensor,
+    priors: list[_design.Prior],
+    excluded: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """:func:`_design.greedy` over the pool: this rank's engine sweeps its shard, the ranks
+    exchange their choice records and every rank applies the same winner. Drifted state is
+    recomputed as in the single process (:func:`_design.refresh_state`), from the winners'
+    records, which hold every chosen pair's rows and weights."""
+    device = pairs.device
+    chosen = torch.empty(k, dtype=torch.int64, device=device)
+    gains = torch.empty(k, dtype=torch.float64, device=device)
+    logdet = sum(prior.logdet for prior in priors)
+    if k == 0:
+        return chosen, gains, logdet
+    failure, error = None, None
+    try:
+        engine, scale = _design.greedy_engine(
+            members, pairs, weights, priors, excluded, first_index=shard.offset
+        )
+    except Exception as err:
+        failure, error = _failure(err), err
+    shard.group.agree(failure, error)
+    slots = 4 + weights.shape[1]  # score, index, first, second, one weight per member
+    winners = torch.empty((k, slots), dtype=torch.float64, device=device)
+    refreshed = False  # a refresh and no step since
+    engine.sweep(downdate=False)
+    step = 0
+    while step < k:
+        record = engine.choice[0][:slots]
+        winner = _winner(shard.group, record)
+        record.copy_(winner)
+        engine.apply(step, chosen, gains, prepare_next=step + 1 < k)
+        if int(chosen[step]) == _launch.REFRESH_CHOICE:
+            if refreshed:  # asked again right after a refresh: run on unchecked (as _design._run)
+                engine.problem.refresh_tolerance = 0.0
+            done = winners[:step]
+            ints = done.view(torch.int64)
+            local = ints[:, 1] - shard.offset
+            local = local[(local >= 0) & (local < shard.count)]
+            _design.refresh_state(
+                engine, members, pairs, priors, excluded, ints[:, 2:4], done[:, 4:], local, scale
+            )
+            refreshed = True
+            engine.sweep(downdate=False)
+            continue
+        winners[step] = winner
+        refreshed = False
+        step += 1
+        if step < k:
+            engine.sweep(downdate=True)
+    if bool(((chosen < 0) | ~torch.isfinite(gains)).any()):  # the same on every rank
+        heaviest = shard.group.maximum(weights.max().item() if weights.numel() else 0.0)
+        _design._check_steps(
+            chosen, gains, torch.tensor([heaviest], dtype=torch.float64), members, priors
+        )
+    return chosen, gains, logdet + gains.sum().item()
+
+
+# ---- public entry points ----------------------------------------------------------------------
+
+
+def _check_needs(entry: Strategy, members: torch.Tensor, rewards: torch.Tensor | None) -> None:
+    """The inputs ``entry`` declares it needs (as :func:`activerm_fast.select` checks them)."""
+    strategy = entry.name
+    if entry.needs_rewards and rewards is None:
+        raise ValueError(f"strategy {strategy!r} needs rewards, got rewards=None")
+    if entry.needs_ensemble and (rewards is None or rewards.shape[0] < 2):
+        got = 0 if rewards is None else rewards.shape[0]
+        raise ValueError(
+            f"strategy {strategy!r} needs rewards of an ensemble of at least 2 members, got {got}"
+        )
+    if (
+        entry.uses_member_features
+        and rewards is not None
+        and members.shape[0] not in (1, rewards.shape[0])
+    ):
+        raise ValueError(
+            f"features have {members.shape[0]} ensemble members but rewards have {rewards.shape[0]}"
+        )
+    if rewards is not None and rewards.shape[0] > _launch.MAX_MEMBERS:
+        raise ValueError(
+            f"rewards have {rewards.shape[0]} ensemble members; "
+            f"at most {_launch.MAX_MEMBERS} are supported"
+        )
+
+
+def select(
+    strategy: str,
+    *,
+    features: Any,
+    pairs: Any,
+    k: int,
+    rewards: Any | None = None,
+    labelled: Any | None = None,
+    ridge: float = 1e-3,
+    seed: int = 0,
+    group: Any | None = None,
+) -> Selection:
+    """:func:`activerm_fast.select` over a pool sharded across the ranks of ``group`` (the
+    default process group when None); every rank calls it.
+
+    ``pairs`` is this rank's shard of the candidates; ``features``, ``rewards``, ``labelled``,
+    ``strategy``, ``k``, ``ridge`` and ``seed`` are the same on every rank. Returns, on every
+    rank, the selection of the concatenated pool, indices being global positions: the same
+    indices, gains and log det as :func:`activerm_fast.select` on that pool, bit for bit, for
+    every strategy but ``dopt-topk`` and ``past-dopt-topk``: their pool Fisher matrix is a sum
+    of one part per rank, all-reduced, so it is rounded differently from the single sum of one
+    process (the picks agree unless two scores are within that rounding, the gains to ~1e-12).
+    """
+    group_ = _Group(group)
+
+    def check() -> tuple[tuple[Any, ...], dict[str, Any], tuple[int, int]]:
+        entry = STRATEGIES[v.known_name(strategy, STRATEGIES, "strategy")]
+        members = v.features_tensor(features, members=True)
+        n = members.shape[1]
+        device = members.device
+        p = v.pairs_tensor(pairs, n, device, unique=True)
+        r = None if rewards is None else v.rewards_tensor(rewards, n, device)
+        _check_needs(entry, members, r)
+        done = (
+            None
+            if labelled is None
+            else v.pairs_tensor(labelled, n, device, "labelled", distinct=True)
+        )
+        excluded = None
+        if done is not None and done.shape[0] and p.shape[0]:
+            excluded = v.labelled_mask(p, done, n)
+        budget = v.count_argument(k)
+        ridge_ = v.positive_scalar(ridge, "ridge")
+        seed_ = v.count_argument(seed, "seed")
+        signature = {
+            "strategy": _scalar(strategy),
+            "k": _scalar(budget),
+            "ridge": _scalar(ridge_),
+            "seed": _scalar(seed_),
+            "features": _tensor_signature(members),
+            "rewards": _tensor_signature(r),
+            "labelled": _tensor_signature(done),
+        }
+        unavailable = 0 if excluded is None else int(excluded.sum())
+        state = (entry, members, p, r, done, excluded, budget, ridge_, seed_)
+        return state, signature, (int(p.shape[0]), unavailable)
+
+    state, counts = _checked(group_, check)
+    entry, members, p, r, done, excluded, budget, ridge_, seed_ = state
+    shard = _Shard(group_, counts)
+    shard.check_unique(p, members.shape[1])
+    inputs = PooledInputs(
+        members, p, r, done, excluded, ridge_, seed_, strategy, _ShardedPool(shard)
+    )
+    result = entry.choose(inputs, shard.budget(budget))
+    as_numpy = v.is_numpy_like(features)
+    return Selection(
+        export(result.indices.to(p.device), as_numpy),
+        export(result.gains.to(p.device), as_numpy),
+        result.logdet,
+    )
+
+
+def greedy_logdet(
+    features: Any,
+    pairs: Any,
+    k: int,
+    *,
+    weights: Any | None = None,
+    prior: float | Any = 1e-3,
+    exclude: Any | None = None,
+    group: Any | None = None,
+) -> Selection:
+    """:func:`activerm_fast.greedy_logdet` over a pool sharded across the ranks of ``group``
+    (the default process group when None); every rank calls it.
+
+    ``pairs``, ``weights`` and ``exclude`` are this rank's shard; ``features``, ``k`` and
+    ``prior`` are the same on every rank. Every rank returns the selection of the concatenated
+    pool (indices are global positions), bit for bit that of one process. A step exchanges one
+    40-byte choice record per rank, whatever the pool's size and d.
+    """
+    group_ = _Group(group)
+
+    def check() -> tuple[tuple[Any, ...], dict[str, Any], tuple[int, int]]:
+        f = v.features_tensor(features)
+        p = v.pairs_tensor(pairs, f.shape[0], f.device, unique=True)
+        count = p.shape[0]
+        if weights is None:
+            w = torch.ones(count, dtype=torch.float64, device=f.device)
+        else:
+            w = v.float_tensor(weights, "weights", (count,), f.device, nonnegative=True).double()
+        excluded = None if exclude is None else v.mask_tensor(exclude, count, f.device, "exclude")
+        budget = v.count_argument(k)
+        argument = v.prior_argument(prior, f.shape[1], f.device)
+        start = _design.Prior.of(argument, f.shape[1])
+        signature = {
+            "k": _scalar(budget),
+            "features": _tensor_signature(f),
+            "prior": (
+                _tensor_signature(argument)
+                if isinstance(argument, torch.Tensor)
+                else _scalar(argument)
+            ),
+        }
+        unavailable = 0 if excluded is None else int(excluded.sum())
+        return (f, p, w, excluded, budget, start), signature, (int(count), unavailable)
+
+    state, counts = _checked(group_, check)
+    f, p, w, excluded, budget, start = state
+    shard = _Shard(group_, counts)
+    shard.check_unique(p, f.shape[0])
+    chosen, gains, logdet = _greedy(
+        shard, f[None], p, shard.budget(budget), w[:, None].contiguous(), [start], excluded
+    )
+    as_numpy = v.is_numpy_like(features)
+    return Selection(export(chosen, as_numpy), export(gains, as_numpy), logdet)

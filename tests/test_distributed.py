@@ -1,0 +1,321 @@
+"""activerm_fast.distributed on real gloo process groups against one process.
+
+The test starts one group per world size (1, 2, 3) as subprocesses of this file (``python
+tests/test_distributed.py RANK WORLD PORT OUT DEVICE``), each under a hard timeout. Every rank
+runs every check (every strategy over several splits of one pool: even, uneven, an empty
+shard; greedy_logdet with weights, exclusions, a matrix prior and a state refresh; arguments
+that are wrong on one rank) and writes what it got; rank 0 also writes the single-process
+selection of the concatenated pool, computed in the same process. The assertions run here.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import re
+import socket
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import activerm_fast as arm
+
+WORLDS = (1, 2, 3)
+TIMEOUT_S = 150  # one group, every check
+TOPK = {"dopt-topk", "past-dopt-topk"}  # pool Fisher matrix all-reduced: not bit-identical
+
+
+# ---- what every rank runs ---------------------------------------------------------------------
+
+
+def problem(device: str):
+    rng = np.random.default_rng(11)
+    prompt_ids = np.repeat(np.arange(20), 4)
+    features = rng.normal(size=(80, 5))
+    rewards = rng.normal(scale=2.0, size=(3, 80))
+    pool = arm.pairs.cross_prompt(prompt_ids, 600, seed=5)
+    pool[::3] = pool[::3, ::-1]  # both orientations
+    labelled = np.concatenate(
+        [arm.pairs.within_prompt(prompt_ids)[:10], pool[rng.choice(600, 25, replace=False)]]
+    )
+    member_features = np.stack([features, features * 0.5 + 0.1, -features])
+
+    def put(x):
+        return torch.from_numpy(np.ascontiguousarray(x)).to(device)
+
+    return put(features), put(member_features), put(rewards), put(pool), put(labelled)
+
+
+def splits(count: int, world: int) -> dict[str, list[int]]:
+    """Cut points (world + 1 of them) of the pool into shards."""
+    even = [count * r // world for r in range(world + 1)]
+    if world == 1:
+        return {"whole": even}
+    rng = np.random.default_rng(world)
+    uneven = [0, *sorted(rng.choice(np.arange(1, count), world - 1, replace=False)), count]
+    first_empty = [0, 0, *[count * r // (world - 1) for r in range(1, world)]]
+    return {"even": even, "uneven": [int(c) for c in uneven], "empty": first_empty}
+
+
+def outcome(call, *args, **kwargs):
+    """(indices, gains, logdet) of ``call(*args, **kwargs)`` as NumPy, or ("error", type,
+    message)."""
+    try:
+        sel = call(*args, **kwargs)
+    except Exception as err:
+        return ("error", type(err).__name__, str(err))
+    as_array = [
+        x.cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+        for x in (sel.indices, sel.gains)
+    ]
+    return (*as_array, sel.logdet)
+
+
+def worker(rank: int, world: int, port: int, out: str, device: str) -> None:
+    import torch.distributed as dist
+
+    from activerm_fast import _design, distributed
+
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=world,
+        timeout=timedelta(seconds=60),
+    )
+    refreshes = []
+    refresh_state = _design.refresh_state
+
+    def counted(*args, **kwargs):
+        refreshes.append(1)
+        return refresh_state(*args, **kwargs)
+
+    _design.refresh_state = counted
+    features, members, rewards, pool, labelled = problem(device)
+    got, want = {}, {}
+    for split, cuts in splits(pool.shape[0], world).items():
+        mine = pool[cuts[rank] : cuts[rank + 1]]
+        for strategy in sorted(arm.STRATEGIES):
+            for past in (False, True):
+                kwargs = {
+                    "features": members if strategy == "ensemble-dopt-greedy" else features,
+                    "k": 40,
+                    "rewards": rewards,
+                    "labelled": labelled if past else None,
+                    "ridge": 0.3,
+                    "seed": 9,
+                }
+                name = (split, strategy, past)
+                got[name] = outcome(distributed.select, strategy, pairs=mine, **kwargs)
+                if rank == 0 and split in ("whole", "even"):
+                    want[(strategy, past)] = outcome(arm.select, strategy, pairs=pool, **kwargs)
+
+        # greedy_logdet: weights, exclusions and a matrix prior are sharded / replicated
+        rng = np.random.default_rng(3)
+        weights = torch.from_numpy(rng.uniform(0.0, 0.25, size=pool.shape[0])).to(device)
+        exclude = torch.from_numpy(rng.random(pool.shape[0]) < 0.2).to(device)
+        root = rng.normal(size=(5, 5))
+        prior = torch.from_numpy(root @ root.T + 0.5 * np.eye(5)).to(device)
+        part = slice(cuts[rank], cuts[rank + 1])
+        got[(split, "greedy_logdet")] = outcome(
+            distributed.greedy_logdet,
+            features,
+            mine,
+            60,
+            weights=weights[part],
+            prior=prior,
+            exclude=exclude[part],
+        )
+        if rank == 0 and split in ("whole", "even"):
+            want["greedy_logdet"] = outcome(
+                arm.greedy_logdet, features, pool, 60, weights=weights, prior=prior, exclude=exclude
+            )
+        # float32 features x 1e6 and k = 4 d: the running scores drift and the state is refreshed
+        big = (features * 1e6).float()
+        before = len(refreshes)
+        got[(split, "refresh")] = outcome(
+            distributed.greedy_logdet, big, mine, 20, weights=weights[part]
+        )
+        got[(split, "refreshes")] = len(refreshes) - before
+        if rank == 0 and split in ("whole", "even"):
+            want["refresh"] = outcome(arm.greedy_logdet, big, pool, 20, weights=weights)
+
+    # ties: two distinct rows, so most pairs share one difference and one score; every rule
+    # must break them to the lowest global position, as one process does
+    rows = torch.tensor([[0.0, 0.0], [1.0, 0.5]], dtype=torch.float64, device=device)
+    tied = rows[torch.arange(12) % 2]
+    everything = torch.from_numpy(arm.pairs.all_pairs(12)[::-1].copy()).to(device)
+    level = torch.zeros((2, 12), dtype=torch.float64, device=device)
+    cuts = splits(everything.shape[0], world)["uneven" if world > 1 else "whole"]
+    for strategy in sorted(arm.STRATEGIES):
+        kwargs = {"features": tied, "k": 20, "rewards": level, "ridge": 0.5, "seed": 2}
+        got[("ties", strategy)] = outcome(
+            distributed.select, strategy, pairs=everything[cuts[rank] : cuts[rank + 1]], **kwargs
+        )
+        if rank == 0:
+            want[("ties", strategy)] = outcome(arm.select, strategy, pairs=everything, **kwargs)
+
+    # wrong input on one rank only: every rank raises the same error, none waits
+    last = world - 1
+    cuts = next(iter(splits(pool.shape[0], world).values()))  # even
+    mine = pool[cuts[rank] : cuts[rank + 1]]
+    bad = mine.clone()
+    if rank == last:
+        bad[1, 0] = 80
+    errors = {
+        "range": lambda: distributed.select("xtx", features=features, pairs=bad, k=5),
+        "k": lambda: distributed.select("xtx", features=features, pairs=mine, k=5 + (rank == last)),
+        "features": lambda: distributed.greedy_logdet(features + (rank == last) * 1e-9, mine, 5),
+        "budget": lambda: distributed.select("random", features=features, pairs=mine, k=601),
+    }
+    if world > 1:
+        repeated = mine.clone()
+        if rank == last:
+            repeated[2] = pool[3].flip(0)  # rank 0's pair 3, other way round
+        errors["repeat"] = lambda: distributed.greedy_logdet(features, repeated, 5)
+    # one rank's shard overflows d^T F0^-1 d: its pairs touch a response 1e200 times larger
+    huge = features.clone()
+    huge[0] *= 1e200
+    touches = (pool == 0).any(dim=1)
+    shard = pool[touches][:50] if rank == last else pool[~touches][50 * rank : 50 * rank + 50]
+    errors["overflow"] = lambda: distributed.greedy_logdet(huge, shard, 5)
+    for name, call in errors.items():
+        got[("error", name)] = outcome(call)
+    with open(out, "wb") as handle:
+        pickle.dump({"got": got, "want": want}, handle)
+    dist.destroy_process_group()
+
+
+# ---- the test ---------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_group(world: int, tmp_path: Path, device: str) -> list[dict]:
+    port = free_port()
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    outs = [tmp_path / f"rank{r}.pkl" for r in range(world)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, __file__, str(r), str(world), str(port), str(outs[r]), device],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        for r in range(world)
+    ]
+    logs = []
+    try:
+        for proc in procs:
+            logs.append(proc.communicate(timeout=TIMEOUT_S)[0].decode(errors="replace"))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, 9)
+                proc.wait()
+    for r, proc in enumerate(procs):
+        assert proc.returncode == 0, f"rank {r} of {world} failed:\n{logs[r][-3000:]}"
+    results = []
+    for out in outs:
+        with open(out, "rb") as handle:
+            results.append(pickle.load(handle))
+    return results
+
+
+def failed(result) -> bool:
+    return isinstance(result[0], str)
+
+
+def same(got, want, name, exact=True):
+    assert not failed(got), f"{name}: {got}"
+    assert not failed(want), f"{name}: the single process failed: {want}"
+    np.testing.assert_array_equal(got[0], want[0], err_msg=str(name))
+    if exact:
+        assert got[1].tobytes() == want[1].tobytes(), name
+        assert got[2] == want[2] or (math.isnan(got[2]) and math.isnan(want[2])), name
+    else:
+        np.testing.assert_allclose(got[1], want[1], rtol=1e-12, atol=1e-13, err_msg=str(name))
+        assert got[2] == pytest.approx(want[2], rel=1e-12), name
+
+
+def check_results(results: list[dict], world: int) -> None:
+    want = results[0]["want"]
+    for rank, result in enumerate(results):
+        for name, got in result["got"].items():
+            if name[0] == "error" or name[1] == "refreshes":
+                continue
+            key = name if name[0] == "ties" else name[1:] if len(name) == 3 else name[1]
+            exact = not (len(name) == 3 and name[1] in TOPK)
+            same(got, want[key], (world, rank, *name), exact)
+            # and every rank returned the same bits as rank 0
+            same(got, results[0]["got"][name], (world, rank, *name, "vs rank 0"))
+        for split in splits(600, world):
+            assert result["got"][(split, "refreshes")] > 0  # the refresh path ran
+    errors = {name[1]: got for name, got in results[0]["got"].items() if name[0] == "error"}
+    last = world - 1
+    expected = {
+        "range": ("ValueError", rf"^rank {last}: pairs\[1\] = \(80, \d+\) is out of range"),
+        "k": (
+            "ValueError" if world > 1 else None,
+            rf"^rank {last}: k is {5 + 1} but rank 0's is 5; every rank must pass the same k",
+        ),
+        "features": (
+            "ValueError" if world > 1 else None,
+            rf"^rank {last}: features differs from rank 0's \(shape \(80, 5\)",
+        ),
+        "budget": ("ValueError", r"^k = 601 is larger than the 600 pairs available"),
+        "repeat": (
+            "ValueError",
+            rf"^rank {last}: pairs\[2\] repeats the pair {{\d+, \d+}} of rank 0's pairs\[3\] "
+            r"\(global positions \d+ and 3\)",
+        ),
+        "overflow": ("ValueError", rf"^rank {last}: d\^T F0\^-1 d of pair \d+ overflows float64"),
+    }
+    for name, got in errors.items():
+        kind, pattern = expected[name]
+        for rank, result in enumerate(results):
+            theirs = result["got"][("error", name)]
+            assert failed(theirs) == failed(got), (name, rank)
+            if failed(got):
+                assert theirs == got, (name, rank)  # the same error on every rank
+        if kind is None:  # one rank: nothing to disagree with
+            assert not failed(got), (name, got)
+            continue
+        assert failed(got) and got[1] == kind, (name, got)
+        assert re.search(pattern, got[2]), (name, got[2])
+
+
+@pytest.mark.parametrize("world", WORLDS)
+def test_sharded_selection_is_the_single_process_selection(world, tmp_path):
+    check_results(run_group(world, tmp_path, "cpu"), world)
+
+
+@pytest.mark.skipif(not arm.build_info()["gpu_usable"], reason="no usable GPU: CUDA not run")
+def test_sharded_selection_on_cuda_features(tmp_path):
+    # gloo between the ranks, the engine on the GPU: records travel through the CPU
+    check_results(run_group(2, tmp_path, "cuda"), 2)
+
+
+def test_needs_a_process_group():
+    from activerm_fast import distributed
+
+    if torch.distributed.is_initialized():
+        pytest.skip("a process group is already initialised")
+    with pytest.raises(RuntimeError, match="needs an initialised torch.distributed"):
+        distributed.select("xtx", features=np.ones((3, 2)), pairs=np.array([[0, 1]]), k=1)
+
+
+if __name__ == "__main__":
+    worker(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5])

@@ -147,6 +147,16 @@ def worker(rank: int, world: int, port: int, out: str, device: str) -> None:
         if rank == 0 and split in ("whole", "even"):
             want["refresh"] = outcome(arm.greedy_logdet, big, pool, 20, weights=weights)
 
+    # every rank builds its own shard of a cross-prompt pool: the same selection as the whole
+    prompt_ids = np.repeat(np.arange(20), 4)
+    built = torch.from_numpy(arm.pairs.cross_prompt(prompt_ids, 2500, seed=1, shard=(rank, world)))
+    got["built"] = outcome(
+        distributed.select, "xtx", features=features, pairs=built.to(device), k=30
+    )
+    if rank == 0:
+        whole = torch.from_numpy(arm.pairs.cross_prompt(prompt_ids, 2500, seed=1)).to(device)
+        want["built"] = outcome(arm.select, "xtx", features=features, pairs=whole, k=30)
+
     # ties: two distinct rows, so most pairs share one difference and one score; every rule
     # must break them to the lowest global position, as one process does
     rows = torch.tensor([[0.0, 0.0], [1.0, 0.5]], dtype=torch.float64, device=device)
@@ -256,6 +266,9 @@ def check_results(results: list[dict], world: int) -> None:
         for name, got in result["got"].items():
             if name[0] == "error" or name[1] == "refreshes":
                 continue
+            if name == "built":
+                same(got, want[name], (world, rank, name))
+                continue
             key = name if name[0] == "ties" else name[1:] if len(name) == 3 else name[1]
             exact = not (len(name) == 3 and name[1] in TOPK)
             same(got, want[key], (world, rank, *name), exact)
@@ -306,6 +319,62 @@ def test_sharded_selection_is_the_single_process_selection(world, tmp_path):
 def test_sharded_selection_on_cuda_features(tmp_path):
     # gloo between the ranks, the engine on the GPU: records travel through the CPU
     check_results(run_group(2, tmp_path, "cuda"), 2)
+
+
+@pytest.mark.parametrize("num", [0, 700, 2500, 40_000])
+def test_cross_prompt_shards_concatenate_to_the_pool(rng, num):
+    prompt_ids = rng.integers(0, 30, size=400)
+    whole = arm.pairs.cross_prompt(prompt_ids, num, seed=4)
+    for world in (1, 2, 3, 7):
+        parts = [
+            arm.pairs.cross_prompt(prompt_ids, num, seed=4, shard=(rank, world))
+            for rank in range(world)
+        ]
+        np.testing.assert_array_equal(np.concatenate(parts), whole)
+        assert sum(len(p) for p in parts) == num
+    if num >= 2 * 1024:  # several blocks: the ranks share the work
+        assert 0 < len(arm.pairs.cross_prompt(prompt_ids, num, seed=4, shard=(0, 2))) < num
+
+
+def test_within_prompt_and_candidate_pool_shards(rng):
+    prompt_ids = rng.integers(0, 9, size=120)
+    for kind in arm.pairs.POOLS:
+        whole = arm.pairs.candidate_pool(prompt_ids, kind, 500, seed=2)
+        for world in (1, 2, 5):
+            parts = [
+                arm.pairs.candidate_pool(prompt_ids, kind, 500, seed=2, shard=(rank, world))
+                for rank in range(world)
+            ]
+            np.testing.assert_array_equal(np.concatenate(parts), whole)
+
+
+@pytest.mark.parametrize("form", ["npy", "npz", "npz-compressed"])
+def test_load_shard_reads_a_ranks_rows(tmp_path, form):
+    pool = arm.pairs.all_pairs(40)[::-1].copy()
+    path = tmp_path / f"pool.{form[:3]}"
+    if form == "npy":
+        np.save(path, pool)
+    elif form == "npz":
+        np.savez(path, pairs=pool, other=np.ones(3))
+    else:
+        np.savez_compressed(path, pairs=pool)
+    parts = [arm.pairs.load_shard(path, (rank, 3)) for rank in range(3)]
+    np.testing.assert_array_equal(np.concatenate(parts), pool)
+    assert [len(p) for p in parts] == [260, 260, 260]
+    if form != "npz-compressed":
+        assert isinstance(parts[1], np.memmap)  # read in place, not loaded
+    if form != "npy":
+        with pytest.raises(ValueError, match="has no array 'labels'"):
+            arm.pairs.load_shard(path, (0, 3), key="labels")
+
+
+def test_shard_arguments_are_checked():
+    with pytest.raises(ValueError, match="shard rank must be below the world size 2, got 2"):
+        arm.pairs.cross_prompt(np.arange(5), 3, shard=(2, 2))
+    with pytest.raises(TypeError, match=r"shard must be a \(rank, world\) tuple"):
+        arm.pairs.within_prompt(np.arange(5), shard=[0, 1])
+    with pytest.raises(ValueError, match="shard world size must be a positive integer, got 0"):
+        arm.pairs.shard_bounds(10, (0, 0))
 
 
 def test_needs_a_process_group():

@@ -1,12 +1,21 @@
-"""Candidate pools: (P, 2) int64 arrays of response indices with i < j, sorted by (i, j)."""
+"""Candidate pools: (P, 2) int64 arrays of response indices with i < j, sorted by (i, j).
+
+Every pool can be built in shards, ``shard=(rank, world)``: each process builds only its part,
+the parts are disjoint and concatenate in rank order to the whole pool (the input of
+:mod:`activerm_fast.distributed`); :func:`load_shard` reads a rank's rows of a saved pool.
+"""
 
 from __future__ import annotations
 
+import math
+import os
+import struct
+import zipfile
 from typing import Any
 
 import numpy as np
 
-from ._validation import count_argument
+from ._validation import count_argument, positive_integer
 
 __all__ = [
     "POOLS",
@@ -14,7 +23,9 @@ __all__ = [
     "candidate_pool",
     "cross_pair_count",
     "cross_prompt",
+    "load_shard",
     "prompt_codes",
+    "shard_bounds",
     "within_prompt",
 ]
 
@@ -41,9 +52,12 @@ def all_pairs(n: int) -> np.ndarray:
     return np.stack([i, j], axis=1).astype(np.int64)
 
 
-def within_prompt(prompt_ids: Any) -> np.ndarray:
-    """Every pair of responses to the same prompt."""
+def within_prompt(prompt_ids: Any, shard: Shard | None = None) -> np.ndarray:
+    """Every pair of responses to the same prompt; with ``shard=(rank, world)`` the rows of
+    this rank (runs of whole rows i of about equal pair counts, concatenating to the pool)."""
     codes = prompt_codes(prompt_ids)
+    if shard is not None:
+        return _within_rows(codes, shard_argument(shard))
     order = np.argsort(codes, kind="stable")
     sizes = np.bincount(codes)
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
@@ -58,6 +72,32 @@ def within_prompt(prompt_ids: Any) -> np.ndarray:
     return _canonical(np.concatenate(blocks))
 
 
+def _within_rows(codes: np.ndarray, shard: Shard) -> np.ndarray:
+    """The within-prompt pairs (i, j), i < j, whose i lies in this shard's rows."""
+    rank, world = shard
+    n = len(codes)
+    order = np.argsort(codes, kind="stable")
+    sizes = np.bincount(codes).astype(np.int64) if n else np.zeros(0, dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    place = np.empty(n, dtype=np.int64)
+    place[order] = np.arange(n)
+    later = (sizes[codes] - 1 - (place - starts[codes])).astype(np.int64)  # pairs row i starts
+    cumulative = np.concatenate([[0], np.cumsum(later)]).astype(np.int64)
+    total = int(cumulative[-1])
+    bounds = [
+        int(np.searchsorted(cumulative, total * r // world, side="left")) for r in (rank, rank + 1)
+    ]
+    first, stop = bounds[0], (n if rank + 1 == world else bounds[1])
+    rows = np.arange(first, stop, dtype=np.int64)
+    counts = later[first:stop]
+    lo = np.repeat(rows, counts)
+    step = np.arange(len(lo), dtype=np.int64) - np.repeat(
+        cumulative[first:stop] - cumulative[first], counts
+    )
+    hi = order[np.repeat(place[rows] + 1, counts) + step]
+    return np.stack([lo, hi], axis=1).astype(np.int64)
+
+
 def cross_pair_count(prompt_ids: Any) -> int:
     """How many unordered pairs of responses to different prompts there are."""
     codes = prompt_codes(prompt_ids)
@@ -65,53 +105,194 @@ def cross_pair_count(prompt_ids: Any) -> int:
     return (len(codes) ** 2 - int((sizes**2).sum())) // 2
 
 
-def cross_prompt(prompt_ids: Any, num: int, seed: int = 0) -> np.ndarray:
-    """``num`` distinct pairs of responses to different prompts, uniform over all such pairs.
+Shard = tuple[int, int]  # (rank, world): this process's part of a pool shared by world
 
-    Draws uniform ordered pairs, rejects same-prompt ones and repeats, and keeps a uniform
-    subset: memory stays O(num), never O(n^2). When more than half of all cross pairs are
-    asked for, rejection would stall, so it enumerates them instead (then the output itself
-    is at least half that size).
+# a cross-prompt draw is split into blocks of about this many pairs (at most _MAX_BLOCKS); a
+# shard is a run of whole blocks, so the blocks, not the shards, fix every random choice
+_BLOCK_PAIRS = 1024
+_MAX_BLOCKS = 1 << 14
+
+
+def shard_argument(shard: Any) -> Shard:
+    """A validated ``(rank, world)``: 0 <= rank < world."""
+    if not isinstance(shard, tuple) or len(shard) != 2:
+        raise TypeError(f"shard must be a (rank, world) tuple, got {shard!r}")
+    rank = count_argument(shard[0], "shard rank")
+    world = positive_integer(shard[1], "shard world size")
+    if rank >= world:
+        raise ValueError(f"shard rank must be below the world size {world}, got {rank}")
+    return rank, world
+
+
+def shard_bounds(count: int, shard: Shard) -> tuple[int, int]:
+    """Rows [start, stop) of ``count`` rows that rank ``rank`` of ``world`` holds: contiguous,
+    in rank order, sizes differing by at most one."""
+    rank, world = shard_argument(shard)
+    count = count_argument(count, "count")
+    return count * rank // world, count * (rank + 1) // world
+
+
+class _CrossPrompt:
+    """Cross-prompt pairs (lo, hi), lo < hi, numbered 0..total-1 in (lo, hi) order, and the map
+    from numbers back to pairs, in O(n) memory."""
+
+    def __init__(self, codes: np.ndarray) -> None:
+        n = len(codes)
+        self.n = n
+        self.codes = codes
+        self.order = np.argsort(codes, kind="stable")  # positions grouped by prompt, ascending
+        sizes = np.bincount(codes).astype(np.int64)
+        self.starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        place = np.empty(n, dtype=np.int64)
+        place[self.order] = np.arange(n)
+        self.rank = place - self.starts[codes]  # each response's rank among its prompt's
+        # pairs each row lo starts: later responses minus the later ones of its own prompt
+        later = np.arange(n - 1, -1, -1, dtype=np.int64)
+        self.row_counts = later - (sizes[codes] - 1 - self.rank)
+        self.row_starts = np.concatenate([[0], np.cumsum(self.row_counts)]).astype(np.int64)
+        self.total = int(self.row_starts[-1])
+        # q_k = other-prompt responses before the k-th response of a prompt; offset by the
+        # prompt code so one sorted array serves every prompt
+        grouped = self.order - (np.arange(n) - self.starts[codes[self.order]])
+        self.keys = codes[self.order] * (n + 1) + grouped
+
+    def pairs(self, numbers: np.ndarray) -> np.ndarray:
+        """(m, 2) rows of the ascending pair ``numbers``."""
+        lo = np.searchsorted(self.row_starts, numbers, side="right") - 1
+        within = numbers - self.row_starts[lo]
+        code = self.codes[lo]
+        # the other-prompt responses after lo, in order: rank y among all other-prompt ones
+        y = lo - self.rank[lo] + within
+        hi = y + np.searchsorted(self.keys, code * (self.n + 1) + y, side="right")
+        hi -= self.starts[code]
+        return np.stack([lo, hi], axis=1).astype(np.int64)
+
+
+def _block_rows(pool: _CrossPrompt, blocks: int) -> np.ndarray:
+    """blocks + 1 row boundaries splitting the rows into runs of about equal pair counts."""
+    wanted = np.array([b * pool.total // blocks for b in range(blocks + 1)], dtype=np.int64)
+    rows = np.searchsorted(pool.row_starts, wanted, side="left").astype(np.int64)
+    rows[0], rows[-1] = 0, pool.n
+    return np.maximum.accumulate(np.minimum(rows, pool.n))
+
+
+def _block_draws(pool_sizes: np.ndarray, num: int, seed: int) -> np.ndarray:
+    """How many of a uniform num-subset of all pairs fall in each block: a multivariate
+    hypergeometric draw, made exact for pools of any size (NumPy's needs fewer than 1e9 pairs)
+    by thinning: every pair is kept with probability p (a binomial count per block), p grown
+    until at least num are kept; num of the kept ones are then a uniform num-subset."""
+    rng = np.random.default_rng([seed, 0, 0])
+    total = int(pool_sizes.sum())
+    p = min(1.0, (num + 4.0 * math.sqrt(num) + 16.0) / max(total, 1))
+    while True:
+        kept = pool_sizes if p >= 1.0 else rng.binomial(pool_sizes, p)
+        if int(kept.sum()) >= num:
+            break
+        p = min(1.0, 1.5 * p)
+    draws: np.ndarray = rng.multivariate_hypergeometric(kept, num, method="marginals")
+    return draws.astype(np.int64)
+
+
+def cross_prompt(
+    prompt_ids: Any, num: int, seed: int = 0, shard: Shard | None = None
+) -> np.ndarray:
+    """``num`` distinct pairs of responses to different prompts, uniform over all such pairs,
+    rows (i, j) with i < j sorted by (i, j); with ``shard=(rank, world)`` only this rank's
+    part of that same pool.
+
+    Number the cross-prompt pairs in (i, j) order and cut the numbers into blocks of about
+    equal size (how many depends on ``num`` only). How many of the num pairs fall in each block
+    is one draw from ``seed``; each block then draws its pairs from a generator of its own
+    (seeded by ``seed`` and the block). A shard is a run of whole blocks, so the shards are
+    disjoint, deterministic, and in rank order concatenate to the unsharded pool for any world
+    size; each process computes only its own part. Memory is O(n + num / world), never O(n^2).
     """
     codes = prompt_codes(prompt_ids)
     num = count_argument(num, "num")
+    rank, world = (0, 1) if shard is None else shard_argument(shard)
     n = len(codes)
-    total = cross_pair_count(codes)
-    if num > total:
+    pool = _CrossPrompt(codes)
+    if num > pool.total:
         raise ValueError(
-            f"num = {num} is larger than the {total} cross-prompt pairs of {n} responses "
+            f"num = {num} is larger than the {pool.total} cross-prompt pairs of {n} responses "
             f"to {len(np.unique(codes))} prompts"
         )
-    rng = np.random.default_rng(seed)
     if num == 0:
         return np.empty((0, 2), dtype=np.int64)
-    if 2 * num > total:
-        everything = all_pairs(n)
-        everything = everything[codes[everything[:, 0]] != codes[everything[:, 1]]]
-        keep = np.sort(rng.choice(len(everything), size=num, replace=False))
-        return np.asarray(everything[keep])
-    keys = np.empty(0, dtype=np.int64)
-    accept_rate = 2.0 * total / (n * n)
-    while len(keys) < num:
-        draws = int((num - len(keys)) / accept_rate * 1.1) + 64
-        i = rng.integers(0, n, size=draws)
-        j = rng.integers(0, n, size=draws)
-        ok = codes[i] != codes[j]
-        lo, hi = np.minimum(i[ok], j[ok]), np.maximum(i[ok], j[ok])
-        keys = _sorted_unique(np.concatenate([keys, lo * n + hi]))
-    # the distinct pairs drawn are exchangeable, so a uniform subset of them is uniform overall
-    keys = np.sort(rng.choice(keys, size=num, replace=False))
-    return np.stack([keys // n, keys % n], axis=1)
+    blocks = min(_MAX_BLOCKS, max(1, num // _BLOCK_PAIRS))
+    rows = _block_rows(pool, blocks)
+    sizes = pool.row_starts[rows[1:]] - pool.row_starts[rows[:-1]]
+    draws = _block_draws(sizes, num, seed)
+    parts = [np.empty((0, 2), dtype=np.int64)]
+    for block in range(blocks * rank // world, blocks * (rank + 1) // world):
+        if draws[block] == 0:
+            continue
+        rng = np.random.default_rng([seed, 1, block])
+        picked = rng.choice(int(sizes[block]), size=int(draws[block]), replace=False, shuffle=False)
+        numbers = np.sort(picked.astype(np.int64)) + pool.row_starts[rows[block]]
+        parts.append(pool.pairs(numbers))
+    return np.concatenate(parts)
 
 
-def candidate_pool(prompt_ids: Any, kind: str, cross_pairs: int, seed: int = 0) -> np.ndarray:
+def candidate_pool(
+    prompt_ids: Any, kind: str, cross_pairs: int, seed: int = 0, shard: Shard | None = None
+) -> np.ndarray:
     """The candidates of one selection: every within-prompt pair (``kind="within"``), or
-    ``cross_pairs`` cross-prompt pairs, fewer when the prompts have fewer (``"cross"``)."""
+    ``cross_pairs`` cross-prompt pairs, fewer when the prompts have fewer (``"cross"``); with
+    ``shard=(rank, world)`` this rank's part of them (the parts concatenate to the pool)."""
     if kind not in POOLS:
         raise ValueError(f"pool must be one of {POOLS}, got {kind!r}")
     if kind == "within":
-        return within_prompt(prompt_ids)
-    return cross_prompt(prompt_ids, min(cross_pairs, cross_pair_count(prompt_ids)), seed=seed)
+        return within_prompt(prompt_ids, shard)
+    count = min(cross_pairs, cross_pair_count(prompt_ids))
+    return cross_prompt(prompt_ids, count, seed=seed, shard=shard)
+
+
+def load_shard(path: str | os.PathLike[str], shard: Shard, key: str = "pairs") -> np.ndarray:
+    """Rows :func:`shard_bounds` of the (P, 2) pool saved in an ``.npy`` file, or under ``key``
+    in an ``.npz`` archive, read without loading the rest: ``.npy`` files and uncompressed
+    ``.npz`` members are memory-mapped (a compressed member is decompressed up to the shard's
+    end). The rows are a read-only memory map, or an array."""
+    where = os.fspath(path)
+    if where.endswith(".npz"):
+        table = _npz_member(where, key)
+    else:
+        table = np.load(where, mmap_mode="r")
+    if table.ndim != 2 or table.shape[1] != 2:
+        raise ValueError(f"{where}: pairs must have shape (P, 2), got {table.shape}")
+    start, stop = shard_bounds(table.shape[0], shard)
+    rows: np.ndarray = table[start:stop]
+    return rows
+
+
+def _npz_member(path: str, key: str) -> np.ndarray:
+    """One array of an .npz archive: memory-mapped when stored uncompressed."""
+    name = f"{key}.npy"
+    with zipfile.ZipFile(path) as archive:
+        if name not in archive.namelist():
+            raise ValueError(f"{path} has no array {key!r}; it holds {sorted(archive.namelist())}")
+        info = archive.getinfo(name)
+        if info.compress_type != zipfile.ZIP_STORED:
+            with archive.open(name) as member:
+                member_array: np.ndarray = np.load(member)  # compressed: no map possible
+            return member_array
+    with open(path, "rb") as handle:
+        handle.seek(info.header_offset)
+        local = handle.read(30)
+        if local[:4] != b"PK\x03\x04":
+            raise ValueError(f"{path}: damaged archive (member {name!r})")
+        name_length, extra_length = struct.unpack("<HH", local[26:30])
+        handle.seek(info.header_offset + 30 + name_length + extra_length)
+        version = np.lib.format.read_magic(handle)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
+        else:
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
+        offset = handle.tell()
+    if fortran:
+        raise ValueError(f"{path}: {key} is stored in Fortran order; save it C-contiguous")
+    mapped: np.ndarray = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
+    return mapped
 
 
 def _sorted_unique(keys: np.ndarray) -> np.ndarray:

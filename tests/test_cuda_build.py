@@ -27,7 +27,7 @@ def test_cuda_backend_built_when_nvcc_is_available():
 def test_cuda_module_reports_devices_without_failing():
     if not arm.build_info()["cuda_built"]:
         pytest.skip("activerm_fast was built without the CUDA backend")
-    from activerm_fast import _cuda
+    from activerm_fast import _core, _cuda
 
     # On a machine with no driver the statically linked runtime must report 0, not raise.
     count = _cuda.device_count()
@@ -37,4 +37,11 @@ def test_cuda_module_reports_devices_without_failing():
     assert _cuda.compiler.startswith("NVIDIA")
     assert _cuda.runtime_version() >= 11000
     assert _cuda.driver_version() >= 0
-    assert _cuda.greedy_scratch_bytes(10**8) > 0
+    # the CUDA engine's workspace holds the CPU's buffers plus its per-block sweep partials
+    sizes = {}
+    for module in (_cuda, _core):
+        features = module.FeatureView(0, False, 1000, 64)
+        pairs = module.PairView(0, False, 10**8)
+        problem = module.GreedyProblem(features, 3, 0, pairs, 0)
+        sizes[module.backend] = module.greedy_workspace_bytes(problem)
+    assert sizes["cuda"] > sizes["cpu"] > 8 * 3 * (1000 + 3 * 64)

@@ -10,6 +10,7 @@ selection of the concatenated pool, computed in the same process. The assertions
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import pickle
@@ -375,6 +376,31 @@ def test_shard_arguments_are_checked():
         arm.pairs.within_prompt(np.arange(5), shard=[0, 1])
     with pytest.raises(ValueError, match="shard world size must be a positive integer, got 0"):
         arm.pairs.shard_bounds(10, (0, 0))
+
+
+def test_command_line_under_torchrun_writes_the_single_process_batch(tmp_path):
+    from activerm_fast import data
+    from activerm_fast.cli import main
+
+    dataset = tmp_path / "small.npz"
+    data.synthetic(
+        num_train_prompts=30, num_test_prompts=4, test_responses_per_prompt=5, dim=6, seed=3
+    ).save(dataset)
+    labelled = tmp_path / "labelled.jsonl"
+    with open(labelled, "w") as f:
+        for i in range(12):
+            f.write(json.dumps({"first": 3 * i, "second": 3 * i + 40, "label": i % 2}) + "\n")
+    common = ["--data", str(dataset), "--labelled", str(labelled), "--k", "12"]
+    common += ["--strategy", "past-dopt-greedy", "--pool-size", "3000", "--ensemble", "2"]
+    assert main(["select", *common, "--out", str(tmp_path / "one.jsonl")]) == 0
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += ["--nproc-per-node", "2", "-m", "activerm_fast", "select", *common]
+    command += ["--out", str(tmp_path / "two.jsonl")]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "wrote 12 pairs" in done.stdout and "(2 processes)" in done.stdout
+    assert (tmp_path / "two.jsonl").read_bytes() == (tmp_path / "one.jsonl").read_bytes()
 
 
 def test_needs_a_process_group():

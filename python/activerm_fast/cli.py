@@ -2,6 +2,12 @@
 
 Every failure ends in one line on stderr, ``activerm-fast: error: ...`` naming the file or flag
 at fault, and exit status 2 (130 when interrupted); never a traceback.
+
+``select`` launched by torchrun (``torchrun --nproc-per-node N -m activerm_fast select ...``)
+shards the candidate pool over the N processes (gloo): every process builds only its part of
+the pool, rank 0 fits or loads the model and shares its features and rewards, the selection
+runs on :mod:`activerm_fast.distributed`, and rank 0 writes the batch: the same file as one
+process writes.
 """
 
 from __future__ import annotations
@@ -12,14 +18,17 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import fields
+from datetime import timedelta
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from . import build_info, data
+from ._threads import free_core_threads
 from ._validation import first_line
 from .annotation import next_batch, read_labelled, write_batch
 from .loop import LoopConfig
-from .pairs import POOLS
+from .model import RewardModel
+from .pairs import POOLS, candidate_pool
 from .selectors import STRATEGIES
 from .simulate import format_table, simulate
 
@@ -183,24 +192,110 @@ def _simulate(args: argparse.Namespace) -> int:
 def _select(args: argparse.Namespace) -> int:
     if args.reuse_model and args.model is None:
         raise _Failure("--reuse-model needs --model, the file to load the model from")
+    if _torchrun_world() > 1:
+        return _select_sharded(args)
     dataset = _load_dataset(args.data)
     pairs, labels = read_labelled(args.labelled, dataset.n)
-    batch, note = next_batch(
-        dataset,
-        pairs,
-        labels,
-        args.k,
-        strategy=args.strategy,
-        pool=args.pool,
-        pool_size=args.pool_size,
-        ensemble=args.ensemble,
-        model_path=args.model,
-        reuse_model=args.reuse_model,
-        seed=args.seed,
-    )
+    with free_core_threads():  # many small torch operations: threads for the free cores
+        batch, note = next_batch(
+            dataset,
+            pairs,
+            labels,
+            args.k,
+            strategy=args.strategy,
+            pool=args.pool,
+            pool_size=args.pool_size,
+            ensemble=args.ensemble,
+            model_path=args.model,
+            reuse_model=args.reuse_model,
+            seed=args.seed,
+        )
     write_batch(args.out, dataset, batch)
     print(f"{note}; wrote {len(batch)} pairs to {args.out}")
     return 0
+
+
+def _torchrun_world() -> int:
+    """The number of processes torchrun started (1 without torchrun)."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        return 1
+
+
+def _select_sharded(args: argparse.Namespace) -> int:
+    """``select`` as one of torchrun's processes: the pool sharded, the batch from rank 0."""
+    import torch.distributed as dist
+
+    from . import distributed
+
+    dist.init_process_group("gloo", timeout=timedelta(minutes=30))
+    try:
+        rank, world = dist.get_rank(), dist.get_world_size()
+
+        def load() -> tuple[data.Dataset, Any, Any, Any]:
+            dataset = _load_dataset(args.data)
+            pairs, labels = read_labelled(args.labelled, dataset.n)
+            shard = candidate_pool(
+                dataset.prompt_ids, args.pool, args.pool_size, args.seed, shard=(rank, world)
+            )
+            return dataset, pairs, labels, shard
+
+        dataset, pairs, labels, shard = distributed.agreed(load)
+        inputs = distributed.agreed(lambda: _selection_inputs(args, dataset, pairs, labels))
+        shared: list[Any] = [inputs if rank == 0 else None]
+        dist.broadcast_object_list(shared, src=0)  # one model's features on every rank
+        strategy, features, rewards, labelled, note = shared[0]
+        with free_core_threads():
+            selection = distributed.select(
+                strategy,
+                features=features,
+                pairs=shard,
+                k=args.k,
+                rewards=rewards,
+                labelled=labelled,
+                seed=args.seed,
+            )
+        batch = distributed.pairs_at(shard, selection.indices).numpy()
+        if rank == 0:
+            write_batch(args.out, dataset, batch)
+            print(f"{note}; wrote {len(batch)} pairs to {args.out} ({world} processes)")
+    finally:
+        dist.destroy_process_group()
+    return 0
+
+
+def _selection_inputs(
+    args: argparse.Namespace, dataset: data.Dataset, pairs: Any, labels: Any
+) -> tuple[str, Any, Any, Any, str] | None:
+    """On rank 0: the strategy, features, rewards and labelled pairs that
+    :func:`~activerm_fast.annotation.next_batch` selects with, and its note (None elsewhere)."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        return None
+    model_file = args.model is not None and Path(args.model).exists()
+    if len(pairs) == 0 and not (args.reuse_model and model_file):
+        chosen = "xtx" if STRATEGIES[args.strategy].needs_model else args.strategy
+        note = f"no labels yet: chose with {chosen!r} on the embeddings"
+        return chosen, dataset.embeddings, None, None, note
+    if args.reuse_model and model_file:
+        model = RewardModel.load(args.model)
+        if model.input_dim != dataset.dim:
+            raise ValueError(
+                f"{args.model} holds a model of {model.input_dim}-dimensional embeddings, but "
+                f"{dataset.name} has {dataset.dim}-dimensional ones"
+            )
+        note = f"model loaded from {args.model}"
+    else:
+        model = RewardModel(dataset.dim, ensemble=args.ensemble, seed=args.seed)
+        with free_core_threads():
+            model.fit(dataset.embeddings, pairs, labels, seed=args.seed)
+        note = f"model fitted on {len(labels)} labelled pairs"
+        if args.model is not None:
+            model.save(args.model)
+            note += f", saved to {args.model}"
+    with free_core_threads():
+        features, rewards = model.features_and_rewards(dataset.embeddings)
+    return args.strategy, features, rewards, pairs, f"{note}; chose with {args.strategy!r}"
 
 
 def _info(args: argparse.Namespace) -> int:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import torch
@@ -40,7 +40,7 @@ from . import _validation as v
 from .kernels import Selection, export
 from .strategies import STRATEGIES, Pool, PooledInputs, Strategy
 
-__all__ = ["greedy_logdet", "select"]
+__all__ = ["agreed", "greedy_logdet", "pairs_at", "select"]
 
 T = TypeVar("T")
 
@@ -598,3 +598,35 @@ def greedy_logdet(
     )
     as_numpy = v.is_numpy_like(features)
     return Selection(export(chosen, as_numpy), export(gains, as_numpy), logdet)
+
+
+def pairs_at(pairs: Any, indices: Any, group: Any | None = None) -> torch.Tensor:
+    """The (k, 2) int64 rows at global positions ``indices`` (the same on every rank, e.g. a
+    :class:`~activerm_fast.kernels.Selection`'s) of the pool whose shard this rank holds as
+    ``pairs``, on every rank and on ``pairs``' device: each rank fills the rows it holds and
+    one all-reduce of k x 16 bytes adds them up."""
+    group_ = _Group(group)
+    p = v.as_tensor(pairs, "pairs")
+    wanted = v.as_tensor(indices, "indices").to(device=p.device, dtype=torch.int64)
+    counts = group_.gather(torch.tensor([p.shape[0]], dtype=torch.int64)).reshape(-1)
+    offset = int(counts[: group_.rank].sum())
+    local = wanted - offset
+    mine = (local >= 0) & (local < p.shape[0])
+    rows = torch.zeros((wanted.shape[0], 2), dtype=torch.int64, device=p.device)
+    rows[mine] = p[local[mine]].to(torch.int64)
+    return group_.sum(rows)
+
+
+def agreed(call: Callable[[], T], group: Any | None = None) -> T:
+    """``call()`` on every rank, then agree: if it raised on any rank, every rank raises the
+    error of the lowest such rank (``rank r: ...``); else this rank's result. For the work
+    each rank does alone before a collective (reading its files, building its shard), so that
+    a failure on one rank does not leave the others waiting."""
+    group_ = _Group(group)
+    failure, error, result = None, None, None
+    try:
+        result = call()
+    except Exception as err:
+        failure, error = _failure(err), err
+    group_.agree(failure, error)
+    return cast(T, result)  # set: call() returned

@@ -223,15 +223,18 @@ def cross_prompt(
     rows = _block_rows(pool, blocks)
     sizes = pool.row_starts[rows[1:]] - pool.row_starts[rows[:-1]]
     draws = _block_draws(sizes, num, seed)
-    parts = [np.empty((0, 2), dtype=np.int64)]
-    for block in range(blocks * rank // world, blocks * (rank + 1) // world):
+    mine = range(blocks * rank // world, blocks * (rank + 1) // world)
+    out = np.empty((int(draws[mine.start : mine.stop].sum()), 2), dtype=np.int64)
+    filled = 0
+    for block in mine:
         if draws[block] == 0:
             continue
         rng = np.random.default_rng([seed, 1, block])
         picked = rng.choice(int(sizes[block]), size=int(draws[block]), replace=False, shuffle=False)
         numbers = np.sort(picked.astype(np.int64)) + pool.row_starts[rows[block]]
-        parts.append(pool.pairs(numbers))
-    return np.concatenate(parts)
+        out[filled : filled + len(numbers)] = pool.pairs(numbers)
+        filled += len(numbers)
+    return out
 
 
 def candidate_pool(

@@ -166,12 +166,18 @@ def worker(rank: int, world: int, port: int, out: str, device: str) -> None:
     level = torch.zeros((2, 12), dtype=torch.float64, device=device)
     cuts = splits(everything.shape[0], world)["uneven" if world > 1 else "whole"]
     for strategy in sorted(arm.STRATEGIES):
-        kwargs = {"features": tied, "k": 20, "rewards": level, "ridge": 0.5, "seed": 2}
-        got[("ties", strategy)] = outcome(
-            distributed.select, strategy, pairs=everything[cuts[rank] : cuts[rank + 1]], **kwargs
-        )
-        if rank == 0:
-            want[("ties", strategy)] = outcome(arm.select, strategy, pairs=everything, **kwargs)
+        for k in (0, 20, 66):  # none, some, every pair
+            kwargs = {"features": tied, "k": k, "rewards": level, "ridge": 0.5, "seed": 2}
+            got[("ties", strategy, k)] = outcome(
+                distributed.select,
+                strategy,
+                pairs=everything[cuts[rank] : cuts[rank + 1]],
+                **kwargs,
+            )
+            if rank == 0:
+                want[("ties", strategy, k)] = outcome(
+                    arm.select, strategy, pairs=everything, **kwargs
+                )
 
     # wrong input on one rank only: every rank raises the same error, none waits
     last = world - 1

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from . import metrics
+from ._threads import free_core_threads
 from ._validation import (
     available_count,
     count_argument,
@@ -124,7 +125,9 @@ class ActiveLoop:
         """Run (or finish) every round; returns one record per round."""
         state = self._resume()
         for round_index in range(len(state.records), self.config.rounds):
-            record = self._round(round_index, state)
+            # thousands of small torch operations: threads only for the cores free now
+            with free_core_threads():
+                record = self._round(round_index, state)
             state.records.append(record)
             self._save(state)
             if on_round is not None:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ._threads import free_core_threads
 from ._validation import (
     count_argument,
     embeddings_tensor,
@@ -201,30 +202,32 @@ class RewardModel:
         best_params = [p.detach().clone() for p in params]
         best_epoch = torch.zeros(self.ensemble, dtype=torch.int64)
         stale = torch.zeros(self.ensemble, dtype=torch.int64)
-        for epoch in range(epochs):
-            order = torch.from_numpy(rng.permuted(members, axis=1).copy()).to(self.device)
-            epoch_loss = torch.zeros((), device=self.device)
-            for start in range(0, order.shape[1], batch_size):
-                batch = order[:, start : start + batch_size]
-                loss = self._batch_loss(x, pairs_dev[batch], y_dev[batch]).sum()
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                epoch_loss += loss.detach() * batch.shape[1]
-            history.train_loss.append(float(epoch_loss) / (order.shape[1] * self.ensemble))
-            if num_val == 0:
-                continue
-            val_loss = self._val_loss(x, pairs_dev[val_rows], y_dev[val_rows])
-            history.val_loss.append(val_loss.tolist())
-            improved = val_loss < best_loss
-            best_loss = torch.where(improved, val_loss, best_loss)
-            for kept, p in zip(best_params, params, strict=True):
-                kept[improved] = p.detach()[improved]
-            improved_cpu = improved.cpu()
-            best_epoch[improved_cpu] = epoch
-            stale = torch.where(improved_cpu, 0, stale + 1)
-            if bool((stale >= patience).all()):
-                break
+        with free_core_threads(self.device) as adjust_threads:
+            for epoch in range(epochs):
+                adjust_threads()  # the other processes' load may have changed
+                order = torch.from_numpy(rng.permuted(members, axis=1).copy()).to(self.device)
+                epoch_loss = torch.zeros((), device=self.device)
+                for start in range(0, order.shape[1], batch_size):
+                    batch = order[:, start : start + batch_size]
+                    loss = self._batch_loss(x, pairs_dev[batch], y_dev[batch]).sum()
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    epoch_loss += loss.detach() * batch.shape[1]
+                history.train_loss.append(float(epoch_loss) / (order.shape[1] * self.ensemble))
+                if num_val == 0:
+                    continue
+                val_loss = self._val_loss(x, pairs_dev[val_rows], y_dev[val_rows])
+                history.val_loss.append(val_loss.tolist())
+                improved = val_loss < best_loss
+                best_loss = torch.where(improved, val_loss, best_loss)
+                for kept, p in zip(best_params, params, strict=True):
+                    kept[improved] = p.detach()[improved]
+                improved_cpu = improved.cpu()
+                best_epoch[improved_cpu] = epoch
+                stale = torch.where(improved_cpu, 0, stale + 1)
+                if bool((stale >= patience).all()):
+                    break
         with torch.no_grad():
             for p, kept in zip(params, best_params, strict=True):
                 p.requires_grad_(False)
@@ -319,7 +322,7 @@ class RewardModel:
     ) -> np.ndarray | torch.Tensor:
         """``head(features)`` over row chunks, concatenated along the row axis (dim 1)."""
         x = self._embeddings(embeddings, "embeddings")
-        with torch.no_grad():
+        with torch.no_grad(), free_core_threads(self.device):
             out = torch.cat(
                 [head(self._forward(c)) for c in torch.split(x, _INFERENCE_ROWS)], dim=1
             )

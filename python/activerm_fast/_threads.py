@@ -1,0 +1,169 @@
+"""PyTorch intra-op threads from the cores actually free, for runs of many small operations.
+
+The reward model's training and inference are thousands of small, synchronised torch
+operations. Each parallel region ends at a barrier, so with a thread per core and one core
+taken by another process every operation waits for the thread the OS has preempted, and the
+idle threads spin and take time from the working ones. Beside one busy single-threaded
+process a small ``activerm-fast simulate`` ran 33 s with two threads against 18 s with one.
+
+:func:`free_core_threads` sets torch's thread count, for the block it wraps, to the cores
+that the other processes on the machine leave free (never more than torch's count when the
+outermost such block began, which follows OMP_NUM_THREADS or ``torch.set_num_threads``),
+re-checks it whenever the block calls the function it yields, and restores torch's count at
+the end. The other processes' load is the CPU time ``/proc/stat`` counts on this process's
+CPUs over a recent window, less this process's own CPU time. Where ``/proc/stat`` cannot be
+read, or ``ACTIVERM_FAST_FIXED_THREADS`` is set to anything but ``0`` or an empty string,
+torch's count is left as it is.
+
+torch shares one OpenMP runtime with ``_core`` (the same ``libgomp.so.1``), so the count also
+bounds the greedy engine's threads inside such a block. Only the time should depend on the
+count: a RewardModel fit and its features gave the same bits with one thread and with two on
+arena-bench sizes. A BLAS that splits its sums by thread count could change the last bits, as
+a different OMP_NUM_THREADS already does; ACTIVERM_FAST_FIXED_THREADS=1 rules that out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import torch
+
+# A core counts as free when the other processes leave at least this share of it idle.
+_FREE_SHARE = 0.75
+# Shortest window a load estimate is taken over (/proc/stat counts in ticks of 10 ms).
+_MIN_WINDOW = 0.1
+# A window older than this describes a machine that may have changed: sample afresh.
+_MAX_WINDOW = 5.0
+# Length of a fresh sample, slept through so that this process adds nothing to it.
+_FRESH_WINDOW = 0.05
+
+
+def _usable_cpus() -> frozenset[int]:
+    try:
+        return frozenset(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return frozenset(range(os.cpu_count() or 1))
+
+
+def _busy_seconds(cpus: frozenset[int]) -> float | None:
+    """CPU seconds the machine has spent busy on ``cpus`` since boot (None: unknown)."""
+    try:
+        with open("/proc/stat") as f:
+            lines = f.readlines()
+    except OSError:
+        return None
+    ticks = 0
+    seen = 0
+    for line in lines:
+        name, _, rest = line.partition(" ")
+        if not name.startswith("cpu") or name == "cpu":
+            continue
+        try:
+            cpu = int(name[3:])
+            # user nice system idle iowait irq softirq steal (guest time is inside user)
+            values = [int(v) for v in rest.split()[:8]]
+        except ValueError:
+            return None
+        if cpu in cpus:
+            ticks += sum(values) - values[3] - (values[4] if len(values) > 4 else 0)
+            seen += 1
+    if seen != len(cpus):
+        return None
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+class _LoadMeter:
+    """Estimates how many of this process's CPUs the other processes leave free."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cpus = _usable_cpus()
+        self._mark: tuple[float, float, float] | None = None  # wall, machine busy, own CPU
+        self._free: float | None = None
+
+    def _sample(self) -> tuple[float, float, float] | None:
+        busy = _busy_seconds(self._cpus)
+        if busy is None:
+            return None
+        return time.perf_counter(), busy, time.process_time()
+
+    def free_cores(self) -> float | None:
+        """Free cores over the window since the last estimate (None: cannot tell)."""
+        with self._lock:
+            now = self._sample()
+            if now is None:
+                return None
+            mark = self._mark
+            if mark is None or now[0] - mark[0] > _MAX_WINDOW:
+                time.sleep(_FRESH_WINDOW)
+                mark, now = now, self._sample()
+                if now is None:
+                    return None
+            elif now[0] - mark[0] < _MIN_WINDOW and self._free is not None:
+                return self._free
+            wall = now[0] - mark[0]
+            others = max(0.0, (now[1] - mark[1]) - (now[2] - mark[2])) / wall
+            self._mark = now
+            self._free = max(0.0, len(self._cpus) - others)
+            return self._free
+
+
+_METER = _LoadMeter()
+
+
+def _fixed() -> bool:
+    return os.environ.get("ACTIVERM_FAST_FIXED_THREADS", "") not in ("", "0")
+
+
+def planned_threads(limit: int) -> int:
+    """Threads for small operations now: the free cores, at least 1 and at most ``limit``."""
+    free = None if _fixed() else _METER.free_cores()
+    if free is None:
+        return limit
+    return max(1, min(limit, math.floor(free + 1 - _FREE_SHARE)))
+
+
+class _Outermost(threading.local):
+    limit: int | None = None  # torch's count when the outermost block began
+
+
+_OUTERMOST = _Outermost()
+
+
+@contextlib.contextmanager
+def free_core_threads(device: torch.device | str = "cpu") -> Iterator[Callable[[], None]]:
+    """Run the block with torch's intra-op threads set to the free cores (on the CPU only).
+
+    Yields a function that re-checks the load and adjusts the count (cheap: it measures only
+    when 0.1 s have passed since the last estimate). At the end torch's count is what it was
+    when the block began. Blocks nest: an inner block may use as many threads as torch had
+    when the outermost one began.
+    """
+    if torch.device(device).type != "cpu":
+        yield lambda: None
+        return
+    before = torch.get_num_threads()
+    outermost = _OUTERMOST.limit is None
+    if outermost:
+        _OUTERMOST.limit = before
+    limit = _OUTERMOST.limit
+    assert limit is not None
+
+    def adjust() -> None:
+        threads = planned_threads(limit)
+        if threads != torch.get_num_threads():
+            torch.set_num_threads(threads)
+
+    try:
+        adjust()
+        yield adjust
+    finally:
+        if outermost:
+            _OUTERMOST.limit = None
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)

@@ -18,8 +18,8 @@ The properties:
 With the environment variable CI set the examples are derandomized, so CI runs are reproducible.
 A failure prints the shrunk example and a ``@reproduce_failure`` blob that replays it.
 
-Failures these properties found in the package are pinned, minimal, by the strict xfail tests at
-the end of this file; the properties let them pass only in the regions where they occur.
+Failures these properties found in the package (fixed since) stay as minimal regression tests
+at the end of this file.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ import os
 import mpmath
 import numpy as np
 import pytest
-import torch
 from hypothesis import HealthCheck, assume, given, note, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -195,25 +194,6 @@ def quadform_overflows(members, rows: np.ndarray, floor: float) -> bool:
         return not largest / floor < 1e300
 
 
-def scaling_fails(members, ridge: float, matrix_path: bool) -> bool:
-    """Whether the engine's power-of-two rescaling of its start leaves float64 (known failures,
-    test_known_greedy_*_scaling_*): the ridge path squares 1 / (scale sqrt(lambda)), the matrix
-    path multiplies F0 by scale^2 (overflow: 0 * inf = NaN off the diagonal when d >= 2;
-    underflow: lambda scale^2 rounds to 0). ``ridge`` is lambda, or lambda_min of a matrix F0."""
-    top = max(float(np.abs(f).max(initial=0.0)) for f in members)
-    if top == 0.0:
-        return False
-    if top < TINY:  # subnormal: the scale itself is out of range (test_known_subnormal_*)
-        return True
-    scale = math.ldexp(1.0, -math.frexp(top)[1])
-    if matrix_path:
-        square = scale * scale
-        overflow = members[0].shape[1] >= 2 and not math.isfinite(square)
-        return overflow or ridge * square < TINY
-    root = (1.0 / scale) / math.sqrt(ridge)
-    return not math.isfinite(root * root)
-
-
 def attempt(call):
     """The call's result, or the exception it raised (the properties judge it)."""
     try:
@@ -222,31 +202,13 @@ def attempt(call):
         return err
 
 
-# Failures of the package pinned by the strict xfail tests at the end of this file, each with
-# the region of inputs where it occurs. When one of those tests starts to pass (XPASS), delete
-# its entry here and the condition that adds it to ``known`` below.
-def linalg_error(err: Exception) -> bool:  # test_known_batch_objective_*_linalg_error
-    return isinstance(err, torch.linalg.LinAlgError)
-
-
-def pool_fisher_message(err: Exception) -> bool:  # test_known_pool_fisher_refusal_names_no_input
-    return isinstance(err, ValueError) and str(err).startswith("pool Fisher matrix must be")
-
-
-def any_refusal(err: Exception) -> bool:  # test_known_greedy_*_scaling_*
-    return isinstance(err, (ValueError, OverflowError))  # OverflowError: test_known_subnormal_*
-
-
-def check_outcome(out, what: str, refusable: bool = False, known=()) -> bool:
+def check_outcome(out, what: str, refusable: bool = False) -> bool:
     """True when the call returned. A raised exception must be a ValueError/TypeError with a
     message, and on well-formed input a ValueError naming what to change (BLAME), only where
-    ``refusable`` (a value float64 cannot represent) or where one of the ``known`` failures of
-    the package matches it."""
+    ``refusable`` (a value float64 cannot represent)."""
     if not isinstance(out, Exception):
         return True
     note(f"{what}: {type(out).__name__}: {out}")
-    if any(matches(out) for matches in known):
-        return False
     assert isinstance(out, ValueError), f"{what} raised {type(out).__name__}: {out}"
     assert str(out).strip(), f"{what}: ValueError with an empty message"
     assert any(word in str(out) for word in BLAME), f"{what}: error names none of {BLAME}: {out}"
@@ -400,8 +362,8 @@ def test_fisher_weights_match_reference(n, members, dtype, exponent, data):
     want = ref.fisher_weights(rewards, pairs)
     assert got.dtype == dtype and got.shape == (len(pairs),)
     eps = float(np.finfo(dtype).eps)
-    # 1/4 is the largest p(1 - p); one rounding above it: test_known_fisher_weight_above_a_quarter
-    assert np.all((got >= 0) & (got <= 0.25 * (1 + 2 * eps)))
+    # 1/4 is the largest p(1 - p) (test_regression_fisher_weight_above_a_quarter)
+    assert np.all((got >= 0) & (got <= 0.25))
     np.testing.assert_allclose(got, want, rtol=8 * eps, atol=float(np.finfo(dtype).tiny))
 
 
@@ -449,16 +411,16 @@ def test_greedy_logdet_properties(problem):
     refusable = quadform_overflows([features], pairs, floor) or (
         matrix and top / floor >= RATIO_LIMIT
     )
-    known = [any_refusal] if scaling_fails([features], floor, matrix) else []
     sel = attempt(
         lambda: arm.greedy_logdet(features, pairs, k, weights=weights, prior=prior, exclude=exclude)
     )
-    if not check_outcome(sel, "greedy_logdet", refusable, known):
+    if not check_outcome(sel, "greedy_logdet", refusable):
         return
     indices = assert_valid_batch(sel.indices, k, len(pairs), exclude)
     gains = np.asarray(sel.gains)
     assert gains.shape == (k,) and np.all(np.isfinite(gains)) and np.all(gains >= 0)
-    # Beyond RATIO_LIMIT the engine loses gains (test_known_greedy_* below); the log det is only
+    # Beyond RATIO_LIMIT float64 cannot be held to 50 digits (test_regression_greedy_* below pin
+    # exactly representable cases there); the log det is only
     # compared where float64 can represent every d^T F0^-1 d (ratio finite) AND F0 + sum w d d^T
     # is conditioned well enough for a float64 engine to be held to the 50-digit value.
     if ratio >= RATIO_LIMIT:
@@ -500,7 +462,7 @@ def strategy_problems(draw, scales=None, ridges=RIDGES):
 
 
 def strategy_conditions(name, features, pairs, rewards, labelled, ridge):
-    """(information ratio, whether a refusal is acceptable, known failures that may occur).
+    """(information ratio, whether a refusal is acceptable).
 
     Greedy strategies run on the engine (refusal only where a d^T F0^-1 d overflows) unless
     past-aware with labelled pairs: then F0 is formed and factored explicitly, like the pool
@@ -513,13 +475,7 @@ def strategy_conditions(name, features, pairs, rewards, labelled, ridge):
     past = name in PAST_AWARE and labelled is not None and len(labelled) > 0
     explicit = name not in GREEDY_STRATEGIES or past
     refusable = quadform_overflows(members, pairs, ridge) or (explicit and ratio >= RATIO_LIMIT)
-    known = []
-    if ratio >= RATIO_LIMIT and name not in GREEDY_STRATEGIES:
-        known += [linalg_error, pool_fisher_message]
-    scaled = name in GREEDY_STRATEGIES or name.endswith("dopt-topk")
-    if scaled and scaling_fails(members, ridge, past or name.endswith("dopt-topk")):
-        known += [any_refusal]
-    return ratio, refusable, known
+    return ratio, refusable
 
 
 def strategy_logdet_reference(name, features, pairs, indices, rewards, labelled, ridge):
@@ -575,10 +531,10 @@ def run_select(problem):
 @given(problem=strategy_problems())
 def test_every_strategy_properties(problem):
     name, features, pairs, k, rewards, labelled, ridge, _ = problem
-    ratio, refusable, known = strategy_conditions(name, features, pairs, rewards, labelled, ridge)
+    ratio, refusable = strategy_conditions(name, features, pairs, rewards, labelled, ridge)
     note(f"information ratio {ratio:.3g}")
     sel = run_select(problem)
-    if not check_outcome(sel, name, refusable, known):
+    if not check_outcome(sel, name, refusable):
         return
     indices = assert_valid_batch(sel.indices, k, len(pairs), excluded_by(pairs, labelled))
     chosen = pairs[indices]
@@ -609,11 +565,10 @@ def test_extreme_magnitudes_return_or_refuse_cleanly(problem):
     name, features, pairs, k, rewards, labelled, ridge, _ = problem
     flat = features if features.ndim == 2 else features[0]
     d = flat.shape[1]
-    _, refusable, known = strategy_conditions(name, features, pairs, rewards, labelled, ridge)
-    check_outcome(run_select(problem), name, refusable, known)
+    _, refusable = strategy_conditions(name, features, pairs, rewards, labelled, ridge)
+    check_outcome(run_select(problem), name, refusable)
     out = attempt(lambda: arm.greedy_logdet(flat, pairs, k, prior=ridge))
-    known = [any_refusal] if scaling_fails([flat], ridge, False) else []
-    check_outcome(out, "greedy_logdet", quadform_overflows([flat], pairs, ridge), known)
+    check_outcome(out, "greedy_logdet", quadform_overflows([flat], pairs, ridge))
     # kernels that only multiply and add return (infinities included) whatever the magnitude
     for what, call in {
         "pair_diff": lambda: arm.pair_diff(flat, pairs),
@@ -785,16 +740,10 @@ def test_malformed_kernel_arguments_are_refused(problem):
     assert str(out).strip()
 
 
-# ---- failures found by the properties above, minimal (see check_outcome's known) ---------------------
+# ---- failures the properties above found, minimal, fixed -----------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="greedy engine: a running score that cancels to 0 once the chosen information exceeds "
-    "the prior by ~1/eps loses to a zero-gain pair; the refresh only checks the winner's score",
-)
-def test_known_greedy_takes_a_zero_gain_before_a_positive_one():
+def test_regression_greedy_takes_a_zero_gain_before_a_positive_one():
     # d = 1: differences -1e8, 0, -1e8. After pair 0, pair 2 still gains log(1 + 1e16 / (1 +
     # 1e16)) = log 2 and pair 1 gains 0; the float64 brute force takes them in that order.
     features = np.array([[0.0], [1e8], [1e8]])
@@ -806,13 +755,7 @@ def test_known_greedy_takes_a_zero_gain_before_a_positive_one():
     assert_nonincreasing(np.asarray(sel.gains))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="greedy engine: the gain of a pair parallel to a chosen one is computed as 0 (not "
-    "log 2) when its information exceeds the prior by 1e34; both running and fresh scores cancel",
-)
-def test_known_greedy_loses_a_gain_far_beyond_the_prior():
+def test_regression_greedy_loses_a_gain_far_beyond_the_prior():
     features = np.array([[0.0], [1e17], [1e17]])
     pairs = np.array([[0, 1], [0, 2]])
     sel = arm.greedy_logdet(features, pairs, 2, prior=4.0)
@@ -822,14 +765,7 @@ def test_known_greedy_loses_a_gain_far_beyond_the_prior():
     assert sel.logdet == pytest.approx(want, rel=1e-8), (sel.gains, sel.logdet, want)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=torch.linalg.LinAlgError,
-    reason="strategies.batch_selection: torch.linalg.cholesky of I + W^1/2 D F0^-1 D^T W^1/2 "
-    "escapes as torch LinAlgError (not ValueError) when two chosen pairs are parallel and "
-    "their information exceeds the ridge by ~1/eps; every non-greedy strategy reports through it",
-)
-def test_known_batch_objective_cholesky_linalg_error():
+def test_regression_batch_objective_cholesky_linalg_error():
     features = np.array([[0.0], [1e9], [1e9]])
     pairs = np.array([[0, 1], [0, 2]])
     out = attempt(lambda: arm.select("random", features=features, pairs=pairs, k=2, ridge=1.0))
@@ -838,13 +774,7 @@ def test_known_batch_objective_cholesky_linalg_error():
     assert np.isfinite(out.logdet)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=torch.linalg.LinAlgError,
-    reason="strategies.batch_selection: torch.linalg.solve(F0, .) raises torch LinAlgError "
-    "('singular') for a past-aware F0 that Prior.of_matrix's Cholesky accepted, even for k = 0",
-)
-def test_known_batch_objective_solve_linalg_error():
+def test_regression_batch_objective_solve_linalg_error():
     features = np.array([[0.0, 0.0], [4.21875e11, 4.21875e11]])
     out = attempt(
         lambda: arm.select(
@@ -860,13 +790,7 @@ def test_known_batch_objective_solve_linalg_error():
     assert np.isfinite(out.logdet)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="dopt-topk: refusing a pool Fisher matrix that lost the ridge to rounding says "
-    "'pool Fisher matrix must be positive definite' without naming the features or the ridge",
-)
-def test_known_pool_fisher_refusal_names_no_input():
+def test_regression_pool_fisher_refusal_names_no_input():
     features = np.array([[0.0, 0.0], [1e9, 1e9]])
     out = attempt(
         lambda: arm.select(
@@ -878,18 +802,12 @@ def test_known_pool_fisher_refusal_names_no_input():
             ridge=1.0,
         )
     )
-    assert isinstance(out, ValueError), out
-    assert any(word in str(out) for word in BLAME), str(out)
+    # the pool's Fisher matrix plus the ridge is factored by its eigenvalues, held at the ridge
+    assert not isinstance(out, Exception), out
+    assert out.indices.shape == (0,) and np.isfinite(out.logdet)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="_design._start (ridge path): 1 / (scale^2 lambda) overflows for |features| >= ~1e154 "
-    "at lambda = 1, so a representable d^T F0^-1 d (here 2.2e276) is refused as an overflow; "
-    "the matrix-prior path returns it",
-)
-def test_known_greedy_ridge_scaling_overflow():
+def test_regression_greedy_ridge_scaling_overflow():
     big = 1e154
     features = np.array([[big], [np.nextafter(big, np.inf)]])
     pairs = np.array([[0, 1]])
@@ -898,39 +816,18 @@ def test_known_greedy_ridge_scaling_overflow():
     assert sel.gains[0] == pytest.approx(math.log1p(q), rel=1e-12)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="_design._scaled_lower (matrix path): F0 * scale^2 with scale^2 = inf for "
-    "|features| < ~7e-155 turns the zeros off the diagonal into NaN, so the identity prior is "
-    "refused as 'prior must be positive definite' (also dopt-topk and past-aware strategies; "
-    "likewise when lambda scale^2 underflows to 0 for huge features and a tiny lambda)",
-)
-def test_known_greedy_matrix_scaling_overflow():
+def test_regression_greedy_matrix_scaling_overflow():
     features = np.array([[0.0, 0.0], [1e-155, 0.0]])
     sel = arm.greedy_logdet(features, np.array([[0, 1]]), 1, prior=np.eye(2))
     assert sel.gains[0] == pytest.approx(1e-310, rel=1e-6)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OverflowError,
-    reason="_design.feature_scale: math.ldexp(1, -frexp(top)[1]) raises OverflowError (not "
-    "ValueError) when the largest |feature| is subnormal (< 2.2e-308); greedy_logdet and the "
-    "greedy and top-k strategies let it escape",
-)
-def test_known_subnormal_features_overflow_error():
+def test_regression_subnormal_features_overflow_error():
     features = np.array([[0.0], [1e-310]])
     sel = arm.greedy_logdet(features, np.array([[0, 1]]), 1, prior=1.0)
     assert sel.indices.tolist() == [0] and sel.gains[0] == 0.0  # log1p(1e-620) rounds to 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="fisher_weights: sigma(D)(1 - sigma(D)) comes out one rounding above its maximum 1/4 "
-    "(0.25000000000000006) for a reward gap of 2e-15",
-)
-def test_known_fisher_weight_above_a_quarter():
+def test_regression_fisher_weight_above_a_quarter():
     weight = arm.fisher_weights(np.array([0.0, 2.12301491e-15]), np.array([[0, 1]]))[0]
     assert weight <= 0.25, repr(weight)

@@ -89,6 +89,7 @@ void sweep(const GreedyProblem& problem, GreedyState state, const GreedyBuffers&
            bool downdate) {
   // After a choice that is no pair there is nothing to downdate and nothing new to find.
   if (downdate && buffers.choice->index < 0) return;
+  if (!downdate) buffers.reference[1] = 1.0;  // fresh scores: the next choice is the reference
   const bool single = problem.members == 1;
   const Best best =
       downdate ? (single ? sweep_pairs<true, true, I>(problem, state, buffers)
@@ -215,7 +216,11 @@ void apply(const GreedyProblem& problem, GreedyState state, const GreedyBuffers&
     gain += std::log1p(x);
     fresh = e == 0 ? x : combined_score(fresh, x);
   }
-  if (needs_refresh(choice.score, fresh, problem.refresh_tolerance)) {
+  if (buffers.reference[1] != 0.0) {
+    buffers.reference[0] = choice.score;
+    buffers.reference[1] = 0.0;
+  }
+  if (needs_refresh(choice.score, fresh, buffers.reference[0], problem.refresh_tolerance)) {
     choice.index = kRefreshChoice;
     chosen[step] = kRefreshChoice;
     return;

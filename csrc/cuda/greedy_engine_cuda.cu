@@ -120,6 +120,7 @@ struct SweepArgs {
   double* scores;            // (count, E)
   const double* projection;  // (n, E)
   const double* downdate;    // (E)
+  double* reference;         // (2)
   GreedyChoice* choice;
   SweepScratch* scratch;
 };
@@ -224,6 +225,7 @@ __global__ void __launch_bounds__(kSweepThreads, kSweepMinBlocksPerSm)
   if (threadIdx.x == 0) {
     GreedyChoice* choice = args.choice;
     scratch->sweep_done = 0;
+    if (!kDowndate) args.reference[1] = 1.0;  // fresh scores: the next choice is the reference
     choice->score = overall.score;
     choice->index = overall.index < 0 ? -1 : args.first_index + overall.index;
     if (overall.index >= 0) {
@@ -299,6 +301,7 @@ __global__ void __launch_bounds__(kScalarThreads)
     scalars_kernel(const double* __restrict__ transformed, int64_t d, int64_t members,
                    int64_t count, int64_t first_index, double refresh_tolerance,
                    GreedyChoice* choice, bool prepare_next, double* __restrict__ downdate,
+                   double* __restrict__ reference,
                    SweepScratch* scratch, double* scores, int64_t step, int64_t* chosen,
                    double* gains) {
   __shared__ double products[kScalarThreads];
@@ -336,7 +339,11 @@ __global__ void __launch_bounds__(kScalarThreads)
     gain += log1p(x);
     fresh = e == 0 ? x : combined_score(fresh, x);
   }
-  if (needs_refresh(choice->score, fresh, refresh_tolerance)) {
+  if (reference[1] != 0.0) {
+    reference[0] = choice->score;
+    reference[1] = 0.0;
+  }
+  if (needs_refresh(choice->score, fresh, reference[0], refresh_tolerance)) {
     choice->index = kRefreshChoice;
     chosen[step] = kRefreshChoice;
     gains[step] = kNaN;
@@ -466,7 +473,8 @@ void launch_sweep(const GreedyProblem& problem, GreedyState state, const GreedyB
                sweep_blocks(problem.pairs.count, sweep_kernel<false, kSingle, true, I>));
   const SweepArgs args{problem.pairs.count, problem.members,   problem.first_index,
                        problem.weights,     state.scores,      buffers.projection,
-                       buffers.downdate,    buffers.choice,    static_cast<SweepScratch*>(buffers.extra)};
+                       buffers.downdate,    buffers.reference, buffers.choice,
+                       static_cast<SweepScratch*>(buffers.extra)};
   kernel<<<grid, kSweepThreads, 0, stream>>>(pairs, args);
   check_launch("greedy sweep kernel launch");
 }
@@ -504,8 +512,8 @@ void apply(const GreedyProblem& problem, GreedyState state, int64_t step, int64_
   }
   scalars_kernel<<<1, kScalarThreads, 0, stream>>>(
       buffers.transformed, d, problem.members, problem.pairs.count, problem.first_index,
-      problem.refresh_tolerance, buffers.choice, prepare_next, buffers.downdate, scratch,
-      state.scores, step, chosen, gains);
+      problem.refresh_tolerance, buffers.choice, prepare_next, buffers.downdate,
+      buffers.reference, scratch, state.scores, step, chosen, gains);
   check_launch("greedy scalars kernel launch");
   if (!prepare_next || d == 0) return;
   rows_kernel<double><<<dim3(grid_for(d, kRowsTile), members), kRowsTile, 0, stream>>>(

@@ -10,6 +10,7 @@ overflows or underflows, and turns what cannot be represented into clear errors.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -29,11 +30,16 @@ def fisher_matrix(f: torch.Tensor, p: torch.Tensor, w: torch.Tensor | None) -> t
 
 @dataclass(frozen=True)
 class Prior:
-    """F0 = ``ridge`` I (``matrix`` None) or the SPD ``matrix``; ``logdet`` = log det F0."""
+    """F0 = ``ridge`` I (``matrix`` None) or the SPD ``matrix``; ``logdet`` = log det F0.
+
+    ``floor`` is set for matrices this package builds as floor I + (positive semi-definite
+    information): their eigenvalues are at least ``floor`` in exact arithmetic, and are held
+    there when rounding says otherwise, so a built prior is never refused."""
 
     ridge: float | None
     matrix: torch.Tensor | None
     logdet: float
+    floor: float | None = None
 
     @staticmethod
     def of(prior: float | torch.Tensor, d: int, name: str = "prior") -> Prior:
@@ -53,6 +59,23 @@ class Prior:
         factor = _cholesky(matrix, name)
         return Prior(None, matrix, 2.0 * torch.log(torch.diagonal(factor)).sum().item())
 
+    @staticmethod
+    def of_information(information: torch.Tensor, ridge: float) -> Prior:
+        """ridge I + ``information`` (positive semi-definite, float64), built by the package."""
+        matrix = information + ridge * torch.eye(
+            information.shape[0], dtype=torch.float64, device=information.device
+        )
+        spectrum = torch.linalg.eigvalsh(matrix.detach().cpu()).clamp_min(ridge)
+        return Prior(None, matrix, torch.log(spectrum).sum().item(), ridge)
+
+    def magnitudes(self) -> tuple[float, float]:
+        """The smallest and largest diagonal entry of F0 (both lambda for lambda I)."""
+        if self.matrix is None:
+            assert self.ridge is not None
+            return self.ridge, self.ridge
+        diagonal = self.matrix.diagonal().abs()
+        return float(diagonal.min()), float(diagonal.max())
+
     def describe(self) -> str:
         if self.matrix is None:
             return f"prior {self.ridge:.3g} I"
@@ -68,25 +91,45 @@ def _cholesky(matrix: torch.Tensor, name: str) -> torch.Tensor:
     return factor
 
 
-def feature_scale(features: torch.Tensor) -> float:
-    """The power of two that brings the largest |feature| into [1/2, 1) (1 for all zeros).
+# Scaled priors stay between 2^-_PRIOR_RANGE and 2^_PRIOR_RANGE.
+_PRIOR_RANGE = 1000
+
+
+def feature_scale(features: torch.Tensor, priors: Sequence[Prior] = ()) -> float:
+    """The power of two features are read times: it brings the largest |feature| into [1/2, 1)
+    as far as the priors allow (scale^2 F0 must stay within 2^-1000..2^1000).
 
     Multiplying by a power of two is exact and leaves every rounding of the selection as it
-    was, so it is always applied; it keeps squares of features of any magnitude finite."""
+    was, so it is always applied; it keeps squares of features of any magnitude, subnormal
+    ones included, finite and normal."""
     top = features.abs().max().item() if features.numel() else 0.0
-    if top == 0.0:
-        return 1.0
-    return math.ldexp(1.0, -math.frexp(top)[1])
+    exponent = 0 if top == 0.0 else -math.frexp(top)[1]
+    for prior in priors:
+        low, high = prior.magnitudes()
+        upper = (_PRIOR_RANGE - math.frexp(high)[1]) // 2  # scale^2 high < 2^_PRIOR_RANGE
+        lower = -((_PRIOR_RANGE + math.frexp(low)[1] - 1) // 2)  # scale^2 low >= 2^-_PRIOR_RANGE
+        exponent = min(max(exponent, lower), upper)
+    return math.ldexp(1.0, max(-_PRIOR_RANGE, min(_PRIOR_RANGE, exponent)))
 
 
-def _scaled_lower(prior: Prior, scale: float, d: int) -> torch.Tensor:
-    """L' with L' L'^T = scale^2 F0, float64 on the CPU (so every device continues from the same
-    factor)."""
+def _inverse_root(prior: Prior, scale: float, d: int) -> torch.Tensor:
+    """R^-T for a root R R^T = scale^2 F0 (so R^-T R^-1 = (scale^2 F0)^-1), float64 on the CPU
+    (every device continues from the same factor): the inverse Cholesky factor of a given
+    matrix; V diag(mu^-1/2) from the eigenvalues of a built one, held at its floor."""
     if prior.matrix is None:
         assert prior.ridge is not None
-        root = (1.0 / scale) / math.sqrt(prior.ridge)  # 1 / sqrt(scale^2 ridge), no underflow
-        return torch.eye(d, dtype=torch.float64) / root
-    return _cholesky(prior.matrix.detach().cpu() * (scale * scale), "prior")
+        ridge_root = (1.0 / scale) / math.sqrt(prior.ridge)  # 1 / sqrt(scale^2 ridge)
+        return ridge_root * torch.eye(d, dtype=torch.float64)
+    matrix = prior.matrix.detach().cpu() * (scale * scale)
+    if prior.floor is None:
+        lower = _cholesky(matrix, "prior")
+        eye = torch.eye(d, dtype=torch.float64)
+        inverse: torch.Tensor = torch.linalg.solve_triangular(lower.T, eye, upper=True)
+        return inverse
+    spectrum, vectors = torch.linalg.eigh(matrix)
+    spectrum = spectrum.clamp_min(prior.floor * scale * scale)
+    root: torch.Tensor = vectors * spectrum.rsqrt()[None, :]
+    return root
 
 
 def _scores_of_factor(
@@ -109,9 +152,7 @@ def _start(
         root = (1.0 / scale) / math.sqrt(prior.ridge)
         factor = root * torch.eye(d, dtype=torch.float64, device=device)
         return factor, _launch.pair_quadform(features, pairs, None, root * root, scale)
-    lower = _scaled_lower(prior, scale, d)
-    eye = torch.eye(d, dtype=torch.float64)
-    factor = torch.linalg.solve_triangular(lower.T, eye, upper=True).to(device)
+    factor = _inverse_root(prior, scale, d).to(device)
     return factor, _scores_of_factor(features, pairs, factor, scale)
 
 
@@ -123,31 +164,43 @@ def _factor_after(
     scale: float,
 ) -> torch.Tensor:
     """S with S S^T = (F0' + sum over the picked pairs of w d' d'^T)^-1, straight from the pairs
-    rather than by updates: with F0' = L L^T and C = W^1/2 D' L^-T = U diag(s) V^T,
-    S = L^-T V diag(1 / hypot(1, s)). Every singular value keeps its relative precision, so the
+    rather than by updates: with F0' = R R^T and C = W^1/2 D' R^-T = U diag(s) V^T,
+    S = R^-T V diag(1 / hypot(1, s)). Every singular value keeps its relative precision, so the
     factor is accurate however far the chosen pairs' information exceeds the prior. Computed in
     float64 on the CPU."""
     d = features.shape[1]
     f = features.double() * scale
     diffs = (f[picked[:, 0]] - f[picked[:, 1]]).cpu() * weights.cpu().sqrt()[:, None]
-    lower = _scaled_lower(prior, scale, d)
-    rotated = torch.linalg.solve_triangular(lower, diffs.T, upper=False).T  # C = D' L^-T
-    _, singular, vh = torch.linalg.svd(rotated, full_matrices=True)
+    inverse_root = _inverse_root(prior, scale, d)
+    _, singular, vh = torch.linalg.svd(diffs @ inverse_root, full_matrices=True)
     spectrum = torch.zeros(d, dtype=torch.float64)
     spectrum[: singular.shape[0]] = singular
     shrink = 1.0 / torch.hypot(torch.ones_like(spectrum), spectrum)
-    factor: torch.Tensor = torch.linalg.solve_triangular(
-        lower.T, vh.T * shrink[None, :], upper=True
-    )
+    factor: torch.Tensor = inverse_root @ (vh.T * shrink[None, :])
     return factor.to(features.device)
 
 
-def quadforms(
-    features: torch.Tensor, pairs: torch.Tensor, matrix: torch.Tensor, name: str
+def sequential_gains(
+    features: torch.Tensor, picked: torch.Tensor, weights: torch.Tensor, prior: Prior
 ) -> torch.Tensor:
-    """d_k^T A^-1 d_k for every pair and an SPD float64 matrix A (``name`` in errors)."""
-    scale = feature_scale(features)
-    return _start(features, pairs, Prior.of_matrix(matrix, name), scale)[1]
+    """log det increments of adding the ``picked`` rows (k, 2) with ``weights`` (k,) in order to
+    F0: 2 log |R_tt| of the QR factor of [B | I]^T with B = W^1/2 D' S0, computed in float64
+    on the CPU."""
+    scale = feature_scale(features, [prior])
+    d = features.shape[1]
+    f = features.double() * scale
+    diffs = (f[picked[:, 0]] - f[picked[:, 1]]).cpu() * weights.cpu().sqrt()[:, None]
+    stacked = torch.cat(
+        [diffs @ _inverse_root(prior, scale, d), torch.eye(len(picked), dtype=torch.float64)],
+        dim=1,
+    )
+    upper = torch.linalg.qr(stacked.T, mode="r").R
+    return 2.0 * torch.log(torch.diagonal(upper).abs())
+
+
+def quadforms(features: torch.Tensor, pairs: torch.Tensor, prior: Prior) -> torch.Tensor:
+    """d_k^T F^-1 d_k for every pair."""
+    return _start(features, pairs, prior, feature_scale(features, [prior]))[1]
 
 
 # A chosen pair's running score may drift this far (relative) from its fresh value before the
@@ -193,7 +246,7 @@ def greedy_engine(
     read times. ``pairs`` may be one shard of a pool whose pair 0 is global pair
     ``first_index`` (errors name global positions); every argument but the pairs, their
     weights and ``excluded`` is the whole pool's."""
-    scale = feature_scale(members)
+    scale = feature_scale(members, priors)
     starts = [
         _start(members[min(e, members.shape[0] - 1)], pairs, prior, scale)
         for e, prior in enumerate(priors)

@@ -59,24 +59,22 @@ class SelectionInputs:
     def has_past(self, past: bool) -> bool:
         return past and self.labelled is not None and self.labelled.shape[0] > 0
 
-    def prior_matrix(self, past: bool, member: int | None = None) -> torch.Tensor:
-        """F0 = lambda I, plus with ``past`` the labelled pairs' w d d^T at the current rewards
-        (of the ensemble mean weights, or of one member's features and weights)."""
+    def information(self, past: bool, member: int | None = None) -> torch.Tensor:
+        """With ``past``, the labelled pairs' sum of w d d^T at the current rewards (of the
+        ensemble mean weights, or of one member's features and weights); else zeros."""
         features = self.member_features(member)
         d = features.shape[1]
-        matrix = self.ridge * torch.eye(d, dtype=torch.float64, device=features.device)
-        if self.has_past(past):
-            assert self.labelled is not None
-            weights = self.weights(self.labelled, member)
-            matrix += _design.fisher_matrix(features, self.labelled, weights)
-        return matrix
+        if not self.has_past(past):
+            return torch.zeros((d, d), dtype=torch.float64, device=features.device)
+        assert self.labelled is not None
+        weights = self.weights(self.labelled, member)
+        return _design.fisher_matrix(features, self.labelled, weights)
 
     def prior(self, past: bool, member: int | None = None) -> _design.Prior:
-        """:meth:`prior_matrix`, factored (lambda I needs no factorisation)."""
-        d = self.features.shape[1]
+        """F0 = lambda I, plus with ``past`` the labelled pairs' information."""
         if not self.has_past(past):
-            return _design.Prior.of_ridge(self.ridge, d)
-        return _design.Prior.of_matrix(self.prior_matrix(past, member), "prior built from labelled")
+            return _design.Prior.of_ridge(self.ridge, self.features.shape[1])
+        return _design.Prior.of_information(self.information(past, member), self.ridge)
 
     def reward_gaps(self) -> torch.Tensor:
         """(E, P) r_i - r_j of every member."""

@@ -153,21 +153,19 @@ def batch_selection(
     inputs: SelectionInputs, chosen: torch.Tensor, picked: torch.Tensor | None = None
 ) -> Selection:
     """A fixed batch with the sequential log-det gains of its order under the D-optimal
-    objective: the log-diagonal of chol(I + W^1/2 D F0^-1 D^T W^1/2) (k x k, no P-sized work).
-    ``picked`` are the chosen pairs' rows (by default looked up in ``inputs.pairs``)."""
+    objective. Gain t is log(1 + w_t d_t^T F_{t-1}^-1 d_t) = 2 log R_tt for the QR factor R of
+    [B | I]^T, B = W^1/2 D' S0 (k x (d + k), no P-sized work): the identity block keeps every
+    R_tt >= 1, so no pivot cancels however large the pairs' information (a Cholesky of
+    I + B B^T failed there). ``picked`` are the chosen pairs' rows (by default looked up in
+    ``inputs.pairs``)."""
     start = inputs.prior(past=True)
+    if len(chosen) == 0:
+        return Selection(
+            chosen, torch.empty(0, dtype=torch.float64, device=chosen.device), start.logdet
+        )
     picked = (inputs.pairs[chosen] if picked is None else picked).contiguous()
-    f = inputs.features64
-    diffs = f[picked[:, 0].long()] - f[picked[:, 1].long()]
-    scaled = diffs * inputs.weights(picked).sqrt()[:, None]
-    if start.matrix is None:
-        assert start.ridge is not None
-        gram = scaled @ scaled.T / start.ridge
-    else:
-        gram = scaled @ torch.linalg.solve(start.matrix, scaled.T)
-    gram += torch.eye(len(chosen), dtype=torch.float64, device=f.device)
-    gains = 2.0 * torch.log(torch.diagonal(torch.linalg.cholesky(gram)))
-    return Selection(chosen, gains, start.logdet + gains.sum().item())
+    gains = _design.sequential_gains(inputs.features, picked.long(), inputs.weights(picked), start)
+    return Selection(chosen, gains.to(chosen.device), start.logdet + gains.sum().item())
 
 
 def top(inputs: SelectionInputs, score: torch.Tensor, k: int) -> Selection:
@@ -280,12 +278,8 @@ def _dopt_topk(inputs: SelectionInputs, k: int, past: bool) -> Selection:
     matrix = pool_of(inputs).total(
         _design.fisher_matrix(inputs.features, inputs.pairs, available.contiguous())
     )
-    matrix += inputs.prior_matrix(past)
-    return top(
-        inputs,
-        w * _design.quadforms(inputs.features, inputs.pairs, matrix, "pool Fisher matrix"),
-        k,
-    )
+    design = _design.Prior.of_information(matrix + inputs.information(past), inputs.ridge)
+    return top(inputs, w * _design.quadforms(inputs.features, inputs.pairs, design), k)
 
 
 def _greedy(

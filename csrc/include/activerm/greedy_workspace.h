@@ -13,6 +13,8 @@ namespace activerm {
 struct GreedyBuffers {
   GreedyChoice* choice;
   double* downdate;    // (E) c_e = w / (1 + w q*), the score downdate of the last choice
+  double* reference;   // (2) the first choice's score since the last fresh sweep, and 1 while
+                       // that choice is still to come
   double* difference;  // (E, d) d*_e, the chosen pair's scaled feature difference
   double* transformed; // (E, d) f_e = S_e^T d*_e
   double* direction;   // (E, d) u_e = S_e f_e = F_e^-1 d*_e, times the feature scale after use
@@ -22,14 +24,15 @@ struct GreedyBuffers {
 
 // Byte offsets of the buffers above for a problem; `total` includes the backend's extra bytes.
 struct GreedyLayout {
-  int64_t downdate, difference, transformed, direction, projection, extra, total;
+  int64_t downdate, reference, difference, transformed, direction, projection, extra, total;
 
   GreedyLayout(const GreedyProblem& problem, int64_t extra_bytes) {
     const int64_t e = problem.members;
     const int64_t d = problem.features.d;
     const int64_t bytes = static_cast<int64_t>(sizeof(double));
     downdate = static_cast<int64_t>(sizeof(GreedyChoice));
-    difference = downdate + e * bytes;
+    reference = downdate + e * bytes;
+    difference = reference + 2 * bytes;
     transformed = difference + e * d * bytes;
     direction = transformed + e * d * bytes;
     projection = direction + e * d * bytes;
@@ -41,6 +44,7 @@ struct GreedyLayout {
     char* base = static_cast<char*>(workspace);
     return {reinterpret_cast<GreedyChoice*>(base),
             reinterpret_cast<double*>(base + downdate),
+            reinterpret_cast<double*>(base + reference),
             reinterpret_cast<double*>(base + difference),
             reinterpret_cast<double*>(base + transformed),
             reinterpret_cast<double*>(base + direction),

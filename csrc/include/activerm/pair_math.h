@@ -14,11 +14,12 @@
 namespace activerm {
 
 // Bradley-Terry Fisher weight sigma(delta) * (1 - sigma(delta)), written as e / (1 + e)^2 with
-// e = exp(-|delta|) so it neither overflows nor cancels for large |delta|.
+// e = exp(-|delta|) so it neither overflows nor cancels for large |delta|; held at its maximum
+// 1/4, which rounding exceeds by an ulp for |delta| near 1e-15.
 ARM_HD double bt_fisher_weight(double delta) {
   const double e = exp(-fabs(delta));
   const double s = 1.0 + e;
-  return e / (s * s);
+  return fmin(0.25, e / (s * s));
 }
 
 // Mean Fisher weight of pair (i, j) over the E ensemble members of a row-major (E, n) reward
@@ -98,12 +99,18 @@ ARM_HD double downdated_quadform(double q, double coefficient, double v_i, doubl
   return q - coefficient * projection * projection;
 }
 
-// Whether the chosen pair's running score (downdated step after step) has drifted from its fresh
-// value by more than `tolerance` relative: then the running scores no longer carry the precision
-// the choice needs (their downdates cancel once the chosen pairs' information dwarfs the prior),
-// and the state is recomputed from the chosen pairs.
-ARM_HD bool needs_refresh(double running, double fresh, double tolerance) {
-  return tolerance > 0.0 && fabs(running - fresh) > tolerance * fabs(fresh);
+// Whether the running scores (downdated step after step) no longer carry the precision a choice
+// needs, so that the state must be recomputed from the chosen pairs: the chosen pair's running
+// score has drifted from its fresh value by more than `tolerance` relative, or the best score
+// has fallen below kScoreDrop of the first best since the scores were fresh. A downdate
+// q - c (v_i - v_j)^2 errs by about epsilon times the scores it started from, so after such a
+// fall any pair's running score may be off by more than 1e-6 of the best, and a pair whose
+// score cancelled to nothing would never be offered to the check at all.
+constexpr double kScoreDrop = 1e-10;
+
+ARM_HD bool needs_refresh(double running, double fresh, double reference, double tolerance) {
+  return tolerance > 0.0 &&
+         (fabs(running - fresh) > tolerance * fabs(fresh) || running < kScoreDrop * reference);
 }
 
 // Candidate a beats candidate b when its score is larger, ties going to the lower pair index.

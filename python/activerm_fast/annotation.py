@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from ._validation import count_argument, self_pair_row
 from .data import Dataset
 from .model import RewardModel
 from .pairs import candidate_pool
-from .selectors import STRATEGIES, select, select_with_model
+from .selectors import STRATEGIES, select
 
 
 def read_labelled(path: str | os.PathLike[str], n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -91,6 +92,62 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
+@dataclass(frozen=True)
+class BatchPlan:
+    """What the next batch is chosen with: the strategy, the features and rewards it runs on
+    (rewards None before any model exists), the labelled pairs it must not repeat, and a note
+    on how the model came about."""
+
+    strategy: str
+    features: Any
+    rewards: Any | None
+    labelled: np.ndarray | None
+    note: str
+
+
+def plan_batch(
+    dataset: Dataset,
+    labelled_pairs: np.ndarray,
+    labels: np.ndarray,
+    *,
+    strategy: str = "past-dopt-greedy",
+    ensemble: int = 3,
+    model_path: str | os.PathLike[str] | None = None,
+    reuse_model: bool = False,
+    seed: int = 0,
+) -> BatchPlan:
+    """The model side of :func:`next_batch`: fit the model on the labelled pairs (or load it
+    from ``model_path`` with ``reuse_model``; saved to ``model_path`` when given) and take its
+    features and rewards in one forward pass. Before any label exists there is no model:
+    model-free strategies run on the embeddings, the others fall back to ``xtx`` (D-optimal
+    exploration of the embedding space)."""
+    seed = count_argument(seed, "seed")
+    model_file = model_path is not None and Path(model_path).exists()
+    if len(labelled_pairs) == 0 and not (reuse_model and model_file):
+        chosen = "xtx" if STRATEGIES[strategy].needs_model else strategy
+        note = f"no labels yet: chose with {chosen!r} on the embeddings"
+        return BatchPlan(chosen, dataset.embeddings, None, None, note)
+    if reuse_model and model_path is not None and model_file:
+        model = RewardModel.load(model_path)
+        if model.input_dim != dataset.dim:
+            raise ValueError(
+                f"{model_path} holds a model of {model.input_dim}-dimensional embeddings, but "
+                f"{dataset.name} has {dataset.dim}-dimensional ones"
+            )
+        note = f"model loaded from {model_path}"
+    else:
+        model = RewardModel(dataset.dim, ensemble=ensemble, seed=seed)
+        model.fit(dataset.embeddings, labelled_pairs, labels, seed=seed)
+        note = f"model fitted on {len(labels)} labelled pairs"
+        if model_path is not None:
+            model.save(model_path)
+            note += f", saved to {model_path}"
+    features, rewards = model.features_and_rewards(dataset.embeddings)
+    return BatchPlan(
+        strategy, features, rewards, labelled_pairs, f"{note}; chose with {strategy!r}"
+    )
+
+
 def next_batch(
     dataset: Dataset,
     labelled_pairs: np.ndarray,
@@ -106,45 +163,27 @@ def next_batch(
     ridge: float = 1e-3,
     seed: int = 0,
 ) -> tuple[np.ndarray, str]:
-    """The next ``k`` pairs (rows of the whole dataset) to annotate, and a note on how.
-
-    The model is fitted on the labelled pairs (or loaded from ``model_path`` with
-    ``reuse_model``) and saved to ``model_path`` when given. Before any label exists there is
-    no model: model-free strategies run on the embeddings, the others fall back to ``xtx``
-    (D-optimal exploration of the embedding space).
-    """
-    seed = count_argument(seed, "seed")
+    """The next ``k`` pairs (rows of the whole dataset) to annotate, and a note on how (see
+    :func:`plan_batch` for the model)."""
+    plan = plan_batch(
+        dataset,
+        labelled_pairs,
+        labels,
+        strategy=strategy,
+        ensemble=ensemble,
+        model_path=model_path,
+        reuse_model=reuse_model,
+        seed=seed,
+    )
     candidates = candidate_pool(dataset.prompt_ids, pool, pool_size, seed)
-    if len(labelled_pairs) == 0 and not (reuse_model and model_path and Path(model_path).exists()):
-        chosen = "xtx" if STRATEGIES[strategy].needs_model else strategy
-        selection = select(
-            chosen, features=dataset.embeddings, pairs=candidates, k=k, ridge=ridge, seed=seed
-        )
-        note = f"no labels yet: chose with {chosen!r} on the embeddings"
-        return candidates[selection.indices], note
-    if reuse_model and model_path is not None and Path(model_path).exists():
-        model = RewardModel.load(model_path)
-        if model.input_dim != dataset.dim:
-            raise ValueError(
-                f"{model_path} holds a model of {model.input_dim}-dimensional embeddings, but "
-                f"{dataset.name} has {dataset.dim}-dimensional ones"
-            )
-        note = f"model loaded from {model_path}"
-    else:
-        model = RewardModel(dataset.dim, ensemble=ensemble, seed=seed)
-        model.fit(dataset.embeddings, labelled_pairs, labels, seed=seed)
-        note = f"model fitted on {len(labels)} labelled pairs"
-        if model_path is not None:
-            model.save(model_path)
-            note += f", saved to {model_path}"
-    selection = select_with_model(
-        strategy,
-        model,
-        dataset.embeddings,
-        candidates,
-        k,
-        labelled=labelled_pairs,
+    selection = select(
+        plan.strategy,
+        features=plan.features,
+        pairs=candidates,
+        k=k,
+        rewards=plan.rewards,
+        labelled=plan.labelled,
         ridge=ridge,
         seed=seed,
     )
-    return candidates[selection.indices], f"{note}; chose with {strategy!r}"
+    return candidates[selection.indices], plan.note

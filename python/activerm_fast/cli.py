@@ -25,9 +25,8 @@ from typing import Any, NoReturn
 from . import build_info, data
 from ._threads import free_core_threads
 from ._validation import first_line
-from .annotation import next_batch, read_labelled, write_batch
+from .annotation import BatchPlan, next_batch, plan_batch, read_labelled, write_batch
 from .loop import LoopConfig
-from .model import RewardModel
 from .pairs import POOLS, candidate_pool
 from .selectors import STRATEGIES
 from .simulate import format_table, simulate
@@ -242,60 +241,45 @@ def _select_sharded(args: argparse.Namespace) -> int:
             return dataset, pairs, labels, shard
 
         dataset, pairs, labels, shard = distributed.agreed(load)
-        inputs = distributed.agreed(lambda: _selection_inputs(args, dataset, pairs, labels))
-        shared: list[Any] = [inputs if rank == 0 else None]
+        plan = distributed.agreed(lambda: _plan_on_rank_zero(args, dataset, pairs, labels))
+        shared: list[Any] = [plan if rank == 0 else None]
         dist.broadcast_object_list(shared, src=0)  # one model's features on every rank
-        strategy, features, rewards, labelled, note = shared[0]
+        plan = shared[0]
         with free_core_threads():
             selection = distributed.select(
-                strategy,
-                features=features,
+                plan.strategy,
+                features=plan.features,
                 pairs=shard,
                 k=args.k,
-                rewards=rewards,
-                labelled=labelled,
+                rewards=plan.rewards,
+                labelled=plan.labelled,
                 seed=args.seed,
             )
         batch = distributed.pairs_at(shard, selection.indices).numpy()
         if rank == 0:
             write_batch(args.out, dataset, batch)
-            print(f"{note}; wrote {len(batch)} pairs to {args.out} ({world} processes)")
+            print(f"{plan.note}; wrote {len(batch)} pairs to {args.out} ({world} processes)")
     finally:
         dist.destroy_process_group()
     return 0
 
 
-def _selection_inputs(
+def _plan_on_rank_zero(
     args: argparse.Namespace, dataset: data.Dataset, pairs: Any, labels: Any
-) -> tuple[str, Any, Any, Any, str] | None:
-    """On rank 0: the strategy, features, rewards and labelled pairs that
-    :func:`~activerm_fast.annotation.next_batch` selects with, and its note (None elsewhere)."""
+) -> BatchPlan | None:
+    """:func:`~activerm_fast.annotation.plan_batch` on rank 0 (None elsewhere)."""
     if int(os.environ.get("RANK", "0")) != 0:
         return None
-    model_file = args.model is not None and Path(args.model).exists()
-    if len(pairs) == 0 and not (args.reuse_model and model_file):
-        chosen = "xtx" if STRATEGIES[args.strategy].needs_model else args.strategy
-        note = f"no labels yet: chose with {chosen!r} on the embeddings"
-        return chosen, dataset.embeddings, None, None, note
-    if args.reuse_model and model_file:
-        model = RewardModel.load(args.model)
-        if model.input_dim != dataset.dim:
-            raise ValueError(
-                f"{args.model} holds a model of {model.input_dim}-dimensional embeddings, but "
-                f"{dataset.name} has {dataset.dim}-dimensional ones"
-            )
-        note = f"model loaded from {args.model}"
-    else:
-        model = RewardModel(dataset.dim, ensemble=args.ensemble, seed=args.seed)
-        with free_core_threads():
-            model.fit(dataset.embeddings, pairs, labels, seed=args.seed)
-        note = f"model fitted on {len(labels)} labelled pairs"
-        if args.model is not None:
-            model.save(args.model)
-            note += f", saved to {args.model}"
-    with free_core_threads():
-        features, rewards = model.features_and_rewards(dataset.embeddings)
-    return args.strategy, features, rewards, pairs, f"{note}; chose with {args.strategy!r}"
+    return plan_batch(
+        dataset,
+        pairs,
+        labels,
+        strategy=args.strategy,
+        ensemble=args.ensemble,
+        model_path=args.model,
+        reuse_model=args.reuse_model,
+        seed=args.seed,
+    )
 
 
 def _info(args: argparse.Namespace) -> int:

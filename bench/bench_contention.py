@@ -1,0 +1,265 @@
+"""Default threads against one thread, beside busy single-threaded processes.
+
+    python bench/bench_contention.py             # greedy + small simulate, 0 and 1 busy, 3 runs
+    python bench/bench_contention.py --two-busy  # also beside 2 busy processes
+    python bench/bench_contention.py --quick     # small sizes, 1 run each: checks the script runs
+
+Each measurement runs in a fresh Python process, so thread settings act from start-up:
+"default" leaves OMP_NUM_THREADS, MKL_NUM_THREADS and OMP_WAIT_POLICY unset (what a user gets);
+"one thread" sets OMP_NUM_THREADS=1 and MKL_NUM_THREADS=1, which also gives torch one intra-op
+thread (torch reads OMP_NUM_THREADS at start-up; check with ``torch.get_num_threads()``).
+The busy processes are pure-Python spin loops, one thread each, started before a block of runs,
+bounded in time and always terminated. Default and one-thread runs alternate, so background
+load drifts over both alike. The table gives the median seconds and default / one thread.
+
+Cases:
+  greedy    activerm_fast.greedy_logdet: n = 20,000 responses, d = 256, P = 2,000,000
+            cross-prompt pairs, k = 200, float32 features (inputs as bench_greedy.py builds
+            them); the time is the one call, its validation and initial scores included, not
+            the making of its inputs or the imports.
+  simulate  the command ``activerm-fast simulate --seeds 1 --strategies random dopt-greedy``
+            with a few rounds (see SIMULATE_ARGS), output to a temporary folder; the time is
+            the whole command, start-up included, as a user waits for it.
+
+The load average and the other processes' CPU use are printed: anything else running on the
+machine distorts the numbers, and a "0 busy" row is only alone when the machine is otherwise idle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY")
+SIMULATE_ARGS = ["--seeds", "1", "--strategies", "random", "dopt-greedy", "--rounds", "6"]
+QUICK_SIMULATE_ARGS = [*SIMULATE_ARGS[:-1], "2", "--per-round", "30", "--cross-pairs", "5000"]
+GREEDY_SIZE = {"n": 20_000, "d": 256, "pairs": 2_000_000, "k": 200}
+QUICK_GREEDY_SIZE = {"n": 4_000, "d": 64, "pairs": 200_000, "k": 50}
+
+SPIN = """
+import time
+end = time.monotonic() + {seconds}
+count = 0
+while time.monotonic() < end:
+    for _ in range(10000):
+        count += 1
+"""
+
+
+# ---- the child processes ---------------------------------------------------------------------
+
+
+def greedy_child(n: int, d: int, pairs: int, k: int) -> None:
+    """Time one greedy selection; prints JSON on stdout."""
+    import numpy as np
+    import torch
+
+    import activerm_fast as arm
+
+    rng = np.random.default_rng(0)
+    prompt_ids = np.arange(n) // 10
+    features = rng.normal(size=(n, d)).astype(np.float32)
+    chosen = arm.pairs.cross_prompt(prompt_ids, pairs, seed=0).astype(np.int32)
+    weights = arm.fisher_weights(rng.normal(size=n), chosen).astype(np.float64)
+    start = time.perf_counter()
+    arm.greedy_logdet(features, chosen, k, weights=weights, prior=1e-3)
+    seconds = time.perf_counter() - start
+    info = {
+        "seconds": seconds,
+        "torch_threads": torch.get_num_threads(),
+        "openmp_threads": arm.build_info()["openmp_threads"],
+    }
+    print(json.dumps(info))
+
+
+# ---- the parent --------------------------------------------------------------------------------
+
+
+def environment(one_thread: bool) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key not in THREAD_VARIABLES}
+    if one_thread:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = "1"
+    return env
+
+
+def cli_command() -> list[str]:
+    """The installed ``activerm-fast`` script next to this Python (what a user runs), else
+    ``python -m activerm_fast``."""
+    script = Path(sys.executable).with_name("activerm-fast")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "activerm_fast"]
+
+
+def run_greedy(one_thread: bool, size: dict[str, int], timeout: float) -> float:
+    code = (
+        f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+        f"import bench_contention as b; b.greedy_child({size['n']}, {size['d']}, "
+        f"{size['pairs']}, {size['k']})"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env=environment(one_thread),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"greedy run failed:\n{done.stderr[-2000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    expected = 1 if one_thread else None
+    if expected is not None and result["torch_threads"] != expected:
+        raise RuntimeError(f"one-thread run has {result['torch_threads']} torch threads")
+    return float(result["seconds"])
+
+
+def run_simulate(one_thread: bool, args: Sequence[str], timeout: float) -> float:
+    folder = tempfile.mkdtemp(prefix="bench-contention-")
+    try:
+        command = [*cli_command(), "simulate", *args, "--no-progress", "--out", folder]
+        start = time.perf_counter()
+        done = subprocess.run(
+            command,
+            env=environment(one_thread),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        seconds = time.perf_counter() - start
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
+        return seconds
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def busy_processes(count: int, seconds: float) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """``count`` single-threaded spin loops that end by themselves after ``seconds`` at most,
+    and are terminated (then killed) when the block ends, whatever happens."""
+    spinners: list[subprocess.Popen[bytes]] = []
+    try:
+        for _ in range(count):
+            spinners.append(
+                subprocess.Popen(
+                    [sys.executable, "-c", SPIN.format(seconds=seconds)],
+                    env=environment(one_thread=True),
+                )
+            )
+        time.sleep(0.5 if count else 0)  # let them get going
+        yield spinners
+    finally:
+        for spinner in spinners:
+            spinner.terminate()
+        for spinner in spinners:
+            try:
+                spinner.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                spinner.kill()
+                spinner.wait()
+
+
+def cpu_jiffies() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine from /proc/stat."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)
+    return sum(values) - idle, sum(values)
+
+
+def children_jiffies() -> float:
+    """CPU seconds of this script's finished children, spinners included."""
+    usage = os.times()
+    return usage.children_user + usage.children_system
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, help="runs per cell, median (3; --quick: 1)")
+    parser.add_argument("--two-busy", action="store_true", help="also beside 2 busy processes")
+    parser.add_argument("--busy", type=int, nargs="+", help="busy-process counts (default 0 1)")
+    parser.add_argument(
+        "--cases", nargs="+", choices=["greedy", "simulate"], default=["greedy", "simulate"]
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes, one run per cell")
+    parser.add_argument(
+        "--timeout", type=float, default=300, help="seconds one run may take before it fails"
+    )
+    args = parser.parse_args()
+    busy_counts = args.busy or ([0, 1, 2] if args.two_busy else [0, 1])
+    size, simulate_args = GREEDY_SIZE, SIMULATE_ARGS
+    if args.quick:
+        size, simulate_args = QUICK_GREEDY_SIZE, QUICK_SIMULATE_ARGS
+    if args.repeats is None:
+        args.repeats = 1 if args.quick else 3
+
+    cpus = len(os.sched_getaffinity(0))
+    print(
+        f"{os.cpu_count()} CPUs ({cpus} usable), load average {os.getloadavg()[0]:.2f} at start; "
+        f"median of {args.repeats} runs, default and one-thread runs alternating"
+    )
+    print(f"greedy: n = {size['n']:,}, d = {size['d']}, P = {size['pairs']:,}, k = {size['k']}")
+    print(f"simulate: {' '.join(cli_command()[-1:])} simulate {' '.join(simulate_args)}")
+    runners = {
+        "greedy": lambda one: run_greedy(one, size, args.timeout),
+        "simulate": lambda one: run_simulate(one, simulate_args, args.timeout),
+    }
+    rows = []
+    for busy in busy_counts:
+        for case in args.cases:
+            # long enough for every run of the block, and bounded even if this script dies
+            bound = 2 * args.repeats * args.timeout + 60
+            default_times: list[float] = []
+            one_times: list[float] = []
+            busy_start, total_start = cpu_jiffies()
+            own_start, wall_start = children_jiffies(), time.perf_counter()
+            with busy_processes(busy, bound):
+                for repeat in range(args.repeats):
+                    order = [False, True] if repeat % 2 == 0 else [True, False]
+                    for one in order:
+                        (one_times if one else default_times).append(runners[case](one))
+            busy_end, total_end = cpu_jiffies()
+            wall = time.perf_counter() - wall_start
+            # CPU time of the machine not spent by this script, its runs and its spinners
+            ticks = os.sysconf("SC_CLK_TCK")
+            others = ((busy_end - busy_start) / ticks - (children_jiffies() - own_start)) / wall
+            default, one = statistics.median(default_times), statistics.median(one_times)
+            rows.append((case, busy, default, one, default / one, max(others, 0.0)))
+            print(
+                f"  {case}, {busy} busy: default {fmt(default_times)}, one thread "
+                f"{fmt(one_times)}; other load {max(others, 0.0):.2f} cores",
+                flush=True,
+            )
+
+    print()
+    header = (
+        f"{'case':<10}{'busy':>6}{'default s':>12}{'1 thread s':>12}"
+        f"{'default/1':>11}{'other load':>12}"
+    )
+    print(header)
+    print("-" * len(header))
+    for case, busy, default, one, ratio, others in rows:
+        print(f"{case:<10}{busy:>6}{default:>12.2f}{one:>12.2f}{ratio:>11.2f}{others:>12.2f}")
+    print(
+        "\n'other load': cores kept busy by processes other than this benchmark's runs and "
+        "spinners, on average over the block"
+    )
+    print(f"load average {os.getloadavg()[0]:.2f} at the end")
+
+
+def fmt(times: list[float]) -> str:
+    return "[" + ", ".join(f"{t:.2f}" for t in times) + "]"
+
+
+if __name__ == "__main__":
+    main()

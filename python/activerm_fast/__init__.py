@@ -1,6 +1,13 @@
 """activerm_fast: choose the comparison pairs worth labelling for Bradley-Terry reward models."""
 
-from . import data, metrics, model, oracle, pairs
+from . import (
+    _openmp,  # noqa: F401  (first: loads the OpenMP runtime with idle threads asleep)
+    data,
+    metrics,
+    model,
+    oracle,
+    pairs,
+)
 from ._launch import build_info
 from .data import Dataset, embed_texts, from_arrays, load, synthetic
 from .kernels import (

@@ -10,7 +10,6 @@ these functions rather than passing addresses themselves.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from importlib import metadata
 from types import ModuleType
@@ -18,27 +17,7 @@ from typing import Any
 
 import torch
 
-
-def _load_core() -> ModuleType:
-    """Import _core with its OpenMP threads sleeping, not spinning, when idle.
-
-    _core's OpenMP runtime shares the cores with PyTorch's own thread pool. Idle threads
-    that spin starve the other pool's working threads: on two busy cores a greedy step ran
-    six times slower. libgomp reads OMP_WAIT_POLICY once, when it loads, so the variable is
-    set for that moment only (an explicit setting of the user's wins).
-    """
-    chosen = os.environ.get("OMP_WAIT_POLICY")
-    if chosen is None:
-        os.environ["OMP_WAIT_POLICY"] = "passive"
-    try:
-        from . import _core as module
-    finally:
-        if chosen is None:
-            del os.environ["OMP_WAIT_POLICY"]
-    return module
-
-
-_core = _load_core()
+from . import _core  # loaded first by _openmp, with idle OpenMP threads asleep
 
 _cuda: ModuleType | None
 try:  # the CUDA module exists only when CMake found a CUDA compiler

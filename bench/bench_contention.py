@@ -61,18 +61,14 @@ while time.monotonic() < end:
 
 def greedy_child(n: int, d: int, pairs: int, k: int) -> None:
     """Time one greedy selection; prints JSON on stdout."""
-    import numpy as np
     import torch
+    from bench_greedy import pool_inputs  # this script's folder is on sys.path
 
     import activerm_fast as arm
 
-    rng = np.random.default_rng(0)
-    prompt_ids = np.arange(n) // 10
-    features = rng.normal(size=(n, d)).astype(np.float32)
-    chosen = arm.pairs.cross_prompt(prompt_ids, pairs, seed=0).astype(np.int32)
-    weights = arm.fisher_weights(rng.normal(size=n), chosen).astype(np.float64)
+    _, features, candidates, weights = pool_inputs(n, d, pairs)
     start = time.perf_counter()
-    arm.greedy_logdet(features, chosen, k, weights=weights, prior=1e-3)
+    arm.greedy_logdet(features, candidates, k, weights=weights, prior=1e-3)
     seconds = time.perf_counter() - start
     info = {
         "seconds": seconds,

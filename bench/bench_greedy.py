@@ -68,6 +68,19 @@ def baseline_steps(diffs: np.ndarray, weights: np.ndarray, ridge: float, steps: 
     return chosen, times
 
 
+def pool_inputs(
+    n: int, d: int, count: int
+) -> tuple[np.random.Generator, np.ndarray, np.ndarray, np.ndarray]:
+    """The benchmark's problem: n float32 features of N(0, 1) (10 responses per prompt), count
+    int32 cross-prompt pairs, float64 Fisher weights of N(0, 1) rewards; and the generator, to
+    draw more from."""
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(n, d)).astype(np.float32)
+    pairs = arm.pairs.cross_prompt(np.arange(n) // 10, count, seed=0).astype(np.int32)
+    weights = arm.fisher_weights(rng.normal(size=n), pairs).astype(np.float64)
+    return rng, features, pairs, weights
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--responses", type=int, default=20_000)
@@ -85,11 +98,7 @@ def main() -> None:
         args.member_k = 20
 
     n, d, count, k, ridge = args.responses, args.dim, args.pairs, args.k, 1e-3
-    rng = np.random.default_rng(0)
-    prompt_ids = np.arange(n) // 10
-    features = rng.normal(size=(n, d)).astype(np.float32)
-    pairs = arm.pairs.cross_prompt(prompt_ids, count, seed=0).astype(np.int32)
-    weights = arm.fisher_weights(rng.normal(size=n), pairs).astype(np.float64)
+    rng, features, pairs, weights = pool_inputs(n, d, count)
     info = arm.build_info()
     print(
         f"activerm_fast {info['version']}, {info['compiler']}, "

@@ -222,16 +222,19 @@ def greedy(
     per member, ``excluded`` (P,) pairs that may not be chosen. Returns the chosen positions,
     their gains (the sum over members) and the final objective.
     """
-    device = pairs.device
-    chosen = torch.empty(k, dtype=torch.int64, device=device)
-    gains = torch.empty(k, dtype=torch.float64, device=device)
     logdet = sum(prior.logdet for prior in priors)
     if k == 0:
-        return chosen, gains, logdet
+        return no_steps(pairs.device, logdet)
     engine, scale = greedy_engine(members, pairs, weights, priors, excluded)
     chosen, gains = _run(engine, k, members, pairs, weights, priors, excluded, scale)
     _check_steps(chosen, gains, weights, members, priors)
     return chosen, gains, logdet + gains.sum().item()
+
+
+def no_steps(device: torch.device, logdet: float) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """The result of a selection of no pairs: empty indices and gains, the prior's log det."""
+    empty = torch.empty(0, dtype=torch.int64, device=device)
+    return empty, torch.empty(0, dtype=torch.float64, device=device), logdet
 
 
 def greedy_engine(

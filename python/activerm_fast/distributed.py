@@ -396,12 +396,12 @@ def _greedy(
     exchange their choice records and every rank applies the same winner. Drifted state is
     recomputed as in the single process (:func:`_design.refresh_state`), from the winners'
     records, which hold every chosen pair's rows and weights."""
+    logdet = sum(prior.logdet for prior in priors)
+    if k == 0:
+        return _design.no_steps(pairs.device, logdet)
     device = pairs.device
     chosen = torch.empty(k, dtype=torch.int64, device=device)
     gains = torch.empty(k, dtype=torch.float64, device=device)
-    logdet = sum(prior.logdet for prior in priors)
-    if k == 0:
-        return chosen, gains, logdet
     failure, error = None, None
     try:
         engine, scale = _design.greedy_engine(

@@ -138,3 +138,26 @@ def test_torch_inputs_requiring_grad_are_read_not_tracked(rng):
     pairs = torch.tensor(random_pairs(rng, 10, 12))
     out = arm.pair_diff(features, pairs)
     assert isinstance(out, torch.Tensor) and not out.requires_grad
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda f, p: arm.fisher_matrix(f * 1e200, p), "fisher_matrix overflows float64"),
+        (
+            lambda f, p: arm.pair_quadform((f * 1e20).astype(np.float32), p, np.eye(8)),
+            "pair_quadform overflows float32",
+        ),
+        (
+            lambda f, p: arm.pair_diff(np.float32(3e38) * np.sign(f).astype(np.float32), p),
+            "pair_diff overflows float32",
+        ),
+    ],
+)
+def test_results_beyond_the_dtype_are_named_not_inf(call, match):
+    """Finite features whose Fisher matrix, quadratic forms or differences exceed the dtype's
+    range used to come back as inf entries; now a ValueError names the overflow."""
+    features = np.random.default_rng(0).normal(size=(60, 8))
+    pairs = arm.pairs.cross_prompt(np.arange(60) // 6, 400, seed=0)
+    with pytest.raises(ValueError, match=match):
+        call(features, pairs)

@@ -48,11 +48,23 @@ def export(t: torch.Tensor, as_numpy: bool) -> Array:
     return t.cpu().numpy() if as_numpy else t
 
 
+def _representable(out: torch.Tensor, what: str, f: torch.Tensor) -> torch.Tensor:
+    """``out``, or a ValueError when finite features gave a result beyond the range of its
+    dtype (a silent inf would look like an answer)."""
+    if out.numel() and not bool(torch.isfinite(out).all()):
+        raise ValueError(
+            f"{what} overflows {str(out.dtype).removeprefix('torch.')}: features up to "
+            f"{f.abs().max().item():.3g}; rescale the features"
+        )
+    return out
+
+
 def pair_diff(features: Array, pairs: Array) -> Array:
     """(P, d) differences phi_i - phi_j (materialises them: for inspection and small pools)."""
     f = v.features_tensor(features)
     p = v.pairs_tensor(pairs, f.shape[0], f.device)
-    return export(_launch.pair_diff(f, p), v.is_numpy_like(features))
+    out = _representable(_launch.pair_diff(f, p), "pair_diff", f)
+    return export(out, v.is_numpy_like(features))
 
 
 def fisher_weights(rewards: Array, pairs: Array) -> Array:
@@ -70,8 +82,8 @@ def pair_quadform(features: Array, pairs: Array, precision: Array) -> Array:
     a = v.float_tensor(precision, "precision", (f.shape[1], f.shape[1]), f.device).double()
     # (phi_i - phi_j)^T A (phi_i - phi_j) = (phi_i - phi_j) . (g_i - g_j) with G = Phi A^T
     projected = f.double() @ a.T
-    out = _launch.pair_quadform(f, p, projected, 1.0)
-    return export(out.to(f.dtype), v.is_numpy_like(features))
+    out = _launch.pair_quadform(f, p, projected, 1.0).to(f.dtype)
+    return export(_representable(out, "pair_quadform", f), v.is_numpy_like(features))
 
 
 def fisher_matrix(features: Array, pairs: Array, weights: Array | None = None) -> Array:
@@ -81,7 +93,8 @@ def fisher_matrix(features: Array, pairs: Array, weights: Array | None = None) -
     w = None
     if weights is not None:
         w = v.float_tensor(weights, "weights", (p.shape[0],), f.device).double().contiguous()
-    return export(_design.fisher_matrix(f, p, w).to(f.dtype), v.is_numpy_like(features))
+    out = _design.fisher_matrix(f, p, w).to(f.dtype)
+    return export(_representable(out, "fisher_matrix", f), v.is_numpy_like(features))
 
 
 def greedy_logdet(

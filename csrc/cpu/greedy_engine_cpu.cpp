@@ -89,7 +89,7 @@ void sweep(const GreedyProblem& problem, GreedyState state, const GreedyBuffers&
            bool downdate) {
   // After a choice that is no pair there is nothing to downdate and nothing new to find.
   if (downdate && buffers.choice->index < 0) return;
-  if (!downdate) buffers.reference[1] = 1.0;  // fresh scores: the next choice is the reference
+  if (!downdate) buffers.reference[0] = 1.0;  // fresh scores: the next choice is the reference
   const bool single = problem.members == 1;
   const Best best =
       downdate ? (single ? sweep_pairs<true, true, I>(problem, state, buffers)
@@ -210,17 +210,19 @@ void apply(const GreedyProblem& problem, GreedyState state, const GreedyBuffers&
   double q_star[kMaxMembers];
   double gain = 0.0;
   double fresh = 0.0;
+  const bool first = buffers.reference[0] != 0.0;
+  bool fallen = false;
   for (int64_t e = 0; e < problem.members; ++e) {
     q_star[e] = fresh_quadform<T>(problem, state, buffers, e);
     const double x = choice.weights[e] * q_star[e];
     gain += std::log1p(x);
     fresh = e == 0 ? x : combined_score(fresh, x);
+    if (first) buffers.reference[1 + e] = x;
+    fallen = fallen || fell(x, buffers.reference[1 + e]);
   }
-  if (buffers.reference[1] != 0.0) {
-    buffers.reference[0] = choice.score;
-    buffers.reference[1] = 0.0;
-  }
-  if (needs_refresh(choice.score, fresh, buffers.reference[0], problem.refresh_tolerance)) {
+  buffers.reference[0] = 0.0;
+  if (problem.refresh_tolerance > 0.0 &&
+      (fallen || drifted(choice.score, fresh, problem.refresh_tolerance))) {
     choice.index = kRefreshChoice;
     chosen[step] = kRefreshChoice;
     return;

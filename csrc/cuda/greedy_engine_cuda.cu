@@ -120,7 +120,7 @@ struct SweepArgs {
   double* scores;            // (count, E)
   const double* projection;  // (n, E)
   const double* downdate;    // (E)
-  double* reference;         // (2)
+  double* reference;         // (1 + E)
   GreedyChoice* choice;
   SweepScratch* scratch;
 };
@@ -225,7 +225,7 @@ __global__ void __launch_bounds__(kSweepThreads, kSweepMinBlocksPerSm)
   if (threadIdx.x == 0) {
     GreedyChoice* choice = args.choice;
     scratch->sweep_done = 0;
-    if (!kDowndate) args.reference[1] = 1.0;  // fresh scores: the next choice is the reference
+    if (!kDowndate) args.reference[0] = 1.0;  // fresh scores: the next choice is the reference
     choice->score = overall.score;
     choice->index = overall.index < 0 ? -1 : args.first_index + overall.index;
     if (overall.index >= 0) {
@@ -334,16 +334,17 @@ __global__ void __launch_bounds__(kScalarThreads)
   if (threadIdx.x != 0) return;
   double gain = 0.0;
   double fresh = 0.0;
+  const bool first = reference[0] != 0.0;
+  bool fallen = false;
   for (int64_t e = 0; e < members; ++e) {
     const double x = choice->weights[e] * q_star[e];
     gain += log1p(x);
     fresh = e == 0 ? x : combined_score(fresh, x);
+    if (first) reference[1 + e] = x;
+    fallen = fallen || fell(x, reference[1 + e]);
   }
-  if (reference[1] != 0.0) {
-    reference[0] = choice->score;
-    reference[1] = 0.0;
-  }
-  if (needs_refresh(choice->score, fresh, reference[0], refresh_tolerance)) {
+  reference[0] = 0.0;
+  if (refresh_tolerance > 0.0 && (fallen || drifted(choice->score, fresh, refresh_tolerance))) {
     choice->index = kRefreshChoice;
     chosen[step] = kRefreshChoice;
     gains[step] = kNaN;

@@ -1291,7 +1291,7 @@ void test_zero_steps() {
   CHECK(same_bits(engine.factor, pr.factor0));
 }
 
-// The workspace layout: the choice record first, then E, 3 E d and n E doubles.
+// The workspace layout: the choice record first, then E, 1 + E, 3 E d and n E doubles.
 void test_workspace_bytes() {
   g_case = "layout";
   for (int64_t members : {int64_t{1}, int64_t{3}, activerm::kMaxMembers}) {
@@ -1300,7 +1300,7 @@ void test_workspace_bytes() {
         GreedyProblem problem{FeatureView{nullptr, true, n, d, 1.0}, members, 0,
                               PairView{nullptr, false, 0}, nullptr, 0, 0.0};
         const int64_t want = static_cast<int64_t>(sizeof(GreedyChoice)) +
-                             8 * (members + 3 * members * d + n * members);
+                             8 * (members + 1 + members + 3 * members * d + n * members);
         CHECK(CpuKernels::greedy_workspace_bytes(problem) == want);
       }
     }

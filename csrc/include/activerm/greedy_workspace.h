@@ -13,8 +13,8 @@ namespace activerm {
 struct GreedyBuffers {
   GreedyChoice* choice;
   double* downdate;    // (E) c_e = w / (1 + w q*), the score downdate of the last choice
-  double* reference;   // (2) the first choice's score since the last fresh sweep, and 1 while
-                       // that choice is still to come
+  double* reference;   // (1 + E): 1 while the first choice since a fresh sweep is still to
+                       // come, then each member's w q* of that choice
   double* difference;  // (E, d) d*_e, the chosen pair's scaled feature difference
   double* transformed; // (E, d) f_e = S_e^T d*_e
   double* direction;   // (E, d) u_e = S_e f_e = F_e^-1 d*_e, times the feature scale after use
@@ -32,7 +32,7 @@ struct GreedyLayout {
     const int64_t bytes = static_cast<int64_t>(sizeof(double));
     downdate = static_cast<int64_t>(sizeof(GreedyChoice));
     reference = downdate + e * bytes;
-    difference = reference + 2 * bytes;
+    difference = reference + (1 + e) * bytes;
     transformed = difference + e * d * bytes;
     direction = transformed + e * d * bytes;
     projection = direction + e * d * bytes;

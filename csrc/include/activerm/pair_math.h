@@ -100,18 +100,21 @@ ARM_HD double downdated_quadform(double q, double coefficient, double v_i, doubl
 }
 
 // Whether the running scores (downdated step after step) no longer carry the precision a choice
-// needs, so that the state must be recomputed from the chosen pairs: the chosen pair's running
-// score has drifted from its fresh value by more than `tolerance` relative, or the best score
-// has fallen below kScoreDrop of the first best since the scores were fresh. A downdate
-// q - c (v_i - v_j)^2 errs by about epsilon times the scores it started from, so after such a
-// fall any pair's running score may be off by more than 1e-6 of the best, and a pair whose
-// score cancelled to nothing would never be offered to the check at all.
+// needs, so that the state must be recomputed from the chosen pairs. A downdate
+// q - c (v_i - v_j)^2 errs by about epsilon times the score it started from, so two signs:
+//  * drifted: the chosen pair's running score differs from its fresh value by more than
+//    `tolerance` relative;
+//  * fell: a member's w q* of the choice is below kScoreDrop of that member's w q* at the first
+//    choice since the scores were fresh. After such a fall any pair's running score may be off
+//    by more than 1e-6 of the best, and a pair whose score cancelled to nothing would never be
+//    offered to the drift check at all.
 constexpr double kScoreDrop = 1e-10;
 
-ARM_HD bool needs_refresh(double running, double fresh, double reference, double tolerance) {
-  return tolerance > 0.0 &&
-         (fabs(running - fresh) > tolerance * fabs(fresh) || running < kScoreDrop * reference);
+ARM_HD bool drifted(double running, double fresh, double tolerance) {
+  return fabs(running - fresh) > tolerance * fabs(fresh);
 }
+
+ARM_HD bool fell(double value, double reference) { return value < kScoreDrop * reference; }
 
 // Candidate a beats candidate b when its score is larger, ties going to the lower pair index.
 // Masked pairs carry a NaN score, which never beats anything, so masking costs no extra

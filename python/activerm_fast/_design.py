@@ -60,12 +60,21 @@ class Prior:
         return Prior(None, matrix, 2.0 * torch.log(torch.diagonal(factor)).sum().item())
 
     @staticmethod
-    def of_information(information: torch.Tensor, ridge: float) -> Prior:
-        """ridge I + ``information`` (positive semi-definite, float64), built by the package."""
+    def of_information(information: torch.Tensor, ridge: float, what: str) -> Prior:
+        """ridge I + ``information`` (positive semi-definite, float64), built by the package
+        from the pairs ``what`` names; a ValueError when it is beyond float64."""
         matrix = information + ridge * torch.eye(
             information.shape[0], dtype=torch.float64, device=information.device
         )
-        spectrum = torch.linalg.eigvalsh(matrix.detach().cpu()).clamp_min(ridge)
+        if not bool(torch.isfinite(matrix).all()):
+            raise ValueError(f"{what} overflows float64; rescale the features")
+        try:
+            spectrum = torch.linalg.eigvalsh(matrix.detach().cpu()).clamp_min(ridge)
+        except RuntimeError as err:  # torch.linalg.LinAlgError
+            raise ValueError(
+                f"{what} has eigenvalues float64 cannot resolve (entries up to "
+                f"{matrix.abs().max().item():.3g}); rescale the features"
+            ) from err
         return Prior(None, matrix, torch.log(spectrum).sum().item(), ridge)
 
     def magnitudes(self) -> tuple[float, float]:
@@ -109,7 +118,8 @@ def feature_scale(features: torch.Tensor, priors: Sequence[Prior] = ()) -> float
         upper = (_PRIOR_RANGE - math.frexp(high)[1]) // 2  # scale^2 high < 2^_PRIOR_RANGE
         lower = -((_PRIOR_RANGE + math.frexp(low)[1] - 1) // 2)  # scale^2 low >= 2^-_PRIOR_RANGE
         exponent = min(max(exponent, lower), upper)
-    return math.ldexp(1.0, max(-_PRIOR_RANGE, min(_PRIOR_RANGE, exponent)))
+    # scale^2 itself must be finite and normal
+    return math.ldexp(1.0, max(-_PRIOR_RANGE // 2, min(_PRIOR_RANGE // 2, exponent)))
 
 
 def _inverse_root(prior: Prior, scale: float, d: int) -> torch.Tensor:

@@ -74,7 +74,8 @@ class SelectionInputs:
         """F0 = lambda I, plus with ``past`` the labelled pairs' information."""
         if not self.has_past(past):
             return _design.Prior.of_ridge(self.ridge, self.features.shape[1])
-        return _design.Prior.of_information(self.information(past, member), self.ridge)
+        what = "the Fisher information of the labelled pairs"
+        return _design.Prior.of_information(self.information(past, member), self.ridge, what)
 
     def reward_gaps(self) -> torch.Tensor:
         """(E, P) r_i - r_j of every member."""

@@ -278,7 +278,9 @@ def _dopt_topk(inputs: SelectionInputs, k: int, past: bool) -> Selection:
     matrix = pool_of(inputs).total(
         _design.fisher_matrix(inputs.features, inputs.pairs, available.contiguous())
     )
-    design = _design.Prior.of_information(matrix + inputs.information(past), inputs.ridge)
+    design = _design.Prior.of_information(
+        matrix + inputs.information(past), inputs.ridge, "the pool's Fisher information"
+    )
     return top(inputs, w * _design.quadforms(inputs.features, inputs.pairs, design), k)
 
 

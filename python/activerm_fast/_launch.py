@@ -204,7 +204,10 @@ class GreedyEngine:
         self.backend = backend_for(self.device)
         members = weights.shape[1]
         n, d = features.shape[-2:]
-        self._keep = (features, pairs, weights, scores, factor)
+        # the kernels hold only addresses: the engine keeps the tensors alive
+        self._inputs = (features, pairs, weights)
+        self.scores = scores
+        self.factor = factor
         self.problem = self.backend.GreedyProblem(
             _feature_view(self.backend, features, feature_scale),
             members,
@@ -224,7 +227,7 @@ class GreedyEngine:
 
     def state_tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The (P, E) scores and (E, d, d) factor the engine updates in place."""
-        return self._keep[3], self._keep[4]
+        return self.scores, self.factor
 
     @property
     def choice(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-import numpy as np
 import torch
 
 from . import _design, _launch
@@ -82,7 +81,3 @@ class SelectionInputs:
         assert self.rewards is not None
         r = self.rewards.double()
         return r[:, self.pairs[:, 0].long()] - r[:, self.pairs[:, 1].long()]
-
-    def available_positions(self) -> np.ndarray:
-        """Positions of the available candidates, ascending, as a NumPy array."""
-        return torch.nonzero(self.available).reshape(-1).cpu().numpy()

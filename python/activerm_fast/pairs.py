@@ -298,12 +298,6 @@ def _npz_member(path: str, key: str) -> np.ndarray:
     return mapped
 
 
-def _sorted_unique(keys: np.ndarray) -> np.ndarray:
-    """np.unique for int64 keys by a plain sort (much faster than np.unique's default here)."""
-    keys = np.sort(keys)
-    return np.asarray(keys[np.concatenate([[True], keys[1:] != keys[:-1]])])
-
-
 def _canonical(pairs: np.ndarray) -> np.ndarray:
     """Rows as (min, max), sorted lexicographically."""
     lo, hi = pairs.min(axis=1), pairs.max(axis=1)

@@ -37,8 +37,9 @@ import torch.distributed as dist
 
 from . import _design, _launch
 from . import _validation as v
-from .kernels import Selection, export
-from .strategies import STRATEGIES, Pool, PooledInputs, Strategy
+from .kernels import Selection, export, greedy_arguments
+from .selectors import validated
+from .strategies import Pool, PooledInputs
 
 __all__ = ["agreed", "greedy_logdet", "pairs_at", "select"]
 
@@ -449,31 +450,6 @@ def _greedy(
 # ---- public entry points ----------------------------------------------------------------------
 
 
-def _check_needs(entry: Strategy, members: torch.Tensor, rewards: torch.Tensor | None) -> None:
-    """The inputs ``entry`` declares it needs (as :func:`activerm_fast.select` checks them)."""
-    strategy = entry.name
-    if entry.needs_rewards and rewards is None:
-        raise ValueError(f"strategy {strategy!r} needs rewards, got rewards=None")
-    if entry.needs_ensemble and (rewards is None or rewards.shape[0] < 2):
-        got = 0 if rewards is None else rewards.shape[0]
-        raise ValueError(
-            f"strategy {strategy!r} needs rewards of an ensemble of at least 2 members, got {got}"
-        )
-    if (
-        entry.uses_member_features
-        and rewards is not None
-        and members.shape[0] not in (1, rewards.shape[0])
-    ):
-        raise ValueError(
-            f"features have {members.shape[0]} ensemble members but rewards have {rewards.shape[0]}"
-        )
-    if rewards is not None and rewards.shape[0] > _launch.MAX_MEMBERS:
-        raise ValueError(
-            f"rewards have {rewards.shape[0]} ensemble members; "
-            f"at most {_launch.MAX_MEMBERS} are supported"
-        )
-
-
 def select(
     strategy: str,
     *,
@@ -500,21 +476,9 @@ def select(
     group_ = _Group(group)
 
     def check() -> tuple[tuple[Any, ...], dict[str, Any], tuple[int, int]]:
-        entry = STRATEGIES[v.known_name(strategy, STRATEGIES, "strategy")]
-        members = v.features_tensor(features, members=True)
-        n = members.shape[1]
-        device = members.device
-        p = v.pairs_tensor(pairs, n, device, unique=True)
-        r = None if rewards is None else v.rewards_tensor(rewards, n, device)
-        _check_needs(entry, members, r)
-        done = (
-            None
-            if labelled is None
-            else v.pairs_tensor(labelled, n, device, "labelled", distinct=True)
+        entry, members, p, r, done, excluded = validated(
+            strategy, features, pairs, rewards, labelled
         )
-        excluded = None
-        if done is not None and done.shape[0] and p.shape[0]:
-            excluded = v.labelled_mask(p, done, n)
         budget = v.count_argument(k)
         ridge_ = v.positive_scalar(ridge, "ridge")
         seed_ = v.count_argument(seed, "seed")
@@ -568,16 +532,9 @@ def greedy_logdet(
     group_ = _Group(group)
 
     def check() -> tuple[tuple[Any, ...], dict[str, Any], tuple[int, int]]:
-        f = v.features_tensor(features)
-        p = v.pairs_tensor(pairs, f.shape[0], f.device, unique=True)
+        f, p, w, excluded, argument = greedy_arguments(features, pairs, weights, prior, exclude)
         count = p.shape[0]
-        if weights is None:
-            w = torch.ones(count, dtype=torch.float64, device=f.device)
-        else:
-            w = v.float_tensor(weights, "weights", (count,), f.device, nonnegative=True).double()
-        excluded = None if exclude is None else v.mask_tensor(exclude, count, f.device, "exclude")
         budget = v.count_argument(k)
-        argument = v.prior_argument(prior, f.shape[1], f.device)
         start = _design.Prior.of(argument, f.shape[1])
         signature = {
             "k": _scalar(budget),

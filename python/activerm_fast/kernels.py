@@ -97,6 +97,22 @@ def fisher_matrix(features: Array, pairs: Array, weights: Array | None = None) -
     return export(_representable(out, "fisher_matrix", f), v.is_numpy_like(features))
 
 
+def greedy_arguments(
+    features: Array, pairs: Array, weights: Array | None, prior: Any, exclude: Array | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, float | torch.Tensor]:
+    """:func:`greedy_logdet`'s arrays validated once: features, unique pairs, float64 weights
+    (ones by default), the exclusion mask and the prior (a ridge or a symmetric matrix)."""
+    f = v.features_tensor(features)
+    p = v.pairs_tensor(pairs, f.shape[0], f.device, unique=True)
+    count = p.shape[0]
+    if weights is None:
+        w = torch.ones(count, dtype=torch.float64, device=f.device)
+    else:
+        w = v.float_tensor(weights, "weights", (count,), f.device, nonnegative=True).double()
+    excluded = None if exclude is None else v.mask_tensor(exclude, count, f.device, "exclude")
+    return f, p, w, excluded, v.prior_argument(prior, f.shape[1], f.device)
+
+
 def greedy_logdet(
     features: Array,
     pairs: Array,
@@ -112,16 +128,9 @@ def greedy_logdet(
     of pairs labelled earlier). ``exclude`` is a boolean (P,) mask of pairs that may not be
     chosen. Each step is a rank-one update: O(d^2) + O(n d) + one fused O(P) sweep.
     """
-    f = v.features_tensor(features)
-    p = v.pairs_tensor(pairs, f.shape[0], f.device, unique=True)
-    count = p.shape[0]
-    if weights is None:
-        w = torch.ones(count, dtype=torch.float64, device=f.device)
-    else:
-        w = v.float_tensor(weights, "weights", (count,), f.device, nonnegative=True).double()
-    excluded = None if exclude is None else v.mask_tensor(exclude, count, f.device, "exclude")
-    k = v.budget(k, count, excluded)
-    start = _design.Prior.of(v.prior_argument(prior, f.shape[1], f.device), f.shape[1])
+    f, p, w, excluded, argument = greedy_arguments(features, pairs, weights, prior, exclude)
+    k = v.budget(k, p.shape[0], excluded)
+    start = _design.Prior.of(argument, f.shape[1])
     chosen, gains, logdet = _design.greedy(
         f[None], p, k, w[:, None].contiguous(), [start], excluded
     )

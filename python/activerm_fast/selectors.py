@@ -9,36 +9,30 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from . import _launch
 from . import _validation as v
 from ._inputs import SelectionInputs
 from .kernels import Selection, export
-from .strategies import STRATEGIES
+from .strategies import STRATEGIES, Strategy
 
 __all__ = ["STRATEGIES", "select", "select_with_model"]
 
 
-def select(
-    strategy: str,
-    *,
-    features: Any,
-    pairs: Any,
-    k: int,
-    rewards: Any | None = None,
-    labelled: Any | None = None,
-    ridge: float = 1e-3,
-    seed: int = 0,
-) -> Selection:
-    """Choose ``k`` pairs of the candidate ``pairs`` to label next.
-
-    ``features`` (n, d) are the reward model's last-layer features, or (E, n, d) one matrix per
-    ensemble member: ``ensemble-dopt-greedy`` uses every member's, the other strategies the
-    first member's. ``rewards`` (n,) or (E, n) are the model's rewards (needed by every
-    strategy but ``random``, ``xtx`` and ``coreset``); Fisher weights are their ensemble mean.
-    ``labelled`` (M, 2) are the pairs labelled so far: they enter F0 of the past-aware
-    strategies with their current Fisher weights, seed the core-set centres, and are never
-    chosen again. ``ridge`` is lambda in F0 = lambda I; ``seed`` drives ``random``/``coreset``.
-    """
+def validated(
+    strategy: str, features: Any, pairs: Any, rewards: Any | None, labelled: Any | None
+) -> tuple[
+    Strategy,
+    torch.Tensor,
+    torch.Tensor,
+    torch.Tensor | None,
+    torch.Tensor | None,
+    torch.Tensor | None,
+]:
+    """The strategy's entry and :func:`select`'s arrays validated once, checked against what the
+    strategy declares it needs: members (E, n, d), pairs, rewards (E, n), labelled pairs, and
+    the mask of the candidates already labelled (None when there are none)."""
     entry = STRATEGIES[v.known_name(strategy, STRATEGIES, "strategy")]
     members = v.features_tensor(features, members=True)
     n = members.shape[1]
@@ -67,6 +61,31 @@ def select(
     excluded = None
     if done is not None and done.shape[0] and p.shape[0]:
         excluded = v.labelled_mask(p, done, n)
+    return entry, members, p, r, done, excluded
+
+
+def select(
+    strategy: str,
+    *,
+    features: Any,
+    pairs: Any,
+    k: int,
+    rewards: Any | None = None,
+    labelled: Any | None = None,
+    ridge: float = 1e-3,
+    seed: int = 0,
+) -> Selection:
+    """Choose ``k`` pairs of the candidate ``pairs`` to label next.
+
+    ``features`` (n, d) are the reward model's last-layer features, or (E, n, d) one matrix per
+    ensemble member: ``ensemble-dopt-greedy`` uses every member's, the other strategies the
+    first member's. ``rewards`` (n,) or (E, n) are the model's rewards (needed by every
+    strategy but ``random``, ``xtx`` and ``coreset``); Fisher weights are their ensemble mean.
+    ``labelled`` (M, 2) are the pairs labelled so far: they enter F0 of the past-aware
+    strategies with their current Fisher weights, seed the core-set centres, and are never
+    chosen again. ``ridge`` is lambda in F0 = lambda I; ``seed`` drives ``random``/``coreset``.
+    """
+    entry, members, p, r, done, excluded = validated(strategy, features, pairs, rewards, labelled)
     k = v.budget(k, p.shape[0], excluded)
     inputs = SelectionInputs(
         members,

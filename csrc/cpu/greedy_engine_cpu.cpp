@@ -242,7 +242,7 @@ void apply(const GreedyProblem& problem, GreedyState state, const GreedyBuffers&
 
 // Picks, again and again during a selection, the OpenMP team size that makes steps fastest. On
 // a machine shared with other work a team larger than the free cores waits at every barrier for
-// a thread the OS has preempted (a step ran four times slower beside one busy process), while
+// a thread the OS has preempted (bench/bench_contention.py times this beside busy processes), while
 // alone the full team is fastest. Each round times the current team and its neighbours (half,
 // double) for kTrySteps steps each, moves to the fastest, and keeps it for kKeepSteps steps.
 // Results do not depend on the team (every sum has a fixed order); only the time does. The

@@ -111,7 +111,10 @@ def feature_scale(features: torch.Tensor, priors: Sequence[Prior] = ()) -> float
     Multiplying by a power of two is exact and leaves every rounding of the selection as it
     was, so it is always applied; it keeps squares of features of any magnitude, subnormal
     ones included, finite and normal."""
-    top = features.abs().max().item() if features.numel() else 0.0
+    top = 0.0
+    if features.numel():  # the largest |feature| in one pass, without a copy of |features|
+        smallest, largest = torch.aminmax(features)
+        top = max(-smallest.item(), largest.item())
     exponent = 0 if top == 0.0 else -math.frexp(top)[1]
     for prior in priors:
         low, high = prior.magnitudes()

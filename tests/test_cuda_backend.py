@@ -1,8 +1,8 @@
 """The CUDA backend against the CPU backend and the float64 references (needs a GPU).
 
 The CUDA kernels do the CPU's arithmetic in the CPU's order with FMA contraction off, so pair
-differences, quadratic forms and the whole greedy loop (scores, F^-1, u, v, choices) agree bit
-for bit, ties included. Two things round differently: the device exp/log1p (fisher weights and
+differences, quadratic forms and the whole greedy loop (scores, the factor S of F^-1, choices)
+agree bit for bit, ties included. Two things round differently: the device exp/log1p (fisher weights and
 gains, within an ulp or two) and the Laplacian scatter (atomic adds in no fixed order).
 Most tests call the launch layer (`_launch`) directly, below validation, the way the public
 functions do.

@@ -22,6 +22,14 @@ from .loop import ActiveLoop, LoopConfig
 from .metrics import BestOfN, best_of_n, pair_accuracy, within_prompt_spearman
 from .model import FitHistory, RewardModel
 from .oracle import BTOracle, PairLabelOracle
+from .preference_data import (
+    ExportSummary,
+    export_preferences,
+    import_preferences,
+    load_preferences,
+    read_annotations,
+    read_simulation_labels,
+)
 from .selectors import STRATEGIES, select, select_with_model
 from .simulate import simulate
 
@@ -31,6 +39,7 @@ __all__ = [
     "BTOracle",
     "BestOfN",
     "Dataset",
+    "ExportSummary",
     "FitHistory",
     "LoopConfig",
     "PairLabelOracle",
@@ -40,11 +49,14 @@ __all__ = [
     "build_info",
     "data",
     "embed_texts",
+    "export_preferences",
     "fisher_matrix",
     "fisher_weights",
     "from_arrays",
     "greedy_logdet",
+    "import_preferences",
     "load",
+    "load_preferences",
     "metrics",
     "model",
     "oracle",
@@ -52,6 +64,8 @@ __all__ = [
     "pair_diff",
     "pair_quadform",
     "pairs",
+    "read_annotations",
+    "read_simulation_labels",
     "select",
     "select_with_model",
     "simulate",

@@ -1,4 +1,4 @@
-"""The ``activerm-fast`` command: simulate, select, info.
+"""The ``activerm-fast`` command: simulate, select, export, import, info.
 
 Every failure ends in one line on stderr, ``activerm-fast: error: ...`` naming the file or flag
 at fault, and exit status 2 (130 when interrupted); never a traceback.
@@ -16,7 +16,8 @@ import argparse
 import math
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import fields
 from datetime import timedelta
 from pathlib import Path
@@ -28,6 +29,17 @@ from ._validation import first_line
 from .annotation import BatchPlan, next_batch, plan_batch, read_labelled, write_batch
 from .loop import LoopConfig
 from .pairs import POOLS, candidate_pool
+from .preference_data import (
+    FORMS,
+    TIES,
+    ExportSummary,
+    export_preferences,
+    import_preferences,
+    is_preference_path,
+    load_preferences,
+    read_annotations,
+    read_simulation_labels,
+)
 from .selectors import STRATEGIES
 from .simulate import format_table, simulate
 
@@ -118,7 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
     sim.set_defaults(handler=_simulate)
 
     sel = commands.add_parser("select", help="choose the next batch of pairs to annotate")
-    sel.add_argument("--data", required=True, help="arena-bench or a .npz dataset")
+    sel.add_argument(
+        "--data",
+        required=True,
+        help="arena-bench, a .npz dataset or a preference dataset (.jsonl, .parquet, folder)",
+    )
     sel.add_argument(
         "--labelled", required=True, help="JSONL of labelled pairs (may not exist yet)"
     )
@@ -133,6 +149,49 @@ def build_parser() -> argparse.ArgumentParser:
     sel.add_argument("--out", required=True, help="JSONL batch to write")
     sel.set_defaults(handler=_select)
 
+    exp = commands.add_parser("export", help="write labelled pairs as a TRL preference dataset")
+    exp.add_argument(
+        "--data",
+        required=True,
+        help="the dataset the pairs index, with texts: arena-bench or a preference dataset",
+    )
+    source = exp.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--labelled", help="JSONL of labelled pairs (label 1, 0, 0.5 for a tie, or null)"
+    )
+    source.add_argument("--run", help="a simulate run: OUT/checkpoints/<strategy>-seed<seed>")
+    exp.add_argument(
+        "--out", required=True, help=".jsonl, .parquet, or a folder (datasets.save_to_disk)"
+    )
+    exp.add_argument(
+        "--form",
+        choices=FORMS,
+        default="standard",
+        help="standard: prompt/chosen/rejected texts; conversational: the same as messages; "
+        "implicit: each side messages with its own prompt (holds cross-prompt pairs)",
+    )
+    exp.add_argument(
+        "--ties", choices=TIES, default="drop", help="leave ties out, or write each both ways"
+    )
+    exp.add_argument(
+        "--with-embeddings",
+        action="store_true",
+        help="add chosen_embedding and rejected_embedding columns",
+    )
+    exp.set_defaults(handler=_export)
+
+    imp = commands.add_parser("import", help="embed a preference dataset once, for --data")
+    imp.add_argument("source", help="a TRL preference dataset: .jsonl, .parquet or a folder")
+    imp.add_argument(
+        "--out", required=True, help="the same with embedding columns: .jsonl, .parquet or a folder"
+    )
+    imp.add_argument(
+        "--model", help="sentence-transformers model folder (default: offline all-MiniLM-L6-v2)"
+    )
+    imp.add_argument("--batch-size", type=_positive, default=32)
+    imp.add_argument("--no-progress", action="store_true")
+    imp.set_defaults(handler=_import)
+
     info = commands.add_parser("info", help="build and device information")
     info.set_defaults(handler=_info)
     return parser
@@ -141,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _load_dataset(name: str) -> data.Dataset:
     if name == "synthetic":
         return data.synthetic()
+    if is_preference_path(name):
+        with _optional_packages():
+            return load_preferences(name)
     return data.load(name)
 
 
@@ -280,6 +342,66 @@ def _plan_on_rank_zero(
         reuse_model=args.reuse_model,
         seed=args.seed,
     )
+
+
+def _export(args: argparse.Namespace) -> int:
+    dataset = _load_dataset(args.data)
+    if args.labelled is not None:
+        pairs, labels = read_annotations(args.labelled, dataset.n)
+    else:
+        pairs, labels = read_simulation_labels(args.run, dataset)
+    with _optional_packages():
+        summary = export_preferences(
+            dataset,
+            pairs,
+            labels,
+            args.out,
+            form=args.form,
+            ties=args.ties,
+            embeddings=args.with_embeddings,
+        )
+    print(_export_report(summary, args.labelled or args.run))
+    return 0
+
+
+def _export_report(summary: ExportSummary, source: str) -> str:
+    line = f"wrote {summary.rows} rows ({summary.form} form) to {summary.path} from {source}: "
+    line += f"{summary.decided} pairs with a winner"
+    left_out = []
+    if summary.ties and summary.ties_written:
+        line += f", {summary.ties} ties written both ways"
+    elif summary.ties:
+        left_out.append(f"{summary.ties} ties (--ties both writes each both ways)")
+    if summary.unlabelled:
+        left_out.append(f"{summary.unlabelled} pairs without a label")
+    return line + ("; left out " + " and ".join(left_out) if left_out else "")
+
+
+def _import(args: argparse.Namespace) -> int:
+    with _optional_packages():
+        dataset, summary = import_preferences(
+            args.source,
+            args.out,
+            args.model,
+            batch_size=args.batch_size,
+            show_progress_bar=not args.no_progress,
+        )
+    print(
+        f"{args.source}: {summary.rows} comparisons of {dataset.n} responses to "
+        f"{dataset.num_prompts} prompts, {dataset.dim}-dimensional embeddings; wrote "
+        f"{summary.path} ({summary.form} form with embedding columns): pass it as --data"
+    )
+    return 0
+
+
+@contextmanager
+def _optional_packages() -> Iterator[None]:
+    """A missing optional package (datasets, pyarrow, sentence-transformers) is the user's to
+    install: one line naming the extra, like any bad input."""
+    try:
+        yield
+    except ImportError as err:
+        raise _Failure(first_line(err)) from err
 
 
 def _info(args: argparse.Namespace) -> int:

@@ -1,0 +1,672 @@
+"""Labelled pairs in and out as the preference datasets TRL's reward and DPO trainers read.
+
+Export: :func:`export_preferences` writes labelled pairs of a :class:`~activerm_fast.data.Dataset`
+that has texts, from the annotation workflow's ``labelled.jsonl`` (:func:`read_annotations`)
+or a simulate run (:func:`read_simulation_labels`), in one of three forms:
+
+* ``standard`` — ``{"prompt": str, "chosen": str, "rejected": str}`` (explicit prompt);
+* ``conversational`` — the same with the prompt a list of ``{"role", "content"}`` messages and
+  chosen/rejected one assistant message each (the trainer applies the chat template);
+* ``implicit`` — ``{"chosen": [user, assistant], "rejected": [user, assistant]}``: each side
+  carries its own prompt, the only form that holds a cross-prompt pair. Reward trainers read
+  it; DPO needs one prompt per row, so it wants within-prompt pairs in either other form.
+
+A label is 1 when the first response of the pair wins (it becomes ``chosen``), 0 when the
+second does, 0.5 for a tie and NaN (``null`` in JSONL) when the pair is not labelled yet.
+Unlabelled pairs are never written; ties are left out (``ties="drop"``) or written twice,
+once each way (``ties="both"``: the two rows' Bradley-Terry losses are smallest when the two
+rewards are equal). Either way the summary counts them.
+
+The file kind follows the path: ``.jsonl``, ``.parquet`` (needs pyarrow) or a folder without a
+suffix, written by ``datasets.Dataset.save_to_disk`` (needs datasets); the extra
+``activerm_fast[export]`` installs both.
+
+Import: :func:`load_preferences` reads such a dataset back (any of the three forms and kinds)
+into a :class:`~activerm_fast.data.Dataset`: one row per distinct (prompt, response), labelled
+pairs ``(chosen row, rejected row)`` with label 1. Rows carrying the embedding columns
+``chosen_embedding``/``rejected_embedding`` (as written with ``embeddings=True``) are used as
+they are; otherwise the texts are embedded with :func:`~activerm_fast.data.embed_texts`.
+:func:`import_preferences` embeds a file once and writes it again with the embedding columns.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ._validation import as_tensor, describe, known_name, labelled_pairs, pairs_tensor
+from .annotation import _row_index
+from .data import Dataset, embed_texts, from_arrays
+
+FORMS = ("standard", "conversational", "implicit")
+TIES = ("drop", "both")
+EMBEDDING_COLUMNS = ("chosen_embedding", "rejected_embedding")
+TIE = 0.5
+_INSTALL = "pip install 'activerm_fast[export]'"
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    """What :func:`export_preferences` wrote: ``rows`` preference rows to ``path`` in ``form``,
+    from ``decided`` pairs with a winner and ``ties`` tied pairs (written both ways when
+    ``ties_written``, else left out); ``unlabelled`` pairs had no label and were left out."""
+
+    path: Path
+    form: str
+    rows: int
+    decided: int
+    ties: int
+    ties_written: bool
+    unlabelled: int
+
+
+# ---- labelled pairs from the annotation workflow and from simulate runs ---------------------
+
+
+def read_annotations(path: str | os.PathLike[str], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(M, 2) int64 pairs and (M,) float64 labels from an annotation JSONL file (the format of
+    :mod:`~activerm_fast.annotation`), every record kept: label 1.0 (first wins), 0.0 (second
+    wins), 0.5 (a tie) or NaN (``"label": null``, not labelled yet)."""
+    path = _path_argument(path, "path")
+    pairs, labels = [], []
+    with open(path, encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}, line {number}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{where}: not JSON ({err.msg})") from None
+            if not isinstance(record, dict):
+                raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
+            first, second = (_row_index(record, key, n, where) for key in ("first", "second"))
+            if first == second:
+                raise ValueError(f"{where}: first and second are the same response {first}")
+            if "label" not in record:
+                raise ValueError(f"{where}: no 'label' (null while the pair is not labelled)")
+            pairs.append((first, second))
+            labels.append(_annotation_label(record["label"], where))
+    return np.array(pairs, np.int64).reshape(-1, 2), np.array(labels, np.float64)
+
+
+def _annotation_label(value: Any, where: str) -> float:
+    if value is None:
+        return float("nan")
+    if not isinstance(value, bool) and value in (0, TIE, 1):
+        return float(value)
+    raise ValueError(
+        f"{where}: label must be 1 (first wins), 0 (second wins), 0.5 (a tie) or null "
+        f"(not labelled yet), got {value!r}"
+    )
+
+
+def read_simulation_labels(
+    run_dir: str | os.PathLike[str], dataset: Dataset
+) -> tuple[np.ndarray, np.ndarray]:
+    """The labelled pairs of one simulate run, as rows of ``dataset``, and their 0/1 labels.
+
+    ``run_dir`` is one run's checkpoint folder, ``OUT/checkpoints/<strategy>-seed<seed>``; the
+    pairs are those of its last finished round. The run indexed ``dataset.train()``, so
+    ``dataset`` must be the one simulate ran on, with the same split.
+    """
+    folder = _path_argument(run_dir, "run_dir")
+    if not isinstance(dataset, Dataset):
+        raise TypeError(f"dataset must be a Dataset, got {describe(dataset)}")
+    state_file = folder / "state.json"
+    if not state_file.is_file():
+        runs = sorted(p.parent.name for p in folder.glob("checkpoints/*/state.json"))
+        if runs:
+            raise ValueError(
+                f"{folder} is a simulate output folder; name one of its runs, e.g. "
+                f"{folder / 'checkpoints' / runs[0]} (runs: {', '.join(runs)})"
+            )
+        raise FileNotFoundError(
+            f"{state_file} does not exist: a run is a folder OUT/checkpoints/<strategy>-seed<seed> "
+            "of a simulate output folder, written after its first round"
+        )
+    try:
+        state = json.loads(state_file.read_text(encoding="utf-8"))
+        train_rows, labels_file = state["identity"]["train_rows"], state["labels_file"]
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise ValueError(f"{state_file}: not a simulate checkpoint ({err!r})") from None
+    assert dataset.is_test is not None, "set by Dataset.__post_init__"
+    rows = np.flatnonzero(~dataset.is_test)
+    if train_rows != rows.size:
+        raise ValueError(
+            f"{folder} ran on {train_rows} training responses, but {dataset.name!r} has "
+            f"{rows.size}: pass the dataset (and split) the run used"
+        )
+    with np.load(folder / labels_file) as archive:
+        pairs, labels = labelled_pairs(
+            archive["pairs"], archive["labels"], rows.size, f"{folder / labels_file}: "
+        )
+    assert pairs is not None and labels is not None, "both read from the archive"
+    return rows[pairs], labels.astype(np.float64)
+
+
+# ---- export ---------------------------------------------------------------------------------
+
+
+def export_preferences(
+    dataset: Dataset,
+    pairs: Any,
+    labels: Any,
+    path: str | os.PathLike[str],
+    *,
+    form: str = "standard",
+    ties: str = "drop",
+    embeddings: bool = False,
+) -> ExportSummary:
+    """Write labelled ``pairs`` (M, 2) of ``dataset``'s rows with ``labels`` (M,) as a preference
+    dataset at ``path`` (``.jsonl``, ``.parquet`` or a folder for ``datasets``).
+
+    ``labels``: 1 when ``pairs[k, 0]`` wins, 0 when ``pairs[k, 1]`` does, 0.5 a tie, NaN not
+    labelled (left out). ``form``: ``standard``, ``conversational`` or ``implicit`` (see the
+    module); the first two refuse a pair of responses to different prompts. ``ties``: ``drop``
+    or ``both``. ``embeddings`` adds each side's embedding as ``chosen_embedding`` and
+    ``rejected_embedding``, so :func:`load_preferences` needs no text model.
+    """
+    if not isinstance(dataset, Dataset):
+        raise TypeError(f"dataset must be a Dataset, got {describe(dataset)}")
+    if dataset.prompts is None or dataset.responses is None:
+        raise ValueError(
+            f"dataset {dataset.name!r} has no texts (prompts and responses), which a preference "
+            "dataset is made of: use arena-bench, a dataset from embed_texts, or one read with "
+            "load_preferences"
+        )
+    t = as_tensor(pairs, "pairs")
+    checked = pairs_tensor(t, dataset.n, t.device, "pairs", distinct=True)
+    pairs_array = checked.cpu().to(torch.int64).numpy()
+    label_array = _preference_labels(labels, pairs_array.shape[0])
+    form = known_name(form, FORMS, "form")
+    ties = known_name(ties, TIES, "ties")
+    if not isinstance(embeddings, bool):
+        raise TypeError(f"embeddings must be True or False, got {describe(embeddings)}")
+    kind = _file_kind(_path_argument(path, "path"), writing=True)
+
+    tied = label_array == TIE
+    unlabelled = np.isnan(label_array)
+    kept = ~unlabelled & (~tied | (ties == "both"))
+    summary = ExportSummary(
+        path=Path(path),
+        form=form,
+        rows=int(kept.sum() + (tied & kept).sum()),
+        decided=int((~tied & ~unlabelled).sum()),
+        ties=int(tied.sum()),
+        ties_written=ties == "both",
+        unlabelled=int(unlabelled.sum()),
+    )
+    if summary.rows == 0:
+        hint = "" if ties == "both" else " (ties='both' writes them)"
+        raise ValueError(
+            f"nothing to export: of {len(label_array)} pairs, {summary.unlabelled} have no "
+            f"label and {summary.ties} are ties{hint}"
+        )
+    if form != "implicit":
+        _refuse_cross_prompt(dataset, pairs_array, kept, form)
+    rows = [
+        _row(dataset, chosen, rejected, form, embeddings)
+        for chosen, rejected in _chosen_rejected(pairs_array[kept], label_array[kept])
+    ]
+    _write(rows, Path(path), kind)
+    return summary
+
+
+def _preference_labels(x: Any, count: int) -> np.ndarray:
+    """(count,) float64 labels, each 1, 0, 0.5 (tie) or NaN (not labelled)."""
+    t = as_tensor(x, "labels")
+    if tuple(t.shape) != (count,):
+        raise ValueError(f"labels must have shape ({count},) to match pairs, got {tuple(t.shape)}")
+    values = t.cpu().numpy().astype(np.float64)
+    bad = ~np.isnan(values) & (values != 0) & (values != TIE) & (values != 1)
+    if bad.any():
+        at = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            "labels must be 1 (first wins), 0 (second wins), 0.5 (a tie) or NaN (not labelled), "
+            f"got {values[at]} at index {at}"
+        )
+    return values
+
+
+def _chosen_rejected(pairs: np.ndarray, labels: np.ndarray) -> list[tuple[int, int]]:
+    """(chosen, rejected) rows of labelled pairs in their order; a tie both ways."""
+    rows: list[tuple[int, int]] = []
+    for (first, second), label in zip(pairs.tolist(), labels.tolist(), strict=True):
+        if label != 0:
+            rows.append((first, second))
+        if label != 1:
+            rows.append((second, first))
+    return rows
+
+
+def _refuse_cross_prompt(dataset: Dataset, pairs: np.ndarray, kept: np.ndarray, form: str) -> None:
+    prompt_ids = dataset.prompt_ids[pairs]
+    cross = kept & (prompt_ids[:, 0] != prompt_ids[:, 1])
+    if cross.any():
+        at = int(np.flatnonzero(cross)[0])
+        first, second = pairs[at].tolist()
+        raise ValueError(
+            f"pairs[{at}] = ({first}, {second}) compares responses to different prompts (so do "
+            f"{int(cross.sum())} of the {int(kept.sum())} pairs to write); the {form} form holds "
+            "one prompt per row: use the implicit form (form='implicit', --form implicit), whose "
+            "sides carry their own prompts and which reward trainers read, or within-prompt pairs"
+        )
+
+
+def _row(
+    dataset: Dataset, chosen: int, rejected: int, form: str, embeddings: bool
+) -> dict[str, Any]:
+    """One preference row of ``form``; the dataset's texts are checked present by the caller."""
+    assert dataset.prompts is not None and dataset.responses is not None
+    prompt = [dataset.prompts[dataset.prompt_ids[side]] for side in (chosen, rejected)]
+    response = [dataset.responses[side] for side in (chosen, rejected)]
+    row: dict[str, Any]
+    if form == "standard":
+        row = {"prompt": prompt[0], "chosen": response[0], "rejected": response[1]}
+    elif form == "conversational":
+        row = {
+            "prompt": [_message("user", prompt[0])],
+            "chosen": [_message("assistant", response[0])],
+            "rejected": [_message("assistant", response[1])],
+        }
+    else:
+        row = {
+            key: [_message("user", prompt[side]), _message("assistant", response[side])]
+            for side, key in enumerate(("chosen", "rejected"))
+        }
+    if embeddings:
+        for side, key in zip((chosen, rejected), EMBEDDING_COLUMNS, strict=True):
+            row[key] = dataset.embeddings[side].tolist()
+    return row
+
+
+def _message(role: str, content: str) -> dict[str, str]:
+    return {"role": role, "content": content}
+
+
+def _write(rows: list[dict[str, Any]], path: Path, kind: str) -> None:
+    if kind == "jsonl":
+        with open(path, "w", encoding="utf-8") as out:
+            out.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    elif kind == "parquet":
+        pa, parquet = _pyarrow("writing Parquet")
+        parquet.write_table(pa.Table.from_pylist(rows), path)
+    else:
+        _datasets("saving a datasets folder").Dataset.from_list(rows).save_to_disk(str(path))
+
+
+# ---- import ---------------------------------------------------------------------------------
+
+
+def load_preferences(
+    path: str | os.PathLike[str],
+    model: Any = None,
+    *,
+    batch_size: int = 32,
+    show_progress_bar: bool = True,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+) -> Dataset:
+    """A :class:`~activerm_fast.data.Dataset` from a preference dataset at ``path`` (``.jsonl``,
+    ``.parquet`` or a ``datasets`` folder) in any of the three forms.
+
+    Each distinct (prompt, response) becomes one row, in order of first appearance, and each
+    preference row the labelled pair (chosen row, rejected row) with label 1. A prompt of
+    several messages becomes one text, each message as ``role: content``. With the embedding
+    columns on every row they are the embeddings; otherwise the texts are embedded by
+    :func:`~activerm_fast.data.embed_texts` with ``model``, ``batch_size`` and
+    ``show_progress_bar`` (extra ``activerm_fast[text]``). The prompt-level split is drawn
+    with ``test_fraction`` and ``seed``.
+    """
+    comparisons = _read_comparisons(_path_argument(path, "path"))
+    return _dataset(comparisons, model, batch_size, show_progress_bar, test_fraction, seed)
+
+
+def import_preferences(
+    source: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    model: Any = None,
+    *,
+    batch_size: int = 32,
+    show_progress_bar: bool = True,
+) -> tuple[Dataset, ExportSummary]:
+    """Read the preference dataset ``source`` as :func:`load_preferences` does (embedding its
+    texts once) and write it to ``out`` in the same form with the embedding columns, which
+    :func:`load_preferences` and ``--data`` then read without a text model. Returns the
+    dataset and what was written."""
+    comparisons = _read_comparisons(_path_argument(source, "source"))
+    _file_kind(_path_argument(out, "out"), writing=True)  # a bad name fails before embedding
+    dataset = _dataset(comparisons, model, batch_size, show_progress_bar, 0.2, 0)
+    summary = export_preferences(
+        dataset, dataset.pairs, dataset.labels, out, form=comparisons.form, embeddings=True
+    )
+    return dataset, summary
+
+
+@dataclass(frozen=True)
+class _Comparisons:
+    """A preference dataset read and checked: each row's prompt and response text, the pairs
+    (chosen row, rejected row), and the rows' embeddings when the file carries them."""
+
+    path: Path
+    form: str
+    prompts: list[str]
+    responses: list[str]
+    pairs: np.ndarray
+    embeddings: np.ndarray | None
+
+
+def _read_comparisons(path: Path) -> _Comparisons:
+    kind = _file_kind(path, writing=False)
+    rows: dict[tuple[str, str], int] = {}  # (prompt, response) -> row, in order of appearance
+    vectors: list[np.ndarray] = []
+    pairs: list[tuple[int, int]] = []
+    first: tuple[str, str, bool] | None = None  # where the first record is, its form, embedded
+    for where, record in _records(path, kind):
+        form, sides = _sides(record, where)
+        given = _embeddings(record, where, vectors[0].size if vectors else None)
+        if first is None:
+            first = (where, form, given is not None)
+        elif (form, given is not None) != first[1:]:
+            raise ValueError(
+                f"{where}: {_describe_record(form, given is not None)}, but {first[0]} is "
+                f"{_describe_record(*first[1:])}; every row must be alike"
+            )
+        pair = []
+        for side, (text, column) in enumerate(zip(sides, EMBEDDING_COLUMNS, strict=True)):
+            row = rows.setdefault(text, len(rows))
+            if given is not None and row == len(vectors):
+                vectors.append(given[side])
+            elif given is not None and not np.array_equal(vectors[row], given[side]):
+                raise ValueError(
+                    f"{where}: {column!r} differs from the embedding given before for the same "
+                    "response to the same prompt"
+                )
+            pair.append(row)
+        if pair[0] == pair[1]:
+            raise ValueError(
+                f"{where}: chosen and rejected are the same response to the same prompt; a "
+                "preference compares two different responses (remove the row)"
+            )
+        pairs.append((pair[0], pair[1]))
+    if first is None:
+        raise ValueError(f"{path}: no preference rows")
+    return _Comparisons(
+        path=path,
+        form=first[1],
+        prompts=[prompt for prompt, _ in rows],
+        responses=[response for _, response in rows],
+        pairs=np.array(pairs, np.int64),
+        embeddings=np.array(vectors, np.float32) if vectors else None,
+    )
+
+
+def _describe_record(form: str, embedded: bool) -> str:
+    return f"a {form}-form row {'with' if embedded else 'without'} embedding columns"
+
+
+def _records(path: Path, kind: str) -> Iterator[tuple[str, Any]]:
+    """(where, record) of every row of the file, ``where`` naming it for errors."""
+    if kind == "jsonl":
+        with open(path, encoding="utf-8") as lines:
+            for number, line in enumerate(lines, start=1):
+                if line.strip():
+                    where = f"{path}, line {number}"
+                    try:
+                        yield where, json.loads(line)
+                    except json.JSONDecodeError as err:
+                        raise ValueError(f"{where}: not JSON ({err.msg})") from None
+        return
+    if kind == "parquet":
+        _, parquet = _pyarrow("reading Parquet")
+        table = parquet.read_table(path).to_pylist()
+    else:
+        datasets = _datasets("reading a datasets folder")
+        table = datasets.load_from_disk(str(path))
+        if not isinstance(table, datasets.Dataset):
+            raise ValueError(
+                f"{path} holds several splits ({', '.join(table)}): name one split's folder, "
+                f"e.g. {path / next(iter(table))}"
+            )
+    for number, record in enumerate(table):
+        yield f"{path}, row {number}", record
+
+
+def _sides(record: Any, where: str) -> tuple[str, tuple[tuple[str, str], tuple[str, str]]]:
+    """The record's form and its (prompt, response) texts for the chosen and rejected side."""
+    if not isinstance(record, dict):
+        raise ValueError(
+            f"{where}: expected an object with 'chosen' and 'rejected', got {record!r}"
+        )
+    for key in ("chosen", "rejected"):
+        if key not in record:
+            raise ValueError(
+                f"{where}: no {key!r}; a preference row has 'chosen' and 'rejected', and "
+                "'prompt' unless they hold the prompt themselves"
+            )
+    prompt = record.get("prompt")
+    if prompt is None:
+        if isinstance(record["chosen"], str):
+            raise ValueError(
+                f"{where}: no 'prompt', and 'chosen' is plain text, in which the prompt cannot "
+                "be told from the response: add a 'prompt' column"
+            )
+        chosen, rejected = (_implicit_side(record[k], f"{where}: {k!r}") for k in _SIDES)
+        return "implicit", (chosen, rejected)
+    if isinstance(prompt, str):
+        chosen, rejected = ((prompt, _text(record[k], f"{where}: {k!r}")) for k in _SIDES)
+        return "standard", (chosen, rejected)
+    text = _prompt_text(_messages(prompt, f"{where}: 'prompt'"))
+    chosen, rejected = ((text, _reply(record[k], f"{where}: {k!r}")) for k in _SIDES)
+    return "conversational", (chosen, rejected)
+
+
+_SIDES = ("chosen", "rejected")
+
+
+def _text(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be text, as the row's prompt is, got {describe(value)}")
+    return value
+
+
+def _messages(value: Any, name: str) -> list[tuple[str, str]]:
+    """(role, content) of a non-empty list of {"role": str, "content": str} messages."""
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"{name} must be text or a non-empty list of messages, got {value!r}")
+    messages = []
+    for message in value:
+        if not (
+            isinstance(message, dict)
+            and isinstance(message.get("role"), str)
+            and isinstance(message.get("content"), str)
+        ):
+            raise ValueError(
+                f"{name} must hold messages {{'role': str, 'content': str}}, got {message!r}"
+            )
+        messages.append((message["role"], message["content"]))
+    return messages
+
+
+def _reply(value: Any, name: str) -> str:
+    messages = _messages(value, name)
+    if len(messages) != 1 or messages[0][0] != "assistant":
+        roles = [role for role, _ in messages]
+        raise ValueError(f"{name} must be one assistant message, got the roles {roles}")
+    return messages[0][1]
+
+
+def _implicit_side(value: Any, name: str) -> tuple[str, str]:
+    """(prompt, response) of an implicit-prompt side: the prompt's messages, then the reply."""
+    messages = _messages(value, name)
+    if len(messages) < 2 or messages[-1][0] != "assistant":
+        roles = [role for role, _ in messages]
+        raise ValueError(
+            f"{name} must be the prompt's messages followed by one assistant message, got the "
+            f"roles {roles}"
+        )
+    return _prompt_text(messages[:-1]), messages[-1][1]
+
+
+def _prompt_text(messages: list[tuple[str, str]]) -> str:
+    """A lone user message is its text; several become one text, each as ``role: content``."""
+    if len(messages) == 1 and messages[0][0] == "user":
+        return messages[0][1]
+    return "\n\n".join(f"{role}: {content}" for role, content in messages)
+
+
+def _embeddings(
+    record: dict[str, Any], where: str, dim: int | None
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Both sides' embeddings from the embedding columns (of ``dim`` values when known)."""
+    present = [record.get(column) is not None for column in EMBEDDING_COLUMNS]
+    if not any(present):
+        return None
+    if not all(present):
+        given, absent = EMBEDDING_COLUMNS if present[0] else EMBEDDING_COLUMNS[::-1]
+        raise ValueError(f"{where}: has {given!r} without {absent!r}; give both or neither")
+    chosen, rejected = (_vector(record[c], f"{where}: {c!r}", dim) for c in EMBEDDING_COLUMNS)
+    if chosen.size != rejected.size:
+        raise ValueError(
+            f"{where}: 'chosen_embedding' has {chosen.size} values but 'rejected_embedding' "
+            f"has {rejected.size}"
+        )
+    return chosen, rejected
+
+
+def _vector(value: Any, name: str, dim: int | None) -> np.ndarray:
+    try:
+        vector = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a list of numbers, got {value!r:.80}") from None
+    if vector.ndim != 1 or vector.size == 0:
+        raise ValueError(f"{name} must be a non-empty list of numbers, got shape {vector.shape}")
+    if dim is not None and vector.size != dim:
+        raise ValueError(f"{name} has {vector.size} values, but the rows before have {dim}")
+    if not np.isfinite(vector).all():
+        raise ValueError(f"{name} must be finite, got {vector[~np.isfinite(vector)][0]}")
+    return vector
+
+
+def _dataset(
+    comparisons: _Comparisons,
+    model: Any,
+    batch_size: int,
+    show_progress_bar: bool,
+    test_fraction: float,
+    seed: int,
+) -> Dataset:
+    """The comparisons as a Dataset: prompts numbered in order of first appearance."""
+    numbers = {prompt: p for p, prompt in enumerate(dict.fromkeys(comparisons.prompts))}
+    prompt_ids = np.array([numbers[prompt] for prompt in comparisons.prompts], np.int64)
+    if comparisons.embeddings is None:
+        dataset = _embedded(
+            comparisons, prompt_ids, model, batch_size, show_progress_bar, test_fraction, seed
+        )
+    else:
+        dataset = from_arrays(
+            comparisons.embeddings, prompt_ids, test_fraction=test_fraction, seed=seed
+        )
+    return replace(
+        dataset,
+        name=comparisons.path.name.split(".")[0],
+        pairs=comparisons.pairs,
+        labels=np.ones(len(comparisons.pairs), np.int64),
+        prompt_names=np.arange(len(numbers)),
+        prompts=list(numbers),
+        responses=comparisons.responses,
+    )
+
+
+def _embedded(
+    comparisons: _Comparisons,
+    prompt_ids: np.ndarray,
+    model: Any,
+    batch_size: int,
+    show_progress_bar: bool,
+    test_fraction: float,
+    seed: int,
+) -> Dataset:
+    """The rows' texts embedded by :func:`~activerm_fast.data.embed_texts` (which reads them
+    from a JSONL file): each prompt and each distinct response once."""
+    with tempfile.TemporaryDirectory() as folder:
+        records = Path(folder) / "records.jsonl"
+        with open(records, "w", encoding="utf-8") as out:
+            for prompt_id, prompt, response in zip(
+                prompt_ids.tolist(), comparisons.prompts, comparisons.responses, strict=True
+            ):
+                record = {"prompt_id": prompt_id, "prompt": prompt, "response": response}
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        try:
+            return embed_texts(
+                records,
+                model,
+                batch_size=batch_size,
+                show_progress_bar=show_progress_bar,
+                test_fraction=test_fraction,
+                seed=seed,
+            )
+        except ImportError as err:
+            raise ImportError(
+                f"{comparisons.path} has no embedding columns {EMBEDDING_COLUMNS}, so its texts "
+                f"must be embedded: {err}"
+            ) from err
+
+
+# ---- paths and optional libraries -----------------------------------------------------------
+
+
+def _path_argument(value: Any, name: str) -> Path:
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a path, got {describe(value)}")
+    return Path(value)
+
+
+def _file_kind(path: Path, *, writing: bool) -> str:
+    """``jsonl``, ``parquet`` or ``folder`` (a ``datasets.save_to_disk`` folder)."""
+    if path.is_dir():
+        return "folder"
+    if path.suffix in (".jsonl", ".parquet"):
+        if not writing and not path.is_file():
+            raise FileNotFoundError(f"{path}: no such file")
+        return path.suffix[1:]
+    if writing and not path.suffix:
+        return "folder"
+    if not writing and not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    raise ValueError(
+        f"{path}: a preference dataset is a .jsonl or .parquet file or a folder of "
+        "datasets.save_to_disk" + (" (a path without a suffix)" if writing else "")
+    )
+
+
+def is_preference_path(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` names what :func:`load_preferences` reads: a ``.jsonl`` or ``.parquet``
+    file or a folder."""
+    return Path(path).suffix in (".jsonl", ".parquet") or Path(path).is_dir()
+
+
+def _pyarrow(doing: str) -> tuple[Any, Any]:
+    try:
+        import pyarrow
+        import pyarrow.parquet
+    except ImportError as err:
+        raise ImportError(f"{doing} needs pyarrow: {_INSTALL}") from err
+    return pyarrow, pyarrow.parquet
+
+
+def _datasets(doing: str) -> Any:
+    try:
+        import datasets
+    except ImportError as err:
+        raise ImportError(f"{doing} needs the datasets package: {_INSTALL}") from err
+    return datasets

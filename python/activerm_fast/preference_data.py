@@ -75,26 +75,17 @@ def read_annotations(path: str | os.PathLike[str], n: int) -> tuple[np.ndarray, 
     """(M, 2) int64 pairs and (M,) float64 labels from an annotation JSONL file (the format of
     :mod:`~activerm_fast.annotation`), every record kept: label 1.0 (first wins), 0.0 (second
     wins), 0.5 (a tie) or NaN (``"label": null``, not labelled yet)."""
-    path = _path_argument(path, "path")
     pairs, labels = [], []
-    with open(path, encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}, line {number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{where}: not JSON ({err.msg})") from None
-            if not isinstance(record, dict):
-                raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
-            first, second = (_row_index(record, key, n, where) for key in ("first", "second"))
-            if first == second:
-                raise ValueError(f"{where}: first and second are the same response {first}")
-            if "label" not in record:
-                raise ValueError(f"{where}: no 'label' (null while the pair is not labelled)")
-            pairs.append((first, second))
-            labels.append(_annotation_label(record["label"], where))
+    for where, record in _jsonl_records(_path_argument(path, "path")):
+        if not isinstance(record, dict):
+            raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
+        first, second = (_row_index(record, key, n, where) for key in ("first", "second"))
+        if first == second:
+            raise ValueError(f"{where}: first and second are the same response {first}")
+        if "label" not in record:
+            raise ValueError(f"{where}: no 'label' (null while the pair is not labelled)")
+        pairs.append((first, second))
+        labels.append(_annotation_label(record["label"], where))
     return np.array(pairs, np.int64).reshape(-1, 2), np.array(labels, np.float64)
 
 
@@ -417,14 +408,7 @@ def _describe_record(form: str, embedded: bool) -> str:
 def _records(path: Path, kind: str) -> Iterator[tuple[str, Any]]:
     """(where, record) of every row of the file, ``where`` naming it for errors."""
     if kind == "jsonl":
-        with open(path, encoding="utf-8") as lines:
-            for number, line in enumerate(lines, start=1):
-                if line.strip():
-                    where = f"{path}, line {number}"
-                    try:
-                        yield where, json.loads(line)
-                    except json.JSONDecodeError as err:
-                        raise ValueError(f"{where}: not JSON ({err.msg})") from None
+        yield from _jsonl_records(path)
         return
     if kind == "parquet":
         _, parquet = _pyarrow("reading Parquet")
@@ -439,6 +423,19 @@ def _records(path: Path, kind: str) -> Iterator[tuple[str, Any]]:
             )
     for number, record in enumerate(table):
         yield f"{path}, row {number}", record
+
+
+def _jsonl_records(path: Path) -> Iterator[tuple[str, Any]]:
+    """(where, record) of every non-blank line of a JSONL file."""
+    with open(path, encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if line.strip():
+                where = f"{path}, line {number}"
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"{where}: not JSON ({err.msg})") from None
+                yield where, record
 
 
 def _sides(record: Any, where: str) -> tuple[str, tuple[tuple[str, str], tuple[str, str]]]:

@@ -11,13 +11,14 @@
 set -euo pipefail
 source_tree=$(cd "$(dirname "$0")/.." && pwd)
 wheel=$(realpath "$1")
-venv=${2:-$(mktemp -d)/venv}
+scratch=$(mktemp -d)  # the working directory, and the environment unless VENV is given
+trap 'rm -rf "$scratch"' EXIT
+venv=${2:-$scratch/venv}
 torch_version=$(python3 -c 'import torch; print(torch.__version__)')
 
 # Every command in the environment sees only the environment's own commands: nothing can be
 # compiled, so the wheel works as shipped or not at all (--only-binary keeps pip from trying).
-workdir=$(mktemp -d)
-in_venv() { (cd "$workdir" && env PATH="$venv/bin" "$@"); }
+in_venv() { (cd "$scratch" && env PATH="$venv/bin" "$@"); }
 python3 -m venv --clear "$venv"
 if in_venv "$BASH" -c 'command -v cc c++ gcc g++ clang nvcc'; then
   echo "error: a compiler is reachable in the test environment" >&2

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import torch
@@ -17,6 +17,8 @@ class SelectionInputs:
     ``members`` holds the (n, d) features of each ensemble member, (1, n, d) when one matrix is
     shared; strategies that use one model use the first. ``rewards`` is (E, n). ``excluded``
     marks the candidates that are already labelled; ``strategy`` names the caller in errors.
+    ``prompt_features`` (n, q) is the feature of the prompt each response answers (None when
+    not given; keyword-only so that subclasses may add fields without defaults).
     """
 
     members: torch.Tensor  # (1 or E, n, d)
@@ -27,6 +29,7 @@ class SelectionInputs:
     ridge: float
     seed: int
     strategy: str
+    prompt_features: torch.Tensor | None = field(default=None, kw_only=True)  # (n, q)
 
     @property
     def features(self) -> torch.Tensor:
@@ -81,3 +84,18 @@ class SelectionInputs:
         assert self.rewards is not None
         r = self.rewards.double()
         return r[:, self.pairs[:, 0].long()] - r[:, self.pairs[:, 1].long()]
+
+    def mutual_information(self) -> torch.Tensor:
+        """(P,) the BALD term: mutual information between a pair's label and the ensemble
+        member, H(mean_e p_e) - mean_e H(p_e) with p_e = sigma(r_e,i - r_e,j), in nats."""
+        gaps = self.reward_gaps()
+        p = torch.sigmoid(gaps)
+        # member entropies from the logits, so they stay exact where p rounds to 0 or 1
+        softplus = torch.nn.functional.softplus
+        member_entropy = p * softplus(-gaps) + (1 - p) * softplus(gaps)
+        mean_p = p.mean(dim=0)
+        entropy_of_mean = -torch.special.xlogy(mean_p, mean_p) - torch.special.xlogy(
+            1 - mean_p, 1 - mean_p
+        )
+        information: torch.Tensor = entropy_of_mean - member_entropy.mean(dim=0)
+        return information

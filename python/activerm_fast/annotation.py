@@ -185,5 +185,10 @@ def next_batch(
         labelled=plan.labelled,
         ridge=ridge,
         seed=seed,
+        prompt_features=(
+            dataset.prompt_features()[dataset.prompt_ids]
+            if STRATEGIES[plan.strategy].uses_prompt_features
+            else None
+        ),
     )
     return candidates[selection.indices], plan.note

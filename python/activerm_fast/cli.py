@@ -41,12 +41,13 @@ from .preference_data import (
     read_simulation_labels,
 )
 from .selectors import STRATEGIES
-from .simulate import format_table, simulate
+from .simulate import format_table, format_verdicts, simulate
 
 DEFAULT_STRATEGIES = (
     "random",
     "entropy",
     "bald",
+    "bal-pm",
     "dopt-topk",
     "dopt-greedy",
     "past-dopt-greedy",
@@ -96,7 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sim = commands.add_parser("simulate", help="compare labelling strategies in simulation")
     sim.add_argument(
-        "--dataset", default="arena-bench", help="arena-bench, synthetic or a .npz path"
+        "--dataset",
+        default="arena-bench",
+        help="arena-bench, synthetic (shaped like real embeddings), synthetic-isotropic or a .npz",
     )
     sim.add_argument(
         "--strategies",
@@ -199,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _load_dataset(name: str) -> data.Dataset:
     if name == "synthetic":
+        return data.synthetic(**data.REALISTIC_SYNTHETIC)
+    if name == "synthetic-isotropic":
         return data.synthetic()
     if is_preference_path(name):
         with _optional_packages():
@@ -244,6 +249,9 @@ def _simulate(args: argparse.Namespace) -> int:
     print()
     print(format_table(records))
     print()
+    if "random" in args.strategies:
+        print(format_verdicts(records))
+        print()
     print(f"wrote {out / 'results.csv'} and {out / 'results.json'}")
     title = f"{dataset.name}, {args.pool}-prompt pools"
     print(f"wrote {learning_curves(records, out / 'learning_curves.png', title)}")

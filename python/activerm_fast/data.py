@@ -2,7 +2,8 @@
 
 One type, :class:`Dataset`, and four ways to get one:
 
-* :func:`synthetic` — a seeded generator shaped like the reference experiments;
+* :func:`synthetic` — a seeded generator: isotropic clusters (the reference experiments'
+  shape) or ``kind="realistic"``, shaped like real embeddings;
 * :func:`load` ``("arena-bench")`` — the real dataset shipped inside the package;
 * :func:`load` ``(path)`` / :func:`from_arrays` — a user's ``.npz`` file or in-memory arrays;
 * :func:`embed_texts` — a JSONL of prompt/response texts, embedded with sentence-transformers
@@ -42,6 +43,12 @@ from ._validation import (
 )
 
 ARENA_BENCH = "arena-bench"
+SYNTHETIC_KINDS = ("isotropic", "realistic")
+# spectrum_exponent of arena-bench's embeddings (scripts/fit_embedding_spectrum.py prints it;
+# tests/test_synthetic.py checks this value against the packaged data)
+ARENA_BENCH_EXPONENT = 0.83
+# the realistic synthetic data of docs/RESULTS.md and `activerm-fast simulate --dataset synthetic`
+REALISTIC_SYNTHETIC: dict[str, Any] = {"kind": "realistic", "dim": 64}
 DATASETS_DIR = Path(__file__).resolve().parent / "datasets"
 ARENA_BENCH_FILE = DATASETS_DIR / "arena_bench.npz"
 
@@ -115,6 +122,18 @@ class Dataset:
     def num_prompts(self) -> int:
         """Number of distinct prompts m."""
         return _count_prompts(self.prompt_ids)
+
+    def prompt_features(self) -> np.ndarray:
+        """(m, D) float32, each prompt's mean response embedding: the prompt's position for
+        strategies that spread labels over prompts (``bal-pm``). Rows that embed
+        ``[prompt, response]`` (arena-bench, :func:`embed_texts`) hold the prompt's own
+        embedding in their first columns, which the mean keeps exactly."""
+        ids = torch.from_numpy(self.prompt_ids)
+        sums = torch.zeros((self.num_prompts, self.dim), dtype=torch.float64)
+        sums.index_add_(0, ids, torch.from_numpy(self.embeddings).double())
+        counts = torch.bincount(ids, minlength=self.num_prompts).double()
+        features: np.ndarray = (sums / counts[:, None]).float().numpy()
+        return features
 
     def train(self) -> Dataset:
         """The training rows, re-indexed; labelled pairs are kept when both rows are inside."""
@@ -271,15 +290,40 @@ def synthetic(
     response_spread: float = 0.5,
     linear: bool = False,
     seed: int = 0,
+    kind: str = "isotropic",
+    exponent: float | None = None,
+    duplicate_fraction: float | None = None,
+    reward_directions: int | None = None,
 ) -> Dataset:
-    """A seeded synthetic dataset shaped like the reference experiments.
+    """A seeded synthetic dataset.
 
     Training prompts get ``responses_per_prompt`` responses each (the pool to label); test
     prompts get ``test_responses_per_prompt`` each (for best-of-N and within-prompt Spearman).
-    A response embedding is its prompt's centre plus ``response_spread`` times Gaussian noise,
-    so rows of one prompt cluster together. The golden reward comes from a random teacher
-    drawn with the same seed: a one-hidden-layer tanh network (a linear model cannot fit it
-    exactly), or with ``linear=True`` a random linear function of the embedding.
+
+    ``kind="isotropic"`` (the reference experiments' shape): a response embedding is its
+    prompt's centre plus ``response_spread`` times Gaussian noise, both isotropic, so random
+    pairs already cover every direction equally. The golden reward comes from a random teacher:
+    a one-hidden-layer tanh network (a linear model cannot fit it exactly), or with
+    ``linear=True`` a random linear function of the embedding.
+
+    ``kind="realistic"``, shaped like real embeddings:
+
+    * centres and response offsets have one anisotropic covariance whose eigenvalues fall as
+      rank^-``exponent`` (default ``ARENA_BENCH_EXPONENT``, fitted to arena-bench by
+      :func:`spectrum_exponent`) in a random orthogonal basis;
+    * prompt clusters of unequal size (training prompts draw their number of responses from a
+      log-normal around ``responses_per_prompt``, at least 2) and unequal spread (each prompt's
+      spread is ``response_spread`` times a log-normal factor);
+    * near-duplicates: a ``duplicate_fraction`` (default 0.2) of the responses after each
+      prompt's first are an earlier response of the same prompt plus 1% of its noise;
+    * a golden reward that depends on ``reward_directions`` (default 3) random directions only:
+      sum_j tanh(2 z_j) / j of the standardised projections z_j (``linear=True``: sum_j z_j / j).
+      A direction's component along the eigen-direction of variance lambda is drawn with
+      scale lambda^-1/8, so the reward's signal leans to low-variance directions as on
+      arena-bench, where the top eighth of the directions holds 71% of the variance but 37% of
+      the within-prompt reward's linear signal (about half its share of the variance; the
+      scale lambda^-1/8 gives about half here too, ``scripts/fit_embedding_spectrum.py`` prints
+      both datasets' shares).
     """
     counts = {
         "num_train_prompts": num_train_prompts,
@@ -291,14 +335,47 @@ def synthetic(
     for key, value in counts.items():
         positive_integer(value, key)
     positive_scalar(response_spread, "response_spread")
-    rng = np.random.default_rng(count_argument(seed, "seed"))
+    seed = count_argument(seed, "seed")
+    if kind not in SYNTHETIC_KINDS:
+        raise ValueError(f"kind must be one of {SYNTHETIC_KINDS}, got {kind!r}")
+    shape_options = {
+        "exponent": exponent,
+        "duplicate_fraction": duplicate_fraction,
+        "reward_directions": reward_directions,
+    }
+    if kind == "isotropic":
+        given = sorted(key for key, value in shape_options.items() if value is not None)
+        if given:
+            raise ValueError(
+                f"{', '.join(given)} only apply to kind='realistic', got kind={kind!r}"
+            )
+        return _isotropic(counts, response_spread, linear, seed)
+    alpha = ARENA_BENCH_EXPONENT if exponent is None else float(exponent)
+    if not (np.isfinite(alpha) and alpha >= 0):
+        raise ValueError(f"exponent must be a finite number >= 0, got {exponent!r}")
+    fraction = 0.2 if duplicate_fraction is None else float(duplicate_fraction)
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"duplicate_fraction must be in [0, 1), got {duplicate_fraction!r}")
+    directions = (
+        3 if reward_directions is None else positive_integer(reward_directions, "reward_directions")
+    )
+    if directions > dim:
+        raise ValueError(f"reward_directions must be at most dim ({dim}), got {directions}")
+    return _realistic(counts, response_spread, linear, seed, alpha, fraction, directions)
+
+
+def _isotropic(counts: dict[str, int], spread: float, linear: bool, seed: int) -> Dataset:
+    """``synthetic(kind="isotropic")``: the same draws, in the same order, as it always made."""
+    rng = np.random.default_rng(seed)
+    num_train, dim = counts["num_train_prompts"], counts["dim"]
     sizes = np.repeat(
-        [responses_per_prompt, test_responses_per_prompt], [num_train_prompts, num_test_prompts]
+        [counts["responses_per_prompt"], counts["test_responses_per_prompt"]],
+        [num_train, counts["num_test_prompts"]],
     )
     prompt_ids = np.repeat(np.arange(sizes.size, dtype=np.int64), sizes)
     centres = rng.standard_normal((sizes.size, dim))
     noise = rng.standard_normal((prompt_ids.size, dim))
-    x = (centres[prompt_ids] + response_spread * noise) / np.sqrt(1.0 + response_spread**2)
+    x = (centres[prompt_ids] + spread * noise) / np.sqrt(1.0 + spread**2)
     if linear:
         gold = x @ rng.standard_normal(dim)
     else:
@@ -312,8 +389,93 @@ def synthetic(
         embeddings=x.astype(np.float32),
         prompt_ids=prompt_ids,
         gold=gold / gold.std(),
-        is_test=prompt_ids >= num_train_prompts,
+        is_test=prompt_ids >= num_train,
     )
+
+
+def _realistic(
+    counts: dict[str, int],
+    spread: float,
+    linear: bool,
+    seed: int,
+    exponent: float,
+    duplicate_fraction: float,
+    directions: int,
+) -> Dataset:
+    """``synthetic(kind="realistic")``; see :func:`synthetic`."""
+    rng = np.random.default_rng(seed)
+    num_train, dim = counts["num_train_prompts"], counts["dim"]
+    # log-normal sizes with mean about responses_per_prompt (exp(s^2/2) corrects the mean)
+    drawn = counts["responses_per_prompt"] * np.exp(0.6 * rng.standard_normal(num_train) - 0.18)
+    sizes = np.concatenate(
+        [
+            np.maximum(2, np.rint(drawn)).astype(np.int64),
+            np.full(counts["num_test_prompts"], counts["test_responses_per_prompt"]),
+        ]
+    )
+    prompt_ids = np.repeat(np.arange(sizes.size, dtype=np.int64), sizes)
+    n = prompt_ids.size
+    # covariance Q diag(lambda) Q^T with lambda_i = i^-exponent, scaled to average 1
+    eigenvalues = np.arange(1, dim + 1, dtype=np.float64) ** -exponent
+    eigenvalues *= dim / eigenvalues.sum()
+    basis, _ = np.linalg.qr(rng.standard_normal((dim, dim)))
+    factor = np.sqrt(eigenvalues)[:, None] * basis.T  # z @ factor has that covariance
+
+    spreads = spread * np.exp(0.5 * rng.standard_normal(sizes.size))
+    centres = rng.standard_normal((sizes.size, dim)) @ factor
+    noise = rng.standard_normal((n, dim)) @ factor
+    x = centres[prompt_ids] + spreads[prompt_ids, None] * noise
+    # near-duplicates: an earlier response of the same prompt (never a duplicate itself)
+    starts = np.cumsum(sizes) - sizes
+    offset = np.arange(n) - starts[prompt_ids]
+    duplicate = (offset > 0) & (rng.random(n) < duplicate_fraction)
+    source = starts[prompt_ids] + np.floor(rng.random(n) * offset).astype(np.int64)
+    while duplicate[source[duplicate]].any():  # follow chains back to an original response
+        source = np.where(duplicate & duplicate[source], source[source], source)
+    jitter = 0.01 * spreads[prompt_ids, None] * rng.standard_normal((n, dim)) @ factor
+    x = np.where(duplicate[:, None], x[source] + jitter, x)
+    x /= np.sqrt(1.0 + spread**2)
+
+    axes = basis @ (eigenvalues[:, None] ** -0.125 * rng.standard_normal((dim, directions)))
+    z = x @ (axes / np.linalg.norm(axes, axis=0))
+    z = (z - z.mean(axis=0)) / z.std(axis=0)
+    weights = 1.0 / np.arange(1, directions + 1)
+    gold = (z if linear else np.tanh(2.0 * z)) @ weights
+    kind = "linear" if linear else "tanh"
+    return Dataset(
+        name=f"synthetic-realistic-{kind}-seed{seed}",
+        embeddings=x.astype(np.float32),
+        prompt_ids=prompt_ids,
+        gold=gold / gold.std(),
+        is_test=prompt_ids >= num_train,
+    )
+
+
+def spectrum_exponent(embeddings: Any, variance: float = 0.9) -> float:
+    """The power-law exponent alpha of the embeddings' covariance spectrum, lambda_r ~ r^-alpha.
+
+    A least-squares line through (log r, log lambda_r) over the informative ranks: from the
+    first to the one at which the eigenvalues hold ``variance`` of the total variance (the tail
+    beyond is where a finite sample's spectrum drops off, not the embedding's shape).
+    """
+    x = embeddings_tensor(embeddings, "embeddings", integers=True).double()
+    if not 0.0 < variance <= 1.0:
+        raise ValueError(f"variance must be in (0, 1], got {variance!r}")
+    if x.shape[0] < 3:
+        raise ValueError(f"embeddings needs at least 3 rows for a spectrum, got {x.shape[0]}")
+    centred = x - x.mean(dim=0)
+    eigenvalues = torch.linalg.svdvals(centred).square().numpy()
+    eigenvalues = eigenvalues[eigenvalues > eigenvalues[0] * 1e-12]
+    share = np.cumsum(eigenvalues) / eigenvalues.sum()
+    ranks = int(np.searchsorted(share, variance - 1e-12)) + 1
+    if ranks < 2:
+        raise ValueError(
+            f"the first eigenvalue alone holds {share[0]:.3f} of the variance: no spectrum to "
+            f"fit below variance={variance}"
+        )
+    logs = np.log(np.arange(1, ranks + 1)), np.log(eigenvalues[:ranks])
+    slope = np.polyfit(*logs, 1)[0]
+    return float(-slope)
 
 
 def embed_texts(

@@ -118,6 +118,12 @@ class ActiveLoop:
         self.oracle = oracle or _default_oracle(self.train, self.config.beta, self.seed)
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
         self.model: RewardModel | None = None
+        # each training response's prompt feature, for strategies that spread over prompts
+        self.prompt_features = (
+            self.train.prompt_features()[self.train.prompt_ids]
+            if STRATEGIES[self.strategy].uses_prompt_features
+            else None
+        )
 
     # ---- the rounds ----------------------------------------------------------------------
 
@@ -188,6 +194,7 @@ class ActiveLoop:
                 labelled=state.pairs,
                 ridge=self.config.ridge,
                 seed=seed,
+                prompt_features=self.prompt_features,
             )
         return np.asarray(selection.indices)
 

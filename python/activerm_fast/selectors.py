@@ -74,6 +74,7 @@ def select(
     labelled: Any | None = None,
     ridge: float = 1e-3,
     seed: int = 0,
+    prompt_features: Any | None = None,
 ) -> Selection:
     """Choose ``k`` pairs of the candidate ``pairs`` to label next.
 
@@ -84,8 +85,20 @@ def select(
     ``labelled`` (M, 2) are the pairs labelled so far: they enter F0 of the past-aware
     strategies with their current Fisher weights, seed the core-set centres, and are never
     chosen again. ``ridge`` is lambda in F0 = lambda I; ``seed`` drives ``random``/``coreset``.
+    ``prompt_features`` (n, q) is the feature of the prompt each response answers (rows of one
+    prompt equal), used by ``bal-pm``
+    (:meth:`~activerm_fast.data.Dataset.prompt_features` gives them for a dataset); without
+    them ``bal-pm`` treats every response as its own prompt, placed at its ``features``.
     """
     entry, members, p, r, done, excluded = validated(strategy, features, pairs, rewards, labelled)
+    prompts = None
+    if prompt_features is not None:
+        prompts = v.embeddings_tensor(prompt_features, "prompt_features", device=members.device)
+        if prompts.shape[0] != members.shape[1]:
+            raise ValueError(
+                f"prompt_features must have one row per response ({members.shape[1]}), "
+                f"got {prompts.shape[0]}"
+            )
     k = v.budget(k, p.shape[0], excluded)
     inputs = SelectionInputs(
         members,
@@ -96,6 +109,7 @@ def select(
         v.positive_scalar(ridge, "ridge"),
         v.count_argument(seed, "seed"),
         strategy,
+        prompt_features=prompts,
     )
     result = entry.choose(inputs, k)
     as_numpy = v.is_numpy_like(features)
@@ -114,6 +128,7 @@ def select_with_model(
     labelled: Any | None = None,
     ridge: float = 1e-3,
     seed: int = 0,
+    prompt_features: Any | None = None,
 ) -> Selection:
     """:func:`select` with the features and rewards of a fitted
     :class:`~activerm_fast.model.RewardModel` on ``embeddings``: one line for any strategy."""
@@ -127,4 +142,5 @@ def select_with_model(
         labelled=labelled,
         ridge=ridge,
         seed=seed,
+        prompt_features=prompt_features,
     )

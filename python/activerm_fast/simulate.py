@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -119,3 +120,149 @@ def format_table(records: list[dict[str, Any]]) -> str:
             lines.append(f"{strategy:<{width}}{cells}")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How one strategy compares with the baseline on one metric (see :func:`verdicts`).
+
+    ``target`` is the baseline's mean at its final budget ``budget``; ``needed`` the labels each
+    seed of the strategy took to reach it (interpolated on its learning curve; ``budget`` for a
+    seed that never reached it, counted in ``reached``); ``baseline_needed`` the same for the
+    baseline's own seeds; ``final`` and ``baseline_final`` the (mean, std) at the final budget.
+    ``outcome`` is "fewer labels", "more labels" or "no clear difference".
+    """
+
+    strategy: str
+    metric: str
+    budget: int
+    target: float
+    needed: tuple[float, ...]
+    reached: int
+    baseline_needed: tuple[float, ...]
+    final: tuple[float, float]
+    baseline_final: tuple[float, float]
+    outcome: str
+
+    @property
+    def saving(self) -> tuple[float, float]:
+        """(mean, std over seeds) of the labels saved: budget minus labels needed."""
+        saved = self.budget - np.asarray(self.needed)
+        return float(saved.mean()), float(saved.std())
+
+    def line(self) -> str:
+        """The plain-language verdict."""
+        mean, std = self.saving
+        final, spread = self.final
+        base, base_spread = self.baseline_final
+        seeds = len(self.needed)
+        reach = (
+            f"reaches the baseline's final {self.metric} ({self.target:.3f} at {self.budget} "
+            f"labels) with {self.budget - mean:.0f} ± {std:.0f} labels ({self.reached} of "
+            f"{seeds} seeds within the budget), saving {mean:.0f} ({100 * mean / self.budget:.0f}%)"
+        )
+        ends = f"ends at {final:.3f} ± {spread:.3f} against {base:.3f} ± {base_spread:.3f}"
+        verdict = {"fewer labels": "FEWER LABELS", "more labels": "MORE LABELS"}
+        return f"{self.strategy}: {verdict.get(self.outcome, self.outcome)}: {reach}; {ends}"
+
+
+def verdicts(
+    records: list[dict[str, Any]], metric: str | None = None, baseline: str = "random"
+) -> list[Verdict]:
+    """Each strategy of ``records`` against ``baseline``: will it save labels?
+
+    The target is the baseline's mean ``metric`` (default: the first headline metric) at its
+    final budget B. For every seed, the labels a strategy needs to reach the target are read
+    off its learning curve by linear interpolation between budgets (B when it never does, so a
+    seed is never credited beyond the budget); the baseline's own seeds are measured the same
+    way, which shows how far seed noise alone moves that number. Outcome "fewer labels" when
+    the strategy's saving (B minus labels needed), less its std over seeds, exceeds the
+    baseline's own saving plus its std, or when its final mean less its std exceeds the
+    baseline's final mean plus its std (the baseline would need more than B labels to match
+    it); "more labels" when the strategy's final mean plus its std stays below the baseline's
+    final mean less its std; otherwise "no clear difference" (the seed spreads overlap).
+    """
+    if not records:
+        raise ValueError("records is empty: run simulate first")
+    metric = metric if metric is not None else (headline_metrics(records) or ["spearman"])[0]
+    curves: dict[str, dict[int, dict[int, float]]] = {}
+    for record in records:
+        if metric in record:
+            by_seed = curves.setdefault(record["strategy"], {})
+            by_seed.setdefault(record["seed"], {})[record["labels"]] = float(record[metric])
+    if baseline not in curves:
+        raise ValueError(
+            f"records hold no {metric!r} of the baseline {baseline!r} (strategies: "
+            f"{sorted(curves)}); run it beside the others"
+        )
+    base_runs = curves[baseline]
+    budget = max(max(curve) for curve in base_runs.values())
+    target = float(np.mean([curve[max(curve)] for curve in base_runs.values()]))
+    baseline_needed = [_labels_to_reach(curve, target, budget) for curve in base_runs.values()]
+    baseline_final = _final(base_runs)
+    base_saving = budget - np.asarray([needed for needed, _ in baseline_needed])
+    result = []
+    for strategy, runs in curves.items():
+        if strategy == baseline:
+            continue
+        reach = [_labels_to_reach(curve, target, budget) for curve in runs.values()]
+        needed = np.asarray([labels for labels, _ in reach])
+        saving = budget - needed
+        final = _final(runs)
+        saves = saving.mean() - saving.std() > base_saving.mean() + base_saving.std()
+        if saves or final[0] - final[1] > baseline_final[0] + baseline_final[1]:
+            outcome = "fewer labels"
+        elif final[0] + final[1] < baseline_final[0] - baseline_final[1]:
+            outcome = "more labels"
+        else:
+            outcome = "no clear difference"
+        result.append(
+            Verdict(
+                strategy=strategy,
+                metric=metric,
+                budget=budget,
+                target=target,
+                needed=tuple(float(x) for x in needed),
+                reached=sum(hit for _, hit in reach),
+                baseline_needed=tuple(float(x) for x, _ in baseline_needed),
+                final=final,
+                baseline_final=baseline_final,
+                outcome=outcome,
+            )
+        )
+    return result
+
+
+def format_verdicts(records: list[dict[str, Any]], baseline: str = "random") -> str:
+    """The verdict lines of :func:`verdicts`, after a line on the baseline's own seed noise."""
+    found = verdicts(records, baseline=baseline)
+    if not found:
+        return f"only {baseline!r} ran: nothing to compare with it"
+    first = found[0]
+    noise = np.asarray(first.baseline_needed)
+    head = (
+        f"Will a strategy save labels? Target: {baseline}'s final {first.metric} "
+        f"({first.target:.3f} at {first.budget} labels); {baseline}'s own seeds reach it with "
+        f"{noise.mean():.0f} ± {noise.std():.0f} labels (± is the std over seeds)"
+    )
+    return "\n".join([head, *(verdict.line() for verdict in found)])
+
+
+def _labels_to_reach(curve: dict[int, float], target: float, budget: int) -> tuple[float, bool]:
+    """Labels at which a learning curve first reaches ``target`` (linear between budgets), and
+    whether it does; ``budget`` when it does not."""
+    points = sorted(curve.items())
+    for index, (labels, value) in enumerate(points):
+        if value >= target:
+            if index == 0:
+                return float(labels), True
+            before, previous = points[index - 1]
+            fraction = (target - previous) / (value - previous)
+            return before + fraction * (labels - before), True
+    return float(budget), False
+
+
+def _final(runs: dict[int, dict[int, float]]) -> tuple[float, float]:
+    """(mean, std over seeds) of each seed's value at its largest budget."""
+    finals = [curve[max(curve)] for curve in runs.values()]
+    return float(np.mean(finals)), float(np.std(finals))

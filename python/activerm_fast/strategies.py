@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import _design, _launch
+from . import _design, _launch, bal_pm
 from ._inputs import SelectionInputs
 from .kernels import Selection
 
@@ -39,7 +39,8 @@ class Strategy:
     ``needs_rewards``: the model's rewards (Fisher weights or uncertainty); ``needs_ensemble``:
     rewards of at least two members; ``needs_model``: a fitted reward model (without one, the
     strategy has nothing to run on); ``uses_labelled``: labelled pairs shape the choice beyond
-    being excluded; ``uses_member_features``: every ensemble member's own features.
+    being excluded; ``uses_member_features``: every ensemble member's own features;
+    ``uses_prompt_features``: the feature of each response's prompt (``prompt_features``).
     """
 
     name: str
@@ -50,6 +51,7 @@ class Strategy:
     needs_model: bool = False
     uses_labelled: bool = False
     uses_member_features: bool = False
+    uses_prompt_features: bool = False
 
 
 STRATEGIES: dict[str, Strategy] = {}
@@ -255,16 +257,20 @@ def _max_gap(inputs: SelectionInputs, k: int) -> Selection:
 def _bald(inputs: SelectionInputs, k: int) -> Selection:
     """Top k of the mutual information between a pair's label and the ensemble member:
     H(mean_e p_e) - mean_e H(p_e), with p_e = sigma(r_e,i - r_e,j)."""
-    gaps = inputs.reward_gaps()
-    p = torch.sigmoid(gaps)
-    # member entropies from the logits, so they stay exact where p rounds to 0 or 1
-    softplus = torch.nn.functional.softplus
-    member_entropy = p * softplus(-gaps) + (1 - p) * softplus(gaps)
-    mean_p = p.mean(dim=0)
-    entropy_of_mean = -torch.special.xlogy(mean_p, mean_p) - torch.special.xlogy(
-        1 - mean_p, 1 - mean_p
-    )
-    return top(inputs, entropy_of_mean - member_entropy.mean(dim=0), k)
+    return top(inputs, inputs.mutual_information(), k)
+
+
+@_register(
+    "bal-pm",
+    "BALD plus a bonus for prompts that raise the entropy of the acquired prompts (BAL-PM)",
+    needs_rewards=True,
+    needs_ensemble=True,
+    needs_model=True,
+    uses_labelled=True,
+    uses_prompt_features=True,
+)
+def _bal_pm(inputs: SelectionInputs, k: int) -> Selection:
+    return batch_selection(inputs, *bal_pm.choose(inputs, k, pool_of(inputs)))
 
 
 # ---- D-optimal design -------------------------------------------------------------------------

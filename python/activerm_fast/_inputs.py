@@ -18,7 +18,8 @@ class SelectionInputs:
     shared; strategies that use one model use the first. ``rewards`` is (E, n). ``excluded``
     marks the candidates that are already labelled; ``strategy`` names the caller in errors.
     ``prompt_features`` (n, q) is the feature of the prompt each response answers (None when
-    not given; keyword-only so that subclasses may add fields without defaults).
+    not given; keyword-only so that subclasses may add fields without defaults). ``lazy`` is
+    the greedy sweep the greedy strategies ask for (:func:`~activerm_fast.greedy_logdet`).
     """
 
     members: torch.Tensor  # (1 or E, n, d)
@@ -30,6 +31,7 @@ class SelectionInputs:
     seed: int
     strategy: str
     prompt_features: torch.Tensor | None = field(default=None, kw_only=True)  # (n, q)
+    lazy: bool | str = field(default="auto", kw_only=True)
 
     @property
     def features(self) -> torch.Tensor:

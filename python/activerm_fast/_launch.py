@@ -79,6 +79,18 @@ def build_info() -> dict[str, Any]:
     }
 
 
+def available_memory() -> int:
+    """Bytes of memory the system can still give (MemAvailable; 2**62 where it is unknown)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 1 << 62
+
+
 # ---- views ------------------------------------------------------------------------------------
 
 
@@ -199,6 +211,8 @@ class GreedyEngine:
         feature_scale: float,
         first_index: int = 0,
         refresh_tolerance: float = 0.0,
+        lazy: bool | str = False,
+        steps: int = 0,
     ) -> None:
         self.device = pairs.device
         self.backend = backend_for(self.device)
@@ -224,6 +238,37 @@ class GreedyEngine:
             scores.data_ptr(), factor.data_ptr(), self.workspace.data_ptr()
         )
         self._stream = stream_for(self.device)
+        self.lazy = self._lazy_sweep(lazy, steps)
+
+    def _lazy_sweep(self, lazy: bool | str, steps: int) -> Any:
+        """The exact lazy sweep (CPU) for ``steps`` downdates when ``lazy`` asks for it and it
+        can run; with "auto", one that turns dense once refreshes cost as much as dense sweeps,
+        and None (dense) where it cannot run."""
+        if lazy is False:
+            return None
+        wanted = lazy is True
+        if self.device.type != "cpu":
+            if wanted:
+                raise ValueError(f"lazy=True runs on the CPU only; the pairs are on {self.device}")
+            return None
+        if not self.backend.LazyGreedy.supports(self.problem):
+            if wanted:
+                raise ValueError(
+                    "lazy=True needs fewer than 2**32 pairs and 2**31 responses, got "
+                    f"{self.problem.pairs.count} pairs of {self.problem.features.n} responses"
+                )
+            return None
+        needed = int(self.backend.LazyGreedy.memory_bound(self.problem, steps))
+        available = available_memory()
+        if needed > available // 2:
+            if wanted:
+                raise ValueError(
+                    f"lazy=True may need {needed / 2**30:.2f} GiB for {steps} steps over "
+                    f"{self.problem.pairs.count} pairs, more than half of the "
+                    f"{available / 2**30:.2f} GiB available; use lazy=False"
+                )
+            return None
+        return self.backend.LazyGreedy(self.problem, steps, not wanted)
 
     def state_tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The (P, E) scores and (E, d, d) factor the engine updates in place."""
@@ -242,6 +287,9 @@ class GreedyEngine:
         has a finite score; REFRESH_CHOICE and NaN from a step that needs a refresh on)."""
         chosen = torch.empty(k, dtype=torch.int64, device=self.device)
         gains = torch.empty(k, dtype=torch.float64, device=self.device)
+        if self.lazy is not None:
+            self.lazy.run(self.problem, self.state, k, chosen.data_ptr(), gains.data_ptr())
+            return chosen, gains
         with on_device(self.device):
             self.backend.greedy_run(
                 self.problem, self.state, k, chosen.data_ptr(), gains.data_ptr(), self._stream
@@ -251,6 +299,9 @@ class GreedyEngine:
     def sweep(self, downdate: bool) -> None:
         """Downdate every score by the last applied choice (if ``downdate``) and write this
         shard's best pair to :attr:`choice`."""
+        if self.lazy is not None:
+            self.lazy.sweep(self.problem, self.state, downdate)
+            return
         with on_device(self.device):
             self.backend.greedy_sweep(self.problem, self.state, downdate, self._stream)
 

@@ -449,6 +449,13 @@ def positive_or_infinite(x: Any, name: str) -> float:
     return value
 
 
+def lazy_argument(lazy: Any) -> bool | str:
+    """The greedy sweep asked for: True (lazy), False (dense) or "auto"."""
+    if isinstance(lazy, bool) or lazy == "auto":
+        return "auto" if isinstance(lazy, str) else lazy
+    raise ValueError(f'lazy must be True, False or "auto", got {lazy!r}')
+
+
 def known_name(value: Any, choices: Iterable[str], what: str) -> str:
     """One of the registered names (e.g. of a strategy), or a ValueError listing them."""
     options = sorted(choices)

@@ -364,8 +364,9 @@ class _ShardedPool(Pool):
         weights: torch.Tensor,
         priors: list[_design.Prior],
         excluded: torch.Tensor | None,
+        lazy: bool | str,
     ) -> tuple[torch.Tensor, torch.Tensor, float]:
-        return _greedy(self.shard, members, pairs, k, weights, priors, excluded)
+        return _greedy(self.shard, members, pairs, k, weights, priors, excluded, lazy)
 
 
 # ---- greedy log det on the engine's primitives ------------------------------------------------
@@ -392,8 +393,10 @@ def _greedy(
     weights: torch.Tensor,
     priors: list[_design.Prior],
     excluded: torch.Tensor | None,
+    lazy: bool | str,
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """:func:`_design.greedy` over the pool: this rank's engine sweeps its shard, the ranks
+    """:func:`_design.greedy` over the pool: this rank's engine sweeps its shard (lazily or
+    not: the proposals are the same), the ranks
     exchange their choice records and every rank applies the same winner. Drifted state is
     recomputed as in the single process (:func:`_design.refresh_state`), from the winners'
     records, which hold every chosen pair's rows and weights."""
@@ -406,7 +409,7 @@ def _greedy(
     failure, error = None, None
     try:
         engine, scale = _design.greedy_engine(
-            members, pairs, weights, priors, excluded, first_index=shard.offset
+            members, pairs, weights, priors, excluded, shard.offset, lazy, k
         )
     except Exception as err:
         failure, error = _failure(err), err
@@ -461,6 +464,7 @@ def select(
     ridge: float = 1e-3,
     seed: int = 0,
     group: Any | None = None,
+    lazy: bool | str = "auto",
 ) -> Selection:
     """:func:`activerm_fast.select` over a pool sharded across the ranks of ``group`` (the
     default process group when None); every rank calls it.
@@ -480,6 +484,7 @@ def select(
             strategy, features, pairs, rewards, labelled
         )
         budget = v.count_argument(k)
+        lazy_ = v.lazy_argument(lazy)
         ridge_ = v.positive_scalar(ridge, "ridge")
         seed_ = v.count_argument(seed, "seed")
         signature = {
@@ -492,15 +497,15 @@ def select(
             "labelled": _tensor_signature(done),
         }
         unavailable = 0 if excluded is None else int(excluded.sum())
-        state = (entry, members, p, r, done, excluded, budget, ridge_, seed_)
+        state = (entry, members, p, r, done, excluded, budget, ridge_, seed_, lazy_)
         return state, signature, (int(p.shape[0]), unavailable)
 
     state, counts = _checked(group_, check)
-    entry, members, p, r, done, excluded, budget, ridge_, seed_ = state
+    entry, members, p, r, done, excluded, budget, ridge_, seed_, lazy_ = state
     shard = _Shard(group_, counts)
     shard.check_unique(p, members.shape[1])
     inputs = PooledInputs(
-        members, p, r, done, excluded, ridge_, seed_, strategy, _ShardedPool(shard)
+        members, p, r, done, excluded, ridge_, seed_, strategy, _ShardedPool(shard), lazy=lazy_
     )
     result = entry.choose(inputs, shard.budget(budget))
     as_numpy = v.is_numpy_like(features)
@@ -520,6 +525,7 @@ def greedy_logdet(
     prior: float | Any = 1e-3,
     exclude: Any | None = None,
     group: Any | None = None,
+    lazy: bool | str = "auto",
 ) -> Selection:
     """:func:`activerm_fast.greedy_logdet` over a pool sharded across the ranks of ``group``
     (the default process group when None); every rank calls it.
@@ -535,6 +541,7 @@ def greedy_logdet(
         f, p, w, excluded, argument = greedy_arguments(features, pairs, weights, prior, exclude)
         count = p.shape[0]
         budget = v.count_argument(k)
+        lazy_ = v.lazy_argument(lazy)
         start = _design.Prior.of(argument, f.shape[1])
         signature = {
             "k": _scalar(budget),
@@ -546,14 +553,14 @@ def greedy_logdet(
             ),
         }
         unavailable = 0 if excluded is None else int(excluded.sum())
-        return (f, p, w, excluded, budget, start), signature, (int(count), unavailable)
+        return (f, p, w, excluded, budget, start, lazy_), signature, (int(count), unavailable)
 
     state, counts = _checked(group_, check)
-    f, p, w, excluded, budget, start = state
+    f, p, w, excluded, budget, start, lazy_ = state
     shard = _Shard(group_, counts)
     shard.check_unique(p, f.shape[0])
     chosen, gains, logdet = _greedy(
-        shard, f[None], p, shard.budget(budget), w[:, None].contiguous(), [start], excluded
+        shard, f[None], p, shard.budget(budget), w[:, None].contiguous(), [start], excluded, lazy_
     )
     as_numpy = v.is_numpy_like(features)
     return Selection(export(chosen, as_numpy), export(gains, as_numpy), logdet)

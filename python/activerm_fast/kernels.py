@@ -121,18 +121,21 @@ def greedy_logdet(
     weights: Array | None = None,
     prior: float | Array = 1e-3,
     exclude: Array | None = None,
+    lazy: bool | str = "auto",
 ) -> Selection:
     """Exact greedy maximisation of log det(F0 + sum_{k in S} w_k d_k d_k^T) over k pairs.
 
     ``prior`` is lambda for F0 = lambda I, or an SPD (d, d) matrix (e.g. the Fisher information
     of pairs labelled earlier). ``exclude`` is a boolean (P,) mask of pairs that may not be
-    chosen. Each step is a rank-one update: O(d^2) + O(n d) + one fused O(P) sweep.
+    chosen. Each step is a rank-one update: O(d^2) + O(n d) + one fused O(P) sweep, or with
+    ``lazy`` (CPU) a refresh of only the pairs whose stale score could still win, bit for bit
+    the same picks, gains and log det; "auto" turns dense once refreshes cost as much.
     """
     f, p, w, excluded, argument = greedy_arguments(features, pairs, weights, prior, exclude)
     k = v.budget(k, p.shape[0], excluded)
     start = _design.Prior.of(argument, f.shape[1])
     chosen, gains, logdet = _design.greedy(
-        f[None], p, k, w[:, None].contiguous(), [start], excluded
+        f[None], p, k, w[:, None].contiguous(), [start], excluded, v.lazy_argument(lazy)
     )
     as_numpy = v.is_numpy_like(features)
     return Selection(export(chosen, as_numpy), export(gains, as_numpy), logdet)

@@ -75,6 +75,7 @@ def select(
     ridge: float = 1e-3,
     seed: int = 0,
     prompt_features: Any | None = None,
+    lazy: bool | str = "auto",
 ) -> Selection:
     """Choose ``k`` pairs of the candidate ``pairs`` to label next.
 
@@ -89,6 +90,8 @@ def select(
     prompt equal), used by ``bal-pm``
     (:meth:`~activerm_fast.data.Dataset.prompt_features` gives them for a dataset); without
     them ``bal-pm`` treats every response as its own prompt, placed at its ``features``.
+    ``lazy`` is the greedy strategies' sweep (see :func:`~activerm_fast.greedy_logdet`): the
+    same picks either way.
     """
     entry, members, p, r, done, excluded = validated(strategy, features, pairs, rewards, labelled)
     prompts = None
@@ -110,6 +113,7 @@ def select(
         v.count_argument(seed, "seed"),
         strategy,
         prompt_features=prompts,
+        lazy=v.lazy_argument(lazy),
     )
     result = entry.choose(inputs, k)
     as_numpy = v.is_numpy_like(features)
@@ -129,6 +133,7 @@ def select_with_model(
     ridge: float = 1e-3,
     seed: int = 0,
     prompt_features: Any | None = None,
+    lazy: bool | str = "auto",
 ) -> Selection:
     """:func:`select` with the features and rewards of a fitted
     :class:`~activerm_fast.model.RewardModel` on ``embeddings``: one line for any strategy."""
@@ -143,4 +148,5 @@ def select_with_model(
         ridge=ridge,
         seed=seed,
         prompt_features=prompt_features,
+        lazy=lazy,
     )

@@ -109,9 +109,10 @@ class Pool:
         weights: torch.Tensor,
         priors: list[_design.Prior],
         excluded: torch.Tensor | None,
+        lazy: bool | str,
     ) -> tuple[torch.Tensor, torch.Tensor, float]:
         """:func:`_design.greedy` over the pool."""
-        return _design.greedy(members, pairs, k, weights, priors, excluded)
+        return _design.greedy(members, pairs, k, weights, priors, excluded, lazy)
 
 
 WHOLE_POOL = Pool()
@@ -294,7 +295,13 @@ def _greedy(
     inputs: SelectionInputs, k: int, weights: torch.Tensor, start: _design.Prior
 ) -> Selection:
     chosen, gains, logdet = pool_of(inputs).greedy(
-        inputs.members[:1], inputs.pairs, k, weights[:, None].contiguous(), [start], inputs.excluded
+        inputs.members[:1],
+        inputs.pairs,
+        k,
+        weights[:, None].contiguous(),
+        [start],
+        inputs.excluded,
+        inputs.lazy,
     )
     return Selection(chosen, gains, logdet)
 
@@ -345,6 +352,6 @@ def _ensemble_dopt_greedy(inputs: SelectionInputs, k: int) -> Selection:
     weights = torch.stack([inputs.weights(inputs.pairs, e) for e in range(members)], dim=1)
     priors = [inputs.prior(past=True, member=e) for e in range(members)]
     chosen, gains, logdet = pool_of(inputs).greedy(
-        inputs.members, inputs.pairs, k, weights.contiguous(), priors, inputs.excluded
+        inputs.members, inputs.pairs, k, weights.contiguous(), priors, inputs.excluded, inputs.lazy
     )
     return Selection(chosen, gains, logdet)

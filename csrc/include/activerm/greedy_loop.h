@@ -17,18 +17,30 @@ struct UnwatchedSteps {
   void end(int64_t) {}
 };
 
-template <class Kernels, class Pace = UnwatchedSteps>
-void run_greedy_steps(const GreedyProblem& problem, GreedyState state, int64_t k,
-                      int64_t* chosen, double* gains, void* stream, Pace&& pace = Pace{}) {
+// The loop itself over any sweep(downdate) and apply(step, prepare_next): the dense engine's
+// primitives or the lazy sweep (lazy_greedy_cpu.h) with the dense apply.
+template <class Sweep, class Apply, class Pace = UnwatchedSteps>
+void run_steps(int64_t k, Sweep&& sweep, Apply&& apply, Pace&& pace = Pace{}) {
   if (k <= 0) return;
-  Kernels::greedy_sweep(problem, state, false, stream);
+  sweep(false);
   for (int64_t t = 0; t < k; ++t) {
     pace.begin(t);
     const bool prepare_next = t + 1 < k;
-    Kernels::greedy_apply(problem, state, t, chosen, gains, prepare_next, stream);
-    if (prepare_next) Kernels::greedy_sweep(problem, state, true, stream);
+    apply(t, prepare_next);
+    if (prepare_next) sweep(true);
     pace.end(t);
   }
+}
+
+template <class Kernels, class Pace = UnwatchedSteps>
+void run_greedy_steps(const GreedyProblem& problem, GreedyState state, int64_t k,
+                      int64_t* chosen, double* gains, void* stream, Pace&& pace = Pace{}) {
+  run_steps(
+      k, [&](bool downdate) { Kernels::greedy_sweep(problem, state, downdate, stream); },
+      [&](int64_t t, bool prepare_next) {
+        Kernels::greedy_apply(problem, state, t, chosen, gains, prepare_next, stream);
+      },
+      pace);
 }
 
 }  // namespace activerm

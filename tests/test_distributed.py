@@ -3,8 +3,8 @@
 The test starts one group per world size (1, 2, 3) as subprocesses of this file (``python
 tests/test_distributed.py RANK WORLD PORT OUT DEVICE``), each under a hard timeout. Every rank
 runs every check (every strategy over several splits of one pool: even, uneven, an empty
-shard; greedy_logdet with weights, exclusions, a matrix prior and a state refresh; arguments
-that are wrong on one rank) and writes what it got; rank 0 also writes the single-process
+shard; greedy_logdet with weights, exclusions, a matrix prior, the lazy sweep and a state
+refresh; arguments that are wrong on one rank) and writes what it got; rank 0 also writes the single-process
 selection of the concatenated pool, computed in the same process. The assertions run here.
 """
 
@@ -137,6 +137,28 @@ def worker(rank: int, world: int, port: int, out: str, device: str) -> None:
         if rank == 0 and split in ("whole", "even"):
             want["greedy_logdet"] = outcome(
                 arm.greedy_logdet, features, pool, 60, weights=weights, prior=prior, exclude=exclude
+            )
+        # the lazy sweep on every shard (CPU) picks what one process's dense sweep picks
+        got[(split, "lazy")] = outcome(
+            distributed.greedy_logdet,
+            features,
+            mine,
+            60,
+            weights=weights[part],
+            prior=prior,
+            exclude=exclude[part],
+            lazy=device == "cpu",
+        )
+        if rank == 0 and split in ("whole", "even"):
+            want["lazy"] = outcome(
+                arm.greedy_logdet,
+                features,
+                pool,
+                60,
+                weights=weights,
+                prior=prior,
+                exclude=exclude,
+                lazy=False,
             )
         # float32 features x 1e6 and k = 4 d: the running scores drift and the state is refreshed
         big = (features * 1e6).float()

@@ -26,15 +26,13 @@ constexpr int64_t kOctaves = 64;
 constexpr int64_t kBuckets = (kOctaves << kFineBits) + 1;
 // Candidates below which a bucket is refreshed on one thread.
 constexpr int64_t kParallelRecords = 4096;
-// The adaptive sweep turns dense for good once its refreshes over the last kWindow sweeps did
-// more than kDenseShare of the work of as many dense sweeps (a refresh costs about what a dense
-// sweep spends on one pair, measured by bench/bench_lazy.py).
-constexpr double kDenseShare = 0.5;
 // Records refreshed together (one member), groups per chunk of a thread, and records ahead whose
 // kept projections are fetched while a group is refreshed.
 constexpr int64_t kGroup = 4;
 constexpr int64_t kGroupChunk = 256;
 constexpr int64_t kPrefetchAhead = 8;
+// Slots a bucket may keep unused whatever its size.
+constexpr size_t kSpareSlots = 1024;
 // Downdates below which a bucket's refresh runs on one thread.
 constexpr int64_t kParallelDowndates = 1 << 16;
 
@@ -78,12 +76,11 @@ void score_and_bound(const double* q, const double* w, int64_t members, double& 
 
 }  // namespace
 
-LazyGreedyCpu::LazyGreedyCpu(const GreedyProblem& problem, int64_t capacity, bool adaptive)
+LazyGreedyCpu::LazyGreedyCpu(const GreedyProblem& problem, int64_t capacity)
     : n_(problem.features.n),
       members_(problem.members),
       stride_(kHeadSlots + 2 * problem.members),
       capacity_(std::max<int64_t>(capacity, 0)),
-      adaptive_(adaptive),
       history_(static_cast<size_t>(problem.features.n * capacity_ * problem.members)),
       coefficients_(static_cast<size_t>(capacity_ * problem.members)),
       unrefreshed_start_(kBuckets + 1, 0),
@@ -103,10 +100,11 @@ int64_t LazyGreedyCpu::memory_bound(const GreedyProblem& problem, int64_t capaci
   const int64_t e = problem.members;
   const int64_t p = problem.pairs.count;
   const int64_t record = 8 * (kHeadSlots + 2 * e);
-  // projections and coefficients; unrefreshed indices; records (vectors at most double their
-  // contents); per-record scratch of the largest bucket; bucket bookkeeping
-  return 8 * capacity * e * (problem.features.n + 1) + 4 * p + 2 * record * p + 12 * p +
-         (8 + 1 + 24) * (kBuckets + 1);
+  // projections and coefficients; unrefreshed indices; records (each bucket holds at most twice
+  // its records, plus the copy while one grows); per-record scratch of the largest bucket;
+  // bucket bookkeeping and spare room
+  return 8 * capacity * e * (problem.features.n + 1) + 4 * p + 3 * record * p + 12 * p +
+         (8 + 1 + 24 + 8 * kSpareSlots) * (kBuckets + 1);
 }
 
 int64_t LazyGreedyCpu::bucket_of(double bound) const {
@@ -351,6 +349,9 @@ void LazyGreedyCpu::refresh_bucket(int64_t bucket, Best& best) {
     }
   }
   records.resize(static_cast<size_t>(kept * stride_));
+  // A bucket emptied by a refresh returns its memory: every bucket then holds at most twice its
+  // records (growth doubles), which memory_bound counts on.
+  if (records.capacity() > 2 * records.size() + kSpareSlots) records.shrink_to_fit();
 }
 
 void LazyGreedyCpu::sweep(const GreedyProblem& problem, GreedyState state, bool downdate) {
@@ -358,17 +359,6 @@ void LazyGreedyCpu::sweep(const GreedyProblem& problem, GreedyState state, bool 
   // After a choice that is no pair there is nothing to downdate and nothing new to find.
   if (downdate && buffers.choice->index < 0) return;
   ++sweeps_;
-  if (downdate && !dense_ && adaptive_ && lazy_costs_more(problem)) {
-    retire_last(problem, state);
-    write_back(problem, state);
-    dense_ = true;
-  }
-  if (dense_ && downdate) {
-    CpuKernels::greedy_sweep(problem, state, true, nullptr);
-    return;
-  }
-  dense_ = false;
-  const int64_t work_before = downdates_ + refreshed_;
   if (downdate) {
     retire_last(problem, state);
     record_step(problem, state);
@@ -383,7 +373,6 @@ void LazyGreedyCpu::sweep(const GreedyProblem& problem, GreedyState state, bool 
     // every bound in a later bucket is below any score in this one or above
     if (best.index >= 0 && bucket_of(best.score) <= bucket) break;
   }
-  recent_work_[sweeps_ % kWindow] = downdates_ + refreshed_ - work_before;
   last_ = best;
   GreedyChoice& choice = *buffers.choice;
   choice.score = best.score;
@@ -396,13 +385,6 @@ void LazyGreedyCpu::sweep(const GreedyProblem& problem, GreedyState state, bool 
   for (int64_t m = 0; m < members_; ++m) choice.weights[m] = record[kHeadSlots + members_ + m];
 }
 
-bool LazyGreedyCpu::lazy_costs_more(const GreedyProblem& problem) const {
-  if (sweeps_ <= kWindow) return false;
-  int64_t work = 0;
-  for (const int64_t w : recent_work_) work += w;
-  return static_cast<double>(work) > kDenseShare * kWindow * problem.pairs.count;
-}
-
 void LazyGreedyCpu::retire_last(const GreedyProblem& problem, GreedyState state) {
   const GreedyBuffers buffers = GreedyLayout(problem, 0).carve(state.workspace);
   // the pair just applied leaves the race if it was this shard's: a NaN q never wins
@@ -411,23 +393,6 @@ void LazyGreedyCpu::retire_last(const GreedyProblem& problem, GreedyState state)
         std::numeric_limits<double>::quiet_NaN();
   }
   last_.index = -1;
-}
-
-void LazyGreedyCpu::write_back(const GreedyProblem& problem, GreedyState state) {
-  const int64_t e = members_;
-  for (int64_t bucket = 0; bucket < kBuckets; ++bucket) {
-    take_unrefreshed(problem, state, bucket);
-    bring_up_to_date(bucket);
-    std::vector<double>& records = buckets_[bucket];
-    const int64_t count = static_cast<int64_t>(records.size()) / stride_;
-#pragma omp parallel for schedule(static) if (count >= kParallelRecords)
-    for (int64_t r = 0; r < count; ++r) {
-      const double* record = records.data() + r * stride_;
-      const int64_t index = head_of(record).index;
-      for (int64_t m = 0; m < e; ++m) state.scores[index * e + m] = record[kHeadSlots + m];
-    }
-    std::vector<double>().swap(records);
-  }
 }
 
 void LazyGreedyCpu::run(const GreedyProblem& problem, GreedyState state, int64_t k,

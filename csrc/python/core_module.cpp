@@ -15,8 +15,7 @@ void bind_lazy_greedy(py::module_& m) {
   using std::uintptr_t;
   const auto release = py::call_guard<py::gil_scoped_release>();
   py::class_<LazyGreedyCpu>(m, "LazyGreedy")
-      .def(py::init<const GreedyProblem&, int64_t, bool>(), py::arg("problem"),
-           py::arg("capacity"), py::arg("adaptive"))
+      .def(py::init<const GreedyProblem&, int64_t>(), py::arg("problem"), py::arg("capacity"))
       .def_static("supports", &LazyGreedyCpu::supports, py::arg("problem"))
       .def_static("memory_bound", &LazyGreedyCpu::memory_bound, py::arg("problem"),
                   py::arg("capacity"))
@@ -32,7 +31,6 @@ void bind_lazy_greedy(py::module_& m) {
           py::arg("problem"), py::arg("state"), py::arg("k"), py::arg("chosen"),
           py::arg("gains"), release)
       .def_property_readonly("sweeps", &LazyGreedyCpu::sweeps)
-      .def_property_readonly("dense", &LazyGreedyCpu::dense)
       .def_property_readonly("refreshed", &LazyGreedyCpu::refreshed)
       .def_property_readonly("downdates", &LazyGreedyCpu::downdates);
 }

@@ -241,9 +241,9 @@ class GreedyEngine:
         self.lazy = self._lazy_sweep(lazy, steps)
 
     def _lazy_sweep(self, lazy: bool | str, steps: int) -> Any:
-        """The exact lazy sweep (CPU) for ``steps`` downdates when ``lazy`` asks for it and it
-        can run; with "auto", one that turns dense once refreshes cost as much as dense sweeps,
-        and None (dense) where it cannot run."""
+        """The exact lazy sweep (CPU) for ``steps`` downdates when ``lazy`` is True (a
+        ValueError where it cannot run) or "auto" (None, the dense sweep, where it cannot:
+        on a GPU, or when its memory bound exceeds half the memory available)."""
         if lazy is False:
             return None
         wanted = lazy is True
@@ -251,11 +251,12 @@ class GreedyEngine:
             if wanted:
                 raise ValueError(f"lazy=True runs on the CPU only; the pairs are on {self.device}")
             return None
+        features, pairs, _ = self._inputs
         if not self.backend.LazyGreedy.supports(self.problem):
             if wanted:
                 raise ValueError(
                     "lazy=True needs fewer than 2**32 pairs and 2**31 responses, got "
-                    f"{self.problem.pairs.count} pairs of {self.problem.features.n} responses"
+                    f"{pairs.shape[0]} pairs of {features.shape[-2]} responses"
                 )
             return None
         needed = int(self.backend.LazyGreedy.memory_bound(self.problem, steps))
@@ -264,11 +265,11 @@ class GreedyEngine:
             if wanted:
                 raise ValueError(
                     f"lazy=True may need {needed / 2**30:.2f} GiB for {steps} steps over "
-                    f"{self.problem.pairs.count} pairs, more than half of the "
+                    f"{pairs.shape[0]} pairs, more than half of the "
                     f"{available / 2**30:.2f} GiB available; use lazy=False"
                 )
             return None
-        return self.backend.LazyGreedy(self.problem, steps, not wanted)
+        return self.backend.LazyGreedy(self.problem, steps)
 
     def state_tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The (P, E) scores and (E, d, d) factor the engine updates in place."""

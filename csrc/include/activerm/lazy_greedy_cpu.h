@@ -13,9 +13,11 @@
 //
 // It replaces greedy_sweep and composes with the dense greedy_apply (which writes the
 // projections and coefficients this sweep records) in run_steps, for one process or for a
-// shard whose proposals a caller exchanges. Memory (bytes): 8 n K E for the projections of K
-// steps, 4 P for the candidates not yet refreshed, at most (16 + 16 E) P for refreshed ones,
-// plus O(K E + buckets); memory_bound() states it before anything is allocated.
+// shard whose proposals a caller exchanges. Memory (bytes): 8 (n + 1) K E for the projections
+// and coefficients of K steps, 4 P for the candidates not yet refreshed, at most 3 (16 + 16 E) P
+// for the records of refreshed ones (each 16 + 16 E bytes; a bucket holds at most twice its
+// records, plus a copy while it grows), 12 P of scratch and O(buckets); memory_bound() states it
+// before anything is allocated.
 #pragma once
 
 #include <cstdint>
@@ -27,11 +29,8 @@ namespace activerm {
 
 class LazyGreedyCpu {
  public:
-  // `capacity`: the most downdates (steps after the first) this sweep will record. An
-  // `adaptive` sweep turns into the dense one, for the rest of the selection, once its refreshes
-  // cost about as much as dense sweeps would: it first brings every score up to date and writes
-  // it to state.scores, so the dense sweep goes on from exactly the state it would have had.
-  LazyGreedyCpu(const GreedyProblem& problem, int64_t capacity, bool adaptive);
+  // `capacity`: the most downdates (steps after the first) this sweep will record.
+  LazyGreedyCpu(const GreedyProblem& problem, int64_t capacity);
 
   // Whether the problem's sizes fit the compact candidate records (fewer than 2^32 pairs,
   // fewer than 2^31 responses).
@@ -47,10 +46,8 @@ class LazyGreedyCpu {
   void run(const GreedyProblem& problem, GreedyState state, int64_t k, int64_t* chosen,
            double* gains);
 
-  // Counters since construction: sweeps, candidates refreshed, downdates applied in refreshes;
-  // whether the sweep has turned dense.
+  // Counters since construction: sweeps, candidates refreshed, downdates applied in refreshes.
   int64_t sweeps() const { return sweeps_; }
-  bool dense() const { return dense_; }
   int64_t refreshed() const { return refreshed_; }
   int64_t downdates() const { return downdates_; }
 
@@ -62,13 +59,9 @@ class LazyGreedyCpu {
     int64_t position;
   };
 
-  static constexpr int64_t kWindow = 8;
-
   void rebuild(const GreedyProblem& problem, GreedyState state);
   void record_step(const GreedyProblem& problem, GreedyState state);
   void retire_last(const GreedyProblem& problem, GreedyState state);
-  bool lazy_costs_more(const GreedyProblem& problem) const;
-  void write_back(const GreedyProblem& problem, GreedyState state);
   void bring_up_to_date(int64_t bucket);
   int64_t bucket_of(double bound) const;
   void take_unrefreshed(const GreedyProblem& problem, GreedyState state, int64_t bucket);
@@ -78,9 +71,6 @@ class LazyGreedyCpu {
   int64_t members_;
   int64_t stride_;  // doubles per candidate record
   int64_t capacity_;
-  bool adaptive_;
-  bool dense_ = false;
-  int64_t recent_work_[kWindow] = {};  // downdates + refreshes of the last kWindow sweeps
   int64_t steps_ = 0;  // downdates recorded since the last rebuild
   uint64_t top_bits_ = 0;
   std::vector<double> history_;       // (n, capacity, E) v_t of every response

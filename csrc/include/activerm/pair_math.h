@@ -46,21 +46,21 @@ ARM_HD double scaled_difference(T fi_a, T fj_a, double feature_scale) {
 // d_k^T A d_k = (phi_i - phi_j)^T (g_i - g_j) with G = Phi A; with no G, A = scale * I. The
 // difference form is used (not s_i + s_j - 2 g_i.phi_j) because it does not cancel when
 // phi_i is close to phi_j. Features are read times feature_scale (see scaled_difference).
+// quadform_term is coordinate a's term; pair_quadform sums them in order (the CPU kernel sums
+// several pairs side by side, each in that order).
+template <class T>
+ARM_HD double quadform_term(const T* fi, const T* fj, const double* gi, const double* gj,
+                            int64_t a, double feature_scale) {
+  const double diff = scaled_difference(fi[a], fj[a], feature_scale);
+  return gi == nullptr ? diff * diff : diff * (gi[a] - gj[a]);
+}
+
 template <class T>
 ARM_HD double pair_quadform(const T* fi, const T* fj, const double* gi, const double* gj,
                             int64_t d, double scale, double feature_scale) {
   double acc = 0.0;
-  if (gi == nullptr) {
-    for (int64_t a = 0; a < d; ++a) {
-      const double diff = scaled_difference(fi[a], fj[a], feature_scale);
-      acc += diff * diff;
-    }
-    return acc * scale;
-  }
-  for (int64_t a = 0; a < d; ++a) {
-    acc += scaled_difference(fi[a], fj[a], feature_scale) * (gi[a] - gj[a]);
-  }
-  return acc;
+  for (int64_t a = 0; a < d; ++a) acc += quadform_term(fi, fj, gi, gj, a, feature_scale);
+  return gi == nullptr ? acc * scale : acc;
 }
 
 // Column a of pair k's share of L_w Phi: row i gains w_k (phi_i - phi_j)_a and row j loses it,

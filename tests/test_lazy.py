@@ -1,0 +1,198 @@
+"""The exact lazy sweep: the same picks, gains and log det as the dense sweep, bit for bit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import activerm_fast as arm
+from activerm_fast import _design, _launch
+from activerm_fast import _reference as ref
+
+from conftest import random_pairs
+
+SWEEPS = [True, "auto"]
+
+
+def spd(rng, d):
+    root = rng.normal(size=(d, d))
+    return root @ root.T / d + 0.5 * np.eye(d)
+
+
+def assert_same_selection(got, want):
+    assert torch.equal(torch.as_tensor(got.indices), torch.as_tensor(want.indices))
+    assert torch.equal(torch.as_tensor(got.gains), torch.as_tensor(want.gains))
+    assert got.logdet == want.logdet
+
+
+# (n, d, P, k): one pair, d > n, every pair chosen, larger pools
+CASES = [(2, 1, 1, 1), (8, 20, 28, 5), (6, 3, 15, 15), (40, 6, 300, 60), (200, 16, 6000, 150)]
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("lazy", SWEEPS)
+def test_lazy_equals_dense_and_brute_force(rng, case, dtype, index_dtype, lazy):
+    n, d, count, k = case
+    features = rng.normal(size=(n, d)).astype(dtype)
+    pairs = random_pairs(rng, n, count).astype(index_dtype)
+    weights = rng.uniform(0.0, 0.25, size=count)
+    dense = arm.greedy_logdet(features, pairs, k, weights=weights, prior=0.3, lazy=False)
+    got = arm.greedy_logdet(features, pairs, k, weights=weights, prior=0.3, lazy=lazy)
+    assert_same_selection(got, dense)
+    want_indices, want_gains, _ = ref.greedy_logdet(features, pairs, k, weights, 0.3)
+    np.testing.assert_array_equal(got.indices, want_indices)
+    np.testing.assert_allclose(got.gains, want_gains, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("lazy", SWEEPS)
+def test_lazy_with_matrix_prior_exclusions_and_every_available_pair(rng, lazy):
+    n, d, count = 60, 8, 900
+    features = rng.normal(size=(n, d))
+    pairs = random_pairs(rng, n, count)
+    exclude = rng.random(count) < 0.3
+    k = int((~exclude).sum())  # every available pair, to the last
+    prior = spd(rng, d)
+    weights = rng.uniform(0.01, 0.25, size=count)
+    args = dict(weights=weights, prior=prior, exclude=exclude)
+    got = arm.greedy_logdet(features, pairs, k, lazy=lazy, **args)
+    assert_same_selection(got, arm.greedy_logdet(features, pairs, k, lazy=False, **args))
+    assert not np.isin(np.flatnonzero(exclude), got.indices).any()
+    assert len(set(got.indices.tolist())) == k
+
+
+@pytest.mark.parametrize("lazy", SWEEPS)
+def test_lazy_breaks_exact_ties_like_the_dense_sweep(rng, lazy):
+    # features on a small integer grid and equal weights: many pairs share exactly one score
+    n, d, count = 120, 4, 4000
+    features = rng.integers(-2, 3, size=(n, d)).astype(np.float64)
+    pairs = random_pairs(rng, n, count)
+    dense = arm.greedy_logdet(features, pairs, 200, prior=1.0, lazy=False)
+    got = arm.greedy_logdet(features, pairs, 200, prior=1.0, lazy=lazy)
+    assert_same_selection(got, dense)
+    # the first pick is the lowest index among the pairs of the largest |d|^2
+    squared = ((features[pairs[:, 0]] - features[pairs[:, 1]]) ** 2).sum(axis=1)
+    assert got.indices[0] == np.flatnonzero(squared == squared.max())[0]
+
+
+@pytest.mark.parametrize("lazy", SWEEPS)
+def test_lazy_on_rank_deficient_features(rng, lazy):
+    n, d, rank, count = 80, 12, 3, 2500
+    features = rng.normal(size=(n, rank)) @ rng.normal(size=(rank, d))
+    pairs = random_pairs(rng, n, count)
+    weights = rng.uniform(0.05, 0.25, size=count)
+    k = 120  # far more steps than the features have directions
+    dense = arm.greedy_logdet(features, pairs, k, weights=weights, prior=1e-3, lazy=False)
+    assert_same_selection(
+        arm.greedy_logdet(features, pairs, k, weights=weights, prior=1e-3, lazy=lazy), dense
+    )
+
+
+@pytest.mark.parametrize("lazy", SWEEPS)
+def test_lazy_ensemble_equals_dense(rng, lazy):
+    members, n, d, count = 3, 50, 6, 1000
+    features = rng.normal(size=(members, n, d))
+    rewards = rng.normal(size=(members, n))
+    pairs = random_pairs(rng, n, count)
+    labelled = pairs[:40]
+    args = dict(features=features, pairs=pairs, k=80, rewards=rewards, labelled=labelled)
+    dense = arm.select("ensemble-dopt-greedy", lazy=False, **args)
+    assert_same_selection(arm.select("ensemble-dopt-greedy", lazy=lazy, **args), dense)
+
+
+@pytest.mark.parametrize("strategy", ["dopt-greedy", "past-dopt-greedy"])
+def test_greedy_strategies_take_the_lazy_sweep(rng, strategy):
+    n, d, count = 70, 5, 2000
+    features = rng.normal(size=(n, d))
+    pairs = random_pairs(rng, n, count)
+    args = dict(features=features, pairs=pairs, k=50, rewards=rng.normal(size=n))
+    args["labelled"] = pairs[:30]
+    dense = arm.select(strategy, lazy=False, **args)
+    assert_same_selection(arm.select(strategy, lazy=True, **args), dense)
+
+
+def engine(features, pairs, weights, lazy, steps):
+    f = torch.as_tensor(features)[None]
+    p = torch.as_tensor(pairs)
+    w = torch.as_tensor(weights)[:, None].contiguous()
+    prior = _design.Prior.of_ridge(1.0, f.shape[2])
+    return _design.greedy_engine(f, p, w, [prior], None, lazy=lazy, steps=steps)[0]
+
+
+def test_auto_is_lazy_on_the_cpu_and_picks_the_same(rng):
+    # isotropic features and equal weights: scores fall together and late steps refresh most
+    # pairs, the lazy sweep's hardest case
+    n, d, count, k = 300, 8, 20000, 200
+    features = rng.normal(size=(n, d))
+    pairs = random_pairs(rng, n, count)
+    weights = np.full(count, 0.25)
+    dense = engine(features, pairs, weights, False, k)
+    assert dense.lazy is None
+    want = dense.run(k)
+    for lazy in SWEEPS:
+        sweep = engine(features, pairs, weights, lazy, k)
+        assert sweep.lazy is not None
+        got = sweep.run(k)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+        # never more downdates than the dense sweep's P per step
+        assert sweep.lazy.downdates <= count * (k - 1)
+
+
+def test_lazy_refreshes_fewer_pairs_than_the_dense_sweep_touches(rng):
+    # confident rewards: most pairs carry almost no weight and are never refreshed
+    n, d, count, k = 400, 16, 30000, 60
+    features = rng.normal(size=(n, d))
+    pairs = random_pairs(rng, n, count)
+    weights = _launch.fisher_weights(
+        torch.as_tensor(rng.normal(size=(1, n)) * 8.0), torch.as_tensor(pairs)
+    ).numpy()
+    lazy = engine(features, pairs, weights, True, k)
+    chosen, _ = lazy.run(k)
+    assert torch.equal(chosen, engine(features, pairs, weights, False, k).run(k)[0])
+    assert lazy.lazy.refreshed < 0.2 * count * k
+    assert lazy.lazy.downdates < 0.2 * count * k
+
+
+def test_lazy_steps_compose_like_its_run(rng):
+    n, d, count, k = 50, 6, 1200, 30
+    features = rng.normal(size=(n, d))
+    pairs = random_pairs(rng, n, count)
+    weights = rng.uniform(0.05, 0.25, size=count)
+    whole = engine(features, pairs, weights, True, k).run(k)
+    stepped = engine(features, pairs, weights, True, k)
+    chosen = torch.empty(k, dtype=torch.int64)
+    gains = torch.empty(k, dtype=torch.float64)
+    stepped.sweep(downdate=False)
+    for step in range(k):
+        stepped.apply(step, chosen, gains, prepare_next=step + 1 < k)
+        if step + 1 < k:
+            stepped.sweep(downdate=True)
+    assert torch.equal(chosen, whole[0]) and torch.equal(gains, whole[1])
+
+
+def test_lazy_argument_is_checked(rng):
+    features = rng.normal(size=(10, 3))
+    pairs = random_pairs(rng, 10, 20)
+    for bad in ["yes", 1, None]:
+        with pytest.raises(ValueError, match='lazy must be True, False or "auto"'):
+            arm.greedy_logdet(features, pairs, 2, lazy=bad)
+        with pytest.raises(ValueError, match="lazy"):
+            arm.select(
+                "dopt-greedy", features=features, pairs=pairs, k=2, rewards=features[:, 0], lazy=bad
+            )
+
+
+def test_lazy_that_would_not_fit_is_refused_or_left_dense(rng, monkeypatch):
+    features = rng.normal(size=(30, 4))
+    pairs = random_pairs(rng, 30, 200)
+    monkeypatch.setattr(_launch, "available_memory", lambda: 1024)
+    with pytest.raises(ValueError, match="lazy=True may need .* GiB"):
+        arm.greedy_logdet(features, pairs, 10, lazy=True)
+    weights = np.ones(200)
+    assert engine(features, pairs, weights, "auto", 10).lazy is None
+    assert_same_selection(
+        arm.greedy_logdet(features, pairs, 10, lazy="auto"),
+        arm.greedy_logdet(features, pairs, 10, lazy=False),
+    )

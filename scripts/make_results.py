@@ -83,11 +83,12 @@ def curves_section(name: str, records: list[dict], png: str) -> list[str]:
         "",
         f"Final budget {budget} labels. *Labels to reach random* is the smallest budget at which "
         f"the strategy's mean Spearman reaches what `random` reaches with all {budget} labels "
-        f"({target:.3f}); *mean over budgets* averages the learning curve.",
+        f"({target:.3f}); *mean over budgets* averages the learning curve; *selection s/round* "
+        "is the mean recorded selection time of a round after the first (random) one.",
         "",
         f"| strategy | Spearman at {budget} | {quantile_key.replace('_', ' ')} at {budget} "
-        "| mean Spearman over budgets | labels to reach random |",
-        "| --- | --- | --- | --- | --- |",
+        "| mean Spearman over budgets | labels to reach random | selection s/round |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for strategy in ORDER:
         if strategy not in summary:
@@ -95,9 +96,13 @@ def curves_section(name: str, records: list[dict], png: str) -> list[str]:
         mean, std = final(summary, strategy)
         q_mean, q_std = final(bon, strategy)
         reach = labels_to_reach(summary, strategy, target)
+        seconds = np.mean(
+            [r["select_seconds"] for r in records if r["strategy"] == strategy and r["round"] > 1]
+        )
         lines.append(
             f"| {strategy} | {mean:.3f} ± {std:.3f} | {q_mean:.3f} ± {q_std:.3f} | "
-            f"{area(summary, strategy):.3f} | {reach if reach is not None else 'not reached'} |"
+            f"{area(summary, strategy):.3f} | {reach if reach is not None else 'not reached'} | "
+            f"{seconds:.3f} |"
         )
     return [*lines, ""]
 
@@ -112,8 +117,9 @@ def verdict_section(name: str, records: list[dict]) -> list[str]:
         f"{first.budget} labels ({first.target:.3f}). Labels needed are read off each seed's "
         f"learning curve (linear between budgets; {first.budget} for a seed that never gets "
         f"there); random's own seeds need {noise.mean():.0f} ± {noise.std():.0f}. *Fewer labels* "
-        "when the saving less its std over seeds exceeds random's own saving plus its std; "
-        "*more labels* when the final Spearman plus its std stays below random's less its std "
+        "when the saving less its std over seeds exceeds random's own saving plus its std, or "
+        "the final Spearman less its std exceeds random's plus its std; *more labels* when the "
+        "final Spearman plus its std stays below random's less its std "
         "(`activerm_fast.simulate.verdicts`, the verdict `activerm-fast simulate` prints).",
         "",
         "| strategy | verdict | labels to reach random's final Spearman | saving "

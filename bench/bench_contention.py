@@ -68,7 +68,7 @@ def greedy_child(n: int, d: int, pairs: int, k: int) -> None:
 
     _, features, candidates, weights = pool_inputs(n, d, pairs)
     start = time.perf_counter()
-    arm.greedy_logdet(features, candidates, k, weights=weights, prior=1e-3)
+    arm.greedy_logdet(features, candidates, k, weights=weights, prior=1e-3, lazy=False)
     seconds = time.perf_counter() - start
     info = {
         "seconds": seconds,

@@ -107,12 +107,12 @@ def worker(args: argparse.Namespace) -> None:
         features, pairs = problem(args.pairs, args.d, (args.rank, args.world))
 
         def call(k):
-            return distributed.greedy_logdet(features, pairs, k)
+            return distributed.greedy_logdet(features, pairs, k, lazy=False)
     else:
         features, pairs = problem(args.pairs, args.d, None)
 
         def call(k):
-            return arm.greedy_logdet(features, pairs, k)
+            return arm.greedy_logdet(features, pairs, k, lazy=False)
 
     started = watch_engine_start(sharded)
     call(2)  # warm: first touches of the pool and the engine's workspace

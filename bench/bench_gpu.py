@@ -146,7 +146,7 @@ def target_scale(args, copy: float) -> None:
     made = time.perf_counter() - start
 
     def select():
-        return arm.greedy_logdet(features, pairs, k, weights=weights, prior=ridge)
+        return arm.greedy_logdet(features, pairs, k, weights=weights, prior=ridge, lazy=False)
 
     total = synchronized_time(select, args.repeats)
     selection = select()
@@ -182,7 +182,7 @@ def against_cpu(args) -> None:
     host = [t.cpu() for t in (features, pairs, weights)]
 
     def select(f, p, w):
-        return arm.greedy_logdet(f, p, k, weights=w, prior=ridge)
+        return arm.greedy_logdet(f, p, k, weights=w, prior=ridge, lazy=False)
 
     gpu = synchronized_time(lambda: select(features, pairs, weights), max(args.repeats, 5))
     cpu = synchronized_time(lambda: select(*host), args.repeats)

@@ -7,7 +7,8 @@ The baseline keeps every pair's score current by rank-one updates over the mater
 float32 differences: O(P d) per step. At full size a whole baseline run takes minutes, so it is
 timed for --baseline-steps steps and its per-step median is compared with the kernel's.
 
-The last table runs the multi-member engine (``ensemble-dopt-greedy``: E members, each with its
+It times the dense sweep (``lazy=False``), whose bytes per step it counts; bench_lazy.py
+compares the lazy sweep with it. The last table runs the multi-member engine (``ensemble-dopt-greedy``: E members, each with its
 own features, Fisher weights and factor, one sweep over the pairs per step) beside the
 single-model step, in the same process.
 """
@@ -109,17 +110,21 @@ def main() -> None:
     )
 
     rss_before = current_rss_bytes()
-    arm.greedy_logdet(features, pairs, 1, weights=weights, prior=ridge)  # warm-up
+    arm.greedy_logdet(features, pairs, 1, weights=weights, prior=ridge, lazy=False)  # warm-up
     setup = statistics.median(
-        _timed(lambda: arm.greedy_logdet(features, pairs, 1, weights=weights, prior=ridge))
+        _timed(
+            lambda: arm.greedy_logdet(features, pairs, 1, weights=weights, prior=ridge, lazy=False)
+        )
         for _ in range(args.repeats)
     )
     runs = [
-        _timed(lambda: arm.greedy_logdet(features, pairs, k, weights=weights, prior=ridge))
+        _timed(
+            lambda: arm.greedy_logdet(features, pairs, k, weights=weights, prior=ridge, lazy=False)
+        )
         for _ in range(args.repeats)
     ]
     total = statistics.median(runs)
-    selection = arm.greedy_logdet(features, pairs, k, weights=weights, prior=ridge)
+    selection = arm.greedy_logdet(features, pairs, k, weights=weights, prior=ridge, lazy=False)
     kernel_peak = peak_rss_bytes() - rss_before
     step = (total - setup) / (k - 1)
 
@@ -161,6 +166,7 @@ def main() -> None:
                 k=steps,
                 rewards=member_rewards,
                 ridge=ridge,
+                lazy=False,
             )
         )
 

@@ -13,7 +13,7 @@ also spreads over prompts. The batch is built greedily; pick t maximises
 * gain(z) = (q / (N + 1)) log(rho_k(z) / sigma): the part of the Kozachenko-Leonenko estimate
   H = psi(N) - psi(k) + log c_q + (q / N) sum_i log rho_k(x_i) that differs between candidates
   when z joins the N acquired prompts (the estimate's constants are the same for every
-  candidate; the change of the other points' neighbours is left out, as in the paper), in nats.
+  candidate; the change of the other points' neighbours is left out), in nats.
   rho_k(z) is the distance from z to its k-th nearest acquired prompt (the labelled pairs'
   prompts and those of the pairs picked so far in this batch, counted with multiplicity, with
   k lowered to N while fewer are acquired), q the prompt-feature dimension, sigma the prompts'
@@ -22,10 +22,11 @@ also spreads over prompts. The batch is built greedily; pick t maximises
   the score stays finite and such prompts rank by MI below every other.
 
 Defaults: k = ``NEIGHBOURS`` = 5 and beta = ``BETA`` = 1, i.e. one nat of prompt entropy weighs
-as much as one nat of label information. The paper tunes beta per dataset in its LLMs' feature
-spaces; a value tuned there does not carry over to other features, while both terms here are in
-nats. Prompt features are the caller's ``prompt_features`` (n, q), one row per response: the
-simulation and the annotation step pass :meth:`~activerm_fast.data.Dataset.prompt_features`.
+as much as one nat of label information. They are this package's choice, not values taken
+from the paper: a weight tuned in one LLM's feature space does not carry over to other
+features, while both terms here are in nats. Prompt features are the caller's
+``prompt_features`` (n, q), one row per response: the simulation and the annotation step
+pass :meth:`~activerm_fast.data.Dataset.prompt_features`.
 Without them (a bare :func:`~activerm_fast.selectors.select`, the sharded selection) every
 response counts as its own prompt, placed at the model's feature of it: the bonus then spreads
 the batch over the reward model's feature space instead of the prompts'.
@@ -35,7 +36,8 @@ O(n q log n), and each prompt's k nearest acquired prompts found once, O(m a q) 
 distinct prompts of the labelled pairs (in blocks of ``_BLOCK`` prompts). Each pick then costs
 O(m q + m k) to fold the picked pair's prompts into every prompt's k nearest distances (kept
 sorted, never recomputed) and O(P) to rescore and take the best pair: one pass over the pairs
-per pick, like the other greedy strategies, and no (P, q) array.
+per pick, like the other greedy strategies, and no (P, q) array (``bench/bench_bal_pm.py``
+times it against ``bald``).
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ constexpr int64_t kBuckets = (kOctaves << kFineBits) + 1;
 constexpr int64_t kParallelRecords = 4096;
 // Records refreshed together (one member), groups per chunk of a thread, and records ahead whose
 // kept projections are fetched while a group is refreshed.
-constexpr int64_t kGroup = 4;
+constexpr int64_t kGroup = 8;
 constexpr int64_t kGroupChunk = 256;
 constexpr int64_t kPrefetchAhead = 8;
 // Slots a bucket may keep unused whatever its size.

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import activerm_fast as arm
-from activerm_fast import bal_pm
+from activerm_fast import annotation, bal_pm, data
 from activerm_fast._inputs import SelectionInputs
 from activerm_fast.strategies import WHOLE_POOL
 
@@ -150,3 +150,34 @@ def test_invalid_arguments_are_refused(rng):
         bal_pm.choose(inputs, 5, WHOLE_POOL, beta=True)
     with pytest.raises(ValueError, match="neighbours must be a positive integer, got 0"):
         bal_pm.choose(inputs, 5, WHOLE_POOL, neighbours=0)
+
+
+def test_the_annotation_step_places_prompts_by_the_datasets_prompt_features(rng, tmp_path):
+    dataset = data.synthetic(
+        num_train_prompts=20,
+        num_test_prompts=4,
+        test_responses_per_prompt=6,
+        dim=5,
+        kind="realistic",
+    )
+    pool = arm.pairs.cross_prompt(dataset.prompt_ids, 400, seed=int(rng.integers(1 << 30)))
+    labelled = pool[:30]
+    labels = rng.integers(0, 2, size=30)
+    model_path = tmp_path / "model.pt"
+    batch, _ = annotation.next_batch(
+        dataset, labelled, labels, 10, strategy="bal-pm", ensemble=2, model_path=model_path
+    )
+    plan = annotation.plan_batch(
+        dataset, labelled, labels, strategy="bal-pm", model_path=model_path, reuse_model=True
+    )
+    candidates = arm.pairs.candidate_pool(dataset.prompt_ids, "cross", 200_000, 0)
+    chosen = arm.select(
+        "bal-pm",
+        features=plan.features,
+        pairs=candidates,
+        k=10,
+        rewards=plan.rewards,
+        labelled=labelled,
+        prompt_features=dataset.prompt_features()[dataset.prompt_ids],
+    )
+    np.testing.assert_array_equal(batch, candidates[chosen.indices])

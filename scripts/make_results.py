@@ -167,6 +167,21 @@ def pools_section(name: str, cross: list[dict], within: list[dict]) -> list[str]
         f"{len(cross_better)} of these {len(shared)} strategies"
         + (f" ({', '.join(f'`{s}`' for s in cross_better)})." if cross_better else "."),
     ]
+    found = {v.strategy: v for v in verdicts(within, "spearman")}
+    outcomes = []
+    for strategy in ORDER:
+        if strategy in found:
+            saved, spread = found[strategy].saving
+            outcomes.append(
+                f"`{strategy}` {found[strategy].outcome} (saving {saved:.0f} ± {spread:.0f})"
+            )
+    target = next(iter(found.values())).target
+    lines += [
+        "",
+        "Within-prompt pools against `random` on within-prompt pools, by the rule of the verdict "
+        f"table above (random's final Spearman there: {target:.3f}; saving in labels, mean ± std "
+        "over seeds): " + "; ".join(outcomes) + ".",
+    ]
     return [*lines, ""]
 
 

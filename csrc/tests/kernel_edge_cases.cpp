@@ -24,7 +24,8 @@
 //   Checked against float64 written here: chosen pairs distinct and available, each gain equal
 //     to sum_e log1p(w_e d^T F_e^-1 d) from a dense Cholesky solve and no smaller than any other
 //     pair's, gains non-increasing, S S^T F = I for the final factor, every remaining score
-//     d^T F^-1 d; and greedy_run equal, bit for bit, to sweep(false); (apply; sweep(true))*.
+//     d^T F^-1 d; and greedy_run equal, bit for bit, to sweep(false); (apply; sweep(true))*,
+//     and to the exact lazy sweep's run (LazyGreedyCpu: picks, gains and factor).
 //
 // Usage: kernel_edge_cases [substring]   runs the tests whose name contains substring (all
 // without). Exit status 0 when every check held, 1 otherwise.
@@ -44,12 +45,14 @@
 
 #include "activerm/cpu_kernels.h"
 #include "activerm/greedy_workspace.h"
+#include "activerm/lazy_greedy_cpu.h"
 
 using activerm::CpuKernels;
 using activerm::FeatureView;
 using activerm::GreedyChoice;
 using activerm::GreedyProblem;
 using activerm::GreedyState;
+using activerm::LazyGreedyCpu;
 using activerm::PairView;
 
 namespace {
@@ -382,6 +385,16 @@ struct Selection {
   std::vector<int64_t> chosen;
   std::vector<double> gains;
 };
+
+// The same k steps with the exact lazy sweep (lazy_greedy_cpu.h) instead of greedy_sweep.
+Selection run_lazy(const GreedyProblem& problem, Engine& engine, int64_t k) {
+  Selection s{std::vector<int64_t>(static_cast<size_t>(k), -7),
+              std::vector<double>(static_cast<size_t>(k), -7.0)};
+  LazyGreedyCpu lazy(problem, k);
+  lazy.run(problem, engine.state(), k, s.chosen.data(), s.gains.data());
+  CHECK(lazy.downdates() <= problem.pairs.count * std::max<int64_t>(k - 1, 0));
+  return s;
+}
 
 Selection run(const GreedyProblem& problem, Engine& engine, int64_t k) {
   Selection s{std::vector<int64_t>(static_cast<size_t>(k), -7),
@@ -770,6 +783,10 @@ Selection check_selection(const Problem<T, I>& pr, int64_t k, int64_t first_inde
   CHECK(same_doubles(ran.scores, composed.scores));
   CHECK(same_bits(ran.factor, composed.factor));
   CHECK(same_bits(ran.workspace, composed.workspace));
+  // The lazy sweep picks the same pairs with the same gains and leaves the same factor.
+  Engine lazy(problem, pr.scores0, pr.factor0);
+  CHECK(same_selection(run_lazy(problem, lazy, k), a));
+  CHECK(same_bits(lazy.factor, ran.factor));
   // Distinct choices, every one inside this shard.
   for (int64_t t = 0; t < k; ++t) {
     if (a.chosen[t] < 0) continue;

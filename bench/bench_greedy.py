@@ -8,9 +8,9 @@ float32 differences: O(P d) per step. At full size a whole baseline run takes mi
 timed for --baseline-steps steps and its per-step median is compared with the kernel's.
 
 It times the dense sweep (``lazy=False``), whose bytes per step it counts; bench_lazy.py
-compares the lazy sweep with it. The last table runs the multi-member engine (``ensemble-dopt-greedy``: E members, each with its
-own features, Fisher weights and factor, one sweep over the pairs per step) beside the
-single-model step, in the same process.
+compares the lazy sweep with it. The last table runs the multi-member engine
+(``ensemble-dopt-greedy``: E members, each with its own features, Fisher weights and factor,
+one sweep over the pairs per step) beside the single-model step, in the same process.
 """
 
 from __future__ import annotations

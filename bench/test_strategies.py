@@ -70,7 +70,9 @@ def numpy_choice(p: Problem) -> Callable[[], object]:
     return lambda: np.random.default_rng(0).choice(count, p.size.k, replace=False)
 
 
-def numpy_top_k(score: Callable[[np.ndarray, np.ndarray], np.ndarray]):
+def numpy_top_k(
+    score: Callable[[np.ndarray, np.ndarray], np.ndarray],
+) -> Callable[[Problem], Callable[[], object]]:
     def call(p: Problem) -> Callable[[], object]:
         pool = p.pairs[p.size.k :]
         return lambda: baselines.top_k(score(p.rewards, pool), p.size.k)

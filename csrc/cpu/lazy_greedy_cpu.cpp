@@ -31,8 +31,6 @@ constexpr int64_t kParallelRecords = 4096;
 constexpr int64_t kGroup = 8;
 constexpr int64_t kGroupChunk = 256;
 constexpr int64_t kPrefetchAhead = 8;
-// Slots a bucket may keep unused whatever its size.
-constexpr size_t kSpareSlots = 1024;
 // Downdates below which a bucket's refresh runs on one thread.
 constexpr int64_t kParallelDowndates = 1 << 16;
 
@@ -100,11 +98,12 @@ int64_t LazyGreedyCpu::memory_bound(const GreedyProblem& problem, int64_t capaci
   const int64_t e = problem.members;
   const int64_t p = problem.pairs.count;
   const int64_t record = 8 * (kHeadSlots + 2 * e);
-  // projections and coefficients; unrefreshed indices; records (each bucket holds at most twice
-  // its records, plus the copy while one grows); per-record scratch of the largest bucket;
-  // bucket bookkeeping and spare room
+  // projections and coefficients; unrefreshed indices; records (a refreshed bucket is rebuilt to
+  // its size and a growing one at most doubles, plus the copy while one grows); per-record
+  // scratch of the largest bucket; bucket bookkeeping and per-thread places
+  const int64_t threads = omp_get_max_threads();
   return 8 * capacity * e * (problem.features.n + 1) + 4 * p + 3 * record * p + 12 * p +
-         (8 + 1 + 24 + 8 * kSpareSlots) * (kBuckets + 1);
+         (8 + 1 + 24 + 8 * threads) * (kBuckets + 1);
 }
 
 int64_t LazyGreedyCpu::bucket_of(double bound) const {
@@ -321,37 +320,69 @@ void LazyGreedyCpu::refresh_bucket(int64_t bucket, Best& best) {
     scratch_scores_[r] = score;
     scratch_buckets_[r] = std::isnan(score) ? -1 : static_cast<int32_t>(bucket_of(bound));
   }
-  // Then, in record order: drop the pairs that can never win, move the others to the bucket of
-  // their new bound (this one or a lower one), and keep the best, ties to the lowest index.
-  int64_t kept = 0;
-  for (int64_t r = 0; r < count; ++r) {
-    const int32_t target = scratch_buckets_[r];
-    if (target < 0) continue;
-    const double* record = records.data() + r * stride_;
-    const int64_t index = head_of(record).index;
-    int64_t position;
-    if (target == bucket) {
-      if (kept != r) {
-        std::memmove(records.data() + kept * stride_, record, sizeof(double) * stride_);
+  // Then drop the pairs that can never win, move the others to the bucket of their new bound
+  // (this one or a lower one) and find the best, ties to the lowest index. Threads count the
+  // records of their static range per bucket, then copy them to their own places, so every
+  // bucket receives them in record order.
+  const int threads = count >= kParallelRecords ? omp_get_max_threads() : 1;
+  std::vector<int64_t> places(static_cast<size_t>(threads) * kBuckets, 0);
+  std::vector<Best> bests(static_cast<size_t>(threads), Best{best.score, best.index, 0, 0});
+  auto range_of = [&](int thread) {
+    return std::pair<int64_t, int64_t>(count * thread / threads, count * (thread + 1) / threads);
+  };
+#pragma omp parallel num_threads(threads)
+  {
+    const int thread = omp_get_thread_num();
+    const auto [begin, end] = range_of(thread);
+    int64_t* mine = places.data() + static_cast<int64_t>(thread) * kBuckets;
+    Best& local = bests[thread];
+    for (int64_t r = begin; r < end; ++r) {
+      const int32_t target = scratch_buckets_[r];
+      if (target < 0) continue;
+      ++mine[target];
+      const int64_t index = head_of(base + r * stride).index;
+      if (beats(scratch_scores_[r], index, local.score, local.index)) {
+        local = {scratch_scores_[r], index, 0, 0};
       }
-      position = kept++;
-    } else {
-      std::vector<double>& destination = buckets_[target];
-      position = static_cast<int64_t>(destination.size()) / stride_;
-      destination.insert(destination.end(), record, record + stride_);
-    }
-    const double score = scratch_scores_[r];
-    if (index == best.index) {
-      best.bucket = target;
-      best.position = position;
-    } else if (beats(score, index, best.score, best.index)) {
-      best = {score, index, target, position};
     }
   }
-  records.resize(static_cast<size_t>(kept * stride_));
-  // A bucket emptied by a refresh returns its memory: every bucket then holds at most twice its
-  // records (growth doubles), which memory_bound counts on.
-  if (records.capacity() > 2 * records.size() + kSpareSlots) records.shrink_to_fit();
+  for (const Best& local : bests) {
+    if (beats(local.score, local.index, best.score, best.index)) best = local;
+  }
+  // Each thread's first place in each bucket; this bucket's records go to a new array.
+  std::vector<double> kept;
+  for (int64_t target = bucket; target < kBuckets; ++target) {
+    std::vector<double>& destination = target == bucket ? kept : buckets_[target];
+    int64_t place = static_cast<int64_t>(destination.size()) / stride;
+    for (int thread = 0; thread < threads; ++thread) {
+      int64_t& slot = places[static_cast<size_t>(thread) * kBuckets + target];
+      const int64_t added = slot;
+      slot = place;
+      place += added;
+    }
+    if (place * stride != static_cast<int64_t>(destination.size())) {
+      destination.resize(static_cast<size_t>(place * stride));
+    }
+  }
+#pragma omp parallel num_threads(threads)
+  {
+    const int thread = omp_get_thread_num();
+    const auto [begin, end] = range_of(thread);
+    int64_t* next = places.data() + static_cast<int64_t>(thread) * kBuckets;
+    for (int64_t r = begin; r < end; ++r) {
+      const int32_t target = scratch_buckets_[r];
+      if (target < 0) continue;
+      const double* record = base + r * stride;
+      const int64_t place = next[target]++;
+      double* destination = (target == bucket ? kept : buckets_[target]).data() + place * stride;
+      std::memcpy(destination, record, sizeof(double) * stride);
+      if (head_of(record).index == best.index) {  // one record has it: one writer
+        best.bucket = target;
+        best.position = place;
+      }
+    }
+  }
+  records.swap(kept);
 }
 
 void LazyGreedyCpu::sweep(const GreedyProblem& problem, GreedyState state, bool downdate) {

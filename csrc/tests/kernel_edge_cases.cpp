@@ -1261,6 +1261,21 @@ void test_parallel_paths() {
     CHECK(same_doubles(one.scores, many.scores));
     CHECK(same_bits(one.factor, many.factor));
     CHECK(same_doubles(one.scores, composed.scores));
+    // The lazy sweep with many threads, on equal weights too: then thousands of pairs share a
+    // bucket, so its parallel refresh and relocation run.
+    Problem<float, int32_t> flat = pr;
+    std::fill(flat.weights.begin(), flat.weights.end(), 0.25);
+    const GreedyProblem flat_problem = flat.view();
+    Engine flat_dense(flat_problem, flat.scores0, flat.factor0);
+    const Selection fd = run(flat_problem, flat_dense, 3 * k);
+    omp_set_num_threads(std::max(2, threads));
+    Engine lazy(problem, pr.scores0, pr.factor0);
+    const Selection l = run_lazy(problem, lazy, k);
+    Engine flat_lazy(flat_problem, flat.scores0, flat.factor0);
+    const Selection fl = run_lazy(flat_problem, flat_lazy, 3 * k);
+    omp_set_num_threads(threads);
+    CHECK(same_selection(a, l));
+    CHECK(same_selection(fd, fl));
     // Gains against a dense solve along the chosen path.
     std::vector<double> F = pr.prior;
     for (int64_t t = 0; t < k; ++t) {

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <limits>
 #include <stdexcept>
+#include <utility>
 
 #include "activerm/cpu_kernels.h"
 #include "activerm/greedy_loop.h"
@@ -72,6 +73,50 @@ void score_and_bound(const double* q, const double* w, int64_t members, double& 
   }
 }
 
+// Hands items [0, count) places in buckets, in item order within every bucket (a counting sort
+// on `threads` threads, each over its own static range): target(item) is the item's bucket
+// (-1: none); first_places(b, counts) gets the threads' counts of bucket b, in thread order,
+// and turns them into each thread's first place there; place(thread, item, b, position)
+// receives every item's place.
+template <class Target, class FirstPlaces, class Place>
+void scatter_to_buckets(int64_t count, int threads, Target&& target, FirstPlaces&& first_places,
+                        Place&& place) {
+  std::vector<int64_t> places(static_cast<size_t>(threads) * kBuckets, 0);
+  auto range_of = [&](int thread) {
+    return std::pair<int64_t, int64_t>(count * thread / threads, count * (thread + 1) / threads);
+  };
+#pragma omp parallel num_threads(threads)
+  {
+    const int thread = omp_get_thread_num();
+    const auto [begin, end] = range_of(thread);
+    int64_t* mine = places.data() + static_cast<int64_t>(thread) * kBuckets;
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t b = target(item);
+      if (b >= 0) ++mine[b];
+    }
+  }
+  std::vector<int64_t> column(static_cast<size_t>(threads));
+  for (int64_t b = 0; b < kBuckets; ++b) {
+    for (int thread = 0; thread < threads; ++thread) {
+      column[thread] = places[static_cast<size_t>(thread) * kBuckets + b];
+    }
+    first_places(b, column);
+    for (int thread = 0; thread < threads; ++thread) {
+      places[static_cast<size_t>(thread) * kBuckets + b] = column[thread];
+    }
+  }
+#pragma omp parallel num_threads(threads)
+  {
+    const int thread = omp_get_thread_num();
+    const auto [begin, end] = range_of(thread);
+    int64_t* next = places.data() + static_cast<int64_t>(thread) * kBuckets;
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t b = target(item);
+      if (b >= 0) place(thread, item, b, next[b]++);
+    }
+  }
+}
+
 }  // namespace
 
 LazyGreedyCpu::LazyGreedyCpu(const GreedyProblem& problem, int64_t capacity)
@@ -132,44 +177,23 @@ void LazyGreedyCpu::rebuild(const GreedyProblem& problem, GreedyState state) {
     if (bound_of(k, bound)) top = std::max(top, bound);
   }
   top_bits_ = bits_of(top);
-  // A counting sort by bucket: every thread counts, then scatters, its own static range, so
-  // each bucket lists its pairs in index order.
-  const int threads = omp_get_max_threads();
-  std::vector<int64_t> counts(static_cast<size_t>(threads) * kBuckets, 0);
-  auto range_of = [&](int thread) {
-    return std::pair<int64_t, int64_t>(count * thread / threads, count * (thread + 1) / threads);
+  // Every bucket lists its pairs in index order.
+  auto bucket_of_pair = [&](int64_t k) {
+    double bound = 0.0;
+    return bound_of(k, bound) ? bucket_of(bound) : int64_t{-1};
   };
-#pragma omp parallel num_threads(threads)
-  {
-    const int thread = omp_get_thread_num();
-    const auto [begin, end] = range_of(thread);
-    int64_t* mine = counts.data() + static_cast<int64_t>(thread) * kBuckets;
-    for (int64_t k = begin; k < end; ++k) {
-      double bound = 0.0;
-      if (bound_of(k, bound)) ++mine[bucket_of(bound)];
-    }
-  }
   int64_t total = 0;
-  for (int64_t b = 0; b < kBuckets; ++b) {
+  auto first_places = [&](int64_t b, std::vector<int64_t>& counts) {
     unrefreshed_start_[b] = total;
-    for (int thread = 0; thread < threads; ++thread) {
-      const int64_t c = counts[static_cast<size_t>(thread) * kBuckets + b];
-      counts[static_cast<size_t>(thread) * kBuckets + b] = total;
-      total += c;
-    }
-  }
-  unrefreshed_start_[kBuckets] = total;
+    for (int64_t& c : counts) total += std::exchange(c, total);
+    unrefreshed_start_[b + 1] = total;
+  };
+  unrefreshed_.resize(static_cast<size_t>(count));  // at most every pair
+  scatter_to_buckets(count, omp_get_max_threads(), bucket_of_pair, first_places,
+                     [&](int, int64_t k, int64_t, int64_t position) {
+                       unrefreshed_[position] = static_cast<uint32_t>(k);
+                     });
   unrefreshed_.resize(static_cast<size_t>(total));
-#pragma omp parallel num_threads(threads)
-  {
-    const int thread = omp_get_thread_num();
-    const auto [begin, end] = range_of(thread);
-    int64_t* next = counts.data() + static_cast<int64_t>(thread) * kBuckets;
-    for (int64_t k = begin; k < end; ++k) {
-      double bound = 0.0;
-      if (bound_of(k, bound)) unrefreshed_[next[bucket_of(bound)]++] = static_cast<uint32_t>(k);
-    }
-  }
   std::fill(unrefreshed_taken_.begin(), unrefreshed_taken_.end(), 0);
   for (auto& bucket : buckets_) bucket.clear();
   steps_ = 0;
@@ -321,66 +345,41 @@ void LazyGreedyCpu::refresh_bucket(int64_t bucket, Best& best) {
     scratch_buckets_[r] = std::isnan(score) ? -1 : static_cast<int32_t>(bucket_of(bound));
   }
   // Then drop the pairs that can never win, move the others to the bucket of their new bound
-  // (this one or a lower one) and find the best, ties to the lowest index. Threads count the
-  // records of their static range per bucket, then copy them to their own places, so every
-  // bucket receives them in record order.
+  // (this one or a lower one, in record order) and find the best, ties to the lowest index.
+  // The best so far may be a record of this bucket (moved here earlier in this step): its new
+  // place is noted as it moves.
   const int threads = count >= kParallelRecords ? omp_get_max_threads() : 1;
-  std::vector<int64_t> places(static_cast<size_t>(threads) * kBuckets, 0);
   std::vector<Best> bests(static_cast<size_t>(threads), Best{best.score, best.index, 0, 0});
-  auto range_of = [&](int thread) {
-    return std::pair<int64_t, int64_t>(count * thread / threads, count * (thread + 1) / threads);
+  std::vector<double> kept;  // this bucket's records, rebuilt to their size
+  auto destination_of = [&](int64_t b) -> std::vector<double>& {
+    return b == bucket ? kept : buckets_[b];
   };
-#pragma omp parallel num_threads(threads)
-  {
-    const int thread = omp_get_thread_num();
-    const auto [begin, end] = range_of(thread);
-    int64_t* mine = places.data() + static_cast<int64_t>(thread) * kBuckets;
-    Best& local = bests[thread];
-    for (int64_t r = begin; r < end; ++r) {
-      const int32_t target = scratch_buckets_[r];
-      if (target < 0) continue;
-      ++mine[target];
-      const int64_t index = head_of(base + r * stride).index;
-      if (beats(scratch_scores_[r], index, local.score, local.index)) {
-        local = {scratch_scores_[r], index, 0, 0};
-      }
-    }
-  }
-  for (const Best& local : bests) {
-    if (beats(local.score, local.index, best.score, best.index)) best = local;
-  }
-  // Each thread's first place in each bucket; this bucket's records go to a new array.
-  std::vector<double> kept;
-  for (int64_t target = bucket; target < kBuckets; ++target) {
-    std::vector<double>& destination = target == bucket ? kept : buckets_[target];
+  auto first_places = [&](int64_t b, std::vector<int64_t>& counts) {
+    if (b < bucket) return;  // records only fall
+    std::vector<double>& destination = destination_of(b);
     int64_t place = static_cast<int64_t>(destination.size()) / stride;
-    for (int thread = 0; thread < threads; ++thread) {
-      int64_t& slot = places[static_cast<size_t>(thread) * kBuckets + target];
-      const int64_t added = slot;
-      slot = place;
-      place += added;
-    }
+    for (int64_t& c : counts) place += std::exchange(c, place);
     if (place * stride != static_cast<int64_t>(destination.size())) {
       destination.resize(static_cast<size_t>(place * stride));
     }
-  }
-#pragma omp parallel num_threads(threads)
-  {
-    const int thread = omp_get_thread_num();
-    const auto [begin, end] = range_of(thread);
-    int64_t* next = places.data() + static_cast<int64_t>(thread) * kBuckets;
-    for (int64_t r = begin; r < end; ++r) {
-      const int32_t target = scratch_buckets_[r];
-      if (target < 0) continue;
-      const double* record = base + r * stride;
-      const int64_t place = next[target]++;
-      double* destination = (target == bucket ? kept : buckets_[target]).data() + place * stride;
-      std::memcpy(destination, record, sizeof(double) * stride);
-      if (head_of(record).index == best.index) {  // one record has it: one writer
-        best.bucket = target;
-        best.position = place;
-      }
-    }
+  };
+  scatter_to_buckets(
+      count, threads, [&](int64_t r) { return int64_t{scratch_buckets_[r]}; }, first_places,
+      [&](int thread, int64_t r, int64_t b, int64_t position) {
+        const double* record = base + r * stride;
+        std::memcpy(destination_of(b).data() + position * stride, record,
+                    sizeof(double) * stride);
+        const int64_t index = head_of(record).index;
+        Best& local = bests[thread];
+        if (index == best.index) {  // one record has it: one writer
+          best.bucket = b;
+          best.position = position;
+        } else if (beats(scratch_scores_[r], index, local.score, local.index)) {
+          local = {scratch_scores_[r], index, b, position};
+        }
+      });
+  for (const Best& local : bests) {
+    if (beats(local.score, local.index, best.score, best.index)) best = local;
   }
   records.swap(kept);
 }

@@ -125,41 +125,30 @@ def worker(rank: int, world: int, port: int, out: str, device: str) -> None:
         root = rng.normal(size=(5, 5))
         prior = torch.from_numpy(root @ root.T + 0.5 * np.eye(5)).to(device)
         part = slice(cuts[rank], cuts[rank + 1])
-        got[(split, "greedy_logdet")] = outcome(
-            distributed.greedy_logdet,
-            features,
-            mine,
-            60,
-            weights=weights[part],
-            prior=prior,
-            exclude=exclude[part],
-        )
-        if rank == 0 and split in ("whole", "even"):
-            want["greedy_logdet"] = outcome(
-                arm.greedy_logdet, features, pool, 60, weights=weights, prior=prior, exclude=exclude
-            )
-        # the lazy sweep on every shard (CPU) picks what one process's dense sweep picks
-        got[(split, "lazy")] = outcome(
-            distributed.greedy_logdet,
-            features,
-            mine,
-            60,
-            weights=weights[part],
-            prior=prior,
-            exclude=exclude[part],
-            lazy=device == "cpu",
-        )
-        if rank == 0 and split in ("whole", "even"):
-            want["lazy"] = outcome(
-                arm.greedy_logdet,
+        # the default sweep and the lazy one on every shard (CPU) pick what one process's dense
+        # sweep picks
+        for name, lazy in (("greedy_logdet", "auto"), ("lazy", device == "cpu")):
+            got[(split, name)] = outcome(
+                distributed.greedy_logdet,
                 features,
-                pool,
+                mine,
                 60,
-                weights=weights,
+                weights=weights[part],
                 prior=prior,
-                exclude=exclude,
-                lazy=False,
+                exclude=exclude[part],
+                lazy=lazy,
             )
+            if rank == 0 and split in ("whole", "even"):
+                want[name] = outcome(
+                    arm.greedy_logdet,
+                    features,
+                    pool,
+                    60,
+                    weights=weights,
+                    prior=prior,
+                    exclude=exclude,
+                    lazy=False,
+                )
         # float32 features x 1e6 and k = 4 d: the running scores drift and the state is refreshed
         big = (features * 1e6).float()
         before = len(refreshes)

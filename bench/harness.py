@@ -24,7 +24,7 @@ T = TypeVar("T")
 
 MEMBERS = 3  # ensemble members behind the rewards (bald and bal-pm need two or more)
 RIDGE = 1e-3  # lambda of F0 = lambda I, as in bench_greedy.py
-SECONDS_PER_ROW = 1.0  # time one row's timed rounds may take (one round for slower calls)
+SECONDS_PER_ROW = 2.0  # time one row's timed rounds may take (one round for slower calls)
 MIN_ROUNDS, MAX_ROUNDS = 1, 100
 MIN_ROUND_SECONDS = 2e-3  # fast calls are repeated within a round to stay above timer noise
 

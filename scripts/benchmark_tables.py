@@ -103,7 +103,7 @@ def summary(groups: dict[str, list[dict[str, Any]]]) -> list[str]:
             if not info.get("reference"):
                 continue
             speedups = ", ".join(
-                f"{name} {ratio:.2f}x" for name, ratio in info.get("speedup", {}).items()
+                f"{name} {ratio:.3g}x" for name, ratio in info.get("speedup", {}).items()
             )
             lines.append(
                 f"| {group} | {info['size']} | {seconds(row['stats']['median'])} | {speedups} |"
@@ -134,7 +134,7 @@ def group_table(rows: list[dict[str, Any]]) -> list[str]:
         lines.append(
             f"| {info['size']} | {info['n']:,} | {info['d']} | {info['P']:,} | {info['k']} "
             f"| {info['implementation']} | {seconds(stats['median'])} "
-            f"| {'' if ratio is None else f'{ratio:.2f}'} |{cells} {stats['rounds']} |"
+            f"| {number(ratio)} |{cells} {stats['rounds']} |"
         )
     return lines
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -99,8 +100,11 @@ def record(
     **info: Any,
 ) -> None:
     """Fill a row's ``extra_info`` (before it is timed: a row that fails still says what it
-    was). The achieved rates are added by :func:`rates` once the row has its median."""
-    benchmark.extra_info.update(size.as_info())
+    was), with the machine's load average as the row starts: other processes on the cores
+    distort timings, NumPy's threaded BLAS most (a matrix product that takes 0.3 ms alone took
+    160 ms beside one busy process). The achieved rates are added by :func:`rates` once the
+    row has its median."""
+    benchmark.extra_info.update(size.as_info(), load_average=os.getloadavg()[0])
     benchmark.extra_info.update(implementation=implementation, reference=reference, **info)
     if work_bytes is not None:
         benchmark.extra_info["bytes"] = int(work_bytes)

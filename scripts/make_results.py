@@ -13,6 +13,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+from study_defaults import section_of  # scripts/ is on sys.path when run
 
 from activerm_fast import data
 from activerm_fast.loop import LoopConfig
@@ -272,7 +273,10 @@ def main() -> None:
         "",
     ]
     DOCS.mkdir(exist_ok=True)
-    (DOCS / "RESULTS.md").write_text("\n".join(report))
+    path = DOCS / "RESULTS.md"
+    # the Defaults study is written by study_defaults.py from its own records: keep it
+    kept = section_of(path.read_text()) if path.exists() else ""
+    path.write_text("\n".join([*report, kept, ""] if kept else report))
     print(f"wrote {DOCS / 'RESULTS.md'}")
 
 

@@ -40,7 +40,7 @@ from .preference_data import (
     read_annotations,
     read_simulation_labels,
 )
-from .selectors import STRATEGIES
+from .selectors import FEATURE_CHOICES, RIDGE_MODES, STRATEGIES
 from .simulate import format_table, format_verdicts, simulate
 
 DEFAULT_STRATEGIES = (
@@ -78,13 +78,25 @@ def _non_negative(text: str) -> int:
     return _integer(text, 0, "non-negative")
 
 
-def _positive_or_inf(text: str) -> float:
+def _number(text: str) -> float:
+    """The float ``text`` spells, NaN (refused by every caller) when it spells none."""
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
-        value = math.nan
+        return math.nan
+
+
+def _positive_or_inf(text: str) -> float:
+    value = _number(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be a positive number or inf, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _number(text)
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
     return value
 
 
@@ -127,6 +139,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument(
         "--warm-start", action="store_true", help="refit from the previous round's weights"
+    )
+    sim.add_argument(
+        "--ridge", type=_positive_float, default=LoopConfig.ridge, help="lambda of F0 = lambda I"
+    )
+    sim.add_argument(
+        "--ridge-mode",
+        choices=RIDGE_MODES,
+        default=LoopConfig.ridge_mode,
+        help="relative: lambda = ridge x tr(F_labelled)/d, following the features' scale",
+    )
+    sim.add_argument(
+        "--features",
+        choices=FEATURE_CHOICES,
+        default=LoopConfig.features,
+        help="what the design sees: the reward model's last hidden layer or the embeddings",
     )
     sim.add_argument("--out", default="activerm-fast-results", help="output folder (resumable)")
     sim.add_argument("--no-progress", action="store_true")

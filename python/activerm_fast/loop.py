@@ -26,12 +26,13 @@ from ._validation import (
     known_name,
     positive_integer,
     positive_or_infinite,
+    positive_scalar,
 )
 from .data import Dataset
 from .model import RewardModel
 from .oracle import BTOracle, PairLabelOracle
 from .pairs import POOLS, candidate_pool
-from .selectors import STRATEGIES, select, select_with_model
+from .selectors import FEATURE_CHOICES, RIDGE_MODES, STRATEGIES, select, select_with_model
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,11 @@ class LoopConfig:
     their responses (``cross``: ``cross_pairs`` sampled pairs of responses to different
     prompts; ``within``: every pair inside a prompt) and labels ``per_round`` of them. The
     first round is random for every strategy (there is no model yet), so all strategies of
-    one seed start from the same labels.
+    one seed start from the same labels. The design uses ``features`` (``hidden``: the reward
+    model's last hidden layer; ``embedding``: the embeddings) and the ridge lambda of F0
+    (``ridge_mode`` ``absolute``: lambda = ``ridge``; ``relative``: lambda = ``ridge``
+    tr(F_L)/d, F_L the labelled pairs' Fisher information; see
+    :func:`~activerm_fast.selectors.select`).
     """
 
     pool: str = "cross"
@@ -60,6 +65,8 @@ class LoopConfig:
     warm_start: bool = False
     beta: float = 1.0
     ridge: float = 1e-3
+    ridge_mode: str = "absolute"
+    features: str = "hidden"
     best_of: tuple[int, ...] = (2, 4, 8, 16)
 
     def __post_init__(self) -> None:
@@ -68,6 +75,9 @@ class LoopConfig:
         for name in ("rounds", "per_round", "prompts_per_round", "cross_pairs", "ensemble"):
             positive_integer(getattr(self, name), name)
         positive_or_infinite(self.beta, "beta")
+        positive_scalar(self.ridge, "ridge")
+        known_name(self.ridge_mode, RIDGE_MODES, "ridge_mode")
+        known_name(self.features, FEATURE_CHOICES, "features")
         object.__setattr__(self, "hidden", tuple(self.hidden))
         object.__setattr__(self, "best_of", tuple(self.best_of))
 
@@ -193,6 +203,8 @@ class ActiveLoop:
                 k,
                 labelled=state.pairs,
                 ridge=self.config.ridge,
+                ridge_mode=self.config.ridge_mode,
+                features=self.config.features,
                 seed=seed,
                 prompt_features=self.prompt_features,
             )

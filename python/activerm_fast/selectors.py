@@ -14,10 +14,14 @@ import torch
 from . import _launch
 from . import _validation as v
 from ._inputs import SelectionInputs
+from ._ridge import RIDGE_MODES, relative_ridge
 from .kernels import Selection, export
 from .strategies import STRATEGIES, Strategy
 
-__all__ = ["STRATEGIES", "select", "select_with_model"]
+__all__ = ["FEATURE_CHOICES", "RIDGE_MODES", "STRATEGIES", "select", "select_with_model"]
+
+# what select_with_model designs on: the model's last hidden layer or the embeddings given
+FEATURE_CHOICES = ("hidden", "embedding")
 
 
 def validated(
@@ -73,6 +77,7 @@ def select(
     rewards: Any | None = None,
     labelled: Any | None = None,
     ridge: float = 1e-3,
+    ridge_mode: str = "absolute",
     seed: int = 0,
     prompt_features: Any | None = None,
     lazy: bool | str = "auto",
@@ -85,9 +90,12 @@ def select(
     strategy but ``random``, ``xtx`` and ``coreset``); Fisher weights are their ensemble mean.
     ``labelled`` (M, 2) are the pairs labelled so far: they enter F0 of the past-aware
     strategies with their current Fisher weights, seed the core-set centres, and are never
-    chosen again. ``ridge`` is lambda in F0 = lambda I; ``seed`` drives ``random``/``coreset``.
-    ``prompt_features`` (n, q) is the feature of the prompt each response answers (rows of one
-    prompt equal), used by ``bal-pm``
+    chosen again. ``ridge`` is lambda in F0 = lambda I with ``ridge_mode="absolute"``; with
+    ``"relative"`` it is c in lambda = c tr(F_L)/d, F_L the labelled pairs' Fisher information
+    at the given rewards and the first member's features (one average candidate pair's when
+    nothing is labelled), so lambda follows the features' scale. ``seed`` drives
+    ``random``/``coreset``. ``prompt_features`` (n, q) is the feature of the prompt each
+    response answers (rows of one prompt equal), used by ``bal-pm``
     (:meth:`~activerm_fast.data.Dataset.prompt_features` gives them for a dataset); without
     them ``bal-pm`` treats every response as its own prompt, placed at its ``features``.
     ``lazy`` is the greedy strategies' sweep (see :func:`~activerm_fast.greedy_logdet`): the
@@ -103,13 +111,16 @@ def select(
                 f"got {prompts.shape[0]}"
             )
     k = v.budget(k, p.shape[0], excluded)
+    lam = v.positive_scalar(ridge, "ridge")
+    if v.known_name(ridge_mode, RIDGE_MODES, "ridge_mode") == "relative":
+        lam = relative_ridge(lam, members[0], p, r, done, excluded)
     inputs = SelectionInputs(
         members,
         p,
         r,
         done,
         excluded,
-        v.positive_scalar(ridge, "ridge"),
+        lam,
         v.count_argument(seed, "seed"),
         strategy,
         prompt_features=prompts,
@@ -131,21 +142,27 @@ def select_with_model(
     *,
     labelled: Any | None = None,
     ridge: float = 1e-3,
+    ridge_mode: str = "absolute",
+    features: str = "hidden",
     seed: int = 0,
     prompt_features: Any | None = None,
     lazy: bool | str = "auto",
 ) -> Selection:
-    """:func:`select` with the features and rewards of a fitted
-    :class:`~activerm_fast.model.RewardModel` on ``embeddings``: one line for any strategy."""
-    features, rewards = model.features_and_rewards(embeddings)
+    """:func:`select` with the rewards of a fitted :class:`~activerm_fast.model.RewardModel`
+    on ``embeddings``: one line for any strategy. ``features`` is what the design sees: the
+    model's last hidden layer (``"hidden"``, one matrix per member) or ``"embedding"``, the
+    embeddings themselves (Fisher weights still from the model's rewards)."""
+    choice = v.known_name(features, FEATURE_CHOICES, "features")
+    hidden, rewards = model.features_and_rewards(embeddings)
     return select(
         strategy,
-        features=features,
+        features=hidden if choice == "hidden" else embeddings,
         pairs=pairs,
         k=k,
         rewards=rewards,
         labelled=labelled,
         ridge=ridge,
+        ridge_mode=ridge_mode,
         seed=seed,
         prompt_features=prompt_features,
         lazy=lazy,

@@ -1,0 +1,60 @@
+"""The ridge lambda of F0 = lambda I relative to the scale of the features.
+
+An absolute lambda means different things for features of different scale (a last hidden layer
+of 256 GELU units against a 768-dimensional embedding of unit norm), so ``ridge_mode="relative"``
+reads ``ridge`` as a multiple c of the mean eigenvalue of the labelled pairs' Fisher information:
+lambda = c tr(F_L) / d with F_L = sum_l w_l d_l d_l^T at the current rewards. Its trace is
+sum_l w_l |phi_i - phi_j|^2, so scaling the features by s scales lambda by s^2 and the design
+does not change.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from . import _launch
+
+RIDGE_MODES = ("absolute", "relative")
+
+
+def information_trace(
+    features: torch.Tensor, pairs: torch.Tensor, rewards: torch.Tensor | None
+) -> float:
+    """tr(sum_k w_k d_k d_k^T) = tr(Phi^T L_w Phi) over ``pairs``, w the ensemble-mean Fisher
+    weights of ``rewards`` (1 without rewards), in float64."""
+    weights = None if rewards is None else _launch.fisher_weights(rewards, pairs)
+    phi = features.double()
+    # L_w Phi has zero column sums: centring Phi changes nothing but the rounding
+    spread = _launch.laplacian_features(features, pairs, weights)
+    return float(((phi - phi.mean(dim=0)) * spread).sum())
+
+
+def relative_ridge(
+    scale: float,
+    features: torch.Tensor,
+    pairs: torch.Tensor,
+    rewards: torch.Tensor | None,
+    labelled: torch.Tensor | None,
+    excluded: torch.Tensor | None,
+) -> float:
+    """lambda = ``scale`` tr(F_L)/d over the ``labelled`` pairs, for validated inputs. With
+    nothing labelled yet (or labelled pairs that carry no information) the trace is that of one
+    average candidate not ``excluded``, as if it were the one labelled pair. A ValueError when
+    no pair carries information or lambda is not a positive float64."""
+    traces = []
+    if labelled is not None and labelled.shape[0]:
+        traces.append(information_trace(features, labelled, rewards))
+    candidates = pairs if excluded is None else pairs[~excluded]
+    if candidates.shape[0]:
+        traces.append(information_trace(features, candidates, rewards) / candidates.shape[0])
+    trace = next((t for t in traces if t > 0.0), 0.0)
+    ridge = scale * trace / features.shape[1]
+    if not (ridge > 0.0 and math.isfinite(ridge)):
+        raise ValueError(
+            f"ridge_mode='relative' with ridge={scale!r} gives lambda = {ridge!r}: it needs "
+            "pairs that carry Fisher information (features that differ, weights above zero) "
+            "and a product that float64 holds"
+        )
+    return ridge

@@ -50,7 +50,7 @@ void CpuKernels::pair_quadform(FeatureView features, PairView pairs, const doubl
     // kGroup pairs at a time, each summing its terms in order as pair_quadform does (and the
     // CUDA kernel): kGroup independent chains of additions hide each other's latency, which a
     // single chain per pair would wait on.
-    constexpr int64_t kGroup = 4;
+    constexpr int64_t kGroup = 8;
     const int64_t groups = pairs.count / kGroup;
 #pragma omp parallel for schedule(static)
     for (int64_t group = 0; group < groups; ++group) {

@@ -22,6 +22,7 @@ tests=0
 # scipy, hypothesis or mpmath to be collected at all
 python -m pytest -q -k cuda -p no:cacheprovider tests/test_cuda_backend.py tests/test_cuda_build.py \
   tests/test_kernels.py tests/test_greedy.py tests/test_select.py tests/test_distributed.py \
+  tests/test_lazy.py \
   || tests=$?
 echo "CUDA tests: $((SECONDS - started)) s (pytest exit code $tests)"
 

@@ -196,3 +196,15 @@ def test_lazy_that_would_not_fit_is_refused_or_left_dense(rng, monkeypatch):
         arm.greedy_logdet(features, pairs, 10, lazy="auto"),
         arm.greedy_logdet(features, pairs, 10, lazy=False),
     )
+
+
+@pytest.mark.skipif(not arm.build_info()["gpu_usable"], reason="no usable GPU: CUDA not run")
+def test_on_cuda_auto_is_the_dense_sweep_and_true_is_refused(rng):
+    features = torch.as_tensor(rng.normal(size=(40, 5)), device="cuda")
+    pairs = torch.as_tensor(random_pairs(rng, 40, 500), device="cuda")
+    dense = arm.greedy_logdet(features, pairs, 20, lazy=False)
+    assert_same_selection(arm.greedy_logdet(features, pairs, 20, lazy="auto"), dense)
+    with pytest.raises(ValueError, match="lazy=True runs on the CPU only"):
+        arm.greedy_logdet(features, pairs, 20, lazy=True)
+    on_cpu = arm.greedy_logdet(features.cpu(), pairs.cpu(), 20, lazy=True)
+    assert torch.equal(on_cpu.indices, dense.indices.cpu())

@@ -146,12 +146,13 @@ def test_lazy_refreshes_fewer_pairs_than_the_dense_sweep_touches(rng):
     features = rng.normal(size=(n, d))
     pairs = random_pairs(rng, n, count)
     weights = _launch.fisher_weights(
-        torch.as_tensor(rng.normal(size=(1, n)) * 8.0), torch.as_tensor(pairs)
+        torch.as_tensor(rng.normal(size=(1, n)) * 20.0), torch.as_tensor(pairs)
     ).numpy()
     lazy = engine(features, pairs, weights, True, k)
     chosen, _ = lazy.run(k)
     assert torch.equal(chosen, engine(features, pairs, weights, False, k).run(k)[0])
-    assert lazy.lazy.refreshed < 0.2 * count * k
+    # (over 20 seeds at most 0.005 and 0.085 of the dense sweep's P k)
+    assert lazy.lazy.refreshed < 0.05 * count * k
     assert lazy.lazy.downdates < 0.2 * count * k
 
 

@@ -4,15 +4,15 @@
     python scripts/study_defaults.py run CHUNK [CHUNK ...]   # run chunks (VARIANT/DATASET)
     python scripts/study_defaults.py report                  # tables, plots, docs/RESULTS.md
 
-One factor at a time around the current defaults (:class:`~activerm_fast.loop.LoopConfig`):
-every variant changes one setting and runs ``random`` (the reference) and the D-optimal
-strategies on the synthetic data and on arena-bench with the same seeds. A chunk is one variant
-on one dataset; its records go to ``--out/VARIANT/DATASET/results.json`` (a chunk whose file
-exists is done, an interrupted one resumes from its checkpoints), so the study can run one chunk
-per process and be reported at any point. ``report`` reads the saved records only: every number
-and plot is computed from them. It writes docs/defaults_study.png and replaces the part of
-docs/RESULTS.md between the Defaults markers (make_results.py keeps that part when it rewrites
-the file).
+One factor at a time around the defaults LoopConfig had before the study (CENTRE below): every
+variant changes one setting and runs ``random`` (the reference) and the D-optimal strategies on
+the synthetic data and on arena-bench with the same seeds. A chunk is one variant on one
+dataset; its records go to ``--out/VARIANT/DATASET/results.json`` (a chunk whose file exists is
+done, an interrupted one resumes from its checkpoints), so the study can run one chunk per
+process and be reported at any point. ``report`` reads the saved records only: every number and
+plot is computed from them. It writes docs/defaults_study.png and docs/defaults_curves.png and
+replaces the part of docs/RESULTS.md between the Defaults markers (make_results.py keeps that
+part when it rewrites the file).
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from activerm_fast import data
+from activerm_fast import data, fisher_matrix, fisher_weights
 from activerm_fast.loop import LoopConfig
+from activerm_fast.model import RewardModel
 from activerm_fast.simulate import simulate, verdicts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,9 +154,20 @@ def records_of(out: Path, variant: Variant, dataset: str) -> list[dict[str, Any]
 class Cell:
     """One strategy under one variant on one dataset: numbers per seed."""
 
-    final: np.ndarray  # Spearman at the final budget
-    areas: np.ndarray  # mean Spearman over the budgets (area under the curve over its width)
+    budgets: tuple[int, ...]
+    curves: np.ndarray  # (seeds, budgets) Spearman
     needed: np.ndarray  # labels to reach the centre random's final Spearman
+
+    @property
+    def final(self) -> np.ndarray:
+        """Spearman at the final budget."""
+        return self.curves[:, -1]
+
+    @property
+    def areas(self) -> np.ndarray:
+        """Mean Spearman over the budgets: the area under the curve over its width."""
+        areas: np.ndarray = self.curves.mean(axis=1)
+        return areas
 
 
 def cells(records: list[dict[str, Any]], centre: list[dict[str, Any]]) -> dict[str, Cell]:
@@ -166,14 +178,12 @@ def cells(records: list[dict[str, Any]], centre: list[dict[str, Any]]) -> dict[s
     for strategy in dict.fromkeys(r["strategy"] for r in records):
         own = [r for r in records if r["strategy"] == strategy]
         (verdict,) = verdicts(own + reference, "spearman", baseline="centre random")
-        curves: dict[int, dict[int, float]] = {}
+        budgets = tuple(sorted({r["labels"] for r in own}))
+        curves: dict[int, np.ndarray] = {}
         for record in own:
-            curves.setdefault(record["seed"], {})[record["labels"]] = record["spearman"]
-        result[strategy] = Cell(
-            np.array([curve[max(curve)] for curve in curves.values()]),
-            np.array([np.mean(list(curve.values())) for curve in curves.values()]),
-            np.array(verdict.needed),
-        )
+            curve = curves.setdefault(record["seed"], np.full(len(budgets), np.nan))
+            curve[budgets.index(record["labels"])] = record["spearman"]
+        result[strategy] = Cell(budgets, np.array(list(curves.values())), np.array(verdict.needed))
     return result
 
 
@@ -265,31 +275,104 @@ def is_default(variant: Variant) -> bool:
     return all(getattr(LoopConfig, key) == value for key, value in settings.items())
 
 
+def information_scales(out: Path, dataset: str) -> np.ndarray:
+    """Per seed, tr(F_L)/d of the centre's final past-dopt-greedy model on its labelled pairs
+    (last hidden layer, first member, ensemble-mean weights): the scale an absolute ridge
+    competes with; empty while those checkpoints are missing."""
+    embeddings = load_dataset(dataset).train().embeddings
+    scales = []
+    for state_file in sorted(
+        (out / DEFAULT.name / dataset / "checkpoints").glob("past-*/state.json")
+    ):
+        state = json.loads(state_file.read_text())
+        model = RewardModel.load(state_file.parent / state["model_file"])
+        with np.load(state_file.parent / state["labels_file"]) as archive:
+            pairs = archive["pairs"]
+        features, rewards = model.features_and_rewards(embeddings)
+        information = fisher_matrix(features[0], pairs, fisher_weights(rewards, pairs))
+        scales.append(float(np.trace(information)) / features.shape[2])
+    return np.array(scales)
+
+
+def scale_sentence(out: Path) -> str:
+    """What the centre's absolute ridge is in units of the information scale, per dataset."""
+    parts = []
+    for dataset in DATASETS:
+        scales = information_scales(out, dataset)
+        if len(scales):
+            relative = CENTRE["ridge"] / scales
+            parts.append(
+                f"{spread(scales, 3)} on {dataset} (the centre's lambda = {CENTRE['ridge']:g} is "
+                f"c = {relative.min():.1e} to {relative.max():.1e} there)"
+            )
+    if not parts:
+        return ""
+    return (
+        f" With the centre's {ROUNDS * PER_ROUND} labels, tr(F_L)/d of `past-dopt-greedy`'s "
+        f"final model (mean ± std over seeds) is {' and '.join(parts)}: the same absolute ridge weighs "
+        "very differently on the two datasets."
+    )
+
+
 def plot(factors: list[Factor], path: Path) -> None:
-    """One panel per factor: each setting's joint score on each dataset, ± one std."""
+    """One panel per factor: each setting's joint score on each dataset less the centre's mean
+    (the datasets' Spearman levels differ), ± one std over seeds."""
     fig = Figure(figsize=(3.6 * len(factors), 4.6))
-    axes = fig.subplots(1, len(factors), squeeze=False)[0]
+    axes = fig.subplots(1, len(factors), squeeze=False, sharey=True)[0]
     for ax, factor in zip(axes, factors, strict=True):
         names = [v.name for v in factor.variants]
         for offset, dataset in zip((-0.12, 0.12), DATASETS, strict=True):
             scores = factor.scores(dataset)
+            if DEFAULT.name not in scores:
+                continue
+            centre = scores[DEFAULT.name].mean()
             ran = [i for i, name in enumerate(names) if name in scores]
             ax.errorbar(
                 [i + offset for i in ran],
-                [scores[names[i]].mean() for i in ran],
+                [scores[names[i]].mean() - centre for i in ran],
                 yerr=[scores[names[i]].std() for i in ran],
                 fmt="o",
                 capsize=3,
                 color=f"C{DATASETS.index(dataset)}",
                 label=dataset,
             )
+        ax.axhline(0.0, color="grey", linewidth=0.8)
         ax.set_xticks(range(len(names)), names, rotation=40, ha="right", fontsize=8)
         ax.set_title(factor.name)
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("joint score: D-optimal mean Spearman over budgets")
+    axes[0].set_ylabel("joint score less the centre's")
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+def plot_curves(factors: list[Factor], path: Path) -> None:
+    """Learning curves, one panel per dataset and factor: per setting, the Spearman of the
+    factor's shared D-optimal strategies averaged over them, mean over seeds ± one std."""
+    fig = Figure(figsize=(3.6 * len(factors), 6.4))
+    axes = fig.subplots(len(DATASETS), len(factors), squeeze=False)
+    for row, dataset in enumerate(DATASETS):
+        for ax, factor in zip(axes[row], factors, strict=True):
+            for index, variant in enumerate(factor.variants):
+                found = factor.found.get(dataset, {}).get(variant.name)
+                if found is None:
+                    continue
+                joint = np.mean([found[s].curves for s in factor.shared], axis=0)
+                budgets = found[factor.shared[0]].budgets
+                mean, std = joint.mean(axis=0), joint.std(axis=0)
+                ax.plot(
+                    budgets, mean, marker="o", markersize=2, label=variant.name, color=f"C{index}"
+                )
+                ax.fill_between(budgets, mean - std, mean + std, color=f"C{index}", alpha=0.1)
+            ax.set_title(f"{dataset}: {factor.name}", fontsize=9)
+            ax.grid(alpha=0.3)
+            if row == 0:
+                ax.legend(fontsize=7)
+        axes[row][0].set_ylabel("D-optimal Spearman")
+    for ax in axes[-1]:
+        ax.set_xlabel("labelled comparisons")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
 
 
 def report(out: Path, docs: Path) -> str:
@@ -342,9 +425,11 @@ def report(out: Path, docs: Path) -> str:
         "The relative ridge is lambda = c tr(F_L)/d, c times the mean eigenvalue of the labelled "
         'pairs\' Fisher information at the current model (`ridge_mode="relative"`); the '
         'embedding setting designs on the embeddings themselves (`features="embedding"`), '
-        "with the Fisher weights of the model's rewards.",
+        "with the Fisher weights of the model's rewards." + scale_sentence(out),
         "",
         "![joint score of every setting, both datasets](defaults_study.png)",
+        "",
+        "![learning curves of every setting](defaults_curves.png)",
         "",
         "| factor | centre | chosen by the study | is it LoopConfig's default now? |",
         "| --- | --- | --- | --- |",
@@ -366,6 +451,7 @@ def report(out: Path, docs: Path) -> str:
         for dataset in DATASETS:
             lines += factor_table(factor, dataset)
     plot(factors, docs / "defaults_study.png")
+    plot_curves(factors, docs / "defaults_curves.png")
     lines.append(
         f"The study's selecting and fitting took {seconds / 60:.0f} minutes (the sum of every "
         "round's recorded times, on 2 CPU cores)."

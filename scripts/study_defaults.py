@@ -309,8 +309,8 @@ def scale_sentence(out: Path) -> str:
         return ""
     return (
         f" With the centre's {ROUNDS * PER_ROUND} labels, tr(F_L)/d of `past-dopt-greedy`'s "
-        f"final model (mean ± std over seeds) is {' and '.join(parts)}: the same absolute ridge weighs "
-        "very differently on the two datasets."
+        f"final model (mean ± std over seeds) is {' and '.join(parts)}: the same absolute "
+        "ridge weighs very differently on the two datasets."
     )
 
 

@@ -121,7 +121,7 @@ def engine(features, pairs, weights, lazy, steps):
     return _design.greedy_engine(f, p, w, [prior], None, lazy=lazy, steps=steps)[0]
 
 
-def test_auto_is_lazy_on_the_cpu_and_picks_the_same(rng):
+def test_auto_is_lazy_on_large_cpu_pools_and_picks_the_same(rng, monkeypatch):
     # isotropic features and equal weights: scores fall together and late steps refresh most
     # pairs, the lazy sweep's hardest case
     n, d, count, k = 300, 8, 20000, 200
@@ -130,7 +130,13 @@ def test_auto_is_lazy_on_the_cpu_and_picks_the_same(rng):
     weights = np.full(count, 0.25)
     dense = engine(features, pairs, weights, False, k)
     assert dense.lazy is None
+    # below the sizes where it pays, "auto" is the dense sweep
+    assert count < _launch.LAZY_MIN_PAIRS
+    assert engine(features, pairs, weights, "auto", k).lazy is None
     want = dense.run(k)
+    monkeypatch.setattr(_launch, "LAZY_MIN_PAIRS", count)
+    monkeypatch.setattr(_launch, "LAZY_MIN_STEPS", k)
+    assert engine(features, pairs, weights, "auto", k - 1).lazy is None
     for lazy in SWEEPS:
         sweep = engine(features, pairs, weights, lazy, k)
         assert sweep.lazy is not None

@@ -74,14 +74,16 @@ void score_and_bound(const double* q, const double* w, int64_t members, double& 
 }
 
 // Hands items [0, count) places in buckets, in item order within every bucket (a counting sort
-// on `threads` threads, each over its own static range): target(item) is the item's bucket
-// (-1: none); first_places(b, counts) gets the threads' counts of bucket b, in thread order,
-// and turns them into each thread's first place there; place(thread, item, b, position)
-// receives every item's place.
+// on `threads` threads, each over its own static range): target(item) is the item's bucket,
+// `first` or later (-1: none); first_places(b, counts) gets the threads' counts of bucket b, in
+// thread order, for every bucket from `first` to the last one targeted, and turns them into
+// each thread's first place there; place(thread, item, b, position) receives every item's
+// place. `places` is scratch.
 template <class Target, class FirstPlaces, class Place>
-void scatter_to_buckets(int64_t count, int threads, Target&& target, FirstPlaces&& first_places,
-                        Place&& place) {
-  std::vector<int64_t> places(static_cast<size_t>(threads) * kBuckets, 0);
+void scatter_to_buckets(int64_t count, int threads, int64_t first, Target&& target,
+                        FirstPlaces&& first_places, Place&& place, std::vector<int64_t>& places) {
+  places.assign(static_cast<size_t>(threads) * kBuckets, 0);
+  std::vector<int64_t> last(static_cast<size_t>(threads), first - 1);
   auto range_of = [&](int thread) {
     return std::pair<int64_t, int64_t>(count * thread / threads, count * (thread + 1) / threads);
   };
@@ -90,13 +92,18 @@ void scatter_to_buckets(int64_t count, int threads, Target&& target, FirstPlaces
     const int thread = omp_get_thread_num();
     const auto [begin, end] = range_of(thread);
     int64_t* mine = places.data() + static_cast<int64_t>(thread) * kBuckets;
+    int64_t latest = first - 1;
     for (int64_t item = begin; item < end; ++item) {
       const int64_t b = target(item);
-      if (b >= 0) ++mine[b];
+      if (b < 0) continue;
+      ++mine[b];
+      latest = std::max(latest, b);
     }
+    last[thread] = latest;
   }
+  const int64_t end_bucket = *std::max_element(last.begin(), last.end()) + 1;
   std::vector<int64_t> column(static_cast<size_t>(threads));
-  for (int64_t b = 0; b < kBuckets; ++b) {
+  for (int64_t b = first; b < end_bucket; ++b) {
     for (int thread = 0; thread < threads; ++thread) {
       column[thread] = places[static_cast<size_t>(thread) * kBuckets + b];
     }
@@ -189,10 +196,17 @@ void LazyGreedyCpu::rebuild(const GreedyProblem& problem, GreedyState state) {
     unrefreshed_start_[b + 1] = total;
   };
   unrefreshed_.resize(static_cast<size_t>(count));  // at most every pair
-  scatter_to_buckets(count, omp_get_max_threads(), bucket_of_pair, first_places,
-                     [&](int, int64_t k, int64_t, int64_t position) {
-                       unrefreshed_[position] = static_cast<uint32_t>(k);
-                     });
+  std::fill(unrefreshed_start_.begin(), unrefreshed_start_.end(), 0);
+  scatter_to_buckets(
+      count, omp_get_max_threads(), 0, bucket_of_pair, first_places,
+      [&](int, int64_t k, int64_t, int64_t position) {
+        unrefreshed_[position] = static_cast<uint32_t>(k);
+      },
+      places_);
+  // buckets past the last one targeted start (and end) at the end
+  for (int64_t b = 1; b <= kBuckets; ++b) {
+    unrefreshed_start_[b] = std::max(unrefreshed_start_[b], unrefreshed_start_[b - 1]);
+  }
   unrefreshed_.resize(static_cast<size_t>(total));
   std::fill(unrefreshed_taken_.begin(), unrefreshed_taken_.end(), 0);
   for (auto& bucket : buckets_) bucket.clear();
@@ -355,7 +369,6 @@ void LazyGreedyCpu::refresh_bucket(int64_t bucket, Best& best) {
     return b == bucket ? kept : buckets_[b];
   };
   auto first_places = [&](int64_t b, std::vector<int64_t>& counts) {
-    if (b < bucket) return;  // records only fall
     std::vector<double>& destination = destination_of(b);
     int64_t place = static_cast<int64_t>(destination.size()) / stride;
     for (int64_t& c : counts) place += std::exchange(c, place);
@@ -364,7 +377,8 @@ void LazyGreedyCpu::refresh_bucket(int64_t bucket, Best& best) {
     }
   };
   scatter_to_buckets(
-      count, threads, [&](int64_t r) { return int64_t{scratch_buckets_[r]}; }, first_places,
+      count, threads, bucket, [&](int64_t r) { return int64_t{scratch_buckets_[r]}; },
+      first_places,
       [&](int thread, int64_t r, int64_t b, int64_t position) {
         const double* record = base + r * stride;
         std::memcpy(destination_of(b).data() + position * stride, record,
@@ -377,7 +391,8 @@ void LazyGreedyCpu::refresh_bucket(int64_t bucket, Best& best) {
         } else if (beats(scratch_scores_[r], index, local.score, local.index)) {
           local = {scratch_scores_[r], index, b, position};
         }
-      });
+      },
+      places_);
   for (const Best& local : bests) {
     if (beats(local.score, local.index, best.score, best.index)) best = local;
   }

@@ -26,6 +26,13 @@ except ImportError:
     _cuda = None
 
 MAX_MEMBERS = int(_core.max_members)
+# Below these sizes lazy="auto" runs the dense sweep: the lazy sweep's set-up (a pass that sorts
+# every pair into its bucket) and per-step bookkeeping then cost more than it saves
+# (bench/bench_lazy.py and the greedy_logdet group of the bench suite: at P = 100,000 and
+# k = 100 the lazy sweep was 1.08x slower, at P = 1,000,000 level, at P = 2,000,000 and k = 500
+# 1.25x faster).
+LAZY_MIN_PAIRS = 1 << 20
+LAZY_MIN_STEPS = 100
 REFRESH_CHOICE = int(_core.refresh_choice)  # a step's index when the state must be recomputed
 
 
@@ -243,15 +250,18 @@ class GreedyEngine:
     def _lazy_sweep(self, lazy: bool | str, steps: int) -> Any:
         """The exact lazy sweep (CPU) for ``steps`` downdates when ``lazy`` is True (a
         ValueError where it cannot run) or "auto" (None, the dense sweep, where it cannot:
-        on a GPU, or when its memory bound exceeds half the memory available)."""
+        on a GPU, or when its memory bound exceeds half the memory available; and where it
+        would not pay: below LAZY_MIN_PAIRS pairs or LAZY_MIN_STEPS steps)."""
         if lazy is False:
             return None
         wanted = lazy is True
+        features, pairs, _ = self._inputs
+        if not wanted and (pairs.shape[0] < LAZY_MIN_PAIRS or steps < LAZY_MIN_STEPS):
+            return None
         if self.device.type != "cpu":
             if wanted:
                 raise ValueError(f"lazy=True runs on the CPU only; the pairs are on {self.device}")
             return None
-        features, pairs, _ = self._inputs
         if not self.backend.LazyGreedy.supports(self.problem):
             if wanted:
                 raise ValueError(

@@ -79,6 +79,7 @@ class LazyGreedyCpu {
   std::vector<int64_t> unrefreshed_start_;
   std::vector<char> unrefreshed_taken_;
   std::vector<std::vector<double>> buckets_;  // refreshed candidate records, by bucket
+  std::vector<int64_t> places_;  // scratch of the counting scatters
   std::vector<double> scratch_scores_;
   std::vector<int32_t> scratch_buckets_;
   Best last_{0.0, -1, 0, 0};

@@ -130,7 +130,7 @@ def greedy_logdet(
     chosen. Each step is a rank-one update: O(d^2) + O(n d) + one fused O(P) sweep, or with
     ``lazy`` (CPU) a refresh of only the pairs whose stale score could still win, bit for bit
     the same picks, gains and log det; "auto" is lazy where it can run (the CPU, within half
-    the free memory) and pays (from 2**21 pairs and 100 steps), dense elsewhere.
+    the free memory) and pays (from 1.5 million pairs and 100 steps), dense elsewhere.
     """
     f, p, w, excluded, argument = greedy_arguments(features, pairs, weights, prior, exclude)
     k = v.budget(k, p.shape[0], excluded)

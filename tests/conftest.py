@@ -50,6 +50,12 @@ def random_pairs(rng: np.random.Generator, n: int, count: int) -> np.ndarray:
     return pairs.astype(np.int64)
 
 
+def spd(rng: np.random.Generator, d: int) -> np.ndarray:
+    """A random symmetric positive definite (d, d) matrix, eigenvalues at least 0.5."""
+    root = rng.normal(size=(d, d))
+    return root @ root.T / d + 0.5 * np.eye(d)
+
+
 def relative_error(got, want) -> float:
     got, want = to_numpy(got).astype(np.float64), np.asarray(want, dtype=np.float64)
     assert got.shape == want.shape, (got.shape, want.shape)

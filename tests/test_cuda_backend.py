@@ -20,7 +20,7 @@ import activerm_fast as arm
 from activerm_fast import _launch
 from activerm_fast import _reference as ref
 
-from conftest import random_pairs, relative_error
+from conftest import random_pairs, relative_error, spd
 
 if not torch.cuda.is_available():
     pytest.skip("no CUDA device visible to torch: CUDA backend not tested", allow_module_level=True)
@@ -68,11 +68,6 @@ def raw_greedy(f, p, w, scores, factor, k) -> dict[str, np.ndarray]:
 def both(x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     t = torch.from_numpy(np.ascontiguousarray(x))
     return t, t.to(CUDA)
-
-
-def spd(rng, d) -> np.ndarray:
-    root = rng.normal(size=(d, d))
-    return root @ root.T / d + 0.5 * np.eye(d)
 
 
 def test_module_reports_the_gpu():

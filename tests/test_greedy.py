@@ -15,15 +15,10 @@ import torch
 import activerm_fast as arm
 from activerm_fast import _reference as ref
 
-from conftest import as_kind, random_pairs, to_numpy
+from conftest import as_kind, random_pairs, spd, to_numpy
 
 # (n, d, P, k): single pair, d > n, all pairs chosen, larger pools
 CASES = [(2, 1, 1, 1), (8, 20, 28, 5), (6, 3, 15, 15), (40, 6, 300, 25), (120, 12, 2000, 40)]
-
-
-def spd(rng, d):
-    root = rng.normal(size=(d, d))
-    return root @ root.T / d + 0.5 * np.eye(d)
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -10,14 +10,9 @@ import activerm_fast as arm
 from activerm_fast import _design, _launch
 from activerm_fast import _reference as ref
 
-from conftest import random_pairs
+from conftest import random_pairs, spd
 
 SWEEPS = [True, "auto"]
-
-
-def spd(rng, d):
-    root = rng.normal(size=(d, d))
-    return root @ root.T / d + 0.5 * np.eye(d)
 
 
 def assert_same_selection(got, want):

@@ -28,9 +28,9 @@ except ImportError:
 MAX_MEMBERS = int(_core.max_members)
 # Below these sizes lazy="auto" runs the dense sweep: the lazy sweep's set-up (a pass that sorts
 # every pair into its bucket) and per-step bookkeeping then cost more than it saves. Measured on
-# 2 cores (the greedy_logdet group of the bench suite, bench/bench_lazy.py): 1.2x slower at
-# P = 100,000 and 1,000,000 (k = 100, d = 32 and 64); level at P = 4,000,000, k = 100, d = 64;
-# 1.25-2x faster at P = 2,000,000 and 20,000,000 with k = 500, d = 256.
+# 2 cores: 1.2x slower at P = 100,000 and 1,000,000 (k = 100, d = 32 and 64: the greedy_logdet
+# group of the bench suite, docs/BENCHMARKS.md); 1.25-2x faster at P = 2,000,000 and 20,000,000
+# (k = 500, d = 256: bench/bench_lazy.py).
 LAZY_MIN_PAIRS = 1_500_000
 LAZY_MIN_STEPS = 100
 REFRESH_CHOICE = int(_core.refresh_choice)  # a step's index when the state must be recomputed

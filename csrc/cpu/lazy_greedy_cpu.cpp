@@ -214,11 +214,10 @@ void LazyGreedyCpu::rebuild(const GreedyProblem& problem, GreedyState state) {
   last_.index = -1;
 }
 
-void LazyGreedyCpu::record_step(const GreedyProblem& problem, GreedyState state) {
+void LazyGreedyCpu::record_step(const GreedyBuffers& buffers) {
   if (steps_ >= capacity_) {
     throw std::length_error("the lazy sweep was asked for more steps than its capacity");
   }
-  const GreedyBuffers buffers = GreedyLayout(problem, 0).carve(state.workspace);
   const int64_t e = members_;
   for (int64_t r = 0; r < n_; ++r) {
     for (int64_t m = 0; m < e; ++m) {
@@ -405,8 +404,8 @@ void LazyGreedyCpu::sweep(const GreedyProblem& problem, GreedyState state, bool 
   if (downdate && buffers.choice->index < 0) return;
   ++sweeps_;
   if (downdate) {
-    retire_last(problem, state);
-    record_step(problem, state);
+    retire_last(problem, *buffers.choice);
+    record_step(buffers);
   } else {
     buffers.reference[0] = 1.0;  // fresh scores: the next choice is the reference
     rebuild(problem, state);
@@ -430,10 +429,9 @@ void LazyGreedyCpu::sweep(const GreedyProblem& problem, GreedyState state, bool 
   for (int64_t m = 0; m < members_; ++m) choice.weights[m] = record[kHeadSlots + members_ + m];
 }
 
-void LazyGreedyCpu::retire_last(const GreedyProblem& problem, GreedyState state) {
-  const GreedyBuffers buffers = GreedyLayout(problem, 0).carve(state.workspace);
+void LazyGreedyCpu::retire_last(const GreedyProblem& problem, const GreedyChoice& applied) {
   // the pair just applied leaves the race if it was this shard's: a NaN q never wins
-  if (last_.index >= 0 && buffers.choice->index == problem.first_index + last_.index) {
+  if (last_.index >= 0 && applied.index == problem.first_index + last_.index) {
     buckets_[last_.bucket][last_.position * stride_ + kHeadSlots] =
         std::numeric_limits<double>::quiet_NaN();
   }

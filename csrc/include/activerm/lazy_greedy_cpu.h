@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "activerm/greedy_workspace.h"
 #include "activerm/views.h"
 
 namespace activerm {
@@ -60,8 +61,8 @@ class LazyGreedyCpu {
   };
 
   void rebuild(const GreedyProblem& problem, GreedyState state);
-  void record_step(const GreedyProblem& problem, GreedyState state);
-  void retire_last(const GreedyProblem& problem, GreedyState state);
+  void record_step(const GreedyBuffers& buffers);
+  void retire_last(const GreedyProblem& problem, const GreedyChoice& applied);
   void bring_up_to_date(int64_t bucket);
   int64_t bucket_of(double bound) const;
   void take_unrefreshed(const GreedyProblem& problem, GreedyState state, int64_t bucket);

@@ -13,14 +13,18 @@ write them without the package.
 * submodlib's ``LogDeterminantFunction`` (naive and lazy greedy) on the pair kernel
   L = W^1/2 D D^T W^1/2 / lambda: log det(I + L_S) = log det(lambda I + sum_S w d d^T) -
   d log lambda, so it maximises the same objective and picks the same pairs.
-* The NumPy rank-one greedy is ``bench_greedy.baseline_steps``, imported where it is used.
+* The NumPy rank-one greedy is ``bench_greedy.baseline_steps``, imported where it is used; its
+  torch form for a GPU, whose differences are materialised chunk by chunk, is
+  ``torch_rank_one_greedy`` (bench_gpu.py).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
+import torch
 
 
 def pair_diff(features: np.ndarray, pairs: np.ndarray) -> np.ndarray:
@@ -138,3 +142,44 @@ def submodlib_greedy(objective: Any, k: int, optimizer: str) -> list[int]:
 def submodlib_kernel_bytes(pairs: int) -> int:
     """Bytes of the (P, P) float64 pair kernel submodlib needs (it keeps a copy of its own)."""
     return 2 * pairs * pairs * 8
+
+
+def torch_rank_one_greedy(
+    features: torch.Tensor,
+    pairs: torch.Tensor,
+    weights: torch.Tensor,
+    ridge: float,
+    steps: int,
+    chunk: int = 1 << 20,
+) -> tuple[list[int], list[float]]:
+    """The greedy a torch user would write on the features' device: the (P, d) differences
+    materialised in float32 chunks of ``chunk`` pairs (all kept: it runs where they fit), and
+    every score d^T F^-1 d kept current by a rank-one update, O(P d) per step. Returns the
+    picks and each step's seconds, the device synchronised around each."""
+    device = features.device
+    diffs = [
+        (features[pairs[s : s + chunk, 0]] - features[pairs[s : s + chunk, 1]]).float()
+        for s in range(0, pairs.shape[0], chunk)
+    ]
+    q = torch.cat([(c.double() ** 2).sum(dim=1) for c in diffs]) / ridge
+    inverse = torch.eye(features.shape[1], dtype=torch.float64, device=device) / ridge
+    w = weights.double()
+    chosen, times = [], []
+    for _ in range(steps):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        best = int(torch.argmax(torch.nan_to_num(w * q, nan=-torch.inf)))
+        row = diffs[best // chunk][best % chunk].double()
+        u = inverse @ row
+        c = w[best] / (1.0 + w[best] * (row @ u))
+        u32 = u.float()
+        for s, part in enumerate(diffs):
+            q[s * chunk : s * chunk + part.shape[0]] -= c * (part @ u32).double() ** 2
+        q[best] = torch.nan
+        inverse -= c * torch.outer(u, u)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - start)
+        chosen.append(best)
+    return chosen, times

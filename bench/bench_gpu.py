@@ -1,7 +1,8 @@
-"""The CUDA backend at target scale, next to the device's copy bandwidth and the CPU backend.
+"""The CUDA backend at target scale, next to the device's copy bandwidth, torch and the CPU backend.
 
-    python bench/bench_gpu.py            # n=200,000, d=1,024, P=100,000,000, k=1,000 (+ CPU size)
+    python bench/bench_gpu.py            # n=200,000, d=1,024, P=100,000,000, k=1,000 (+ the rest)
     python bench/bench_gpu.py --quick    # only the size both backends run
+    python bench/bench_gpu.py --json results.json   # also every printed row, as JSON
 
 Selection times go through activerm_fast.greedy_logdet (median of --repeats runs after a warm-up,
 torch.cuda.synchronize() around each). Its parts are then timed on the extension directly with
@@ -9,21 +10,33 @@ CUDA events: the starting scores (pair_quadform) and the greedy loop, whose per-
 (loop(k) - loop(1)) / (k - 1). A step must move the pairs, w and q (read and written) in the
 sweep, the features in v = Phi u and F^-1 three times; bytes / step time is compared with a
 device-to-device copy measured in the same process. Pairs are generated on the GPU.
+
+Then, for a profile without Nsight: each kernel's device time per step over --profile-steps
+steps at target scale (torch.profiler, which records every kernel of the process); the greedy a
+torch user would write (baselines.torch_rank_one_greedy: materialised float32 differences,
+O(P d) per step) at the largest pool whose differences fit in half the free memory, beside this
+engine on the same pool; the ensemble step (E = 3) beside the single-model step; and the CPU
+backend at a size both run.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import statistics
 import time
 from collections.abc import Callable
 
+import baselines
 import torch
 
 import activerm_fast as arm
 from activerm_fast import _cuda, _launch
 
 RESPONSES_PER_PROMPT = 4
+RIDGE = 1e-3
+RESULTS: dict[str, dict[str, str]] = {}  # every printed table, for --json
 
 
 def synchronized_time(fn: Callable[[], object], repeats: int) -> float:
@@ -128,18 +141,41 @@ def raw_parts(features, pairs, weights, k: int, ridge: float, repeats: int) -> d
         "loop": full,
         "step": (full - one) / (k - 1),
         "chosen": outputs["chosen"],
+        "run": loop,
+        "reset": reset,
     }
+
+
+def kernel_times(run: Callable[[], None], reset: Callable[[], None], steps: int) -> list:
+    """(kernel, device seconds per step, launches per step) of every kernel of ``run`` (steps
+    greedy steps), largest first, from torch.profiler's record of the process's kernels."""
+    from torch.profiler import ProfilerActivity, profile
+
+    reset()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        run()
+        torch.cuda.synchronize()
+    rows = []
+    for event in prof.key_averages():
+        if event.device_type != torch.autograd.DeviceType.CUDA:
+            continue
+        # "void activerm::(anonymous namespace)::sweep_kernel<true, ...>(...)" -> sweep_kernel<...>
+        name = re.sub(r"^void |\(.*$", "", event.key).split("::")[-1]
+        rows.append((name, event.self_device_time_total / 1e6 / steps, event.count / steps))
+    return sorted(rows, key=lambda row: -row[1])
 
 
 def print_rows(title: str, rows: list[tuple[str, str]]) -> None:
     width = max(len(name) for name, _ in rows)
-    print(f"\n{title}")
+    print(f"\n{title}", flush=True)
     for name, value in rows:
-        print(f"  {name:<{width}}  {value:>14}")
+        print(f"  {name:<{width}}  {value:>14}", flush=True)
+    RESULTS[title] = dict(rows)
 
 
 def target_scale(args, copy: float) -> None:
-    n, d, count, k, ridge = args.responses, args.dim, args.pairs, args.k, 1e-3
+    n, d, count, k, ridge = args.responses, args.dim, args.pairs, args.k, RIDGE
     start = time.perf_counter()
     features, pairs, weights = make_problem(n, d, count, seed=0)
     torch.cuda.synchronize()
@@ -171,13 +207,80 @@ def target_scale(args, copy: float) -> None:
             ("device-to-device copy (read + write)", f"{copy:.0f} GB/s"),
             ("step bandwidth / copy bandwidth", f"{achieved / copy:.2f}"),
             ("target: selection under 2 s", "met" if total < 2.0 else "NOT met"),
+            ("target: step at >= 60% of the copy", "met" if achieved >= 0.6 * copy else "NOT met"),
             ("wrapper picks = extension picks", str(same)),
+        ],
+    )
+    steps = args.profile_steps
+    kernels = kernel_times(parts["run"](steps), parts["reset"], steps)
+    print_rows(
+        f"kernels of one step at target scale (torch.profiler over {steps} steps; device time per "
+        "step, launches per step)",
+        [(name, f"{seconds * 1e3:.4f} ms x{launches:g}") for name, seconds, launches in kernels],
+    )
+
+
+def against_torch(args) -> None:
+    """The torch greedy over materialised differences at the largest pool they fit, beside this
+    engine on the same pool."""
+    n, d, ridge = args.responses, args.dim, RIDGE
+    free, _ = torch.cuda.mem_get_info()
+    # half the free memory for the (P, d) float32 differences; pairs, weights and scores beside
+    count = min(args.pairs, int(0.5 * free) // (4 * d + 64) // 1_000_000 * 1_000_000)
+    features, pairs, weights = make_problem(n, d, count, seed=2)
+    steps = args.baseline_steps
+    parts = raw_parts(features, pairs, weights, max(steps + 1, 100), ridge, 1)
+    chosen, times = baselines.torch_rank_one_greedy(features, pairs, weights, ridge, steps)
+    base_step = statistics.median(times[1:])  # the first step's launches warm up
+    ours = [int(i) for i in parts["chosen"][:steps]]
+    print_rows(
+        f"against torch at the largest pool its differences fit: n = {n:,}, d = {d:,}, "
+        f"P = {count:,} ({count * d * 4 / 1e9:.1f} GB of float32 differences)",
+        [
+            ("torch step, materialised (P, d) float32", f"{base_step * 1e3:.2f} ms"),
+            ("activerm_fast step, same pool", f"{parts['step'] * 1e3:.3f} ms"),
+            ("torch step / activerm_fast step", f"{base_step / parts['step']:.1f}x"),
+            (
+                f"torch differences at P = {args.pairs:,}",
+                f"{args.pairs * d * 4 / 1e9:,.0f} GB",
+            ),
+            (f"torch picks = activerm_fast picks ({steps} steps)", str(chosen == ours)),
+        ],
+    )
+
+
+def ensemble_step(args) -> None:
+    """The multi-member engine (ensemble-dopt-greedy, E members) beside the single-model step."""
+    n, d, count, members, k = 20_000, 256, 2_000_000, 3, 200
+    generator = torch.Generator(device="cuda").manual_seed(3)
+    member_features = torch.randn((members, n, d), device="cuda", generator=generator)
+    member_rewards = torch.randn(
+        (members, n), dtype=torch.float64, device="cuda", generator=generator
+    )
+    pairs = cross_prompt_pairs(n, count, generator)
+
+    def step(strategy: str, features: torch.Tensor, rewards: torch.Tensor) -> float:
+        def run(steps: int) -> Callable[[], object]:
+            return lambda: arm.select(
+                strategy, features=features, pairs=pairs, k=steps, rewards=rewards, lazy=False
+            )
+
+        return (synchronized_time(run(k), args.repeats) - synchronized_time(run(1), 5)) / (k - 1)
+
+    single = step("dopt-greedy", member_features[0], member_rewards[0])
+    ensemble = step("ensemble-dopt-greedy", member_features, member_rewards)
+    print_rows(
+        f"ensemble: n = {n:,}, d = {d}, P = {count:,}, E = {members}, k = {k}",
+        [
+            ("single model: one greedy step (E = 1)", f"{single * 1e3:.3f} ms"),
+            (f"ensemble-dopt-greedy: one step (E = {members})", f"{ensemble * 1e3:.3f} ms"),
+            ("E-member step / single step", f"{ensemble / single:.2f}x"),
         ],
     )
 
 
 def against_cpu(args) -> None:
-    n, d, count, k, ridge = 20_000, 256, 2_000_000, 100, 1e-3
+    n, d, count, k, ridge = 20_000, 256, 2_000_000, 100, RIDGE
     features, pairs, weights = make_problem(n, d, count, seed=1)
     host = [t.cpu() for t in (features, pairs, weights)]
 
@@ -208,22 +311,33 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=100_000_000)
     parser.add_argument("--k", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--profile-steps", type=int, default=20, help="steps the profile covers")
+    parser.add_argument("--baseline-steps", type=int, default=6, help="steps of the torch greedy")
     parser.add_argument("--quick", action="store_true", help="only the CPU comparison size")
+    parser.add_argument("--json", help="also write every printed row to this file")
     args = parser.parse_args()
     if not arm.build_info()["gpu_usable"]:
         raise SystemExit("bench_gpu.py needs the CUDA backend and a GPU")
 
     props = torch.cuda.get_device_properties(0)
-    print(
+    device = (
         f"{props.name}: {props.multi_processor_count} SMs, {props.total_memory / 2**30:.0f} GiB, "
         f"L2 {props.L2_cache_size / 2**20:.0f} MiB; CUDA runtime {_cuda.runtime_version()}, "
         f"driver {_cuda.driver_version()}; torch {torch.__version__}; {_cuda.compiler}"
     )
+    print(device, flush=True)
     copy = copy_bandwidth(1 << 31)
     if not args.quick:
         target_scale(args, copy)
         torch.cuda.empty_cache()
+        against_torch(args)
+        torch.cuda.empty_cache()
+        ensemble_step(args)
+        torch.cuda.empty_cache()
     against_cpu(args)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"device": device, "copy_gb_s": copy, "tables": RESULTS}, f, indent=1)
 
 
 if __name__ == "__main__":

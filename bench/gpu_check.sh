@@ -1,33 +1,80 @@
 #!/usr/bin/env bash
-# GPU check in one go, for a machine with a GPU, torch, pybind11, scikit-build-core, cmake and
-# ninja but no package registry: build and install the package with the CUDA backend, run the
-# CUDA tests, then print the benchmark table (bench_gpu.py). Takes about 3 minutes on an H100.
+# The GPU check in one go, for a machine with a GPU, torch, pybind11, scikit-build-core, cmake and
+# ninja but no package registry (the device machine). Phases:
+#   build      build and install the package with the CUDA backend for this GPU's architecture
+#              only (about 20 s of compiling on 2 cores), then `activerm-fast info`;
+#   tests      every CUDA test, CUDA = CPU bit for bit: test_cuda_*.py and the [torch-cuda]
+#              variants of the kernel, greedy, select, strategy, lazy and distributed tests;
+#   memcheck   compute-sanitizer over scripts/cuda_sanitizer_workload.py (every kernel path on
+#              small inputs, each result checked against the CPU);
+#   racecheck  the same on the workload's quick subset;
+#   bench      bench/bench_gpu.py: target scale, per-kernel profile, the torch baseline, the
+#              ensemble step and the CPU backend.
+# Each phase has a time limit, so one that hangs leaves the others their time. The sanitizers
+# run with torch's caching allocator off, so every buffer is its own allocation they can bound.
+# The log and the benchmark's JSON go to $OUT when it is set (the device tool brings that folder
+# back), else to build/gpu-check. The exit status is 0 only when every phase passed.
 #   bash bench/gpu_check.sh [extra bench_gpu.py arguments]
-set -euo pipefail
+#   PHASES="tests bench" bash bench/gpu_check.sh     # again, on a machine that has the build
+set -uo pipefail
 cd "$(dirname "$0")/.."
+results=${OUT:-build/gpu-check}
+mkdir -p "$results"
+phases=" ${PHASES:-build tests memcheck racecheck bench} "
 
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
-if ! command -v nvcc >/dev/null && [ -x /usr/local/cuda/bin/nvcc ]; then
-  export PATH=/usr/local/cuda/bin:$PATH
-fi
-nvcc --version | tail -n 2
-started=$SECONDS
-ACTIVERM_FAST_CUDA=ON python -m pip install --no-build-isolation --no-deps --no-index -q .
-echo "build and install: $((SECONDS - started)) s"
-python -c "import activerm_fast; print(activerm_fast.build_info())"
+build() {
+  ACTIVERM_FAST_CUDA=ON python3 -m pip install --no-build-isolation --no-deps --no-index -q . &&
+    python3 -m activerm_fast info
+}
 
-started=$SECONDS
-tests=0
-# the files with CUDA variants, by name: the device has no registry, and other test files need
-# scipy, hypothesis or mpmath to be collected at all
-python -m pytest -q -k cuda -p no:cacheprovider tests/test_cuda_backend.py tests/test_cuda_build.py \
-  tests/test_kernels.py tests/test_greedy.py tests/test_select.py tests/test_distributed.py \
-  tests/test_lazy.py \
-  || tests=$?
-echo "CUDA tests: $((SECONDS - started)) s (pytest exit code $tests)"
+sanitize() { # sanitize TOOL [workload arguments...]
+  local tool=$1
+  shift
+  PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool "$tool" --error-exitcode 1 \
+    --print-limit 30 python3 scripts/cuda_sanitizer_workload.py "$@"
+}
+export -f build sanitize
 
-# the benchmark runs even after a test failure: its numbers help find the cause
-started=$SECONDS
-python bench/bench_gpu.py "$@"
-echo "benchmark: $((SECONDS - started)) s"
-exit "$tests"
+failed=()
+# phase NAME SECONDS COMMAND...: COMMAND (a program or a function above) within SECONDS, if NAME
+# is one of $PHASES
+phase() {
+  local name=$1 limit=$2 started=$SECONDS code
+  shift 2
+  [[ $phases == *" $name "* ]] || return 0
+  echo "=== $name (limit $limit s)"
+  timeout --kill-after=10 "$limit" bash -c '"$@"' phase "$@"
+  code=$?
+  echo "=== $name: exit code $code after $((SECONDS - started)) s"
+  [ "$code" -eq 0 ] || failed+=("$name (exit code $code)")
+}
+
+main() {
+  nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv,noheader
+  if [ -d /usr/local/cuda/bin ]; then
+    export PATH=$PATH:/usr/local/cuda/bin # nvcc and compute-sanitizer where the image has them
+  fi
+  nvcc --version | tail -n 2
+  local capability
+  capability=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -n 1 | tr -d ' .')
+  if [[ $capability =~ ^[0-9]+$ ]]; then
+    export CMAKE_ARGS="${CMAKE_ARGS:-} -DCMAKE_CUDA_ARCHITECTURES=${capability}-real"
+  fi
+
+  phase build 300 build
+  # every test file is collected (the device image has scipy, hypothesis and mpmath)
+  phase tests 300 python3 -m pytest -q -p no:cacheprovider -k cuda tests
+  phase memcheck 240 sanitize memcheck
+  phase racecheck 240 sanitize racecheck --quick
+  # after a failed test too: the numbers help find the cause
+  phase bench 300 python3 bench/bench_gpu.py --json "$results/bench_gpu.json" "$@"
+
+  if [ ${#failed[@]} -gt 0 ]; then
+    printf 'FAILED: %s\n' "${failed[@]}"
+    return 1
+  fi
+  echo "every phase passed"
+}
+
+main "$@" 2>&1 | tee "$results/gpu_check.log"
+exit "${PIPESTATUS[0]}"

@@ -1,0 +1,130 @@
+"""The GPU check's parts that run without a GPU: a device is lent rarely and briefly, so the
+script, the sanitizer workload and the torch baseline of bench/gpu_check.sh must work the first
+time they meet one."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import activerm_fast as arm
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import baselines  # noqa: E402
+import cuda_sanitizer_workload  # noqa: E402
+
+
+def test_sanitizer_workload_covers_every_path_on_the_cpu(capsys):
+    assert cuda_sanitizer_workload.main(["--device", "cpu"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    ran = {line[5:] for line in lines if line.startswith("ok   ")}
+    assert not [line for line in lines if line.startswith("DIFF")]
+    for kernel in ("pair_diff", "pair_quadform", "fisher_matrix", "greedy_logdet"):
+        # both feature dtypes x both index dtypes x aligned or not
+        combinations = {name for name in ran if name.startswith(kernel) and "features" in name}
+        assert len(combinations) == 8
+        assert sum("misaligned" in name for name in combinations) == 4
+    assert {f"select {strategy}" for strategy in arm.STRATEGIES} <= ran
+    assert "greedy engine, every score masked (records -1)" in ran
+    assert lines[-1] == f"{len(ran)} cases, 0 differing from the CPU"
+
+
+def test_sanitizer_workload_quick_subset_keeps_both_extremes(capsys):
+    assert cuda_sanitizer_workload.main(["--device", "cpu", "--quick"]) == 0
+    diffs = [line for line in capsys.readouterr().out.splitlines() if "pair_diff" in line]
+    assert diffs == [
+        "ok   pair_diff, float32 features, int32 pairs",
+        "ok   pair_diff, float64 features, int64 pairs, misaligned pairs",
+    ]
+
+
+def test_misaligned_pairs_defeat_vector_loads():
+    pairs = torch.arange(20, dtype=torch.int32).reshape(10, 2)
+    for dtype in (torch.int32, torch.int64):
+        view = cuda_sanitizer_workload.misaligned(pairs.to(dtype))
+        assert torch.equal(view, pairs.to(dtype))
+        assert view.data_ptr() % (2 * view.element_size()) != 0
+
+
+@pytest.mark.parametrize("chunk", [257, 1 << 20])
+def test_torch_baseline_picks_what_the_engine_picks(rng, chunk):
+    features = rng.normal(size=(400, 12)).astype(np.float32)
+    pairs = arm.pairs.cross_prompt(np.arange(400) // 4, 3000, seed=2)
+    weights = arm.fisher_weights(rng.normal(size=400), pairs)
+    chosen, times = baselines.torch_rank_one_greedy(
+        torch.from_numpy(features),
+        torch.from_numpy(pairs),
+        torch.from_numpy(weights),
+        1e-2,
+        25,
+        chunk=chunk,
+    )
+    want = arm.greedy_logdet(features, pairs, 25, weights=weights, prior=1e-2, lazy=False)
+    assert chosen == want.indices.tolist()
+    assert len(times) == 25 and min(times) > 0
+
+
+def fake_device_tools(folder: Path) -> None:
+    """nvidia-smi answering like an H100, and a compute-sanitizer that records its options and
+    runs the program it is given on the CPU (no GPU here)."""
+    smi = folder / "nvidia-smi"
+    smi.write_text(
+        "#!/bin/sh\n"
+        'case "$*" in *name,*) echo "NVIDIA H100 80GB HBM3, 81559 MiB, 580.159.04, 9.0";;'
+        ' *) echo "9.0";; esac\n'
+    )
+    sanitizer = folder / "compute-sanitizer"
+    sanitizer.write_text(
+        "#!/bin/sh\n"
+        'echo "sanitizer $1 $2 caching-off=$PYTORCH_NO_CUDA_MEMORY_CACHING"\n'
+        "shift 6\n"  # --tool T --error-exitcode 1 --print-limit 30
+        'exec "$@" --device cpu\n'
+    )
+    for tool in (smi, sanitizer):
+        tool.chmod(0o755)
+
+
+def test_gpu_check_runs_the_phases_asked_and_keeps_the_log(tmp_path):
+    fake_device_tools(tmp_path)
+    out = tmp_path / "out"
+    env = {
+        **os.environ,
+        "PATH": f"{tmp_path}:{os.environ['PATH']}",
+        "PHASES": "memcheck racecheck",
+        "OUT": str(out),
+    }
+    result = subprocess.run(
+        ["bash", "bench/gpu_check.sh"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    log = (out / "gpu_check.log").read_text()
+    assert log == result.stdout
+    assert "sanitizer --tool memcheck caching-off=1" in log
+    assert "sanitizer --tool racecheck caching-off=1" in log
+    assert "=== build" not in log and "=== bench" not in log
+    assert log.rstrip().endswith("every phase passed")
+
+
+def test_gpu_check_fails_when_a_phase_fails(tmp_path):
+    fake_device_tools(tmp_path)
+    (tmp_path / "compute-sanitizer").write_text("#!/bin/sh\nexit 1\n")
+    env = {
+        **os.environ,
+        "PATH": f"{tmp_path}:{os.environ['PATH']}",
+        "PHASES": "memcheck",
+        "OUT": str(tmp_path / "out"),
+    }
+    result = subprocess.run(
+        ["bash", "bench/gpu_check.sh"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 1
+    assert "FAILED: memcheck (exit code 1)" in result.stdout

@@ -20,7 +20,10 @@
 #include <cstddef>
 #include <cub/block/block_reduce.cuh>
 #include <limits>
+#include <map>
+#include <mutex>
 #include <stdexcept>
+#include <utility>
 
 #include "activerm/cuda_kernels.h"
 #include "activerm/greedy_loop.h"
@@ -439,17 +442,31 @@ __global__ void __launch_bounds__(kUpdateThreads)
   }
 }
 
-// One wave of sweep blocks (grid-stride), at most kMaxSweepBlocks partials.
-template <class Kernel>
-unsigned sweep_blocks(int64_t count, Kernel kernel) {
+// The sweep blocks the current device holds at once, at most kMaxSweepBlocks: asked of the runtime
+// once per device and kernel, since a selection enqueues thousands of sweeps and the queries cost
+// about as much host time as a launch.
+int64_t resident_sweep_blocks(const void* kernel) {
+  static std::mutex mutex;
+  static std::map<std::pair<int, const void*>, int64_t> known;
+  int device = 0;
+  cuda::check(cudaGetDevice(&device), "cudaGetDevice");
+  const std::lock_guard<std::mutex> lock(mutex);
+  const auto found = known.find({device, kernel});
+  if (found != known.end()) return found->second;
   const int sms = cuda::current_device_attribute(cudaDevAttrMultiProcessorCount, "SM count query");
   int per_sm = 0;
   cuda::check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kSweepThreads, 0),
               "sweep occupancy query");
   const int64_t resident =
       std::clamp<int64_t>(static_cast<int64_t>(sms) * per_sm, 1, kMaxSweepBlocks);
-  return static_cast<unsigned>(
-      std::clamp<int64_t>((count + kSweepTile - 1) / kSweepTile, 1, resident));
+  known.emplace(std::make_pair(device, kernel), resident);
+  return resident;
+}
+
+// One wave of sweep blocks (grid-stride), at most kMaxSweepBlocks partials.
+unsigned sweep_blocks(int64_t count, const void* kernel) {
+  return static_cast<unsigned>(std::clamp<int64_t>((count + kSweepTile - 1) / kSweepTile, 1,
+                                                   resident_sweep_blocks(kernel)));
 }
 
 GreedyBuffers buffers_of(const GreedyProblem& problem, GreedyState state) {
@@ -469,9 +486,11 @@ void launch_sweep(const GreedyProblem& problem, GreedyState state, const GreedyB
   const auto kernel = vector ? sweep_kernel<kDowndate, kSingle, true, I>
                              : sweep_kernel<kDowndate, kSingle, false, I>;
   // Both sweeps of a selection use one grid size, so they reduce the same partials.
-  const unsigned grid =
-      std::min(sweep_blocks(problem.pairs.count, sweep_kernel<true, kSingle, true, I>),
-               sweep_blocks(problem.pairs.count, sweep_kernel<false, kSingle, true, I>));
+  const unsigned grid = std::min(
+      sweep_blocks(problem.pairs.count,
+                   reinterpret_cast<const void*>(sweep_kernel<true, kSingle, true, I>)),
+      sweep_blocks(problem.pairs.count,
+                   reinterpret_cast<const void*>(sweep_kernel<false, kSingle, true, I>)));
   const SweepArgs args{problem.pairs.count, problem.members,   problem.first_index,
                        problem.weights,     state.scores,      buffers.projection,
                        buffers.downdate,    buffers.reference, buffers.choice,

@@ -8,8 +8,9 @@ baseline), ``lazy=True`` and ``lazy="auto"``; the script checks that all three p
 pairs with the same gains, bit for bit. Pools: cross-prompt pairs of N(0, 1) float32 features
 with the Fisher weights of N(0, s^2) rewards, for s = 1 (an untrained reward model, the
 weights of bench_greedy.py: every pair nearly as informative as the next) and s = 4 (a trained
-one: confident pairs weigh little); and a pool of exact ties (features on the integer grid
-{-2..2}^d, equal weights).
+one: confident pairs weigh little); a pool of exact ties (features on the integer grid
+{-2..2}^d, equal weights); and ``ensemble-dopt-greedy`` with E = 3 members (each its own
+features and rewards of sd 1) on the smallest pool, selected through ``select``.
 
 Columns: whole-selection time (median), pairs refreshed per step (the dense sweep touches all
 P), downdates a refresh applied per step (the dense sweep applies P), bytes moved per step, the
@@ -33,7 +34,12 @@ import activerm_fast as arm
 from activerm_fast import _core, _design
 
 SWEEPS: list[bool | str] = [False, True, "auto"]
-RECORD_BYTES = 32  # a lazy candidate's record with one member: 16-byte head, q and w
+ENSEMBLE_MEMBERS = 3
+
+
+def record_bytes(members: int) -> int:
+    """A lazy candidate's record: a 16-byte head, then q and w of every member."""
+    return 16 + 16 * members
 
 
 class PeakMemory:
@@ -92,18 +98,37 @@ def tied_pool(n: int, d: int, count: int, seed: int):
     return features, pairs, np.full(count, 0.25)
 
 
-def lazy_memory_bound(n: int, d: int, count: int, k: int) -> int:
+def greedy(pool, k: int):
+    """The selection of one pool (features, pairs, weights) by greedy_logdet, per sweep."""
+    features, pairs, weights = pool
+    return lambda lazy: arm.greedy_logdet(features, pairs, k, weights=weights, lazy=lazy)
+
+
+def ensemble(n: int, d: int, count: int, k: int, seed: int):
+    """ensemble-dopt-greedy's selection of a cross-prompt pool of ENSEMBLE_MEMBERS members'
+    N(0, 1) features and rewards, per sweep."""
+    rng = np.random.default_rng(seed)
+    features = rng.normal(size=(ENSEMBLE_MEMBERS, n, d)).astype(np.float32)
+    rewards = rng.normal(size=(ENSEMBLE_MEMBERS, n))
+    pairs = arm.pairs.cross_prompt(np.arange(n) // 10, count, seed=seed).astype(np.int32)
+    return lambda lazy: arm.select(
+        "ensemble-dopt-greedy", features=features, pairs=pairs, k=k, rewards=rewards, lazy=lazy
+    )
+
+
+def lazy_memory_bound(n: int, d: int, count: int, k: int, members: int = 1) -> int:
     """The lazy sweep's stated bound for a pool (sizes only: nothing is allocated)."""
     problem = _core.GreedyProblem(
-        _core.FeatureView(0, False, n, d, 1.0), 1, 0, _core.PairView(0, False, count), 0
+        _core.FeatureView(0, False, n, d, 1.0), members, 0, _core.PairView(0, False, count), 0
     )
     return int(_core.LazyGreedy.memory_bound(problem, k))
 
 
-def run_pool(name: str, pool, k: int, repeats: int, engines: list) -> list[str]:
-    features, pairs, weights = pool
-    n, d = features.shape
-    count = pairs.shape[0]
+def run_pool(
+    name: str, select, sizes: tuple[int, int, int, int, int], repeats: int, engines: list
+) -> list[str]:
+    """One pool's rows: ``select(lazy)`` for every sweep; ``sizes`` = (n, d, P, k, members)."""
+    n, d, count, k, members = sizes
     results, times, counters, memory = {}, {}, {}, {}
     for lazy in SWEEPS:
         runs = []
@@ -111,7 +136,7 @@ def run_pool(name: str, pool, k: int, repeats: int, engines: list) -> list[str]:
             engines.clear()
             with PeakMemory() as peak:
                 start = time.perf_counter()
-                selection = arm.greedy_logdet(features, pairs, k, weights=weights, lazy=lazy)
+                selection = select(lazy)
                 runs.append(time.perf_counter() - start)
             memory[lazy] = peak.added
         times[lazy] = statistics.median(runs)
@@ -125,19 +150,25 @@ def run_pool(name: str, pool, k: int, repeats: int, engines: list) -> list[str]:
         and results[lazy].logdet == dense.logdet
         for lazy in SWEEPS
     )
-    apply_bytes = bytes_per_step(n, d, 0, 1)  # v = Phi u and the factor, as in a dense step
+    apply_bytes = bytes_per_step(n, d, 0, members)  # v = Phi u and the factor, as in a dense step
     lines = []
     for lazy in SWEEPS:
         label = {False: "dense", True: "lazy", "auto": "auto"}[lazy]
         if counters[lazy] is None:
             refreshed, downdates = count, count
-            step_bytes = bytes_per_step(n, d, count, 1)
+            step_bytes = bytes_per_step(n, d, count, members)
         else:
             total_refreshed, total_downdates, sweeps = counters[lazy]
             refreshed = total_refreshed / max(sweeps, 1)
             downdates = total_downdates / max(sweeps, 1)
-            # records read and written, two kept projections per downdate, the step's history
-            step_bytes = int(refreshed * 2 * RECORD_BYTES + downdates * 16 + n * 8 + apply_bytes)
+            # records read and written, two kept projections per downdate and member, the
+            # step's history
+            step_bytes = int(
+                refreshed * 2 * record_bytes(members)
+                + downdates * 16 * members
+                + n * 8 * members
+                + apply_bytes
+            )
         lines.append(
             f"{name:<34} {label:<6} {times[lazy]:>8.2f} s {times[False] / times[lazy]:>7.2f}x"
             f" {refreshed:>12,.0f} {downdates:>13,.0f} {step_bytes / 1e6:>9.1f} MB"
@@ -147,7 +178,7 @@ def run_pool(name: str, pool, k: int, repeats: int, engines: list) -> list[str]:
     lines.append(
         f"{'':<34} identical picks and gains: {identical}; auto / faster of the two: "
         f"{times['auto'] / best:.2f}; stated lazy bound: "
-        f"{lazy_memory_bound(n, d, count, k) / 1e6:,.0f} MB"
+        f"{lazy_memory_bound(n, d, count, k, members) / 1e6:,.0f} MB"
     )
     return lines
 
@@ -175,18 +206,35 @@ def main() -> None:
         f"\n{'pool':<34} {'sweep':<6} {'time':>10} {'speedup':>8} {'refreshed/step':>12}"
         f" {'downdates/step':>13} {'bytes/step':>12} {'peak mem':>11}"
     )
-    for count in args.pairs:
-        for spread in (1.0, 4.0):
-            name = f"cross P={count:,}, rewards sd {spread:g}"
-            for line in run_pool(
-                name, cross_pool(n, d, count, spread, 0), k, args.repeats, engines
-            ):
-                print(line, flush=True)
-    tied = min(args.pairs)
-    for line in run_pool(
-        f"ties P={tied:,} (grid features)", tied_pool(n, d, tied, 0), k, args.repeats, engines
-    ):
-        print(line, flush=True)
+    smallest = min(args.pairs)
+    # (name, selection per sweep, pairs, members)
+    pools = [
+        (
+            f"cross P={count:,}, rewards sd {spread:g}",
+            greedy(cross_pool(n, d, count, spread, 0), k),
+            count,
+            1,
+        )
+        for count in args.pairs
+        for spread in (1.0, 4.0)
+    ]
+    pools += [
+        (
+            f"ties P={smallest:,} (grid features)",
+            greedy(tied_pool(n, d, smallest, 0), k),
+            smallest,
+            1,
+        ),
+        (
+            f"ensemble E={ENSEMBLE_MEMBERS} P={smallest:,}",
+            ensemble(n, d, smallest, k, 0),
+            smallest,
+            ENSEMBLE_MEMBERS,
+        ),
+    ]
+    for name, select, count, members in pools:
+        for line in run_pool(name, select, (n, d, count, k, members), args.repeats, engines):
+            print(line, flush=True)
     largest = 200_000_000
     bound = lazy_memory_bound(n, d, largest, k)
     print(

@@ -85,9 +85,11 @@ def test_lazy_on_rank_deficient_features(rng, lazy):
     )
 
 
+# 2 to 5 members have compiled refresh loops of their own, 7 the generic one
+@pytest.mark.parametrize("members", [2, 3, 4, 5, 7])
 @pytest.mark.parametrize("lazy", SWEEPS)
-def test_lazy_ensemble_equals_dense(rng, lazy):
-    members, n, d, count = 3, 50, 6, 1000
+def test_lazy_ensemble_equals_dense(rng, lazy, members):
+    n, d, count = 50, 6, 1000
     features = rng.normal(size=(members, n, d))
     rewards = rng.normal(size=(members, n))
     pairs = random_pairs(rng, n, count)
@@ -109,11 +111,15 @@ def test_greedy_strategies_take_the_lazy_sweep(rng, strategy):
 
 
 def engine(features, pairs, weights, lazy, steps):
-    f = torch.as_tensor(features)[None]
+    """The greedy engine of (n, d) features and (P,) weights, or of E members' (E, n, d)
+    features and (P, E) weights, ridge 1."""
+    f = torch.as_tensor(features)
+    f = f[None] if f.ndim == 2 else f
     p = torch.as_tensor(pairs)
-    w = torch.as_tensor(weights)[:, None].contiguous()
-    prior = _design.Prior.of_ridge(1.0, f.shape[2])
-    return _design.greedy_engine(f, p, w, [prior], None, lazy=lazy, steps=steps)[0]
+    w = torch.as_tensor(weights)
+    w = (w[:, None] if w.ndim == 1 else w).contiguous()
+    priors = [_design.Prior.of_ridge(1.0, f.shape[2])] * w.shape[1]
+    return _design.greedy_engine(f, p, w, priors, None, lazy=lazy, steps=steps)[0]
 
 
 def test_auto_is_lazy_on_large_cpu_pools_and_picks_the_same(rng, monkeypatch):
@@ -139,6 +145,24 @@ def test_auto_is_lazy_on_large_cpu_pools_and_picks_the_same(rng, monkeypatch):
         assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
         # never more downdates than the dense sweep's P per step
         assert sweep.lazy.downdates <= count * (k - 1)
+
+
+def test_auto_stays_dense_with_several_members(rng, monkeypatch):
+    # a refresh reads every member's kept projections: bench_lazy.py's ensemble pool runs
+    # slower lazily, so "auto" keeps the dense sweep whatever the size; True still runs it
+    n, d, count, k, members = 120, 6, 5000, 40, 3
+    features = rng.normal(size=(members, n, d))
+    pairs = random_pairs(rng, n, count)
+    weights = rng.uniform(0.01, 0.25, size=(count, members))
+    monkeypatch.setattr(_launch, "LAZY_MIN_PAIRS", 1)
+    monkeypatch.setattr(_launch, "LAZY_MIN_STEPS", 1)
+    assert engine(features[0], pairs, weights[:, 0], "auto", k).lazy is not None
+    auto = engine(features, pairs, weights, "auto", k)
+    assert auto.lazy is None
+    lazy = engine(features, pairs, weights, True, k)
+    assert lazy.lazy is not None
+    want, got = auto.run(k), lazy.run(k)
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
 
 
 def test_lazy_refreshes_fewer_pairs_than_the_dense_sweep_touches(rng):

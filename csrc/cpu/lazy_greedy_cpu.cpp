@@ -32,6 +32,7 @@ constexpr int64_t kParallelRecords = 4096;
 constexpr int64_t kGroup = 8;
 constexpr int64_t kGroupChunk = 256;
 constexpr int64_t kPrefetchAhead = 8;
+constexpr int64_t kStreamAhead = 32;
 // Downdates below which a bucket's refresh runs on one thread.
 constexpr int64_t kParallelDowndates = 1 << 16;
 
@@ -70,6 +71,59 @@ void score_and_bound(const double* q, const double* w, int64_t members, double& 
     const double clamped = std::fmax(x, 0.0);
     score = e == 0 ? x : combined_score(score, x);
     bound = e == 0 ? clamped : combined_score(bound, clamped);
+  }
+}
+
+// Applies to one record's q (E members) the downdates it missed from its stamp up to `until`,
+// in step order: the dense sweep's arithmetic, from its responses' kept projections.
+inline void catch_up(double* q, const Head& head, int64_t members, int64_t until,
+                     int64_t capacity, const double* history, const double* coefficients) {
+  const double* vi = history + static_cast<int64_t>(head.first) * capacity * members;
+  const double* vj = history + static_cast<int64_t>(head.second) * capacity * members;
+  for (int64_t t = head.stamp; t < until; ++t) {
+    for (int64_t m = 0; m < members; ++m) {
+      q[m] = downdated_quadform(q[m], coefficients[t * members + m], vi[t * members + m],
+                                vj[t * members + m]);
+    }
+  }
+}
+
+// Brings kGroup records up to date (neighbours in a bucket have close stamps): each alone up to
+// the group's latest stamp, then all together, so kGroup x E independent chains of subtractions
+// hide each other's latency. kMembers is E, or 0 where E is known at run time only; each chain
+// applies its downdates in step order, so the result does not depend on the grouping.
+template <int kMembers>
+void refresh_group(double* const* record, const Head* head, int64_t members, int64_t steps,
+                   int64_t capacity, const double* history, const double* coefficients) {
+  const int64_t e = kMembers > 0 ? kMembers : members;
+  int64_t together = 0;
+  for (int64_t g = 0; g < kGroup; ++g) together = std::max<int64_t>(together, head[g].stamp);
+  double q[kGroup * (kMembers > 0 ? kMembers : kMaxMembers)];
+  const double* vi[kGroup];
+  const double* vj[kGroup];
+  for (int64_t g = 0; g < kGroup; ++g) {
+    catch_up(record[g] + kHeadSlots, head[g], e, together, capacity, history, coefficients);
+    for (int64_t m = 0; m < e; ++m) q[g * e + m] = record[g][kHeadSlots + m];
+    vi[g] = history + static_cast<int64_t>(head[g].first) * capacity * e;
+    vj[g] = history + static_cast<int64_t>(head[g].second) * capacity * e;
+  }
+  for (int64_t t = together; t < steps; ++t) {
+    const double* c = coefficients + t * e;
+    // several members' rows outrun the hardware prefetchers (one member's do not)
+    if (kMembers != 1 && (t * e) % 8 < e) {
+      for (int64_t g = 0; g < kGroup; ++g) {
+        __builtin_prefetch(vi[g] + (t + kStreamAhead) * e);
+        __builtin_prefetch(vj[g] + (t + kStreamAhead) * e);
+      }
+    }
+    for (int64_t g = 0; g < kGroup; ++g) {
+      for (int64_t m = 0; m < e; ++m) {
+        q[g * e + m] = downdated_quadform(q[g * e + m], c[m], vi[g][t * e + m], vj[g][t * e + m]);
+      }
+    }
+  }
+  for (int64_t g = 0; g < kGroup; ++g) {
+    for (int64_t m = 0; m < e; ++m) record[g][kHeadSlots + m] = q[g * e + m];
   }
 }
 
@@ -270,14 +324,11 @@ void LazyGreedyCpu::bring_up_to_date(int64_t bucket) {
   const double* history = history_.data();
   const double* coefficients = coefficients_.data();
   // Every record applies the downdates it missed in step order, with the dense sweep's
-  // arithmetic, reading its two responses' kept projections as two runs in memory. One member's
-  // records go kGroup at a time (neighbours in a bucket have close stamps): each alone up to
-  // the group's latest stamp, then all together, so kGroup independent chains of subtractions
-  // hide each other's latency, while the next groups' runs are fetched.
+  // arithmetic, reading its two responses' kept projections as two runs in memory; records go
+  // kGroup at a time (refresh_group) while the next groups' runs are fetched.
   int64_t applied = 0;
   for (int64_t r = 0; r < count; ++r) applied += steps - head_of(base + r * stride).stamp;
   const int64_t groups = (count + kGroup - 1) / kGroup;
-  const bool single = e == 1;
 #pragma omp parallel for schedule(dynamic, kGroupChunk) if (applied >= kParallelDowndates)
   for (int64_t group = 0; group < groups; ++group) {
     const int64_t first = group * kGroup;
@@ -289,41 +340,22 @@ void LazyGreedyCpu::bring_up_to_date(int64_t bucket) {
     }
     double* record[kGroup];
     Head head[kGroup];
-    const double* vi[kGroup];
-    const double* vj[kGroup];
     for (int64_t g = 0; g < size; ++g) {
       record[g] = base + (first + g) * stride;
       head[g] = head_of(record[g]);
-      vi[g] = history + static_cast<int64_t>(head[g].first) * capacity * e;
-      vj[g] = history + static_cast<int64_t>(head[g].second) * capacity * e;
     }
-    if (single && size == kGroup) {
-      int64_t together = 0;
-      for (int64_t g = 0; g < kGroup; ++g) together = std::max<int64_t>(together, head[g].stamp);
-      double q[kGroup];
-      for (int64_t g = 0; g < kGroup; ++g) {
-        double value = record[g][kHeadSlots];
-        for (int64_t t = head[g].stamp; t < together; ++t) {
-          value = downdated_quadform(value, coefficients[t], vi[g][t], vj[g][t]);
-        }
-        q[g] = value;
-      }
-      for (int64_t t = together; t < steps; ++t) {
-        const double c = coefficients[t];
-        for (int64_t g = 0; g < kGroup; ++g) {
-          q[g] = downdated_quadform(q[g], c, vi[g][t], vj[g][t]);
-        }
-      }
-      for (int64_t g = 0; g < kGroup; ++g) record[g][kHeadSlots] = q[g];
-    } else {
+    if (size < kGroup) {
       for (int64_t g = 0; g < size; ++g) {
-        double* q = record[g] + kHeadSlots;
-        for (int64_t t = head[g].stamp; t < steps; ++t) {
-          for (int64_t m = 0; m < e; ++m) {
-            q[m] = downdated_quadform(q[m], coefficients[t * e + m], vi[g][t * e + m],
-                                      vj[g][t * e + m]);
-          }
-        }
+        catch_up(record[g] + kHeadSlots, head[g], e, steps, capacity, history, coefficients);
+      }
+    } else {
+      switch (e) {
+        case 1: refresh_group<1>(record, head, e, steps, capacity, history, coefficients); break;
+        case 2: refresh_group<2>(record, head, e, steps, capacity, history, coefficients); break;
+        case 3: refresh_group<3>(record, head, e, steps, capacity, history, coefficients); break;
+        case 4: refresh_group<4>(record, head, e, steps, capacity, history, coefficients); break;
+        case 5: refresh_group<5>(record, head, e, steps, capacity, history, coefficients); break;
+        default: refresh_group<0>(record, head, e, steps, capacity, history, coefficients);
       }
     }
     for (int64_t g = 0; g < size; ++g) {

@@ -30,7 +30,9 @@ MAX_MEMBERS = int(_core.max_members)
 # every pair into its bucket) and per-step bookkeeping then cost more than it saves. Measured on
 # 2 cores: 1.2x slower at P = 100,000 and 1,000,000 (k = 100, d = 32 and 64: the greedy_logdet
 # group of the bench suite, docs/BENCHMARKS.md); 1.25-2x faster at P = 2,000,000 and 20,000,000
-# (k = 500, d = 256: bench/bench_lazy.py).
+# (k = 500, d = 256: bench/bench_lazy.py). With several members (ensemble-dopt-greedy) "auto"
+# stays dense: a refresh reads every member's kept projections, and bench_lazy.py's E = 3 pool
+# runs slower lazily at P = 2,000,000 (and 36 s against 31 s in a one-off run at 20,000,000).
 LAZY_MIN_PAIRS = 1_500_000
 LAZY_MIN_STEPS = 100
 REFRESH_CHOICE = int(_core.refresh_choice)  # a step's index when the state must be recomputed
@@ -251,12 +253,14 @@ class GreedyEngine:
         """The exact lazy sweep (CPU) for ``steps`` downdates when ``lazy`` is True (a
         ValueError where it cannot run) or "auto" (None, the dense sweep, where it cannot:
         on a GPU, or when its memory bound exceeds half the memory available; and where it
-        would not pay: below LAZY_MIN_PAIRS pairs or LAZY_MIN_STEPS steps)."""
+        would not pay: below LAZY_MIN_PAIRS pairs or LAZY_MIN_STEPS steps, or with several
+        members)."""
         if lazy is False:
             return None
         wanted = lazy is True
-        features, pairs, _ = self._inputs
-        if not wanted and (pairs.shape[0] < LAZY_MIN_PAIRS or steps < LAZY_MIN_STEPS):
+        features, pairs, weights = self._inputs
+        small = pairs.shape[0] < LAZY_MIN_PAIRS or steps < LAZY_MIN_STEPS
+        if not wanted and (small or weights.shape[1] > 1):
             return None
         if self.device.type != "cpu":
             if wanted:

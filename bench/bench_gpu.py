@@ -27,12 +27,13 @@ import re
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 import baselines
 import torch
 
 import activerm_fast as arm
-from activerm_fast import _cuda, _launch
+from activerm_fast import _launch
 
 RESPONSES_PER_PROMPT = 4
 RIDGE = 1e-3
@@ -108,7 +109,7 @@ def step_bytes(n: int, d: int, count: int, feature_bytes: int, index_bytes: int)
     return sweep + projection + factor
 
 
-def raw_parts(features, pairs, weights, k: int, ridge: float, repeats: int) -> dict[str, float]:
+def raw_parts(features, pairs, weights, k: int, ridge: float, repeats: int) -> dict[str, Any]:
     """The starting scores and the greedy loop timed on the launch layer (below validation)."""
     d = features.shape[1]
     start_factor = (torch.eye(d, dtype=torch.float64, device="cuda") / ridge**0.5)[None]
@@ -146,6 +147,15 @@ def raw_parts(features, pairs, weights, k: int, ridge: float, repeats: int) -> d
     }
 
 
+def kernel_name(signature: str, width: int = 60) -> str:
+    """A kernel's name from its demangled signature, without namespaces of this package or
+    arguments: "void activerm::(anonymous namespace)::sweep_kernel<true, true, true, int>(int
+    const*, ...)" -> "sweep_kernel<true, true, true, int>"."""
+    name = re.sub(r"^void |\(anonymous namespace\)::", "", signature).split("(")[0].strip()
+    name = name.removeprefix("activerm::")
+    return name if len(name) <= width else name[: width - 3] + "..."
+
+
 def kernel_times(run: Callable[[], None], reset: Callable[[], None], steps: int) -> list:
     """(kernel, device seconds per step, launches per step) of every kernel of ``run`` (steps
     greedy steps), largest first, from torch.profiler's record of the process's kernels."""
@@ -160,9 +170,12 @@ def kernel_times(run: Callable[[], None], reset: Callable[[], None], steps: int)
     for event in prof.key_averages():
         if event.device_type != torch.autograd.DeviceType.CUDA:
             continue
-        # "void activerm::(anonymous namespace)::sweep_kernel<true, ...>(...)" -> sweep_kernel<...>
-        name = re.sub(r"^void |\(.*$", "", event.key).split("::")[-1]
-        rows.append((name, event.self_device_time_total / 1e6 / steps, event.count / steps))
+        name = kernel_name(event.key)
+        # self_device_time_total since torch 2.4 (self_cuda_time_total before), in microseconds
+        micros = getattr(event, "self_device_time_total", None)
+        if micros is None:
+            micros = event.self_cuda_time_total
+        rows.append((name, micros / 1e6 / steps, event.count / steps))
     return sorted(rows, key=lambda row: -row[1])
 
 
@@ -318,6 +331,8 @@ def main() -> None:
     args = parser.parse_args()
     if not arm.build_info()["gpu_usable"]:
         raise SystemExit("bench_gpu.py needs the CUDA backend and a GPU")
+
+    from activerm_fast import _cuda  # built with the CUDA backend only
 
     props = torch.cuda.get_device_properties(0)
     device = (

@@ -6,7 +6,8 @@
 #   tests      every CUDA test, CUDA = CPU bit for bit: test_cuda_*.py and the [torch-cuda]
 #              variants of the kernel, greedy, select, strategy, lazy and distributed tests;
 #   memcheck   compute-sanitizer over scripts/cuda_sanitizer_workload.py (every kernel path on
-#              small inputs, each result checked against the CPU);
+#              small inputs, each result checked against the CPU); fails on an error in a
+#              kernel or a result that differs from the CPU's;
 #   racecheck  the same on the workload's quick subset;
 #   bench      bench/bench_gpu.py: target scale, per-kernel profile, the torch baseline, the
 #              ensemble step and the CPU backend.
@@ -27,11 +28,26 @@ build() {
     python3 -m activerm_fast info
 }
 
-sanitize() { # sanitize TOOL [workload arguments...]
-  local tool=$1
+# sanitize TOOL [workload arguments...]: the workload under compute-sanitizer. It fails on an
+# error in a kernel, or when the workload fails; a CUDA API call that returned an error (torch
+# probes a few as it starts) is reported and counted apart, not failed on.
+sanitize() {
+  local tool=$1 log program total api
   shift
-  PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool "$tool" --error-exitcode 1 \
-    --print-limit 30 python3 scripts/cuda_sanitizer_workload.py "$@"
+  log=$(mktemp)
+  PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool "$tool" --print-limit 1000 \
+    python3 scripts/cuda_sanitizer_workload.py "$@" 2>&1 | tee "$log"
+  program=${PIPESTATUS[0]}
+  total=$(grep -oE 'ERROR SUMMARY: [0-9]+' "$log" | grep -oE '[0-9]+$' | tail -n 1)
+  api=$(grep -cE 'Program hit cuda[A-Za-z]+ .*on CUDA API call' "$log")
+  rm -f "$log"
+  if [ -z "$total" ]; then
+    echo "compute-sanitizer $tool: no ERROR SUMMARY line (exit code $program)"
+    return 1
+  fi
+  echo "compute-sanitizer $tool: $total errors, $api of them CUDA API calls that returned an" \
+    "error, $((total - api)) in kernels; the workload's exit code $program"
+  [ "$program" -eq 0 ] && [ $((total - api)) -eq 0 ]
 }
 export -f build sanitize
 

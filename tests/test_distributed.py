@@ -30,6 +30,9 @@ import activerm_fast as arm
 WORLDS = (1, 2, 3)
 TIMEOUT_S = 150  # one group, every check
 TOPK = {"dopt-topk", "past-dopt-topk"}  # pool Fisher matrix all-reduced: not bit-identical
+# run with ridge_mode="relative" too; without labelled pairs its lambda comes from the pool's
+# average pair, a sum over the ranks: not bit-identical either
+RELATIVE = {"dopt-greedy", "past-dopt-greedy", "ensemble-dopt-greedy"}
 
 
 # ---- what every rank runs ---------------------------------------------------------------------
@@ -46,11 +49,13 @@ def problem(device: str):
         [arm.pairs.within_prompt(prompt_ids)[:10], pool[rng.choice(600, 25, replace=False)]]
     )
     member_features = np.stack([features, features * 0.5 + 0.1, -features])
+    prompt_features = rng.normal(size=(20, 3))[prompt_ids]  # bal-pm's: one row per response
 
     def put(x):
         return torch.from_numpy(np.ascontiguousarray(x)).to(device)
 
-    return put(features), put(member_features), put(rewards), put(pool), put(labelled)
+    arrays = (features, member_features, rewards, pool, labelled, prompt_features)
+    return tuple(put(x) for x in arrays)
 
 
 def splits(count: int, world: int) -> dict[str, list[int]]:
@@ -99,11 +104,15 @@ def worker(rank: int, world: int, port: int, out: str, device: str) -> None:
         return refresh_state(*args, **kwargs)
 
     _design.refresh_state = counted
-    features, members, rewards, pool, labelled = problem(device)
+    features, members, rewards, pool, labelled, prompts = problem(device)
     got, want = {}, {}
     for split, cuts in splits(pool.shape[0], world).items():
         mine = pool[cuts[rank] : cuts[rank + 1]]
-        for strategy in sorted(arm.STRATEGIES):
+        # every strategy (bal-pm with its prompt features), and the greedy ones with the relative
+        # ridge, whose lambda comes from the labelled pairs or else the pool's average pair
+        cases = [(strategy, "absolute") for strategy in sorted(arm.STRATEGIES)]
+        cases += [(strategy, "relative") for strategy in sorted(RELATIVE)]
+        for strategy, ridge_mode in cases:
             for past in (False, True):
                 kwargs = {
                     "features": members if strategy == "ensemble-dopt-greedy" else features,
@@ -111,12 +120,15 @@ def worker(rank: int, world: int, port: int, out: str, device: str) -> None:
                     "rewards": rewards,
                     "labelled": labelled if past else None,
                     "ridge": 0.3,
+                    "ridge_mode": ridge_mode,
                     "seed": 9,
+                    "prompt_features": prompts,
                 }
-                name = (split, strategy, past)
+                case = strategy if ridge_mode == "absolute" else f"{strategy} {ridge_mode}"
+                name = (split, case, past)
                 got[name] = outcome(distributed.select, strategy, pairs=mine, **kwargs)
                 if rank == 0 and split in ("whole", "even"):
-                    want[(strategy, past)] = outcome(arm.select, strategy, pairs=pool, **kwargs)
+                    want[(case, past)] = outcome(arm.select, strategy, pairs=pool, **kwargs)
 
         # greedy_logdet: weights, exclusions and a matrix prior are sharded / replicated
         rng = np.random.default_rng(3)
@@ -288,7 +300,10 @@ def check_results(results: list[dict], world: int) -> None:
                 same(got, want[name], (world, rank, name))
                 continue
             key = name if name[0] == "ties" else name[1:] if len(name) == 3 else name[1]
-            exact = not (len(name) == 3 and name[1] in TOPK)
+            pool_sum = len(name) == 3 and (
+                name[1] in TOPK or (name[1].endswith(" relative") and not name[2])
+            )
+            exact = not pool_sum
             same(got, want[key], (world, rank, *name), exact)
             # and every rank returned the same bits as rank 0
             same(got, results[0]["got"][name], (world, rank, *name, "vs rank 0"))

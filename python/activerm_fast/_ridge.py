@@ -11,6 +11,7 @@ does not change.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -38,17 +39,23 @@ def relative_ridge(
     rewards: torch.Tensor | None,
     labelled: torch.Tensor | None,
     excluded: torch.Tensor | None,
+    total: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> float:
     """lambda = ``scale`` tr(F_L)/d over the ``labelled`` pairs, for validated inputs. With
     nothing labelled yet (or labelled pairs that carry no information) the trace is that of one
-    average candidate not ``excluded``, as if it were the one labelled pair. A ValueError when
-    no pair carries information or lambda is not a positive float64."""
+    average candidate not ``excluded``, as if it were the one labelled pair; ``total`` turns
+    this process's (trace, count) of candidates into the whole pool's when ``pairs`` is one
+    shard of it (:meth:`~activerm_fast.strategies.Pool.total`). A ValueError when no pair
+    carries information or lambda is not a positive float64."""
     traces = []
     if labelled is not None and labelled.shape[0]:
         traces.append(information_trace(features, labelled, rewards))
     candidates = pairs if excluded is None else pairs[~excluded]
-    if candidates.shape[0]:
-        traces.append(information_trace(features, candidates, rewards) / candidates.shape[0])
+    here = information_trace(features, candidates, rewards) if candidates.shape[0] else 0.0
+    part = torch.tensor([here, candidates.shape[0]], dtype=torch.float64)
+    candidate_trace, count = (float(x) for x in (part if total is None else total(part)))
+    if count:
+        traces.append(candidate_trace / count)
     trace = next((t for t in traces if t > 0.0), 0.0)
     ridge = scale * trace / features.shape[1]
     if not (ridge > 0.0 and math.isfinite(ridge)):

@@ -37,8 +37,9 @@ import torch.distributed as dist
 
 from . import _design, _launch
 from . import _validation as v
+from ._ridge import RIDGE_MODES, relative_ridge
 from .kernels import Selection, export, greedy_arguments
-from .selectors import validated
+from .selectors import validated, validated_prompts
 from .strategies import Pool, PooledInputs
 
 __all__ = ["agreed", "greedy_logdet", "pairs_at", "select"]
@@ -462,7 +463,9 @@ def select(
     rewards: Any | None = None,
     labelled: Any | None = None,
     ridge: float = 1e-3,
+    ridge_mode: str = "absolute",
     seed: int = 0,
+    prompt_features: Any | None = None,
     group: Any | None = None,
     lazy: bool | str = "auto",
 ) -> Selection:
@@ -470,12 +473,15 @@ def select(
     default process group when None); every rank calls it.
 
     ``pairs`` is this rank's shard of the candidates; ``features``, ``rewards``, ``labelled``,
-    ``strategy``, ``k``, ``ridge`` and ``seed`` are the same on every rank. Returns, on every
-    rank, the selection of the concatenated pool, indices being global positions: the same
-    indices, gains and log det as :func:`activerm_fast.select` on that pool, bit for bit, for
-    every strategy but ``dopt-topk`` and ``past-dopt-topk``: their pool Fisher matrix is a sum
-    of one part per rank, all-reduced, so it is rounded differently from the single sum of one
-    process (the picks agree unless two scores are within that rounding, the gains to ~1e-12).
+    ``strategy``, ``k``, ``ridge``, ``ridge_mode``, ``seed`` and ``prompt_features`` are the
+    same on every rank. Returns, on every rank, the selection of the concatenated pool, indices
+    being global positions: the same indices, gains and log det as
+    :func:`activerm_fast.select` on that pool, bit for bit, for every strategy but
+    ``dopt-topk`` and ``past-dopt-topk``: their pool Fisher matrix is a sum of one part per
+    rank, all-reduced, so it is rounded differently from the single sum of one process (the
+    picks agree unless two scores are within that rounding, the gains to ~1e-12). So is
+    ``ridge_mode="relative"`` while no labelled pair carries information: lambda then comes
+    from the pool's average candidate, a sum over the ranks.
     """
     group_ = _Group(group)
 
@@ -483,29 +489,46 @@ def select(
         entry, members, p, r, done, excluded = validated(
             strategy, features, pairs, rewards, labelled
         )
+        prompts = validated_prompts(prompt_features, members)
         budget = v.count_argument(k)
         lazy_ = v.lazy_argument(lazy)
         ridge_ = v.positive_scalar(ridge, "ridge")
+        mode = v.known_name(ridge_mode, RIDGE_MODES, "ridge_mode")
         seed_ = v.count_argument(seed, "seed")
         signature = {
             "strategy": _scalar(strategy),
             "k": _scalar(budget),
             "ridge": _scalar(ridge_),
+            "ridge_mode": _scalar(mode),
             "seed": _scalar(seed_),
             "features": _tensor_signature(members),
             "rewards": _tensor_signature(r),
             "labelled": _tensor_signature(done),
+            "prompt_features": _tensor_signature(prompts),
         }
         unavailable = 0 if excluded is None else int(excluded.sum())
-        state = (entry, members, p, r, done, excluded, budget, ridge_, seed_, lazy_)
+        state = (entry, members, p, r, done, excluded, prompts, budget, ridge_, mode, seed_, lazy_)
         return state, signature, (int(p.shape[0]), unavailable)
 
     state, counts = _checked(group_, check)
-    entry, members, p, r, done, excluded, budget, ridge_, seed_, lazy_ = state
+    entry, members, p, r, done, excluded, prompts, budget, ridge_, mode, seed_, lazy_ = state
     shard = _Shard(group_, counts)
     shard.check_unique(p, members.shape[1])
+    pool = _ShardedPool(shard)
+    if mode == "relative":  # the same totals, so the same lambda or error, on every rank
+        ridge_ = relative_ridge(ridge_, members[0], p, r, done, excluded, pool.total)
     inputs = PooledInputs(
-        members, p, r, done, excluded, ridge_, seed_, strategy, _ShardedPool(shard), lazy=lazy_
+        members,
+        p,
+        r,
+        done,
+        excluded,
+        ridge_,
+        seed_,
+        strategy,
+        pool,
+        prompt_features=prompts,
+        lazy=lazy_,
     )
     result = entry.choose(inputs, shard.budget(budget))
     as_numpy = v.is_numpy_like(features)

@@ -68,6 +68,20 @@ def validated(
     return entry, members, p, r, done, excluded
 
 
+def validated_prompts(prompt_features: Any | None, members: torch.Tensor) -> torch.Tensor | None:
+    """``prompt_features`` (n, q) validated: one row per response of ``members`` (E, n, d), on
+    their device."""
+    if prompt_features is None:
+        return None
+    prompts = v.embeddings_tensor(prompt_features, "prompt_features", device=members.device)
+    if prompts.shape[0] != members.shape[1]:
+        raise ValueError(
+            f"prompt_features must have one row per response ({members.shape[1]}), "
+            f"got {prompts.shape[0]}"
+        )
+    return prompts
+
+
 def select(
     strategy: str,
     *,
@@ -102,14 +116,7 @@ def select(
     same picks either way.
     """
     entry, members, p, r, done, excluded = validated(strategy, features, pairs, rewards, labelled)
-    prompts = None
-    if prompt_features is not None:
-        prompts = v.embeddings_tensor(prompt_features, "prompt_features", device=members.device)
-        if prompts.shape[0] != members.shape[1]:
-            raise ValueError(
-                f"prompt_features must have one row per response ({members.shape[1]}), "
-                f"got {prompts.shape[0]}"
-            )
+    prompts = validated_prompts(prompt_features, members)
     k = v.budget(k, p.shape[0], excluded)
     lam = v.positive_scalar(ridge, "ridge")
     if v.known_name(ridge_mode, RIDGE_MODES, "ridge_mode") == "relative":

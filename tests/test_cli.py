@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from activerm_fast import data
+from activerm_fast import annotation, data
 from activerm_fast.cli import main
 from activerm_fast.oracle import BTOracle
 
@@ -105,6 +105,31 @@ def test_select_round_trip_excludes_what_was_labelled(dataset_file, tmp_path, ca
                 f.write(json.dumps({**record, "label": int(answer)}) + "\n")
     assert len(labelled.read_text().splitlines()) == 36
     assert (tmp_path / "model.pt").exists()
+
+
+def test_select_design_options_reach_the_batch(dataset_file, tmp_path, capsys):
+    dataset = data.load(dataset_file)
+    labelled, batch = tmp_path / "labelled.jsonl", tmp_path / "batch.jsonl"
+    rows = np.arange(0, 60, 3)
+    with open(labelled, "w") as f:
+        for i, j in zip(rows, rows + 41, strict=True):
+            f.write(json.dumps({"first": int(i), "second": int(j), "label": int(i % 2)}) + "\n")
+    common = ["select", "--data", str(dataset_file), "--labelled", str(labelled), "--k", "10"]
+    common += ["--pool-size", "4000", "--out", str(batch)]
+    design = ["--ridge", "0.05", "--ridge-mode", "relative", "--features", "embedding"]
+
+    def chosen(*options: str) -> np.ndarray:
+        assert main([*common, *options]) == 0
+        return np.array([[r["first"], r["second"]] for r in map(json.loads, batch.open())])
+
+    got = chosen(*design, "--lazy", "true")
+    assert "on the embeddings" in capsys.readouterr().out
+    pairs, labels = annotation.read_labelled(labelled, dataset.n)
+    options = dict(pool_size=4000, ridge=0.05, ridge_mode="relative", features="embedding")
+    want, _ = annotation.next_batch(dataset, pairs, labels, 10, **options)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(chosen(*design, "--lazy", "false"), want)  # the same picks
+    assert not np.array_equal(chosen(), want)  # the defaults design otherwise
 
 
 def test_select_writes_texts_of_the_packaged_data(tmp_path, capsys):

@@ -410,7 +410,17 @@ def test_shard_arguments_are_checked():
         arm.pairs.shard_bounds(10, (0, 0))
 
 
-def test_command_line_under_torchrun_writes_the_single_process_batch(tmp_path):
+# the default strategy; with every design option; bal-pm with the dataset's prompt features
+COMMAND_OPTIONS = [
+    ["--strategy", "past-dopt-greedy"],
+    ["--strategy", "past-dopt-greedy", "--ridge", "0.05", "--ridge-mode", "relative"]
+    + ["--features", "embedding", "--lazy", "true"],
+    ["--strategy", "bal-pm"],
+]
+
+
+@pytest.mark.parametrize("options", COMMAND_OPTIONS, ids=["default", "design", "bal-pm"])
+def test_command_line_under_torchrun_writes_the_single_process_batch(tmp_path, options):
     from activerm_fast import data
     from activerm_fast.cli import main
 
@@ -423,7 +433,7 @@ def test_command_line_under_torchrun_writes_the_single_process_batch(tmp_path):
         for i in range(12):
             f.write(json.dumps({"first": 3 * i, "second": 3 * i + 40, "label": i % 2}) + "\n")
     common = ["--data", str(dataset), "--labelled", str(labelled), "--k", "12"]
-    common += ["--strategy", "past-dopt-greedy", "--pool-size", "3000", "--ensemble", "2"]
+    common += ["--pool-size", "3000", "--ensemble", "2", *options]
     assert main(["select", *common, "--out", str(tmp_path / "one.jsonl")]) == 0
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     command += ["--nproc-per-node", "2", "-m", "activerm_fast", "select", *common]

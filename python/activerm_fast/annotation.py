@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import count_argument, self_pair_row
+from ._validation import count_argument, known_name, self_pair_row
 from .data import Dataset
 from .model import RewardModel
 from .pairs import candidate_pool
-from .selectors import STRATEGIES, select
+from .selectors import FEATURE_CHOICES, STRATEGIES, prompt_features_for, select
 
 
 def read_labelled(path: str | os.PathLike[str], n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -114,14 +114,18 @@ def plan_batch(
     ensemble: int = 3,
     model_path: str | os.PathLike[str] | None = None,
     reuse_model: bool = False,
+    features: str = "hidden",
     seed: int = 0,
 ) -> BatchPlan:
     """The model side of :func:`next_batch`: fit the model on the labelled pairs (or load it
     from ``model_path`` with ``reuse_model``; saved to ``model_path`` when given) and take its
-    features and rewards in one forward pass. Before any label exists there is no model:
+    features and rewards in one forward pass; ``features`` is what the design sees, the model's
+    last hidden layer (``"hidden"``) or the embeddings (``"embedding"``), as in
+    :func:`~activerm_fast.select_with_model`. Before any label exists there is no model:
     model-free strategies run on the embeddings, the others fall back to ``xtx`` (D-optimal
     exploration of the embedding space)."""
     seed = count_argument(seed, "seed")
+    design_on = known_name(features, FEATURE_CHOICES, "features")
     model_file = model_path is not None and Path(model_path).exists()
     if len(labelled_pairs) == 0 and not (reuse_model and model_file):
         chosen = "xtx" if STRATEGIES[strategy].needs_model else strategy
@@ -142,10 +146,13 @@ def plan_batch(
         if model_path is not None:
             model.save(model_path)
             note += f", saved to {model_path}"
-    features, rewards = model.features_and_rewards(dataset.embeddings)
-    return BatchPlan(
-        strategy, features, rewards, labelled_pairs, f"{note}; chose with {strategy!r}"
-    )
+    hidden, rewards = model.features_and_rewards(dataset.embeddings)
+    note = f"{note}; chose with {strategy!r}"
+    if design_on == "embedding":
+        return BatchPlan(
+            strategy, dataset.embeddings, rewards, labelled_pairs, note + " on the embeddings"
+        )
+    return BatchPlan(strategy, hidden, rewards, labelled_pairs, note)
 
 
 def next_batch(
@@ -161,10 +168,14 @@ def next_batch(
     model_path: str | os.PathLike[str] | None = None,
     reuse_model: bool = False,
     ridge: float = 1e-3,
+    ridge_mode: str = "absolute",
+    features: str = "hidden",
     seed: int = 0,
+    lazy: bool | str = "auto",
 ) -> tuple[np.ndarray, str]:
     """The next ``k`` pairs (rows of the whole dataset) to annotate, and a note on how (see
-    :func:`plan_batch` for the model)."""
+    :func:`plan_batch` for the model and ``features``; ``ridge``, ``ridge_mode`` and ``lazy``
+    as in :func:`~activerm_fast.select`)."""
     plan = plan_batch(
         dataset,
         labelled_pairs,
@@ -173,6 +184,7 @@ def next_batch(
         ensemble=ensemble,
         model_path=model_path,
         reuse_model=reuse_model,
+        features=features,
         seed=seed,
     )
     candidates = candidate_pool(dataset.prompt_ids, pool, pool_size, seed)
@@ -184,11 +196,9 @@ def next_batch(
         rewards=plan.rewards,
         labelled=plan.labelled,
         ridge=ridge,
+        ridge_mode=ridge_mode,
         seed=seed,
-        prompt_features=(
-            dataset.prompt_features()[dataset.prompt_ids]
-            if STRATEGIES[plan.strategy].uses_prompt_features
-            else None
-        ),
+        prompt_features=prompt_features_for(plan.strategy, dataset),
+        lazy=lazy,
     )
     return candidates[selection.indices], plan.note

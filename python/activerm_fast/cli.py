@@ -40,7 +40,7 @@ from .preference_data import (
     read_annotations,
     read_simulation_labels,
 )
-from .selectors import FEATURE_CHOICES, RIDGE_MODES, STRATEGIES
+from .selectors import FEATURE_CHOICES, RIDGE_MODES, STRATEGIES, prompt_features_for
 from .simulate import format_table, format_verdicts, simulate
 
 DEFAULT_STRATEGIES = (
@@ -100,6 +100,29 @@ def _positive_float(text: str) -> float:
     return value
 
 
+# --lazy's words and the lazy= they mean
+LAZY_CHOICES: dict[str, bool | str] = {"auto": "auto", "true": True, "false": False}
+
+
+def _design_arguments(command: argparse.ArgumentParser) -> None:
+    """The D-optimal design's options, the same for simulate and select."""
+    command.add_argument(
+        "--ridge", type=_positive_float, default=LoopConfig.ridge, help="lambda of F0 = lambda I"
+    )
+    command.add_argument(
+        "--ridge-mode",
+        choices=RIDGE_MODES,
+        default=LoopConfig.ridge_mode,
+        help="relative: lambda = ridge x tr(F_labelled)/d, following the features' scale",
+    )
+    command.add_argument(
+        "--features",
+        choices=FEATURE_CHOICES,
+        default=LoopConfig.features,
+        help="what the design sees: the reward model's last hidden layer or the embeddings",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="activerm-fast",
@@ -140,21 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument(
         "--warm-start", action="store_true", help="refit from the previous round's weights"
     )
-    sim.add_argument(
-        "--ridge", type=_positive_float, default=LoopConfig.ridge, help="lambda of F0 = lambda I"
-    )
-    sim.add_argument(
-        "--ridge-mode",
-        choices=RIDGE_MODES,
-        default=LoopConfig.ridge_mode,
-        help="relative: lambda = ridge x tr(F_labelled)/d, following the features' scale",
-    )
-    sim.add_argument(
-        "--features",
-        choices=FEATURE_CHOICES,
-        default=LoopConfig.features,
-        help="what the design sees: the reward model's last hidden layer or the embeddings",
-    )
+    _design_arguments(sim)
     sim.add_argument("--out", default="activerm-fast-results", help="output folder (resumable)")
     sim.add_argument("--no-progress", action="store_true")
     sim.set_defaults(handler=_simulate)
@@ -175,6 +184,13 @@ def build_parser() -> argparse.ArgumentParser:
     sel.add_argument("--pool", choices=POOLS, default="cross")
     sel.add_argument("--pool-size", type=_positive, default=200_000, help="cross-prompt candidates")
     sel.add_argument("--ensemble", type=_positive, default=3)
+    _design_arguments(sel)
+    sel.add_argument(
+        "--lazy",
+        choices=sorted(LAZY_CHOICES),
+        default="auto",
+        help="the greedy strategies' sweep: the exact lazy one, the dense one, or by size",
+    )
     sel.add_argument("--seed", type=_non_negative, default=0)
     sel.add_argument("--out", required=True, help="JSONL batch to write")
     sel.set_defaults(handler=_select)
@@ -304,7 +320,11 @@ def _select(args: argparse.Namespace) -> int:
             ensemble=args.ensemble,
             model_path=args.model,
             reuse_model=args.reuse_model,
+            ridge=args.ridge,
+            ridge_mode=args.ridge_mode,
+            features=args.features,
             seed=args.seed,
+            lazy=LAZY_CHOICES[args.lazy],
         )
     write_batch(args.out, dataset, batch)
     print(f"{note}; wrote {len(batch)} pairs to {args.out}")
@@ -350,7 +370,11 @@ def _select_sharded(args: argparse.Namespace) -> int:
                 k=args.k,
                 rewards=plan.rewards,
                 labelled=plan.labelled,
+                ridge=args.ridge,
+                ridge_mode=args.ridge_mode,
                 seed=args.seed,
+                prompt_features=prompt_features_for(plan.strategy, dataset),
+                lazy=LAZY_CHOICES[args.lazy],
             )
         batch = distributed.pairs_at(shard, selection.indices).numpy()
         if rank == 0:
@@ -375,6 +399,7 @@ def _plan_on_rank_zero(
         ensemble=args.ensemble,
         model_path=args.model,
         reuse_model=args.reuse_model,
+        features=args.features,
         seed=args.seed,
     )
 

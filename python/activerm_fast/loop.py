@@ -32,7 +32,14 @@ from .data import Dataset
 from .model import RewardModel
 from .oracle import BTOracle, PairLabelOracle
 from .pairs import POOLS, candidate_pool
-from .selectors import FEATURE_CHOICES, RIDGE_MODES, STRATEGIES, select, select_with_model
+from .selectors import (
+    FEATURE_CHOICES,
+    RIDGE_MODES,
+    STRATEGIES,
+    prompt_features_for,
+    select,
+    select_with_model,
+)
 
 
 @dataclass(frozen=True)
@@ -129,11 +136,7 @@ class ActiveLoop:
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
         self.model: RewardModel | None = None
         # each training response's prompt feature, for strategies that spread over prompts
-        self.prompt_features = (
-            self.train.prompt_features()[self.train.prompt_ids]
-            if STRATEGIES[self.strategy].uses_prompt_features
-            else None
-        )
+        self.prompt_features = prompt_features_for(self.strategy, self.train)
 
     # ---- the rounds ----------------------------------------------------------------------
 

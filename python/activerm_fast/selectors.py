@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from . import _launch
 from . import _validation as v
 from ._inputs import SelectionInputs
 from ._ridge import RIDGE_MODES, relative_ridge
+from .data import Dataset
 from .kernels import Selection, export
 from .strategies import STRATEGIES, Strategy
 
@@ -66,6 +68,15 @@ def validated(
     if done is not None and done.shape[0] and p.shape[0]:
         excluded = v.labelled_mask(p, done, n)
     return entry, members, p, r, done, excluded
+
+
+def prompt_features_for(strategy: str, dataset: Dataset) -> np.ndarray | None:
+    """Each response's prompt feature in ``dataset`` when ``strategy`` uses them (bal-pm),
+    else None: the ``prompt_features`` to pass to :func:`select`."""
+    if not STRATEGIES[strategy].uses_prompt_features:
+        return None
+    features: np.ndarray = dataset.prompt_features()[dataset.prompt_ids]
+    return features
 
 
 def validated_prompts(prompt_features: Any | None, members: torch.Tensor) -> torch.Tensor | None:

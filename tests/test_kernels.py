@@ -8,6 +8,7 @@ import torch
 
 import activerm_fast as arm
 from activerm_fast import _reference as ref
+from activerm_fast._ridge import relative_ridge
 
 from conftest import as_kind, random_pairs, relative_error, to_numpy
 
@@ -115,6 +116,25 @@ def test_fisher_matrix_accurate_with_large_common_offset(rng):
     pairs = random_pairs(rng, 40, 200)
     want = ref.fisher_matrix(features, pairs)
     assert relative_error(arm.fisher_matrix(features, pairs), want) < 1e-9
+
+
+def test_fisher_matrix_unmoved_by_responses_no_pair_compares(rng):
+    # a response at 1e180 that no pair compares: centring on every response's mean would square
+    # it past float64 (found by test_properties.py); centring on the compared ones does not
+    features = rng.normal(size=(12, 4)) * 1e130
+    features[0, 0] = 1e180
+    pairs = random_pairs(rng, 12, 30)
+    pairs = pairs[(pairs != 0).all(axis=1)]
+    want = ref.fisher_matrix(features, pairs)
+    assert np.isfinite(want).all()
+    assert relative_error(arm.fisher_matrix(features, pairs), want) < 1e-9
+    # the relative ridge's trace goes through the same product
+    rewards = rng.normal(size=12)
+    lam = relative_ridge(1.0, torch.from_numpy(features), torch.from_numpy(pairs), None, None, None)
+    assert lam == pytest.approx(np.trace(want) / len(pairs) / 4, rel=1e-9)
+    assert arm.select(
+        "dopt-greedy", features=features, pairs=pairs, k=3, rewards=rewards, ridge_mode="relative"
+    ).indices.shape == (3,)
 
 
 def test_non_contiguous_inputs(rng):

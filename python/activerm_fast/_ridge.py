@@ -16,6 +16,7 @@ from collections.abc import Callable
 import torch
 
 from . import _launch
+from ._design import centred_on_pairs
 
 RIDGE_MODES = ("absolute", "relative")
 
@@ -26,10 +27,8 @@ def information_trace(
     """tr(sum_k w_k d_k d_k^T) = tr(Phi^T L_w Phi) over ``pairs``, w the ensemble-mean Fisher
     weights of ``rewards`` (1 without rewards), in float64."""
     weights = None if rewards is None else _launch.fisher_weights(rewards, pairs)
-    phi = features.double()
-    # L_w Phi has zero column sums: centring Phi changes nothing but the rounding
     spread = _launch.laplacian_features(features, pairs, weights)
-    return float(((phi - phi.mean(dim=0)) * spread).sum())
+    return float((centred_on_pairs(features, pairs) * spread).sum())
 
 
 def relative_ridge(

@@ -26,6 +26,7 @@ import json
 import re
 import statistics
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -342,17 +343,27 @@ def main() -> None:
     )
     print(device, flush=True)
     copy = copy_bandwidth(1 << 31)
+    sections: list[Callable[[], None]] = [lambda: against_cpu(args)]
     if not args.quick:
-        target_scale(args, copy)
+        sections[:0] = [
+            lambda: target_scale(args, copy),
+            lambda: against_torch(args),
+            lambda: ensemble_step(args),
+        ]
+    failed = 0
+    for section in sections:
+        # a device is lent briefly: a section that fails leaves the others their run
+        try:
+            section()
+        except Exception:
+            traceback.print_exc()
+            failed += 1
         torch.cuda.empty_cache()
-        against_torch(args)
-        torch.cuda.empty_cache()
-        ensemble_step(args)
-        torch.cuda.empty_cache()
-    against_cpu(args)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"device": device, "copy_gb_s": copy, "tables": RESULTS}, f, indent=1)
+        if args.json:  # after every section, so a later failure keeps what was measured
+            with open(args.json, "w") as f:
+                json.dump({"device": device, "copy_gb_s": copy, "tables": RESULTS}, f, indent=1)
+    if failed:
+        raise SystemExit(f"{failed} of {len(sections)} sections failed")
 
 
 if __name__ == "__main__":

@@ -21,21 +21,21 @@ from . import _launch
 def fisher_matrix(f: torch.Tensor, p: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
     """sum_k w_k d_k d_k^T = Phi^T (L_w Phi), L_w the weighted Laplacian of the pair graph."""
     laplacian_phi = _launch.laplacian_features(f, p, w)
-    matrix = centred_on_pairs(f, p).T @ laplacian_phi
+    matrix = centred_for(f, laplacian_phi).T @ laplacian_phi
     return 0.5 * (matrix + matrix.T)
 
 
-def centred_on_pairs(f: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    """The features in float64 less the mean of the responses the pairs compare. A product with
-    L_w Phi (zero column sums) is exactly the same for any centre; this one removes the
-    cancellation a large common offset would cause, and keeps far-off responses that no pair
-    compares from pushing the products past float64."""
+def centred_for(f: torch.Tensor, laplacian_phi: torch.Tensor) -> torch.Tensor:
+    """The features in float64 less the mean of the responses whose row of ``laplacian_phi``
+    (L_w Phi) is not zero, those the pairs compare. A product with L_w Phi (zero column sums) is
+    exactly the same for any centre; this one removes the cancellation a large common offset
+    would cause, and keeps far-off responses that no pair compares from pushing the products
+    past float64."""
     phi = f.double()
-    touched = torch.zeros(phi.shape[0], dtype=torch.bool, device=phi.device)
-    touched[p.reshape(-1).long()] = True
-    if not bool(touched.any()):
+    compared = (laplacian_phi != 0).any(dim=1)
+    if not bool(compared.any()):
         return phi
-    return phi - phi[touched].mean(dim=0)
+    return phi - phi[compared].mean(dim=0)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import torch
 
 from . import _launch
-from ._design import centred_on_pairs
+from ._design import centred_for
 
 RIDGE_MODES = ("absolute", "relative")
 
@@ -28,7 +28,7 @@ def information_trace(
     weights of ``rewards`` (1 without rewards), in float64."""
     weights = None if rewards is None else _launch.fisher_weights(rewards, pairs)
     spread = _launch.laplacian_features(features, pairs, weights)
-    return float((centred_on_pairs(features, pairs) * spread).sum())
+    return float((centred_for(features, spread) * spread).sum())
 
 
 def relative_ridge(

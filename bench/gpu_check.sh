@@ -67,10 +67,23 @@ phase() {
 
 main() {
   nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv,noheader
-  if [ -d /usr/local/cuda/bin ]; then
-    export PATH=$PATH:/usr/local/cuda/bin # nvcc and compute-sanitizer where the image has them
+  # nvcc and compute-sanitizer: on the PATH, or in the first CUDA folder that has them
+  local tool folder
+  for tool in nvcc compute-sanitizer; do
+    command -v "$tool" >/dev/null && continue
+    for folder in /usr/local/cuda/bin /usr/local/cuda-*/bin /opt/cuda/bin /opt/*/bin; do
+      if [ -x "$folder/$tool" ]; then
+        export PATH=$PATH:$folder
+        break
+      fi
+    done
+  done
+  if command -v nvcc >/dev/null; then
+    export CUDACXX=${CUDACXX:-$(command -v nvcc)}
+    nvcc --version | tail -n 2
+  else
+    echo "no nvcc found: the build phase will fail"
   fi
-  nvcc --version | tail -n 2
   local capability
   capability=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -n 1 | tr -d ' .')
   if [[ $capability =~ ^[0-9]+$ ]]; then

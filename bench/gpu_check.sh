@@ -38,11 +38,14 @@ sanitize() {
   PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool "$tool" --print-limit 1000 \
     python3 scripts/cuda_sanitizer_workload.py "$@" 2>&1 | tee "$log"
   program=${PIPESTATUS[0]}
-  total=$(grep -oE 'ERROR SUMMARY: [0-9]+' "$log" | grep -oE '[0-9]+$' | tail -n 1)
+  # "ERROR SUMMARY: N errors", and racecheck's "RACECHECK SUMMARY: ... (N errors, M warnings)":
+  # the largest count, whichever lines this version prints
+  total=$(grep -oE 'ERROR SUMMARY: [0-9]+|RACECHECK SUMMARY: .*\([0-9]+ error' "$log" |
+    grep -oE '[0-9]+( error)?$' | grep -oE '^[0-9]+' | sort -n | tail -n 1)
   api=$(grep -cE 'Program hit cuda[A-Za-z]+ .*on CUDA API call' "$log")
   rm -f "$log"
   if [ -z "$total" ]; then
-    echo "compute-sanitizer $tool: no ERROR SUMMARY line (exit code $program)"
+    echo "compute-sanitizer $tool: no summary line (exit code $program)"
     return 1
   fi
   echo "compute-sanitizer $tool: $total errors, $api of them CUDA API calls that returned an" \

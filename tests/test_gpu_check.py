@@ -98,10 +98,11 @@ API_ERROR = (
 KERNEL_ERROR = "========= Invalid __global__ read of size 8 bytes"
 
 
-def fake_device_tools(folder: Path, report: list[str]) -> None:
+def fake_device_tools(folder: Path, report: list[str], summary: str | None = None) -> None:
     """nvidia-smi answering like an H100, and a compute-sanitizer that prints its tool and
     environment, runs the program it is given on the CPU (no GPU here) and then reports the
-    lines ``report`` with their ERROR SUMMARY, passing the program's exit code on."""
+    lines ``report`` and ``summary`` (by default their ERROR SUMMARY), passing the program's
+    exit code on."""
     smi = folder / "nvidia-smi"
     smi.write_text(
         "#!/bin/sh\n"
@@ -115,8 +116,10 @@ def fake_device_tools(folder: Path, report: list[str]) -> None:
         'echo "sanitizer $1 $2 caching-off=$PYTORCH_NO_CUDA_MEMORY_CACHING"\n'
         "shift 4\n"  # --tool T --print-limit N
         '"$@" --device cpu\n'
-        "code=$?\n" + lines + f"echo '========= ERROR SUMMARY: {len(report)} errors'\n"
-        "exit $code\n"
+        "code=$?\n"
+        + lines
+        + f"echo '{summary or f'========= ERROR SUMMARY: {len(report)} errors'}'\n"
+        + "exit $code\n"
     )
     for tool in (smi, sanitizer):
         tool.chmod(0o755)
@@ -148,15 +151,24 @@ def test_gpu_check_runs_the_phases_asked_and_keeps_the_log(tmp_path):
     assert log.rstrip().endswith("every phase passed")
 
 
+RACE = "========= RACECHECK SUMMARY: 1 hazard displayed (1 error, 0 warnings)"
+
+
+def test_gpu_check_reads_racecheck_summaries(tmp_path):
+    fake_device_tools(tmp_path, [], RACE.replace("1 hazard", "0 hazards").replace("(1", "(0"))
+    assert run_gpu_check(tmp_path, "racecheck").returncode == 0
+
+
 @pytest.mark.parametrize(
-    "report, why",
+    "report, summary, why",
     [
-        ([KERNEL_ERROR, API_ERROR], "2 errors, 1 of them CUDA API calls"),
-        (None, "no ERROR SUMMARY line"),
+        ([KERNEL_ERROR, API_ERROR], None, "2 errors, 1 of them CUDA API calls"),
+        ([], RACE, "1 errors, 0 of them CUDA API calls"),
+        (None, None, "no summary line"),
     ],
 )
-def test_gpu_check_fails_on_a_kernel_error(tmp_path, report, why):
-    fake_device_tools(tmp_path, report or [])
+def test_gpu_check_fails_on_a_kernel_error(tmp_path, report, summary, why):
+    fake_device_tools(tmp_path, report or [], summary)
     if report is None:  # the sanitizer did not run the program at all
         (tmp_path / "compute-sanitizer").write_text("#!/bin/sh\nexit 1\n")
     result = run_gpu_check(tmp_path, "memcheck")

@@ -15,8 +15,10 @@ load drifts over both alike. The table gives the median seconds and default / on
 Cases:
   greedy    activerm_fast.greedy_logdet: n = 20,000 responses, d = 256, P = 2,000,000
             cross-prompt pairs, k = 200, float32 features (inputs as bench_greedy.py builds
-            them); the time is the one call, its validation and initial scores included, not
-            the making of its inputs or the imports.
+            them), the dense sweep; the time is the one call, its validation and initial scores
+            included, not the making of its inputs or the imports.
+  lazy      the same with the exact lazy sweep (lazy=True), whose bucket scatters split the
+            pairs between the threads in fixed ranges.
   simulate  the command ``activerm-fast simulate --seeds 1 --strategies random dopt-greedy``
             with a few rounds (see SIMULATE_ARGS), output to a temporary folder; the time is
             the whole command, start-up included, as a user waits for it.
@@ -59,8 +61,8 @@ while time.monotonic() < end:
 # ---- the child processes ---------------------------------------------------------------------
 
 
-def greedy_child(n: int, d: int, pairs: int, k: int) -> None:
-    """Time one greedy selection; prints JSON on stdout."""
+def greedy_child(n: int, d: int, pairs: int, k: int, lazy: bool = False) -> None:
+    """Time one greedy selection (the dense or the lazy sweep); prints JSON on stdout."""
     import torch
     from bench_greedy import pool_inputs  # this script's folder is on sys.path
 
@@ -68,7 +70,7 @@ def greedy_child(n: int, d: int, pairs: int, k: int) -> None:
 
     _, features, candidates, weights = pool_inputs(n, d, pairs)
     start = time.perf_counter()
-    arm.greedy_logdet(features, candidates, k, weights=weights, prior=1e-3, lazy=False)
+    arm.greedy_logdet(features, candidates, k, weights=weights, prior=1e-3, lazy=lazy)
     seconds = time.perf_counter() - start
     info = {
         "seconds": seconds,
@@ -95,11 +97,11 @@ def cli_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "activerm_fast"]
 
 
-def run_greedy(one_thread: bool, size: dict[str, int], timeout: float) -> float:
+def run_greedy(one_thread: bool, size: dict[str, int], timeout: float, lazy: bool) -> float:
     code = (
         f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
         f"import bench_contention as b; b.greedy_child({size['n']}, {size['d']}, "
-        f"{size['pairs']}, {size['k']})"
+        f"{size['pairs']}, {size['k']}, {lazy})"
     )
     done = subprocess.run(
         [sys.executable, "-c", code],
@@ -185,7 +187,10 @@ def main() -> None:
     parser.add_argument("--two-busy", action="store_true", help="also beside 2 busy processes")
     parser.add_argument("--busy", type=int, nargs="+", help="busy-process counts (default 0 1)")
     parser.add_argument(
-        "--cases", nargs="+", choices=["greedy", "simulate"], default=["greedy", "simulate"]
+        "--cases",
+        nargs="+",
+        choices=["greedy", "lazy", "simulate"],
+        default=["greedy", "lazy", "simulate"],
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, one run per cell")
     parser.add_argument(
@@ -204,10 +209,14 @@ def main() -> None:
         f"{os.cpu_count()} CPUs ({cpus} usable), load average {os.getloadavg()[0]:.2f} at start; "
         f"median of {args.repeats} runs, default and one-thread runs alternating"
     )
-    print(f"greedy: n = {size['n']:,}, d = {size['d']}, P = {size['pairs']:,}, k = {size['k']}")
+    print(
+        f"greedy and lazy: n = {size['n']:,}, d = {size['d']}, P = {size['pairs']:,}, "
+        f"k = {size['k']}"
+    )
     print(f"simulate: {' '.join(cli_command()[-1:])} simulate {' '.join(simulate_args)}")
     runners = {
-        "greedy": lambda one: run_greedy(one, size, args.timeout),
+        "greedy": lambda one: run_greedy(one, size, args.timeout, lazy=False),
+        "lazy": lambda one: run_greedy(one, size, args.timeout, lazy=True),
         "simulate": lambda one: run_simulate(one, simulate_args, args.timeout),
     }
     rows = []

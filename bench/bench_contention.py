@@ -17,8 +17,7 @@ Cases:
             cross-prompt pairs, k = 200, float32 features (inputs as bench_greedy.py builds
             them), the dense sweep; the time is the one call, its validation and initial scores
             included, not the making of its inputs or the imports.
-  lazy      the same with the exact lazy sweep (lazy=True), whose bucket scatters split the
-            pairs between the threads in fixed ranges.
+  lazy      the same with the exact lazy sweep (lazy=True).
   simulate  the command ``activerm-fast simulate --seeds 1 --strategies random dopt-greedy``
             with a few rounds (see SIMULATE_ARGS), output to a temporary folder; the time is
             the whole command, start-up included, as a user waits for it.

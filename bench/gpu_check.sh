@@ -2,7 +2,7 @@
 # The GPU check in one go, for a machine with a GPU, torch, pybind11, scikit-build-core, cmake and
 # ninja but no package registry (the device machine). Phases:
 #   build      build and install the package with the CUDA backend for this GPU's architecture
-#              only (about 20 s of compiling on 2 cores), then `activerm-fast info`;
+#              only (a third of the default build's architectures), then `activerm-fast info`;
 #   tests      every CUDA test, CUDA = CPU bit for bit: test_cuda_*.py and the [torch-cuda]
 #              variants of the kernel, greedy, select, strategy, lazy and distributed tests;
 #   memcheck   compute-sanitizer over scripts/cuda_sanitizer_workload.py (every kernel path on

@@ -32,7 +32,7 @@ MAX_MEMBERS = int(_core.max_members)
 # group of the bench suite, docs/BENCHMARKS.md); 1.25-2x faster at P = 2,000,000 and 20,000,000
 # (k = 500, d = 256: bench/bench_lazy.py). With several members (ensemble-dopt-greedy) "auto"
 # stays dense: a refresh reads every member's kept projections, and bench_lazy.py's E = 3 pool
-# runs slower lazily at P = 2,000,000 (and 36 s against 31 s in a one-off run at 20,000,000).
+# runs slower lazily at P = 2,000,000.
 LAZY_MIN_PAIRS = 1_500_000
 LAZY_MIN_STEPS = 100
 REFRESH_CHOICE = int(_core.refresh_choice)  # a step's index when the state must be recomputed

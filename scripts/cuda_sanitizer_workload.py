@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 import activerm_fast as arm
-from activerm_fast import _launch
+from activerm_fast import _design
 
 N, D, COUNT, MEMBERS = 300, 130, 3_000, 3
 
@@ -167,15 +167,15 @@ def cases(
 def stepped(
     features: torch.Tensor, pool: np.ndarray, k: int = 30, masked: bool = False
 ) -> torch.Tensor:
-    """k steps driven one primitive at a time, as a sharded caller does: the chosen indices
-    (all -1 when every score is ``masked``)."""
+    """k steps of the package's own engine (ridge 1, unit weights) driven one primitive at a
+    time, as a sharded caller does: the chosen indices (all -1 when every score is
+    ``masked``)."""
     pairs = torch.as_tensor(pool, device=features.device)
-    scores = _launch.pair_quadform(features, pairs, None, 1.0)[:, None].contiguous()
+    weights = torch.ones((pairs.shape[0], 1), dtype=torch.float64, device=features.device)
+    prior = _design.Prior.of_ridge(1.0, features.shape[1])
+    engine, _ = _design.greedy_engine(features[None], pairs, weights, [prior], None, lazy=False)
     if masked:
-        scores.fill_(float("nan"))
-    factor = torch.eye(features.shape[1], dtype=torch.float64, device=features.device)[None]
-    weights = torch.ones_like(scores)
-    engine = _launch.GreedyEngine(features[None], pairs, weights, scores, factor.clone(), 1.0)
+        engine.state_tensors()[0].fill_(float("nan"))
     chosen = torch.empty(k, dtype=torch.int64, device=features.device)
     gains = torch.empty(k, dtype=torch.float64, device=features.device)
     engine.sweep(False)

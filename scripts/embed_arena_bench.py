@@ -9,7 +9,7 @@ Each of the 300 prompts and each of the 4,461 responses is embedded once with th
 all-MiniLM-L6-v2 (384-d, unit norm). The file stores the two halves separately as float16
 and ``activerm_fast.data.load("arena-bench")`` rebuilds the row embedding
 ``[prompt_embedding, response_embedding]`` (768-d float32). The format is documented in
-``python/activerm_fast/datasets/ARENA_BENCH_PROVENANCE.md``.
+``python/activerm_fast/data/packaged/ARENA_BENCH_PROVENANCE.md``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from activerm_fast.data import ARENA_BENCH_FILE, embed_texts
+from activerm_fast.data.dataset import ARENA_BENCH_FILE, embed_texts
 
 SOURCE = Path("/work/shared/data/arena_bench_v1.jsonl.gz")
 

@@ -16,10 +16,10 @@ import numpy as np
 from study_defaults import section_of  # scripts/ is on sys.path when run
 
 from activerm_fast import data
-from activerm_fast.loop import LoopConfig
-from activerm_fast.plot import learning_curves
-from activerm_fast.selectors import STRATEGIES
-from activerm_fast.simulate import simulate, summarize, verdicts
+from activerm_fast.selection import STRATEGIES
+from activerm_fast.simulation.loop import LoopConfig
+from activerm_fast.simulation.plot import learning_curves
+from activerm_fast.simulation.simulate import simulate, summarize, verdicts
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 DOPT = ("dopt-topk", "dopt-greedy", "past-dopt-topk", "past-dopt-greedy", "ensemble-dopt-greedy")

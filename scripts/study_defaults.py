@@ -28,9 +28,9 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from activerm_fast import data, fisher_matrix, fisher_weights
-from activerm_fast.loop import LoopConfig
 from activerm_fast.model import RewardModel
-from activerm_fast.simulate import simulate, verdicts
+from activerm_fast.simulation.loop import LoopConfig
+from activerm_fast.simulation.simulate import simulate, verdicts
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"

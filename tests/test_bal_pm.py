@@ -7,9 +7,11 @@ import pytest
 import torch
 
 import activerm_fast as arm
-from activerm_fast import annotation, bal_pm, data
-from activerm_fast._inputs import SelectionInputs
-from activerm_fast.strategies import WHOLE_POOL
+from activerm_fast import data
+from activerm_fast.data import annotation
+from activerm_fast.selection import bal_pm
+from activerm_fast.selection.inputs import SelectionInputs
+from activerm_fast.selection.registry import WHOLE_POOL
 
 
 def prompt_problem(rng, prompts=12, per_prompt=4, dim=5, members=3):

@@ -9,9 +9,10 @@ import sys
 import numpy as np
 import pytest
 
-from activerm_fast import annotation, data
+from activerm_fast import data
 from activerm_fast.cli import main
-from activerm_fast.oracle import BTOracle
+from activerm_fast.data import annotation
+from activerm_fast.simulation.oracle import BTOracle
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from activerm_fast import cli, data
+from activerm_fast import data
 from activerm_fast.cli import main
+from activerm_fast.cli import select as select_command
 from activerm_fast.model import RewardModel
 
 
@@ -149,7 +150,7 @@ def test_bad_input_ends_in_one_line_naming_the_file_or_flag(case, files, capsys)
 def test_broken_matplotlib_fails_before_any_work(files, tmp_path, capsys, monkeypatch):
     for module in ("matplotlib", "matplotlib.figure"):
         monkeypatch.setitem(sys.modules, module, None)  # import of matplotlib fails
-    monkeypatch.delitem(sys.modules, "activerm_fast.plot", raising=False)
+    monkeypatch.delitem(sys.modules, "activerm_fast.simulation.plot", raising=False)
     monkeypatch.setattr(data, "load", lambda *a, **k: pytest.fail("work started"))
     out = tmp_path / "sim"
     code, err = run(simulate_args(files, "small.npz", "--out", str(out)), capsys)
@@ -162,7 +163,7 @@ def test_internal_errors_are_one_line_too(files, capsys, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("first line\nsecond line")
 
-    monkeypatch.setattr(cli, "next_batch", broken)
+    monkeypatch.setattr(select_command, "next_batch", broken)
     code, err = run(select_args(files), capsys)
     assert code == 2 and err.count("\n") == 1
     assert "internal error: RuntimeError: first line second line" in err

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 import activerm_fast as arm
-from activerm_fast import _design, _launch
+from activerm_fast import _launch
 from activerm_fast import _reference as ref
+from activerm_fast.selection import design as _design
 
 from conftest import random_pairs, spd
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from activerm_fast import data
-from activerm_fast.loop import ActiveLoop, LoopConfig
 from activerm_fast.model import RewardModel
-from activerm_fast.oracle import BTOracle
-from activerm_fast.simulate import simulate
+from activerm_fast.simulation.loop import ActiveLoop, LoopConfig
+from activerm_fast.simulation.oracle import BTOracle
+from activerm_fast.simulation.simulate import simulate
 
 SMALL = LoopConfig(
     rounds=3,
@@ -131,7 +131,7 @@ def test_human_labelled_data_uses_stored_labels_and_pair_accuracy(rng):
         num_train_prompts=50, num_test_prompts=10, test_responses_per_prompt=8, dim=6, seed=1
     )
     oracle = BTOracle(synthetic.gold, beta=np.inf)
-    from activerm_fast.pairs import within_prompt
+    from activerm_fast.data.pairs import within_prompt
 
     pairs = within_prompt(synthetic.prompt_ids)
     human = data.Dataset(

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.stats import rankdata, spearmanr
 
-from activerm_fast.metrics import BestOfN, best_of_n, pair_accuracy, within_prompt_spearman
+from activerm_fast.model.metrics import BestOfN, best_of_n, pair_accuracy, within_prompt_spearman
 
 
 def grouped_data(seed: int, num_prompts: int = 12, max_size: int = 7, levels: int | None = None):

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from activerm_fast.data import Dataset, synthetic
-from activerm_fast.metrics import within_prompt_spearman
 from activerm_fast.model import RewardModel
-from activerm_fast.oracle import BTOracle
+from activerm_fast.model.metrics import within_prompt_spearman
+from activerm_fast.simulation.oracle import BTOracle
 
 FIT = {"epochs": 12, "batch_size": 128, "lr": 3e-3}
 

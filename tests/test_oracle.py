@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from activerm_fast import oracle as oracle_module
-from activerm_fast.oracle import BTOracle, PairLabelOracle
+from activerm_fast.simulation.oracle import BTOracle, PairLabelOracle
 
 
 def random_pairs(rng: np.random.Generator, n: int, count: int) -> np.ndarray:

@@ -25,8 +25,8 @@ from activerm_fast import (
     read_simulation_labels,
 )
 from activerm_fast.cli import main
-from activerm_fast.pairs import within_prompt
-from activerm_fast.preference_data import FORMS
+from activerm_fast.data.pairs import within_prompt
+from activerm_fast.data.preference_data import FORMS
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 KINDS = {"jsonl": ".jsonl", "parquet": ".parquet", "folder": ""}

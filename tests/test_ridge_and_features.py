@@ -9,10 +9,11 @@ import pytest
 
 import activerm_fast as arm
 from activerm_fast import _reference as ref
-from activerm_fast import data, loop
+from activerm_fast import data
 from activerm_fast.cli import main
-from activerm_fast.loop import ActiveLoop, LoopConfig
 from activerm_fast.model import RewardModel
+from activerm_fast.simulation import loop
+from activerm_fast.simulation.loop import ActiveLoop, LoopConfig
 
 GREEDY = ("dopt-greedy", "past-dopt-greedy", "ensemble-dopt-greedy")
 

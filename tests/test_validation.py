@@ -13,9 +13,9 @@ import torch
 import activerm_fast as arm
 from activerm_fast import _validation as v
 from activerm_fast.data import Dataset
-from activerm_fast.metrics import best_of_n, within_prompt_spearman
 from activerm_fast.model import RewardModel
-from activerm_fast.oracle import BTOracle, PairLabelOracle
+from activerm_fast.model.metrics import best_of_n, within_prompt_spearman
+from activerm_fast.simulation.oracle import BTOracle, PairLabelOracle
 
 PACKAGE = Path(arm.__file__).parent
 F = np.random.default_rng(0).normal(size=(10, 4))
@@ -24,11 +24,16 @@ P = np.array([[0, 1], [2, 3], [4, 9], [5, 7]])
 
 def test_no_module_imports_validators_from_data():
     dataset_api = {"ARENA_BENCH", "Dataset", "embed_texts", "from_arrays", "load", "synthetic"}
-    for source in PACKAGE.glob("*.py"):
+    dataset_modules = {"activerm_fast.data", "activerm_fast.data.dataset"}
+    for source in PACKAGE.rglob("*.py"):
+        package = ["activerm_fast", *source.parent.relative_to(PACKAGE).parts]
         for node in ast.walk(ast.parse(source.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module == "data" and node.level == 1:
-                names = {alias.name for alias in node.names}
-                assert names <= dataset_api, f"{source.name} imports {names} from .data"
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = package[: len(package) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+                if module in dataset_modules and source.name != "__init__.py":
+                    names = {alias.name for alias in node.names} - {"dataset"}
+                    assert names <= dataset_api, f"{source.name} imports {names} from {module}"
 
 
 def test_select_with_2d_features_speaks_of_the_callers_shape_and_index():

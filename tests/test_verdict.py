@@ -7,7 +7,7 @@ import pytest
 
 from activerm_fast import data
 from activerm_fast.cli import main
-from activerm_fast.simulate import format_verdicts, verdicts
+from activerm_fast.simulation.simulate import format_verdicts, verdicts
 
 BUDGETS = np.arange(100, 900, 100)
 

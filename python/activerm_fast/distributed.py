@@ -35,12 +35,13 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from . import _design, _launch
+from . import _launch
 from . import _validation as v
-from ._ridge import RIDGE_MODES, relative_ridge
 from .kernels import Selection, export, greedy_arguments
-from .selectors import validated, validated_prompts
-from .strategies import Pool, PooledInputs
+from .selection import design as _design
+from .selection.api import validated, validated_prompts
+from .selection.registry import Pool, PooledInputs
+from .selection.ridge import RIDGE_MODES, relative_ridge
 
 __all__ = ["agreed", "greedy_logdet", "pairs_at", "select"]
 

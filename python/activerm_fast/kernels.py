@@ -14,8 +14,9 @@ from typing import Any
 
 import torch
 
-from . import _design, _launch
+from . import _launch
 from . import _validation as v
+from .selection import design as _design
 
 __all__ = [
     "Selection",

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._validation import (
+from .._validation import (
     as_tensor,
     binary_labels,
     count_argument,

@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import count_argument, known_name, self_pair_row
-from .data import Dataset
-from .model import RewardModel
+from .._validation import count_argument, known_name, self_pair_row
+from ..model.reward_model import RewardModel
+from ..selection.api import FEATURE_CHOICES, STRATEGIES, prompt_features_for, select
+from .dataset import Dataset
 from .pairs import candidate_pool
-from .selectors import FEATURE_CHOICES, STRATEGIES, prompt_features_for, select
 
 
 def read_labelled(path: str | os.PathLike[str], n: int) -> tuple[np.ndarray, np.ndarray]:

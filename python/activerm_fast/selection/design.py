@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import _launch
+from .. import _launch
 
 
 def fisher_matrix(f: torch.Tensor, p: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:

@@ -47,11 +47,11 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ._inputs import SelectionInputs
-from ._validation import positive_integer
+from .._validation import positive_integer
+from .inputs import SelectionInputs
 
 if TYPE_CHECKING:
-    from .strategies import Pool
+    from .registry import Pool
 
 __all__ = ["BETA", "DISTANCE_FLOOR", "NEIGHBOURS", "choose"]
 

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._validation import (
+from .._validation import (
     as_tensor,
     boolean_mask,
     count_argument,
@@ -42,6 +42,19 @@ from ._validation import (
     real_vector,
 )
 
+__all__ = [
+    "ARENA_BENCH",
+    "ARENA_BENCH_EXPONENT",
+    "REALISTIC_SYNTHETIC",
+    "SYNTHETIC_KINDS",
+    "Dataset",
+    "embed_texts",
+    "from_arrays",
+    "load",
+    "spectrum_exponent",
+    "synthetic",
+]
+
 ARENA_BENCH = "arena-bench"
 SYNTHETIC_KINDS = ("isotropic", "realistic")
 # spectrum_exponent of arena-bench's embeddings (scripts/fit_embedding_spectrum.py prints it;
@@ -49,7 +62,7 @@ SYNTHETIC_KINDS = ("isotropic", "realistic")
 ARENA_BENCH_EXPONENT = 0.83
 # the realistic synthetic data of docs/RESULTS.md and `activerm-fast simulate --dataset synthetic`
 REALISTIC_SYNTHETIC: dict[str, Any] = {"kind": "realistic", "dim": 64}
-DATASETS_DIR = Path(__file__).resolve().parent / "datasets"
+DATASETS_DIR = Path(__file__).resolve().parent / "packaged"
 ARENA_BENCH_FILE = DATASETS_DIR / "arena_bench.npz"
 
 
@@ -541,7 +554,7 @@ def embed_texts(
 
 
 def _load_arena_bench(test_fraction: float, seed: int) -> Dataset:
-    """Rebuild the packaged arena-bench arrays (format: ``datasets/ARENA_BENCH_PROVENANCE.md``)."""
+    """Rebuild the packaged arena-bench arrays (format: ``packaged/ARENA_BENCH_PROVENANCE.md``)."""
     if not ARENA_BENCH_FILE.is_file():
         raise FileNotFoundError(
             f"the packaged dataset file {ARENA_BENCH_FILE} is missing from this installation"

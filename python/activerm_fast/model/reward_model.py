@@ -22,8 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._threads import free_core_threads
-from ._validation import (
+from .._threads import free_core_threads
+from .._validation import (
     count_argument,
     embeddings_tensor,
     first_line,

@@ -12,13 +12,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import _launch
-from . import _validation as v
-from ._inputs import SelectionInputs
-from ._ridge import RIDGE_MODES, relative_ridge
-from .data import Dataset
-from .kernels import Selection, export
-from .strategies import STRATEGIES, Strategy
+from .. import _launch
+from .. import _validation as v
+from ..data.dataset import Dataset
+from ..kernels import Selection, export
+from .inputs import SelectionInputs
+from .registry import STRATEGIES, Strategy
+from .ridge import RIDGE_MODES, relative_ridge
 
 __all__ = ["FEATURE_CHOICES", "RIDGE_MODES", "STRATEGIES", "select", "select_with_model"]
 

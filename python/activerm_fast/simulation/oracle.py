@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._validation import (
+from .._validation import (
     as_tensor,
     binary_labels,
     integer_argument,

@@ -18,9 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import metrics
-from ._threads import free_core_threads
-from ._validation import (
+from .._threads import free_core_threads
+from .._validation import (
     available_count,
     count_argument,
     known_name,
@@ -28,11 +27,11 @@ from ._validation import (
     positive_or_infinite,
     positive_scalar,
 )
-from .data import Dataset
-from .model import RewardModel
-from .oracle import BTOracle, PairLabelOracle
-from .pairs import POOLS, candidate_pool
-from .selectors import (
+from ..data.dataset import Dataset
+from ..data.pairs import POOLS, candidate_pool
+from ..model import metrics
+from ..model.reward_model import RewardModel
+from ..selection.api import (
     FEATURE_CHOICES,
     RIDGE_MODES,
     STRATEGIES,
@@ -40,6 +39,7 @@ from .selectors import (
     select,
     select_with_model,
 )
+from .oracle import BTOracle, PairLabelOracle
 
 
 @dataclass(frozen=True)

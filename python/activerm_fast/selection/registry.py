@@ -25,9 +25,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import _design, _launch, bal_pm
-from ._inputs import SelectionInputs
-from .kernels import Selection
+from .. import _launch
+from ..kernels import Selection
+from . import bal_pm
+from . import design as _design
+from .inputs import SelectionInputs
 
 __all__ = ["STRATEGIES", "Pool", "PooledInputs", "Strategy"]
 

@@ -7,7 +7,8 @@ from functools import cached_property
 
 import torch
 
-from . import _design, _launch
+from .. import _launch
+from . import design as _design
 
 
 @dataclass(frozen=True)

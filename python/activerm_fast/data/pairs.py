@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import count_argument, positive_integer
+from .._validation import count_argument, positive_integer
 
 __all__ = [
     "POOLS",

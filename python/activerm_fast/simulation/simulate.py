@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from ._validation import count_argument, known_name
-from .data import Dataset
+from .._validation import count_argument, known_name
+from ..data.dataset import Dataset
+from ..selection.api import STRATEGIES
 from .loop import ActiveLoop, LoopConfig
-from .selectors import STRATEGIES
 
 
 def simulate(

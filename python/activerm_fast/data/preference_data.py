@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._validation import (
+from .._validation import (
     as_tensor,
     count_argument,
     describe,
@@ -51,7 +51,7 @@ from ._validation import (
     pairs_tensor,
 )
 from .annotation import _row_index
-from .data import Dataset, embed_texts, from_arrays
+from .dataset import Dataset, embed_texts, from_arrays
 
 FORMS = ("standard", "conversational", "implicit")
 TIES = ("drop", "both")

@@ -15,8 +15,8 @@ from collections.abc import Callable
 
 import torch
 
-from . import _launch
-from ._design import centred_for
+from .. import _launch
+from .design import centred_for
 
 RIDGE_MODES = ("absolute", "relative")
 

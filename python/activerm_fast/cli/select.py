@@ -1,0 +1,162 @@
+"""``activerm-fast select``: choose the next batch of pairs to annotate.
+
+Launched by torchrun (``torchrun --nproc-per-node N -m activerm_fast select ...``) it shards the
+candidate pool over the N processes (gloo): every process builds only its part of the pool,
+rank 0 fits or loads the model and shares its features and rewards, the selection runs on
+:mod:`activerm_fast.distributed`, and rank 0 writes the batch: the same file as one process
+writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from datetime import timedelta
+from typing import Any
+
+from .. import data
+from .._threads import free_core_threads
+from ..data.annotation import BatchPlan, next_batch, plan_batch, read_labelled, write_batch
+from ..data.pairs import POOLS, candidate_pool
+from ..selection.api import STRATEGIES, prompt_features_for
+from .common import LAZY_CHOICES, Failure, design_arguments, load_dataset, non_negative, positive
+
+
+def add(commands: Any) -> None:
+    """Register the command on the ``commands`` sub-parsers."""
+    sel = commands.add_parser("select", help="choose the next batch of pairs to annotate")
+    sel.add_argument(
+        "--data",
+        required=True,
+        help="arena-bench, a .npz dataset or a preference dataset (.jsonl, .parquet, folder)",
+    )
+    sel.add_argument(
+        "--labelled", required=True, help="JSONL of labelled pairs (may not exist yet)"
+    )
+    sel.add_argument("--k", type=positive, required=True, help="pairs to choose")
+    sel.add_argument("--strategy", choices=sorted(STRATEGIES), default="past-dopt-greedy")
+    sel.add_argument("--model", help="where the fitted model is saved (loaded with --reuse-model)")
+    sel.add_argument("--reuse-model", action="store_true", help="load --model instead of fitting")
+    sel.add_argument("--pool", choices=POOLS, default="cross")
+    sel.add_argument("--pool-size", type=positive, default=200_000, help="cross-prompt candidates")
+    sel.add_argument("--ensemble", type=positive, default=3)
+    design_arguments(sel)
+    sel.add_argument(
+        "--lazy",
+        choices=sorted(LAZY_CHOICES),
+        default="auto",
+        help="the greedy strategies' sweep: the exact lazy one, the dense one, or by size",
+    )
+    sel.add_argument("--seed", type=non_negative, default=0)
+    sel.add_argument("--out", required=True, help="JSONL batch to write")
+    sel.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.reuse_model and args.model is None:
+        raise Failure("--reuse-model needs --model, the file to load the model from")
+    if _torchrun_world() > 1:
+        return _select_sharded(args)
+    dataset = load_dataset(args.data)
+    pairs, labels = read_labelled(args.labelled, dataset.n)
+    with free_core_threads():  # many small torch operations: threads for the free cores
+        batch, note = next_batch(
+            dataset,
+            pairs,
+            labels,
+            args.k,
+            strategy=args.strategy,
+            pool=args.pool,
+            pool_size=args.pool_size,
+            ensemble=args.ensemble,
+            model_path=args.model,
+            reuse_model=args.reuse_model,
+            ridge=args.ridge,
+            ridge_mode=args.ridge_mode,
+            features=args.features,
+            seed=args.seed,
+            lazy=LAZY_CHOICES[args.lazy],
+        )
+    write_batch(args.out, dataset, batch)
+    print(f"{note}; wrote {len(batch)} pairs to {args.out}")
+    return 0
+
+
+def _torchrun_world() -> int:
+    """The number of processes torchrun started (1 without torchrun)."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        return 1
+
+
+def _select_sharded(args: argparse.Namespace) -> int:
+    """``select`` as one of torchrun's processes: the pool sharded, the batch from rank 0."""
+    import torch.distributed as dist
+
+    from .. import distributed
+
+    dist.init_process_group("gloo", timeout=timedelta(minutes=30))
+    try:
+        rank, world = dist.get_rank(), dist.get_world_size()
+
+        def load() -> tuple[data.Dataset, Any, Any, Any]:
+            dataset = load_dataset(args.data)
+            pairs, labels = read_labelled(args.labelled, dataset.n)
+            shard = candidate_pool(
+                dataset.prompt_ids, args.pool, args.pool_size, args.seed, shard=(rank, world)
+            )
+            return dataset, pairs, labels, shard
+
+        dataset, pairs, labels, shard = distributed.agreed(load)
+        plan = distributed.agreed(lambda: _plan_on_rank_zero(args, dataset, pairs, labels))
+        shared: list[Any] = [plan if rank == 0 else None]
+        dist.broadcast_object_list(shared, src=0)  # one model's features on every rank
+        plan = shared[0]
+        with free_core_threads():
+            selection = distributed.select(
+                plan.strategy,
+                features=plan.features,
+                pairs=shard,
+                k=args.k,
+                rewards=plan.rewards,
+                labelled=plan.labelled,
+                ridge=args.ridge,
+                ridge_mode=args.ridge_mode,
+                seed=args.seed,
+                prompt_features=prompt_features_for(plan.strategy, dataset),
+                lazy=LAZY_CHOICES[args.lazy],
+            )
+        batch = distributed.pairs_at(shard, selection.indices).numpy()
+        if rank == 0:
+            write_batch(args.out, dataset, batch)
+            print(f"{plan.note}; wrote {len(batch)} pairs to {args.out} ({world} processes)")
+    finally:
+        dist.destroy_process_group()
+    # Gloo's worker threads release a finished collective's tensors after the caller has moved
+    # on, and that needs the interpreter: one still doing so while Python finalises aborts the
+    # process (a torch race: about 1 run in 10 here, after the batch was written; a barrier
+    # does not help, it holds the earlier work). The batch is out, so end without finalising.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def _plan_on_rank_zero(
+    args: argparse.Namespace, dataset: data.Dataset, pairs: Any, labels: Any
+) -> BatchPlan | None:
+    """:func:`~activerm_fast.annotation.plan_batch` on rank 0 (None elsewhere)."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        return None
+    return plan_batch(
+        dataset,
+        pairs,
+        labels,
+        strategy=args.strategy,
+        ensemble=args.ensemble,
+        model_path=args.model,
+        reuse_model=args.reuse_model,
+        features=args.features,
+        seed=args.seed,
+    )

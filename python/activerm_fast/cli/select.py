@@ -15,10 +15,21 @@ import sys
 from datetime import timedelta
 from typing import Any
 
+import numpy as np
+
 from .. import data
 from .._threads import free_core_threads
-from ..data.annotation import BatchPlan, next_batch, plan_batch, read_labelled, write_batch
+from ..data.annotation import (
+    BatchPlan,
+    next_batch,
+    plan_batch,
+    read_labelled,
+    without_pairs,
+    write_batch,
+)
 from ..data.pairs import POOLS, candidate_pool
+from ..data.preference_data import read_annotations
+from ..data.reward_head import RewardHead, head_plan, next_batch_with_head
 from ..selection.api import STRATEGIES, prompt_features_for
 from .common import LAZY_CHOICES, Failure, design_arguments, load_dataset, non_negative, positive
 
@@ -34,10 +45,21 @@ def add(commands: Any) -> None:
     sel.add_argument(
         "--labelled", required=True, help="JSONL of labelled pairs (may not exist yet)"
     )
+    sel.add_argument(
+        "--exclude",
+        action="append",
+        help="JSONL of pairs never to propose, e.g. the held file of an annotation tool's "
+        "import (still waiting, tied or skipped there) or a batch not pulled yet; repeatable",
+    )
     sel.add_argument("--k", type=positive, required=True, help="pairs to choose")
     sel.add_argument("--strategy", choices=sorted(STRATEGIES), default="past-dopt-greedy")
     sel.add_argument("--model", help="where the fitted model is saved (loaded with --reuse-model)")
     sel.add_argument("--reuse-model", action="store_true", help="load --model instead of fitting")
+    sel.add_argument(
+        "--reward-head",
+        action="store_true",
+        help="the model is the reward model's score head saved in --data by activerm-fast embed",
+    )
     sel.add_argument("--pool", choices=POOLS, default="cross")
     sel.add_argument("--pool-size", type=positive, default=200_000, help="cross-prompt candidates")
     sel.add_argument("--ensemble", type=positive, default=3)
@@ -56,10 +78,30 @@ def add(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.reuse_model and args.model is None:
         raise Failure("--reuse-model needs --model, the file to load the model from")
+    if args.reward_head and args.model is not None:
+        raise Failure("--reward-head selects with the reward model's own head: drop --model")
     if _torchrun_world() > 1:
         return _select_sharded(args)
     dataset = load_dataset(args.data)
     pairs, labels = read_labelled(args.labelled, dataset.n)
+    if args.reward_head:
+        with free_core_threads():
+            batch, note = next_batch_with_head(
+                dataset,
+                RewardHead.load(args.data),
+                pairs,
+                args.k,
+                strategy=args.strategy,
+                pool=args.pool,
+                pool_size=args.pool_size,
+                ridge=args.ridge,
+                ridge_mode=args.ridge_mode,
+                seed=args.seed,
+                lazy=LAZY_CHOICES[args.lazy],
+            )
+        write_batch(args.out, dataset, batch)
+        print(f"{note}; wrote {len(batch)} pairs to {args.out}")
+        return 0
     with free_core_threads():  # many small torch operations: threads for the free cores
         batch, note = next_batch(
             dataset,
@@ -77,10 +119,18 @@ def run(args: argparse.Namespace) -> int:
             features=args.features,
             seed=args.seed,
             lazy=LAZY_CHOICES[args.lazy],
+            exclude=_excluded(args.exclude, dataset.n),
         )
     write_batch(args.out, dataset, batch)
     print(f"{note}; wrote {len(batch)} pairs to {args.out}")
     return 0
+
+
+def _excluded(paths: list[str] | None, n: int) -> np.ndarray | None:
+    """The pairs of every --exclude file, whatever their labels."""
+    if not paths:
+        return None
+    return np.concatenate([read_annotations(path, n)[0] for path in paths])
 
 
 def _torchrun_world() -> int:
@@ -107,6 +157,7 @@ def _select_sharded(args: argparse.Namespace) -> int:
             shard = candidate_pool(
                 dataset.prompt_ids, args.pool, args.pool_size, args.seed, shard=(rank, world)
             )
+            shard = without_pairs(shard, _excluded(args.exclude, dataset.n))
             return dataset, pairs, labels, shard
 
         dataset, pairs, labels, shard = distributed.agreed(load)
@@ -149,6 +200,8 @@ def _plan_on_rank_zero(
     """:func:`~activerm_fast.annotation.plan_batch` on rank 0 (None elsewhere)."""
     if int(os.environ.get("RANK", "0")) != 0:
         return None
+    if args.reward_head:
+        return head_plan(dataset, RewardHead.load(args.data), pairs, args.strategy)
     return plan_batch(
         dataset,
         pairs,

@@ -20,8 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from .._validation import count_argument, known_name, self_pair_row
+from .._validation import (
+    count_argument,
+    known_name,
+    labelled_mask,
+    nonnegative_pairs,
+    self_pair_row,
+)
 from ..model.reward_model import RewardModel
 from ..selection.api import FEATURE_CHOICES, STRATEGIES, prompt_features_for, select
 from .dataset import Dataset
@@ -74,18 +81,24 @@ def _row_index(record: dict[str, Any], key: str, n: int, where: str) -> int:
 
 def write_batch(path: str | os.PathLike[str], dataset: Dataset, pairs: np.ndarray) -> None:
     """One unlabelled record per pair, with prompt ids and texts where the dataset has them."""
-    assert dataset.prompt_names is not None, "set by Dataset.__post_init__"
     with open(path, "w", encoding="utf-8") as f:
         for i, j in pairs.tolist():
-            record: dict[str, Any] = {"first": i, "second": j, "label": None}
-            for side, row in (("first", i), ("second", j)):
-                prompt = int(dataset.prompt_ids[row])
-                record[f"{side}_prompt"] = _plain(dataset.prompt_names[prompt])
-                if dataset.prompts is not None:
-                    record[f"{side}_prompt_text"] = dataset.prompts[prompt]
-                if dataset.responses is not None:
-                    record[f"{side}_text"] = dataset.responses[row]
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+            f.write(json.dumps(batch_record(dataset, i, j), ensure_ascii=False) + "\n")
+
+
+def batch_record(dataset: Dataset, first: int, second: int) -> dict[str, Any]:
+    """The unlabelled record of the pair (``first``, ``second``): rows, prompt ids, and texts
+    where the dataset has them (the annotation-tool adapters send the same record)."""
+    assert dataset.prompt_names is not None, "set by Dataset.__post_init__"
+    record: dict[str, Any] = {"first": first, "second": second, "label": None}
+    for side, row in (("first", first), ("second", second)):
+        prompt = int(dataset.prompt_ids[row])
+        record[f"{side}_prompt"] = _plain(dataset.prompt_names[prompt])
+        if dataset.prompts is not None:
+            record[f"{side}_prompt_text"] = dataset.prompts[prompt]
+        if dataset.responses is not None:
+            record[f"{side}_text"] = dataset.responses[row]
+    return record
 
 
 def _plain(value: Any) -> Any:
@@ -155,6 +168,17 @@ def plan_batch(
     return BatchPlan(strategy, hidden, rewards, labelled_pairs, note)
 
 
+def without_pairs(candidates: np.ndarray, exclude: Any | None) -> np.ndarray:
+    """The (P, 2) ``candidates`` that are none of the ``exclude`` pairs, in either order."""
+    if exclude is None:
+        return candidates
+    held = nonnegative_pairs(exclude, "exclude")
+    n = int(max(candidates.max(initial=-1), held.max(initial=-1))) + 1  # bounds both for the keys
+    mask = labelled_mask(torch.from_numpy(candidates), torch.from_numpy(held), n)
+    kept: np.ndarray = candidates[~mask.numpy()]
+    return kept
+
+
 def next_batch(
     dataset: Dataset,
     labelled_pairs: np.ndarray,
@@ -172,10 +196,13 @@ def next_batch(
     features: str = "hidden",
     seed: int = 0,
     lazy: bool | str = "auto",
+    exclude: Any | None = None,
 ) -> tuple[np.ndarray, str]:
     """The next ``k`` pairs (rows of the whole dataset) to annotate, and a note on how (see
     :func:`plan_batch` for the model and ``features``; ``ridge``, ``ridge_mode`` and ``lazy``
-    as in :func:`~activerm_fast.select`)."""
+    as in :func:`~activerm_fast.select`). ``exclude`` (M, 2) are pairs never to propose, in
+    either order, though not labelled (still waiting in an annotation tool, or tied there):
+    they leave the candidate pool, not the model's training set."""
     plan = plan_batch(
         dataset,
         labelled_pairs,
@@ -187,7 +214,7 @@ def next_batch(
         features=features,
         seed=seed,
     )
-    candidates = candidate_pool(dataset.prompt_ids, pool, pool_size, seed)
+    candidates = without_pairs(candidate_pool(dataset.prompt_ids, pool, pool_size, seed), exclude)
     selection = select(
         plan.strategy,
         features=plan.features,

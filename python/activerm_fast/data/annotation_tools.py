@@ -1,0 +1,351 @@
+"""What the annotation-tool adapters (Label Studio, Argilla) share: the stable id of a pair, the
+record each tool item carries, how several annotators' votes on one pair become one label, and
+how a pull merges the tool's answers into the labelled file that ``select`` reads.
+
+A pair's id is derived from its two dataset rows (prompt label, row index, response text),
+independent of their order, so re-running a push finds the items it already created and a pull
+matches every answer to its pair by id, never by position.
+
+Combining annotators: each annotator's latest answer counts once. The side with strictly more
+votes than each of the others (left, right, tie) wins: label 1 when the left (first) response
+does, 0 when the right one does. Anything else with at least one vote (a tie vote leading, or a
+draw between the leaders) is a *tie*: the trainer takes 0/1 labels only, so ties stay out of
+the labelled file and are kept, with ``"label": 0.5``, in the held file beside it. A pair whose
+annotators all skipped is *skipped*; one nobody answered yet is *pending*; both are held too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .._validation import pairs_tensor, real_vector
+from .annotation import batch_record, read_labelled
+from .dataset import Dataset
+
+# an annotator's answer about a pair: the left (first) response is better, the right, or neither
+FIRST, SECOND, TIE = "first", "second", "tie"
+VOTES = (FIRST, SECOND, TIE)
+
+
+def pair_id(dataset: Dataset, first: int, second: int) -> str:
+    """The stable id of the pair of rows ``first`` and ``second`` of ``dataset``.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        The dataset the rows index.
+    first, second : int
+        Row indices; the id does not depend on their order.
+
+    Returns
+    -------
+    str
+        ``"pair-"`` and 16 hex digits of a SHA-256 over both rows' prompt label, row index and
+        response text: the same on every run over the same dataset.
+
+    Examples
+    --------
+    >>>     >>> from activerm_fast.data import from_arrays
+    >>> data = from_arrays(np.eye(3, dtype=np.float32), np.array([0, 0, 1]))
+    >>> pair_id(data, 0, 2) == pair_id(data, 2, 0)
+    True
+    """
+    assert dataset.prompt_names is not None, "set by Dataset.__post_init__"
+    sides = []
+    for row in (first, second):
+        name = dataset.prompt_names[int(dataset.prompt_ids[row])]
+        text = "" if dataset.responses is None else dataset.responses[row]
+        sides.append(json.dumps([str(name), int(row), text], ensure_ascii=False))
+    digest = hashlib.sha256("\n".join(sorted(sides)).encode("utf-8")).hexdigest()
+    return f"pair-{digest[:16]}"
+
+
+def item_records(
+    dataset: Dataset, pairs: Any, scores: Any | None = None, *, tool: str
+) -> list[dict[str, Any]]:
+    """One record per pair to send to an annotation tool: the batch record of
+    :func:`~activerm_fast.data.annotation.write_batch` with every text the annotators read, plus
+    ``pair_id``, ``rank`` (1 = chosen first) and ``score`` (the selection gain, or
+    ``1 - (rank - 1) / k`` without gains, so that a higher score is always chosen earlier).
+
+    Parameters
+    ----------
+    dataset : Dataset
+        The dataset the pairs index; it must have response texts.
+    pairs : array_like
+        (k, 2) row indices in the order they were chosen, each unordered pair at most once.
+    scores : array_like, optional
+        (k,) finite selection gains of the pairs.
+    tool : str
+        The tool's name, for the error messages.
+
+    Returns
+    -------
+    list of dict
+        The records, in the order of ``pairs``.
+
+    Raises
+    ------
+    ValueError
+        If the dataset has no response texts, a pair is out of range, repeated or compares a
+        response with itself, or ``scores`` does not hold one finite number per pair.
+    """
+    if dataset.responses is None:
+        raise ValueError(
+            f"dataset {dataset.name!r} has no response texts, and {tool} annotators need them: "
+            "use arena-bench, a dataset from embed_texts or a preference dataset"
+        )
+    checked = pairs_tensor(pairs, dataset.n, torch.device("cpu"), "pairs", unique=True).numpy()
+    k = len(checked)
+    gains = None if scores is None else real_vector(scores, "scores", k)
+    records = []
+    for rank, (first, second) in enumerate(checked.tolist(), start=1):
+        record = batch_record(dataset, first, second)
+        for side in ("first", "second"):
+            # a dataset with response texts but no prompt texts shows the prompt's label
+            record.setdefault(f"{side}_prompt_text", str(record[f"{side}_prompt"]))
+        record["pair_id"] = pair_id(dataset, first, second)
+        record["rank"] = rank
+        record["score"] = 1 - (rank - 1) / k if gains is None else float(gains[rank - 1])
+        records.append(record)
+    return records
+
+
+@dataclass(frozen=True)
+class ToolPair:
+    """One pair as a tool holds it: its id, its rows (``first`` shown left), the number of
+    annotators' votes for each of ``"first"``, ``"second"``, ``"tie"``, how many annotators
+    skipped it, and where it was read (for error messages)."""
+
+    pair_id: str
+    first: int
+    second: int
+    votes: Mapping[str, int]
+    skipped: int
+    where: str
+
+    @property
+    def status(self) -> str:
+        """``"labelled"`` (a side has the most votes), ``"tie"``, ``"skipped"`` or
+        ``"pending"``: the combination rule of this module's docstring."""
+        counts = [self.votes.get(vote, 0) for vote in VOTES]
+        if sum(counts) == 0:
+            return "skipped" if self.skipped else "pending"
+        best = max(counts)
+        if counts.count(best) == 1 and counts[2] != best:
+            return "labelled"
+        return "tie"
+
+    @property
+    def label(self) -> int | None:
+        """1 when the first (left) response won, 0 when the second did, None otherwise."""
+        if self.status != "labelled":
+            return None
+        return int(self.votes.get(FIRST, 0) > self.votes.get(SECOND, 0))
+
+
+def tool_pair(
+    dataset: Dataset,
+    record: Mapping[str, Any],
+    votes: Iterable[str],
+    skipped: int,
+    where: str,
+) -> ToolPair:
+    """A :class:`ToolPair` from a tool item's stored ``pair_id``, ``first`` and ``second`` and
+    its annotators' ``votes`` (each one of ``"first"``, ``"second"``, ``"tie"``).
+
+    Raises
+    ------
+    ValueError
+        Naming ``where``, if the id or a row is missing or out of range, or if the id is not
+        the one of those rows of ``dataset`` (a pull against another dataset).
+    """
+    stored = record.get("pair_id")
+    if not isinstance(stored, str):
+        raise ValueError(f"{where}: no pair_id, got {stored!r}: not an item this package pushed")
+    rows = []
+    for key in ("first", "second"):
+        value = record.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < dataset.n:
+            raise ValueError(
+                f"{where}: {key!r} must be a row of {dataset.name!r} (0 to {dataset.n - 1}), "
+                f"got {value!r}"
+            )
+        rows.append(value)
+    if rows[0] == rows[1] or pair_id(dataset, rows[0], rows[1]) != stored:
+        raise ValueError(
+            f"{where}: pair_id {stored!r} is not the id of rows {rows[0]} and {rows[1]} of "
+            f"{dataset.name!r}: was it pushed from another dataset?"
+        )
+    counts = {vote: 0 for vote in VOTES}
+    for vote in votes:
+        counts[vote] += 1
+    return ToolPair(stored, rows[0], rows[1], counts, skipped, where)
+
+
+@dataclass(frozen=True)
+class PullSummary:
+    """What a pull found and wrote.
+
+    Attributes: the ``labelled`` and ``held`` files; ``labelled_new`` pairs appended to the
+    labelled file, ``labelled_already`` decided pairs it already held (left as they are,
+    ``changed`` of them now with the other winner in the tool); ``ties``, ``skipped``,
+    ``pending`` pairs written to the held file; ``annotations`` counted votes over all pairs.
+    """
+
+    labelled: Path
+    held: Path
+    labelled_new: int
+    labelled_already: int
+    changed: int
+    ties: int
+    skipped: int
+    pending: int
+    annotations: int
+
+    def line(self, source: str) -> str:
+        """A one-line report of the pull from ``source``."""
+        text = (
+            f"{source}: {self.labelled_new} newly labelled pairs appended to {self.labelled}"
+            f" ({self.labelled_already} already there"
+        )
+        if self.changed:
+            text += f", {self.changed} of them now with the other winner in the tool, kept"
+        return text + (
+            f"); held in {self.held}: {self.ties} ties, {self.skipped} skipped, "
+            f"{self.pending} pending; {self.annotations} votes counted"
+        )
+
+
+def default_held(labelled: str | os.PathLike[str]) -> Path:
+    """The held file beside ``labelled``: ``labelled.jsonl`` -> ``labelled.held.jsonl``."""
+    path = Path(labelled)
+    return path.with_name(f"{path.stem}.held{path.suffix or '.jsonl'}")
+
+
+def merge_pull(
+    dataset: Dataset,
+    found: Iterable[ToolPair],
+    labelled: str | os.PathLike[str],
+    held: str | os.PathLike[str] | None = None,
+) -> PullSummary:
+    """Merge a tool's pairs into the labelled file and rewrite the held file.
+
+    Decided pairs the labelled file lacks (matched by pair id, either order) are appended in
+    the batch format with their ``label``, ``pair_id`` and ``votes``; pairs it has are left as
+    they are, so a second pull of the same answers changes nothing and a label is never
+    written twice. Every other pair of the tool (tie, skipped, pending) is written to ``held``,
+    which is replaced whole: ``select --exclude`` reads it so that no pair still in the tool is
+    proposed again. Both files are written to a temporary file and renamed into place, so an
+    interrupted pull leaves each either as it was or complete.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        The dataset the pairs index.
+    found : iterable of ToolPair
+        The tool's pairs, each id at most once.
+    labelled : path
+        The labelled JSONL file ``select --labelled`` reads (created when missing).
+    held : path, optional
+        The held JSONL file; default :func:`default_held` of ``labelled``.
+
+    Returns
+    -------
+    PullSummary
+
+    Raises
+    ------
+    ValueError
+        If a pair id appears twice, or the labelled file is malformed (naming its line).
+    """
+    labelled = Path(labelled)
+    held_path = default_held(labelled) if held is None else Path(held)
+    have_pairs, have_labels = read_labelled(labelled, dataset.n)
+    winners = {
+        pair_id(dataset, i, j): (i if label == 1 else j)
+        for (i, j), label in zip(have_pairs.tolist(), have_labels.tolist(), strict=True)
+    }
+    seen: dict[str, str] = {}
+    appended, held_records = [], []
+    counts = {"labelled_already": 0, "changed": 0, "tie": 0, "skipped": 0, "pending": 0}
+    annotations = 0
+    for pair in found:
+        if pair.pair_id in seen:
+            raise ValueError(
+                f"{pair.where}: pair_id {pair.pair_id!r} is also at {seen[pair.pair_id]}"
+            )
+        seen[pair.pair_id] = pair.where
+        annotations += sum(pair.votes.values())
+        record = batch_record(dataset, pair.first, pair.second)
+        record.update(pair_id=pair.pair_id, votes=dict(pair.votes), skipped=pair.skipped)
+        label = pair.label
+        if label is None:
+            record.update(label=0.5 if pair.status == "tie" else None, status=pair.status)
+            counts[pair.status] += 1
+            held_records.append(record)
+        elif pair.pair_id in winners:
+            counts["labelled_already"] += 1
+            winner = pair.first if label == 1 else pair.second
+            counts["changed"] += winners[pair.pair_id] != winner
+        else:
+            record["label"] = label
+            winners[pair.pair_id] = pair.first if label == 1 else pair.second
+            appended.append(record)
+    if appended:
+        existing = labelled.read_text(encoding="utf-8") if labelled.exists() else ""
+        if existing and not existing.endswith("\n"):
+            existing += "\n"
+        _replace(labelled, existing + _jsonl(appended))
+    _replace(held_path, _jsonl(held_records))
+    return PullSummary(
+        labelled=labelled,
+        held=held_path,
+        labelled_new=len(appended),
+        labelled_already=counts["labelled_already"],
+        changed=counts["changed"],
+        ties=counts["tie"],
+        skipped=counts["skipped"],
+        pending=counts["pending"],
+        annotations=annotations,
+    )
+
+
+def _jsonl(records: list[dict[str, Any]]) -> str:
+    return "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def read_json(path: str | os.PathLike[str], what: str) -> Any:
+    """The JSON value of the file ``path``, or a ValueError naming it (``what`` says which
+    file, e.g. "Label Studio export")."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ValueError(f"cannot read the {what} {path}: {err.strerror or err}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: the {what} is not JSON ({err.msg}, line {err.lineno})") from None

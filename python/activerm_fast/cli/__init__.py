@@ -1,4 +1,4 @@
-"""The ``activerm-fast`` command: simulate, select, export, import, info.
+"""The ``activerm-fast`` command: simulate, select, export, import, embed, info.
 
 Each command lives in its own module with an ``add(commands)`` that registers its sub-parser
 and handler. Every failure ends in one line on stderr, ``activerm-fast: error: ...`` naming the
@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from . import info, preference_files, select, simulate
+from . import embed, info, preference_files, select, simulate
 from .common import Failure, Parser
 
 
@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Choose which comparison pairs to label for Bradley-Terry reward models.",
     )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for command in (simulate, select, preference_files, info):
+    for command in (simulate, select, preference_files, embed, info):
         command.add(commands)
     return parser
 

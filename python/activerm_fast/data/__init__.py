@@ -13,6 +13,9 @@ from .dataset import (
     spectrum_exponent,
     synthetic,
 )
+from .model_features import EmbedSummary, embed
+from .reward_head import RewardHead
+from .text_records import TextRows, read_text_rows
 
 __all__ = [
     "ARENA_BENCH",
@@ -20,12 +23,17 @@ __all__ = [
     "REALISTIC_SYNTHETIC",
     "SYNTHETIC_KINDS",
     "Dataset",
+    "EmbedSummary",
+    "RewardHead",
+    "TextRows",
     "annotation",
+    "embed",
     "embed_texts",
     "from_arrays",
     "load",
     "pairs",
     "preference_data",
+    "read_text_rows",
     "spectrum_exponent",
     "synthetic",
 ]

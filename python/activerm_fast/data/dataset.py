@@ -273,8 +273,33 @@ def load(
     if "embeddings" not in arrays:
         raise ValueError(f"{path}: missing key 'embeddings' (found {sorted(arrays)})")
     return _from_named_arrays(
-        arrays, name=path.stem, where=f"{path}: ", test_fraction=test_fraction, seed=seed
+        arrays,
+        name=path.stem,
+        where=f"{path}: ",
+        test_fraction=test_fraction,
+        seed=seed,
+        **_packed_texts(arrays, path),
     )
+
+
+def _packed_texts(arrays: dict[str, np.ndarray], path: Path) -> dict[str, list[str]]:
+    """The texts of a file that stores them as the packaged arena-bench file does (what
+    :func:`~activerm_fast.data.embed` writes): ``text_utf8`` and ``text_offsets``, the prompts'
+    texts then the rows', and ``model_names`` + ``model_ids``; none when absent."""
+    texts: dict[str, list[str]] = {}
+    if "text_utf8" in arrays and "text_offsets" in arrays:
+        buffer, offsets = bytes(arrays.pop("text_utf8")), arrays.pop("text_offsets").tolist()
+        try:
+            spans = zip(offsets[:-1], offsets[1:], strict=True)
+            decoded = [buffer[a:b].decode("utf-8") for a, b in spans]
+        except (UnicodeDecodeError, TypeError) as err:
+            raise ValueError(f"{path}: text_utf8 does not decode at text_offsets ({err})") from None
+        rows = len(decoded) - len(arrays["embeddings"])  # the first texts are the prompts'
+        texts["prompts"], texts["responses"] = decoded[:rows], decoded[rows:]
+    if "model_names" in arrays and "model_ids" in arrays:
+        names = [str(name) for name in arrays.pop("model_names")]
+        texts["models"] = [names[k] for k in arrays.pop("model_ids").tolist()]
+    return texts
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:

@@ -1,0 +1,158 @@
+"""Resumable, sharded output of :func:`~activerm_fast.data.embed`.
+
+While a run goes, ``OUT.npz.parts/`` holds ``meta.json`` (what is being embedded: a run with
+other settings refuses to resume there) and one ``shard-NNNNNN.npz`` per block of rows, each
+written to a temporary name and renamed, so a shard on disk is always whole. When every shard
+is there, :meth:`ShardStore.finish` streams them into ``OUT.npz`` (again under a temporary name,
+renamed last: the finished file is the completion marker) and removes the folder. Until then
+no ``OUT.npz`` exists, so nothing half-written loads as a dataset.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+META = "meta.json"
+
+
+def parts_folder(out: Path) -> Path:
+    """Where the shards of ``out`` live while it is being written."""
+    return out.with_name(out.name + ".parts")
+
+
+class ShardStore:
+    """The shards of one output file.
+
+    Parameters
+    ----------
+    out : Path
+        The ``.npz`` file the finished run writes.
+    meta : dict
+        JSON-serialisable description of the run (model, data, settings, row count); a
+        folder left by a run with a different description is refused.
+    shard_rows : int
+        Rows per shard (the last one may be shorter).
+    rows : int
+        The number of rows of the whole output.
+    """
+
+    def __init__(self, out: Path, meta: dict[str, Any], shard_rows: int, rows: int) -> None:
+        self.out = out
+        self.folder = parts_folder(out)
+        self.meta = meta
+        self.shard_rows = shard_rows
+        self.rows = rows
+
+    @property
+    def num_shards(self) -> int:
+        return -(-self.rows // self.shard_rows)
+
+    def rows_of(self, shard: int) -> range:
+        """The output rows shard ``shard`` holds."""
+        start = shard * self.shard_rows
+        return range(start, min(start + self.shard_rows, self.rows))
+
+    def open(self) -> None:
+        """Create the folder with its ``meta.json``, or check the one a killed run left."""
+        meta_file = self.folder / META
+        if meta_file.is_file():
+            try:
+                found = json.loads(meta_file.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as err:
+                raise ValueError(
+                    f"{meta_file}: not JSON ({err.msg}); remove {self.folder}"
+                ) from None
+            expected = json.loads(json.dumps(self.meta))  # tuples become lists, as on disk
+            changed = sorted(k for k in {*found, *expected} if found.get(k) != expected.get(k))
+            if changed:
+                raise ValueError(
+                    f"{self.folder} holds a run with other settings ({', '.join(changed)}: "
+                    f"{found.get(changed[0])!r} there, {expected.get(changed[0])!r} now): run "
+                    f"the same command to resume it, or remove the folder"
+                )
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        _atomic_write_text(meta_file, json.dumps(self.meta, indent=1))
+
+    def shard_path(self, shard: int) -> Path:
+        return self.folder / f"shard-{shard:06d}.npz"
+
+    def done(self, shard: int) -> bool:
+        return self.shard_path(shard).is_file()
+
+    def write(self, shard: int, arrays: dict[str, np.ndarray]) -> None:
+        """Write one shard whole: to a temporary name, then renamed."""
+        write_npz(self.shard_path(shard), arrays)
+
+    def read(self, shard: int, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """The arrays ``keys`` of one shard (the others stay on disk)."""
+        path = self.shard_path(shard)
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                return {key: archive[key] for key in keys}
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+            raise ValueError(f"{path}: unreadable shard ({err}); remove it and resume") from err
+
+    def missing(self) -> list[int]:
+        return [s for s in range(self.num_shards) if not self.done(s)]
+
+    def finish(self, columns: dict[str, np.ndarray], streamed: dict[str, str]) -> None:
+        """Write ``out``: each shard key of ``streamed`` concatenated over the shards in order
+        under its output name (never all in memory at once), then ``columns`` as they are;
+        then remove the folder."""
+        first = self.read(0, tuple(streamed))
+        temporary = self.out.with_name(self.out.name + ".tmp")
+        with zipfile.ZipFile(temporary, "w", allowZip64=True) as archive:
+            for key, name in streamed.items():
+                dtype = first[key].dtype
+                with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                    header = {
+                        "descr": np.lib.format.dtype_to_descr(dtype),
+                        "fortran_order": False,
+                        "shape": (self.rows, *first[key].shape[1:]),
+                    }
+                    np.lib.format.write_array_header_2_0(member, header)
+                    for part in self._parts(key):
+                        member.write(np.ascontiguousarray(part, dtype).tobytes())
+            for key, value in columns.items():
+                with archive.open(f"{key}.npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, np.asarray(value), allow_pickle=False)
+        os.replace(temporary, self.out)
+        shutil.rmtree(self.folder)
+
+    def _parts(self, key: str) -> Iterator[np.ndarray]:
+        for shard in range(self.num_shards):
+            part = self.read(shard, (key,))[key]
+            expected = len(self.rows_of(shard))
+            if part.shape[0] != expected:
+                raise ValueError(
+                    f"{self.shard_path(shard)}: {key} has {part.shape[0]} rows, expected "
+                    f"{expected}; remove it and resume"
+                )
+            yield part
+
+    def totals(self, key: str) -> int:
+        """The sum over the shards of the scalar ``key``."""
+        return sum(int(self.read(shard, (key,))[key]) for shard in range(self.num_shards))
+
+
+def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """An uncompressed ``.npz`` written to a temporary name and renamed: whole or absent."""
+    temporary = path.with_name(path.name + ".tmp")
+    with open(temporary, "wb") as file:
+        np.savez(file, **arrays)  # type: ignore[arg-type]
+    os.replace(temporary, path)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)

@@ -1,0 +1,229 @@
+"""A reward model's score head as the model selection runs with: :class:`RewardHead`.
+
+:func:`~activerm_fast.data.embed` saves the head (weight, bias) of a
+``...ForSequenceClassification`` reward model beside the hidden states that feed it. With the
+head as the model, :func:`~activerm_fast.select_with_model` and ``activerm-fast select
+--reward-head`` design on the reward model's own last layer with its own rewards and Fisher
+weights; the package's MLP head stays available on the same features.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .._validation import first_line, known_name
+from ..selection.api import STRATEGIES, prompt_features_for, select
+from .annotation import BatchPlan
+from .dataset import Dataset
+from .pairs import candidate_pool
+
+__all__ = ["RewardHead", "head_plan", "next_batch_with_head"]
+
+
+class RewardHead:
+    """A reward model's linear score head, as a model for :func:`~activerm_fast.select_with_model`.
+
+    ``features_and_rewards(features)`` returns the features as given (the hidden states that
+    feed the head) and ``features @ weight[output] + bias[output]``, so selection designs on the
+    reward model's last layer with its own rewards and Fisher weights.
+
+    Parameters
+    ----------
+    weight : array_like
+        (L, d) or (d,) head weight.
+    bias : array_like or None
+        (L,) head bias (None: zero).
+    output : int
+        Which of the L outputs is the reward.
+
+    Raises
+    ------
+    ValueError
+        When the shapes disagree or ``output`` is out of range.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> head = RewardHead(np.array([[1.0, -1.0]]), np.array([0.5]))
+    >>> features, rewards = head.features_and_rewards(np.array([[2.0, 1.0]], np.float32))
+    >>> rewards.tolist()
+    [1.5]
+    """
+
+    def __init__(self, weight: Any, bias: Any | None = None, *, output: int = 0) -> None:
+        w = torch.as_tensor(np.asarray(weight), dtype=torch.float64)
+        if w.ndim == 1:
+            w = w[None]
+        if w.ndim != 2 or 0 in w.shape or not torch.isfinite(w).all():
+            raise ValueError(f"weight must be a finite (L, d) array, got shape {tuple(w.shape)}")
+        b = torch.zeros(w.shape[0], dtype=torch.float64)
+        if bias is not None:
+            b = torch.as_tensor(np.asarray(bias), dtype=torch.float64).reshape(-1)
+            if b.shape != (w.shape[0],):
+                raise ValueError(f"bias must have shape ({w.shape[0]},), got {tuple(b.shape)}")
+        if isinstance(output, bool) or not isinstance(output, int) or not 0 <= output < w.shape[0]:
+            raise ValueError(f"output must be an integer in [0, {w.shape[0]}), got {output!r}")
+        self.weight, self.bias, self.output = w, b, output
+
+    @property
+    def input_dim(self) -> int:
+        """The feature dimension d the head reads."""
+        return int(self.weight.shape[1])
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, output: int = 0) -> RewardHead:
+        """The score head saved by :func:`embed` in ``path``.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            An ``.npz`` written by :func:`embed` from a reward model.
+        output : int
+            Which output of the head is the reward.
+
+        Returns
+        -------
+        RewardHead
+
+        Raises
+        ------
+        ValueError
+            When the file holds no score head (embedded from a model without one).
+        FileNotFoundError
+            When there is no such file.
+        """
+        file = Path(path)
+        if not file.is_file():
+            raise FileNotFoundError(f"{file}: no such file to read a score head from")
+        try:
+            with np.load(file, allow_pickle=False) as archive:
+                if "head_weight" not in archive.files:
+                    raise ValueError(
+                        f"{file}: holds no score head (head_weight): it was not embedded from a "
+                        "reward model (...ForSequenceClassification) with rewards"
+                    )
+                return cls(archive["head_weight"], archive["head_bias"], output=output)
+        except (OSError, KeyError) as err:
+            raise ValueError(f"{file}: cannot read the score head ({first_line(err)})") from err
+
+    def rewards(self, features: Any) -> np.ndarray | torch.Tensor:
+        """(n,) float32 rewards of (n, d) features, accumulated in float64; a tensor in gives a
+        tensor on its device."""
+        x = torch.as_tensor(features)
+        if x.ndim != 2 or x.shape[1] != self.input_dim:
+            raise ValueError(
+                f"features must have shape (n, {self.input_dim}) for this head, got "
+                f"{tuple(x.shape)}"
+            )
+        w = self.weight[self.output].to(x.device)
+        r = (x.double() @ w + self.bias[self.output].to(x.device)).float()
+        return r if isinstance(features, torch.Tensor) else r.numpy()
+
+    def features_and_rewards(
+        self, embeddings: Any
+    ) -> tuple[np.ndarray | torch.Tensor, np.ndarray | torch.Tensor]:
+        """The features as given and their rewards: what
+        :func:`~activerm_fast.select_with_model` calls."""
+        return embeddings, self.rewards(embeddings)
+
+
+def head_plan(
+    dataset: Dataset, head: RewardHead, labelled_pairs: np.ndarray, strategy: str
+) -> BatchPlan:
+    """What the next batch is chosen with when the reward model's head is the model: the
+    dataset's embeddings as the features and the head's rewards, from the first batch on.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        Features written by :func:`~activerm_fast.data.embed`.
+    head : RewardHead
+        The score head saved with them.
+    labelled_pairs : numpy.ndarray
+        (M, 2) pairs labelled so far (never chosen again; past-aware strategies use them).
+    strategy : str
+        A name in :data:`~activerm_fast.STRATEGIES`.
+
+    Returns
+    -------
+    BatchPlan
+
+    Raises
+    ------
+    ValueError
+        When the head reads features of another dimension than the dataset's.
+    """
+    strategy = known_name(strategy, STRATEGIES, "strategy")
+    if head.input_dim != dataset.dim:
+        raise ValueError(
+            f"the score head reads {head.input_dim}-dimensional features, but {dataset.name} "
+            f"has {dataset.dim}-dimensional embeddings"
+        )
+    features, rewards = head.features_and_rewards(dataset.embeddings)
+    note = f"chose with {strategy!r} on the reward model's score head and its last layer"
+    return BatchPlan(strategy, features, rewards, labelled_pairs, note)
+
+
+def next_batch_with_head(
+    dataset: Dataset,
+    head: RewardHead,
+    labelled_pairs: np.ndarray,
+    k: int,
+    *,
+    strategy: str = "past-dopt-greedy",
+    pool: str = "cross",
+    pool_size: int = 200_000,
+    ridge: float = 1e-3,
+    ridge_mode: str = "absolute",
+    seed: int = 0,
+    lazy: bool | str = "auto",
+) -> tuple[np.ndarray, str]:
+    """:func:`~activerm_fast.data.annotation.next_batch` with the reward model's head as the
+    model (:func:`head_plan`): the next ``k`` pairs (rows of ``dataset``) and a note.
+
+    Parameters
+    ----------
+    dataset, head, labelled_pairs, strategy
+        As in :func:`head_plan`.
+    k : int
+        Pairs to choose.
+    pool, pool_size, ridge, ridge_mode, seed, lazy
+        As in :func:`~activerm_fast.data.annotation.next_batch`.
+
+    Returns
+    -------
+    tuple of numpy.ndarray and str
+        (k, 2) row pairs and how they were chosen.
+
+    Raises
+    ------
+    ValueError
+        As :func:`head_plan` and :func:`~activerm_fast.select` do (e.g. a strategy that
+        needs an ensemble: the head is one model).
+
+    Examples
+    --------
+    >>> head = RewardHead.load("prefs.npz")  # doctest: +SKIP
+    >>> batch, note = next_batch_with_head(load("prefs.npz"), head, labelled, 100)  # doctest: +SKIP
+    """
+    plan = head_plan(dataset, head, labelled_pairs, strategy)
+    candidates = candidate_pool(dataset.prompt_ids, pool, pool_size, seed)
+    selection = select(
+        plan.strategy,
+        features=plan.features,
+        pairs=candidates,
+        k=k,
+        rewards=plan.rewards,
+        labelled=plan.labelled,
+        ridge=ridge,
+        ridge_mode=ridge_mode,
+        seed=seed,
+        prompt_features=prompt_features_for(plan.strategy, dataset),
+        lazy=lazy,
+    )
+    return candidates[selection.indices], plan.note

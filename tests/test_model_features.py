@@ -1,0 +1,629 @@
+"""activerm_fast.data.embed against plain one-record-at-a-time forward passes of tiny random
+Hugging Face models built here (Llama, Qwen2, GPT-2; 2 layers, hidden size 32) with a
+word-level tokenizer trained on the tests' own words: nothing is downloaded.
+
+The distributed check runs this file as two gloo processes (``python
+tests/test_model_features.py RANK WORLD PORT MODEL DATA OUT``); the kill-and-resume check runs
+an embedding in a subprocess that SIGKILLs itself while writing a shard.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+tokenizers = pytest.importorskip("tokenizers")
+
+import activerm_fast as arm  # noqa: E402
+from activerm_fast.data import model_features  # noqa: E402
+from activerm_fast.data import RewardHead, embed  # noqa: E402
+from activerm_fast.data.text_records import read_text_rows  # noqa: E402
+
+WORDS = (
+    "the cat sat on a mat dog ran far away hello world how are you fine thanks what is two "
+    "plus four six answer question good bad very long short reply again and yes no maybe"
+).split()
+TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} </s> {% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|> {% endif %}"
+)
+SPECIALS = ["[PAD]", "[UNK]", "<s>", "</s>", "<|user|>", "<|assistant|>", "<|system|>"]
+TIMEOUT_S = 240
+
+
+def make_tokenizer(folder: Path, *, padding_side: str = "right", template: bool = True):
+    tok = tokenizers.Tokenizer(tokenizers.models.WordLevel(unk_token="[UNK]"))
+    tok.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    trainer = tokenizers.trainers.WordLevelTrainer(special_tokens=SPECIALS)
+    tok.train_from_iterator([" ".join(WORDS), "<|user|> <|assistant|> <|system|>"], trainer)
+    # the concatenation without a template starts with BOS, as Llama tokenizers do
+    tok.post_processor = tokenizers.processors.TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))]
+    )
+    fast = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        bos_token="<s>",
+        eos_token="</s>",
+        padding_side=padding_side,
+    )
+    if template:
+        fast.chat_template = TEMPLATE
+    fast.save_pretrained(folder)
+    return fast
+
+
+def make_model(folder: Path, kind: str = "llama", *, padding_side: str = "right", **options):
+    """A tiny random model of ``kind`` and its tokenizer saved in ``folder``."""
+    tokenizer = make_tokenizer(
+        folder, padding_side=padding_side, template=options.pop("template", True)
+    )
+    common = {"vocab_size": tokenizer.vocab_size, "pad_token_id": tokenizer.pad_token_id}
+    common["num_labels"] = options.pop("num_labels", 1)
+    torch.manual_seed(0)
+    if kind == "gpt2":
+        config = transformers.GPT2Config(n_embd=32, n_layer=2, n_head=4, n_positions=128, **common)
+        model = transformers.GPT2ForSequenceClassification(config)
+    else:
+        small = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2}
+        small |= {"num_attention_heads": 4, "num_key_value_heads": 2, **common}
+        if kind == "qwen2":
+            model = transformers.Qwen2ForSequenceClassification(transformers.Qwen2Config(**small))
+        elif kind == "llama-lm":
+            model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**small))
+        else:
+            config = transformers.LlamaConfig(**small)
+            model = transformers.LlamaForSequenceClassification(config)
+    model.save_pretrained(folder)
+    # the tokenizer as the folder gives it back (for Qwen2, transformers' own Qwen2Tokenizer)
+    return model.eval(), transformers.AutoTokenizer.from_pretrained(folder)
+
+
+def sentence(rng: np.random.Generator, low: int, high: int) -> str:
+    return " ".join(rng.choice(WORDS, rng.integers(low, high)))
+
+
+def write_records(path: Path, prompts: int = 6, per_prompt: int = 3, seed: int = 0) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    records = []
+    for p in range(prompts):
+        prompt = sentence(rng, 2, 9)
+        for r in range(per_prompt):
+            records.append(
+                {
+                    "prompt_id": f"q{p}",
+                    "prompt": prompt,
+                    "response": sentence(rng, 1, 20),
+                    "score": float(rng.normal()),
+                    "model": f"m{r}",
+                }
+            )
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return records
+
+
+def reference(model, tokenizer, prompt, response, *, template=True, layer=-1):
+    """One record alone, unpadded: the model's hidden state at its last token, its logits."""
+    if template:
+        chat = [*prompt, {"role": "assistant", "content": response}]
+        ids = tokenizer(
+            tokenizer.apply_chat_template(chat, tokenize=False), add_special_tokens=False
+        )
+    else:
+        ids = tokenizer(f"{prompt[0]['content']}\n\n{response}")
+    x = torch.tensor([ids["input_ids"]])
+    with torch.no_grad():
+        if hasattr(model, "score"):
+            hidden = model.base_model(x).last_hidden_state[0, -1]
+            return hidden.numpy(), model(x).logits[0].numpy()
+        states = model.model(x, output_hidden_states=True).hidden_states
+        return states[layer][0].numpy(), None
+
+
+def user(text: str) -> list[dict]:
+    return [{"role": "user", "content": text}]
+
+
+# ---- features and rewards ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen2", "gpt2"])
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_features_and_rewards_equal_one_record_at_a_time(tmp_path, kind, side):
+    model, tokenizer = make_model(tmp_path / "rm", kind, padding_side=side)
+    records = write_records(tmp_path / "rows.jsonl")
+    out = tmp_path / "out.npz"
+    summary = embed(
+        tmp_path / "rm", tmp_path / "rows.jsonl", out, batch_size=4, shard_rows=7, progress=False
+    )
+    assert summary.rows == len(records) and summary.has_head and summary.chat_template
+    assert summary.truncated == 0 and summary.dim == 32
+    dataset = arm.load(out)
+    with np.load(out) as z:
+        rewards, weight, bias = z["model_rewards"], z["head_weight"], z["head_bias"]
+    assert rewards.shape == (len(records),) and weight.shape == (1, 32)
+    for row, record in enumerate(records):
+        hidden, logits = reference(model, tokenizer, user(record["prompt"]), record["response"])
+        np.testing.assert_allclose(dataset.embeddings[row], hidden, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(rewards[row], logits[0], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        dataset.embeddings @ weight[0] + bias[0], rewards, rtol=1e-5, atol=1e-5
+    )
+    np.testing.assert_allclose(RewardHead.load(out).rewards(dataset.embeddings), rewards, atol=1e-5)
+    # the records' own columns and texts travel with the features
+    np.testing.assert_allclose(dataset.gold, [r["score"] for r in records])
+    assert dataset.num_prompts == 6 and list(dataset.prompt_names) == [f"q{p}" for p in range(6)]
+    assert dataset.responses == [r["response"] for r in records]
+    assert dataset.prompts[1] == records[3]["prompt"] and dataset.models[:3] == ["m0", "m1", "m2"]
+
+
+def test_concatenation_without_chat_template_and_float16(tmp_path):
+    model, tokenizer = make_model(tmp_path / "rm", template=False)
+    records = write_records(tmp_path / "rows.jsonl", prompts=3)
+    out = tmp_path / "out.npz"
+    summary = embed(
+        tmp_path / "rm", tmp_path / "rows.jsonl", out, output_dtype="float16", progress=False
+    )
+    assert not summary.chat_template
+    with np.load(out) as z:
+        assert z["embeddings"].dtype == np.float16
+        features, rewards = z["embeddings"], z["model_rewards"]
+    for row, record in enumerate(records):
+        hidden, logits = reference(
+            model, tokenizer, user(record["prompt"]), record["response"], template=False
+        )
+        np.testing.assert_allclose(features[row], hidden, rtol=2e-3, atol=2e-3)
+        np.testing.assert_allclose(rewards[row], logits[0], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_base_language_model_last_mean_and_layer(tmp_path, side):
+    model, tokenizer = make_model(tmp_path / "lm", "llama-lm", padding_side=side)
+    records = write_records(tmp_path / "rows.jsonl", prompts=4)
+    runs = {"last": ("last", -1), "mean": ("mean", -1), "layer1": ("last", 1)}
+    got = {}
+    for name, (pooling, layer) in runs.items():
+        out = tmp_path / f"{name}.npz"
+        summary = embed(
+            tmp_path / "lm",
+            tmp_path / "rows.jsonl",
+            out,
+            pooling=pooling,
+            layer=layer,
+            batch_size=5,
+            progress=False,
+        )
+        assert not summary.has_head
+        got[name] = arm.load(out).embeddings
+    with pytest.raises(ValueError, match="holds no score head"):
+        RewardHead.load(tmp_path / "last.npz")
+    for row, record in enumerate(records):
+        last, _ = reference(model, tokenizer, user(record["prompt"]), record["response"])
+        layer1, _ = reference(model, tokenizer, user(record["prompt"]), record["response"], layer=1)
+        np.testing.assert_allclose(got["last"][row], last[-1], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(got["mean"][row], last.mean(0), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(got["layer1"][row], layer1[-1], rtol=1e-4, atol=1e-5)
+
+
+def test_several_outputs_and_no_rewards_from_a_reward_model(tmp_path):
+    model, tokenizer = make_model(tmp_path / "rm", num_labels=3)
+    write_records(tmp_path / "rows.jsonl", prompts=2)
+    embed(tmp_path / "rm", tmp_path / "rows.jsonl", tmp_path / "a.npz", progress=False)
+    with np.load(tmp_path / "a.npz") as z:
+        assert z["model_rewards"].shape == (6, 3) and z["head_weight"].shape == (3, 32)
+        features, rewards = z["embeddings"], z["model_rewards"]
+    head = RewardHead.load(tmp_path / "a.npz", output=2)
+    np.testing.assert_allclose(head.rewards(features), rewards[:, 2], atol=1e-5)
+    summary = embed(
+        tmp_path / "rm", tmp_path / "rows.jsonl", tmp_path / "b.npz", rewards=False, progress=False
+    )
+    assert not summary.has_head
+    np.testing.assert_array_equal(arm.load(tmp_path / "b.npz").embeddings, features)
+
+
+# ---- inputs -----------------------------------------------------------------------------------
+
+
+def test_preference_and_completion_rows(tmp_path):
+    model, tokenizer = make_model(tmp_path / "rm")
+    system = [{"role": "system", "content": "be good"}, *user("what is two plus four")]
+    forms = {
+        "standard": [
+            {"prompt": "what is two plus four", "chosen": "six", "rejected": "two"},
+            {"prompt": "what is two plus four", "chosen": "six", "rejected": "four"},
+        ],
+        "conversational": [
+            {
+                "prompt": system,
+                "chosen": [{"role": "assistant", "content": "six"}],
+                "rejected": [{"role": "assistant", "content": "no"}],
+            },
+        ],
+        "implicit": [
+            {
+                "chosen": [*system, {"role": "assistant", "content": "six"}],
+                "rejected": [*user("hello"), {"role": "assistant", "content": "fine thanks"}],
+            },
+        ],
+        "completions": [
+            {
+                "instruction": "hello",
+                "completions": [
+                    {"response": "fine thanks", "overall_score": 4.5, "model": "a"},
+                    {"response": "bad", "overall_score": 1.0, "model": "b"},
+                ],
+            },
+            {
+                "prompt": "hello",
+                "completions": [{"response": "yes", "overall_score": 2, "model": "a"}],
+            },
+        ],
+    }
+    for form, rows in forms.items():
+        path = tmp_path / f"{form}.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        out = tmp_path / f"{form}.npz"
+        embed(tmp_path / "rm", path, out, progress=False)
+        dataset = arm.load(out)
+        read = read_text_rows(path)
+        assert read.form == form and dataset.n == read.n
+        if form == "completions":
+            np.testing.assert_allclose(dataset.gold, [4.5, 1.0, 2.0])
+            assert dataset.num_prompts == 2 and dataset.pairs is None
+        else:
+            assert dataset.gold is None and (dataset.labels == 1).all()
+        if form == "standard":
+            assert dataset.responses == ["six", "two", "four"]
+            assert dataset.pairs.tolist() == [[0, 1], [0, 2]] and dataset.num_prompts == 1
+        if form in ("conversational", "implicit"):  # every turn through the chat template
+            hidden, _ = reference(model, tokenizer, system, "six")
+            np.testing.assert_allclose(dataset.embeddings[0], hidden, rtol=1e-4, atol=1e-5)
+            assert dataset.prompts[0] == "system: be good\n\nuser: what is two plus four"
+
+
+def test_datasets_folder(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    make_model(tmp_path / "rm")
+    rows = [
+        {"prompt": "hello", "chosen": "fine thanks", "rejected": "bad"},
+        {"prompt": "how are you", "chosen": "good", "rejected": "bad"},
+    ]
+    datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "prefs"))
+    (tmp_path / "prefs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    embed(tmp_path / "rm", tmp_path / "prefs", tmp_path / "a.npz", progress=False)
+    embed(tmp_path / "rm", tmp_path / "prefs.jsonl", tmp_path / "b.npz", progress=False)
+    a, b = arm.load(tmp_path / "a.npz"), arm.load(tmp_path / "b.npz")
+    np.testing.assert_array_equal(a.embeddings, b.embeddings)
+    assert a.pairs.tolist() == [[0, 1], [2, 3]] and a.n == 4
+
+
+def test_truncation_is_counted_and_a_prompt_longer_than_max_length_refused(tmp_path):
+    make_model(tmp_path / "rm")
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(
+        json.dumps({"prompt": "hello", "response": " ".join(["cat"] * 30)})
+        + "\n"
+        + json.dumps({"prompt": "hello", "response": "yes"})
+        + "\n"
+    )
+    with pytest.warns(UserWarning, match="1 of 2 rows were longer than max_length=12"):
+        summary = embed(tmp_path / "rm", rows, tmp_path / "a.npz", max_length=12, progress=False)
+    assert summary.truncated == 1 and summary.tokens <= 24
+    assert "1 rows truncated to 12 tokens" in summary.describe()
+    rows.write_text(json.dumps({"prompt": " ".join(["dog"] * 20), "response": "yes"}) + "\n")
+    with pytest.raises(
+        ValueError, match=r"rows.jsonl: max_length=8 is shorter than the prompt of row 0"
+    ):
+        embed(tmp_path / "rm", rows, tmp_path / "b.npz", max_length=8, progress=False)
+    assert not (tmp_path / "b.npz").exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ({"prompt": "hello", "response": "  "}, r"line 1: 'response' is empty"),
+        ({"prompt": "hello"}, r"line 1: a row has 'prompt' and 'response'"),
+        ({"response": "yes"}, r"line 1: has 'response' but no 'prompt'"),
+        ({"prompt": "hello", "chosen": "yes"}, r"line 1: has 'chosen' but no 'rejected'"),
+        ({"prompt": "", "chosen": "yes", "rejected": "no"}, r"line 1: 'prompt' is empty"),
+        ({"prompt": "hi", "completions": []}, r"'completions' must be a non-empty list"),
+        ({"prompt": "hi", "chosen": "yes", "rejected": "yes"}, "the same response"),
+    ],
+)
+def test_bad_records_name_the_line_and_field(tmp_path, content, message):
+    path = tmp_path / "rows.jsonl"
+    path.write_text(json.dumps(content) + "\n")
+    with pytest.raises(ValueError, match=message):
+        read_text_rows(path)
+
+
+def test_bad_model_folders_and_outputs(tmp_path):
+    make_model(tmp_path / "rm")
+    make_model(tmp_path / "lm", "llama-lm")
+    write_records(tmp_path / "rows.jsonl", prompts=1)
+    data, out = tmp_path / "rows.jsonl", tmp_path / "out.npz"
+    with pytest.raises(FileNotFoundError, match="no-such-model: no such folder"):
+        embed(tmp_path / "no-such-model", data, out)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="empty: no config.json"):
+        embed(tmp_path / "empty", data, out)
+    with pytest.raises(ValueError, match=r"lm: \['LlamaForCausalLM'\] has no score head"):
+        embed(tmp_path / "lm", data, out, rewards=True)
+    with pytest.raises(ValueError, match="layer must be -1 and pooling 'last'"):
+        embed(tmp_path / "rm", data, out, rewards=True, pooling="mean")
+    (tmp_path / "rm" / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"rm/config.json: cannot read it"):
+        embed(tmp_path / "rm", data, out)
+    make_model(tmp_path / "rm")
+    weights = tmp_path / "rm" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(ValueError, match="rm: cannot load the weights"):
+        embed(tmp_path / "rm", data, out)
+    with pytest.raises(ValueError, match="out must name a .npz file"):
+        embed(tmp_path / "lm", data, tmp_path / "out.txt")
+    with pytest.raises(FileNotFoundError, match="missing.jsonl: no such file"):
+        embed(tmp_path / "lm", tmp_path / "missing.jsonl", out, progress=False)
+    out.write_bytes(b"")
+    with pytest.raises(FileExistsError, match="out.npz exists already"):
+        embed(tmp_path / "lm", data, out)
+    with pytest.raises(ValueError, match="batch_size must be"):
+        embed(tmp_path / "lm", data, tmp_path / "x.npz", batch_size=0)
+
+
+# ---- resuming, memory, ranks ------------------------------------------------------------------
+
+
+KILLED_RUN = """
+import os, signal, sys
+from activerm_fast.data import feature_store, model_features
+written = 0
+whole = feature_store.write_npz
+def dying(path, arrays):
+    global written
+    written += 1
+    if written == 3:  # half of the third shard on disk under its temporary name, then killed
+        path.with_name(path.name + ".tmp").write_bytes(b"PK half a shard")
+        os.kill(os.getpid(), signal.SIGKILL)
+    whole(path, arrays)
+feature_store.write_npz = dying
+model_features.embed(sys.argv[1], sys.argv[2], sys.argv[3], shard_rows=4, batch_size=3,
+                     progress=False)
+"""
+
+
+def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
+    make_model(tmp_path / "rm")
+    write_records(tmp_path / "rows.jsonl", prompts=6)  # 18 rows: 5 shards of 4
+    whole = tmp_path / "whole.npz"
+    embed(
+        tmp_path / "rm", tmp_path / "rows.jsonl", whole, shard_rows=4, batch_size=3, progress=False
+    )
+    out = tmp_path / "resumed.npz"
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED_RUN)
+    run = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "rm"), str(tmp_path / "rows.jsonl"), str(out)],
+        timeout=TIMEOUT_S,
+    )
+    assert run.returncode == -signal.SIGKILL
+    parts = tmp_path / "resumed.npz.parts"
+    assert sorted(p.name for p in parts.iterdir()) == [
+        "meta.json",
+        "shard-000000.npz",
+        "shard-000001.npz",
+        "shard-000002.npz.tmp",
+    ]
+    with pytest.raises(FileNotFoundError):  # nothing half-written loads
+        arm.load(out)
+    with pytest.raises(ValueError, match="other settings \\(shard_rows"):
+        embed(tmp_path / "rm", tmp_path / "rows.jsonl", out, shard_rows=5, progress=False)
+    summary = embed(
+        tmp_path / "rm", tmp_path / "rows.jsonl", out, shard_rows=4, batch_size=2, progress=False
+    )
+    assert summary.resumed_rows == 8 and not parts.exists()
+    assert_same_output(whole, out)
+
+
+def test_out_of_memory_halves_the_batch_and_keeps_every_row(tmp_path, monkeypatch):
+    make_model(tmp_path / "rm")
+    write_records(tmp_path / "rows.jsonl", prompts=4)
+    embed(
+        tmp_path / "rm", tmp_path / "rows.jsonl", tmp_path / "a.npz", batch_size=8, progress=False
+    )
+    forward = model_features._Encoder.forward
+    sizes = []
+
+    def small_memory(self, batch):  # a device that holds 3 rows at a time
+        sizes.append(len(batch))
+        if len(batch) > 3:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return forward(self, batch)
+
+    monkeypatch.setattr(model_features._Encoder, "forward", small_memory)
+    embed(
+        tmp_path / "rm", tmp_path / "rows.jsonl", tmp_path / "b.npz", batch_size=8, progress=False
+    )
+    assert sizes[:3] == [8, 4, 2] and max(sizes[3:]) == 2
+    with np.load(tmp_path / "a.npz") as a, np.load(tmp_path / "b.npz") as b:
+        np.testing.assert_allclose(a["embeddings"], b["embeddings"], atol=1e-5)
+        np.testing.assert_allclose(a["model_rewards"], b["model_rewards"], atol=1e-5)
+
+
+def assert_same_output(first: Path, second: Path) -> None:
+    """The same arrays in both files (floats to float32 rounding of another batch order)."""
+    with np.load(first) as a, np.load(second) as b:
+        assert a.files == b.files
+        for key in a.files:
+            if a[key].dtype.kind == "f":
+                np.testing.assert_allclose(a[key], b[key], rtol=1e-6, atol=1e-6, err_msg=key)
+            else:
+                np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_two_gloo_ranks_equal_one_process(tmp_path):
+    make_model(tmp_path / "rm")
+    write_records(tmp_path / "rows.jsonl", prompts=7)  # 21 rows: 6 shards of 4, uneven per rank
+    one = tmp_path / "one.npz"
+    embed(tmp_path / "rm", tmp_path / "rows.jsonl", one, shard_rows=4, batch_size=3, progress=False)
+    two = tmp_path / "two.npz"
+    port = _free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    ranks = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                str(rank),
+                "2",
+                str(port),
+                str(tmp_path / "rm"),
+                str(tmp_path / "rows.jsonl"),
+                str(two),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for rank in range(2)
+    ]
+    outputs = [rank.communicate(timeout=TIMEOUT_S)[0] for rank in ranks]
+    assert [rank.returncode for rank in ranks] == [0, 0], outputs
+    assert all("rows 21" in output for output in outputs), outputs  # both got rank 0's summary
+    assert_same_output(one, two)
+
+
+def rank_main(rank: int, world: int, port: int, model: str, data: str, out: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group(
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=world,
+        timeout=timedelta(seconds=TIMEOUT_S),
+    )
+    summary = embed(model, data, out, shard_rows=4, batch_size=3, progress=False)
+    dist.destroy_process_group()
+    print(f"rank {rank}: rows {summary.rows}", flush=True)
+    os._exit(0)  # as the sharded select does: gloo's threads may still be releasing tensors
+
+
+# ---- selection with the reward model's head ---------------------------------------------------
+
+
+def test_select_with_the_reward_models_head(tmp_path):
+    make_model(tmp_path / "rm")
+    write_records(tmp_path / "rows.jsonl", prompts=8)
+    out = tmp_path / "out.npz"
+    embed(tmp_path / "rm", tmp_path / "rows.jsonl", out, progress=False)
+    dataset, head = arm.load(out), RewardHead.load(out)
+    pool = arm.pairs.cross_prompt(dataset.prompt_ids, 200, seed=0)
+    with np.load(out) as z:
+        rewards = z["model_rewards"]
+    by_head = arm.select_with_model("dopt-greedy", head, dataset.embeddings, pool, 10)
+    direct = arm.select(
+        "dopt-greedy", features=dataset.embeddings, pairs=pool, k=10, rewards=rewards
+    )
+    np.testing.assert_array_equal(by_head.indices, direct.indices)
+    tensor = head.features_and_rewards(torch.from_numpy(dataset.embeddings))[1]
+    assert isinstance(tensor, torch.Tensor)
+    with pytest.raises(ValueError, match=r"features must have shape \(n, 32\)"):
+        head.rewards(np.zeros((3, 4)))
+
+
+def test_command_line_embed_then_select(tmp_path, capsys):
+    from activerm_fast.cli import main
+
+    make_model(tmp_path / "rm")
+    write_records(tmp_path / "rows.jsonl", prompts=8)
+    out, batch = tmp_path / "out.npz", tmp_path / "batch.jsonl"
+    code = main(
+        [
+            "embed",
+            "--model",
+            str(tmp_path / "rm"),
+            "--data",
+            str(tmp_path / "rows.jsonl"),
+            "--out",
+            str(out),
+            "--batch-size",
+            "4",
+            "--no-progress",
+        ]
+    )
+    assert (
+        code == 0
+        and "24 rows of 32-d features, rewards and the score head" in capsys.readouterr().out
+    )
+    code = main(
+        [
+            "select",
+            "--data",
+            str(out),
+            "--labelled",
+            str(tmp_path / "labelled.jsonl"),
+            "--k",
+            "5",
+            "--reward-head",
+            "--strategy",
+            "dopt-greedy",
+            "--out",
+            str(batch),
+        ]
+    )
+    assert code == 0 and "reward model's score head" in capsys.readouterr().out
+    records = [json.loads(line) for line in batch.read_text().splitlines()]
+    assert len(records) == 5 and {"first_text", "second_prompt_text"} <= set(records[0])
+    # bad input: one line, non-zero
+    code = main(
+        [
+            "embed",
+            "--model",
+            str(tmp_path / "nothing"),
+            "--data",
+            str(tmp_path / "rows.jsonl"),
+            "--out",
+            str(tmp_path / "x.npz"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "nothing: no such folder" in err
+    code = main(
+        [
+            "select",
+            "--data",
+            "arena-bench",
+            "--labelled",
+            str(tmp_path / "l.jsonl"),
+            "--k",
+            "5",
+            "--reward-head",
+            "--out",
+            str(batch),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "score head" in err
+
+
+if __name__ == "__main__":
+    rank_main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), *sys.argv[4:7])

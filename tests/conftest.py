@@ -62,3 +62,31 @@ def relative_error(got, want) -> float:
     if want.size == 0:
         return 0.0
     return float(np.abs(got - want).max() / max(np.abs(want).max(), 1e-300))
+
+
+@pytest.fixture(scope="session")
+def label_studio(tmp_path_factory: pytest.TempPathFactory):
+    """One real Label Studio server on 127.0.0.1 for the whole session (tests/label_studio_server.py),
+    stopped at the end. Without one the tests skip, except under CI=true, where they fail."""
+    import os
+
+    import label_studio_server
+
+    def unavailable(reason: str):
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Label Studio is required in CI: {reason}")
+        pytest.skip(reason)
+
+    program = label_studio_server.executable()
+    if program is None:
+        unavailable(
+            "label-studio is not installed (python3 -m venv build/label-studio && "
+            "build/label-studio/bin/pip install label-studio)"
+        )
+    try:
+        server = label_studio_server.start(program, tmp_path_factory.mktemp("label-studio"))
+    except RuntimeError as err:
+        unavailable(str(err))
+    print(f"Label Studio answered {server.url}/health after {server.started_in:.0f} s")
+    yield server
+    label_studio_server.stop(server)

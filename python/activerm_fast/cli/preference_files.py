@@ -1,5 +1,6 @@
 """``activerm-fast export`` and ``import``: labelled pairs out as a TRL preference dataset, and a
-preference dataset in, embedded once."""
+preference dataset in, embedded once; with ``--to``/``--from label-studio|argilla`` a batch out
+to an annotation tool and its labels back (:mod:`~activerm_fast.cli.annotation_tools`)."""
 
 from __future__ import annotations
 
@@ -15,24 +16,38 @@ from ..data.preference_data import (
     read_annotations,
     read_simulation_labels,
 )
-from .common import load_dataset, optional_packages, positive
+from . import annotation_tools
+from .common import Failure, load_dataset, optional_packages, positive
 
 
 def add(commands: Any) -> None:
     """Register both commands on the ``commands`` sub-parsers."""
-    exp = commands.add_parser("export", help="write labelled pairs as a TRL preference dataset")
+    exp = commands.add_parser(
+        "export",
+        help="write labelled pairs as a TRL preference dataset, or send a batch to a tool",
+    )
+    exp.add_argument(
+        "--to",
+        choices=("trl", *annotation_tools.TOOLS),
+        default="trl",
+        help="trl: a preference dataset; label-studio: tasks on a server (or an import file "
+        "with --out); argilla: a Dataset.to_disk folder",
+    )
     exp.add_argument(
         "--data",
         required=True,
         help="the dataset the pairs index, with texts: arena-bench or a preference dataset",
     )
-    source = exp.add_mutually_exclusive_group(required=True)
+    # one source is required for --to trl (export checks): the tools take --batch instead
+    source = exp.add_mutually_exclusive_group()
     source.add_argument(
         "--labelled", help="JSONL of labelled pairs (label 1, 0, 0.5 for a tie, or null)"
     )
     source.add_argument("--run", help="a simulate run: OUT/checkpoints/<strategy>-seed<seed>")
+    exp.add_argument("--batch", help="a batch of select to send (--to label-studio or argilla)")
     exp.add_argument(
-        "--out", required=True, help=".jsonl, .parquet, or a folder (datasets.save_to_disk)"
+        "--out",
+        help=".jsonl, .parquet, or a folder (datasets.save_to_disk); a tool's file or folder",
     )
     exp.add_argument(
         "--form",
@@ -49,22 +64,45 @@ def add(commands: Any) -> None:
         action="store_true",
         help="add chosen_embedding and rejected_embedding columns",
     )
+    annotation_tools.export_arguments(exp)
     exp.set_defaults(handler=export)
 
-    imp = commands.add_parser("import", help="embed a preference dataset once, for --data")
-    imp.add_argument("source", help="a TRL preference dataset: .jsonl, .parquet or a folder")
-    imp.add_argument(
-        "--out", required=True, help="the same with embedding columns: .jsonl, .parquet or a folder"
+    imp = commands.add_parser(
+        "import",
+        help="embed a preference dataset once, for --data, or take a tool's labels back",
     )
+    imp.add_argument(
+        "source",
+        nargs="?",
+        help="a TRL preference dataset: .jsonl, .parquet or a folder; a Label Studio export "
+        "file (else --project on a server); an Argilla Dataset.to_disk folder",
+    )
+    imp.add_argument(
+        "--from",
+        dest="from_",
+        choices=("trl", *annotation_tools.TOOLS),
+        default="trl",
+        help="trl: a preference dataset; label-studio or argilla: annotations into --labelled",
+    )
+    imp.add_argument("--out", help="the same with embedding columns: .jsonl, .parquet or a folder")
     imp.add_argument(
         "--model", help="sentence-transformers model folder (default: offline all-MiniLM-L6-v2)"
     )
     imp.add_argument("--batch-size", type=positive, default=32)
     imp.add_argument("--no-progress", action="store_true")
+    annotation_tools.import_arguments(imp)
     imp.set_defaults(handler=import_)
 
 
 def export(args: argparse.Namespace) -> int:
+    if args.to != "trl":
+        return annotation_tools.export(args)
+    if args.batch is not None:
+        raise Failure("--batch is for --to label-studio or argilla; a TRL export takes --labelled")
+    if args.labelled is None and args.run is None:
+        raise Failure("one of the arguments --labelled --run is required")
+    if args.out is None:
+        raise Failure("the following arguments are required: --out")
     dataset = load_dataset(args.data)
     if args.labelled is not None:
         pairs, labels = read_annotations(args.labelled, dataset.n)
@@ -98,6 +136,10 @@ def _export_report(summary: ExportSummary, source: str) -> str:
 
 
 def import_(args: argparse.Namespace) -> int:
+    if args.from_ != "trl":
+        return annotation_tools.import_(args)
+    if args.source is None or args.out is None:
+        raise Failure("the following arguments are required: source, --out")
     with optional_packages():
         dataset, summary = import_preferences(
             args.source,

@@ -1,0 +1,122 @@
+"""``export --to label-studio|argilla`` and ``import --from label-studio|argilla``: a batch out to
+an annotation tool, its annotations back into the labelled file (the options and handlers that
+:mod:`~activerm_fast.cli.preference_files` hands these two targets to)."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..data.annotation_tools import PullSummary
+from ..data.argilla import pull_argilla, write_argilla
+from ..data.label_studio import (
+    TOKEN_VARIABLE,
+    URL_VARIABLE,
+    pull_label_studio,
+    push_label_studio,
+    write_label_studio_tasks,
+)
+from ..data.preference_data import read_annotations
+from .common import Failure, load_dataset, positive
+
+TOOLS = ("label-studio", "argilla")
+
+
+def export_arguments(exp: argparse.ArgumentParser) -> None:
+    """The tool options of ``export`` (``--batch`` joins its source group there)."""
+    _server_arguments(exp)
+    exp.add_argument(
+        "--annotators", type=positive, default=1, help="annotators asked per pair (tools only)"
+    )
+    exp.add_argument("--no-tie", action="store_true", help="offer left/right only (tools only)")
+    exp.add_argument("--name", default="activerm-fast", help="the Argilla dataset's name")
+
+
+def import_arguments(imp: argparse.ArgumentParser) -> None:
+    """The tool options of ``import``."""
+    imp.add_argument("--data", help="the dataset the pushed pairs index (tools only)")
+    imp.add_argument(
+        "--labelled", help="the labelled JSONL file to merge the tool's labels into (tools only)"
+    )
+    imp.add_argument(
+        "--held",
+        help="where ties, skipped and pending pairs go (default: <labelled>.held.jsonl), "
+        "for select --exclude",
+    )
+    _server_arguments(imp)
+
+
+def _server_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--project", help="the Label Studio project's title")
+    command.add_argument("--url", help=f"the Label Studio server (default ${URL_VARIABLE})")
+    command.add_argument("--token", help=f"its access token (default ${TOKEN_VARIABLE})")
+
+
+def export(args: argparse.Namespace) -> int:
+    """Push ``--batch`` to Label Studio (or write its import file with ``--out``), or write an
+    Argilla dataset folder."""
+    if args.batch is None:
+        raise Failure(f"--to {args.to} sends a batch of pairs: give --batch (select's --out)")
+    dataset = load_dataset(args.data)
+    pairs = read_annotations(args.batch, dataset.n)[0]
+    ties = not args.no_tie
+    if args.to == "argilla":
+        if args.out is None:
+            raise Failure("--to argilla writes a dataset folder: give --out")
+        count = write_argilla(
+            dataset, pairs, args.out, name=args.name, ties=ties, annotators=args.annotators
+        )
+        print(
+            f"wrote {count} records of {args.batch} to the Argilla dataset folder {args.out}: "
+            "load it with argilla's Dataset.from_disk"
+        )
+    elif args.out is not None:
+        count = write_label_studio_tasks(dataset, pairs, args.out)
+        print(
+            f"wrote {count} Label Studio tasks of {args.batch} to {args.out}: import it into a "
+            "project with the pairwise labelling configuration"
+        )
+    else:
+        if args.project is None:
+            raise Failure("--to label-studio needs --project (or --out for an import file)")
+        summary = push_label_studio(
+            dataset,
+            pairs,
+            args.project,
+            url=args.url,
+            token=args.token,
+            ties=ties,
+            annotators=args.annotators,
+        )
+        print(f"{summary.line()} from {args.batch}")
+    return 0
+
+
+def import_(args: argparse.Namespace) -> int:
+    """Merge a tool's annotations into ``--labelled``."""
+    for flag, value in (("--data", args.data), ("--labelled", args.labelled)):
+        if value is None:
+            raise Failure(f"--from {args.from_} needs {flag}")
+    dataset = load_dataset(args.data)
+    summary: PullSummary
+    if args.from_ == "argilla":
+        if args.source is None:
+            raise Failure("--from argilla reads a folder of Dataset.to_disk: give it as source")
+        summary = pull_argilla(dataset, args.source, args.labelled, held=args.held)
+        where = args.source
+    elif args.source is not None:
+        summary = pull_label_studio(dataset, args.labelled, export=args.source, held=args.held)
+        where = args.source
+    else:
+        if args.project is None:
+            raise Failure("--from label-studio needs --project (or an export file as source)")
+        summary = pull_label_studio(
+            dataset,
+            args.labelled,
+            project=args.project,
+            url=args.url,
+            token=args.token,
+            held=args.held,
+        )
+        where = f"project {args.project!r}"
+    print(summary.line(where) + f"; select --exclude {summary.held} keeps them out")
+    return 0

@@ -593,6 +593,30 @@ def test_command_line_embed_then_select(tmp_path, capsys):
     assert code == 0 and "reward model's score head" in capsys.readouterr().out
     records = [json.loads(line) for line in batch.read_text().splitlines()]
     assert len(records) == 5 and {"first_text", "second_prompt_text"} <= set(records[0])
+    again = tmp_path / "again.jsonl"  # the batch still out with annotators is not proposed again
+    code = main(
+        [
+            "select",
+            "--data",
+            str(out),
+            "--labelled",
+            str(tmp_path / "labelled.jsonl"),
+            "--k",
+            "5",
+            "--reward-head",
+            "--strategy",
+            "dopt-greedy",
+            "--exclude",
+            str(batch),
+            "--out",
+            str(again),
+        ]
+    )
+    assert code == 0
+    chosen = [json.loads(line) for line in again.read_text().splitlines()]
+    first = {frozenset((r["first"], r["second"])) for r in records}
+    assert len(chosen) == 5 and not first & {frozenset((r["first"], r["second"])) for r in chosen}
+    capsys.readouterr()
     # bad input: one line, non-zero
     code = main(
         [

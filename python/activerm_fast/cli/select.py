@@ -98,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
                 ridge_mode=args.ridge_mode,
                 seed=args.seed,
                 lazy=LAZY_CHOICES[args.lazy],
+                exclude=_excluded(args.exclude, dataset.n),
             )
         write_batch(args.out, dataset, batch)
         print(f"{note}; wrote {len(batch)} pairs to {args.out}")

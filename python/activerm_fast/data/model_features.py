@@ -186,10 +186,10 @@ def embed(
     settings = _Settings.checked(
         rewards, layer, pooling, max_length, batch_size, shard_rows, dtype, output_dtype
     )
-    target = _out_path(out)
     rank, world = _rank_and_world()
 
     def prepare() -> tuple[TextRows, _Encoder, ShardStore]:
+        target = _out_path(out)
         rows = read_text_rows(data)
         encoder = _Encoder.load(model, settings, device, rank)
         store = ShardStore(target, _meta(model, data, rows, encoder, settings), shard_rows, rows.n)
@@ -302,6 +302,7 @@ def _meta(
         "pooling": settings.pooling,
         "max_length": encoder.max_length,
         "chat_template": encoder.chat_template,
+        "dtype": str(encoder.model.dtype),  # shards of one file share one compute dtype
         "output_dtype": settings.output_dtype,
         "shard_rows": settings.shard_rows,
     }
@@ -325,7 +326,7 @@ def _quiet_transformers() -> Iterator[Any]:
         raise ImportError(
             f"embedding with a Hugging Face model needs transformers: {_INSTALL}"
         ) from err
-    logging = transformers.utils.logging
+    logging: Any = transformers.utils.logging  # untyped functions
     verbosity, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
     logging.set_verbosity_error()
     logging.disable_progress_bar()
@@ -676,7 +677,7 @@ def _texts(rows: TextRows) -> dict[str, np.ndarray]:
     encoded += [r.encode("utf-8") for r in rows.responses]
     offsets = np.zeros(len(encoded) + 1, np.int64)
     np.cumsum([len(b) for b in encoded], out=offsets[1:])
-    texts = {
+    texts: dict[str, np.ndarray] = {
         "text_utf8": np.frombuffer(b"".join(encoded), np.uint8),
         "text_offsets": offsets,
     }

@@ -18,7 +18,7 @@ import torch
 
 from .._validation import first_line, known_name
 from ..selection.api import STRATEGIES, prompt_features_for, select
-from .annotation import BatchPlan
+from .annotation import BatchPlan, without_pairs
 from .dataset import Dataset
 from .pairs import candidate_pool
 
@@ -182,6 +182,7 @@ def next_batch_with_head(
     ridge_mode: str = "absolute",
     seed: int = 0,
     lazy: bool | str = "auto",
+    exclude: Any | None = None,
 ) -> tuple[np.ndarray, str]:
     """:func:`~activerm_fast.data.annotation.next_batch` with the reward model's head as the
     model (:func:`head_plan`): the next ``k`` pairs (rows of ``dataset``) and a note.
@@ -192,7 +193,7 @@ def next_batch_with_head(
         As in :func:`head_plan`.
     k : int
         Pairs to choose.
-    pool, pool_size, ridge, ridge_mode, seed, lazy
+    pool, pool_size, ridge, ridge_mode, seed, lazy, exclude
         As in :func:`~activerm_fast.data.annotation.next_batch`.
 
     Returns
@@ -212,7 +213,7 @@ def next_batch_with_head(
     >>> batch, note = next_batch_with_head(load("prefs.npz"), head, labelled, 100)  # doctest: +SKIP
     """
     plan = head_plan(dataset, head, labelled_pairs, strategy)
-    candidates = candidate_pool(dataset.prompt_ids, pool, pool_size, seed)
+    candidates = without_pairs(candidate_pool(dataset.prompt_ids, pool, pool_size, seed), exclude)
     selection = select(
         plan.strategy,
         features=plan.features,

@@ -32,11 +32,27 @@ Array = Any  # np.ndarray or torch.Tensor
 
 @dataclass(frozen=True)
 class Selection:
-    """Pairs chosen for labelling.
+    """Pairs chosen for labelling, as every selection entry point returns them.
 
-    ``indices`` are positions in the candidate ``pairs`` in the order chosen. ``gains`` are the
-    log-det increments log(1 + w_k d_k^T F^-1 d_k) of each choice given the ones before it, and
-    ``logdet`` is log det of the final design matrix F0 + sum over the chosen pairs.
+    Attributes
+    ----------
+    indices : np.ndarray or torch.Tensor
+        (k,) int64 positions in the candidate ``pairs``, in the order chosen.
+    gains : np.ndarray or torch.Tensor
+        (k,) log-det increments log(1 + w_k d_k^T F^-1 d_k) of each choice given the ones
+        before it (the strategy's own score for strategies that are not log-det designs).
+    logdet : float
+        log det of the final design matrix F0 + sum over the chosen pairs.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import activerm_fast as arm
+    >>> features = np.random.default_rng(0).normal(size=(6, 8))
+    >>> pairs = np.array([[0, 1], [2, 3], [0, 4], [1, 5]])
+    >>> batch = arm.greedy_logdet(features, pairs, 2, prior=1.0)
+    >>> isinstance(batch, arm.Selection), batch.indices.shape, batch.gains.shape
+    (True, (2,), (2,))
     """
 
     indices: Array
@@ -61,7 +77,40 @@ def _representable(out: torch.Tensor, what: str, f: torch.Tensor) -> torch.Tenso
 
 
 def pair_diff(features: Array, pairs: Array) -> Array:
-    """(P, d) differences phi_i - phi_j (materialises them: for inspection and small pools)."""
+    """Differences phi_i - phi_j of the features of each pair (materialised).
+
+    For inspection and small pools: the other kernels never form these rows.
+
+    Parameters
+    ----------
+    features : np.ndarray or torch.Tensor
+        (n, d) float32 or float64 features of the responses.
+    pairs : np.ndarray or torch.Tensor
+        (P, 2) int32 or int64 rows ``(i, j)``, indices into ``features``.
+
+    Returns
+    -------
+    np.ndarray or torch.Tensor
+        (P, d) rows ``features[i] - features[j]``, of the type and dtype of ``features``.
+
+    Raises
+    ------
+    TypeError
+        If ``features`` is not floating point or ``pairs`` not integer.
+    ValueError
+        If a shape is wrong, a value is not finite, an index is out of range, or a difference
+        overflows the features' dtype.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import activerm_fast as arm
+    >>> features = np.random.default_rng(0).normal(size=(6, 8))
+    >>> pairs = np.array([[0, 1], [2, 3], [0, 4], [1, 5]])
+    >>> d = arm.pair_diff(features, pairs)
+    >>> d.shape, bool(np.allclose(d[1], features[2] - features[3]))
+    ((4, 8), True)
+    """
     f = v.features_tensor(features)
     p = v.pairs_tensor(pairs, f.shape[0], f.device)
     out = _representable(_launch.pair_diff(f, p), "pair_diff", f)
@@ -69,15 +118,83 @@ def pair_diff(features: Array, pairs: Array) -> Array:
 
 
 def fisher_weights(rewards: Array, pairs: Array) -> Array:
-    """(P,) Fisher weights w_k = mean over ensemble members of sigma(D)(1 - sigma(D)),
-    D = r_i - r_j, for rewards of shape (n,) or (E, n)."""
+    """Bradley-Terry Fisher weights of each pair at the given rewards.
+
+    w_k is the mean over ensemble members of sigma(D)(1 - sigma(D)) with D = r_i - r_j, the
+    variance of the pair's predicted label; computed stably for large gaps.
+
+    Parameters
+    ----------
+    rewards : np.ndarray or torch.Tensor
+        (n,) float32 or float64 rewards, or (E, n) one row per ensemble member.
+    pairs : np.ndarray or torch.Tensor
+        (P, 2) int32 or int64 rows ``(i, j)``.
+
+    Returns
+    -------
+    np.ndarray or torch.Tensor
+        (P,) weights in [0, 1/4], of the type and dtype of ``rewards``.
+
+    Raises
+    ------
+    TypeError
+        If ``rewards`` is not floating point or ``pairs`` not integer.
+    ValueError
+        If a shape is wrong, a value is not finite or an index is out of range.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import activerm_fast as arm
+    >>> rewards = np.array([0.0, 0.0, 2.0, -1.0, 5.0, 1.0])
+    >>> pairs = np.array([[0, 1], [2, 3], [0, 4], [1, 5]])
+    >>> arm.fisher_weights(rewards, pairs).round(4).tolist()  # equal rewards: 1/4
+    [0.25, 0.0452, 0.0066, 0.1966]
+    >>> ensemble = np.stack([rewards, -rewards])  # (E, n): the mean over members
+    >>> bool(np.allclose(arm.fisher_weights(ensemble, pairs), arm.fisher_weights(rewards, pairs)))
+    True
+    """
     r = v.rewards_tensor(rewards, None, None)
     p = v.pairs_tensor(pairs, r.shape[1], r.device)
     return export(_launch.fisher_weights(r, p).to(r.dtype), v.is_numpy_like(rewards))
 
 
 def pair_quadform(features: Array, pairs: Array, precision: Array) -> Array:
-    """(P,) quadratic forms d_k^T A d_k for a (d, d) matrix A, without forming any d_k."""
+    """Quadratic forms d_k^T A d_k of every pair difference, without forming any d_k.
+
+    Parameters
+    ----------
+    features : np.ndarray or torch.Tensor
+        (n, d) float32 or float64 features.
+    pairs : np.ndarray or torch.Tensor
+        (P, 2) int32 or int64 rows ``(i, j)``; d_k = features[i] - features[j].
+    precision : np.ndarray or torch.Tensor
+        (d, d) float32 or float64 matrix A, e.g. the inverse of a design matrix.
+
+    Returns
+    -------
+    np.ndarray or torch.Tensor
+        (P,) values, of the type and dtype of ``features``.
+
+    Raises
+    ------
+    TypeError
+        If an argument has the wrong dtype.
+    ValueError
+        If a shape is wrong, a value is not finite, an index is out of range or a result
+        overflows the features' dtype.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import activerm_fast as arm
+    >>> features = np.random.default_rng(0).normal(size=(6, 8))
+    >>> pairs = np.array([[0, 1], [2, 3], [0, 4], [1, 5]])
+    >>> q = arm.pair_quadform(features, pairs, np.eye(8))  # A = I: squared distances
+    >>> d = arm.pair_diff(features, pairs)
+    >>> q.shape, bool(np.allclose(q, (d**2).sum(axis=1)))
+    ((4,), True)
+    """
     f = v.features_tensor(features)
     p = v.pairs_tensor(pairs, f.shape[0], f.device)
     a = v.float_tensor(precision, "precision", (f.shape[1], f.shape[1]), f.device).double()
@@ -88,7 +205,44 @@ def pair_quadform(features: Array, pairs: Array, precision: Array) -> Array:
 
 
 def fisher_matrix(features: Array, pairs: Array, weights: Array | None = None) -> Array:
-    """(d, d) Fisher information sum_k w_k d_k d_k^T by a scatter over pairs (no outer products)."""
+    """Fisher information sum_k w_k d_k d_k^T of a set of pairs.
+
+    Computed by a scatter over pairs into the features' Laplacian, without any outer product.
+
+    Parameters
+    ----------
+    features : np.ndarray or torch.Tensor
+        (n, d) float32 or float64 features.
+    pairs : np.ndarray or torch.Tensor
+        (P, 2) int32 or int64 rows ``(i, j)``; d_k = features[i] - features[j].
+    weights : np.ndarray or torch.Tensor, optional
+        (P,) weights w_k (e.g. :func:`fisher_weights`); ones when None.
+
+    Returns
+    -------
+    np.ndarray or torch.Tensor
+        (d, d) symmetric matrix, of the type and dtype of ``features``.
+
+    Raises
+    ------
+    TypeError
+        If an argument has the wrong dtype.
+    ValueError
+        If a shape is wrong, a value is not finite, an index is out of range or the result
+        overflows the features' dtype.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import activerm_fast as arm
+    >>> features = np.random.default_rng(0).normal(size=(6, 8))
+    >>> pairs = np.array([[0, 1], [2, 3], [0, 4], [1, 5]])
+    >>> w = np.array([0.25, 0.1, 0.2, 0.05])
+    >>> fisher = arm.fisher_matrix(features, pairs, w)
+    >>> d = arm.pair_diff(features, pairs)
+    >>> fisher.shape, bool(np.allclose(fisher, d.T @ (w[:, None] * d)))
+    ((8, 8), True)
+    """
     f = v.features_tensor(features)
     p = v.pairs_tensor(pairs, f.shape[0], f.device)
     w = None
@@ -126,12 +280,60 @@ def greedy_logdet(
 ) -> Selection:
     """Exact greedy maximisation of log det(F0 + sum_{k in S} w_k d_k d_k^T) over k pairs.
 
-    ``prior`` is lambda for F0 = lambda I, or an SPD (d, d) matrix (e.g. the Fisher information
-    of pairs labelled earlier). ``exclude`` is a boolean (P,) mask of pairs that may not be
-    chosen. Each step is a rank-one update: O(d^2) + O(n d) + one fused O(P) sweep, or with
-    ``lazy`` (CPU) a refresh of only the pairs whose stale score could still win, bit for bit
-    the same picks, gains and log det; "auto" is lazy where it can run (the CPU, within half
-    the free memory) and pays (from 1.5 million pairs and 100 steps), dense elsewhere.
+    Each step adds the pair of largest gain log(1 + w_k d_k^T F^-1 d_k) and updates F^-1 by
+    a rank-one update: O(d^2) + O(n d) + one fused O(P) sweep, or with ``lazy`` (CPU) a
+    refresh of only the pairs whose stale score could still win, bit for bit the same picks,
+    gains and log det.
+
+    Parameters
+    ----------
+    features : np.ndarray or torch.Tensor
+        (n, d) float32 or float64 features.
+    pairs : np.ndarray or torch.Tensor
+        (P, 2) int32 or int64 candidate rows ``(i, j)``, no pair given twice.
+    k : int
+        Number of pairs to choose, at most the number not excluded.
+    weights : np.ndarray or torch.Tensor, optional
+        (P,) non-negative weights w_k (e.g. :func:`fisher_weights`); ones when None.
+    prior : float or np.ndarray or torch.Tensor, default 1e-3
+        lambda for F0 = lambda I, or a symmetric positive definite (d, d) F0 (e.g. the Fisher
+        information of pairs labelled earlier).
+    exclude : np.ndarray or torch.Tensor, optional
+        (P,) boolean mask of pairs that may not be chosen.
+    lazy : bool or "auto", default "auto"
+        The sweep: "auto" is lazy where it can run (the CPU, within half the free memory)
+        and pays (from 1.5 million pairs and 100 steps), dense elsewhere.
+
+    Returns
+    -------
+    Selection
+        The chosen positions in ``pairs`` in order, their gains (non-increasing) and log det
+        of the final design matrix; arrays of the type of ``features``.
+
+    Raises
+    ------
+    TypeError
+        If an argument has the wrong type or dtype.
+    ValueError
+        If a shape is wrong, a value is not finite, an index is out of range, a pair is
+        repeated, a weight is negative, the prior is not symmetric, or ``k`` exceeds the
+        pairs that may be chosen.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import activerm_fast as arm
+    >>> features = np.random.default_rng(0).normal(size=(6, 8))
+    >>> pairs = np.array([[0, 1], [2, 3], [0, 4], [1, 5]])
+    >>> batch = arm.greedy_logdet(features, pairs, 3, prior=1.0)
+    >>> batch.indices.tolist()
+    [3, 1, 0]
+    >>> bool(np.all(np.diff(batch.gains) <= 0))  # the gains never increase
+    True
+    >>> bool(np.isclose(batch.logdet, batch.gains.sum()))  # log det F0 = log det I = 0
+    True
+    >>> arm.greedy_logdet(features, pairs, 2, exclude=np.array([0, 0, 0, 1], bool)).indices.tolist()
+    [0, 1]
     """
     f, p, w, excluded, argument = greedy_arguments(features, pairs, weights, prior, exclude)
     k = v.budget(k, p.shape[0], excluded)

@@ -616,6 +616,24 @@ def test_command_line_embed_then_select(tmp_path, capsys):
     chosen = [json.loads(line) for line in again.read_text().splitlines()]
     first = {frozenset((r["first"], r["second"])) for r in records}
     assert len(chosen) == 5 and not first & {frozenset((r["first"], r["second"])) for r in chosen}
+    # the batch out to annotators: a Label Studio import file with the texts
+    tasks = tmp_path / "tasks.json"
+    code = main(
+        [
+            "export",
+            "--to",
+            "label-studio",
+            "--data",
+            str(out),
+            "--batch",
+            str(batch),
+            "--out",
+            str(tasks),
+        ]
+    )
+    assert code == 0
+    exported = json.loads(tasks.read_text())
+    assert len(exported) == 5 and records[0]["first_text"] in json.dumps(exported)
     capsys.readouterr()
     # bad input: one line, non-zero
     code = main(

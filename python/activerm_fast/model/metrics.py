@@ -29,9 +29,19 @@ _ENSEMBLE_HINT = "; average an ensemble first (rewards.mean(axis=0))"
 class BestOfN(NamedTuple):
     """Best-of-N outcome for one N, averaged over prompts (each prompt weighs the same).
 
-    mean_gold: mean golden reward of the response the prediction ranks best among N.
-    mean_quantile: mean within-prompt quantile of that response's golden reward
+    Attributes
+    ----------
+    mean_gold : float
+        Mean golden reward of the response the prediction ranks best among N.
+    mean_quantile : float
+        Mean within-prompt quantile of that response's golden reward
         ((tie-aware rank - 1) / (size - 1): 0 is the prompt's worst response, 1 its best).
+
+    Examples
+    --------
+    >>> from activerm_fast.metrics import BestOfN
+    >>> BestOfN(mean_gold=1.5, mean_quantile=1.0).mean_quantile
+    1.0
     """
 
     mean_gold: float
@@ -44,6 +54,39 @@ def within_prompt_spearman(pred: Any, gold: Any, prompt_ids: Any) -> float:
     Ranks are tie-aware (average ranks, as ``scipy.stats.spearmanr``). Prompts with fewer
     than two distinct gold values are skipped; a prompt where ``pred`` is constant counts as
     correlation 0 (it ranks nothing), so a degenerate predictor cannot score by omission.
+
+    Parameters
+    ----------
+    pred : array_like
+        (n,) predicted rewards, one per response.
+    gold : array_like
+        (n,) golden rewards.
+    prompt_ids : array_like
+        (n,) integer prompt of each response (only groups rows).
+
+    Returns
+    -------
+    float
+        The mean correlation over the prompts counted, in [-1, 1].
+
+    Raises
+    ------
+    TypeError
+        If an input does not hold real numbers (integers for ``prompt_ids``).
+    ValueError
+        If the shapes differ, ``pred`` is 2-D (average an ensemble first), or no prompt has
+        two different gold values.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from activerm_fast.metrics import within_prompt_spearman
+    >>> gold = np.array([0.1, 0.5, 0.9, 1.0, 2.0, 3.0])
+    >>> prompt_ids = np.array([0, 0, 0, 1, 1, 1])
+    >>> within_prompt_spearman(2 * gold, gold, prompt_ids)  # any increasing map: 1
+    1.0
+    >>> within_prompt_spearman(np.array([1.0, 2, 3, 3, 2, 1]), gold, prompt_ids)  # 1 and -1
+    0.0
     """
     pred_v, gold_v, groups = _grouped_inputs(pred, gold, prompt_ids)
     pred_rank = _grouped_ranks(pred_v, groups)
@@ -83,7 +126,45 @@ def best_of_n(
     k-th by ``pred`` among s wins with probability C(s-k, N-1) / C(s, N). With an integer,
     ``repeats`` draws per prompt are sampled with ``seed`` instead (the reference protocol).
 
-    Returns ``{N: BestOfN(mean_gold, mean_quantile)}`` for each N in ``ns``.
+    Parameters
+    ----------
+    pred : array_like
+        (n,) predicted rewards, one per response.
+    gold : array_like
+        (n,) golden rewards.
+    prompt_ids : array_like
+        (n,) integer prompt of each response.
+    ns : sequence of int, default (2, 4, 8, 16, 32, 64)
+        The sample sizes N, positive.
+    repeats : int, optional
+        Draws per prompt to sample; None computes the expectation exactly.
+    seed : int, default 0
+        Seeds the draws when ``repeats`` is given.
+
+    Returns
+    -------
+    dict of int to BestOfN
+        ``{N: BestOfN(mean_gold, mean_quantile)}`` for each N in ``ns``.
+
+    Raises
+    ------
+    TypeError
+        If an input does not hold numbers of the right kind.
+    ValueError
+        If the shapes differ, ``ns`` is empty or not positive, or no prompt has two
+        responses.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from activerm_fast.metrics import best_of_n
+    >>> gold = np.array([0.1, 0.5, 0.9, 1.0, 2.0, 3.0])
+    >>> prompt_ids = np.array([0, 0, 0, 1, 1, 1])
+    >>> result = best_of_n(gold, gold, prompt_ids, ns=(1, 2, 3))  # a perfect predictor
+    >>> {n: round(b.mean_quantile, 3) for n, b in result.items()}  # N = 1 is a random pick
+    {1: 0.5, 2: 0.833, 3: 1.0}
+    >>> round(best_of_n(gold, gold, prompt_ids, ns=(3,))[3].mean_gold, 3)  # (0.9 + 3) / 2
+    1.95
     """
     pred_v, gold_v, groups = _grouped_inputs(pred, gold, prompt_ids)
     sizes_all = np.bincount(groups)
@@ -103,7 +184,39 @@ def best_of_n(
 
 
 def pair_accuracy(pred: Any, pairs: Any, labels: Any) -> float:
-    """Fraction of labelled pairs whose winner ``pred`` rates higher (a tie counts 1/2)."""
+    """Fraction of labelled pairs whose winner ``pred`` rates higher (a tie counts 1/2).
+
+    Parameters
+    ----------
+    pred : array_like
+        (n,) predicted rewards, one per response.
+    pairs : np.ndarray or torch.Tensor
+        (P, 2) integer rows ``(i, j)``.
+    labels : array_like
+        (P,) 1 where ``pairs[k, 0]`` won, 0 where ``pairs[k, 1]`` did.
+
+    Returns
+    -------
+    float
+        The accuracy, in [0, 1].
+
+    Raises
+    ------
+    TypeError
+        If an input has the wrong type or dtype.
+    ValueError
+        If ``pairs`` is empty, an index is out of range, a label is not 0 or 1, or ``pred``
+        is 2-D (average an ensemble first).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from activerm_fast.metrics import pair_accuracy
+    >>> pred = np.array([0.1, 0.5, 0.9, 1.0, 2.0, 3.0])
+    >>> pairs = np.array([[0, 1], [2, 1], [3, 5]])
+    >>> pair_accuracy(pred, pairs, np.array([0, 1, 1]))  # pred has 3 below 5: one miss
+    0.6666666666666666
+    """
     pred_v = real_vector(pred, "pred", hint=_ENSEMBLE_HINT)
     t = as_tensor(pairs, "pairs")
     checked = pairs_tensor(t, pred_v.size, t.device, "pairs").cpu().numpy()

@@ -43,10 +43,32 @@ _UNREADABLE = (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, zipfi
 class FitHistory:
     """What :meth:`RewardModel.fit` did.
 
-    train_loss: per epoch, the BT loss on the training batches averaged over members.
-    val_loss: per epoch, each member's BT loss on the held-out pairs (empty without them).
-    best_epoch: per member, the epoch whose weights were kept (early stopping), 0-based.
-    num_train_pairs / num_val_pairs: how the labelled pairs were split.
+    Attributes
+    ----------
+    train_loss : list of float
+        Per epoch, the BT loss on the training batches averaged over members.
+    val_loss : list of list of float
+        Per epoch, each member's BT loss on the held-out pairs (empty without them).
+    best_epoch : list of int
+        Per member, the epoch whose weights were kept (early stopping), 0-based.
+    num_train_pairs, num_val_pairs : int
+        How the labelled pairs were split.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from activerm_fast import RewardModel
+    >>> x = np.random.default_rng(0).normal(size=(6, 8)).astype(np.float32)
+    >>> pairs = np.array([[0, 1], [2, 3], [4, 5], [0, 2], [1, 3], [2, 4], [3, 5], [0, 5]])
+    >>> labels = (x[pairs[:, 0], 0] > x[pairs[:, 1], 0]).astype(int)  # higher x[:, 0] wins
+    >>> model = RewardModel(8, hidden=(4,), ensemble=2).fit(x, pairs, labels, lr=0.01)
+    >>> history = model.history_
+    >>> history.num_train_pairs, history.num_val_pairs, len(history.best_epoch)
+    (7, 1, 2)
+    >>> history.train_loss[-1] < history.train_loss[0]
+    True
+    >>> len(history.train_loss) >= max(history.best_epoch) + 1
+    True
     """
 
     train_loss: list[float] = field(default_factory=list)
@@ -59,13 +81,37 @@ class FitHistory:
 class RewardModel:
     """E reward heads ``input_dim -> hidden... (GELU) -> 1`` with a bias-free output layer.
 
-    Args:
-        input_dim: embedding dimension D.
-        hidden: hidden widths; the last one is the feature dimension d. ``()`` gives a
-            linear BT model on the embeddings (features are the embeddings themselves).
-        ensemble: number of members E.
-        seed: seeds the initial weights (and :meth:`fit` when it gets no seed).
-        device: where the weights live and training runs.
+    Parameters
+    ----------
+    input_dim : int
+        Embedding dimension D.
+    hidden : sequence of int, default (512, 512, 512)
+        Hidden widths; the last one is the feature dimension d. ``()`` gives a linear BT
+        model on the embeddings (features are the embeddings themselves).
+    ensemble : int, default 1
+        Number of members E.
+    seed : int, default 0
+        Seeds the initial weights (and :meth:`fit` when it gets no seed).
+    device : str or torch.device, default "cpu"
+        Where the weights live and training runs.
+
+    Raises
+    ------
+    TypeError
+        If a size or the seed is not an integer.
+    ValueError
+        If a size is not positive or the seed is negative.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from activerm_fast import RewardModel
+    >>> x = np.random.default_rng(0).normal(size=(6, 8)).astype(np.float32)
+    >>> model = RewardModel(8, hidden=(16, 4), ensemble=3)
+    >>> model.feature_dim, model.theta.shape, model.rewards(x).shape
+    (4, (3, 4), (3, 6))
+    >>> RewardModel(8, hidden=()).features(x).shape  # linear: features are the embeddings
+    (1, 6, 8)
     """
 
     def __init__(
@@ -96,28 +142,126 @@ class RewardModel:
         return theta
 
     def parameters(self) -> list[torch.Tensor]:
-        """The stacked trainable tensors: per layer (E, in, out) weights and (E, out) biases,
-        then theta (E, d)."""
+        """The stacked trainable tensors, as an optimizer takes them.
+
+        Returns
+        -------
+        list of torch.Tensor
+            Per layer the (E, in, out) weights, then per layer the (E, out) biases, then
+            theta (E, d).
+
+        Examples
+        --------
+        >>> from activerm_fast import RewardModel
+        >>> [tuple(p.shape) for p in RewardModel(8, hidden=(4,), ensemble=2).parameters()]
+        [(2, 8, 4), (2, 4), (2, 4)]
+        """
         return [*self._weights, *self._biases, self._theta]
 
     def rewards(self, embeddings: Any) -> np.ndarray | torch.Tensor:
-        """(E, n) float32 rewards; a torch input gives a tensor on the model's device.
+        """Every member's reward of each embedding.
 
         Computed as ``features @ theta`` with float64 accumulation, so for every member
         ``features(x)[e].astype(float64) @ theta[e].astype(float64)`` equals it to float32
         rounding.
+
+        Parameters
+        ----------
+        embeddings : np.ndarray or torch.Tensor
+            (n, D) embeddings, D = ``input_dim``.
+
+        Returns
+        -------
+        np.ndarray or torch.Tensor
+            (E, n) float32 rewards; a torch input gives a tensor on the model's device.
+
+        Raises
+        ------
+        TypeError
+            If ``embeddings`` is not an array of real numbers.
+        ValueError
+            If its shape is not (n, D) or a value is not finite or beyond float32.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from activerm_fast import RewardModel
+        >>> x = np.random.default_rng(0).normal(size=(6, 8)).astype(np.float32)
+        >>> model = RewardModel(8, hidden=(4,), ensemble=2)
+        >>> rewards = model.rewards(x)
+        >>> features = model.features(x).astype(np.float64)
+        >>> by_hand = np.einsum("end,ed->en", features, model.theta.astype(np.float64))
+        >>> rewards.shape, bool(np.allclose(rewards, by_hand, atol=1e-6))
+        ((2, 6), True)
         """
         return self._per_row(embeddings, self._rewards_of)
 
     def features(self, embeddings: Any) -> np.ndarray | torch.Tensor:
-        """(E, n, d) float32 last-layer features; a torch input gives a tensor."""
+        """Every member's last-layer features phi(x) of each embedding.
+
+        Parameters
+        ----------
+        embeddings : np.ndarray or torch.Tensor
+            (n, D) embeddings, D = ``input_dim``.
+
+        Returns
+        -------
+        np.ndarray or torch.Tensor
+            (E, n, d) float32 features; a torch input gives a tensor.
+
+        Raises
+        ------
+        TypeError
+            If ``embeddings`` is not an array of real numbers.
+        ValueError
+            If its shape is not (n, D) or a value is not finite or beyond float32.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from activerm_fast import RewardModel
+        >>> features = RewardModel(8, hidden=(16, 4), ensemble=2).features(torch.ones(6, 8))
+        >>> type(features).__name__, tuple(features.shape), features.dtype
+        ('Tensor', (2, 6, 4), torch.float32)
+        """
         return self._per_row(embeddings, lambda f: f)
 
     def features_and_rewards(
         self, embeddings: Any
     ) -> tuple[np.ndarray | torch.Tensor, np.ndarray | torch.Tensor]:
-        """:meth:`features` and :meth:`rewards` from one forward pass (rewards = features .
-        theta): what every selection strategy needs."""
+        """:meth:`features` and :meth:`rewards` from one forward pass: what selection needs.
+
+        Parameters
+        ----------
+        embeddings : np.ndarray or torch.Tensor
+            (n, D) embeddings, D = ``input_dim``.
+
+        Returns
+        -------
+        features : np.ndarray or torch.Tensor
+            (E, n, d) float32 features.
+        rewards : np.ndarray or torch.Tensor
+            (E, n) float32 rewards, features . theta per member.
+
+        Raises
+        ------
+        TypeError
+            If ``embeddings`` is not an array of real numbers.
+        ValueError
+            If its shape is not (n, D) or a value is not finite or beyond float32.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from activerm_fast import RewardModel
+        >>> x = np.random.default_rng(0).normal(size=(6, 8)).astype(np.float32)
+        >>> model = RewardModel(8, hidden=(4,), ensemble=2)
+        >>> features, rewards = model.features_and_rewards(x)
+        >>> features.shape, rewards.shape
+        ((2, 6, 4), (2, 6))
+        >>> bool(np.array_equal(rewards, model.rewards(x)))
+        True
+        """
         features = self.features(embeddings)
         as_tensor = torch.as_tensor(features)
         with torch.no_grad():
@@ -157,8 +301,62 @@ class RewardModel:
         ``bootstrap`` is True (default: when ``ensemble > 1``), otherwise on all of them, in
         its own shuffled order. ``warm_start`` continues from the current weights (with fresh
         Adam moments); otherwise they are re-initialised from ``seed`` (default: the model's
-        seed), so the same call gives the same model. Returns ``self``; :attr:`history_`
-        records the run.
+        seed), so the same call gives the same model.
+
+        Parameters
+        ----------
+        embeddings : np.ndarray or torch.Tensor
+            (n, D) embeddings of the responses.
+        pairs : np.ndarray or torch.Tensor
+            (P, 2) integer rows ``(i, j)`` of labelled comparisons.
+        labels : array_like
+            (P,) 1 where ``pairs[k, 0]`` won, 0 where ``pairs[k, 1]`` did.
+        epochs : int, default 30
+            Most epochs to run.
+        batch_size : int, default 128
+            Pairs per mini-batch and member.
+        lr : float, default 1e-3
+            Adam learning rate.
+        weight_decay : float, default 1e-4
+            Decoupled weight decay, finite and >= 0.
+        val_fraction : float, default 0.1
+            Fraction of the pairs held out for early stopping, in [0, 1).
+        patience : int, default 5
+            Epochs without improvement of any member before stopping.
+        seed : int, optional
+            Seeds initialisation, split, resampling and order; the model's seed when None.
+        warm_start : bool, default False
+            Continue from the current weights instead of re-initialising them.
+        bootstrap : bool, optional
+            Resample the training pairs per member; None means ``ensemble > 1``.
+
+        Returns
+        -------
+        RewardModel
+            ``self``, trained; :attr:`history_` (a :class:`FitHistory`) records the run.
+
+        Raises
+        ------
+        TypeError
+            If an argument has the wrong type.
+        ValueError
+            If ``pairs`` is empty, an index is out of range, a label is not 0 or 1, or an
+            option is out of its range.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from activerm_fast import RewardModel
+        >>> x = np.random.default_rng(0).normal(size=(6, 8)).astype(np.float32)
+        >>> pairs = np.array([[0, 1], [2, 3], [4, 5], [0, 2], [1, 3], [2, 4], [3, 5], [0, 5]])
+        >>> labels = (x[pairs[:, 0], 0] > x[pairs[:, 1], 0]).astype(int)  # higher x[:, 0] wins
+        >>> model = RewardModel(8, hidden=(4,), ensemble=2).fit(x, pairs, labels, lr=0.01)
+        >>> from activerm_fast.metrics import pair_accuracy
+        >>> pair_accuracy(model.rewards(x).mean(axis=0), pairs, labels)
+        1.0
+        >>> again = RewardModel(8, hidden=(4,), ensemble=2).fit(x, pairs, labels, lr=0.01)
+        >>> bool(np.array_equal(again.rewards(x), model.rewards(x)))  # seeded: reproducible
+        True
         """
         x = self._embeddings(embeddings, "embeddings")
         pairs_np, labels_np = labelled_pairs(pairs, labels, x.shape[0])
@@ -240,7 +438,30 @@ class RewardModel:
         return self
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write configuration and weights (a ``torch.save`` file of plain tensors)."""
+        """Write configuration and weights (a ``torch.save`` file of plain tensors).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write; :meth:`load` reads it back.
+
+        Raises
+        ------
+        OSError
+            If the file cannot be written.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> from activerm_fast import RewardModel
+        >>> model = RewardModel(8, hidden=(4,), ensemble=2, seed=3)
+        >>> path = os.path.join(tempfile.mkdtemp(), "model.pt")
+        >>> model.save(path)
+        >>> x = np.ones((6, 8), np.float32)
+        >>> bool(np.array_equal(RewardModel.load(path).rewards(x), model.rewards(x)))
+        True
+        """
         torch.save(
             {
                 "format": _FORMAT,
@@ -260,8 +481,41 @@ class RewardModel:
     def load(cls, path: str | os.PathLike[str], device: str | torch.device = "cpu") -> RewardModel:
         """Read a file written by :meth:`save` (safe loading: tensors and plain data only).
 
-        A file that is not one (truncated, corrupt, another format) is a ValueError naming it;
-        a missing or unreadable file is the usual OSError.
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A file written by :meth:`save`.
+        device : str or torch.device, default "cpu"
+            Where the loaded weights live.
+
+        Returns
+        -------
+        RewardModel
+            The saved configuration and weights.
+
+        Raises
+        ------
+        ValueError
+            If the file is not a saved RewardModel (truncated, corrupt, another format or
+            version), naming it.
+        OSError
+            If the file is missing or unreadable.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> from activerm_fast import RewardModel
+        >>> path = os.path.join(tempfile.mkdtemp(), "model.pt")
+        >>> RewardModel(8, hidden=(16, 4), ensemble=3).save(path)
+        >>> loaded = RewardModel.load(path)
+        >>> loaded.input_dim, loaded.hidden, loaded.ensemble
+        (8, (16, 4), 3)
+        >>> with open(path, "wb") as file:
+        ...     _ = file.write(b"not a model")
+        >>> RewardModel.load(path)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: ...model.pt is not a saved RewardModel (...)
         """
         try:
             with warnings.catch_warnings():  # e.g. pickle-protocol notes on foreign files

@@ -125,6 +125,75 @@ def select(
     them ``bal-pm`` treats every response as its own prompt, placed at its ``features``.
     ``lazy`` is the greedy strategies' sweep (see :func:`~activerm_fast.greedy_logdet`): the
     same picks either way.
+
+    Parameters
+    ----------
+    strategy : str
+        A name in :data:`~activerm_fast.STRATEGIES` (e.g. ``"dopt-greedy"``, ``"random"``).
+    features : np.ndarray or torch.Tensor
+        (n, d) or (E, n, d) float32 or float64 last-layer features.
+    pairs : np.ndarray or torch.Tensor
+        (P, 2) int32 or int64 candidate rows ``(i, j)``, no pair given twice.
+    k : int
+        Number of pairs to choose, at most the candidates not labelled.
+    rewards : np.ndarray or torch.Tensor, optional
+        (n,) or (E, n) rewards of the current model.
+    labelled : np.ndarray or torch.Tensor, optional
+        (M, 2) pairs labelled so far.
+    ridge : float, default 1e-3
+        lambda (``"absolute"``) or c (``"relative"``), positive.
+    ridge_mode : {"absolute", "relative"}, default "absolute"
+        How ``ridge`` sets lambda.
+    seed : int, default 0
+        Seeds ``random`` and ``coreset``.
+    prompt_features : np.ndarray or torch.Tensor, optional
+        (n, q) feature of each response's prompt, for ``bal-pm``.
+    lazy : bool or "auto", default "auto"
+        The greedy strategies' sweep.
+
+    Returns
+    -------
+    Selection
+        Positions in ``pairs`` in the order chosen, their gains (the strategy's score) and
+        log det of the final design; arrays of the type of ``features``.
+
+    Raises
+    ------
+    TypeError
+        If an argument has the wrong type or dtype.
+    ValueError
+        If the strategy is unknown, it needs ``rewards`` (or an ensemble of them) that are
+        not given, a shape or index is wrong, a pair is repeated, or ``k`` exceeds the
+        candidates not labelled.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import activerm_fast as arm
+    >>> features = np.random.default_rng(0).normal(size=(6, 8)).astype(np.float32)
+    >>> rewards = features[:, 0]
+    >>> pool = np.array([[i, j] for i in range(6) for j in range(i + 1, 6)])  # 15 pairs
+    >>> batch = arm.select("dopt-greedy", features=features, pairs=pool, k=3, rewards=rewards)
+    >>> batch.indices.tolist(), bool(np.all(np.diff(batch.gains) <= 0))
+    ([8, 10, 2], True)
+
+    Labelled pairs are never chosen again (past-aware strategies also count their
+    information), and ``xtx`` is :func:`~activerm_fast.greedy_logdet` with unit weights:
+
+    >>> past = arm.select(
+    ...     "past-dopt-greedy", features=features, pairs=pool, k=3, rewards=rewards,
+    ...     labelled=pool[[8, 10]],
+    ... )
+    >>> past.indices.tolist()
+    [2, 0, 5]
+    >>> arm.select("xtx", features=features, pairs=pool, k=3).indices.tolist()
+    [8, 9, 13]
+    >>> arm.greedy_logdet(features, pool, 3, prior=1e-3).indices.tolist()
+    [8, 9, 13]
+    >>> arm.select("dopt-greedy", features=features, pairs=pool, k=3)
+    Traceback (most recent call last):
+    ...
+    ValueError: strategy 'dopt-greedy' needs rewards, got rewards=None
     """
     entry, members, p, r, done, excluded = validated(strategy, features, pairs, rewards, labelled)
     prompts = validated_prompts(prompt_features, members)
@@ -166,10 +235,60 @@ def select_with_model(
     prompt_features: Any | None = None,
     lazy: bool | str = "auto",
 ) -> Selection:
-    """:func:`select` with the rewards of a fitted :class:`~activerm_fast.model.RewardModel`
-    on ``embeddings``: one line for any strategy. ``features`` is what the design sees: the
-    model's last hidden layer (``"hidden"``, one matrix per member) or ``"embedding"``, the
-    embeddings themselves (Fisher weights still from the model's rewards)."""
+    """:func:`select` with the features and rewards of a fitted reward model.
+
+    One line for any strategy: the model's ``features_and_rewards(embeddings)`` give the
+    design's features and the rewards (Fisher weights are their ensemble mean).
+
+    Parameters
+    ----------
+    strategy : str
+        A name in :data:`~activerm_fast.STRATEGIES`.
+    model : RewardModel
+        A fitted :class:`~activerm_fast.model.RewardModel` (or any object with its
+        ``features_and_rewards``).
+    embeddings : np.ndarray or torch.Tensor
+        (n, D) embeddings of the responses.
+    pairs : np.ndarray or torch.Tensor
+        (P, 2) candidate rows ``(i, j)``.
+    k : int
+        Number of pairs to choose.
+    labelled, ridge, ridge_mode, seed, prompt_features, lazy
+        As in :func:`select`.
+    features : {"hidden", "embedding"}, default "hidden"
+        What the design sees: the model's last hidden layer (one matrix per member) or the
+        embeddings themselves (Fisher weights still from the model's rewards).
+
+    Returns
+    -------
+    Selection
+        As :func:`select` returns it.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`select`, and a ValueError for an unknown ``features``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import activerm_fast as arm
+    >>> x = np.random.default_rng(0).normal(size=(6, 8)).astype(np.float32)
+    >>> pool = np.array([[i, j] for i in range(6) for j in range(i + 1, 6)])
+    >>> model = arm.RewardModel(8, hidden=(4,), ensemble=2)
+    >>> batch = arm.select_with_model("ensemble-dopt-greedy", model, x, pool, 3)
+    >>> hidden, rewards = model.features_and_rewards(x)
+    >>> same = arm.select(
+    ...     "ensemble-dopt-greedy", features=hidden, pairs=pool, k=3, rewards=rewards
+    ... )
+    >>> batch.indices.tolist() == same.indices.tolist(), len(batch.indices)
+    (True, 3)
+    >>> on_x = arm.select_with_model("dopt-greedy", model, x, pool, 3, features="embedding")
+    >>> on_x.indices.tolist() == arm.select(
+    ...     "dopt-greedy", features=x, pairs=pool, k=3, rewards=rewards
+    ... ).indices.tolist()
+    True
+    """
     choice = v.known_name(features, FEATURE_CHOICES, "features")
     hidden, rewards = model.features_and_rewards(embeddings)
     return select(

@@ -22,13 +22,13 @@ import numpy as np
 import pytest
 import torch
 
+import activerm_fast as arm
+from activerm_fast.data import RewardHead, embed, model_features
+from activerm_fast.data.text_records import prompt_text, read_text_rows
+
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
-import activerm_fast as arm  # noqa: E402
-from activerm_fast.data import model_features  # noqa: E402
-from activerm_fast.data import RewardHead, embed  # noqa: E402
-from activerm_fast.data.text_records import read_text_rows  # noqa: E402
 
 WORDS = (
     "the cat sat on a mat dog ran far away hello world how are you fine thanks what is two "
@@ -114,8 +114,9 @@ def write_records(path: Path, prompts: int = 6, per_prompt: int = 3, seed: int =
     return records
 
 
-def reference(model, tokenizer, prompt, response, *, template=True, layer=-1):
-    """One record alone, unpadded: the model's hidden state at its last token, its logits."""
+def reference(model, tokenizer, prompt, response, *, template=True, layer=-1, per_token=False):
+    """One record alone, unpadded: a reward model's hidden state at its last token (at every
+    token with ``per_token``) and its logits; a language model's hidden states of ``layer``."""
     if template:
         chat = [*prompt, {"role": "assistant", "content": response}]
         ids = tokenizer(
@@ -126,8 +127,8 @@ def reference(model, tokenizer, prompt, response, *, template=True, layer=-1):
     x = torch.tensor([ids["input_ids"]])
     with torch.no_grad():
         if hasattr(model, "score"):
-            hidden = model.base_model(x).last_hidden_state[0, -1]
-            return hidden.numpy(), model(x).logits[0].numpy()
+            hidden = model.base_model(x).last_hidden_state[0]
+            return (hidden if per_token else hidden[-1]).numpy(), model(x).logits[0].numpy()
         states = model.model(x, output_hidden_states=True).hidden_states
         return states[layer][0].numpy(), None
 
@@ -231,6 +232,17 @@ def test_several_outputs_and_no_rewards_from_a_reward_model(tmp_path):
     )
     assert not summary.has_head
     np.testing.assert_array_equal(arm.load(tmp_path / "b.npz").embeddings, features)
+    # another pooling than the head's: the base model's hidden states, no head
+    summary = embed(
+        tmp_path / "rm", tmp_path / "rows.jsonl", tmp_path / "c.npz", pooling="mean", progress=False
+    )
+    assert not summary.has_head
+    record = read_text_rows(tmp_path / "rows.jsonl")
+    prompt = [{"role": "user", "content": prompt_text(record.prompts[0])}]
+    hidden, _ = reference(model, tokenizer, prompt, record.responses[0], per_token=True)
+    np.testing.assert_allclose(
+        arm.load(tmp_path / "c.npz").embeddings[0], hidden.mean(0), rtol=1e-4, atol=1e-5
+    )
 
 
 # ---- inputs -----------------------------------------------------------------------------------
@@ -509,6 +521,49 @@ def test_two_gloo_ranks_equal_one_process(tmp_path):
     assert [rank.returncode for rank in ranks] == [0, 0], outputs
     assert all("rows 21" in output for output in outputs), outputs  # both got rank 0's summary
     assert_same_output(one, two)
+
+
+def test_command_line_under_torchrun_writes_the_single_process_file(tmp_path):
+    make_model(tmp_path / "rm")
+    write_records(tmp_path / "rows.jsonl", prompts=5)
+    common = ["--model", str(tmp_path / "rm"), "--data", str(tmp_path / "rows.jsonl")]
+    common += ["--shard-rows", "4", "--batch-size", "3", "--no-progress"]
+    embed_command = ["-m", "activerm_fast", "embed", *common, "--out", str(tmp_path / "two.npz")]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    done = subprocess.run(
+        [*command, "2", *embed_command], env=env, capture_output=True, text=True, timeout=TIMEOUT_S
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "15 rows of 32-d features" in done.stdout and "(2 processes)" in done.stdout
+    from activerm_fast.cli import main
+
+    assert main(["embed", *common, "--out", str(tmp_path / "one.npz")]) == 0
+    assert_same_output(tmp_path / "one.npz", tmp_path / "two.npz")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_in_bfloat16_equals_the_cpu(tmp_path):
+    make_model(tmp_path / "rm")
+    write_records(tmp_path / "rows.jsonl")
+    cpu = embed(
+        tmp_path / "rm", tmp_path / "rows.jsonl", tmp_path / "cpu.npz", device="cpu", progress=False
+    )
+    gpu = embed(
+        tmp_path / "rm",
+        tmp_path / "rows.jsonl",
+        tmp_path / "gpu.npz",
+        device="cuda",
+        progress=False,
+    )
+    assert cpu.tokens == gpu.tokens
+    with np.load(tmp_path / "cpu.npz") as a, np.load(tmp_path / "gpu.npz") as b:
+        scale = np.abs(a["embeddings"]).max()
+        np.testing.assert_allclose(b["embeddings"], a["embeddings"], atol=0.05 * scale)
+        np.testing.assert_allclose(b["model_rewards"], a["model_rewards"], atol=0.05)
+        np.testing.assert_array_equal(a["head_weight"], b["head_weight"])
+        info = json.loads(str(b["embed_info"]))
+    assert info["rewards"] and info["pooling"] == "last"
 
 
 def rank_main(rank: int, world: int, port: int, model: str, data: str, out: str) -> None:

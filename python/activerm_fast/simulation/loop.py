@@ -54,7 +54,54 @@ class LoopConfig:
     model's last hidden layer; ``embedding``: the embeddings) and the ridge lambda of F0
     (``ridge_mode`` ``absolute``: lambda = ``ridge``; ``relative``: lambda = ``ridge``
     tr(F_L)/d, F_L the labelled pairs' Fisher information; see
-    :func:`~activerm_fast.selectors.select`).
+    :func:`~activerm_fast.select`).
+
+    Parameters
+    ----------
+    pool : {"cross", "within"}, default "cross"
+        How each round's candidate pool is built.
+    rounds : int, default 8
+        Rounds to run.
+    per_round : int, default 100
+        Pairs labelled per round.
+    prompts_per_round : int, default 120
+        Training prompts drawn per round.
+    cross_pairs : int, default 50_000
+        Candidate pairs sampled per round for ``pool="cross"``.
+    ensemble : int, default 3
+        Members of the reward model refitted each round.
+    hidden : tuple of int, default (256, 256)
+        Its hidden widths.
+    epochs, batch_size, lr, weight_decay, patience, warm_start
+        The fit's settings (see :meth:`~activerm_fast.RewardModel.fit`).
+    beta : float, default 1.0
+        Label noise of the Bradley-Terry oracle (``inf``: noiseless).
+    ridge : float, default 1e-3
+        lambda, or c with ``ridge_mode="relative"``.
+    ridge_mode : {"absolute", "relative"}, default "absolute"
+        How ``ridge`` sets lambda.
+    features : {"hidden", "embedding"}, default "hidden"
+        What the design sees.
+    best_of : tuple of int, default (2, 4, 8, 16)
+        The N of the best-of-N metrics.
+
+    Raises
+    ------
+    TypeError
+        If a count is not an integer or a number is not a number.
+    ValueError
+        If a name is unknown or a count, ``beta`` or ``ridge`` is not positive.
+
+    Examples
+    --------
+    >>> from activerm_fast import LoopConfig
+    >>> config = LoopConfig(rounds=2, per_round=4, hidden=[8])
+    >>> config.rounds * config.per_round, config.hidden  # the budget; lists become tuples
+    (8, (8,))
+    >>> LoopConfig(pool="everything")
+    Traceback (most recent call last):
+    ...
+    ValueError: pool must be one of ('cross', 'within'), got 'everything'
     """
 
     pool: str = "cross"
@@ -105,6 +152,44 @@ class ActiveLoop:
     human-labelled data without one, from its stored labels (the pool is then the labelled
     training pairs of the drawn prompts). With ``checkpoint_dir`` every finished round is
     saved there and :meth:`run` resumes from it.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        The data, with a train/test split; the test prompts need a golden reward or
+        labelled pairs to evaluate on.
+    strategy : str
+        A name in :data:`~activerm_fast.STRATEGIES`.
+    config : LoopConfig, optional
+        The campaign; ``LoopConfig()`` when None.
+    seed : int, default 0
+        Seeds the prompts drawn, the selection, the fits and the default oracle.
+    checkpoint_dir : str or os.PathLike, optional
+        Folder of the checkpoints.
+    oracle : object, optional
+        Anything with ``label(pairs)`` over training rows; by default a
+        :class:`~activerm_fast.BTOracle` on the training gold (or a
+        :class:`~activerm_fast.PairLabelOracle` on the stored labels).
+
+    Raises
+    ------
+    ValueError
+        If the strategy is unknown, the dataset lacks training or test prompts, or its test
+        rows have nothing to evaluate on.
+
+    Examples
+    --------
+    >>> import activerm_fast as arm
+    >>> data = arm.synthetic(6, 4, 3, 4, dim=8)  # 6 training prompts of 4 responses
+    >>> config = arm.LoopConfig(
+    ...     rounds=2, per_round=4, prompts_per_round=4, cross_pairs=50, ensemble=2,
+    ...     hidden=(8,), epochs=5,
+    ... )
+    >>> records = arm.ActiveLoop(data, "dopt-greedy", config, seed=0).run()
+    >>> [(r["round"], r["labels"], r["pool_size"]) for r in records]
+    [(1, 4, 50), (2, 8, 50)]
+    >>> -1 <= records[-1]["spearman"] <= 1
+    True
     """
 
     def __init__(
@@ -141,7 +226,46 @@ class ActiveLoop:
     # ---- the rounds ----------------------------------------------------------------------
 
     def run(self, on_round: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
-        """Run (or finish) every round; returns one record per round."""
+        """Run (or finish) every round.
+
+        Parameters
+        ----------
+        on_round : callable, optional
+            Called with each record as its round finishes (not for rounds resumed from a
+            checkpoint).
+
+        Returns
+        -------
+        list of dict
+            One record per round: strategy, seed, pool, round (1-based), labels so far,
+            pool_size, the test metrics (``spearman``, ``best_of_{N}_gold`` and
+            ``best_of_{N}_quantile`` with a golden reward, ``pair_accuracy`` with labelled
+            test pairs), select_seconds and fit_seconds.
+
+        Raises
+        ------
+        ValueError
+            If ``checkpoint_dir`` holds a run with other settings, or the oracle refuses a
+            pair.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> import activerm_fast as arm
+        >>> data = arm.synthetic(6, 4, 3, 4, dim=8)
+        >>> config = arm.LoopConfig(
+        ...     rounds=2, per_round=4, prompts_per_round=4, cross_pairs=50, ensemble=2,
+        ...     hidden=(8,), epochs=5,
+        ... )
+        >>> folder = tempfile.mkdtemp()
+        >>> seen = []
+        >>> first = arm.ActiveLoop(data, "xtx", config, checkpoint_dir=folder).run(seen.append)
+        >>> len(seen), "state.json" in os.listdir(folder)
+        (2, True)
+        >>> again = arm.ActiveLoop(data, "xtx", config, checkpoint_dir=folder).run(seen.append)
+        >>> len(seen), again == first  # resumed from the checkpoint: nothing re-run
+        (2, True)
+        """
         state = self._resume()
         for round_index in range(len(state.records), self.config.rounds):
             # thousands of small torch operations: threads only for the cores free now

@@ -36,6 +36,37 @@ class BTOracle:
     ``beta = inf`` gives noiseless labels (exact gold ties are a fair coin). Each unordered
     pair's coin is a hash of ``(seed, min(i, j), max(i, j))``, so labels are reproducible
     and independent across pairs, and re-asking a pair returns the same label.
+
+    Parameters
+    ----------
+    gold : array_like
+        (n,) golden rewards, not all equal.
+    beta : float, default 1.0
+        Inverse label noise, positive or ``inf``.
+    seed : int, default 0
+        Any integer: it only seeds the hash.
+
+    Raises
+    ------
+    TypeError
+        If ``gold`` is not real or ``beta``/``seed`` not a number/integer.
+    ValueError
+        If ``gold`` has fewer than 2 entries or is constant, or ``beta`` is not positive.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from activerm_fast import BTOracle
+    >>> gold = np.array([0.0, 1.0, 2.0, 3.0, 4.0, 5.0])
+    >>> pairs = np.array([[0, 5], [5, 0], [2, 3], [1, 4]])
+    >>> oracle = BTOracle(gold, beta=2.0, seed=0)
+    >>> labels = oracle.label(pairs)
+    >>> labels.tolist(), oracle.label(pairs[:, ::-1]).tolist()  # (j, i) gets the opposite
+    ([0, 1, 0, 0], [1, 0, 1, 1])
+    >>> bool(np.array_equal(oracle.label(pairs[2:]), labels[2:]))  # any batch: same answers
+    True
+    >>> BTOracle(gold, beta=float("inf")).label(pairs).tolist()  # noiseless: the higher gold
+    [0, 1, 0, 0]
     """
 
     def __init__(self, gold: Any, beta: float = 1.0, seed: int = 0) -> None:
@@ -52,11 +83,66 @@ class BTOracle:
         return int(self.gold.size)
 
     def probabilities(self, pairs: Any) -> np.ndarray:
-        """(P,) float64 probability that the first response of each pair wins."""
+        """Probability that the first response of each pair wins.
+
+        Parameters
+        ----------
+        pairs : np.ndarray or torch.Tensor
+            (P, 2) integer rows ``(i, j)`` of two different responses.
+
+        Returns
+        -------
+        np.ndarray
+            (P,) float64 sigmoid(beta * (gold_i - gold_j) / std(gold)).
+
+        Raises
+        ------
+        TypeError
+            If ``pairs`` is not an integer array.
+        ValueError
+            If an index is out of range or a pair compares a response with itself.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from activerm_fast import BTOracle
+        >>> gold = np.array([0.0, 1.0, 2.0, 3.0, 4.0, 5.0])
+        >>> pairs = np.array([[0, 5], [5, 0], [2, 3], [1, 4]])
+        >>> BTOracle(gold, beta=2.0).probabilities(pairs).round(3).tolist()
+        [0.003, 0.997, 0.237, 0.029]
+        """
         return self._probabilities(self._checked(pairs))
 
     def label(self, pairs: Any) -> np.ndarray:
-        """(P,) int64 labels for (P, 2) pairs: 1 when ``pairs[k, 0]`` wins."""
+        """Draw the label of each pair.
+
+        Parameters
+        ----------
+        pairs : np.ndarray or torch.Tensor
+            (P, 2) integer rows ``(i, j)`` of two different responses.
+
+        Returns
+        -------
+        np.ndarray
+            (P,) int64 labels, 1 when ``pairs[k, 0]`` wins.
+
+        Raises
+        ------
+        TypeError
+            If ``pairs`` is not an integer array.
+        ValueError
+            If an index is out of range or a pair compares a response with itself.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from activerm_fast import BTOracle
+        >>> gold = np.array([0.0, 1.0, 2.0, 3.0, 4.0, 5.0])
+        >>> pairs = np.array([[0, 5], [5, 0], [2, 3], [1, 4]])
+        >>> oracle = BTOracle(gold, beta=2.0, seed=0)
+        >>> oracle.label(pairs).tolist()  # [0, 5] and [5, 0] are one coin, seen both ways
+        [0, 1, 0, 0]
+        """
         checked = self._checked(pairs)
         lo, hi = checked.min(axis=1), checked.max(axis=1)
         canonical = np.stack([lo, hi], axis=1)
@@ -85,9 +171,36 @@ class PairLabelOracle:
     A stored label for ``(i, j)`` also answers ``(j, i)`` (with the opposite label). Repeated
     comparisons must agree: conflicting duplicates are refused at construction.
 
-    Attributes:
-        pairs: (U, 2) int64, the distinct labelled pairs as first given: the candidate pool
-            a selector may ask about.
+    Parameters
+    ----------
+    pairs : array_like
+        (M, 2) non-negative integer rows ``(i, j)`` of labelled comparisons.
+    labels : array_like
+        (M,) 1 where ``pairs[k, 0]`` won, 0 where ``pairs[k, 1]`` did.
+
+    Attributes
+    ----------
+    pairs : np.ndarray
+        (U, 2) int64, the distinct labelled pairs as first given: the candidate pool a
+        selector may ask about.
+
+    Raises
+    ------
+    ValueError
+        If a pair has a negative index or compares a response with itself, a label is not
+        0 or 1, or two labels of one comparison disagree.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from activerm_fast import PairLabelOracle
+    >>> oracle = PairLabelOracle(np.array([[0, 1], [2, 3], [1, 0]]), np.array([1, 0, 0]))
+    >>> oracle.pairs.tolist()  # (1, 0) with label 0 repeats (0, 1) with label 1
+    [[0, 1], [2, 3]]
+    >>> PairLabelOracle(np.array([[0, 1], [1, 0]]), np.array([1, 1]))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: labels disagree for one comparison: pairs[0] = (0, 1) with label 1 and ...
     """
 
     def __init__(self, pairs: Any, labels: Any) -> None:
@@ -115,11 +228,63 @@ class PairLabelOracle:
         self.pairs: np.ndarray = stored[np.sort(rows[unique])]
 
     def known(self, pairs: Any) -> np.ndarray:
-        """(P,) bool: whether each pair (in either order) has a stored label."""
+        """Whether each pair (in either order) has a stored label.
+
+        Parameters
+        ----------
+        pairs : array_like
+            (P, 2) non-negative integer rows.
+
+        Returns
+        -------
+        np.ndarray
+            (P,) bool.
+
+        Raises
+        ------
+        ValueError
+            If a pair has a negative index.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from activerm_fast import PairLabelOracle
+        >>> oracle = PairLabelOracle(np.array([[0, 1], [2, 3], [1, 0]]), np.array([1, 0, 0]))
+        >>> oracle.known(np.array([[1, 0], [3, 2], [0, 2]])).tolist()
+        [True, True, False]
+        """
         return self._lookup(nonnegative_pairs(pairs, "pairs"))[1]
 
     def label(self, pairs: Any) -> np.ndarray:
-        """(P,) int64 stored labels, 1 when ``pairs[k, 0]`` won."""
+        """The stored labels of the pairs asked, in the order asked.
+
+        Parameters
+        ----------
+        pairs : array_like
+            (P, 2) non-negative integer rows, each with a stored label in either order.
+
+        Returns
+        -------
+        np.ndarray
+            (P,) int64 labels, 1 when ``pairs[k, 0]`` won.
+
+        Raises
+        ------
+        ValueError
+            If a pair has a negative index or no stored label.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from activerm_fast import PairLabelOracle
+        >>> oracle = PairLabelOracle(np.array([[0, 1], [2, 3], [1, 0]]), np.array([1, 0, 0]))
+        >>> oracle.label(np.array([[1, 0], [3, 2]])).tolist()
+        [0, 1]
+        >>> oracle.label(np.array([[0, 2]]))
+        Traceback (most recent call last):
+        ...
+        ValueError: pairs[0] = (0, 2) has no stored label (1 of 1 asked pairs are unlabelled)
+        """
         asked = nonnegative_pairs(pairs, "pairs")
         position, found = self._lookup(asked)
         if not found.all():

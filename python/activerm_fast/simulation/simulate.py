@@ -1,4 +1,4 @@
-"""Compare strategies over seeds with :class:`~activerm_fast.loop.ActiveLoop`, and report."""
+"""Compare strategies over seeds with :class:`~activerm_fast.ActiveLoop`, and report."""
 
 from __future__ import annotations
 
@@ -27,10 +27,54 @@ def simulate(
     out_dir: str | Path | None = None,
     progress: bool = True,
 ) -> list[dict[str, Any]]:
-    """Run every strategy with every seed; returns all round records.
+    """Run every strategy with every seed (one :class:`~activerm_fast.ActiveLoop` each).
 
     With ``out_dir``, each run checkpoints under ``out_dir/checkpoints`` (so a restarted
     command resumes) and the records are written to ``results.csv`` and ``results.json``.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        The data, with a train/test split.
+    strategies : sequence of str
+        Names in :data:`~activerm_fast.STRATEGIES`, checked before the first run.
+    config : LoopConfig, optional
+        The campaign; ``LoopConfig()`` when None.
+    seeds : sequence of int, default (0, 1, 2)
+        One run per strategy and seed.
+    out_dir : str or Path, optional
+        Folder for the checkpoints and results files.
+    progress : bool, default True
+        Show a progress bar over rounds.
+
+    Returns
+    -------
+    list of dict
+        Every run's round records (see :meth:`~activerm_fast.ActiveLoop.run`), seed by seed.
+
+    Raises
+    ------
+    ValueError
+        If a strategy is unknown, a seed negative, or a run fails (see
+        :class:`~activerm_fast.ActiveLoop`).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import activerm_fast as arm
+    >>> data = arm.synthetic(6, 4, 3, 4, dim=8)
+    >>> config = arm.LoopConfig(
+    ...     rounds=2, per_round=4, prompts_per_round=4, cross_pairs=50, ensemble=2,
+    ...     hidden=(8,), epochs=5,
+    ... )
+    >>> out = tempfile.mkdtemp()
+    >>> records = arm.simulate(
+    ...     data, ["random", "xtx"], config=config, seeds=(0, 1), out_dir=out, progress=False
+    ... )
+    >>> [(r["seed"], r["strategy"], r["labels"]) for r in records][:3]
+    [(0, 'random', 4), (0, 'random', 8), (0, 'xtx', 4)]
+    >>> len(records), sorted(name for name in os.listdir(out) if name.startswith("results"))
+    (8, ['results.csv', 'results.json'])
     """
     config = config or LoopConfig()
     # checked before the first run: a bad name must not surface after hours of others
@@ -59,6 +103,25 @@ def simulate(
 
 
 def write_results(records: list[dict[str, Any]], out: Path) -> None:
+    """Write ``records`` to ``out/results.json`` and ``out/results.csv`` (one column per key).
+
+    Parameters
+    ----------
+    records : list of dict
+        Round records, as :func:`simulate` returns them.
+    out : Path
+        The folder, created when missing.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from activerm_fast.simulate import write_results
+    >>> out = Path(tempfile.mkdtemp())
+    >>> write_results([{"strategy": "random", "labels": 4, "spearman": 0.5}], out)
+    >>> (out / "results.csv").read_text().splitlines()
+    ['strategy,labels,spearman', 'random,4,0.5']
+    """
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(records, indent=1))
     columns = list(dict.fromkeys(key for record in records for key in record))
@@ -69,7 +132,24 @@ def write_results(records: list[dict[str, Any]], out: Path) -> None:
 
 
 def headline_metrics(records: list[dict[str, Any]]) -> list[str]:
-    """The metrics a summary shows: Spearman, the largest N's best-of-N quantile, accuracy."""
+    """The metrics a summary shows: Spearman, the largest N's best-of-N quantile, accuracy.
+
+    Parameters
+    ----------
+    records : list of dict
+        Round records.
+
+    Returns
+    -------
+    list of str
+        Those of the three metrics that the records hold, in that order.
+
+    Examples
+    --------
+    >>> from activerm_fast.simulate import headline_metrics
+    >>> headline_metrics([{"spearman": 0.5, "best_of_4_quantile": 0.7, "best_of_16_quantile": 0.8}])
+    ['spearman', 'best_of_16_quantile']
+    """
     keys = set().union(*(record.keys() for record in records)) if records else set()
     best = sorted(
         (int(key.split("_")[2]) for key in keys if key.endswith("_quantile")), reverse=True
@@ -85,7 +165,39 @@ def headline_metrics(records: list[dict[str, Any]]) -> list[str]:
 def summarize(
     records: list[dict[str, Any]], metric: str
 ) -> dict[str, dict[int, tuple[float, float, int]]]:
-    """strategy -> labels -> (mean, std across seeds, number of seeds) of ``metric``."""
+    """Mean and spread over seeds of ``metric`` per strategy and label budget.
+
+    Parameters
+    ----------
+    records : list of dict
+        Round records, as :func:`simulate` returns them.
+    metric : str
+        A key of the records (records without it are left out).
+
+    Returns
+    -------
+    dict
+        strategy -> labels -> (mean, std across seeds, number of seeds), budgets ascending.
+
+    Examples
+    --------
+    >>> curves = {  # spearman at 100 and 200 labels, one pair per seed
+    ...     "random": [(0.50, 0.60), (0.45, 0.62), (0.50, 0.58)],
+    ...     "xtx": [(0.60, 0.70), (0.62, 0.72), (0.58, 0.68)],
+    ... }
+    >>> records = [
+    ...     {"strategy": name, "seed": seed, "labels": labels, "spearman": value}
+    ...     for name, runs in curves.items()
+    ...     for seed, run in enumerate(runs)
+    ...     for labels, value in zip((100, 200), run)
+    ... ]
+    >>> from activerm_fast.simulate import summarize
+    >>> mean, std, seeds = summarize(records, "spearman")["xtx"][200]
+    >>> round(mean, 3), round(std, 4), seeds
+    (0.7, 0.0163, 3)
+    >>> list(summarize(records, "spearman")["random"])
+    [100, 200]
+    """
     grouped: dict[str, dict[int, list[float]]] = {}
     for record in records:
         if metric in record:
@@ -102,7 +214,38 @@ def summarize(
 
 
 def format_table(records: list[dict[str, Any]]) -> str:
-    """One block per headline metric: strategies as rows, label budgets as columns, mean ± std."""
+    """One block per headline metric: strategies as rows, label budgets as columns, mean ± std.
+
+    Parameters
+    ----------
+    records : list of dict
+        Round records, as :func:`simulate` returns them.
+
+    Returns
+    -------
+    str
+        The blocks of :func:`headline_metrics`, separated by a blank line.
+
+    Examples
+    --------
+    >>> curves = {  # spearman at 100 and 200 labels, one pair per seed
+    ...     "random": [(0.50, 0.60), (0.45, 0.62), (0.50, 0.58)],
+    ...     "xtx": [(0.60, 0.70), (0.62, 0.72), (0.58, 0.68)],
+    ... }
+    >>> records = [
+    ...     {"strategy": name, "seed": seed, "labels": labels, "spearman": value}
+    ...     for name, runs in curves.items()
+    ...     for seed, run in enumerate(runs)
+    ...     for labels, value in zip((100, 200), run)
+    ... ]
+    >>> from activerm_fast.simulate import format_table
+    >>> print(format_table(records))
+    spearman, mean ± std over seeds
+    strategy       100 labels     200 labels
+    ----------------------------------------
+    random      0.483 ± 0.024  0.600 ± 0.016
+    xtx         0.600 ± 0.016  0.700 ± 0.016
+    """
     blocks = []
     for metric in headline_metrics(records):
         summary = summarize(records, metric)
@@ -131,6 +274,23 @@ class Verdict:
     seed that never reached it, counted in ``reached``); ``baseline_needed`` the same for the
     baseline's own seeds; ``final`` and ``baseline_final`` the (mean, std) at the final budget.
     ``outcome`` is "fewer labels", "more labels" or "no clear difference".
+
+    Examples
+    --------
+    >>> curves = {  # spearman at 100 and 200 labels, one pair per seed
+    ...     "random": [(0.50, 0.60), (0.45, 0.62), (0.50, 0.58)],
+    ...     "xtx": [(0.60, 0.70), (0.62, 0.72), (0.58, 0.68)],
+    ... }
+    >>> records = [
+    ...     {"strategy": name, "seed": seed, "labels": labels, "spearman": value}
+    ...     for name, runs in curves.items()
+    ...     for seed, run in enumerate(runs)
+    ...     for labels, value in zip((100, 200), run)
+    ... ]
+    >>> from activerm_fast.simulate import verdicts
+    >>> verdict = verdicts(records)[0]
+    >>> verdict.strategy, verdict.outcome, verdict.budget, verdict.needed
+    ('xtx', 'fewer labels', 200, (100.0, 100.0, 120.0))
     """
 
     strategy: str
@@ -146,12 +306,48 @@ class Verdict:
 
     @property
     def saving(self) -> tuple[float, float]:
-        """(mean, std over seeds) of the labels saved: budget minus labels needed."""
+        """(mean, std over seeds) of the labels saved: budget minus labels needed.
+
+        Examples
+        --------
+        >>> curves = {  # spearman at 100 and 200 labels, one pair per seed
+        ...     "random": [(0.50, 0.60), (0.45, 0.62), (0.50, 0.58)],
+        ...     "xtx": [(0.60, 0.70), (0.62, 0.72), (0.58, 0.68)],
+        ... }
+        >>> records = [
+        ...     {"strategy": name, "seed": seed, "labels": labels, "spearman": value}
+        ...     for name, runs in curves.items()
+        ...     for seed, run in enumerate(runs)
+        ...     for labels, value in zip((100, 200), run)
+        ... ]
+        >>> from activerm_fast.simulate import verdicts
+        >>> [round(x, 1) for x in verdicts(records)[0].saving]  # 200 - (100, 100, 120)
+        [93.3, 9.4]
+        """
         saved = self.budget - np.asarray(self.needed)
         return float(saved.mean()), float(saved.std())
 
     def line(self) -> str:
-        """The plain-language verdict."""
+        """The plain-language verdict, as :func:`format_verdicts` prints it.
+
+        Examples
+        --------
+        >>> curves = {  # spearman at 100 and 200 labels, one pair per seed
+        ...     "random": [(0.50, 0.60), (0.45, 0.62), (0.50, 0.58)],
+        ...     "xtx": [(0.60, 0.70), (0.62, 0.72), (0.58, 0.68)],
+        ... }
+        >>> records = [
+        ...     {"strategy": name, "seed": seed, "labels": labels, "spearman": value}
+        ...     for name, runs in curves.items()
+        ...     for seed, run in enumerate(runs)
+        ...     for labels, value in zip((100, 200), run)
+        ... ]
+        >>> from activerm_fast.simulate import verdicts
+        >>> print(verdicts(records)[0].line())  # doctest: +NORMALIZE_WHITESPACE
+        xtx: FEWER LABELS: reaches the baseline's final spearman (0.600 at 200 labels) with
+        107 ± 9 labels (3 of 3 seeds within the budget), saving 93 (47%); ends at
+        0.700 ± 0.016 against 0.600 ± 0.016
+        """
         mean, std = self.saving
         final, spread = self.final
         base, base_spread = self.baseline_final
@@ -181,6 +377,47 @@ def verdicts(
     baseline's final mean plus its std (the baseline would need more than B labels to match
     it); "more labels" when the strategy's final mean plus its std stays below the baseline's
     final mean less its std; otherwise "no clear difference" (the seed spreads overlap).
+
+    Parameters
+    ----------
+    records : list of dict
+        Round records of several strategies over the same seeds, as :func:`simulate` returns.
+    metric : str, optional
+        The metric compared; the first of :func:`headline_metrics` when None.
+    baseline : str, default "random"
+        The strategy compared with.
+
+    Returns
+    -------
+    list of Verdict
+        One per strategy other than the baseline, in the records' order.
+
+    Raises
+    ------
+    ValueError
+        If ``records`` is empty or holds no ``metric`` of the baseline.
+
+    Examples
+    --------
+    >>> curves = {  # spearman at 100 and 200 labels, one pair per seed
+    ...     "random": [(0.50, 0.60), (0.45, 0.62), (0.50, 0.58)],
+    ...     "xtx": [(0.60, 0.70), (0.62, 0.72), (0.58, 0.68)],
+    ... }
+    >>> records = [
+    ...     {"strategy": name, "seed": seed, "labels": labels, "spearman": value}
+    ...     for name, runs in curves.items()
+    ...     for seed, run in enumerate(runs)
+    ...     for labels, value in zip((100, 200), run)
+    ... ]
+    >>> from activerm_fast.simulate import verdicts
+    >>> [(v.strategy, v.outcome, v.target) for v in verdicts(records)]
+    [('xtx', 'fewer labels', 0.6)]
+    >>> [round(labels, 1) for labels in verdicts(records)[0].baseline_needed]  # seed noise
+    [200.0, 188.2, 200.0]
+    >>> verdicts(records, baseline="bald")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: records hold no 'spearman' of the baseline 'bald' (strategies: ...
     """
     if not records:
         raise ValueError("records is empty: run simulate first")
@@ -234,7 +471,47 @@ def verdicts(
 
 
 def format_verdicts(records: list[dict[str, Any]], baseline: str = "random") -> str:
-    """The verdict lines of :func:`verdicts`, after a line on the baseline's own seed noise."""
+    """The verdict lines of :func:`verdicts`, after a line on the baseline's own seed noise.
+
+    Parameters
+    ----------
+    records : list of dict
+        Round records, as :func:`simulate` returns them.
+    baseline : str, default "random"
+        The strategy compared with.
+
+    Returns
+    -------
+    str
+        The lines, or one saying there is nothing to compare when only the baseline ran.
+
+    Raises
+    ------
+    ValueError
+        As :func:`verdicts`.
+
+    Examples
+    --------
+    >>> curves = {  # spearman at 100 and 200 labels, one pair per seed
+    ...     "random": [(0.50, 0.60), (0.45, 0.62), (0.50, 0.58)],
+    ...     "xtx": [(0.60, 0.70), (0.62, 0.72), (0.58, 0.68)],
+    ... }
+    >>> records = [
+    ...     {"strategy": name, "seed": seed, "labels": labels, "spearman": value}
+    ...     for name, runs in curves.items()
+    ...     for seed, run in enumerate(runs)
+    ...     for labels, value in zip((100, 200), run)
+    ... ]
+    >>> from activerm_fast.simulate import format_verdicts
+    >>> print(format_verdicts(records))  # doctest: +NORMALIZE_WHITESPACE
+    Will a strategy save labels? Target: random's final spearman (0.600 at 200 labels);
+    random's own seeds reach it with 196 ± 6 labels (± is the std over seeds)
+    xtx: FEWER LABELS: reaches the baseline's final spearman (0.600 at 200 labels) with
+    107 ± 9 labels (3 of 3 seeds within the budget), saving 93 (47%); ends at
+    0.700 ± 0.016 against 0.600 ± 0.016
+    >>> format_verdicts([r for r in records if r["strategy"] == "random"])
+    "only 'random' ran: nothing to compare with it"
+    """
     found = verdicts(records, baseline=baseline)
     if not found:
         return f"only {baseline!r} ran: nothing to compare with it"

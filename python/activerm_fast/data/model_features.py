@@ -428,42 +428,43 @@ class _Encoder:
 
     # -- texts to token ids
 
-    def texts(self, rows: TextRows, indices: range) -> tuple[list[str], list[str]]:
-        """Each row rendered whole, and its prompt alone (what a response is appended to)."""
-        whole, prompts = [], []
-        for i in indices:
-            messages = rows.prompts[int(rows.prompt_of_row[i])]
-            if self.chat_template:
-                chat = [{"role": role, "content": content} for role, content in messages]
-                reply = {"role": "assistant", "content": rows.responses[i]}
-                whole.append(self.tokenizer.apply_chat_template([*chat, reply], tokenize=False))
-                prompts.append(
-                    self.tokenizer.apply_chat_template(
-                        chat, tokenize=False, add_generation_prompt=True
-                    )
-                )
-            else:
-                prompts.append(prompt_text(messages) + SEPARATOR)
-                whole.append(prompts[-1] + rows.responses[i])
-        return whole, prompts
+    def text(self, rows: TextRows, row: int) -> str:
+        """One row rendered whole: its prompt's messages, then the response."""
+        messages = rows.prompts[int(rows.prompt_of_row[row])]
+        if not self.chat_template:
+            return prompt_text(messages) + SEPARATOR + rows.responses[row]
+        chat = [{"role": role, "content": content} for role, content in messages]
+        reply = {"role": "assistant", "content": rows.responses[row]}
+        rendered: str = self.tokenizer.apply_chat_template([*chat, reply], tokenize=False)
+        return rendered
+
+    def prompt_alone(self, rows: TextRows, row: int) -> str:
+        """What a row's response is appended to: its prompt, as rendered before the reply."""
+        messages = rows.prompts[int(rows.prompt_of_row[row])]
+        if not self.chat_template:
+            return prompt_text(messages) + SEPARATOR
+        chat = [{"role": role, "content": content} for role, content in messages]
+        rendered: str = self.tokenizer.apply_chat_template(
+            chat, tokenize=False, add_generation_prompt=True
+        )
+        return rendered
 
     def tokenise(self, rows: TextRows, indices: range) -> _Tokenised:
         """Token ids of the rows, cut to ``max_length``; a row whose prompt alone does not fit
         is refused."""
-        whole, prompts = self.texts(rows, indices)
         special = not self.chat_template  # a chat template writes the special tokens itself
+        whole = [self.text(rows, i) for i in indices]
         ids = self.tokenizer(whole, add_special_tokens=special)["input_ids"]
         long = [k for k, seq in enumerate(ids) if len(seq) > self.max_length]
-        if long:
-            lengths = self.tokenizer(
-                [prompts[k] for k in long], add_special_tokens=special, return_length=True
-            )["length"]
-            for k, length in zip(long, lengths, strict=True):
+        if long:  # the prompts of the rows to cut, to tell a cut response from no response
+            prompts = [self.prompt_alone(rows, indices[k]) for k in long]
+            lengths = self.tokenizer(prompts, add_special_tokens=special, return_length=True)
+            for k, length in zip(long, lengths["length"], strict=True):
                 if length >= self.max_length:
+                    lost = "its whole prompt" if self.cut_left else "every token of its response"
                     raise ValueError(
                         f"{rows.source}: max_length={self.max_length} is shorter than the prompt "
-                        f"of row {indices[k]} ({length} tokens): no token of its response would "
-                        "be left"
+                        f"of row {indices[k]} ({length} tokens): truncation would cut {lost}"
                     )
                 ids[k] = ids[k][-self.max_length :] if self.cut_left else ids[k][: self.max_length]
         return _Tokenised(ids, len(long))

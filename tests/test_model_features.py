@@ -605,6 +605,20 @@ def test_select_with_the_reward_models_head(tmp_path):
         head.rewards(np.zeros((3, 4)))
 
 
+def test_the_embedded_file_feeds_simulate(tmp_path):
+    make_model(tmp_path / "rm")
+    write_records(tmp_path / "rows.jsonl", prompts=12, per_prompt=4)
+    embed(tmp_path / "rm", tmp_path / "rows.jsonl", tmp_path / "out.npz", progress=False)
+    dataset = arm.load(tmp_path / "out.npz", test_fraction=0.25)
+    config = arm.LoopConfig(
+        rounds=2, per_round=4, prompts_per_round=9, cross_pairs=200, ensemble=2, hidden=(8,)
+    )
+    records = arm.simulate(
+        dataset, ["random", "dopt-greedy"], config=config, seeds=[0], progress=False
+    )
+    assert {r["strategy"] for r in records} == {"random", "dopt-greedy"}
+
+
 def test_command_line_embed_then_select(tmp_path, capsys):
     from activerm_fast.cli import main
 

@@ -6,6 +6,7 @@ part that uploads the folder, ``Dataset.from_disk``, is not run here.)"""
 
 from __future__ import annotations
 
+import doctest
 import json
 import os
 import uuid
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 from activerm_fast.cli import main
-from activerm_fast.data import load, synthetic
+from activerm_fast.data import annotation_tools, argilla, label_studio, load, synthetic
 from activerm_fast.data.annotation import read_labelled, write_batch
 from activerm_fast.data.annotation_tools import pair_id
 from activerm_fast.data.argilla import (
@@ -153,3 +154,9 @@ def test_command_line(tmp_path, capsys):
     assert "2 pending" in capsys.readouterr().out
     assert main(pull) == 2
     assert "--from argilla needs --labelled" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("module", [annotation_tools, argilla, label_studio])
+def test_docstring_examples_run(module):
+    """The examples of the adapters' docstrings (those needing a server or SDK client skip)."""
+    assert doctest.testmod(module).failed == 0

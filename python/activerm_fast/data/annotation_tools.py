@@ -54,7 +54,8 @@ def pair_id(dataset: Dataset, first: int, second: int) -> str:
 
     Examples
     --------
-    >>>     >>> from activerm_fast.data import from_arrays
+    >>> import numpy as np
+    >>> from activerm_fast.data import from_arrays
     >>> data = from_arrays(np.eye(3, dtype=np.float32), np.array([0, 0, 1]))
     >>> pair_id(data, 0, 2) == pair_id(data, 2, 0)
     True

@@ -246,7 +246,9 @@ def push_label_studio(
         project_id = _project_id(found, server, project)
         if any(found.get(key) != value for key, value in settings.items()):
             server.call("PATCH", f"/api/projects/{project_id}", settings)
-    held = {pair.pair_id for pair in _pairs_of_tasks(dataset, server.export(project_id))}
+    source = f"Label Studio at {server.url}, project {project!r}"
+    tasks_there = _pairs_of_tasks(dataset, server.export(project_id), source)
+    held = {pair.pair_id for pair in tasks_there}
     new = [task for task in tasks if task["data"]["pair_id"] not in held]
     for start in range(0, len(new), _CHUNK):
         server.call("POST", f"/api/projects/{project_id}/import", new[start : start + _CHUNK])
@@ -310,7 +312,7 @@ def pull_label_studio(
     return merge_pull(dataset, _pairs_of_tasks(dataset, tasks, source), labelled, held)
 
 
-def _pairs_of_tasks(dataset: Dataset, tasks: Any, source: str = "project") -> Iterator[ToolPair]:
+def _pairs_of_tasks(dataset: Dataset, tasks: Any, source: str) -> Iterator[ToolPair]:
     if not isinstance(tasks, list):
         raise ValueError(f"{source}: a Label Studio export is a JSON list of tasks")
     for position, task in enumerate(tasks):

@@ -36,7 +36,46 @@ from .pairs import candidate_pool
 
 
 def read_labelled(path: str | os.PathLike[str], n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(M, 2) pairs and (M,) labels from a JSONL file; a missing file means nothing labelled."""
+    """The labelled pairs of a JSONL file; a missing file means nothing labelled.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A file of records with ``first``, ``second`` and ``label`` (other keys ignored).
+    n : int
+        Rows of the dataset the indices refer to.
+
+    Returns
+    -------
+    pairs : np.ndarray
+        (M, 2) int64 rows ``(first, second)``.
+    labels : np.ndarray
+        (M,) int64, 1 when the first response won.
+
+    Raises
+    ------
+    ValueError
+        If a line is not a JSON object, an index is not a row of the ``n``, a label is not
+        0 or 1, or a record compares a response with itself; the message names the line.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from activerm_fast.data.annotation import read_labelled
+    >>> path = os.path.join(tempfile.mkdtemp(), "labelled.jsonl")
+    >>> read_labelled(path, 6)[0].shape  # no file yet: nothing labelled
+    (0, 2)
+    >>> with open(path, "w") as file:
+    ...     _ = file.write('{"first": 0, "second": 2, "label": 1}\\n')
+    ...     _ = file.write('{"first": 1, "second": 4, "label": 0, "first_text": "hi"}\\n')
+    >>> pairs, labels = read_labelled(path, 6)
+    >>> pairs.tolist(), labels.tolist()
+    ([[0, 2], [1, 4]], [1, 0])
+    >>> read_labelled(path, 3)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: ...labelled.jsonl, line 2: 'second' = 4 is out of range for 3 responses
+    """
     path = Path(path)
     if not path.exists():
         return np.empty((0, 2), np.int64), np.empty(0, np.int64)
@@ -80,15 +119,70 @@ def _row_index(record: dict[str, Any], key: str, n: int, where: str) -> int:
 
 
 def write_batch(path: str | os.PathLike[str], dataset: Dataset, pairs: np.ndarray) -> None:
-    """One unlabelled record per pair, with prompt ids and texts where the dataset has them."""
+    """Write one unlabelled record per pair, with prompt ids and texts where the dataset has them.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The JSONL file to write (replaced).
+    dataset : Dataset
+        The dataset the pairs' rows index.
+    pairs : np.ndarray
+        (k, 2) rows of the batch, e.g. from :func:`next_batch`.
+
+    Raises
+    ------
+    OSError
+        If the file cannot be written.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from activerm_fast.data.annotation import read_labelled, write_batch
+    >>> import numpy as np
+    >>> import activerm_fast as arm
+    >>> embeddings = np.random.default_rng(0).normal(size=(6, 8)).astype(np.float32)
+    >>> data = arm.from_arrays(embeddings, ["a", "a", "b", "b", "c", "c"], gold=np.arange(6.0))
+    >>> path = os.path.join(tempfile.mkdtemp(), "batch.jsonl")
+    >>> write_batch(path, data, np.array([[0, 2], [1, 4]]))
+    >>> print(open(path).read(), end="")
+    {"first": 0, "second": 2, "label": null, "first_prompt": "a", "second_prompt": "b"}
+    {"first": 1, "second": 4, "label": null, "first_prompt": "a", "second_prompt": "c"}
+    """
     with open(path, "w", encoding="utf-8") as f:
         for i, j in pairs.tolist():
             f.write(json.dumps(batch_record(dataset, i, j), ensure_ascii=False) + "\n")
 
 
 def batch_record(dataset: Dataset, first: int, second: int) -> dict[str, Any]:
-    """The unlabelled record of the pair (``first``, ``second``): rows, prompt ids, and texts
-    where the dataset has them (the annotation-tool adapters send the same record)."""
+    """The unlabelled record of the pair (``first``, ``second``) that annotators see.
+
+    Rows, prompt ids, and texts where the dataset has them (the annotation-tool adapters send
+    the same record).
+
+    Parameters
+    ----------
+    dataset : Dataset
+        The dataset the rows index.
+    first, second : int
+        The two rows.
+
+    Returns
+    -------
+    dict
+        ``first``, ``second``, ``label`` (None), ``first_prompt`` and ``second_prompt``,
+        and ``{side}_prompt_text`` / ``{side}_text`` when the dataset has texts.
+
+    Examples
+    --------
+    >>> from activerm_fast.data.annotation import batch_record
+    >>> import numpy as np
+    >>> import activerm_fast as arm
+    >>> embeddings = np.random.default_rng(0).normal(size=(6, 8)).astype(np.float32)
+    >>> data = arm.from_arrays(embeddings, ["a", "a", "b", "b", "c", "c"], gold=np.arange(6.0))
+    >>> batch_record(data, 0, 2)
+    {'first': 0, 'second': 2, 'label': None, 'first_prompt': 'a', 'second_prompt': 'b'}
+    """
     assert dataset.prompt_names is not None, "set by Dataset.__post_init__"
     record: dict[str, Any] = {"first": first, "second": second, "label": None}
     for side, row in (("first", first), ("second", second)):
@@ -107,9 +201,32 @@ def _plain(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class BatchPlan:
-    """What the next batch is chosen with: the strategy, the features and rewards it runs on
-    (rewards None before any model exists), the labelled pairs it must not repeat, and a note
-    on how the model came about."""
+    """What the next batch is chosen with, as :func:`plan_batch` returns it.
+
+    Attributes
+    ----------
+    strategy : str
+        The strategy that runs (``xtx`` in place of a model-based one before any label).
+    features : np.ndarray
+        What the design sees: (E, n, d) hidden features or the (n, D) embeddings.
+    rewards : np.ndarray or None
+        (E, n) rewards of the model, None before any model exists.
+    labelled : np.ndarray or None
+        (M, 2) labelled pairs the batch must not repeat.
+    note : str
+        How the model came about.
+
+    Examples
+    --------
+    >>> from activerm_fast.data.annotation import plan_batch
+    >>> import numpy as np
+    >>> import activerm_fast as arm
+    >>> embeddings = np.random.default_rng(0).normal(size=(6, 8)).astype(np.float32)
+    >>> data = arm.from_arrays(embeddings, ["a", "a", "b", "b", "c", "c"], gold=np.arange(6.0))
+    >>> plan = plan_batch(data, np.empty((0, 2), np.int64), np.empty(0, np.int64))
+    >>> plan.strategy, plan.rewards is None, plan.note
+    ('xtx', True, "no labels yet: chose with 'xtx' on the embeddings")
+    """
 
     strategy: str
     features: Any
@@ -136,7 +253,58 @@ def plan_batch(
     last hidden layer (``"hidden"``) or the embeddings (``"embedding"``), as in
     :func:`~activerm_fast.select_with_model`. Before any label exists there is no model:
     model-free strategies run on the embeddings, the others fall back to ``xtx`` (D-optimal
-    exploration of the embedding space)."""
+    exploration of the embedding space).
+
+    Parameters
+    ----------
+    dataset : Dataset
+        The responses.
+    labelled_pairs : np.ndarray
+        (M, 2) pairs labelled so far.
+    labels : np.ndarray
+        (M,) their labels, 1 when the first response won.
+    strategy : str, default "past-dopt-greedy"
+        A name in :data:`~activerm_fast.STRATEGIES`.
+    ensemble : int, default 3
+        Members of a fitted model (:class:`~activerm_fast.RewardModel` with its default
+        hidden widths).
+    model_path : str or os.PathLike, optional
+        Where the fitted model is saved, or read from with ``reuse_model``.
+    reuse_model : bool, default False
+        Load the model at ``model_path`` (when it exists) instead of fitting one.
+    features : {"hidden", "embedding"}, default "hidden"
+        What the design sees.
+    seed : int, default 0
+        Seeds the fit.
+
+    Returns
+    -------
+    BatchPlan
+        The strategy, features, rewards and labelled pairs to select with, and a note.
+
+    Raises
+    ------
+    ValueError
+        If ``features`` is unknown, the seed negative, the labels invalid for a fit, or a
+        reused model was fitted on embeddings of another dimension.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from activerm_fast.data.annotation import plan_batch
+    >>> import numpy as np
+    >>> import activerm_fast as arm
+    >>> embeddings = np.random.default_rng(0).normal(size=(6, 8)).astype(np.float32)
+    >>> data = arm.from_arrays(embeddings, ["a", "a", "b", "b", "c", "c"], gold=np.arange(6.0))
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.pt")
+    >>> arm.RewardModel(8, hidden=(4,), ensemble=2).save(path)  # fitted on earlier labels
+    >>> labelled, labels = np.array([[0, 2], [1, 4]]), np.array([0, 0])
+    >>> plan = plan_batch(data, labelled, labels, model_path=path, reuse_model=True)
+    >>> plan.strategy, plan.features.shape, plan.rewards.shape
+    ('past-dopt-greedy', (2, 6, 4), (2, 6))
+    >>> plan.note  # doctest: +ELLIPSIS
+    "model loaded from ...model.pt; chose with 'past-dopt-greedy'"
+    """
     seed = count_argument(seed, "seed")
     design_on = known_name(features, FEATURE_CHOICES, "features")
     model_file = model_path is not None and Path(model_path).exists()
@@ -169,7 +337,33 @@ def plan_batch(
 
 
 def without_pairs(candidates: np.ndarray, exclude: Any | None) -> np.ndarray:
-    """The (P, 2) ``candidates`` that are none of the ``exclude`` pairs, in either order."""
+    """The (P, 2) ``candidates`` that are none of the ``exclude`` pairs, in either order.
+
+    Parameters
+    ----------
+    candidates : np.ndarray
+        (P, 2) non-negative int64 candidate rows.
+    exclude : array_like, optional
+        (M, 2) pairs to drop; None keeps every candidate.
+
+    Returns
+    -------
+    np.ndarray
+        The kept rows, in their order.
+
+    Raises
+    ------
+    ValueError
+        If ``exclude`` has a negative index or the wrong shape.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from activerm_fast.data.annotation import without_pairs
+    >>> candidates = np.array([[0, 1], [2, 3], [4, 5]])
+    >>> without_pairs(candidates, np.array([[3, 2]])).tolist()  # (2, 3) in the other order
+    [[0, 1], [4, 5]]
+    """
     if exclude is None:
         return candidates
     held = nonnegative_pairs(exclude, "exclude")
@@ -202,7 +396,53 @@ def next_batch(
     :func:`plan_batch` for the model and ``features``; ``ridge``, ``ridge_mode`` and ``lazy``
     as in :func:`~activerm_fast.select`). ``exclude`` (M, 2) are pairs never to propose, in
     either order, though not labelled (still waiting in an annotation tool, or tied there):
-    they leave the candidate pool, not the model's training set."""
+    they leave the candidate pool, not the model's training set.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        The responses.
+    labelled_pairs, labels : np.ndarray
+        The (M, 2) pairs labelled so far and their (M,) labels.
+    k : int
+        Pairs to choose.
+    strategy, ensemble, model_path, reuse_model, features, seed
+        As in :func:`plan_batch`.
+    pool : {"cross", "within"}, default "cross"
+        The candidate pool (:func:`~activerm_fast.pairs.candidate_pool`).
+    pool_size : int, default 200_000
+        Candidates sampled for ``pool="cross"``.
+    ridge, ridge_mode, lazy
+        As in :func:`~activerm_fast.select`.
+    exclude : array_like, optional
+        (M, 2) pairs never to propose.
+
+    Returns
+    -------
+    pairs : np.ndarray
+        (k, 2) rows of the dataset to annotate, in the order chosen.
+    note : str
+        How they were chosen.
+
+    Raises
+    ------
+    ValueError
+        As :func:`plan_batch` and :func:`~activerm_fast.select`.
+
+    Examples
+    --------
+    >>> from activerm_fast.data.annotation import next_batch
+    >>> import numpy as np
+    >>> import activerm_fast as arm
+    >>> embeddings = np.random.default_rng(0).normal(size=(6, 8)).astype(np.float32)
+    >>> data = arm.from_arrays(embeddings, ["a", "a", "b", "b", "c", "c"], gold=np.arange(6.0))
+    >>> nothing = np.empty((0, 2), np.int64)
+    >>> batch, note = next_batch(data, nothing, nothing[:, 0], 2, pool="within")
+    >>> batch.tolist(), note
+    ([[0, 1], [2, 3]], "no labels yet: chose with 'xtx' on the embeddings")
+    >>> next_batch(data, nothing, nothing[:, 0], 1, pool="within", exclude=batch)[0].tolist()
+    [[4, 5]]
+    """
     plan = plan_batch(
         dataset,
         labelled_pairs,

@@ -99,6 +99,13 @@ def item_records(
     ValueError
         If the dataset has no response texts, a pair is out of range, repeated or compares a
         response with itself, or ``scores`` does not hold one finite number per pair.
+
+    Examples
+    --------
+    >>> from activerm_fast.data import load
+    >>> record = item_records(load("arena-bench"), [[0, 20]], [2.5], tool="Label Studio")[0]
+    >>> record["first"], record["second"], record["rank"], record["score"]
+    (0, 20, 1, 2.5)
     """
     if dataset.responses is None:
         raise ValueError(
@@ -162,13 +169,41 @@ def tool_pair(
     where: str,
 ) -> ToolPair:
     """A :class:`ToolPair` from a tool item's stored ``pair_id``, ``first`` and ``second`` and
-    its annotators' ``votes`` (each one of ``"first"``, ``"second"``, ``"tie"``).
+    its annotators' votes.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        The dataset the item's rows index.
+    record : mapping
+        The item's stored ``pair_id`` (str), ``first`` and ``second`` (rows).
+    votes : iterable of str
+        One of ``"first"``, ``"second"``, ``"tie"`` per annotator who answered.
+    skipped : int
+        How many annotators skipped the item.
+    where : str
+        The item, for error messages (e.g. ``"export.json: task 17"``).
+
+    Returns
+    -------
+    ToolPair
 
     Raises
     ------
     ValueError
         Naming ``where``, if the id or a row is missing or out of range, or if the id is not
         the one of those rows of ``dataset`` (a pull against another dataset).
+
+    Examples
+    --------
+    >>> from activerm_fast.data import load
+    >>> data = load("arena-bench")
+    >>> stored = {"pair_id": pair_id(data, 0, 20), "first": 0, "second": 20}
+    >>> pair = tool_pair(data, stored, ["first", "tie", "first"], 1, "example")
+    >>> pair.status, pair.label
+    ('labelled', 1)
+    >>> tool_pair(data, stored, ["first", "second"], 0, "example").status
+    'tie'
     """
     stored = record.get("pair_id")
     if not isinstance(stored, str):
@@ -228,7 +263,23 @@ class PullSummary:
 
 
 def default_held(labelled: str | os.PathLike[str]) -> Path:
-    """The held file beside ``labelled``: ``labelled.jsonl`` -> ``labelled.held.jsonl``."""
+    """The held file beside ``labelled``.
+
+    Parameters
+    ----------
+    labelled : path
+        The labelled file.
+
+    Returns
+    -------
+    Path
+        ``<folder>/<stem>.held<suffix>``.
+
+    Examples
+    --------
+    >>> default_held("runs/labelled.jsonl").as_posix()
+    'runs/labelled.held.jsonl'
+    """
     path = Path(labelled)
     return path.with_name(f"{path.stem}.held{path.suffix or '.jsonl'}")
 
@@ -268,6 +319,19 @@ def merge_pull(
     ------
     ValueError
         If a pair id appears twice, or the labelled file is malformed (naming its line).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from activerm_fast.data import load
+    >>> data = load("arena-bench")
+    >>> votes = {"first": 2, "second": 0, "tie": 1}
+    >>> found = [ToolPair(pair_id(data, 0, 20), 0, 20, votes, 0, "example")]
+    >>> labelled = os.path.join(tempfile.mkdtemp(), "labelled.jsonl")
+    >>> merge_pull(data, found, labelled).labelled_new
+    1
+    >>> merge_pull(data, found, labelled).labelled_new  # the same answers again: no change
+    0
     """
     labelled = Path(labelled)
     held_path = default_held(labelled) if held is None else Path(held)
@@ -339,8 +403,25 @@ def _replace(path: Path, text: str) -> None:
 
 
 def read_json(path: str | os.PathLike[str], what: str) -> Any:
-    """The JSON value of the file ``path``, or a ValueError naming it (``what`` says which
-    file, e.g. "Label Studio export")."""
+    """The JSON value of the file ``path``.
+
+    Parameters
+    ----------
+    path : path
+        The file.
+    what : str
+        Which file it is, for the error message (e.g. ``"Label Studio export"``).
+
+    Returns
+    -------
+    object
+        The parsed JSON.
+
+    Raises
+    ------
+    ValueError
+        Naming the file, if it cannot be read or is not JSON.
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")

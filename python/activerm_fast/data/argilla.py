@@ -182,8 +182,12 @@ def write_argilla(
 
     Examples
     --------
-    >>> write_argilla(data, batch, "batch-argilla")  # doctest: +SKIP
-    >>> rg.Dataset.from_disk("batch-argilla", client=client)  # doctest: +SKIP
+    >>> import tempfile
+    >>> from activerm_fast.data import load
+    >>> folder = tempfile.mkdtemp()
+    >>> write_argilla(load("arena-bench"), [[0, 20], [3, 41]], folder)
+    2
+    >>> rg.Dataset.from_disk(folder, client=client)  # uploads it  # doctest: +SKIP
     """
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"name must be a non-empty string, got {name!r}")

@@ -130,6 +130,13 @@ def label_studio_tasks(
     ------
     ValueError
         As :func:`~activerm_fast.data.annotation_tools.item_records`.
+
+    Examples
+    --------
+    >>> from activerm_fast.data import load
+    >>> task = label_studio_tasks(load("arena-bench"), [[0, 20], [3, 41]])[1]
+    >>> task["data"]["rank"], task["predictions"][0]["score"]
+    (2, 0.5)
     """
     return [
         {
@@ -164,6 +171,14 @@ def write_label_studio_tasks(
     ------
     ValueError
         As :func:`label_studio_tasks`.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from activerm_fast.data import load
+    >>> path = os.path.join(tempfile.mkdtemp(), "tasks.json")
+    >>> write_label_studio_tasks(load("arena-bench"), [[0, 20], [3, 41]], path)
+    2
     """
     tasks = label_studio_tasks(dataset, pairs, scores)
     Path(path).write_text(json.dumps(tasks, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")

@@ -24,7 +24,13 @@ META = "meta.json"
 
 
 def parts_folder(out: Path) -> Path:
-    """Where the shards of ``out`` live while it is being written."""
+    """Where the shards of ``out`` live while it is being written.
+
+    Examples
+    --------
+    >>> parts_folder(Path("features.npz")).name
+    'features.npz.parts'
+    """
     return out.with_name(out.name + ".parts")
 
 
@@ -42,6 +48,19 @@ class ShardStore:
         Rows per shard (the last one may be shorter).
     rows : int
         The number of rows of the whole output.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> out = Path(tempfile.mkdtemp()) / "features.npz"
+    >>> store = ShardStore(out, {"model": "m"}, shard_rows=2, rows=3)
+    >>> store.open()
+    >>> for shard in store.missing():
+    ...     store.write(shard, {"x": np.arange(len(store.rows_of(shard))), "tokens": np.int64(5)})
+    >>> store.finish({"note": np.array("done")}, {"x": "values"})
+    >>> with np.load(out) as z:
+    ...     z["values"].tolist(), str(z["note"]), store.folder.exists()
+    ([0, 1, 0], 'done', False)
     """
 
     def __init__(self, out: Path, meta: dict[str, Any], shard_rows: int, rows: int) -> None:
@@ -145,7 +164,16 @@ class ShardStore:
 
 
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """An uncompressed ``.npz`` written to a temporary name and renamed: whole or absent."""
+    """An uncompressed ``.npz`` written to a temporary name and renamed: whole or absent.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "shard.npz"
+    >>> write_npz(path, {"a": np.zeros(2)})
+    >>> sorted(p.name for p in path.parent.iterdir())
+    ['shard.npz']
+    """
     temporary = path.with_name(path.name + ".tmp")
     with open(temporary, "wb") as file:
         np.savez(file, **arrays)  # type: ignore[arg-type]

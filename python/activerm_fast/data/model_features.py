@@ -73,6 +73,12 @@ class EmbedSummary:
         Whether rewards and the score head were saved.
     chat_template : bool
         Whether the tokenizer's chat template rendered the texts.
+
+    Examples
+    --------
+    >>> summary = EmbedSummary(Path("out.npz"), 1000, 4096, 250_000, 3, 2048, 0, 12.5, True, True)
+    >>> summary.describe()  # doctest: +ELLIPSIS
+    'wrote out.npz: 1000 rows of 4096-d features, rewards and the score head; 250000 tokens, ...'
     """
 
     path: Path
@@ -87,7 +93,7 @@ class EmbedSummary:
     chat_template: bool
 
     def describe(self) -> str:
-        """One line for the command line."""
+        """One line for the command line (example: the class's)."""
         head = ", rewards and the score head" if self.has_head else ""
         resumed = f" ({self.resumed_rows} from an earlier run)" if self.resumed_rows else ""
         return (

@@ -96,6 +96,14 @@ class RewardHead:
             When the file holds no score head (embedded from a model without one).
         FileNotFoundError
             When there is no such file.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "embedded.npz"
+        >>> np.savez(path, head_weight=np.ones((1, 3), np.float32), head_bias=np.zeros(1))
+        >>> RewardHead.load(path).input_dim
+        3
         """
         file = Path(path)
         if not file.is_file():
@@ -112,8 +120,29 @@ class RewardHead:
             raise ValueError(f"{file}: cannot read the score head ({first_line(err)})") from err
 
     def rewards(self, features: Any) -> np.ndarray | torch.Tensor:
-        """(n,) float32 rewards of (n, d) features, accumulated in float64; a tensor in gives a
-        tensor on its device."""
+        """(n,) float32 rewards of (n, d) features, accumulated in float64.
+
+        Parameters
+        ----------
+        features : array_like or torch.Tensor
+            (n, d) features; a tensor gives a tensor on its device.
+
+        Returns
+        -------
+        numpy.ndarray or torch.Tensor
+            ``features @ weight[output] + bias[output]``.
+
+        Raises
+        ------
+        ValueError
+            When ``features`` is not (n, d) for this head's d.
+
+        Examples
+        --------
+        >>> head = RewardHead(np.array([[2.0, 0.0], [0.0, 1.0]]), output=1)
+        >>> head.rewards(np.array([[1.0, 3.0]])).tolist()
+        [3.0]
+        """
         x = torch.as_tensor(features)
         if x.ndim != 2 or x.shape[1] != self.input_dim:
             raise ValueError(
@@ -128,7 +157,28 @@ class RewardHead:
         self, embeddings: Any
     ) -> tuple[np.ndarray | torch.Tensor, np.ndarray | torch.Tensor]:
         """The features as given and their rewards: what
-        :func:`~activerm_fast.select_with_model` calls."""
+        :func:`~activerm_fast.select_with_model` calls.
+
+        Parameters
+        ----------
+        embeddings : array_like or torch.Tensor
+            (n, d) features written by :func:`~activerm_fast.data.embed`.
+
+        Returns
+        -------
+        tuple
+            ``embeddings`` itself and :meth:`rewards` of it.
+
+        Examples
+        --------
+        >>> import activerm_fast as arm
+        >>> rng = np.random.default_rng(0)
+        >>> features = rng.normal(size=(40, 4)).astype(np.float32)
+        >>> head = RewardHead(rng.normal(size=(1, 4)))
+        >>> pool = arm.pairs.cross_prompt(np.arange(40) // 4, 100, seed=0)
+        >>> arm.select_with_model("dopt-greedy", head, features, pool, 5).indices.shape
+        (5,)
+        """
         return embeddings, self.rewards(embeddings)
 
 
@@ -157,6 +207,14 @@ def head_plan(
     ------
     ValueError
         When the head reads features of another dimension than the dataset's.
+
+    Examples
+    --------
+    >>> from activerm_fast.data import from_arrays
+    >>> dataset = from_arrays(np.eye(4, dtype=np.float32), [0, 0, 1, 1])
+    >>> plan = head_plan(dataset, RewardHead(np.arange(4.0)), np.empty((0, 2), int), "dopt-greedy")
+    >>> plan.rewards.tolist()
+    [0.0, 1.0, 2.0, 3.0]
     """
     strategy = known_name(strategy, STRATEGIES, "strategy")
     if head.input_dim != dataset.dim:
@@ -209,8 +267,13 @@ def next_batch_with_head(
 
     Examples
     --------
-    >>> head = RewardHead.load("prefs.npz")  # doctest: +SKIP
-    >>> batch, note = next_batch_with_head(load("prefs.npz"), head, labelled, 100)  # doctest: +SKIP
+    >>> from activerm_fast.data import from_arrays
+    >>> rng = np.random.default_rng(0)
+    >>> dataset = from_arrays(rng.normal(size=(30, 4)).astype(np.float32), np.arange(30) // 3)
+    >>> head = RewardHead(rng.normal(size=4))
+    >>> batch, note = next_batch_with_head(dataset, head, np.empty((0, 2), int), 3)
+    >>> batch.shape, note
+    ((3, 2), "chose with 'past-dopt-greedy' on the reward model's score head and its last layer")
     """
     plan = head_plan(dataset, head, labelled_pairs, strategy)
     candidates = without_pairs(candidate_pool(dataset.prompt_ids, pool, pool_size, seed), exclude)

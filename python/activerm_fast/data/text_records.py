@@ -58,6 +58,17 @@ class TextRows:
         (M, 2) int64 (chosen row, rejected row) of preference rows.
     models : list of str or None
         The model that wrote each response, when every row names one.
+
+    Examples
+    --------
+    >>> import json, tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "ultrafeedback.jsonl"
+    >>> row = {"instruction": "Say hi", "completions": [
+    ...     {"response": "Hi!", "overall_score": 8}, {"response": "No.", "overall_score": 2}]}
+    >>> _ = path.write_text(json.dumps(row) + "\\n")
+    >>> rows = read_text_rows(path)
+    >>> rows.form, rows.n, rows.prompts, rows.gold.tolist()
+    ('completions', 2, [(('user', 'Say hi'),)], [8.0, 2.0])
     """
 
     source: Path
@@ -79,7 +90,13 @@ class TextRows:
 def prompt_text(messages: Messages) -> str:
     """A prompt as one text: a lone user message is its content; several messages (a system
     prompt, earlier turns) are ``role: content`` blocks separated by blank lines, as
-    :func:`~activerm_fast.load_preferences` writes them."""
+    :func:`~activerm_fast.load_preferences` writes them.
+
+    Examples
+    --------
+    >>> prompt_text((("system", "Be brief."), ("user", "Hi")))
+    'system: Be brief.\\n\\nuser: Hi'
+    """
     if len(messages) == 1 and messages[0][0] == "user":
         return messages[0][1]
     return "\n\n".join(f"{role}: {content}" for role, content in messages)

@@ -247,9 +247,11 @@ def plan_batch(
     features: str = "hidden",
     seed: int = 0,
 ) -> BatchPlan:
-    """The model side of :func:`next_batch`: fit the model on the labelled pairs (or load it
-    from ``model_path`` with ``reuse_model``; saved to ``model_path`` when given) and take its
-    features and rewards in one forward pass; ``features`` is what the design sees, the model's
+    """The model side of :func:`next_batch`: what the next batch is chosen with.
+
+    Fit the model on the labelled pairs (or load it from ``model_path`` with ``reuse_model``;
+    saved to ``model_path`` when given) and take its features and rewards in one forward
+    pass; ``features`` is what the design sees, the model's
     last hidden layer (``"hidden"``) or the embeddings (``"embedding"``), as in
     :func:`~activerm_fast.select_with_model`. Before any label exists there is no model:
     model-free strategies run on the embeddings, the others fall back to ``xtx`` (D-optimal
@@ -392,11 +394,12 @@ def next_batch(
     lazy: bool | str = "auto",
     exclude: Any | None = None,
 ) -> tuple[np.ndarray, str]:
-    """The next ``k`` pairs (rows of the whole dataset) to annotate, and a note on how (see
-    :func:`plan_batch` for the model and ``features``; ``ridge``, ``ridge_mode`` and ``lazy``
-    as in :func:`~activerm_fast.select`). ``exclude`` (M, 2) are pairs never to propose, in
-    either order, though not labelled (still waiting in an annotation tool, or tied there):
-    they leave the candidate pool, not the model's training set.
+    """The next ``k`` pairs (rows of the whole dataset) to annotate, and a note on how.
+
+    See :func:`plan_batch` for the model and ``features``; ``ridge``, ``ridge_mode`` and
+    ``lazy`` are as in :func:`~activerm_fast.select`. ``exclude`` (M, 2) are pairs never to
+    propose, in either order, though not labelled (still waiting in an annotation tool, or
+    tied there): they leave the candidate pool, not the model's training set.
 
     Parameters
     ----------

@@ -33,7 +33,39 @@ POOLS = ("cross", "within")
 
 
 def prompt_codes(prompt_ids: Any, name: str = "prompt_ids") -> np.ndarray:
-    """Dense int64 prompt codes 0..m-1 for any 1-D array of hashable prompt labels."""
+    """Dense int64 prompt codes 0..m-1 for any 1-D array of prompt labels.
+
+    Codes follow the sorted order of the labels (``np.unique``).
+
+    Parameters
+    ----------
+    prompt_ids : array_like
+        (n,) integer, string or finite float labels (a torch tensor is moved to the CPU).
+    name : str, default "prompt_ids"
+        The argument's name in error messages.
+
+    Returns
+    -------
+    np.ndarray
+        (n,) int64 codes.
+
+    Raises
+    ------
+    TypeError
+        If the labels are neither integers, strings nor floats.
+    ValueError
+        If the array is not 1-D or a float label is not finite.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from activerm_fast import pairs
+    >>> prompt_ids = np.array(["a", "a", "b", "b", "b", "c"])
+    >>> pairs.prompt_codes(prompt_ids).tolist()
+    [0, 0, 1, 1, 1, 2]
+    >>> pairs.prompt_codes(np.array([7, 3, 7])).tolist()
+    [1, 0, 1]
+    """
     ids = np.asarray(prompt_ids.cpu() if hasattr(prompt_ids, "cpu") else prompt_ids)
     if ids.ndim != 1:
         raise ValueError(f"{name} must have shape (n,), got {ids.shape}")
@@ -46,15 +78,69 @@ def prompt_codes(prompt_ids: Any, name: str = "prompt_ids") -> np.ndarray:
 
 
 def all_pairs(n: int) -> np.ndarray:
-    """Every pair (i, j), i < j, of n responses: n(n-1)/2 rows."""
+    """Every pair (i, j), i < j, of n responses: n(n-1)/2 rows.
+
+    Parameters
+    ----------
+    n : int
+        Number of responses, >= 0.
+
+    Returns
+    -------
+    np.ndarray
+        (n(n-1)/2, 2) int64 rows sorted by (i, j).
+
+    Raises
+    ------
+    TypeError
+        If ``n`` is not an integer.
+    ValueError
+        If ``n`` is negative.
+
+    Examples
+    --------
+    >>> from activerm_fast import pairs
+    >>> pairs.all_pairs(4).tolist()
+    [[0, 1], [0, 2], [0, 3], [1, 2], [1, 3], [2, 3]]
+    """
     n = count_argument(n, "n")
     i, j = np.triu_indices(n, k=1)
     return np.stack([i, j], axis=1).astype(np.int64)
 
 
 def within_prompt(prompt_ids: Any, shard: Shard | None = None) -> np.ndarray:
-    """Every pair of responses to the same prompt; with ``shard=(rank, world)`` the rows of
-    this rank (runs of whole rows i of about equal pair counts, concatenating to the pool)."""
+    """Every pair of responses to the same prompt.
+
+    Parameters
+    ----------
+    prompt_ids : array_like
+        (n,) prompt label of each response (see :func:`prompt_codes`).
+    shard : tuple of (int, int), optional
+        ``(rank, world)``: only this rank's rows (runs of whole rows i of about equal pair
+        counts; the ranks' parts concatenate to the pool).
+
+    Returns
+    -------
+    np.ndarray
+        (P, 2) int64 rows (i, j), i < j, sorted by (i, j).
+
+    Raises
+    ------
+    TypeError
+        If the labels have an unsupported dtype or ``shard`` is not a pair of integers.
+    ValueError
+        If ``prompt_ids`` is not 1-D or ``shard`` is out of range.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from activerm_fast import pairs
+    >>> prompt_ids = np.array(["a", "a", "b", "b", "b", "c"])
+    >>> pairs.within_prompt(prompt_ids).tolist()
+    [[0, 1], [2, 3], [2, 4], [3, 4]]
+    >>> [pairs.within_prompt(prompt_ids, shard=(rank, 2)).tolist() for rank in range(2)]
+    [[[0, 1], [2, 3], [2, 4]], [[3, 4]]]
+    """
     codes = prompt_codes(prompt_ids)
     if shard is not None:
         return _within_rows(codes, shard_argument(shard))
@@ -99,7 +185,31 @@ def _within_rows(codes: np.ndarray, shard: Shard) -> np.ndarray:
 
 
 def cross_pair_count(prompt_ids: Any) -> int:
-    """How many unordered pairs of responses to different prompts there are."""
+    """How many unordered pairs of responses to different prompts there are.
+
+    Parameters
+    ----------
+    prompt_ids : array_like
+        (n,) prompt label of each response.
+
+    Returns
+    -------
+    int
+        (n^2 - sum of squared prompt sizes) / 2.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`prompt_codes`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from activerm_fast import pairs
+    >>> prompt_ids = np.array(["a", "a", "b", "b", "b", "c"])
+    >>> pairs.cross_pair_count(prompt_ids)  # all 15 pairs but the 4 within a prompt
+    11
+    """
     codes = prompt_codes(prompt_ids)
     sizes = np.bincount(codes).astype(np.int64)
     return (len(codes) ** 2 - int((sizes**2).sum())) // 2
@@ -125,8 +235,35 @@ def shard_argument(shard: Any) -> Shard:
 
 
 def shard_bounds(count: int, shard: Shard) -> tuple[int, int]:
-    """Rows [start, stop) of ``count`` rows that rank ``rank`` of ``world`` holds: contiguous,
-    in rank order, sizes differing by at most one."""
+    """Rows [start, stop) of ``count`` rows that rank ``rank`` of ``world`` holds.
+
+    Contiguous, in rank order, sizes differing by at most one.
+
+    Parameters
+    ----------
+    count : int
+        Rows in all, >= 0.
+    shard : tuple of (int, int)
+        ``(rank, world)``, 0 <= rank < world.
+
+    Returns
+    -------
+    tuple of (int, int)
+        ``(start, stop)``.
+
+    Raises
+    ------
+    TypeError
+        If ``shard`` is not a tuple of two integers or ``count`` not an integer.
+    ValueError
+        If ``rank`` is not below ``world`` or ``count`` is negative.
+
+    Examples
+    --------
+    >>> from activerm_fast import pairs
+    >>> [pairs.shard_bounds(10, (rank, 3)) for rank in range(3)]
+    [(0, 3), (3, 6), (6, 10)]
+    """
     rank, world = shard_argument(shard)
     count = count_argument(count, "count")
     return count * rank // world, count * (rank + 1) // world
@@ -196,8 +333,9 @@ def _block_draws(pool_sizes: np.ndarray, num: int, seed: int) -> np.ndarray:
 def cross_prompt(
     prompt_ids: Any, num: int, seed: int = 0, shard: Shard | None = None
 ) -> np.ndarray:
-    """``num`` distinct pairs of responses to different prompts, uniform over all such pairs,
-    rows (i, j) with i < j sorted by (i, j); with ``shard=(rank, world)`` only this rank's
+    """``num`` distinct pairs of responses to different prompts, uniform over all such pairs.
+
+    Rows (i, j) with i < j sorted by (i, j); with ``shard=(rank, world)`` only this rank's
     part of that same pool.
 
     Number the cross-prompt pairs in (i, j) order and cut the numbers into blocks of about
@@ -206,6 +344,45 @@ def cross_prompt(
     (seeded by ``seed`` and the block). A shard is a run of whole blocks, so the shards are
     disjoint, deterministic, and in rank order concatenate to the unsharded pool for any world
     size; each process computes only its own part. Memory is O(n + num / world), never O(n^2).
+
+    Parameters
+    ----------
+    prompt_ids : array_like
+        (n,) prompt label of each response.
+    num : int
+        Pairs to draw, at most :func:`cross_pair_count`.
+    seed : int, default 0
+        Seeds the draw.
+    shard : tuple of (int, int), optional
+        ``(rank, world)``: only this rank's part.
+
+    Returns
+    -------
+    np.ndarray
+        (num, 2) int64 rows, or this rank's part of them.
+
+    Raises
+    ------
+    TypeError
+        If an argument has the wrong type.
+    ValueError
+        If ``num`` exceeds the cross-prompt pairs or ``shard`` is out of range.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from activerm_fast import pairs
+    >>> prompt_ids = np.array(["a", "a", "b", "b", "b", "c"])
+    >>> pool = pairs.cross_prompt(prompt_ids, 5, seed=0)
+    >>> pool.tolist()
+    [[0, 5], [1, 3], [1, 5], [2, 5], [4, 5]]
+    >>> parts = [pairs.cross_prompt(prompt_ids, 5, seed=0, shard=(rank, 2)) for rank in (0, 1)]
+    >>> bool(np.array_equal(np.concatenate(parts), pool))  # the shards make up the pool
+    True
+    >>> pairs.cross_prompt(prompt_ids, 12)
+    Traceback (most recent call last):
+    ...
+    ValueError: num = 12 is larger than the 11 cross-prompt pairs of 6 responses to 3 prompts
     """
     codes = prompt_codes(prompt_ids)
     num = count_argument(num, "num")
@@ -240,9 +417,42 @@ def cross_prompt(
 def candidate_pool(
     prompt_ids: Any, kind: str, cross_pairs: int, seed: int = 0, shard: Shard | None = None
 ) -> np.ndarray:
-    """The candidates of one selection: every within-prompt pair (``kind="within"``), or
-    ``cross_pairs`` cross-prompt pairs, fewer when the prompts have fewer (``"cross"``); with
-    ``shard=(rank, world)`` this rank's part of them (the parts concatenate to the pool)."""
+    """The candidates of one selection.
+
+    Parameters
+    ----------
+    prompt_ids : array_like
+        (n,) prompt label of each response.
+    kind : {"cross", "within"}
+        Every within-prompt pair (``"within"``), or ``cross_pairs`` cross-prompt pairs
+        (``"cross"``, fewer when the prompts have fewer; see :func:`cross_prompt`).
+    cross_pairs : int
+        Pairs to draw for ``"cross"``.
+    seed : int, default 0
+        Seeds the cross-prompt draw.
+    shard : tuple of (int, int), optional
+        ``(rank, world)``: this rank's part (the parts concatenate to the pool).
+
+    Returns
+    -------
+    np.ndarray
+        (P, 2) int64 rows (i, j), i < j, sorted by (i, j).
+
+    Raises
+    ------
+    ValueError
+        If ``kind`` is unknown, or as :func:`within_prompt` and :func:`cross_prompt`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from activerm_fast import pairs
+    >>> prompt_ids = np.array(["a", "a", "b", "b", "b", "c"])
+    >>> pairs.candidate_pool(prompt_ids, "within", 0).shape
+    (4, 2)
+    >>> pairs.candidate_pool(prompt_ids, "cross", 100).shape  # only 11 exist
+    (11, 2)
+    """
     if kind not in POOLS:
         raise ValueError(f"pool must be one of {POOLS}, got {kind!r}")
     if kind == "within":
@@ -252,10 +462,44 @@ def candidate_pool(
 
 
 def load_shard(path: str | os.PathLike[str], shard: Shard, key: str = "pairs") -> np.ndarray:
-    """Rows :func:`shard_bounds` of the (P, 2) pool saved in an ``.npy`` file, or under ``key``
-    in an ``.npz`` archive, read without loading the rest: ``.npy`` files and uncompressed
-    ``.npz`` members are memory-mapped (a compressed member is decompressed up to the shard's
-    end). The rows are a read-only memory map, or an array."""
+    """One rank's rows of a (P, 2) pool saved in a file, read without loading the rest.
+
+    The rows :func:`shard_bounds` gives, of the pool in an ``.npy`` file or under ``key`` in
+    an ``.npz`` archive: ``.npy`` files and uncompressed ``.npz`` members are memory-mapped
+    (a compressed member is decompressed up to the shard's end).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        An ``.npy`` file, or an ``.npz`` archive.
+    shard : tuple of (int, int)
+        ``(rank, world)``.
+    key : str, default "pairs"
+        The member of an ``.npz`` archive.
+
+    Returns
+    -------
+    np.ndarray
+        The rank's (P_rank, 2) rows: a read-only memory map, or an array.
+
+    Raises
+    ------
+    ValueError
+        If the archive has no ``key``, is damaged, or the array is not (P, 2) or is in
+        Fortran order.
+    OSError
+        If the file cannot be read.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from activerm_fast import pairs
+    >>> path = os.path.join(tempfile.mkdtemp(), "pool.npy")
+    >>> np.save(path, pairs.all_pairs(5))  # 10 pairs: rank 1 of 2 holds rows 5..9
+    >>> pairs.load_shard(path, (1, 2)).tolist()
+    [[1, 3], [1, 4], [2, 3], [2, 4], [3, 4]]
+    """
     where = os.fspath(path)
     if where.endswith(".npz"):
         table = _npz_member(where, key)

@@ -12,7 +12,7 @@ import pytest
 from activerm_fast.cli import main
 from activerm_fast.data import load
 from activerm_fast.data.annotation import next_batch, read_labelled, write_batch
-from activerm_fast.data.annotation_tools import pair_id
+from activerm_fast.data.annotation_tools import ToolPair, merge_pull, pair_id
 from activerm_fast.data.label_studio import (
     label_config,
     pull_label_studio,
@@ -35,6 +35,38 @@ def data():
 
 def keys(pairs) -> set[tuple[int, int]]:
     return {(min(i, j), max(i, j)) for i, j in np.asarray(pairs).tolist()}
+
+
+@pytest.mark.parametrize(
+    ("votes", "skipped", "status", "label"),
+    [
+        ({"first": 1}, 0, "labelled", 1),
+        ({"first": 1, "second": 2}, 0, "labelled", 0),
+        ({"first": 2, "second": 1, "tie": 1}, 0, "labelled", 1),
+        ({"second": 1}, 3, "labelled", 0),  # skips are no votes
+        ({"first": 1, "second": 1}, 0, "tie", None),
+        ({"first": 1, "tie": 1}, 0, "tie", None),
+        ({"first": 1, "tie": 2}, 0, "tie", None),
+        ({}, 2, "skipped", None),
+        ({}, 0, "pending", None),
+    ],
+)
+def test_the_vote_rule(votes, skipped, status, label):
+    pair = ToolPair("pair-x", 0, 1, votes, skipped, "here")
+    assert (pair.status, pair.label) == (status, label)
+
+
+def test_a_pull_never_writes_a_labelled_pair_twice(data, tmp_path):
+    labelled = tmp_path / "labelled.jsonl"
+    labelled.write_text('{"first": 20, "second": 0, "label": 1}\n')  # by hand, other order
+    first_wins = ToolPair(pair_id(data, 0, 20), 0, 20, {"first": 1}, 0, "task 1")
+    summary = merge_pull(data, [first_wins], labelled)
+    assert (summary.labelled_new, summary.labelled_already, summary.changed) == (0, 1, 1)
+    assert labelled.read_text() == '{"first": 20, "second": 0, "label": 1}\n'
+    with pytest.raises(ValueError, match="task 2: pair_id 'pair-.*' is also at task 1"):
+        merge_pull(
+            data, [first_wins, ToolPair(first_wins.pair_id, 0, 20, {}, 0, "task 2")], labelled
+        )
 
 
 def prediction_scores(server, project: str) -> dict[int, float]:

@@ -85,8 +85,8 @@ def label_studio(tmp_path_factory: pytest.TempPathFactory):
         )
     try:
         server = label_studio_server.start(program, tmp_path_factory.mktemp("label-studio"))
-    except RuntimeError as err:
-        unavailable(str(err))
+    except (RuntimeError, OSError) as err:
+        unavailable(f"cannot start {program}: {err}")
     print(f"Label Studio answered {server.url}/health after {server.started_in:.0f} s")
     yield server
     label_studio_server.stop(server)

@@ -118,7 +118,12 @@ def raw_parts(features, pairs, weights, k: int, ridge: float, repeats: int) -> d
     scores = torch.empty_like(start_scores)
     factor = torch.empty_like(start_factor)
     engine = _launch.GreedyEngine(
-        features[None], pairs, weights[:, None].contiguous(), scores, factor, 1.0
+        features[None],
+        pairs,
+        weights[:, None].contiguous(),
+        scores=scores,
+        factor=factor,
+        feature_scale=1.0,
     )
     outputs = {}
 

@@ -15,7 +15,13 @@ Each method runs ``--repeats`` times, methods alternating, after one warm-up pas
 table gives the median rows/s and tokens/s (real tokens, not padding) and the ratio of
 ``embed`` to each. ``--out`` saves the table (Markdown) and the raw timings (JSON).
 
-    python bench/bench_model_features.py [--rows 384] [--repeats 3] [--device cpu]
+    python bench/bench_model_features.py [--rows 384] [--repeats 3] [--out bench/results]
+
+On a GPU, a random model of about 0.4 B parameters in bfloat16 (the output is saved as
+``model_features_cuda.md``):
+
+    python bench/bench_model_features.py --device cuda --hidden 1024 --layers 24 \
+        --rows 4096 --batch-size 64 --out bench/results
 """
 
 from __future__ import annotations
@@ -91,11 +97,13 @@ def write_records(path: Path, rows: int, max_words: int, seed: int = 0) -> None:
 class Naive:
     """The loops a user writes with transformers directly."""
 
-    def __init__(self, folder: Path, records: Path, device: str, max_length: int) -> None:
+    def __init__(
+        self, folder: Path, records: Path, device: str, dtype: torch.dtype, max_length: int
+    ) -> None:
         import transformers
 
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
-        model = transformers.AutoModelForSequenceClassification.from_pretrained(folder)
+        model = transformers.AutoModelForSequenceClassification.from_pretrained(folder, dtype=dtype)
         self.model = model.to(device).eval()
         self.device, self.max_length = device, max_length
         rows = [json.loads(line) for line in records.read_text().splitlines()]
@@ -169,6 +177,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16", "float16"),
+        help="the compute dtype of every method (default: bfloat16 on CUDA, float32 on the CPU)",
+    )
     parser.add_argument("--out", type=Path, help="folder for the table (.md) and timings (.json)")
     args = parser.parse_args()
 
@@ -176,7 +189,9 @@ def main() -> None:
         folder, records = Path(scratch) / "rm", Path(scratch) / "rows.jsonl"
         build_model(folder, args.hidden, args.layers)
         write_records(records, args.rows, args.max_length // 2 - 60)
-        naive = Naive(folder, records, args.device, args.max_length)
+        dtype = args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32")
+        naive = Naive(folder, records, args.device, getattr(torch, dtype), args.max_length)
+        parameters = sum(p.numel() for p in naive.model.parameters())
         runs = 0
 
         def package() -> int:
@@ -189,7 +204,7 @@ def main() -> None:
                 batch_size=args.batch_size,
                 max_length=args.max_length,
                 device=args.device,
-                dtype="float32",
+                dtype=dtype,
                 progress=False,
             )
             return summary.tokens
@@ -211,8 +226,9 @@ def main() -> None:
     median = {name: statistics.median(s) for name, s in seconds.items()}
     header = (
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs "
-        f"({platform.machine()}), device {args.device}; random Llama reward model, hidden "
-        f"{args.hidden}, {args.layers} layers; {args.rows} rows, {tokens['embed']} tokens, "
+        f"({platform.machine()}), device {args.device} in {dtype}; random Llama reward model, "
+        f"hidden {args.hidden}, {args.layers} layers, {parameters / 1e6:.0f}M parameters; "
+        f"{args.rows} rows, {tokens['embed']} tokens, "
         f"batch {args.batch_size}, max_length {args.max_length}; median of {args.repeats}, "
         f"methods alternating; load average {os.getloadavg()[0]:.2f} at the end"
     )

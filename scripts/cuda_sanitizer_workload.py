@@ -173,7 +173,8 @@ def stepped(
     pairs = torch.as_tensor(pool, device=features.device)
     weights = torch.ones((pairs.shape[0], 1), dtype=torch.float64, device=features.device)
     prior = _design.Prior.of_ridge(1.0, features.shape[1])
-    engine, _ = _design.greedy_engine(features[None], pairs, weights, [prior], None, lazy=False)
+    problem = _design.GreedyProblem(features[None], pairs, weights, [prior], lazy=False)
+    engine, _ = _design.greedy_engine(problem)
     if masked:
         engine.state_tensors()[0].fill_(float("nan"))
     chosen = torch.empty(k, dtype=torch.int64, device=features.device)

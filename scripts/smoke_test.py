@@ -50,7 +50,7 @@ def check_kernels(rng: np.random.Generator) -> None:
         1e-9,
     )
     chosen = arm.greedy_logdet(features, pairs, k, weights=weights)
-    want_indices, want_gains, _ = ref.greedy_logdet(features, pairs, k, weights)
+    want_indices, want_gains, _ = ref.greedy_logdet(features, pairs, k, weights=weights)
     if not np.array_equal(np.asarray(chosen.indices), want_indices):
         sys.exit(f"greedy_logdet chose {chosen.indices}, the reference {want_indices}")
     check_close("greedy_logdet", chosen.gains, want_gains, 1e-8)

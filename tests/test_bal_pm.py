@@ -11,7 +11,6 @@ from activerm_fast import data
 from activerm_fast.data import annotation
 from activerm_fast.selection import bal_pm
 from activerm_fast.selection.inputs import SelectionInputs
-from activerm_fast.selection.registry import WHOLE_POOL
 
 
 def prompt_problem(rng, prompts=12, per_prompt=4, dim=5, members=3):
@@ -33,14 +32,14 @@ def inputs_of(features, pairs, rewards, labelled=None, prompt_features=None):
         excluded = torch.tensor([tuple(sorted(row)) in done for row in pairs.tolist()])
         labelled = torch.as_tensor(labelled)
     return SelectionInputs(
-        torch.as_tensor(features)[None],
-        pairs,
-        torch.as_tensor(rewards),
-        labelled,
-        excluded,
-        1e-3,
-        0,
-        "bal-pm",
+        members=torch.as_tensor(features)[None],
+        pairs=pairs,
+        rewards=torch.as_tensor(rewards),
+        labelled=labelled,
+        excluded=excluded,
+        ridge=1e-3,
+        seed=0,
+        strategy="bal-pm",
         prompt_features=None if prompt_features is None else torch.as_tensor(prompt_features),
     )
 
@@ -49,7 +48,7 @@ def test_without_the_bonus_it_picks_by_the_bald_term(rng):
     _, prompts, features, rewards, pool = prompt_problem(rng)
     labelled = pool[rng.choice(len(pool), 20, replace=False)]
     inputs = inputs_of(features, pool, rewards, labelled, prompts)
-    chosen, rows = bal_pm.choose(inputs, 25, WHOLE_POOL, beta=0.0)
+    chosen, rows = bal_pm.choose(inputs, 25, beta=0.0)
     bald = arm.select(
         "bald", features=features, pairs=pool, k=25, rewards=rewards, labelled=labelled
     )
@@ -68,7 +67,7 @@ def test_the_bonus_favours_an_unacquired_far_prompt(rng):
     features = rng.normal(size=(18, 4))
     level = np.zeros((2, 18))
     inputs = inputs_of(features, within, level, labelled, prompt_points[prompt_ids])
-    chosen, _ = bal_pm.choose(inputs, 1, WHOLE_POOL)
+    chosen, _ = bal_pm.choose(inputs, 1)
     assert int(chosen[0]) == 8  # the far prompt's pair
 
 
@@ -82,7 +81,7 @@ def test_with_tied_uncertainty_a_prompt_returns_only_after_k_acquisitions(rng, n
     points = rng.normal(size=(prompts, 4))[prompt_ids]
     level = np.zeros((3, prompt_ids.size))
     inputs = inputs_of(rng.normal(size=(prompt_ids.size, 2)), within, level, None, points)
-    _, rows = bal_pm.choose(inputs, prompts * neighbours, WHOLE_POOL, neighbours=neighbours)
+    _, rows = bal_pm.choose(inputs, prompts * neighbours, neighbours=neighbours)
     order = prompt_ids[rows.numpy()[:, 0]]
     counts = np.bincount(order, minlength=prompts)
     assert (counts == neighbours).all()
@@ -147,11 +146,11 @@ def test_invalid_arguments_are_refused(rng):
         arm.select("bal-pm", features=features, pairs=pool, k=5, rewards=rewards[0])
     inputs = inputs_of(features, pool, rewards, None, prompts)
     with pytest.raises(ValueError, match=r"beta must be a finite number >= 0, got -1.0"):
-        bal_pm.choose(inputs, 5, WHOLE_POOL, beta=-1.0)
+        bal_pm.choose(inputs, 5, beta=-1.0)
     with pytest.raises(TypeError, match="beta must be a number, got bool"):
-        bal_pm.choose(inputs, 5, WHOLE_POOL, beta=True)
+        bal_pm.choose(inputs, 5, beta=True)
     with pytest.raises(ValueError, match="neighbours must be a positive integer, got 0"):
-        bal_pm.choose(inputs, 5, WHOLE_POOL, neighbours=0)
+        bal_pm.choose(inputs, 5, neighbours=0)
 
 
 def test_the_annotation_step_places_prompts_by_the_datasets_prompt_features(rng, tmp_path):

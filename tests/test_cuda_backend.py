@@ -47,7 +47,7 @@ def raw_weights(rewards: torch.Tensor, p: torch.Tensor) -> np.ndarray:
 
 
 def raw_laplacian(f, p, w=None) -> np.ndarray:
-    return _launch.laplacian_features(f, p, w).cpu().numpy()
+    return _launch.fisher_matrix(f, p, w).cpu().numpy()
 
 
 def launch_greedy(f, p, w, scores, factor, k) -> dict[str, torch.Tensor]:

@@ -32,7 +32,9 @@ def test_greedy_matches_brute_force(rng, kind, case, dtype, index_dtype):
     got = arm.greedy_logdet(
         as_kind(features, kind), as_kind(pairs, kind), k, weights=as_kind(weights, kind), prior=0.3
     )
-    want_indices, want_gains, want_logdet = ref.greedy_logdet(features, pairs, k, weights, 0.3)
+    want_indices, want_gains, want_logdet = ref.greedy_logdet(
+        features, pairs, k, weights=weights, prior=0.3
+    )
     np.testing.assert_array_equal(to_numpy(got.indices), want_indices)
     np.testing.assert_allclose(to_numpy(got.gains), want_gains, rtol=1e-9, atol=1e-12)
     assert got.logdet == pytest.approx(want_logdet, rel=1e-10, abs=1e-9)
@@ -55,7 +57,7 @@ def test_greedy_with_matrix_prior_and_exclusions(rng, kind, case):
     )
     indices = to_numpy(got.indices)
     want_indices, want_gains, want_logdet = ref.greedy_logdet(
-        features, pairs, k, None, prior, exclude
+        features, pairs, k, prior=prior, exclude=exclude
     )
     np.testing.assert_array_equal(indices, want_indices)
     assert not exclude[indices].any()
@@ -72,7 +74,9 @@ def test_gains_are_nonincreasing_and_logdet_is_slogdet(rng):
     assert np.all(np.diff(sel.gains) <= 1e-12)
     # gains are the sequential log-det increments of the chosen order
     np.testing.assert_allclose(
-        sel.gains, ref.sequential_gains(features, pairs, sel.indices, weights, 1e-2), rtol=1e-7
+        sel.gains,
+        ref.sequential_gains(features, pairs, sel.indices, weights=weights, prior=1e-2),
+        rtol=1e-7,
     )
     d = ref.pair_diff(features, pairs)[sel.indices]
     final = 1e-2 * np.eye(16) + d.T @ (weights[sel.indices, None].astype(np.float64) * d)
@@ -103,7 +107,7 @@ def test_float32_features_stay_accurate_over_many_steps(rng):
     features = rng.normal(size=(300, 8)).astype(np.float32)
     pairs = random_pairs(rng, 300, 5000)
     sel = arm.greedy_logdet(features, pairs, 150, prior=1e-3)
-    want_indices, want_gains, _ = ref.greedy_logdet(features, pairs, 150, None, 1e-3)
+    want_indices, want_gains, _ = ref.greedy_logdet(features, pairs, 150, prior=1e-3)
     np.testing.assert_array_equal(sel.indices, want_indices)
     np.testing.assert_allclose(sel.gains, want_gains, rtol=1e-8)
 
@@ -141,7 +145,12 @@ def engine_for(features, pairs, weights, ridge):
     scores = _launch.pair_quadform(features, pairs, None, 1.0 / ridge)[:, None].contiguous()
     factor = (torch.eye(d, dtype=torch.float64, device=features.device) / ridge**0.5)[None]
     return _launch.GreedyEngine(
-        features[None], pairs, weights[:, None].contiguous(), scores, factor.contiguous(), 1.0
+        features[None],
+        pairs,
+        weights[:, None].contiguous(),
+        scores=scores,
+        factor=factor.contiguous(),
+        feature_scale=1.0,
     )
 
 

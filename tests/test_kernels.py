@@ -130,7 +130,7 @@ def test_fisher_matrix_unmoved_by_responses_no_pair_compares(rng):
     assert relative_error(arm.fisher_matrix(features, pairs), want) < 1e-9
     # the relative ridge's trace goes through the same product
     rewards = rng.normal(size=12)
-    lam = relative_ridge(1.0, torch.from_numpy(features), torch.from_numpy(pairs), None, None, None)
+    lam = relative_ridge(1.0, torch.from_numpy(features), torch.from_numpy(pairs))
     assert lam == pytest.approx(np.trace(want) / len(pairs) / 4, rel=1e-9)
     assert arm.select(
         "dopt-greedy", features=features, pairs=pairs, k=3, rewards=rewards, ridge_mode="relative"

@@ -38,7 +38,7 @@ def test_lazy_equals_dense_and_brute_force(rng, case, dtype, index_dtype, lazy):
     dense = arm.greedy_logdet(features, pairs, k, weights=weights, prior=0.3, lazy=False)
     got = arm.greedy_logdet(features, pairs, k, weights=weights, prior=0.3, lazy=lazy)
     assert_same_selection(got, dense)
-    want_indices, want_gains, _ = ref.greedy_logdet(features, pairs, k, weights, 0.3)
+    want_indices, want_gains, _ = ref.greedy_logdet(features, pairs, k, weights=weights, prior=0.3)
     np.testing.assert_array_equal(got.indices, want_indices)
     np.testing.assert_allclose(got.gains, want_gains, rtol=1e-9, atol=1e-12)
 
@@ -120,7 +120,8 @@ def engine(features, pairs, weights, lazy, steps):
     w = torch.as_tensor(weights)
     w = (w[:, None] if w.ndim == 1 else w).contiguous()
     priors = [_design.Prior.of_ridge(1.0, f.shape[2])] * w.shape[1]
-    return _design.greedy_engine(f, p, w, priors, None, lazy=lazy, steps=steps)[0]
+    problem = _design.GreedyProblem(f, p, w, priors, lazy=lazy)
+    return _design.greedy_engine(problem, steps=steps)[0]
 
 
 def test_auto_is_lazy_on_large_cpu_pools_and_picks_the_same(rng, monkeypatch):

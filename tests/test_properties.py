@@ -763,7 +763,7 @@ def test_regression_greedy_takes_a_zero_gain_before_a_positive_one():
     features = np.array([[0.0], [1e8], [1e8]])
     pairs = np.array([[0, 1], [1, 2], [0, 2]])
     sel = arm.greedy_logdet(features, pairs, 3, prior=1.0)
-    want_indices, want_gains, _ = ref.greedy_logdet(features, pairs, 3, None, 1.0)
+    want_indices, want_gains, _ = ref.greedy_logdet(features, pairs, 3, prior=1.0)
     assert sel.indices.tolist() == want_indices.tolist() == [0, 2, 1], sel.indices
     np.testing.assert_allclose(sel.gains, want_gains, rtol=1e-8)
     assert_nonincreasing(np.asarray(sel.gains))

@@ -103,7 +103,9 @@ def test_greedy_strategies_match_brute_force(problem, strategy):
     prior = 0.5 * np.eye(7)
     if strategy == "past-dopt-greedy":
         prior = prior + ref.fisher_matrix(features, labelled, ref.fisher_weights(rewards, labelled))
-    indices, gains, logdet = ref.greedy_logdet(features, pool, 30, weights, prior, exclude)
+    indices, gains, logdet = ref.greedy_logdet(
+        features, pool, 30, weights=weights, prior=prior, exclude=exclude
+    )
     np.testing.assert_array_equal(sel.indices, indices)
     np.testing.assert_allclose(sel.gains, gains, rtol=1e-9)
     assert sel.logdet == pytest.approx(logdet, rel=1e-10)
@@ -120,7 +122,9 @@ def test_non_greedy_batches_report_the_d_optimal_objective(problem, strategy):
     )
     w = ref.fisher_weights(rewards, pool)
     np.testing.assert_allclose(
-        sel.gains, ref.sequential_gains(features, pool, sel.indices, w, prior), rtol=1e-8
+        sel.gains,
+        ref.sequential_gains(features, pool, sel.indices, weights=w, prior=prior),
+        rtol=1e-8,
     )
 
 
@@ -235,7 +239,9 @@ def test_ensemble_dopt_greedy_matches_brute_force(rng, kind):
     ]
     exclude = np.zeros(400, bool)
     exclude[:10] = True
-    indices, gains = ref.ensemble_greedy_logdet(list(features), weights, pool, 20, priors, exclude)
+    indices, gains = ref.ensemble_greedy_logdet(
+        list(features), weights, pool, 20, priors=priors, exclude=exclude
+    )
     np.testing.assert_array_equal(to_numpy(sel.indices), indices)
     np.testing.assert_allclose(to_numpy(sel.gains), gains, rtol=1e-9)
     want = sum(np.linalg.slogdet(p)[1] for p in priors) + gains.sum()

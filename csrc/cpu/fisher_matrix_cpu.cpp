@@ -1,4 +1,4 @@
-// L_w Phi by a scatter over pairs: row i gains w_k d_k, row j loses it. Threads own disjoint
+// fisher_matrix's scatter half, L_w Phi, over pairs: row i gains w_k d_k, row j loses it. Threads own disjoint
 // column blocks and each sweeps all pairs in order, so there are no write conflicts and the
 // sums do not depend on the thread count.
 #include <algorithm>
@@ -12,8 +12,8 @@ namespace {
 constexpr int64_t kColumnBlock = 32;
 }
 
-void CpuKernels::laplacian_features(FeatureView features, PairView pairs, const double* weights,
-                                    double* out, void*) {
+void CpuKernels::fisher_matrix(FeatureView features, PairView pairs, const double* weights,
+                               double* out, void*) {
   dispatch_types(features.is_double, pairs.is_int64, [&](auto t, auto idx) {
     using T = decltype(t);
     using I = decltype(idx);

@@ -1,5 +1,5 @@
 // The exact lazy sweep of the CPU greedy engine (see lazy_greedy_cpu.h).
-#include "activerm/lazy_greedy_cpu.h"
+#include "lazy_greedy_cpu.h"
 
 #include <omp.h>
 

@@ -15,7 +15,7 @@ constexpr int kWarpsPerBlock = kThreads / 32;
 
 template <class T, class I>
 __global__ void __launch_bounds__(kThreads)
-    laplacian_features_kernel(const T* __restrict__ features, int64_t d,
+    fisher_matrix_kernel(const T* __restrict__ features, int64_t d,
                               const I* __restrict__ pairs, int64_t count,
                               const double* __restrict__ weights, double* __restrict__ out) {
   const int lane = threadIdx.x % 32;
@@ -39,22 +39,22 @@ __global__ void __launch_bounds__(kThreads)
 
 }  // namespace
 
-void CudaKernels::laplacian_features(FeatureView features, PairView pairs, const double* weights,
-                                     double* out, void* stream) {
+void CudaKernels::fisher_matrix(FeatureView features, PairView pairs, const double* weights,
+                                double* out, void* stream) {
   const cudaStream_t s = cuda::as_stream(stream);
   const int64_t elements = features.n * features.d;
   if (elements == 0) return;
-  cuda::check(cudaMemsetAsync(out, 0, elements * sizeof(double), s), "laplacian_features memset");
+  cuda::check(cudaMemsetAsync(out, 0, elements * sizeof(double), s), "fisher_matrix memset");
   if (pairs.count == 0) return;
   dispatch_types(features.is_double, pairs.is_int64, [&](auto t, auto idx) {
     using T = decltype(t);
     using I = decltype(idx);
-    laplacian_features_kernel<T, I>
+    fisher_matrix_kernel<T, I>
         <<<cuda::grid_for(pairs.count, kWarpsPerBlock), kThreads, 0, s>>>(
             static_cast<const T*>(features.data), features.d, static_cast<const I*>(pairs.data),
             pairs.count, weights, out);
   });
-  cuda::check_launch("laplacian_features kernel launch");
+  cuda::check_launch("fisher_matrix kernel launch");
 }
 
 }  // namespace activerm

@@ -95,11 +95,11 @@ void bind_kernels(py::module_& m) {
       py::arg("out"), py::arg("stream"), release);
 
   m.def(
-      "laplacian_features",
+      "fisher_matrix",
       [](FeatureView features, PairView pairs, uintptr_t weights, uintptr_t out,
          uintptr_t stream) {
-        Kernels::laplacian_features(features, pairs, address<const double>(weights),
-                                    address<double>(out), address<void>(stream));
+        Kernels::fisher_matrix(features, pairs, address<const double>(weights),
+                               address<double>(out), address<void>(stream));
       },
       py::arg("features"), py::arg("pairs"), py::arg("weights"), py::arg("out"),
       py::arg("stream"), release);

@@ -1,6 +1,6 @@
 // _core: the CPU backend. Never links anything CUDA.
 #include "activerm/cpu_kernels.h"
-#include "activerm/lazy_greedy_cpu.h"
+#include "../cpu/lazy_greedy_cpu.h"
 #include "bindings.h"
 
 namespace {

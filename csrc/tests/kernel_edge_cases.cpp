@@ -9,7 +9,7 @@
 // empty tensors.
 //
 // Covered, for float32 and float64 features and int32 and int64 pairs alike:
-//   pair_diff, fisher_weights, pair_quadform, laplacian_features: P = 0 (null pointers), P = 1,
+//   pair_diff, fisher_weights, pair_quadform, fisher_matrix: P = 0 (null pointers), P = 1,
 //     n = 2 with d = 1, d > n, several column blocks, null / random / zero weights, reward gaps
 //     up to where e^-|D| underflows, features near 1e+-300 (1e+-30 for float32) read with the
 //     power-of-two scale that undoes them (bit-identical to the unscaled features).
@@ -45,7 +45,7 @@
 
 #include "activerm/cpu_kernels.h"
 #include "activerm/greedy_workspace.h"
-#include "activerm/lazy_greedy_cpu.h"
+#include "../cpu/lazy_greedy_cpu.h"
 
 using activerm::CpuKernels;
 using activerm::FeatureView;
@@ -700,8 +700,7 @@ void laplacian_case(Rng& rng, int64_t n, int64_t d, const std::vector<I>& pairs,
   }
   const double* wp = weighting == 0 ? nullptr : w.data();
   std::vector<double> out(static_cast<size_t>(n * d), std::nan(""));  // overwritten
-  CpuKernels::laplacian_features(feature_view(f, n, d), pair_view(pairs), wp, out.data(),
-                                 nullptr);
+  CpuKernels::fisher_matrix(feature_view(f, n, d), pair_view(pairs), wp, out.data(), nullptr);
   // Direct scatter.
   std::vector<double> want(static_cast<size_t>(n * d), 0.0);
   for (int64_t k = 0; k < P; ++k) {
@@ -738,7 +737,7 @@ void laplacian_case(Rng& rng, int64_t n, int64_t d, const std::vector<I>& pairs,
 }
 
 template <class T, class I>
-void test_laplacian_features() {
+void test_fisher_matrix() {
   Rng rng(31);
   g_case = std::string(type_name<T>()) + "/" + index_name<I>();
   for (int weighting : {0, 1, 2}) {
@@ -1360,7 +1359,7 @@ int main(int argc, char** argv) {
       {"pair_diff", [] { for_types([](auto t, auto i) { test_pair_diff<decltype(t), decltype(i)>(); }); }},
       {"fisher_weights", [] { for_types([](auto t, auto i) { test_fisher_weights<decltype(t), decltype(i)>(); }); }},
       {"pair_quadform", [] { for_types([](auto t, auto i) { test_pair_quadform<decltype(t), decltype(i)>(); }); }},
-      {"laplacian_features", [] { for_types([](auto t, auto i) { test_laplacian_features<decltype(t), decltype(i)>(); }); }},
+      {"fisher_matrix", [] { for_types([](auto t, auto i) { test_fisher_matrix<decltype(t), decltype(i)>(); }); }},
       {"greedy_workspace_bytes", test_workspace_bytes},
       {"greedy_k0", test_zero_steps},
       {"greedy_single", [] { for_types([](auto t, auto i) { engine_suite<decltype(t), decltype(i)>(1, false); }); }},

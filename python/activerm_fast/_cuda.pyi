@@ -8,12 +8,12 @@ from ._core import PairView as PairView
 from ._core import backend as backend
 from ._core import choice_slots as choice_slots
 from ._core import compiler as compiler
+from ._core import fisher_matrix as fisher_matrix
 from ._core import fisher_weights as fisher_weights
 from ._core import greedy_apply as greedy_apply
 from ._core import greedy_run as greedy_run
 from ._core import greedy_sweep as greedy_sweep
 from ._core import greedy_workspace_bytes as greedy_workspace_bytes
-from ._core import laplacian_features as laplacian_features
 from ._core import max_members as max_members
 from ._core import pair_diff as pair_diff
 from ._core import pair_quadform as pair_quadform

@@ -158,6 +158,7 @@ def pair_quadform(
     p: torch.Tensor,
     projected: torch.Tensor | None,
     scale: float,
+    *,
     feature_scale: float = 1.0,
 ) -> torch.Tensor:
     """(P,) float64 d_k^T A d_k, with ``projected`` = Phi A, or A = scale * I when None;
@@ -177,12 +178,13 @@ def pair_quadform(
     return out
 
 
-def laplacian_features(f: torch.Tensor, p: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
-    """(n, d) float64 L_w Phi, the w-weighted Laplacian of the pair graph applied to Phi."""
+def fisher_matrix(f: torch.Tensor, p: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+    """The scatter half of the Fisher matrix: (n, d) float64 L_w Phi, the w-weighted Laplacian
+    of the pair graph applied to Phi, so that Phi^T L_w Phi = sum_k w_k d_k d_k^T."""
     out = torch.empty(f.shape, dtype=torch.float64, device=f.device)
     backend = backend_for(f.device)
     with on_device(f.device):
-        backend.laplacian_features(
+        backend.fisher_matrix(
             _feature_view(backend, f),
             _pair_view(backend, p),
             _address(w),
@@ -215,6 +217,7 @@ class GreedyEngine:
         features: torch.Tensor,
         pairs: torch.Tensor,
         weights: torch.Tensor,
+        *,
         scores: torch.Tensor,
         factor: torch.Tensor,
         feature_scale: float,

@@ -50,6 +50,7 @@ def greedy_logdet(
     features: np.ndarray,
     pairs: np.ndarray,
     k: int,
+    *,
     weights: np.ndarray | None = None,
     prior: float | np.ndarray = 1e-3,
     exclude: np.ndarray | None = None,
@@ -75,6 +76,7 @@ def sequential_gains(
     features: np.ndarray,
     pairs: np.ndarray,
     order: np.ndarray,
+    *,
     weights: np.ndarray | None = None,
     prior: float | np.ndarray = 1e-3,
 ) -> np.ndarray:
@@ -111,6 +113,7 @@ def coreset(
     features: np.ndarray,
     pairs: np.ndarray,
     k: int,
+    *,
     labelled: np.ndarray | None = None,
     first: int | None = None,
     exclude: np.ndarray | None = None,
@@ -141,6 +144,7 @@ def ensemble_greedy_logdet(
     member_weights: list[np.ndarray],
     pairs: np.ndarray,
     k: int,
+    *,
     priors: list[np.ndarray],
     exclude: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:

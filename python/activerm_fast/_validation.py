@@ -355,6 +355,7 @@ def rewards_tensor(
     x: Any,
     n: int | None,
     device: torch.device | None,
+    *,
     name: str = "rewards",
     reference: str = "features",
 ) -> torch.Tensor:

@@ -10,7 +10,8 @@ the same indices and, bit for bit, the same gains and log det (``dopt-topk`` and
 ``past-dopt-topk`` excepted, see :func:`select`).
 
 How a step works: every rank sweeps its shard on the compiled greedy engine (the primitives
-sweep / apply of :class:`~activerm_fast._launch.GreedyEngine`), the ranks all-gather their best
+sweep / apply of :class:`~activerm_fast._launch.GreedyEngine`, driven by
+:func:`activerm_fast.selection.design.greedy`), the ranks all-gather their best
 pair's choice record (score, global index, the pair's two responses, its weight per member:
 (4 + E) * 8 bytes per rank, whatever P and d), every rank takes the same winner (largest score,
 ties to the lowest global index, as the kernels rank pairs) and applies it to its replicated
@@ -28,20 +29,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
-from . import _launch
 from . import _validation as v
-from .kernels import Selection, export, greedy_arguments
+from .kernels import Selection, export, greedy_problem
 from .selection import design as _design
-from .selection.api import validated, validated_prompts
-from .selection.registry import Pool, PooledInputs
-from .selection.ridge import RIDGE_MODES, relative_ridge
+from .selection.api import SelectOptions, validated
+from .selection.inputs import SelectionInputs
+from .selection.pool import Pool
+from .selection.registry import STRATEGIES
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["agreed", "greedy_logdet", "pairs_at", "select"]
 
@@ -110,6 +114,29 @@ class _Group:
         for rank, found in enumerate(failures):
             if found is not None:
                 raise _error(rank, found) from error
+
+    def agreed(self, call: Callable[[], T]) -> T:
+        """``call()`` on every rank, then agree: if it raised on any rank, every rank raises
+        the error of the lowest such rank (``rank r: ...``); else this rank's result."""
+        failure, error, result = None, None, None
+        try:
+            result = call()
+        except Exception as err:
+            failure, error = _failure(err), err
+        self.agree(failure, error)
+        return cast(T, result)  # set: call() returned
+
+    def winner(self, record: torch.Tensor) -> torch.Tensor:
+        """Every rank's choice record gathered; the one the single-process sweep would have
+        found: the largest score, ties to the lowest global index, index -1 (no pair) never
+        winning (all -1: a -1 record). Stays on the collective device: no wait for NCCL."""
+        table = self.gather(record)
+        index = table.view(torch.int64)[:, 1]
+        valid = index >= 0
+        score = torch.where(valid, table[:, 0], -torch.inf)
+        tied = valid & (score == score.max())
+        row = torch.where(tied, index, torch.iinfo(torch.int64).max).argmin()
+        return table.index_select(0, row.reshape(1))[0].to(record.device)
 
 
 def _failure(err: BaseException) -> _Failure:
@@ -284,7 +311,7 @@ def _records(
 
 class _ShardedPool(Pool):
     """The strategies' questions about the whole pool, answered by exchanging a few numbers
-    per question between the ranks (see :class:`~activerm_fast.strategies.Pool`)."""
+    per question between the ranks (see :class:`~activerm_fast.selection.pool.Pool`)."""
 
     def __init__(self, shard: _Shard) -> None:
         self.shard = shard
@@ -358,120 +385,27 @@ class _ShardedPool(Pool):
         every = shard.group.sum(found)  # each drawn position is found on one rank
         return every[:, 0], every[:, 1:]
 
+    @property
+    def offset(self) -> int:
+        return self.shard.offset
+
     def greedy(
-        self,
-        members: torch.Tensor,
-        pairs: torch.Tensor,
-        k: int,
-        weights: torch.Tensor,
-        priors: list[_design.Prior],
-        excluded: torch.Tensor | None,
-        lazy: bool | str,
+        self, problem: _design.GreedyProblem, k: int
     ) -> tuple[torch.Tensor, torch.Tensor, float]:
-        return _greedy(self.shard, members, pairs, k, weights, priors, excluded, lazy)
-
-
-# ---- greedy log det on the engine's primitives ------------------------------------------------
-
-
-def _winner(group: _Group, record: torch.Tensor) -> torch.Tensor:
-    """Every rank's choice record gathered; the one the single-process sweep would have found:
-    the largest score, ties to the lowest global index, index -1 (no pair) never winning
-    (all -1: a -1 record). Stays on the collective device: no wait for NCCL."""
-    table = group.gather(record)
-    index = table.view(torch.int64)[:, 1]
-    valid = index >= 0
-    score = torch.where(valid, table[:, 0], -torch.inf)
-    tied = valid & (score == score.max())
-    row = torch.where(tied, index, torch.iinfo(torch.int64).max).argmin()
-    return table.index_select(0, row.reshape(1))[0].to(record.device)
-
-
-def _greedy(
-    shard: _Shard,
-    members: torch.Tensor,
-    pairs: torch.Tensor,
-    k: int,
-    weights: torch.Tensor,
-    priors: list[_design.Prior],
-    excluded: torch.Tensor | None,
-    lazy: bool | str,
-) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """:func:`_design.greedy` over the pool: this rank's engine sweeps its shard (lazily or
-    not: the proposals are the same), the ranks
-    exchange their choice records and every rank applies the same winner. Drifted state is
-    recomputed as in the single process (:func:`_design.refresh_state`), from the winners'
-    records, which hold every chosen pair's rows and weights."""
-    logdet = sum(prior.logdet for prior in priors)
-    if k == 0:
-        return _design.no_steps(pairs.device, logdet)
-    device = pairs.device
-    chosen = torch.empty(k, dtype=torch.int64, device=device)
-    gains = torch.empty(k, dtype=torch.float64, device=device)
-    failure, error = None, None
-    try:
-        engine, scale = _design.greedy_engine(
-            members, pairs, weights, priors, excluded, shard.offset, lazy, k
-        )
-    except Exception as err:
-        failure, error = _failure(err), err
-    shard.group.agree(failure, error)
-    slots = 4 + weights.shape[1]  # score, index, first, second, one weight per member
-    winners = torch.empty((k, slots), dtype=torch.float64, device=device)
-    refreshed = False  # a refresh and no step since
-    engine.sweep(downdate=False)
-    step = 0
-    while step < k:
-        record = engine.choice[0][:slots]
-        winner = _winner(shard.group, record)
-        record.copy_(winner)
-        engine.apply(step, chosen, gains, prepare_next=step + 1 < k)
-        if int(chosen[step]) == _launch.REFRESH_CHOICE:
-            if refreshed:  # asked again right after a refresh: run on unchecked (as _design._run)
-                engine.problem.refresh_tolerance = 0.0
-            done = winners[:step]
-            ints = done.view(torch.int64)
-            local = ints[:, 1] - shard.offset
-            local = local[(local >= 0) & (local < shard.count)]
-            _design.refresh_state(
-                engine, members, pairs, priors, excluded, ints[:, 2:4], done[:, 4:], local, scale
-            )
-            refreshed = True
-            engine.sweep(downdate=False)
-            continue
-        winners[step] = winner
-        refreshed = False
-        step += 1
-        if step < k:
-            engine.sweep(downdate=True)
-    if bool(((chosen < 0) | ~torch.isfinite(gains)).any()):  # the same on every rank
-        heaviest = shard.group.maximum(weights.max().item() if weights.numel() else 0.0)
-        _design._check_steps(
-            chosen, gains, torch.tensor([heaviest], dtype=torch.float64), members, priors
-        )
-    return chosen, gains, logdet + gains.sum().item()
+        """The single-process engine's greedy over this rank's shard, each step's choice record
+        exchanged between the ranks (:meth:`_Group.winner`)."""
+        return _design.greedy(problem, k, exchange=self.shard.group)
 
 
 # ---- public entry points ----------------------------------------------------------------------
 
 
 def select(
-    strategy: str,
-    *,
-    features: Any,
-    pairs: Any,
-    k: int,
-    rewards: Any | None = None,
-    labelled: Any | None = None,
-    ridge: float = 1e-3,
-    ridge_mode: str = "absolute",
-    seed: int = 0,
-    prompt_features: Any | None = None,
-    group: Any | None = None,
-    lazy: bool | str = "auto",
+    strategy: str, *, group: Any | None = None, **options: Unpack[SelectOptions]
 ) -> Selection:
     """:func:`activerm_fast.select` over a pool sharded across the ranks of ``group`` (the
-    default process group when None); every rank calls it.
+    default process group when None); every rank calls it, with the options of
+    :func:`activerm_fast.select`.
 
     ``pairs`` is this rank's shard of the candidates; ``features``, ``rewards``, ``labelled``,
     ``strategy``, ``k``, ``ridge``, ``ridge_mode``, ``seed`` and ``prompt_features`` are the
@@ -485,57 +419,37 @@ def select(
     from the pool's average candidate, a sum over the ranks.
     """
     group_ = _Group(group)
+    k = options["k"]
 
-    def check() -> tuple[tuple[Any, ...], dict[str, Any], tuple[int, int]]:
-        entry, members, p, r, done, excluded = validated(
-            strategy, features, pairs, rewards, labelled
-        )
-        prompts = validated_prompts(prompt_features, members)
+    def check() -> tuple[tuple[SelectionInputs, int], dict[str, Any], tuple[int, int]]:
+        inputs = validated(strategy, **options)
         budget = v.count_argument(k)
-        lazy_ = v.lazy_argument(lazy)
-        ridge_ = v.positive_scalar(ridge, "ridge")
-        mode = v.known_name(ridge_mode, RIDGE_MODES, "ridge_mode")
-        seed_ = v.count_argument(seed, "seed")
         signature = {
             "strategy": _scalar(strategy),
             "k": _scalar(budget),
-            "ridge": _scalar(ridge_),
-            "ridge_mode": _scalar(mode),
-            "seed": _scalar(seed_),
-            "features": _tensor_signature(members),
-            "rewards": _tensor_signature(r),
-            "labelled": _tensor_signature(done),
-            "prompt_features": _tensor_signature(prompts),
+            "ridge": _scalar(inputs.ridge),
+            "ridge_mode": _scalar(inputs.ridge_mode),
+            "seed": _scalar(inputs.seed),
+            "features": _tensor_signature(inputs.members),
+            "rewards": _tensor_signature(inputs.rewards),
+            "labelled": _tensor_signature(inputs.labelled),
+            "prompt_features": _tensor_signature(inputs.prompt_features),
         }
+        excluded = inputs.excluded
         unavailable = 0 if excluded is None else int(excluded.sum())
-        state = (entry, members, p, r, done, excluded, prompts, budget, ridge_, mode, seed_, lazy_)
-        return state, signature, (int(p.shape[0]), unavailable)
+        return (inputs, budget), signature, (int(inputs.pairs.shape[0]), unavailable)
 
-    state, counts = _checked(group_, check)
-    entry, members, p, r, done, excluded, prompts, budget, ridge_, mode, seed_, lazy_ = state
+    (inputs, budget), counts = _checked(group_, check)
     shard = _Shard(group_, counts)
-    shard.check_unique(p, members.shape[1])
-    pool = _ShardedPool(shard)
-    if mode == "relative":  # the same totals, so the same lambda or error, on every rank
-        ridge_ = relative_ridge(ridge_, members[0], p, r, done, excluded, pool.total)
-    inputs = PooledInputs(
-        members,
-        p,
-        r,
-        done,
-        excluded,
-        ridge_,
-        seed_,
-        strategy,
-        pool,
-        prompt_features=prompts,
-        lazy=lazy_,
-    )
-    result = entry.choose(inputs, shard.budget(budget))
-    as_numpy = v.is_numpy_like(features)
+    shard.check_unique(inputs.pairs, inputs.members.shape[1])
+    # resolved on the whole pool: the same totals, so the same lambda or error, on every rank
+    inputs = replace(inputs, pool=_ShardedPool(shard)).resolved()
+    result = STRATEGIES[strategy].choose(inputs, shard.budget(budget))
+    as_numpy = v.is_numpy_like(options["features"])
+    device = inputs.pairs.device
     return Selection(
-        export(result.indices.to(p.device), as_numpy),
-        export(result.gains.to(p.device), as_numpy),
+        export(result.indices.to(device), as_numpy),
+        export(result.gains.to(device), as_numpy),
         result.logdet,
     )
 
@@ -561,31 +475,28 @@ def greedy_logdet(
     """
     group_ = _Group(group)
 
-    def check() -> tuple[tuple[Any, ...], dict[str, Any], tuple[int, int]]:
-        f, p, w, excluded, argument = greedy_arguments(features, pairs, weights, prior, exclude)
-        count = p.shape[0]
+    def check() -> tuple[tuple[_design.GreedyProblem, int], dict[str, Any], tuple[int, int]]:
+        problem = greedy_problem(
+            features, pairs, weights=weights, prior=prior, exclude=exclude, lazy=lazy
+        )
         budget = v.count_argument(k)
-        lazy_ = v.lazy_argument(lazy)
-        start = _design.Prior.of(argument, f.shape[1])
+        start = problem.priors[0]
         signature = {
             "k": _scalar(budget),
-            "features": _tensor_signature(f),
+            "features": _tensor_signature(problem.members[0]),
             "prior": (
-                _tensor_signature(argument)
-                if isinstance(argument, torch.Tensor)
-                else _scalar(argument)
+                _scalar(start.ridge) if start.matrix is None else _tensor_signature(start.matrix)
             ),
         }
+        excluded = problem.excluded
         unavailable = 0 if excluded is None else int(excluded.sum())
-        return (f, p, w, excluded, budget, start, lazy_), signature, (int(count), unavailable)
+        return (problem, budget), signature, (int(problem.pairs.shape[0]), unavailable)
 
-    state, counts = _checked(group_, check)
-    f, p, w, excluded, budget, start, lazy_ = state
+    (problem, budget), counts = _checked(group_, check)
     shard = _Shard(group_, counts)
-    shard.check_unique(p, f.shape[0])
-    chosen, gains, logdet = _greedy(
-        shard, f[None], p, shard.budget(budget), w[:, None].contiguous(), [start], excluded, lazy_
-    )
+    shard.check_unique(problem.pairs, problem.members.shape[1])
+    problem = replace(problem, first_index=shard.offset)
+    chosen, gains, logdet = _ShardedPool(shard).greedy(problem, shard.budget(budget))
     as_numpy = v.is_numpy_like(features)
     return Selection(export(chosen, as_numpy), export(gains, as_numpy), logdet)
 
@@ -612,11 +523,4 @@ def agreed(call: Callable[[], T], group: Any | None = None) -> T:
     error of the lowest such rank (``rank r: ...``); else this rank's result. For the work
     each rank does alone before a collective (reading its files, building its shard), so that
     a failure on one rank does not leave the others waiting."""
-    group_ = _Group(group)
-    failure, error, result = None, None, None
-    try:
-        result = call()
-    except Exception as err:
-        failure, error = _failure(err), err
-    group_.agree(failure, error)
-    return cast(T, result)  # set: call() returned
+    return _Group(group).agreed(call)

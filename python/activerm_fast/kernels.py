@@ -252,11 +252,18 @@ def fisher_matrix(features: Array, pairs: Array, weights: Array | None = None) -
     return export(_representable(out, "fisher_matrix", f), v.is_numpy_like(features))
 
 
-def greedy_arguments(
-    features: Array, pairs: Array, weights: Array | None, prior: Any, exclude: Array | None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, float | torch.Tensor]:
-    """:func:`greedy_logdet`'s arrays validated once: features, unique pairs, float64 weights
-    (ones by default), the exclusion mask and the prior (a ridge or a symmetric matrix)."""
+def greedy_problem(
+    features: Array,
+    pairs: Array,
+    *,
+    weights: Array | None = None,
+    prior: float | Array = 1e-3,
+    exclude: Array | None = None,
+    lazy: bool | str = "auto",
+) -> _design.GreedyProblem:
+    """:func:`greedy_logdet`'s arguments validated once, as the problem the engine runs on:
+    features, unique pairs, float64 weights (ones by default), the prior (a ridge or a symmetric
+    matrix), the exclusion mask and the sweep."""
     f = v.features_tensor(features)
     p = v.pairs_tensor(pairs, f.shape[0], f.device, unique=True)
     count = p.shape[0]
@@ -265,7 +272,10 @@ def greedy_arguments(
     else:
         w = v.float_tensor(weights, "weights", (count,), f.device, nonnegative=True).double()
     excluded = None if exclude is None else v.mask_tensor(exclude, count, f.device, "exclude")
-    return f, p, w, excluded, v.prior_argument(prior, f.shape[1], f.device)
+    start = _design.Prior.of(v.prior_argument(prior, f.shape[1], f.device), f.shape[1])
+    return _design.GreedyProblem(
+        f[None], p, w[:, None].contiguous(), [start], excluded, v.lazy_argument(lazy)
+    )
 
 
 def greedy_logdet(
@@ -335,11 +345,10 @@ def greedy_logdet(
     >>> arm.greedy_logdet(features, pairs, 2, exclude=np.array([0, 0, 0, 1], bool)).indices.tolist()
     [0, 1]
     """
-    f, p, w, excluded, argument = greedy_arguments(features, pairs, weights, prior, exclude)
-    k = v.budget(k, p.shape[0], excluded)
-    start = _design.Prior.of(argument, f.shape[1])
-    chosen, gains, logdet = _design.greedy(
-        f[None], p, k, w[:, None].contiguous(), [start], excluded, v.lazy_argument(lazy)
+    problem = greedy_problem(
+        features, pairs, weights=weights, prior=prior, exclude=exclude, lazy=lazy
     )
+    k = v.budget(k, problem.pairs.shape[0], problem.excluded)
+    chosen, gains, logdet = _design.greedy(problem, k)
     as_numpy = v.is_numpy_like(features)
     return Selection(export(chosen, as_numpy), export(gains, as_numpy), logdet)

@@ -2,7 +2,7 @@
 // current device and `stream` is a cudaStream_t (null: the legacy default stream). The kernels
 // only enqueue work on that stream: they never allocate and never synchronise, so results are
 // ready when the stream reaches them. Launch errors throw std::runtime_error. The greedy loop
-// runs every step on the device, with the CPU's arithmetic; laplacian_features scatters with
+// runs every step on the device, with the CPU's arithmetic; fisher_matrix's scatter uses
 // atomics, so its summation order (and the last bits) vary from run to run.
 // Pure C++ (no CUDA headers): host-compiled code includes it.
 #pragma once

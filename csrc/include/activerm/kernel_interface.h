@@ -8,9 +8,9 @@
 //                       sigma(D)(1 - sigma(D)), D = r_i - r_j.
 //   pair_quadform       out (P,) float64: d_k^T A d_k, with projected = Phi A (n, d) float64,
 //                       or A = scale * I when projected is null.
-//   laplacian_features  out (n, d) float64 = L_w Phi, the weighted pair Laplacian applied to
-//                       the features, so Phi^T out = sum_k w_k d_k d_k^T; weights may be null
-//                       (all ones); out is overwritten.
+//   fisher_matrix       the scatter half of fisher_matrix: out (n, d) float64 = L_w Phi, the
+//                       weighted pair Laplacian applied to the features, so Phi^T out =
+//                       sum_k w_k d_k d_k^T; weights may be null (all ones); out is overwritten.
 //
 // The greedy engine (views.h: GreedyProblem, GreedyState, GreedyChoice), three primitives and
 // the loop they compose:
@@ -35,8 +35,8 @@
                              int64_t n, PairView pairs, double* out, void* stream);             \
   static void pair_quadform(FeatureView features, PairView pairs, const double* projected,      \
                             double scale, double* out, void* stream);                           \
-  static void laplacian_features(FeatureView features, PairView pairs, const double* weights,   \
-                                 double* out, void* stream);                                    \
+  static void fisher_matrix(FeatureView features, PairView pairs, const double* weights,        \
+                            double* out, void* stream);                                         \
   static int64_t greedy_workspace_bytes(const GreedyProblem& problem);                          \
   static void greedy_sweep(const GreedyProblem& problem, GreedyState state, bool downdate,      \
                            void* stream);                                                       \

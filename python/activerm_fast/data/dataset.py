@@ -70,20 +70,54 @@ ARENA_BENCH_FILE = DATASETS_DIR / "arena_bench.npz"
 class Dataset:
     """Embedded responses grouped by prompt, with a golden reward and/or labelled pairs.
 
-    Attributes:
-        name: a short label for reports.
-        embeddings: (n, D) float32, one row per (prompt, response).
-        prompt_ids: (n,) int64, dense prompt indices 0..m-1.
-        gold: (n,) float64 golden reward, or None for human-labelled data.
-        pairs: (M, 2) int64 row indices of labelled comparisons, or None.
-        labels: (M,) int64, 1 when ``pairs[k, 0]`` won, 0 when ``pairs[k, 1]`` won.
-        is_test: (n,) bool prompt-level split (all rows of a prompt are on one side);
-            None at construction means every row is a training row.
-        prompt_names: (m,) the original prompt label of each dense prompt index
-            (defaults to ``arange(m)``).
-        prompts: m prompt texts indexed by prompt id, when known.
-        responses: n response texts, when known.
-        models: n names of the model that wrote each response, when known.
+    Construction checks and normalises every field (dtypes, shapes, dense prompt ids);
+    :func:`from_arrays`, :func:`load` and :func:`synthetic` build one for you.
+
+    Attributes
+    ----------
+    name : str
+        A short label for reports.
+    embeddings : np.ndarray
+        (n, D) float32, one row per (prompt, response).
+    prompt_ids : np.ndarray
+        (n,) int64, dense prompt indices 0..m-1.
+    gold : np.ndarray or None
+        (n,) float64 golden reward, or None for human-labelled data.
+    pairs : np.ndarray or None
+        (M, 2) int64 row indices of labelled comparisons.
+    labels : np.ndarray or None
+        (M,) int64, 1 when ``pairs[k, 0]`` won, 0 when ``pairs[k, 1]`` won.
+    is_test : np.ndarray
+        (n,) bool prompt-level split (all rows of a prompt are on one side); None at
+        construction means every row is a training row.
+    prompt_names : np.ndarray
+        (m,) the original prompt label of each dense prompt index (defaults to
+        ``arange(m)``).
+    prompts : list of str or None
+        m prompt texts indexed by prompt id, when known.
+    responses : list of str or None
+        n response texts, when known.
+    models : list of str or None
+        n names of the model that wrote each response, when known.
+
+    Raises
+    ------
+    TypeError
+        If an array does not hold numbers of the right kind.
+    ValueError
+        If the shapes disagree, a value is not finite, prompt ids are not dense, a split
+        cuts a prompt, or pairs and labels are invalid or given one without the other.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from activerm_fast import Dataset
+    >>> embeddings = np.random.default_rng(0).normal(size=(6, 8))
+    >>> data = Dataset("demo", embeddings, np.array([0, 0, 1, 1, 2, 2]), gold=np.arange(6.0))
+    >>> data.n, data.dim, data.num_prompts, data.embeddings.dtype
+    (6, 8, 3, dtype('float32'))
+    >>> data.is_test.tolist()  # no split given: every row trains
+    [False, False, False, False, False, False]
     """
 
     name: str
@@ -137,10 +171,30 @@ class Dataset:
         return _count_prompts(self.prompt_ids)
 
     def prompt_features(self) -> np.ndarray:
-        """(m, D) float32, each prompt's mean response embedding: the prompt's position for
-        strategies that spread labels over prompts (``bal-pm``). Rows that embed
-        ``[prompt, response]`` (arena-bench, :func:`embed_texts`) hold the prompt's own
-        embedding in their first columns, which the mean keeps exactly."""
+        """Each prompt's mean response embedding.
+
+        The prompt's position for strategies that spread labels over prompts (``bal-pm``).
+        Rows that embed ``[prompt, response]`` (arena-bench, :func:`embed_texts`) hold the
+        prompt's own embedding in their first columns, which the mean keeps exactly.
+
+        Returns
+        -------
+        np.ndarray
+            (m, D) float32, row p for prompt id p.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import activerm_fast as arm
+        >>> embeddings = np.random.default_rng(0).normal(size=(6, 8)).astype(np.float32)
+        >>> prompts = ["q1", "q1", "q2", "q2", "q3", "q3"]
+        >>> data = arm.from_arrays(embeddings, prompts, gold=np.arange(6.0), test_fraction=1 / 3)
+        >>> features = data.prompt_features()
+        >>> features.shape, bool(np.allclose(features[0], embeddings[:2].mean(axis=0)))
+        ((3, 8), True)
+        >>> features[data.prompt_ids].shape  # per response: select's prompt_features
+        (6, 8)
+        """
         ids = torch.from_numpy(self.prompt_ids)
         sums = torch.zeros((self.num_prompts, self.dim), dtype=torch.float64)
         sums.index_add_(0, ids, torch.from_numpy(self.embeddings).double())
@@ -149,17 +203,81 @@ class Dataset:
         return features
 
     def train(self) -> Dataset:
-        """The training rows, re-indexed; labelled pairs are kept when both rows are inside."""
+        """The training rows, re-indexed; labelled pairs are kept when both rows are inside.
+
+        Returns
+        -------
+        Dataset
+            :meth:`subset` of the rows not in the test split.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import activerm_fast as arm
+        >>> embeddings = np.random.default_rng(0).normal(size=(6, 8)).astype(np.float32)
+        >>> prompts = ["q1", "q1", "q2", "q2", "q3", "q3"]
+        >>> data = arm.from_arrays(embeddings, prompts, gold=np.arange(6.0), test_fraction=1 / 3)
+        >>> train = data.train()
+        >>> train.n, train.prompt_names.tolist(), train.gold.tolist()
+        (4, ['q1', 'q2'], [0.0, 1.0, 2.0, 3.0])
+        """
         assert self.is_test is not None, "set by __post_init__"
         return self.subset(~self.is_test)
 
     def test(self) -> Dataset:
-        """The test rows, re-indexed; labelled pairs are kept when both rows are inside."""
+        """The test rows, re-indexed; labelled pairs are kept when both rows are inside.
+
+        Returns
+        -------
+        Dataset
+            :meth:`subset` of the rows in the test split.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import activerm_fast as arm
+        >>> embeddings = np.random.default_rng(0).normal(size=(6, 8)).astype(np.float32)
+        >>> prompts = ["q1", "q1", "q2", "q2", "q3", "q3"]
+        >>> data = arm.from_arrays(embeddings, prompts, gold=np.arange(6.0), test_fraction=1 / 3)
+        >>> test = data.test()
+        >>> test.n, test.prompt_ids.tolist(), test.prompt_names.tolist()  # re-indexed
+        (2, [0, 0], ['q3'])
+        """
         assert self.is_test is not None, "set by __post_init__"
         return self.subset(self.is_test)
 
     def subset(self, rows: np.ndarray) -> Dataset:
-        """The rows selected by a (n,) boolean mask, with dense prompt ids and remapped pairs."""
+        """The rows selected by a (n,) boolean mask, with dense prompt ids and remapped pairs.
+
+        Parameters
+        ----------
+        rows : np.ndarray
+            (n,) boolean mask of the rows to keep.
+
+        Returns
+        -------
+        Dataset
+            The kept rows, texts and labelled pairs whose two rows are both kept.
+
+        Raises
+        ------
+        ValueError
+            If ``rows`` is not an (n,) boolean mask.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import activerm_fast as arm
+        >>> embeddings = np.random.default_rng(0).normal(size=(6, 8)).astype(np.float32)
+        >>> prompts = ["q1", "q1", "q2", "q2", "q3", "q3"]
+        >>> data = arm.from_arrays(embeddings, prompts, gold=np.arange(6.0), test_fraction=1 / 3)
+        >>> labelled = arm.from_arrays(
+        ...     embeddings, prompts, pairs=np.array([[0, 1], [2, 4], [4, 5]]), labels=[1, 0, 1]
+        ... )
+        >>> kept = labelled.subset(np.array([True, True, False, False, True, True]))
+        >>> kept.prompt_ids.tolist(), kept.pairs.tolist(), kept.labels.tolist()
+        ([0, 0, 1, 1], [[0, 1], [2, 3]], [1, 1])
+        """
         assert self.is_test is not None and self.prompt_names is not None, "set by __post_init__"
         mask = boolean_mask(rows, self.n, "rows")
         kept_prompts, prompt_ids = np.unique(self.prompt_ids[mask], return_inverse=True)
@@ -184,13 +302,74 @@ class Dataset:
         )
 
     def with_split(self, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
-        """A copy with a new seeded prompt-level train/test split."""
+        """A copy with a new seeded prompt-level train/test split.
+
+        Parameters
+        ----------
+        test_fraction : float, default 0.2
+            Share of the prompts in the test split, in [0, 1).
+        seed : int, default 0
+            Seeds the draw.
+
+        Returns
+        -------
+        Dataset
+            The same rows with the new ``is_test``.
+
+        Raises
+        ------
+        ValueError
+            If ``test_fraction`` is outside [0, 1).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import activerm_fast as arm
+        >>> embeddings = np.random.default_rng(0).normal(size=(6, 8)).astype(np.float32)
+        >>> prompts = ["q1", "q1", "q2", "q2", "q3", "q3"]
+        >>> data = arm.from_arrays(embeddings, prompts, gold=np.arange(6.0), test_fraction=1 / 3)
+        >>> split = data.with_split(0.5, seed=1)
+        >>> split.is_test.tolist()  # whole prompts move together
+        [True, True, True, True, False, False]
+        >>> split.n == data.n, data.is_test.sum()  # the original is unchanged
+        (True, np.int64(2))
+        """
         return _derived(
             self, is_test=_random_split(self.prompt_ids, test_fraction, seed, "test_fraction")
         )
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the arrays (not the texts) in the ``.npz`` format that :func:`load` reads."""
+        """Write the arrays (not the texts) in the ``.npz`` format that :func:`load` reads.
+
+        Prompt ids are written as :attr:`prompt_names`, with the split and any gold, pairs
+        and labels.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file (NumPy adds ``.npz`` when missing).
+
+        Raises
+        ------
+        OSError
+            If the file cannot be written.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> import activerm_fast as arm
+        >>> embeddings = np.random.default_rng(0).normal(size=(6, 8)).astype(np.float32)
+        >>> prompts = ["q1", "q1", "q2", "q2", "q3", "q3"]
+        >>> data = arm.from_arrays(embeddings, prompts, gold=np.arange(6.0), test_fraction=1 / 3)
+        >>> path = os.path.join(tempfile.mkdtemp(), "mine.npz")
+        >>> data.save(path)
+        >>> back = arm.load(path)
+        >>> back.name, bool(np.array_equal(back.embeddings, embeddings)), back.prompt_names.tolist()
+        ('mine', True, ['q1', 'q2', 'q3'])
+        >>> bool(np.array_equal(back.is_test, data.is_test))
+        True
+        """
         assert self.is_test is not None and self.prompt_names is not None, "set by __post_init__"
         arrays: dict[str, np.ndarray] = {
             "embeddings": self.embeddings,
@@ -226,6 +405,57 @@ def from_arrays(
 
     Labelled ``pairs`` (M, 2) index the flat rows (for the grid layout: ``p * responses + r``).
     Without ``is_test`` a prompt-level split of ``test_fraction`` is drawn with ``seed``.
+
+    Parameters
+    ----------
+    embeddings : array_like
+        (n, D) flat rows, or a (prompts, responses, D) grid.
+    prompt_ids : array_like, optional
+        (n,) prompt label of each flat row; None for the grid layout.
+    gold : array_like, optional
+        (n,) or (prompts, responses) golden rewards.
+    pairs : array_like, optional
+        (M, 2) labelled comparisons, with ``labels``.
+    labels : array_like, optional
+        (M,) 1 when ``pairs[k, 0]`` won.
+    is_test : array_like, optional
+        (n,) boolean prompt-level split.
+    name : str, default "arrays"
+        The dataset's name.
+    test_fraction : float, default 0.2
+        Share of the prompts drawn for the test split when ``is_test`` is None.
+    seed : int, default 0
+        Seeds that draw.
+
+    Returns
+    -------
+    Dataset
+        The validated dataset.
+
+    Raises
+    ------
+    TypeError
+        If an array does not hold numbers of the right kind.
+    ValueError
+        If the layouts or shapes disagree (e.g. flat rows without ``prompt_ids``), a value
+        is not finite, or pairs and labels are invalid.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import activerm_fast as arm
+    >>> embeddings = np.random.default_rng(0).normal(size=(6, 8)).astype(np.float32)
+    >>> prompts = ["q1", "q1", "q2", "q2", "q3", "q3"]
+    >>> data = arm.from_arrays(embeddings, prompts, gold=np.arange(6.0), test_fraction=1 / 3)
+    >>> data.prompt_ids.tolist(), data.prompt_names.tolist()  # first appearance order
+    ([0, 0, 1, 1, 2, 2], ['q1', 'q2', 'q3'])
+    >>> data.is_test.tolist()  # one prompt of three drawn for the test split
+    [False, False, False, False, True, True]
+    >>> grid = arm.from_arrays(  # 3 prompts x 2 responses, one padded with NaN gold
+    ...     embeddings.reshape(3, 2, 8), gold=np.array([[1.0, 2.0], [3.0, np.nan], [5.0, 6.0]])
+    ... )
+    >>> grid.n, grid.prompt_ids.tolist(), grid.gold.tolist()
+    (5, [0, 0, 1, 2, 2], [1.0, 2.0, 3.0, 5.0, 6.0])
     """
     return _from_named_arrays(
         {
@@ -252,6 +482,42 @@ def load(
     grid, plus optional ``gold`` (alias ``rewards``), ``pairs`` + ``labels`` and ``is_test``;
     see :func:`from_arrays`. Other keys are ignored. When the file has no ``is_test``, and for
     arena-bench, the prompt-level split is drawn with ``test_fraction`` and ``seed``.
+
+    Parameters
+    ----------
+    name_or_path : str or os.PathLike
+        ``"arena-bench"`` or the path of an ``.npz`` file.
+    test_fraction : float, default 0.2
+        Share of the prompts drawn for the test split when the file has none.
+    seed : int, default 0
+        Seeds that draw.
+
+    Returns
+    -------
+    Dataset
+        Named after the file's stem (``"arena-bench"`` for the packaged data), with the texts
+        the file stores.
+
+    Raises
+    ------
+    TypeError
+        If ``name_or_path`` is neither a string nor a path.
+    FileNotFoundError
+        If it names neither a packaged dataset nor a file.
+    ValueError
+        If the file is not a ``.npz`` of plain arrays, lacks ``embeddings``, has both
+        ``gold`` and ``rewards``, or its arrays are invalid (the message names the file).
+
+    Examples
+    --------
+    >>> import activerm_fast as arm
+    >>> arena = arm.load("arena-bench")  # packaged: no download
+    >>> arena.num_prompts, arena.dim, arena.gold is not None, len(arena.prompts)
+    (300, 768, True, 300)
+    >>> arm.load("no-such-data.npz")
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: no dataset named 'no-such-data.npz': not a packaged dataset ('arena-bench') and no such file
     """
     if not isinstance(name_or_path, (str, os.PathLike)):
         raise TypeError(
@@ -399,7 +665,15 @@ def synthetic(
     )
     if directions > dim:
         raise ValueError(f"reward_directions must be at most dim ({dim}), got {directions}")
-    return _realistic(counts, response_spread, linear, seed, alpha, fraction, directions)
+    return _realistic(
+        counts,
+        spread=response_spread,
+        linear=linear,
+        seed=seed,
+        exponent=alpha,
+        duplicate_fraction=fraction,
+        directions=directions,
+    )
 
 
 def _isotropic(counts: dict[str, int], spread: float, linear: bool, seed: int) -> Dataset:
@@ -433,6 +707,7 @@ def _isotropic(counts: dict[str, int], spread: float, linear: bool, seed: int) -
 
 def _realistic(
     counts: dict[str, int],
+    *,
     spread: float,
     linear: bool,
     seed: int,

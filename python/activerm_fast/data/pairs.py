@@ -415,7 +415,7 @@ def cross_prompt(
 
 
 def candidate_pool(
-    prompt_ids: Any, kind: str, cross_pairs: int, seed: int = 0, shard: Shard | None = None
+    prompt_ids: Any, kind: str, cross_pairs: int, seed: int = 0, *, shard: Shard | None = None
 ) -> np.ndarray:
     """The candidates of one selection.
 

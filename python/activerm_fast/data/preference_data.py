@@ -213,7 +213,7 @@ def export_preferences(
     if form != "implicit":
         _refuse_cross_prompt(dataset, pairs_array, kept, form)
     rows = [
-        _row(dataset, chosen, rejected, form, embeddings)
+        _row(dataset, chosen, rejected, form=form, embeddings=embeddings)
         for chosen, rejected in _chosen_rejected(pairs_array[kept], label_array[kept])
     ]
     _write(rows, Path(path), kind)
@@ -262,7 +262,7 @@ def _refuse_cross_prompt(dataset: Dataset, pairs: np.ndarray, kept: np.ndarray, 
 
 
 def _row(
-    dataset: Dataset, chosen: int, rejected: int, form: str, embeddings: bool
+    dataset: Dataset, chosen: int, rejected: int, *, form: str, embeddings: bool
 ) -> dict[str, Any]:
     """One preference row of ``form``; the dataset's texts are checked present by the caller."""
     assert dataset.prompts is not None and dataset.responses is not None
@@ -327,7 +327,14 @@ def load_preferences(
     with ``test_fraction`` and ``seed``.
     """
     comparisons = _read_comparisons(_path_argument(path, "path"))
-    return _dataset(comparisons, model, batch_size, show_progress_bar, test_fraction, seed)
+    return _dataset(
+        comparisons,
+        model,
+        batch_size=batch_size,
+        show_progress_bar=show_progress_bar,
+        test_fraction=test_fraction,
+        seed=seed,
+    )
 
 
 def import_preferences(
@@ -344,7 +351,14 @@ def import_preferences(
     dataset and what was written."""
     comparisons = _read_comparisons(_path_argument(source, "source"))
     _file_kind(_path_argument(out, "out"), writing=True)  # a bad name fails before embedding
-    dataset = _dataset(comparisons, model, batch_size, show_progress_bar, 0.2, 0)
+    dataset = _dataset(
+        comparisons,
+        model,
+        batch_size=batch_size,
+        show_progress_bar=show_progress_bar,
+        test_fraction=0.2,
+        seed=0,
+    )
     summary = export_preferences(
         dataset, dataset.pairs, dataset.labels, out, form=comparisons.form, embeddings=True
     )
@@ -565,6 +579,7 @@ def _vector(value: Any, name: str, dim: int | None) -> np.ndarray:
 def _dataset(
     comparisons: _Comparisons,
     model: Any,
+    *,
     batch_size: int,
     show_progress_bar: bool,
     test_fraction: float,
@@ -575,7 +590,13 @@ def _dataset(
     prompt_ids = np.array([numbers[prompt] for prompt in comparisons.prompts], np.int64)
     if comparisons.embeddings is None:
         dataset = _embedded(
-            comparisons, prompt_ids, model, batch_size, show_progress_bar, test_fraction, seed
+            comparisons,
+            prompt_ids,
+            model=model,
+            batch_size=batch_size,
+            show_progress_bar=show_progress_bar,
+            test_fraction=test_fraction,
+            seed=seed,
         )
     else:
         dataset = from_arrays(
@@ -595,6 +616,7 @@ def _dataset(
 def _embedded(
     comparisons: _Comparisons,
     prompt_ids: np.ndarray,
+    *,
     model: Any,
     batch_size: int,
     show_progress_bar: bool,

@@ -112,6 +112,7 @@ def best_of_n(
     gold: Any,
     prompt_ids: Any,
     ns: Sequence[int] = DEFAULT_NS,
+    *,
     repeats: int | None = None,
     seed: int = 0,
 ) -> dict[int, BestOfN]:
@@ -177,10 +178,12 @@ def best_of_n(
     quantile = (_grouped_ranks(gold_v, groups) - 1.0) / (sizes[groups] - 1.0)
     checked_ns = _sample_sizes(ns)
     if repeats is None:
-        return _exact_best_of_n(pred_v, gold_v, quantile, groups, sizes, checked_ns)
+        return _exact_best_of_n(pred_v, gold_v, quantile, groups=groups, sizes=sizes, ns=checked_ns)
     repeats = positive_integer(repeats, "repeats")
     seed = count_argument(seed, "seed")
-    return _sampled_best_of_n(pred_v, gold_v, quantile, groups, checked_ns, repeats, seed)
+    return _sampled_best_of_n(
+        pred_v, gold_v, quantile, groups=groups, ns=checked_ns, repeats=repeats, seed=seed
+    )
 
 
 def pair_accuracy(pred: Any, pairs: Any, labels: Any) -> float:
@@ -232,6 +235,7 @@ def _exact_best_of_n(
     pred: np.ndarray,
     gold: np.ndarray,
     quantile: np.ndarray,
+    *,
     groups: np.ndarray,
     sizes: np.ndarray,
     ns: list[int],
@@ -272,6 +276,7 @@ def _sampled_best_of_n(
     pred: np.ndarray,
     gold: np.ndarray,
     quantile: np.ndarray,
+    *,
     groups: np.ndarray,
     ns: list[int],
     repeats: int,

@@ -120,6 +120,7 @@ class RewardModel:
         hidden: Sequence[int] = (512, 512, 512),
         ensemble: int = 1,
         seed: int = 0,
+        *,
         device: str | torch.device = "cpu",
     ) -> None:
         self.input_dim = positive_integer(input_dim, "input_dim")
@@ -539,7 +540,11 @@ class RewardModel:
         try:
             config, stored = saved["config"], saved["parameters"]
             model = cls(
-                config["input_dim"], config["hidden"], config["ensemble"], config["seed"], device
+                config["input_dim"],
+                config["hidden"],
+                config["ensemble"],
+                config["seed"],
+                device=device,
             )
             parameters = model.parameters()
             if not isinstance(stored, (list, tuple)) or len(stored) != len(parameters):

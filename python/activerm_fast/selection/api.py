@@ -1,13 +1,13 @@
 """The entry points of selection: :func:`select` and :func:`select_with_model`.
 
 They validate every input once, check it against what the strategy declares it needs
-(:data:`~activerm_fast.strategies.STRATEGIES`), and hand the result back in the caller's array
-type.
+(:data:`~activerm_fast.selection.registry.STRATEGIES`), and hand the result back in the
+caller's array type.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 import torch
@@ -16,34 +16,52 @@ from .. import _launch
 from .. import _validation as v
 from ..data.dataset import Dataset
 from ..kernels import Selection, export
+from . import baselines, dopt, uncertainty  # noqa: F401  (each registers its strategies)
 from .inputs import SelectionInputs
-from .registry import STRATEGIES, Strategy
-from .ridge import RIDGE_MODES, relative_ridge
+from .registry import STRATEGIES
+from .ridge import RIDGE_MODES
+
+if TYPE_CHECKING:  # annotations only (typing has both from Python 3.11)
+    from typing_extensions import Required, Unpack
 
 __all__ = ["FEATURE_CHOICES", "RIDGE_MODES", "STRATEGIES", "select", "select_with_model"]
 
 # what select_with_model designs on: the model's last hidden layer or the embeddings given
 FEATURE_CHOICES = ("hidden", "embedding")
+# lambda of F0 = lambda I unless told otherwise
+DEFAULT_RIDGE = 1e-3
 
 
-def validated(
-    strategy: str, features: Any, pairs: Any, rewards: Any | None, labelled: Any | None
-) -> tuple[
-    Strategy,
-    torch.Tensor,
-    torch.Tensor,
-    torch.Tensor | None,
-    torch.Tensor | None,
-    torch.Tensor | None,
-]:
-    """The strategy's entry and :func:`select`'s arrays validated once, checked against what the
-    strategy declares it needs: members (E, n, d), pairs, rewards (E, n), labelled pairs, and
-    the mask of the candidates already labelled (None when there are none)."""
+class SelectOptions(TypedDict, total=False):
+    """The keyword arguments of :func:`select`, which :func:`activerm_fast.distributed.select`
+    takes too: one list for both entry points (:func:`validated` reads them)."""
+
+    features: Required[Any]
+    pairs: Required[Any]
+    k: Required[int]
+    rewards: Any | None
+    labelled: Any | None
+    ridge: float
+    ridge_mode: str
+    seed: int
+    prompt_features: Any | None
+    lazy: bool | str
+
+
+def validated(strategy: str, **options: Unpack[SelectOptions]) -> SelectionInputs:
+    """:func:`select`'s arguments but ``k`` (checked against the pool it is taken from)
+    validated once and checked against what the strategy declares
+    it needs (:data:`STRATEGIES`), as the inputs every strategy runs on: members (E, n, d),
+    pairs, rewards (E, n), labelled pairs, the mask of the candidates already labelled (None
+    when there are none), the ridge as given (c in the relative mode: see
+    :meth:`SelectionInputs.resolved`) and the other options. Defaults are :func:`select`'s."""
     entry = STRATEGIES[v.known_name(strategy, STRATEGIES, "strategy")]
+    features = options["features"]
     members = v.features_tensor(features, members=True)
     n = members.shape[1]
     device = members.device
-    p = v.pairs_tensor(pairs, n, device, unique=True)
+    p = v.pairs_tensor(options["pairs"], n, device, unique=True)
+    rewards = options.get("rewards")
     r = None if rewards is None else v.rewards_tensor(rewards, n, device)
     if entry.needs_rewards and r is None:
         raise ValueError(f"strategy {strategy!r} needs rewards, got rewards=None")
@@ -61,13 +79,26 @@ def validated(
             f"rewards have {r.shape[0]} ensemble members; "
             f"at most {_launch.MAX_MEMBERS} are supported"
         )
+    labelled = options.get("labelled")
     done = (
         None if labelled is None else v.pairs_tensor(labelled, n, device, "labelled", distinct=True)
     )
     excluded = None
     if done is not None and done.shape[0] and p.shape[0]:
         excluded = v.labelled_mask(p, done, n)
-    return entry, members, p, r, done, excluded
+    return SelectionInputs(
+        members=members,
+        pairs=p,
+        rewards=r,
+        labelled=done,
+        excluded=excluded,
+        ridge=v.positive_scalar(options.get("ridge", DEFAULT_RIDGE), "ridge"),
+        ridge_mode=v.known_name(options.get("ridge_mode", "absolute"), RIDGE_MODES, "ridge_mode"),
+        seed=v.count_argument(options.get("seed", 0), "seed"),
+        strategy=strategy,
+        prompt_features=validated_prompts(options.get("prompt_features"), members),
+        lazy=v.lazy_argument(options.get("lazy", "auto")),
+    )
 
 
 def prompt_features_for(strategy: str, dataset: Dataset) -> np.ndarray | None:
@@ -101,7 +132,7 @@ def select(
     k: int,
     rewards: Any | None = None,
     labelled: Any | None = None,
-    ridge: float = 1e-3,
+    ridge: float = DEFAULT_RIDGE,
     ridge_mode: str = "absolute",
     seed: int = 0,
     prompt_features: Any | None = None,
@@ -195,25 +226,21 @@ def select(
     ...
     ValueError: strategy 'dopt-greedy' needs rewards, got rewards=None
     """
-    entry, members, p, r, done, excluded = validated(strategy, features, pairs, rewards, labelled)
-    prompts = validated_prompts(prompt_features, members)
-    k = v.budget(k, p.shape[0], excluded)
-    lam = v.positive_scalar(ridge, "ridge")
-    if v.known_name(ridge_mode, RIDGE_MODES, "ridge_mode") == "relative":
-        lam = relative_ridge(lam, members[0], p, r, done, excluded)
-    inputs = SelectionInputs(
-        members,
-        p,
-        r,
-        done,
-        excluded,
-        lam,
-        v.count_argument(seed, "seed"),
+    inputs = validated(
         strategy,
-        prompt_features=prompts,
-        lazy=v.lazy_argument(lazy),
+        features=features,
+        pairs=pairs,
+        k=k,
+        rewards=rewards,
+        labelled=labelled,
+        ridge=ridge,
+        ridge_mode=ridge_mode,
+        seed=seed,
+        prompt_features=prompt_features,
+        lazy=lazy,
     )
-    result = entry.choose(inputs, k)
+    k = v.budget(k, inputs.pairs.shape[0], inputs.excluded)
+    result = STRATEGIES[strategy].choose(inputs.resolved(), k)
     as_numpy = v.is_numpy_like(features)
     return Selection(
         export(result.indices, as_numpy), export(result.gains, as_numpy), result.logdet
@@ -228,7 +255,7 @@ def select_with_model(
     k: int,
     *,
     labelled: Any | None = None,
-    ridge: float = 1e-3,
+    ridge: float = DEFAULT_RIDGE,
     ridge_mode: str = "absolute",
     features: str = "hidden",
     seed: int = 0,

@@ -43,15 +43,11 @@ times it against ``bald``).
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import torch
 
 from .._validation import positive_integer
 from .inputs import SelectionInputs
-
-if TYPE_CHECKING:
-    from .registry import Pool
 
 __all__ = ["BETA", "DISTANCE_FLOOR", "NEIGHBOURS", "choose"]
 
@@ -65,7 +61,6 @@ _BLOCK = 1024
 def choose(
     inputs: SelectionInputs,
     k: int,
-    pool: Pool,
     *,
     beta: float = BETA,
     neighbours: int = NEIGHBOURS,
@@ -102,10 +97,10 @@ def choose(
         gain = _entropy_gain(nearest, acquired, points.shape[1], scale)
         bonus = gain[first] + torch.where(two_prompts, gain[second], 0.0)
         score = torch.where(available, information + beta * bonus, -torch.inf)
-        position, row = pool.best(pairs, score)
+        position, row = inputs.pool.best(pairs, score)
         chosen.append(position)
         rows.append(row)
-        local = pool.local(position)
+        local = inputs.pool.local(position)
         if local is not None:
             available[local] = False
         new = prompt_of[row.long()].unique()

@@ -10,8 +10,9 @@ overflows or underflows, and turns what cannot be represented into clear errors.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 import torch
 
@@ -20,7 +21,7 @@ from .. import _launch
 
 def fisher_matrix(f: torch.Tensor, p: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
     """sum_k w_k d_k d_k^T = Phi^T (L_w Phi), L_w the weighted Laplacian of the pair graph."""
-    laplacian_phi = _launch.laplacian_features(f, p, w)
+    laplacian_phi = _launch.fisher_matrix(f, p, w)
     matrix = centred_for(f, laplacian_phi).T @ laplacian_phi
     return 0.5 * (matrix + matrix.T)
 
@@ -174,7 +175,9 @@ def _start(
         assert prior.ridge is not None
         root = (1.0 / scale) / math.sqrt(prior.ridge)
         factor = root * torch.eye(d, dtype=torch.float64, device=device)
-        return factor, _launch.pair_quadform(features, pairs, None, root * root, scale)
+        return factor, _launch.pair_quadform(
+            features, pairs, None, root * root, feature_scale=scale
+        )
     factor = _inverse_root(prior, scale, d).to(device)
     return factor, _scores_of_factor(features, pairs, factor, scale)
 
@@ -184,6 +187,7 @@ def _factor_after(
     picked: torch.Tensor,
     weights: torch.Tensor,
     prior: Prior,
+    *,
     scale: float,
 ) -> torch.Tensor:
     """S with S S^T = (F0' + sum over the picked pairs of w d' d'^T)^-1, straight from the pairs
@@ -230,30 +234,84 @@ def quadforms(features: torch.Tensor, pairs: torch.Tensor, prior: Prior) -> torc
 # engine's state is recomputed from the chosen pairs (needs_refresh in pair_math.h).
 REFRESH_TOLERANCE = 1e-9
 
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class GreedyProblem:
+    """What one greedy selection runs on: the Python twin of the engines' ``GreedyProblem``,
+    built once from validated arguments and passed whole from the public entry points to the
+    engine (single-process, lazy or sharded alike).
+
+    ``members`` are (1, n, d) features shared by every member or (E, n, d) one matrix each;
+    ``weights`` (P, E) float64, one column per member; ``priors`` one F0 per member;
+    ``excluded`` (P,) the pairs that may not be chosen (None: none); ``lazy`` the sweep
+    (:class:`~activerm_fast._launch.GreedyEngine`; every choice picks the same pairs).
+    ``pairs`` may be one shard of a pool whose pair 0 is global position ``first_index``
+    (errors and choices name global positions); every other field but ``weights`` and
+    ``excluded`` is then the whole pool's.
+    """
+
+    members: torch.Tensor
+    pairs: torch.Tensor
+    weights: torch.Tensor
+    priors: Sequence[Prior]
+    excluded: torch.Tensor | None = None
+    lazy: bool | str = "auto"
+    first_index: int = 0
+
+    @property
+    def logdet(self) -> float:
+        """The objective before any pick: the sum over members of log det F0."""
+        return sum(prior.logdet for prior in self.priors)
+
+    def member_features(self, member: int) -> torch.Tensor:
+        """Member ``member``'s (n, d) features (all share one matrix when one was given)."""
+        return self.members[min(member, self.members.shape[0] - 1)]
+
+
+class Exchange(Protocol):
+    """How the processes holding the shards of one pool agree (``distributed``'s group)."""
+
+    def agreed(self, call: Callable[[], T]) -> T:
+        """``call()`` here; if it raised on any process, every process raises that error."""
+        ...
+
+    def winner(self, record: torch.Tensor) -> torch.Tensor:
+        """The choice record the sweep of the whole pool would have found, from this
+        process's best ``record`` of its shard."""
+        ...
+
+    def maximum(self, value: float) -> float:
+        """The largest of every process's ``value``."""
+        ...
+
 
 def greedy(
-    members: torch.Tensor,
-    pairs: torch.Tensor,
-    k: int,
-    weights: torch.Tensor,
-    priors: list[Prior],
-    excluded: torch.Tensor | None,
-    lazy: bool | str = "auto",
+    problem: GreedyProblem, k: int, exchange: Exchange | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Greedy maximisation of sum_e log det(F0_e + sum_S w_e d_e d_e^T) over k pairs.
 
-    ``members`` (1, n, d) shared or (E, n, d) features, ``weights`` (P, E) float64, one prior
-    per member, ``excluded`` (P,) pairs that may not be chosen, ``lazy`` the sweep
-    (:class:`_launch.GreedyEngine`; every choice picks the same pairs). Returns the chosen
-    positions, their gains (the sum over members) and the final objective.
+    Alone, the compiled engine runs the steps (:func:`_run`); with an ``exchange``, the pairs
+    are one shard of the pool and every step's best record is exchanged before the same winner
+    is applied everywhere (:func:`_run_exchanged`). Returns the chosen (global) positions,
+    their gains (the sum over members) and the final objective.
     """
-    logdet = sum(prior.logdet for prior in priors)
     if k == 0:
-        return no_steps(pairs.device, logdet)
-    engine, scale = greedy_engine(members, pairs, weights, priors, excluded, lazy=lazy, steps=k)
-    chosen, gains = _run(engine, k, members, pairs, weights, priors, excluded, scale)
-    _check_steps(chosen, gains, weights, members, priors)
-    return chosen, gains, logdet + gains.sum().item()
+        return no_steps(problem.pairs.device, problem.logdet)
+    if exchange is None:
+        engine, scale = greedy_engine(problem, steps=k)
+        chosen, gains = _run(engine, problem, k, scale)
+    else:
+        engine, scale = exchange.agreed(lambda: greedy_engine(problem, steps=k))
+        chosen, gains = _run_exchanged(engine, problem, k, scale=scale, exchange=exchange)
+    if bool(((chosen < 0) | ~torch.isfinite(gains)).any()):  # the same on every process
+        weights = problem.weights
+        heaviest = weights.max().item() if weights.numel() else 0.0
+        if exchange is not None:
+            heaviest = exchange.maximum(heaviest)
+        _raise_step_error(chosen, gains, heaviest, problem)
+    return chosen, gains, problem.logdet + gains.sum().item()
 
 
 def no_steps(device: torch.device, logdet: float) -> tuple[torch.Tensor, torch.Tensor, float]:
@@ -262,60 +320,41 @@ def no_steps(device: torch.device, logdet: float) -> tuple[torch.Tensor, torch.T
     return empty, torch.empty(0, dtype=torch.float64, device=device), logdet
 
 
-def greedy_engine(
-    members: torch.Tensor,
-    pairs: torch.Tensor,
-    weights: torch.Tensor,
-    priors: list[Prior],
-    excluded: torch.Tensor | None,
-    first_index: int = 0,
-    lazy: bool | str = False,
-    steps: int = 0,
-) -> tuple[_launch.GreedyEngine, float]:
+def greedy_engine(problem: GreedyProblem, steps: int = 0) -> tuple[_launch.GreedyEngine, float]:
     """The engine at the start of a greedy selection of ``steps`` pairs, with the sweep
-    ``lazy`` asks for, and the power of two its features are read times. ``pairs`` may be one
-    shard of a pool whose pair 0 is global pair ``first_index`` (errors name global
-    positions); every argument but the pairs, their weights and ``excluded`` is the whole
-    pool's."""
-    scale = feature_scale(members, priors)
+    ``problem.lazy`` asks for, and the power of two its features are read times."""
+    members, pairs = problem.members, problem.pairs
+    scale = feature_scale(members, problem.priors)
     starts = [
-        _start(members[min(e, members.shape[0] - 1)], pairs, prior, scale)
-        for e, prior in enumerate(priors)
+        _start(problem.member_features(e), pairs, prior, scale)
+        for e, prior in enumerate(problem.priors)
     ]
     factor = torch.stack([start[0] for start in starts]).contiguous()
     scores = torch.stack([start[1] for start in starts], dim=1).contiguous()
-    if excluded is not None:
-        scores[excluded] = math.nan
-    _check_start(scores, members, priors, first_index)
+    if problem.excluded is not None:
+        scores[problem.excluded] = math.nan
+    _check_start(scores, problem)
     engine = _launch.GreedyEngine(
         members,
         pairs,
-        weights,
-        scores,
-        factor,
-        scale,
-        first_index=first_index,
+        problem.weights,
+        scores=scores,
+        factor=factor,
+        feature_scale=scale,
+        first_index=problem.first_index,
         refresh_tolerance=REFRESH_TOLERANCE,
-        lazy=lazy,
+        lazy=problem.lazy,
         steps=steps,
     )
     return engine, scale
 
 
 def _run(
-    engine: _launch.GreedyEngine,
-    k: int,
-    members: torch.Tensor,
-    pairs: torch.Tensor,
-    weights: torch.Tensor,
-    priors: list[Prior],
-    excluded: torch.Tensor | None,
-    scale: float,
+    engine: _launch.GreedyEngine, problem: GreedyProblem, k: int, scale: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """k steps of the engine, recomputing its state from the chosen pairs whenever a step finds
-    that the running scores have drifted (once the chosen pairs' information exceeds the prior
-    by about 1/epsilon, downdates cancel). A step that asks again right after a refresh runs on
-    unchecked: no state is fresher."""
+    """k steps of the compiled engine, recomputing its state from the chosen pairs whenever a
+    step finds that the running scores have drifted (once the chosen pairs' information
+    exceeds the prior by about 1/epsilon, downdates cancel)."""
     chosen_parts: list[torch.Tensor] = []
     gain_parts: list[torch.Tensor] = []
     done = 0
@@ -330,75 +369,117 @@ def _run(
         chosen_parts.append(chosen[:stop])
         gain_parts.append(gains[:stop])
         done += stop
-        if stop == 0 and len(chosen_parts) > 1:
-            engine.problem.refresh_tolerance = 0.0
         so_far = torch.cat(chosen_parts)
+        rows, weights = problem.pairs[so_far].long(), problem.weights[so_far]
+        again = stop == 0 and len(chosen_parts) > 1
         refresh_state(
             engine,
-            members,
-            pairs,
-            priors,
-            excluded,
-            pairs[so_far].long(),
-            weights[so_far],
-            so_far,
-            scale,
+            problem,
+            picked=rows,
+            picked_weights=weights,
+            local=so_far,
+            scale=scale,
+            again=again,
         )
     return torch.cat(chosen_parts), torch.cat(gain_parts)
 
 
+def _run_exchanged(
+    engine: _launch.GreedyEngine,
+    problem: GreedyProblem,
+    k: int,
+    *,
+    scale: float,
+    exchange: Exchange,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """k steps on the engine's primitives (sweep, then apply) over one shard: each step's best
+    choice record (score, global index, the pair's two responses, its weight per member) is
+    exchanged and the winner applied on every process. Drifted state is recomputed as in
+    :func:`_run`, from the winners' records, which hold every chosen pair's rows and
+    weights."""
+    device = problem.pairs.device
+    chosen = torch.empty(k, dtype=torch.int64, device=device)
+    gains = torch.empty(k, dtype=torch.float64, device=device)
+    slots = 4 + problem.weights.shape[1]  # score, index, first, second, one weight per member
+    winners = torch.empty((k, slots), dtype=torch.float64, device=device)
+    refreshed = False  # a refresh and no step since
+    engine.sweep(downdate=False)
+    step = 0
+    while step < k:
+        record = engine.choice[0][:slots]
+        winner = exchange.winner(record)
+        record.copy_(winner)
+        engine.apply(step, chosen, gains, prepare_next=step + 1 < k)
+        if int(chosen[step]) == _launch.REFRESH_CHOICE:
+            done = winners[:step]
+            ints = done.view(torch.int64)
+            local = ints[:, 1] - problem.first_index
+            local = local[(local >= 0) & (local < problem.pairs.shape[0])]
+            refresh_state(
+                engine,
+                problem,
+                picked=ints[:, 2:4],
+                picked_weights=done[:, 4:],
+                local=local,
+                scale=scale,
+                again=refreshed,
+            )
+            refreshed = True
+            engine.sweep(downdate=False)
+            continue
+        winners[step] = winner
+        refreshed = False
+        step += 1
+        if step < k:
+            engine.sweep(downdate=True)
+    return chosen, gains
+
+
 def refresh_state(
     engine: _launch.GreedyEngine,
-    members: torch.Tensor,
-    pairs: torch.Tensor,
-    priors: list[Prior],
-    excluded: torch.Tensor | None,
+    problem: GreedyProblem,
+    *,
     picked: torch.Tensor,
     picked_weights: torch.Tensor,
     local: torch.Tensor,
     scale: float,
+    again: bool,
 ) -> None:
-    """Every member's factor and every score of ``pairs`` recomputed from the pairs chosen so
-    far: their rows ``picked`` (m, 2) int64 and weights ``picked_weights`` (m, E), wherever in
-    the pool they are; ``local`` are the positions in ``pairs`` of those that are here (masked
-    from now on). A sharded caller knows every chosen pair's row and weights from the exchanged
-    choice records."""
+    """Every member's factor and every score of ``problem.pairs`` recomputed from the pairs
+    chosen so far: their rows ``picked`` (m, 2) int64 and weights ``picked_weights`` (m, E),
+    wherever in the pool they are; ``local`` are the positions in ``problem.pairs`` of those
+    that are here (masked from now on). ``again``: no step since the last refresh, so no state
+    is fresher: the engine runs on unchecked."""
+    if again:
+        engine.problem.refresh_tolerance = 0.0
     scores, factor = engine.state_tensors()
-    for e, prior in enumerate(priors):
-        features = members[min(e, members.shape[0] - 1)]
-        factor[e] = _factor_after(features, picked, picked_weights[:, e], prior, scale)
-        scores[:, e] = _scores_of_factor(features, pairs, factor[e], scale)
-    if excluded is not None:
-        scores[excluded] = math.nan
+    for e, prior in enumerate(problem.priors):
+        features = problem.member_features(e)
+        factor[e] = _factor_after(features, picked, picked_weights[:, e], prior, scale=scale)
+        scores[:, e] = _scores_of_factor(features, problem.pairs, factor[e], scale)
+    if problem.excluded is not None:
+        scores[problem.excluded] = math.nan
     scores[local] = math.nan
 
 
-def _check_start(
-    scores: torch.Tensor, members: torch.Tensor, priors: list[Prior], first_index: int = 0
-) -> None:
+def _check_start(scores: torch.Tensor, problem: GreedyProblem) -> None:
     """Every available pair's d^T F0^-1 d must be a finite number (pair 0 of ``scores`` is
-    global pair ``first_index``)."""
+    global pair ``problem.first_index``)."""
     bad = torch.isinf(scores)
     if bool(bad.any()):
         pair, member = (int(v) for v in torch.nonzero(bad)[0].tolist())
         raise ValueError(
-            f"d^T F0^-1 d of pair {first_index + pair} overflows float64: features up to "
-            f"{members.abs().max().item():.3g} against {priors[member].describe()}; "
-            "rescale the features or raise the prior"
+            f"d^T F0^-1 d of pair {problem.first_index + pair} overflows float64: features up "
+            f"to {problem.members.abs().max().item():.3g} against "
+            f"{problem.priors[member].describe()}; rescale the features or raise the prior"
         )
 
 
-def _check_steps(
-    chosen: torch.Tensor,
-    gains: torch.Tensor,
-    weights: torch.Tensor,
-    members: torch.Tensor,
-    priors: list[Prior],
+def _raise_step_error(
+    chosen: torch.Tensor, gains: torch.Tensor, heaviest: float, problem: GreedyProblem
 ) -> None:
-    """Every step must have chosen a pair with a finite gain."""
+    """The error of the first step that chose no pair or a pair with an infinite gain."""
     bad = (chosen < 0) | ~torch.isfinite(gains)
-    if not bool(bad.any()):
-        return
     step = int(torch.nonzero(bad)[0, 0])
     what = (
         "no candidate pair had a finite score"
@@ -406,7 +487,7 @@ def _check_steps(
         else f"the gain of pair {int(chosen[step])} overflowed float64"
     )
     raise ValueError(
-        f"greedy step {step}: {what} (weights up to {weights.max().item():.3g}, features up "
-        f"to {members.abs().max().item():.3g}, {priors[0].describe()}); rescale the weights or "
-        "the features, or raise the prior"
+        f"greedy step {step}: {what} (weights up to {heaviest:.3g}, features up to "
+        f"{problem.members.abs().max().item():.3g}, {problem.priors[0].describe()}); rescale "
+        "the weights or the features, or raise the prior"
     )

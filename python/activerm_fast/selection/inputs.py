@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import torch
 
 from .. import _launch
 from . import design as _design
+from .pool import WHOLE_POOL, Pool
+from .ridge import relative_ridge
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SelectionInputs:
     """Tensors on one device, validated once by :func:`~activerm_fast.selectors.select`.
 
@@ -19,8 +21,11 @@ class SelectionInputs:
     shared; strategies that use one model use the first. ``rewards`` is (E, n). ``excluded``
     marks the candidates that are already labelled; ``strategy`` names the caller in errors.
     ``prompt_features`` (n, q) is the feature of the prompt each response answers (None when
-    not given; keyword-only so that subclasses may add fields without defaults). ``lazy`` is
-    the greedy sweep the greedy strategies ask for (:func:`~activerm_fast.greedy_logdet`).
+    not given). ``lazy`` is the greedy sweep the greedy strategies ask for
+    (:func:`~activerm_fast.greedy_logdet`). ``pool`` answers what a strategy asks of the whole
+    candidate pool: this process's pairs are all of it, or one shard
+    (:mod:`activerm_fast.distributed`), in which case ``pairs`` and ``excluded`` are the
+    shard's and every other field the whole pool's.
     """
 
     members: torch.Tensor  # (1 or E, n, d)
@@ -31,8 +36,27 @@ class SelectionInputs:
     ridge: float
     seed: int
     strategy: str
-    prompt_features: torch.Tensor | None = field(default=None, kw_only=True)  # (n, q)
-    lazy: bool | str = field(default="auto", kw_only=True)
+    prompt_features: torch.Tensor | None = None  # (n, q)
+    lazy: bool | str = "auto"
+    pool: Pool = WHOLE_POOL
+    ridge_mode: str = "absolute"
+
+    def resolved(self) -> SelectionInputs:
+        """These inputs with lambda itself as ``ridge``: with ``ridge_mode="relative"`` the
+        ``ridge`` given is c in lambda = c tr(F_L)/d, summed over the whole ``pool``
+        (:func:`~activerm_fast.selection.ridge.relative_ridge`)."""
+        if self.ridge_mode != "relative":
+            return self
+        lam = relative_ridge(
+            self.ridge,
+            self.features,
+            self.pairs,
+            rewards=self.rewards,
+            labelled=self.labelled,
+            excluded=self.excluded,
+            total=self.pool.total,
+        )
+        return replace(self, ridge=lam, ridge_mode="absolute")
 
     @property
     def features(self) -> torch.Tensor:

@@ -27,7 +27,7 @@ def information_trace(
     """tr(sum_k w_k d_k d_k^T) = tr(Phi^T L_w Phi) over ``pairs``, w the ensemble-mean Fisher
     weights of ``rewards`` (1 without rewards), in float64."""
     weights = None if rewards is None else _launch.fisher_weights(rewards, pairs)
-    spread = _launch.laplacian_features(features, pairs, weights)
+    spread = _launch.fisher_matrix(features, pairs, weights)
     return float((centred_for(features, spread) * spread).sum())
 
 
@@ -35,16 +35,17 @@ def relative_ridge(
     scale: float,
     features: torch.Tensor,
     pairs: torch.Tensor,
-    rewards: torch.Tensor | None,
-    labelled: torch.Tensor | None,
-    excluded: torch.Tensor | None,
+    *,
+    rewards: torch.Tensor | None = None,
+    labelled: torch.Tensor | None = None,
+    excluded: torch.Tensor | None = None,
     total: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> float:
     """lambda = ``scale`` tr(F_L)/d over the ``labelled`` pairs, for validated inputs. With
     nothing labelled yet (or labelled pairs that carry no information) the trace is that of one
     average candidate not ``excluded``, as if it were the one labelled pair; ``total`` turns
     this process's (trace, count) of candidates into the whole pool's when ``pairs`` is one
-    shard of it (:meth:`~activerm_fast.strategies.Pool.total`). A ValueError when no pair
+    shard of it (:meth:`~activerm_fast.selection.pool.Pool.total`). A ValueError when no pair
     carries information or lambda is not a positive float64."""
     traces = []
     if labelled is not None and labelled.shape[0]:

@@ -1,0 +1,66 @@
+"""The model-free strategies: a seeded random draw and the greedy k-centre core set."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .. import _launch
+from ..kernels import Selection
+from .inputs import SelectionInputs
+from .registry import batch_selection, register
+
+# core-set centres whose projections are computed in one matrix product (bounds the (n, block)
+# buffer)
+_CENTRE_BLOCK = 256
+
+
+@register("random", "uniformly at random (seeded)")
+def _random(inputs: SelectionInputs, k: int) -> Selection:
+    rng = np.random.default_rng(inputs.seed)
+    return batch_selection(inputs, *inputs.pool.draw(inputs.pairs, rng, inputs.available, k))
+
+
+@register("coreset", "greedy k-center on pair differences", uses_labelled=True)
+def _coreset(inputs: SelectionInputs, k: int) -> Selection:
+    """Repeatedly take the available pair farthest from every centre so far (labelled pairs
+    are the first centres; without them, a seeded random pair). A comparison does not depend
+    on its orientation, so the distance of d_k to a centre c is min ||d_k -+ d_c||, and
+    ||d_k - d_c||^2 = ||d_k||^2 + ||d_c||^2 - 2 |d_k.d_c| with d_k.d_c = (Phi d_c)_i -
+    (Phi d_c)_j: per-response quantities only, no (P, d) array."""
+    f = inputs.features64
+    i, j = inputs.pairs[:, 0].long(), inputs.pairs[:, 1].long()
+    norms = _launch.pair_quadform(inputs.features, inputs.pairs, None, 1.0)
+    nearest = torch.full_like(norms, torch.inf)
+
+    def absorb(centres: torch.Tensor) -> None:
+        """Lower every pair's distance to its nearest centre by the given (c, d) differences."""
+        for block in torch.split(centres, _CENTRE_BLOCK):
+            projection = f @ block.T  # (n, b)
+            dots = (projection[i] - projection[j]).abs()  # (P, b)
+            distance = norms[:, None] + (block * block).sum(dim=1)[None, :] - 2 * dots
+            torch.minimum(nearest, distance.clamp_min(0).min(dim=1).values, out=nearest)
+
+    pool = inputs.pool
+    available = inputs.available.clone()
+    chosen: list[int] = []
+    rows: list[torch.Tensor] = []
+
+    def take(position: int, row: torch.Tensor) -> None:
+        chosen.append(position)
+        rows.append(row)
+        local = pool.local(position)
+        if local is not None:
+            available[local] = False
+        absorb((f[row[0].long()] - f[row[1].long()])[None, :])
+
+    if inputs.labelled is not None and inputs.labelled.shape[0]:
+        absorb(f[inputs.labelled[:, 0].long()] - f[inputs.labelled[:, 1].long()])
+    elif k:
+        first, row = pool.draw(inputs.pairs, np.random.default_rng(inputs.seed), available, None)
+        take(int(first[0]), row[0])
+    while len(chosen) < k:
+        take(*pool.best(inputs.pairs, torch.where(available, nearest, -torch.inf)))
+    indices = torch.tensor(chosen, dtype=torch.int64, device=inputs.pairs.device)
+    picked = torch.stack(rows) if rows else inputs.pairs[:0]
+    return batch_selection(inputs, indices, picked)

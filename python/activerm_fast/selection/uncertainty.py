@@ -1,0 +1,49 @@
+"""The uncertainty strategies: the preference probability nearest 1/2, the largest predicted
+gap, BALD and BAL-PM."""
+
+from __future__ import annotations
+
+import torch
+
+from ..kernels import Selection
+from . import bal_pm
+from .inputs import SelectionInputs
+from .registry import batch_selection, register, top
+
+
+@register("entropy", "preference probability nearest 1/2", needs_rewards=True, needs_model=True)
+def _entropy(inputs: SelectionInputs, k: int) -> Selection:
+    # the ensemble-mean preference probability nearest 1/2 (smallest |r_i - r_j| for one member)
+    p = torch.sigmoid(inputs.reward_gaps()).mean(dim=0)
+    return top(inputs, -(p - 0.5).abs(), k)
+
+
+@register("max-gap", "largest predicted reward gap", needs_rewards=True, needs_model=True)
+def _max_gap(inputs: SelectionInputs, k: int) -> Selection:
+    return top(inputs, inputs.reward_gaps().mean(dim=0).abs(), k)
+
+
+@register(
+    "bald",
+    "mutual information of the label and the ensemble member",
+    needs_rewards=True,
+    needs_ensemble=True,
+    needs_model=True,
+)
+def _bald(inputs: SelectionInputs, k: int) -> Selection:
+    """Top k of the mutual information between a pair's label and the ensemble member:
+    H(mean_e p_e) - mean_e H(p_e), with p_e = sigma(r_e,i - r_e,j)."""
+    return top(inputs, inputs.mutual_information(), k)
+
+
+@register(
+    "bal-pm",
+    "BALD plus a bonus for prompts that raise the entropy of the acquired prompts (BAL-PM)",
+    needs_rewards=True,
+    needs_ensemble=True,
+    needs_model=True,
+    uses_labelled=True,
+    uses_prompt_features=True,
+)
+def _bal_pm(inputs: SelectionInputs, k: int) -> Selection:
+    return batch_selection(inputs, *bal_pm.choose(inputs, k))

@@ -9,6 +9,7 @@ an embedding in a subprocess that SIGKILLs itself while writing a shard.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import signal
@@ -305,7 +306,7 @@ def test_preference_and_completion_rows(tmp_path):
             assert dataset.prompts[0] == "system: be good\n\nuser: what is two plus four"
 
 
-def test_datasets_folder(tmp_path):
+def test_datasets_folder_parquet_and_gzipped_jsonl_read_alike(tmp_path):
     datasets = pytest.importorskip("datasets")
     make_model(tmp_path / "rm")
     rows = [
@@ -313,12 +314,20 @@ def test_datasets_folder(tmp_path):
         {"prompt": "how are you", "chosen": "good", "rejected": "bad"},
     ]
     datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "prefs"))
+    datasets.Dataset.from_list(rows).to_parquet(str(tmp_path / "prefs.parquet"))
+    with gzip.open(tmp_path / "prefs.jsonl.gz", "wt") as out:
+        out.write("".join(json.dumps(r) + "\n" for r in rows))
     (tmp_path / "prefs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    embed(tmp_path / "rm", tmp_path / "prefs", tmp_path / "a.npz", progress=False)
-    embed(tmp_path / "rm", tmp_path / "prefs.jsonl", tmp_path / "b.npz", progress=False)
-    a, b = arm.load(tmp_path / "a.npz"), arm.load(tmp_path / "b.npz")
-    np.testing.assert_array_equal(a.embeddings, b.embeddings)
-    assert a.pairs.tolist() == [[0, 1], [2, 3]] and a.n == 4
+    embed(tmp_path / "rm", tmp_path / "prefs.jsonl", tmp_path / "plain.npz", progress=False)
+    plain = arm.load(tmp_path / "plain.npz")
+    assert plain.pairs.tolist() == [[0, 1], [2, 3]] and plain.n == 4
+    for source in ("prefs", "prefs.parquet", "prefs.jsonl.gz"):
+        out = tmp_path / f"{source.replace('.', '-')}.npz"
+        embed(tmp_path / "rm", tmp_path / source, out, progress=False)
+        other = arm.load(out)
+        np.testing.assert_array_equal(other.embeddings, plain.embeddings)
+        assert other.pairs.tolist() == plain.pairs.tolist()
+        assert other.responses == plain.responses
 
 
 def test_truncation_is_counted_and_a_prompt_longer_than_max_length_refused(tmp_path):

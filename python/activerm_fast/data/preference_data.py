@@ -62,9 +62,41 @@ _INSTALL = "pip install 'activerm_fast[export]'"
 
 @dataclass(frozen=True)
 class ExportSummary:
-    """What :func:`export_preferences` wrote: ``rows`` preference rows to ``path`` in ``form``,
-    from ``decided`` pairs with a winner and ``ties`` tied pairs (written both ways when
-    ``ties_written``, else left out); ``unlabelled`` pairs had no label and were left out."""
+    """What :func:`export_preferences` wrote.
+
+    Attributes
+    ----------
+    path : Path
+        Where.
+    form : str
+        ``standard``, ``conversational`` or ``implicit``.
+    rows : int
+        Preference rows written.
+    decided : int
+        Pairs with a winner.
+    ties : int
+        Tied pairs: written both ways when ``ties_written``, else left out.
+    ties_written : bool
+        Whether ties were written.
+    unlabelled : int
+        Pairs without a label, left out.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> import activerm_fast as arm
+    >>> chat = arm.Dataset(
+    ...     "chat", np.random.default_rng(0).normal(size=(4, 8)), np.array([0, 0, 1, 1]),
+    ...     prompts=["Hi?", "Sum 2+2"], responses=["Hello there", "Go away", "It is 4", "5"],
+    ... )
+    >>> folder = tempfile.mkdtemp()
+    >>> path = os.path.join(folder, "prefs.jsonl")
+    >>> pairs, labels = np.array([[0, 1], [3, 2]]), np.array([1.0, 0.5])
+    >>> summary = arm.export_preferences(chat, pairs, labels, path, ties="both")
+    >>> summary.rows, summary.decided, summary.ties, summary.ties_written  # a tie: 2 rows
+    (3, 1, 1, True)
+    """
 
     path: Path
     form: str
@@ -79,9 +111,46 @@ class ExportSummary:
 
 
 def read_annotations(path: str | os.PathLike[str], n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(M, 2) int64 pairs and (M,) float64 labels from an annotation JSONL file (the format of
-    :mod:`~activerm_fast.annotation`), every record kept: label 1.0 (first wins), 0.0 (second
-    wins), 0.5 (a tie) or NaN (``"label": null``, not labelled yet)."""
+    """Every record of an annotation JSONL file, ties and unlabelled pairs included.
+
+    The format of :mod:`~activerm_fast.data.annotation`: label 1.0 (first wins), 0.0 (second
+    wins), 0.5 (a tie) or NaN (``"label": null``, not labelled yet).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The JSONL file.
+    n : int
+        Rows of the dataset the indices refer to.
+
+    Returns
+    -------
+    pairs : np.ndarray
+        (M, 2) int64 rows ``(first, second)``.
+    labels : np.ndarray
+        (M,) float64 labels.
+
+    Raises
+    ------
+    TypeError
+        If ``path`` is not a path.
+    ValueError
+        If a record is not an object, an index is not one of ``n`` rows, the two rows are
+        the same, or the label is missing or not 1, 0, 0.5 or null.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from activerm_fast import read_annotations
+    >>> path = os.path.join(tempfile.mkdtemp(), "labelled.jsonl")
+    >>> with open(path, "w") as file:
+    ...     _ = file.write('{"first": 0, "second": 1, "label": 1}\\n')
+    ...     _ = file.write('{"first": 3, "second": 2, "label": 0.5}\\n')
+    ...     _ = file.write('{"first": 0, "second": 2, "label": null}\\n')
+    >>> pairs, labels = read_annotations(path, 4)
+    >>> pairs.tolist(), labels.tolist()
+    ([[0, 1], [3, 2], [0, 2]], [1.0, 0.5, nan])
+    """
     n = count_argument(n, "n")
     pairs, labels = [], []
     for where, record in _jsonl_records(_path_argument(path, "path")):
@@ -116,6 +185,46 @@ def read_simulation_labels(
     ``run_dir`` is one run's checkpoint folder, ``OUT/checkpoints/<strategy>-seed<seed>``; the
     pairs are those of its last finished round. The run indexed ``dataset.train()``, so
     ``dataset`` must be the one simulate ran on, with the same split.
+
+    Parameters
+    ----------
+    run_dir : str or os.PathLike
+        The run's checkpoint folder.
+    dataset : Dataset
+        The dataset the run used.
+
+    Returns
+    -------
+    pairs : np.ndarray
+        (M, 2) int64 rows of ``dataset``.
+    labels : np.ndarray
+        (M,) float64 labels, 0 or 1.
+
+    Raises
+    ------
+    TypeError
+        If ``run_dir`` is not a path or ``dataset`` not a Dataset.
+    FileNotFoundError
+        If the folder holds no checkpoint.
+    ValueError
+        If it is a whole simulate output folder (the message names its runs), not a
+        checkpoint, or a run on another dataset or split.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import activerm_fast as arm
+    >>> data = arm.synthetic(6, 4, 3, 4, dim=8)
+    >>> config = arm.LoopConfig(
+    ...     rounds=1, per_round=4, prompts_per_round=4, cross_pairs=50, ensemble=1,
+    ...     hidden=(8,), epochs=2,
+    ... )
+    >>> out = tempfile.mkdtemp()
+    >>> _ = arm.simulate(data, ["random"], config=config, seeds=(0,), out_dir=out, progress=False)
+    >>> run = os.path.join(out, "checkpoints", "random-seed0")
+    >>> pairs, labels = arm.read_simulation_labels(run, data)
+    >>> pairs.shape, bool(data.is_test[pairs].any())  # rows of the whole dataset, all training
+    ((4, 2), False)
     """
     folder = _path_argument(run_dir, "run_dir")
     if not isinstance(dataset, Dataset):
@@ -173,6 +282,60 @@ def export_preferences(
     module); the first two refuse a pair of responses to different prompts. ``ties``: ``drop``
     or ``both``. ``embeddings`` adds each side's embedding as ``chosen_embedding`` and
     ``rejected_embedding``, so :func:`load_preferences` needs no text model.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        A dataset with texts (prompts and responses).
+    pairs : np.ndarray or torch.Tensor
+        (M, 2) integer rows of ``dataset``, two different responses each.
+    labels : array_like
+        (M,) 1, 0, 0.5 or NaN.
+    path : str or os.PathLike
+        ``.jsonl``, ``.parquet`` (pyarrow) or a folder without a suffix (datasets).
+    form : {"standard", "conversational", "implicit"}, default "standard"
+        The rows' form.
+    ties : {"drop", "both"}, default "drop"
+        Leave ties out or write them both ways.
+    embeddings : bool, default False
+        Add the embedding columns.
+
+    Returns
+    -------
+    ExportSummary
+        What was written.
+
+    Raises
+    ------
+    TypeError
+        If an argument has the wrong type.
+    ValueError
+        If the dataset has no texts, a pair or label is invalid, a name is unknown, nothing
+        is left to write, or a cross-prompt pair is given for a form with one prompt.
+    ImportError
+        If a Parquet file or folder is asked for without pyarrow or datasets.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> import activerm_fast as arm
+    >>> chat = arm.Dataset(
+    ...     "chat", np.random.default_rng(0).normal(size=(4, 8)), np.array([0, 0, 1, 1]),
+    ...     prompts=["Hi?", "Sum 2+2"], responses=["Hello there", "Go away", "It is 4", "5"],
+    ... )
+    >>> folder = tempfile.mkdtemp()
+    >>> path = os.path.join(folder, "prefs.jsonl")
+    >>> pairs, labels = np.array([[0, 1], [3, 2], [0, 2]]), np.array([1.0, 0.0, np.nan])
+    >>> arm.export_preferences(chat, pairs, labels, path).rows  # the unlabelled pair left out
+    2
+    >>> print(open(path).read(), end="")  # (3, 2) with label 0: response 2 is chosen
+    {"prompt": "Hi?", "chosen": "Hello there", "rejected": "Go away"}
+    {"prompt": "Sum 2+2", "chosen": "It is 4", "rejected": "5"}
+    >>> arm.export_preferences(chat, [[0, 2]], [1.0], path)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: pairs[0] = (0, 2) compares responses to different prompts ...
     """
     if not isinstance(dataset, Dataset):
         raise TypeError(f"dataset must be a Dataset, got {describe(dataset)}")
@@ -325,6 +488,57 @@ def load_preferences(
     :func:`~activerm_fast.data.embed_texts` with ``model``, ``batch_size`` and
     ``show_progress_bar`` (extra ``activerm_fast[text]``). The prompt-level split is drawn
     with ``test_fraction`` and ``seed``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The preference dataset.
+    model : object or str or os.PathLike, optional
+        The text model, as in :func:`~activerm_fast.data.embed_texts`; unused when the rows
+        carry embeddings.
+    batch_size, show_progress_bar
+        Passed to the text model.
+    test_fraction : float, default 0.2
+        Share of the prompts in the test split.
+    seed : int, default 0
+        Seeds that split.
+
+    Returns
+    -------
+    Dataset
+        With texts, and labelled pairs (chosen row, rejected row) with label 1.
+
+    Raises
+    ------
+    TypeError
+        If ``path`` is not a path.
+    FileNotFoundError
+        If there is no such file or folder.
+    ValueError
+        If a row is not a preference row, rows are not all alike (form, embedding columns),
+        one response has two embeddings, a row compares a response with itself, or there
+        is no row.
+    ImportError
+        If a reader (pyarrow, datasets) or, for texts, sentence-transformers is missing.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> import activerm_fast as arm
+    >>> chat = arm.Dataset(
+    ...     "chat", np.random.default_rng(0).normal(size=(4, 8)), np.array([0, 0, 1, 1]),
+    ...     prompts=["Hi?", "Sum 2+2"], responses=["Hello there", "Go away", "It is 4", "5"],
+    ... )
+    >>> folder = tempfile.mkdtemp()
+    >>> path = os.path.join(folder, "implicit.jsonl")
+    >>> pairs, labels = np.array([[0, 1], [0, 2]]), np.array([1.0, 0.0])
+    >>> _ = arm.export_preferences(chat, pairs, labels, path, form="implicit", embeddings=True)
+    >>> back = arm.load_preferences(path)  # embeddings in the file: no text model
+    >>> back.pairs.tolist(), back.labels.tolist()  # (chosen, rejected), label 1
+    ([[0, 1], [2, 0]], [1, 1])
+    >>> back.responses, bool(np.allclose(back.embeddings, chat.embeddings[[0, 1, 2]]))
+    (['Hello there', 'Go away', 'It is 4'], True)
     """
     comparisons = _read_comparisons(_path_argument(path, "path"))
     return _dataset(
@@ -347,8 +561,52 @@ def import_preferences(
 ) -> tuple[Dataset, ExportSummary]:
     """Read the preference dataset ``source`` as :func:`load_preferences` does (embedding its
     texts once) and write it to ``out`` in the same form with the embedding columns, which
-    :func:`load_preferences` and ``--data`` then read without a text model. Returns the
-    dataset and what was written."""
+    :func:`load_preferences` and ``--data`` then read without a text model.
+
+    Parameters
+    ----------
+    source : str or os.PathLike
+        The preference dataset to read.
+    out : str or os.PathLike
+        Where to write it with the embedding columns (checked before any embedding).
+    model : object or str or os.PathLike, optional
+        The text model, as in :func:`~activerm_fast.data.embed_texts`.
+    batch_size, show_progress_bar
+        Passed to the text model.
+
+    Returns
+    -------
+    dataset : Dataset
+        The dataset read (split with test fraction 0.2, seed 0).
+    summary : ExportSummary
+        What was written to ``out``.
+
+    Raises
+    ------
+    TypeError, FileNotFoundError, ValueError, ImportError
+        As :func:`load_preferences` and :func:`export_preferences`.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> import activerm_fast as arm
+    >>> chat = arm.Dataset(
+    ...     "chat", np.random.default_rng(0).normal(size=(4, 8)), np.array([0, 0, 1, 1]),
+    ...     prompts=["Hi?", "Sum 2+2"], responses=["Hello there", "Go away", "It is 4", "5"],
+    ... )
+    >>> folder = tempfile.mkdtemp()
+    >>> class Lengths:  # any object with sentence-transformers' encode: here, text lengths
+    ...     def encode(self, texts, **options):
+    ...         return np.array([[len(t), t.count(" ")] for t in texts], np.float32)
+    >>> source, out = os.path.join(folder, "prefs.jsonl"), os.path.join(folder, "embedded.jsonl")
+    >>> _ = arm.export_preferences(chat, np.array([[0, 1], [2, 3]]), np.array([1, 1]), source)
+    >>> dataset, summary = arm.import_preferences(source, out, Lengths(), show_progress_bar=False)
+    >>> dataset.embeddings[0].tolist()  # [prompt "Hi?", response "Hello there"]
+    [3.0, 0.0, 11.0, 1.0]
+    >>> summary.rows, summary.form, "chosen_embedding" in open(out).readline()
+    (2, 'standard', True)
+    """
     comparisons = _read_comparisons(_path_argument(source, "source"))
     _file_kind(_path_argument(out, "out"), writing=True)  # a bad name fails before embedding
     dataset = _dataset(
@@ -677,8 +935,25 @@ def _file_kind(path: Path, *, writing: bool) -> str:
 
 
 def is_preference_path(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` names what :func:`load_preferences` reads: a ``.jsonl`` or ``.parquet``
-    file or a folder."""
+    """Whether ``path`` names what :func:`load_preferences` reads.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Any path.
+
+    Returns
+    -------
+    bool
+        True for a ``.jsonl`` or ``.parquet`` name or an existing folder.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from activerm_fast.data.preference_data import is_preference_path
+    >>> [is_preference_path(p) for p in ("a.jsonl", "a.parquet", "a.npz", tempfile.mkdtemp())]
+    [True, True, False, True]
+    """
     return Path(path).suffix in (".jsonl", ".parquet") or Path(path).is_dir()
 
 

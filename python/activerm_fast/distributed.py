@@ -417,6 +417,59 @@ def select(
     picks agree unless two scores are within that rounding, the gains to ~1e-12). So is
     ``ridge_mode="relative"`` while no labelled pair carries information: lambda then comes
     from the pool's average candidate, a sum over the ranks.
+
+    Parameters
+    ----------
+    strategy : str
+        A name in :data:`~activerm_fast.STRATEGIES`, the same on every rank.
+    group : ProcessGroup, optional
+        The ranks; the default process group when None.
+    **options
+        :func:`activerm_fast.select`'s keyword arguments (``features``, ``pairs``, ``k``,
+        ``rewards``, ``labelled``, ``ridge``, ``ridge_mode``, ``seed``,
+        ``prompt_features``, ``lazy``), ``pairs`` this rank's shard.
+
+    Returns
+    -------
+    Selection
+        The same on every rank; indices are global positions in the concatenated pool.
+
+    Raises
+    ------
+    TypeError, ValueError
+        On every rank, prefixed ``rank r:``, the error of the lowest rank whose arguments
+        :func:`activerm_fast.select` refuses, whose replicated arguments differ from rank
+        0's, or whose shard repeats a pair of another; also a budget beyond the whole pool.
+
+    Examples
+    --------
+    Under ``torchrun`` every rank runs the same lines after ``dist.init_process_group()``;
+    here a group of one process stands in for it:
+
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> import torch.distributed as dist
+    >>> import activerm_fast as arm
+    >>> from activerm_fast import distributed
+    >>> store = os.path.join(tempfile.mkdtemp(), "store")
+    >>> dist.init_process_group("gloo", init_method=f"file://{store}", rank=0, world_size=1)
+    >>> rank, world = dist.get_rank(), dist.get_world_size()
+    >>> features = np.random.default_rng(0).normal(size=(6, 8)).astype(np.float32)
+    >>> prompt_ids = np.array([0, 0, 1, 1, 2, 2])
+    >>> mine = arm.pairs.cross_prompt(prompt_ids, 10, seed=0, shard=(rank, world))  # my shard
+    >>> pool = arm.pairs.cross_prompt(prompt_ids, 10, seed=0)  # the whole pool, for checking
+    >>> rewards = features[:, 0]
+    >>> batch = distributed.select(
+    ...     "dopt-greedy", features=features, pairs=mine, k=3, rewards=rewards
+    ... )
+    >>> alone = arm.select("dopt-greedy", features=features, pairs=pool, k=3, rewards=rewards)
+    >>> batch.indices.tolist() == alone.indices.tolist(), batch.logdet == alone.logdet
+    (True, True)
+    >>> distributed.select("dopt-greedy", features=features, pairs=mine, k=3)
+    Traceback (most recent call last):
+    ...
+    ValueError: rank 0: strategy 'dopt-greedy' needs rewards, got rewards=None
+    >>> dist.destroy_process_group()
     """
     group_ = _Group(group)
     k = options["k"]
@@ -472,6 +525,62 @@ def greedy_logdet(
     ``prior`` are the same on every rank. Every rank returns the selection of the concatenated
     pool (indices are global positions), bit for bit that of one process. A step exchanges one
     40-byte choice record per rank, whatever the pool's size and d.
+
+    Parameters
+    ----------
+    features : np.ndarray or torch.Tensor
+        (n, d) features, the same on every rank.
+    pairs : np.ndarray or torch.Tensor
+        (P_rank, 2) this rank's shard of the candidates.
+    k : int
+        Pairs to choose from the whole pool, the same on every rank.
+    weights : np.ndarray or torch.Tensor, optional
+        (P_rank,) this shard's weights; ones when None.
+    prior : float or np.ndarray or torch.Tensor, default 1e-3
+        lambda or a symmetric (d, d) F0, the same on every rank.
+    exclude : np.ndarray or torch.Tensor, optional
+        (P_rank,) this shard's mask of pairs not to choose.
+    group : ProcessGroup, optional
+        The ranks; the default process group when None.
+    lazy : bool or "auto", default "auto"
+        The sweep, as in :func:`activerm_fast.greedy_logdet`.
+
+    Returns
+    -------
+    Selection
+        The same on every rank; indices are global positions in the concatenated pool.
+
+    Raises
+    ------
+    TypeError, ValueError
+        On every rank, prefixed ``rank r:``, the error of the lowest rank whose arguments
+        :func:`activerm_fast.greedy_logdet` refuses or whose replicated ones differ from
+        rank 0's; also a pair in two shards or ``k`` beyond the whole pool.
+
+    Examples
+    --------
+    Under ``torchrun`` every rank runs the same lines after ``dist.init_process_group()``;
+    here a group of one process stands in for it:
+
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> import torch.distributed as dist
+    >>> import activerm_fast as arm
+    >>> from activerm_fast import distributed
+    >>> store = os.path.join(tempfile.mkdtemp(), "store")
+    >>> dist.init_process_group("gloo", init_method=f"file://{store}", rank=0, world_size=1)
+    >>> rank, world = dist.get_rank(), dist.get_world_size()
+    >>> features = np.random.default_rng(0).normal(size=(6, 8)).astype(np.float32)
+    >>> prompt_ids = np.array([0, 0, 1, 1, 2, 2])
+    >>> mine = arm.pairs.cross_prompt(prompt_ids, 10, seed=0, shard=(rank, world))  # my shard
+    >>> pool = arm.pairs.cross_prompt(prompt_ids, 10, seed=0)  # the whole pool, for checking
+    >>> batch = distributed.greedy_logdet(features, mine, 3, prior=1.0)
+    >>> alone = arm.greedy_logdet(features, pool, 3, prior=1.0)
+    >>> batch.indices.tolist() == alone.indices.tolist()
+    True
+    >>> bool(np.array_equal(batch.gains, alone.gains))  # bit for bit
+    True
+    >>> dist.destroy_process_group()
     """
     group_ = _Group(group)
 
@@ -502,10 +611,54 @@ def greedy_logdet(
 
 
 def pairs_at(pairs: Any, indices: Any, group: Any | None = None) -> torch.Tensor:
-    """The (k, 2) int64 rows at global positions ``indices`` (the same on every rank, e.g. a
-    :class:`~activerm_fast.kernels.Selection`'s) of the pool whose shard this rank holds as
-    ``pairs``, on every rank and on ``pairs``' device: each rank fills the rows it holds and
-    one all-reduce of k x 16 bytes adds them up."""
+    """The (k, 2) int64 rows at global positions ``indices`` of a sharded pool, on every rank.
+
+    ``indices`` are the same on every rank (e.g. a :class:`~activerm_fast.kernels.Selection`'s)
+    and ``pairs`` is this rank's shard: each rank fills the rows it holds and one all-reduce of
+    k x 16 bytes adds them up.
+
+    Parameters
+    ----------
+    pairs : np.ndarray or torch.Tensor
+        (P_rank, 2) this rank's shard.
+    indices : np.ndarray or torch.Tensor
+        (k,) global positions in the concatenated pool.
+    group : ProcessGroup, optional
+        The ranks; the default process group when None.
+
+    Returns
+    -------
+    torch.Tensor
+        (k, 2) int64 rows, on ``pairs``' device.
+
+    Raises
+    ------
+    TypeError
+        If ``pairs`` or ``indices`` is not an array or tensor.
+
+    Examples
+    --------
+    Under ``torchrun`` every rank runs the same lines after ``dist.init_process_group()``;
+    here a group of one process stands in for it:
+
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> import torch.distributed as dist
+    >>> import activerm_fast as arm
+    >>> from activerm_fast import distributed
+    >>> store = os.path.join(tempfile.mkdtemp(), "store")
+    >>> dist.init_process_group("gloo", init_method=f"file://{store}", rank=0, world_size=1)
+    >>> rank, world = dist.get_rank(), dist.get_world_size()
+    >>> features = np.random.default_rng(0).normal(size=(6, 8)).astype(np.float32)
+    >>> prompt_ids = np.array([0, 0, 1, 1, 2, 2])
+    >>> mine = arm.pairs.cross_prompt(prompt_ids, 10, seed=0, shard=(rank, world))  # my shard
+    >>> pool = arm.pairs.cross_prompt(prompt_ids, 10, seed=0)  # the whole pool, for checking
+    >>> batch = distributed.greedy_logdet(features, mine, 3)
+    >>> rows = distributed.pairs_at(mine, batch.indices)
+    >>> rows.tolist() == pool[batch.indices].tolist()
+    True
+    >>> dist.destroy_process_group()
+    """
     group_ = _Group(group)
     p = v.as_tensor(pairs, "pairs")
     wanted = v.as_tensor(indices, "indices").to(device=p.device, dtype=torch.int64)
@@ -522,5 +675,40 @@ def agreed(call: Callable[[], T], group: Any | None = None) -> T:
     """``call()`` on every rank, then agree: if it raised on any rank, every rank raises the
     error of the lowest such rank (``rank r: ...``); else this rank's result. For the work
     each rank does alone before a collective (reading its files, building its shard), so that
-    a failure on one rank does not leave the others waiting."""
+    a failure on one rank does not leave the others waiting.
+
+    Parameters
+    ----------
+    call : callable
+        Takes no argument.
+    group : ProcessGroup, optional
+        The ranks; the default process group when None.
+
+    Returns
+    -------
+    object
+        This rank's ``call()``.
+
+    Raises
+    ------
+    Exception
+        On every rank, the error of the lowest rank whose ``call()`` raised, prefixed
+        ``rank r:``: of its type where it can be rebuilt from a message, else a RuntimeError
+        naming the type.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import torch.distributed as dist
+    >>> from activerm_fast import distributed
+    >>> store = os.path.join(tempfile.mkdtemp(), "store")
+    >>> dist.init_process_group("gloo", init_method=f"file://{store}", rank=0, world_size=1)
+    >>> distributed.agreed(lambda: 6 * 7)
+    42
+    >>> distributed.agreed(lambda: int("not a number"))
+    Traceback (most recent call last):
+    ...
+    ValueError: rank 0: invalid literal for int() with base 10: 'not a number'
+    >>> dist.destroy_process_group()
+    """
     return _Group(group).agreed(call)

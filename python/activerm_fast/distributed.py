@@ -403,13 +403,12 @@ class _ShardedPool(Pool):
 def select(
     strategy: str, *, group: Any | None = None, **options: Unpack[SelectOptions]
 ) -> Selection:
-    """:func:`activerm_fast.select` over a pool sharded across the ranks of ``group`` (the
-    default process group when None); every rank calls it, with the options of
-    :func:`activerm_fast.select`.
+    """:func:`activerm_fast.select` over a pool sharded across the ranks of ``group``.
 
-    ``pairs`` is this rank's shard of the candidates; ``features``, ``rewards``, ``labelled``,
-    ``strategy``, ``k``, ``ridge``, ``ridge_mode``, ``seed`` and ``prompt_features`` are the
-    same on every rank. Returns, on every rank, the selection of the concatenated pool, indices
+    Every rank calls it, with the options of :func:`activerm_fast.select`. ``pairs`` is this
+    rank's shard of the candidates; ``features``, ``rewards``, ``labelled``, ``strategy``,
+    ``k``, ``ridge``, ``ridge_mode``, ``seed`` and ``prompt_features`` are the same on every
+    rank. Returns, on every rank, the selection of the concatenated pool, indices
     being global positions: the same indices, gains and log det as
     :func:`activerm_fast.select` on that pool, bit for bit, for every strategy but
     ``dopt-topk`` and ``past-dopt-topk``: their pool Fisher matrix is a sum of one part per
@@ -518,13 +517,13 @@ def greedy_logdet(
     group: Any | None = None,
     lazy: bool | str = "auto",
 ) -> Selection:
-    """:func:`activerm_fast.greedy_logdet` over a pool sharded across the ranks of ``group``
-    (the default process group when None); every rank calls it.
+    """:func:`activerm_fast.greedy_logdet` over a pool sharded across the ranks of ``group``.
 
-    ``pairs``, ``weights`` and ``exclude`` are this rank's shard; ``features``, ``k`` and
-    ``prior`` are the same on every rank. Every rank returns the selection of the concatenated
-    pool (indices are global positions), bit for bit that of one process. A step exchanges one
-    40-byte choice record per rank, whatever the pool's size and d.
+    Every rank calls it. ``pairs``, ``weights`` and ``exclude`` are this rank's shard;
+    ``features``, ``k`` and ``prior`` are the same on every rank. Every rank returns the
+    selection of the concatenated pool (indices are global positions), bit for bit that of one
+    process. A step exchanges one 40-byte choice record per rank, whatever the pool's size
+    and d.
 
     Parameters
     ----------
@@ -672,10 +671,12 @@ def pairs_at(pairs: Any, indices: Any, group: Any | None = None) -> torch.Tensor
 
 
 def agreed(call: Callable[[], T], group: Any | None = None) -> T:
-    """``call()`` on every rank, then agree: if it raised on any rank, every rank raises the
-    error of the lowest such rank (``rank r: ...``); else this rank's result. For the work
-    each rank does alone before a collective (reading its files, building its shard), so that
-    a failure on one rank does not leave the others waiting.
+    """``call()`` on every rank, then agree on whether it raised anywhere.
+
+    If it raised on any rank, every rank raises the error of the lowest such rank
+    (``rank r: ...``); else each rank gets its own result. For the work each rank does alone
+    before a collective (reading its files, building its shard), so that a failure on one rank
+    does not leave the others waiting.
 
     Parameters
     ----------

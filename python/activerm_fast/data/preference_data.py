@@ -274,8 +274,10 @@ def export_preferences(
     ties: str = "drop",
     embeddings: bool = False,
 ) -> ExportSummary:
-    """Write labelled ``pairs`` (M, 2) of ``dataset``'s rows with ``labels`` (M,) as a preference
-    dataset at ``path`` (``.jsonl``, ``.parquet`` or a folder for ``datasets``).
+    """Write labelled pairs of ``dataset``'s rows as a preference dataset at ``path``.
+
+    ``pairs`` (M, 2) with ``labels`` (M,), to a ``.jsonl`` or ``.parquet`` file or a folder
+    for ``datasets``.
 
     ``labels``: 1 when ``pairs[k, 0]`` wins, 0 when ``pairs[k, 1]`` does, 0.5 a tie, NaN not
     labelled (left out). ``form``: ``standard``, ``conversational`` or ``implicit`` (see the
@@ -478,8 +480,9 @@ def load_preferences(
     test_fraction: float = 0.2,
     seed: int = 0,
 ) -> Dataset:
-    """A :class:`~activerm_fast.data.Dataset` from a preference dataset at ``path`` (``.jsonl``,
-    ``.parquet`` or a ``datasets`` folder) in any of the three forms.
+    """A :class:`~activerm_fast.data.Dataset` from a preference dataset at ``path``.
+
+    A ``.jsonl`` or ``.parquet`` file or a ``datasets`` folder, in any of the three forms.
 
     Each distinct (prompt, response) becomes one row, in order of first appearance, and each
     preference row the labelled pair (chosen row, rejected row) with label 1. A prompt of
@@ -559,9 +562,11 @@ def import_preferences(
     batch_size: int = 32,
     show_progress_bar: bool = True,
 ) -> tuple[Dataset, ExportSummary]:
-    """Read the preference dataset ``source`` as :func:`load_preferences` does (embedding its
-    texts once) and write it to ``out`` in the same form with the embedding columns, which
-    :func:`load_preferences` and ``--data`` then read without a text model.
+    """Embed a preference dataset's texts once and write it again with the embedding columns.
+
+    Reads ``source`` as :func:`load_preferences` does and writes it to ``out`` in the same
+    form with the embedding columns, which :func:`load_preferences` and ``--data`` then read
+    without a text model.
 
     Parameters
     ----------

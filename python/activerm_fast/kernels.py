@@ -40,7 +40,7 @@ class Selection:
         (k,) int64 positions in the candidate ``pairs``, in the order chosen.
     gains : np.ndarray or torch.Tensor
         (k,) log-det increments log(1 + w_k d_k^T F^-1 d_k) of each choice given the ones
-        before it (the strategy's own score for strategies that are not log-det designs).
+        before it, whatever strategy chose them.
     logdet : float
         log det of the final design matrix F0 + sum over the chosen pairs.
 

@@ -185,8 +185,9 @@ def select(
     Returns
     -------
     Selection
-        Positions in ``pairs`` in the order chosen, their gains (the strategy's score) and
-        log det of the final design; arrays of the type of ``features``.
+        Positions in ``pairs`` in the order chosen, the log-det gain of each choice given
+        the ones before it, and log det of the final design; arrays of the type of
+        ``features``.
 
     Raises
     ------

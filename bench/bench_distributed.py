@@ -65,7 +65,7 @@ def reset_peak_memory() -> None:
 
 def watch_engine_start(sharded: bool) -> list[float]:
     """Record when every greedy engine is ready (every rank's, when sharded)."""
-    from activerm_fast.selection import design as _design
+    from activerm_fast.testing import design as _design
 
     started: list[float] = []
     build = _design.greedy_engine

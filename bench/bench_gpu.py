@@ -34,7 +34,7 @@ import baselines
 import torch
 
 import activerm_fast as arm
-from activerm_fast import _launch
+from activerm_fast.testing import launch as _launch
 
 RESPONSES_PER_PROMPT = 4
 RIDGE = 1e-3
@@ -338,7 +338,7 @@ def main() -> None:
     if not arm.build_info()["gpu_usable"]:
         raise SystemExit("bench_gpu.py needs the CUDA backend and a GPU")
 
-    from activerm_fast import _cuda  # built with the CUDA backend only
+    from activerm_fast.testing import cuda as _cuda  # None without the CUDA backend
 
     props = torch.cuda.get_device_properties(0)
     device = (

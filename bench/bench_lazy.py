@@ -31,8 +31,8 @@ import torch
 from bench_greedy import bytes_per_step, current_rss_bytes
 
 import activerm_fast as arm
-from activerm_fast import _core
-from activerm_fast.selection import design as _design
+from activerm_fast.testing import core as _core
+from activerm_fast.testing import design as _design
 
 SWEEPS: list[bool | str] = [False, True, "auto"]
 ENSEMBLE_MEMBERS = 3

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 import activerm_fast as arm
-from activerm_fast.selection import design as _design
+from activerm_fast.testing import design as _design
 
 N, D, COUNT, MEMBERS = 300, 130, 3_000, 3
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 import activerm_fast as arm
-from activerm_fast import _reference as ref
+from activerm_fast.testing import reference as ref
 
 
 def check_close(name: str, got: object, want: np.ndarray, rtol: float) -> None:

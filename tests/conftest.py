@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from activerm_fast._launch import gpu_usable
+from activerm_fast.testing import gpu_usable
 
 ARRAY_KINDS = ["numpy", "torch-cpu", "torch-cuda"]
 

@@ -9,8 +9,9 @@ import torch
 import activerm_fast as arm
 from activerm_fast import data
 from activerm_fast.data import annotation
-from activerm_fast.selection import bal_pm
-from activerm_fast.selection.inputs import SelectionInputs
+from activerm_fast.testing import SelectionInputs, bal_pm
+
+import oracles
 
 
 def prompt_problem(rng, prompts=12, per_prompt=4, dim=5, members=3):
@@ -182,3 +183,44 @@ def test_the_annotation_step_places_prompts_by_the_datasets_prompt_features(rng,
         prompt_features=dataset.prompt_features()[dataset.prompt_ids],
     )
     np.testing.assert_array_equal(batch, candidates[chosen.indices])
+    # and what the rule itself picks on the model's rewards and the dataset's prompt features
+    want = oracles.bal_pm_selection(
+        dataset.prompt_features()[dataset.prompt_ids], candidates, plan.rewards, 10, labelled
+    )
+    np.testing.assert_array_equal(batch, candidates[want])
+
+
+@pytest.mark.parametrize(("beta", "neighbours"), [(0.0, 5), (1.0, 1), (1.0, 2), (1.0, 5), (4.0, 3)])
+@pytest.mark.parametrize("with_labelled", [False, True])
+def test_matches_a_brute_force_oracle_on_a_tiny_pool(rng, beta, neighbours, with_labelled):
+    # oracles.bal_pm_selection re-implements the documented rule plainly (every distance afresh
+    # each pick, no kept neighbour lists): the picks must be the same, in the same order
+    prompt_ids = np.repeat(np.arange(7), 3)
+    points = rng.normal(size=(7, 2))[prompt_ids]
+    features = rng.normal(size=(21, 3))
+    rewards = rng.normal(scale=1.5, size=(3, 21))
+    pool = arm.pairs.all_pairs(21)[rng.choice(210, 90, replace=False)]
+    labelled = pool[:6] if with_labelled else None
+    inputs = inputs_of(features, pool, rewards, labelled, points)
+    chosen, rows = bal_pm.choose(inputs, 20, beta=beta, neighbours=neighbours)
+    want = oracles.bal_pm_selection(
+        points, pool, rewards, 20, labelled=labelled, beta=beta, neighbours=neighbours
+    )
+    assert chosen.tolist() == want
+    np.testing.assert_array_equal(rows.numpy(), pool[want])
+
+
+def test_select_is_the_brute_force_oracle_with_and_without_prompt_features(rng):
+    prompt_ids = np.repeat(np.arange(6), 4)
+    points = rng.normal(size=(6, 3))[prompt_ids]
+    features = rng.normal(size=(24, 4))
+    rewards = rng.normal(scale=2.0, size=(4, 24))
+    pool = arm.pairs.cross_prompt(prompt_ids, 120, seed=int(rng.integers(1 << 30)))
+    labelled = pool[:8]
+    kwargs = {"features": features, "pairs": pool, "k": 25, "rewards": rewards}
+    got = arm.select("bal-pm", labelled=labelled, prompt_features=points, **kwargs)
+    want = oracles.bal_pm_selection(points, pool, rewards, 25, labelled=labelled)
+    assert got.indices.tolist() == want
+    # without prompt features every response is its own prompt, at its feature
+    got = arm.select("bal-pm", **kwargs)
+    assert got.indices.tolist() == oracles.bal_pm_selection(features, pool, rewards, 25)

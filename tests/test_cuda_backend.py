@@ -17,8 +17,8 @@ import pytest
 import torch
 
 import activerm_fast as arm
-from activerm_fast import _launch
-from activerm_fast import _reference as ref
+from activerm_fast.testing import launch as _launch
+from activerm_fast.testing import reference as ref
 
 from conftest import random_pairs, relative_error, spd
 

@@ -87,7 +87,7 @@ def worker(rank: int, world: int, port: int, out: str, device: str) -> None:
     import torch.distributed as dist
 
     from activerm_fast import distributed
-    from activerm_fast.selection import design as _design
+    from activerm_fast.testing import design as _design
 
     torch.set_num_threads(1)
     dist.init_process_group(

@@ -186,7 +186,7 @@ def test_bad_input_is_named(call, error, match):
 
 
 def test_cuda_without_cuda_support_is_named(monkeypatch):
-    from activerm_fast import _launch
+    from activerm_fast.testing import launch as _launch
 
     monkeypatch.setattr(_launch, "_cuda", None)
     with pytest.raises(

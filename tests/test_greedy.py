@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import activerm_fast as arm
-from activerm_fast import _reference as ref
+from activerm_fast.testing import reference as ref
 
 from conftest import as_kind, random_pairs, spd, to_numpy
 
@@ -139,7 +139,7 @@ def test_identical_results_with_one_and_two_threads():
 
 def engine_for(features, pairs, weights, ridge):
     """A single-model engine on CPU or CUDA tensors, started from F0 = ridge I."""
-    from activerm_fast import _launch
+    from activerm_fast.testing import launch as _launch
 
     d = features.shape[1]
     scores = _launch.pair_quadform(features, pairs, None, 1.0 / ridge)[:, None].contiguous()

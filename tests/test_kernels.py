@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import activerm_fast as arm
-from activerm_fast import _reference as ref
-from activerm_fast.selection.ridge import relative_ridge
+from activerm_fast.testing import reference as ref
+from activerm_fast.testing import relative_ridge
 
 from conftest import as_kind, random_pairs, relative_error, to_numpy
 

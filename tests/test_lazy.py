@@ -2,24 +2,72 @@
 
 from __future__ import annotations
 
+import os
+import pickle
+import socket
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
 
 import activerm_fast as arm
-from activerm_fast import _launch
-from activerm_fast import _reference as ref
-from activerm_fast.selection import design as _design
+from activerm_fast.testing import design as _design
+from activerm_fast.testing import launch as _launch
+from activerm_fast.testing import reference as ref
 
 from conftest import random_pairs, spd
 
 SWEEPS = [True, "auto"]
+GREEDY = ["xtx", "dopt-greedy", "past-dopt-greedy", "ensemble-dopt-greedy"]
 
 
 def assert_same_selection(got, want):
     assert torch.equal(torch.as_tensor(got.indices), torch.as_tensor(want.indices))
     assert torch.equal(torch.as_tensor(got.gains), torch.as_tensor(want.gains))
     assert got.logdet == want.logdet
+
+
+def capture_engines(monkeypatch) -> list:
+    """Every greedy engine built from now on, as (the sweep its problem asked for, engine): the
+    engine's ``lazy`` is the lazy sweep (None: the dense one) and its counters say it ran."""
+    built: list = []
+    build = _design.greedy_engine
+
+    def capturing(problem, steps=0):
+        engine, scale = build(problem, steps=steps)
+        built.append((problem.lazy, engine))
+        return engine, scale
+
+    monkeypatch.setattr(_design, "greedy_engine", capturing)
+    return built
+
+
+@pytest.fixture
+def engines(monkeypatch) -> list:
+    """lazy="auto" takes the lazy sweep whatever the pool's size (the thresholds lowered to one
+    pair and one step), and every greedy engine built in the test (:func:`capture_engines`)."""
+    monkeypatch.setattr(_launch, "LAZY_MIN_PAIRS", 1)
+    monkeypatch.setattr(_launch, "LAZY_MIN_STEPS", 1)
+    return capture_engines(monkeypatch)
+
+
+def assert_sweeps(built, lazy, members=1):
+    """Every engine asked for ``lazy`` ran the lazy sweep ("auto" with one member, True) or the
+    dense one (False; "auto" with several members), and every lazy=False engine the dense one."""
+    asked = [engine for wanted, engine in built if wanted == lazy and type(wanted) is type(lazy)]
+    assert asked, f"no engine was asked for lazy={lazy!r}: {[w for w, _ in built]}"
+    runs_lazily = lazy is True or (lazy == "auto" and members == 1)
+    for engine in asked:
+        if runs_lazily:
+            assert engine.lazy is not None, f"lazy={lazy!r} ran the dense sweep"
+            assert engine.lazy.sweeps > 0  # the lazy sweep itself found the choices
+        else:
+            assert engine.lazy is None, f"lazy={lazy!r} ran the lazy sweep"
+    for wanted, engine in built:
+        if wanted is False:
+            assert engine.lazy is None
 
 
 # (n, d, P, k): one pair, d > n, every pair chosen, larger pools
@@ -30,7 +78,7 @@ CASES = [(2, 1, 1, 1), (8, 20, 28, 5), (6, 3, 15, 15), (40, 6, 300, 60), (200, 1
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
 @pytest.mark.parametrize("lazy", SWEEPS)
-def test_lazy_equals_dense_and_brute_force(rng, case, dtype, index_dtype, lazy):
+def test_lazy_equals_dense_and_brute_force(rng, engines, case, dtype, index_dtype, lazy):
     n, d, count, k = case
     features = rng.normal(size=(n, d)).astype(dtype)
     pairs = random_pairs(rng, n, count).astype(index_dtype)
@@ -38,13 +86,14 @@ def test_lazy_equals_dense_and_brute_force(rng, case, dtype, index_dtype, lazy):
     dense = arm.greedy_logdet(features, pairs, k, weights=weights, prior=0.3, lazy=False)
     got = arm.greedy_logdet(features, pairs, k, weights=weights, prior=0.3, lazy=lazy)
     assert_same_selection(got, dense)
+    assert_sweeps(engines, lazy)
     want_indices, want_gains, _ = ref.greedy_logdet(features, pairs, k, weights=weights, prior=0.3)
     np.testing.assert_array_equal(got.indices, want_indices)
     np.testing.assert_allclose(got.gains, want_gains, rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("lazy", SWEEPS)
-def test_lazy_with_matrix_prior_exclusions_and_every_available_pair(rng, lazy):
+def test_lazy_with_matrix_prior_exclusions_and_every_available_pair(rng, engines, lazy):
     n, d, count = 60, 8, 900
     features = rng.normal(size=(n, d))
     pairs = random_pairs(rng, n, count)
@@ -55,12 +104,18 @@ def test_lazy_with_matrix_prior_exclusions_and_every_available_pair(rng, lazy):
     args = dict(weights=weights, prior=prior, exclude=exclude)
     got = arm.greedy_logdet(features, pairs, k, lazy=lazy, **args)
     assert_same_selection(got, arm.greedy_logdet(features, pairs, k, lazy=False, **args))
+    assert_sweeps(engines, lazy)
     assert not np.isin(np.flatnonzero(exclude), got.indices).any()
     assert len(set(got.indices.tolist())) == k
+    # and the float64 reference's picks, gains and log det
+    want_indices, want_gains, want_logdet = ref.greedy_logdet(features, pairs, k, **args)
+    np.testing.assert_array_equal(got.indices, want_indices)
+    np.testing.assert_allclose(got.gains, want_gains, rtol=1e-9, atol=1e-12)
+    assert got.logdet == pytest.approx(want_logdet, rel=1e-9)
 
 
 @pytest.mark.parametrize("lazy", SWEEPS)
-def test_lazy_breaks_exact_ties_like_the_dense_sweep(rng, lazy):
+def test_lazy_breaks_exact_ties_like_the_dense_sweep(rng, engines, lazy):
     # features on a small integer grid and equal weights: many pairs share exactly one score
     n, d, count = 120, 4, 4000
     features = rng.integers(-2, 3, size=(n, d)).astype(np.float64)
@@ -68,13 +123,14 @@ def test_lazy_breaks_exact_ties_like_the_dense_sweep(rng, lazy):
     dense = arm.greedy_logdet(features, pairs, 200, prior=1.0, lazy=False)
     got = arm.greedy_logdet(features, pairs, 200, prior=1.0, lazy=lazy)
     assert_same_selection(got, dense)
+    assert_sweeps(engines, lazy)
     # the first pick is the lowest index among the pairs of the largest |d|^2
     squared = ((features[pairs[:, 0]] - features[pairs[:, 1]]) ** 2).sum(axis=1)
     assert got.indices[0] == np.flatnonzero(squared == squared.max())[0]
 
 
 @pytest.mark.parametrize("lazy", SWEEPS)
-def test_lazy_on_rank_deficient_features(rng, lazy):
+def test_lazy_on_rank_deficient_features(rng, engines, lazy):
     n, d, rank, count = 80, 12, 3, 2500
     features = rng.normal(size=(n, rank)) @ rng.normal(size=(rank, d))
     pairs = random_pairs(rng, n, count)
@@ -84,12 +140,13 @@ def test_lazy_on_rank_deficient_features(rng, lazy):
     assert_same_selection(
         arm.greedy_logdet(features, pairs, k, weights=weights, prior=1e-3, lazy=lazy), dense
     )
+    assert_sweeps(engines, lazy)
 
 
 # 2 to 5 members have compiled refresh loops of their own, 7 the generic one
 @pytest.mark.parametrize("members", [2, 3, 4, 5, 7])
 @pytest.mark.parametrize("lazy", SWEEPS)
-def test_lazy_ensemble_equals_dense(rng, lazy, members):
+def test_lazy_ensemble_equals_dense(rng, engines, lazy, members):
     n, d, count = 50, 6, 1000
     features = rng.normal(size=(members, n, d))
     rewards = rng.normal(size=(members, n))
@@ -98,10 +155,12 @@ def test_lazy_ensemble_equals_dense(rng, lazy, members):
     args = dict(features=features, pairs=pairs, k=80, rewards=rewards, labelled=labelled)
     dense = arm.select("ensemble-dopt-greedy", lazy=False, **args)
     assert_same_selection(arm.select("ensemble-dopt-greedy", lazy=lazy, **args), dense)
+    # "auto" stays dense with several members whatever the size; True runs the lazy sweep
+    assert_sweeps(engines, lazy, members)
 
 
 @pytest.mark.parametrize("strategy", ["dopt-greedy", "past-dopt-greedy"])
-def test_greedy_strategies_take_the_lazy_sweep(rng, strategy):
+def test_greedy_strategies_take_the_lazy_sweep(rng, engines, strategy):
     n, d, count = 70, 5, 2000
     features = rng.normal(size=(n, d))
     pairs = random_pairs(rng, n, count)
@@ -109,6 +168,9 @@ def test_greedy_strategies_take_the_lazy_sweep(rng, strategy):
     args["labelled"] = pairs[:30]
     dense = arm.select(strategy, lazy=False, **args)
     assert_same_selection(arm.select(strategy, lazy=True, **args), dense)
+    assert_same_selection(arm.select(strategy, **args), dense)  # "auto", lazy here
+    assert_sweeps(engines, True)
+    assert_sweeps(engines, "auto")
 
 
 def engine(features, pairs, weights, lazy, steps):
@@ -236,3 +298,170 @@ def test_on_cuda_auto_is_the_dense_sweep_and_true_is_refused(rng):
         arm.greedy_logdet(features, pairs, 20, lazy=True)
     on_cpu = arm.greedy_logdet(features.cpu(), pairs.cpu(), 20, lazy=True)
     assert torch.equal(on_cpu.indices, dense.indices.cpu())
+
+
+# ---- the lazy= argument reaches the engine from every entry point ------------------------------
+
+
+def entry_problem(seed=5, n=40, d=4, count=600, members=3):
+    rng = np.random.default_rng(seed)
+    features = rng.normal(size=(n, d))
+    member_features = rng.normal(size=(members, n, d))
+    rewards = rng.normal(size=(members, n))
+    pairs = random_pairs(rng, n, count)
+    return features, member_features, rewards, pairs, pairs[:20]
+
+
+def select_kwargs(strategy, features, member_features, rewards, labelled):
+    return {
+        "features": member_features if strategy == "ensemble-dopt-greedy" else features,
+        "k": 12,
+        "rewards": rewards,
+        "labelled": labelled,
+    }
+
+
+def sweeps_taken(built) -> list:
+    """The sweep every captured engine ran: "lazy" or "dense"."""
+    return ["dense" if engine.lazy is None else "lazy" for _, engine in built]
+
+
+@pytest.mark.parametrize("strategy", GREEDY)
+def test_select_and_the_strategies_pass_lazy_to_the_engine(monkeypatch, strategy):
+    # Fails if select, select_with_model or a greedy strategy drops lazy=: with the default
+    # thresholds "auto" is dense on this pool, so a dropped True runs dense; with the thresholds
+    # lowered "auto" is lazy (one member), so a dropped False runs lazily.
+    features, member_features, rewards, pairs, labelled = entry_problem()
+    kwargs = select_kwargs(strategy, features, member_features, rewards, labelled)
+    built = capture_engines(monkeypatch)
+    dense = arm.select(strategy, pairs=pairs, lazy=False, **kwargs)
+    lazy = arm.select(strategy, pairs=pairs, lazy=True, **kwargs)
+    assert sweeps_taken(built) == ["dense", "lazy"]
+    assert [wanted for wanted, _ in built] == [False, True]
+    assert_same_selection(lazy, dense)
+    monkeypatch.setattr(_launch, "LAZY_MIN_PAIRS", 1)
+    monkeypatch.setattr(_launch, "LAZY_MIN_STEPS", 1)
+    del built[:]
+    assert_same_selection(arm.select(strategy, pairs=pairs, lazy=False, **kwargs), dense)
+    assert_same_selection(arm.select(strategy, pairs=pairs, **kwargs), dense)
+    several = strategy == "ensemble-dopt-greedy"  # "auto" stays dense with several members
+    assert sweeps_taken(built) == ["dense", "dense" if several else "lazy"]
+
+
+def test_greedy_logdet_and_select_with_model_pass_lazy_to_the_engine(monkeypatch):
+    from activerm_fast.model import RewardModel
+
+    features, _, _, pairs, _ = entry_problem()
+    built = capture_engines(monkeypatch)
+    model = RewardModel(features.shape[1], hidden=(5,), ensemble=2, seed=1)
+    embeddings = features.astype(np.float32)
+    for lazy in (False, True):
+        arm.greedy_logdet(features, pairs, 10, lazy=lazy)
+        for strategy in ("dopt-greedy", "ensemble-dopt-greedy"):
+            arm.select_with_model(strategy, model, embeddings, pairs, 10, lazy=lazy)
+    assert sweeps_taken(built) == ["dense"] * 3 + ["lazy"] * 3
+    monkeypatch.setattr(_launch, "LAZY_MIN_PAIRS", 1)
+    monkeypatch.setattr(_launch, "LAZY_MIN_STEPS", 1)
+    del built[:]
+    arm.greedy_logdet(features, pairs, 10, lazy=False)
+    arm.select_with_model("dopt-greedy", model, embeddings, pairs, 10, lazy=False)
+    arm.greedy_logdet(features, pairs, 10)
+    arm.select_with_model("dopt-greedy", model, embeddings, pairs, 10)
+    assert sweeps_taken(built) == ["dense", "dense", "lazy", "lazy"]
+
+
+def lazy_worker(rank: int, world: int, port: int, out: str) -> None:
+    """One rank of a gloo group (run as ``python tests/test_lazy.py RANK WORLD PORT OUT``): the
+    sweep each sharded entry point's engine ran for lazy=False, True and (thresholds lowered)
+    the default, and the picks, written to ``out``."""
+    import torch.distributed as dist
+
+    from activerm_fast import distributed
+
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
+    )
+    monkeypatch = pytest.MonkeyPatch()
+    built = capture_engines(monkeypatch)
+    features, member_features, rewards, pairs, labelled = entry_problem()
+    cut = [len(pairs) * r // world for r in range(world + 1)]
+    mine = pairs[cut[rank] : cut[rank + 1]]
+    result: dict = {}
+    for lowered in (False, True):
+        if lowered:
+            monkeypatch.setattr(_launch, "LAZY_MIN_PAIRS", 1)
+            monkeypatch.setattr(_launch, "LAZY_MIN_STEPS", 1)
+        for lazy in (False, True, "auto"):
+            for strategy in GREEDY:
+                kwargs = select_kwargs(strategy, features, member_features, rewards, labelled)
+                del built[:]
+                sel = distributed.select(strategy, pairs=mine, lazy=lazy, **kwargs)
+                result[(lowered, lazy, strategy)] = (sweeps_taken(built), sel.indices.tolist())
+            del built[:]
+            sel = distributed.greedy_logdet(features, mine, 10, lazy=lazy)
+            result[(lowered, lazy, "greedy_logdet")] = (sweeps_taken(built), sel.indices.tolist())
+    monkeypatch.undo()
+    for strategy in GREEDY:  # one process's dense selection of the whole pool
+        kwargs = select_kwargs(strategy, features, member_features, rewards, labelled)
+        result[("want", strategy)] = arm.select(strategy, pairs=pairs, lazy=False, **kwargs)
+        result[("want", strategy)] = result[("want", strategy)].indices.tolist()
+    result[("want", "greedy_logdet")] = arm.greedy_logdet(features, pairs, 10).indices.tolist()
+    with open(out, "wb") as handle:
+        pickle.dump(result, handle)
+    dist.destroy_process_group()
+
+
+def test_the_sharded_path_passes_lazy_to_every_ranks_engine(tmp_path):
+    # a real 2-rank gloo group: every rank's engine runs the sweep lazy= asks for (it fails if
+    # distributed.select or distributed.greedy_logdet drops it) and picks one process's batch
+    world, port = 2, free_port()
+    outs = [tmp_path / f"rank{r}.pkl" for r in range(world)]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    command = [sys.executable, __file__, "{rank}", str(world), str(port), "{out}"]
+    procs = [
+        subprocess.Popen(
+            [part.format(rank=r, out=outs[r]) for part in command],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        for r in range(world)
+    ]
+    logs = []
+    try:
+        for proc in procs:
+            logs.append(proc.communicate(timeout=120)[0].decode(errors="replace"))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, 9)
+                proc.wait()
+    for r, proc in enumerate(procs):
+        assert proc.returncode == 0, f"rank {r} failed:\n{logs[r][-3000:]}"
+    for out in outs:
+        with open(out, "rb") as handle:
+            result = pickle.load(handle)
+        for name in [*GREEDY, "greedy_logdet"]:
+            several = name == "ensemble-dopt-greedy"
+            for lowered in (False, True):
+                auto = "lazy" if lowered and not several else "dense"
+                for lazy, sweep in ((False, "dense"), (True, "lazy"), ("auto", auto)):
+                    taken, picks = result[(lowered, lazy, name)]
+                    assert taken == [sweep], (name, lowered, lazy, taken)
+                    assert picks == result[("want", name)], (name, lowered, lazy)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+if __name__ == "__main__":
+    lazy_worker(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
+    # results written: end without finalising Python (see tests/test_distributed.py)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

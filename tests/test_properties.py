@@ -35,7 +35,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import activerm_fast as arm
-from activerm_fast import _reference as ref
+from activerm_fast.testing import reference as ref
 
 settings.register_profile(
     "activerm-properties",

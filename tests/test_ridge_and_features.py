@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 import activerm_fast as arm
-from activerm_fast import _reference as ref
 from activerm_fast import data
 from activerm_fast.cli import main
 from activerm_fast.model import RewardModel
 from activerm_fast.simulation import loop
 from activerm_fast.simulation.loop import ActiveLoop, LoopConfig
+from activerm_fast.testing import reference as ref
 
 GREEDY = ("dopt-greedy", "past-dopt-greedy", "ensemble-dopt-greedy")
 

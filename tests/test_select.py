@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 import activerm_fast as arm
-from activerm_fast import _reference as ref
+from activerm_fast.testing import reference as ref
 
+import oracles
 from conftest import as_kind, to_numpy
 
 NEEDS_REWARDS = {
@@ -71,6 +72,28 @@ def test_random_is_seeded_and_uniform_over_available(problem):
     c = arm.select("random", features=features, pairs=pool, k=100, seed=4, labelled=labelled)
     np.testing.assert_array_equal(a.indices, b.indices)
     assert not np.array_equal(a.indices, c.indices)
+
+
+def test_random_draws_every_available_pair_equally_often_and_no_excluded_one():
+    # 30 candidates, 6 of them labelled (both orientations), k = 8 of the 24 left: over 300
+    # seeds each available pair is drawn Binomial(300, 1/3) times (mean 100, sd 8.2)
+    pool = arm.pairs.all_pairs(9)[:30]
+    labelled = np.concatenate([pool[:3], pool[3:6, ::-1]])
+    features = np.random.default_rng(0).normal(size=(9, 3))
+    counts = np.zeros(len(pool), dtype=np.int64)
+    seeds, k = 300, 8
+    for seed in range(seeds):
+        sel = arm.select("random", features=features, pairs=pool, k=k, seed=seed, labelled=labelled)
+        assert len(set(sel.indices.tolist())) == k  # drawn without replacement
+        np.add.at(counts, sel.indices, 1)
+    assert (counts[:6] == 0).all()  # the labelled candidates, never
+    share = k / 24
+    expected, sd = seeds * share, np.sqrt(seeds * share * (1 - share))
+    assert (np.abs(counts[6:] - expected) < 4.5 * sd).all(), counts[6:]
+    # and the counts spread like binomials (chi-square with 23 degrees of freedom; the seeds
+    # are fixed, so this is one deterministic number: about 21 here)
+    chi2 = float(((counts[6:] - expected) ** 2).sum()) / sd**2
+    assert 5 < chi2 < 55, chi2
 
 
 @pytest.mark.parametrize("past", [False, True])
@@ -279,6 +302,16 @@ def test_select_with_model_uses_the_models_features_and_rewards(rng):
             rewards=model.rewards(embeddings),
         )
         np.testing.assert_array_equal(got.indices, want.indices)
+        # the rule itself on the model's features and rewards: brute force, float64
+        hidden, rewards = np.asarray(model.features(embeddings)), model.rewards(embeddings)
+        rewards = np.asarray(rewards)
+        if strategy == "bald":
+            expected = oracles.ranked_selection(ref.bald_scores(rewards, pool), pool, 10)
+        else:
+            expected, gains, logdet = oracles.greedy_selection(strategy, hidden, rewards, pool, 10)
+            np.testing.assert_allclose(got.gains, gains, rtol=1e-9, atol=1e-12)
+            assert got.logdet == pytest.approx(logdet, rel=1e-9)
+        np.testing.assert_array_equal(got.indices, expected)
     with pytest.raises(ValueError, match="features have 2 ensemble members but rewards have 3"):
         arm.select(
             "ensemble-dopt-greedy",

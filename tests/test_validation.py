@@ -11,11 +11,11 @@ import pytest
 import torch
 
 import activerm_fast as arm
-from activerm_fast import _validation as v
 from activerm_fast.data import Dataset
 from activerm_fast.model import RewardModel
 from activerm_fast.model.metrics import best_of_n, within_prompt_spearman
 from activerm_fast.simulation.oracle import BTOracle, PairLabelOracle
+from activerm_fast.testing import validation as v
 
 PACKAGE = Path(arm.__file__).parent
 F = np.random.default_rng(0).normal(size=(10, 4))

@@ -27,12 +27,10 @@ except ImportError:
 
 MAX_MEMBERS = int(_core.max_members)
 # Below these sizes lazy="auto" runs the dense sweep: the lazy sweep's set-up (a pass that sorts
-# every pair into its bucket) and per-step bookkeeping then cost more than it saves. Measured on
-# 2 cores: 1.2x slower at P = 100,000 and 1,000,000 (k = 100, d = 32 and 64: the greedy_logdet
-# group of the bench suite, docs/BENCHMARKS.md); 1.25-2x faster at P = 2,000,000 and 20,000,000
-# (k = 500, d = 256: bench/bench_lazy.py). With several members (ensemble-dopt-greedy) "auto"
-# stays dense: a refresh reads every member's kept projections, and bench_lazy.py's E = 3 pool
-# runs slower lazily at P = 2,000,000.
+# every pair into its bucket) and per-step bookkeeping then cost more than it saves (the
+# greedy_logdet group of the bench suite, docs/BENCHMARKS.md, against bench/bench_lazy.py's
+# larger pools). With several members (ensemble-dopt-greedy) "auto" stays dense: a refresh reads
+# every member's kept projections, and bench_lazy.py's ensemble pool runs slower lazily.
 LAZY_MIN_PAIRS = 1_500_000
 LAZY_MIN_STEPS = 100
 REFRESH_CHOICE = int(_core.refresh_choice)  # a step's index when the state must be recomputed

@@ -3,8 +3,8 @@
 The reward model's training and inference are thousands of small, synchronised torch
 operations. Each parallel region ends at a barrier, so with a thread per core and one core
 taken by another process every operation waits for the thread the OS has preempted, and the
-idle threads spin and take time from the working ones. Beside one busy single-threaded
-process a small ``activerm-fast simulate`` ran 33 s with two threads against 18 s with one.
+idle threads spin and take time from the working ones (``bench/bench_contention.py`` times a
+small ``activerm-fast simulate`` beside a busy process with both thread counts).
 
 :func:`free_core_threads` sets torch's thread count, for the block it wraps, to the cores
 that the other processes on the machine leave free (never more than torch's count when the

@@ -32,7 +32,19 @@ FEATURE_CHOICES = ("hidden", "embedding")
 DEFAULT_RIDGE = 1e-3
 
 
-class SelectOptions(TypedDict, total=False):
+class DesignOptions(TypedDict, total=False):
+    """The options of a selection beside its arrays: what :func:`select_with_model` passes on
+    to :func:`select` as they are."""
+
+    labelled: Any | None
+    ridge: float
+    ridge_mode: str
+    seed: int
+    prompt_features: Any | None
+    lazy: bool | str
+
+
+class SelectOptions(DesignOptions, total=False):
     """The keyword arguments of :func:`select`, which :func:`activerm_fast.distributed.select`
     takes too: one list for both entry points (:func:`validated` reads them)."""
 
@@ -40,12 +52,6 @@ class SelectOptions(TypedDict, total=False):
     pairs: Required[Any]
     k: Required[int]
     rewards: Any | None
-    labelled: Any | None
-    ridge: float
-    ridge_mode: str
-    seed: int
-    prompt_features: Any | None
-    lazy: bool | str
 
 
 def validated(strategy: str, **options: Unpack[SelectOptions]) -> SelectionInputs:
@@ -255,13 +261,8 @@ def select_with_model(
     pairs: Any,
     k: int,
     *,
-    labelled: Any | None = None,
-    ridge: float = DEFAULT_RIDGE,
-    ridge_mode: str = "absolute",
     features: str = "hidden",
-    seed: int = 0,
-    prompt_features: Any | None = None,
-    lazy: bool | str = "auto",
+    **options: Unpack[DesignOptions],
 ) -> Selection:
     """:func:`select` with the features and rewards of a fitted reward model.
 
@@ -325,10 +326,5 @@ def select_with_model(
         pairs=pairs,
         k=k,
         rewards=rewards,
-        labelled=labelled,
-        ridge=ridge,
-        ridge_mode=ridge_mode,
-        seed=seed,
-        prompt_features=prompt_features,
-        lazy=lazy,
+        **options,
     )

@@ -215,10 +215,7 @@ def read_simulation_labels(
     >>> import os, tempfile
     >>> import activerm_fast as arm
     >>> data = arm.synthetic(6, 4, 3, 4, dim=8)
-    >>> config = arm.LoopConfig(
-    ...     rounds=1, per_round=4, prompts_per_round=4, cross_pairs=50, ensemble=1,
-    ...     hidden=(8,), epochs=2,
-    ... )
+    >>> config = arm.LoopConfig(rounds=1, per_round=4, ensemble=1, hidden=(8,), epochs=2)
     >>> out = tempfile.mkdtemp()
     >>> _ = arm.simulate(data, ["random"], config=config, seeds=(0,), out_dir=out, progress=False)
     >>> run = os.path.join(out, "checkpoints", "random-seed0")

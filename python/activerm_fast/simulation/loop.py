@@ -252,11 +252,8 @@ class ActiveLoop:
         --------
         >>> import os, tempfile
         >>> import activerm_fast as arm
-        >>> data = arm.synthetic(6, 4, 3, 4, dim=8)
-        >>> config = arm.LoopConfig(
-        ...     rounds=2, per_round=4, prompts_per_round=4, cross_pairs=50, ensemble=2,
-        ...     hidden=(8,), epochs=5,
-        ... )
+        >>> data = arm.synthetic(5, 4, 2, 4, dim=6, seed=1)
+        >>> config = arm.LoopConfig(rounds=2, per_round=3, ensemble=1, hidden=(4,), epochs=3)
         >>> folder = tempfile.mkdtemp()
         >>> seen = []
         >>> first = arm.ActiveLoop(data, "xtx", config, checkpoint_dir=folder).run(seen.append)

@@ -106,10 +106,9 @@ class BTOracle:
         --------
         >>> import numpy as np
         >>> from activerm_fast import BTOracle
-        >>> gold = np.array([0.0, 1.0, 2.0, 3.0, 4.0, 5.0])
-        >>> pairs = np.array([[0, 5], [5, 0], [2, 3], [1, 4]])
-        >>> BTOracle(gold, beta=2.0).probabilities(pairs).round(3).tolist()
-        [0.003, 0.997, 0.237, 0.029]
+        >>> p = BTOracle(np.arange(6.0), beta=2.0).probabilities(np.array([[0, 5], [5, 0], [2, 3]]))
+        >>> p.round(3).tolist(), float(p[0] + p[1])  # (i, j) and (j, i): the two sides of one coin
+        ([0.003, 0.997, 0.237], 1.0)
         """
         return self._probabilities(self._checked(pairs))
 
@@ -119,7 +118,7 @@ class BTOracle:
         Parameters
         ----------
         pairs : np.ndarray or torch.Tensor
-            (P, 2) integer rows ``(i, j)`` of two different responses.
+            (P, 2) integer rows ``(i, j)``, i != j: each asks whether ``i`` beats ``j``.
 
         Returns
         -------
@@ -128,20 +127,16 @@ class BTOracle:
 
         Raises
         ------
-        TypeError
-            If ``pairs`` is not an integer array.
-        ValueError
-            If an index is out of range or a pair compares a response with itself.
+        TypeError, ValueError
+            As :meth:`probabilities`.
 
         Examples
         --------
-        >>> import numpy as np
+        >>> import torch
         >>> from activerm_fast import BTOracle
-        >>> gold = np.array([0.0, 1.0, 2.0, 3.0, 4.0, 5.0])
-        >>> pairs = np.array([[0, 5], [5, 0], [2, 3], [1, 4]])
-        >>> oracle = BTOracle(gold, beta=2.0, seed=0)
-        >>> oracle.label(pairs).tolist()  # [0, 5] and [5, 0] are one coin, seen both ways
-        [0, 1, 0, 0]
+        >>> oracle = BTOracle([0.0, 1.0, 2.0, 3.0, 4.0, 5.0], beta=2.0, seed=0)
+        >>> oracle.label(torch.tensor([[0, 5], [5, 0], [2, 3]])).tolist()  # one coin, both ways
+        [0, 1, 0]
         """
         checked = self._checked(pairs)
         lo, hi = checked.min(axis=1), checked.max(axis=1)
@@ -247,11 +242,10 @@ class PairLabelOracle:
 
         Examples
         --------
-        >>> import numpy as np
         >>> from activerm_fast import PairLabelOracle
-        >>> oracle = PairLabelOracle(np.array([[0, 1], [2, 3], [1, 0]]), np.array([1, 0, 0]))
-        >>> oracle.known(np.array([[1, 0], [3, 2], [0, 2]])).tolist()
-        [True, True, False]
+        >>> oracle = PairLabelOracle([[0, 1], [2, 3]], [1, 0])
+        >>> oracle.known([[1, 0], [3, 2], [0, 2], [7, 9]]).tolist()  # either order; 7, 9 unseen
+        [True, True, False, False]
         """
         return self._lookup(nonnegative_pairs(pairs, "pairs"))[1]
 
@@ -277,9 +271,9 @@ class PairLabelOracle:
         --------
         >>> import numpy as np
         >>> from activerm_fast import PairLabelOracle
-        >>> oracle = PairLabelOracle(np.array([[0, 1], [2, 3], [1, 0]]), np.array([1, 0, 0]))
-        >>> oracle.label(np.array([[1, 0], [3, 2]])).tolist()
-        [0, 1]
+        >>> oracle = PairLabelOracle(np.array([[0, 1], [1, 2]]), np.array([1, 1]))  # 0 > 1 > 2
+        >>> oracle.label(np.array([[1, 0], [2, 1], [0, 1]])).tolist()
+        [0, 0, 1]
         >>> oracle.label(np.array([[0, 2]]))
         Traceback (most recent call last):
         ...

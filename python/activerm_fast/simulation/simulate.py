@@ -63,10 +63,7 @@ def simulate(
     >>> import os, tempfile
     >>> import activerm_fast as arm
     >>> data = arm.synthetic(6, 4, 3, 4, dim=8)
-    >>> config = arm.LoopConfig(
-    ...     rounds=2, per_round=4, prompts_per_round=4, cross_pairs=50, ensemble=2,
-    ...     hidden=(8,), epochs=5,
-    ... )
+    >>> config = arm.LoopConfig(rounds=2, per_round=4, pool="within", hidden=(8,), epochs=5)
     >>> out = tempfile.mkdtemp()
     >>> records = arm.simulate(
     ...     data, ["random", "xtx"], config=config, seeds=(0, 1), out_dir=out, progress=False

@@ -446,6 +446,28 @@ def test_command_line_under_torchrun_writes_the_single_process_batch(tmp_path, o
     assert (tmp_path / "two.jsonl").read_bytes() == (tmp_path / "one.jsonl").read_bytes()
 
 
+def test_command_line_under_torchrun_reports_an_agreed_error_once(tmp_path):
+    """A bad labelled file fails on every rank; rank 0 alone prints the agreed one-line error,
+    every process exits 2, and none aborts on the way out (the gloo exit race)."""
+    from activerm_fast import data
+
+    dataset = tmp_path / "small.npz"
+    data.synthetic(num_train_prompts=10, num_test_prompts=2, dim=4, seed=1).save(dataset)
+    labelled = tmp_path / "labelled.jsonl"
+    labelled.write_text(json.dumps({"first": 0, "second": 10**6, "label": 1}) + "\n")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += ["--nproc-per-node", "2", "-m", "activerm_fast", "select", "--data", str(dataset)]
+    command += ["--labelled", str(labelled), "--k", "3", "--out", str(tmp_path / "batch.jsonl")]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert done.returncode != 0
+    ours = [line for line in done.stderr.splitlines() if "activerm-fast:" in line]
+    assert len(ours) == 1, done.stderr[-3000:]
+    assert ours[0].startswith("activerm-fast: error: rank 0: ") and "second" in ours[0], ours
+    assert "exitcode: 2" in done.stderr and "exitcode: -6" not in done.stderr, done.stderr[-3000:]
+    assert not (tmp_path / "batch.jsonl").exists()
+
+
 def test_needs_a_process_group():
     from activerm_fast import distributed
 

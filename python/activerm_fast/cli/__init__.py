@@ -8,12 +8,11 @@ file or flag at fault, and exit status 2 (130 when interrupted); never a traceba
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable, Sequence
 
 from . import embed, info, preference_files, select, simulate
-from .common import Failure, Parser
+from .common import Parser, report
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,15 +26,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# what bad input (arguments, files, data) raises: reported by its message alone
-_INPUT_ERRORS = (Failure, ValueError, TypeError, OSError)
-
-
-def _one_line(err: BaseException) -> str:
-    text = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
-    return text or type(err).__name__
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -44,15 +34,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("activerm-fast: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
-    except _INPUT_ERRORS as err:
-        print(f"activerm-fast: error: {_one_line(err)}", file=sys.stderr)
-        return 2
-    except Exception as err:  # a bug rather than bad input: one line too, unless asked
-        if os.environ.get("ACTIVERM_FAST_TRACEBACK"):
-            raise
-        print(
-            f"activerm-fast: internal error: {type(err).__name__}: {_one_line(err)} "
-            "(set ACTIVERM_FAST_TRACEBACK=1 for the traceback)",
-            file=sys.stderr,
-        )
-        return 2
+    except Exception as err:
+        return report(err)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import NoReturn
@@ -22,6 +24,45 @@ class Parser(argparse.ArgumentParser):
 
 class Failure(Exception):
     """A command-line failure whose message is complete as it is."""
+
+
+# what bad input (arguments, files, data) raises: reported by its message alone
+INPUT_ERRORS = (Failure, ValueError, TypeError, OSError)
+
+
+def one_line(err: BaseException) -> str:
+    """``err``'s message on one line (its type's name when it has none)."""
+    text = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+    return text or type(err).__name__
+
+
+def report(err: Exception, *, quiet: bool = False) -> int:
+    """Print ``err`` as the command's one line on stderr (nothing when ``quiet``) and return
+    the exit status, 2. Bad input is its message alone; anything else is a bug, reported as an
+    internal error, or raised when ``ACTIVERM_FAST_TRACEBACK`` is set.
+
+    Examples
+    --------
+    >>> import contextlib, io
+    >>> stderr = io.StringIO()
+    >>> with contextlib.redirect_stderr(stderr):
+    ...     report(ValueError("k must be positive,\ngot 0"))
+    2
+    >>> stderr.getvalue()
+    'activerm-fast: error: k must be positive, got 0\n'
+    """
+    if isinstance(err, INPUT_ERRORS):
+        line = f"activerm-fast: error: {one_line(err)}"
+    elif os.environ.get("ACTIVERM_FAST_TRACEBACK"):
+        raise err
+    else:  # a bug rather than bad input: one line too, unless asked
+        line = (
+            f"activerm-fast: internal error: {type(err).__name__}: {one_line(err)} "
+            "(set ACTIVERM_FAST_TRACEBACK=1 for the traceback)"
+        )
+    if not quiet:
+        print(line, file=sys.stderr)
+    return 2
 
 
 def integer(text: str, least: int, what: str) -> int:
@@ -85,6 +126,24 @@ def design_arguments(command: argparse.ArgumentParser) -> None:
         default=LoopConfig.features,
         help="what the design sees: the reward model's last hidden layer or the embeddings",
     )
+    command.add_argument(
+        "--per-prompt",
+        type=positive_count,
+        default=LoopConfig.per_prompt,
+        metavar="M",
+        help="at most M pairs per prompt in a batch, for every strategy (default: no limit)",
+    )
+
+
+def positive_count(text: str) -> int:
+    """A positive integer (--per-prompt)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
 
 
 def load_dataset(name: str) -> data.Dataset:

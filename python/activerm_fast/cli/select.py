@@ -31,7 +31,15 @@ from ..data.pairs import POOLS, candidate_pool
 from ..data.preference_data import read_annotations
 from ..data.reward_head import RewardHead, head_plan, next_batch_with_head
 from ..selection.api import STRATEGIES, prompt_features_for
-from .common import LAZY_CHOICES, Failure, design_arguments, load_dataset, non_negative, positive
+from .common import (
+    LAZY_CHOICES,
+    Failure,
+    design_arguments,
+    load_dataset,
+    non_negative,
+    positive,
+    report,
+)
 
 
 def add(commands: Any) -> None:
@@ -80,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
         raise Failure("--reuse-model needs --model, the file to load the model from")
     if args.reward_head and args.model is not None:
         raise Failure("--reward-head selects with the reward model's own head: drop --model")
+    if args.reward_head and args.per_prompt is not None:
+        raise Failure("--per-prompt is not supported with --reward-head yet: drop one of them")
     if _torchrun_world() > 1:
         return _select_sharded(args)
     dataset = load_dataset(args.data)
@@ -121,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             lazy=LAZY_CHOICES[args.lazy],
             exclude=_excluded(args.exclude, dataset.n),
+            per_prompt=args.per_prompt,
         )
     write_batch(args.out, dataset, batch)
     print(f"{note}; wrote {len(batch)} pairs to {args.out}")
@@ -149,8 +160,9 @@ def _select_sharded(args: argparse.Namespace) -> int:
     from .. import distributed
 
     dist.init_process_group("gloo", timeout=timedelta(minutes=30))
+    rank, world = dist.get_rank(), dist.get_world_size()
+    failure: Exception | None = None
     try:
-        rank, world = dist.get_rank(), dist.get_world_size()
 
         def load() -> tuple[data.Dataset, Any, Any, Any]:
             dataset = load_dataset(args.data)
@@ -179,20 +191,29 @@ def _select_sharded(args: argparse.Namespace) -> int:
                 seed=args.seed,
                 prompt_features=prompt_features_for(plan.strategy, dataset),
                 lazy=LAZY_CHOICES[args.lazy],
+                per_prompt=args.per_prompt,
+                prompt_ids=None if args.per_prompt is None else dataset.prompt_ids,
             )
         batch = distributed.pairs_at(shard, selection.indices).numpy()
         if rank == 0:
             write_batch(args.out, dataset, batch)
             print(f"{plan.note}; wrote {len(batch)} pairs to {args.out} ({world} processes)")
+    except Exception as err:
+        failure = err
     finally:
         dist.destroy_process_group()
+    # An error every rank agreed on names the failing rank ("rank r: ...", distributed.agreed)
+    # and is the same on every rank: rank 0 alone prints it. Any other is printed where it was.
+    code = 0
+    if failure is not None:
+        code = report(failure, quiet=rank != 0 and str(failure).startswith("rank "))
     # Gloo's worker threads release a finished collective's tensors after the caller has moved
     # on, and that needs the interpreter: one still doing so while Python finalises aborts the
-    # process (a torch race: about 1 run in 10 here, after the batch was written; a barrier
-    # does not help, it holds the earlier work). The batch is out, so end without finalising.
+    # process (a torch race, after the batch was written or the error printed; a barrier does
+    # not help, it holds the earlier work). So end without finalising, on success or failure.
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    os._exit(code)
 
 
 def _plan_on_rank_zero(

@@ -133,7 +133,7 @@ def write_batch(path: str | os.PathLike[str], dataset: Dataset, pairs: np.ndarra
     Raises
     ------
     OSError
-        If the file cannot be written.
+        If ``path`` cannot be opened for writing.
 
     Examples
     --------

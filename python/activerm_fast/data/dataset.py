@@ -186,14 +186,13 @@ class Dataset:
         --------
         >>> import numpy as np
         >>> import activerm_fast as arm
-        >>> embeddings = np.random.default_rng(0).normal(size=(6, 8)).astype(np.float32)
-        >>> prompts = ["q1", "q1", "q2", "q2", "q3", "q3"]
-        >>> data = arm.from_arrays(embeddings, prompts, gold=np.arange(6.0), test_fraction=1 / 3)
+        >>> data = arm.synthetic(3, 2, 1, 2, dim=4)  # 4 prompts of 2 responses, 4-d
         >>> features = data.prompt_features()
-        >>> features.shape, bool(np.allclose(features[0], embeddings[:2].mean(axis=0)))
-        ((3, 8), True)
+        >>> rows = data.embeddings[data.prompt_ids == 1]
+        >>> features.shape, bool(np.allclose(features[1], rows.mean(axis=0)))
+        ((4, 4), True)
         >>> features[data.prompt_ids].shape  # per response: select's prompt_features
-        (6, 8)
+        (8, 4)
         """
         ids = torch.from_numpy(self.prompt_ids)
         sums = torch.zeros((self.num_prompts, self.dim), dtype=torch.float64)
@@ -212,14 +211,10 @@ class Dataset:
 
         Examples
         --------
-        >>> import numpy as np
         >>> import activerm_fast as arm
-        >>> embeddings = np.random.default_rng(0).normal(size=(6, 8)).astype(np.float32)
-        >>> prompts = ["q1", "q1", "q2", "q2", "q3", "q3"]
-        >>> data = arm.from_arrays(embeddings, prompts, gold=np.arange(6.0), test_fraction=1 / 3)
-        >>> train = data.train()
-        >>> train.n, train.prompt_names.tolist(), train.gold.tolist()
-        (4, ['q1', 'q2'], [0.0, 1.0, 2.0, 3.0])
+        >>> train = arm.synthetic(4, 3, 2, 5, dim=8).train()  # 4 training prompts of 3
+        >>> train.n, train.num_prompts, bool(train.is_test.any())
+        (12, 4, False)
         """
         assert self.is_test is not None, "set by __post_init__"
         return self.subset(~self.is_test)
@@ -236,12 +231,11 @@ class Dataset:
         --------
         >>> import numpy as np
         >>> import activerm_fast as arm
-        >>> embeddings = np.random.default_rng(0).normal(size=(6, 8)).astype(np.float32)
-        >>> prompts = ["q1", "q1", "q2", "q2", "q3", "q3"]
-        >>> data = arm.from_arrays(embeddings, prompts, gold=np.arange(6.0), test_fraction=1 / 3)
+        >>> split = [False, False, True, True]
+        >>> data = arm.from_arrays(np.eye(4, dtype=np.float32), ["a", "a", "b", "c"], is_test=split)
         >>> test = data.test()
         >>> test.n, test.prompt_ids.tolist(), test.prompt_names.tolist()  # re-indexed
-        (2, [0, 0], ['q3'])
+        (2, [0, 1], ['b', 'c'])
         """
         assert self.is_test is not None, "set by __post_init__"
         return self.subset(self.is_test)
@@ -268,15 +262,13 @@ class Dataset:
         --------
         >>> import numpy as np
         >>> import activerm_fast as arm
-        >>> embeddings = np.random.default_rng(0).normal(size=(6, 8)).astype(np.float32)
-        >>> prompts = ["q1", "q1", "q2", "q2", "q3", "q3"]
-        >>> data = arm.from_arrays(embeddings, prompts, gold=np.arange(6.0), test_fraction=1 / 3)
         >>> labelled = arm.from_arrays(
-        ...     embeddings, prompts, pairs=np.array([[0, 1], [2, 4], [4, 5]]), labels=[1, 0, 1]
+        ...     np.eye(6, dtype=np.float32), [7, 7, 8, 8, 9, 9],
+        ...     pairs=[[0, 1], [2, 4], [4, 5]], labels=[1, 0, 1],
         ... )
-        >>> kept = labelled.subset(np.array([True, True, False, False, True, True]))
-        >>> kept.prompt_ids.tolist(), kept.pairs.tolist(), kept.labels.tolist()
-        ([0, 0, 1, 1], [[0, 1], [2, 3]], [1, 1])
+        >>> kept = labelled.subset(labelled.prompt_ids != 1)  # drop prompt 8: pair (2, 4) goes
+        >>> kept.prompt_ids.tolist(), kept.prompt_names.tolist(), kept.pairs.tolist()
+        ([0, 0, 1, 1], [7, 9], [[0, 1], [2, 3]])
         """
         assert self.is_test is not None and self.prompt_names is not None, "set by __post_init__"
         mask = boolean_mask(rows, self.n, "rows")
@@ -323,16 +315,14 @@ class Dataset:
 
         Examples
         --------
-        >>> import numpy as np
         >>> import activerm_fast as arm
-        >>> embeddings = np.random.default_rng(0).normal(size=(6, 8)).astype(np.float32)
-        >>> prompts = ["q1", "q1", "q2", "q2", "q3", "q3"]
-        >>> data = arm.from_arrays(embeddings, prompts, gold=np.arange(6.0), test_fraction=1 / 3)
-        >>> split = data.with_split(0.5, seed=1)
-        >>> split.is_test.tolist()  # whole prompts move together
-        [True, True, True, True, False, False]
-        >>> int(data.is_test.sum())  # the original keeps its split
-        2
+        >>> arena = arm.load("arena-bench")
+        >>> split = arena.with_split(0.5, seed=1)
+        >>> split.test().num_prompts, arena.test().num_prompts  # the original keeps its split
+        (150, 60)
+        >>> sides = set(zip(split.prompt_ids.tolist(), split.is_test.tolist()))
+        >>> len(sides) == split.num_prompts  # whole prompts move together
+        True
         """
         return _derived(
             self, is_test=_random_split(self.prompt_ids, test_fraction, seed, "test_fraction")
@@ -352,24 +342,21 @@ class Dataset:
         Raises
         ------
         OSError
-            If the file cannot be written.
+            If its folder is missing or not writable (no folder is created).
 
         Examples
         --------
-        >>> import os, tempfile
+        >>> import tempfile
+        >>> from pathlib import Path
         >>> import numpy as np
         >>> import activerm_fast as arm
-        >>> embeddings = np.random.default_rng(0).normal(size=(6, 8)).astype(np.float32)
-        >>> prompts = ["q1", "q1", "q2", "q2", "q3", "q3"]
-        >>> data = arm.from_arrays(embeddings, prompts, gold=np.arange(6.0), test_fraction=1 / 3)
-        >>> path = os.path.join(tempfile.mkdtemp(), "mine.npz")
+        >>> data = arm.synthetic(3, 2, 1, 2, dim=4, seed=3)
+        >>> path = Path(tempfile.mkdtemp()) / "mine.npz"
         >>> data.save(path)
-        >>> back = arm.load(path)
-        >>> back.name, back.prompt_names.tolist()
-        ('mine', ['q1', 'q2', 'q3'])
-        >>> bool(np.array_equal(back.embeddings, embeddings))
-        True
-        >>> bool(np.array_equal(back.is_test, data.is_test))
+        >>> back = arm.load(path)  # named after the file
+        >>> back.name, back.n, back.prompt_names.tolist() == data.prompt_names.tolist()
+        ('mine', 8, True)
+        >>> all(np.array_equal(getattr(back, a), getattr(data, a)) for a in ("gold", "is_test"))
         True
         """
         assert self.is_test is not None and self.prompt_names is not None, "set by __post_init__"
@@ -746,13 +733,7 @@ def _isotropic(counts: dict[str, int], spread: float, linear: bool, seed: int) -
         w_in = rng.standard_normal((dim, hidden)) * (2.0 / np.sqrt(dim))
         gold = np.tanh(x @ w_in) @ rng.standard_normal(hidden)
     kind = "linear" if linear else "tanh"
-    return Dataset(
-        name=f"synthetic-{kind}-seed{seed}",
-        embeddings=x.astype(np.float32),
-        prompt_ids=prompt_ids,
-        gold=gold / gold.std(),
-        is_test=prompt_ids >= num_train,
-    )
+    return _synthetic_dataset(f"{kind}-seed{seed}", x, prompt_ids, gold=gold, num_train=num_train)
 
 
 def _realistic(
@@ -805,8 +786,17 @@ def _realistic(
     weights = 1.0 / np.arange(1, directions + 1)
     gold = (z if linear else np.tanh(2.0 * z)) @ weights
     kind = "linear" if linear else "tanh"
+    name = f"realistic-{kind}-seed{seed}"
+    return _synthetic_dataset(name, x, prompt_ids, gold=gold, num_train=num_train)
+
+
+def _synthetic_dataset(
+    name: str, x: np.ndarray, prompt_ids: np.ndarray, *, gold: np.ndarray, num_train: int
+) -> Dataset:
+    """What both kinds of :func:`synthetic` return: ``synthetic-{name}``, float32 embeddings,
+    gold scaled to unit std, and the prompts from ``num_train`` on in the test split."""
     return Dataset(
-        name=f"synthetic-realistic-{kind}-seed{seed}",
+        name=f"synthetic-{name}",
         embeddings=x.astype(np.float32),
         prompt_ids=prompt_ids,
         gold=gold / gold.std(),

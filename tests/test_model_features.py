@@ -469,7 +469,7 @@ def test_out_of_memory_halves_the_batch_and_keeps_every_row(tmp_path, monkeypatc
     def small_memory(self, batch):  # a device that holds 3 rows at a time
         sizes.append(len(batch))
         if len(batch) > 3:
-            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
         return forward(self, batch)
 
     monkeypatch.setattr(model_features._Encoder, "forward", small_memory)

@@ -606,7 +606,7 @@ def _run_shard(
         chunk = order[done : done + encoder.batch_size]
         try:
             pooled, rewards = encoder.forward([ids[k] for k in chunk])
-        except torch.OutOfMemoryError:
+        except torch.cuda.OutOfMemoryError:  # the name every torch >= 2.2 has
             if len(chunk) == 1:
                 raise MemoryError(
                     f"out of memory on one row of {len(ids[chunk[0]])} tokens: lower "

@@ -25,7 +25,7 @@ import torch
 
 import activerm_fast as arm
 from activerm_fast.data import RewardHead, embed, model_features
-from activerm_fast.data.text_records import prompt_text, read_text_rows
+from activerm_fast.data.text_records import FORMS, prompt_text, read_text_rows
 
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
@@ -291,7 +291,7 @@ def test_preference_and_completion_rows(tmp_path):
         embed(tmp_path / "rm", path, out, progress=False)
         dataset = arm.load(out)
         read = read_text_rows(path)
-        assert read.form == form and dataset.n == read.n
+        assert read.form == form and form in FORMS and dataset.n == read.n
         if form == "completions":
             np.testing.assert_allclose(dataset.gold, [4.5, 1.0, 2.0])
             assert dataset.num_prompts == 2 and dataset.pairs is None

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+__all__ = ["META", "ShardStore", "parts_folder", "write_npz"]
+
 META = "meta.json"
 
 

@@ -30,7 +30,11 @@ import numpy as np
 from .._validation import describe
 from .preference_data import _datasets, _pyarrow
 
+__all__ = ["FORMS", "Messages", "TextRows", "prompt_text", "read_text_rows"]
+
+# a prompt: its (role, content) messages
 Messages = tuple[tuple[str, str], ...]
+# the row forms read_text_rows recognises (TextRows.form)
 FORMS = ("records", "standard", "conversational", "implicit", "completions")
 
 

@@ -46,10 +46,10 @@ def report(err: Exception, *, quiet: bool = False) -> int:
     >>> import contextlib, io
     >>> stderr = io.StringIO()
     >>> with contextlib.redirect_stderr(stderr):
-    ...     report(ValueError("k must be positive,\ngot 0"))
+    ...     report(ValueError("k must be positive,\\ngot 0"))
     2
     >>> stderr.getvalue()
-    'activerm-fast: error: k must be positive, got 0\n'
+    'activerm-fast: error: k must be positive, got 0\\n'
     """
     if isinstance(err, INPUT_ERRORS):
         line = f"activerm-fast: error: {one_line(err)}"

@@ -86,16 +86,14 @@ class ExportSummary:
     >>> import os, tempfile
     >>> import numpy as np
     >>> import activerm_fast as arm
-    >>> chat = arm.Dataset(
-    ...     "chat", np.random.default_rng(0).normal(size=(4, 8)), np.array([0, 0, 1, 1]),
-    ...     prompts=["Hi?", "Sum 2+2"], responses=["Hello there", "Go away", "It is 4", "5"],
+    >>> arena = arm.load("arena-bench")  # packaged, with texts
+    >>> a, b, c = np.flatnonzero(arena.prompt_ids == 0)[:3]  # three answers to one prompt
+    >>> path = os.path.join(tempfile.mkdtemp(), "arena.jsonl")
+    >>> summary = arm.export_preferences(
+    ...     arena, [[a, b], [b, c], [a, c]], [1.0, 0.5, np.nan], path, ties="both"
     ... )
-    >>> folder = tempfile.mkdtemp()
-    >>> path = os.path.join(folder, "prefs.jsonl")
-    >>> pairs, labels = np.array([[0, 1], [3, 2]]), np.array([1.0, 0.5])
-    >>> summary = arm.export_preferences(chat, pairs, labels, path, ties="both")
-    >>> summary.rows, summary.decided, summary.ties, summary.ties_written  # a tie: 2 rows
-    (3, 1, 1, True)
+    >>> summary.rows, summary.decided, summary.ties, summary.unlabelled  # a tie: 2 rows
+    (3, 1, 1, 1)
     """
 
     path: Path
@@ -523,22 +521,21 @@ def load_preferences(
 
     Examples
     --------
-    >>> import os, tempfile
+    >>> import tempfile
+    >>> from pathlib import Path
     >>> import numpy as np
     >>> import activerm_fast as arm
-    >>> chat = arm.Dataset(
-    ...     "chat", np.random.default_rng(0).normal(size=(4, 8)), np.array([0, 0, 1, 1]),
-    ...     prompts=["Hi?", "Sum 2+2"], responses=["Hello there", "Go away", "It is 4", "5"],
+    >>> texts = dict(prompts=["Q1", "Q2"], responses=["yes", "no", "maybe", "never"])
+    >>> qa = arm.Dataset("qa", np.eye(4), np.array([0, 0, 1, 1]), **texts)
+    >>> path = Path(tempfile.mkdtemp()) / "implicit.jsonl"
+    >>> _ = arm.export_preferences(  # the implicit form, with the embedding columns
+    ...     qa, [[0, 1], [0, 2]], [1, 0], path, form="implicit", embeddings=True
     ... )
-    >>> folder = tempfile.mkdtemp()
-    >>> path = os.path.join(folder, "implicit.jsonl")
-    >>> pairs, labels = np.array([[0, 1], [0, 2]]), np.array([1.0, 0.0])
-    >>> _ = arm.export_preferences(chat, pairs, labels, path, form="implicit", embeddings=True)
     >>> back = arm.load_preferences(path)  # embeddings in the file: no text model
     >>> back.pairs.tolist(), back.labels.tolist()  # (chosen, rejected), label 1
     ([[0, 1], [2, 0]], [1, 1])
-    >>> back.responses, bool(np.allclose(back.embeddings, chat.embeddings[[0, 1, 2]]))
-    (['Hello there', 'Go away', 'It is 4'], True)
+    >>> back.responses, bool(np.allclose(back.embeddings, qa.embeddings[[0, 1, 2]]))
+    (['yes', 'no', 'maybe'], True)
     """
     comparisons = _read_comparisons(_path_argument(path, "path"))
     return _dataset(
@@ -590,24 +587,22 @@ def import_preferences(
 
     Examples
     --------
-    >>> import os, tempfile
+    >>> import json, os, tempfile
     >>> import numpy as np
     >>> import activerm_fast as arm
-    >>> chat = arm.Dataset(
-    ...     "chat", np.random.default_rng(0).normal(size=(4, 8)), np.array([0, 0, 1, 1]),
-    ...     prompts=["Hi?", "Sum 2+2"], responses=["Hello there", "Go away", "It is 4", "5"],
-    ... )
     >>> folder = tempfile.mkdtemp()
+    >>> source, out = os.path.join(folder, "prefs.jsonl"), os.path.join(folder, "embedded.jsonl")
+    >>> with open(source, "w") as file:  # one standard-form row, texts only
+    ...     row = {"prompt": "Hi?", "chosen": "Hello there", "rejected": "Go away"}
+    ...     _ = file.write(json.dumps(row) + "\\n")
     >>> class Lengths:  # any object with sentence-transformers' encode: here, text lengths
     ...     def encode(self, texts, **options):
     ...         return np.array([[len(t), t.count(" ")] for t in texts], np.float32)
-    >>> source, out = os.path.join(folder, "prefs.jsonl"), os.path.join(folder, "embedded.jsonl")
-    >>> _ = arm.export_preferences(chat, np.array([[0, 1], [2, 3]]), np.array([1, 1]), source)
     >>> dataset, summary = arm.import_preferences(source, out, Lengths(), show_progress_bar=False)
-    >>> dataset.embeddings[0].tolist()  # [prompt "Hi?", response "Hello there"]
-    [3.0, 0.0, 11.0, 1.0]
-    >>> summary.rows, summary.form, "chosen_embedding" in open(out).readline()
-    (2, 'standard', True)
+    >>> dataset.embeddings.tolist()  # [prompt "Hi?", response]: "Hello there", "Go away"
+    [[3.0, 0.0, 11.0, 1.0], [3.0, 0.0, 7.0, 1.0]]
+    >>> summary.rows, summary.form, json.loads(open(out).readline())["rejected_embedding"]
+    (1, 'standard', [3.0, 0.0, 7.0, 1.0])
     """
     comparisons = _read_comparisons(_path_argument(source, "source"))
     _file_kind(_path_argument(out, "out"), writing=True)  # a bad name fails before embedding

@@ -330,7 +330,7 @@ def _text(value: Any, name: str) -> str:
     if not isinstance(value, str):
         raise ValueError(f"{name} must be text, got {describe(value)}")
     if not value.strip():
-        raise ValueError(f"{name} is empty")
+        raise ValueError(f"{name} is empty: there is nothing to embed (remove the row)")
     return value
 
 

@@ -46,13 +46,13 @@ class Selection:
 
     Examples
     --------
-    >>> import numpy as np
+    >>> import torch
     >>> import activerm_fast as arm
-    >>> features = np.random.default_rng(0).normal(size=(6, 8))
-    >>> pairs = np.array([[0, 1], [2, 3], [0, 4], [1, 5]])
-    >>> batch = arm.greedy_logdet(features, pairs, 2, prior=1.0)
-    >>> isinstance(batch, arm.Selection), batch.indices.shape, batch.gains.shape
-    (True, (2,), (2,))
+    >>> batch = arm.greedy_logdet(torch.eye(4), torch.tensor([[0, 1], [2, 3], [1, 2]]), 2)
+    >>> isinstance(batch, arm.Selection), batch.indices  # arrays of the features' type
+    (True, tensor([0, 1]))
+    >>> batch.gains.shape, isinstance(batch.logdet, float)
+    (torch.Size([2]), True)
     """
 
     indices: Array
@@ -65,14 +65,23 @@ def export(t: torch.Tensor, as_numpy: bool) -> Array:
     return t.cpu().numpy() if as_numpy else t
 
 
-def _representable(out: torch.Tensor, what: str, f: torch.Tensor) -> torch.Tensor:
-    """``out``, or a ValueError when finite features gave a result beyond the range of its
-    dtype (a silent inf would look like an answer)."""
-    if out.numel() and not bool(torch.isfinite(out).all()):
-        raise ValueError(
-            f"{what} overflows {str(out.dtype).removeprefix('torch.')}: features up to "
-            f"{f.abs().max().item():.3g}; rescale the features"
-        )
+def _representable(
+    exact: torch.Tensor, what: str, f: torch.Tensor, dtype: torch.dtype | None = None
+) -> torch.Tensor:
+    """``exact`` (float64, or the features' dtype) in ``dtype`` (the features' dtype by default),
+    or a ValueError when finite features gave a result beyond that dtype's range: above it (a
+    silent inf would look like an answer), or wholly below its smallest normal number while
+    not zero (a silent all-zero result would look like one too)."""
+    out = exact.to(f.dtype if dtype is None else dtype)
+    if not out.numel():
+        return out
+    name = str(out.dtype).removeprefix("torch.")
+    scale = f"features up to {f.abs().max().item():.3g}; rescale the features"
+    if not bool(torch.isfinite(out).all()):
+        raise ValueError(f"{what} overflows {name}: {scale}")
+    largest = exact.abs().max().item()
+    if 0.0 < largest < torch.finfo(out.dtype).tiny:
+        raise ValueError(f"{what} underflows {name} (largest entry {largest:.3g}): {scale}")
     return out
 
 
@@ -103,13 +112,11 @@ def pair_diff(features: Array, pairs: Array) -> Array:
 
     Examples
     --------
-    >>> import numpy as np
+    >>> import torch
     >>> import activerm_fast as arm
-    >>> features = np.random.default_rng(0).normal(size=(6, 8))
-    >>> pairs = np.array([[0, 1], [2, 3], [0, 4], [1, 5]])
-    >>> d = arm.pair_diff(features, pairs)
-    >>> d.shape, bool(np.allclose(d[1], features[2] - features[3]))
-    ((4, 8), True)
+    >>> arm.pair_diff(torch.arange(12.0).reshape(4, 3), torch.tensor([[0, 1], [3, 2]]))
+    tensor([[-3., -3., -3.],
+            [ 3.,  3.,  3.]])
     """
     f = v.features_tensor(features)
     p = v.pairs_tensor(pairs, f.shape[0], f.device)
@@ -188,20 +195,19 @@ def pair_quadform(features: Array, pairs: Array, precision: Array) -> Array:
     --------
     >>> import numpy as np
     >>> import activerm_fast as arm
-    >>> features = np.random.default_rng(0).normal(size=(6, 8))
-    >>> pairs = np.array([[0, 1], [2, 3], [0, 4], [1, 5]])
-    >>> q = arm.pair_quadform(features, pairs, np.eye(8))  # A = I: squared distances
-    >>> d = arm.pair_diff(features, pairs)
-    >>> q.shape, bool(np.allclose(q, (d**2).sum(axis=1)))
-    ((4,), True)
+    >>> x = np.random.default_rng(1).normal(size=(5, 3))
+    >>> i, j = np.array([0, 1, 3]), np.array([1, 2, 4])
+    >>> q = arm.pair_quadform(x, np.stack([i, j], axis=1), np.eye(3))  # A = I: squared distances
+    >>> q.shape, bool(np.allclose(q, ((x[i] - x[j]) ** 2).sum(axis=1)))
+    ((3,), True)
     """
     f = v.features_tensor(features)
     p = v.pairs_tensor(pairs, f.shape[0], f.device)
     a = v.float_tensor(precision, "precision", (f.shape[1], f.shape[1]), f.device).double()
     # (phi_i - phi_j)^T A (phi_i - phi_j) = (phi_i - phi_j) . (g_i - g_j) with G = Phi A^T
     projected = f.double() @ a.T
-    out = _launch.pair_quadform(f, p, projected, 1.0).to(f.dtype)
-    return export(_representable(out, "pair_quadform", f), v.is_numpy_like(features))
+    out = _representable(_launch.pair_quadform(f, p, projected, 1.0), "pair_quadform", f)
+    return export(out, v.is_numpy_like(features))
 
 
 def fisher_matrix(features: Array, pairs: Array, weights: Array | None = None) -> Array:
@@ -225,31 +231,27 @@ def fisher_matrix(features: Array, pairs: Array, weights: Array | None = None) -
 
     Raises
     ------
-    TypeError
-        If an argument has the wrong dtype.
-    ValueError
-        If a shape is wrong, a value is not finite, an index is out of range or the result
-        overflows the features' dtype.
+    TypeError, ValueError
+        As :func:`pair_quadform`, ``weights`` checked as the other arrays.
 
     Examples
     --------
     >>> import numpy as np
     >>> import activerm_fast as arm
-    >>> features = np.random.default_rng(0).normal(size=(6, 8))
-    >>> pairs = np.array([[0, 1], [2, 3], [0, 4], [1, 5]])
-    >>> w = np.array([0.25, 0.1, 0.2, 0.05])
-    >>> fisher = arm.fisher_matrix(features, pairs, w)
-    >>> d = arm.pair_diff(features, pairs)
-    >>> fisher.shape, bool(np.allclose(fisher, d.T @ (w[:, None] * d)))
-    ((8, 8), True)
+    >>> path = np.array([[0, 1], [1, 2]])  # one-hot features: the pairs' graph Laplacian
+    >>> arm.fisher_matrix(np.eye(3), path).tolist()
+    [[1.0, -1.0, 0.0], [-1.0, 2.0, -1.0], [0.0, -1.0, 1.0]]
+    >>> arm.fisher_matrix(np.eye(3), path, np.array([2.0, 0.5])).tolist()  # weighted edges
+    [[2.0, -2.0, 0.0], [-2.0, 2.5, -0.5], [0.0, -0.5, 0.5]]
     """
     f = v.features_tensor(features)
     p = v.pairs_tensor(pairs, f.shape[0], f.device)
     w = None
     if weights is not None:
-        w = v.float_tensor(weights, "weights", (p.shape[0],), f.device).double().contiguous()
-    out = _design.fisher_matrix(f, p, w).to(f.dtype)
-    return export(_representable(out, "fisher_matrix", f), v.is_numpy_like(features))
+        w = v.float_tensor(weights, "weights", (p.shape[0],), f.device, nonnegative=True)
+        w = w.double().contiguous()
+    out = _representable(_design.fisher_matrix(f, p, w), "fisher_matrix", f)
+    return export(out, v.is_numpy_like(features))
 
 
 def greedy_problem(

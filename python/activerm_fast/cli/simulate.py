@@ -12,7 +12,7 @@ from .._validation import first_line
 from ..data.pairs import POOLS
 from ..selection.api import STRATEGIES
 from ..simulation.loop import LoopConfig
-from ..simulation.simulate import format_table, format_verdicts, simulate
+from ..simulation.simulate import format_table, format_verdicts, simulate, usable_cores
 from .common import Failure, design_arguments, load_dataset, positive, positive_or_inf
 
 DEFAULT_STRATEGIES = (
@@ -64,6 +64,13 @@ def add(commands: Any) -> None:
     )
     design_arguments(sim)
     sim.add_argument("--out", default="activerm-fast-results", help="output folder (resumable)")
+    sim.add_argument(
+        "--jobs",
+        type=positive,
+        default=None,
+        help="worker processes for the strategy x seed runs (default: the usable cores; "
+        "1: all in this process); the results are those of a serial run",
+    )
     sim.add_argument("--no-progress", action="store_true")
     sim.set_defaults(handler=run)
 
@@ -102,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
         seeds=range(args.seeds),
         out_dir=out,
         progress=not args.no_progress,
+        jobs=args.jobs if args.jobs is not None else usable_cores(),
     )
     print()
     print(format_table(records))

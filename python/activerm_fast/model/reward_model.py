@@ -56,18 +56,18 @@ class FitHistory:
 
     Examples
     --------
+    >>> import itertools
     >>> import numpy as np
     >>> from activerm_fast import RewardModel
-    >>> x = np.random.default_rng(0).normal(size=(6, 8)).astype(np.float32)
-    >>> pairs = np.array([[0, 1], [2, 3], [4, 5], [0, 2], [1, 3], [2, 4], [3, 5], [0, 5]])
-    >>> labels = (x[pairs[:, 0], 0] > x[pairs[:, 1], 0]).astype(int)  # higher x[:, 0] wins
-    >>> model = RewardModel(8, hidden=(4,), ensemble=2).fit(x, pairs, labels, lr=0.01)
-    >>> history = model.history_
-    >>> history.num_train_pairs, history.num_val_pairs, len(history.best_epoch)
-    (7, 1, 2)
-    >>> history.train_loss[-1] < history.train_loss[0]
-    True
-    >>> len(history.train_loss) >= max(history.best_epoch) + 1
+    >>> x = np.linspace(-1, 1, 24, dtype=np.float32).reshape(6, 4)
+    >>> pairs = np.array(list(itertools.combinations(range(6), 2)))  # all 15 pairs of 6 rows
+    >>> labels = np.ones(15, int)  # the lower row always wins
+    >>> history = RewardModel(4, hidden=(4,)).fit(x, pairs, labels, lr=0.01).history_
+    >>> history.num_train_pairs, history.num_val_pairs, len(history.best_epoch)  # one member
+    (13, 2, 1)
+    >>> history.train_loss[-1] < history.train_loss[0], len(history.val_loss[0])
+    (True, 1)
+    >>> 0 <= history.best_epoch[0] < len(history.train_loss) <= 30  # epochs=30 at most
     True
     """
 
@@ -76,6 +76,15 @@ class FitHistory:
     best_epoch: list[int] = field(default_factory=list)
     num_train_pairs: int = 0
     num_val_pairs: int = 0
+
+
+def _adamw(params: list[torch.Tensor], lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW with its fused kernel where this torch has one for the parameters' device (one
+    pass over each parameter per step instead of a dozen operations), else the foreach one."""
+    try:
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
+    except (RuntimeError, TypeError, ValueError):  # no fused kernel for this device here
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, foreach=True)
 
 
 class RewardModel:
@@ -212,10 +221,8 @@ class RewardModel:
 
         Raises
         ------
-        TypeError
-            If ``embeddings`` is not an array of real numbers.
-        ValueError
-            If its shape is not (n, D) or a value is not finite or beyond float32.
+        TypeError, ValueError
+            If ``embeddings`` is not what :meth:`rewards` accepts.
 
         Examples
         --------
@@ -246,22 +253,20 @@ class RewardModel:
 
         Raises
         ------
-        TypeError
-            If ``embeddings`` is not an array of real numbers.
-        ValueError
-            If its shape is not (n, D) or a value is not finite or beyond float32.
+        TypeError, ValueError
+            As :meth:`rewards` and :meth:`features`: the same checks of ``embeddings``.
 
         Examples
         --------
-        >>> import numpy as np
-        >>> from activerm_fast import RewardModel
-        >>> x = np.random.default_rng(0).normal(size=(6, 8)).astype(np.float32)
-        >>> model = RewardModel(8, hidden=(4,), ensemble=2)
+        >>> import torch
+        >>> import activerm_fast as arm
+        >>> x = torch.randn(5, 8, generator=torch.Generator().manual_seed(0))
+        >>> model = arm.RewardModel(8, hidden=(3,))  # one member
         >>> features, rewards = model.features_and_rewards(x)
-        >>> features.shape, rewards.shape
-        ((2, 6, 4), (2, 6))
-        >>> bool(np.array_equal(rewards, model.rewards(x)))
-        True
+        >>> tuple(features.shape), tuple(rewards.shape)
+        ((1, 5, 3), (1, 5))
+        >>> torch.equal(rewards, model.rewards(x)), torch.equal(features, model.features(x))
+        (True, True)
         """
         features = self.features(embeddings)
         as_tensor = torch.as_tensor(features)
@@ -396,7 +401,7 @@ class RewardModel:
         params = self.parameters()
         for p in params:
             p.requires_grad_(True)
-        optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=float(weight_decay))
+        optimizer = _adamw(params, lr, float(weight_decay))
         best_loss = torch.full((self.ensemble,), math.inf, device=self.device)
         best_params = [p.detach().clone() for p in params]
         best_epoch = torch.zeros(self.ensemble, dtype=torch.int64)
@@ -448,19 +453,22 @@ class RewardModel:
 
         Raises
         ------
+        RuntimeError
+            If the file's folder does not exist (``torch.save`` creates none).
         OSError
             If the file cannot be written.
 
         Examples
         --------
-        >>> import os, tempfile
-        >>> import numpy as np
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import torch
         >>> from activerm_fast import RewardModel
         >>> model = RewardModel(8, hidden=(4,), ensemble=2, seed=3)
-        >>> path = os.path.join(tempfile.mkdtemp(), "model.pt")
+        >>> path = Path(tempfile.mkdtemp()) / "model.pt"
         >>> model.save(path)
-        >>> x = np.ones((6, 8), np.float32)
-        >>> bool(np.array_equal(RewardModel.load(path).rewards(x), model.rewards(x)))
+        >>> x = torch.linspace(-1, 1, 48).reshape(6, 8)
+        >>> torch.equal(RewardModel.load(path).rewards(x), model.rewards(x))  # the same weights
         True
         """
         torch.save(

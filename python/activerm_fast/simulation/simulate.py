@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import csv
 import json
+import multiprocessing
+import multiprocessing.queues
+import os
+import queue
 from collections.abc import Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
-from .._validation import count_argument, known_name
+from .._validation import count_argument, known_name, positive_integer
 from ..data.dataset import Dataset
 from ..selection.api import STRATEGIES
 from .loop import ActiveLoop, LoopConfig
@@ -26,11 +32,16 @@ def simulate(
     seeds: Sequence[int] = (0, 1, 2),
     out_dir: str | Path | None = None,
     progress: bool = True,
+    jobs: int = 1,
 ) -> list[dict[str, Any]]:
     """Run every strategy with every seed (one :class:`~activerm_fast.ActiveLoop` each).
 
     With ``out_dir``, each run checkpoints under ``out_dir/checkpoints`` (so a restarted
     command resumes) and the records are written to ``results.csv`` and ``results.json``.
+    With ``jobs`` > 1 the runs go to that many worker processes, each with an equal share of
+    the usable cores as torch threads; every run is the same computation as in one process,
+    so the records (but for their ``*_seconds``), checkpoints and resumption are those of a
+    serial run, in the same order.
 
     Parameters
     ----------
@@ -46,6 +57,9 @@ def simulate(
         Folder for the checkpoints and results files.
     progress : bool, default True
         Show a progress bar over rounds.
+    jobs : int, default 1
+        Worker processes running strategy x seed combinations side by side (1: all in this
+        process).
 
     Returns
     -------
@@ -55,7 +69,7 @@ def simulate(
     Raises
     ------
     ValueError
-        If a strategy is unknown, a seed negative, or a run fails (see
+        If a strategy is unknown, a seed negative, ``jobs`` not positive, or a run fails (see
         :class:`~activerm_fast.ActiveLoop`).
 
     Examples
@@ -77,26 +91,137 @@ def simulate(
     # checked before the first run: a bad name must not surface after hours of others
     strategies = [known_name(strategy, STRATEGIES, "strategy") for strategy in strategies]
     seeds = [count_argument(seed, "seed") for seed in seeds]
+    jobs = positive_integer(jobs, "jobs")
     out = None if out_dir is None else Path(out_dir)
-    records: list[dict[str, Any]] = []
-    total = len(strategies) * len(seeds) * config.rounds
+    runs = [
+        _Run(
+            strategy, seed, None if out is None else out / "checkpoints" / f"{strategy}-seed{seed}"
+        )
+        for seed in seeds
+        for strategy in strategies
+    ]
+    total = len(runs) * config.rounds
     with tqdm(total=total, desc="rounds", unit="round", disable=not progress) as bar:
-
-        def advance(_: dict[str, Any]) -> None:
-            bar.update(1)
-
-        for seed in seeds:
-            for strategy in strategies:
-                bar.set_postfix_str(f"{strategy}, seed {seed}")
-                folder = None if out is None else out / "checkpoints" / f"{strategy}-seed{seed}"
-                loop = ActiveLoop(dataset, strategy, config, seed=seed, checkpoint_dir=folder)
-                done_before = bar.n
-                runs = loop.run(on_round=advance)
-                bar.update(len(runs) - (bar.n - done_before))  # rounds resumed from disk
-                records.extend(runs)
+        if jobs == 1 or len(runs) < 2:
+            done = _serially(dataset, config, runs, bar)
+        else:
+            done = _in_workers(dataset, config, runs, bar, jobs=jobs)
+    records = [record for run in runs for record in done[run]]
     if out is not None:
         write_results(records, out)
     return records
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One strategy x seed combination and its checkpoint folder."""
+
+    strategy: str
+    seed: int
+    folder: Path | None
+
+
+def _serially(
+    dataset: Dataset, config: LoopConfig, runs: list[_Run], bar: Any
+) -> dict[_Run, list[dict[str, Any]]]:
+    """Every run in this process, one after another."""
+
+    def advance(_: dict[str, Any]) -> None:
+        bar.update(1)
+
+    done = {}
+    for run in runs:
+        bar.set_postfix_str(f"{run.strategy}, seed {run.seed}")
+        loop = ActiveLoop(dataset, run.strategy, config, seed=run.seed, checkpoint_dir=run.folder)
+        done_before = bar.n
+        done[run] = loop.run(on_round=advance)
+        bar.update(len(done[run]) - (bar.n - done_before))  # rounds resumed from disk
+    return done
+
+
+def _in_workers(
+    dataset: Dataset, config: LoopConfig, runs: list[_Run], bar: Any, *, jobs: int
+) -> dict[_Run, list[dict[str, Any]]]:
+    """Every run in ``jobs`` spawned worker processes (fresh interpreters: no OpenMP runtime
+    forked mid-flight), each with its share of the usable cores as torch threads. Finished
+    rounds are reported back over a queue for the progress bar."""
+    workers = min(jobs, len(runs))
+    threads = max(1, usable_cores() // workers)
+    context = multiprocessing.get_context("spawn")
+    rounds: multiprocessing.queues.Queue[int] = context.Queue()
+    done: dict[_Run, list[dict[str, Any]]] = {}
+    with ProcessPoolExecutor(
+        workers, context, initializer=_start_worker, initargs=(dataset, config, threads, rounds)
+    ) as pool:
+        pending: dict[Future[list[dict[str, Any]]], _Run] = {
+            pool.submit(_run_in_worker, run): run for run in runs
+        }
+        reported = 0
+        try:
+            while pending:
+                finished, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                reported += _drain(rounds, bar)
+                for future in finished:
+                    run = pending.pop(future)
+                    done[run] = future.result()
+                    bar.set_postfix_str(f"{len(done)} of {len(runs)} runs done")
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        reported += _drain(rounds, bar)
+    bar.update(sum(len(records) for records in done.values()) - reported)  # resumed from disk
+    return done
+
+
+def _drain(rounds: multiprocessing.queues.Queue[int], bar: Any) -> int:
+    """Move the rounds the workers reported onto the bar; how many there were."""
+    count = 0
+    while True:
+        try:
+            count += rounds.get_nowait()
+        except queue.Empty:
+            break
+    bar.update(count)
+    return count
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _start_worker(
+    dataset: Dataset, config: LoopConfig, threads: int, rounds: multiprocessing.queues.Queue[int]
+) -> None:
+    """A worker's set-up: the data and campaign once per process, and its thread share."""
+    torch.set_num_threads(threads)
+    _WORKER.update(dataset=dataset, config=config, rounds=rounds)
+
+
+def _run_in_worker(run: _Run) -> list[dict[str, Any]]:
+    """One run inside a worker, reporting each finished round."""
+    loop = ActiveLoop(
+        _WORKER["dataset"],
+        run.strategy,
+        _WORKER["config"],
+        seed=run.seed,
+        checkpoint_dir=run.folder,
+    )
+    rounds = _WORKER["rounds"]
+    return loop.run(on_round=lambda _: rounds.put(1))
+
+
+def usable_cores() -> int:
+    """The cores this process may run on: ``activerm-fast simulate --jobs``'s default.
+
+    Examples
+    --------
+    >>> from activerm_fast.simulate import usable_cores
+    >>> usable_cores() >= 1
+    True
+    """
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
 
 
 def write_results(records: list[dict[str, Any]], out: Path) -> None:

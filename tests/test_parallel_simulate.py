@@ -1,0 +1,114 @@
+"""simulate(jobs=N): strategy x seed runs in worker processes give a serial run's results,
+checkpoints and tables, and a killed parallel run resumes to them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from activerm_fast import data
+from activerm_fast.simulation.loop import LoopConfig
+from activerm_fast.simulation.simulate import format_table, format_verdicts, simulate
+
+CONFIG = LoopConfig(
+    rounds=3,
+    per_round=15,
+    prompts_per_round=40,
+    cross_pairs=3000,
+    ensemble=2,
+    hidden=(16,),
+    epochs=5,
+)
+STRATEGIES = ["random", "dopt-greedy", "past-dopt-greedy"]
+SEEDS = (0, 1)
+TIMINGS = ("select_seconds", "fit_seconds")
+DATASET = dict(
+    num_train_prompts=60, num_test_prompts=10, test_responses_per_prompt=12, dim=8, seed=3
+)
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return data.synthetic(**DATASET)
+
+
+@pytest.fixture(scope="module")
+def serial(dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("serial")
+    records = simulate(
+        dataset, STRATEGIES, config=CONFIG, seeds=SEEDS, out_dir=out, progress=False
+    )
+    return out, records
+
+
+def without_timings(records):
+    return [{k: v for k, v in r.items() if k not in TIMINGS} for r in records]
+
+
+def checkpoint_records(out: Path) -> dict[str, list]:
+    return {
+        folder.name: without_timings(json.loads((folder / "state.json").read_text())["records"])
+        for folder in sorted((out / "checkpoints").iterdir())
+    }
+
+
+def test_jobs_give_the_serial_records_checkpoints_and_tables(dataset, serial, tmp_path):
+    serial_out, serial_records = serial
+    records = simulate(
+        dataset, STRATEGIES, config=CONFIG, seeds=SEEDS, out_dir=tmp_path, progress=False, jobs=2
+    )
+    assert without_timings(records) == without_timings(serial_records)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert without_timings(saved) == without_timings(
+        json.loads((serial_out / "results.json").read_text())
+    )
+    assert checkpoint_records(tmp_path) == checkpoint_records(serial_out)
+    assert format_table(records) == format_table(serial_records)
+    assert format_verdicts(records) == format_verdicts(serial_records)
+    # run again: everything resumes from the checkpoints, nothing is recomputed
+    again = simulate(
+        dataset, STRATEGIES, config=CONFIG, seeds=SEEDS, out_dir=tmp_path, progress=False, jobs=2
+    )
+    assert again == records
+
+
+def test_a_killed_parallel_run_resumes_to_the_serial_results(dataset, serial, tmp_path):
+    serial_out, serial_records = serial
+    script = (
+        "from activerm_fast import data\n"
+        "from activerm_fast.simulation.loop import LoopConfig\n"
+        "from activerm_fast.simulation.simulate import simulate\n"
+        f"simulate(data.synthetic(**{DATASET!r}), {STRATEGIES!r}, config={CONFIG!r}, "
+        f"seeds={SEEDS!r}, out_dir={str(tmp_path)!r}, progress=False, jobs=2)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and child.poll() is None:
+            states = list((tmp_path / "checkpoints").glob("*/state.json"))
+            if states and any(json.loads(s.read_text())["records"] for s in states):
+                break
+            time.sleep(0.02)
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)  # the workers too, mid-round
+        child.wait()
+    killed = not (tmp_path / "results.json").exists()
+    records = simulate(
+        dataset, STRATEGIES, config=CONFIG, seeds=SEEDS, out_dir=tmp_path, progress=False, jobs=2
+    )
+    assert without_timings(records) == without_timings(serial_records)
+    assert checkpoint_records(tmp_path) == checkpoint_records(serial_out)
+    assert killed, "the child finished before it could be killed: nothing was resumed"
+
+
+def test_jobs_must_be_positive(dataset):
+    with pytest.raises(ValueError, match="jobs"):
+        simulate(dataset, ["random"], config=CONFIG, seeds=(0,), progress=False, jobs=0)

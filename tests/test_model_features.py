@@ -532,7 +532,7 @@ def test_two_gloo_ranks_equal_one_process(tmp_path):
     assert_same_output(one, two)
 
 
-def test_command_line_under_torchrun_writes_the_single_process_file(tmp_path):
+def test_command_line_under_torchrun_writes_the_single_process_file_and_batch(tmp_path):
     make_model(tmp_path / "rm")
     write_records(tmp_path / "rows.jsonl", prompts=5)
     common = ["--model", str(tmp_path / "rm"), "--data", str(tmp_path / "rows.jsonl")]
@@ -549,6 +549,15 @@ def test_command_line_under_torchrun_writes_the_single_process_file(tmp_path):
 
     assert main(["embed", *common, "--out", str(tmp_path / "one.npz")]) == 0
     assert_same_output(tmp_path / "one.npz", tmp_path / "two.npz")
+    # and select --reward-head over a pool sharded across two processes: the one-process batch
+    select = ["select", "--data", str(tmp_path / "one.npz"), "--reward-head", "--k", "4"]
+    select += ["--labelled", str(tmp_path / "labelled.jsonl"), "--pool-size", "60"]
+    assert main([*select, "--out", str(tmp_path / "one.jsonl")]) == 0
+    sharded = [*command, "2", "-m", "activerm_fast", *select, "--out", str(tmp_path / "two.jsonl")]
+    done = subprocess.run(sharded, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "score head" in done.stdout and "(2 processes)" in done.stdout
+    assert (tmp_path / "two.jsonl").read_bytes() == (tmp_path / "one.jsonl").read_bytes()
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

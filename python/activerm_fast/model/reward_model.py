@@ -113,14 +113,13 @@ class RewardModel:
 
     Examples
     --------
-    >>> import numpy as np
-    >>> from activerm_fast import RewardModel
-    >>> x = np.random.default_rng(0).normal(size=(6, 8)).astype(np.float32)
-    >>> model = RewardModel(8, hidden=(16, 4), ensemble=3)
+    >>> import activerm_fast as arm
+    >>> x = arm.synthetic(2, 3, 1, 2, dim=8).embeddings  # 8 responses, 8-d
+    >>> model = arm.RewardModel(8, hidden=(16, 4), ensemble=3)
     >>> model.feature_dim, model.theta.shape, model.rewards(x).shape
-    (4, (3, 4), (3, 6))
-    >>> RewardModel(8, hidden=()).features(x).shape  # linear: features are the embeddings
-    (1, 6, 8)
+    (4, (3, 4), (3, 8))
+    >>> arm.RewardModel(8, hidden=()).features(x).shape  # linear: features are the embeddings
+    (1, 8, 8)
     """
 
     def __init__(
@@ -212,7 +211,7 @@ class RewardModel:
         Parameters
         ----------
         embeddings : np.ndarray or torch.Tensor
-            (n, D) embeddings, D = ``input_dim``.
+            (n, D) float32 or float64 embeddings, D = ``input_dim``, on any device.
 
         Returns
         -------
@@ -242,7 +241,7 @@ class RewardModel:
         Parameters
         ----------
         embeddings : np.ndarray or torch.Tensor
-            (n, D) embeddings, D = ``input_dim``.
+            (n, D), as for :meth:`features`.
 
         Returns
         -------

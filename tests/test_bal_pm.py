@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import oracles
 import pytest
 import torch
 
@@ -10,8 +11,6 @@ import activerm_fast as arm
 from activerm_fast import data
 from activerm_fast.data import annotation
 from activerm_fast.testing import SelectionInputs, bal_pm
-
-import oracles
 
 
 def prompt_problem(rng, prompts=12, per_prompt=4, dim=5, members=3):

@@ -7,11 +7,14 @@ import subprocess
 import sys
 
 import numpy as np
+import oracles
 import pytest
 
+import activerm_fast as arm
 from activerm_fast import data
 from activerm_fast.cli import main
 from activerm_fast.data import annotation
+from activerm_fast.model import RewardModel
 from activerm_fast.simulation.oracle import BTOracle
 
 
@@ -123,12 +126,23 @@ def test_select_design_options_reach_the_batch(dataset_file, tmp_path, capsys):
         assert main([*common, *options]) == 0
         return np.array([[r["first"], r["second"]] for r in map(json.loads, batch.open())])
 
-    got = chosen(*design, "--lazy", "true")
+    model_path = tmp_path / "model.pt"
+    got = chosen(*design, "--lazy", "true", "--model", str(model_path))
     assert "on the embeddings" in capsys.readouterr().out
     pairs, labels = annotation.read_labelled(labelled, dataset.n)
     options = dict(pool_size=4000, ridge=0.05, ridge_mode="relative", features="embedding")
     want, _ = annotation.next_batch(dataset, pairs, labels, 10, **options)
     np.testing.assert_array_equal(got, want)
+    # the rule itself, brute force in float64 on the fitted model's rewards: past-dopt-greedy
+    # on the embeddings, lambda = 0.05 tr(F_L) / D of the labelled pairs, F0 = lambda I + F_L
+    rewards = np.asarray(RewardModel.load(model_path).rewards(dataset.embeddings))
+    embeddings = dataset.embeddings.astype(np.float64)
+    candidates = arm.pairs.candidate_pool(dataset.prompt_ids, "cross", 4000, 0)
+    lam = oracles.relative_lambda(0.05, embeddings, rewards, pairs)
+    indices, _, _ = oracles.greedy_selection(
+        "past-dopt-greedy", embeddings, rewards, candidates, 10, labelled=pairs, ridge=lam
+    )
+    np.testing.assert_array_equal(got, candidates[indices])
     np.testing.assert_array_equal(chosen(*design, "--lazy", "false"), want)  # the same picks
     assert not np.array_equal(chosen(), want)  # the defaults design otherwise
 

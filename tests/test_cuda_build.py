@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import ctypes.util
 import os
 import shutil
 
 import pytest
+import torch
 
 import activerm_fast as arm
+
+
+def has_nvidia_driver() -> bool:
+    """Whether an NVIDIA kernel driver or its user-space library is on this machine."""
+    return (
+        os.path.exists("/proc/driver/nvidia/version")
+        or ctypes.util.find_library("cuda") is not None
+    )
 
 
 def cuda_expected() -> bool:
@@ -37,6 +47,16 @@ def test_cuda_module_reports_devices_without_failing():
     assert _cuda.compiler.startswith("NVIDIA")
     assert _cuda.runtime_version() >= 11000
     assert _cuda.driver_version() >= 0
+    driver = _cuda.driver_version()
+    if not has_nvidia_driver():
+        # no driver here: the runtime finds none and no device, and agrees with torch
+        assert driver == 0 and count == 0
+        assert torch.cuda.device_count() == 0 and not torch.cuda.is_available()
+    else:
+        assert driver >= 10000  # e.g. 12040 for 12.4
+    if torch.cuda.is_available():  # a CUDA build of torch sees the same devices
+        assert count == torch.cuda.device_count()
+    assert arm.build_info()["gpu_usable"] == (count > 0 and torch.cuda.is_available())
     # the CUDA engine's workspace holds the CPU's buffers plus its per-block sweep partials
     sizes = {}
     for module in (_cuda, _core):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -55,7 +57,33 @@ def test_rounds_record_metrics(dataset, pool):
     for r in records:
         assert -1 <= r["spearman"] <= 1
         assert 0 <= r["best_of_4_quantile"] <= 1 and np.isfinite(r["best_of_4_gold"])
-        assert r["select_seconds"] >= 0 and r["fit_seconds"] > 0 and r["pool_size"] >= 15
+        assert r["select_seconds"] > 0 and r["fit_seconds"] > 0 and r["pool_size"] >= 15
+
+
+def test_timings_measure_the_selection_and_the_fit_alone(dataset, monkeypatch):
+    # a clock that only the selection and the fit move, by amounts known here (exact binary
+    # fractions): select_seconds and fit_seconds must be those amounts, round by round
+    from activerm_fast.simulation import loop as loop_module
+
+    now = [0.0]
+    monkeypatch.setattr(loop_module, "time", SimpleNamespace(perf_counter=lambda: now[0]))
+    choose, fit = ActiveLoop._choose, ActiveLoop._fit
+    calls = {"choose": 0}
+
+    def timed_choose(self, *args, **kwargs):
+        calls["choose"] += 1
+        now[0] += 0.25 * calls["choose"]
+        return choose(self, *args, **kwargs)
+
+    def timed_fit(self, *args, **kwargs):
+        now[0] += 8.0
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(ActiveLoop, "_choose", timed_choose)
+    monkeypatch.setattr(ActiveLoop, "_fit", timed_fit)
+    records = ActiveLoop(dataset, "dopt-greedy", SMALL, seed=1).run()
+    assert [r["select_seconds"] for r in records] == [0.25, 0.5, 0.75]
+    assert [r["fit_seconds"] for r in records] == [8.0, 8.0, 8.0]
 
 
 def test_same_seed_same_run_and_strategies_share_the_first_round(dataset):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import oracles
 import pytest
 
 import activerm_fast as arm
@@ -127,6 +128,15 @@ def test_embedding_features_design_on_the_embeddings_with_the_models_weights(
         labelled=labelled,
     )
     np.testing.assert_array_equal(got.indices, want.indices)
+    # the rule itself, brute force in float64: the embeddings as every member's features, the
+    # model's Fisher weights (each member's own for the ensemble), labelled pairs never chosen
+    shown = embeddings.astype(np.float32).astype(np.float64)
+    indices, gains, logdet = oracles.greedy_selection(
+        strategy, shown, rewards, pool, 10, labelled=labelled
+    )
+    np.testing.assert_array_equal(got.indices, indices)
+    np.testing.assert_allclose(got.gains, gains, rtol=1e-9, atol=1e-12)
+    assert got.logdet == pytest.approx(logdet, rel=1e-9)
 
 
 @pytest.mark.parametrize(

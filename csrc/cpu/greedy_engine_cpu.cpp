@@ -200,6 +200,23 @@ void prepare_member(const GreedyProblem& problem, GreedyState state,
   row_products(features, n, d, u, buffers.projection + e, problem.members);
 }
 
+// Counts an applied choice against the per-prompt quota (views.h: PromptQuota) and masks every
+// local pair of a prompt it fills: O(pairs of that prompt), nothing without a quota.
+void count_against_quota(const GreedyProblem& problem, GreedyState state,
+                         const GreedyChoice& choice) {
+  const PromptQuota& quota = problem.quota;
+  if (quota.limit <= 0) return;
+  const int64_t prompts[2] = {quota.prompt_of[choice.first], quota.prompt_of[choice.second]};
+  for (int side = 0; side < (prompts[0] == prompts[1] ? 1 : 2); ++side) {
+    const int64_t prompt = prompts[side];
+    if (++quota.used[prompt] != quota.limit) continue;
+    for (int64_t at = quota.offsets[prompt]; at < quota.offsets[prompt + 1]; ++at) {
+      double* q = state.scores + quota.pairs[at] * problem.members;
+      for (int64_t e = 0; e < problem.members; ++e) q[e] = kNaN;
+    }
+  }
+}
+
 template <class T>
 void apply(const GreedyProblem& problem, GreedyState state, const GreedyBuffers& buffers,
            int64_t step, int64_t* chosen, double* gains, bool prepare_next) {
@@ -234,6 +251,7 @@ void apply(const GreedyProblem& problem, GreedyState state, const GreedyBuffers&
       state.scores[local * problem.members + e] = kNaN;
     }
   }
+  count_against_quota(problem, state, choice);
   if (!prepare_next) return;
   for (int64_t e = 0; e < problem.members; ++e) {
     prepare_member<T>(problem, state, buffers, e, q_star[e]);

@@ -378,6 +378,7 @@ void LazyGreedyCpu::refresh_bucket(int64_t bucket, Best& best) {
   scratch_scores_.resize(static_cast<size_t>(count));
   scratch_buckets_.resize(static_cast<size_t>(count));
   const bool single = e == 1;
+  const double* masked = masked_;
 #pragma omp parallel for schedule(static) if (count >= kParallelRecords)
   for (int64_t r = 0; r < count; ++r) {
     double* record = base + r * stride;
@@ -386,6 +387,9 @@ void LazyGreedyCpu::refresh_bucket(int64_t bucket, Best& best) {
     double bound = 0.0;
     if (single) score_and_bound<true>(q, q + e, 1, score, bound);
     else score_and_bound<false>(q, q + e, e, score, bound);
+    if (masked != nullptr && std::isnan(masked[head_of(record).index * e])) {
+      score = std::numeric_limits<double>::quiet_NaN();  // its prompt's quota is full
+    }
     scratch_scores_[r] = score;
     scratch_buckets_[r] = std::isnan(score) ? -1 : static_cast<int32_t>(bucket_of(bound));
   }
@@ -435,6 +439,7 @@ void LazyGreedyCpu::sweep(const GreedyProblem& problem, GreedyState state, bool 
   // After a choice that is no pair there is nothing to downdate and nothing new to find.
   if (downdate && buffers.choice->index < 0) return;
   ++sweeps_;
+  masked_ = problem.quota.limit > 0 ? state.scores : nullptr;
   if (downdate) {
     retire_last(problem, *buffers.choice);
     record_step(buffers);

@@ -41,7 +41,8 @@ class LazyGreedyCpu {
 
   // greedy_sweep's contract: with `downdate` record the last applied choice's step (and retire
   // the pair if it was this shard's), else start afresh from state.scores; then write the best
-  // pair to the workspace's GreedyChoice.
+  // pair to the workspace's GreedyChoice. Pairs greedy_apply masks in state.scores for a
+  // per-prompt quota (views.h: PromptQuota) leave the race as they are next refreshed.
   void sweep(const GreedyProblem& problem, GreedyState state, bool downdate);
   // The whole selection: run_steps over this sweep and CpuKernels::greedy_apply.
   void run(const GreedyProblem& problem, GreedyState state, int64_t k, int64_t* chosen,
@@ -84,6 +85,9 @@ class LazyGreedyCpu {
   std::vector<double> scratch_scores_;
   std::vector<int32_t> scratch_buckets_;
   Best last_{0.0, -1, 0, 0};
+  // With a per-prompt quota, state.scores: a refreshed record whose pair's score there is NaN
+  // (masked by greedy_apply once its prompt is full) leaves the race. Null without a quota.
+  const double* masked_ = nullptr;
   int64_t sweeps_ = 0;
   int64_t refreshed_ = 0;
   int64_t downdates_ = 0;

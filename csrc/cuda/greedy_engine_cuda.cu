@@ -6,6 +6,7 @@
 //   2. transposed_kernel:  f_e = S_e^T d*_e;
 //   3. scalars_kernel:     q*_e = f_e.f_e afresh, the gain, c_e and gamma_e; records the choice
 //                          and masks its scores (or stops the engine for a refresh);
+//      quota_kernel:       with a per-prompt quota, counts the choice and masks full prompts;
 //   4. rows_kernel:        u_e = S_e f_e;
 //   5. update_kernel:      S_e -= gamma_e u_e f_e^T;
 //   6. rows_kernel:        v_e = Phi_e (scale u_e), the one O(n d) read;
@@ -367,6 +368,35 @@ __global__ void __launch_bounds__(kScalarThreads)
   }
 }
 
+// The per-prompt quota (views.h: PromptQuota), one block after scalars_kernel: thread 0 counts
+// the applied choice against its prompts; every thread then masks its share of the pairs of a
+// prompt that just became full (the CPU's count_against_quota).
+constexpr int kQuotaThreads = 256;
+
+__global__ void __launch_bounds__(kQuotaThreads)
+    quota_kernel(PromptQuota quota, int64_t members, const GreedyChoice* __restrict__ choice,
+                 double* scores) {
+  __shared__ int64_t full[2];
+  if (choice->index < 0) return;  // no pair, or a refresh pending: nothing was chosen
+  if (threadIdx.x == 0) {
+    const int64_t first = quota.prompt_of[choice->first];
+    const int64_t second = quota.prompt_of[choice->second];
+    full[0] = ++quota.used[first] == quota.limit ? first : -1;
+    full[1] = -1;
+    if (second != first) full[1] = ++quota.used[second] == quota.limit ? second : -1;
+  }
+  __syncthreads();
+  for (int side = 0; side < 2; ++side) {
+    const int64_t prompt = full[side];
+    if (prompt < 0) continue;
+    for (int64_t at = quota.offsets[prompt] + threadIdx.x; at < quota.offsets[prompt + 1];
+         at += kQuotaThreads) {
+      double* q = scores + quota.pairs[at] * members;
+      for (int64_t e = 0; e < members; ++e) q[e] = kNaN;
+    }
+  }
+}
+
 // out_e = M_e (x_e * x_scale) for row-major (rows, cols) matrices (grid x: row blocks, y: member);
 // x * x_scale is the CPU's scaled u, and x_scale = 1 is exact. Row r of member e goes to
 // out[e * out_member + r * out_stride].
@@ -535,6 +565,11 @@ void apply(const GreedyProblem& problem, GreedyState state, int64_t step, int64_
       problem.refresh_tolerance, buffers.choice, prepare_next, buffers.downdate,
       buffers.reference, scratch, state.scores, step, chosen, gains);
   check_launch("greedy scalars kernel launch");
+  if (problem.quota.limit > 0) {
+    quota_kernel<<<1, kQuotaThreads, 0, stream>>>(problem.quota, problem.members, buffers.choice,
+                                                 state.scores);
+    check_launch("greedy quota kernel launch");
+  }
   if (!prepare_next || d == 0) return;
   rows_kernel<double><<<dim3(grid_for(d, kRowsTile), members), kRowsTile, 0, stream>>>(
       state.factor, d * d, d, d, buffers.transformed, 1.0, buffers.choice, d, 1,

@@ -37,6 +37,20 @@ inline void bind_views(py::module_& m) {
            }),
            py::arg("data"), py::arg("is_int64"), py::arg("count"))
       .def_readonly("count", &PairView::count);
+  py::class_<PromptQuota>(m, "PromptQuota", py::module_local())
+      .def(py::init([](int64_t limit, int64_t prompts, uintptr_t prompt_of, uintptr_t offsets,
+                       uintptr_t pairs, uintptr_t used) {
+             return PromptQuota{limit,
+                                prompts,
+                                address<const int64_t>(prompt_of),
+                                address<const int64_t>(offsets),
+                                address<const int64_t>(pairs),
+                                address<int64_t>(used)};
+           }),
+           py::arg("limit"), py::arg("prompts"), py::arg("prompt_of"), py::arg("offsets"),
+           py::arg("pairs"), py::arg("used"))
+      .def_readonly("limit", &PromptQuota::limit)
+      .def_readonly("prompts", &PromptQuota::prompts);
   py::class_<GreedyProblem>(m, "GreedyProblem", py::module_local())
       .def(py::init([](FeatureView features, int64_t members, int64_t member_stride,
                        PairView pairs, uintptr_t weights, int64_t first_index,
@@ -48,7 +62,8 @@ inline void bind_views(py::module_& m) {
            }),
            py::arg("features"), py::arg("members"), py::arg("member_stride"), py::arg("pairs"),
            py::arg("weights"), py::arg("first_index") = 0, py::arg("refresh_tolerance") = 0.0)
-      .def_readwrite("refresh_tolerance", &GreedyProblem::refresh_tolerance);
+      .def_readwrite("refresh_tolerance", &GreedyProblem::refresh_tolerance)
+      .def_readwrite("quota", &GreedyProblem::quota);
   py::class_<GreedyState>(m, "GreedyState", py::module_local())
       .def(py::init([](uintptr_t scores, uintptr_t factor, uintptr_t workspace) {
              return GreedyState{address<double>(scores), address<double>(factor),

@@ -54,6 +54,7 @@ using activerm::GreedyProblem;
 using activerm::GreedyState;
 using activerm::LazyGreedyCpu;
 using activerm::PairView;
+using activerm::PromptQuota;
 
 namespace {
 
@@ -1353,6 +1354,210 @@ struct Test {
 
 }  // namespace
 
+// ---- the per-prompt quota (views.h: PromptQuota) ------------------------------------------
+
+// The CSR index of pairs [0, count) by prompt, each prompt's counts at 0.
+struct QuotaIndex {
+  int64_t limit = 0;
+  std::vector<int64_t> prompt_of, offsets, members, used;
+
+  template <class I>
+  QuotaIndex(int64_t limit_, std::vector<int64_t> prompt_of_, int64_t prompts, const I* pairs,
+             int64_t count)
+      : limit(limit_), prompt_of(std::move(prompt_of_)) {
+    std::vector<std::vector<int64_t>> lists(static_cast<size_t>(prompts));
+    for (int64_t k = 0; k < count; ++k) {
+      const int64_t a = prompt_of[static_cast<size_t>(pairs[2 * k])];
+      const int64_t b = prompt_of[static_cast<size_t>(pairs[2 * k + 1])];
+      lists[a].push_back(k);
+      if (b != a) lists[b].push_back(k);
+    }
+    offsets.push_back(0);
+    for (const auto& list : lists) {
+      members.insert(members.end(), list.begin(), list.end());
+      offsets.push_back(static_cast<int64_t>(members.size()));
+    }
+    used.assign(static_cast<size_t>(prompts), 0);
+  }
+  PromptQuota view() {
+    return PromptQuota{limit, static_cast<int64_t>(used.size()), prompt_of.data(),
+                       offsets.data(), members.data(), used.data()};
+  }
+};
+
+// The engine without a quota, the pairs of a full prompt masked by hand after every apply: what
+// the quota must reproduce bit for bit.
+template <class T, class I>
+Selection masked_by_hand(const Problem<T, I>& pr, const std::vector<int64_t>& prompt_of,
+                         int64_t prompts, int64_t limit, int64_t k) {
+  const GreedyProblem problem = pr.view();
+  Engine engine(problem, pr.scores0, pr.factor0);
+  Selection s{std::vector<int64_t>(static_cast<size_t>(k), -7),
+              std::vector<double>(static_cast<size_t>(k), -7.0)};
+  std::vector<int64_t> used(static_cast<size_t>(prompts), 0);
+  CpuKernels::greedy_sweep(problem, engine.state(), false, nullptr);
+  for (int64_t t = 0; t < k; ++t) {
+    const bool prepare_next = t + 1 < k;
+    CpuKernels::greedy_apply(problem, engine.state(), t, s.chosen.data(), s.gains.data(),
+                             prepare_next, nullptr);
+    const int64_t c = s.chosen[t];
+    if (c >= 0) {
+      std::vector<int64_t> touched = {prompt_of[pr.first(c)], prompt_of[pr.second(c)]};
+      if (touched[0] == touched[1]) touched.pop_back();
+      for (int64_t prompt : touched) {
+        if (++used[prompt] != limit) continue;
+        for (int64_t q = 0; q < pr.count(); ++q) {
+          if (prompt_of[pr.first(q)] == prompt || prompt_of[pr.second(q)] == prompt) {
+            for (int64_t e = 0; e < pr.members; ++e) {
+              engine.scores[q * pr.members + e] = std::numeric_limits<double>::quiet_NaN();
+            }
+          }
+        }
+      }
+    }
+    if (prepare_next) CpuKernels::greedy_sweep(problem, engine.state(), true, nullptr);
+  }
+  return s;
+}
+
+// The quota on the dense run, the composed primitives, the lazy sweep and three shards (one
+// empty, each with its own index and counts): the same bits as masking by hand; no prompt
+// beyond its limit; once nothing fits, -1 and NaN. Edge cases: a prompt with no responses (an
+// empty CSR range), a limit no selection reaches, a single prompt, no pairs at all.
+template <class T, class I>
+void test_quota() {
+  Rng rng(91);
+  const int64_t n = 12;
+  const int64_t prompts = 5;  // prompt 4 answers nothing
+  std::vector<int64_t> prompt_of(static_cast<size_t>(n));
+  for (int64_t r = 0; r < n; ++r) prompt_of[r] = r / 3;
+  for (int64_t members : {int64_t{1}, int64_t{3}}) {
+    for (int64_t limit : {int64_t{1}, int64_t{2}, int64_t{1000}}) {
+      g_case = std::string(type_name<T>()) + "/" + index_name<I>() +
+               " E=" + std::to_string(members) + " limit=" + std::to_string(limit);
+      auto pr = random_problem<T, I>(rng, n, 4, members, false, all_pairs<I>(n), true);
+      std::vector<bool> masked(static_cast<size_t>(pr.count()), false);
+      masked[5] = masked[40] = true;
+      pr.start(masked);
+      const int64_t k = 30;
+      const Selection want = masked_by_hand(pr, prompt_of, prompts, limit, k);
+      GreedyProblem problem = pr.view();
+      QuotaIndex dense_index(limit, prompt_of, prompts, pr.pairs.data(), pr.count());
+      problem.quota = dense_index.view();
+      Engine dense(problem, pr.scores0, pr.factor0);
+      const Selection got = run(problem, dense, k);
+      CHECK(same_selection(got, want));
+      // counts: never beyond the limit; the index's counts are the chosen pairs'
+      std::vector<int64_t> counted(static_cast<size_t>(prompts), 0);
+      bool ended = false;
+      for (int64_t t = 0; t < k; ++t) {
+        const int64_t c = got.chosen[t];
+        if (c < 0) {
+          ended = true;
+          CHECK(c == -1 && std::isnan(got.gains[t]));
+          continue;
+        }
+        CHECK(!ended);
+        ++counted[prompt_of[pr.first(c)]];
+        if (prompt_of[pr.second(c)] != prompt_of[pr.first(c)]) ++counted[prompt_of[pr.second(c)]];
+      }
+      for (int64_t p = 0; p < prompts; ++p) {
+        CHECK(counted[p] <= limit);
+        CHECK(counted[p] == dense_index.used[p]);
+      }
+      CHECK(counted[prompts - 1] == 0);
+      if (limit < 1000) CHECK(ended);  // 4 prompts fill up before 30 picks
+      // the composed primitives and the lazy sweep
+      QuotaIndex composed_index(limit, prompt_of, prompts, pr.pairs.data(), pr.count());
+      problem.quota = composed_index.view();
+      Engine composed(problem, pr.scores0, pr.factor0);
+      CHECK(same_selection(compose(problem, composed, k), want));
+      CHECK(same_doubles(dense.scores, composed.scores));
+      QuotaIndex lazy_index(limit, prompt_of, prompts, pr.pairs.data(), pr.count());
+      problem.quota = lazy_index.view();
+      Engine lazy(problem, pr.scores0, pr.factor0);
+      CHECK(same_selection(run_lazy(problem, lazy, k), want));
+      CHECK(lazy_index.used == dense_index.used);
+      // three shards, the middle one empty, each masking its own pairs of a full prompt
+      const int64_t cuts[] = {0, 23, 23, pr.count()};
+      std::vector<GreedyProblem> shards;
+      std::vector<QuotaIndex> indices;
+      std::vector<Engine> engines;
+      indices.reserve(3);
+      for (int s = 0; s < 3; ++s) {
+        shards.push_back(pr.view(cuts[s], cuts[s], cuts[s + 1]));
+        indices.emplace_back(limit, prompt_of, prompts, pr.pairs.data() + 2 * cuts[s],
+                             cuts[s + 1] - cuts[s]);
+        std::vector<double> scores(pr.scores0.begin() + cuts[s] * members,
+                                   pr.scores0.begin() + cuts[s + 1] * members);
+        engines.emplace_back(shards[s], scores, pr.factor0);
+      }
+      for (int s = 0; s < 3; ++s) shards[s].quota = indices[s].view();
+      for (int s = 0; s < 3; ++s) {
+        CpuKernels::greedy_sweep(shards[s], engines[s].state(), false, nullptr);
+      }
+      Selection sharded{std::vector<int64_t>(static_cast<size_t>(k), -7),
+                        std::vector<double>(static_cast<size_t>(k), -7.0)};
+      for (int64_t t = 0; t < k; ++t) {
+        int winner = 0;
+        for (int s = 1; s < 3; ++s) {
+          const GreedyChoice& c = engines[s].choice();
+          const GreedyChoice& w = engines[winner].choice();
+          if (c.index >= 0 && (w.index < 0 || c.score > w.score ||
+                               (c.score == w.score && c.index < w.index))) {
+            winner = s;
+          }
+        }
+        const GreedyChoice record = engines[winner].choice();
+        const bool prepare_next = t + 1 < k;
+        for (int s = 0; s < 3; ++s) {
+          engines[s].choice() = record;
+          std::vector<int64_t> chosen(static_cast<size_t>(k), -7);
+          std::vector<double> gains(static_cast<size_t>(k), -7.0);
+          CpuKernels::greedy_apply(shards[s], engines[s].state(), t, chosen.data(), gains.data(),
+                                   prepare_next, nullptr);
+          if (s == 0) {
+            sharded.chosen[t] = chosen[t];
+            sharded.gains[t] = gains[t];
+          }
+        }
+        if (prepare_next) {
+          for (int s = 0; s < 3; ++s) {
+            CpuKernels::greedy_sweep(shards[s], engines[s].state(), true, nullptr);
+          }
+        }
+      }
+      CHECK(same_selection(sharded, want));
+      for (int s = 0; s < 3; ++s) CHECK(indices[s].used == dense_index.used);
+    }
+  }
+  {  // one prompt: its first pick fills it, every later step is -1
+    g_case = std::string(type_name<T>()) + "/" + index_name<I>() + " one prompt";
+    auto pr = random_problem<T, I>(rng, 4, 3, 1, false, all_pairs<I>(4), false);
+    pr.start();
+    GreedyProblem problem = pr.view();
+    QuotaIndex index(1, std::vector<int64_t>(4, 0), 1, pr.pairs.data(), pr.count());
+    problem.quota = index.view();
+    Engine engine(problem, pr.scores0, pr.factor0);
+    const Selection s = run(problem, engine, 3);
+    CHECK(s.chosen[0] >= 0 && s.chosen[1] == -1 && s.chosen[2] == -1);
+    CHECK(index.used[0] == 1);
+    for (double q : engine.scores) CHECK(std::isnan(q));
+  }
+  {  // no pairs: nothing to choose, nothing counted, empty index arrays
+    g_case = std::string(type_name<T>()) + "/" + index_name<I>() + " no pairs";
+    Problem<T, I> pr = random_problem<T, I>(rng, 3, 2, 1, false, {}, false);
+    pr.start();
+    GreedyProblem problem = pr.view();
+    QuotaIndex index(1, {0, 1, 1}, 2, pr.pairs.data(), 0);
+    problem.quota = index.view();
+    Engine engine(problem, pr.scores0, pr.factor0);
+    const Selection s = run(problem, engine, 2);
+    CHECK(s.chosen[0] == -1 && s.chosen[1] == -1);
+    CHECK(index.used[0] == 0 && index.used[1] == 0);
+  }
+}
+
 int main(int argc, char** argv) {
   const std::string filter = argc > 1 ? argv[1] : "";
   const std::vector<Test> tests = {
@@ -1370,6 +1575,7 @@ int main(int argc, char** argv) {
       {"greedy_extreme_magnitudes", [] { for_types([](auto t, auto i) { test_extreme_magnitudes<decltype(t), decltype(i)>(); }); }},
       {"greedy_max_members", test_max_members},
       {"greedy_parallel_paths", test_parallel_paths},
+      {"greedy_quota", [] { for_types([](auto t, auto i) { test_quota<decltype(t), decltype(i)>(); }); }},
   };
   std::printf("kernel_edge_cases: %d OpenMP threads\n", omp_get_max_threads());
   int ran = 0;

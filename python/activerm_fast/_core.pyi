@@ -24,8 +24,20 @@ class PairView:
     def count(self) -> int: ...
     def __init__(self, data: int, is_int64: bool, count: int) -> None: ...
 
+class PromptQuota:
+    """A per-prompt quota of the greedy engine (views.h: PromptQuota)."""
+
+    @property
+    def limit(self) -> int: ...
+    @property
+    def prompts(self) -> int: ...
+    def __init__(
+        self, limit: int, prompts: int, prompt_of: int, offsets: int, pairs: int, used: int
+    ) -> None: ...
+
 class GreedyProblem:
     refresh_tolerance: float
+    quota: PromptQuota
     def __init__(
         self,
         features: FeatureView,

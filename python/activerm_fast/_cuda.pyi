@@ -5,6 +5,7 @@ from ._core import FeatureView as FeatureView
 from ._core import GreedyProblem as GreedyProblem
 from ._core import GreedyState as GreedyState
 from ._core import PairView as PairView
+from ._core import PromptQuota as PromptQuota
 from ._core import backend as backend
 from ._core import choice_slots as choice_slots
 from ._core import compiler as compiler

@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import Iterator
 from importlib import metadata
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -195,6 +195,20 @@ def fisher_matrix(f: torch.Tensor, p: torch.Tensor, w: torch.Tensor | None) -> t
 # ---- the greedy engine ------------------------------------------------------------------------
 
 
+class QuotaTensors(NamedTuple):
+    """A per-prompt quota of the greedy engine (csrc views.h: PromptQuota), int64 tensors on
+    the engine's device: at most ``limit`` chosen pairs per prompt; ``prompt_of`` (n,) each
+    response's prompt in [0, prompts); ``offsets`` (prompts + 1,) and ``pairs`` the CSR index of
+    the engine's pairs by prompt; ``used`` (prompts,) the chosen pairs of each prompt, which
+    the engine updates in place."""
+
+    limit: int
+    prompt_of: torch.Tensor
+    offsets: torch.Tensor
+    pairs: torch.Tensor
+    used: torch.Tensor
+
+
 class GreedyEngine:
     """One greedy log-det selection's problem and state on one backend.
 
@@ -207,7 +221,8 @@ class GreedyEngine:
     from the pairs chosen so far before running on. :meth:`run` is the whole single-process
     selection; :meth:`sweep`,
     :meth:`apply` and :attr:`choice` are its steps, for callers that pick the winner among
-    several shards between a sweep and the apply.
+    several shards between a sweep and the apply. ``quota`` (optional) limits the chosen pairs
+    per prompt: every apply counts its choice and masks the pairs of a prompt it fills.
     """
 
     def __init__(
@@ -223,6 +238,7 @@ class GreedyEngine:
         refresh_tolerance: float = 0.0,
         lazy: bool | str = False,
         steps: int = 0,
+        quota: QuotaTensors | None = None,
     ) -> None:
         self.device = pairs.device
         self.backend = backend_for(self.device)
@@ -241,6 +257,16 @@ class GreedyEngine:
             first_index,
             refresh_tolerance,
         )
+        self.quota = quota
+        if quota is not None:
+            self.problem.quota = self.backend.PromptQuota(
+                quota.limit,
+                quota.used.shape[0],
+                quota.prompt_of.data_ptr(),
+                quota.offsets.data_ptr(),
+                quota.pairs.data_ptr(),
+                quota.used.data_ptr(),
+            )
         size = int(self.backend.greedy_workspace_bytes(self.problem))
         # zeroed: the CUDA sweep's block counter must start at 0
         self.workspace = torch.zeros(size, dtype=torch.uint8, device=self.device)

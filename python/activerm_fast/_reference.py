@@ -54,20 +54,36 @@ def greedy_logdet(
     weights: np.ndarray | None = None,
     prior: float | np.ndarray = 1e-3,
     exclude: np.ndarray | None = None,
+    per_prompt: int | None = None,
+    prompt_ids: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float]:
-    """Brute-force greedy: every step recomputes every gain with a fresh solve."""
+    """Brute-force greedy: every step recomputes every gain with a fresh solve. With
+    ``per_prompt`` m, a pair may be chosen only while each distinct prompt of its two responses
+    (``prompt_ids`` (n,)) has fewer than m chosen pairs (the constrained greedy)."""
     d = pair_diff(features, pairs)
     w = np.ones(len(d)) if weights is None else np.asarray(weights, dtype=np.float64)
     matrix = prior_matrix(prior, d.shape[1])
     available = np.ones(len(d), bool) if exclude is None else ~np.asarray(exclude, bool)
+    p = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    used: dict[object, int] = {}
     chosen, gains = [], []
     for _ in range(k):
         q = np.einsum("pi,ip->p", d, np.linalg.solve(matrix, d.T))
-        gain = np.where(available, np.log1p(w * q), -np.inf)
+        allowed = available.copy()
+        if per_prompt is not None:
+            assert prompt_ids is not None
+            for at in range(len(p)):
+                prompts = {prompt_ids[p[at, 0]], prompt_ids[p[at, 1]]}
+                if any(used.get(prompt, 0) >= per_prompt for prompt in prompts):
+                    allowed[at] = False
+        gain = np.where(allowed, np.log1p(w * q), -np.inf)
         best = int(np.argmax(gain))  # first maximum: ties go to the lowest index
         chosen.append(best)
         gains.append(gain[best])
         available[best] = False
+        if prompt_ids is not None:
+            for prompt in {prompt_ids[p[best, 0]], prompt_ids[p[best, 1]]}:
+                used[prompt] = used.get(prompt, 0) + 1
         matrix = matrix + w[best] * np.outer(d[best], d[best])
     return np.array(chosen, dtype=np.int64), np.array(gains), float(np.linalg.slogdet(matrix)[1])
 

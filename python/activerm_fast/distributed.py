@@ -309,6 +309,17 @@ def _records(
     return out
 
 
+def _no_quota(quota: _design.PromptQuota | None) -> None:
+    """A ranking or a random draw under a per-prompt quota walks the whole pool's order, which
+    no rank holds: refused on a sharded pool (the greedy engine, coreset and bal-pm obey a
+    quota there)."""
+    if quota is not None:
+        raise ValueError(
+            f"per_prompt={quota.limit} on a sharded pool is supported by the greedy strategies, "
+            "coreset and bal-pm; a ranking or random strategy needs the whole pool in one process"
+        )
+
+
 class _ShardedPool(Pool):
     """The strategies' questions about the whole pool, answered by exchanging a few numbers
     per question between the ranks (see :class:`~activerm_fast.selection.pool.Pool`)."""
@@ -323,10 +334,17 @@ class _ShardedPool(Pool):
         return self.shard.group.sum(part)
 
     def top(
-        self, pairs: torch.Tensor, score: torch.Tensor, k: int
+        self,
+        pairs: torch.Tensor,
+        score: torch.Tensor,
+        k: int,
+        *,
+        quota: _design.PromptQuota | None = None,
+        available: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Every rank offers its own top k in position order; the stable sort of the offers,
         concatenated in rank (so position) order, ranks them as the sort of the whole pool."""
+        _no_quota(quota)
         mine = torch.sort(-score, stable=True).indices[: min(k, self.shard.count)]
         mine = torch.sort(mine).values
         offers = _records(score[mine], mine + self.shard.offset, pairs[mine], k)
@@ -364,9 +382,12 @@ class _ShardedPool(Pool):
         rng: np.random.Generator,
         available: torch.Tensor,
         size: int | None,
+        *,
+        quota: _design.PromptQuota | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Draws indices into the concatenation of every rank's available positions exactly as
         ``rng.choice`` of that array would (it draws indices into the array it is given)."""
+        _no_quota(quota)
         shard = self.shard
         counts = shard.group.gather(available.sum().reshape(1).to(torch.int64)).reshape(-1)
         counts_list = [int(c) for c in counts.tolist()]
@@ -486,6 +507,10 @@ def select(
             "rewards": _tensor_signature(inputs.rewards),
             "labelled": _tensor_signature(inputs.labelled),
             "prompt_features": _tensor_signature(inputs.prompt_features),
+            "per_prompt": _scalar(None if inputs.quota is None else inputs.quota.limit),
+            "prompt_ids": _tensor_signature(
+                None if inputs.quota is None else inputs.quota.prompt_of
+            ),
         }
         excluded = inputs.excluded
         unavailable = 0 if excluded is None else int(excluded.sum())

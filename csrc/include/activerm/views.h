@@ -34,13 +34,31 @@ constexpr int64_t kMaxMembers = 64;
 constexpr int64_t kNoChoice = -1;
 constexpr int64_t kRefreshChoice = -2;
 
+// A per-prompt quota, the partition-matroid constraint of a batch: at most `limit` chosen pairs
+// per prompt, a pair counting once against each distinct prompt of its two responses (a
+// cross-prompt pair against both). prompt_of (n) maps a response to its prompt in
+// [0, prompts); offsets (prompts + 1) and pairs (offsets[prompts]) are the CSR index of this
+// process's pairs by prompt, built once (local pair indices, ascending within a prompt, a
+// cross-prompt pair under both of its prompts); used (prompts) counts each prompt's chosen
+// pairs. greedy_apply counts every applied choice and, the moment a prompt's count reaches
+// `limit`, masks (NaN) every local pair of that prompt: O(pairs of that prompt), the sweep's
+// own masking, so every sweep (dense, lazy, CUDA, a shard's) agrees. limit 0: no quota.
+struct PromptQuota {
+  int64_t limit = 0;
+  int64_t prompts = 0;
+  const int64_t* prompt_of = nullptr;
+  const int64_t* offsets = nullptr;
+  const int64_t* pairs = nullptr;
+  int64_t* used = nullptr;
+};
+
 // What the greedy engine optimises: sum over E members of log det(F0_e + sum_S w_e,k d_e,k
 // d_e,k^T), E = 1 for a single model. Member e's features start member_stride elements after
 // member 0's (0: all members share one matrix); weights are (count, E), a pair's members side by
 // side, so one sweep reads each pair's state from one place. The pairs may be one shard of a
 // larger pool: pair k here is pair first_index + k globally. A step whose chosen pair's running
 // score differs from its fresh value by more than refresh_tolerance (relative; 0: never) stops
-// the engine with kRefreshChoice.
+// the engine with kRefreshChoice. `quota` (optional) limits the chosen pairs per prompt.
 struct GreedyProblem {
   FeatureView features;
   int64_t members;
@@ -49,6 +67,7 @@ struct GreedyProblem {
   const double* weights;
   int64_t first_index;
   double refresh_tolerance;
+  PromptQuota quota = {};  // none unless set
 };
 
 // The engine's mutable state, float64, in the backend's memory:

@@ -393,6 +393,7 @@ def next_batch(
     seed: int = 0,
     lazy: bool | str = "auto",
     exclude: Any | None = None,
+    per_prompt: int | None = None,
 ) -> tuple[np.ndarray, str]:
     """The next ``k`` pairs (rows of the whole dataset) to annotate, and a note on how.
 
@@ -419,6 +420,8 @@ def next_batch(
         As in :func:`~activerm_fast.select`.
     exclude : array_like, optional
         (M, 2) pairs never to propose.
+    per_prompt : int, optional
+        At most this many pairs per prompt of the dataset (None: no limit).
 
     Returns
     -------
@@ -470,5 +473,7 @@ def next_batch(
         seed=seed,
         prompt_features=prompt_features_for(plan.strategy, dataset),
         lazy=lazy,
+        per_prompt=per_prompt,
+        prompt_ids=None if per_prompt is None else dataset.prompt_ids,
     )
     return candidates[selection.indices], plan.note

@@ -17,6 +17,7 @@ from .. import _validation as v
 from ..data.dataset import Dataset
 from ..kernels import Selection, export
 from . import baselines, dopt, uncertainty  # noqa: F401  (each registers its strategies)
+from . import design as _design
 from .inputs import SelectionInputs
 from .registry import STRATEGIES
 from .ridge import RIDGE_MODES
@@ -42,6 +43,8 @@ class DesignOptions(TypedDict, total=False):
     seed: int
     prompt_features: Any | None
     lazy: bool | str
+    per_prompt: int | None
+    prompt_ids: Any | None
 
 
 class SelectOptions(DesignOptions, total=False):
@@ -104,6 +107,7 @@ def validated(strategy: str, **options: Unpack[SelectOptions]) -> SelectionInput
         strategy=strategy,
         prompt_features=validated_prompts(options.get("prompt_features"), members),
         lazy=v.lazy_argument(options.get("lazy", "auto")),
+        quota=validated_quota(options.get("per_prompt"), options.get("prompt_ids"), members),
     )
 
 
@@ -130,6 +134,44 @@ def validated_prompts(prompt_features: Any | None, members: torch.Tensor) -> tor
     return prompts
 
 
+def validated_quota(
+    per_prompt: Any | None, prompt_ids: Any | None, members: torch.Tensor
+) -> _design.PromptQuota | None:
+    """The per-prompt quota of ``per_prompt`` (a positive int, or None for none) over
+    ``prompt_ids`` (n,), the prompt of each response of ``members`` (E, n, d): any ints or
+    strings, mapped to 0 .. prompts - 1 on the members' device.
+
+    Examples
+    --------
+    >>> import torch
+    >>> quota = validated_quota(1, ["a", "b", "a"], torch.zeros(1, 3, 2))
+    >>> quota.limit, quota.prompt_of.tolist(), quota.prompts
+    (1, [0, 1, 0], 2)
+    >>> validated_quota(0, [0, 1, 0], torch.zeros(1, 3, 2))
+    Traceback (most recent call last):
+    ...
+    ValueError: per_prompt must be a positive integer, got 0
+    """
+    if per_prompt is None:
+        return None
+    limit = v.positive_integer(per_prompt, "per_prompt")
+    if prompt_ids is None:
+        raise ValueError(
+            f"per_prompt={limit} needs prompt_ids, the prompt of each response; got prompt_ids=None"
+        )
+    if isinstance(prompt_ids, torch.Tensor):
+        prompt_ids = prompt_ids.detach().cpu().numpy()
+    ids = np.asarray(prompt_ids)
+    n = members.shape[1]
+    if ids.ndim != 1 or ids.shape[0] != n:
+        raise ValueError(
+            f"prompt_ids must have shape ({n},), one prompt per response, got {ids.shape}"
+        )
+    distinct, inverse = np.unique(ids, return_inverse=True)
+    prompt_of = torch.as_tensor(inverse.reshape(-1).astype(np.int64), device=members.device)
+    return _design.PromptQuota(limit, prompt_of, int(distinct.shape[0]))
+
+
 def select(
     strategy: str,
     *,
@@ -143,6 +185,8 @@ def select(
     seed: int = 0,
     prompt_features: Any | None = None,
     lazy: bool | str = "auto",
+    per_prompt: int | None = None,
+    prompt_ids: Any | None = None,
 ) -> Selection:
     """Choose ``k`` pairs of the candidate ``pairs`` to label next.
 
@@ -161,7 +205,11 @@ def select(
     (:meth:`~activerm_fast.data.Dataset.prompt_features` gives them for a dataset); without
     them ``bal-pm`` treats every response as its own prompt, placed at its ``features``.
     ``lazy`` is the greedy strategies' sweep (see :func:`~activerm_fast.greedy_logdet`): the
-    same picks either way.
+    same picks either way. ``per_prompt`` m allows at most m chosen pairs per prompt
+    (``prompt_ids`` (n,) names each response's prompt; a cross-prompt pair counts against both
+    of its prompts): in the greedy engine a partition-matroid constraint (a prompt's remaining
+    pairs are masked once it is full), in the other strategies their ranking or draw taken in
+    order while the prompts have room.
 
     Parameters
     ----------
@@ -187,6 +235,10 @@ def select(
         (n, q) feature of each response's prompt, for ``bal-pm``.
     lazy : bool or "auto", default "auto"
         The greedy strategies' sweep.
+    per_prompt : int, optional
+        At most this many chosen pairs per prompt (None: no limit).
+    prompt_ids : array-like, optional
+        (n,) the prompt of each response (ints or strings), needed with ``per_prompt``.
 
     Returns
     -------
@@ -232,6 +284,16 @@ def select(
     Traceback (most recent call last):
     ...
     ValueError: strategy 'dopt-greedy' needs rewards, got rewards=None
+
+    With at most one pair per prompt (responses 0-1, 2-3 and 4-5 answer prompts a, b and c),
+    the first pick (1, 5) fills prompts a and c, and only a pair of prompt b is left:
+
+    >>> quota = arm.select(
+    ...     "dopt-greedy", features=features, pairs=pool, k=2, rewards=rewards,
+    ...     per_prompt=1, prompt_ids=["a", "a", "b", "b", "c", "c"],
+    ... )
+    >>> pool[quota.indices].tolist()
+    [[1, 5], [2, 3]]
     """
     inputs = validated(
         strategy,
@@ -245,6 +307,8 @@ def select(
         seed=seed,
         prompt_features=prompt_features,
         lazy=lazy,
+        per_prompt=per_prompt,
+        prompt_ids=prompt_ids,
     )
     k = v.budget(k, inputs.pairs.shape[0], inputs.excluded)
     result = STRATEGIES[strategy].choose(inputs.resolved(), k)
@@ -282,7 +346,7 @@ def select_with_model(
         (P, 2) candidate rows ``(i, j)``.
     k : int
         Number of pairs to choose.
-    labelled, ridge, ridge_mode, seed, prompt_features, lazy
+    labelled, ridge, ridge_mode, seed, prompt_features, lazy, per_prompt, prompt_ids
         As in :func:`select`.
     features : {"hidden", "embedding"}, default "hidden"
         What the design sees: the model's last hidden layer (one matrix per member) or the

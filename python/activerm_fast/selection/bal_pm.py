@@ -48,6 +48,7 @@ import torch
 
 from .._validation import positive_integer
 from .inputs import SelectionInputs
+from .pool import QuotaCount
 
 __all__ = ["BETA", "DISTANCE_FLOOR", "NEIGHBOURS", "choose"]
 
@@ -93,7 +94,13 @@ def choose(
     available = inputs.available.clone()
     chosen: list[int] = []
     rows: list[torch.Tensor] = []
+    count = None if inputs.quota is None else QuotaCount(inputs.quota, pairs)
     for _ in range(k):
+        if count is not None and int(inputs.pool.total(available.sum())) == 0:
+            raise ValueError(
+                f"per_prompt={count.quota.limit} leaves only {len(chosen)} pairs to choose, "
+                f"k = {k}; lower k or raise per_prompt"
+            )
         gain = _entropy_gain(nearest, acquired, points.shape[1], scale)
         bonus = gain[first] + torch.where(two_prompts, gain[second], 0.0)
         score = torch.where(available, information + beta * bonus, -torch.inf)
@@ -103,6 +110,8 @@ def choose(
         local = inputs.pool.local(position)
         if local is not None:
             available[local] = False
+        if count is not None:
+            available[count.take(row)] = False
         new = prompt_of[row.long()].unique()
         for prompt in new:
             distance = (points - points[prompt]).square().sum(dim=1).sqrt()

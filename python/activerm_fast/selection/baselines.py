@@ -7,7 +7,9 @@ import torch
 
 from .. import _launch
 from ..kernels import Selection
+from . import design as _design
 from .inputs import SelectionInputs
+from .pool import QuotaCount
 from .registry import batch_selection, register
 
 # core-set centres whose projections are computed in one matrix product (bounds the (n, block)
@@ -18,7 +20,10 @@ _CENTRE_BLOCK = 256
 @register("random", "uniformly at random (seeded)")
 def _random(inputs: SelectionInputs, k: int) -> Selection:
     rng = np.random.default_rng(inputs.seed)
-    return batch_selection(inputs, *inputs.pool.draw(inputs.pairs, rng, inputs.available, k))
+    if inputs.quota is None:
+        return batch_selection(inputs, *inputs.pool.draw(inputs.pairs, rng, inputs.available, k))
+    drawn = inputs.pool.draw(inputs.pairs, rng, inputs.available, k, quota=inputs.quota)
+    return batch_selection(inputs, *drawn)
 
 
 @register("coreset", "greedy k-center on pair differences", uses_labelled=True)
@@ -45,6 +50,7 @@ def _coreset(inputs: SelectionInputs, k: int) -> Selection:
     available = inputs.available.clone()
     chosen: list[int] = []
     rows: list[torch.Tensor] = []
+    count = None if inputs.quota is None else QuotaCount(inputs.quota, inputs.pairs)
 
     def take(position: int, row: torch.Tensor) -> None:
         chosen.append(position)
@@ -52,6 +58,8 @@ def _coreset(inputs: SelectionInputs, k: int) -> Selection:
         local = pool.local(position)
         if local is not None:
             available[local] = False
+        if count is not None:
+            available[count.take(row)] = False
         absorb((f[row[0].long()] - f[row[1].long()])[None, :])
 
     if inputs.labelled is not None and inputs.labelled.shape[0]:
@@ -60,7 +68,20 @@ def _coreset(inputs: SelectionInputs, k: int) -> Selection:
         first, row = pool.draw(inputs.pairs, np.random.default_rng(inputs.seed), available, None)
         take(int(first[0]), row[0])
     while len(chosen) < k:
+        if count is not None:
+            _check_room(pool.total(available.sum()), inputs.quota, k, len(chosen))
         take(*pool.best(inputs.pairs, torch.where(available, nearest, -torch.inf)))
     indices = torch.tensor(chosen, dtype=torch.int64, device=inputs.pairs.device)
     picked = torch.stack(rows) if rows else inputs.pairs[:0]
     return batch_selection(inputs, indices, picked)
+
+
+def _check_room(
+    available: torch.Tensor, quota: _design.PromptQuota | None, k: int, taken: int
+) -> None:
+    """A ValueError naming ``per_prompt`` when no available pair is left for pick ``taken``."""
+    if quota is not None and int(available) == 0:
+        raise ValueError(
+            f"per_prompt={quota.limit} leaves only {taken} pairs to choose, k = {k}; lower k "
+            "or raise per_prompt"
+        )

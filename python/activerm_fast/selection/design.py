@@ -238,6 +238,54 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True)
+class PromptQuota:
+    """At most ``limit`` chosen pairs per prompt in one batch: a partition-matroid constraint
+    under which a pair counts once against each distinct prompt of its two responses (a
+    cross-prompt pair against both). ``prompt_of`` (n,) int64 is each response's prompt in
+    [0, ``prompts``), on the pairs' device."""
+
+    limit: int
+    prompt_of: torch.Tensor
+    prompts: int
+
+    def prompts_of(self, pairs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The prompts of each pair's first and second response."""
+        return self.prompt_of[pairs[:, 0].long()], self.prompt_of[pairs[:, 1].long()]
+
+    def index(self, pairs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The CSR index of ``pairs`` by prompt, built once: ``offsets`` (prompts + 1,) and the
+        positions in ``pairs`` of each prompt's pairs, ascending (a cross-prompt pair under
+        both of its prompts)."""
+        first, second = self.prompts_of(pairs)
+        positions = torch.arange(pairs.shape[0], dtype=torch.int64, device=pairs.device)
+        cross = first != second
+        keys = torch.cat([first, second[cross]])
+        held = torch.cat([positions, positions[cross]])
+        order = torch.argsort(keys * max(pairs.shape[0], 1) + held)
+        counts = torch.bincount(keys, minlength=self.prompts)
+        offsets = torch.zeros(self.prompts + 1, dtype=torch.int64, device=pairs.device)
+        offsets[1:] = torch.cumsum(counts, dim=0)
+        return offsets, held[order].contiguous()
+
+    def tensors(self, pairs: torch.Tensor) -> _launch.QuotaTensors:
+        """The engine's quota over ``pairs``, every prompt's count at 0."""
+        offsets, members = self.index(pairs)
+        used = torch.zeros(self.prompts, dtype=torch.int64, device=pairs.device)
+        return _launch.QuotaTensors(self.limit, self.prompt_of.contiguous(), offsets, members, used)
+
+
+def quota_masked(quota: _launch.QuotaTensors) -> torch.Tensor:
+    """The positions of the pairs of every prompt whose quota is full."""
+    full = torch.nonzero(quota.used >= quota.limit).reshape(-1)
+    if full.numel() == 0:
+        return quota.pairs[:0]
+    starts, ends = quota.offsets[full], quota.offsets[full + 1]
+    return torch.cat(
+        [quota.pairs[a:b] for a, b in zip(starts.tolist(), ends.tolist(), strict=True)]
+    )
+
+
+@dataclass(frozen=True)
 class GreedyProblem:
     """What one greedy selection runs on: the Python twin of the engines' ``GreedyProblem``,
     built once from validated arguments and passed whole from the public entry points to the
@@ -249,7 +297,8 @@ class GreedyProblem:
     (:class:`~activerm_fast._launch.GreedyEngine`; every choice picks the same pairs).
     ``pairs`` may be one shard of a pool whose pair 0 is global position ``first_index``
     (errors and choices name global positions); every other field but ``weights`` and
-    ``excluded`` is then the whole pool's.
+    ``excluded`` is then the whole pool's. ``quota`` (None: none) limits the chosen pairs per
+    prompt, in the engine (:class:`PromptQuota`).
     """
 
     members: torch.Tensor
@@ -259,6 +308,7 @@ class GreedyProblem:
     excluded: torch.Tensor | None = None
     lazy: bool | str = "auto"
     first_index: int = 0
+    quota: PromptQuota | None = None
 
     @property
     def logdet(self) -> float:
@@ -345,6 +395,7 @@ def greedy_engine(problem: GreedyProblem, steps: int = 0) -> tuple[_launch.Greed
         refresh_tolerance=REFRESH_TOLERANCE,
         lazy=problem.lazy,
         steps=steps,
+        quota=None if problem.quota is None else problem.quota.tensors(pairs),
     )
     return engine, scale
 
@@ -460,6 +511,8 @@ def refresh_state(
     if problem.excluded is not None:
         scores[problem.excluded] = math.nan
     scores[local] = math.nan
+    if engine.quota is not None:
+        scores[quota_masked(engine.quota)] = math.nan
 
 
 def _check_start(scores: torch.Tensor, problem: GreedyProblem) -> None:
@@ -486,6 +539,11 @@ def _raise_step_error(
         if int(chosen[step]) < 0
         else f"the gain of pair {int(chosen[step])} overflowed float64"
     )
+    if int(chosen[step]) < 0 and problem.quota is not None:
+        raise ValueError(
+            f"greedy step {step}: {what}: per_prompt={problem.quota.limit} leaves no pair to "
+            f"choose; lower k to {step} or raise per_prompt"
+        )
     raise ValueError(
         f"greedy step {step}: {what} (weights up to {heaviest:.3g}, features up to "
         f"{problem.members.abs().max().item():.3g}, {problem.priors[0].describe()}); rescale "

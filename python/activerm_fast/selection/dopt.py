@@ -42,6 +42,7 @@ def _greedy(
         inputs.excluded,
         inputs.lazy,
         first_index=inputs.pool.offset,
+        quota=inputs.quota,
     )
     return Selection(*inputs.pool.greedy(problem, k))
 

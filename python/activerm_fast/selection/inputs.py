@@ -25,7 +25,8 @@ class SelectionInputs:
     (:func:`~activerm_fast.greedy_logdet`). ``pool`` answers what a strategy asks of the whole
     candidate pool: this process's pairs are all of it, or one shard
     (:mod:`activerm_fast.distributed`), in which case ``pairs`` and ``excluded`` are the
-    shard's and every other field the whole pool's.
+    shard's and every other field the whole pool's. ``quota`` (None: none) allows at most
+    ``quota.limit`` chosen pairs per prompt (:class:`~activerm_fast.selection.design.PromptQuota`).
     """
 
     members: torch.Tensor  # (1 or E, n, d)
@@ -40,6 +41,7 @@ class SelectionInputs:
     lazy: bool | str = "auto"
     pool: Pool = WHOLE_POOL
     ridge_mode: str = "absolute"
+    quota: _design.PromptQuota | None = None  # at most quota.limit chosen pairs per prompt
 
     def resolved(self) -> SelectionInputs:
         """These inputs with lambda itself as ``ridge``: with ``ridge_mode="relative"`` the

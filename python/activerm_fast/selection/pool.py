@@ -7,7 +7,78 @@ import torch
 
 from . import design
 
-__all__ = ["WHOLE_POOL", "Pool"]
+__all__ = ["WHOLE_POOL", "Pool", "QuotaCount", "quota_walk"]
+
+
+def quota_walk(
+    pairs: torch.Tensor, order: torch.Tensor, quota: design.PromptQuota, k: int
+) -> torch.Tensor:
+    """The first ``k`` of the positions ``order`` (rows of ``pairs``) taken in turn while each
+    distinct prompt of a pair has fewer than ``quota.limit`` taken pairs: the ranking or draw of
+    a strategy under a per-prompt quota. O(len(order)) once, stopping at the k-th pair; a
+    ValueError when fewer than ``k`` fit.
+
+    Examples
+    --------
+    >>> import torch
+    >>> quota = design.PromptQuota(1, torch.tensor([0, 0, 1, 1]), 2)
+    >>> pairs = torch.tensor([[0, 1], [0, 2], [2, 3], [1, 3]])
+    >>> quota_walk(pairs, torch.tensor([1, 0, 2, 3]), quota, 1).tolist()
+    [1]
+    >>> quota_walk(pairs, torch.tensor([0, 1, 2, 3]), quota, 2).tolist()
+    [0, 2]
+    """
+    first, second = quota.prompts_of(pairs[order])
+    used = [0] * quota.prompts
+    limit = quota.limit
+    taken: list[int] = []
+    if k > 0:
+        for position, a, b in zip(order.tolist(), first.tolist(), second.tolist(), strict=True):
+            if used[a] >= limit or used[b] >= limit:
+                continue
+            used[a] += 1
+            if b != a:
+                used[b] += 1
+            taken.append(position)
+            if len(taken) == k:
+                break
+    if len(taken) < k:
+        raise ValueError(
+            f"per_prompt={limit} leaves only {len(taken)} pairs to choose, k = {k}; lower k "
+            "or raise per_prompt"
+        )
+    return torch.tensor(taken, dtype=torch.int64, device=pairs.device)
+
+
+class QuotaCount:
+    """A sequential strategy's picks counted against a per-prompt quota over the ``pairs``
+    held here: :meth:`take` returns the rows of the pairs a pick's prompts can no longer take.
+
+    Examples
+    --------
+    >>> import torch
+    >>> quota = design.PromptQuota(1, torch.tensor([0, 0, 1, 1]), 2)
+    >>> count = QuotaCount(quota, torch.tensor([[0, 1], [0, 2], [2, 3]]))
+    >>> count.take(torch.tensor([0, 1])).tolist()
+    [0, 1]
+    """
+
+    def __init__(self, quota: design.PromptQuota, pairs: torch.Tensor) -> None:
+        self.quota = quota
+        self.offsets, self.pairs = quota.index(pairs)
+        self.used = [0] * quota.prompts
+
+    def take(self, row: torch.Tensor) -> torch.Tensor:
+        """Count the picked pair ``row`` (its two responses); the rows of every pair of a
+        prompt it fills."""
+        prompts = {int(p) for p in self.quota.prompt_of[row.long()].tolist()}
+        full = []
+        for prompt in sorted(prompts):
+            self.used[prompt] += 1
+            if self.used[prompt] == self.quota.limit:
+                start, end = int(self.offsets[prompt]), int(self.offsets[prompt + 1])
+                full.append(self.pairs[start:end])
+        return torch.cat(full) if full else self.pairs[:0]
 
 
 class Pool:
@@ -25,11 +96,24 @@ class Pool:
         return part
 
     def top(
-        self, pairs: torch.Tensor, score: torch.Tensor, k: int
+        self,
+        pairs: torch.Tensor,
+        score: torch.Tensor,
+        k: int,
+        *,
+        quota: design.PromptQuota | None = None,
+        available: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The positions and rows of the k largest float64 scores (NaN after every number),
-        ties to the lowest position."""
-        chosen = torch.sort(-score, stable=True).indices[:k]
+        ties to the lowest position; with a ``quota``, taken in that order among the
+        ``available`` pairs while their prompts have room (:func:`quota_walk`)."""
+        order = torch.sort(-score, stable=True).indices
+        if quota is None:
+            chosen = order[:k]
+        else:
+            if available is not None:
+                order = order[available[order]]
+            chosen = quota_walk(pairs, order, quota, k)
         return chosen, pairs[chosen]
 
     def best(self, pairs: torch.Tensor, score: torch.Tensor) -> tuple[int, torch.Tensor]:
@@ -43,10 +127,18 @@ class Pool:
         rng: np.random.Generator,
         available: torch.Tensor,
         size: int | None,
+        *,
+        quota: design.PromptQuota | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``rng.choice`` of the available positions, ascending: ``size`` distinct ones, or one
-        (``size`` None, drawn as ``rng.choice(positions)``); with their rows."""
+        (``size`` None, drawn as ``rng.choice(positions)``); with their rows. With a ``quota``,
+        a random order of the available positions (``rng.permutation``) taken while their
+        prompts have room (:func:`quota_walk`)."""
         positions = torch.nonzero(available).reshape(-1).cpu().numpy()
+        if quota is not None and size is not None:
+            order = torch.as_tensor(rng.permutation(positions), device=pairs.device)
+            chosen = quota_walk(pairs, order.long(), quota, size)
+            return chosen, pairs[chosen]
         if size is None:
             drawn = np.asarray([rng.choice(positions)])
         else:

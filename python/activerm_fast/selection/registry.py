@@ -98,4 +98,7 @@ def top(inputs: SelectionInputs, score: torch.Tensor, k: int) -> Selection:
     score = score.double().clone()
     if inputs.excluded is not None:
         score.masked_fill_(inputs.excluded, -torch.inf)
-    return batch_selection(inputs, *inputs.pool.top(inputs.pairs, score, k))
+    if inputs.quota is None:
+        return batch_selection(inputs, *inputs.pool.top(inputs.pairs, score, k))
+    chosen = inputs.pool.top(inputs.pairs, score, k, quota=inputs.quota, available=inputs.available)
+    return batch_selection(inputs, *chosen)

@@ -84,6 +84,9 @@ class LoopConfig:
         What the design sees.
     best_of : tuple of int, default (2, 4, 8, 16)
         The N of the best-of-N metrics.
+    per_prompt : int, optional
+        At most this many pairs per prompt in a round's batch, for every strategy and the
+        first random round (None: no limit; see :func:`~activerm_fast.select`).
 
     Raises
     ------
@@ -122,6 +125,7 @@ class LoopConfig:
     ridge_mode: str = "absolute"
     features: str = "hidden"
     best_of: tuple[int, ...] = (2, 4, 8, 16)
+    per_prompt: int | None = None
 
     def __post_init__(self) -> None:
         if self.pool not in POOLS:
@@ -132,6 +136,8 @@ class LoopConfig:
         positive_scalar(self.ridge, "ridge")
         known_name(self.ridge_mode, RIDGE_MODES, "ridge_mode")
         known_name(self.features, FEATURE_CHOICES, "features")
+        if self.per_prompt is not None:
+            positive_integer(self.per_prompt, "per_prompt")
         object.__setattr__(self, "hidden", tuple(self.hidden))
         object.__setattr__(self, "best_of", tuple(self.best_of))
 
@@ -317,6 +323,7 @@ class ActiveLoop:
                 k=k,
                 labelled=state.pairs,
                 seed=seed,
+                **self._quota(),
             )
         else:
             selection = select_with_model(
@@ -331,8 +338,15 @@ class ActiveLoop:
                 features=self.config.features,
                 seed=seed,
                 prompt_features=self.prompt_features,
+                **self._quota(),
             )
         return np.asarray(selection.indices)
+
+    def _quota(self) -> dict[str, Any]:
+        """The per-prompt quota's options of :func:`~activerm_fast.select` (none without one)."""
+        if self.config.per_prompt is None:
+            return {}
+        return {"per_prompt": self.config.per_prompt, "prompt_ids": self.train.prompt_ids}
 
     def _candidate_pool(self, rng: np.random.Generator) -> np.ndarray:
         """(P, 2) training-row pairs among the responses of this round's prompts."""

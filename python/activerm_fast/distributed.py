@@ -572,34 +572,31 @@ def greedy_logdet(
     Returns
     -------
     Selection
-        The same on every rank; indices are global positions in the concatenated pool.
+        As :func:`select`'s: one selection of the whole pool, returned on every rank.
 
     Raises
     ------
     TypeError, ValueError
-        On every rank, prefixed ``rank r:``, the error of the lowest rank whose arguments
-        :func:`activerm_fast.greedy_logdet` refuses or whose replicated ones differ from
-        rank 0's; also a pair in two shards or ``k`` beyond the whole pool.
+        As :func:`select` raises them (the lowest failing rank's error, on every rank), for
+        arguments :func:`activerm_fast.greedy_logdet` refuses, replicated ones that differ
+        from rank 0's, a pair in two shards, or ``k`` beyond the whole pool.
 
     Examples
     --------
-    Under ``torchrun`` every rank runs the same lines after ``dist.init_process_group()``;
-    here a group of one process stands in for it:
+    A one-process group (an in-memory store) stands in for ``torchrun``'s ranks; each rank
+    builds its shard of the within-prompt pairs:
 
-    >>> import os, tempfile
     >>> import numpy as np
     >>> import torch.distributed as dist
     >>> import activerm_fast as arm
     >>> from activerm_fast import distributed
-    >>> store = os.path.join(tempfile.mkdtemp(), "store")
-    >>> dist.init_process_group("gloo", init_method=f"file://{store}", rank=0, world_size=1)
-    >>> rank, world = dist.get_rank(), dist.get_world_size()
-    >>> features = np.random.default_rng(0).normal(size=(6, 8)).astype(np.float32)
-    >>> prompt_ids = np.array([0, 0, 1, 1, 2, 2])
-    >>> mine = arm.pairs.cross_prompt(prompt_ids, 10, seed=0, shard=(rank, world))  # my shard
-    >>> pool = arm.pairs.cross_prompt(prompt_ids, 10, seed=0)  # the whole pool, for checking
-    >>> batch = distributed.greedy_logdet(features, mine, 3, prior=1.0)
-    >>> alone = arm.greedy_logdet(features, pool, 3, prior=1.0)
+    >>> dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    >>> data = arm.synthetic(4, 3, 1, 2, dim=6)
+    >>> shard = (dist.get_rank(), dist.get_world_size())
+    >>> mine = arm.pairs.within_prompt(data.prompt_ids, shard=shard)
+    >>> batch = distributed.greedy_logdet(data.embeddings, mine, 3, prior=1.0)
+    >>> whole = arm.pairs.within_prompt(data.prompt_ids)
+    >>> alone = arm.greedy_logdet(data.embeddings, whole, 3, prior=1.0)
     >>> batch.indices.tolist() == alone.indices.tolist()
     True
     >>> bool(np.array_equal(batch.gains, alone.gains))  # bit for bit
@@ -662,25 +659,20 @@ def pairs_at(pairs: Any, indices: Any, group: Any | None = None) -> torch.Tensor
 
     Examples
     --------
-    Under ``torchrun`` every rank runs the same lines after ``dist.init_process_group()``;
-    here a group of one process stands in for it:
+    On a one-process group (a file store here; ``torchrun`` sets up the real one) the only
+    rank holds the whole pool, so the rows are those at the positions:
 
     >>> import os, tempfile
-    >>> import numpy as np
+    >>> import torch
     >>> import torch.distributed as dist
-    >>> import activerm_fast as arm
-    >>> from activerm_fast import distributed
-    >>> store = os.path.join(tempfile.mkdtemp(), "store")
-    >>> dist.init_process_group("gloo", init_method=f"file://{store}", rank=0, world_size=1)
-    >>> rank, world = dist.get_rank(), dist.get_world_size()
-    >>> features = np.random.default_rng(0).normal(size=(6, 8)).astype(np.float32)
-    >>> prompt_ids = np.array([0, 0, 1, 1, 2, 2])
-    >>> mine = arm.pairs.cross_prompt(prompt_ids, 10, seed=0, shard=(rank, world))  # my shard
-    >>> pool = arm.pairs.cross_prompt(prompt_ids, 10, seed=0)  # the whole pool, for checking
-    >>> batch = distributed.greedy_logdet(features, mine, 3)
-    >>> rows = distributed.pairs_at(mine, batch.indices)
-    >>> rows.tolist() == pool[batch.indices].tolist()
-    True
+    >>> from activerm_fast import distributed, pairs
+    >>> store = dist.FileStore(os.path.join(tempfile.mkdtemp(), "store"), 1)
+    >>> dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    >>> mine = pairs.all_pairs(5)  # [[0, 1], [0, 2], ..., [3, 4]]
+    >>> distributed.pairs_at(mine, torch.tensor([9, 0, 4]))
+    tensor([[3, 4],
+            [0, 1],
+            [1, 2]])
     >>> dist.destroy_process_group()
     """
     group_ = _Group(group)

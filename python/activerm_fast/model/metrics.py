@@ -129,12 +129,9 @@ def best_of_n(
 
     Parameters
     ----------
-    pred : array_like
-        (n,) predicted rewards, one per response.
-    gold : array_like
-        (n,) golden rewards.
-    prompt_ids : array_like
-        (n,) integer prompt of each response.
+    pred, gold, prompt_ids : array_like
+        (n,) predicted and golden rewards and integer prompts, as for
+        :func:`within_prompt_spearman`.
     ns : sequence of int, default (2, 4, 8, 16, 32, 64)
         The sample sizes N, positive.
     repeats : int, optional
@@ -158,14 +155,15 @@ def best_of_n(
     Examples
     --------
     >>> import numpy as np
+    >>> import activerm_fast as arm
     >>> from activerm_fast.metrics import best_of_n
-    >>> gold = np.array([0.1, 0.5, 0.9, 1.0, 2.0, 3.0])
-    >>> prompt_ids = np.array([0, 0, 0, 1, 1, 1])
-    >>> result = best_of_n(gold, gold, prompt_ids, ns=(1, 2, 3))  # a perfect predictor
+    >>> data = arm.synthetic(3, 4, 1, 4, dim=4)  # 4 prompts of 4 responses
+    >>> result = best_of_n(data.gold, data.gold, data.prompt_ids, ns=(1, 2, 4))  # perfect
     >>> {n: round(b.mean_quantile, 3) for n, b in result.items()}  # N = 1 is a random pick
-    {1: 0.5, 2: 0.833, 3: 1.0}
-    >>> round(best_of_n(gold, gold, prompt_ids, ns=(3,))[3].mean_gold, 3)  # (0.9 + 3) / 2
-    1.95
+    {1: 0.5, 2: 0.778, 4: 1.0}
+    >>> best = [data.gold[data.prompt_ids == p].max() for p in range(data.num_prompts)]
+    >>> bool(np.isclose(result[4].mean_gold, np.mean(best)))  # N = 4: each prompt's best
+    True
     """
     pred_v, gold_v, groups = _grouped_inputs(pred, gold, prompt_ids)
     sizes_all = np.bincount(groups)

@@ -175,13 +175,15 @@ def batch_record(dataset: Dataset, first: int, second: int) -> dict[str, Any]:
 
     Examples
     --------
-    >>> from activerm_fast.data.annotation import batch_record
     >>> import numpy as np
-    >>> import activerm_fast as arm
-    >>> embeddings = np.random.default_rng(0).normal(size=(6, 8)).astype(np.float32)
-    >>> data = arm.from_arrays(embeddings, ["a", "a", "b", "b", "c", "c"], gold=np.arange(6.0))
-    >>> batch_record(data, 0, 2)
-    {'first': 0, 'second': 2, 'label': None, 'first_prompt': 'a', 'second_prompt': 'b'}
+    >>> from activerm_fast import Dataset
+    >>> from activerm_fast.data.annotation import batch_record
+    >>> texts = {"prompts": ["2+2?"], "responses": ["4", "5"]}
+    >>> tiny = Dataset("tiny", np.zeros((2, 1)), np.array([0, 0]), **texts)  # one prompt
+    >>> batch_record(tiny, 1, 0)  # doctest: +NORMALIZE_WHITESPACE
+    {'first': 1, 'second': 0, 'label': None,
+     'first_prompt': 0, 'first_prompt_text': '2+2?', 'first_text': '5',
+     'second_prompt': 0, 'second_prompt_text': '2+2?', 'second_text': '4'}
     """
     assert dataset.prompt_names is not None, "set by Dataset.__post_init__"
     record: dict[str, Any] = {"first": first, "second": second, "label": None}
@@ -218,14 +220,15 @@ class BatchPlan:
 
     Examples
     --------
-    >>> from activerm_fast.data.annotation import plan_batch
     >>> import numpy as np
     >>> import activerm_fast as arm
-    >>> embeddings = np.random.default_rng(0).normal(size=(6, 8)).astype(np.float32)
-    >>> data = arm.from_arrays(embeddings, ["a", "a", "b", "b", "c", "c"], gold=np.arange(6.0))
+    >>> from activerm_fast.data.annotation import plan_batch
+    >>> data = arm.synthetic(3, 2, 1, 2, dim=4)
     >>> plan = plan_batch(data, np.empty((0, 2), np.int64), np.empty(0, np.int64))
-    >>> plan.strategy, plan.rewards is None, plan.note
-    ('xtx', True, "no labels yet: chose with 'xtx' on the embeddings")
+    >>> plan.strategy, plan.rewards is None, plan.features.shape  # the (n, D) embeddings
+    ('xtx', True, (8, 4))
+    >>> plan.note
+    "no labels yet: chose with 'xtx' on the embeddings"
     """
 
     strategy: str
@@ -293,17 +296,16 @@ def plan_batch(
     Examples
     --------
     >>> import os, tempfile
-    >>> from activerm_fast.data.annotation import plan_batch
     >>> import numpy as np
     >>> import activerm_fast as arm
-    >>> embeddings = np.random.default_rng(0).normal(size=(6, 8)).astype(np.float32)
-    >>> data = arm.from_arrays(embeddings, ["a", "a", "b", "b", "c", "c"], gold=np.arange(6.0))
+    >>> from activerm_fast.data.annotation import plan_batch
+    >>> data = arm.synthetic(4, 3, 1, 3, dim=8, seed=2)  # 15 responses
     >>> path = os.path.join(tempfile.mkdtemp(), "model.pt")
     >>> arm.RewardModel(8, hidden=(4,), ensemble=2).save(path)  # fitted on earlier labels
-    >>> labelled, labels = np.array([[0, 2], [1, 4]]), np.array([0, 0])
+    >>> labelled, labels = np.array([[0, 1], [3, 5]]), np.array([1, 0])
     >>> plan = plan_batch(data, labelled, labels, model_path=path, reuse_model=True)
-    >>> plan.strategy, plan.features.shape, plan.rewards.shape
-    ('past-dopt-greedy', (2, 6, 4), (2, 6))
+    >>> plan.strategy, plan.features.shape, plan.rewards.shape  # the model's hidden layer
+    ('past-dopt-greedy', (2, 15, 4), (2, 15))
     >>> plan.note  # doctest: +ELLIPSIS
     "model loaded from ...model.pt; chose with 'past-dopt-greedy'"
     """
@@ -437,11 +439,10 @@ def next_batch(
 
     Examples
     --------
-    >>> from activerm_fast.data.annotation import next_batch
     >>> import numpy as np
-    >>> import activerm_fast as arm
-    >>> embeddings = np.random.default_rng(0).normal(size=(6, 8)).astype(np.float32)
-    >>> data = arm.from_arrays(embeddings, ["a", "a", "b", "b", "c", "c"], gold=np.arange(6.0))
+    >>> from activerm_fast import from_arrays
+    >>> from activerm_fast.data.annotation import next_batch
+    >>> data = from_arrays(np.eye(6, dtype=np.float32), [0, 0, 1, 1, 2, 2])  # 3 prompts of 2
     >>> nothing = np.empty((0, 2), np.int64)
     >>> batch, note = next_batch(data, nothing, nothing[:, 0], 2, pool="within")
     >>> batch.tolist(), note

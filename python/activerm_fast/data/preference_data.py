@@ -124,9 +124,9 @@ def read_annotations(path: str | os.PathLike[str], n: int) -> tuple[np.ndarray, 
     Returns
     -------
     pairs : np.ndarray
-        (M, 2) int64 rows ``(first, second)``.
+        (M, 2) int64 rows ``(first, second)``, one per record, labelled or not.
     labels : np.ndarray
-        (M,) float64 labels.
+        (M,) float64: 1, 0, 0.5 or NaN.
 
     Raises
     ------

@@ -401,17 +401,17 @@ def cross_prompt(
     sizes = pool.row_starts[rows[1:]] - pool.row_starts[rows[:-1]]
     draws = _block_draws(sizes, num, seed)
     mine = range(blocks * rank // world, blocks * (rank + 1) // world)
-    out = np.empty((int(draws[mine.start : mine.stop].sum()), 2), dtype=np.int64)
+    numbers = np.empty(int(draws[mine.start : mine.stop].sum()), dtype=np.int64)
     filled = 0
     for block in mine:
         if draws[block] == 0:
             continue
         rng = np.random.default_rng([seed, 1, block])
         picked = rng.choice(int(sizes[block]), size=int(draws[block]), replace=False, shuffle=False)
-        numbers = np.sort(picked.astype(np.int64)) + pool.row_starts[rows[block]]
-        out[filled : filled + len(numbers)] = pool.pairs(numbers)
-        filled += len(numbers)
-    return out
+        picked.sort()
+        numbers[filled : filled + len(picked)] = picked + pool.row_starts[rows[block]]
+        filled += len(picked)
+    return pool.pairs(numbers)  # ascending: the blocks are runs of ascending numbers
 
 
 def candidate_pool(

@@ -118,7 +118,7 @@ class LoopConfig:
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 1e-4
-    patience: int = 8
+    patience: int = 3
     warm_start: bool = False
     beta: float = 1.0
     ridge: float = 1e-3
@@ -314,11 +314,15 @@ class ActiveLoop:
 
     def _choose(self, pool: np.ndarray, state: LoopState, seed: int) -> np.ndarray:
         """Positions in ``pool`` of this round's pairs (random while there is no model)."""
-        k = min(self.config.per_round, self._available(pool, state))
-        if self.model is None:
+        k = self.config.per_round
+        if len(pool) - len(state.pairs) < k:  # otherwise k unlabelled pairs are certain
+            k = min(k, self._available(pool, state))
+        if self.model is None or self.strategy == "random":
+            # the draw reads no features, the model's or the embeddings': one zero column
+            # spares select the log-det bookkeeping of a design nobody reads here
             selection = select(
                 "random",
-                features=self.train.embeddings,
+                features=np.zeros((self.train.n, 1), np.float32),
                 pairs=pool,
                 k=k,
                 labelled=state.pairs,

@@ -1,0 +1,297 @@
+"""The main job's costs (issue 24): the reward-head fit, the per-round overhead, and
+``activerm-fast simulate`` serial against ``--jobs``.
+
+    python bench/bench_main_job.py                 # fit + round + the default simulate
+    python bench/bench_main_job.py --quick         # small simulate, 1 run: checks the script
+    python bench/bench_main_job.py --skip-simulate # fit and round only
+
+fit       arena-bench (768-d inputs: prompt and response embeddings), LoopConfig()'s head
+          (hidden (256, 256), 3 members, batch 64, up to 60 epochs), labelled sets of 100, 400
+          and 800 random cross-prompt pairs with Bradley-Terry labels. "before" is the fit as it
+          was before issue 24, kept here only as the baseline: per-tensor AdamW steps and the
+          loop's former patience of 8 epochs; "after" is RewardModel.fit with today's
+          LoopConfig (fused AdamW, patience LoopConfig.patience). Both run in this process,
+          alternating, on the same pairs and seeds. Held-out loss: the cross-entropy of the
+          ensemble's mean reward margin against the oracle's own probabilities on every
+          within-prompt pair of the test prompts (ln 2 = 0.693 is a constant reward).
+round     one 50,000-pair round of the loop outside selection and fit: building the candidate
+          pool, and select("random"), before (on the 768-d embeddings and its available-pair
+          count, as the loop called it) and after (as the loop calls it now), beside the draw
+          itself (numpy sampling k of the unlabelled positions).
+simulate  the whole command (start-up included, as a user waits for it) with --jobs 1 and
+          --jobs N (N: the usable cores), alternating; the records of both are compared
+          (identical but for their timings).
+
+Medians over the repeats, ratios before / after. The load average is printed at the start and
+the end: the machine may be shared, and everything else running on it distorts the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import activerm_fast as arm
+from activerm_fast._threads import free_core_threads
+from activerm_fast.data.pairs import candidate_pool, within_prompt
+from activerm_fast.selection.api import select
+from activerm_fast.simulate import usable_cores
+from activerm_fast.simulation.loop import LoopState
+
+FIT_SIZES = (100, 400, 800)
+BEFORE_PATIENCE = 8  # LoopConfig.patience before issue 24
+TIMINGS = ("select_seconds", "fit_seconds")
+QUICK_SIMULATE = [
+    *("--seeds", "2", "--strategies", "random", "dopt-greedy", "--rounds", "3"),
+    *("--per-round", "50", "--cross-pairs", "5000"),
+]
+
+
+def load() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+# ---- fit ---------------------------------------------------------------------------------------
+
+
+def fit_before(model: arm.RewardModel, x: np.ndarray, pairs: np.ndarray, labels: np.ndarray,
+               *, config: arm.LoopConfig, seed: int) -> int:  # fmt: skip
+    """RewardModel.fit as it was before issue 24 (bootstrap members, shared held-out tenth,
+    per-member early stopping, torch threads for the free cores), with per-tensor AdamW steps
+    and the old patience: the baseline. Returns the epochs run.
+    """
+    model._init_parameters(seed)
+    xt, pairs_t = torch.from_numpy(x), torch.from_numpy(pairs)
+    y = torch.from_numpy(labels).float()
+    rng = np.random.default_rng(seed)
+    num_val = int(round(0.1 * len(pairs)))
+    split = rng.permutation(len(pairs))
+    train_rows, val_rows = split[num_val:], split[:num_val]
+    members = rng.choice(train_rows, size=(model.ensemble, train_rows.size), replace=True)
+    params = model.parameters()
+    for p in params:
+        p.requires_grad_(True)
+    optimizer = torch.optim.AdamW(
+        params, lr=config.lr, weight_decay=config.weight_decay, foreach=False
+    )
+    best_loss = torch.full((model.ensemble,), math.inf)
+    best_params = [p.detach().clone() for p in params]
+    stale = torch.zeros(model.ensemble, dtype=torch.int64)
+    epochs = 0
+    with free_core_threads() as adjust_threads:
+        for _ in range(config.epochs):
+            adjust_threads()
+            epochs += 1
+            order = torch.from_numpy(rng.permuted(members, axis=1).copy())
+            for start in range(0, order.shape[1], config.batch_size):
+                batch = order[:, start : start + config.batch_size]
+                loss = model._batch_loss(xt, pairs_t[batch], y[batch]).sum()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            val_loss = model._val_loss(xt, pairs_t[val_rows], y[val_rows])
+            improved = val_loss < best_loss
+            best_loss = torch.where(improved, val_loss, best_loss)
+            for kept, p in zip(best_params, params, strict=True):
+                kept[improved] = p.detach()[improved]
+            stale = torch.where(improved, 0, stale + 1)
+            if bool((stale >= BEFORE_PATIENCE).all()):
+                break
+    with torch.no_grad():
+        for p, kept in zip(params, best_params, strict=True):
+            p.requires_grad_(False)
+            p.copy_(kept)
+    return epochs
+
+
+def fit_after(model: arm.RewardModel, x: np.ndarray, pairs: np.ndarray, labels: np.ndarray,
+              *, config: arm.LoopConfig, seed: int) -> int:  # fmt: skip
+    """RewardModel.fit as ActiveLoop calls it now; the epochs run."""
+    model.fit(
+        x, pairs, labels, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
+        weight_decay=config.weight_decay, patience=config.patience, seed=seed,
+    )  # fmt: skip
+    return len(model.history_.train_loss) if model.history_ else 0
+
+
+def bench_fit(repeats: int) -> None:
+    data = arm.load("arena-bench")
+    train, test = data.train(), data.test()
+    config = arm.LoopConfig()
+    test_pairs = within_prompt(test.prompt_ids)
+    truth = torch.from_numpy(arm.BTOracle(test.gold, beta=config.beta).probabilities(test_pairs))
+
+    def heldout(model: arm.RewardModel) -> float:
+        r = torch.from_numpy(np.asarray(model.rewards(test.embeddings)).mean(axis=0)).double()
+        margin = r[test_pairs[:, 0]] - r[test_pairs[:, 1]]
+        return float(F.binary_cross_entropy_with_logits(margin, truth))
+
+    pool = candidate_pool(train.prompt_ids, "cross", config.cross_pairs, 0)
+    print(
+        f"\nfit: arena-bench {train.n} x {train.dim}, hidden {config.hidden}, "
+        f"{config.ensemble} members, batch {config.batch_size}, <= {config.epochs} epochs; "
+        f"patience before {BEFORE_PATIENCE}, after {config.patience}; "
+        f"{torch.get_num_threads()} torch threads; medians of {repeats} seeds"
+    )
+    print(f"{'pairs':>6} {'before s':>9} {'after s':>9} {'ratio':>6}  "
+          f"{'loss before':>11} {'loss after':>10}  {'epochs before/after':>19}")  # fmt: skip
+    for size in FIT_SIZES:
+        seconds: dict[str, list[float]] = {"before": [], "after": []}
+        losses: dict[str, list[float]] = {"before": [], "after": []}
+        epochs: dict[str, list[int]] = {"before": [], "after": []}
+        for seed in range(repeats):
+            rng = np.random.default_rng(seed)
+            pairs = pool[rng.choice(len(pool), size, replace=False)]
+            labels = arm.BTOracle(train.gold, beta=config.beta, seed=seed).label(pairs)
+            ways: list[tuple[str, Callable[..., int]]] = [
+                ("before", fit_before),
+                ("after", fit_after),
+            ]
+            for name, fit in ways if seed % 2 == 0 else ways[::-1]:
+                model = arm.RewardModel(train.dim, config.hidden, config.ensemble, seed=seed)
+                start = time.perf_counter()
+                ran = fit(model, train.embeddings, pairs, labels, config=config, seed=seed)
+                seconds[name].append(time.perf_counter() - start)
+                losses[name].append(heldout(model))
+                epochs[name].append(ran)
+        before, after = (statistics.median(seconds[k]) for k in ("before", "after"))
+        print(
+            f"{size:>6} {before:>9.3f} {after:>9.3f} {before / after:>5.2f}x  "
+            f"{statistics.median(losses['before']):>11.4f} "
+            f"{statistics.median(losses['after']):>10.4f}  "
+            f"{statistics.median(epochs['before']):>15.0f}/{statistics.median(epochs['after']):>3.0f}"
+        )
+        print(
+            f"{'':>6} per seed loss before {np.round(losses['before'], 4).tolist()} "
+            f"after {np.round(losses['after'], 4).tolist()}"
+        )
+
+
+# ---- one round's overhead --------------------------------------------------------------------
+
+
+def bench_round(repeats: int) -> None:
+    data = arm.load("arena-bench")
+    config = arm.LoopConfig()
+    loop = arm.ActiveLoop(data, "random", config, seed=0)
+    train = loop.train
+    pool = loop._candidate_pool(np.random.default_rng([0, 3]))
+    labelled = pool[np.random.default_rng(1).choice(len(pool), 700, replace=False)]
+    state = LoopState(pairs=labelled)
+    zero = np.zeros((train.n, 1), np.float32)
+    k = config.per_round
+
+    def pool_building() -> None:
+        loop._candidate_pool(np.random.default_rng([0, 3]))
+
+    def random_before() -> None:
+        kk = min(k, loop._available(pool, state))
+        select("random", features=train.embeddings, pairs=pool, k=kk, labelled=labelled, seed=1)
+
+    def random_after() -> None:
+        loop._choose(pool, state, 1)
+
+    def sampling() -> None:
+        keys = pool[:, 0] * train.n + pool[:, 1]
+        free = np.flatnonzero(~np.isin(keys, labelled[:, 0] * train.n + labelled[:, 1]))
+        np.random.default_rng(1).choice(free, k, replace=False)
+
+    assert np.array_equal(
+        select("random", features=zero, pairs=pool, k=k, labelled=labelled, seed=1).indices,
+        select(
+            "random", features=train.embeddings, pairs=pool, k=k, labelled=labelled, seed=1
+        ).indices,
+    ), "the draw must not depend on the features"
+    cases = {
+        "candidate pool (50,000 cross-prompt pairs)": pool_building,
+        'select("random") before (768-d embeddings)': random_before,
+        'select("random") after (as the loop calls it)': random_after,
+        "sampling alone (numpy)": sampling,
+    }
+    times = {name: [] for name in cases}  # type: dict[str, list[float]]
+    for run in cases.values():
+        run()
+    for _ in range(repeats):
+        for name, run in cases.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    print(f"\nround: {len(pool)} candidates, {len(labelled)} labelled, k = {k}; "
+          f"medians of {repeats}, alternating")  # fmt: skip
+    for name, spent in times.items():
+        print(f"  {name:<48} {1e3 * statistics.median(spent):>9.1f} ms")
+    before = statistics.median(times['select("random") before (768-d embeddings)'])
+    after = statistics.median(times['select("random") after (as the loop calls it)'])
+    print(f"  select('random') before / after: {before / after:.1f}x")
+
+
+# ---- simulate ----------------------------------------------------------------------------------
+
+
+def run_simulate(args: list[str], jobs: int, out: Path) -> tuple[float, list[dict[str, Any]]]:
+    command = [sys.executable, "-m", "activerm_fast", "simulate", *args, "--no-progress"]
+    command += ["--jobs", str(jobs), "--out", str(out)]
+    start = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    seconds = time.perf_counter() - start
+    records = json.loads((out / "results.json").read_text())
+    return seconds, [{k: v for k, v in r.items() if k not in TIMINGS} for r in records]
+
+
+def bench_simulate(args: list[str], repeats: int) -> None:
+    jobs = usable_cores()
+    times: dict[int, list[float]] = {1: [], jobs: []}
+    results: dict[int, list[dict[str, Any]]] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for repeat in range(repeats):
+            for count in (1, jobs) if repeat % 2 == 0 else (jobs, 1):
+                out = Path(folder) / f"jobs{count}-{repeat}"
+                seconds, results[count] = run_simulate(args, count, out)
+                times[count].append(seconds)
+    serial, parallel = statistics.median(times[1]), statistics.median(times[jobs])
+    print(f"\nsimulate {' '.join(args) or '(defaults)'}: medians of {repeats}")
+    print(f"  --jobs 1  {serial:>8.1f} s")
+    print(f"  --jobs {jobs}  {parallel:>8.1f} s   serial / parallel {serial / parallel:.2f}x "
+          f"on {jobs} usable cores")  # fmt: skip
+    same = results[1] == results[jobs]
+    print(f"  records of --jobs 1 and --jobs {jobs} identical (but for timings): {same}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3, help="seeds of the fit, round repeats")
+    parser.add_argument("--simulate-repeats", type=int, default=1)
+    parser.add_argument("--quick", action="store_true", help="a small simulate, 1 repeat")
+    parser.add_argument("--skip-simulate", action="store_true")
+    parser.add_argument(
+        "--simulate-args", default="", help="arguments of activerm-fast simulate (default: none)"
+    )
+    args = parser.parse_args()
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
+        f"{usable_cores()} usable; load average {load()} at start"
+    )
+    bench_fit(1 if args.quick else args.repeats)
+    bench_round(3 if args.quick else 5 * args.repeats)
+    if not args.skip_simulate:
+        simulate_args = QUICK_SIMULATE if args.quick else args.simulate_args.split()
+        bench_simulate(simulate_args, 1 if args.quick else args.simulate_repeats)
+    print(f"\nload average {load()} at the end")
+
+
+if __name__ == "__main__":
+    main()

@@ -133,9 +133,8 @@ def within_prompt(prompt_ids: Any, shard: Shard | None = None) -> np.ndarray:
 
     Examples
     --------
-    >>> import numpy as np
     >>> from activerm_fast import pairs
-    >>> prompt_ids = np.array(["a", "a", "b", "b", "b", "c"])
+    >>> prompt_ids = ["a", "a", "b", "b", "b", "c"]  # any labels, here a list
     >>> pairs.within_prompt(prompt_ids).tolist()
     [[0, 1], [2, 3], [2, 4], [3, 4]]
     >>> [pairs.within_prompt(prompt_ids, shard=(rank, 2)).tolist() for rank in range(2)]
@@ -436,7 +435,7 @@ def candidate_pool(
     Returns
     -------
     np.ndarray
-        (P, 2) int64 rows (i, j), i < j, sorted by (i, j).
+        The (P, 2) int64 pool of :func:`within_prompt` or :func:`cross_prompt`.
 
     Raises
     ------
@@ -445,13 +444,11 @@ def candidate_pool(
 
     Examples
     --------
-    >>> import numpy as np
     >>> from activerm_fast import pairs
-    >>> prompt_ids = np.array(["a", "a", "b", "b", "b", "c"])
-    >>> pairs.candidate_pool(prompt_ids, "within", 0).shape
-    (4, 2)
-    >>> pairs.candidate_pool(prompt_ids, "cross", 100).shape  # only 11 exist
-    (11, 2)
+    >>> pairs.candidate_pool([0, 0, 0, 1, 1], "within", 0).tolist()  # 3 + 1 pairs
+    [[0, 1], [0, 2], [1, 2], [3, 4]]
+    >>> pairs.candidate_pool([0, 0, 0, 1, 1], "cross", 100).shape  # only 3 x 2 exist
+    (6, 2)
     """
     if kind not in POOLS:
         raise ValueError(f"pool must be one of {POOLS}, got {kind!r}")

@@ -128,7 +128,7 @@ class BTOracle:
         Raises
         ------
         TypeError, ValueError
-            As :meth:`probabilities`.
+            For the ``pairs`` that :meth:`probabilities` refuses too.
 
         Examples
         --------

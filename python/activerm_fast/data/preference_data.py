@@ -538,14 +538,14 @@ def load_preferences(
     (['yes', 'no', 'maybe'], True)
     """
     comparisons = _read_comparisons(_path_argument(path, "path"))
-    return _dataset(
-        comparisons,
-        model,
+    reading = _Reading(
+        model=model,
         batch_size=batch_size,
         show_progress_bar=show_progress_bar,
         test_fraction=test_fraction,
         seed=seed,
     )
+    return _dataset(comparisons, reading)
 
 
 def import_preferences(
@@ -606,14 +606,8 @@ def import_preferences(
     """
     comparisons = _read_comparisons(_path_argument(source, "source"))
     _file_kind(_path_argument(out, "out"), writing=True)  # a bad name fails before embedding
-    dataset = _dataset(
-        comparisons,
-        model,
-        batch_size=batch_size,
-        show_progress_bar=show_progress_bar,
-        test_fraction=0.2,
-        seed=0,
-    )
+    reading = _Reading(model=model, batch_size=batch_size, show_progress_bar=show_progress_bar)
+    dataset = _dataset(comparisons, reading)  # split as load_preferences' default
     summary = export_preferences(
         dataset, dataset.pairs, dataset.labels, out, form=comparisons.form, embeddings=True
     )
@@ -831,31 +825,31 @@ def _vector(value: Any, name: str, dim: int | None) -> np.ndarray:
     return vector
 
 
-def _dataset(
-    comparisons: _Comparisons,
-    model: Any,
-    *,
-    batch_size: int,
-    show_progress_bar: bool,
-    test_fraction: float,
-    seed: int,
-) -> Dataset:
+@dataclass(frozen=True, kw_only=True)
+class _Reading:
+    """How :func:`load_preferences` and :func:`import_preferences` make the Dataset: the text
+    model and its options for :func:`~activerm_fast.data.embed_texts` (used when the rows carry
+    no embeddings), and the prompt-level split."""
+
+    model: Any
+    batch_size: int
+    show_progress_bar: bool
+    test_fraction: float = 0.2
+    seed: int = 0
+
+
+def _dataset(comparisons: _Comparisons, reading: _Reading) -> Dataset:
     """The comparisons as a Dataset: prompts numbered in order of first appearance."""
     numbers = {prompt: p for p, prompt in enumerate(dict.fromkeys(comparisons.prompts))}
     prompt_ids = np.array([numbers[prompt] for prompt in comparisons.prompts], np.int64)
     if comparisons.embeddings is None:
-        dataset = _embedded(
-            comparisons,
-            prompt_ids,
-            model=model,
-            batch_size=batch_size,
-            show_progress_bar=show_progress_bar,
-            test_fraction=test_fraction,
-            seed=seed,
-        )
+        dataset = _embedded(comparisons, prompt_ids, reading)
     else:
         dataset = from_arrays(
-            comparisons.embeddings, prompt_ids, test_fraction=test_fraction, seed=seed
+            comparisons.embeddings,
+            prompt_ids,
+            test_fraction=reading.test_fraction,
+            seed=reading.seed,
         )
     return replace(
         dataset,
@@ -868,16 +862,7 @@ def _dataset(
     )
 
 
-def _embedded(
-    comparisons: _Comparisons,
-    prompt_ids: np.ndarray,
-    *,
-    model: Any,
-    batch_size: int,
-    show_progress_bar: bool,
-    test_fraction: float,
-    seed: int,
-) -> Dataset:
+def _embedded(comparisons: _Comparisons, prompt_ids: np.ndarray, reading: _Reading) -> Dataset:
     """The rows' texts embedded by :func:`~activerm_fast.data.embed_texts` (which reads them
     from a JSONL file): each prompt and each distinct response once."""
     with tempfile.TemporaryDirectory() as folder:
@@ -891,11 +876,11 @@ def _embedded(
         try:
             return embed_texts(
                 records,
-                model,
-                batch_size=batch_size,
-                show_progress_bar=show_progress_bar,
-                test_fraction=test_fraction,
-                seed=seed,
+                reading.model,
+                batch_size=reading.batch_size,
+                show_progress_bar=reading.show_progress_bar,
+                test_fraction=reading.test_fraction,
+                seed=reading.seed,
             )
         except ImportError as err:
             raise ImportError(

@@ -578,7 +578,7 @@ def format_verdicts(records: list[dict[str, Any]], baseline: str = "random") -> 
     Raises
     ------
     ValueError
-        As :func:`verdicts`.
+        If ``records`` is empty or holds no run of the baseline (see :func:`verdicts`).
 
     Examples
     --------

@@ -26,7 +26,7 @@ CONFIG = LoopConfig(
     hidden=(16,),
     epochs=5,
 )
-STRATEGIES = ["random", "dopt-greedy", "past-dopt-greedy"]
+STRATEGIES = ["random", "dopt-greedy"]
 SEEDS = (0, 1)
 TIMINGS = ("select_seconds", "fit_seconds")
 DATASET = dict(
@@ -42,9 +42,7 @@ def dataset():
 @pytest.fixture(scope="module")
 def serial(dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("serial")
-    records = simulate(
-        dataset, STRATEGIES, config=CONFIG, seeds=SEEDS, out_dir=out, progress=False
-    )
+    records = simulate(dataset, STRATEGIES, config=CONFIG, seeds=SEEDS, out_dir=out, progress=False)
     return out, records
 
 

@@ -829,7 +829,8 @@ def _vector(value: Any, name: str, dim: int | None) -> np.ndarray:
 class _Reading:
     """How :func:`load_preferences` and :func:`import_preferences` make the Dataset: the text
     model and its options for :func:`~activerm_fast.data.embed_texts` (used when the rows carry
-    no embeddings), and the prompt-level split."""
+    no embeddings), and the prompt-level split. The fields are named as embed_texts' arguments,
+    which they are passed as."""
 
     model: Any
     batch_size: int
@@ -874,14 +875,7 @@ def _embedded(comparisons: _Comparisons, prompt_ids: np.ndarray, reading: _Readi
                 record = {"prompt_id": prompt_id, "prompt": prompt, "response": response}
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
         try:
-            return embed_texts(
-                records,
-                reading.model,
-                batch_size=reading.batch_size,
-                show_progress_bar=reading.show_progress_bar,
-                test_fraction=reading.test_fraction,
-                seed=reading.seed,
-            )
+            return embed_texts(records, **vars(reading))  # its fields: embed_texts' keywords
         except ImportError as err:
             raise ImportError(
                 f"{comparisons.path} has no embedding columns {EMBEDDING_COLUMNS}, so its texts "

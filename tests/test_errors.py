@@ -193,3 +193,41 @@ def test_cuda_without_cuda_support_is_named(monkeypatch):
         ValueError, match="features is on cuda:0 but activerm_fast was built without CUDA"
     ):
         _launch.backend_for(torch.device("cuda:0"))
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e-21])
+def test_float32_results_that_underflow_are_refused_like_overflow(scale):
+    rng = np.random.default_rng(0)
+    features = (rng.normal(size=(6, 3)) * scale).astype(np.float32)
+    pairs = np.array([[0, 1], [2, 3], [4, 5]])
+    with pytest.raises(ValueError, match=r"^fisher_matrix underflows float32 \(largest entry"):
+        arm.fisher_matrix(features, pairs)
+    with pytest.raises(ValueError, match=r"^pair_quadform underflows float32 \(largest entry"):
+        arm.pair_quadform(features, pairs, np.eye(3))
+    # the same values in float64 are representable, and agree with the float64 reference
+    wide = features.astype(np.float64)
+    d = wide[pairs[:, 0]] - wide[pairs[:, 1]]
+    np.testing.assert_allclose(arm.fisher_matrix(wide, pairs), d.T @ d, rtol=1e-12)
+    np.testing.assert_allclose(
+        arm.pair_quadform(wide, pairs, np.eye(3)), (d * d).sum(1), rtol=1e-12
+    )
+
+
+def test_float32_results_with_some_tiny_entries_are_kept():
+    """Only a result wholly below float32's normal range is refused: tiny entries beside large
+    ones round as float32 rounds them."""
+    features = np.zeros((4, 2), np.float32)
+    features[1, 0], features[3, 1] = 1.0, 1e-25
+    pairs = np.array([[0, 1], [2, 3]])
+    matrix = arm.fisher_matrix(features, pairs)
+    assert matrix[0, 0] == 1.0 and matrix[1, 1] == 0.0
+
+
+def test_fisher_matrix_refuses_negative_weights_as_greedy_logdet_does():
+    features = np.eye(4)
+    pairs = np.array([[0, 1], [2, 3]])
+    weights = np.array([1.0, -0.5])
+    with pytest.raises(ValueError, match=r"^weights must be non-negative, got -0.5 at index 1$"):
+        arm.fisher_matrix(features, pairs, weights)
+    with pytest.raises(ValueError, match=r"^weights must be non-negative, got -0.5 at index 1$"):
+        arm.greedy_logdet(features, pairs, 1, weights=weights)

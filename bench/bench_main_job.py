@@ -151,6 +151,7 @@ def bench_fit(repeats: int) -> None:
           f"{'loss before':>11} {'loss after':>10}  {'epochs before/after':>19}")  # fmt: skip
     for size in FIT_SIZES:
         seconds: dict[str, list[float]] = {"before": [], "after": []}
+        cpu: dict[str, list[float]] = {"before": [], "after": []}
         losses: dict[str, list[float]] = {"before": [], "after": []}
         epochs: dict[str, list[int]] = {"before": [], "after": []}
         for seed in range(repeats):
@@ -163,9 +164,10 @@ def bench_fit(repeats: int) -> None:
             ]
             for name, fit in ways if seed % 2 == 0 else ways[::-1]:
                 model = arm.RewardModel(train.dim, config.hidden, config.ensemble, seed=seed)
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), time.process_time()
                 ran = fit(model, train.embeddings, pairs, labels, config=config, seed=seed)
                 seconds[name].append(time.perf_counter() - start)
+                cpu[name].append(time.process_time() - start_cpu)
                 losses[name].append(heldout(model))
                 epochs[name].append(ran)
         before, after = (statistics.median(seconds[k]) for k in ("before", "after"))
@@ -175,8 +177,10 @@ def bench_fit(repeats: int) -> None:
             f"{statistics.median(losses['after']):>10.4f}  "
             f"{statistics.median(epochs['before']):>15.0f}/{statistics.median(epochs['after']):>3.0f}"
         )
+        cpu_before, cpu_after = (statistics.median(cpu[k]) for k in ("before", "after"))
         print(
-            f"{'':>6} per seed loss before {np.round(losses['before'], 4).tolist()} "
+            f"{'':>6} CPU s {cpu_before:.3f} / {cpu_after:.3f} = {cpu_before / cpu_after:.2f}x; "
+            f"per seed loss before {np.round(losses['before'], 4).tolist()} "
             f"after {np.round(losses['after'], 4).tolist()}"
         )
 
@@ -277,10 +281,13 @@ def main() -> None:
     parser.add_argument("--simulate-repeats", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="a small simulate, 1 repeat")
     parser.add_argument("--skip-simulate", action="store_true")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's own)")
     parser.add_argument(
         "--simulate-args", default="", help="arguments of activerm-fast simulate (default: none)"
     )
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
         f"{usable_cores()} usable; load average {load()} at start"

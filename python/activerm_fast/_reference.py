@@ -181,3 +181,32 @@ def ensemble_greedy_logdet(
         for d, w, m in zip(diffs, member_weights, matrices, strict=True):
             m += w[best] * np.outer(d[best], d[best])
     return np.array(chosen, dtype=np.int64), np.array(gains)
+
+
+def laplace_covariance(
+    features: np.ndarray, labelled: np.ndarray, rewards: np.ndarray, ridge: float
+) -> np.ndarray:
+    """(ridge I + sum_l w_l d_l d_l^T)^-1 by an explicit inverse, w_l the mean over the reward
+    rows of p (1 - p), p = sigmoid(r_i - r_j)."""
+    d = pair_diff(features, labelled)
+    w = fisher_weights(rewards, labelled)
+    precision = ridge * np.eye(d.shape[1]) + d.T @ (w[:, None] * d)
+    covariance: np.ndarray = np.linalg.inv(precision)
+    return covariance
+
+
+def gaussian_mutual_information(mean: float, variance: float, points: int = 200_001) -> float:
+    """H(E p) - E H(p) for p = sigmoid(x), x ~ N(mean, variance), by the trapezoid rule on a
+    fine grid over mean +- 12 standard deviations."""
+    if variance <= 0:
+        return 0.0
+    sd = np.sqrt(variance)
+    x = np.linspace(mean - 12 * sd, mean + 12 * sd, points)
+    density = np.exp(-0.5 * ((x - mean) / sd) ** 2) / (sd * np.sqrt(2 * np.pi))
+    p = 1.0 / (1.0 + np.exp(-x))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = -np.nan_to_num(p * np.log(p)) - np.nan_to_num((1 - p) * np.log(1 - p))
+    mean_p = float(np.trapezoid(density * p, x))
+    mean_h = float(np.trapezoid(density * h, x))
+    entropy_of_mean = -mean_p * np.log(mean_p) - (1 - mean_p) * np.log(1 - mean_p)
+    return float(entropy_of_mean - mean_h)

@@ -410,6 +410,17 @@ class _ShardedPool(Pool):
     def offset(self) -> int:
         return self.shard.offset
 
+    def everything(
+        self, pairs: torch.Tensor, available: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every rank's available positions and rows, gathered in rank (so position) order."""
+        positions = torch.nonzero(available).reshape(-1)
+        mine = ((positions + self.shard.offset).cpu(), pairs[positions].long().cpu())
+        parts = self.shard.group.objects(mine)
+        every = torch.cat([part[0] for part in parts]).to(pairs.device)
+        rows = torch.cat([part[1] for part in parts]).to(pairs.device)
+        return every, rows
+
     def greedy(
         self, problem: _design.GreedyProblem, k: int
     ) -> tuple[torch.Tensor, torch.Tensor, float]:
@@ -508,9 +519,8 @@ def select(
             "labelled": _tensor_signature(inputs.labelled),
             "prompt_features": _tensor_signature(inputs.prompt_features),
             "per_prompt": _scalar(None if inputs.quota is None else inputs.quota.limit),
-            "prompt_ids": _tensor_signature(
-                None if inputs.quota is None else inputs.quota.prompt_of
-            ),
+            "prompt_ids": _tensor_signature(inputs.prompt_of),
+            "uncertainty": _scalar(inputs.uncertainty),
         }
         excluded = inputs.excluded
         unavailable = 0 if excluded is None else int(excluded.sum())

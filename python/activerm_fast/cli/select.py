@@ -192,7 +192,7 @@ def _select_sharded(args: argparse.Namespace) -> int:
                 prompt_features=prompt_features_for(plan.strategy, dataset),
                 lazy=LAZY_CHOICES[args.lazy],
                 per_prompt=args.per_prompt,
-                prompt_ids=None if args.per_prompt is None else dataset.prompt_ids,
+                prompt_ids=dataset.prompt_ids,
             )
         batch = distributed.pairs_at(shard, selection.indices).numpy()
         if rank == 0:

@@ -475,6 +475,6 @@ def next_batch(
         prompt_features=prompt_features_for(plan.strategy, dataset),
         lazy=lazy,
         per_prompt=per_prompt,
-        prompt_ids=None if per_prompt is None else dataset.prompt_ids,
+        prompt_ids=dataset.prompt_ids,
     )
     return candidates[selection.indices], plan.note

@@ -16,8 +16,9 @@ from .. import _launch
 from .. import _validation as v
 from ..data.dataset import Dataset
 from ..kernels import Selection, export
-from . import baselines, dopt, uncertainty  # noqa: F401  (each registers its strategies)
+from . import baselines, dopt, field_rules  # noqa: F401  (each registers its strategies)
 from . import design as _design
+from . import uncertainty as _uncertainty_strategies  # noqa: F401
 from .inputs import SelectionInputs
 from .registry import STRATEGIES
 from .ridge import RIDGE_MODES
@@ -31,6 +32,8 @@ __all__ = ["FEATURE_CHOICES", "RIDGE_MODES", "STRATEGIES", "select", "select_wit
 FEATURE_CHOICES = ("hidden", "embedding")
 # lambda of F0 = lambda I unless told otherwise
 DEFAULT_RIDGE = 1e-3
+# where the uncertainty of bald, bal-pm and the per-prompt rules comes from
+UNCERTAINTY = ("ensemble", "laplace")
 
 
 class DesignOptions(TypedDict, total=False):
@@ -45,6 +48,7 @@ class DesignOptions(TypedDict, total=False):
     lazy: bool | str
     per_prompt: int | None
     prompt_ids: Any | None
+    uncertainty: str
 
 
 class SelectOptions(DesignOptions, total=False):
@@ -74,7 +78,10 @@ def validated(strategy: str, **options: Unpack[SelectOptions]) -> SelectionInput
     r = None if rewards is None else v.rewards_tensor(rewards, n, device)
     if entry.needs_rewards and r is None:
         raise ValueError(f"strategy {strategy!r} needs rewards, got rewards=None")
-    if entry.needs_ensemble and (r is None or r.shape[0] < 2):
+    uncertainty = v.known_name(options.get("uncertainty", "ensemble"), UNCERTAINTY, "uncertainty")
+    if entry.needs_ensemble and uncertainty == "laplace" and r is None:
+        raise ValueError(f"strategy {strategy!r} needs rewards, got rewards=None")
+    if entry.needs_ensemble and uncertainty == "ensemble" and (r is None or r.shape[0] < 2):
         got = 0 if r is None else r.shape[0]
         raise ValueError(
             f"strategy {strategy!r} needs rewards of an ensemble of at least 2 members, got {got}"
@@ -88,6 +95,8 @@ def validated(strategy: str, **options: Unpack[SelectOptions]) -> SelectionInput
             f"rewards have {r.shape[0]} ensemble members; "
             f"at most {_launch.MAX_MEMBERS} are supported"
         )
+    prompts = validated_prompt_ids(options.get("prompt_ids"), members)
+    quota = validated_quota(options.get("per_prompt"), options.get("prompt_ids"), members)
     labelled = options.get("labelled")
     done = (
         None if labelled is None else v.pairs_tensor(labelled, n, device, "labelled", distinct=True)
@@ -107,7 +116,9 @@ def validated(strategy: str, **options: Unpack[SelectOptions]) -> SelectionInput
         strategy=strategy,
         prompt_features=validated_prompts(options.get("prompt_features"), members),
         lazy=v.lazy_argument(options.get("lazy", "auto")),
-        quota=validated_quota(options.get("per_prompt"), options.get("prompt_ids"), members),
+        quota=quota,
+        prompt_of=None if prompts is None else prompts[0],
+        uncertainty=uncertainty,
     )
 
 
@@ -159,6 +170,25 @@ def validated_quota(
         raise ValueError(
             f"per_prompt={limit} needs prompt_ids, the prompt of each response; got prompt_ids=None"
         )
+    prompts = validated_prompt_ids(prompt_ids, members)
+    assert prompts is not None
+    return _design.PromptQuota(limit, *prompts)
+
+
+def validated_prompt_ids(
+    prompt_ids: Any | None, members: torch.Tensor
+) -> tuple[torch.Tensor, int] | None:
+    """``prompt_ids`` (n,), the prompt of each response of ``members`` (E, n, d), as int64
+    0 .. prompts - 1 on their device, and the number of prompts (None when not given).
+
+    Examples
+    --------
+    >>> import torch
+    >>> validated_prompt_ids(["b", "a", "b"], torch.zeros(1, 3, 2))
+    (tensor([1, 0, 1]), 2)
+    """
+    if prompt_ids is None:
+        return None
     if isinstance(prompt_ids, torch.Tensor):
         prompt_ids = prompt_ids.detach().cpu().numpy()
     ids = np.asarray(prompt_ids)
@@ -169,7 +199,7 @@ def validated_quota(
         )
     distinct, inverse = np.unique(ids, return_inverse=True)
     prompt_of = torch.as_tensor(inverse.reshape(-1).astype(np.int64), device=members.device)
-    return _design.PromptQuota(limit, prompt_of, int(distinct.shape[0]))
+    return prompt_of, int(distinct.shape[0])
 
 
 def select(
@@ -187,6 +217,7 @@ def select(
     lazy: bool | str = "auto",
     per_prompt: int | None = None,
     prompt_ids: Any | None = None,
+    uncertainty: str = "ensemble",
 ) -> Selection:
     """Choose ``k`` pairs of the candidate ``pairs`` to label next.
 
@@ -238,7 +269,14 @@ def select(
     per_prompt : int, optional
         At most this many chosen pairs per prompt (None: no limit).
     prompt_ids : array-like, optional
-        (n,) the prompt of each response (ints or strings), needed with ``per_prompt``.
+        (n,) the prompt of each response (ints or strings), needed with ``per_prompt`` and by
+        the rules that choose within each prompt (``max-min``, ``dts``, ...:
+        :mod:`~activerm_fast.selection.field_rules`).
+    uncertainty : {"ensemble", "laplace"}, default "ensemble"
+        The model uncertainty of ``bald``, ``bal-pm`` and the per-prompt rules: the ensemble
+        members' spread (at least 2 members), or a Bayesian last layer, the Laplace posterior
+        of theta on the first member's features with lambda = the ridge and the Fisher
+        information of ``labelled`` (:mod:`~activerm_fast.model.laplace`; one member will do).
 
     Returns
     -------
@@ -309,6 +347,7 @@ def select(
         lazy=lazy,
         per_prompt=per_prompt,
         prompt_ids=prompt_ids,
+        uncertainty=uncertainty,
     )
     k = v.budget(k, inputs.pairs.shape[0], inputs.excluded)
     result = STRATEGIES[strategy].choose(inputs.resolved(), k)
@@ -346,7 +385,7 @@ def select_with_model(
         (P, 2) candidate rows ``(i, j)``.
     k : int
         Number of pairs to choose.
-    labelled, ridge, ridge_mode, seed, prompt_features, lazy, per_prompt, prompt_ids
+    labelled, ridge, ridge_mode, seed, prompt_features, lazy, per_prompt, prompt_ids, uncertainty
         As in :func:`select`.
     features : {"hidden", "embedding"}, default "hidden"
         What the design sees: the model's last hidden layer (one matrix per member) or the

@@ -42,6 +42,8 @@ class SelectionInputs:
     pool: Pool = WHOLE_POOL
     ridge_mode: str = "absolute"
     quota: _design.PromptQuota | None = None  # at most quota.limit chosen pairs per prompt
+    prompt_of: torch.Tensor | None = None  # (n,) int64 prompt of each response, 0..prompts-1
+    uncertainty: str = "ensemble"  # "ensemble" (members' spread) or "laplace" (Bayesian head)
 
     def resolved(self) -> SelectionInputs:
         """These inputs with lambda itself as ``ridge``: with ``ridge_mode="relative"`` the
@@ -114,9 +116,28 @@ class SelectionInputs:
         r = self.rewards.double()
         return r[:, self.pairs[:, 0].long()] - r[:, self.pairs[:, 1].long()]
 
+    @cached_property
+    def laplace_covariance(self) -> torch.Tensor:
+        """(d, d) the Laplace posterior covariance of the last layer on the first member's
+        features: (lambda I + the labelled pairs' Fisher information at the rewards)^-1
+        (:mod:`~activerm_fast.model.laplace`)."""
+        from ..model import laplace
+
+        assert self.rewards is not None
+        return laplace.laplace_covariance(self.features, self.labelled, self.rewards, self.ridge)
+
     def mutual_information(self) -> torch.Tensor:
         """(P,) the BALD term: mutual information between a pair's label and the ensemble
-        member, H(mean_e p_e) - mean_e H(p_e) with p_e = sigma(r_e,i - r_e,j), in nats."""
+        member, H(mean_e p_e) - mean_e H(p_e) with p_e = sigma(r_e,i - r_e,j), in nats; with
+        ``uncertainty="laplace"`` the same over the Gaussian posterior of the reward
+        difference, N(mean gap, d^T Sigma d)."""
+        if self.uncertainty == "laplace":
+            from ..model import laplace
+
+            variance = laplace.difference_variance(
+                self.features, self.pairs, self.laplace_covariance
+            )
+            return laplace.gaussian_mutual_information(self.reward_gaps().mean(dim=0), variance)
         gaps = self.reward_gaps()
         p = torch.sigmoid(gaps)
         # member entropies from the logits, so they stay exact where p rounds to 0 or 1

@@ -151,6 +151,14 @@ class Pool:
         """The pool position of the first pair held here."""
         return 0
 
+    def everything(
+        self, pairs: torch.Tensor, available: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The positions and rows of every available pair of the whole pool, ascending (a
+        sharded pool gathers them from every process)."""
+        positions = torch.nonzero(available).reshape(-1)
+        return positions, pairs[positions]
+
     def greedy(
         self, problem: design.GreedyProblem, k: int
     ) -> tuple[torch.Tensor, torch.Tensor, float]:

@@ -40,7 +40,9 @@ class Strategy:
     rewards of at least two members; ``needs_model``: a fitted reward model (without one, the
     strategy has nothing to run on); ``uses_labelled``: labelled pairs shape the choice beyond
     being excluded; ``uses_member_features``: every ensemble member's own features;
-    ``uses_prompt_features``: the feature of each response's prompt (``prompt_features``).
+    ``uses_prompt_features``: the feature of each response's prompt (``prompt_features``);
+    ``uses_prompt_ids``: the prompt of each response (``prompt_ids``): rules that choose
+    within each prompt (without them, the whole pool is one prompt).
     """
 
     name: str
@@ -52,6 +54,7 @@ class Strategy:
     uses_labelled: bool = False
     uses_member_features: bool = False
     uses_prompt_features: bool = False
+    uses_prompt_ids: bool = False
 
 
 STRATEGIES: dict[str, Strategy] = {}

@@ -347,9 +347,8 @@ class ActiveLoop:
         return np.asarray(selection.indices)
 
     def _quota(self) -> dict[str, Any]:
-        """The per-prompt quota's options of :func:`~activerm_fast.select` (none without one)."""
-        if self.config.per_prompt is None:
-            return {}
+        """The prompt of each response and the per-prompt quota, as options of
+        :func:`~activerm_fast.select`."""
         return {"per_prompt": self.config.per_prompt, "prompt_ids": self.train.prompt_ids}
 
     def _candidate_pool(self, rng: np.random.Generator) -> np.ndarray:

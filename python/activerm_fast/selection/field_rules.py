@@ -1,0 +1,436 @@
+"""The field's per-prompt pair rules as strategies: ActiveUltraFeedback's acquisition functions,
+the UltraFeedback rule and max-min.
+
+Sources: ActiveUltraFeedback (lasgroup/ActiveUltraFeedback, ICML 2026, Apache-2.0,
+``activeuf/acquisition_function/``) for ``dts``, ``drts``, ``deltaucb``, ``infomax``,
+``maxminlcb`` and ``infogain`` (the last after sail-sg/oat); UltraFeedback's construction of
+preference pairs for ``ultrafeedback``; reward-model pipelines (RLHFlow/Online-RLHF,
+allenai/open-instruct) for ``max-min``. The definitions implemented are those of the project's
+``field_rules.md``, in this notation: for the completions 1..m of one prompt, mu_i is the
+reward model's mean reward and sigma_i its uncertainty, u_i = mu_i + beta sigma_i and
+l_i = mu_i - beta sigma_i (beta = ``BETA`` = 1):
+
+* ``max-min``: i = argmax mu, j = argmin mu over j != i.
+* ``ultrafeedback``: 4 distinct completions drawn uniformly (all of them when fewer); i the one
+  of largest mu; j one of the other three, uniformly.
+* ``dts`` (double Thompson sampling): z_i ~ U(-1, 1) per completion, i = argmax mu + beta z
+  sigma; j the same with fresh z, redrawn up to 10 times while j = i, then uniform among the
+  others.
+* ``drts`` (double reverse Thompson sampling): i as in ``dts``; j = argmax -mu + beta z sigma
+  with fresh z, redrawn up to 30 times while j = i, then uniform.
+* ``deltaucb``: the ordered pair maximising u_i - l_j.
+* ``infomax``: the pair maximising sigmoid(u_i - l_j) - sigmoid(l_i - u_j), the width of the
+  confidence interval on the preference probability (symmetric in i and j: taken with i < j).
+* ``maxminlcb``: LCB_ij = (mu_i - mu_j) - beta (sigma_i + sigma_j), UCB_ij = (mu_i - mu_j) +
+  beta (sigma_i + sigma_j); candidates the i with UCB_ij > 0 for every j != i (every i when
+  none is); i = argmax over candidates of min_j LCB_ij, j = argmin_j LCB_ij for that i, ties
+  within ``TIE_TOLERANCE`` (1e-4) broken uniformly.
+* ``infogain``: i by one Thompson draw as in ``dts``; j = argmax over j != i of
+  sigmoid(u_i - l_j) - sigmoid(l_i - u_j).
+
+mu and sigma come from the reward model's rewards (E, n): the ensemble mean and its standard
+deviation over members (``torch.std``, unbiased), so every rule but ``max-min`` and
+``ultrafeedback`` needs an ensemble of at least 2 members. Deterministic argmaxes take the
+first maximum in the order of the prompt's responses (rows ascending; ordered pairs row-major).
+
+The rules run on a within-prompt pool: each prompt's completions are its responses that
+appear in an available within-prompt pair of the candidate pool, and "j != i" reads "j forms an
+available pair with i" (the same on a complete pool; a pair already labelled or already chosen
+is never proposed). Without ``prompt_ids`` the whole pool counts as one prompt (every pair of
+it available to the rule; at most ``_MAX_COMPLETIONS`` responses). On a sharded pool every
+process gathers the available pairs of every shard (O(P) once) and runs the same rule. A batch
+visits the prompts with an available pair in a seeded random order (``rng.permutation``) and
+takes one pair from each, then visits them again while fewer than k pairs are chosen; with
+``per_prompt`` a prompt leaves once it holds that many. Random draws come, in that order, from
+one ``numpy.random.default_rng(seed)``: the permutation, then each rule's draws in the order
+written above (every z is a vector over all m completions). Cross-prompt pairs of the pool are
+never chosen when ``prompt_ids`` are given. The batch's gains are the D-optimal objective's
+(:func:`~activerm_fast.selection.registry.batch_selection`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from ..kernels import Selection
+from .inputs import SelectionInputs
+from .registry import batch_selection, register
+
+__all__ = ["BETA", "RULES", "TIE_TOLERANCE", "choose", "moments"]
+
+BETA = 1.0
+TIE_TOLERANCE = 1e-4
+# Thompson redraws of j while it equals i (dts, drts)
+_DTS_REDRAWS = 10
+_DRTS_REDRAWS = 30
+# completions of one prompt beyond which the (m, m) tables of a rule are refused
+_MAX_COMPLETIONS = 4096
+
+# one prompt's rule: (mu (m,), sigma (m,), partners (m, m) bool symmetric, rng, beta) -> (i, j)
+Rule = Callable[[np.ndarray, np.ndarray, np.ndarray, np.random.Generator, float], tuple[int, int]]
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    out: np.ndarray = 0.5 * (1.0 + np.tanh(0.5 * x))  # stable for any x
+    return out
+
+
+def _uniform(options: np.ndarray, rng: np.random.Generator) -> int:
+    return int(options[rng.integers(len(options))])
+
+
+def _thompson(
+    signed_mu: np.ndarray,
+    sigma: np.ndarray,
+    among: np.ndarray,
+    rng: np.random.Generator,
+    beta: float,
+) -> int:
+    """argmax over ``among`` of signed_mu + beta z sigma, z ~ U(-1, 1) for every completion."""
+    z = rng.uniform(-1.0, 1.0, size=signed_mu.shape[0])
+    value = signed_mu + beta * z * sigma
+    return int(among[int(np.argmax(value[among]))])
+
+
+def _thompson_pair(
+    mu: np.ndarray,
+    sigma: np.ndarray,
+    partners: np.ndarray,
+    rng: np.random.Generator,
+    beta: float,
+    *,
+    reverse: bool,
+    redraws: int,
+) -> tuple[int, int]:
+    among = np.flatnonzero(partners.any(axis=1))
+    i = _thompson(mu, sigma, among, rng, beta)
+    j = _thompson(-mu if reverse else mu, sigma, among, rng, beta)
+    for _ in range(redraws):
+        if partners[i, j]:
+            break
+        j = _thompson(-mu if reverse else mu, sigma, among, rng, beta)
+    if not partners[i, j]:
+        j = _uniform(np.flatnonzero(partners[i]), rng)
+    return i, j
+
+
+def dts(
+    mu: np.ndarray, sigma: np.ndarray, partners: np.ndarray, rng: np.random.Generator, beta: float
+) -> tuple[int, int]:
+    """Double Thompson sampling on one prompt (see the module docstring).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> mu, sigma = np.array([0.0, 1.0, 2.0]), np.zeros(3)
+    >>> dts(mu, sigma, ~np.eye(3, dtype=bool), np.random.default_rng(0), 1.0)[0]
+    2
+    """
+    return _thompson_pair(mu, sigma, partners, rng, beta, reverse=False, redraws=_DTS_REDRAWS)
+
+
+def drts(
+    mu: np.ndarray, sigma: np.ndarray, partners: np.ndarray, rng: np.random.Generator, beta: float
+) -> tuple[int, int]:
+    """Double reverse Thompson sampling on one prompt: i the best draw, j the worst.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> mu, sigma = np.array([0.0, 1.0, 2.0]), np.zeros(3)
+    >>> drts(mu, sigma, ~np.eye(3, dtype=bool), np.random.default_rng(0), 1.0)
+    (2, 0)
+    """
+    return _thompson_pair(mu, sigma, partners, rng, beta, reverse=True, redraws=_DRTS_REDRAWS)
+
+
+def max_min(
+    mu: np.ndarray, sigma: np.ndarray, partners: np.ndarray, rng: np.random.Generator, beta: float
+) -> tuple[int, int]:
+    """Best against worst predicted completion of one prompt.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> mu = np.array([0.5, 2.0, -1.0])
+    >>> max_min(mu, mu * 0, ~np.eye(3, dtype=bool), np.random.default_rng(0), 1.0)
+    (1, 2)
+    """
+    among = np.flatnonzero(partners.any(axis=1))
+    i = int(among[int(np.argmax(mu[among]))])
+    options = np.flatnonzero(partners[i])
+    return i, int(options[int(np.argmin(mu[options]))])
+
+
+def ultrafeedback(
+    mu: np.ndarray, sigma: np.ndarray, partners: np.ndarray, rng: np.random.Generator, beta: float
+) -> tuple[int, int]:
+    """UltraFeedback's rule on one prompt: the best of 4 random completions against a random
+    one of the other three.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> mu = np.array([0.5, 2.0])
+    >>> ultrafeedback(mu, mu * 0, ~np.eye(2, dtype=bool), np.random.default_rng(0), 1.0)
+    (1, 0)
+    """
+    among = np.flatnonzero(partners.any(axis=1))
+    drawn = rng.choice(among, size=min(4, len(among)), replace=False)
+    i = int(drawn[int(np.argmax(mu[drawn]))])
+    others = np.array([o for o in drawn.tolist() if o != i and partners[i, o]], dtype=np.int64)
+    if len(others) == 0:
+        others = np.flatnonzero(partners[i])
+    return i, _uniform(others, rng)
+
+
+def _best_ordered(score: np.ndarray, partners: np.ndarray) -> tuple[int, int]:
+    """The available ordered pair (i, j) of largest ``score[i, j]``, the first row-major."""
+    masked = np.where(partners, score, -np.inf)
+    flat = int(np.argmax(masked))
+    return flat // score.shape[1], flat % score.shape[1]
+
+
+def deltaucb(
+    mu: np.ndarray, sigma: np.ndarray, partners: np.ndarray, rng: np.random.Generator, beta: float
+) -> tuple[int, int]:
+    """The largest optimistic reward gap u_i - l_j on one prompt.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> mu, sigma = np.array([0.0, 0.1, 0.2]), np.array([1.0, 0.0, 0.5])
+    >>> deltaucb(mu, sigma, ~np.eye(3, dtype=bool), np.random.default_rng(0), 1.0)
+    (2, 0)
+    """
+    upper, lower = mu + beta * sigma, mu - beta * sigma
+    return _best_ordered(upper[:, None] - lower[None, :], partners)
+
+
+def _interval_width(mu: np.ndarray, sigma: np.ndarray, beta: float) -> np.ndarray:
+    """(m, m) sigmoid(u_i - l_j) - sigmoid(l_i - u_j)."""
+    upper, lower = mu + beta * sigma, mu - beta * sigma
+    width: np.ndarray = _sigmoid(upper[:, None] - lower[None, :]) - _sigmoid(
+        lower[:, None] - upper[None, :]
+    )
+    return width
+
+
+def infomax(
+    mu: np.ndarray, sigma: np.ndarray, partners: np.ndarray, rng: np.random.Generator, beta: float
+) -> tuple[int, int]:
+    """The widest confidence interval on the preference probability on one prompt.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> mu, sigma = np.array([0.0, 0.0, 3.0]), np.array([0.1, 1.0, 1.0])
+    >>> infomax(mu, sigma, ~np.eye(3, dtype=bool), np.random.default_rng(0), 1.0)
+    (0, 1)
+    """
+    # the width is symmetric in i and j: the pair is taken with i < j
+    upper_triangle = np.triu(np.ones_like(partners), k=1)
+    return _best_ordered(_interval_width(mu, sigma, beta), partners & upper_triangle)
+
+
+def maxminlcb(
+    mu: np.ndarray, sigma: np.ndarray, partners: np.ndarray, rng: np.random.Generator, beta: float
+) -> tuple[int, int]:
+    """The completion most surely better than every other, against its closest competitor.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> mu, sigma = np.array([0.0, 2.0, 1.0]), np.array([0.1, 0.1, 0.1])
+    >>> maxminlcb(mu, sigma, ~np.eye(3, dtype=bool), np.random.default_rng(0), 1.0)
+    (1, 2)
+    """
+    gap = mu[:, None] - mu[None, :]
+    spread = sigma[:, None] + sigma[None, :]
+    lcb, ucb = gap - beta * spread, gap + beta * spread
+    among = np.flatnonzero(partners.any(axis=1))
+    winners = np.array([i for i in among if (ucb[i, partners[i]] > 0).all()], dtype=np.int64)
+    candidates = winners if len(winners) else among
+    worst = np.array([lcb[i, partners[i]].min() for i in candidates])
+    tied = candidates[worst >= worst.max() - TIE_TOLERANCE]
+    i = _uniform(tied, rng)
+    options = np.flatnonzero(partners[i])
+    row = lcb[i, options]
+    return i, _uniform(options[row <= row.min() + TIE_TOLERANCE], rng)
+
+
+def infogain(
+    mu: np.ndarray, sigma: np.ndarray, partners: np.ndarray, rng: np.random.Generator, beta: float
+) -> tuple[int, int]:
+    """i by a Thompson draw, j its partner of the widest preference interval.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> mu, sigma = np.array([0.0, 5.0, 4.0]), np.array([0.0, 0.0, 1.0])
+    >>> infogain(mu, sigma, ~np.eye(3, dtype=bool), np.random.default_rng(0), 1.0)
+    (1, 2)
+    """
+    among = np.flatnonzero(partners.any(axis=1))
+    i = _thompson(mu, sigma, among, rng, beta)
+    options = np.flatnonzero(partners[i])
+    width = _interval_width(mu, sigma, beta)[i, options]
+    return i, int(options[int(np.argmax(width))])
+
+
+# name -> (rule, needs uncertainty, summary)
+RULES: dict[str, tuple[Rule, bool, str]] = {
+    "max-min": (max_min, False, "per prompt: best against worst predicted completion"),
+    "ultrafeedback": (
+        ultrafeedback,
+        False,
+        "per prompt: the best of 4 random completions against a random other (UltraFeedback)",
+    ),
+    "dts": (dts, True, "per prompt: double Thompson sampling (ActiveUltraFeedback)"),
+    "drts": (drts, True, "per prompt: double reverse Thompson sampling (ActiveUltraFeedback)"),
+    "deltaucb": (deltaucb, True, "per prompt: largest optimistic reward gap u_i - l_j"),
+    "infomax": (infomax, True, "per prompt: widest confidence interval on the preference"),
+    "maxminlcb": (
+        maxminlcb,
+        True,
+        "per prompt: the surest winner against its closest competitor (lower bounds)",
+    ),
+    "infogain": (infogain, True, "per prompt: a Thompson draw against its widest interval"),
+}
+
+
+def moments(inputs: SelectionInputs) -> tuple[np.ndarray, np.ndarray]:
+    """(n,) mean reward mu and uncertainty sigma of every response: the ensemble's mean and
+    standard deviation over members (zeros for one member), or with ``uncertainty="laplace"``
+    sigma_i = sqrt(phi_i^T Sigma phi_i) of the Laplace posterior.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from activerm_fast.selection.api import validated
+    >>> inputs = validated(
+    ...     "dts", features=torch.zeros(3, 2), pairs=[[0, 1]], k=1,
+    ...     rewards=[[0.0, 1.0, 2.0], [2.0, 1.0, 0.0]], prompt_ids=[0, 0, 0],
+    ... )
+    >>> [m.tolist() for m in moments(inputs)]
+    [[1.0, 1.0, 1.0], [1.4142135623730951, 0.0, 1.4142135623730951]]
+    """
+    assert inputs.rewards is not None
+    rewards = inputs.rewards.double()
+    mu = rewards.mean(dim=0)
+    if inputs.uncertainty == "laplace":
+        from ..model import laplace
+
+        sigma = laplace.reward_variance(inputs.features, inputs.laplace_covariance).sqrt()
+    elif rewards.shape[0] < 2:
+        sigma = torch.zeros_like(mu)
+    else:
+        sigma = rewards.std(dim=0)
+    return mu.cpu().numpy(), sigma.cpu().numpy()
+
+
+def choose(
+    inputs: SelectionInputs, k: int, rule: Rule, *, beta: float = BETA
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The positions and rows of the ``k`` pairs ``rule`` picks, prompt by prompt in a seeded
+    random order (see the module docstring).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from activerm_fast.selection.api import validated
+    >>> inputs = validated(
+    ...     "max-min", features=np.zeros((4, 2)), pairs=[[0, 1], [2, 3], [0, 2]], k=2,
+    ...     rewards=[0.0, 1.0, 2.0, 3.0], prompt_ids=[0, 0, 1, 1],
+    ... )
+    >>> sorted(choose(inputs, 2, max_min)[0].tolist())  # never the cross-prompt pair 2
+    [0, 1]
+    """
+    positions, rows_of = inputs.pool.everything(inputs.pairs, inputs.available)
+    pairs = rows_of.long().cpu().numpy()
+    held = positions.cpu().numpy()
+    if inputs.prompt_of is None:  # no prompts given: the whole pool is one prompt
+        group = np.zeros(len(pairs), dtype=np.int64)
+    else:
+        prompt_of = inputs.prompt_of.cpu().numpy()
+        group = prompt_of[pairs[:, 0]] if len(pairs) else np.zeros(0, np.int64)
+        within = group == prompt_of[pairs[:, 1]] if len(pairs) else np.zeros(0, bool)
+        pairs, held, group = pairs[within], held[within], group[within]
+    if k > 0 and len(pairs) == 0:
+        raise ValueError(
+            f"strategy {inputs.strategy!r} chooses pairs within a prompt; the pool has no "
+            "available within-prompt pair"
+        )
+    order_by_group = np.argsort(group, kind="stable")
+    groups, starts = np.unique(group[order_by_group], return_index=True)
+    ends = np.append(starts[1:], len(order_by_group))
+    mu, sigma = moments(inputs)
+    tables = []
+    for at in range(len(groups)):
+        members = order_by_group[starts[at] : ends[at]]
+        rows = np.unique(pairs[members].reshape(-1))
+        if len(rows) > _MAX_COMPLETIONS:
+            raise ValueError(
+                f"strategy {inputs.strategy!r}: one prompt has {len(rows)} completions in the "
+                f"pool, more than {_MAX_COMPLETIONS}; pass prompt_ids to choose within prompts"
+            )
+        local = np.searchsorted(rows, pairs[members])
+        partners = np.zeros((len(rows), len(rows)), dtype=bool)
+        partners[local[:, 0], local[:, 1]] = partners[local[:, 1], local[:, 0]] = True
+        where = {
+            (int(a), int(b)): int(m) for (a, b), m in zip(local.tolist(), members, strict=True)
+        }
+        tables.append((rows, partners, where))
+    rng = np.random.default_rng(inputs.seed)
+    order = rng.permutation(len(groups))
+    limit = None if inputs.quota is None else inputs.quota.limit
+    used = np.zeros(len(groups), dtype=np.int64)
+    chosen: list[int] = []
+    while len(chosen) < k:
+        before = len(chosen)
+        for at in order.tolist():
+            if len(chosen) == k:
+                break
+            rows, partners, where = tables[at]
+            if (limit is not None and used[at] >= limit) or not partners.any():
+                continue
+            i, j = rule(mu[rows], sigma[rows], partners, rng, beta)
+            found = where.get((i, j), where.get((j, i)))
+            assert found is not None and partners[i, j]
+            partners[i, j] = partners[j, i] = False
+            used[at] += 1
+            chosen.append(found)
+        if len(chosen) == before:
+            quota = "" if limit is None else f" under per_prompt={limit}"
+            raise ValueError(
+                f"strategy {inputs.strategy!r}: the pool's available within-prompt pairs"
+                f"{quota} allow only {len(chosen)} pairs, k = {k}"
+            )
+    device = inputs.pairs.device
+    picked = np.asarray(chosen, dtype=np.int64)
+    indices = torch.as_tensor(held[picked].astype(np.int64), device=device)
+    picked_rows = torch.as_tensor(pairs[picked].reshape(-1, 2).astype(np.int64), device=device)
+    return indices, picked_rows
+
+
+def _strategy(name: str, rule: Rule) -> Callable[[SelectionInputs, int], Selection]:
+    def run(inputs: SelectionInputs, k: int) -> Selection:
+        return batch_selection(inputs, *choose(inputs, k, rule))
+
+    run.__name__ = f"_{name.replace('-', '_')}"
+    run.__doc__ = f"The {name!r} rule on every prompt of the pool (see the module docstring)."
+    return run
+
+
+for _name, (_rule, _uncertain, _summary) in RULES.items():
+    register(
+        _name,
+        _summary,
+        needs_rewards=True,
+        needs_ensemble=_uncertain,
+        needs_model=True,
+        uses_prompt_ids=True,
+    )(_strategy(_name, _rule))

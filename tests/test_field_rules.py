@@ -1,0 +1,328 @@
+"""The field's per-prompt pair rules (selection/field_rules.py) against brute-force NumPy
+versions written from their definitions (the project's field_rules.md), on small random
+within-prompt pools with tied rewards and one-completion prompts; the batch they make (prompts
+in a seeded random order, one pair each per visit, the per-prompt quota); and the one-line
+errors of bad input."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+import activerm_fast as arm
+from activerm_fast.selection import field_rules
+
+BETA = 1.0
+
+
+def sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def first_max(values) -> int:
+    best = 0
+    for at, value in enumerate(values):
+        if value > values[best]:
+            best = at
+    return best
+
+
+def thompson(mu, sigma, rng, sign=1.0) -> int:
+    z = rng.uniform(-1.0, 1.0, size=len(mu))
+    return first_max([sign * mu[c] + BETA * z[c] * sigma[c] for c in range(len(mu))])
+
+
+def others_of(i, m):
+    return [c for c in range(m) if c != i]
+
+
+def brute_dts(mu, sigma, rng, reverse=False):
+    redraws = 30 if reverse else 10
+    sign = -1.0 if reverse else 1.0
+    i = thompson(mu, sigma, rng)
+    j = thompson(mu, sigma, rng, sign)
+    tries = 0
+    while j == i and tries < redraws:
+        j = thompson(mu, sigma, rng, sign)
+        tries += 1
+    if j == i:
+        others = others_of(i, len(mu))
+        j = others[rng.integers(len(others))]
+    return i, j
+
+
+def brute_ultrafeedback(mu, sigma, rng):
+    drawn = list(rng.choice(len(mu), size=min(4, len(mu)), replace=False))
+    i = drawn[first_max([mu[c] for c in drawn])]
+    others = [c for c in drawn if c != i]
+    return i, others[rng.integers(len(others))]
+
+
+def brute_max_min(mu, sigma, rng):
+    i = first_max(list(mu))
+    others = others_of(i, len(mu))
+    return i, others[first_max([-mu[c] for c in others])]
+
+
+def brute_ordered(mu, sigma, score):
+    best, pick = -np.inf, None
+    for i in range(len(mu)):
+        for j in range(len(mu)):
+            if i != j and score(i, j) > best:
+                best, pick = score(i, j), (i, j)
+    return pick
+
+
+def brute_deltaucb(mu, sigma, rng):
+    return brute_ordered(
+        mu, sigma, lambda i, j: (mu[i] + BETA * sigma[i]) - (mu[j] - BETA * sigma[j])
+    )
+
+
+def width(mu, sigma, i, j):
+    u_i, l_i = mu[i] + BETA * sigma[i], mu[i] - BETA * sigma[i]
+    u_j, l_j = mu[j] + BETA * sigma[j], mu[j] - BETA * sigma[j]
+    return sigmoid(u_i - l_j) - sigmoid(l_i - u_j)
+
+
+def brute_infomax(mu, sigma, rng):  # symmetric: over i < j
+    return brute_ordered(mu, sigma, lambda i, j: width(mu, sigma, i, j) if i < j else -np.inf)
+
+
+def brute_maxminlcb(mu, sigma, rng):
+    m = len(mu)
+
+    def lcb(i, j):
+        return (mu[i] - mu[j]) - BETA * (sigma[i] + sigma[j])
+
+    def ucb(i, j):
+        return (mu[i] - mu[j]) + BETA * (sigma[i] + sigma[j])
+
+    candidates = [i for i in range(m) if all(ucb(i, j) > 0 for j in others_of(i, m))]
+    if not candidates:
+        candidates = list(range(m))
+    worst = {i: min(lcb(i, j) for j in others_of(i, m)) for i in candidates}
+    top = max(worst.values())
+    tied = [i for i in candidates if worst[i] >= top - 1e-4]
+    i = tied[rng.integers(len(tied))]
+    low = min(lcb(i, j) for j in others_of(i, m))
+    close = [j for j in others_of(i, m) if lcb(i, j) <= low + 1e-4]
+    return i, close[rng.integers(len(close))]
+
+
+def brute_infogain(mu, sigma, rng):
+    i = thompson(mu, sigma, rng)
+    others = others_of(i, len(mu))
+    return i, others[first_max([width(mu, sigma, i, j) for j in others])]
+
+
+BRUTE = {
+    "dts": brute_dts,
+    "drts": lambda mu, sigma, rng: brute_dts(mu, sigma, rng, reverse=True),
+    "ultrafeedback": brute_ultrafeedback,
+    "max-min": brute_max_min,
+    "deltaucb": brute_deltaucb,
+    "infomax": brute_infomax,
+    "maxminlcb": brute_maxminlcb,
+    "infogain": brute_infogain,
+}
+
+
+def test_every_rule_is_registered_with_its_needs():
+    for name in BRUTE:
+        entry = arm.STRATEGIES[name]
+        assert entry.uses_prompt_ids and entry.needs_rewards and entry.needs_model
+        assert entry.needs_ensemble == (name not in ("max-min", "ultrafeedback"))
+
+
+@pytest.mark.parametrize("name", sorted(BRUTE))
+@pytest.mark.parametrize("seed", range(40))
+def test_one_prompt_rule_is_its_definition(name, seed):
+    rng = np.random.default_rng(seed)
+    m = int(rng.integers(2, 8))
+    if seed % 3 == 0:  # ties: a few integer levels
+        mu = rng.integers(0, 3, size=m).astype(float)
+        sigma = rng.integers(0, 2, size=m).astype(float)
+    else:
+        mu = rng.normal(size=m)
+        sigma = rng.uniform(0, 1.5, size=m)
+    partners = ~np.eye(m, dtype=bool)
+    rule = field_rules.RULES[name][0]
+    got = rule(mu, sigma, partners, np.random.default_rng(seed + 1000), BETA)
+    want = BRUTE[name](mu, sigma, np.random.default_rng(seed + 1000))
+    assert got == tuple(int(x) for x in want)
+    assert got[0] != got[1]
+
+
+def brute_batch(name, rewards, prompt_ids, pairs, k, seed, per_prompt=None):
+    """The batch by the documented assembly, each prompt's pair by the brute-force rule."""
+    mu = rewards.mean(axis=0)
+    sigma = rewards.std(axis=0, ddof=1) if rewards.shape[0] > 1 else np.zeros(rewards.shape[1])
+    rng = np.random.default_rng(seed)
+    prompts = sorted({int(prompt_ids[i]) for i, _ in pairs})
+    order = rng.permutation(len(prompts))
+    position = {(int(a), int(b)): at for at, (a, b) in enumerate(pairs)}
+    taken, used, done = [], Counter(), set()
+    while len(taken) < k:
+        for at in order:
+            if len(taken) == k:
+                break
+            prompt = prompts[at]
+            rows = sorted(np.flatnonzero(prompt_ids == prompt).tolist())
+            left = [
+                (a, b)
+                for a in range(len(rows))
+                for b in range(a + 1, len(rows))
+                if position.get((rows[a], rows[b])) not in done
+            ]
+            if (per_prompt is not None and used[prompt] >= per_prompt) or not left:
+                continue
+            assert len(left) == len(rows) * (len(rows) - 1) // 2, "first visit only here"
+            i, j = BRUTE[name](mu[rows], sigma[rows], rng)
+            pick = position[(rows[min(i, j)], rows[max(i, j)])]
+            taken.append(pick)
+            done.add(pick)
+            used[prompt] += 1
+    return taken
+
+
+@pytest.mark.parametrize("name", sorted(BRUTE))
+@pytest.mark.parametrize("seed", range(4))
+def test_a_batch_is_one_pair_per_prompt_in_a_seeded_order(name, seed):
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(1, 7, size=15)  # one-completion prompts have no pair
+    prompt_ids = np.repeat(np.arange(15), sizes)
+    n = len(prompt_ids)
+    rewards = rng.integers(-2, 3, size=(3, n)).astype(float)  # ties
+    features = rng.normal(size=(n, 4))
+    pairs = arm.pairs.within_prompt(prompt_ids)
+    with_pairs = int((sizes > 1).sum())
+    k = with_pairs - 1
+    batch = arm.select(
+        name,
+        features=features,
+        pairs=pairs,
+        k=k,
+        rewards=rewards,
+        prompt_ids=prompt_ids,
+        seed=seed,
+        per_prompt=1,
+    )
+    want = brute_batch(name, rewards, prompt_ids, pairs, k, seed, per_prompt=1)
+    assert np.asarray(batch.indices).tolist() == want
+    picked = pairs[np.asarray(batch.indices)]
+    assert (prompt_ids[picked[:, 0]] == prompt_ids[picked[:, 1]]).all()
+    assert len(set(prompt_ids[picked[:, 0]].tolist())) == k
+
+
+@pytest.mark.parametrize("name", sorted(BRUTE))
+def test_rules_never_propose_labelled_pairs_and_obey_the_quota(name):
+    rng = np.random.default_rng(5)
+    prompt_ids = np.repeat(np.arange(8), 4)
+    features = rng.normal(size=(32, 4))
+    rewards = rng.normal(size=(2, 32))
+    within = arm.pairs.within_prompt(prompt_ids)
+    pool = np.concatenate([within, arm.pairs.cross_prompt(prompt_ids, 50, seed=1)])
+    labelled = within[::3]
+    for per_prompt, k in ((None, 20), (2, 16)):
+        batch = arm.select(
+            name,
+            features=features,
+            pairs=pool,
+            k=k,
+            rewards=rewards,
+            prompt_ids=prompt_ids,
+            labelled=labelled,
+            per_prompt=per_prompt,
+        )
+        chosen = np.asarray(batch.indices)
+        picked = pool[chosen]
+        assert len(set(chosen.tolist())) == k
+        assert (prompt_ids[picked[:, 0]] == prompt_ids[picked[:, 1]]).all()
+        labelled_keys = {tuple(p) for p in labelled.tolist()}
+        assert not labelled_keys & {tuple(p) for p in picked.tolist()}
+        counts = Counter(prompt_ids[picked[:, 0]].tolist())
+        assert max(counts.values()) <= (3 if per_prompt is None else per_prompt)
+        assert batch.gains.shape == (k,) and np.isfinite(batch.logdet)
+
+
+def test_bad_input_is_one_line_errors():
+    rng = np.random.default_rng(0)
+    prompt_ids = np.repeat(np.arange(4), 3)
+    features = rng.normal(size=(12, 3))
+    within = arm.pairs.within_prompt(prompt_ids)
+    cases = [
+        # a rule that needs uncertainty, with a model that has none (one member)
+        (
+            dict(strategy="dts", rewards=rng.normal(size=12), prompt_ids=prompt_ids, pairs=within),
+            "strategy 'dts' needs rewards of an ensemble of at least 2 members, got 1",
+        ),
+        (
+            dict(
+                strategy="infomax",
+                rewards=rng.normal(size=(2, 12)),
+                prompt_ids=prompt_ids,
+                pairs=arm.pairs.cross_prompt(prompt_ids, 20, seed=0),
+            ),
+            "strategy 'infomax' chooses pairs within a prompt; the pool has no available",
+        ),
+        (
+            dict(
+                strategy="deltaucb",
+                rewards=rng.normal(size=(2, 12)),
+                prompt_ids=prompt_ids,
+                pairs=within,
+                k=5,
+                per_prompt=1,
+            ),
+            r"strategy 'deltaucb': the pool's available within-prompt pairs under per_prompt=1 "
+            r"allow only 4 pairs, k = 5",
+        ),
+        (
+            dict(
+                strategy="max-min",
+                rewards=rng.normal(size=12),
+                prompt_ids=prompt_ids[:5],
+                pairs=within,
+            ),
+            r"prompt_ids must have shape \(12,\)",
+        ),
+    ]
+    for options, message in cases:
+        options.setdefault("k", 2)
+        strategy = options.pop("strategy")
+        with pytest.raises(ValueError, match=message) as info:
+            arm.select(strategy, features=features, **options)
+        assert "\n" not in str(info.value)
+
+
+def test_uncertainty_is_the_ensemble_spread():
+    rewards = np.array([[0.0, 1.0, 4.0], [2.0, 1.0, 0.0], [1.0, 1.0, 2.0]])
+    from activerm_fast.selection.api import validated
+
+    got = validated(
+        "dts",
+        features=np.zeros((3, 2)),
+        pairs=[[0, 1]],
+        k=1,
+        rewards=rewards,
+        prompt_ids=[0, 0, 0],
+    )
+    mu, sigma = field_rules.moments(got)
+    np.testing.assert_allclose(mu, rewards.mean(axis=0))
+    np.testing.assert_allclose(sigma, rewards.std(axis=0, ddof=1))
+
+
+@pytest.mark.parametrize("name", sorted(BRUTE))
+def test_without_prompt_ids_the_pool_is_one_prompt(name):
+    rng = np.random.default_rng(3)
+    features = rng.normal(size=(7, 3))
+    rewards = rng.normal(size=(2, 7))
+    pairs = arm.pairs.all_pairs(7)
+    k = 4
+    batch = arm.select(name, features=features, pairs=pairs, k=k, rewards=rewards, seed=1)
+    want = brute_batch(name, rewards, np.zeros(7, np.int64), pairs, 1, 1)
+    assert np.asarray(batch.indices).tolist()[:1] == want  # the first pick: the rule itself
+    assert len(set(np.asarray(batch.indices).tolist())) == k

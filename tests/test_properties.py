@@ -614,12 +614,12 @@ def test_extreme_magnitudes_return_or_refuse_cleanly(problem):
         beyond = bool(np.any(~(np.abs(want) <= limit)))
         # within a few roundings of the limit either outcome is right
         near = bool(np.any(np.abs(want[np.isfinite(want)]) > limit / 4))
-        # a product wholly below the smallest normal number, but not zero, is refused too
-        # (pair_diff only subtracts: it never leaves the features' range)
+        # a result wholly below the smallest normal number, but not zero, is refused too (for
+        # pair_diff, which only subtracts, that happens when the features are all subnormal)
         largest = float(np.abs(want).max()) if want.size and not beyond else 0.0
-        under = what != "pair_diff" and 0.0 < largest < tiny
+        under = 0.0 < largest < tiny
         beyond = beyond or under
-        near = near or (what != "pair_diff" and tiny / 4 < largest < 4 * tiny)
+        near = near or tiny / 4 < largest < 4 * tiny
         out = attempt(call)
         if near and isinstance(out, ValueError) and "flows" in str(out):
             continue

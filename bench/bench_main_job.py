@@ -4,6 +4,7 @@
     python bench/bench_main_job.py                 # fit + round + the default simulate
     python bench/bench_main_job.py --quick         # small simulate, 1 run: checks the script
     python bench/bench_main_job.py --skip-simulate # fit and round only
+    python bench/bench_main_job.py --simulate-args "--strategies random dopt-greedy --seeds 2"
 
 fit       arena-bench (768-d inputs: prompt and response embeddings), LoopConfig()'s head
           (hidden (256, 256), 3 members, batch 64, up to 60 epochs), labelled sets of 100, 400
@@ -17,7 +18,8 @@ fit       arena-bench (768-d inputs: prompt and response embeddings), LoopConfig
 round     one 50,000-pair round of the loop outside selection and fit: building the candidate
           pool, and select("random"), before (on the 768-d embeddings and its available-pair
           count, as the loop called it) and after (as the loop calls it now), beside the draw
-          itself (numpy sampling k of the unlabelled positions).
+          itself (numpy sampling k of the unlabelled positions); torch threads for the free
+          cores, as the loop runs a round.
 simulate  the whole command (start-up included, as a user waits for it) with --jobs 1 and
           --jobs N (N: the usable cores), alternating; the records of both are compared
           (identical but for their timings).
@@ -227,13 +229,14 @@ def bench_round(repeats: int) -> None:
         "sampling alone (numpy)": sampling,
     }
     times = {name: [] for name in cases}  # type: dict[str, list[float]]
-    for run in cases.values():
-        run()
-    for _ in range(repeats):
-        for name, run in cases.items():
-            start = time.perf_counter()
+    with free_core_threads():  # as ActiveLoop.run runs a round
+        for run in cases.values():
             run()
-            times[name].append(time.perf_counter() - start)
+        for _ in range(repeats):
+            for name, run in cases.items():
+                start = time.perf_counter()
+                run()
+                times[name].append(time.perf_counter() - start)
     print(f"\nround: {len(pool)} candidates, {len(labelled)} labelled, k = {k}; "
           f"medians of {repeats}, alternating")  # fmt: skip
     for name, spent in times.items():
@@ -280,6 +283,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="seeds of the fit, round repeats")
     parser.add_argument("--simulate-repeats", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="a small simulate, 1 repeat")
+    parser.add_argument("--skip-fit", action="store_true")
     parser.add_argument("--skip-simulate", action="store_true")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's own)")
     parser.add_argument(
@@ -292,7 +296,8 @@ def main() -> None:
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
         f"{usable_cores()} usable; load average {load()} at start"
     )
-    bench_fit(1 if args.quick else args.repeats)
+    if not args.skip_fit:
+        bench_fit(1 if args.quick else args.repeats)
     bench_round(3 if args.quick else 5 * args.repeats)
     if not args.skip_simulate:
         simulate_args = QUICK_SIMULATE if args.quick else args.simulate_args.split()

@@ -745,6 +745,49 @@ def test_malformed_arguments_are_refused(problem, data):
         assert str(out).strip(), what
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_kernel_refuses_every_malformed_argument_it_takes(dtype):
+    # every entry of MALFORMED on one fixed problem, deterministically (the property above
+    # draws only some of them per run)
+    rng = np.random.default_rng(7)
+    n = 8
+    features = rng.normal(size=(n, 3)).astype(dtype)
+    pairs = np.array([[0, 1], [2, 3], [4, 5], [1, 6]], dtype=np.int32)
+    for broken in ("features", "pairs", "k", "ridge", "rewards"):
+        for how in MALFORMED[broken]:
+            kwargs = dict(features=features, pairs=pairs, k=2, rewards=rng.normal(size=n))
+            kwargs["ridge"] = 1e-3
+            if broken == "features":
+                with np.errstate(all="ignore"):
+                    kwargs["features"] = how(features)
+            elif broken == "pairs":
+                kwargs["pairs"] = how(pairs, n)
+            elif broken == "rewards":
+                kwargs["rewards"] = how(kwargs["rewards"])
+            else:
+                kwargs[broken] = how
+            f, p = kwargs["features"], kwargs["pairs"]
+            calls = {
+                "pair_diff": lambda f=f, p=p: arm.pair_diff(f, p),
+                "fisher_matrix": lambda f=f, p=p: arm.fisher_matrix(f, p),
+                "greedy_logdet": lambda f=f, p=p, kw=kwargs: arm.greedy_logdet(
+                    f, p, kw["k"], prior=kw["ridge"]
+                ),
+            }
+            if broken == "rewards":
+                calls = {
+                    "fisher_weights": lambda kw=kwargs, p=p: arm.fisher_weights(kw["rewards"], p)
+                }
+            elif broken in ("k", "ridge"):
+                calls = {"greedy_logdet": calls["greedy_logdet"]}
+            for what, call in calls.items():
+                out = attempt(call)
+                if not isinstance(out, Exception) and kernel_may_accept(what, broken, kwargs):
+                    continue
+                assert isinstance(out, (ValueError, TypeError)), (what, broken, how, out)
+                assert str(out).strip(), (what, broken)
+
+
 def kernel_may_accept(what, broken, kwargs) -> bool:
     """Whether a kernel's own contract admits the broken argument of a ``select`` problem:
     pair_diff and fisher_matrix take any in-range pairs (a self pair is a zero difference, a

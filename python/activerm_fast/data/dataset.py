@@ -64,6 +64,9 @@ ARENA_BENCH_EXPONENT = 0.83
 REALISTIC_SYNTHETIC: dict[str, Any] = {"kind": "realistic", "dim": 64}
 DATASETS_DIR = Path(__file__).resolve().parent / "packaged"
 ARENA_BENCH_FILE = DATASETS_DIR / "arena_bench.npz"
+# 1,156 human-labelled pairs of HH-RLHF harmless-base (scripts/embed_hh_harmless.py), by name
+HH_HARMLESS_DEV = "hh-harmless-dev"
+HH_HARMLESS_DEV_FILE = DATASETS_DIR / "hh_harmless_dev.npz"
 
 
 @dataclass(eq=False)
@@ -465,7 +468,12 @@ def from_arrays(
 def load(
     name_or_path: str | os.PathLike[str], *, test_fraction: float = 0.2, seed: int = 0
 ) -> Dataset:
-    """Load ``"arena-bench"`` (packaged, offline) or a user's ``.npz`` file.
+    """Load ``"arena-bench"`` or ``"hh-harmless-dev"`` (packaged, offline) or a user's ``.npz``.
+
+    ``"hh-harmless-dev"`` holds 1,156 human-labelled pairs of Anthropic's HH-RLHF harmless-base
+    test split (MIT licence), one per prompt, MiniLM-embedded as arena-bench is
+    (``scripts/embed_hh_harmless.py``): no golden reward, so a simulation reveals its labels
+    and is judged by pair accuracy.
 
     A file holds ``embeddings`` and either ``prompt_ids`` (flat layout) or a 3-D embeddings
     grid, plus optional ``gold`` (alias ``rewards``), ``pairs`` + ``labels`` and ``is_test``;
@@ -514,6 +522,10 @@ def load(
         )
     if str(name_or_path) == ARENA_BENCH:
         return _load_arena_bench(test_fraction, seed)
+    if str(name_or_path) == HH_HARMLESS_DEV:  # human-labelled pairs: judged by pair accuracy
+        packaged = load(HH_HARMLESS_DEV_FILE, test_fraction=test_fraction, seed=seed)
+        packaged.name = HH_HARMLESS_DEV
+        return packaged
     path = Path(name_or_path)
     if not path.is_file():
         raise FileNotFoundError(

@@ -24,7 +24,7 @@ import pytest
 import torch
 
 import activerm_fast as arm
-from activerm_fast.testing import design, reference
+from activerm_fast.testing import design, gpu_usable, reference
 
 GREEDY = ("xtx", "dopt-greedy", "past-dopt-greedy", "ensemble-dopt-greedy")
 
@@ -316,6 +316,27 @@ def test_simulated_rounds_obey_the_quota():
     for batch in batches:
         assert len(batch) == 6
         assert max(prompt_counts(batch, train.prompt_ids).values()) == 1
+
+
+@pytest.mark.skipif(not gpu_usable(), reason="no usable GPU: the CUDA quota kernel not run")
+@pytest.mark.parametrize("members", [1, 3])
+def test_cuda_engine_picks_the_cpu_bits_under_a_quota(members):
+    rng, prompt_ids, features, rewards = instance(17, prompts=30, per=6, d=6)
+    pairs = np.concatenate(
+        [arm.pairs.within_prompt(prompt_ids), arm.pairs.cross_prompt(prompt_ids, 1500, seed=4)]
+    )
+    strategy = "ensemble-dopt-greedy" if members > 1 else "dopt-greedy"
+    options = dict(k=20, per_prompt=1, prompt_ids=prompt_ids)
+    cpu = arm.select(strategy, features=features, pairs=pairs, rewards=rewards[:members], **options)
+    gpu = arm.select(
+        strategy,
+        features=torch.from_numpy(features).cuda(),
+        pairs=torch.from_numpy(pairs).cuda(),
+        rewards=torch.from_numpy(rewards[:members]).cuda(),
+        **options,
+    )
+    assert gpu.indices.cpu().tolist() == cpu.indices.tolist()
+    assert np.array_equal(gpu.gains.cpu().numpy(), cpu.gains)
 
 
 # ---- the sharded engine on 2 gloo ranks -------------------------------------------------------

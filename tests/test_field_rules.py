@@ -150,7 +150,7 @@ def test_one_prompt_rule_is_its_definition(name, seed):
         sigma = rng.uniform(0, 1.5, size=m)
     partners = ~np.eye(m, dtype=bool)
     rule = field_rules.RULES[name][0]
-    got = rule(mu, sigma, partners, np.random.default_rng(seed + 1000), BETA)
+    got = rule(mu, sigma, partners, np.random.default_rng(seed + 1000), beta=BETA)
     want = BRUTE[name](mu, sigma, np.random.default_rng(seed + 1000))
     assert got == tuple(int(x) for x in want)
     assert got[0] != got[1]

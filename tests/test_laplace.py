@@ -162,3 +162,35 @@ def test_unknown_uncertainty_is_a_one_line_error():
     assert "\n" not in str(info.value)
     with pytest.raises(ValueError, match="strategy 'bald' needs rewards, got rewards=None"):
         arm.select("bald", features=features, pairs=pool, k=2, uncertainty="laplace")
+
+
+def test_pairwise_rules_take_the_width_of_the_difference_with_a_laplace_head():
+    """deltaucb with a Laplace head: the ordered pair maximising mu_i - mu_j + S_ij, S_ij =
+    sqrt(d_ij^T Sigma d_ij), prompt by prompt (one prompt here)."""
+    rng = np.random.default_rng(6)
+    features = rng.normal(size=(6, 3))
+    rewards = rng.normal(size=6)
+    pairs = arm.pairs.all_pairs(6)
+    labelled = pairs[:4]
+    batch = arm.select(
+        "deltaucb",
+        features=features,
+        pairs=pairs,
+        k=1,
+        rewards=rewards,
+        labelled=labelled,
+        uncertainty="laplace",
+        ridge=0.5,
+    )
+    covariance = reference.laplace_covariance(features, labelled, rewards[None], 0.5)
+    labelled_rows = {tuple(p) for p in labelled.tolist()}
+    best, pick = -np.inf, None
+    for i in range(6):
+        for j in range(6):
+            if i == j or (min(i, j), max(i, j)) in labelled_rows:
+                continue
+            d = features[i] - features[j]
+            value = rewards[i] - rewards[j] + np.sqrt(d @ covariance @ d)
+            if value > best:
+                best, pick = value, (min(i, j), max(i, j))
+    assert tuple(pairs[int(np.asarray(batch.indices)[0])]) == pick

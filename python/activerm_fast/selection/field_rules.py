@@ -30,7 +30,12 @@ l_i = mu_i - beta sigma_i (beta = ``BETA`` = 1):
 
 mu and sigma come from the reward model's rewards (E, n): the ensemble mean and its standard
 deviation over members (``torch.std``, unbiased), so every rule but ``max-min`` and
-``ultrafeedback`` needs an ensemble of at least 2 members. Deterministic argmaxes take the
+``ultrafeedback`` needs an ensemble of at least 2 members; or, with ``uncertainty="laplace"``,
+from a Bayesian last layer (:mod:`~activerm_fast.model.laplace`): sigma_i = sqrt(phi_i^T Sigma
+phi_i), and the pairwise rules (``deltaucb``, ``infomax``, ``maxminlcb``, ``infogain``) take the
+width of the reward *difference*, S_ij = sqrt(d_ij^T Sigma d_ij), in place of sigma_i +
+sigma_j (the documented variant: D_ij + beta S_ij for u_i - l_j, D_ij -+ beta S_ij for the
+bounds, D_ij = mu_i - mu_j). Deterministic argmaxes take the
 first maximum in the order of the prompt's responses (rows ascending; ordered pairs row-major).
 
 The rules run on a within-prompt pool: each prompt's completions are its responses that
@@ -69,8 +74,10 @@ _DRTS_REDRAWS = 30
 # completions of one prompt beyond which the (m, m) tables of a rule are refused
 _MAX_COMPLETIONS = 4096
 
-# one prompt's rule: (mu (m,), sigma (m,), partners (m, m) bool symmetric, rng, beta) -> (i, j)
-Rule = Callable[[np.ndarray, np.ndarray, np.ndarray, np.random.Generator, float], tuple[int, int]]
+# one prompt's rule: rule(mu (m,), sigma (m,), partners (m, m) bool symmetric, rng, *, beta,
+# spread) -> (i, j); spread (m, m), when given, is the width S_ij of the reward difference the
+# pairwise rules take in place of sigma_i + sigma_j
+Rule = Callable[..., tuple[int, int]]
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -87,6 +94,7 @@ def _thompson(
     sigma: np.ndarray,
     among: np.ndarray,
     rng: np.random.Generator,
+    *,
     beta: float,
 ) -> int:
     """argmax over ``among`` of signed_mu + beta z sigma, z ~ U(-1, 1) for every completion."""
@@ -100,25 +108,31 @@ def _thompson_pair(
     sigma: np.ndarray,
     partners: np.ndarray,
     rng: np.random.Generator,
-    beta: float,
     *,
+    beta: float,
     reverse: bool,
     redraws: int,
 ) -> tuple[int, int]:
     among = np.flatnonzero(partners.any(axis=1))
-    i = _thompson(mu, sigma, among, rng, beta)
-    j = _thompson(-mu if reverse else mu, sigma, among, rng, beta)
+    i = _thompson(mu, sigma, among, rng, beta=beta)
+    j = _thompson(-mu if reverse else mu, sigma, among, rng, beta=beta)
     for _ in range(redraws):
         if partners[i, j]:
             break
-        j = _thompson(-mu if reverse else mu, sigma, among, rng, beta)
+        j = _thompson(-mu if reverse else mu, sigma, among, rng, beta=beta)
     if not partners[i, j]:
         j = _uniform(np.flatnonzero(partners[i]), rng)
     return i, j
 
 
 def dts(
-    mu: np.ndarray, sigma: np.ndarray, partners: np.ndarray, rng: np.random.Generator, beta: float
+    mu: np.ndarray,
+    sigma: np.ndarray,
+    partners: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    beta: float = BETA,
+    spread: np.ndarray | None = None,
 ) -> tuple[int, int]:
     """Double Thompson sampling on one prompt (see the module docstring).
 
@@ -126,14 +140,20 @@ def dts(
     --------
     >>> import numpy as np
     >>> mu, sigma = np.array([0.0, 1.0, 2.0]), np.zeros(3)
-    >>> dts(mu, sigma, ~np.eye(3, dtype=bool), np.random.default_rng(0), 1.0)[0]
+    >>> dts(mu, sigma, ~np.eye(3, dtype=bool), np.random.default_rng(0))[0]
     2
     """
-    return _thompson_pair(mu, sigma, partners, rng, beta, reverse=False, redraws=_DTS_REDRAWS)
+    return _thompson_pair(mu, sigma, partners, rng, beta=beta, reverse=False, redraws=_DTS_REDRAWS)
 
 
 def drts(
-    mu: np.ndarray, sigma: np.ndarray, partners: np.ndarray, rng: np.random.Generator, beta: float
+    mu: np.ndarray,
+    sigma: np.ndarray,
+    partners: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    beta: float = BETA,
+    spread: np.ndarray | None = None,
 ) -> tuple[int, int]:
     """Double reverse Thompson sampling on one prompt: i the best draw, j the worst.
 
@@ -141,14 +161,20 @@ def drts(
     --------
     >>> import numpy as np
     >>> mu, sigma = np.array([0.0, 1.0, 2.0]), np.zeros(3)
-    >>> drts(mu, sigma, ~np.eye(3, dtype=bool), np.random.default_rng(0), 1.0)
+    >>> drts(mu, sigma, ~np.eye(3, dtype=bool), np.random.default_rng(0))
     (2, 0)
     """
-    return _thompson_pair(mu, sigma, partners, rng, beta, reverse=True, redraws=_DRTS_REDRAWS)
+    return _thompson_pair(mu, sigma, partners, rng, beta=beta, reverse=True, redraws=_DRTS_REDRAWS)
 
 
 def max_min(
-    mu: np.ndarray, sigma: np.ndarray, partners: np.ndarray, rng: np.random.Generator, beta: float
+    mu: np.ndarray,
+    sigma: np.ndarray,
+    partners: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    beta: float = BETA,
+    spread: np.ndarray | None = None,
 ) -> tuple[int, int]:
     """Best against worst predicted completion of one prompt.
 
@@ -156,7 +182,7 @@ def max_min(
     --------
     >>> import numpy as np
     >>> mu = np.array([0.5, 2.0, -1.0])
-    >>> max_min(mu, mu * 0, ~np.eye(3, dtype=bool), np.random.default_rng(0), 1.0)
+    >>> max_min(mu, mu * 0, ~np.eye(3, dtype=bool), np.random.default_rng(0))
     (1, 2)
     """
     among = np.flatnonzero(partners.any(axis=1))
@@ -166,7 +192,13 @@ def max_min(
 
 
 def ultrafeedback(
-    mu: np.ndarray, sigma: np.ndarray, partners: np.ndarray, rng: np.random.Generator, beta: float
+    mu: np.ndarray,
+    sigma: np.ndarray,
+    partners: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    beta: float = BETA,
+    spread: np.ndarray | None = None,
 ) -> tuple[int, int]:
     """UltraFeedback's rule on one prompt: the best of 4 random completions against a random
     one of the other three.
@@ -175,7 +207,7 @@ def ultrafeedback(
     --------
     >>> import numpy as np
     >>> mu = np.array([0.5, 2.0])
-    >>> ultrafeedback(mu, mu * 0, ~np.eye(2, dtype=bool), np.random.default_rng(0), 1.0)
+    >>> ultrafeedback(mu, mu * 0, ~np.eye(2, dtype=bool), np.random.default_rng(0))
     (1, 0)
     """
     among = np.flatnonzero(partners.any(axis=1))
@@ -195,7 +227,13 @@ def _best_ordered(score: np.ndarray, partners: np.ndarray) -> tuple[int, int]:
 
 
 def deltaucb(
-    mu: np.ndarray, sigma: np.ndarray, partners: np.ndarray, rng: np.random.Generator, beta: float
+    mu: np.ndarray,
+    sigma: np.ndarray,
+    partners: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    beta: float = BETA,
+    spread: np.ndarray | None = None,
 ) -> tuple[int, int]:
     """The largest optimistic reward gap u_i - l_j on one prompt.
 
@@ -203,15 +241,24 @@ def deltaucb(
     --------
     >>> import numpy as np
     >>> mu, sigma = np.array([0.0, 0.1, 0.2]), np.array([1.0, 0.0, 0.5])
-    >>> deltaucb(mu, sigma, ~np.eye(3, dtype=bool), np.random.default_rng(0), 1.0)
+    >>> deltaucb(mu, sigma, ~np.eye(3, dtype=bool), np.random.default_rng(0))
     (2, 0)
     """
+    if spread is not None:  # the width of the difference: mu_i - mu_j + beta S_ij
+        return _best_ordered(mu[:, None] - mu[None, :] + beta * spread, partners)
     upper, lower = mu + beta * sigma, mu - beta * sigma
     return _best_ordered(upper[:, None] - lower[None, :], partners)
 
 
-def _interval_width(mu: np.ndarray, sigma: np.ndarray, beta: float) -> np.ndarray:
-    """(m, m) sigmoid(u_i - l_j) - sigmoid(l_i - u_j)."""
+def _interval_width(
+    mu: np.ndarray, sigma: np.ndarray, beta: float, spread: np.ndarray | None
+) -> np.ndarray:
+    """(m, m) sigmoid(u_i - l_j) - sigmoid(l_i - u_j); with ``spread``, sigmoid(D + beta S) -
+    sigmoid(D - beta S) for D = mu_i - mu_j."""
+    if spread is not None:
+        gap = mu[:, None] - mu[None, :]
+        widths: np.ndarray = _sigmoid(gap + beta * spread) - _sigmoid(gap - beta * spread)
+        return widths
     upper, lower = mu + beta * sigma, mu - beta * sigma
     width: np.ndarray = _sigmoid(upper[:, None] - lower[None, :]) - _sigmoid(
         lower[:, None] - upper[None, :]
@@ -220,7 +267,13 @@ def _interval_width(mu: np.ndarray, sigma: np.ndarray, beta: float) -> np.ndarra
 
 
 def infomax(
-    mu: np.ndarray, sigma: np.ndarray, partners: np.ndarray, rng: np.random.Generator, beta: float
+    mu: np.ndarray,
+    sigma: np.ndarray,
+    partners: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    beta: float = BETA,
+    spread: np.ndarray | None = None,
 ) -> tuple[int, int]:
     """The widest confidence interval on the preference probability on one prompt.
 
@@ -228,16 +281,22 @@ def infomax(
     --------
     >>> import numpy as np
     >>> mu, sigma = np.array([0.0, 0.0, 3.0]), np.array([0.1, 1.0, 1.0])
-    >>> infomax(mu, sigma, ~np.eye(3, dtype=bool), np.random.default_rng(0), 1.0)
+    >>> infomax(mu, sigma, ~np.eye(3, dtype=bool), np.random.default_rng(0))
     (0, 1)
     """
     # the width is symmetric in i and j: the pair is taken with i < j
     upper_triangle = np.triu(np.ones_like(partners), k=1)
-    return _best_ordered(_interval_width(mu, sigma, beta), partners & upper_triangle)
+    return _best_ordered(_interval_width(mu, sigma, beta, spread), partners & upper_triangle)
 
 
 def maxminlcb(
-    mu: np.ndarray, sigma: np.ndarray, partners: np.ndarray, rng: np.random.Generator, beta: float
+    mu: np.ndarray,
+    sigma: np.ndarray,
+    partners: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    beta: float = BETA,
+    spread: np.ndarray | None = None,
 ) -> tuple[int, int]:
     """The completion most surely better than every other, against its closest competitor.
 
@@ -245,12 +304,12 @@ def maxminlcb(
     --------
     >>> import numpy as np
     >>> mu, sigma = np.array([0.0, 2.0, 1.0]), np.array([0.1, 0.1, 0.1])
-    >>> maxminlcb(mu, sigma, ~np.eye(3, dtype=bool), np.random.default_rng(0), 1.0)
+    >>> maxminlcb(mu, sigma, ~np.eye(3, dtype=bool), np.random.default_rng(0))
     (1, 2)
     """
     gap = mu[:, None] - mu[None, :]
-    spread = sigma[:, None] + sigma[None, :]
-    lcb, ucb = gap - beta * spread, gap + beta * spread
+    width = sigma[:, None] + sigma[None, :] if spread is None else spread
+    lcb, ucb = gap - beta * width, gap + beta * width
     among = np.flatnonzero(partners.any(axis=1))
     winners = np.array([i for i in among if (ucb[i, partners[i]] > 0).all()], dtype=np.int64)
     candidates = winners if len(winners) else among
@@ -263,7 +322,13 @@ def maxminlcb(
 
 
 def infogain(
-    mu: np.ndarray, sigma: np.ndarray, partners: np.ndarray, rng: np.random.Generator, beta: float
+    mu: np.ndarray,
+    sigma: np.ndarray,
+    partners: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    beta: float = BETA,
+    spread: np.ndarray | None = None,
 ) -> tuple[int, int]:
     """i by a Thompson draw, j its partner of the widest preference interval.
 
@@ -271,13 +336,13 @@ def infogain(
     --------
     >>> import numpy as np
     >>> mu, sigma = np.array([0.0, 5.0, 4.0]), np.array([0.0, 0.0, 1.0])
-    >>> infogain(mu, sigma, ~np.eye(3, dtype=bool), np.random.default_rng(0), 1.0)
+    >>> infogain(mu, sigma, ~np.eye(3, dtype=bool), np.random.default_rng(0))
     (1, 2)
     """
     among = np.flatnonzero(partners.any(axis=1))
-    i = _thompson(mu, sigma, among, rng, beta)
+    i = _thompson(mu, sigma, among, rng, beta=beta)
     options = np.flatnonzero(partners[i])
-    width = _interval_width(mu, sigma, beta)[i, options]
+    width = _interval_width(mu, sigma, beta, spread)[i, options]
     return i, int(options[int(np.argmax(width))])
 
 
@@ -368,6 +433,7 @@ def choose(
     groups, starts = np.unique(group[order_by_group], return_index=True)
     ends = np.append(starts[1:], len(order_by_group))
     mu, sigma = moments(inputs)
+    pairwise = _difference_widths(inputs) if inputs.uncertainty == "laplace" else None
     tables = []
     for at in range(len(groups)):
         members = order_by_group[starts[at] : ends[at]]
@@ -397,7 +463,8 @@ def choose(
             rows, partners, where = tables[at]
             if (limit is not None and used[at] >= limit) or not partners.any():
                 continue
-            i, j = rule(mu[rows], sigma[rows], partners, rng, beta)
+            spread = None if pairwise is None else pairwise(rows)
+            i, j = rule(mu[rows], sigma[rows], partners, rng, beta=beta, spread=spread)
             found = where.get((i, j), where.get((j, i)))
             assert found is not None and partners[i, j]
             partners[i, j] = partners[j, i] = False
@@ -414,6 +481,21 @@ def choose(
     indices = torch.as_tensor(held[picked].astype(np.int64), device=device)
     picked_rows = torch.as_tensor(pairs[picked].reshape(-1, 2).astype(np.int64), device=device)
     return indices, picked_rows
+
+
+def _difference_widths(inputs: SelectionInputs) -> Callable[[np.ndarray], np.ndarray]:
+    """S_ij = sqrt(d_ij^T Sigma d_ij) among given rows, the Laplace width of a difference."""
+    phi = inputs.features64.cpu().numpy()
+    covariance = inputs.laplace_covariance.cpu().numpy()
+
+    def widths(rows: np.ndarray) -> np.ndarray:
+        f = phi[rows]
+        gram = f @ covariance @ f.T
+        variance = np.diag(gram)[:, None] + np.diag(gram)[None, :] - 2.0 * gram
+        out: np.ndarray = np.sqrt(np.clip(variance, 0.0, None))
+        return out
+
+    return widths
 
 
 def _strategy(name: str, rule: Rule) -> Callable[[SelectionInputs, int], Selection]:

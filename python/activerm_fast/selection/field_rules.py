@@ -427,7 +427,7 @@ def choose(
     if k > 0 and len(pairs) == 0:
         raise ValueError(
             f"strategy {inputs.strategy!r} chooses pairs within a prompt; the pool has no "
-            "available within-prompt pair"
+            "available within-prompt pair (build one with pairs.within_prompt, --pool within)"
         )
     order_by_group = np.argsort(group, kind="stable")
     groups, starts = np.unique(group[order_by_group], return_index=True)

@@ -59,7 +59,8 @@ def simulate(
         Show a progress bar over rounds.
     jobs : int, default 1
         Worker processes running strategy x seed combinations side by side (1: all in this
-        process).
+        process). They are spawned (fresh interpreters), so a script that calls this with
+        ``jobs`` > 1 must do so under ``if __name__ == "__main__":``.
 
     Returns
     -------

@@ -21,7 +21,7 @@ from .. import data
 from .._threads import free_core_threads
 from ..data.annotation import (
     BatchPlan,
-    next_batch,
+    batch_of_plan,
     plan_batch,
     read_labelled,
     without_pairs,
@@ -29,7 +29,7 @@ from ..data.annotation import (
 )
 from ..data.pairs import POOLS, candidate_pool
 from ..data.preference_data import read_annotations
-from ..data.reward_head import RewardHead, head_plan, next_batch_with_head
+from ..data.reward_head import RewardHead, head_plan
 from ..selection.api import STRATEGIES, prompt_features_for
 from .common import (
     LAZY_CHOICES,
@@ -88,46 +88,33 @@ def run(args: argparse.Namespace) -> int:
         raise Failure("--reuse-model needs --model, the file to load the model from")
     if args.reward_head and args.model is not None:
         raise Failure("--reward-head selects with the reward model's own head: drop --model")
-    if args.reward_head and args.per_prompt is not None:
-        raise Failure("--per-prompt is not supported with --reward-head yet: drop one of them")
     if _torchrun_world() > 1:
         return _select_sharded(args)
     dataset = load_dataset(args.data)
     pairs, labels = read_labelled(args.labelled, dataset.n)
-    if args.reward_head:
-        with free_core_threads():
-            batch, note = next_batch_with_head(
-                dataset,
-                RewardHead.load(args.data),
-                pairs,
-                args.k,
-                strategy=args.strategy,
-                pool=args.pool,
-                pool_size=args.pool_size,
-                ridge=args.ridge,
-                ridge_mode=args.ridge_mode,
-                seed=args.seed,
-                lazy=LAZY_CHOICES[args.lazy],
-                exclude=_excluded(args.exclude, dataset.n),
-            )
-        write_batch(args.out, dataset, batch)
-        print(f"{note}; wrote {len(batch)} pairs to {args.out}")
-        return 0
     with free_core_threads():  # many small torch operations: threads for the free cores
-        batch, note = next_batch(
+        if args.reward_head:
+            plan = head_plan(dataset, RewardHead.load(args.data), pairs, args.strategy)
+        else:
+            plan = plan_batch(
+                dataset,
+                pairs,
+                labels,
+                strategy=args.strategy,
+                ensemble=args.ensemble,
+                model_path=args.model,
+                reuse_model=args.reuse_model,
+                features=args.features,
+                seed=args.seed,
+            )
+        batch, note = batch_of_plan(
             dataset,
-            pairs,
-            labels,
+            plan,
             args.k,
-            strategy=args.strategy,
             pool=args.pool,
             pool_size=args.pool_size,
-            ensemble=args.ensemble,
-            model_path=args.model,
-            reuse_model=args.reuse_model,
             ridge=args.ridge,
             ridge_mode=args.ridge_mode,
-            features=args.features,
             seed=args.seed,
             lazy=LAZY_CHOICES[args.lazy],
             exclude=_excluded(args.exclude, dataset.n),

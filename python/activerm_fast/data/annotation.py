@@ -461,6 +461,76 @@ def next_batch(
         features=features,
         seed=seed,
     )
+    return batch_of_plan(
+        dataset,
+        plan,
+        k,
+        pool=pool,
+        pool_size=pool_size,
+        ridge=ridge,
+        ridge_mode=ridge_mode,
+        seed=seed,
+        lazy=lazy,
+        exclude=exclude,
+        per_prompt=per_prompt,
+    )
+
+
+def batch_of_plan(
+    dataset: Dataset,
+    plan: BatchPlan,
+    k: int,
+    *,
+    pool: str = "cross",
+    pool_size: int = 200_000,
+    ridge: float = 1e-3,
+    ridge_mode: str = "absolute",
+    seed: int = 0,
+    lazy: bool | str = "auto",
+    exclude: Any | None = None,
+    per_prompt: int | None = None,
+) -> tuple[np.ndarray, str]:
+    """The next ``k`` pairs (rows of ``dataset``) chosen as ``plan`` says, and its note.
+
+    The one step after the plan, whatever made it: :func:`plan_batch` (the package's reward
+    model) or :func:`~activerm_fast.data.reward_head.head_plan` (the user's reward model's
+    own head). The candidates are ``pool`` (``"cross"`` or ``"within"``, ``pool_size``
+    cross-prompt pairs drawn with ``seed``) less ``exclude``; the other options are
+    :func:`~activerm_fast.select`'s.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        The dataset the pairs index.
+    plan : BatchPlan
+        The strategy, features, rewards and labelled pairs to choose with.
+    k : int
+        Pairs to choose.
+    pool, pool_size, ridge, ridge_mode, seed, lazy, exclude, per_prompt
+        As in :func:`next_batch`.
+
+    Returns
+    -------
+    batch : np.ndarray
+        (k, 2) int64 rows of ``dataset``, in the order chosen.
+    note : str
+        ``plan.note``.
+
+    Raises
+    ------
+    ValueError
+        As :func:`~activerm_fast.select` raises it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from activerm_fast.data import from_arrays
+    >>> dataset = from_arrays(np.eye(6, dtype=np.float32), np.arange(6) // 2)
+    >>> plan = BatchPlan("xtx", dataset.embeddings, None, None, "chose with 'xtx'")
+    >>> batch, note = batch_of_plan(dataset, plan, 2, pool="within", per_prompt=1)
+    >>> sorted(dataset.prompt_ids[batch[:, 0]].tolist()), note
+    ([0, 1], "chose with 'xtx'")
+    """
     candidates = without_pairs(candidate_pool(dataset.prompt_ids, pool, pool_size, seed), exclude)
     selection = select(
         plan.strategy,

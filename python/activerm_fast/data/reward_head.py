@@ -17,12 +17,11 @@ import numpy as np
 import torch
 
 from .._validation import first_line, known_name
-from ..selection.api import STRATEGIES, prompt_features_for, select
-from .annotation import BatchPlan, without_pairs
+from ..selection.api import STRATEGIES
+from .annotation import BatchPlan
 from .dataset import Dataset
-from .pairs import candidate_pool
 
-__all__ = ["RewardHead", "head_plan", "next_batch_with_head"]
+__all__ = ["RewardHead", "head_plan"]
 
 
 class RewardHead:
@@ -225,69 +224,3 @@ def head_plan(
     features, rewards = head.features_and_rewards(dataset.embeddings)
     note = f"chose with {strategy!r} on the reward model's score head and its last layer"
     return BatchPlan(strategy, features, rewards, labelled_pairs, note)
-
-
-def next_batch_with_head(
-    dataset: Dataset,
-    head: RewardHead,
-    labelled_pairs: np.ndarray,
-    k: int,
-    *,
-    strategy: str = "past-dopt-greedy",
-    pool: str = "cross",
-    pool_size: int = 200_000,
-    ridge: float = 1e-3,
-    ridge_mode: str = "absolute",
-    seed: int = 0,
-    lazy: bool | str = "auto",
-    exclude: Any | None = None,
-) -> tuple[np.ndarray, str]:
-    """:func:`~activerm_fast.data.annotation.next_batch` with the reward model's head as the
-    model (:func:`head_plan`): the next ``k`` pairs (rows of ``dataset``) and a note.
-
-    Parameters
-    ----------
-    dataset, head, labelled_pairs, strategy
-        As in :func:`head_plan`.
-    k : int
-        Pairs to choose.
-    pool, pool_size, ridge, ridge_mode, seed, lazy, exclude
-        As in :func:`~activerm_fast.data.annotation.next_batch`.
-
-    Returns
-    -------
-    tuple of numpy.ndarray and str
-        (k, 2) row pairs and how they were chosen.
-
-    Raises
-    ------
-    ValueError
-        As :func:`head_plan` and :func:`~activerm_fast.select` do (e.g. a strategy that
-        needs an ensemble: the head is one model).
-
-    Examples
-    --------
-    >>> from activerm_fast.data import from_arrays
-    >>> rng = np.random.default_rng(0)
-    >>> dataset = from_arrays(rng.normal(size=(30, 4)).astype(np.float32), np.arange(30) // 3)
-    >>> head = RewardHead(rng.normal(size=4))
-    >>> batch, note = next_batch_with_head(dataset, head, np.empty((0, 2), int), 3)
-    >>> batch.shape, note
-    ((3, 2), "chose with 'past-dopt-greedy' on the reward model's score head and its last layer")
-    """
-    plan = head_plan(dataset, head, labelled_pairs, strategy)
-    candidates = without_pairs(candidate_pool(dataset.prompt_ids, pool, pool_size, seed), exclude)
-    selection = select(
-        plan.strategy,
-        features=plan.features,
-        pairs=candidates,
-        k=k,
-        rewards=plan.rewards,
-        labelled=plan.labelled,
-        ridge=ridge,
-        ridge_mode=ridge_mode,
-        seed=seed,
-        prompt_features=prompt_features_for(plan.strategy, dataset),
-        lazy=lazy,
-    )
-    return candidates[selection.indices], plan.note

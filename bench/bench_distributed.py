@@ -189,7 +189,8 @@ def main() -> None:
     world = args.world
     print(
         f"P = {args.pairs:,} cross-prompt pairs (int32), d = {args.d}, float32 features, "
-        f"{args.k} greedy steps timed; {os.cpu_count()} CPUs"
+        f"{args.k} greedy steps timed; {os.cpu_count()} CPUs; "
+        f"load average {os.getloadavg()[0]:.2f} at the start"
     )
     rows = []
     one = launch(args, 0, 1)

@@ -103,7 +103,8 @@ def main() -> None:
     info = arm.build_info()
     print(
         f"activerm_fast {info['version']}, {info['compiler']}, "
-        f"{info['openmp_threads']} OpenMP threads"
+        f"{info['openmp_threads']} OpenMP threads; "
+        f"load average {os.getloadavg()[0]:.2f} at the start"
     )
     print(
         f"n = {n:,} responses, d = {d}, P = {count:,} cross-prompt pairs, k = {k}, float32 features"

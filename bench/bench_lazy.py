@@ -22,6 +22,7 @@ sweep's work, whatever the bookkeeping.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import threading
 import time
@@ -199,7 +200,8 @@ def main() -> None:
     info = arm.build_info()
     print(
         f"activerm_fast {info['version']}, {info['compiler']}, "
-        f"{info['openmp_threads']} OpenMP threads, torch {torch.__version__}"
+        f"{info['openmp_threads']} OpenMP threads, torch {torch.__version__}; "
+        f"load average {os.getloadavg()[0]:.2f} at the start"
     )
     print(f"n = {n:,} responses, d = {d}, k = {k}, float32 features, prior 1e-3 I")
     engines = capture_engines()

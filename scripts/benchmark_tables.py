@@ -29,9 +29,8 @@ baselines themselves in baselines.py).
 
 *ratio* is a row's median over the median of the group's activerm_fast row at the same size
 (above 1: slower than activerm_fast); *load* is the machine's load average as the row started:
-other processes on the cores distort timings, multi-threaded BLAS calls most (a NumPy product
-that takes 0.3 ms on idle cores took 160 ms beside one busy process), so compare rows run at
-similar load. GB/s and GFLOP/s credit every row of a group with the
+other processes on the cores distort timings, multi-threaded BLAS calls most, so compare rows
+run at similar load. GB/s and GFLOP/s credit every row of a group with the
 same work, so they compare like the times do. Rows a group leaves out at a size were skipped
 for the reason the run printed: submodlib's (P, P) pair kernel and the paper's (P, d, d)
 information matrices above 2 GiB, submodlib when it is not installed.

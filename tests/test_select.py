@@ -335,3 +335,34 @@ def test_every_strategy_handles_empty_and_exhausting_budgets(rng, strategy):
         chosen = sel.indices.tolist()
         assert len(chosen) == k and len(set(chosen)) == k and not set(chosen) & {0, 1, 2}
         assert np.isfinite(sel.logdet)
+
+
+TIE_RULES = [
+    "entropy",
+    "max-gap",
+    "bald",
+    "dopt-topk",
+    "past-dopt-topk",
+    "coreset",
+    "bal-pm",
+    "xtx",
+    "dopt-greedy",
+    "past-dopt-greedy",
+    "ensemble-dopt-greedy",
+]
+
+
+@pytest.mark.parametrize("strategy", TIE_RULES)
+def test_exact_ties_go_to_the_lowest_available_position(strategy):
+    # identical features and rewards: every candidate has the same score under every rule, so
+    # each pick is the lowest position not yet taken or labelled (pool positions 0 and 2)
+    pool = arm.pairs.all_pairs(10)
+    sel = arm.select(
+        strategy,
+        features=np.ones((10, 3)),
+        pairs=pool,
+        k=5,
+        rewards=np.zeros((2, 10)),
+        labelled=pool[[0, 2]],
+    )
+    assert sel.indices.tolist() == [1, 3, 4, 5, 6]

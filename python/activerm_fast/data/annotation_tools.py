@@ -165,6 +165,7 @@ def tool_pair(
     dataset: Dataset,
     record: Mapping[str, Any],
     votes: Iterable[str],
+    *,
     skipped: int,
     where: str,
 ) -> ToolPair:
@@ -199,10 +200,10 @@ def tool_pair(
     >>> from activerm_fast.data import load
     >>> data = load("arena-bench")
     >>> stored = {"pair_id": pair_id(data, 0, 20), "first": 0, "second": 20}
-    >>> pair = tool_pair(data, stored, ["first", "tie", "first"], 1, "example")
+    >>> pair = tool_pair(data, stored, ["first", "tie", "first"], skipped=1, where="example")
     >>> pair.status, pair.label
     ('labelled', 1)
-    >>> tool_pair(data, stored, ["first", "second"], 0, "example").status
+    >>> tool_pair(data, stored, ["first", "second"], skipped=0, where="example").status
     'tie'
     """
     stored = record.get("pair_id")

@@ -287,7 +287,7 @@ def _pairs_of_records(dataset: Dataset, records: Any, source: str) -> Iterator[T
             "first": metadata.get("first"),
             "second": metadata.get("second"),
         }
-        yield tool_pair(dataset, stored, votes, skipped, where)
+        yield tool_pair(dataset, stored, votes, skipped=skipped, where=where)
 
 
 def _record_votes(answers: list[Any], where: str) -> tuple[list[str], int]:

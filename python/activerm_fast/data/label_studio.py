@@ -341,7 +341,7 @@ def _pairs_of_tasks(dataset: Dataset, tasks: Any, source: str) -> Iterator[ToolP
         if not isinstance(annotations, list):
             raise ValueError(f"{where}: 'annotations' must be a list")
         votes, skipped = _task_votes(annotations, where)
-        yield tool_pair(dataset, task["data"], votes, skipped, where)
+        yield tool_pair(dataset, task["data"], votes, skipped=skipped, where=where)
 
 
 def _task_votes(annotations: list[Any], where: str) -> tuple[list[str], int]:

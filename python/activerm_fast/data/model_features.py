@@ -190,7 +190,14 @@ def embed(
     ...     "dopt-greedy", head, dataset.embeddings, pool, 100)
     """
     settings = _Settings.checked(
-        rewards, layer, pooling, max_length, batch_size, shard_rows, dtype, output_dtype
+        rewards,
+        layer=layer,
+        pooling=pooling,
+        max_length=max_length,
+        batch_size=batch_size,
+        shard_rows=shard_rows,
+        dtype=dtype,
+        output_dtype=output_dtype,
     )
     rank, world = _rank_and_world()
 
@@ -198,7 +205,9 @@ def embed(
         target = _out_path(out)
         rows = read_text_rows(data)
         encoder = _Encoder.load(model, settings, device, rank)
-        store = ShardStore(target, _meta(model, data, rows, encoder, settings), shard_rows, rows.n)
+        store = ShardStore(
+            target, _meta(model, data, rows, encoder, settings=settings), shard_rows, rows.n
+        )
         return rows, encoder, store
 
     rows, encoder, store = _on_every_rank(prepare, world)
@@ -207,10 +216,13 @@ def embed(
     resumed = rows.n - sum(len(store.rows_of(s)) for s in missing)
     mine = [s for s in missing if s % world == rank]
     seconds = _on_every_rank(
-        lambda: _embed_shards(rows, encoder, store, mine, progress and rank == 0), world
+        lambda: _embed_shards(rows, encoder, store, mine, progress=progress and rank == 0), world
     )
     summary = _on_every_rank(
-        lambda: _finish(rows, encoder, store, resumed, seconds) if rank == 0 else None, world
+        lambda: (
+            _finish(rows, encoder, store, resumed=resumed, seconds=seconds) if rank == 0 else None
+        ),
+        world,
     )
     if world > 1:  # rank 0's summary on every rank, once its file is there
         box = [summary]
@@ -244,6 +256,7 @@ class _Settings:
     def checked(
         cls,
         rewards: Any,
+        *,
         layer: Any,
         pooling: Any,
         max_length: Any,
@@ -290,7 +303,7 @@ def _out_path(out: Any) -> Path:
 
 
 def _meta(
-    model: Any, data: Any, rows: TextRows, encoder: _Encoder, settings: _Settings
+    model: Any, data: Any, rows: TextRows, encoder: _Encoder, *, settings: _Settings
 ) -> dict[str, Any]:
     """What a resumed run must share with the interrupted one."""
     model_dir = Path(model).resolve()
@@ -348,7 +361,7 @@ class _Encoder:
     """A tokenizer and model that turn rendered rows into (features, rewards)."""
 
     def __init__(
-        self, tokenizer: Any, model: Any, settings: _Settings, head: Any | None, max_length: int
+        self, tokenizer: Any, model: Any, settings: _Settings, *, head: Any | None, max_length: int
     ) -> None:
         self.tokenizer = tokenizer
         self.model = model
@@ -430,7 +443,13 @@ class _Encoder:
                 "its last token; embed with rewards=False for its hidden states"
             )
         loaded.to(where).eval()
-        return cls(tokenizer, loaded, settings, head, _max_length(settings, tokenizer, config))
+        return cls(
+            tokenizer,
+            loaded,
+            settings,
+            head=head,
+            max_length=_max_length(settings, tokenizer, config),
+        )
 
     # -- texts to token ids
 
@@ -558,7 +577,7 @@ def _max_length(settings: _Settings, tokenizer: Any, config: Any) -> int:
 
 
 def _embed_shards(
-    rows: TextRows, encoder: _Encoder, store: ShardStore, shards: list[int], progress: bool
+    rows: TextRows, encoder: _Encoder, store: ShardStore, shards: list[int], *, progress: bool
 ) -> float:
     """Embed ``shards`` one after another, tokenising the next in a background thread; each
     written whole when done. Returns the seconds spent."""
@@ -578,7 +597,9 @@ def _embed_shards(
             )
             if number + 1 < len(shards):
                 ahead = pool.submit(encoder.tokenise, rows, store.rows_of(shards[number + 1]))
-            features, scores = _run_shard(encoder, tokenised.ids, bar, started, tokens_done)
+            features, scores = _run_shard(
+                encoder, tokenised.ids, bar, started=started, tokens_before=tokens_done
+            )
             tokens = sum(len(seq) for seq in tokenised.ids)
             tokens_done += tokens
             arrays = {
@@ -593,7 +614,7 @@ def _embed_shards(
 
 
 def _run_shard(
-    encoder: _Encoder, ids: list[list[int]], bar: Any, started: float, tokens_before: int
+    encoder: _Encoder, ids: list[list[int]], bar: Any, *, started: float, tokens_before: int
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """The features (and rewards) of one shard's rows, in their order: longest rows first in
     batches padded to their own longest row; a batch that runs out of CUDA memory is retried
@@ -630,7 +651,7 @@ def _run_shard(
 
 
 def _finish(
-    rows: TextRows, encoder: _Encoder, store: ShardStore, resumed: int, seconds: float
+    rows: TextRows, encoder: _Encoder, store: ShardStore, *, resumed: int, seconds: float
 ) -> EmbedSummary:
     """Write the finished ``.npz`` from the shards and the rows' own columns."""
     missing = store.missing()

@@ -217,7 +217,9 @@ class _Builder:
             key = record.get("prompt_id", prompt_text(messages))
             if not isinstance(key, (str, int)) or isinstance(key, bool):
                 raise ValueError(f"{where}: 'prompt_id' must be text or an integer, got {key!r}")
-            self._row(key, messages, record.get("response"), f"{where}: 'response'", record)
+            self._row(
+                key, messages, record.get("response"), name=f"{where}: 'response'", record=record
+            )
         elif form == "completions":
             self._completions(record, where)
         else:
@@ -244,10 +246,16 @@ class _Builder:
                 completion = {"response": completion}
             if not isinstance(completion, dict):
                 raise ValueError(f"{name} must be a text or an object, got {describe(completion)}")
-            self._row(key, messages, completion.get("response"), f"{name}['response']", completion)
+            self._row(
+                key,
+                messages,
+                completion.get("response"),
+                name=f"{name}['response']",
+                record=completion,
+            )
 
     def _row(
-        self, key: Any, messages: Messages, response: Any, name: str, record: dict[str, Any]
+        self, key: Any, messages: Messages, response: Any, *, name: str, record: dict[str, Any]
     ) -> int:
         prompt = self.prompt_index.setdefault(key, len(self.prompts))
         if prompt == len(self.prompts):
@@ -269,7 +277,7 @@ class _Builder:
         """The row of (prompt, response), added on first sight."""
         row = self.row_index.get((messages, response))
         if row is None:
-            row = self._row(messages, messages, response, "response", {})
+            row = self._row(messages, messages, response, name="response", record={})
             self.row_index[(messages, response)] = row
         return row
 

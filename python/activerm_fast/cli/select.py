@@ -93,20 +93,7 @@ def run(args: argparse.Namespace) -> int:
     dataset = load_dataset(args.data)
     pairs, labels = read_labelled(args.labelled, dataset.n)
     with free_core_threads():  # many small torch operations: threads for the free cores
-        if args.reward_head:
-            plan = head_plan(dataset, RewardHead.load(args.data), pairs, args.strategy)
-        else:
-            plan = plan_batch(
-                dataset,
-                pairs,
-                labels,
-                strategy=args.strategy,
-                ensemble=args.ensemble,
-                model_path=args.model,
-                reuse_model=args.reuse_model,
-                features=args.features,
-                seed=args.seed,
-            )
+        plan = _plan(args, dataset, pairs, labels)
         batch, note = batch_of_plan(
             dataset,
             plan,
@@ -206,9 +193,14 @@ def _select_sharded(args: argparse.Namespace) -> int:
 def _plan_on_rank_zero(
     args: argparse.Namespace, dataset: data.Dataset, pairs: Any, labels: Any
 ) -> BatchPlan | None:
-    """:func:`~activerm_fast.annotation.plan_batch` on rank 0 (None elsewhere)."""
+    """:func:`_plan` on rank 0 (None elsewhere)."""
     if int(os.environ.get("RANK", "0")) != 0:
         return None
+    return _plan(args, dataset, pairs, labels)
+
+
+def _plan(args: argparse.Namespace, dataset: data.Dataset, pairs: Any, labels: Any) -> BatchPlan:
+    """The model's plan for the batch: the reward model's own head, or a fitted or loaded model."""
     if args.reward_head:
         return head_plan(dataset, RewardHead.load(args.data), pairs, args.strategy)
     return plan_batch(

@@ -100,16 +100,23 @@ def run(args: argparse.Namespace) -> int:
             args.k,
             pool=args.pool,
             pool_size=args.pool_size,
-            ridge=args.ridge,
-            ridge_mode=args.ridge_mode,
-            seed=args.seed,
-            lazy=LAZY_CHOICES[args.lazy],
             exclude=_excluded(args.exclude, dataset.n),
-            per_prompt=args.per_prompt,
+            **_selection_options(args),
         )
     write_batch(args.out, dataset, batch)
     print(f"{note}; wrote {len(batch)} pairs to {args.out}")
     return 0
+
+
+def _selection_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options of the selection itself, the same in one process and sharded."""
+    return {
+        "ridge": args.ridge,
+        "ridge_mode": args.ridge_mode,
+        "seed": args.seed,
+        "lazy": LAZY_CHOICES[args.lazy],
+        "per_prompt": args.per_prompt,
+    }
 
 
 def _excluded(paths: list[str] | None, n: int) -> np.ndarray | None:
@@ -160,13 +167,9 @@ def _select_sharded(args: argparse.Namespace) -> int:
                 k=args.k,
                 rewards=plan.rewards,
                 labelled=plan.labelled,
-                ridge=args.ridge,
-                ridge_mode=args.ridge_mode,
-                seed=args.seed,
                 prompt_features=prompt_features_for(plan.strategy, dataset),
-                lazy=LAZY_CHOICES[args.lazy],
-                per_prompt=args.per_prompt,
                 prompt_ids=dataset.prompt_ids,
+                **_selection_options(args),
             )
         batch = distributed.pairs_at(shard, selection.indices).numpy()
         if rank == 0:

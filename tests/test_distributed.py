@@ -370,10 +370,13 @@ COMMAND_OPTIONS = [
     ["--strategy", "past-dopt-greedy", "--ridge", "0.05", "--ridge-mode", "relative"]
     + ["--features", "embedding", "--lazy", "true"],
     ["--strategy", "bal-pm"],
+    ["--strategy", "bald", "--per-prompt", "2"],  # a ranking under a quota, sharded
 ]
 
 
-@pytest.mark.parametrize("options", COMMAND_OPTIONS, ids=["default", "design", "bal-pm"])
+@pytest.mark.parametrize(
+    "options", COMMAND_OPTIONS, ids=["default", "design", "bal-pm", "ranking-quota"]
+)
 def test_command_line_under_torchrun_writes_the_single_process_batch(tmp_path, options):
     from activerm_fast import data
     from activerm_fast.cli import main

@@ -34,14 +34,14 @@ class QuotaWalk:
         self.quota = quota
         self.k = k
         self.walked = 0  # pairs of the order walked so far
+        self.taken = 0
         self.used = [0] * quota.prompts
-        self.positions: list[int] = []
-        self.rows: list[torch.Tensor] = []
+        self.pieces: list[tuple[torch.Tensor, torch.Tensor]] = []  # (positions, rows) taken
 
     @property
     def done(self) -> bool:
         """Whether ``k`` pairs are taken."""
-        return len(self.positions) == self.k
+        return self.taken == self.k
 
     def walk(self, positions: torch.Tensor, rows: torch.Tensor) -> bool:
         """Walk the next pairs of the order, their pool ``positions`` and ``rows``, stopping at
@@ -50,7 +50,7 @@ class QuotaWalk:
         used, limit = self.used, self.quota.limit
         taken = []
         for at, (a, b) in enumerate(zip(first.tolist(), second.tolist(), strict=True)):
-            if self.done:
+            if self.taken == self.k:
                 break
             if used[a] >= limit or used[b] >= limit:
                 continue
@@ -58,9 +58,10 @@ class QuotaWalk:
             if b != a:
                 used[b] += 1
             taken.append(at)
-            self.positions.append(int(positions[at]))
-        self.walked += len(positions)
-        self.rows.append(rows[taken])
+            self.taken += 1
+        self.walked += positions.shape[0]
+        here = torch.tensor(taken, dtype=torch.int64, device=positions.device)
+        self.pieces.append((positions[here], rows[here]))
         return self.done
 
     def chosen(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,12 +69,16 @@ class QuotaWalk:
         was walked and fewer fit."""
         if not self.done:
             raise ValueError(
-                f"per_prompt={self.quota.limit} leaves only {len(self.positions)} pairs to "
-                f"choose, k = {self.k}; lower k or raise per_prompt"
+                f"per_prompt={self.quota.limit} leaves only {self.taken} pairs to choose, "
+                f"k = {self.k}; lower k or raise per_prompt"
             )
-        device = self.quota.prompt_of.device
-        rows = torch.cat(self.rows) if self.rows else torch.empty((0, 2), dtype=torch.int64)
-        return torch.tensor(self.positions, dtype=torch.int64, device=device), rows
+        if not self.pieces:  # k = 0: nothing walked
+            device = self.quota.prompt_of.device
+            return torch.empty(0, dtype=torch.int64, device=device), torch.empty(
+                (0, 2), dtype=torch.int64, device=device
+            )
+        positions, rows = zip(*self.pieces, strict=True)
+        return torch.cat(positions), torch.cat(rows)
 
 
 class QuotaCount:

@@ -354,33 +354,19 @@ def sharded_worker(rank: int, world: int) -> dict:
         [arm.pairs.within_prompt(prompt_ids), arm.pairs.cross_prompt(prompt_ids, 400, seed=7)]
     )
     cut = [0, 157, len(pool)]
+    common = dict(features=features, rewards=rewards, prompt_ids=prompt_ids)
+    common["labelled"] = pool[[3, 200]]
     got = {}
     for strategy in ("dopt-greedy", "ensemble-dopt-greedy", "coreset", "bal-pm"):
         for lazy in (False, True):
-            options = dict(
-                features=features,
-                k=12,
-                rewards=rewards,
-                per_prompt=1,
-                prompt_ids=prompt_ids,
-                lazy=lazy,
-                labelled=pool[[3, 200]],
-            )
+            options = dict(common, k=12, per_prompt=1, lazy=lazy)
             sharded = distributed.select(strategy, pairs=pool[cut[rank] : cut[rank + 1]], **options)
             alone = arm.select(strategy, pairs=pool, **options)
             got[(strategy, lazy)] = (sharded, alone)
     for cuts in (cut, [0, 0, len(pool)]):
         for strategy in RANKED:
             for per_prompt, k in RANKED_CASES:
-                options = dict(
-                    features=features,
-                    k=k,
-                    rewards=rewards,
-                    per_prompt=per_prompt,
-                    prompt_ids=prompt_ids,
-                    labelled=pool[[3, 200]],
-                    seed=5,
-                )
+                options = dict(common, k=k, per_prompt=per_prompt, seed=5)
                 mine = pool[cuts[rank] : cuts[rank + 1]]
                 got[(strategy, per_prompt, k, cuts[1])] = tuple(
                     outcome(call, strategy, pairs=pairs, **options)

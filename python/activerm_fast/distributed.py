@@ -337,8 +337,8 @@ class _ShardedRanking(Ranking):
     """The whole pool's order from every rank's own: a leading part of length L is found from
     each rank's first L available pairs (its offer). The offers, concatenated in rank (so
     position) order and stably sorted, rank as the sort of the whole pool would; they are the
-    pool's leading part up to the first place where a rank that may hold more (it offered L)
-    has its last offer, as nothing it did not offer comes before that."""
+    pool's leading part up to the first place where a rank that holds more than L has its last
+    offer, as nothing it did not offer comes before that."""
 
     def __init__(
         self,
@@ -350,26 +350,28 @@ class _ShardedRanking(Ranking):
         super().__init__(pairs, score, available)  # this shard's order
         self.shard = shard
         self.score = score
+        held = torch.tensor([self.order.shape[0]], dtype=torch.int64)
+        self.counts = shard.group.gather(held).reshape(-1).cpu()  # every rank's available pairs
 
     def leading(self, length: int) -> tuple[torch.Tensor, torch.Tensor, bool]:
         shard = self.shard
+        length = min(length, int(self.counts.max()))  # past it, every rank offers all it has
         mine = torch.sort(self.order[:length]).values  # the offer, in position order
         offers = _records(self.score[mine], mine + shard.offset, self.pairs[mine], length)
-        table = shard.group.gather(offers)  # (world, length, 4)
-        offered = (table.view(torch.int64)[:, :, 1] >= 0).sum(dim=1)
-        table = table.reshape(-1, 4)
+        table = shard.group.gather(offers).reshape(-1, 4)  # world x length records
         table = table[table.view(torch.int64)[:, 1] >= 0]
         order = torch.sort(-table[:, 0], stable=True).indices
         merged = table[order].contiguous()
-        more = offered == length  # ranks that may hold pairs they did not offer
+        more = self.counts > length  # ranks holding pairs they did not offer
         end = merged.shape[0]
         if bool(more.any()):
-            rank_of = torch.arange(shard.group.world, device=offered.device)
+            offered = torch.clamp(self.counts, max=length).to(table.device)
+            rank_of = torch.arange(shard.group.world, device=table.device)
             rank_of = rank_of.repeat_interleave(offered)[order]
             last = torch.full_like(offered, -1)
-            places = torch.arange(end, device=offered.device)
+            places = torch.arange(end, device=table.device)
             last.scatter_reduce_(0, rank_of, places, reduce="amax")
-            end = int(last[more].min()) + 1
+            end = int(last[more.to(table.device)].min()) + 1
         ints = merged[:end].view(torch.int64)
         device = self.pairs.device
         return ints[:, 1].to(device), ints[:, 2:].to(device), not bool(more.any())

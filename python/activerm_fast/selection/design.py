@@ -20,9 +20,15 @@ from .. import _launch
 
 
 def fisher_matrix(f: torch.Tensor, p: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
-    """sum_k w_k d_k d_k^T = Phi^T (L_w Phi), L_w the weighted Laplacian of the pair graph."""
+    """sum_k w_k d_k d_k^T = Phi^T (L_w Phi), L_w the weighted Laplacian of the pair graph.
+
+    The product runs over the responses the pairs compare only (the rows of L_w Phi that are
+    not zero): a few labelled pairs among many responses cost O(their rows d^2), not O(n d^2).
+    """
     laplacian_phi = _launch.fisher_matrix(f, p, w)
-    matrix = centred_for(f, laplacian_phi).T @ laplacian_phi
+    rows = torch.nonzero((laplacian_phi != 0).any(dim=1)).squeeze(1)
+    spread = laplacian_phi[rows]
+    matrix = centred_for(f[rows], spread).T @ spread
     return 0.5 * (matrix + matrix.T)
 
 
@@ -177,12 +183,35 @@ def _inverse_root(prior: Prior, scale: float, d: int) -> torch.Tensor:
     return root
 
 
+# Below this share of the responses in its pairs, a product over the responses is taken over
+# those responses only (finding them and renumbering the pairs is O(P + n)).
+_COMPACT_SHARE = 0.75
+
+
+def _compared(pairs: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The responses ``pairs`` compare and the pairs renumbered into them, or None when they
+    compare most of the n responses."""
+    used = torch.zeros(n, dtype=torch.bool, device=pairs.device)
+    used[pairs.reshape(-1).long()] = True
+    rows = torch.nonzero(used).squeeze(1)
+    if rows.numel() > _COMPACT_SHARE * n:
+        return None
+    position = torch.cumsum(used, 0) - 1
+    return rows, position[pairs.long()]
+
+
 def _scores_of_factor(
     features: torch.Tensor, pairs: torch.Tensor, factor: torch.Tensor, scale: float
 ) -> torch.Tensor:
-    """||S^T d'_k||^2 for every pair: the squared distance of rows psi_i = S^T phi'_i."""
-    shift = _overflow_shift(features.double() * scale, factor)
-    rotated = (features.double() * scale) @ (factor * math.ldexp(1.0, -shift))
+    """||S^T d'_k||^2 for every pair: the squared distance of rows psi_i = S^T phi'_i, rotated
+    for the responses the pairs compare (each row's product is the same whichever rows are
+    rotated with it)."""
+    compared = _compared(pairs, features.shape[0])
+    if compared is not None:
+        features, pairs = features[compared[0]], compared[1]
+    scaled = features.double() * scale
+    shift = _overflow_shift(scaled, factor)
+    rotated = scaled @ (factor * math.ldexp(1.0, -shift))
     scores = _launch.pair_quadform(rotated, pairs, None, 1.0)
     return scores * math.ldexp(1.0, 2 * shift) if shift else scores
 

@@ -141,9 +141,8 @@ def feature_scale(features: torch.Tensor, priors: Sequence[Prior] = ()) -> float
     was, so it is always applied; it keeps squares of features of any magnitude, subnormal
     ones included, finite and normal."""
     top = 0.0
-    if features.numel():  # the largest |feature| in one pass, without a copy of |features|
-        smallest, largest = torch.aminmax(features)
-        top = max(-smallest.item(), largest.item())
+    if features.numel():
+        top = _largest_magnitude(features)
     exponent = 0 if top == 0.0 else -math.frexp(top)[1]
     for prior in priors:
         low, high = prior.magnitudes()
@@ -159,8 +158,14 @@ def _overflow_shift(left: torch.Tensor, right: torch.Tensor) -> int:
     0, so no rounding changes, unless the product could overflow float64."""
     if not left.numel() or not right.numel():
         return 0
-    largest = (left.abs().max().item(), right.abs().max().item(), right.shape[0])
+    largest = (_largest_magnitude(left), _largest_magnitude(right), right.shape[0])
     return max(0, sum(math.frexp(x)[1] for x in largest) - _PRIOR_RANGE)
+
+
+def _largest_magnitude(t: torch.Tensor) -> float:
+    """max |t| in one pass, without a copy of |t|."""
+    smallest, largest = torch.aminmax(t)
+    return max(-smallest.item(), largest.item())
 
 
 def _inverse_root(prior: Prior, scale: float, d: int) -> torch.Tensor:
@@ -267,8 +272,8 @@ def sequential_gains(
     on the CPU."""
     scale = feature_scale(features, [prior])
     d = features.shape[1]
-    f = features.double() * scale
-    diffs = (f[picked[:, 0]] - f[picked[:, 1]]).cpu() * weights.cpu().sqrt()[:, None]
+    ends = features[picked].double() * scale  # (k, 2, d): the picked rows only
+    diffs = (ends[:, 0] - ends[:, 1]).cpu() * weights.cpu().sqrt()[:, None]
     root = _inverse_root(prior, scale, d)
     # B can exceed float64 although every gain is finite (a huge difference against a tiny
     # ridge); the factor of [B | I] 2^-shift is R 2^-shift exactly.

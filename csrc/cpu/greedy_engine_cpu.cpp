@@ -13,6 +13,7 @@
 #include "activerm/greedy_loop.h"
 #include "activerm/greedy_workspace.h"
 #include "activerm/pair_math.h"
+#include "activerm/pair_source.h"
 #include "team_tuner_cpu.h"
 
 namespace activerm {
@@ -35,47 +36,50 @@ struct Best {
 };
 
 // The score of pair k: with kDowndate, q_e,k -= c_e (v_e,i - v_e,j)^2 first (written back).
-// One member: w q; several: combined_score over the members in order.
-template <bool kDowndate, bool kSingle, class I>
-double pair_score(const I* pairs, int64_t members, const double* weights, double* scores,
-                  const double* projection, const double* downdate, int64_t k) {
+// One member: w q; several: combined_score over the members in order. A generated pool may hold
+// a pair twice: the downdate after a choice masks every copy of the chosen pair (a stored pool
+// is validated unique).
+template <bool kDowndate, bool kSingle, class Pairs, class Weights>
+double pair_score(const Pairs& pairs, const Weights& weights, int64_t members, double* scores,
+                  const double* projection, const GreedyChoice& last, const double* downdate,
+                  int64_t k) {
   int64_t i = 0;
   int64_t j = 0;
-  if constexpr (kDowndate) {
-    i = pairs[2 * k];
-    j = pairs[2 * k + 1];
-  }
+  if constexpr (kDowndate || Weights::kFromRewards) pairs(k, i, j);
   const int64_t stride = kSingle ? 1 : members;
   double* q = scores + k * stride;
-  const double* w = weights + k * stride;
+  bool repeat = false;
+  if constexpr (kDowndate && Pairs::kGenerated) repeat = i == last.first && j == last.second;
   double score = 0.0;
   for (int64_t e = 0; e < stride; ++e) {
     double value = q[e];
     if constexpr (kDowndate) {
-      value = downdated_quadform(value, downdate[e], projection[i * stride + e],
-                                 projection[j * stride + e]);
+      value = repeat ? kNaN
+                     : downdated_quadform(value, downdate[e], projection[i * stride + e],
+                                          projection[j * stride + e]);
       q[e] = value;
     }
-    const double x = w[e] * value;
+    const double x = weights(k, e, i, j) * value;
     score = e == 0 ? x : combined_score(score, x);
   }
   return score;
 }
 
 // One pass over the pairs; the best (score, local index), NaN never winning.
-template <bool kDowndate, bool kSingle, class I>
-Best sweep_pairs(const GreedyProblem& problem, GreedyState state, const GreedyBuffers& buffers) {
-  const I* pairs = static_cast<const I*>(problem.pairs.data);
+template <bool kDowndate, bool kSingle, class Pairs, class Weights>
+Best sweep_pairs(const GreedyProblem& problem, GreedyState state, const GreedyBuffers& buffers,
+                 const Pairs& pairs, const Weights& weights) {
   const int64_t count = problem.pairs.count;
+  const GreedyChoice last = *buffers.choice;
   Best best{-std::numeric_limits<double>::infinity(), -1};
 #pragma omp parallel
   {
     Best local{-std::numeric_limits<double>::infinity(), -1};
 #pragma omp for schedule(dynamic, kSweepChunk) nowait
     for (int64_t k = 0; k < count; ++k) {
-      const double score =
-          pair_score<kDowndate, kSingle>(pairs, problem.members, problem.weights, state.scores,
-                                         buffers.projection, buffers.downdate, k);
+      const double score = pair_score<kDowndate, kSingle>(
+          pairs, weights, problem.members, state.scores, buffers.projection, last,
+          buffers.downdate, k);
       if (beats(score, k, local.score, local.index)) local = {score, k};
     }
 #pragma omp critical(activerm_sweep_best)
@@ -84,27 +88,26 @@ Best sweep_pairs(const GreedyProblem& problem, GreedyState state, const GreedyBu
   return best;
 }
 
-template <class I>
+template <class Pairs, class Weights>
 void sweep(const GreedyProblem& problem, GreedyState state, const GreedyBuffers& buffers,
-           bool downdate) {
+           bool downdate, const Pairs& pairs, const Weights& weights) {
   // After a choice that is no pair there is nothing to downdate and nothing new to find.
   if (downdate && buffers.choice->index < 0) return;
   if (!downdate) buffers.reference[0] = 1.0;  // fresh scores: the next choice is the reference
   const bool single = problem.members == 1;
   const Best best =
-      downdate ? (single ? sweep_pairs<true, true, I>(problem, state, buffers)
-                         : sweep_pairs<true, false, I>(problem, state, buffers))
-               : (single ? sweep_pairs<false, true, I>(problem, state, buffers)
-                         : sweep_pairs<false, false, I>(problem, state, buffers));
+      downdate
+          ? (single ? sweep_pairs<true, true>(problem, state, buffers, pairs, weights)
+                    : sweep_pairs<true, false>(problem, state, buffers, pairs, weights))
+          : (single ? sweep_pairs<false, true>(problem, state, buffers, pairs, weights)
+                    : sweep_pairs<false, false>(problem, state, buffers, pairs, weights));
   GreedyChoice& choice = *buffers.choice;
   choice.score = best.score;
   choice.index = best.index < 0 ? -1 : problem.first_index + best.index;
   if (best.index < 0) return;
-  const I* pairs = static_cast<const I*>(problem.pairs.data);
-  choice.first = pairs[2 * best.index];
-  choice.second = pairs[2 * best.index + 1];
+  pairs(best.index, choice.first, choice.second);
   for (int64_t e = 0; e < problem.members; ++e) {
-    choice.weights[e] = problem.weights[best.index * problem.members + e];
+    choice.weights[e] = weights(best.index, e, choice.first, choice.second);
   }
 }
 
@@ -271,8 +274,9 @@ int64_t CpuKernels::greedy_workspace_bytes(const GreedyProblem& problem) {
 void CpuKernels::greedy_sweep(const GreedyProblem& problem, GreedyState state, bool downdate,
                               void*) {
   const GreedyBuffers buffers = buffers_of(problem, state);
-  if (problem.pairs.is_int64) sweep<int64_t>(problem, state, buffers, downdate);
-  else sweep<int32_t>(problem, state, buffers, downdate);
+  dispatch_sources(problem, [&](const auto& pairs, const auto& weights) {
+    sweep(problem, state, buffers, downdate, pairs, weights);
+  });
 }
 
 void CpuKernels::greedy_apply(const GreedyProblem& problem, GreedyState state, int64_t step,

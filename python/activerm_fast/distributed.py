@@ -36,7 +36,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from . import _launch
 from . import _validation as v
+from .data.implicit_pool import ImplicitPool
 from .kernels import Selection, export, greedy_problem
 from .selection import design as _design
 from .selection.api import SelectOptions, validated
@@ -193,6 +195,13 @@ def _scalar(value: Any) -> tuple[str, Any]:
     return repr(value), value
 
 
+def _implicit_signature(pairs: Any) -> tuple[str, Any]:
+    """How an implicit pool is shown and compared (the pool every shard is part of), or None."""
+    if not isinstance(pairs, ImplicitPool):
+        return _scalar(None)
+    return _scalar((pairs.kind, pairs.size, pairs.seed, pairs.n))
+
+
 def _tensor_signature(t: torch.Tensor | None) -> tuple[str, Any]:
     """How a replicated tensor is shown and compared: its shape and dtype, and a fingerprint of
     its bytes (an int64 sum of its 32-bit words times odd position weights: one word that
@@ -241,13 +250,25 @@ class _Shard:
             )
         return k
 
-    def check_unique(self, pairs: torch.Tensor, n: int) -> None:
-        """No pair may appear in two shards (each shard was checked alone). Every rank sends
+    def check_unique(self, pairs: _launch.Pairs, n: int) -> None:
+        """No pair may appear in two shards (each shard was checked alone); an implicit pool's
+        shard must hold the positions of its rank, those ``pool.shard(rank, world)`` gives
+        (its pairs may repeat: a selection never picks a pair twice). Every rank sends
         each pair's key to the rank the key maps to, which sorts what it receives and looks for
         a repeat: 8 bytes per pair moved and about 32 held, once per selection. A repeat found
         anywhere is located by every rank in its own shard, so every rank names the same two
         rows."""
         group = self.group
+        if isinstance(pairs, _launch.GeneratedPairs):
+            starts = group.objects(pairs.first)
+            for rank, start in enumerate(starts):
+                wanted = sum(self.sizes[:rank])
+                if start != wanted:
+                    raise ValueError(
+                        f"rank {rank}: its implicit pool starts at position {start}, not "
+                        f"{wanted}; pass pool.shard(rank, world) on every rank"
+                    )
+            return
         if group.world == 1:
             return
         keys = v.pair_keys(pairs, n).to(group.device)
@@ -521,14 +542,16 @@ def select(
             "per_prompt": _scalar(None if inputs.quota is None else inputs.quota.limit),
             "prompt_ids": _tensor_signature(inputs.prompt_of),
             "uncertainty": _scalar(inputs.uncertainty),
+            "implicit pool": _implicit_signature(options["pairs"]),
         }
-        excluded = inputs.excluded
-        unavailable = 0 if excluded is None else int(excluded.sum())
-        return (inputs, budget), signature, (int(inputs.pairs.shape[0]), unavailable)
+        if inputs.generated is not None and strategy == "random":
+            raise ValueError("strategy 'random' runs on an implicit pool in one process only")
+        unavailable = v.excluded_count(inputs.excluded)
+        return (inputs, budget), signature, (int(inputs.candidates.shape[0]), unavailable)
 
     (inputs, budget), counts = _checked(group_, check)
     shard = _Shard(group_, counts)
-    shard.check_unique(inputs.pairs, inputs.members.shape[1])
+    shard.check_unique(inputs.candidates, inputs.members.shape[1])
     # resolved on the whole pool: the same totals, so the same lambda or error, on every rank
     inputs = replace(inputs, pool=_ShardedPool(shard)).resolved()
     result = STRATEGIES[strategy].choose(inputs, shard.budget(budget))
@@ -627,9 +650,9 @@ def greedy_logdet(
             "prior": (
                 _scalar(start.ridge) if start.matrix is None else _tensor_signature(start.matrix)
             ),
+            "implicit pool": _implicit_signature(pairs),
         }
-        excluded = problem.excluded
-        unavailable = 0 if excluded is None else int(excluded.sum())
+        unavailable = v.excluded_count(problem.excluded)
         return (problem, budget), signature, (int(problem.pairs.shape[0]), unavailable)
 
     (problem, budget), counts = _checked(group_, check)

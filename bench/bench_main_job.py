@@ -50,6 +50,7 @@ import torch.nn.functional as F
 import activerm_fast as arm
 from activerm_fast._threads import free_core_threads
 from activerm_fast.data.pairs import candidate_pool, within_prompt
+from activerm_fast.model.reward_model import _HeldOut
 from activerm_fast.selection.api import select
 from activerm_fast.simulate import usable_cores
 from activerm_fast.simulation.loop import LoopState
@@ -101,11 +102,13 @@ def fit_before(model: arm.RewardModel, x: np.ndarray, pairs: np.ndarray, labels:
             order = torch.from_numpy(rng.permuted(members, axis=1).copy())
             for start in range(0, order.shape[1], config.batch_size):
                 batch = order[:, start : start + config.batch_size]
-                loss = model._batch_loss(xt, pairs_t[batch], y[batch]).sum()
+                loss = model._batch_loss(xt, pairs_t[batch], y[batch], params).sum()
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-            val_loss = model._val_loss(xt, pairs_t[val_rows], y[val_rows])
+            held_out = _HeldOut.of(xt, pairs_t[val_rows], y[val_rows])
+            assert held_out is not None
+            val_loss = held_out.loss(model, params)
             improved = val_loss < best_loss
             best_loss = torch.where(improved, val_loss, best_loss)
             for kept, p in zip(best_params, params, strict=True):

@@ -70,6 +70,25 @@ def test_simulate_writes_table_csv_json_and_plot(dataset_file, tmp_path, capsys)
     assert json.loads((out / "results.json").read_text()) == records
 
 
+def test_simulate_takes_the_laplace_head_for_the_uncertainty_rules(dataset_file, tmp_path, capsys):
+    """--uncertainty laplace reaches the loop: dts runs on a one-member model (with the
+    ensemble's spread it needs two), and the records and checkpoints say which was used."""
+    out = tmp_path / "sim"
+    args = [
+        "simulate", "--dataset", str(dataset_file), "--strategies", "random", "dts",
+        "--pool", "within", "--per-prompt", "1", "--rounds", "2", "--per-round", "5",
+        "--seeds", "1", "--prompts-per-round", "20", "--ensemble", "1", "--jobs", "1",
+        "--out", str(out), "--no-progress",
+    ]  # fmt: skip
+    assert main([*args, "--uncertainty", "laplace"]) == 0
+    records = json.loads((out / "results.json").read_text())
+    assert {r["uncertainty"] for r in records} == {"laplace"} and len(records) == 4
+    state = json.loads((out / "checkpoints" / "dts-seed0" / "state.json").read_text())
+    assert state["identity"]["config"]["uncertainty"] == "laplace"
+    assert main([*args[:-2], str(tmp_path / "ensemble"), "--no-progress"]) == 2
+    assert "ensemble of at least 2 members, got 1" in one_line_error(capsys)
+
+
 def test_select_round_trip_excludes_what_was_labelled(dataset_file, tmp_path, capsys):
     dataset = data.load(dataset_file)
     oracle = BTOracle(dataset.gold, beta=1.0, seed=0)
@@ -193,6 +212,7 @@ def test_console_entry_point_runs():
         (["simulate", "--rounds", "0"], "argument --rounds: must be a positive integer, got 0"),
         (["simulate", "--strategies", "best"], "argument --strategies: invalid choice: 'best'"),
         (["simulate", "--pool", "diagonal"], "argument --pool: invalid choice"),
+        (["simulate", "--uncertainty", "dropout"], "argument --uncertainty: invalid choice"),
         (["select", "--k", "5"], "the following arguments are required"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
     ],

@@ -1,7 +1,8 @@
 """activerm_fast.distributed on real gloo process groups against one process.
 
 The test starts one group per world size (1, 2, 3) as subprocesses of this file (``python
-tests/test_distributed.py RANK WORLD PORT OUT DEVICE``), each under a hard timeout. Every rank
+tests/test_distributed.py RANK WORLD PORT OUT DEVICE``, tests/gloo.py), each under a hard
+timeout. Every rank
 runs every check (every strategy over several splits of one pool: even, uneven, an empty
 shard; greedy_logdet with weights, exclusions, a matrix prior, the lazy sweep and a state
 refresh; arguments that are wrong on one rank) and writes what it got; rank 0 also writes the single-process
@@ -13,14 +14,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import pickle
 import re
-import socket
 import subprocess
 import sys
-from datetime import timedelta
 from pathlib import Path
 
+import gloo
 import numpy as np
 import pytest
 import torch
@@ -83,20 +82,10 @@ def outcome(call, *args, **kwargs):
     return (*as_array, sel.logdet)
 
 
-def worker(rank: int, world: int, port: int, out: str, device: str) -> None:
-    import torch.distributed as dist
-
+def worker(rank: int, world: int, device: str) -> dict:
     from activerm_fast import distributed
     from activerm_fast.testing import design as _design
 
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=rank,
-        world_size=world,
-        timeout=timedelta(seconds=60),
-    )
     refreshes = []
     refresh_state = _design.refresh_state
 
@@ -229,50 +218,14 @@ def worker(rank: int, world: int, port: int, out: str, device: str) -> None:
     errors["overflow"] = lambda: distributed.greedy_logdet(huge, shard, 5)
     for name, call in errors.items():
         got[("error", name)] = outcome(call)
-    with open(out, "wb") as handle:
-        pickle.dump({"got": got, "want": want}, handle)
-    dist.destroy_process_group()
+    return {"got": got, "want": want}
 
 
 # ---- the test ---------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def run_group(world: int, tmp_path: Path, device: str) -> list[dict]:
-    port = free_port()
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    outs = [tmp_path / f"rank{r}.pkl" for r in range(world)]
-    procs = [
-        subprocess.Popen(
-            [sys.executable, __file__, str(r), str(world), str(port), str(outs[r]), device],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        for r in range(world)
-    ]
-    logs = []
-    try:
-        for proc in procs:
-            logs.append(proc.communicate(timeout=TIMEOUT_S)[0].decode(errors="replace"))
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, 9)
-                proc.wait()
-    for r, proc in enumerate(procs):
-        assert proc.returncode == 0, f"rank {r} of {world} failed:\n{logs[r][-3000:]}"
-    results = []
-    for out in outs:
-        with open(out, "rb") as handle:
-            results.append(pickle.load(handle))
-    return results
+    return gloo.run_ranks(__file__, world, tmp_path, device, timeout=TIMEOUT_S)
 
 
 def failed(result) -> bool:
@@ -417,10 +370,13 @@ COMMAND_OPTIONS = [
     ["--strategy", "past-dopt-greedy", "--ridge", "0.05", "--ridge-mode", "relative"]
     + ["--features", "embedding", "--lazy", "true"],
     ["--strategy", "bal-pm"],
+    ["--strategy", "bald", "--per-prompt", "2"],  # a ranking under a quota, sharded
 ]
 
 
-@pytest.mark.parametrize("options", COMMAND_OPTIONS, ids=["default", "design", "bal-pm"])
+@pytest.mark.parametrize(
+    "options", COMMAND_OPTIONS, ids=["default", "design", "bal-pm", "ranking-quota"]
+)
 def test_command_line_under_torchrun_writes_the_single_process_batch(tmp_path, options):
     from activerm_fast import data
     from activerm_fast.cli import main
@@ -478,10 +434,4 @@ def test_needs_a_process_group():
 
 
 if __name__ == "__main__":
-    worker(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5])
-    # results written: end without finalising Python, as the sharded command does (a gloo
-    # worker thread still releasing a collective's tensors then would abort the process; see
-    # docs/DISTRIBUTED.md)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    gloo.main(worker)

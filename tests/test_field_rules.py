@@ -118,7 +118,31 @@ def brute_infogain(mu, sigma, rng):
     return i, others[first_max([width(mu, sigma, i, j) for j in others])]
 
 
+def brute_deltaquantile(mu, sigma, rng, quantile=0.05, epsilon=0.0, partners=None):
+    """Every available ordered pair by u_i - l_j, largest first (row-major on ties); the window
+    of ranks around the quantile; in it the pair whose i has the largest u_i (first on ties)."""
+    m = len(mu)
+    ordered = [
+        (i, j)
+        for i in range(m)
+        for j in range(m)
+        if i != j and (partners is None or partners[i, j])
+    ]
+
+    def gap(pair):
+        i, j = pair
+        return (mu[i] + BETA * sigma[i]) - (mu[j] - BETA * sigma[j])
+
+    ranked = sorted(ordered, key=lambda pair: -gap(pair))  # stable: row-major on ties
+    count = len(ranked)
+    start = min(int(np.floor(count * max(0.0, quantile - epsilon))), count - 1)
+    end = min(max(int(np.floor(count * min(1.0, quantile + epsilon))), start + 1), count)
+    window = ranked[start:end]
+    return window[first_max([mu[i] + BETA * sigma[i] for i, _ in window])]
+
+
 BRUTE = {
+    "deltaquantile": brute_deltaquantile,
     "dts": brute_dts,
     "drts": lambda mu, sigma, rng: brute_dts(mu, sigma, rng, reverse=True),
     "ultrafeedback": brute_ultrafeedback,
@@ -150,7 +174,8 @@ def test_one_prompt_rule_is_its_definition(name, seed):
         sigma = rng.uniform(0, 1.5, size=m)
     partners = ~np.eye(m, dtype=bool)
     rule = field_rules.RULES[name][0]
-    got = rule(mu, sigma, partners, np.random.default_rng(seed + 1000), beta=BETA)
+    prompt = field_rules.Completions(mu, sigma, partners, beta=BETA)
+    got = rule(prompt, np.random.default_rng(seed + 1000))
     want = BRUTE[name](mu, sigma, np.random.default_rng(seed + 1000))
     assert got == tuple(int(x) for x in want)
     assert got[0] != got[1]
@@ -326,3 +351,47 @@ def test_without_prompt_ids_the_pool_is_one_prompt(name):
     want = brute_batch(name, rewards, np.zeros(7, np.int64), pairs, 1, 1)
     assert np.asarray(batch.indices).tolist()[:1] == want  # the first pick: the rule itself
     assert len(set(np.asarray(batch.indices).tolist())) == k
+
+
+@pytest.mark.parametrize("seed", range(30))
+@pytest.mark.parametrize(("quantile", "epsilon"), [(0.0, 0.0), (0.3, 0.1), (0.5, 0.5), (1.0, 0.0)])
+def test_deltaquantile_window_is_its_definition(monkeypatch, seed, quantile, epsilon):
+    """The rank window at other quantiles and half-widths than the defaults (the last rank at
+    q = 1, every pair at q = eps = 1/2), on partial pools of available pairs."""
+    rng = np.random.default_rng(seed)
+    m = int(rng.integers(2, 7))
+    mu = rng.integers(0, 3, size=m).astype(float) if seed % 2 else rng.normal(size=m)
+    sigma = rng.uniform(0, 1, size=m)
+    monkeypatch.setattr(field_rules, "QUANTILE", quantile)
+    monkeypatch.setattr(field_rules, "EPSILON", epsilon)
+    got = field_rules.deltaquantile(field_rules.Completions(mu, sigma), rng)
+    assert got == brute_deltaquantile(mu, sigma, rng, quantile, epsilon)
+    # a pool with pairs taken away: only the available ones are ranked
+    partners = ~np.eye(m, dtype=bool)
+    if m > 2:
+        partners[0, 1] = partners[1, 0] = False
+    got = field_rules.deltaquantile(field_rules.Completions(mu, sigma, partners), rng)
+    assert got == brute_deltaquantile(mu, sigma, rng, quantile, epsilon, partners)
+
+
+@pytest.mark.parametrize("name", sorted(BRUTE))
+def test_a_free_batch_of_fewer_pairs_than_prompts_is_one_pair_per_prompt(name):
+    """A rule takes one pair from each prompt before a second from any: with k no larger than
+    the prompts, its free batch is its per_prompt=1 batch, pair for pair (the results report
+    runs the rules once for both settings on this ground)."""
+    rng = np.random.default_rng(7)
+    prompt_ids = np.repeat(np.arange(10), rng.integers(2, 6, size=10))
+    n = len(prompt_ids)
+    options = dict(
+        features=rng.normal(size=(n, 3)),
+        pairs=arm.pairs.within_prompt(prompt_ids),
+        rewards=rng.normal(size=(2, n)),
+        prompt_ids=prompt_ids,
+        seed=3,
+    )
+    for k in (4, 10):
+        free = arm.select(name, k=k, **options)
+        quota = arm.select(name, k=k, per_prompt=1, **options)
+        assert np.asarray(free.indices).tolist() == np.asarray(quota.indices).tolist()
+    beyond = np.asarray(arm.select(name, k=11, **options).indices)  # a second visit
+    assert len(set(prompt_ids[options["pairs"][beyond][:, 0]].tolist())) == 10

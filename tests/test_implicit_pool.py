@@ -4,14 +4,7 @@ Fisher weights the sweep computes against fisher_weights."""
 
 from __future__ import annotations
 
-import os
-import pickle
-import socket
-import subprocess
-import sys
-from datetime import timedelta
-from pathlib import Path
-
+import gloo
 import numpy as np
 import pytest
 import torch
@@ -169,26 +162,8 @@ def test_weights_in_the_sweep_are_fisher_weights_bit_for_bit():
 
 
 def test_sharded_implicit_pool_is_one_process(tmp_path):
-    world = 2
-    port = free_port()
-    outs = [tmp_path / f"rank{r}.pkl" for r in range(world)]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    procs = [
-        subprocess.Popen(
-            [sys.executable, __file__, str(r), str(world), str(port), str(outs[r])],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        for r in range(world)
-    ]
-    logs = [proc.communicate(timeout=300)[0].decode(errors="replace") for proc in procs]
-    for r, proc in enumerate(procs):
-        assert proc.returncode == 0, logs[r][-3000:]
     want = sharded_cases(None)
-    for out in outs:
-        with open(out, "rb") as handle:
-            got = pickle.load(handle)
+    for got in gloo.run_ranks(__file__, 2, tmp_path, timeout=300):
         assert got.keys() == want.keys()
         for name, result in got.items():
             np.testing.assert_array_equal(result[0], want[name][0], err_msg=name)
@@ -220,12 +195,6 @@ def sharded_cases(shard: tuple[int, int] | None) -> dict[str, tuple]:
     sel = logdet(features, mine, 15, prior=0.2)
     results["greedy_logdet"] = (np.asarray(sel.indices), sel.gains.tobytes(), sel.logdet)
     return results
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_implicit_pool_errors():
@@ -264,19 +233,10 @@ def test_implicit_pool_errors():
         pool.shard(2, 2)
 
 
-if __name__ == "__main__":  # one rank of test_sharded_implicit_pool_is_one_process
-    import torch.distributed as dist
+def worker(rank: int, world: int) -> dict[str, tuple]:
+    """One rank of test_sharded_implicit_pool_is_one_process (tests/gloo.py)."""
+    return sharded_cases((rank, world))
 
-    rank, world, port, out = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=rank,
-        world_size=world,
-        timeout=timedelta(seconds=60),
-    )
-    results = sharded_cases((rank, world))
-    Path(out).write_bytes(pickle.dumps(results))
-    dist.barrier()
-    os._exit(0)  # no finalisation race with the other rank (see test_distributed)
+
+if __name__ == "__main__":
+    gloo.main(worker)

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import pickle
-import socket
-import subprocess
-import sys
-
+import gloo
 import numpy as np
 import pytest
 import torch
@@ -398,18 +393,12 @@ def test_greedy_logdet_and_select_with_model_pass_lazy_to_the_engine(monkeypatch
     assert sweeps_taken(built) == ["dense", "dense", "lazy", "lazy"]
 
 
-def lazy_worker(rank: int, world: int, port: int, out: str) -> None:
-    """One rank of a gloo group (run as ``python tests/test_lazy.py RANK WORLD PORT OUT``): the
-    sweep each sharded entry point's engine ran for lazy=False, True and (thresholds lowered)
-    the default, and the picks, written to ``out``."""
-    import torch.distributed as dist
-
+def lazy_worker(rank: int, world: int) -> dict:
+    """One rank of a gloo group (run as ``python tests/test_lazy.py RANK WORLD PORT OUT``,
+    tests/gloo.py): the sweep each sharded entry point's engine ran for lazy=False, True and
+    (thresholds lowered) the default, and the picks."""
     from activerm_fast import distributed
 
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
-    )
     monkeypatch = pytest.MonkeyPatch()
     built = capture_engines(monkeypatch)
     features, member_features, rewards, pairs, labelled = entry_problem()
@@ -435,42 +424,13 @@ def lazy_worker(rank: int, world: int, port: int, out: str) -> None:
         result[("want", strategy)] = arm.select(strategy, pairs=pairs, lazy=False, **kwargs)
         result[("want", strategy)] = result[("want", strategy)].indices.tolist()
     result[("want", "greedy_logdet")] = arm.greedy_logdet(features, pairs, 10).indices.tolist()
-    with open(out, "wb") as handle:
-        pickle.dump(result, handle)
-    dist.destroy_process_group()
+    return result
 
 
 def test_the_sharded_path_passes_lazy_to_every_ranks_engine(tmp_path):
     # a real 2-rank gloo group: every rank's engine runs the sweep lazy= asks for (it fails if
     # distributed.select or distributed.greedy_logdet drops it) and picks one process's batch
-    world, port = 2, free_port()
-    outs = [tmp_path / f"rank{r}.pkl" for r in range(world)]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    command = [sys.executable, __file__, "{rank}", str(world), str(port), "{out}"]
-    procs = [
-        subprocess.Popen(
-            [part.format(rank=r, out=outs[r]) for part in command],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        for r in range(world)
-    ]
-    logs = []
-    try:
-        for proc in procs:
-            logs.append(proc.communicate(timeout=120)[0].decode(errors="replace"))
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, 9)
-                proc.wait()
-    for r, proc in enumerate(procs):
-        assert proc.returncode == 0, f"rank {r} failed:\n{logs[r][-3000:]}"
-    for out in outs:
-        with open(out, "rb") as handle:
-            result = pickle.load(handle)
+    for result in gloo.run_ranks(__file__, 2, tmp_path, timeout=120):
         for name in [*GREEDY, "greedy_logdet"]:
             several = name == "ensemble-dopt-greedy"
             for lowered in (False, True):
@@ -481,15 +441,5 @@ def test_the_sharded_path_passes_lazy_to_every_ranks_engine(tmp_path):
                     assert picks == result[("want", name)], (name, lowered, lazy)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 if __name__ == "__main__":
-    lazy_worker(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
-    # results written: end without finalising Python (see tests/test_distributed.py)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    gloo.main(lazy_worker)

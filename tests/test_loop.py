@@ -198,3 +198,16 @@ def test_simulate_checks_every_strategy_and_seed_before_the_first_run(dataset, t
                 dataset, strategies, config=SMALL, seeds=seeds, out_dir=tmp_path, progress=False
             )
         assert not (tmp_path / "checkpoints").exists()
+
+
+def test_the_uncertainty_is_part_of_the_campaign(dataset, tmp_path):
+    """uncertainty="laplace" lets a rule that needs uncertainty run on one member; the record
+    says which uncertainty ran, and a checkpoint of the other is refused."""
+    config = LoopConfig(**{**SMALL.__dict__, "pool": "within", "ensemble": 1, "rounds": 2})
+    with pytest.raises(ValueError, match="ensemble of at least 2 members, got 1"):
+        ActiveLoop(dataset, "infomax", config, seed=0).run()
+    laplace = LoopConfig(**{**config.__dict__, "uncertainty": "laplace"})
+    records = ActiveLoop(dataset, "infomax", laplace, seed=0, checkpoint_dir=tmp_path).run()
+    assert [r["uncertainty"] for r in records] == ["laplace", "laplace"]
+    with pytest.raises(ValueError, match="holds a run with other settings"):
+        ActiveLoop(dataset, "infomax", config, seed=0, checkpoint_dir=tmp_path).run()

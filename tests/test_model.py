@@ -116,6 +116,32 @@ def test_early_stopping_keeps_each_members_best_epoch(linear_task):
     assert last == 39 or ((last - best).min() >= 2 and (last - 1 - best).min() < 2)
 
 
+def test_each_member_stops_on_its_own_and_stays_at_its_best(linear_task):
+    train, test, pairs, labels = linear_task
+    patience = 2
+    model = RewardModel(train.dim, hidden=(16,), ensemble=3, seed=2)
+    model.fit(train.embeddings, pairs[:300], labels[:300], epochs=60, patience=patience, lr=3e-2)
+    history = model.history_
+    val, best = np.array(history.val_loss), np.array(history.best_epoch)
+    stops = best + patience  # the epoch each member ran out of patience
+    assert len(val) == stops.max() + 1 < 60  # the fit ends with the last member
+    assert len(set(stops)) > 1, "the members should stop at different epochs here"
+    for member, stop in enumerate(stops):
+        trained = val[: stop + 1, member]
+        assert (trained[best[member] + 1 :] >= trained[best[member]]).all()
+        # after its stop a member is its best weights: its held-out loss stays its best
+        np.testing.assert_array_equal(val[stop + 1 :, member], trained.min())
+    # the kept weights are each member's best, whichever epoch the fit ended at: their loss
+    # on the held-out pairs (the seed's first 30 of a permutation, as fit draws them)
+    held_out = np.random.default_rng(2).permutation(300)[:30]
+    i, j = pairs[held_out].T
+    margin = torch.from_numpy(model.rewards(train.embeddings)).double()
+    margin = margin[:, i] - margin[:, j]
+    y = torch.from_numpy(labels[held_out]).double().expand_as(margin)
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(margin, y, reduction="none")
+    np.testing.assert_allclose(loss.mean(dim=1).numpy(), val.min(axis=0), rtol=1e-5)
+
+
 def test_single_head_and_shared_data_ensemble(linear_task):
     train, test, pairs, labels = linear_task
     pairs, labels = pairs[:600], labels[:600]

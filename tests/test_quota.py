@@ -10,15 +10,10 @@ naming the argument.
 
 from __future__ import annotations
 
-import os
-import pickle
-import socket
-import subprocess
-import sys
 from collections import Counter
-from datetime import timedelta
 from pathlib import Path
 
+import gloo
 import numpy as np
 import pytest
 import torch
@@ -342,96 +337,68 @@ def test_cuda_engine_picks_the_cpu_bits_under_a_quota(members):
 # ---- the sharded engine on 2 gloo ranks -------------------------------------------------------
 
 
-def sharded_worker(rank: int, world: int, port: int, out: str) -> None:
-    import torch.distributed as dist
+# the strategies that rank or draw, on a sharded pool: two quotas, an empty shard, budgets that
+# need most of the order walked (the largest that fit each strategy: 14 and 26 of 20 prompts)
+# and one that cannot fit (k = 21)
+RANKED = ("max-gap", "entropy", "bald", "random")
+RANKED_CASES = [(1, 5), (1, 14), (2, 12), (2, 26), (1, 21)]  # (per_prompt, k)
 
+
+def sharded_worker(rank: int, world: int) -> dict:
+    """One rank of a gloo group (tests/gloo.py): each selection on this rank's shard of one
+    pool beside the single process's selection of the whole pool."""
     from activerm_fast import distributed
 
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=rank,
-        world_size=world,
-        timeout=timedelta(seconds=60),
-    )
     rng, prompt_ids, features, rewards = instance(21, prompts=20, per=5)
     pool = np.concatenate(
         [arm.pairs.within_prompt(prompt_ids), arm.pairs.cross_prompt(prompt_ids, 400, seed=7)]
     )
     cut = [0, 157, len(pool)]
+    common = dict(features=features, rewards=rewards, prompt_ids=prompt_ids)
+    common["labelled"] = pool[[3, 200]]
     got = {}
     for strategy in ("dopt-greedy", "ensemble-dopt-greedy", "coreset", "bal-pm"):
         for lazy in (False, True):
-            options = dict(
-                features=features,
-                k=12,
-                rewards=rewards,
-                per_prompt=1,
-                prompt_ids=prompt_ids,
-                lazy=lazy,
-                labelled=pool[[3, 200]],
-            )
+            options = dict(common, k=12, per_prompt=1, lazy=lazy)
             sharded = distributed.select(strategy, pairs=pool[cut[rank] : cut[rank + 1]], **options)
             alone = arm.select(strategy, pairs=pool, **options)
             got[(strategy, lazy)] = (sharded, alone)
+    for cuts in (cut, [0, 0, len(pool)]):
+        for strategy in RANKED:
+            for per_prompt, k in RANKED_CASES:
+                options = dict(common, k=k, per_prompt=per_prompt, seed=5)
+                mine = pool[cuts[rank] : cuts[rank + 1]]
+                got[(strategy, per_prompt, k, cuts[1])] = tuple(
+                    outcome(call, strategy, pairs=pairs, **options)
+                    for call, pairs in ((distributed.select, mine), (arm.select, pool))
+                )
+    return {"got": got, "pool": pool, "prompt_ids": prompt_ids}
+
+
+def outcome(call, *args, **kwargs):
+    """The selection, or the message of the ValueError it raised."""
     try:
-        distributed.select(
-            "max-gap",
-            pairs=pool[cut[rank] : cut[rank + 1]],
-            features=features,
-            k=3,
-            rewards=rewards,
-            per_prompt=1,
-            prompt_ids=prompt_ids,
-        )
+        return call(*args, **kwargs)
     except ValueError as err:
-        got["refused"] = str(err)
-    with open(out, "wb") as handle:
-        pickle.dump({"got": got, "pool": pool, "prompt_ids": prompt_ids}, handle)
-    dist.destroy_process_group()
+        return str(err)
 
 
 def test_sharded_quota_is_the_single_process_quota(tmp_path: Path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    outs = [tmp_path / f"rank{r}.pkl" for r in range(2)]
-    procs = [
-        subprocess.Popen(
-            [sys.executable, __file__, str(r), "2", str(port), str(outs[r])],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        for r in range(2)
-    ]
-    logs = []
-    try:
-        for proc in procs:
-            logs.append(proc.communicate(timeout=150)[0].decode(errors="replace"))
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, 9)
-                proc.wait()
-    for r, proc in enumerate(procs):
-        assert proc.returncode == 0, f"rank {r} failed:\n{logs[r][-3000:]}"
-    for out in outs:
-        with open(out, "rb") as handle:
-            result = pickle.load(handle)
-        for key, got in result["got"].items():
-            if key == "refused":
+    refused = 0
+    for result in gloo.run_ranks(__file__, 2, tmp_path):
+        for key, (sharded, alone) in result["got"].items():
+            if isinstance(alone, str):  # the quota leaves too few pairs: the same error
+                assert sharded == alone, key
+                refused += 1
                 continue
-            sharded, alone = got
+            assert not isinstance(sharded, str), (key, sharded)
             assert np.asarray(sharded.indices).tolist() == np.asarray(alone.indices).tolist(), key
             assert np.array_equal(np.asarray(sharded.gains), np.asarray(alone.gains)), key
             picked = result["pool"][np.asarray(sharded.indices)]
-            assert max(prompt_counts(picked, result["prompt_ids"]).values()) == 1
-        assert "per_prompt=1 on a sharded pool" in result["got"]["refused"]
+            limit = key[1] if key[0] in RANKED else 1
+            assert max(prompt_counts(picked, result["prompt_ids"]).values()) <= limit, key
+    assert refused == 2 * 2 * len(RANKED)  # k = 21 on each rank, split and strategy alone
 
 
 if __name__ == "__main__":
-    sharded_worker(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
+    gloo.main(sharded_worker)

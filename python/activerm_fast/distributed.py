@@ -16,7 +16,9 @@ pair's choice record (score, global index, the pair's two responses, its weight 
 (4 + E) * 8 bytes per rank, whatever P and d), every rank takes the same winner (largest score,
 ties to the lowest global index, as the kernels rank pairs) and applies it to its replicated
 factor. The strategies that rank pairs exchange their local top k, ``random`` draws positions
-in the concatenation of the available pairs, ``coreset`` all-gathers each step's farthest pair.
+in the concatenation of the available pairs, ``coreset`` all-gathers each step's farthest pair;
+under a per-prompt quota a ranking or a draw is walked in ever longer leading parts of the
+whole pool's order until k pairs fit.
 
 Collectives run on the group's backend: NCCL on the current CUDA device, gloo (and any other
 backend) on the CPU, the few numbers moved there and back. Errors are agreed: every rank
@@ -30,7 +32,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 import numpy as np
 import torch
@@ -43,7 +45,7 @@ from .kernels import Selection, export, greedy_problem
 from .selection import design as _design
 from .selection.api import SelectOptions, validated
 from .selection.inputs import SelectionInputs
-from .selection.pool import Pool
+from .selection.pool import AvailablePairs, Pool, Ranking
 from .selection.registry import STRATEGIES
 
 if TYPE_CHECKING:
@@ -153,19 +155,39 @@ def _error(rank: int, failure: _Failure) -> BaseException:
         return RuntimeError(f"{failure.kind.__name__}: {message}")
 
 
-def _checked(
-    group: _Group, check: Callable[[], tuple[T, dict[str, Any], tuple[int, int]]]
-) -> tuple[T, list[tuple[int, int]]]:
+class _Sharded(Protocol):
+    """What both entry points validate (SelectionInputs, GreedyProblem): this shard's pairs
+    (stored or an implicit pool's) and exclusion mask (or excluded positions), and the
+    features, whose n bounds a pair's responses."""
+
+    @property
+    def members(self) -> torch.Tensor: ...
+
+    @property
+    def candidates(self) -> _launch.Pairs: ...
+
+    @property
+    def excluded(self) -> torch.Tensor | None: ...
+
+
+S = TypeVar("S", bound=_Sharded)
+
+
+def _sharded(
+    group: _Group, check: Callable[[], tuple[S, int, dict[str, Any]]]
+) -> tuple[S, int, _Shard]:
     """Run this rank's argument checks, then agree: every rank raises the lowest failing rank's
-    error, or the first rank whose replicated arguments differ from rank 0's. ``check`` returns
-    what it validated, the signature of the replicated arguments and (pairs, unavailable pairs)
-    of this shard; the result is the validated state and every rank's counts."""
-    state: T | None = None
+    error, or the first rank whose replicated arguments differ from rank 0's, or names a pair
+    that two shards hold. ``check`` returns what it validated, the budget k and the signature
+    of the replicated arguments; the result is the validated state, k and this rank's shard."""
+    state: S | None = None
+    budget = 0
     report: tuple[_Failure | None, dict[str, Any], tuple[int, int]]
     error: BaseException | None = None
     try:
-        state, signature, counts = check()
-        report = (None, signature, counts)
+        state, budget, signature = check()
+        unavailable = v.excluded_count(state.excluded)
+        report = (None, signature, (int(state.candidates.shape[0]), unavailable))
     except Exception as err:
         error = err
         report = (_failure(err), {}, (0, 0))
@@ -188,7 +210,9 @@ def _checked(
                     "the pairs and their weights and exclude mask are shards)"
                 )
     assert state is not None
-    return state, [counts for _, _, counts in reports]
+    shard = _Shard(group, [counts for _, _, counts in reports])
+    shard.check_unique(state.candidates, state.members.shape[1])
+    return state, budget, shard
 
 
 def _scalar(value: Any) -> tuple[str, Any]:
@@ -330,15 +354,73 @@ def _records(
     return out
 
 
-def _no_quota(quota: _design.PromptQuota | None) -> None:
-    """A ranking or a random draw under a per-prompt quota walks the whole pool's order, which
-    no rank holds: refused on a sharded pool (the greedy engine, coreset and bal-pm obey a
-    quota there)."""
-    if quota is not None:
-        raise ValueError(
-            f"per_prompt={quota.limit} on a sharded pool is supported by the greedy strategies, "
-            "coreset and bal-pm; a ranking or random strategy needs the whole pool in one process"
-        )
+class _ShardedRanking(Ranking):
+    """The whole pool's order from every rank's own: a leading part of length L is found from
+    each rank's first L available pairs (its offer). The offers, concatenated in rank (so
+    position) order and stably sorted, rank as the sort of the whole pool would; they are the
+    pool's leading part up to the first place where a rank that holds more than L has its last
+    offer, as nothing it did not offer comes before that."""
+
+    def __init__(
+        self,
+        shard: _Shard,
+        pairs: torch.Tensor,
+        score: torch.Tensor,
+        available: torch.Tensor | None,
+    ) -> None:
+        super().__init__(pairs, score, available)  # this shard's order
+        self.shard = shard
+        self.score = score
+        held = torch.tensor([self.order.shape[0]], dtype=torch.int64)
+        self.counts = shard.group.gather(held).reshape(-1).cpu()  # every rank's available pairs
+
+    def leading(self, length: int) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        shard = self.shard
+        length = min(length, int(self.counts.max()))  # past it, every rank offers all it has
+        mine = torch.sort(self.order[:length]).values  # the offer, in position order
+        offers = _records(self.score[mine], mine + shard.offset, self.pairs[mine], length)
+        table = shard.group.gather(offers).reshape(-1, 4)  # world x length records
+        table = table[table.view(torch.int64)[:, 1] >= 0]
+        order = torch.sort(-table[:, 0], stable=True).indices
+        merged = table[order].contiguous()
+        more = self.counts > length  # ranks holding pairs they did not offer
+        end = merged.shape[0]
+        if bool(more.any()):
+            offered = torch.clamp(self.counts, max=length).to(table.device)
+            rank_of = torch.arange(shard.group.world, device=table.device)
+            rank_of = rank_of.repeat_interleave(offered)[order]
+            last = torch.full_like(offered, -1)
+            places = torch.arange(end, device=table.device)
+            last.scatter_reduce_(0, rank_of, places, reduce="amax")
+            end = int(last[more.to(table.device)].min()) + 1
+        ints = merged[:end].view(torch.int64)
+        device = self.pairs.device
+        return ints[:, 1].to(device), ints[:, 2:].to(device), not bool(more.any())
+
+
+class _ShardedAvailablePairs(AvailablePairs):
+    """The available pairs of every rank, numbered in rank (so position) order: number m is
+    found on the rank holding it, and one all-reduce gives every rank its position and row."""
+
+    def __init__(self, shard: _Shard, pairs: torch.Tensor, available: torch.Tensor) -> None:
+        super().__init__(pairs, available)  # this shard's
+        self.shard = shard
+        counts = shard.group.gather(torch.tensor([self.count], dtype=torch.int64)).reshape(-1)
+        counts_list = [int(c) for c in counts.tolist()]
+        self.here = self.count
+        self.start = sum(counts_list[: shard.group.rank])
+        self.count = sum(counts_list)
+
+    def at(self, numbers: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        device = self.pairs.device
+        index = torch.as_tensor(numbers, dtype=torch.int64, device=device) - self.start
+        mine = (index >= 0) & (index < self.here)
+        local = self.positions[index[mine]]
+        found = torch.zeros((index.shape[0], 3), dtype=torch.int64, device=device)
+        found[mine, 0] = local + self.shard.offset
+        found[mine, 1:] = self.pairs[local].to(torch.int64)
+        every = self.shard.group.sum(found)  # each number is found on one rank
+        return every[:, 0], every[:, 1:]
 
 
 class _ShardedPool(Pool):
@@ -354,26 +436,13 @@ class _ShardedPool(Pool):
     def total(self, part: torch.Tensor) -> torch.Tensor:
         return self.shard.group.sum(part)
 
-    def top(
-        self,
-        pairs: torch.Tensor,
-        score: torch.Tensor,
-        k: int,
-        *,
-        quota: _design.PromptQuota | None = None,
-        available: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every rank offers its own top k in position order; the stable sort of the offers,
-        concatenated in rank (so position) order, ranks them as the sort of the whole pool."""
-        _no_quota(quota)
-        mine = torch.sort(-score, stable=True).indices[: min(k, self.shard.count)]
-        mine = torch.sort(mine).values
-        offers = _records(score[mine], mine + self.shard.offset, pairs[mine], k)
-        table = self.shard.group.gather(offers).reshape(-1, 4)
-        table = table[table.view(torch.int64)[:, 1] >= 0]
-        winners = table[torch.sort(-table[:, 0], stable=True).indices[:k]].contiguous()
-        ints = winners.view(torch.int64)
-        return ints[:, 1].to(pairs.device), ints[:, 2:].to(pairs.device)
+    def ranking(
+        self, pairs: torch.Tensor, score: torch.Tensor, available: torch.Tensor | None
+    ) -> Ranking:
+        return _ShardedRanking(self.shard, pairs, score, available)
+
+    def available_pairs(self, pairs: torch.Tensor, available: torch.Tensor) -> AvailablePairs:
+        return _ShardedAvailablePairs(self.shard, pairs, available)
 
     def best(self, pairs: torch.Tensor, score: torch.Tensor) -> tuple[int, torch.Tensor]:
         if self.shard.count:
@@ -396,36 +465,6 @@ class _ShardedPool(Pool):
                 winner = rank  # torch.argmax: NaN above every number
         assert winner is not None, "no rank offered a pair"
         return int(ints[winner, 1]), ints[winner, 2:].to(pairs.device)
-
-    def draw(
-        self,
-        pairs: torch.Tensor,
-        rng: np.random.Generator,
-        available: torch.Tensor,
-        size: int | None,
-        *,
-        quota: _design.PromptQuota | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draws indices into the concatenation of every rank's available positions exactly as
-        ``rng.choice`` of that array would (it draws indices into the array it is given)."""
-        _no_quota(quota)
-        shard = self.shard
-        counts = shard.group.gather(available.sum().reshape(1).to(torch.int64)).reshape(-1)
-        counts_list = [int(c) for c in counts.tolist()]
-        everywhere = sum(counts_list)
-        if size is None:
-            drawn = np.asarray([rng.choice(everywhere)], dtype=np.int64)
-        else:
-            drawn = np.asarray(rng.choice(everywhere, size=size, replace=False), dtype=np.int64)
-        start = sum(counts_list[: shard.group.rank])
-        index = torch.as_tensor(drawn, device=pairs.device) - start
-        mine = (index >= 0) & (index < counts_list[shard.group.rank])
-        local = torch.nonzero(available).reshape(-1)[index[mine]]
-        found = torch.zeros((drawn.shape[0], 3), dtype=torch.int64, device=pairs.device)
-        found[mine, 0] = local + shard.offset
-        found[mine, 1:] = pairs[local].to(torch.int64)
-        every = shard.group.sum(found)  # each drawn position is found on one rank
-        return every[:, 0], every[:, 1:]
 
     @property
     def offset(self) -> int:
@@ -526,7 +565,7 @@ def select(
     group_ = _Group(group)
     k = options["k"]
 
-    def check() -> tuple[tuple[SelectionInputs, int], dict[str, Any], tuple[int, int]]:
+    def check() -> tuple[SelectionInputs, int, dict[str, Any]]:
         inputs = validated(strategy, **options)
         budget = v.count_argument(k)
         signature = {
@@ -546,12 +585,9 @@ def select(
         }
         if inputs.generated is not None and strategy == "random":
             raise ValueError("strategy 'random' runs on an implicit pool in one process only")
-        unavailable = v.excluded_count(inputs.excluded)
-        return (inputs, budget), signature, (int(inputs.candidates.shape[0]), unavailable)
+        return inputs, budget, signature
 
-    (inputs, budget), counts = _checked(group_, check)
-    shard = _Shard(group_, counts)
-    shard.check_unique(inputs.candidates, inputs.members.shape[1])
+    inputs, budget, shard = _sharded(group_, check)
     # resolved on the whole pool: the same totals, so the same lambda or error, on every rank
     inputs = replace(inputs, pool=_ShardedPool(shard)).resolved()
     result = STRATEGIES[strategy].choose(inputs, shard.budget(budget))
@@ -638,7 +674,7 @@ def greedy_logdet(
     """
     group_ = _Group(group)
 
-    def check() -> tuple[tuple[_design.GreedyProblem, int], dict[str, Any], tuple[int, int]]:
+    def check() -> tuple[_design.GreedyProblem, int, dict[str, Any]]:
         problem = greedy_problem(
             features, pairs, weights=weights, prior=prior, exclude=exclude, lazy=lazy
         )
@@ -652,12 +688,9 @@ def greedy_logdet(
             ),
             "implicit pool": _implicit_signature(pairs),
         }
-        unavailable = v.excluded_count(problem.excluded)
-        return (problem, budget), signature, (int(problem.pairs.shape[0]), unavailable)
+        return problem, budget, signature
 
-    (problem, budget), counts = _checked(group_, check)
-    shard = _Shard(group_, counts)
-    shard.check_unique(problem.pairs, problem.members.shape[1])
+    problem, budget, shard = _sharded(group_, check)
     problem = replace(problem, first_index=shard.offset)
     chosen, gains, logdet = _ShardedPool(shard).greedy(problem, shard.budget(budget))
     as_numpy = v.is_numpy_like(features)

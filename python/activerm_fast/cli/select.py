@@ -93,36 +93,30 @@ def run(args: argparse.Namespace) -> int:
     dataset = load_dataset(args.data)
     pairs, labels = read_labelled(args.labelled, dataset.n)
     with free_core_threads():  # many small torch operations: threads for the free cores
-        if args.reward_head:
-            plan = head_plan(dataset, RewardHead.load(args.data), pairs, args.strategy)
-        else:
-            plan = plan_batch(
-                dataset,
-                pairs,
-                labels,
-                strategy=args.strategy,
-                ensemble=args.ensemble,
-                model_path=args.model,
-                reuse_model=args.reuse_model,
-                features=args.features,
-                seed=args.seed,
-            )
+        plan = _plan(args, dataset, pairs, labels)
         batch, note = batch_of_plan(
             dataset,
             plan,
             args.k,
             pool=args.pool,
             pool_size=args.pool_size,
-            ridge=args.ridge,
-            ridge_mode=args.ridge_mode,
-            seed=args.seed,
-            lazy=LAZY_CHOICES[args.lazy],
             exclude=_excluded(args.exclude, dataset.n),
-            per_prompt=args.per_prompt,
+            **_selection_options(args),
         )
     write_batch(args.out, dataset, batch)
     print(f"{note}; wrote {len(batch)} pairs to {args.out}")
     return 0
+
+
+def _selection_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options of the selection itself, the same in one process and sharded."""
+    return {
+        "ridge": args.ridge,
+        "ridge_mode": args.ridge_mode,
+        "seed": args.seed,
+        "lazy": LAZY_CHOICES[args.lazy],
+        "per_prompt": args.per_prompt,
+    }
 
 
 def _excluded(paths: list[str] | None, n: int) -> np.ndarray | None:
@@ -178,13 +172,9 @@ def _select_sharded(args: argparse.Namespace) -> int:
                 k=args.k,
                 rewards=plan.rewards,
                 labelled=plan.labelled,
-                ridge=args.ridge,
-                ridge_mode=args.ridge_mode,
-                seed=args.seed,
                 prompt_features=prompt_features_for(plan.strategy, dataset),
-                lazy=LAZY_CHOICES[args.lazy],
-                per_prompt=args.per_prompt,
                 prompt_ids=dataset.prompt_ids,
+                **_selection_options(args),
             )
         batch = distributed.pairs_at(shard, selection.indices).numpy()
         if rank == 0:
@@ -211,9 +201,14 @@ def _select_sharded(args: argparse.Namespace) -> int:
 def _plan_on_rank_zero(
     args: argparse.Namespace, dataset: data.Dataset, pairs: Any, labels: Any
 ) -> BatchPlan | None:
-    """:func:`~activerm_fast.annotation.plan_batch` on rank 0 (None elsewhere)."""
+    """:func:`_plan` on rank 0 (None elsewhere)."""
     if int(os.environ.get("RANK", "0")) != 0:
         return None
+    return _plan(args, dataset, pairs, labels)
+
+
+def _plan(args: argparse.Namespace, dataset: data.Dataset, pairs: Any, labels: Any) -> BatchPlan:
+    """The model's plan for the batch: the reward model's own head, or a fitted or loaded model."""
     if args.reward_head:
         return head_plan(dataset, RewardHead.load(args.data), pairs, args.strategy)
     return plan_batch(

@@ -10,7 +10,7 @@ from typing import Any
 
 from .._validation import first_line
 from ..data.pairs import POOLS
-from ..selection.api import STRATEGIES
+from ..selection.api import STRATEGIES, UNCERTAINTY
 from ..simulation.loop import LoopConfig
 from ..simulation.simulate import format_table, format_verdicts, simulate, usable_cores
 from .common import Failure, design_arguments, load_dataset, positive, positive_or_inf
@@ -63,6 +63,13 @@ def add(commands: Any) -> None:
         "--warm-start", action="store_true", help="refit from the previous round's weights"
     )
     design_arguments(sim)
+    sim.add_argument(
+        "--uncertainty",
+        choices=UNCERTAINTY,
+        default=LoopConfig.uncertainty,
+        help="the model uncertainty of bald, bal-pm and the per-prompt rules: the ensemble's "
+        "spread or the Laplace posterior of its last layer (one member will do)",
+    )
     sim.add_argument("--out", default="activerm-fast-results", help="output folder (resumable)")
     sim.add_argument(
         "--jobs",
@@ -100,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         f"{dataset.name}: {dataset.train().n} training responses to "
         f"{dataset.train().num_prompts} prompts, {dataset.test().num_prompts} test prompts; "
         f"{args.pool}-prompt pools, {args.rounds} rounds x {args.per_round} labels, "
-        f"{args.seeds} seeds"
+        f"{args.seeds} seeds, {args.uncertainty} uncertainty"
     )
     records = simulate(
         dataset,

@@ -315,6 +315,7 @@ def merge_pull(
     Returns
     -------
     PullSummary
+        The files written and the pairs counted: appended, already there, held.
 
     Raises
     ------

@@ -249,6 +249,8 @@ def pull_argilla(
     Returns
     -------
     PullSummary
+        What :func:`~activerm_fast.data.annotation_tools.merge_pull` made of the records'
+        responses.
 
     Raises
     ------

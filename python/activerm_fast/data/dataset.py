@@ -42,19 +42,6 @@ from .._validation import (
     real_vector,
 )
 
-__all__ = [
-    "ARENA_BENCH",
-    "ARENA_BENCH_EXPONENT",
-    "REALISTIC_SYNTHETIC",
-    "SYNTHETIC_KINDS",
-    "Dataset",
-    "embed_texts",
-    "from_arrays",
-    "load",
-    "spectrum_exponent",
-    "synthetic",
-]
-
 ARENA_BENCH = "arena-bench"
 SYNTHETIC_KINDS = ("isotropic", "realistic")
 # spectrum_exponent of arena-bench's embeddings (scripts/fit_embedding_spectrum.py prints it;

@@ -298,6 +298,8 @@ def pull_label_studio(
     Returns
     -------
     PullSummary
+        What :func:`~activerm_fast.data.annotation_tools.merge_pull` made of the tasks'
+        annotations.
 
     Raises
     ------

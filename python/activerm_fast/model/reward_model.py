@@ -46,9 +46,11 @@ class FitHistory:
     Attributes
     ----------
     train_loss : list of float
-        Per epoch, the BT loss on the training batches averaged over members.
+        Per epoch, the BT loss on the training batches averaged over the members still
+        training.
     val_loss : list of list of float
-        Per epoch, each member's BT loss on the held-out pairs (empty without them).
+        Per epoch, each member's BT loss on the held-out pairs (empty without them); a
+        member that has stopped is its best weights, and repeats its best loss.
     best_epoch : list of int
         Per member, the epoch whose weights were kept (early stopping), 0-based.
     num_train_pairs, num_val_pairs : int
@@ -85,6 +87,70 @@ def _adamw(params: list[torch.Tensor], lr: float, weight_decay: float) -> torch.
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
     except (RuntimeError, TypeError, ValueError):  # no fused kernel for this device here
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, foreach=True)
+
+
+@dataclass(frozen=True)
+class _HeldOut:
+    """The held-out pairs of a fit, their distinct responses gathered once."""
+
+    x: torch.Tensor  # (u, D) the distinct responses of the held-out pairs
+    pairs: torch.Tensor  # (V, 2) positions in x
+    y: torch.Tensor  # (V,) float labels
+
+    @classmethod
+    def of(cls, x: torch.Tensor, pairs: torch.Tensor, y: torch.Tensor) -> _HeldOut | None:
+        """The held-out set of ``pairs`` (rows of x) and labels ``y``; None without pairs."""
+        if pairs.shape[0] == 0:
+            return None
+        rows, inverse = torch.unique(pairs, return_inverse=True)
+        return cls(x[rows], inverse, y)
+
+    def loss(self, model: RewardModel, params: Sequence[torch.Tensor]) -> torch.Tensor:
+        """(E,) BT loss of each member of ``params`` (a subset of ``model``'s) on these pairs."""
+        with torch.no_grad():
+            r = torch.bmm(model._forward(self.x, params), params[-1][:, :, None]).squeeze(-1)
+            margin = r[:, self.pairs[:, 0]] - r[:, self.pairs[:, 1]]
+            loss = F.binary_cross_entropy_with_logits(
+                margin, self.y.expand_as(margin), reduction="none"
+            )
+            return loss.mean(dim=1)
+
+
+class _Training:
+    """The members of a fit that are still training: their parameters and AdamW.
+
+    Starts with every member, on the model's own tensors. :meth:`keep` narrows it to the
+    members that go on, as new tensors holding their weights and their AdamW moments and
+    step counts, so a stopped member costs nothing more; the model's tensors are then left
+    for the caller to fill in (a fit with held-out pairs restores every member's best).
+    """
+
+    def __init__(self, params: list[torch.Tensor], lr: float, weight_decay: float) -> None:
+        for p in params:
+            p.requires_grad_(True)
+        self.params = params
+        self.members = torch.arange(params[0].shape[0])
+        self._settings = (lr, weight_decay)
+        self._optimizer = _adamw(params, lr, weight_decay)
+
+    def step(self, loss: torch.Tensor) -> None:
+        """One AdamW step on ``loss``."""
+        self._optimizer.zero_grad(set_to_none=True)
+        torch.autograd.backward(loss)
+        self._optimizer.step()
+
+    def keep(self, members: torch.Tensor) -> None:
+        """Go on with ``members`` (model member indices, a subset of :attr:`members`) only."""
+        at = torch.searchsorted(self.members, members).to(self.params[0].device)
+        params = [p.detach()[at].clone().requires_grad_(True) for p in self.params]
+        optimizer = _adamw(params, *self._settings)
+        for old, new in zip(self.params, params, strict=True):
+            moments = self._optimizer.state.get(old, {})
+            optimizer.state[new] = {
+                name: value[at].clone() if value.ndim else value.clone()
+                for name, value in moments.items()
+            }
+        self.params, self.members, self._optimizer = params, members, optimizer
 
 
 class RewardModel:
@@ -298,9 +364,11 @@ class RewardModel:
         The loss is the logistic loss of r_i - r_j from logits (labels: 1 when
         ``pairs[k, 0]`` won), minimised with Adam (decoupled weight decay, i.e. AdamW) on
         mini-batches. A seeded ``val_fraction`` of the pairs is held out (shared by all
-        members); each member keeps the weights of its best held-out epoch and training
-        stops once no member has improved for ``patience`` epochs. With no held-out pair
-        (few labels or ``val_fraction=0``) all ``epochs`` run and the last weights are kept.
+        members); each member stops once it has gone ``patience`` epochs without improving
+        its held-out loss and keeps the weights of its best epoch, and the fit ends when
+        every member has stopped (the members still training go on alone, each in the
+        order it would have had anyway). With no held-out pair (few labels or
+        ``val_fraction=0``) all ``epochs`` run and the last weights are kept.
 
         Each member trains on its own bootstrap resample of the training pairs when
         ``bootstrap`` is True (default: when ``ensemble > 1``), otherwise on all of them, in
@@ -388,8 +456,13 @@ class RewardModel:
             num_val = num_pairs - 1
         split = rng.permutation(num_pairs)
         train_rows, val_rows = split[num_val:], split[:num_val]
-        pairs_dev, y_dev = checked_pairs.to(self.device), y.to(self.device, torch.float32)
-        x = x.to(self.device)
+        # the steps gather rows from the labelled responses alone: a small matrix that stays
+        # in cache, instead of the whole (n, D) embedding matrix
+        responses, local = np.unique(pairs_np, return_inverse=True)
+        x = x[torch.from_numpy(responses).to(x.device)].to(self.device)
+        pairs_dev = torch.from_numpy(local.reshape(pairs_np.shape)).to(self.device)
+        y_dev = y.to(self.device, torch.float32)
+        held_out = _HeldOut.of(x, pairs_dev[val_rows], y_dev[val_rows])
         history = FitHistory(num_train_pairs=train_rows.size, num_val_pairs=num_val)
         members = (
             rng.choice(train_rows, size=(self.ensemble, train_rows.size), replace=True)
@@ -398,9 +471,7 @@ class RewardModel:
         )
 
         params = self.parameters()
-        for p in params:
-            p.requires_grad_(True)
-        optimizer = _adamw(params, lr, float(weight_decay))
+        training = _Training(params, lr, float(weight_decay))
         best_loss = torch.full((self.ensemble,), math.inf, device=self.device)
         best_params = [p.detach().clone() for p in params]
         best_epoch = torch.zeros(self.ensemble, dtype=torch.int64)
@@ -408,33 +479,41 @@ class RewardModel:
         with free_core_threads(self.device) as adjust_threads:
             for epoch in range(epochs):
                 adjust_threads()  # the other processes' load may have changed
-                order = torch.from_numpy(rng.permuted(members, axis=1).copy()).to(self.device)
+                # every member's order is drawn, stopped or not, so each order is the same
+                # whichever members are still training
+                order = rng.permuted(members, axis=1)[training.members.numpy()]
+                order_dev = torch.from_numpy(order).to(self.device)
                 epoch_loss = torch.zeros((), device=self.device)
                 for start in range(0, order.shape[1], batch_size):
-                    batch = order[:, start : start + batch_size]
-                    loss = self._batch_loss(x, pairs_dev[batch], y_dev[batch]).sum()
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                    epoch_loss += loss.detach() * batch.shape[1]
-                history.train_loss.append(float(epoch_loss) / (order.shape[1] * self.ensemble))
-                if num_val == 0:
+                    batch = order_dev[:, start : start + batch_size]
+                    loss = self._batch_loss(x, pairs_dev[batch], y_dev[batch], training.params)
+                    training.step(loss.sum())
+                    epoch_loss += loss.detach().sum() * batch.shape[1]
+                history.train_loss.append(float(epoch_loss) / order.size)
+                if held_out is None:
                     continue
-                val_loss = self._val_loss(x, pairs_dev[val_rows], y_dev[val_rows])
+                active = training.members.to(self.device)
+                # a stopped member is its best weights: its held-out loss is its best loss
+                val_loss = best_loss.clone()
+                val_loss[active] = held_out.loss(self, training.params)
                 history.val_loss.append(val_loss.tolist())
                 improved = val_loss < best_loss
                 best_loss = torch.where(improved, val_loss, best_loss)
-                for kept, p in zip(best_params, params, strict=True):
-                    kept[improved] = p.detach()[improved]
+                for kept, p in zip(best_params, training.params, strict=True):
+                    kept[active[improved[active]]] = p.detach()[improved[active]]
                 improved_cpu = improved.cpu()
                 best_epoch[improved_cpu] = epoch
                 stale = torch.where(improved_cpu, 0, stale + 1)
-                if bool((stale >= patience).all()):
+                # each member stops after `patience` epochs without a gain, the fit once all have
+                going_on = training.members[stale[training.members] < patience]
+                if going_on.numel() == 0:
                     break
+                if going_on.numel() < training.members.numel():
+                    training.keep(going_on)
         with torch.no_grad():
             for p, kept in zip(params, best_params, strict=True):
                 p.requires_grad_(False)
-                if num_val:
+                if held_out is not None:
                     p.copy_(kept)
         history.best_epoch = (
             best_epoch.tolist() if num_val else [len(history.train_loss) - 1] * self.ensemble
@@ -574,8 +653,8 @@ class RewardModel:
         widths = [self.input_dim, *self.hidden]
 
         def uniform(*shape: int, fan_in: int) -> torch.Tensor:
-            values = torch.rand(self.ensemble, *shape, generator=generator) * 2 - 1
-            return (values / math.sqrt(fan_in)).to(self.device)
+            values = torch.rand(self.ensemble, *shape, generator=generator)
+            return values.mul_(2).sub_(1).div_(math.sqrt(fan_in)).to(self.device)  # in place
 
         self._weights = [
             uniform(a, b, fan_in=a) for a, b in zip(widths[:-1], widths[1:], strict=True)
@@ -594,12 +673,18 @@ class RewardModel:
             )
         return out if isinstance(embeddings, torch.Tensor) else out.cpu().numpy()
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Features (E, b, d) of shared rows x (b, D) or per-member rows x (E, b, D)."""
+    def _forward(
+        self, x: torch.Tensor, params: Sequence[torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """Features (E, b, d) of shared rows x (b, D) or per-member rows x (E, b, D), with the
+        model's weights or ``params`` (the :meth:`parameters` of some of its members)."""
         if not self.hidden:
-            return x.expand(self.ensemble, *x.shape[-2:]) if x.ndim == 2 else x
+            e = self.ensemble if params is None else params[-1].shape[0]
+            return x.expand(e, *x.shape[-2:]) if x.ndim == 2 else x
+        layers = len(self.hidden)
+        params = self.parameters() if params is None else params
         h = x
-        for weight, bias in zip(self._weights, self._biases, strict=True):
+        for weight, bias in zip(params[:layers], params[layers : 2 * layers], strict=True):
             if h.ndim == 2:  # shared rows: one (b, D) x (D, E*H) product for all members
                 e, d_in, d_out = weight.shape
                 flat = weight.permute(1, 0, 2).reshape(d_in, e * d_out)
@@ -609,22 +694,15 @@ class RewardModel:
             h = F.gelu(h)
         return h
 
-    def _batch_loss(self, x: torch.Tensor, pairs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """(E,) mean BT loss of each member on its own (E, b) batch of pairs."""
+    def _batch_loss(
+        self, x: torch.Tensor, pairs: torch.Tensor, y: torch.Tensor, params: Sequence[torch.Tensor]
+    ) -> torch.Tensor:
+        """(E,) mean BT loss of each member of ``params`` on its own (E, b) batch of pairs."""
         b = pairs.shape[1]
         rows = torch.cat([pairs[..., 0], pairs[..., 1]], dim=1)  # (E, 2b)
-        r = torch.bmm(self._forward(x[rows]), self._theta[:, :, None]).squeeze(-1)
+        r = torch.bmm(self._forward(x[rows], params), params[-1][:, :, None]).squeeze(-1)
         margin = r[:, :b] - r[:, b:]
         return F.binary_cross_entropy_with_logits(margin, y, reduction="none").mean(dim=1)
-
-    def _val_loss(self, x: torch.Tensor, pairs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """(E,) BT loss of each member on the shared held-out pairs."""
-        with torch.no_grad():
-            rows, inverse = torch.unique(pairs, return_inverse=True)
-            r = torch.bmm(self._forward(x[rows]), self._theta[:, :, None]).squeeze(-1)
-            margin = r[:, inverse[:, 0]] - r[:, inverse[:, 1]]
-            loss = F.binary_cross_entropy_with_logits(margin, y.expand_as(margin), reduction="none")
-            return loss.mean(dim=1)
 
     def _embeddings(self, embeddings: Any, name: str) -> torch.Tensor:
         return embeddings_tensor(embeddings, name, columns=self.input_dim, device=self.device)

@@ -351,6 +351,11 @@ class GreedyProblem:
         return self.members[min(member, self.members.shape[0] - 1)]
 
     @property
+    def candidates(self) -> _launch.Pairs:
+        """The pairs, stored or generated (the name SelectionInputs gives them too)."""
+        return self.pairs
+
+    @property
     def member_count(self) -> int:
         """E, the members whose log dets are summed."""
         weights = self.weights

@@ -3,8 +3,8 @@ the UltraFeedback rule and max-min.
 
 Sources: ActiveUltraFeedback (lasgroup/ActiveUltraFeedback, ICML 2026, Apache-2.0,
 ``activeuf/acquisition_function/``) for ``dts``, ``drts``, ``deltaucb``, ``infomax``,
-``maxminlcb`` and ``infogain`` (the last after sail-sg/oat); UltraFeedback's construction of
-preference pairs for ``ultrafeedback``; reward-model pipelines (RLHFlow/Online-RLHF,
+``maxminlcb``, ``infogain`` (the last after sail-sg/oat) and ``deltaquantile``; UltraFeedback's
+construction of preference pairs for ``ultrafeedback``; reward-model pipelines (RLHFlow/Online-RLHF,
 allenai/open-instruct) for ``max-min``. The definitions implemented are those of the project's
 ``field_rules.md``, in this notation: for the completions 1..m of one prompt, mu_i is the
 reward model's mean reward and sigma_i its uncertainty, u_i = mu_i + beta sigma_i and
@@ -27,12 +27,18 @@ l_i = mu_i - beta sigma_i (beta = ``BETA`` = 1):
   within ``TIE_TOLERANCE`` (1e-4) broken uniformly.
 * ``infogain``: i by one Thompson draw as in ``dts``; j = argmax over j != i of
   sigmoid(u_i - l_j) - sigmoid(l_i - u_j).
+* ``deltaquantile``: the N available ordered pairs ranked by u_i - l_j, largest first (ties in
+  row-major order); the window of ranks [a, b) with a = min(floor(N max(0, q - eps)), N - 1)
+  and b = min(max(floor(N min(1, q + eps)), a + 1), N), q = ``QUANTILE`` = 0.05 and eps =
+  ``EPSILON`` = 0 (ActiveUltraFeedback's defaults: the pair at the top 5% of optimistic gaps);
+  the pair of the window whose i has the largest u_i (the first in rank order on ties).
 
 mu and sigma come from the reward model's rewards (E, n): the ensemble mean and its standard
 deviation over members (``torch.std``, unbiased), so every rule but ``max-min`` and
 ``ultrafeedback`` needs an ensemble of at least 2 members; or, with ``uncertainty="laplace"``,
 from a Bayesian last layer (:mod:`~activerm_fast.model.laplace`): sigma_i = sqrt(phi_i^T Sigma
-phi_i), and the pairwise rules (``deltaucb``, ``infomax``, ``maxminlcb``, ``infogain``) take the
+phi_i), and the pairwise rules (``deltaucb``, ``infomax``, ``maxminlcb``, ``infogain``,
+``deltaquantile``) take the
 width of the reward *difference*, S_ij = sqrt(d_ij^T Sigma d_ij), in place of sigma_i +
 sigma_j (the documented variant: D_ij + beta S_ij for u_i - l_j, D_ij -+ beta S_ij for the
 bounds, D_ij = mu_i - mu_j). Deterministic argmaxes take the
@@ -56,6 +62,7 @@ never chosen when ``prompt_ids`` are given. The batch's gains are the D-optimal 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -64,20 +71,27 @@ from ..kernels import Selection
 from .inputs import SelectionInputs
 from .registry import batch_selection, register
 
-__all__ = ["BETA", "RULES", "TIE_TOLERANCE", "choose", "moments"]
+__all__ = [
+    "BETA",
+    "EPSILON",
+    "QUANTILE",
+    "RULES",
+    "TIE_TOLERANCE",
+    "Completions",
+    "choose",
+    "moments",
+]
 
 BETA = 1.0
 TIE_TOLERANCE = 1e-4
+# deltaquantile's rank window: centre and half-width, as fractions of the ordered pairs
+QUANTILE = 0.05
+EPSILON = 0.0
 # Thompson redraws of j while it equals i (dts, drts)
 _DTS_REDRAWS = 10
 _DRTS_REDRAWS = 30
 # completions of one prompt beyond which the (m, m) tables of a rule are refused
 _MAX_COMPLETIONS = 4096
-
-# one prompt's rule: rule(mu (m,), sigma (m,), partners (m, m) bool symmetric, rng, *, beta,
-# spread) -> (i, j); spread (m, m), when given, is the width S_ij of the reward difference the
-# pairwise rules take in place of sigma_i + sigma_j
-Rule = Callable[..., tuple[int, int]]
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -89,261 +103,246 @@ def _uniform(options: np.ndarray, rng: np.random.Generator) -> int:
     return int(options[rng.integers(len(options))])
 
 
-def _thompson(
-    signed_mu: np.ndarray,
-    sigma: np.ndarray,
-    among: np.ndarray,
-    rng: np.random.Generator,
-    *,
-    beta: float,
-) -> int:
-    """argmax over ``among`` of signed_mu + beta z sigma, z ~ U(-1, 1) for every completion."""
-    z = rng.uniform(-1.0, 1.0, size=signed_mu.shape[0])
-    value = signed_mu + beta * z * sigma
-    return int(among[int(np.argmax(value[among]))])
+@dataclass(frozen=True)
+class Completions:
+    """One prompt's completions as every rule sees them: their means and uncertainties, the
+    pairs still available, and the bounds the rules are written in.
+
+    Parameters
+    ----------
+    mu, sigma : array_like
+        (m,) mean reward and uncertainty of each completion.
+    partners : np.ndarray, optional
+        (m, m) symmetric bool: ``partners[i, j]`` when (i, j) is an available pair (every
+        pair i != j when None).
+    beta : float, default ``BETA``
+        Width of the bounds, u = mu + beta sigma and l = mu - beta sigma.
+    spread : np.ndarray, optional
+        (m, m) width S_ij of each reward difference, taken by the pairwise rules in place of
+        sigma_i + sigma_j (the Laplace variant).
+
+    Examples
+    --------
+    >>> prompt = Completions([0.0, 1.0], [0.5, 0.0])
+    >>> prompt.upper.tolist(), prompt.optimistic_gap().tolist()
+    ([0.5, 1.0], [[-inf, -0.5], [1.5, -inf]])
+    """
+
+    mu: np.ndarray
+    sigma: np.ndarray
+    partners: np.ndarray = None  # type: ignore[assignment]  # every pair when None
+    beta: float = BETA
+    spread: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        mu = np.asarray(self.mu, dtype=np.float64)
+        object.__setattr__(self, "mu", mu)
+        object.__setattr__(self, "sigma", np.asarray(self.sigma, dtype=np.float64))
+        if self.partners is None:
+            object.__setattr__(self, "partners", ~np.eye(len(mu), dtype=bool))
+
+    @property
+    def upper(self) -> np.ndarray:
+        out: np.ndarray = self.mu + self.beta * self.sigma
+        return out
+
+    @property
+    def lower(self) -> np.ndarray:
+        out: np.ndarray = self.mu - self.beta * self.sigma
+        return out
+
+    @property
+    def among(self) -> np.ndarray:
+        """The completions with an available partner."""
+        return np.flatnonzero(self.partners.any(axis=1))
+
+    def partners_of(self, i: int) -> np.ndarray:
+        return np.flatnonzero(self.partners[i])
+
+    def masked(self, score: np.ndarray) -> np.ndarray:
+        """``score`` with unavailable pairs at -inf."""
+        return np.where(self.partners, score, -np.inf)
+
+    def best_ordered(self, score: np.ndarray, among: np.ndarray | None = None) -> tuple[int, int]:
+        """The available ordered pair (i, j) of largest ``score[i, j]``, the first row-major
+        (only the pairs where ``among`` is True, when given)."""
+        allowed = self.partners if among is None else self.partners & among
+        flat = int(np.argmax(np.where(allowed, score, -np.inf)))
+        return flat // score.shape[1], flat % score.shape[1]
+
+    def thompson(self, rng: np.random.Generator, *, reverse: bool = False) -> int:
+        """argmax over :attr:`among` of +-mu + beta z sigma, z ~ U(-1, 1) for every completion
+        (-mu with ``reverse``: a draw of the worst)."""
+        z = rng.uniform(-1.0, 1.0, size=self.mu.shape[0])
+        value = (-self.mu if reverse else self.mu) + self.beta * z * self.sigma
+        among = self.among
+        return int(among[int(np.argmax(value[among]))])
+
+    def optimistic_gap(self) -> np.ndarray:
+        """(m, m) u_i - l_j (with ``spread``, mu_i - mu_j + beta S_ij), -inf off the pairs."""
+        if self.spread is not None:
+            gap = self.mu[:, None] - self.mu[None, :] + self.beta * self.spread
+        else:
+            gap = self.upper[:, None] - self.lower[None, :]
+        return self.masked(gap)
+
+    def difference_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """(m, m) lower and upper bounds of mu_i - mu_j: D -+ beta (sigma_i + sigma_j), or
+        D -+ beta S_ij with ``spread``."""
+        gap = self.mu[:, None] - self.mu[None, :]
+        width = self.sigma[:, None] + self.sigma[None, :] if self.spread is None else self.spread
+        return gap - self.beta * width, gap + self.beta * width
+
+    def interval_width(self) -> np.ndarray:
+        """(m, m) sigmoid(u_i - l_j) - sigmoid(l_i - u_j), the width of the confidence interval
+        on the preference probability; with ``spread``, sigmoid(D + beta S) - sigmoid(D - beta
+        S) for D = mu_i - mu_j."""
+        if self.spread is not None:
+            gap = self.mu[:, None] - self.mu[None, :]
+            spread = self.beta * self.spread
+            widths: np.ndarray = _sigmoid(gap + spread) - _sigmoid(gap - spread)
+            return widths
+        upper, lower = self.upper, self.lower
+        width: np.ndarray = _sigmoid(upper[:, None] - lower[None, :]) - _sigmoid(
+            lower[:, None] - upper[None, :]
+        )
+        return width
+
+
+# one prompt's rule: rule(prompt, rng) -> (i, j), an available pair of it
+Rule = Callable[[Completions, np.random.Generator], tuple[int, int]]
 
 
 def _thompson_pair(
-    mu: np.ndarray,
-    sigma: np.ndarray,
-    partners: np.ndarray,
-    rng: np.random.Generator,
-    *,
-    beta: float,
-    reverse: bool,
-    redraws: int,
+    prompt: Completions, rng: np.random.Generator, *, reverse: bool, redraws: int
 ) -> tuple[int, int]:
-    among = np.flatnonzero(partners.any(axis=1))
-    i = _thompson(mu, sigma, among, rng, beta=beta)
-    j = _thompson(-mu if reverse else mu, sigma, among, rng, beta=beta)
+    i = prompt.thompson(rng)
+    j = prompt.thompson(rng, reverse=reverse)
     for _ in range(redraws):
-        if partners[i, j]:
+        if prompt.partners[i, j]:
             break
-        j = _thompson(-mu if reverse else mu, sigma, among, rng, beta=beta)
-    if not partners[i, j]:
-        j = _uniform(np.flatnonzero(partners[i]), rng)
+        j = prompt.thompson(rng, reverse=reverse)
+    if not prompt.partners[i, j]:
+        j = _uniform(prompt.partners_of(i), rng)
     return i, j
 
 
-def dts(
-    mu: np.ndarray,
-    sigma: np.ndarray,
-    partners: np.ndarray,
-    rng: np.random.Generator,
-    *,
-    beta: float = BETA,
-    spread: np.ndarray | None = None,
-) -> tuple[int, int]:
+def dts(prompt: Completions, rng: np.random.Generator) -> tuple[int, int]:
     """Double Thompson sampling on one prompt (see the module docstring).
 
-    Examples
-    --------
-    >>> import numpy as np
-    >>> mu, sigma = np.array([0.0, 1.0, 2.0]), np.zeros(3)
-    >>> dts(mu, sigma, ~np.eye(3, dtype=bool), np.random.default_rng(0))[0]
+    >>> dts(Completions([0.0, 1.0, 2.0], [0.0] * 3), np.random.default_rng(0))[0]
     2
     """
-    return _thompson_pair(mu, sigma, partners, rng, beta=beta, reverse=False, redraws=_DTS_REDRAWS)
+    return _thompson_pair(prompt, rng, reverse=False, redraws=_DTS_REDRAWS)
 
 
-def drts(
-    mu: np.ndarray,
-    sigma: np.ndarray,
-    partners: np.ndarray,
-    rng: np.random.Generator,
-    *,
-    beta: float = BETA,
-    spread: np.ndarray | None = None,
-) -> tuple[int, int]:
+def drts(prompt: Completions, rng: np.random.Generator) -> tuple[int, int]:
     """Double reverse Thompson sampling on one prompt: i the best draw, j the worst.
 
-    Examples
-    --------
-    >>> import numpy as np
-    >>> mu, sigma = np.array([0.0, 1.0, 2.0]), np.zeros(3)
-    >>> drts(mu, sigma, ~np.eye(3, dtype=bool), np.random.default_rng(0))
+    >>> drts(Completions([0.0, 1.0, 2.0], [0.0] * 3), np.random.default_rng(0))
     (2, 0)
     """
-    return _thompson_pair(mu, sigma, partners, rng, beta=beta, reverse=True, redraws=_DRTS_REDRAWS)
+    return _thompson_pair(prompt, rng, reverse=True, redraws=_DRTS_REDRAWS)
 
 
-def max_min(
-    mu: np.ndarray,
-    sigma: np.ndarray,
-    partners: np.ndarray,
-    rng: np.random.Generator,
-    *,
-    beta: float = BETA,
-    spread: np.ndarray | None = None,
-) -> tuple[int, int]:
+def max_min(prompt: Completions, rng: np.random.Generator) -> tuple[int, int]:
     """Best against worst predicted completion of one prompt.
 
-    Examples
-    --------
-    >>> import numpy as np
-    >>> mu = np.array([0.5, 2.0, -1.0])
-    >>> max_min(mu, mu * 0, ~np.eye(3, dtype=bool), np.random.default_rng(0))
+    >>> max_min(Completions([0.5, 2.0, -1.0], [0.0] * 3), np.random.default_rng(0))
     (1, 2)
     """
-    among = np.flatnonzero(partners.any(axis=1))
-    i = int(among[int(np.argmax(mu[among]))])
-    options = np.flatnonzero(partners[i])
-    return i, int(options[int(np.argmin(mu[options]))])
+    among = prompt.among
+    i = int(among[int(np.argmax(prompt.mu[among]))])
+    options = prompt.partners_of(i)
+    return i, int(options[int(np.argmin(prompt.mu[options]))])
 
 
-def ultrafeedback(
-    mu: np.ndarray,
-    sigma: np.ndarray,
-    partners: np.ndarray,
-    rng: np.random.Generator,
-    *,
-    beta: float = BETA,
-    spread: np.ndarray | None = None,
-) -> tuple[int, int]:
+def ultrafeedback(prompt: Completions, rng: np.random.Generator) -> tuple[int, int]:
     """UltraFeedback's rule on one prompt: the best of 4 random completions against a random
     one of the other three.
 
-    Examples
-    --------
-    >>> import numpy as np
-    >>> mu = np.array([0.5, 2.0])
-    >>> ultrafeedback(mu, mu * 0, ~np.eye(2, dtype=bool), np.random.default_rng(0))
+    >>> ultrafeedback(Completions([0.5, 2.0], [0.0, 0.0]), np.random.default_rng(0))
     (1, 0)
     """
-    among = np.flatnonzero(partners.any(axis=1))
+    among = prompt.among
     drawn = rng.choice(among, size=min(4, len(among)), replace=False)
-    i = int(drawn[int(np.argmax(mu[drawn]))])
-    others = np.array([o for o in drawn.tolist() if o != i and partners[i, o]], dtype=np.int64)
+    i = int(drawn[int(np.argmax(prompt.mu[drawn]))])
+    others = np.array(
+        [o for o in drawn.tolist() if o != i and prompt.partners[i, o]], dtype=np.int64
+    )
     if len(others) == 0:
-        others = np.flatnonzero(partners[i])
+        others = prompt.partners_of(i)
     return i, _uniform(others, rng)
 
 
-def _best_ordered(score: np.ndarray, partners: np.ndarray) -> tuple[int, int]:
-    """The available ordered pair (i, j) of largest ``score[i, j]``, the first row-major."""
-    masked = np.where(partners, score, -np.inf)
-    flat = int(np.argmax(masked))
-    return flat // score.shape[1], flat % score.shape[1]
-
-
-def deltaucb(
-    mu: np.ndarray,
-    sigma: np.ndarray,
-    partners: np.ndarray,
-    rng: np.random.Generator,
-    *,
-    beta: float = BETA,
-    spread: np.ndarray | None = None,
-) -> tuple[int, int]:
+def deltaucb(prompt: Completions, rng: np.random.Generator) -> tuple[int, int]:
     """The largest optimistic reward gap u_i - l_j on one prompt.
 
-    Examples
-    --------
-    >>> import numpy as np
-    >>> mu, sigma = np.array([0.0, 0.1, 0.2]), np.array([1.0, 0.0, 0.5])
-    >>> deltaucb(mu, sigma, ~np.eye(3, dtype=bool), np.random.default_rng(0))
+    >>> deltaucb(Completions([0.0, 0.1, 0.2], [1.0, 0.0, 0.5]), np.random.default_rng(0))
     (2, 0)
     """
-    if spread is not None:  # the width of the difference: mu_i - mu_j + beta S_ij
-        return _best_ordered(mu[:, None] - mu[None, :] + beta * spread, partners)
-    upper, lower = mu + beta * sigma, mu - beta * sigma
-    return _best_ordered(upper[:, None] - lower[None, :], partners)
+    return prompt.best_ordered(prompt.optimistic_gap())
 
 
-def _interval_width(
-    mu: np.ndarray, sigma: np.ndarray, beta: float, spread: np.ndarray | None
-) -> np.ndarray:
-    """(m, m) sigmoid(u_i - l_j) - sigmoid(l_i - u_j); with ``spread``, sigmoid(D + beta S) -
-    sigmoid(D - beta S) for D = mu_i - mu_j."""
-    if spread is not None:
-        gap = mu[:, None] - mu[None, :]
-        widths: np.ndarray = _sigmoid(gap + beta * spread) - _sigmoid(gap - beta * spread)
-        return widths
-    upper, lower = mu + beta * sigma, mu - beta * sigma
-    width: np.ndarray = _sigmoid(upper[:, None] - lower[None, :]) - _sigmoid(
-        lower[:, None] - upper[None, :]
-    )
-    return width
-
-
-def infomax(
-    mu: np.ndarray,
-    sigma: np.ndarray,
-    partners: np.ndarray,
-    rng: np.random.Generator,
-    *,
-    beta: float = BETA,
-    spread: np.ndarray | None = None,
-) -> tuple[int, int]:
+def infomax(prompt: Completions, rng: np.random.Generator) -> tuple[int, int]:
     """The widest confidence interval on the preference probability on one prompt.
 
-    Examples
-    --------
-    >>> import numpy as np
-    >>> mu, sigma = np.array([0.0, 0.0, 3.0]), np.array([0.1, 1.0, 1.0])
-    >>> infomax(mu, sigma, ~np.eye(3, dtype=bool), np.random.default_rng(0))
+    >>> infomax(Completions([0.0, 0.0, 3.0], [0.1, 1.0, 1.0]), np.random.default_rng(0))
     (0, 1)
     """
     # the width is symmetric in i and j: the pair is taken with i < j
-    upper_triangle = np.triu(np.ones_like(partners), k=1)
-    return _best_ordered(_interval_width(mu, sigma, beta, spread), partners & upper_triangle)
+    upper_triangle = np.triu(np.ones_like(prompt.partners), k=1)
+    return prompt.best_ordered(prompt.interval_width(), upper_triangle)
 
 
-def maxminlcb(
-    mu: np.ndarray,
-    sigma: np.ndarray,
-    partners: np.ndarray,
-    rng: np.random.Generator,
-    *,
-    beta: float = BETA,
-    spread: np.ndarray | None = None,
-) -> tuple[int, int]:
+def maxminlcb(prompt: Completions, rng: np.random.Generator) -> tuple[int, int]:
     """The completion most surely better than every other, against its closest competitor.
 
-    Examples
-    --------
-    >>> import numpy as np
-    >>> mu, sigma = np.array([0.0, 2.0, 1.0]), np.array([0.1, 0.1, 0.1])
-    >>> maxminlcb(mu, sigma, ~np.eye(3, dtype=bool), np.random.default_rng(0))
+    >>> maxminlcb(Completions([0.0, 2.0, 1.0], [0.1] * 3), np.random.default_rng(0))
     (1, 2)
     """
-    gap = mu[:, None] - mu[None, :]
-    width = sigma[:, None] + sigma[None, :] if spread is None else spread
-    lcb, ucb = gap - beta * width, gap + beta * width
-    among = np.flatnonzero(partners.any(axis=1))
+    lcb, ucb = prompt.difference_bounds()
+    partners, among = prompt.partners, prompt.among
     winners = np.array([i for i in among if (ucb[i, partners[i]] > 0).all()], dtype=np.int64)
     candidates = winners if len(winners) else among
     worst = np.array([lcb[i, partners[i]].min() for i in candidates])
     tied = candidates[worst >= worst.max() - TIE_TOLERANCE]
     i = _uniform(tied, rng)
-    options = np.flatnonzero(partners[i])
+    options = prompt.partners_of(i)
     row = lcb[i, options]
     return i, _uniform(options[row <= row.min() + TIE_TOLERANCE], rng)
 
 
-def infogain(
-    mu: np.ndarray,
-    sigma: np.ndarray,
-    partners: np.ndarray,
-    rng: np.random.Generator,
-    *,
-    beta: float = BETA,
-    spread: np.ndarray | None = None,
-) -> tuple[int, int]:
+def infogain(prompt: Completions, rng: np.random.Generator) -> tuple[int, int]:
     """i by a Thompson draw, j its partner of the widest preference interval.
 
-    Examples
-    --------
-    >>> import numpy as np
-    >>> mu, sigma = np.array([0.0, 5.0, 4.0]), np.array([0.0, 0.0, 1.0])
-    >>> infogain(mu, sigma, ~np.eye(3, dtype=bool), np.random.default_rng(0))
+    >>> infogain(Completions([0.0, 5.0, 4.0], [0.0, 0.0, 1.0]), np.random.default_rng(0))
     (1, 2)
     """
-    among = np.flatnonzero(partners.any(axis=1))
-    i = _thompson(mu, sigma, among, rng, beta=beta)
-    options = np.flatnonzero(partners[i])
-    width = _interval_width(mu, sigma, beta, spread)[i, options]
+    i = prompt.thompson(rng)
+    options = prompt.partners_of(i)
+    width = prompt.interval_width()[i, options]
     return i, int(options[int(np.argmax(width))])
+
+
+def deltaquantile(prompt: Completions, rng: np.random.Generator) -> tuple[int, int]:
+    """The pair at the ``QUANTILE`` rank of the optimistic gaps u_i - l_j (a window of
+    ``EPSILON`` either side), the one whose i has the largest upper bound.
+
+    >>> prompt = Completions([0.0, 1.0, 2.0, 3.0], [0.0] * 4)  # 12 ordered pairs: rank 0
+    >>> deltaquantile(prompt, np.random.default_rng(0))
+    (3, 0)
+    """
+    gap = prompt.optimistic_gap().reshape(-1)
+    available = np.flatnonzero(prompt.partners.reshape(-1))
+    ranked = available[np.argsort(-gap[available], kind="stable")]
+    count = len(ranked)
+    start = min(int(count * max(0.0, QUANTILE - EPSILON)), count - 1)
+    end = min(max(int(count * min(1.0, QUANTILE + EPSILON)), start + 1), count)
+    window = ranked[start:end]
+    m = prompt.partners.shape[1]
+    best = int(window[int(np.argmax(prompt.upper[window // m]))])
+    return best // m, best % m
 
 
 # name -> (rule, needs uncertainty, summary)
@@ -364,6 +363,11 @@ RULES: dict[str, tuple[Rule, bool, str]] = {
         "per prompt: the surest winner against its closest competitor (lower bounds)",
     ),
     "infogain": (infogain, True, "per prompt: a Thompson draw against its widest interval"),
+    "deltaquantile": (
+        deltaquantile,
+        True,
+        "per prompt: the pair at the top 5% of optimistic gaps u_i - l_j",
+    ),
 }
 
 
@@ -464,7 +468,8 @@ def choose(
             if (limit is not None and used[at] >= limit) or not partners.any():
                 continue
             spread = None if pairwise is None else pairwise(rows)
-            i, j = rule(mu[rows], sigma[rows], partners, rng, beta=beta, spread=spread)
+            prompt = Completions(mu[rows], sigma[rows], partners, beta=beta, spread=spread)
+            i, j = rule(prompt, rng)
             found = where.get((i, j), where.get((j, i)))
             assert found is not None and partners[i, j]
             partners[i, j] = partners[j, i] = False

@@ -7,47 +7,78 @@ import torch
 
 from . import design
 
-__all__ = ["WHOLE_POOL", "Pool", "QuotaCount", "quota_walk"]
+__all__ = ["WHOLE_POOL", "AvailablePairs", "Pool", "QuotaCount", "QuotaWalk", "Ranking"]
 
 
-def quota_walk(
-    pairs: torch.Tensor, order: torch.Tensor, quota: design.PromptQuota, k: int
-) -> torch.Tensor:
-    """The first ``k`` of the positions ``order`` (rows of ``pairs``) taken in turn while each
-    distinct prompt of a pair has fewer than ``quota.limit`` taken pairs: the ranking or draw of
-    a strategy under a per-prompt quota. O(len(order)) once, stopping at the k-th pair; a
-    ValueError when fewer than ``k`` fit.
+class QuotaWalk:
+    """Pairs offered in an order and taken in turn while each distinct prompt of a pair has
+    fewer than ``quota.limit`` taken pairs, until ``k`` are taken: the ranking or draw of a
+    strategy under a per-prompt quota. The order may come in pieces (:meth:`walk` resumes where
+    the last piece ended), so a sharded pool need not hold all of it; O(pairs walked).
 
     Examples
     --------
     >>> import torch
     >>> quota = design.PromptQuota(1, torch.tensor([0, 0, 1, 1]), 2)
     >>> pairs = torch.tensor([[0, 1], [0, 2], [2, 3], [1, 3]])
-    >>> quota_walk(pairs, torch.tensor([1, 0, 2, 3]), quota, 1).tolist()
-    [1]
-    >>> quota_walk(pairs, torch.tensor([0, 1, 2, 3]), quota, 2).tolist()
-    [0, 2]
+    >>> walk = QuotaWalk(quota, 2)
+    >>> walk.walk(torch.tensor([0, 1]), pairs[[0, 1]])  # pair 1 shares prompt 0 with pair 0
+    False
+    >>> walk.walk(torch.tensor([2, 3]), pairs[[2, 3]])
+    True
+    >>> [t.tolist() for t in walk.chosen()]
+    [[0, 2], [[0, 1], [2, 3]]]
     """
-    first, second = quota.prompts_of(pairs[order])
-    used = [0] * quota.prompts
-    limit = quota.limit
-    taken: list[int] = []
-    if k > 0:
-        for position, a, b in zip(order.tolist(), first.tolist(), second.tolist(), strict=True):
+
+    def __init__(self, quota: design.PromptQuota, k: int) -> None:
+        self.quota = quota
+        self.k = k
+        self.walked = 0  # pairs of the order walked so far
+        self.taken = 0
+        self.used = [0] * quota.prompts
+        self.pieces: list[tuple[torch.Tensor, torch.Tensor]] = []  # (positions, rows) taken
+
+    @property
+    def done(self) -> bool:
+        """Whether ``k`` pairs are taken."""
+        return self.taken == self.k
+
+    def walk(self, positions: torch.Tensor, rows: torch.Tensor) -> bool:
+        """Walk the next pairs of the order, their pool ``positions`` and ``rows``, stopping at
+        the k-th taken pair; whether ``k`` are taken."""
+        first, second = self.quota.prompts_of(rows)
+        used, limit = self.used, self.quota.limit
+        taken = []
+        for at, (a, b) in enumerate(zip(first.tolist(), second.tolist(), strict=True)):
+            if self.taken == self.k:
+                break
             if used[a] >= limit or used[b] >= limit:
                 continue
             used[a] += 1
             if b != a:
                 used[b] += 1
-            taken.append(position)
-            if len(taken) == k:
-                break
-    if len(taken) < k:
-        raise ValueError(
-            f"per_prompt={limit} leaves only {len(taken)} pairs to choose, k = {k}; lower k "
-            "or raise per_prompt"
-        )
-    return torch.tensor(taken, dtype=torch.int64, device=pairs.device)
+            taken.append(at)
+            self.taken += 1
+        self.walked += positions.shape[0]
+        here = torch.tensor(taken, dtype=torch.int64, device=positions.device)
+        self.pieces.append((positions[here], rows[here]))
+        return self.done
+
+    def chosen(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The positions and rows of the ``k`` pairs taken; a ValueError when the whole order
+        was walked and fewer fit."""
+        if not self.done:
+            raise ValueError(
+                f"per_prompt={self.quota.limit} leaves only {self.taken} pairs to choose, "
+                f"k = {self.k}; lower k or raise per_prompt"
+            )
+        if not self.pieces:  # k = 0: nothing walked
+            device = self.quota.prompt_of.device
+            return torch.empty(0, dtype=torch.int64, device=device), torch.empty(
+                (0, 2), dtype=torch.int64, device=device
+            )
+        positions, rows = zip(*self.pieces, strict=True)
+        return torch.cat(positions), torch.cat(rows)
 
 
 class QuotaCount:
@@ -81,19 +112,45 @@ class QuotaCount:
         return torch.cat(full) if full else self.pairs[:0]
 
 
+class Ranking:
+    """The available pairs in decreasing ``score`` order (NaN after every number, ties to the
+    lowest position), given out as ever longer leading parts: :meth:`Pool.top`'s order."""
+
+    def __init__(
+        self, pairs: torch.Tensor, score: torch.Tensor, available: torch.Tensor | None
+    ) -> None:
+        order = torch.sort(-score, stable=True).indices
+        self.order = order if available is None else order[available[order]]
+        self.pairs = pairs
+
+    def leading(self, length: int) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """The first ``length`` or more of the order (all of it when shorter): positions and
+        rows, and whether that is the whole order."""
+        head = self.order[:length]
+        return head, self.pairs[head], length >= self.order.shape[0]
+
+
+class AvailablePairs:
+    """The available pairs of the pool, numbered 0 .. ``count`` - 1 in position order: what
+    :meth:`Pool.draw` draws from."""
+
+    def __init__(self, pairs: torch.Tensor, available: torch.Tensor) -> None:
+        self.positions = torch.nonzero(available).reshape(-1)
+        self.count = int(self.positions.shape[0])
+        self.pairs = pairs
+
+    def at(self, numbers: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """The positions and rows of the available pairs numbered ``numbers``."""
+        chosen = self.positions[torch.as_tensor(numbers, device=self.positions.device)]
+        return chosen, self.pairs[chosen]
+
+
 class Pool:
     """The questions a strategy asks of the whole candidate pool, answered over the ``pairs``
     this process holds (all of them here). Positions are positions in the whole pool; a
-    sharded pool (:mod:`activerm_fast.distributed`) overrides every method with one that
-    exchanges a few numbers per call between the processes holding its shards."""
-
-    def local(self, position: int) -> int | None:
-        """The row of ``pairs`` holding pool position ``position``, None if not here."""
-        return position
-
-    def total(self, part: torch.Tensor) -> torch.Tensor:
-        """A sum over the pool, given the sum over the pairs held here."""
-        return part
+    sharded pool (:mod:`activerm_fast.distributed`) overrides the methods below :meth:`draw`
+    with ones that exchange a few numbers per call between the processes holding its shards,
+    and :meth:`top` and :meth:`draw` work on either."""
 
     def top(
         self,
@@ -106,20 +163,20 @@ class Pool:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The positions and rows of the k largest float64 scores (NaN after every number),
         ties to the lowest position; with a ``quota``, taken in that order among the
-        ``available`` pairs while their prompts have room (:func:`quota_walk`)."""
-        order = torch.sort(-score, stable=True).indices
+        ``available`` pairs while their prompts have room (:class:`QuotaWalk`), the order
+        fetched in ever longer leading parts until k fit."""
+        ranking = self.ranking(pairs, score, available)
         if quota is None:
-            chosen = order[:k]
-        else:
-            if available is not None:
-                order = order[available[order]]
-            chosen = quota_walk(pairs, order, quota, k)
-        return chosen, pairs[chosen]
-
-    def best(self, pairs: torch.Tensor, score: torch.Tensor) -> tuple[int, torch.Tensor]:
-        """The position and row of the largest score (a NaN if any), the first of ties."""
-        best = int(torch.argmax(score))
-        return best, pairs[best]
+            positions, rows, _ = ranking.leading(k)
+            return positions[:k], rows[:k]
+        walk, length = QuotaWalk(quota, k), k
+        while not walk.done:
+            positions, rows, complete = ranking.leading(length)
+            walk.walk(positions[walk.walked :], rows[walk.walked :])
+            if complete:
+                break
+            length *= 2
+        return walk.chosen()
 
     def draw(
         self,
@@ -130,21 +187,45 @@ class Pool:
         *,
         quota: design.PromptQuota | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``rng.choice`` of the available positions, ascending: ``size`` distinct ones, or one
-        (``size`` None, drawn as ``rng.choice(positions)``); with their rows. With a ``quota``,
-        a random order of the available positions (``rng.permutation``) taken while their
-        prompts have room (:func:`quota_walk`)."""
-        positions = torch.nonzero(available).reshape(-1).cpu().numpy()
-        if quota is not None and size is not None:
-            order = torch.as_tensor(rng.permutation(positions), device=pairs.device)
-            chosen = quota_walk(pairs, order.long(), quota, size)
-            return chosen, pairs[chosen]
+        """``rng.choice`` of the available positions (as it draws, by number among them):
+        ``size`` distinct ones, or one (``size`` None, drawn as ``rng.choice(positions)``);
+        with their rows. With a ``quota``, a random order of the available positions (as
+        ``rng.permutation`` orders them) taken while their prompts have room
+        (:class:`QuotaWalk`), fetched in ever longer parts until ``size`` fit."""
+        held = self.available_pairs(pairs, available)
         if size is None:
-            drawn = np.asarray([rng.choice(positions)])
-        else:
-            drawn = rng.choice(positions, size=size, replace=False)
-        chosen = torch.as_tensor(drawn, device=pairs.device)
-        return chosen, pairs[chosen]
+            return held.at(np.asarray([rng.choice(held.count)]))
+        if quota is None:
+            return held.at(rng.choice(held.count, size=size, replace=False))
+        order = rng.permutation(held.count)
+        walk, start, length = QuotaWalk(quota, size), 0, size
+        while not walk.done and start < held.count:
+            walk.walk(*held.at(order[start : start + length]))
+            start, length = start + length, 2 * length
+        return walk.chosen()
+
+    def ranking(
+        self, pairs: torch.Tensor, score: torch.Tensor, available: torch.Tensor | None
+    ) -> Ranking:
+        """The order :meth:`top` takes pairs in (``available`` None: every pair)."""
+        return Ranking(pairs, score, available)
+
+    def available_pairs(self, pairs: torch.Tensor, available: torch.Tensor) -> AvailablePairs:
+        """The pairs :meth:`draw` draws from."""
+        return AvailablePairs(pairs, available)
+
+    def local(self, position: int) -> int | None:
+        """The row of ``pairs`` holding pool position ``position``, None if not here."""
+        return position
+
+    def total(self, part: torch.Tensor) -> torch.Tensor:
+        """A sum over the pool, given the sum over the pairs held here."""
+        return part
+
+    def best(self, pairs: torch.Tensor, score: torch.Tensor) -> tuple[int, torch.Tensor]:
+        """The position and row of the largest score (a NaN if any), the first of ties."""
+        best = int(torch.argmax(score))
+        return best, pairs[best]
 
     @property
     def offset(self) -> int:

@@ -35,6 +35,7 @@ from ..selection.api import (
     FEATURE_CHOICES,
     RIDGE_MODES,
     STRATEGIES,
+    UNCERTAINTY,
     prompt_features_for,
     select,
     select_with_model,
@@ -87,6 +88,10 @@ class LoopConfig:
     per_prompt : int, optional
         At most this many pairs per prompt in a round's batch, for every strategy and the
         first random round (None: no limit; see :func:`~activerm_fast.select`).
+    uncertainty : {"ensemble", "laplace"}, default "ensemble"
+        Where ``bald``, ``bal-pm`` and the per-prompt rules take the model's uncertainty from:
+        the ensemble's spread, or the Laplace posterior of its last layer (see
+        :func:`~activerm_fast.select`).
 
     Raises
     ------
@@ -105,6 +110,10 @@ class LoopConfig:
     Traceback (most recent call last):
     ...
     ValueError: pool must be one of ('cross', 'within'), got 'everything'
+    >>> LoopConfig(uncertainty="dropout")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown uncertainty 'dropout'; choose one of ...
     """
 
     pool: str = "cross"
@@ -126,6 +135,7 @@ class LoopConfig:
     features: str = "hidden"
     best_of: tuple[int, ...] = (2, 4, 8, 16)
     per_prompt: int | None = None
+    uncertainty: str = "ensemble"
 
     def __post_init__(self) -> None:
         if self.pool not in POOLS:
@@ -136,6 +146,7 @@ class LoopConfig:
         positive_scalar(self.ridge, "ridge")
         known_name(self.ridge_mode, RIDGE_MODES, "ridge_mode")
         known_name(self.features, FEATURE_CHOICES, "features")
+        known_name(self.uncertainty, UNCERTAINTY, "uncertainty")
         if self.per_prompt is not None:
             positive_integer(self.per_prompt, "per_prompt")
         object.__setattr__(self, "hidden", tuple(self.hidden))
@@ -243,7 +254,7 @@ class ActiveLoop:
         Returns
         -------
         list of dict
-            One record per round: strategy, seed, pool, round (1-based), labels so far,
+            One record per round: strategy, seed, pool, uncertainty, round (1-based), labels so far,
             pool_size, the test metrics (``spearman``, ``best_of_{N}_gold`` and
             ``best_of_{N}_quantile`` with a golden reward, ``pair_accuracy`` with labelled
             test pairs), select_seconds and fit_seconds.
@@ -304,6 +315,7 @@ class ActiveLoop:
             "strategy": self.strategy,
             "seed": self.seed,
             "pool": config.pool,
+            "uncertainty": config.uncertainty,
             "round": round_index + 1,
             "labels": int(len(state.labels)),
             "pool_size": int(len(pool)),
@@ -342,6 +354,7 @@ class ActiveLoop:
                 features=self.config.features,
                 seed=seed,
                 prompt_features=self.prompt_features,
+                uncertainty=self.config.uncertainty,
                 **self._quota(),
             )
         return np.asarray(selection.indices)

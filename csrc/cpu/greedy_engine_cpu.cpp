@@ -35,21 +35,16 @@ struct Best {
   int64_t index;
 };
 
-// The score of pair k: with kDowndate, q_e,k -= c_e (v_e,i - v_e,j)^2 first (written back).
-// One member: w q; several: combined_score over the members in order. A generated pool may hold
-// a pair twice: the downdate after a choice masks every copy of the chosen pair (a stored pool
-// is validated unique).
-template <bool kDowndate, bool kSingle, class Pairs, class Weights>
-double pair_score(const Pairs& pairs, const Weights& weights, int64_t members, double* scores,
-                  const double* projection, const GreedyChoice& last, const double* downdate,
-                  int64_t k) {
-  int64_t i = 0;
-  int64_t j = 0;
-  if constexpr (kDowndate || Weights::kFromRewards) pairs(k, i, j);
+// The score of pair k = (i, j): with kDowndate, q_e,k -= c_e (v_e,i - v_e,j)^2 first (written
+// back); `repeat` masks it instead (a generated pool may hold a pair twice: the downdate after a
+// choice masks every copy of the chosen pair; a stored pool is validated unique). One member:
+// w q; several: combined_score over the members in order; weight(e) is member e's w.
+template <bool kDowndate, bool kSingle, class Weight>
+double scored_pair(int64_t members, double* scores, const double* projection,
+                   const double* downdate, int64_t k, int64_t i, int64_t j, bool repeat,
+                   const Weight& weight) {
   const int64_t stride = kSingle ? 1 : members;
   double* q = scores + k * stride;
-  bool repeat = false;
-  if constexpr (kDowndate && Pairs::kGenerated) repeat = i == last.first && j == last.second;
   double score = 0.0;
   for (int64_t e = 0; e < stride; ++e) {
     double value = q[e];
@@ -59,28 +54,66 @@ double pair_score(const Pairs& pairs, const Weights& weights, int64_t members, d
                                           projection[j * stride + e]);
       q[e] = value;
     }
-    const double x = weights(k, e, i, j) * value;
+    const double x = weight(e) * value;
     score = e == 0 ? x : combined_score(score, x);
   }
   return score;
 }
 
+// Pairs a sweep computes (generated, or whose weights it computes) are staged kStage at a time:
+// their pairs first, then one member's weights, then the scores, so the long chains of
+// arithmetic of neighbouring pairs overlap instead of each waiting on the last.
+constexpr int64_t kStage = 64;
+
 // One pass over the pairs; the best (score, local index), NaN never winning.
 template <bool kDowndate, bool kSingle, class Pairs, class Weights>
 Best sweep_pairs(const GreedyProblem& problem, GreedyState state, const GreedyBuffers& buffers,
                  const Pairs& pairs, const Weights& weights) {
+  constexpr bool kNeedPairs = kDowndate || Weights::kFromRewards;
+  constexpr bool kStaged = Pairs::kGenerated || Weights::kFromRewards;
   const int64_t count = problem.pairs.count;
+  const int64_t members = problem.members;
   const GreedyChoice last = *buffers.choice;
   Best best{-std::numeric_limits<double>::infinity(), -1};
 #pragma omp parallel
   {
     Best local{-std::numeric_limits<double>::infinity(), -1};
+    if constexpr (kStaged) {
+      const int64_t stages = (count + kStage - 1) / kStage;
+#pragma omp for schedule(dynamic, kSweepChunk / kStage) nowait
+      for (int64_t stage = 0; stage < stages; ++stage) {
+        const int64_t first = stage * kStage;
+        const int64_t size = std::min(kStage, count - first);
+        int64_t i[kStage] = {};
+        int64_t j[kStage] = {};
+        double w[kStage] = {};
+        if constexpr (kNeedPairs) {
+          for (int64_t t = 0; t < size; ++t) pairs(first + t, i[t], j[t]);
+        }
+        for (int64_t t = 0; t < size; ++t) w[t] = weights(first + t, 0, i[t], j[t]);
+        for (int64_t t = 0; t < size; ++t) {
+          const int64_t k = first + t;
+          bool repeat = false;
+          if constexpr (kDowndate && Pairs::kGenerated) {
+            repeat = i[t] == last.first && j[t] == last.second;
+          }
+          const double score = scored_pair<kDowndate, kSingle>(
+              members, state.scores, buffers.projection, buffers.downdate, k, i[t], j[t], repeat,
+              [&](int64_t e) { return e == 0 ? w[t] : weights(k, e, i[t], j[t]); });
+          if (beats(score, k, local.score, local.index)) local = {score, k};
+        }
+      }
+    } else {
 #pragma omp for schedule(dynamic, kSweepChunk) nowait
-    for (int64_t k = 0; k < count; ++k) {
-      const double score = pair_score<kDowndate, kSingle>(
-          pairs, weights, problem.members, state.scores, buffers.projection, last,
-          buffers.downdate, k);
-      if (beats(score, k, local.score, local.index)) local = {score, k};
+      for (int64_t k = 0; k < count; ++k) {
+        int64_t i = 0;
+        int64_t j = 0;
+        if constexpr (kDowndate) pairs(k, i, j);
+        const double score = scored_pair<kDowndate, kSingle>(
+            members, state.scores, buffers.projection, buffers.downdate, k, i, j, false,
+            [&](int64_t e) { return weights(k, e, i, j); });
+        if (beats(score, k, local.score, local.index)) local = {score, k};
+      }
     }
 #pragma omp critical(activerm_sweep_best)
     if (beats(local.score, local.index, best.score, best.index)) best = local;

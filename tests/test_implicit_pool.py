@@ -4,6 +4,11 @@ Fisher weights the sweep computes against fisher_weights."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import gloo
 import numpy as np
 import pytest
@@ -127,7 +132,7 @@ def test_refresh_masks_every_copy_of_a_chosen_pair():
 
 def test_random_draws_the_materialised_positions():
     ids, features, rewards, _ = problem(20_000, 20, 6)
-    pool = arm.ImplicitPool.cross_prompt(ids, 3000, seed=1)
+    pool = arm.ImplicitPool.cross_prompt(ids, 3000, seed=2)
     rows = pool.materialize()
     assert len(first_copies(rows, 20_000)) == 3000  # no repeats among these positions
     got = arm.select("random", features=features, pairs=pool, k=30, rewards=rewards, seed=5)
@@ -159,6 +164,33 @@ def test_weights_in_the_sweep_are_fisher_weights_bit_for_bit():
     assert results[0] == results[2] and results[1] == results[3]
     best = results[0][1]
     assert results[2][2] == stored[best, 0].item()  # the record's weight, computed in the sweep
+
+
+THREADS_SCRIPT = """
+import json, numpy as np, activerm_fast as arm
+rng = np.random.default_rng(7)
+f = rng.normal(size=(3000, 24)).astype(np.float32)
+pool = arm.ImplicitPool.cross_prompt(rng.integers(0, 300, size=3000), 300_000, seed=3)
+s = arm.select("dopt-greedy", features=f, pairs=pool, k=40, rewards=rng.normal(size=3000))
+print(json.dumps([arm.build_info()["openmp_threads"], s.indices.tolist(), s.gains.tolist(),
+                  s.logdet, pool.materialize()[::997].tolist()]))
+"""
+
+
+def test_identical_results_with_one_and_two_threads():
+    results = []
+    for threads in ("1", "2"):
+        env = dict(os.environ, OMP_NUM_THREADS=threads)
+        out = subprocess.run(
+            [sys.executable, "-c", THREADS_SCRIPT],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        results.append(json.loads(out.stdout))
+    assert [r[0] for r in results] == [1, 2]
+    assert results[0][1:] == results[1][1:]  # bitwise: same pairs, picks, gains, log det
 
 
 def test_sharded_implicit_pool_is_one_process(tmp_path):

@@ -61,8 +61,9 @@ double scored_pair(int64_t members, double* scores, const double* projection,
 }
 
 // Pairs a sweep computes (generated, or whose weights it computes) are staged kStage at a time:
-// their pairs first, then one member's weights, then the scores, so the long chains of
-// arithmetic of neighbouring pairs overlap instead of each waiting on the last.
+// their pairs first (prefetching what the later loops gather), then one member's weights, then
+// the scores, so the long chains of arithmetic and the cache misses of neighbouring pairs
+// overlap instead of each waiting on the last.
 constexpr int64_t kStage = 64;
 
 // One pass over the pairs; the best (score, local index), NaN never winning.
@@ -88,7 +89,18 @@ Best sweep_pairs(const GreedyProblem& problem, GreedyState state, const GreedyBu
         int64_t j[kStage] = {};
         double w[kStage] = {};
         if constexpr (kNeedPairs) {
-          for (int64_t t = 0; t < size; ++t) pairs(first + t, i[t], j[t]);
+          for (int64_t t = 0; t < size; ++t) {
+            pairs(first + t, i[t], j[t]);
+            // the gathers of the stage's later loops, requested while the pairs are drawn
+            if constexpr (Weights::kFromRewards) {
+              __builtin_prefetch(weights.fisher.rewards + i[t]);
+              __builtin_prefetch(weights.fisher.rewards + j[t]);
+            }
+            if constexpr (kDowndate) {
+              __builtin_prefetch(buffers.projection + i[t] * (kSingle ? 1 : members));
+              __builtin_prefetch(buffers.projection + j[t] * (kSingle ? 1 : members));
+            }
+          }
         }
         for (int64_t t = 0; t < size; ++t) w[t] = weights(first + t, 0, i[t], j[t]);
         for (int64_t t = 0; t < size; ++t) {

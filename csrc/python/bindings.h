@@ -39,20 +39,23 @@ inline void bind_views(py::module_& m) {
       .def_static(
           "generated",
           [](int32_t kind, uint64_t key, int64_t first, int64_t count, int64_t n,
-             int64_t eligible, uintptr_t order, uintptr_t runs, uintptr_t draw_from) {
+             int64_t eligible, double spread, uintptr_t order, uintptr_t runs,
+             uintptr_t draw_from) {
             PairView view{nullptr, true, count};
             view.implicit = ImplicitPairs{kind,
                                           key,
                                           first,
                                           n,
                                           eligible,
+                                          spread,
                                           address<const int64_t>(order),
                                           address<const int64_t>(runs),
                                           address<const int64_t>(draw_from)};
             return view;
           },
           py::arg("kind"), py::arg("key"), py::arg("first"), py::arg("count"), py::arg("n"),
-          py::arg("eligible"), py::arg("order"), py::arg("runs"), py::arg("draw_from"))
+          py::arg("eligible"), py::arg("spread"), py::arg("order"), py::arg("runs"),
+          py::arg("draw_from"))
       .def_readonly("count", &PairView::count);
   py::class_<PromptQuota>(m, "PromptQuota", py::module_local())
       .def(py::init([](int64_t limit, int64_t prompts, uintptr_t prompt_of, uintptr_t offsets,

@@ -31,6 +31,7 @@ class PairView:
         count: int,
         n: int,
         eligible: int,
+        spread: float,
         order: int,
         runs: int,
         draw_from: int,

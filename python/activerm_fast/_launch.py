@@ -120,6 +120,7 @@ class GeneratedPairs:
     count: int
     n: int
     eligible: int
+    spread: float  # eligible / the whole pool's size
     order: torch.Tensor | None  # None: the identity
     runs: torch.Tensor
     draw_from: torch.Tensor | None
@@ -150,6 +151,7 @@ def _pair_view(backend: ModuleType, p: Pairs) -> Any:
             p.count,
             p.n,
             p.eligible,
+            p.spread,
             _address(p.order),
             p.runs.data_ptr(),
             _address(p.draw_from),

@@ -35,19 +35,22 @@ ARM_HD int64_t draw_below(uint64_t h, int64_t m) {
 #endif
 }
 
-// Global pair k of a generated pool, as (min, max) responses.
+// Global pair k of a generated pool, as (min, max) responses. Its first response is the
+// (k spread)-th eligible one, so consecutive pairs share it and read its tables in order (one
+// IEEE multiply, the same on every device); its partner is draw k of the pool's stream.
 ARM_HD void implicit_pair(const ImplicitPairs& pool, int64_t k, int64_t& i, int64_t& j) {
-  const uint64_t c = 2 * static_cast<uint64_t>(k);
-  int64_t a = draw_below(counter_draw(pool.key, c), pool.eligible);
+  int64_t a = static_cast<int64_t>(static_cast<double>(k) * pool.spread);
+  if (a >= pool.eligible) a = pool.eligible - 1;
   if (pool.draw_from != nullptr) a = pool.draw_from[a];
   const int64_t start = pool.runs[2 * a];
   const int64_t length = pool.runs[2 * a + 1] - start;
+  const uint64_t h = counter_draw(pool.key, static_cast<uint64_t>(k));
   int64_t b;
   if (pool.kind == kCrossPromptPairs) {
-    b = draw_below(counter_draw(pool.key, c + 1), pool.n - length);  // skip a's own run
+    b = draw_below(h, pool.n - length);  // skip a's own run
     if (b >= start) b += length;
   } else {
-    b = start + draw_below(counter_draw(pool.key, c + 1), length - 1);  // skip a itself
+    b = start + draw_below(h, length - 1);  // skip a itself
     if (b >= a) b += 1;
   }
   const int64_t x = pool.order == nullptr ? a : pool.order[a];

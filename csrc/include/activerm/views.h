@@ -21,10 +21,11 @@ struct FeatureView {  // row-major (n, d), float32 or float64
 
 // A pool whose pairs are generated, never stored (pair_source.h): pair k is a function of
 // (key, k) alone, a counter-based draw, so any range of k (a shard) needs only the key.
-// Cross-prompt (kind 1): a response a uniform over all n, its partner uniform over the responses
-// to other prompts; within-prompt (kind 2): a uniform over the `eligible` responses whose prompt
-// has another (draw_from lists their grouped positions), the partner uniform over the others of
-// its prompt. Positions are into `order` (n), the responses grouped by prompt; runs (n, 2)
+// Pair k's first response a is eligible response floor(k spread) (spread = eligible / pool
+// size: every eligible response is first equally often); cross-prompt (kind 1): all n are
+// eligible, the partner is uniform over the responses to other prompts; within-prompt (kind 2):
+// the `eligible` responses whose prompt has another (draw_from lists their grouped positions),
+// the partner uniform over the others of its prompt. Positions are into `order` (n), the responses grouped by prompt; runs (n, 2)
 // holds [start, stop) of the prompt run of each grouped position. A pair is (min, max).
 constexpr int32_t kStoredPairs = 0;
 constexpr int32_t kCrossPromptPairs = 1;
@@ -35,7 +36,8 @@ struct ImplicitPairs {
   uint64_t key = 0;     // the mixed seed
   int64_t first = 0;    // the counter of local pair 0 (a shard's first global pair)
   int64_t n = 0;        // responses
-  int64_t eligible = 0; // responses the first of a pair is drawn from
+  int64_t eligible = 0; // responses the first of a pair is one of
+  double spread = 0.0;  // eligible / the whole pool's size
   const int64_t* order = nullptr;  // null: the responses are grouped already (the identity)
   const int64_t* runs = nullptr;
   const int64_t* draw_from = nullptr;  // (eligible) grouped positions; null: all n (cross)

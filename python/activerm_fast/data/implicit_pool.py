@@ -55,10 +55,11 @@ def _draw_below(h: np.ndarray, m: np.ndarray) -> np.ndarray:
 class ImplicitPool:
     """A candidate pool of ``size`` pairs generated from ``seed``, never stored.
 
-    Build one with :meth:`cross_prompt` (a response uniform over all, its partner uniform over
-    the responses to other prompts) or :meth:`within_prompt` (a response uniform over those
-    whose prompt has another, its partner uniform over the others of its prompt). Pair k
-    depends on (seed, k) only; pairs are (i, j) with i < j, and a pair may occur more than once
+    Build one with :meth:`cross_prompt` (every response first in an equal share of the pairs,
+    its partner uniform over the responses to other prompts) or :meth:`within_prompt` (every
+    response whose prompt has another first equally often, its partner uniform over the others
+    of its prompt). Pair k depends on (seed, k) only; consecutive pairs share their first
+    response, in the order of the responses grouped by prompt; pairs are (i, j) with i < j, and a pair may occur more than once
     (a selection never picks it twice). Pass it as ``pairs`` to :func:`~activerm_fast.select`
     (the greedy D-optimal strategies and ``random``), :func:`~activerm_fast.greedy_logdet` or
     :func:`activerm_fast.distributed.select` with ``pool.shard(rank, world)``: the picks,
@@ -205,6 +206,16 @@ class ImplicitPool:
         return len(self.order)
 
     @property
+    def _eligible(self) -> int:
+        """Responses a pair's first one is one of."""
+        return self.n if self.draw_from is None else len(self.draw_from)
+
+    @property
+    def _spread(self) -> float:
+        """Eligible responses per position: pair k's first is eligible one floor(k spread)."""
+        return self._eligible / self.size
+
+    @property
     def key(self) -> int:
         """The mixed seed the pairs are drawn from."""
         mixed = _mix64(np.array([(self.seed + _GOLDEN_GAMMA) & _MASK], dtype=np.uint64))
@@ -233,14 +244,13 @@ class ImplicitPool:
         k = np.asarray(positions, dtype=np.int64).reshape(-1)
         if k.size and (k.min() < 0 or k.max() >= self.size):
             raise ValueError(f"positions must lie in [0, {self.size}), got {k.min()}..{k.max()}")
+        eligible = self._eligible
         with np.errstate(over="ignore"):
             key = np.uint64(self.key)
-            counter = 2 * k.astype(np.uint64)
             gamma = np.uint64(_GOLDEN_GAMMA)
-            first = _mix64(key + (counter + np.uint64(1)) * gamma)
-            second = _mix64(key + (counter + np.uint64(2)) * gamma)
-            eligible = self.n if self.draw_from is None else len(self.draw_from)
-            a = _draw_below(first, np.full(k.shape, eligible))
+            second = _mix64(key + (k.astype(np.uint64) + np.uint64(1)) * gamma)
+            # the first response in order of k: floor(k spread), an IEEE multiply as in C++
+            a = np.minimum((k.astype(np.float64) * self._spread).astype(np.int64), eligible - 1)
             if self.draw_from is not None:
                 a = self.draw_from[a]
             start, length = self.runs[a, 0], self.runs[a, 1] - self.runs[a, 0]
@@ -284,14 +294,14 @@ class ImplicitPool:
         ]
         order, runs, draw_from = tables
         assert runs is not None
-        eligible = self.n if self.draw_from is None else len(self.draw_from)
         return _launch.GeneratedPairs(
             KINDS[self.kind],
             self.key,
             self.start,
             len(self),
             self.n,
-            eligible,
+            self._eligible,
+            self._spread,
             order,
             runs.contiguous(),
             draw_from,

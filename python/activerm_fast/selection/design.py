@@ -324,8 +324,8 @@ class GreedyProblem:
     ``weights`` (P, E) float64, one column per member, or the rewards the sweep computes them
     from (:class:`~activerm_fast._launch.RewardRows`); ``priors`` one F0 per member;
     ``excluded`` (P,) mask or positions of the pairs that may not be chosen (None: none);
-    ``lazy`` the sweep
-    (:class:`~activerm_fast._launch.GreedyEngine`; every choice picks the same pairs).
+    ``lazy`` the sweep (:class:`~activerm_fast._launch.GreedyEngine`; every choice picks the
+    same pairs).
     ``pairs`` may be one shard of a pool whose pair 0 is global position ``first_index``
     (errors and choices name global positions); every other field but ``weights`` and
     ``excluded`` is then the whole pool's. ``quota`` (None: none) limits the chosen pairs per

@@ -2,6 +2,7 @@
 
     python bench/bench_greedy.py            # n=20,000, d=256, P=2,000,000, k=500, E=3
     python bench/bench_greedy.py --quick    # a small size, to check the script runs
+    python bench/bench_greedy.py --small    # small problems against submodlib and the paper
 
 The baseline keeps every pair's score current by rank-one updates over the materialised (P, d)
 float32 differences: O(P d) per step. At full size a whole baseline run takes minutes, so it is
@@ -11,6 +12,13 @@ It times the dense sweep (``lazy=False``), whose bytes per step it counts; bench
 compares the lazy sweep with it. The last table runs the multi-member engine
 (``ensemble-dopt-greedy``: E members, each with its own features, Fisher weights and factor,
 one sweep over the pairs per step) beside the single-model step, in the same process.
+
+``--small`` times small problems, where per-call and per-step overhead would show: the whole
+``greedy_logdet`` at n = 2,000, d = 64, P = 5,000, k = 100 against submodlib's NaiveGreedy and
+LazyGreedy on the same objective (bench/baselines.py; its (P, P) kernel is built once, untimed),
+and ``select("dopt-topk")`` at n = 4,000, d = 128, P = 20,000, k = 200 (the first k pairs
+labelled, rewards of 3 members) against the paper's one-shot rule on (P, d, d) information
+matrices. Medians of --repeats runs, the implementations alternating; the picks are compared.
 """
 
 from __future__ import annotations
@@ -24,6 +32,9 @@ import time
 import numpy as np
 
 import activerm_fast as arm
+
+SMALL_GREEDY = (2_000, 64, 5_000, 100)  # n, d, P, k
+SMALL_TOPK = (4_000, 128, 20_000, 200)
 
 
 def current_rss_bytes() -> int:
@@ -93,7 +104,11 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=3, help="ensemble members E")
     parser.add_argument("--member-k", type=int, default=100, help="steps of the E-member run")
     parser.add_argument("--quick", action="store_true", help="n=2,000, d=64, P=100,000, k=50")
+    parser.add_argument("--small", action="store_true", help="small problems (see above)")
     args = parser.parse_args()
+    if args.small:
+        small_problems(max(args.repeats, 5))
+        return
     if args.quick:
         args.responses, args.dim, args.pairs, args.k = 2_000, 64, 100_000, 50
         args.member_k = 20
@@ -189,6 +204,79 @@ def main() -> None:
             ),
         ]
     )
+
+
+def alternating_medians(runs: dict[str, object], repeats: int) -> dict[str, float]:
+    """Median seconds of each callable in ``runs``, the runs alternating after one warm-up."""
+    for run in runs.values():
+        run()
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            times[name].append(_timed(run))
+    return {name: statistics.median(spent) for name, spent in times.items()}
+
+
+def small_problems(repeats: int) -> None:
+    """greedy_logdet against submodlib and select("dopt-topk") against the paper's rule."""
+    import baselines
+
+    ridge = 1e-3
+    info = arm.build_info()
+    print(
+        f"activerm_fast {info['version']}, {info['openmp_threads']} OpenMP threads; medians of "
+        f"{repeats}, alternating; load average {os.getloadavg()[0]:.2f} at the start"
+    )
+    n, d, count, k = SMALL_GREEDY
+    _, features, pairs, weights = pool_inputs(n, d, count)
+    runs = {
+        "activerm_fast greedy_logdet": lambda: arm.greedy_logdet(
+            features, pairs, k, weights=weights, prior=ridge
+        )
+    }
+    picks = {"activerm_fast greedy_logdet": arm.greedy_logdet(
+        features, pairs, k, weights=weights, prior=ridge).indices.tolist()}  # fmt: skip
+    try:
+        objective = baselines.submodlib_objective(features, pairs, weights, ridge)
+    except ImportError:
+        print("submodlib is not installed (pip install submodlib-py): its rows are left out")
+    else:
+        for optimizer in ("NaiveGreedy", "LazyGreedy"):
+            name = f"submodlib {optimizer}"
+            runs[name] = lambda o=optimizer: baselines.submodlib_greedy(objective, k, o)
+            picks[name] = baselines.submodlib_greedy(objective, k, optimizer)
+    medians = alternating_medians(runs, repeats)
+    ours = medians["activerm_fast greedy_logdet"]
+    print(f"\ngreedy log-det: n = {n:,}, d = {d}, P = {count:,}, k = {k}")
+    for name, seconds in medians.items():
+        same = set(picks[name]) == set(picks["activerm_fast greedy_logdet"])  # the same k pairs
+        print(
+            f"  {name:<32} {seconds * 1e3:>10.2f} ms  {seconds / ours:>8.0f}x  same picks: {same}"
+        )
+
+    n, d, count, k = SMALL_TOPK
+    rng, features, pairs, _ = pool_inputs(n, d, count)
+    rewards = rng.normal(size=(3, n))
+    candidates, labelled = pairs[k:], pairs[:k]
+
+    def package() -> np.ndarray:
+        chosen = arm.select("dopt-topk", features=features, pairs=candidates, labelled=labelled,
+                            rewards=rewards, k=k, ridge=ridge)  # fmt: skip
+        return np.asarray(chosen.indices)
+
+    def paper() -> np.ndarray:
+        return baselines.paper_one_shot(features, candidates, rewards, k, ridge)
+
+    medians = alternating_medians({"activerm_fast dopt-topk": package, "paper's rule": paper},
+                                  repeats)  # fmt: skip
+    same = set(package().tolist()) == set(paper().tolist())
+    ours = medians["activerm_fast dopt-topk"]
+    print(f"\nselect('dopt-topk'): n = {n:,}, d = {d}, P = {len(candidates):,}, k = {k}, "
+          f"{len(labelled)} labelled, rewards of 3 members")  # fmt: skip
+    for name, seconds in medians.items():
+        print(f"  {name:<32} {seconds * 1e3:>10.2f} ms  {seconds / ours:>8.0f}x")
+    print(f"  the same top {k}: {same}")
+    print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
 
 
 def bytes_per_step(n: int, d: int, count: int, members: int) -> int:

@@ -187,6 +187,90 @@ void row_products(const T* matrix, int64_t rows, int64_t cols, const double* x, 
   }
 }
 
+// Features copied once per engine into panels of kPanelRows rows, column by column:
+// panel[(b d + a) kPanelRows + r] = Phi[b kPanelRows + r, a]. Then v = Phi u reads each column of
+// a panel as kPanelRows contiguous values, which the compiler turns into packed multiplies and
+// adds, while every row still sums in order with one float64 accumulator (the same bits as
+// row_products). The copy lives in the workspace's extra bytes; it is made where the product is
+// a large share of a step (n d at least the sweep's P E) and fits in kPanelMaxBytes.
+constexpr int64_t kPanelRows = 16;
+constexpr int64_t kPanelBlockChunk = 32;
+constexpr int64_t kPanelMaxBytes = int64_t{64} << 20;
+constexpr int64_t kPanelHeaderBytes = 64;
+
+struct PanelHeader {
+  const void* features;  // the features the panels hold (anything else: not built yet)
+};
+
+int64_t panel_copies(const GreedyProblem& problem) {
+  return problem.member_stride == 0 ? 1 : problem.members;
+}
+
+// Full panels per member (the last n mod kPanelRows rows are read in place); 0: no panels.
+int64_t panel_blocks(const GreedyProblem& problem) {
+  const int64_t n = problem.features.n;
+  const int64_t d = problem.features.d;
+  const int64_t blocks = n / kPanelRows;
+  const int64_t element = problem.features.is_double ? 8 : 4;
+  if (blocks == 0 || d == 0 || n * d < problem.pairs.count * problem.members) return 0;
+  if (panel_copies(problem) * blocks * kPanelRows * d * element > kPanelMaxBytes) return 0;
+  return blocks;
+}
+
+int64_t panel_bytes(const GreedyProblem& problem) {
+  const int64_t blocks = panel_blocks(problem);
+  if (blocks == 0) return 0;
+  const int64_t element = problem.features.is_double ? 8 : 4;
+  return kPanelHeaderBytes +
+         panel_copies(problem) * blocks * kPanelRows * problem.features.d * element;
+}
+
+// Member e's panels, built for every member at the first call with these features.
+template <class T>
+const T* member_panels(const GreedyProblem& problem, const GreedyBuffers& buffers, int64_t e) {
+  const int64_t blocks = panel_blocks(problem);
+  if (blocks == 0) return nullptr;
+  const int64_t d = problem.features.d;
+  const int64_t size = blocks * kPanelRows * d;
+  auto* header = static_cast<PanelHeader*>(buffers.extra);
+  T* panels = reinterpret_cast<T*>(static_cast<char*>(buffers.extra) + kPanelHeaderBytes);
+  if (header->features != problem.features.data) {
+    for (int64_t copy = 0; copy < panel_copies(problem); ++copy) {
+      const T* features = static_cast<const T*>(problem.features.data) + copy * problem.member_stride;
+      T* panel = panels + copy * size;
+#pragma omp parallel for schedule(static) if (size >= kParallelWork)
+      for (int64_t b = 0; b < blocks; ++b) {
+        for (int64_t r = 0; r < kPanelRows; ++r) {
+          const T* row = features + (b * kPanelRows + r) * d;
+          for (int64_t a = 0; a < d; ++a) panel[(b * d + a) * kPanelRows + r] = row[a];
+        }
+      }
+    }
+    header->features = problem.features.data;
+  }
+  return panels + (problem.member_stride == 0 ? 0 : e) * size;
+}
+
+// out_r = sum_a Phi_ra x_a for the rows of `blocks` panels, out_r at out[r * stride], each row in
+// order from a = 0 with one float64 accumulator, as row_products sums it.
+template <class T>
+void panel_products(const T* panels, int64_t blocks, int64_t d, const double* x, double* out,
+                    int64_t stride) {
+#pragma omp parallel for schedule(dynamic, kPanelBlockChunk) \
+    if (blocks * kPanelRows * d >= kParallelWork)
+  for (int64_t b = 0; b < blocks; ++b) {
+    const T* panel = panels + b * d * kPanelRows;
+    double acc[kPanelRows] = {};
+    for (int64_t a = 0; a < d; ++a) {
+      const double xa = x[a];
+      const T* column = panel + a * kPanelRows;
+#pragma omp simd
+      for (int64_t r = 0; r < kPanelRows; ++r) acc[r] += static_cast<double>(column[r]) * xa;
+    }
+    for (int64_t r = 0; r < kPanelRows; ++r) out[(b * kPanelRows + r) * stride] = acc[r];
+  }
+}
+
 // f = S^T x: f_c sums S_ac x_a over a in order. Threads own column ranges, so every f_c has
 // one fixed order whatever the thread count; the O(d^2) parts only pay for threads at large d.
 void transposed_product(const double* factor, int64_t d, const double* x, double* f) {
@@ -245,7 +329,13 @@ void prepare_member(const GreedyProblem& problem, GreedyState state,
   }
   // v = (scale Phi) u = Phi (scale u): scaling u instead of every feature is exact.
   for (int64_t a = 0; a < d; ++a) u[a] *= problem.features.scale;
-  row_products(features, n, d, u, buffers.projection + e, problem.members);
+  const T* panels = member_panels<T>(problem, buffers, e);
+  const int64_t in_panels = panels == nullptr ? 0 : panel_blocks(problem) * kPanelRows;
+  if (panels != nullptr) {
+    panel_products(panels, in_panels / kPanelRows, d, u, buffers.projection + e, problem.members);
+  }
+  row_products(features + in_panels * d, n - in_panels, d, u,
+               buffers.projection + e + in_panels * problem.members, problem.members);
 }
 
 // Counts an applied choice against the per-prompt quota (views.h: PromptQuota) and masks every
@@ -307,13 +397,13 @@ void apply(const GreedyProblem& problem, GreedyState state, const GreedyBuffers&
 }
 
 GreedyBuffers buffers_of(const GreedyProblem& problem, GreedyState state) {
-  return GreedyLayout(problem, 0).carve(state.workspace);
+  return GreedyLayout(problem, panel_bytes(problem)).carve(state.workspace);
 }
 
 }  // namespace
 
 int64_t CpuKernels::greedy_workspace_bytes(const GreedyProblem& problem) {
-  return GreedyLayout(problem, 0).total;
+  return GreedyLayout(problem, panel_bytes(problem)).total;
 }
 
 void CpuKernels::greedy_sweep(const GreedyProblem& problem, GreedyState state, bool downdate,

@@ -86,15 +86,25 @@ class Prior:
                 f"{what} has eigenvalues float64 cannot resolve (entries up to "
                 f"{matrix.abs().max().item():.3g}); rescale the features"
             ) from err
+        # an eigenvector of the floor is computed to about eps of the matrix's norm, so past
+        # largest / ridge = 1 / eps^2 a score d^T F0^-1 d is rounding error alone
+        largest = spectrum.max().item()
+        if largest / ridge > math.ldexp(1.0, 2 * _MANTISSA):
+            raise ValueError(
+                f"{what} exceeds the ridge {ridge:.3g} by more than float64 resolves (largest "
+                f"eigenvalue {largest:.3g}); raise the ridge or rescale the features"
+            )
         return Prior(None, matrix, torch.log(spectrum).sum().item(), ridge)
 
     def magnitudes(self) -> tuple[float, float]:
-        """The smallest and largest diagonal entry of F0 (both lambda for lambda I)."""
+        """The smallest and largest diagonal entry of F0 (both lambda for lambda I); for a built
+        prior, the smallest is at most its ``floor``, which its eigenvalues are held at."""
         if self.matrix is None:
             assert self.ridge is not None
             return self.ridge, self.ridge
         diagonal = self.matrix.diagonal().abs()
-        return float(diagonal.min()), float(diagonal.max())
+        low = float(diagonal.min())
+        return (low if self.floor is None else min(low, self.floor)), float(diagonal.max())
 
     def describe(self) -> str:
         if self.matrix is None:
@@ -113,6 +123,8 @@ def _cholesky(matrix: torch.Tensor, name: str) -> torch.Tensor:
 
 # Scaled priors stay between 2^-_PRIOR_RANGE and 2^_PRIOR_RANGE.
 _PRIOR_RANGE = 1000
+# float64's epsilon is 2^-_MANTISSA.
+_MANTISSA = 52
 
 
 def feature_scale(features: torch.Tensor, priors: Sequence[Prior] = ()) -> float:
@@ -134,6 +146,15 @@ def feature_scale(features: torch.Tensor, priors: Sequence[Prior] = ()) -> float
         exponent = min(max(exponent, lower), upper)
     # scale^2 itself must be finite and normal
     return math.ldexp(1.0, max(-_PRIOR_RANGE // 2, min(_PRIOR_RANGE // 2, exponent)))
+
+
+def _overflow_shift(left: torch.Tensor, right: torch.Tensor) -> int:
+    """The smallest shift >= 0 for which ``left @ right`` 2^-shift is bounded by 2^_PRIOR_RANGE:
+    0, so no rounding changes, unless the product could overflow float64."""
+    if not left.numel() or not right.numel():
+        return 0
+    largest = (left.abs().max().item(), right.abs().max().item(), right.shape[0])
+    return max(0, sum(math.frexp(x)[1] for x in largest) - _PRIOR_RANGE)
 
 
 def _inverse_root(prior: Prior, scale: float, d: int) -> torch.Tensor:
@@ -185,8 +206,10 @@ def _scores_of_factor(
     features: torch.Tensor, pairs: _launch.Pairs, factor: torch.Tensor, scale: float
 ) -> torch.Tensor:
     """||S^T d'_k||^2 for every pair: the squared distance of rows psi_i = S^T phi'_i."""
-    rotated = (features.double() * scale) @ factor
-    return per_pair(pairs, lambda chunk: _launch.pair_quadform(rotated, chunk, None, 1.0))
+    shift = _overflow_shift(features.double() * scale, factor)
+    rotated = (features.double() * scale) @ (factor * math.ldexp(1.0, -shift))
+    scores = per_pair(pairs, lambda chunk: _launch.pair_quadform(rotated, chunk, None, 1.0))
+    return scores * math.ldexp(1.0, 2 * shift) if shift else scores
 
 
 def _start(
@@ -245,12 +268,16 @@ def sequential_gains(
     d = features.shape[1]
     f = features.double() * scale
     diffs = (f[picked[:, 0]] - f[picked[:, 1]]).cpu() * weights.cpu().sqrt()[:, None]
+    root = _inverse_root(prior, scale, d)
+    # B can exceed float64 although every gain is finite (a huge difference against a tiny
+    # ridge); the factor of [B | I] 2^-shift is R 2^-shift exactly.
+    shift = _overflow_shift(diffs, root)
+    down = math.ldexp(1.0, -shift)
     stacked = torch.cat(
-        [diffs @ _inverse_root(prior, scale, d), torch.eye(len(picked), dtype=torch.float64)],
-        dim=1,
+        [(diffs * down) @ root, down * torch.eye(len(picked), dtype=torch.float64)], dim=1
     )
     upper = torch.linalg.qr(stacked.T, mode="r").R
-    return 2.0 * torch.log(torch.diagonal(upper).abs())
+    return 2.0 * (torch.log(torch.diagonal(upper).abs()) + shift * math.log(2.0))
 
 
 def quadforms(features: torch.Tensor, pairs: _launch.Pairs, prior: Prior) -> torch.Tensor:

@@ -74,9 +74,10 @@ def test_cross_prompt_pairs_follow_their_distribution():
     assert chi2 < stats.chi2.ppf(0.9999, len(universe) - 1), chi2
 
 
+@pytest.mark.parametrize("in_sweep", [False, True])
 @pytest.mark.parametrize("strategy", GREEDY)
 @pytest.mark.parametrize(("n", "size", "seed"), [(8, 60, 1), (60, 4000, 2), (200, 30000, 3)])
-def test_selection_is_the_materialised_selection(strategy, n, size, seed):
+def test_selection_is_the_materialised_selection(strategy, n, size, seed, in_sweep, monkeypatch):
     # tiny n forces repeats: each pair is picked at most once, at its first position
     ids, features, rewards, members = problem(n, 3, seed)
     pool = arm.ImplicitPool.cross_prompt(ids, size, seed=seed)
@@ -91,8 +92,10 @@ def test_selection_is_the_materialised_selection(strategy, n, size, seed):
         "labelled": labelled if strategy.startswith(("past", "ensemble")) else None,
         "ridge": 0.5,
     }
+    want = arm.select(strategy, pairs=rows[keep], **options)  # weights stored
+    # the implicit pool's weights stored too, or computed in the sweep from the rewards
+    monkeypatch.setattr(launch, "weights_in_sweep", lambda *args: in_sweep)
     got = arm.select(strategy, pairs=pool, **options)
-    want = arm.select(strategy, pairs=rows[keep], **options)
     np.testing.assert_array_equal(got.indices, keep[want.indices])
     assert got.gains.tobytes() == want.gains.tobytes()
     assert got.logdet == want.logdet

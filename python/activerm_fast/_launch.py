@@ -295,6 +295,15 @@ def lazy_may_run(
     return lazy == "auto" and not small and members == 1 and device.type == "cpu"
 
 
+def weights_in_sweep(count: int, members: int, device: torch.device) -> bool:
+    """Whether the dense sweep computes the Fisher weights of ``count`` pairs from the rewards
+    rather than reading a stored (P, E) array: on a GPU, where the arithmetic costs less than
+    the bytes, and wherever the array would take more than a quarter of the memory available;
+    on a CPU a stored weight is 8 bytes of the stream and a computed one an exp and a divide
+    (``bench/bench_implicit_pool.py`` measures both)."""
+    return device.type == "cuda" or 8 * count * members > available_memory() // 4
+
+
 class GreedyEngine:
     """One greedy log-det selection's problem and state on one backend.
 

@@ -59,9 +59,10 @@ class ImplicitPool:
     its partner uniform over the responses to other prompts) or :meth:`within_prompt` (every
     response whose prompt has another first equally often, its partner uniform over the others
     of its prompt). Pair k depends on (seed, k) only; consecutive pairs share their first
-    response, in the order of the responses grouped by prompt; pairs are (i, j) with i < j, and a pair may occur more than once
-    (a selection never picks it twice). Pass it as ``pairs`` to :func:`~activerm_fast.select`
-    (the greedy D-optimal strategies and ``random``), :func:`~activerm_fast.greedy_logdet` or
+    response, in the order of the responses grouped by prompt; pairs are (i, j) with i < j,
+    and a pair may occur more than once (a selection never picks it twice). Pass it as
+    ``pairs`` to :func:`~activerm_fast.select` (the greedy D-optimal strategies and
+    ``random``), :func:`~activerm_fast.greedy_logdet` or
     :func:`activerm_fast.distributed.select` with ``pool.shard(rank, world)``: the picks,
     gains and log det are those of the same selection on :meth:`materialize`'s array with every
     repeat of a pair after its first occurrence left out (the first position is the one picked).

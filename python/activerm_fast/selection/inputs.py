@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 from functools import cached_property
 
@@ -56,19 +57,24 @@ class SelectionInputs:
     def greedy_weights(self, k: int, *, per_member: bool) -> torch.Tensor | _launch.RewardRows:
         """The weights of the greedy engine over :attr:`candidates`, (P, E) or computed: the
         ensemble mean (one column) or each member's (``per_member``); ones without rewards.
-        With rewards they are computed from them in the sweep wherever the dense sweep runs,
-        so no (P, E) array is stored; they are stored where the lazy sweep may run for ``k``
-        steps (its records copy them)."""
+        With rewards the dense sweep computes them where :func:`~activerm_fast._launch.
+        weights_in_sweep` says so (no (P, E) array stored); they are stored elsewhere, and
+        wherever the lazy sweep may run for ``k`` steps (its records copy them)."""
         pairs = self.candidates
         if self.rewards is None:
             return torch.ones((pairs.shape[0], 1), dtype=torch.float64, device=pairs.device)
         members = self.rewards.shape[0] if per_member else 1
-        if isinstance(pairs, torch.Tensor) and _launch.lazy_may_run(
+        lazy = isinstance(pairs, torch.Tensor) and _launch.lazy_may_run(
             pairs.shape[0], k, members, self.lazy, pairs.device
-        ):
-            if per_member:
-                return torch.stack([self.weights(pairs, e) for e in range(members)], dim=1)
-            return self.weights(pairs)[:, None]
+        )
+        if lazy or not _launch.weights_in_sweep(pairs.shape[0], members, pairs.device):
+            if not per_member:
+                return _design.per_pair(pairs, self.weights)[:, None]
+            columns = [
+                _design.per_pair(pairs, functools.partial(self.weights, member=e))
+                for e in range(members)
+            ]
+            return torch.stack(columns, dim=1)
         rewards = self.rewards.double().contiguous()
         return _launch.RewardRows(rewards, 1 if per_member else rewards.shape[0], members)
 

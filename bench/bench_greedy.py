@@ -107,7 +107,7 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="small problems (see above)")
     args = parser.parse_args()
     if args.small:
-        small_problems(max(args.repeats, 5))
+        small_problems(args.repeats)
         return
     if args.quick:
         args.responses, args.dim, args.pairs, args.k = 2_000, 64, 100_000, 50

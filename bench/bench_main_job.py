@@ -11,7 +11,8 @@ fit       arena-bench (768-d inputs: prompt and response embeddings), LoopConfig
           and 800 random cross-prompt pairs with Bradley-Terry labels. "before" is the fit as it
           was before issue 24, kept here only as the baseline: per-tensor AdamW steps and the
           loop's former patience of 8 epochs; "after" is RewardModel.fit with today's
-          LoopConfig (fused AdamW, patience LoopConfig.patience). Both run in this process,
+          LoopConfig (fused AdamW, patience LoopConfig.patience, or --after-patience; each
+          member stops on its own). Both run in this process,
           alternating, on the same pairs and seeds. Held-out loss: the cross-entropy of the
           ensemble's mean reward margin against the oracle's own probabilities on every
           within-prompt pair of the test prompts (ln 2 = 0.693 is a constant reward).
@@ -31,6 +32,7 @@ the end: the machine may be shared, and everything else running on it distorts t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -133,10 +135,12 @@ def fit_after(model: arm.RewardModel, x: np.ndarray, pairs: np.ndarray, labels: 
     return len(model.history_.train_loss) if model.history_ else 0
 
 
-def bench_fit(repeats: int) -> None:
+def bench_fit(repeats: int, patience: int | None = None) -> None:
     data = arm.load("arena-bench")
     train, test = data.train(), data.test()
     config = arm.LoopConfig()
+    if patience is not None:
+        config = dataclasses.replace(config, patience=patience)
     test_pairs = within_prompt(test.prompt_ids)
     truth = torch.from_numpy(arm.BTOracle(test.gold, beta=config.beta).probabilities(test_pairs))
 
@@ -290,6 +294,9 @@ def main() -> None:
     parser.add_argument("--skip-simulate", action="store_true")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's own)")
     parser.add_argument(
+        "--after-patience", type=int, help="the fit's patience after (default: the loop's)"
+    )
+    parser.add_argument(
         "--simulate-args", default="", help="arguments of activerm-fast simulate (default: none)"
     )
     args = parser.parse_args()
@@ -300,7 +307,7 @@ def main() -> None:
         f"{usable_cores()} usable; load average {load()} at start"
     )
     if not args.skip_fit:
-        bench_fit(1 if args.quick else args.repeats)
+        bench_fit(1 if args.quick else args.repeats, args.after_patience)
     bench_round(3 if args.quick else 5 * args.repeats)
     if not args.skip_simulate:
         simulate_args = QUICK_SIMULATE if args.quick else args.simulate_args.split()

@@ -20,9 +20,15 @@ from .. import _launch
 
 
 def fisher_matrix(f: torch.Tensor, p: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
-    """sum_k w_k d_k d_k^T = Phi^T (L_w Phi), L_w the weighted Laplacian of the pair graph."""
+    """sum_k w_k d_k d_k^T = Phi^T (L_w Phi), L_w the weighted Laplacian of the pair graph.
+
+    The product runs over the responses the pairs compare only (the rows of L_w Phi that are
+    not zero): a few labelled pairs among many responses cost O(their rows d^2), not O(n d^2).
+    """
     laplacian_phi = _launch.fisher_matrix(f, p, w)
-    matrix = centred_for(f, laplacian_phi).T @ laplacian_phi
+    rows = torch.nonzero((laplacian_phi != 0).any(dim=1)).squeeze(1)
+    spread = laplacian_phi[rows]
+    matrix = centred_for(f[rows], spread).T @ spread
     return 0.5 * (matrix + matrix.T)
 
 
@@ -135,9 +141,8 @@ def feature_scale(features: torch.Tensor, priors: Sequence[Prior] = ()) -> float
     was, so it is always applied; it keeps squares of features of any magnitude, subnormal
     ones included, finite and normal."""
     top = 0.0
-    if features.numel():  # the largest |feature| in one pass, without a copy of |features|
-        smallest, largest = torch.aminmax(features)
-        top = max(-smallest.item(), largest.item())
+    if features.numel():
+        top = _largest_magnitude(features)
     exponent = 0 if top == 0.0 else -math.frexp(top)[1]
     for prior in priors:
         low, high = prior.magnitudes()
@@ -153,8 +158,14 @@ def _overflow_shift(left: torch.Tensor, right: torch.Tensor) -> int:
     0, so no rounding changes, unless the product could overflow float64."""
     if not left.numel() or not right.numel():
         return 0
-    largest = (left.abs().max().item(), right.abs().max().item(), right.shape[0])
+    largest = (_largest_magnitude(left), _largest_magnitude(right), right.shape[0])
     return max(0, sum(math.frexp(x)[1] for x in largest) - _PRIOR_RANGE)
+
+
+def _largest_magnitude(t: torch.Tensor) -> float:
+    """max |t| in one pass, without a copy of |t|."""
+    smallest, largest = torch.aminmax(t)
+    return max(-smallest.item(), largest.item())
 
 
 def _inverse_root(prior: Prior, scale: float, d: int) -> torch.Tensor:
@@ -202,12 +213,35 @@ def pair_rows(pairs: _launch.Pairs, positions: torch.Tensor) -> torch.Tensor:
     return torch.cat(rows) if rows else torch.empty((0, 2), dtype=torch.int64, device=pairs.device)
 
 
+# Below this share of the responses in its pairs, a product over the responses is taken over
+# those responses only (finding them and renumbering the pairs is O(P + n)).
+_COMPACT_SHARE = 0.75
+
+
+def _compared(pairs: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The responses ``pairs`` compare and the pairs renumbered into them, or None when they
+    compare most of the n responses."""
+    used = torch.zeros(n, dtype=torch.bool, device=pairs.device)
+    used[pairs.reshape(-1).long()] = True
+    rows = torch.nonzero(used).squeeze(1)
+    if rows.numel() > _COMPACT_SHARE * n:
+        return None
+    position = torch.cumsum(used, 0) - 1
+    return rows, position[pairs.long()]
+
+
 def _scores_of_factor(
     features: torch.Tensor, pairs: _launch.Pairs, factor: torch.Tensor, scale: float
 ) -> torch.Tensor:
-    """||S^T d'_k||^2 for every pair: the squared distance of rows psi_i = S^T phi'_i."""
-    shift = _overflow_shift(features.double() * scale, factor)
-    rotated = (features.double() * scale) @ (factor * math.ldexp(1.0, -shift))
+    """||S^T d'_k||^2 for every pair: the squared distance of rows psi_i = S^T phi'_i, rotated
+    for the responses stored pairs compare (each row's product is the same whichever rows are
+    rotated with it; a generated pool's are not looked for)."""
+    compared = _compared(pairs, features.shape[0]) if isinstance(pairs, torch.Tensor) else None
+    if compared is not None:
+        features, pairs = features[compared[0]], compared[1]
+    scaled = features.double() * scale
+    shift = _overflow_shift(scaled, factor)
+    rotated = scaled @ (factor * math.ldexp(1.0, -shift))
     scores = per_pair(pairs, lambda chunk: _launch.pair_quadform(rotated, chunk, None, 1.0))
     return scores * math.ldexp(1.0, 2 * shift) if shift else scores
 
@@ -266,8 +300,8 @@ def sequential_gains(
     on the CPU."""
     scale = feature_scale(features, [prior])
     d = features.shape[1]
-    f = features.double() * scale
-    diffs = (f[picked[:, 0]] - f[picked[:, 1]]).cpu() * weights.cpu().sqrt()[:, None]
+    ends = features[picked].double() * scale  # (k, 2, d): the picked rows only
+    diffs = (ends[:, 0] - ends[:, 1]).cpu() * weights.cpu().sqrt()[:, None]
     root = _inverse_root(prior, scale, d)
     # B can exceed float64 although every gain is finite (a huge difference against a tiny
     # ridge); the factor of [B | I] 2^-shift is R 2^-shift exactly.

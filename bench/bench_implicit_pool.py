@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import statistics
 import sys
@@ -127,7 +128,9 @@ def stepped(problem: design.GreedyProblem, k: int, label: str) -> dict[str, Any]
     if bool((chosen < 0).any()):
         raise RuntimeError(f"{label}: a step needed a refresh or found no pair: {chosen.tolist()}")
     total = setup + sum(times)
-    return {"setup": setup, "step": statistics.median(times[:-1] or times), "total": total}
+    # the last step applies its choice only (no sweep follows): a step is one of the others
+    step = statistics.median(times[:-1]) if k > 1 else math.nan
+    return {"setup": setup, "step": step, "total": total}
 
 
 def explicit_run(features: np.ndarray, rewards: np.ndarray, count: int, k: int) -> dict[str, Any]:
@@ -216,9 +219,11 @@ def main() -> None:
     parser.add_argument(
         "--huge-pairs", type=int, default=1_000_000_000, help="implicit only; 0: not run"
     )
-    parser.add_argument("--huge-k", type=int, default=3, help="steps at --huge-pairs")
+    parser.add_argument("--huge-k", type=int, default=3, help="steps at --huge-pairs (>= 2)")
     parser.add_argument("--quick", action="store_true", help="n=10^5, P=10^6 and 10^7, k=20")
     args = parser.parse_args()
+    if min(args.k, args.huge_k) < 2:
+        parser.error("--k and --huge-k must be at least 2: a step is apply and the next sweep")
     if args.quick:
         args.responses, args.pairs, args.huge_pairs, args.k, args.huge_k = (
             100_000,

@@ -85,3 +85,45 @@ def test_greedy_matches_exact_arithmetic_at_every_scale(case):
     assert got.indices.tolist() == want_chosen
     assert got.logdet == pytest.approx(want_logdet, rel=1e-8)
     assert np.isfinite(got.gains).all()
+
+
+def hidden_best(seed):
+    """A dominant pair D (|d|^2 = 1e12 against a ridge of 1), four pairs B of 0.9 D plus a small
+    perpendicular part e (e^2 in 1.81e-4..1.83e-4) and one pair A perpendicular to both. After D
+    is chosen, B's true scores are 0.81 + e^2, but their running values come from downdating
+    8.1e11 and land on its rounding grid (spacing 1.2e-4), here at 0.81 + 1.807e-4; A's score
+    0.81 + 1.8085e-4, which no downdate touched, is exact, above the B's running values and
+    below their true ones. Only the check that the choice's score fell below
+    1e-10 of D's (the running scores cannot be trusted there) finds the best B; the drift check
+    of the chosen pair alone passes A."""
+    rng = np.random.default_rng(seed)
+    rows = [np.zeros(3), np.array([1e6, 0.0, 0.0])]
+    rows += [np.array([0.9e6, np.sqrt(e2), 0.0]) for e2 in rng.uniform(1.81e-4, 1.83e-4, size=4)]
+    rows.append(np.array([0.0, 0.0, np.sqrt(0.81 + 1.8085e-4)]))
+    features = np.stack(rows)
+    return features, np.array([[0, j] for j in range(1, len(rows))])
+
+
+def drifting(seed):
+    """A dominant pair D (|d|^2 = 1e9 against a ridge of 1) and four pairs B of 0.9 D plus a
+    perpendicular part e (e^2 in 1e-7..5e-7). After D, the B's true scores 0.81 + e^2 differ by
+    about 1e-7, as much as the rounding of their running values (downdated from 8.1e8): no
+    score fell below 1e-10 of D's, so only the chosen pair's drift check (1e-9 relative) tells
+    the engine to recompute before it takes a B."""
+    rng = np.random.default_rng(seed)
+    top = np.sqrt(1e9)
+    rows = [np.zeros(3), np.array([top, 0.0, 0.0])]
+    rows += [np.array([0.9 * top, np.sqrt(e2), 0.0]) for e2 in rng.uniform(1e-7, 5e-7, size=4)]
+    features = np.stack(rows)
+    return features, np.array([[0, j] for j in range(1, len(rows))])
+
+
+@pytest.mark.parametrize("make", [hidden_best, drifting])
+@pytest.mark.parametrize("seed", range(12))
+def test_untrustworthy_running_scores_are_recomputed_before_a_choice(make, seed):
+    features, pairs = make(seed)
+    weights = np.ones(len(pairs))
+    got = arm.greedy_logdet(features, pairs, 3, weights=weights, prior=1.0)
+    want_chosen, want_logdet = exact_greedy(features, pairs, 3, weights, 1.0)
+    assert got.indices.tolist() == want_chosen
+    assert got.logdet == pytest.approx(want_logdet, rel=1e-12)

@@ -9,6 +9,7 @@ import pytest
 from scipy import stats
 
 from activerm_fast import pairs
+from activerm_fast.data import pairs as pairs_module
 
 
 def brute_force(prompt_ids, same: bool) -> set[tuple[int, int]]:
@@ -50,7 +51,11 @@ def test_cross_prompt_is_distinct_valid_and_seeded(rng):
 
 
 @pytest.mark.parametrize("num", [6, 20])  # sparse (rejection) and dense (enumeration) paths
-def test_cross_prompt_is_uniform(num):
+@pytest.mark.parametrize("beyond_limit", [False, True])
+def test_cross_prompt_is_uniform(num, beyond_limit, monkeypatch):
+    if beyond_limit:  # the draw NumPy's hypergeometric cannot make, forced here on a small pool
+        monkeypatch.setattr(pairs_module, "_HYPERGEOMETRIC_LIMIT", 0)
+        monkeypatch.setattr(pairs_module, "_BLOCK_PAIRS", 2)
     ids = np.array([0, 0, 0, 1, 1, 2, 2, 2, 3])
     universe = sorted(brute_force(ids, same=False))
     counts = dict.fromkeys(universe, 0)
@@ -85,3 +90,50 @@ def test_pool_errors():
         pairs.cross_prompt(np.arange(4), 2.0)
     with pytest.raises(ValueError, match="n must be non-negative, got -3"):
         pairs.all_pairs(-3)
+
+
+def test_block_draws_beyond_the_hypergeometric_limit_are_hypergeometric(monkeypatch):
+    # left-out pairs drawn directly: each block's count is still hypergeometric
+    monkeypatch.setattr(pairs_module, "_HYPERGEOMETRIC_LIMIT", 0)
+    sizes = np.array([3, 5, 2, 7], dtype=np.int64)
+    draws = np.array([pairs_module._block_draws(sizes, 6, seed) for seed in range(4000)])
+    assert np.all(draws.sum(axis=1) == 6) and np.all(draws <= sizes)
+    observed = np.bincount(draws[:, 1], minlength=6)
+    expected = 4000 * stats.hypergeom(17, 5, 6).pmf(np.arange(6))
+    keep = expected > 5
+    chi2 = ((observed[keep] - expected[keep]) ** 2 / expected[keep]).sum()
+    assert chi2 < stats.chi2.ppf(0.9999, keep.sum() - 1), chi2
+
+
+def test_cross_prompt_draws_a_billion_pairs_in_shards():
+    # more than NumPy's hypergeometric takes (sum(colors) < 1e9): one rank's part of 10^9 + 5
+    ids = np.arange(100_000) // 2
+    draws = pairs_module._block_draws(np.full(16384, 10**5, dtype=np.int64), 10**9 + 5, 3)
+    assert int(draws.sum()) == 10**9 + 5
+    part = pairs.cross_prompt(ids, 10**9 + 5, seed=1, shard=(7, 4096))
+    assert 200_000 < len(part) < 290_000  # 4 of 16384 blocks of about 61 000 pairs
+    assert np.all(part[:, 0] < part[:, 1]) and np.all(ids[part[:, 0]] != ids[part[:, 1]])
+    numbers = part[:, 0] * 100_000 + part[:, 1]
+    assert np.all(np.diff(numbers) > 0)  # distinct and sorted
+    following = pairs.cross_prompt(ids, 10**9 + 5, seed=1, shard=(8, 4096))
+    assert following[0, 0] * 100_000 + following[0, 1] > numbers[-1]
+
+
+def test_pools_beyond_memory_are_refused_up_front(monkeypatch):
+    monkeypatch.setattr(pairs_module, "available_memory", lambda: 2**30)
+    with pytest.raises(ValueError, match=r"n = 10000000 gives 49999995000000 pairs, which need "):
+        pairs.all_pairs(10**7)
+    with pytest.raises(ValueError, match=r"up to 100000 to one prompt\) gives 4999950000 pairs"):
+        pairs.within_prompt(np.zeros(100_000, dtype=np.int64))
+    with pytest.raises(ValueError, match=r"shard 0 of 2 of the within-prompt pairs"):
+        pairs.within_prompt(np.zeros(100_000, dtype=np.int64), shard=(0, 2))
+    ids = np.arange(100_000)
+    with pytest.raises(
+        ValueError, match=r"num = 100000000 gives 100000000 pairs, which need 2400000000 bytes"
+    ):
+        pairs.cross_prompt(ids, 10**8)
+    with pytest.raises(ValueError, match=r"^--pool-size = 100000000 gives .* lower --pool-size"):
+        pairs.candidate_pool(ids, "cross", 10**8, name="--pool-size")
+    assert len(pairs.cross_prompt(ids, 10**8, shard=(1, 8))) > 10**7  # a shard fits
+    with pytest.raises(ValueError, match="num = 4000000000 gives 4000000000 pairs"):
+        pairs.cross_prompt(ids, 4 * 10**9)  # no NumPy "sum(colors)" message

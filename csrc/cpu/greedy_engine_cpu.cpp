@@ -13,6 +13,7 @@
 #include "activerm/greedy_loop.h"
 #include "activerm/greedy_workspace.h"
 #include "activerm/pair_math.h"
+#include "activerm/pair_source.h"
 #include "team_tuner_cpu.h"
 
 namespace activerm {
@@ -34,49 +35,97 @@ struct Best {
   int64_t index;
 };
 
-// The score of pair k: with kDowndate, q_e,k -= c_e (v_e,i - v_e,j)^2 first (written back).
-// One member: w q; several: combined_score over the members in order.
-template <bool kDowndate, bool kSingle, class I>
-double pair_score(const I* pairs, int64_t members, const double* weights, double* scores,
-                  const double* projection, const double* downdate, int64_t k) {
-  int64_t i = 0;
-  int64_t j = 0;
-  if constexpr (kDowndate) {
-    i = pairs[2 * k];
-    j = pairs[2 * k + 1];
-  }
+// The score of pair k = (i, j): with kDowndate, q_e,k -= c_e (v_e,i - v_e,j)^2 first (written
+// back); `repeat` masks it instead (a generated pool may hold a pair twice: the downdate after a
+// choice masks every copy of the chosen pair; a stored pool is validated unique). One member:
+// w q; several: combined_score over the members in order; weight(e) is member e's w.
+template <bool kDowndate, bool kSingle, class Weight>
+double scored_pair(int64_t members, double* scores, const double* projection,
+                   const double* downdate, int64_t k, int64_t i, int64_t j, bool repeat,
+                   const Weight& weight) {
   const int64_t stride = kSingle ? 1 : members;
   double* q = scores + k * stride;
-  const double* w = weights + k * stride;
   double score = 0.0;
   for (int64_t e = 0; e < stride; ++e) {
     double value = q[e];
     if constexpr (kDowndate) {
-      value = downdated_quadform(value, downdate[e], projection[i * stride + e],
-                                 projection[j * stride + e]);
+      value = repeat ? kNaN
+                     : downdated_quadform(value, downdate[e], projection[i * stride + e],
+                                          projection[j * stride + e]);
       q[e] = value;
     }
-    const double x = w[e] * value;
+    const double x = weight(e) * value;
     score = e == 0 ? x : combined_score(score, x);
   }
   return score;
 }
 
+// Pairs a sweep computes (generated, or whose weights it computes) are staged kStage at a time:
+// their pairs first (prefetching what the later loops gather), then one member's weights, then
+// the scores, so the long chains of arithmetic and the cache misses of neighbouring pairs
+// overlap instead of each waiting on the last.
+constexpr int64_t kStage = 64;
+
 // One pass over the pairs; the best (score, local index), NaN never winning.
-template <bool kDowndate, bool kSingle, class I>
-Best sweep_pairs(const GreedyProblem& problem, GreedyState state, const GreedyBuffers& buffers) {
-  const I* pairs = static_cast<const I*>(problem.pairs.data);
+template <bool kDowndate, bool kSingle, class Pairs, class Weights>
+Best sweep_pairs(const GreedyProblem& problem, GreedyState state, const GreedyBuffers& buffers,
+                 const Pairs& pairs, const Weights& weights) {
+  constexpr bool kNeedPairs = kDowndate || Weights::kFromRewards;
+  constexpr bool kStaged = Pairs::kGenerated || Weights::kFromRewards;
   const int64_t count = problem.pairs.count;
+  const int64_t members = problem.members;
+  const GreedyChoice last = *buffers.choice;
   Best best{-std::numeric_limits<double>::infinity(), -1};
 #pragma omp parallel
   {
     Best local{-std::numeric_limits<double>::infinity(), -1};
+    if constexpr (kStaged) {
+      const int64_t stages = (count + kStage - 1) / kStage;
+#pragma omp for schedule(dynamic, kSweepChunk / kStage) nowait
+      for (int64_t stage = 0; stage < stages; ++stage) {
+        const int64_t first = stage * kStage;
+        const int64_t size = std::min(kStage, count - first);
+        int64_t i[kStage] = {};
+        int64_t j[kStage] = {};
+        double w[kStage] = {};
+        if constexpr (kNeedPairs) {
+          for (int64_t t = 0; t < size; ++t) {
+            pairs(first + t, i[t], j[t]);
+            // the gathers of the stage's later loops, requested while the pairs are drawn
+            if constexpr (Weights::kFromRewards) {
+              __builtin_prefetch(weights.fisher.rewards + i[t]);
+              __builtin_prefetch(weights.fisher.rewards + j[t]);
+            }
+            if constexpr (kDowndate) {
+              __builtin_prefetch(buffers.projection + i[t] * (kSingle ? 1 : members));
+              __builtin_prefetch(buffers.projection + j[t] * (kSingle ? 1 : members));
+            }
+          }
+        }
+        for (int64_t t = 0; t < size; ++t) w[t] = weights(first + t, 0, i[t], j[t]);
+        for (int64_t t = 0; t < size; ++t) {
+          const int64_t k = first + t;
+          bool repeat = false;
+          if constexpr (kDowndate && Pairs::kGenerated) {
+            repeat = i[t] == last.first && j[t] == last.second;
+          }
+          const double score = scored_pair<kDowndate, kSingle>(
+              members, state.scores, buffers.projection, buffers.downdate, k, i[t], j[t], repeat,
+              [&](int64_t e) { return e == 0 ? w[t] : weights(k, e, i[t], j[t]); });
+          if (beats(score, k, local.score, local.index)) local = {score, k};
+        }
+      }
+    } else {
 #pragma omp for schedule(dynamic, kSweepChunk) nowait
-    for (int64_t k = 0; k < count; ++k) {
-      const double score =
-          pair_score<kDowndate, kSingle>(pairs, problem.members, problem.weights, state.scores,
-                                         buffers.projection, buffers.downdate, k);
-      if (beats(score, k, local.score, local.index)) local = {score, k};
+      for (int64_t k = 0; k < count; ++k) {
+        int64_t i = 0;
+        int64_t j = 0;
+        if constexpr (kDowndate) pairs(k, i, j);
+        const double score = scored_pair<kDowndate, kSingle>(
+            members, state.scores, buffers.projection, buffers.downdate, k, i, j, false,
+            [&](int64_t e) { return weights(k, e, i, j); });
+        if (beats(score, k, local.score, local.index)) local = {score, k};
+      }
     }
 #pragma omp critical(activerm_sweep_best)
     if (beats(local.score, local.index, best.score, best.index)) best = local;
@@ -84,27 +133,26 @@ Best sweep_pairs(const GreedyProblem& problem, GreedyState state, const GreedyBu
   return best;
 }
 
-template <class I>
+template <class Pairs, class Weights>
 void sweep(const GreedyProblem& problem, GreedyState state, const GreedyBuffers& buffers,
-           bool downdate) {
+           bool downdate, const Pairs& pairs, const Weights& weights) {
   // After a choice that is no pair there is nothing to downdate and nothing new to find.
   if (downdate && buffers.choice->index < 0) return;
   if (!downdate) buffers.reference[0] = 1.0;  // fresh scores: the next choice is the reference
   const bool single = problem.members == 1;
   const Best best =
-      downdate ? (single ? sweep_pairs<true, true, I>(problem, state, buffers)
-                         : sweep_pairs<true, false, I>(problem, state, buffers))
-               : (single ? sweep_pairs<false, true, I>(problem, state, buffers)
-                         : sweep_pairs<false, false, I>(problem, state, buffers));
+      downdate
+          ? (single ? sweep_pairs<true, true>(problem, state, buffers, pairs, weights)
+                    : sweep_pairs<true, false>(problem, state, buffers, pairs, weights))
+          : (single ? sweep_pairs<false, true>(problem, state, buffers, pairs, weights)
+                    : sweep_pairs<false, false>(problem, state, buffers, pairs, weights));
   GreedyChoice& choice = *buffers.choice;
   choice.score = best.score;
   choice.index = best.index < 0 ? -1 : problem.first_index + best.index;
   if (best.index < 0) return;
-  const I* pairs = static_cast<const I*>(problem.pairs.data);
-  choice.first = pairs[2 * best.index];
-  choice.second = pairs[2 * best.index + 1];
+  pairs(best.index, choice.first, choice.second);
   for (int64_t e = 0; e < problem.members; ++e) {
-    choice.weights[e] = problem.weights[best.index * problem.members + e];
+    choice.weights[e] = weights(best.index, e, choice.first, choice.second);
   }
 }
 
@@ -361,8 +409,9 @@ int64_t CpuKernels::greedy_workspace_bytes(const GreedyProblem& problem) {
 void CpuKernels::greedy_sweep(const GreedyProblem& problem, GreedyState state, bool downdate,
                               void*) {
   const GreedyBuffers buffers = buffers_of(problem, state);
-  if (problem.pairs.is_int64) sweep<int64_t>(problem, state, buffers, downdate);
-  else sweep<int32_t>(problem, state, buffers, downdate);
+  dispatch_sources(problem, [&](const auto& pairs, const auto& weights) {
+    sweep(problem, state, buffers, downdate, pairs, weights);
+  });
 }
 
 void CpuKernels::greedy_apply(const GreedyProblem& problem, GreedyState state, int64_t step,

@@ -192,12 +192,14 @@ LazyGreedyCpu::LazyGreedyCpu(const GreedyProblem& problem, int64_t capacity)
       buckets_(kBuckets) {
   if (!supports(problem)) {
     throw std::invalid_argument(
-        "the lazy sweep needs fewer than 2^32 pairs and 2^31 responses");
+        "the lazy sweep needs stored pairs and weights, fewer than 2^32 pairs and 2^31 responses");
   }
 }
 
 bool LazyGreedyCpu::supports(const GreedyProblem& problem) {
-  return problem.pairs.count < (int64_t{1} << 32) && problem.features.n < (int64_t{1} << 31);
+  // stored pairs and weights only: its records copy both
+  return problem.pairs.count < (int64_t{1} << 32) && problem.features.n < (int64_t{1} << 31) &&
+         problem.pairs.implicit.kind == kStoredPairs && problem.fisher.rewards == nullptr;
 }
 
 int64_t LazyGreedyCpu::memory_bound(const GreedyProblem& problem, int64_t capacity) {

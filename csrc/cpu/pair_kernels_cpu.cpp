@@ -3,6 +3,7 @@
 
 #include "activerm/cpu_kernels.h"
 #include "activerm/pair_math.h"
+#include "activerm/pair_source.h"
 
 namespace activerm {
 
@@ -85,5 +86,11 @@ void CpuKernels::pair_quadform(FeatureView features, PairView pairs, const doubl
 }
 
 int cpu_max_threads() { return omp_get_max_threads(); }
+
+void CpuKernels::implicit_pairs(PairView pairs, int64_t* out, void*) {
+  const GeneratedPairs generated{pairs.implicit};
+#pragma omp parallel for schedule(static)
+  for (int64_t k = 0; k < pairs.count; ++k) generated(k, out[2 * k], out[2 * k + 1]);
+}
 
 }  // namespace activerm

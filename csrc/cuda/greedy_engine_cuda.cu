@@ -30,6 +30,7 @@
 #include "activerm/greedy_loop.h"
 #include "activerm/greedy_workspace.h"
 #include "activerm/pair_math.h"
+#include "activerm/pair_source.h"
 #include "cuda_common.cuh"
 
 namespace activerm {
@@ -115,12 +116,26 @@ __device__ __forceinline__ void load_pair(const I* pairs, int64_t k, int64_t& i,
   }
 }
 
-// Everything a sweep kernel reads besides the pairs.
+// Pair k of stored pairs (one vector load when aligned) or of a generated pool.
+template <bool kVector, class Pairs>
+__device__ __forceinline__ void fetch_pair(const Pairs& pairs, int64_t k, int64_t& i, int64_t& j) {
+  if constexpr (Pairs::kGenerated) pairs(k, i, j);
+  else load_pair<kVector>(pairs.data, k, i, j);
+}
+
+// Member e's weight of pair k: a streamed (evict-first) load, or computed from the rewards.
+template <class Weights>
+__device__ __forceinline__ double fetch_weight(const Weights& weights, int64_t k, int64_t e,
+                                               int64_t i, int64_t j) {
+  if constexpr (Weights::kFromRewards) return weights(k, e, i, j);
+  else return __ldcs(weights.data + k * weights.members + e);
+}
+
+// Everything a sweep kernel reads besides the pairs and weights.
 struct SweepArgs {
   int64_t count;
   int64_t members;
   int64_t first_index;
-  const double* weights;     // (count, E)
   double* scores;            // (count, E)
   const double* projection;  // (n, E)
   const double* downdate;    // (E)
@@ -131,10 +146,11 @@ struct SweepArgs {
 
 // One pass over all pairs: with kDowndate, q_e,k -= c_e (v_e,i - v_e,j)^2 (written back); then
 // the pair with the largest combined score goes to the choice. Streams use evict-first loads and
-// stores so the gathered v (8 E n bytes) stays in L2.
-template <bool kDowndate, bool kSingle, bool kVector, class I>
+// stores so the gathered v (8 E n bytes) stays in L2. A generated pool may hold a pair twice:
+// the downdate after a choice masks every copy of the chosen pair, as on the CPU.
+template <bool kDowndate, bool kSingle, bool kVector, class Pairs, class Weights>
 __global__ void __launch_bounds__(kSweepThreads, kSweepMinBlocksPerSm)
-    sweep_kernel(const I* __restrict__ pairs, SweepArgs args) {
+    sweep_kernel(Pairs pairs, Weights weights, SweepArgs args) {
   using BlockReduce = cub::BlockReduce<Candidate, kSweepThreads>;
   __shared__ typename BlockReduce::TempStorage reduce_storage;
   __shared__ bool last_block;
@@ -143,19 +159,34 @@ __global__ void __launch_bounds__(kSweepThreads, kSweepMinBlocksPerSm)
   if (kDowndate && args.choice->index < 0) return;
   const int64_t count = args.count;
   const int64_t members = kSingle ? 1 : args.members;
+  constexpr bool kNeedPairs = kDowndate || Weights::kFromRewards;
+  int64_t last_first = -1;
+  int64_t last_second = -1;
+  if constexpr (kDowndate && Pairs::kGenerated) {
+    last_first = args.choice->first;
+    last_second = args.choice->second;
+  }
   Candidate best = no_candidate();
   const int64_t stride = static_cast<int64_t>(gridDim.x) * kSweepTile;
   for (int64_t base = static_cast<int64_t>(blockIdx.x) * kSweepTile + threadIdx.x; base < count;
        base += stride) {
     int64_t i[kSweepUnroll];
     int64_t j[kSweepUnroll];
-    if constexpr (kDowndate) {
+    bool repeat[kSweepUnroll];
+#pragma unroll
+    for (int u = 0; u < kSweepUnroll; ++u) {
+      i[u] = 0;
+      j[u] = 0;
+      repeat[u] = false;
+    }
+    if constexpr (kNeedPairs) {
 #pragma unroll
       for (int u = 0; u < kSweepUnroll; ++u) {
         const int64_t k = base + u * kSweepThreads;
-        i[u] = 0;
-        j[u] = 0;
-        if (k < count) load_pair<kVector>(pairs, k, i[u], j[u]);
+        if (k < count) fetch_pair<kVector>(pairs, k, i[u], j[u]);
+        if constexpr (kDowndate && Pairs::kGenerated) {
+          repeat[u] = i[u] == last_first && j[u] == last_second;
+        }
       }
     }
     double score[kSweepUnroll] = {};
@@ -169,7 +200,7 @@ __global__ void __launch_bounds__(kSweepThreads, kSweepMinBlocksPerSm)
         w[u] = 0.0;
         if (k < count) {
           q[u] = __ldcs(args.scores + k * members + e);
-          w[u] = __ldcs(args.weights + k * members + e);
+          w[u] = fetch_weight(weights, k, e, i[u], j[u]);
         }
       }
       if constexpr (kDowndate) {
@@ -191,7 +222,7 @@ __global__ void __launch_bounds__(kSweepThreads, kSweepMinBlocksPerSm)
         for (int u = 0; u < kSweepUnroll; ++u) {
           const int64_t k = base + u * kSweepThreads;
           if (k < count) {
-            q[u] = downdated_quadform(q[u], coefficient, v_i[u], v_j[u]);
+            q[u] = repeat[u] ? kNaN : downdated_quadform(q[u], coefficient, v_i[u], v_j[u]);
             __stcs(args.scores + k * members + e, q[u]);
           }
         }
@@ -233,10 +264,13 @@ __global__ void __launch_bounds__(kSweepThreads, kSweepMinBlocksPerSm)
     choice->score = overall.score;
     choice->index = overall.index < 0 ? -1 : args.first_index + overall.index;
     if (overall.index >= 0) {
-      choice->first = static_cast<int64_t>(pairs[2 * overall.index]);
-      choice->second = static_cast<int64_t>(pairs[2 * overall.index + 1]);
+      int64_t first = 0;
+      int64_t second = 0;
+      fetch_pair<false>(pairs, overall.index, first, second);
+      choice->first = first;
+      choice->second = second;
       for (int64_t e = 0; e < args.members; ++e) {
-        choice->weights[e] = args.weights[overall.index * args.members + e];
+        choice->weights[e] = fetch_weight(weights, overall.index, e, first, second);
       }
     }
   }
@@ -508,37 +542,43 @@ GreedyBuffers buffers_of(const GreedyProblem& problem, GreedyState state) {
   return GreedyLayout(problem, sizeof(SweepScratch)).carve(state.workspace);
 }
 
-template <bool kDowndate, bool kSingle, class I>
+template <class Pairs>
+bool vector_aligned(const Pairs& pairs) {
+  if constexpr (Pairs::kGenerated) return false;
+  else return cuda::aligned_to(pairs.data, 2 * sizeof(*pairs.data));
+}
+
+template <bool kDowndate, bool kSingle, class Pairs, class Weights>
 void launch_sweep(const GreedyProblem& problem, GreedyState state, const GreedyBuffers& buffers,
-                  cudaStream_t stream) {
-  const I* pairs = static_cast<const I*>(problem.pairs.data);
-  const bool vector = cuda::aligned_to(pairs, 2 * sizeof(I));
-  const auto kernel = vector ? sweep_kernel<kDowndate, kSingle, true, I>
-                             : sweep_kernel<kDowndate, kSingle, false, I>;
+                  const Pairs& pairs, const Weights& weights, cudaStream_t stream) {
+  const auto kernel = vector_aligned(pairs)
+                          ? sweep_kernel<kDowndate, kSingle, true, Pairs, Weights>
+                          : sweep_kernel<kDowndate, kSingle, false, Pairs, Weights>;
   // Both sweeps of a selection use one grid size, so they reduce the same partials.
-  const unsigned grid = std::min(
-      sweep_blocks(problem.pairs.count,
-                   reinterpret_cast<const void*>(sweep_kernel<true, kSingle, true, I>)),
-      sweep_blocks(problem.pairs.count,
-                   reinterpret_cast<const void*>(sweep_kernel<false, kSingle, true, I>)));
+  const auto downdating = sweep_kernel<true, kSingle, true, Pairs, Weights>;
+  const auto fresh = sweep_kernel<false, kSingle, true, Pairs, Weights>;
+  const unsigned grid =
+      std::min(sweep_blocks(problem.pairs.count, reinterpret_cast<const void*>(downdating)),
+               sweep_blocks(problem.pairs.count, reinterpret_cast<const void*>(fresh)));
   const SweepArgs args{problem.pairs.count, problem.members,   problem.first_index,
-                       problem.weights,     state.scores,      buffers.projection,
-                       buffers.downdate,    buffers.reference, buffers.choice,
+                       state.scores,        buffers.projection, buffers.downdate,
+                       buffers.reference,   buffers.choice,
                        static_cast<SweepScratch*>(buffers.extra)};
-  kernel<<<grid, kSweepThreads, 0, stream>>>(pairs, args);
+  kernel<<<grid, kSweepThreads, 0, stream>>>(pairs, weights, args);
   check_launch("greedy sweep kernel launch");
 }
 
-template <class I>
-void sweep(const GreedyProblem& problem, GreedyState state, bool downdate, cudaStream_t stream) {
+template <class Pairs, class Weights>
+void sweep(const GreedyProblem& problem, GreedyState state, bool downdate, const Pairs& pairs,
+           const Weights& weights, cudaStream_t stream) {
   const GreedyBuffers buffers = buffers_of(problem, state);
   const bool single = problem.members == 1;
   if (downdate) {
-    if (single) launch_sweep<true, true, I>(problem, state, buffers, stream);
-    else launch_sweep<true, false, I>(problem, state, buffers, stream);
+    if (single) launch_sweep<true, true>(problem, state, buffers, pairs, weights, stream);
+    else launch_sweep<true, false>(problem, state, buffers, pairs, weights, stream);
   } else {
-    if (single) launch_sweep<false, true, I>(problem, state, buffers, stream);
-    else launch_sweep<false, false, I>(problem, state, buffers, stream);
+    if (single) launch_sweep<false, true>(problem, state, buffers, pairs, weights, stream);
+    else launch_sweep<false, false>(problem, state, buffers, pairs, weights, stream);
   }
 }
 
@@ -596,8 +636,9 @@ int64_t CudaKernels::greedy_workspace_bytes(const GreedyProblem& problem) {
 
 void CudaKernels::greedy_sweep(const GreedyProblem& problem, GreedyState state, bool downdate,
                                void* stream) {
-  if (problem.pairs.is_int64) sweep<int64_t>(problem, state, downdate, cuda::as_stream(stream));
-  else sweep<int32_t>(problem, state, downdate, cuda::as_stream(stream));
+  dispatch_sources(problem, [&](const auto& pairs, const auto& weights) {
+    sweep(problem, state, downdate, pairs, weights, cuda::as_stream(stream));
+  });
 }
 
 void CudaKernels::greedy_apply(const GreedyProblem& problem, GreedyState state, int64_t step,

@@ -5,6 +5,7 @@
 
 #include "activerm/cuda_kernels.h"
 #include "activerm/pair_math.h"
+#include "activerm/pair_source.h"
 #include "cuda_common.cuh"
 
 namespace activerm {
@@ -43,6 +44,15 @@ __global__ void __launch_bounds__(kThreads)
        k += stride) {
     out[k] = mean_fisher_weight(rewards, members, n, static_cast<int64_t>(pairs[2 * k]),
                                 static_cast<int64_t>(pairs[2 * k + 1]));
+  }
+}
+
+__global__ void __launch_bounds__(kThreads)
+    implicit_pairs_kernel(GeneratedPairs pairs, int64_t count, int64_t* __restrict__ out) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * kThreads;
+  for (int64_t k = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x; k < count;
+       k += stride) {
+    pairs(k, out[2 * k], out[2 * k + 1]);
   }
 }
 
@@ -188,6 +198,13 @@ void CudaKernels::pair_quadform(FeatureView features, PairView pairs, const doub
       check_launch("pair_quadform kernel launch");
     }
   });
+}
+
+void CudaKernels::implicit_pairs(PairView pairs, int64_t* out, void* stream) {
+  if (pairs.count == 0) return;
+  implicit_pairs_kernel<<<grid_for(pairs.count, kThreads), kThreads, 0, as_stream(stream)>>>(
+      GeneratedPairs{pairs.implicit}, pairs.count, out);
+  check_launch("implicit_pairs kernel launch");
 }
 
 }  // namespace activerm

@@ -36,6 +36,26 @@ inline void bind_views(py::module_& m) {
              return PairView{address<const void>(data), is_int64, count};
            }),
            py::arg("data"), py::arg("is_int64"), py::arg("count"))
+      .def_static(
+          "generated",
+          [](int32_t kind, uint64_t key, int64_t first, int64_t count, int64_t n,
+             int64_t eligible, double spread, uintptr_t order, uintptr_t runs,
+             uintptr_t draw_from) {
+            PairView view{nullptr, true, count};
+            view.implicit = ImplicitPairs{kind,
+                                          key,
+                                          first,
+                                          n,
+                                          eligible,
+                                          spread,
+                                          address<const int64_t>(order),
+                                          address<const int64_t>(runs),
+                                          address<const int64_t>(draw_from)};
+            return view;
+          },
+          py::arg("kind"), py::arg("key"), py::arg("first"), py::arg("count"), py::arg("n"),
+          py::arg("eligible"), py::arg("spread"), py::arg("order"), py::arg("runs"),
+          py::arg("draw_from"))
       .def_readonly("count", &PairView::count);
   py::class_<PromptQuota>(m, "PromptQuota", py::module_local())
       .def(py::init([](int64_t limit, int64_t prompts, uintptr_t prompt_of, uintptr_t offsets,
@@ -63,6 +83,12 @@ inline void bind_views(py::module_& m) {
            py::arg("features"), py::arg("members"), py::arg("member_stride"), py::arg("pairs"),
            py::arg("weights"), py::arg("first_index") = 0, py::arg("refresh_tolerance") = 0.0)
       .def_readwrite("refresh_tolerance", &GreedyProblem::refresh_tolerance)
+      .def(
+          "weights_from_rewards",
+          [](GreedyProblem& problem, uintptr_t rewards, int64_t rows, int64_t n) {
+            problem.fisher = RewardWeights{address<const double>(rewards), rows, n};
+          },
+          py::arg("rewards"), py::arg("rows"), py::arg("n"))
       .def_readwrite("quota", &GreedyProblem::quota);
   py::class_<GreedyState>(m, "GreedyState", py::module_local())
       .def(py::init([](uintptr_t scores, uintptr_t factor, uintptr_t workspace) {
@@ -118,6 +144,13 @@ void bind_kernels(py::module_& m) {
       },
       py::arg("features"), py::arg("pairs"), py::arg("weights"), py::arg("out"),
       py::arg("stream"), release);
+
+  m.def(
+      "implicit_pairs",
+      [](PairView pairs, uintptr_t out, uintptr_t stream) {
+        Kernels::implicit_pairs(pairs, address<int64_t>(out), address<void>(stream));
+      },
+      py::arg("pairs"), py::arg("out"), py::arg("stream"), release);
 
   m.def("greedy_workspace_bytes", &Kernels::greedy_workspace_bytes, py::arg("problem"));
   m.def(

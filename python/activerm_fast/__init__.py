@@ -9,6 +9,7 @@ from . import (
 )
 from ._launch import build_info
 from .data import Dataset, embed_texts, from_arrays, load, pairs, synthetic
+from .data.implicit_pool import ImplicitPool
 from .data.preference_data import (
     ExportSummary,
     export_preferences,
@@ -47,6 +48,7 @@ __all__ = [
     "BTOracle",
     "BestOfN",
     "Dataset",
+    "ImplicitPool",
     "ExportSummary",
     "FitHistory",
     "LoopConfig",

@@ -23,6 +23,19 @@ class PairView:
     @property
     def count(self) -> int: ...
     def __init__(self, data: int, is_int64: bool, count: int) -> None: ...
+    @staticmethod
+    def generated(
+        kind: int,
+        key: int,
+        first: int,
+        count: int,
+        n: int,
+        eligible: int,
+        spread: float,
+        order: int,
+        runs: int,
+        draw_from: int,
+    ) -> PairView: ...
 
 class PromptQuota:
     """A per-prompt quota of the greedy engine (views.h: PromptQuota)."""
@@ -48,6 +61,7 @@ class GreedyProblem:
         first_index: int = 0,
         refresh_tolerance: float = 0.0,
     ) -> None: ...
+    def weights_from_rewards(self, rewards: int, rows: int, n: int) -> None: ...
 
 class GreedyState:
     def __init__(self, scores: int, factor: int, workspace: int) -> None: ...
@@ -87,6 +101,7 @@ def pair_quadform(
 def fisher_matrix(
     features: FeatureView, pairs: PairView, weights: int, out: int, stream: int
 ) -> None: ...
+def implicit_pairs(pairs: PairView, out: int, stream: int) -> None: ...
 def greedy_workspace_bytes(problem: GreedyProblem) -> int: ...
 def greedy_sweep(
     problem: GreedyProblem, state: GreedyState, downdate: bool, stream: int

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from importlib import metadata
 from types import ModuleType
 from typing import Any, NamedTuple
@@ -107,7 +108,54 @@ def _feature_view(backend: ModuleType, f: torch.Tensor, scale: float = 1.0) -> A
     return backend.FeatureView(f.data_ptr(), f.dtype == torch.float64, n, d, scale)
 
 
-def _pair_view(backend: ModuleType, p: torch.Tensor) -> Any:
+@dataclass(frozen=True)
+class GeneratedPairs:
+    """A generated pool's pairs ``first`` .. ``first + count - 1`` (csrc views.h:
+    ImplicitPairs; built by :class:`~activerm_fast.ImplicitPool`), its int64 tables on the
+    device its kernels run on."""
+
+    kind: int
+    key: int
+    first: int
+    count: int
+    n: int
+    eligible: int
+    spread: float  # eligible / the whole pool's size
+    order: torch.Tensor | None  # None: the identity
+    runs: torch.Tensor
+    draw_from: torch.Tensor | None
+
+    @property
+    def device(self) -> torch.device:
+        return self.runs.device
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(count, 2), the shape of the pairs as an array."""
+        return self.count, 2
+
+    def part(self, start: int, stop: int) -> GeneratedPairs:
+        """Pairs ``start`` .. ``stop - 1`` of these (local positions)."""
+        return replace(self, first=self.first + start, count=stop - start)
+
+
+Pairs = torch.Tensor | GeneratedPairs  # stored (P, 2) pairs or a generated pool's
+
+
+def _pair_view(backend: ModuleType, p: Pairs) -> Any:
+    if isinstance(p, GeneratedPairs):
+        return backend.PairView.generated(
+            p.kind,
+            p.key,
+            p.first,
+            p.count,
+            p.n,
+            p.eligible,
+            p.spread,
+            _address(p.order),
+            p.runs.data_ptr(),
+            _address(p.draw_from),
+        )
     return backend.PairView(p.data_ptr(), p.dtype == torch.int64, p.shape[0])
 
 
@@ -192,6 +240,23 @@ def fisher_matrix(f: torch.Tensor, p: torch.Tensor, w: torch.Tensor | None) -> t
     return out
 
 
+def implicit_pairs(p: GeneratedPairs) -> torch.Tensor:
+    """(count, 2) int64 pairs of a generated pool, as the kernels compute them."""
+    out = torch.empty((p.count, 2), dtype=torch.int64, device=p.device)
+    if p.count:
+        backend = backend_for(p.device, "pairs")
+        with on_device(p.device):
+            backend.implicit_pairs(_pair_view(backend, p), out.data_ptr(), stream_for(p.device))
+    return out
+
+
+def generated_chunks(p: GeneratedPairs, size: int) -> Iterator[tuple[int, torch.Tensor]]:
+    """(local offset, (m, 2) int64 pairs) of a generated pool, ``size`` pairs at a time: for
+    the kernels that take stored pairs, without all of them held at once."""
+    for start in range(0, p.count, size):
+        yield start, implicit_pairs(p.part(start, min(p.count, start + size)))
+
+
 # ---- the greedy engine ------------------------------------------------------------------------
 
 
@@ -209,12 +274,44 @@ class QuotaTensors(NamedTuple):
     used: torch.Tensor
 
 
+class RewardRows(NamedTuple):
+    """Fisher weights the greedy sweep computes from rewards rather than reads (csrc views.h:
+    RewardWeights): member e's weight is the mean Bradley-Terry weight over ``rows`` rows of
+    ``rewards`` ((members * rows, n) float64) from row e * rows, as :func:`fisher_weights`."""
+
+    rewards: torch.Tensor
+    rows: int
+    members: int
+
+
+def lazy_may_run(
+    count: int, steps: int, members: int, lazy: bool | str, device: torch.device
+) -> bool:
+    """Whether ``lazy`` may choose the lazy sweep for ``count`` stored pairs, ``steps`` steps and
+    ``members`` members on ``device`` (it needs the weights stored; the dense sweep does not)."""
+    if lazy is True:
+        return True
+    small = count < LAZY_MIN_PAIRS or steps < LAZY_MIN_STEPS
+    return lazy == "auto" and not small and members == 1 and device.type == "cpu"
+
+
+def weights_in_sweep(count: int, members: int, device: torch.device) -> bool:
+    """Whether the dense sweep computes the Fisher weights of ``count`` pairs from the rewards
+    rather than reading a stored (P, E) array: on a GPU, where the arithmetic costs less than
+    the bytes, and wherever the array would take more than a quarter of the memory available;
+    on a CPU a stored weight is 8 bytes of the stream and a computed one an exp and a divide
+    (``bench/bench_implicit_pool.py`` measures both)."""
+    return device.type == "cuda" or 8 * count * members > available_memory() // 4
+
+
 class GreedyEngine:
     """One greedy log-det selection's problem and state on one backend.
 
-    ``features`` is (1, n, d) (shared by all members) or (E, n, d); ``weights`` and ``scores``
-    are (P, E) float64, ``factor`` (E, d, d) float64 with S S^T = F0^-1 per member; scores and
-    factor are updated in place. ``pairs`` may be one shard of a pool whose pair 0 is global
+    ``features`` is (1, n, d) (shared by all members) or (E, n, d); ``weights`` (P, E) float64,
+    or :class:`RewardRows` for weights computed in the sweep; ``scores`` (P, E) float64,
+    ``factor`` (E, d, d) float64 with S S^T = F0^-1 per member; scores and factor are updated
+    in place. ``pairs`` are stored (P, 2) or a generated pool's (:class:`GeneratedPairs`, the
+    dense sweep only) and may be one shard of a pool whose pair 0 is global
     pair ``first_index``. A step whose chosen pair's running score has drifted from its fresh
     value by more than ``refresh_tolerance`` (relative) stops the engine: its index is
     ``REFRESH_CHOICE`` and the caller recomputes ``scores`` and ``factor`` (:meth:`state_tensors`)
@@ -228,8 +325,8 @@ class GreedyEngine:
     def __init__(
         self,
         features: torch.Tensor,
-        pairs: torch.Tensor,
-        weights: torch.Tensor,
+        pairs: Pairs,
+        weights: torch.Tensor | RewardRows,
         *,
         scores: torch.Tensor,
         factor: torch.Tensor,
@@ -242,7 +339,7 @@ class GreedyEngine:
     ) -> None:
         self.device = pairs.device
         self.backend = backend_for(self.device)
-        members = weights.shape[1]
+        self.members = weights.members if isinstance(weights, RewardRows) else weights.shape[1]
         n, d = features.shape[-2:]
         # the kernels hold only addresses: the engine keeps the tensors alive
         self._inputs = (features, pairs, weights)
@@ -250,13 +347,15 @@ class GreedyEngine:
         self.factor = factor
         self.problem = self.backend.GreedyProblem(
             _feature_view(self.backend, features, feature_scale),
-            members,
+            self.members,
             0 if features.shape[0] == 1 else n * d,
             _pair_view(self.backend, pairs),
-            weights.data_ptr(),
+            0 if isinstance(weights, RewardRows) else weights.data_ptr(),
             first_index,
             refresh_tolerance,
         )
+        if isinstance(weights, RewardRows):
+            self.problem.weights_from_rewards(weights.rewards.data_ptr(), weights.rows, n)
         self.quota = quota
         if quota is not None:
             self.problem.quota = self.backend.PromptQuota(
@@ -282,13 +381,12 @@ class GreedyEngine:
         on a GPU, or when its memory bound exceeds half the memory available; and where it
         would not pay: below LAZY_MIN_PAIRS pairs or LAZY_MIN_STEPS steps, or with several
         members)."""
-        if lazy is False:
+        features, pairs, weights = self._inputs
+        if isinstance(pairs, GeneratedPairs) or isinstance(weights, RewardRows):
+            return None  # the callers ask for the lazy sweep only where lazy_may_run
+        if not lazy_may_run(pairs.shape[0], steps, weights.shape[1], lazy, self.device):
             return None
         wanted = lazy is True
-        features, pairs, weights = self._inputs
-        small = pairs.shape[0] < LAZY_MIN_PAIRS or steps < LAZY_MIN_STEPS
-        if not wanted and (small or weights.shape[1] > 1):
-            return None
         if self.device.type != "cpu":
             if wanted:
                 raise ValueError(f"lazy=True runs on the CPU only; the pairs are on {self.device}")

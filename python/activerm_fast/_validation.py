@@ -431,10 +431,18 @@ def positive_scalar(x: Any, name: str) -> float:
     return value
 
 
+def excluded_count(excluded: torch.Tensor | None) -> int:
+    """How many pairs a (P,) mask or a tensor of positions excludes."""
+    if excluded is None:
+        return 0
+    return int(excluded.sum()) if excluded.dtype == torch.bool else excluded.numel()
+
+
 def budget(k: Any, count: int, excluded: torch.Tensor | None) -> int:
-    """k as an int no larger than the number of pairs that may be chosen."""
+    """k as an int no larger than the number of pairs that may be chosen; ``excluded`` is a
+    (count,) mask or the positions excluded."""
     chosen = count_argument(k)
-    unavailable = 0 if excluded is None else int(excluded.sum())
+    unavailable = excluded_count(excluded)
     if chosen > count - unavailable:
         raise ValueError(
             f"k = {chosen} is larger than the {count - unavailable} pairs available "

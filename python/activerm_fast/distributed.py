@@ -38,7 +38,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from . import _launch
 from . import _validation as v
+from .data.implicit_pool import ImplicitPool
 from .kernels import Selection, export, greedy_problem
 from .selection import design as _design
 from .selection.api import SelectOptions, validated
@@ -154,14 +156,15 @@ def _error(rank: int, failure: _Failure) -> BaseException:
 
 
 class _Sharded(Protocol):
-    """What both entry points validate (SelectionInputs, GreedyProblem): this shard's pairs and
-    exclusion mask, and the features, whose n bounds a pair's responses."""
+    """What both entry points validate (SelectionInputs, GreedyProblem): this shard's pairs
+    (stored or an implicit pool's) and exclusion mask (or excluded positions), and the
+    features, whose n bounds a pair's responses."""
 
     @property
     def members(self) -> torch.Tensor: ...
 
     @property
-    def pairs(self) -> torch.Tensor: ...
+    def candidates(self) -> _launch.Pairs: ...
 
     @property
     def excluded(self) -> torch.Tensor | None: ...
@@ -183,9 +186,8 @@ def _sharded(
     error: BaseException | None = None
     try:
         state, budget, signature = check()
-        excluded = state.excluded
-        unavailable = 0 if excluded is None else int(excluded.sum())
-        report = (None, signature, (int(state.pairs.shape[0]), unavailable))
+        unavailable = v.excluded_count(state.excluded)
+        report = (None, signature, (int(state.candidates.shape[0]), unavailable))
     except Exception as err:
         error = err
         report = (_failure(err), {}, (0, 0))
@@ -209,12 +211,19 @@ def _sharded(
                 )
     assert state is not None
     shard = _Shard(group, [counts for _, _, counts in reports])
-    shard.check_unique(state.pairs, state.members.shape[1])
+    shard.check_unique(state.candidates, state.members.shape[1])
     return state, budget, shard
 
 
 def _scalar(value: Any) -> tuple[str, Any]:
     return repr(value), value
+
+
+def _implicit_signature(pairs: Any) -> tuple[str, Any]:
+    """How an implicit pool is shown and compared (the pool every shard is part of), or None."""
+    if not isinstance(pairs, ImplicitPool):
+        return _scalar(None)
+    return _scalar((pairs.kind, pairs.size, pairs.seed, pairs.n))
 
 
 def _tensor_signature(t: torch.Tensor | None) -> tuple[str, Any]:
@@ -265,13 +274,25 @@ class _Shard:
             )
         return k
 
-    def check_unique(self, pairs: torch.Tensor, n: int) -> None:
-        """No pair may appear in two shards (each shard was checked alone). Every rank sends
+    def check_unique(self, pairs: _launch.Pairs, n: int) -> None:
+        """No pair may appear in two shards (each shard was checked alone); an implicit pool's
+        shard must hold the positions of its rank, those ``pool.shard(rank, world)`` gives
+        (its pairs may repeat: a selection never picks a pair twice). Every rank sends
         each pair's key to the rank the key maps to, which sorts what it receives and looks for
         a repeat: 8 bytes per pair moved and about 32 held, once per selection. A repeat found
         anywhere is located by every rank in its own shard, so every rank names the same two
         rows."""
         group = self.group
+        if isinstance(pairs, _launch.GeneratedPairs):
+            starts = group.objects(pairs.first)
+            for rank, start in enumerate(starts):
+                wanted = sum(self.sizes[:rank])
+                if start != wanted:
+                    raise ValueError(
+                        f"rank {rank}: its implicit pool starts at position {start}, not "
+                        f"{wanted}; pass pool.shard(rank, world) on every rank"
+                    )
+            return
         if group.world == 1:
             return
         keys = v.pair_keys(pairs, n).to(group.device)
@@ -560,7 +581,10 @@ def select(
             "per_prompt": _scalar(None if inputs.quota is None else inputs.quota.limit),
             "prompt_ids": _tensor_signature(inputs.prompt_of),
             "uncertainty": _scalar(inputs.uncertainty),
+            "implicit pool": _implicit_signature(options["pairs"]),
         }
+        if inputs.generated is not None and strategy == "random":
+            raise ValueError("strategy 'random' runs on an implicit pool in one process only")
         return inputs, budget, signature
 
     inputs, budget, shard = _sharded(group_, check)
@@ -662,6 +686,7 @@ def greedy_logdet(
             "prior": (
                 _scalar(start.ridge) if start.matrix is None else _tensor_signature(start.matrix)
             ),
+            "implicit pool": _implicit_signature(pairs),
         }
         return problem, budget, signature
 

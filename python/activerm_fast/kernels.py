@@ -16,6 +16,7 @@ import torch
 
 from . import _launch
 from . import _validation as v
+from .data.implicit_pool import generated_pairs
 from .selection import design as _design
 
 __all__ = [
@@ -267,7 +268,14 @@ def greedy_problem(
     features, unique pairs, float64 weights (ones by default), the prior (a ridge or a symmetric
     matrix), the exclusion mask and the sweep."""
     f = v.features_tensor(features)
-    p = v.pairs_tensor(pairs, f.shape[0], f.device, unique=True)
+    generated = generated_pairs(pairs, f.shape[0], f.device)
+    p: _launch.Pairs
+    if generated is None:
+        p = v.pairs_tensor(pairs, f.shape[0], f.device, unique=True)
+    elif lazy is True:
+        raise ValueError("lazy=True needs stored pairs; an implicit pool runs the dense sweep")
+    else:
+        p = generated
     count = p.shape[0]
     if weights is None:
         w = torch.ones(count, dtype=torch.float64, device=f.device)

@@ -11,6 +11,8 @@
 //   fisher_matrix       the scatter half of fisher_matrix: out (n, d) float64 = L_w Phi, the
 //                       weighted pair Laplacian applied to the features, so Phi^T out =
 //                       sum_k w_k d_k d_k^T; weights may be null (all ones); out is overwritten.
+//   implicit_pairs      out (P, 2) int64: the pairs of a generated view (pair_source.h), as
+//                       every kernel that reads them computes them.
 //
 // The greedy engine (views.h: GreedyProblem, GreedyState, GreedyChoice), three primitives and
 // the loop they compose:
@@ -37,6 +39,7 @@
                             double scale, double* out, void* stream);                           \
   static void fisher_matrix(FeatureView features, PairView pairs, const double* weights,        \
                             double* out, void* stream);                                         \
+  static void implicit_pairs(PairView pairs, int64_t* out, void* stream);                       \
   static int64_t greedy_workspace_bytes(const GreedyProblem& problem);                          \
   static void greedy_sweep(const GreedyProblem& problem, GreedyState state, bool downdate,      \
                            void* stream);                                                       \

@@ -19,10 +19,44 @@ struct FeatureView {  // row-major (n, d), float32 or float64
   double scale;
 };
 
-struct PairView {  // row-major (count, 2), int32 or int64, first minus second
+// A pool whose pairs are generated, never stored (pair_source.h): pair k is a function of
+// (key, k) alone, a counter-based draw, so any range of k (a shard) needs only the key.
+// Pair k's first response a is eligible response floor(k spread) (spread = eligible / pool
+// size: every eligible response is first equally often); cross-prompt (kind 1): all n are
+// eligible, the partner is uniform over the responses to other prompts; within-prompt (kind 2):
+// the `eligible` responses whose prompt has another (draw_from lists their grouped positions),
+// the partner uniform over the others of its prompt. Positions are into `order` (n), the responses grouped by prompt; runs (n, 2)
+// holds [start, stop) of the prompt run of each grouped position. A pair is (min, max).
+constexpr int32_t kStoredPairs = 0;
+constexpr int32_t kCrossPromptPairs = 1;
+constexpr int32_t kWithinPromptPairs = 2;
+
+struct ImplicitPairs {
+  int32_t kind = kStoredPairs;
+  uint64_t key = 0;     // the mixed seed
+  int64_t first = 0;    // the counter of local pair 0 (a shard's first global pair)
+  int64_t n = 0;        // responses
+  int64_t eligible = 0; // responses the first of a pair is one of
+  double spread = 0.0;  // eligible / the whole pool's size
+  const int64_t* order = nullptr;  // null: the responses are grouped already (the identity)
+  const int64_t* runs = nullptr;
+  const int64_t* draw_from = nullptr;  // (eligible) grouped positions; null: all n (cross)
+};
+
+struct PairView {  // row-major (count, 2), int32 or int64, first minus second; or generated
   const void* data;
   bool is_int64;
   int64_t count;
+  ImplicitPairs implicit = {};  // kind kStoredPairs: the pairs are `data`
+};
+
+// Fisher weights computed where they are used instead of read from a (P, E) array: member e's
+// weight of pair (i, j) is the mean Bradley-Terry weight over `rows` float64 reward rows of n
+// responses starting at rewards + e * rows * n (the arithmetic of fisher_weights).
+struct RewardWeights {
+  const double* rewards = nullptr;  // null: the weights are GreedyProblem::weights
+  int64_t rows = 0;
+  int64_t n = 0;
 };
 
 // Ensemble members one greedy engine serves at most (the choice record below is fixed-size).
@@ -55,8 +89,9 @@ struct PromptQuota {
 // What the greedy engine optimises: sum over E members of log det(F0_e + sum_S w_e,k d_e,k
 // d_e,k^T), E = 1 for a single model. Member e's features start member_stride elements after
 // member 0's (0: all members share one matrix); weights are (count, E), a pair's members side by
-// side, so one sweep reads each pair's state from one place. The pairs may be one shard of a
-// larger pool: pair k here is pair first_index + k globally. A step whose chosen pair's running
+// side, so one sweep reads each pair's state from one place (or they are computed from rewards:
+// `fisher`). The pairs may be one shard of a larger pool: pair k here is pair first_index + k
+// globally. A step whose chosen pair's running
 // score differs from its fresh value by more than refresh_tolerance (relative; 0: never) stops
 // the engine with kRefreshChoice. `quota` (optional) limits the chosen pairs per prompt.
 struct GreedyProblem {
@@ -68,6 +103,7 @@ struct GreedyProblem {
   int64_t first_index;
   double refresh_tolerance;
   PromptQuota quota = {};  // none unless set
+  RewardWeights fisher = {};  // set: weights are computed from rewards, `weights` is unused
 };
 
 // The engine's mutable state, float64, in the backend's memory:

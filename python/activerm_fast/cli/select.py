@@ -149,7 +149,12 @@ def _select_sharded(args: argparse.Namespace) -> int:
             dataset = load_dataset(args.data)
             pairs, labels = read_labelled(args.labelled, dataset.n)
             shard = candidate_pool(
-                dataset.prompt_ids, args.pool, args.pool_size, args.seed, shard=(rank, world)
+                dataset.prompt_ids,
+                args.pool,
+                args.pool_size,
+                args.seed,
+                shard=(rank, world),
+                name="--pool-size",
             )
             shard = without_pairs(shard, _excluded(args.exclude, dataset.n))
             return dataset, pairs, labels, shard

@@ -531,7 +531,9 @@ def batch_of_plan(
     >>> sorted(dataset.prompt_ids[batch[:, 0]].tolist()), note
     ([0, 1], "chose with 'xtx'")
     """
-    candidates = without_pairs(candidate_pool(dataset.prompt_ids, pool, pool_size, seed), exclude)
+    candidates = without_pairs(
+        candidate_pool(dataset.prompt_ids, pool, pool_size, seed, name="pool_size"), exclude
+    )
     selection = select(
         plan.strategy,
         features=plan.features,

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from .._launch import available_memory
 from .._validation import count_argument, positive_integer
 
 __all__ = [
@@ -95,7 +96,7 @@ def all_pairs(n: int) -> np.ndarray:
     TypeError
         If ``n`` is not an integer.
     ValueError
-        If ``n`` is negative.
+        If ``n`` is negative, or the pairs would not fit in the memory available.
 
     Examples
     --------
@@ -104,8 +105,37 @@ def all_pairs(n: int) -> np.ndarray:
     [[0, 1], [0, 2], [0, 3], [1, 2], [1, 3], [2, 3]]
     """
     n = count_argument(n, "n")
+    count = n * (n - 1) // 2
+    check_pool_memory(count, _ALL_PAIRS_BYTES, f"n = {n}", "lower n")
     i, j = np.triu_indices(n, k=1)
-    return np.stack([i, j], axis=1).astype(np.int64)
+    return np.stack([i, j], axis=1)
+
+
+# Peak bytes per pair of building each kind of pool, the (P, 2) int64 result included: all_pairs
+# holds triu_indices' two index arrays beside the result; within_prompt its blocks, their
+# concatenation and _canonical's sorted copy; cross_prompt the sorted pair numbers and the
+# result (pairs are decoded in chunks of _DECODE_CHUNK).
+_ALL_PAIRS_BYTES = 32
+_WITHIN_BYTES = 72
+_CROSS_BYTES = 24
+_DECODE_CHUNK = 1 << 20
+_WITHIN_REMEDY = (
+    "build the pool in more shards (shard=(rank, world)) or use an implicit pool "
+    "(activerm_fast.ImplicitPool.within_prompt)"
+)
+
+
+def check_pool_memory(count: int, bytes_per_pair: int, what: str, remedy: str) -> None:
+    """A ValueError saying ``what`` asked for and ``remedy`` before a pool of ``count`` pairs is
+    built, when building it needs more than the memory available
+    (:func:`~activerm_fast._launch.available_memory`)."""
+    needed = count * bytes_per_pair
+    available = available_memory()
+    if needed > available:
+        raise ValueError(
+            f"{what} gives {count} pairs, which need {needed} bytes ({needed / 2**30:.1f} GiB) "
+            f"to build, more than the {available / 2**30:.1f} GiB of memory available; {remedy}"
+        )
 
 
 def within_prompt(prompt_ids: Any, shard: Shard | None = None) -> np.ndarray:
@@ -129,7 +159,8 @@ def within_prompt(prompt_ids: Any, shard: Shard | None = None) -> np.ndarray:
     TypeError
         If the labels have an unsupported dtype or ``shard`` is not a pair of integers.
     ValueError
-        If ``prompt_ids`` is not 1-D or ``shard`` is out of range.
+        If ``prompt_ids`` is not 1-D, ``shard`` is out of range, or the pairs would not fit in
+        the memory available.
 
     Examples
     --------
@@ -143,8 +174,16 @@ def within_prompt(prompt_ids: Any, shard: Shard | None = None) -> np.ndarray:
     codes = prompt_codes(prompt_ids)
     if shard is not None:
         return _within_rows(codes, shard_argument(shard))
-    order = np.argsort(codes, kind="stable")
     sizes = np.bincount(codes)
+    sizes64 = sizes.astype(np.int64)
+    biggest = int(sizes.max()) if len(codes) else 0
+    check_pool_memory(
+        int((sizes64 * (sizes64 - 1) // 2).sum()),
+        _WITHIN_BYTES,
+        f"prompt_ids ({len(codes)} responses, up to {biggest} to one prompt)",
+        _WITHIN_REMEDY,
+    )
+    order = np.argsort(codes, kind="stable")
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     blocks = []
     for size in np.unique(sizes[sizes > 1]):
@@ -173,6 +212,12 @@ def _within_rows(codes: np.ndarray, shard: Shard) -> np.ndarray:
         int(np.searchsorted(cumulative, total * r // world, side="left")) for r in (rank, rank + 1)
     ]
     first, stop = bounds[0], (n if rank + 1 == world else bounds[1])
+    check_pool_memory(
+        int(cumulative[stop] - cumulative[first]),
+        _WITHIN_BYTES,
+        f"shard {rank} of {world} of the within-prompt pairs of {n} responses",
+        _WITHIN_REMEDY,
+    )
     rows = np.arange(first, stop, dtype=np.int64)
     counts = later[first:stop]
     lo = np.repeat(rows, counts)
@@ -293,7 +338,16 @@ class _CrossPrompt:
         self.keys = codes[self.order] * (n + 1) + grouped
 
     def pairs(self, numbers: np.ndarray) -> np.ndarray:
-        """(m, 2) rows of the ascending pair ``numbers``."""
+        """(m, 2) rows of the ascending pair ``numbers``, decoded in chunks so that the
+        temporaries stay small beside the result."""
+        out = np.empty((len(numbers), 2), dtype=np.int64)
+        for start in range(0, len(numbers), _DECODE_CHUNK):
+            out[start : start + _DECODE_CHUNK] = self._decode(
+                numbers[start : start + _DECODE_CHUNK]
+            )
+        return out
+
+    def _decode(self, numbers: np.ndarray) -> np.ndarray:
         lo = np.searchsorted(self.row_starts, numbers, side="right") - 1
         within = numbers - self.row_starts[lo]
         code = self.codes[lo]
@@ -312,25 +366,45 @@ def _block_rows(pool: _CrossPrompt, blocks: int) -> np.ndarray:
     return np.maximum.accumulate(np.minimum(rows, pool.n))
 
 
+# NumPy's multivariate hypergeometric draw needs fewer than this many items in all
+_HYPERGEOMETRIC_LIMIT = 10**9
+
+
 def _block_draws(pool_sizes: np.ndarray, num: int, seed: int) -> np.ndarray:
-    """How many of a uniform num-subset of all pairs fall in each block: a multivariate
-    hypergeometric draw, made exact for pools of any size (NumPy's needs fewer than 1e9 pairs)
-    by thinning: every pair is kept with probability p (a binomial count per block), p grown
-    until at least num are kept; num of the kept ones are then a uniform num-subset."""
+    """How many of a uniform num-subset of all pairs fall in each block, exact for pools of
+    any size, by thinning: every pair is kept with probability p (a binomial count per block),
+    p grown until at least num are kept; num of the kept ones are then a uniform num-subset.
+    Below NumPy's limit that subset is a multivariate hypergeometric draw; from num = 10^9 on
+    (where more than the limit are kept), the kept pairs left out, a few times sqrt(num), are a
+    uniform subset of the kept ones drawn directly (:func:`_left_out`)."""
     rng = np.random.default_rng([seed, 0, 0])
     total = int(pool_sizes.sum())
-    p = min(1.0, (num + 4.0 * math.sqrt(num) + 16.0) / max(total, 1))
+    margin = 4.0 * math.sqrt(num) + 16.0
+    p = min(1.0, (num + margin) / max(total, 1))
     while True:
         kept = pool_sizes if p >= 1.0 else rng.binomial(pool_sizes, p)
         if int(kept.sum()) >= num:
             break
-        p = min(1.0, 1.5 * p)
-    draws: np.ndarray = rng.multivariate_hypergeometric(kept, num, method="marginals")
-    return draws.astype(np.int64)
+        # past the limit, grow p by the margin only, so the left-out pairs stay few
+        p = min(1.0, 1.5 * p if num < _HYPERGEOMETRIC_LIMIT else p + margin / total)
+    if int(kept.sum()) < _HYPERGEOMETRIC_LIMIT:
+        draws: np.ndarray = rng.multivariate_hypergeometric(kept, num, method="marginals")
+        return draws.astype(np.int64)
+    chosen: np.ndarray = kept - _left_out(kept, int(kept.sum()) - num, rng)
+    return chosen.astype(np.int64)
+
+
+def _left_out(kept: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """How many of a uniform ``count``-subset of the kept pairs fall in each block: ``count``
+    distinct positions among all kept pairs (NumPy draws a subset this small of a population
+    this large by Floyd's method, in O(count) memory), counted by block."""
+    positions = rng.choice(int(kept.sum()), size=count, replace=False, shuffle=False)
+    blocks = np.searchsorted(np.cumsum(kept), positions, side="right")
+    return np.bincount(blocks, minlength=len(kept)).astype(np.int64)
 
 
 def cross_prompt(
-    prompt_ids: Any, num: int, seed: int = 0, shard: Shard | None = None
+    prompt_ids: Any, num: int, seed: int = 0, shard: Shard | None = None, *, name: str = "num"
 ) -> np.ndarray:
     """``num`` distinct pairs of responses to different prompts, uniform over all such pairs.
 
@@ -354,6 +428,8 @@ def cross_prompt(
         Seeds the draw.
     shard : tuple of (int, int), optional
         ``(rank, world)``: only this rank's part.
+    name : str, default "num"
+        What errors call ``num`` (a caller's own name for it, such as ``--pool-size``).
 
     Returns
     -------
@@ -365,7 +441,8 @@ def cross_prompt(
     TypeError
         If an argument has the wrong type.
     ValueError
-        If ``num`` exceeds the cross-prompt pairs or ``shard`` is out of range.
+        If ``num`` exceeds the cross-prompt pairs, ``shard`` is out of range, or this rank's
+        part would not fit in the memory available (checked before anything is drawn).
 
     Examples
     --------
@@ -384,18 +461,26 @@ def cross_prompt(
     ValueError: num = 12 is larger than the 11 cross-prompt pairs of 6 responses to 3 prompts
     """
     codes = prompt_codes(prompt_ids)
-    num = count_argument(num, "num")
+    num = count_argument(num, name)
     rank, world = (0, 1) if shard is None else shard_argument(shard)
     n = len(codes)
     pool = _CrossPrompt(codes)
     if num > pool.total:
         raise ValueError(
-            f"num = {num} is larger than the {pool.total} cross-prompt pairs of {n} responses "
-            f"to {len(np.unique(codes))} prompts"
+            f"{name} = {num} is larger than the {pool.total} cross-prompt pairs of {n} "
+            f"responses to {len(np.unique(codes))} prompts"
         )
     if num == 0:
         return np.empty((0, 2), dtype=np.int64)
     blocks = min(_MAX_BLOCKS, max(1, num // _BLOCK_PAIRS))
+    # a rank holds whole blocks of about num / blocks pairs each
+    share = -(-num * (blocks * (rank + 1) // world - blocks * rank // world) // blocks)
+    what = f"{name} = {num}" if world == 1 else f"shard {rank} of {world} of {name} = {num}"
+    remedy = (
+        f"lower {name}, build the pool in (more) shards (shard=(rank, world)), or use an "
+        "implicit pool (activerm_fast.ImplicitPool.cross_prompt)"
+    )
+    check_pool_memory(share, _CROSS_BYTES, what, remedy)
     rows = _block_rows(pool, blocks)
     sizes = pool.row_starts[rows[1:]] - pool.row_starts[rows[:-1]]
     draws = _block_draws(sizes, num, seed)
@@ -414,7 +499,13 @@ def cross_prompt(
 
 
 def candidate_pool(
-    prompt_ids: Any, kind: str, cross_pairs: int, seed: int = 0, *, shard: Shard | None = None
+    prompt_ids: Any,
+    kind: str,
+    cross_pairs: int,
+    seed: int = 0,
+    *,
+    shard: Shard | None = None,
+    name: str = "cross_pairs",
 ) -> np.ndarray:
     """The candidates of one selection.
 
@@ -431,6 +522,8 @@ def candidate_pool(
         Seeds the cross-prompt draw.
     shard : tuple of (int, int), optional
         ``(rank, world)``: this rank's part (the parts concatenate to the pool).
+    name : str, default "cross_pairs"
+        What errors call ``cross_pairs`` (``--pool-size`` on the command line).
 
     Returns
     -------
@@ -454,8 +547,8 @@ def candidate_pool(
         raise ValueError(f"pool must be one of {POOLS}, got {kind!r}")
     if kind == "within":
         return within_prompt(prompt_ids, shard)
-    count = min(cross_pairs, cross_pair_count(prompt_ids))
-    return cross_prompt(prompt_ids, count, seed=seed, shard=shard)
+    count = min(count_argument(cross_pairs, name), cross_pair_count(prompt_ids))
+    return cross_prompt(prompt_ids, count, seed=seed, shard=shard, name=name)
 
 
 def load_shard(path: str | os.PathLike[str], shard: Shard, key: str = "pairs") -> np.ndarray:

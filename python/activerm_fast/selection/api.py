@@ -15,12 +15,13 @@ import torch
 from .. import _launch
 from .. import _validation as v
 from ..data.dataset import Dataset
+from ..data.implicit_pool import generated_pairs, positions_of
 from ..kernels import Selection, export
 from . import baselines, dopt, field_rules  # noqa: F401  (each registers its strategies)
 from . import design as _design
 from . import uncertainty as _uncertainty_strategies  # noqa: F401
 from .inputs import SelectionInputs
-from .registry import STRATEGIES
+from .registry import STRATEGIES, Strategy
 from .ridge import RIDGE_MODES
 
 if TYPE_CHECKING:  # annotations only (typing has both from Python 3.11)
@@ -73,7 +74,12 @@ def validated(strategy: str, **options: Unpack[SelectOptions]) -> SelectionInput
     members = v.features_tensor(features, members=True)
     n = members.shape[1]
     device = members.device
-    p = v.pairs_tensor(options["pairs"], n, device, unique=True)
+    generated = generated_pairs(options["pairs"], n, device)
+    if generated is None:
+        p = v.pairs_tensor(options["pairs"], n, device, unique=True)
+    else:
+        check_implicit(entry, options)
+        p = torch.empty((0, 2), dtype=torch.int64, device=device)
     rewards = options.get("rewards")
     r = None if rewards is None else v.rewards_tensor(rewards, n, device)
     if entry.needs_rewards and r is None:
@@ -102,7 +108,9 @@ def validated(strategy: str, **options: Unpack[SelectOptions]) -> SelectionInput
         None if labelled is None else v.pairs_tensor(labelled, n, device, "labelled", distinct=True)
     )
     excluded = None
-    if done is not None and done.shape[0] and p.shape[0]:
+    if done is not None and done.shape[0] and generated is not None:
+        excluded = positions_of(generated, done, n)
+    elif done is not None and done.shape[0] and p.shape[0]:
         excluded = v.labelled_mask(p, done, n)
     return SelectionInputs(
         members=members,
@@ -119,7 +127,24 @@ def validated(strategy: str, **options: Unpack[SelectOptions]) -> SelectionInput
         quota=quota,
         prompt_of=None if prompts is None else prompts[0],
         uncertainty=uncertainty,
+        generated=generated,
     )
+
+
+def check_implicit(entry: Strategy, options: SelectOptions) -> None:
+    """A ValueError for the options an implicit pool cannot run with."""
+    if not entry.implicit:
+        runs = sorted(name for name, s in STRATEGIES.items() if s.implicit)
+        raise ValueError(
+            f"strategy {entry.name!r} needs stored pairs; an implicit pool runs {runs} "
+            "(pass pairs.materialize() for the others)"
+        )
+    if options.get("per_prompt") is not None:
+        raise ValueError("per_prompt needs stored pairs; pass pairs.materialize()")
+    if options.get("ridge_mode", "absolute") != "absolute":
+        raise ValueError("ridge_mode='relative' needs stored pairs; pass pairs.materialize()")
+    if options.get("lazy", "auto") is True:
+        raise ValueError("lazy=True needs stored pairs; an implicit pool runs the dense sweep")
 
 
 def prompt_features_for(strategy: str, dataset: Dataset) -> np.ndarray | None:
@@ -349,7 +374,7 @@ def select(
         prompt_ids=prompt_ids,
         uncertainty=uncertainty,
     )
-    k = v.budget(k, inputs.pairs.shape[0], inputs.excluded)
+    k = v.budget(k, inputs.candidates.shape[0], inputs.excluded)
     result = STRATEGIES[strategy].choose(inputs.resolved(), k)
     as_numpy = v.is_numpy_like(features)
     return Selection(

@@ -188,6 +188,31 @@ def _inverse_root(prior: Prior, scale: float, d: int) -> torch.Tensor:
     return root
 
 
+# Pairs of a generated pool computed at a time where a kernel that takes stored pairs needs them
+# (64 MiB of pairs beside a (P,) result)
+GENERATED_CHUNK = 1 << 22
+
+
+def per_pair(pairs: _launch.Pairs, score: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """``score(pairs)`` of a per-pair kernel: at once for stored pairs; for a generated pool
+    chunk by chunk into one (P,) array, the pairs never all held at once (a per-pair result
+    does not depend on the chunks)."""
+    if isinstance(pairs, torch.Tensor):
+        return score(pairs)
+    out = torch.empty(pairs.count, dtype=torch.float64, device=pairs.device)
+    for start, rows in _launch.generated_chunks(pairs, GENERATED_CHUNK):
+        out[start : start + len(rows)] = score(rows)
+    return out
+
+
+def pair_rows(pairs: _launch.Pairs, positions: torch.Tensor) -> torch.Tensor:
+    """(m, 2) int64 rows of the local ``positions`` of stored or generated pairs."""
+    if isinstance(pairs, torch.Tensor):
+        return pairs[positions].long()
+    rows = [_launch.implicit_pairs(pairs.part(p, p + 1)) for p in positions.tolist()]
+    return torch.cat(rows) if rows else torch.empty((0, 2), dtype=torch.int64, device=pairs.device)
+
+
 # Below this share of the responses in its pairs, a product over the responses is taken over
 # those responses only (finding them and renumbering the pairs is O(P + n)).
 _COMPACT_SHARE = 0.75
@@ -206,23 +231,23 @@ def _compared(pairs: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor] 
 
 
 def _scores_of_factor(
-    features: torch.Tensor, pairs: torch.Tensor, factor: torch.Tensor, scale: float
+    features: torch.Tensor, pairs: _launch.Pairs, factor: torch.Tensor, scale: float
 ) -> torch.Tensor:
     """||S^T d'_k||^2 for every pair: the squared distance of rows psi_i = S^T phi'_i, rotated
-    for the responses the pairs compare (each row's product is the same whichever rows are
-    rotated with it)."""
-    compared = _compared(pairs, features.shape[0])
+    for the responses stored pairs compare (each row's product is the same whichever rows are
+    rotated with it; a generated pool's are not looked for)."""
+    compared = _compared(pairs, features.shape[0]) if isinstance(pairs, torch.Tensor) else None
     if compared is not None:
         features, pairs = features[compared[0]], compared[1]
     scaled = features.double() * scale
     shift = _overflow_shift(scaled, factor)
     rotated = scaled @ (factor * math.ldexp(1.0, -shift))
-    scores = _launch.pair_quadform(rotated, pairs, None, 1.0)
+    scores = per_pair(pairs, lambda chunk: _launch.pair_quadform(rotated, chunk, None, 1.0))
     return scores * math.ldexp(1.0, 2 * shift) if shift else scores
 
 
 def _start(
-    features: torch.Tensor, pairs: torch.Tensor, prior: Prior, scale: float
+    features: torch.Tensor, pairs: _launch.Pairs, prior: Prior, scale: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One member's start in features scaled by ``scale``: the factor S0 (S0 S0^T = F0'^-1 for
     F0' = scale^2 F0) and the scores ||S0^T d'_k||^2 = d_k^T F0^-1 d_k."""
@@ -232,8 +257,11 @@ def _start(
         assert prior.ridge is not None
         root = (1.0 / scale) / math.sqrt(prior.ridge)
         factor = root * torch.eye(d, dtype=torch.float64, device=device)
-        return factor, _launch.pair_quadform(
-            features, pairs, None, root * root, feature_scale=scale
+        return factor, per_pair(
+            pairs,
+            lambda chunk: _launch.pair_quadform(
+                features, chunk, None, root * root, feature_scale=scale
+            ),
         )
     factor = _inverse_root(prior, scale, d).to(device)
     return factor, _scores_of_factor(features, pairs, factor, scale)
@@ -286,7 +314,7 @@ def sequential_gains(
     return 2.0 * (torch.log(torch.diagonal(upper).abs()) + shift * math.log(2.0))
 
 
-def quadforms(features: torch.Tensor, pairs: torch.Tensor, prior: Prior) -> torch.Tensor:
+def quadforms(features: torch.Tensor, pairs: _launch.Pairs, prior: Prior) -> torch.Tensor:
     """d_k^T F^-1 d_k for every pair."""
     return _start(features, pairs, prior, feature_scale(features, [prior]))[1]
 
@@ -353,9 +381,12 @@ class GreedyProblem:
     engine (single-process, lazy or sharded alike).
 
     ``members`` are (1, n, d) features shared by every member or (E, n, d) one matrix each;
-    ``weights`` (P, E) float64, one column per member; ``priors`` one F0 per member;
-    ``excluded`` (P,) the pairs that may not be chosen (None: none); ``lazy`` the sweep
-    (:class:`~activerm_fast._launch.GreedyEngine`; every choice picks the same pairs).
+    ``pairs`` stored (P, 2) or a generated pool's (:class:`~activerm_fast.ImplicitPool`);
+    ``weights`` (P, E) float64, one column per member, or the rewards the sweep computes them
+    from (:class:`~activerm_fast._launch.RewardRows`); ``priors`` one F0 per member;
+    ``excluded`` (P,) mask or positions of the pairs that may not be chosen (None: none);
+    ``lazy`` the sweep (:class:`~activerm_fast._launch.GreedyEngine`; every choice picks the
+    same pairs).
     ``pairs`` may be one shard of a pool whose pair 0 is global position ``first_index``
     (errors and choices name global positions); every other field but ``weights`` and
     ``excluded`` is then the whole pool's. ``quota`` (None: none) limits the chosen pairs per
@@ -363,8 +394,8 @@ class GreedyProblem:
     """
 
     members: torch.Tensor
-    pairs: torch.Tensor
-    weights: torch.Tensor
+    pairs: _launch.Pairs
+    weights: torch.Tensor | _launch.RewardRows
     priors: Sequence[Prior]
     excluded: torch.Tensor | None = None
     lazy: bool | str = "auto"
@@ -379,6 +410,40 @@ class GreedyProblem:
     def member_features(self, member: int) -> torch.Tensor:
         """Member ``member``'s (n, d) features (all share one matrix when one was given)."""
         return self.members[min(member, self.members.shape[0] - 1)]
+
+    @property
+    def candidates(self) -> _launch.Pairs:
+        """The pairs, stored or generated (the name SelectionInputs gives them too)."""
+        return self.pairs
+
+    @property
+    def member_count(self) -> int:
+        """E, the members whose log dets are summed."""
+        weights = self.weights
+        return weights.members if isinstance(weights, _launch.RewardRows) else weights.shape[1]
+
+    def weights_of(self, rows: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """(m, E) weights of the pairs ``rows`` at local ``positions``: read, or computed from
+        the rewards as the sweep computes them."""
+        weights = self.weights
+        if not isinstance(weights, _launch.RewardRows):
+            return weights[positions]
+        r, rows_each = weights.rewards, weights.rows
+        return torch.stack(
+            [
+                _launch.fisher_weights(r[e * rows_each : (e + 1) * rows_each], rows)
+                for e in range(weights.members)
+            ],
+            dim=1,
+        )
+
+    @property
+    def heaviest(self) -> float:
+        """The largest weight here (1/4, the Bradley-Terry bound, when computed from rewards)."""
+        weights = self.weights
+        if isinstance(weights, _launch.RewardRows):
+            return 0.25
+        return weights.max().item() if weights.numel() else 0.0
 
 
 class Exchange(Protocol):
@@ -417,8 +482,7 @@ def greedy(
         engine, scale = exchange.agreed(lambda: greedy_engine(problem, steps=k))
         chosen, gains = _run_exchanged(engine, problem, k, scale=scale, exchange=exchange)
     if bool(((chosen < 0) | ~torch.isfinite(gains)).any()):  # the same on every process
-        weights = problem.weights
-        heaviest = weights.max().item() if weights.numel() else 0.0
+        heaviest = problem.heaviest
         if exchange is not None:
             heaviest = exchange.maximum(heaviest)
         _raise_step_error(chosen, gains, heaviest, problem)
@@ -441,10 +505,17 @@ def greedy_engine(problem: GreedyProblem, steps: int = 0) -> tuple[_launch.Greed
         for e, prior in enumerate(problem.priors)
     ]
     factor = torch.stack([start[0] for start in starts]).contiguous()
-    scores = torch.stack([start[1] for start in starts], dim=1).contiguous()
+    if len(starts) == 1:  # (P, 1) without a copy: at 10^9 pairs a copy is 8 GB more
+        scores = starts[0][1][:, None]
+    else:
+        scores = torch.stack([start[1] for start in starts], dim=1).contiguous()
     if problem.excluded is not None:
         scores[problem.excluded] = math.nan
     _check_start(scores, problem)
+    quota = None
+    if problem.quota is not None:
+        assert isinstance(pairs, torch.Tensor)  # validated: a quota needs stored pairs
+        quota = problem.quota.tensors(pairs)
     engine = _launch.GreedyEngine(
         members,
         pairs,
@@ -456,7 +527,7 @@ def greedy_engine(problem: GreedyProblem, steps: int = 0) -> tuple[_launch.Greed
         refresh_tolerance=REFRESH_TOLERANCE,
         lazy=problem.lazy,
         steps=steps,
-        quota=None if problem.quota is None else problem.quota.tensors(pairs),
+        quota=quota,
     )
     return engine, scale
 
@@ -481,8 +552,9 @@ def _run(
         chosen_parts.append(chosen[:stop])
         gain_parts.append(gains[:stop])
         done += stop
-        so_far = torch.cat(chosen_parts)
-        rows, weights = problem.pairs[so_far].long(), problem.weights[so_far]
+        so_far = torch.cat(chosen_parts) - problem.first_index
+        rows = pair_rows(problem.pairs, so_far)
+        weights = problem.weights_of(rows, so_far)
         again = stop == 0 and len(chosen_parts) > 1
         refresh_state(
             engine,
@@ -512,7 +584,7 @@ def _run_exchanged(
     device = problem.pairs.device
     chosen = torch.empty(k, dtype=torch.int64, device=device)
     gains = torch.empty(k, dtype=torch.float64, device=device)
-    slots = 4 + problem.weights.shape[1]  # score, index, first, second, one weight per member
+    slots = 4 + problem.member_count  # score, index, first, second, one weight per member
     winners = torch.empty((k, slots), dtype=torch.float64, device=device)
     refreshed = False  # a refresh and no step since
     engine.sweep(downdate=False)
@@ -572,8 +644,21 @@ def refresh_state(
     if problem.excluded is not None:
         scores[problem.excluded] = math.nan
     scores[local] = math.nan
+    mask_repeats(scores, problem.pairs, picked, problem.members.shape[1])
     if engine.quota is not None:
         scores[quota_masked(engine.quota)] = math.nan
+
+
+def mask_repeats(scores: torch.Tensor, pairs: _launch.Pairs, picked: torch.Tensor, n: int) -> None:
+    """NaN scores for every copy, in a generated pool, of a ``picked`` (m, 2) pair: after a
+    refresh no choice may repeat one (the sweep masks the copies of each new choice; a stored
+    pool holds none)."""
+    if isinstance(pairs, torch.Tensor) or picked.shape[0] == 0:
+        return
+    chosen = picked.min(dim=1).values * n + picked.max(dim=1).values
+    for start, rows in _launch.generated_chunks(pairs, GENERATED_CHUNK):
+        repeated = torch.isin(rows[:, 0] * n + rows[:, 1], chosen.to(rows.device))
+        scores[start : start + len(rows)][repeated] = math.nan
 
 
 def _check_start(scores: torch.Tensor, problem: GreedyProblem) -> None:

@@ -3,6 +3,8 @@ rewards (X^T X), with Fisher weights, past-aware, and summed over ensemble membe
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from ..kernels import Selection
@@ -30,14 +32,16 @@ def _greedy(
     k: int,
     *,
     members: torch.Tensor,
-    weights: torch.Tensor,
     priors: list[_design.Prior],
 ) -> Selection:
-    """The greedy engine over the pool: ``weights`` (P, E) and one prior per member."""
+    """The greedy engine over the pool: the weights of every member of ``members`` (one
+    column when they share one matrix, :meth:`SelectionInputs.greedy_weights`) and one prior
+    per member."""
+    weights = inputs.greedy_weights(k, per_member=len(priors) > 1)
     problem = _design.GreedyProblem(
         members,
-        inputs.pairs,
-        weights.contiguous(),
+        inputs.candidates,
+        weights.contiguous() if isinstance(weights, torch.Tensor) else weights,
         priors,
         inputs.excluded,
         inputs.lazy,
@@ -47,20 +51,19 @@ def _greedy(
     return Selection(*inputs.pool.greedy(problem, k))
 
 
-def _single(
-    inputs: SelectionInputs, k: int, weights: torch.Tensor, start: _design.Prior
-) -> Selection:
-    """Greedy design on the first member's features, with (P,) ``weights`` and F0 ``start``."""
-    return _greedy(inputs, k, members=inputs.members[:1], weights=weights[:, None], priors=[start])
+def _single(inputs: SelectionInputs, k: int, start: _design.Prior) -> Selection:
+    """Greedy design on the first member's features, with the ensemble mean Fisher weights
+    (ones without rewards) and F0 ``start``."""
+    return _greedy(inputs, k, members=inputs.members[:1], priors=[start])
 
 
-@register("xtx", "greedy D-optimal design without rewards (X^T X)")
+@register("xtx", "greedy D-optimal design without rewards (X^T X)", implicit=True)
 def _xtx(inputs: SelectionInputs, k: int) -> Selection:
-    ones = torch.ones(inputs.pairs.shape[0], dtype=torch.float64, device=inputs.pairs.device)
-    return _single(inputs, k, ones, inputs.prior(past=False))
+    return _single(replace(inputs, rewards=None), k, inputs.prior(past=False))
 
 
 DOPT = {"needs_rewards": True, "needs_model": True}
+GREEDY = {"implicit": True, **DOPT}
 register("dopt-topk", "the paper's one-shot D-optimal scores, top k", **DOPT)(
     lambda inputs, k: _dopt_topk(inputs, k, past=False)
 )
@@ -70,15 +73,15 @@ register(
     uses_labelled=True,
     **DOPT,
 )(lambda inputs, k: _dopt_topk(inputs, k, past=True))
-register("dopt-greedy", "greedy D-optimal design", **DOPT)(
-    lambda inputs, k: _single(inputs, k, inputs.weights(inputs.pairs), inputs.prior(past=False))
+register("dopt-greedy", "greedy D-optimal design", **GREEDY)(
+    lambda inputs, k: _single(inputs, k, inputs.prior(past=False))
 )
 register(
     "past-dopt-greedy",
     "greedy D-optimal design with the labelled pairs in F0",
     uses_labelled=True,
-    **DOPT,
-)(lambda inputs, k: _single(inputs, k, inputs.weights(inputs.pairs), inputs.prior(past=True)))
+    **GREEDY,
+)(lambda inputs, k: _single(inputs, k, inputs.prior(past=True)))
 
 
 @register(
@@ -86,7 +89,7 @@ register(
     "greedy sum over members of each member's past-aware log det",
     uses_labelled=True,
     uses_member_features=True,
-    **DOPT,
+    **GREEDY,
 )
 def _ensemble_dopt_greedy(inputs: SelectionInputs, k: int) -> Selection:
     """Greedy maximisation of sum_e log det(F0_e + sum_S w_e,k d_e,k d_e,k^T).
@@ -96,7 +99,5 @@ def _ensemble_dopt_greedy(inputs: SelectionInputs, k: int) -> Selection:
     past-aware: lambda I plus the labelled pairs' information under member e.
     """
     assert inputs.rewards is not None
-    members = inputs.rewards.shape[0]
-    weights = torch.stack([inputs.weights(inputs.pairs, e) for e in range(members)], dim=1)
-    priors = [inputs.prior(past=True, member=e) for e in range(members)]
-    return _greedy(inputs, k, members=inputs.members, weights=weights, priors=priors)
+    priors = [inputs.prior(past=True, member=e) for e in range(inputs.rewards.shape[0])]
+    return _greedy(inputs, k, members=inputs.members, priors=priors)

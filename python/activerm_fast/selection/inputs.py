@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 from functools import cached_property
 
@@ -27,6 +28,8 @@ class SelectionInputs:
     (:mod:`activerm_fast.distributed`), in which case ``pairs`` and ``excluded`` are the
     shard's and every other field the whole pool's. ``quota`` (None: none) allows at most
     ``quota.limit`` chosen pairs per prompt (:class:`~activerm_fast.selection.design.PromptQuota`).
+    ``generated`` is set for an implicit pool (:class:`~activerm_fast.ImplicitPool`): its
+    pairs, computed where needed; ``pairs`` is then empty and ``excluded`` holds positions.
     """
 
     members: torch.Tensor  # (1 or E, n, d)
@@ -44,6 +47,36 @@ class SelectionInputs:
     quota: _design.PromptQuota | None = None  # at most quota.limit chosen pairs per prompt
     prompt_of: torch.Tensor | None = None  # (n,) int64 prompt of each response, 0..prompts-1
     uncertainty: str = "ensemble"  # "ensemble" (members' spread) or "laplace" (Bayesian head)
+    generated: _launch.GeneratedPairs | None = None  # an implicit pool's pairs
+
+    @property
+    def candidates(self) -> _launch.Pairs:
+        """The pool's pairs held here: stored, or an implicit pool's."""
+        return self.pairs if self.generated is None else self.generated
+
+    def greedy_weights(self, k: int, *, per_member: bool) -> torch.Tensor | _launch.RewardRows:
+        """The weights of the greedy engine over :attr:`candidates`, (P, E) or computed: the
+        ensemble mean (one column) or each member's (``per_member``); ones without rewards.
+        With rewards the dense sweep computes them where :func:`~activerm_fast._launch.
+        weights_in_sweep` says so (no (P, E) array stored); they are stored elsewhere, and
+        wherever the lazy sweep may run for ``k`` steps (its records copy them)."""
+        pairs = self.candidates
+        if self.rewards is None:
+            return torch.ones((pairs.shape[0], 1), dtype=torch.float64, device=pairs.device)
+        members = self.rewards.shape[0] if per_member else 1
+        lazy = isinstance(pairs, torch.Tensor) and _launch.lazy_may_run(
+            pairs.shape[0], k, members, self.lazy, pairs.device
+        )
+        if lazy or not _launch.weights_in_sweep(pairs.shape[0], members, pairs.device):
+            if not per_member:
+                return _design.per_pair(pairs, self.weights)[:, None]
+            columns = [
+                _design.per_pair(pairs, functools.partial(self.weights, member=e))
+                for e in range(members)
+            ]
+            return torch.stack(columns, dim=1)
+        rewards = self.rewards.double().contiguous()
+        return _launch.RewardRows(rewards, 1 if per_member else rewards.shape[0], members)
 
     def resolved(self) -> SelectionInputs:
         """These inputs with lambda itself as ``ridge``: with ``ridge_mode="relative"`` the

@@ -42,7 +42,8 @@ class Strategy:
     being excluded; ``uses_member_features``: every ensemble member's own features;
     ``uses_prompt_features``: the feature of each response's prompt (``prompt_features``);
     ``uses_prompt_ids``: the prompt of each response (``prompt_ids``): rules that choose
-    within each prompt (without them, the whole pool is one prompt).
+    within each prompt (without them, the whole pool is one prompt); ``implicit``: runs on an
+    implicit pool (:class:`~activerm_fast.ImplicitPool`) without its pairs stored.
     """
 
     name: str
@@ -55,6 +56,7 @@ class Strategy:
     uses_member_features: bool = False
     uses_prompt_features: bool = False
     uses_prompt_ids: bool = False
+    implicit: bool = False
 
 
 STRATEGIES: dict[str, Strategy] = {}

@@ -1,0 +1,277 @@
+"""Implicit pools: the kernels' pairs against the NumPy twin, selections against the same
+selection on the materialised pool (repeats left out), shards against one process, and the
+Fisher weights the sweep computes against fisher_weights."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import gloo
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+import activerm_fast as arm
+from activerm_fast.testing import design, launch
+
+GREEDY = ("xtx", "dopt-greedy", "past-dopt-greedy", "ensemble-dopt-greedy")
+
+
+def first_copies(rows: np.ndarray, n: int) -> np.ndarray:
+    """Positions of the first occurrence of every pair, ascending."""
+    _, first = np.unique(rows[:, 0] * n + rows[:, 1], return_index=True)
+    return np.sort(first)
+
+
+def problem(n: int, prompts: int, seed: int):
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, prompts, size=n)
+    ids[:prompts] = np.arange(prompts)  # every prompt present
+    features = rng.normal(size=(n, 5)).astype(np.float32)
+    rewards = rng.normal(size=(3, n)) * 2.0
+    members = rng.normal(size=(3, n, 5))
+    return ids, features, rewards, members
+
+
+@pytest.mark.parametrize("kind", ["cross", "within"])
+@pytest.mark.parametrize(("n", "size", "seed"), [(7, 1, 0), (40, 3000, 5), (300, 20000, 2**64 - 1)])
+def test_kernel_pairs_are_the_numpy_twin(kind, n, size, seed):
+    ids = np.random.default_rng(n).integers(0, 4, size=n)
+    ids[:2] = [0, 1]
+    ids[2:4] = [0, 1]
+    build = arm.ImplicitPool.cross_prompt if kind == "cross" else arm.ImplicitPool.within_prompt
+    pool = build(ids, size, seed=seed)
+    rows = pool.materialize()
+    assert rows.shape == (size, 2) and rows.dtype == np.int64
+    np.testing.assert_array_equal(rows, pool.rows(np.arange(size)))
+    assert np.all(rows[:, 0] < rows[:, 1]) and rows.min() >= 0 and rows.max() < n
+    same_prompt = ids[rows[:, 0]] == ids[rows[:, 1]]
+    assert np.all(same_prompt == (kind == "within"))
+    for world in (1, 3):
+        parts = [pool.shard(rank, world).materialize() for rank in range(world)]
+        np.testing.assert_array_equal(np.concatenate(parts), rows)
+    assert not np.array_equal(build(ids, size, seed=(seed + 1) % 2**64).materialize(), rows) or (
+        size == 1
+    )
+
+
+def test_cross_prompt_pairs_follow_their_distribution():
+    # a uniform over all responses, b uniform over the responses to other prompts:
+    # P({x, y}) = (1 / n) (1 / (n - s_x) + 1 / (n - s_y))
+    ids = np.array([0, 0, 0, 1, 1, 2])
+    n, sizes = len(ids), np.bincount(ids)
+    draws = 60_000
+    rows = arm.ImplicitPool.cross_prompt(ids, draws, seed=11).materialize()
+    universe = [(x, y) for x in range(n) for y in range(x + 1, n) if ids[x] != ids[y]]
+    observed = np.array([np.sum((rows[:, 0] == x) & (rows[:, 1] == y)) for x, y in universe])
+    p = np.array([(1 / (n - sizes[ids[x]]) + 1 / (n - sizes[ids[y]])) / n for x, y in universe])
+    assert p.sum() == pytest.approx(1.0)
+    chi2 = ((observed - draws * p) ** 2 / (draws * p)).sum()
+    assert chi2 < stats.chi2.ppf(0.9999, len(universe) - 1), chi2
+
+
+@pytest.mark.parametrize("in_sweep", [False, True])
+@pytest.mark.parametrize("strategy", GREEDY)
+@pytest.mark.parametrize(("n", "size", "seed"), [(8, 60, 1), (60, 4000, 2), (200, 30000, 3)])
+def test_selection_is_the_materialised_selection(strategy, n, size, seed, in_sweep, monkeypatch):
+    # tiny n forces repeats: each pair is picked at most once, at its first position
+    ids, features, rewards, members = problem(n, 3, seed)
+    pool = arm.ImplicitPool.cross_prompt(ids, size, seed=seed)
+    rows = pool.materialize()
+    keep = first_copies(rows, n)
+    k = min(12, len(keep) - 4)
+    labelled = rows[keep[-3:]]
+    options = {
+        "features": members if strategy == "ensemble-dopt-greedy" else features,
+        "k": k,
+        "rewards": None if strategy == "xtx" else rewards,
+        "labelled": labelled if strategy.startswith(("past", "ensemble")) else None,
+        "ridge": 0.5,
+    }
+    want = arm.select(strategy, pairs=rows[keep], **options)  # weights stored
+    # the implicit pool's weights stored too, or computed in the sweep from the rewards
+    monkeypatch.setattr(launch, "weights_in_sweep", lambda *args: in_sweep)
+    got = arm.select(strategy, pairs=pool, **options)
+    np.testing.assert_array_equal(got.indices, keep[want.indices])
+    assert got.gains.tobytes() == want.gains.tobytes()
+    assert got.logdet == want.logdet
+    picked = rows[got.indices]
+    assert len(np.unique(picked[:, 0] * n + picked[:, 1])) == k
+    if options["labelled"] is not None:
+        assert not set(map(tuple, picked.tolist())) & set(map(tuple, labelled.tolist()))
+
+
+def test_every_distinct_pair_once_then_none():
+    ids = np.array([0, 0, 1, 1])  # 4 cross-prompt pairs, 50 positions
+    features = np.random.default_rng(0).normal(size=(4, 6))
+    pool = arm.ImplicitPool.cross_prompt(ids, 50, seed=4)
+    got = arm.select("xtx", features=features, pairs=pool, k=4)
+    picked = pool.rows(got.indices)
+    assert len({tuple(r) for r in picked.tolist()}) == 4
+    with pytest.raises(ValueError, match="greedy step 4: no candidate pair had a finite score"):
+        arm.select("xtx", features=features, pairs=pool, k=5)
+    drawn = arm.select("random", features=features, pairs=pool, k=4, seed=3)
+    assert len({tuple(r) for r in pool.rows(drawn.indices).tolist()}) == 4
+    with pytest.raises(ValueError, match="fewer than k = 5 distinct available pairs"):
+        arm.select("random", features=features, pairs=pool, k=5)
+
+
+def test_refresh_masks_every_copy_of_a_chosen_pair():
+    # a prior far below the pairs' information makes the engine refresh its state: the
+    # recomputed scores must mask the repeats of the pairs chosen so far
+    ids, features, _, _ = problem(10, 3, 5)
+    pool = arm.ImplicitPool.cross_prompt(ids, 400, seed=8)
+    rows = pool.materialize()
+    keep = first_copies(rows, 10)
+    got = arm.greedy_logdet(features.astype(np.float64), pool, 12, prior=1e-14)
+    want = arm.greedy_logdet(features.astype(np.float64), rows[keep], 12, prior=1e-14)
+    np.testing.assert_array_equal(got.indices, keep[want.indices])
+    assert got.gains.tobytes() == want.gains.tobytes()
+
+
+def test_random_draws_the_materialised_positions():
+    ids, features, rewards, _ = problem(20_000, 20, 6)
+    pool = arm.ImplicitPool.cross_prompt(ids, 3000, seed=2)
+    rows = pool.materialize()
+    assert len(first_copies(rows, 20_000)) == 3000  # no repeats among these positions
+    got = arm.select("random", features=features, pairs=pool, k=30, rewards=rewards, seed=5)
+    want = arm.select("random", features=features, pairs=rows, k=30, rewards=rewards, seed=5)
+    np.testing.assert_array_equal(got.indices, want.indices)
+    assert got.gains.tobytes() == want.gains.tobytes()
+
+
+def test_weights_in_the_sweep_are_fisher_weights_bit_for_bit():
+    # extreme reward gaps: 0, 1e-300, around the 1/4 cap, 30, 700, 745 (exp underflows), 1e300
+    n = 12
+    gaps = np.array([0.0, 1e-300, 1e-15, 1e-8, 0.5, 3.0, 30.0, 700.0, 745.0, 800.0, 1e300, -2.0])
+    rewards = np.stack([gaps, -gaps[::-1] * 0.5, gaps * 1e-3])
+    features = torch.as_tensor(np.random.default_rng(1).normal(size=(n, 4)))
+    pairs = torch.as_tensor(arm.pairs.all_pairs(n))
+    r = torch.as_tensor(rewards)
+    stored = launch.fisher_weights(r, pairs)[:, None].contiguous()
+    results = []
+    for weights in (stored, launch.RewardRows(r.contiguous(), 3, 1)):
+        problem = design.GreedyProblem(
+            features[None], pairs, weights, [design.Prior.of_ridge(0.1, 4)], lazy=False
+        )
+        engine, _ = design.greedy_engine(problem, steps=1)
+        engine.sweep(downdate=False)
+        floats, ints = engine.choice
+        results.append((floats[0].item(), int(ints[1]), floats[4].item()))
+        chosen, gains, logdet = design.greedy(problem, 30)
+        results.append((chosen.tolist(), gains.numpy().tobytes(), logdet))
+    assert results[0] == results[2] and results[1] == results[3]
+    best = results[0][1]
+    assert results[2][2] == stored[best, 0].item()  # the record's weight, computed in the sweep
+
+
+THREADS_SCRIPT = """
+import json, numpy as np, activerm_fast as arm
+rng = np.random.default_rng(7)
+f = rng.normal(size=(3000, 24)).astype(np.float32)
+pool = arm.ImplicitPool.cross_prompt(rng.integers(0, 300, size=3000), 300_000, seed=3)
+s = arm.select("dopt-greedy", features=f, pairs=pool, k=40, rewards=rng.normal(size=3000))
+print(json.dumps([arm.build_info()["openmp_threads"], s.indices.tolist(), s.gains.tolist(),
+                  s.logdet, pool.materialize()[::997].tolist()]))
+"""
+
+
+def test_identical_results_with_one_and_two_threads():
+    results = []
+    for threads in ("1", "2"):
+        env = dict(os.environ, OMP_NUM_THREADS=threads)
+        out = subprocess.run(
+            [sys.executable, "-c", THREADS_SCRIPT],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        results.append(json.loads(out.stdout))
+    assert [r[0] for r in results] == [1, 2]
+    assert results[0][1:] == results[1][1:]  # bitwise: same pairs, picks, gains, log det
+
+
+def test_sharded_implicit_pool_is_one_process(tmp_path):
+    want = sharded_cases(None)
+    for got in gloo.run_ranks(__file__, 2, tmp_path, timeout=300):
+        assert got.keys() == want.keys()
+        for name, result in got.items():
+            np.testing.assert_array_equal(result[0], want[name][0], err_msg=name)
+            assert result[1] == want[name][1] and result[2] == want[name][2], name
+
+
+def sharded_cases(shard: tuple[int, int] | None) -> dict[str, tuple]:
+    """Every greedy strategy and greedy_logdet on a pool with repeats: on this shard (under a
+    process group) or in one process."""
+    from activerm_fast import distributed
+
+    ids, features, rewards, members = problem(12, 3, 7)
+    pool = arm.ImplicitPool.cross_prompt(ids, 5000, seed=9)
+    mine = pool if shard is None else pool.shard(*shard)
+    select = arm.select if shard is None else distributed.select
+    logdet = arm.greedy_logdet if shard is None else distributed.greedy_logdet
+    results = {}
+    for strategy in GREEDY:
+        sel = select(
+            strategy,
+            features=members if strategy == "ensemble-dopt-greedy" else features,
+            pairs=mine,
+            k=20,
+            rewards=rewards,
+            labelled=pool.rows([3, 4]),
+            ridge=1e-9,  # refreshes on the way
+        )
+        results[strategy] = (np.asarray(sel.indices), sel.gains.tobytes(), sel.logdet)
+    sel = logdet(features, mine, 15, prior=0.2)
+    results["greedy_logdet"] = (np.asarray(sel.indices), sel.gains.tobytes(), sel.logdet)
+    return results
+
+
+def test_implicit_pool_errors():
+    ids = np.array([0, 0, 1, 1, 2])
+    features = np.zeros((5, 2))
+    pool = arm.ImplicitPool.cross_prompt(ids, 10)
+    with pytest.raises(ValueError, match="strategy 'coreset' needs stored pairs; an implicit"):
+        arm.select("coreset", features=features, pairs=pool, k=1)
+    with pytest.raises(ValueError, match="per_prompt needs stored pairs"):
+        arm.select("xtx", features=features, pairs=pool, k=1, per_prompt=1, prompt_ids=ids)
+    with pytest.raises(ValueError, match="ridge_mode='relative' needs stored pairs"):
+        arm.select("xtx", features=features, pairs=pool, k=1, ridge_mode="relative")
+    with pytest.raises(ValueError, match="lazy=True needs stored pairs"):
+        arm.select("xtx", features=features, pairs=pool, k=1, lazy=True)
+    with pytest.raises(ValueError, match="lazy=True needs stored pairs"):
+        arm.greedy_logdet(features, pool, 1, lazy=True)
+    with pytest.raises(ValueError, match="implicit pool of 5 responses, the features have 4"):
+        arm.select("xtx", features=features[:4], pairs=pool, k=1)
+    with pytest.raises(ValueError, match="k = 11 is larger than the 10 pairs available"):
+        arm.select("xtx", features=features, pairs=pool, k=11)
+    with pytest.raises(ValueError, match="at least two prompts, got 1 prompt"):
+        arm.ImplicitPool.cross_prompt([3, 3], 4)
+    with pytest.raises(ValueError, match="a prompt with two responses, got none"):
+        arm.ImplicitPool.within_prompt([0, 1, 2], 4)
+    with pytest.raises(ValueError, match="size must be a positive integer, got 0"):
+        arm.ImplicitPool.cross_prompt(ids, 0)
+    with pytest.raises(ValueError, match=r"size must be at most 2\*\*62"):
+        arm.ImplicitPool.cross_prompt(ids, 2**62 + 1)
+    with pytest.raises(TypeError, match="size must be an integer"):
+        arm.ImplicitPool.cross_prompt(ids, 4.0)
+    with pytest.raises(ValueError, match="seed must be below 2\\*\\*64"):
+        arm.ImplicitPool.cross_prompt(ids, 4, seed=2**64)
+    with pytest.raises(ValueError, match=r"positions must lie in \[0, 10\), got 3..10"):
+        pool.rows([3, 10])
+    with pytest.raises(ValueError, match="shard rank must be below the world size 2, got 2"):
+        pool.shard(2, 2)
+
+
+def worker(rank: int, world: int) -> dict[str, tuple]:
+    """One rank of test_sharded_implicit_pool_is_one_process (tests/gloo.py)."""
+    return sharded_cases((rank, world))
+
+
+if __name__ == "__main__":
+    gloo.main(worker)

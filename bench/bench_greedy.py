@@ -27,6 +27,7 @@ import argparse
 import os
 import resource
 import statistics
+import threading
 import time
 
 import numpy as np
@@ -40,6 +41,41 @@ SMALL_TOPK = (4_000, 128, 20_000, 200)
 def current_rss_bytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class PeakMemory:
+    """The largest resident set above the start, sampled every 5 ms on a thread."""
+
+    def __init__(self) -> None:
+        self.start = current_rss_bytes()
+        self.peak = self.start
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        while not self._done.wait(0.005):
+            self.peak = max(self.peak, current_rss_bytes())
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+        self.peak = max(self.peak, current_rss_bytes())
+
+    @property
+    def added(self) -> int:
+        return self.peak - self.start
+
+
+def build_line(*more: str) -> str:
+    """A saved run's first line: the package build (and ``more`` of the set-up) and the load
+    average the run starts at."""
+    info = arm.build_info()
+    parts = [info["version"], info["compiler"], f"{info['openmp_threads']} OpenMP threads", *more]
+    return f"activerm_fast {', '.join(parts)}; load average {os.getloadavg()[0]:.2f} at the start"
 
 
 def peak_rss_bytes() -> int:
@@ -115,12 +151,7 @@ def main() -> None:
 
     n, d, count, k, ridge = args.responses, args.dim, args.pairs, args.k, 1e-3
     rng, features, pairs, weights = pool_inputs(n, d, count)
-    info = arm.build_info()
-    print(
-        f"activerm_fast {info['version']}, {info['compiler']}, "
-        f"{info['openmp_threads']} OpenMP threads; "
-        f"load average {os.getloadavg()[0]:.2f} at the start"
-    )
+    print(build_line())
     print(
         f"n = {n:,} responses, d = {d}, P = {count:,} cross-prompt pairs, k = {k}, float32 features"
     )

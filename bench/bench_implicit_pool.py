@@ -26,47 +26,19 @@ import math
 import os
 import statistics
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
-from bench_greedy import copy_bandwidth, current_rss_bytes, print_rows
+from bench_greedy import PeakMemory, build_line, copy_bandwidth, print_rows
 
 import activerm_fast as arm
 from activerm_fast.testing import design, launch
 
 RIDGE = 1e-3
 PER_PROMPT = 10  # responses per prompt
-
-
-class PeakMemory:
-    """The largest resident memory above the level at the start, sampled every 10 ms."""
-
-    def __init__(self) -> None:
-        self.start = current_rss_bytes()
-        self.peak = self.start
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-
-    def _watch(self) -> None:
-        while not self._stop.wait(0.01):
-            self.peak = max(self.peak, current_rss_bytes())
-
-    def __enter__(self) -> PeakMemory:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, current_rss_bytes())
-
-    @property
-    def added(self) -> int:
-        return self.peak - self.start
 
 
 class Progress:
@@ -233,12 +205,7 @@ def main() -> None:
             20,
         )
     n, d, count, k = args.responses, args.dim, args.pairs, args.k
-    info = arm.build_info()
-    print(
-        f"activerm_fast {info['version']}, {info['compiler']}, "
-        f"{info['openmp_threads']} OpenMP threads; "
-        f"load average {os.getloadavg()[0]:.2f} at the start"
-    )
+    print(build_line())
     print(
         f"n = {n:,} responses ({PER_PROMPT} per prompt), d = {d}, k = {k}, float32 features, "
         f"cross-prompt pools, lambda = {RIDGE}"

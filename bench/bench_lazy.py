@@ -22,14 +22,12 @@ sweep's work, whatever the bookkeeping.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import threading
 import time
 
 import numpy as np
 import torch
-from bench_greedy import bytes_per_step, current_rss_bytes
+from bench_greedy import PeakMemory, build_line, bytes_per_step
 
 import activerm_fast as arm
 from activerm_fast.testing import core as _core
@@ -42,33 +40,6 @@ ENSEMBLE_MEMBERS = 3
 def record_bytes(members: int) -> int:
     """A lazy candidate's record: a 16-byte head, then q and w of every member."""
     return 16 + 16 * members
-
-
-class PeakMemory:
-    """The largest resident set above the start, sampled every 5 ms on a thread."""
-
-    def __init__(self) -> None:
-        self.start = current_rss_bytes()
-        self.peak = self.start
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-
-    def _watch(self) -> None:
-        while not self._done.wait(0.005):
-            self.peak = max(self.peak, current_rss_bytes())
-
-    def __enter__(self) -> PeakMemory:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._done.set()
-        self._thread.join()
-        self.peak = max(self.peak, current_rss_bytes())
-
-    @property
-    def added(self) -> int:
-        return self.peak - self.start
 
 
 def capture_engines() -> list:
@@ -197,12 +168,7 @@ def main() -> None:
     if args.quick:
         args.responses, args.dim, args.pairs, args.k, args.repeats = 2_000, 64, [200_000], 60, 1
     n, d, k = args.responses, args.dim, args.k
-    info = arm.build_info()
-    print(
-        f"activerm_fast {info['version']}, {info['compiler']}, "
-        f"{info['openmp_threads']} OpenMP threads, torch {torch.__version__}; "
-        f"load average {os.getloadavg()[0]:.2f} at the start"
-    )
+    print(build_line(f"torch {torch.__version__}"))
     print(f"n = {n:,} responses, d = {d}, k = {k}, float32 features, prior 1e-3 I")
     engines = capture_engines()
     print(

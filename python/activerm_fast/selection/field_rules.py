@@ -63,6 +63,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -78,6 +79,7 @@ __all__ = [
     "RULES",
     "TIE_TOLERANCE",
     "Completions",
+    "FieldRule",
     "choose",
     "moments",
 ]
@@ -213,38 +215,30 @@ class Completions:
 Rule = Callable[[Completions, np.random.Generator], tuple[int, int]]
 
 
-def _thompson_pair(
-    prompt: Completions, rng: np.random.Generator, *, reverse: bool, redraws: int
-) -> tuple[int, int]:
-    i = prompt.thompson(rng)
-    j = prompt.thompson(rng, reverse=reverse)
-    for _ in range(redraws):
-        if prompt.partners[i, j]:
-            break
-        j = prompt.thompson(rng, reverse=reverse)
-    if not prompt.partners[i, j]:
-        j = _uniform(prompt.partners_of(i), rng)
-    return i, j
+class FieldRule(NamedTuple):
+    """A rule of the field as the registry sees it: the rule, whether it reads the model's
+    uncertainty, and its one-line summary."""
+
+    rule: Rule
+    uncertain: bool
+    summary: str
 
 
-def dts(prompt: Completions, rng: np.random.Generator) -> tuple[int, int]:
-    """Double Thompson sampling on one prompt (see the module docstring).
-
-    >>> dts(Completions([0.0, 1.0, 2.0], [0.0] * 3), np.random.default_rng(0))[0]
-    2
-    """
-    return _thompson_pair(prompt, rng, reverse=False, redraws=_DTS_REDRAWS)
+# name -> FieldRule, in the order the rules are defined below
+RULES: dict[str, FieldRule] = {}
 
 
-def drts(prompt: Completions, rng: np.random.Generator) -> tuple[int, int]:
-    """Double reverse Thompson sampling on one prompt: i the best draw, j the worst.
+def _field_rule(name: str, summary: str, *, uncertain: bool) -> Callable[[Rule], Rule]:
+    """Enter the decorated rule in :data:`RULES` under ``name``."""
 
-    >>> drts(Completions([0.0, 1.0, 2.0], [0.0] * 3), np.random.default_rng(0))
-    (2, 0)
-    """
-    return _thompson_pair(prompt, rng, reverse=True, redraws=_DRTS_REDRAWS)
+    def enter(rule: Rule) -> Rule:
+        RULES[name] = FieldRule(rule, uncertain, summary)
+        return rule
+
+    return enter
 
 
+@_field_rule("max-min", "per prompt: best against worst predicted completion", uncertain=False)
 def max_min(prompt: Completions, rng: np.random.Generator) -> tuple[int, int]:
     """Best against worst predicted completion of one prompt.
 
@@ -257,6 +251,11 @@ def max_min(prompt: Completions, rng: np.random.Generator) -> tuple[int, int]:
     return i, int(options[int(np.argmin(prompt.mu[options]))])
 
 
+@_field_rule(
+    "ultrafeedback",
+    "per prompt: the best of 4 random completions against a random other (UltraFeedback)",
+    uncertain=False,
+)
 def ultrafeedback(prompt: Completions, rng: np.random.Generator) -> tuple[int, int]:
     """UltraFeedback's rule on one prompt: the best of 4 random completions against a random
     one of the other three.
@@ -275,6 +274,45 @@ def ultrafeedback(prompt: Completions, rng: np.random.Generator) -> tuple[int, i
     return i, _uniform(others, rng)
 
 
+def _thompson_pair(
+    prompt: Completions, rng: np.random.Generator, *, reverse: bool, redraws: int
+) -> tuple[int, int]:
+    i = prompt.thompson(rng)
+    j = prompt.thompson(rng, reverse=reverse)
+    for _ in range(redraws):
+        if prompt.partners[i, j]:
+            break
+        j = prompt.thompson(rng, reverse=reverse)
+    if not prompt.partners[i, j]:
+        j = _uniform(prompt.partners_of(i), rng)
+    return i, j
+
+
+@_field_rule("dts", "per prompt: double Thompson sampling (ActiveUltraFeedback)", uncertain=True)
+def dts(prompt: Completions, rng: np.random.Generator) -> tuple[int, int]:
+    """Double Thompson sampling on one prompt (see the module docstring).
+
+    >>> dts(Completions([0.0, 1.0, 2.0], [0.0] * 3), np.random.default_rng(0))[0]
+    2
+    """
+    return _thompson_pair(prompt, rng, reverse=False, redraws=_DTS_REDRAWS)
+
+
+@_field_rule(
+    "drts",
+    "per prompt: double reverse Thompson sampling (ActiveUltraFeedback)",
+    uncertain=True,
+)
+def drts(prompt: Completions, rng: np.random.Generator) -> tuple[int, int]:
+    """Double reverse Thompson sampling on one prompt: i the best draw, j the worst.
+
+    >>> drts(Completions([0.0, 1.0, 2.0], [0.0] * 3), np.random.default_rng(0))
+    (2, 0)
+    """
+    return _thompson_pair(prompt, rng, reverse=True, redraws=_DRTS_REDRAWS)
+
+
+@_field_rule("deltaucb", "per prompt: largest optimistic reward gap u_i - l_j", uncertain=True)
 def deltaucb(prompt: Completions, rng: np.random.Generator) -> tuple[int, int]:
     """The largest optimistic reward gap u_i - l_j on one prompt.
 
@@ -284,6 +322,7 @@ def deltaucb(prompt: Completions, rng: np.random.Generator) -> tuple[int, int]:
     return prompt.best_ordered(prompt.optimistic_gap())
 
 
+@_field_rule("infomax", "per prompt: widest confidence interval on the preference", uncertain=True)
 def infomax(prompt: Completions, rng: np.random.Generator) -> tuple[int, int]:
     """The widest confidence interval on the preference probability on one prompt.
 
@@ -295,6 +334,11 @@ def infomax(prompt: Completions, rng: np.random.Generator) -> tuple[int, int]:
     return prompt.best_ordered(prompt.interval_width(), upper_triangle)
 
 
+@_field_rule(
+    "maxminlcb",
+    "per prompt: the surest winner against its closest competitor (lower bounds)",
+    uncertain=True,
+)
 def maxminlcb(prompt: Completions, rng: np.random.Generator) -> tuple[int, int]:
     """The completion most surely better than every other, against its closest competitor.
 
@@ -313,6 +357,7 @@ def maxminlcb(prompt: Completions, rng: np.random.Generator) -> tuple[int, int]:
     return i, _uniform(options[row <= row.min() + TIE_TOLERANCE], rng)
 
 
+@_field_rule("infogain", "per prompt: a Thompson draw against its widest interval", uncertain=True)
 def infogain(prompt: Completions, rng: np.random.Generator) -> tuple[int, int]:
     """i by a Thompson draw, j its partner of the widest preference interval.
 
@@ -325,6 +370,11 @@ def infogain(prompt: Completions, rng: np.random.Generator) -> tuple[int, int]:
     return i, int(options[int(np.argmax(width))])
 
 
+@_field_rule(
+    "deltaquantile",
+    "per prompt: the pair at the top 5% of optimistic gaps u_i - l_j",
+    uncertain=True,
+)
 def deltaquantile(prompt: Completions, rng: np.random.Generator) -> tuple[int, int]:
     """The pair at the ``QUANTILE`` rank of the optimistic gaps u_i - l_j (a window of
     ``EPSILON`` either side), the one whose i has the largest upper bound.
@@ -343,32 +393,6 @@ def deltaquantile(prompt: Completions, rng: np.random.Generator) -> tuple[int, i
     m = prompt.partners.shape[1]
     best = int(window[int(np.argmax(prompt.upper[window // m]))])
     return best // m, best % m
-
-
-# name -> (rule, needs uncertainty, summary)
-RULES: dict[str, tuple[Rule, bool, str]] = {
-    "max-min": (max_min, False, "per prompt: best against worst predicted completion"),
-    "ultrafeedback": (
-        ultrafeedback,
-        False,
-        "per prompt: the best of 4 random completions against a random other (UltraFeedback)",
-    ),
-    "dts": (dts, True, "per prompt: double Thompson sampling (ActiveUltraFeedback)"),
-    "drts": (drts, True, "per prompt: double reverse Thompson sampling (ActiveUltraFeedback)"),
-    "deltaucb": (deltaucb, True, "per prompt: largest optimistic reward gap u_i - l_j"),
-    "infomax": (infomax, True, "per prompt: widest confidence interval on the preference"),
-    "maxminlcb": (
-        maxminlcb,
-        True,
-        "per prompt: the surest winner against its closest competitor (lower bounds)",
-    ),
-    "infogain": (infogain, True, "per prompt: a Thompson draw against its widest interval"),
-    "deltaquantile": (
-        deltaquantile,
-        True,
-        "per prompt: the pair at the top 5% of optimistic gaps u_i - l_j",
-    ),
-}
 
 
 def moments(inputs: SelectionInputs) -> tuple[np.ndarray, np.ndarray]:

@@ -371,11 +371,12 @@ COMMAND_OPTIONS = [
     + ["--features", "embedding", "--lazy", "true"],
     ["--strategy", "bal-pm"],
     ["--strategy", "bald", "--per-prompt", "2"],  # a ranking under a quota, sharded
+    ["--implicit"],  # an implicit pool: each rank holds a range of k, the rows from the seed
 ]
 
 
 @pytest.mark.parametrize(
-    "options", COMMAND_OPTIONS, ids=["default", "design", "bal-pm", "ranking-quota"]
+    "options", COMMAND_OPTIONS, ids=["default", "design", "bal-pm", "ranking-quota", "implicit"]
 )
 def test_command_line_under_torchrun_writes_the_single_process_batch(tmp_path, options):
     from activerm_fast import data

@@ -161,10 +161,10 @@ class Pool:
         quota: design.PromptQuota | None = None,
         available: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The positions and rows of the k largest float64 scores (NaN after every number),
-        ties to the lowest position; with a ``quota``, taken in that order among the
-        ``available`` pairs while their prompts have room (:class:`QuotaWalk`), the order
-        fetched in ever longer leading parts until k fit."""
+        """The positions and rows of the k largest float64 scores (NaN after every number)
+        among the ``available`` pairs (every pair when None), ties to the lowest position;
+        with a ``quota``, taken in that order while their prompts have room
+        (:class:`QuotaWalk`), the order fetched in ever longer leading parts until k fit."""
         ranking = self.ranking(pairs, score, available)
         if quota is None:
             positions, rows, _ = ranking.leading(k)

@@ -206,8 +206,8 @@ def test_sharded_implicit_pool_is_one_process(tmp_path):
 
 
 def sharded_cases(shard: tuple[int, int] | None) -> dict[str, tuple]:
-    """Every greedy strategy and greedy_logdet on a pool with repeats: on this shard (under a
-    process group) or in one process."""
+    """Every greedy strategy, random and greedy_logdet on a pool with repeats: on this shard
+    (under a process group) or in one process."""
     from activerm_fast import distributed
 
     ids, features, rewards, members = problem(12, 3, 7)
@@ -229,6 +229,17 @@ def sharded_cases(shard: tuple[int, int] | None) -> dict[str, tuple]:
         results[strategy] = (np.asarray(sel.indices), sel.gains.tobytes(), sel.logdet)
     sel = logdet(features, mine, 15, prior=0.2)
     results["greedy_logdet"] = (np.asarray(sel.indices), sel.gains.tobytes(), sel.logdet)
+    for k in (20, 43):  # 43: every distinct pair of the 45 but the 2 labelled (repeats drawn again)
+        sel = select(
+            "random",
+            features=features,
+            pairs=mine,
+            k=k,
+            rewards=rewards,
+            labelled=pool.rows([3, 4]),
+            seed=k,
+        )
+        results[f"random, k = {k}"] = (np.asarray(sel.indices), sel.gains.tobytes(), sel.logdet)
     return results
 
 

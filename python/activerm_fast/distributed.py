@@ -16,7 +16,9 @@ pair's choice record (score, global index, the pair's two responses, its weight 
 (4 + E) * 8 bytes per rank, whatever P and d), every rank takes the same winner (largest score,
 ties to the lowest global index, as the kernels rank pairs) and applies it to its replicated
 factor. The strategies that rank pairs exchange their local top k, ``random`` draws positions
-in the concatenation of the available pairs, ``coreset`` all-gathers each step's farthest pair;
+in the concatenation of the available pairs (of an implicit pool's shards: every rank draws
+the same positions and computes their pairs from the seed), ``coreset`` all-gathers each
+step's farthest pair;
 under a per-prompt quota a ranking or a draw is walked in ever longer leading parts of the
 whole pool's order until k pairs fit.
 
@@ -489,6 +491,16 @@ class _ShardedPool(Pool):
     def available_pairs(self, pairs: torch.Tensor, available: torch.Tensor) -> AvailablePairs:
         return _ShardedAvailablePairs(self.shard, pairs, available)
 
+    def generated_pool(
+        self, pairs: _launch.GeneratedPairs, excluded: torch.Tensor | None
+    ) -> tuple[_launch.GeneratedPairs, set[int]]:
+        """The ranks' shards concatenated (they start at 0 and follow each other: checked by
+        :meth:`_Shard.check_unique`), any pair computed from the seed; every rank's excluded
+        positions, gathered."""
+        mine = [] if excluded is None else (excluded + self.shard.offset).tolist()
+        every = {p for part in self.shard.group.objects(mine) for p in part}
+        return replace(pairs, first=0, count=self.shard.total), every
+
     def best(self, pairs: torch.Tensor, score: torch.Tensor) -> tuple[int, torch.Tensor]:
         if self.shard.count:
             at = torch.argmax(score).reshape(1)
@@ -628,8 +640,6 @@ def select(
             "uncertainty": _scalar(inputs.uncertainty),
             "implicit pool": _implicit_signature(options["pairs"]),
         }
-        if inputs.generated is not None and strategy == "random":
-            raise ValueError("strategy 'random' runs on an implicit pool in one process only")
         return inputs, budget, signature
 
     inputs, budget, shard = _sharded(group_, check)

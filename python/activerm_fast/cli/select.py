@@ -100,6 +100,14 @@ def add(commands: Any) -> None:
         help="the greedy strategies' sweep: the exact lazy one, the dense one, or by size",
     )
     sel.add_argument("--seed", type=non_negative, default=0)
+    sel.add_argument(
+        "--processes",
+        type=positive,
+        metavar="N",
+        help="start N processes on this machine and shard the pool over them, as torchrun "
+        "--standalone --nproc-per-node N does, a failure reported by rank 0's one line alone "
+        "(torchrun adds a traceback of its own for every process that fails)",
+    )
     sel.add_argument("--out", required=True, help="JSONL batch to write")
     sel.set_defaults(handler=run)
 
@@ -113,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
         _check_implicit(args)
     if _torchrun_world() > 1:
         return _select_sharded(args)
+    if args.processes is not None and args.processes > 1:
+        return _launch_processes(args.processes, args.argv)
     dataset = load_dataset(args.data)
     pairs, labels = read_labelled(args.labelled, dataset.n)
     candidates = _candidates(args, dataset)  # before the fit: a pool that cannot be built fails
@@ -228,6 +238,37 @@ def _torchrun_world() -> int:
         return int(os.environ.get("WORLD_SIZE", "1"))
     except ValueError:
         return 1
+
+
+def _launch_processes(processes: int, argv: list[str]) -> int:
+    """This command (``argv``) as ``processes`` ranks started by torch's elastic launcher, the
+    one torchrun runs (one node, a c10d rendezvous on a free port, no restarts); the exit
+    status of the first rank that failed (2 for an error it reported), else 0. The ranks
+    report their own failures; the launcher's report of them (its log lines and
+    ``ChildFailedError``) is left out."""
+    import logging
+    import uuid
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # as torchrun: one thread per rank
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=processes,
+        run_id=str(uuid.uuid4()),
+        rdzv_backend="c10d",
+        rdzv_endpoint="localhost:0",
+        max_restarts=0,
+    )
+    try:
+        elastic_launch(config, sys.executable)("-m", "activerm_fast", *argv)
+    except ChildFailedError as err:
+        code = err.get_first_failure()[1].exitcode
+        return code if code > 0 else 1  # a rank killed by a signal: failure all the same
+    return 0
 
 
 def _select_sharded(args: argparse.Namespace) -> int:

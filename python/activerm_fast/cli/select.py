@@ -2,7 +2,8 @@
 
 With ``--implicit`` the candidates are an :class:`~activerm_fast.ImplicitPool`: pair k is
 computed from (--seed, k) where a kernel needs it, never stored, so 10^9 candidates need 8 bytes
-of state each (the greedy strategies and ``random``).
+of state each with a model's Fisher weights computed in the sweep, 16 with stored weights (the
+greedy strategies and ``random``).
 
 Launched by torchrun (``torchrun --nproc-per-node N -m activerm_fast select ...``) it shards the
 candidate pool over the N processes (gloo): every process builds only its part of the pool,
@@ -87,9 +88,11 @@ def add(commands: Any) -> None:
         "--implicit",
         action="store_true",
         help="generate the --pool-size pairs of --pool from --seed where the kernels need them, "
-        "never stored: 8 bytes of state per pair and model, so 10^9 candidates fit in 8 GB "
-        f"(strategies {', '.join(IMPLICIT_STRATEGIES)}; a pair may repeat in the pool, never "
-        "in the batch)",
+        "never stored: 8 bytes of state per pair and model where the Fisher weights are "
+        "computed in the sweep (when storing them would take a quarter of the memory), 16 "
+        "where they are stored (below that, and the unit weights of a first batch without a "
+        f"model); strategies {', '.join(IMPLICIT_STRATEGIES)}; a pair may repeat in the pool, "
+        "never in the batch",
     )
     sel.add_argument("--ensemble", type=positive, default=3)
     design_arguments(sel)

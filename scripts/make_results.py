@@ -345,6 +345,73 @@ def wins_section(runs: dict[tuple[str, str], list[dict[str, Any]]]) -> list[str]
     return [*lines, ""]
 
 
+def best_with_budget(
+    runs: dict[tuple[str, str], list[dict[str, Any]]], dataset: str
+) -> tuple[str, tuple[float, float], str, str]:
+    """A dataset's metric and the largest final (mean, std) of any strategy in any setting,
+    with that strategy and setting."""
+    metric = metric_of([r for (d, _), rs in runs.items() if d == dataset for r in rs])
+    (mean, std), strategy, setting = max(
+        (
+            (final(by_round(rs, metric), s), s, n)
+            for (d, n), rs in runs.items()
+            if d == dataset
+            for s in by_round(rs, metric)
+        ),
+        key=lambda item: item[0][0],
+    )
+    return metric, (mean, std), strategy, setting
+
+
+def every_label(
+    every: dict[str, list[dict[str, Any]]], dataset: str, metric: str
+) -> tuple[float, float]:
+    """Mean and std over seeds of the fit on every label."""
+    values = [r[metric] for r in last_rounds(every[dataset])]
+    return float(np.mean(values)), float(np.std(values))
+
+
+def features_carry(
+    runs: dict[tuple[str, str], list[dict[str, Any]]], every: dict[str, list[dict[str, Any]]]
+) -> str:
+    """The "why" of what the features carry, from the fits on every label against the best
+    any strategy reaches with the budget: room for a choice of pairs where every label ends
+    beyond that best's seed spread, none where it ends level with it."""
+    parts = []
+    for dataset in (d for d in dict.fromkeys(d for d, _ in runs) if d in every):
+        metric, (mean, std), _, _ = best_with_budget(runs, dataset)
+        every_mean, every_std = every_label(every, dataset, metric)
+        figures = f"{every_mean:.3f} ± {every_std:.3f} against {mean:.3f} ± {std:.3f}"
+        if every_mean - every_std > mean + std:
+            parts.append(
+                f"on {dataset} the fit on every label ends beyond the best with the budget "
+                f"({figures}): the features carry more than the budget's labels reach, so a "
+                "better choice of pairs has room to help"
+            )
+        else:
+            parts.append(
+                f"on {dataset} the fit on every label ends level with the best with the budget "
+                f"within the seed spread ({figures}): the budget already reaches about what "
+                "this reward model learns from every label, so no choice of pairs can add much "
+                "there"
+            )
+    if not parts:
+        return "- *What the features carry*: not measured here (`--every-label-on`)."
+    one_pair = (
+        " On hh-harmless-dev each prompt has one labelled pair, so a strategy chooses only "
+        "which prompts to label."
+        if any(d == HH for d, _ in runs)
+        else ""
+    )
+    return (
+        "- *What the features carry* (the table below: the reward model fitted on every label "
+        "against the best final value any strategy reaches with the budget): "
+        + "; ".join(parts)
+        + "."
+        + one_pair
+    )
+
+
 def ceiling_section(
     runs: dict[tuple[str, str], list[dict[str, Any]]], every: dict[str, list[dict[str, Any]]]
 ) -> list[str]:
@@ -374,23 +441,12 @@ def ceiling_section(
         "| --- | --- | --- | --- | --- |",
     ]
     for dataset in dict.fromkeys(d for d, _ in runs):
-        records = [r for (d, _), rs in runs.items() if d == dataset for r in rs]
-        metric = metric_of(records)
-        best = max(
-            (
-                (final(by_round(rs, metric), s), s, n)
-                for (d, n), rs in runs.items()
-                if d == dataset
-                for s in by_round(rs, metric)
-            ),
-            key=lambda item: item[0][0],
-        )
-        (mean, std), strategy, setting = best
+        metric, (mean, std), strategy, setting = best_with_budget(runs, dataset)
         full, seconds = "not run", "—"
         if dataset in every:
             fits = last_rounds(every[dataset])
-            values = [r[metric] for r in fits]
-            full = f"{np.mean(values):.3f} ± {np.std(values):.3f} ({fits[0]['labels']:,} pairs)"
+            (every_mean, every_std) = every_label(every, dataset, metric)
+            full = f"{every_mean:.3f} ± {every_std:.3f} ({fits[0]['labels']:,} pairs)"
             seconds = f"{np.mean([r['fit_seconds'] for r in fits]):.0f}"
         lines.append(
             f"| {dataset} | {metric.replace('_', ' ')} | {mean:.3f} ± {std:.3f} (`{strategy}`, "
@@ -606,7 +662,7 @@ def report(
     ]
     text += summary_section(runs)
     text += wins_section(runs)
-    text += WHY
+    text += [*WHY_START, features_carry(runs, every), *WHY_END]
     text += ceiling_section(runs, every)
     if laplace:
         text += laplace_section(runs, laplace)
@@ -635,7 +691,7 @@ def report(
 
 # why D-optimal design wins where it does and not elsewhere: the mechanisms, the figures being
 # those of the tables around it
-WHY = [
+WHY_START = [
     "**Why.** A D-optimal design picks the pairs whose feature differences phi_i - phi_j (the "
     "reward model's last hidden layer; the embeddings with `--features embedding`) add the most "
     "to the log-determinant of the information the labels give about the reward head. It can "
@@ -651,11 +707,9 @@ WHY = [
     "- *The seed spread.* With 5 seeds and 4 rounds, random's own seeds need very different "
     "numbers of labels to reach their mean (the first line of every table), and the verdict "
     "asks for a saving beyond both spreads: most differences, either way, stay inside them.",
-    "- *What the features carry.* On hh-harmless-dev the features carry little of the human "
-    "preference (the table below: the fit on every labelled training pair ends only a little "
-    "above what the strategies reach with their budget), and each prompt has one labelled "
-    "pair, so a strategy chooses only which prompts to label: no choice of pairs can help "
-    "much there.",
+]
+# after the generated bullet of what the features carry
+WHY_END = [
     "- *What the field's rules aim at.* They were built for one pair per prompt and choose from "
     "the model's mean and uncertainty to find each prompt's best response (the pair a "
     "policy-optimisation step needs), not to make the reward model accurate over all "

@@ -689,7 +689,9 @@ def mask_repeats(scores: torch.Tensor, pairs: _launch.Pairs, picked: torch.Tenso
 def _check_start(scores: torch.Tensor, problem: GreedyProblem) -> None:
     """Every available pair's d^T F0^-1 d must be a finite number (pair 0 of ``scores`` is
     global pair ``problem.first_index``)."""
-    bad = torch.isinf(scores)
+    # starting scores are sums of squares (NaN: excluded), so +inf is the only infinity;
+    # torch.isinf would compare |scores| and hold a copy of them (8 more bytes per pair)
+    bad = scores == math.inf
     if bool(bad.any()):
         pair, member = (int(v) for v in torch.nonzero(bad)[0].tolist())
         raise ValueError(

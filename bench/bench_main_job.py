@@ -53,12 +53,12 @@ import torch
 import torch.nn.functional as F
 
 import activerm_fast as arm
-from activerm_fast._threads import free_core_threads
 from activerm_fast.data.pairs import candidate_pool, within_prompt
 from activerm_fast.model.reward_model import _HeldOut
 from activerm_fast.selection.api import select
 from activerm_fast.simulate import usable_cores
 from activerm_fast.simulation.loop import LoopState
+from activerm_fast.testing import threads
 
 FIT_SIZES = (100, 400, 800)
 BEFORE_PATIENCE = 8  # LoopConfig.patience before issue 24
@@ -114,7 +114,7 @@ def fit_before(x: np.ndarray, pairs: np.ndarray, labels: np.ndarray, *,
     best_params = [p.detach().clone() for p in params]
     stale = torch.zeros(model.ensemble, dtype=torch.int64)
     epochs = 0
-    with free_core_threads() as adjust_threads:
+    with threads.free_core_threads() as adjust_threads:
         for _ in range(config.epochs):
             adjust_threads()
             epochs += 1
@@ -254,7 +254,7 @@ def bench_round(repeats: int) -> None:
         "sampling alone (numpy)": sampling,
     }
     times = {name: [] for name in cases}  # type: dict[str, list[float]]
-    with free_core_threads():  # as ActiveLoop.run runs a round
+    with threads.free_core_threads():  # as ActiveLoop.run runs a round
         for run in cases.values():
             run()
         for _ in range(repeats):

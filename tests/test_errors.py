@@ -21,14 +21,14 @@ P = np.array([[0, 1], [2, 3], [4, 9]])
             r"features must have shape \(n, d\), got \(4,\)",
         ),
         (
-            lambda: arm.pair_diff(F.astype(np.float16), P),
+            lambda: arm.pair_diff(F.astype(np.int32), P),
             TypeError,
-            "features must be float32 or float64, got torch.float16",
+            "features must be float32, float64, float16 or bfloat16, got torch.int32",
         ),
         (
             lambda: arm.pair_diff(F.astype(np.int64), P),
             TypeError,
-            "features must be float32 or float64",
+            "features must be float32, float64, float16 or bfloat16",
         ),
         (
             lambda: arm.pair_diff(np.zeros((0, 4)), P),

@@ -14,7 +14,7 @@ constexpr int64_t kColumnBlock = 32;
 
 void CpuKernels::fisher_matrix(FeatureView features, PairView pairs, const double* weights,
                                double* out, void*) {
-  dispatch_types(features.is_double, pairs.is_int64, [&](auto t, auto idx) {
+  dispatch_features(features.dtype, pairs.is_int64, [&](auto t, auto idx) {
     using T = decltype(t);
     using I = decltype(idx);
     const T* f = static_cast<const T*>(features.data);

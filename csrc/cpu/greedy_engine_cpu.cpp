@@ -211,7 +211,7 @@ int64_t panel_blocks(const GreedyProblem& problem) {
   const int64_t n = problem.features.n;
   const int64_t d = problem.features.d;
   const int64_t blocks = n / kPanelRows;
-  const int64_t element = problem.features.is_double ? 8 : 4;
+  const int64_t element = feature_bytes(problem.features.dtype);
   if (blocks == 0 || d == 0 || n * d < problem.pairs.count * problem.members) return 0;
   if (panel_copies(problem) * blocks * kPanelRows * d * element > kPanelMaxBytes) return 0;
   return blocks;
@@ -220,7 +220,7 @@ int64_t panel_blocks(const GreedyProblem& problem) {
 int64_t panel_bytes(const GreedyProblem& problem) {
   const int64_t blocks = panel_blocks(problem);
   if (blocks == 0) return 0;
-  const int64_t element = problem.features.is_double ? 8 : 4;
+  const int64_t element = feature_bytes(problem.features.dtype);
   return kPanelHeaderBytes +
          panel_copies(problem) * blocks * kPanelRows * problem.features.d * element;
 }
@@ -417,11 +417,9 @@ void CpuKernels::greedy_sweep(const GreedyProblem& problem, GreedyState state, b
 void CpuKernels::greedy_apply(const GreedyProblem& problem, GreedyState state, int64_t step,
                               int64_t* chosen, double* gains, bool prepare_next, void*) {
   const GreedyBuffers buffers = buffers_of(problem, state);
-  if (problem.features.is_double) {
-    apply<double>(problem, state, buffers, step, chosen, gains, prepare_next);
-  } else {
-    apply<float>(problem, state, buffers, step, chosen, gains, prepare_next);
-  }
+  dispatch_feature_type(problem.features.dtype, [&](auto t) {
+    apply<decltype(t)>(problem, state, buffers, step, chosen, gains, prepare_next);
+  });
 }
 
 void CpuKernels::greedy_run(const GreedyProblem& problem, GreedyState state, int64_t k,

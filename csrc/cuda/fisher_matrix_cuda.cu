@@ -46,7 +46,7 @@ void CudaKernels::fisher_matrix(FeatureView features, PairView pairs, const doub
   if (elements == 0) return;
   cuda::check(cudaMemsetAsync(out, 0, elements * sizeof(double), s), "fisher_matrix memset");
   if (pairs.count == 0) return;
-  dispatch_types(features.is_double, pairs.is_int64, [&](auto t, auto idx) {
+  dispatch_features(features.dtype, pairs.is_int64, [&](auto t, auto idx) {
     using T = decltype(t);
     using I = decltype(idx);
     fisher_matrix_kernel<T, I>

@@ -9,6 +9,7 @@ compiler: str
 max_members: int
 refresh_choice: int
 choice_slots: int
+feature_dtypes: dict[str, int]  # FeatureView's dtype code of each feature dtype name
 
 class FeatureView:
     @property
@@ -17,7 +18,7 @@ class FeatureView:
     def d(self) -> int: ...
     @property
     def scale(self) -> float: ...
-    def __init__(self, data: int, is_double: bool, n: int, d: int, scale: float = 1.0) -> None: ...
+    def __init__(self, data: int, dtype: int, n: int, d: int, scale: float = 1.0) -> None: ...
 
 class PairView:
     @property

@@ -35,6 +35,10 @@ MAX_MEMBERS = int(_core.max_members)
 LAZY_MIN_PAIRS = 1_500_000
 LAZY_MIN_STEPS = 100
 REFRESH_CHOICE = int(_core.refresh_choice)  # a step's index when the state must be recomputed
+# FeatureView's dtype code of each feature dtype the kernels read (csrc feature_types.h).
+FEATURE_DTYPES = {
+    getattr(torch, name): int(code) for name, code in dict(_core.feature_dtypes).items()
+}
 
 
 def backend_for(device: torch.device, name: str = "features") -> ModuleType:
@@ -102,10 +106,18 @@ def available_memory() -> int:
 # ---- views ------------------------------------------------------------------------------------
 
 
+def result_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype kernels return for features of ``dtype``: float32 for half precision (the
+    results of float32 features holding the same values, which half precision could not
+    hold), else the features' own."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
 def _feature_view(backend: ModuleType, f: torch.Tensor, scale: float = 1.0) -> Any:
-    """(n, d) features, or the first member's of (E, n, d), read times the power of two scale."""
+    """(n, d) features, or the first member's of (E, n, d), read times the power of two scale;
+    half-precision features are read as they are stored and widened in the kernels."""
     n, d = f.shape[-2:]
-    return backend.FeatureView(f.data_ptr(), f.dtype == torch.float64, n, d, scale)
+    return backend.FeatureView(f.data_ptr(), FEATURE_DTYPES[f.dtype], n, d, scale)
 
 
 @dataclass(frozen=True)
@@ -167,8 +179,9 @@ def _address(t: torch.Tensor | None) -> int:
 
 
 def pair_diff(f: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    """(P, d) differences phi_i - phi_j in the features' dtype."""
-    out = torch.empty((p.shape[0], f.shape[1]), dtype=f.dtype, device=f.device)
+    """(P, d) differences phi_i - phi_j in the features' result dtype (float32 for
+    half-precision features, as float32 features holding the same values give)."""
+    out = torch.empty((p.shape[0], f.shape[1]), dtype=result_dtype(f.dtype), device=f.device)
     if p.shape[0]:
         backend = backend_for(f.device)
         with on_device(f.device):

@@ -1,10 +1,12 @@
 """The public kernels: validate at the boundary, then run on the launch layer.
 
-Every function accepts NumPy arrays or torch tensors (float32/float64 features, int32/int64
-pairs, rows ``(i, j)`` meaning "response i minus response j") and returns the same array
-type as its first argument, in that argument's float dtype. Accumulation is float64 inside
-the kernels whatever the input dtype. Kernels run where the data lives: CPU arrays on the
-OpenMP backend, CUDA tensors on the CUDA backend.
+Every function accepts NumPy arrays or torch tensors (float32/float64/float16/bfloat16
+features, int32/int64 pairs, rows ``(i, j)`` meaning "response i minus response j") and
+returns the same array type as its first argument, in that argument's float dtype (float32
+for half-precision features: the results of float32 features holding the same values, bit for
+bit). Accumulation is float64 inside the kernels whatever the input dtype; half-precision
+features are widened as the kernels read them, never copied. Kernels run where the data
+lives: CPU arrays on the OpenMP backend, CUDA tensors on the CUDA backend.
 """
 
 from __future__ import annotations
@@ -69,11 +71,12 @@ def export(t: torch.Tensor, as_numpy: bool) -> Array:
 def _representable(
     exact: torch.Tensor, what: str, f: torch.Tensor, dtype: torch.dtype | None = None
 ) -> torch.Tensor:
-    """``exact`` (float64, or the features' dtype) in ``dtype`` (the features' dtype by default),
-    or a ValueError when finite features gave a result beyond that dtype's range: above it (a
-    silent inf would look like an answer), or wholly below its smallest normal number while
-    not zero (a silent all-zero result would look like one too)."""
-    out = exact.to(f.dtype if dtype is None else dtype)
+    """``exact`` (float64, or the features' result dtype) in ``dtype`` (by default the features'
+    result dtype: their own, float32 for half precision), or a ValueError when finite features
+    gave a result beyond that dtype's range: above it (a silent inf would look like an answer),
+    or wholly below its smallest normal number while not zero (a silent all-zero result would
+    look like one too)."""
+    out = exact.to(_launch.result_dtype(f.dtype) if dtype is None else dtype)
     if not out.numel():
         return out
     name = str(out.dtype).removeprefix("torch.")
@@ -94,14 +97,15 @@ def pair_diff(features: Array, pairs: Array) -> Array:
     Parameters
     ----------
     features : np.ndarray or torch.Tensor
-        (n, d) float32 or float64 features of the responses.
+        (n, d) float32, float64, float16 or bfloat16 features of the responses.
     pairs : np.ndarray or torch.Tensor
         (P, 2) int32 or int64 rows ``(i, j)``, indices into ``features``.
 
     Returns
     -------
     np.ndarray or torch.Tensor
-        (P, d) rows ``features[i] - features[j]``, of the type and dtype of ``features``.
+        (P, d) rows ``features[i] - features[j]``, of the type and dtype of ``features``
+        (float32 for half-precision features).
 
     Raises
     ------
@@ -173,7 +177,7 @@ def pair_quadform(features: Array, pairs: Array, precision: Array) -> Array:
     Parameters
     ----------
     features : np.ndarray or torch.Tensor
-        (n, d) float32 or float64 features.
+        (n, d) float32, float64, float16 or bfloat16 features.
     pairs : np.ndarray or torch.Tensor
         (P, 2) int32 or int64 rows ``(i, j)``; d_k = features[i] - features[j].
     precision : np.ndarray or torch.Tensor
@@ -182,7 +186,7 @@ def pair_quadform(features: Array, pairs: Array, precision: Array) -> Array:
     Returns
     -------
     np.ndarray or torch.Tensor
-        (P,) values, of the type and dtype of ``features``.
+        (P,) values, of the type and dtype of ``features`` (float32 for half precision).
 
     Raises
     ------
@@ -219,7 +223,7 @@ def fisher_matrix(features: Array, pairs: Array, weights: Array | None = None) -
     Parameters
     ----------
     features : np.ndarray or torch.Tensor
-        (n, d) float32 or float64 features.
+        (n, d) float32, float64, float16 or bfloat16 features.
     pairs : np.ndarray or torch.Tensor
         (P, 2) int32 or int64 rows ``(i, j)``; d_k = features[i] - features[j].
     weights : np.ndarray or torch.Tensor, optional
@@ -228,7 +232,8 @@ def fisher_matrix(features: Array, pairs: Array, weights: Array | None = None) -
     Returns
     -------
     np.ndarray or torch.Tensor
-        (d, d) symmetric matrix, of the type and dtype of ``features``.
+        (d, d) symmetric matrix, of the type and dtype of ``features`` (float32 for half
+        precision).
 
     Raises
     ------
@@ -308,7 +313,7 @@ def greedy_logdet(
     Parameters
     ----------
     features : np.ndarray or torch.Tensor
-        (n, d) float32 or float64 features.
+        (n, d) float32, float64, float16 or bfloat16 features.
     pairs : np.ndarray or torch.Tensor
         (P, 2) int32 or int64 candidate rows ``(i, j)``, no pair given twice.
     k : int

@@ -1,16 +1,24 @@
-// fisher_matrix's scatter half, L_w Phi, over pairs: row i gains w_k d_k, row j loses it. Threads own disjoint
-// column blocks and each sweeps all pairs in order, so there are no write conflicts and the
-// sums do not depend on the thread count.
+// fisher_matrix on the CPU, both halves; every sum has one fixed order, so the bits do not
+// depend on the thread count.
+//  * The scatter, L_w Phi over pairs: row i gains w_k d_k, row j loses it. Threads own disjoint
+//    column blocks and each sweeps all pairs in order, so there are no write conflicts.
+//  * The product Phi_c^T (L_w Phi) over the compared rows (fisher_loop.h): threads own tiles of
+//    output rows, and every entry sums the rows in ascending order, a chunk of rows at a time
+//    so the chunk's rows of L stay in cache while a thread's tiles read them.
 #include <algorithm>
 
 #include "activerm/cpu_kernels.h"
+#include "activerm/fisher_loop.h"
 #include "activerm/pair_math.h"
 
 namespace activerm {
 
 namespace {
 constexpr int64_t kColumnBlock = 32;
-}
+constexpr int64_t kProductRows = 4;           // output rows per tile of the product
+constexpr int64_t kChunkBytes = int64_t{1} << 17;  // rows of L per chunk: about this many bytes
+constexpr int64_t kParallelWork = 1 << 16;   // multiply-adds below which one thread runs
+}  // namespace
 
 void CpuKernels::fisher_matrix(FeatureView features, PairView pairs, const double* weights,
                                double* out, void*) {
@@ -38,6 +46,57 @@ void CpuKernels::fisher_matrix(FeatureView features, PairView pairs, const doubl
           const double contribution = laplacian_contribution(w, fi[a], fj[a]);
           yi[a] += contribution;
           yj[a] -= contribution;
+        }
+      }
+    }
+  });
+}
+
+void CpuKernels::fisher_product(FeatureView features, const double* laplacian, void* workspace,
+                                double* out, void*) {
+  const int64_t n = features.n;
+  const int64_t d = features.d;
+  double* mean = static_cast<double*>(workspace);
+  int64_t* rows = reinterpret_cast<int64_t*>(mean + d);
+  int64_t compared = 0;
+  for (int64_t r = 0; r < n; ++r) {
+    if (compared_row(laplacian, d, r)) rows[compared++] = r;
+  }
+  std::fill(out, out + d * d, 0.0);
+  std::fill(mean, mean + d, 0.0);
+  if (compared == 0) return;
+  dispatch_feature_type(features.dtype, [&](auto t) {
+    using T = decltype(t);
+    const T* f = static_cast<const T*>(features.data);
+    // the compared rows' mean: threads own column blocks, each column sums rows in order
+    const int64_t blocks = (d + kColumnBlock - 1) / kColumnBlock;
+#pragma omp parallel for schedule(static) if (compared * d >= kParallelWork)
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int64_t begin = b * kColumnBlock;
+      const int64_t end = std::min(d, begin + kColumnBlock);
+      for (int64_t s = 0; s < compared; ++s) {
+        for (int64_t a = begin; a < end; ++a) mean[a] += static_cast<double>(f[rows[s] * d + a]);
+      }
+      for (int64_t a = begin; a < end; ++a) mean[a] /= static_cast<double>(compared);
+    }
+    const int64_t tiles = (d + kProductRows - 1) / kProductRows;
+    const int64_t chunk = std::max<int64_t>(1, kChunkBytes / (8 * d));
+#pragma omp parallel if (compared * d * d >= kParallelWork)
+    for (int64_t start = 0; start < compared; start += chunk) {
+      const int64_t stop = std::min(compared, start + chunk);
+      // schedule(static) over the same tiles gives every thread the same tiles in every chunk,
+      // so no two threads ever write one entry and nowait needs no barrier
+#pragma omp for schedule(static) nowait
+      for (int64_t tile = 0; tile < tiles; ++tile) {
+        const int64_t first = tile * kProductRows;
+        const int64_t last = std::min(d, first + kProductRows);
+        for (int64_t s = start; s < stop; ++s) {
+          const int64_t r = rows[s];
+          for (int64_t a = first; a < last; ++a) {
+            const double centred = centred_feature(f, d, r, a, mean);
+            double* entry = out + a * d;
+            for (int64_t c = 0; c < d; ++c) entry[c] += product_term(centred, laplacian, d, r, c);
+          }
         }
       }
     }

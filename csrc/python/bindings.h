@@ -152,6 +152,17 @@ void bind_kernels(py::module_& m) {
       py::arg("stream"), release);
 
   m.def(
+      "fisher_product",
+      [](FeatureView features, uintptr_t laplacian, uintptr_t workspace, uintptr_t out,
+         uintptr_t stream) {
+        Kernels::fisher_product(features, address<const double>(laplacian),
+                                address<void>(workspace), address<double>(out),
+                                address<void>(stream));
+      },
+      py::arg("features"), py::arg("laplacian"), py::arg("workspace"), py::arg("out"),
+      py::arg("stream"), release);
+
+  m.def(
       "implicit_pairs",
       [](PairView pairs, uintptr_t out, uintptr_t stream) {
         Kernels::implicit_pairs(pairs, address<int64_t>(out), address<void>(stream));

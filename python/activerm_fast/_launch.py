@@ -253,6 +253,26 @@ def fisher_matrix(f: torch.Tensor, p: torch.Tensor, w: torch.Tensor | None) -> t
     return out
 
 
+def fisher_product(f: torch.Tensor, laplacian: torch.Tensor) -> torch.Tensor:
+    """The product half of the Fisher matrix: (d, d) float64 Phi_c^T ``laplacian`` for the
+    (n, d) float64 L_w Phi of :func:`fisher_matrix`, Phi_c the features of the responses the
+    pairs compare (the rows of L_w Phi that are not zero) less their mean, every entry summed
+    over those rows in ascending order: the same bits for any thread count."""
+    n, d = f.shape
+    out = torch.empty((d, d), dtype=torch.float64, device=f.device)
+    workspace = torch.empty(n + d, dtype=torch.float64, device=f.device)
+    backend = backend_for(f.device)
+    with on_device(f.device):
+        backend.fisher_product(
+            _feature_view(backend, f),
+            laplacian.data_ptr(),
+            workspace.data_ptr(),
+            out.data_ptr(),
+            stream_for(f.device),
+        )
+    return out
+
+
 def implicit_pairs(p: GeneratedPairs) -> torch.Tensor:
     """(count, 2) int64 pairs of a generated pool, as the kernels compute them."""
     out = torch.empty((p.count, 2), dtype=torch.int64, device=p.device)

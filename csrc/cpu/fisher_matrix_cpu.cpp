@@ -9,7 +9,6 @@
 
 #include "activerm/cpu_kernels.h"
 #include "activerm/fisher_loop.h"
-#include "activerm/pair_math.h"
 
 namespace activerm {
 
@@ -18,6 +17,11 @@ constexpr int64_t kColumnBlock = 32;
 constexpr int64_t kProductRows = 4;           // output rows per tile of the product
 constexpr int64_t kChunkBytes = int64_t{1} << 17;  // rows of L per chunk: about this many bytes
 constexpr int64_t kParallelWork = 1 << 16;   // multiply-adds below which one thread runs
+
+// A thread owns the elements it adds to.
+struct PlainAdd {
+  void operator()(double* at, double value) const { *at += value; }
+};
 }  // namespace
 
 void CpuKernels::fisher_matrix(FeatureView features, PairView pairs, const double* weights,
@@ -35,18 +39,7 @@ void CpuKernels::fisher_matrix(FeatureView features, PairView pairs, const doubl
       const int64_t begin = b * kColumnBlock;
       const int64_t end = std::min(d, begin + kColumnBlock);
       for (int64_t k = 0; k < pairs.count; ++k) {
-        const int64_t i = p[2 * k];
-        const int64_t j = p[2 * k + 1];
-        const double w = weights ? weights[k] : 1.0;
-        const T* fi = f + i * d;
-        const T* fj = f + j * d;
-        double* yi = out + i * d;
-        double* yj = out + j * d;
-        for (int64_t a = begin; a < end; ++a) {
-          const double contribution = laplacian_contribution(w, fi[a], fj[a]);
-          yi[a] += contribution;
-          yj[a] -= contribution;
-        }
+        scatter_pair(f, d, p, weights, k, begin, end, 1, out, PlainAdd{});
       }
     }
   });

@@ -8,7 +8,6 @@
 //    bit and the product itself is the same in every run.
 #include "activerm/cuda_kernels.h"
 #include "activerm/fisher_loop.h"
-#include "activerm/pair_math.h"
 #include "cuda_common.cuh"
 
 namespace activerm {
@@ -17,6 +16,11 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kWarpsPerBlock = kThreads / 32;
+
+// The warps of a grid share rows of L_w Phi.
+struct AtomicAdd {
+  __device__ void operator()(double* at, double value) const { atomicAdd(at, value); }
+};
 
 template <class T, class I>
 __global__ void __launch_bounds__(kThreads)
@@ -27,18 +31,7 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t warps = static_cast<int64_t>(gridDim.x) * kWarpsPerBlock;
   for (int64_t k = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32; k < count;
        k += warps) {
-    const int64_t i = pairs[2 * k];
-    const int64_t j = pairs[2 * k + 1];
-    const double w = weights ? weights[k] : 1.0;
-    const T* fi = features + i * d;
-    const T* fj = features + j * d;
-    double* yi = out + i * d;
-    double* yj = out + j * d;
-    for (int64_t a = lane; a < d; a += 32) {
-      const double contribution = laplacian_contribution(w, fi[a], fj[a]);
-      atomicAdd(yi + a, contribution);
-      atomicAdd(yj + a, -contribution);
-    }
+    scatter_pair(features, d, pairs, weights, k, lane, d, 32, out, AtomicAdd{});
   }
 }
 

@@ -1,6 +1,8 @@
 // The Fisher matrix's arithmetic, written once for the CPU and CUDA kernels
-// (fisher_matrix_cpu.cpp, fisher_matrix_cuda.cu): the per-entry terms of the product
-// Phi_c^T (L_w Phi). Each backend only chooses which thread computes which entries.
+// (fisher_matrix_cpu.cpp, fisher_matrix_cuda.cu): the per-pair scatter of L_w Phi and the
+// per-entry terms of the product Phi_c^T (L_w Phi). Each backend only chooses which thread runs
+// which pairs, columns or entries, and how an addition lands (a plain += where one thread owns
+// the element, an atomic add where warps share it).
 #pragma once
 
 #include <cstdint>
@@ -8,6 +10,26 @@
 #include "activerm/pair_math.h"
 
 namespace activerm {
+
+// Pair k's share of L_w Phi over columns begin, begin + step, ... < end: row i gains
+// w_k (phi_i - phi_j)_a and row j loses it (laplacian_contribution), through add(address, value).
+template <class T, class I, class Add>
+ARM_HD void scatter_pair(const T* features, int64_t d, const I* pairs, const double* weights,
+                         int64_t k, int64_t begin, int64_t end, int64_t step, double* out,
+                         const Add& add) {
+  const int64_t i = pairs[2 * k];
+  const int64_t j = pairs[2 * k + 1];
+  const double w = weights ? weights[k] : 1.0;
+  const T* fi = features + i * d;
+  const T* fj = features + j * d;
+  double* yi = out + i * d;
+  double* yj = out + j * d;
+  for (int64_t a = begin; a < end; a += step) {
+    const double contribution = laplacian_contribution(w, fi[a], fj[a]);
+    add(yi + a, contribution);
+    add(yj + a, -contribution);
+  }
+}
 
 // Whether row r of L_w Phi is not zero: the responses the pairs compare (with a weight and a
 // difference that do not vanish). The product runs over these rows only.

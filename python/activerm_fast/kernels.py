@@ -69,13 +69,20 @@ def export(t: torch.Tensor, as_numpy: bool) -> Array:
 
 
 def _representable(
-    exact: torch.Tensor, what: str, f: torch.Tensor, dtype: torch.dtype | None = None
+    exact: torch.Tensor,
+    what: str,
+    f: torch.Tensor,
+    dtype: torch.dtype | None = None,
+    *,
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``exact`` (float64, or the features' result dtype) in ``dtype`` (by default the features'
     result dtype: their own, float32 for half precision), or a ValueError when finite features
     gave a result beyond that dtype's range: above it (a silent inf would look like an answer),
     or wholly below its smallest normal number while not zero (a silent all-zero result would
-    look like one too)."""
+    look like one too). An underflow names the ``weights`` (non-negative, linear in the result)
+    when the result at weights scaled to a largest of 1 would be representable: then they, not
+    the features, took it below the range."""
     out = exact.to(_launch.result_dtype(f.dtype) if dtype is None else dtype)
     if not out.numel():
         return out
@@ -84,7 +91,11 @@ def _representable(
     if not bool(torch.isfinite(out).all()):
         raise ValueError(f"{what} overflows {name}: {scale}")
     largest = exact.abs().max().item()
-    if 0.0 < largest < torch.finfo(out.dtype).tiny:
+    tiny = torch.finfo(out.dtype).tiny
+    if 0.0 < largest < tiny:
+        heaviest = 0.0 if weights is None or not weights.numel() else weights.max().item()
+        if 0.0 < heaviest < 1.0 and largest / heaviest >= tiny:
+            scale = f"weights up to {heaviest:.3g}; rescale the weights"
         raise ValueError(f"{what} underflows {name} (largest entry {largest:.3g}): {scale}")
     return out
 
@@ -256,7 +267,7 @@ def fisher_matrix(features: Array, pairs: Array, weights: Array | None = None) -
     if weights is not None:
         w = v.float_tensor(weights, "weights", (p.shape[0],), f.device, nonnegative=True)
         w = w.double().contiguous()
-    out = _representable(_design.fisher_matrix(f, p, w), "fisher_matrix", f)
+    out = _representable(_design.fisher_matrix(f, p, w), "fisher_matrix", f, weights=w)
     return export(out, v.is_numpy_like(features))
 
 

@@ -1,16 +1,17 @@
 """float16 features against the same values in float32, in one process.
 
-    python bench/bench_half_features.py           # n=100,000, d=1,024, P=1,000,000, k=21
+    python bench/bench_half_features.py           # n=100,000, d=1,024, P=1,000,000, k=30
     python bench/bench_half_features.py --quick   # a small size, to check the script runs
 
 The kernels read float16 features as stored and widen each value as they read it, so a step
 reads half the feature bytes float32 features take; the results are the same bits
-(tests/test_half_features.py). Two rows: ``fisher_matrix`` over P pairs (its scatter reads
-2 d feature values per pair) and a dense greedy step (``greedy_logdet(lazy=False)``: v = Phi u
-reads the whole (n, d) matrix, then the sweep streams P pairs' int32 indices, float64 weights
-and scores). A step is (time of k steps - time of 1 step) / (k - 1); every figure is the median
-of --repeats runs, the two dtypes alternating. A NumPy copy measured in the same run gives the
-machine's bandwidth; the ratio column is float32 time / float16 time.
+(tests/test_half_features.py). Two rows: ``fisher_matrix`` over P/10 pairs (its scatter reads
+2 d feature values per pair; the median of --repeats calls, the dtypes alternating) and a dense
+greedy step (v = Phi u reads the whole (n, d) matrix, then the sweep streams P pairs' int32
+indices, float64 weights and scores): one engine per dtype driven a step at a time, the two
+alternating step by step, a step the median over the k - 1 steps that sweep. A NumPy copy
+measured in the same run gives the machine's bandwidth; the ratio is float32 time / float16
+time.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ import torch
 from bench_greedy import build_line, copy_bandwidth, print_rows
 
 import activerm_fast as arm
+from activerm_fast.testing import design
+
+RIDGE = 1e-3
 
 PER_PROMPT = 10  # responses per prompt of the cross-prompt pool
 
@@ -40,40 +44,54 @@ def alternating(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str
     return {name: statistics.median(times) for name, times in spent.items()}
 
 
+def greedy_steps(
+    features: dict[str, torch.Tensor], pairs: torch.Tensor, weights: torch.Tensor, k: int
+) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+    """Median seconds of a greedy step (apply and the next sweep) for each dtype's engine, the
+    engines stepping in turn, and each one's chosen pairs."""
+    engines = {}
+    for name, f in features.items():
+        problem = design.GreedyProblem(
+            f[None], pairs, weights, [design.Prior.of_ridge(RIDGE, f.shape[1])], lazy=False
+        )
+        engines[name], _ = design.greedy_engine(problem, steps=k)
+        engines[name].sweep(downdate=False)
+    chosen = {name: torch.empty(k, dtype=torch.int64) for name in engines}
+    gains = {name: torch.empty(k, dtype=torch.float64) for name in engines}
+    spent: dict[str, list[float]] = {name: [] for name in engines}
+    for step in range(k - 1):
+        for name, engine in engines.items():
+            start = time.perf_counter()
+            engine.apply(step, chosen[name], gains[name], prepare_next=True)
+            engine.sweep(downdate=True)
+            spent[name].append(time.perf_counter() - start)
+    return {name: statistics.median(times) for name, times in spent.items()}, chosen
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a small size")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    n, d, count, k = (5_000, 128, 50_000, 6) if args.quick else (100_000, 1_024, 1_000_000, 21)
+    n, d, count, k = (5_000, 128, 50_000, 6) if args.quick else (100_000, 1_024, 1_000_000, 30)
     rng = np.random.default_rng(0)
     half = torch.from_numpy(rng.normal(size=(n, d)).astype(np.float32)).half()
     single = half.float()  # the same values
     pairs = torch.from_numpy(arm.pairs.cross_prompt(np.arange(n) // PER_PROMPT, count, seed=0))
     pairs = pairs.int()
-    weights = torch.from_numpy(rng.random(count))
+    weights = torch.from_numpy(rng.random(count))[:, None].contiguous()
     fisher_pairs = pairs[: count // 10]
     print(build_line(f"n={n}, d={d}, P={count}, k={k}, medians of {args.repeats}"))
-
-    def greedy(features: torch.Tensor, steps: int) -> Callable[[], object]:
-        return lambda: arm.greedy_logdet(features, pairs, steps, weights=weights, lazy=False)
-
-    for features in (half, single):  # same picks, checked once, untimed
-        arm.greedy_logdet(features, pairs, 2, weights=weights, lazy=False)
-    assert np.array_equal(greedy(half, k)().indices, greedy(single, k)().indices)
+    steps, chosen = greedy_steps({"16": half, "32": single}, pairs, weights, k)
+    assert torch.equal(chosen["16"][:-1], chosen["32"][:-1])  # the same picks
     times = alternating(
         {
             "fisher16": lambda: arm.fisher_matrix(half, fisher_pairs),
             "fisher32": lambda: arm.fisher_matrix(single, fisher_pairs),
-            "one16": greedy(half, 1),
-            "one32": greedy(single, 1),
-            "k16": greedy(half, k),
-            "k32": greedy(single, k),
         },
         args.repeats,
     )
-    step16 = (times["k16"] - times["one16"]) / (k - 1)
-    step32 = (times["k32"] - times["one32"]) / (k - 1)
+    step16, step32 = steps["16"], steps["32"]
     sweep_bytes = count * (8 + 8 + 16)  # int32 pair, float64 weight, score read and written
 
     def step_bytes(element: int) -> int:

@@ -76,6 +76,21 @@ def test_the_special_values_are_subnormal_signed_and_largest():
 
 @pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("dtype", HALVES)
+def test_every_finite_half_is_read_as_its_float32(device, dtype):
+    """All 2^16 bit patterns but the non-finite ones, each read by a kernel (its difference with
+    a zero row, which pair_diff forms in float32) as exactly its float32 value: normals,
+    subnormals, both zeros and the largest finite."""
+    values = torch.arange(1 << 16, dtype=torch.int32).to(torch.int16).view(dtype)
+    values = values[torch.isfinite(values)]
+    rows = torch.stack([values, torch.zeros_like(values)], dim=1).reshape(-1, 1).to(device)
+    pairs = torch.arange(rows.shape[0], device=device).reshape(-1, 2)
+    got = arm.pair_diff(rows, pairs)[:, 0]
+    want = values.float().to(device)
+    assert torch.equal(got.view(torch.int32), want.view(torch.int32))
+
+
+@pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("dtype", HALVES)
 @pytest.mark.parametrize("shape", SHAPES)
 def test_pair_kernels_equal_float32_bit_for_bit(rng, device, dtype, shape):
     n, d, count = shape

@@ -41,21 +41,28 @@ ARM_FEATURE_HD float float_from_bits(uint32_t bits) {
   return value;
 }
 
-// IEEE binary16: 1 sign, 5 exponent (bias 15), 10 fraction bits.
+ARM_FEATURE_HD uint32_t float_bits(float value) {
+  uint32_t bits;
+  memcpy(&bits, &value, sizeof(bits));
+  return bits;
+}
+
+// IEEE binary16: 1 sign, 5 exponent (bias 15), 10 fraction bits. Without branches, so the
+// loops that read features stay straight-line code: each case is computed and one selected.
+//  * normal: the exponent re-biased from 15 to 127, the fraction moved to the top;
+//  * subnormal or zero, fraction * 2^-24: an integer below 2^10 converts to float exactly and
+//    the product with a power of two is exact (and normal), zero giving +0;
+//  * infinity, NaN: the all-ones exponent, the fraction (a NaN's payload) kept.
+// The sign is or-ed in last, so -0 stays -0.
 ARM_FEATURE_HD float float16_to_float(uint16_t h) {
   const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
-  const uint32_t exponent = (h >> 10) & 0x1fu;
-  uint32_t fraction = h & 0x3ffu;
-  if (exponent == 0x1fu) return float_from_bits(sign | 0x7f800000u | (fraction << 13));  // inf, NaN
-  if (exponent != 0) return float_from_bits(sign | ((exponent + 112) << 23) | (fraction << 13));
-  if (fraction == 0) return float_from_bits(sign);  // signed zero
-  // Subnormal, fraction * 2^-24: normalise so the leading one becomes the implicit bit.
-  uint32_t biased = 113;
-  while ((fraction & 0x400u) == 0) {
-    fraction <<= 1;
-    --biased;
-  }
-  return float_from_bits(sign | (biased << 23) | ((fraction & 0x3ffu) << 13));
+  const uint32_t magnitude = h & 0x7fffu;
+  const uint32_t exponent = magnitude & 0x7c00u;
+  const uint32_t normal = (magnitude << 13) + 0x38000000u;
+  const uint32_t small = float_bits(static_cast<float>(magnitude) * 0x1p-24f);
+  const uint32_t special = 0x7f800000u | (magnitude << 13);
+  const uint32_t bits = exponent == 0 ? small : exponent == 0x7c00u ? special : normal;
+  return float_from_bits(sign | bits);
 }
 
 // bfloat16 is the upper half of a float32.

@@ -1,6 +1,6 @@
 """float16 features against the same values in float32, in one process.
 
-    python bench/bench_half_features.py           # n=100,000, d=1,024, P=1,000,000, k=30
+    python bench/bench_half_features.py           # n=50,000, d=1,024, P=500,000, k=20
     python bench/bench_half_features.py --quick   # a small size, to check the script runs
 
 The kernels read float16 features as stored and widen each value as they read it, so a step
@@ -73,7 +73,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a small size")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    n, d, count, k = (5_000, 128, 50_000, 6) if args.quick else (100_000, 1_024, 1_000_000, 30)
+    n, d, count, k = (5_000, 128, 50_000, 6) if args.quick else (50_000, 1_024, 500_000, 20)
     rng = np.random.default_rng(0)
     half = torch.from_numpy(rng.normal(size=(n, d)).astype(np.float32)).half()
     single = half.float()  # the same values

@@ -137,17 +137,19 @@ def test_fisher_matrix_unmoved_by_responses_no_pair_compares(rng):
     ).indices.shape == (3,)
 
 
-# the CPU product's rows per chunk (fisher_matrix_cpu.cpp: 2^17 bytes of a row of L each)
-CHUNK_BYTES = 1 << 17
+def product_chunk_rows(d: int) -> int:
+    """The CPU product's rows per chunk (fisher_matrix_cpu.cpp: 2^17 bytes, at most 256)."""
+    return min((1 << 17) // (8 * d), 256)
 
 
 @pytest.mark.parametrize("d", [8, 37, 64, 130])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_fisher_matrix_same_bits_for_one_and_two_threads(rng, d, dtype):
-    """The scatter's column blocks of 32, the product's tiles of 4 output rows and its chunks
-    of rows are fixed by the sizes, never by the team, so one thread and two give the same
-    bits; n crosses three chunk boundaries and d the blocks and tiles."""
-    n = 3 * (CHUNK_BYTES // (8 * d)) + 5
+    """The scatter's column blocks of 32, the product's tiles of 4 output rows (4 x 4 entries in
+    registers) and its chunks of rows are fixed by the sizes, never by the team, so one thread
+    and two give the same bits; n crosses three chunk boundaries, d the blocks, tiles and
+    register blocks (37 and 130 leave partial ones)."""
+    n = 3 * product_chunk_rows(d) + 5
     features = (rng.normal(size=(n, d)) * 3 + 10).astype(dtype)
     pairs = random_pairs(rng, n, 4 * n)
     weights = rng.random(4 * n)

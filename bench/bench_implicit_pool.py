@@ -235,7 +235,7 @@ def main() -> None:
     )
 
     huge = args.huge_pairs
-    needed = 8 * huge + n * d * 4 + (1 << 30)  # the (P,) scores, the features, chunks
+    needed = 9 * huge + n * d * 4 + (1 << 30)  # (P,) scores, the start check, features, chunks
     available = launch.available_memory()
     if huge and needed > available:
         print(
@@ -243,11 +243,11 @@ def main() -> None:
             f"{available / 2**30:.1f} GiB are available"
         )
     elif huge == 0:
-        needed = 8 * 10**9 + n * d * 4 + (1 << 30)
+        needed = 9 * 10**9 + n * d * 4 + (1 << 30)
         print(
             f"\nP = 1,000,000,000 implicit: not run (--huge-pairs 0); it needs about "
-            f"{needed / 2**30:.1f} GiB (its (P,) scores, the features, one chunk) of the "
-            f"{available / 2**30:.1f} GiB available"
+            f"{needed / 2**30:.1f} GiB (its (P,) scores and the start check's mask, the "
+            f"features, one chunk) of the {available / 2**30:.1f} GiB available"
         )
     else:
         big = implicit_run(features, rewards, huge, args.huge_k, in_sweep=True)

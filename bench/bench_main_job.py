@@ -11,11 +11,14 @@ fit       arena-bench (768-d inputs: prompt and response embeddings), LoopConfig
           and 800 random cross-prompt pairs with Bradley-Terry labels. "before" is the fit as it
           was before issue 24, kept here only as the baseline: per-tensor AdamW steps and the
           loop's former patience of 8 epochs; "after" is RewardModel.fit with today's
-          LoopConfig (fused AdamW, patience LoopConfig.patience, or --after-patience; each
-          member stops on its own). Both run in this process,
-          alternating, on the same pairs and seeds. Held-out loss: the cross-entropy of the
-          ensemble's mean reward margin against the oracle's own probabilities on every
-          within-prompt pair of the test prompts (ln 2 = 0.693 is a constant reward).
+          LoopConfig (fused AdamW, a batch's distinct responses forwarded once, patience
+          LoopConfig.patience or --after-patience, each member stopping on its own, the
+          constructor's weights kept by the fit). Each is timed from the model's
+          construction, as the loop makes one a round (the fit before drew the constructor's
+          weights again). Both run in this process, alternating, on the same pairs and
+          seeds. Held-out loss: the cross-entropy of the ensemble's mean reward margin against
+          the oracle's own probabilities on every within-prompt pair of the test prompts
+          (ln 2 = 0.693 is a constant reward).
 round     one 50,000-pair round of the loop outside selection and fit: building the candidate
           pool, and select("random"), before (on the 768-d embeddings and its available-pair
           count, as the loop called it) and after (as the loop calls it now), beside the draw
@@ -50,12 +53,12 @@ import torch
 import torch.nn.functional as F
 
 import activerm_fast as arm
-from activerm_fast._threads import free_core_threads
 from activerm_fast.data.pairs import candidate_pool, within_prompt
 from activerm_fast.model.reward_model import _HeldOut
 from activerm_fast.selection.api import select
 from activerm_fast.simulate import usable_cores
 from activerm_fast.simulation.loop import LoopState
+from activerm_fast.testing import threads
 
 FIT_SIZES = (100, 400, 800)
 BEFORE_PATIENCE = 8  # LoopConfig.patience before issue 24
@@ -73,12 +76,26 @@ def load() -> str:
 # ---- fit ---------------------------------------------------------------------------------------
 
 
-def fit_before(model: arm.RewardModel, x: np.ndarray, pairs: np.ndarray, labels: np.ndarray,
-               *, config: arm.LoopConfig, seed: int) -> int:  # fmt: skip
-    """RewardModel.fit as it was before issue 24 (bootstrap members, shared held-out tenth,
-    per-member early stopping, torch threads for the free cores), with per-tensor AdamW steps
-    and the old patience: the baseline. Returns the epochs run.
+def batch_loss_before(model: arm.RewardModel, x: torch.Tensor, pairs: torch.Tensor,
+                      y: torch.Tensor, params: list[torch.Tensor]) -> torch.Tensor:  # fmt: skip
+    """(E,) BT loss of each member on its (E, b) pairs as the fit computed it before issue 24:
+    both responses of every pair forwarded, repeated ones as often as they occur."""
+    b = pairs.shape[1]
+    rows = torch.cat([pairs[..., 0], pairs[..., 1]], dim=1)
+    r = torch.bmm(model._forward(x[rows], params), params[-1][:, :, None]).squeeze(-1)
+    margin = r[:, :b] - r[:, b:]
+    return F.binary_cross_entropy_with_logits(margin, y, reduction="none").mean(dim=1)
+
+
+def fit_before(x: np.ndarray, pairs: np.ndarray, labels: np.ndarray, *,
+               config: arm.LoopConfig, seed: int) -> tuple[arm.RewardModel, int]:  # fmt: skip
+    """The loop's model and RewardModel.fit as they were before issue 24 (bootstrap members,
+    shared held-out tenth, early stopping once every member has run out of patience, torch
+    threads for the free cores; the constructor's weights drawn again by the fit), with
+    per-tensor AdamW steps and the old patience: the baseline. Returns the model and the
+    epochs run.
     """
+    model = arm.RewardModel(x.shape[1], config.hidden, config.ensemble, seed=seed)
     model._init_parameters(seed)
     xt, pairs_t = torch.from_numpy(x), torch.from_numpy(pairs)
     y = torch.from_numpy(labels).float()
@@ -97,14 +114,14 @@ def fit_before(model: arm.RewardModel, x: np.ndarray, pairs: np.ndarray, labels:
     best_params = [p.detach().clone() for p in params]
     stale = torch.zeros(model.ensemble, dtype=torch.int64)
     epochs = 0
-    with free_core_threads() as adjust_threads:
+    with threads.free_core_threads() as adjust_threads:
         for _ in range(config.epochs):
             adjust_threads()
             epochs += 1
             order = torch.from_numpy(rng.permuted(members, axis=1).copy())
             for start in range(0, order.shape[1], config.batch_size):
                 batch = order[:, start : start + config.batch_size]
-                loss = model._batch_loss(xt, pairs_t[batch], y[batch], params).sum()
+                loss = batch_loss_before(model, xt, pairs_t[batch], y[batch], params).sum()
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -122,17 +139,19 @@ def fit_before(model: arm.RewardModel, x: np.ndarray, pairs: np.ndarray, labels:
         for p, kept in zip(params, best_params, strict=True):
             p.requires_grad_(False)
             p.copy_(kept)
-    return epochs
+    return model, epochs
 
 
-def fit_after(model: arm.RewardModel, x: np.ndarray, pairs: np.ndarray, labels: np.ndarray,
-              *, config: arm.LoopConfig, seed: int) -> int:  # fmt: skip
-    """RewardModel.fit as ActiveLoop calls it now; the epochs run."""
+def fit_after(x: np.ndarray, pairs: np.ndarray, labels: np.ndarray, *,
+              config: arm.LoopConfig, seed: int) -> tuple[arm.RewardModel, int]:  # fmt: skip
+    """The model and RewardModel.fit as ActiveLoop makes and calls them now; the model and
+    the epochs run."""
+    model = arm.RewardModel(x.shape[1], config.hidden, config.ensemble, seed=seed)
     model.fit(
         x, pairs, labels, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
         weight_decay=config.weight_decay, patience=config.patience, seed=seed,
     )  # fmt: skip
-    return len(model.history_.train_loss) if model.history_ else 0
+    return model, len(model.history_.train_loss) if model.history_ else 0
 
 
 def bench_fit(repeats: int, patience: int | None = None) -> None:
@@ -167,14 +186,13 @@ def bench_fit(repeats: int, patience: int | None = None) -> None:
             rng = np.random.default_rng(seed)
             pairs = pool[rng.choice(len(pool), size, replace=False)]
             labels = arm.BTOracle(train.gold, beta=config.beta, seed=seed).label(pairs)
-            ways: list[tuple[str, Callable[..., int]]] = [
+            ways: list[tuple[str, Callable[..., tuple[arm.RewardModel, int]]]] = [
                 ("before", fit_before),
                 ("after", fit_after),
             ]
             for name, fit in ways if seed % 2 == 0 else ways[::-1]:
-                model = arm.RewardModel(train.dim, config.hidden, config.ensemble, seed=seed)
                 start, start_cpu = time.perf_counter(), time.process_time()
-                ran = fit(model, train.embeddings, pairs, labels, config=config, seed=seed)
+                model, ran = fit(train.embeddings, pairs, labels, config=config, seed=seed)
                 seconds[name].append(time.perf_counter() - start)
                 cpu[name].append(time.process_time() - start_cpu)
                 losses[name].append(heldout(model))
@@ -236,7 +254,7 @@ def bench_round(repeats: int) -> None:
         "sampling alone (numpy)": sampling,
     }
     times = {name: [] for name in cases}  # type: dict[str, list[float]]
-    with free_core_threads():  # as ActiveLoop.run runs a round
+    with threads.free_core_threads():  # as ActiveLoop.run runs a round
         for run in cases.values():
             run()
         for _ in range(repeats):

@@ -51,7 +51,7 @@ SETTINGS = {  # name -> (title, LoopConfig options)
 # hh-harmless-dev: each training prompt has one labelled pair and a round's pool is the
 # labelled pairs of its prompts, so the three settings are the same campaign, and every
 # per-prompt rule takes the one pair of each prompt in the same seeded order: max-min stands
-# for all nine (their records are the same)
+# for all of them (their records are the same)
 HH = "hh-harmless-dev"
 # every strategy where it can run (the rules need within-prompt pairs)
 EVERY = {"per-prompt": (*OLD, *NEW), "within": OLD, "cross": OLD, "hh": (*OLD, "max-min")}
@@ -70,6 +70,12 @@ REDUCED = {
 UNCERTAIN = ("bal-pm", *(name for name in NEW if RULES[name][1]))
 # most important first: a run cut short still holds whole settings
 PHASES = ("per-prompt", "hh", "laplace", "within", "cross", "every-label")
+# The every-label fits label every pair in rounds of at most this many, the last round's fit
+# (from scratch, on every pair) being the one reported: a batch's log-det bookkeeping
+# (batch_selection: the QR of [B | I]^T, k x (d + k), even for random's one zero feature) costs
+# O(k^3), 150 s for all 11,863 synthetic pairs at once and ~9 times that for arena-bench's
+# 24,802, where a fit stops early after about 6 epochs (~20 s on the synthetic pairs).
+EVERY_LABEL_BATCH = 6500
 
 
 def datasets() -> dict[str, data.Dataset]:
@@ -78,6 +84,36 @@ def datasets() -> dict[str, data.Dataset]:
         "arena-bench": data.load("arena-bench"),
         HH: data.load(HH),
     }
+
+
+def every_pair_count(dataset: data.Dataset) -> int:
+    """Pairs of a dataset's every-label pool: every within-prompt pair of its training prompts,
+    or, with human labels and no golden reward, every labelled training pair (the loop's pool
+    when a round draws every training prompt)."""
+    train = dataset.train()
+    if train.gold is None:
+        return len(train.pairs)
+    counts = np.unique(train.prompt_ids, return_counts=True)[1]
+    return int((counts * (counts - 1) // 2).sum())
+
+
+def every_label_config(base: LoopConfig, pairs: int) -> LoopConfig:
+    """``random`` on within-prompt pools of every training prompt, labelling ``pairs`` in the
+    fewest rounds of at most ``EVERY_LABEL_BATCH`` (see there)."""
+    rounds = -(-pairs // EVERY_LABEL_BATCH)
+    return replace(
+        base,
+        pool="within",
+        rounds=rounds,
+        per_round=-(-pairs // rounds),
+        prompts_per_round=10**6,
+    )
+
+
+def last_rounds(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each seed's last record (the every-label fits: the fit on every pair)."""
+    last = max(r["round"] for r in records)
+    return [r for r in records if r["round"] == last]
 
 
 def synthetic_description() -> str:
@@ -309,6 +345,73 @@ def wins_section(runs: dict[tuple[str, str], list[dict[str, Any]]]) -> list[str]
     return [*lines, ""]
 
 
+def best_with_budget(
+    runs: dict[tuple[str, str], list[dict[str, Any]]], dataset: str
+) -> tuple[str, tuple[float, float], str, str]:
+    """A dataset's metric and the largest final (mean, std) of any strategy in any setting,
+    with that strategy and setting."""
+    metric = metric_of([r for (d, _), rs in runs.items() if d == dataset for r in rs])
+    (mean, std), strategy, setting = max(
+        (
+            (final(by_round(rs, metric), s), s, n)
+            for (d, n), rs in runs.items()
+            if d == dataset
+            for s in by_round(rs, metric)
+        ),
+        key=lambda item: item[0][0],
+    )
+    return metric, (mean, std), strategy, setting
+
+
+def every_label(
+    every: dict[str, list[dict[str, Any]]], dataset: str, metric: str
+) -> tuple[float, float]:
+    """Mean and std over seeds of the fit on every label."""
+    values = [r[metric] for r in last_rounds(every[dataset])]
+    return float(np.mean(values)), float(np.std(values))
+
+
+def features_carry(
+    runs: dict[tuple[str, str], list[dict[str, Any]]], every: dict[str, list[dict[str, Any]]]
+) -> str:
+    """The "why" of what the features carry, from the fits on every label against the best
+    any strategy reaches with the budget: room for a choice of pairs where every label ends
+    beyond that best's seed spread, none where it ends level with it."""
+    parts = []
+    for dataset in (d for d in dict.fromkeys(d for d, _ in runs) if d in every):
+        metric, (mean, std), _, _ = best_with_budget(runs, dataset)
+        every_mean, every_std = every_label(every, dataset, metric)
+        figures = f"{every_mean:.3f} ± {every_std:.3f} against {mean:.3f} ± {std:.3f}"
+        if every_mean - every_std > mean + std:
+            parts.append(
+                f"on {dataset} the fit on every label ends beyond the best with the budget "
+                f"({figures}): the features carry more than the budget's labels reach, so a "
+                "better choice of pairs has room to help"
+            )
+        else:
+            parts.append(
+                f"on {dataset} the fit on every label ends level with the best with the budget "
+                f"within the seed spread ({figures}): the budget already reaches about what "
+                "this reward model learns from every label, so no choice of pairs can add much "
+                "there"
+            )
+    if not parts:
+        return "- *What the features carry*: not measured here (`--every-label-on`)."
+    one_pair = (
+        " On hh-harmless-dev each prompt has one labelled pair, so a strategy chooses only "
+        "which prompts to label."
+        if any(d == HH for d, _ in runs)
+        else ""
+    )
+    return (
+        "- *What the features carry* (the table below: the reward model fitted on every label "
+        "against the best final value any strategy reaches with the budget): "
+        + "; ".join(parts)
+        + "."
+        + one_pair
+    )
+
+
 def ceiling_section(
     runs: dict[tuple[str, str], list[dict[str, Any]]], every: dict[str, list[dict[str, Any]]]
 ) -> list[str]:
@@ -318,47 +421,36 @@ def ceiling_section(
         "## How much of the reward the features carry",
         "",
         "*Best with the budget*: the largest final mean of any strategy in any setting. *Every "
-        "label*: one round of `random` that labels every within-prompt pair of every training "
-        "prompt (on hh-harmless-dev every labelled training pair), fitted as in the campaigns "
-        "(mean ± std over seeds).",
+        "label*: `random` labelling every within-prompt pair of every training prompt (on "
+        "hh-harmless-dev every labelled training pair) in rounds of at most "
+        f"{EVERY_LABEL_BATCH:,} pairs (a batch's log-det bookkeeping grows as its size cubed), "
+        "and the last round's fit, from scratch on all of them as in the campaigns (mean ± std "
+        "over seeds; *fit s* the mean time of that fit).",
         "",
         *(
             [
                 "Not run here on "
                 + " and ".join(d for d in dict.fromkeys(d for d, _ in runs) if d not in every)
-                + " (`--every-label-on`): one fit on every within-prompt pair, 12,000 to 25,000 "
-                "of them, takes several minutes per seed on two shared cores.",
+                + " (`--every-label-on`).",
                 "",
             ]
             if any(d not in every for d, _ in runs)
             else []
         ),
-        "| dataset | metric | best with the budget | every label (pairs) |",
-        "| --- | --- | --- | --- |",
+        "| dataset | metric | best with the budget | every label (pairs) | fit s |",
+        "| --- | --- | --- | --- | --- |",
     ]
     for dataset in dict.fromkeys(d for d, _ in runs):
-        records = [r for (d, _), rs in runs.items() if d == dataset for r in rs]
-        metric = metric_of(records)
-        best = max(
-            (
-                (final(by_round(rs, metric), s), s, n)
-                for (d, n), rs in runs.items()
-                if d == dataset
-                for s in by_round(rs, metric)
-            ),
-            key=lambda item: item[0][0],
-        )
-        (mean, std), strategy, setting = best
-        full = "not run"
+        metric, (mean, std), strategy, setting = best_with_budget(runs, dataset)
+        full, seconds = "not run", "—"
         if dataset in every:
-            values = [r[metric] for r in every[dataset]]
-            full = (
-                f"{np.mean(values):.3f} ± {np.std(values):.3f} "
-                f"({every[dataset][0]['labels']:,} pairs)"
-            )
+            fits = last_rounds(every[dataset])
+            (every_mean, every_std) = every_label(every, dataset, metric)
+            full = f"{every_mean:.3f} ± {every_std:.3f} ({fits[0]['labels']:,} pairs)"
+            seconds = f"{np.mean([r['fit_seconds'] for r in fits]):.0f}"
         lines.append(
             f"| {dataset} | {metric.replace('_', ' ')} | {mean:.3f} ± {std:.3f} (`{strategy}`, "
-            f"{setting}) | {full} |"
+            f"{setting}) | {full} | {seconds} |"
         )
     return [*lines, ""]
 
@@ -444,20 +536,26 @@ def main() -> None:
                 **run_options,
             )
         elif phase == "every-label":
-            # one round that labels every pair of every training prompt (k is cut to the pool)
-            config = replace(
-                base, pool="within", rounds=1, per_round=10**7, prompts_per_round=10**6
-            )
             for name in args.every_label_on:
                 dataset = loaded[name]
-                print(f"== {name}: every label", flush=True)
+                pairs = every_pair_count(dataset)
+                config = every_label_config(base, pairs)
+                print(
+                    f"== {name}: every label ({pairs:,} pairs in {config.rounds} rounds)",
+                    flush=True,
+                )
                 every[name] = simulate(
                     dataset,
                     ["random"],
                     config=config,
-                    out_dir=out / name / "every-label",
+                    out_dir=out / name / "every-pair",
                     **run_options,
                 )
+                labelled = {r["labels"] for r in last_rounds(every[name])}
+                if labelled != {pairs}:
+                    raise RuntimeError(
+                        f"{name}: the every-label fits saw {labelled} pairs, not {pairs}"
+                    )
         elif phase == "laplace":
             config = replace(base, pool="within", per_prompt=1, uncertainty="laplace")
             for name in ("synthetic", "arena-bench"):
@@ -495,7 +593,7 @@ def strategies_paragraph(reduced: bool) -> str:
         "round from 120 prompts its free batch on within-prompt pools is its one-pair-per-prompt "
         "batch, pair for pair (`tests/test_field_rules.py`): the rules run once, and their rows "
         "in the within-prompt tables are those runs. On hh-harmless-dev every rule takes the "
-        "one pair of each prompt in the same seeded order, so `max-min` stands for all nine."
+        f"one pair of each prompt in the same seeded order, so `max-min` stands for all {len(NEW)}."
     )
     if not reduced:
         return (
@@ -564,7 +662,7 @@ def report(
     ]
     text += summary_section(runs)
     text += wins_section(runs)
-    text += WHY
+    text += [*WHY_START, features_carry(runs, every), *WHY_END]
     text += ceiling_section(runs, every)
     if laplace:
         text += laplace_section(runs, laplace)
@@ -593,7 +691,7 @@ def report(
 
 # why D-optimal design wins where it does and not elsewhere: the mechanisms, the figures being
 # those of the tables around it
-WHY = [
+WHY_START = [
     "**Why.** A D-optimal design picks the pairs whose feature differences phi_i - phi_j (the "
     "reward model's last hidden layer; the embeddings with `--features embedding`) add the most "
     "to the log-determinant of the information the labels give about the reward head. It can "
@@ -609,11 +707,9 @@ WHY = [
     "- *The seed spread.* With 5 seeds and 4 rounds, random's own seeds need very different "
     "numbers of labels to reach their mean (the first line of every table), and the verdict "
     "asks for a saving beyond both spreads: most differences, either way, stay inside them.",
-    "- *What the features carry.* On hh-harmless-dev the features carry little of the human "
-    "preference (the table below: the fit on every labelled training pair ends only a little "
-    "above what the strategies reach with their budget), and each prompt has one labelled "
-    "pair, so a strategy chooses only which prompts to label: no choice of pairs can help "
-    "much there.",
+]
+# after the generated bullet of what the features carry
+WHY_END = [
     "- *What the field's rules aim at.* They were built for one pair per prompt and choose from "
     "the model's mean and uncertainty to find each prompt's best response (the pair a "
     "policy-optimisation step needs), not to make the reward model accurate over all "

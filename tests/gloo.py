@@ -36,12 +36,28 @@ def run_ranks(
     """Run ``script`` as every rank of a ``world``-process gloo group (one OpenMP and torch
     thread each) and return each rank's result, in rank order; fail with the output of a rank
     that failed, or kill them all after ``timeout`` seconds."""
+    outs = [tmp_path / f"rank{r}.pkl" for r in range(world)]
+    ended = exits(script, world, [str(out) for out in outs], *args, timeout=timeout)
+    for r, (code, log) in enumerate(ended):
+        assert code == 0, f"rank {r} of {world} failed:\n{log[-3000:]}"
+    results = []
+    for out in outs:
+        with open(out, "rb") as handle:
+            results.append(pickle.load(handle))
+    return results
+
+
+def exits(
+    script: str, world: int, outs: list[str], *args: str, timeout: float = 150
+) -> list[tuple[int, str]]:
+    """Run ``script`` as every rank (``python script RANK WORLD PORT OUT ARGS...``, OUT the
+    rank's entry of ``outs``) and return each rank's exit status and output, however it
+    ended (a signal is a negative status); kill them all after ``timeout`` seconds."""
     port = free_port()
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    outs = [tmp_path / f"rank{r}.pkl" for r in range(world)]
     procs = [
         subprocess.Popen(
-            [sys.executable, script, str(r), str(world), str(port), str(outs[r]), *args],
+            [sys.executable, script, str(r), str(world), str(port), outs[r], *args],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -58,21 +74,13 @@ def run_ranks(
             if proc.poll() is None:
                 os.killpg(proc.pid, 9)
                 proc.wait()
-    for r, proc in enumerate(procs):
-        assert proc.returncode == 0, f"rank {r} of {world} failed:\n{logs[r][-3000:]}"
-    results = []
-    for out in outs:
-        with open(out, "rb") as handle:
-            results.append(pickle.load(handle))
-    return results
+    return [(proc.returncode, log) for proc, log in zip(procs, logs, strict=True)]
 
 
-def main(worker: Callable[..., Any]) -> NoReturn:
-    """One rank, from the command line :func:`run_ranks` gives: join the group, write
-    ``worker(rank, world, *args)``'s result, leave the group."""
+def join(rank: int, world: int, port: int) -> None:
+    """Join the group of ``world`` ranks on ``port`` as ``rank`` (one torch thread)."""
     import torch.distributed as dist
 
-    rank, world, port, out = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     torch.set_num_threads(1)
     dist.init_process_group(
         "gloo",
@@ -81,6 +89,15 @@ def main(worker: Callable[..., Any]) -> NoReturn:
         world_size=world,
         timeout=COLLECTIVE_TIMEOUT,
     )
+
+
+def main(worker: Callable[..., Any]) -> NoReturn:
+    """One rank, from the command line :func:`run_ranks` gives: join the group, write
+    ``worker(rank, world, *args)``'s result, leave the group."""
+    import torch.distributed as dist
+
+    rank, world, port, out = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    join(rank, world, port)
     result = worker(rank, world, *sys.argv[5:])
     with open(out, "wb") as handle:
         pickle.dump(result, handle)

@@ -163,7 +163,7 @@ def test_internal_errors_are_one_line_too(files, capsys, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("first line\nsecond line")
 
-    monkeypatch.setattr(select_command, "batch_of_plan", broken)
+    monkeypatch.setattr(select_command, "_choose", broken)
     code, err = run(select_args(files), capsys)
     assert code == 2 and err.count("\n") == 1
     assert "internal error: RuntimeError: first line second line" in err

@@ -371,11 +371,24 @@ COMMAND_OPTIONS = [
     + ["--features", "embedding", "--lazy", "true"],
     ["--strategy", "bal-pm"],
     ["--strategy", "bald", "--per-prompt", "2"],  # a ranking under a quota, sharded
+    ["--implicit"],  # an implicit pool: each rank holds a range of k, the rows from the seed
+    ["--implicit", "--strategy", "random"],  # every rank draws the same positions
+    ["--processes", "2"],  # select starting its two ranks itself, not torchrun
 ]
 
 
 @pytest.mark.parametrize(
-    "options", COMMAND_OPTIONS, ids=["default", "design", "bal-pm", "ranking-quota"]
+    "options",
+    COMMAND_OPTIONS,
+    ids=[
+        "default",
+        "design",
+        "bal-pm",
+        "ranking-quota",
+        "implicit",
+        "implicit-random",
+        "processes",
+    ],
 )
 def test_command_line_under_torchrun_writes_the_single_process_batch(tmp_path, options):
     from activerm_fast import data
@@ -392,8 +405,9 @@ def test_command_line_under_torchrun_writes_the_single_process_batch(tmp_path, o
     common = ["--data", str(dataset), "--labelled", str(labelled), "--k", "12"]
     common += ["--pool-size", "3000", "--ensemble", "2", *options]
     assert main(["select", *common, "--out", str(tmp_path / "one.jsonl")]) == 0
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    command += ["--nproc-per-node", "2", "-m", "activerm_fast", "select", *common]
+    command = [sys.executable, "-m", "activerm_fast", "select", *common]
+    if "--processes" not in options:
+        command[1:1] = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
     command += ["--out", str(tmp_path / "two.jsonl")]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)

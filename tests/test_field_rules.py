@@ -141,6 +141,72 @@ def brute_deltaquantile(mu, sigma, rng, quantile=0.05, epsilon=0.0, partners=Non
     return window[first_max([mu[i] + BETA * sigma[i] for i, _ in window])]
 
 
+def available_of(i, partners):
+    return [j for j in range(len(partners)) if j != i and partners[i][j]]
+
+
+def undominated(ucb, partners):
+    """The completions with a partner that no partner is surely better than (UCB_ij > 0 for
+    every available j), or all of them when none is."""
+    among = [i for i in range(len(partners)) if available_of(i, partners)]
+    kept = [i for i in among if all(ucb(i, j) > 0 for j in available_of(i, partners))]
+    return kept or among
+
+
+def rule_setting(mu, sigma, width, partners):
+    """The difference width (sigma_i + sigma_j unless given), the available pairs and UCB_ij."""
+    m = len(mu)
+    if width is None:
+
+        def width(i, j):
+            return sigma[i] + sigma[j]
+
+    if partners is None:
+        partners = ~np.eye(m, dtype=bool)
+
+    def ucb(i, j):
+        return (mu[i] - mu[j]) + BETA * width(i, j)
+
+    return width, partners, ucb
+
+
+def brute_rucb(mu, sigma, rng, width=None, partners=None):
+    """A champion uniform among the undominated completions; its challenger the partner j of
+    largest UCB_jc, ties within 1e-4 uniformly."""
+    width, partners, ucb = rule_setting(mu, sigma, width, partners)
+    candidates = undominated(ucb, partners)
+    champion = candidates[rng.integers(len(candidates))]
+    others = available_of(champion, partners)
+    values = [ucb(j, champion) for j in others]
+    close = [j for j, v in zip(others, values, strict=True) if v >= max(values) - 1e-4]
+    return champion, close[rng.integers(len(close))]
+
+
+def brute_ids(mu, sigma, rng, width=None, partners=None):
+    """The greedy g of largest mu among the undominated (ties within 1e-4 uniformly); against
+    it the challenger of smallest min over p = 1/100..1 of ((1 - p) gap_g + p gap_i)^2 /
+    (p log(1 + S_gi^2)), gap_x = max_C u - mu_x (inf without information)."""
+    width, partners, ucb = rule_setting(mu, sigma, width, partners)
+    candidates = undominated(ucb, partners)
+    top = max(mu[i] for i in candidates)
+    tied = [i for i in candidates if mu[i] >= top - 1e-4]
+    greedy = tied[rng.integers(len(tied))]
+    best_upper = max(mu[i] + BETA * sigma[i] for i in candidates)
+    challengers = [i for i in candidates if i != greedy and partners[greedy][i]]
+    challengers = challengers or available_of(greedy, partners)
+    smallest = []
+    for i in challengers:
+        information = np.log(1.0 + width(greedy, i) ** 2 / 1.0)
+        ratios = []
+        for step in range(1, 101):
+            p = step / 100
+            regret = (1 - p) * (best_upper - mu[greedy]) + p * (best_upper - mu[i])
+            ratios.append(regret**2 / (p * information) if information > 0 else np.inf)
+        smallest.append(min(ratios))
+    close = [i for i, v in zip(challengers, smallest, strict=True) if v <= min(smallest) + 1e-4]
+    return greedy, close[rng.integers(len(close))]
+
+
 BRUTE = {
     "deltaquantile": brute_deltaquantile,
     "dts": brute_dts,
@@ -151,6 +217,8 @@ BRUTE = {
     "infomax": brute_infomax,
     "maxminlcb": brute_maxminlcb,
     "infogain": brute_infogain,
+    "rucb": brute_rucb,
+    "ids": brute_ids,
 }
 
 
@@ -395,3 +463,93 @@ def test_a_free_batch_of_fewer_pairs_than_prompts_is_one_pair_per_prompt(name):
         assert np.asarray(free.indices).tolist() == np.asarray(quota.indices).tolist()
     beyond = np.asarray(arm.select(name, k=11, **options).indices)  # a second visit
     assert len(set(prompt_ids[options["pairs"][beyond][:, 0]].tolist())) == 10
+
+
+def laplace_like_width(rng, m):
+    """(m, m) sqrt(d_ij^T Sigma d_ij) of random features and a random covariance, and each
+    completion's sqrt(phi_i^T Sigma phi_i)."""
+    phi = rng.normal(size=(m, 3))
+    root = rng.normal(size=(3, 3))
+    covariance = root @ root.T / 3
+    d = phi[:, None, :] - phi[None, :, :]
+    spread = np.sqrt(np.einsum("ijk,kl,ijl->ij", d, covariance, d))
+    return spread, np.sqrt(np.einsum("ik,kl,il->i", phi, covariance, phi))
+
+
+@pytest.mark.parametrize("name", ["rucb", "ids"])
+@pytest.mark.parametrize("seed", range(40))
+def test_rucb_and_ids_on_partial_pools_and_laplace_widths(name, seed):
+    """The two rules on prompts with pairs taken away, with the widths sigma_i + sigma_j and
+    with a Laplace head's width of each difference (ties: integer rewards on every third
+    seed)."""
+    rng = np.random.default_rng(seed)
+    m = int(rng.integers(2, 8))
+    mu = rng.integers(0, 3, size=m).astype(float) if seed % 3 == 0 else rng.normal(size=m)
+    spread, sigma = laplace_like_width(rng, m)
+    partners = ~np.eye(m, dtype=bool)
+    for _ in range(int(rng.integers(0, m))):  # take pairs away, keeping one at least
+        i, j = rng.choice(m, size=2, replace=False)
+        if partners.sum() > 2:
+            partners[i, j] = partners[j, i] = False
+    rule, brute = field_rules.RULES[name].rule, BRUTE[name]
+    for width in (None, spread):
+        prompt = field_rules.Completions(mu, sigma, partners.copy(), beta=BETA, spread=width)
+        got = rule(prompt, np.random.default_rng(seed))
+        pick = None if width is None else (lambda i, j, s=width: s[i, j])
+        want = brute(mu, sigma, np.random.default_rng(seed), pick, partners)
+        assert got == tuple(int(x) for x in want)
+        assert partners[got]
+
+
+def test_rucb_and_ids_read_a_laplace_head_end_to_end():
+    """Through select with one member and uncertainty="laplace": the first pick is the rule on
+    the Laplace widths of the reference covariance (pairs labelled are unavailable)."""
+    from activerm_fast import _reference as reference
+
+    rng = np.random.default_rng(11)
+    features = rng.normal(size=(6, 3))
+    rewards = rng.normal(size=6)
+    pairs = arm.pairs.all_pairs(6)
+    labelled = pairs[[0, 5, 9]]
+    covariance = reference.laplace_covariance(features, labelled, rewards[None], 0.5)
+    sigma = np.sqrt(np.einsum("ni,ij,nj->n", features, covariance, features))
+    d = features[:, None, :] - features[None, :, :]
+    spread = np.sqrt(np.clip(np.einsum("ijk,kl,ijl->ij", d, covariance, d), 0.0, None))
+    partners = ~np.eye(6, dtype=bool)
+    for a, b in labelled.tolist():
+        partners[a, b] = partners[b, a] = False
+    for name in ("rucb", "ids"):
+        for seed in range(5):
+            batch = arm.select(
+                name,
+                features=features,
+                pairs=pairs,
+                k=1,
+                rewards=rewards,
+                labelled=labelled,
+                uncertainty="laplace",
+                ridge=0.5,
+                seed=seed,
+            )
+            draws = np.random.default_rng(seed)
+            draws.permutation(1)  # the batch's order of its one prompt
+            i, j = BRUTE[name](rewards, sigma, draws, lambda a, b: spread[a, b], partners)
+            assert tuple(pairs[int(np.asarray(batch.indices)[0])]) == (min(i, j), max(i, j))
+
+
+@pytest.mark.parametrize("name", sorted(BRUTE))
+def test_rules_give_an_available_pair_at_extreme_magnitudes(name):
+    """Rewards and widths whose squares, sums or differences leave float64 (ids' regret squared
+    and its information, the bounds' nan of inf - inf): still an available pair, never a
+    crash."""
+    cases = [
+        ([1e200, -1e200, 3e199], [1e200, 2e200, 1e199]),
+        ([1e300, -1e300, 0.0], [1e300, 1e300, 1e300]),
+        ([1.7e308, -1.7e308, 1.7e308], [1.7e308] * 3),
+        ([0.0, 0.0, 0.0], [1e-300, 0.0, 1e-300]),
+    ]
+    rule = field_rules.RULES[name].rule
+    for mu, sigma in cases:
+        with np.errstate(all="ignore"):
+            i, j = rule(field_rules.Completions(mu, sigma), np.random.default_rng(0))
+        assert i != j and {i, j} <= {0, 1, 2}

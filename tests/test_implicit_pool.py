@@ -5,15 +5,18 @@ Fisher weights the sweep computes against fisher_weights."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import gloo
 import numpy as np
 import pytest
 import torch
 from scipy import stats
+from torch.profiler import ProfilerActivity, profile
 
 import activerm_fast as arm
 from activerm_fast.testing import design, launch
@@ -206,8 +209,8 @@ def test_sharded_implicit_pool_is_one_process(tmp_path):
 
 
 def sharded_cases(shard: tuple[int, int] | None) -> dict[str, tuple]:
-    """Every greedy strategy and greedy_logdet on a pool with repeats: on this shard (under a
-    process group) or in one process."""
+    """Every greedy strategy, random and greedy_logdet on a pool with repeats: on this shard
+    (under a process group) or in one process."""
     from activerm_fast import distributed
 
     ids, features, rewards, members = problem(12, 3, 7)
@@ -229,7 +232,36 @@ def sharded_cases(shard: tuple[int, int] | None) -> dict[str, tuple]:
         results[strategy] = (np.asarray(sel.indices), sel.gains.tobytes(), sel.logdet)
     sel = logdet(features, mine, 15, prior=0.2)
     results["greedy_logdet"] = (np.asarray(sel.indices), sel.gains.tobytes(), sel.logdet)
+    for k in (20, 43):  # 43: every distinct pair of the 45 but the 2 labelled (repeats drawn again)
+        sel = select(
+            "random",
+            features=features,
+            pairs=mine,
+            k=k,
+            rewards=rewards,
+            labelled=pool.rows([3, 4]),
+            seed=k,
+        )
+        results[f"random, k = {k}"] = (np.asarray(sel.indices), sel.gains.tobytes(), sel.logdet)
     return results
+
+
+def test_start_check_holds_a_byte_per_pair():
+    """The check of the starting scores for overflow allocates one byte per pair, no copy of
+    the scores: at 10^9 pairs torch.isinf's |scores| was 8 GB beside the 8 GB of scores (the
+    peak bench_implicit_pool.py measured)."""
+    count = 1 << 20
+    scores = torch.rand(count, 1, dtype=torch.float64)
+    scores[::7] = math.nan  # excluded pairs
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        design._check_start(scores, None)
+    allocated = [event.cpu_memory_usage for event in prof.key_averages()]
+    assert 0 < max(allocated) <= count, prof.key_averages().table(row_limit=8)
+    scores[5] = math.inf
+    prior = design.Prior.of_ridge(1e-3, 2)
+    problem = SimpleNamespace(first_index=100, members=torch.ones(1, 2, 2), priors=[prior])
+    with pytest.raises(ValueError, match="d\\^T F0\\^-1 d of pair 105 overflows float64"):
+        design._check_start(scores, problem)
 
 
 def test_implicit_pool_errors():

@@ -9,6 +9,7 @@ import torch
 from activerm_fast.data import Dataset, synthetic
 from activerm_fast.model import RewardModel
 from activerm_fast.model.metrics import within_prompt_spearman
+from activerm_fast.model.reward_model import _distinct_rows
 from activerm_fast.simulation.oracle import BTOracle
 
 FIT = {"epochs": 12, "batch_size": 128, "lr": 3e-3}
@@ -100,6 +101,68 @@ def test_warm_start_continues_and_cold_start_reinitialises(linear_task):
     assert not np.allclose(once, twice)
     model.fit(train.embeddings, pairs, labels, epochs=2, val_fraction=0)
     np.testing.assert_array_equal(model.rewards(test.embeddings), once)
+
+
+def test_fit_draws_the_initial_weights_again_only_where_they_may_have_changed(linear_task):
+    train, test, pairs, labels = linear_task
+    pairs, labels = pairs[:200], labels[:200]
+    options = {"epochs": 2, "seed": 4}
+
+    def counted(model: RewardModel) -> list[int]:
+        draws: list[int] = []
+        draw = model._init_parameters
+        model._init_parameters = lambda seed: draws.append(seed) or draw(seed)
+        return draws
+
+    other = RewardModel(train.dim, hidden=(16,), ensemble=2, seed=0)
+    other_draws = counted(other)
+    expected = other.fit(train.embeddings, pairs, labels, **options).rewards(test.embeddings)
+    assert other_draws == [4]  # seed 0's weights: fit draws seed 4's
+    fresh = RewardModel(train.dim, hidden=(16,), ensemble=2, seed=4)
+    fresh_draws = counted(fresh)
+    fresh.fit(train.embeddings, pairs, labels, **options)
+    assert fresh_draws == []  # just drawn from seed 4: kept, and the same model
+    np.testing.assert_array_equal(fresh.rewards(test.embeddings), expected)
+    fresh.fit(train.embeddings, pairs, labels, **options)
+    assert fresh_draws == [4]  # trained weights are drawn again
+    np.testing.assert_array_equal(fresh.rewards(test.embeddings), expected)
+    handed_out = RewardModel(train.dim, hidden=(16,), ensemble=2, seed=4)
+    handed_out_draws = counted(handed_out)
+    for p in handed_out.parameters():
+        p.mul_(-1)  # the caller may change the weights parameters() hands out
+    handed_out.fit(train.embeddings, pairs, labels, **options)
+    assert handed_out_draws == [4]
+    np.testing.assert_array_equal(handed_out.rewards(test.embeddings), expected)
+
+
+@pytest.mark.parametrize(("responses", "pairs"), [(6, 40), (30, 20), (200, 64), (2, 1)])
+def test_a_batch_forwards_each_distinct_response_once_and_loses_no_pair_side(rng, responses, pairs):
+    model = RewardModel(5, hidden=(8, 4), ensemble=3, seed=1)
+    x = torch.from_numpy(rng.normal(size=(responses, 5)).astype(np.float32))
+    first = rng.integers(0, responses, size=(3, pairs))
+    second = (first + rng.integers(1, max(responses, 2), size=(3, pairs))) % responses
+    sides = np.concatenate([first, second], axis=1)
+    distinct, at = _distinct_rows(sides)
+    counts = [np.unique(member).size for member in sides]
+    assert distinct.shape == (3, max(counts)) and at.shape == sides.shape
+    for e in range(3):
+        assert set(distinct[e]) == set(sides[e])  # padded with its own responses only
+        np.testing.assert_array_equal(distinct[e, at[e]], sides[e])
+    y = torch.from_numpy(rng.integers(0, 2, size=(3, pairs))).float()
+    forwarded = []
+    forward = model._forward
+    model._forward = lambda rows, params: forwarded.append(rows.shape) or forward(rows, params)
+    loss = model._batch_loss(
+        x, torch.from_numpy(distinct), torch.from_numpy(at), y, params=model._parameters()
+    )
+    assert forwarded == [(3, max(counts), 5)]
+    # every pair side forwarded, in float64: the loss of the pairs themselves
+    r = torch.einsum("end,ed->en", forward(x).double(), torch.from_numpy(model.theta).double())
+    margin = torch.stack([r[e, first[e]] - r[e, second[e]] for e in range(3)])
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(
+        margin, y.double(), reduction="none"
+    ).mean(dim=1)
+    np.testing.assert_allclose(loss.detach().numpy(), expected.numpy(), rtol=1e-5)
 
 
 def test_early_stopping_keeps_each_members_best_epoch(linear_task):

@@ -152,6 +152,27 @@ def test_non_greedy_batches_report_the_d_optimal_objective(problem, strategy):
     )
 
 
+@pytest.mark.parametrize(("d", "k"), [(5, 700), (300, 650)])
+def test_large_batches_report_the_d_optimal_objective_by_blocks(d, k):
+    # beyond max(256, d) rows the gains come from a factor updated a block of rows at a time
+    rng = np.random.default_rng(d + k)
+    features = rng.normal(size=(400, d)) * rng.uniform(0.1, 3.0, size=d)
+    rewards = rng.normal(size=400)
+    pool = arm.pairs.all_pairs(400)[rng.permutation(400 * 399 // 2)[: 3 * k]]
+    labelled = pool[:20]
+    sel = arm.select(
+        "random", features=features, pairs=pool, k=k, rewards=rewards, labelled=labelled, ridge=0.3
+    )
+    prior = 0.3 * np.eye(d) + ref.fisher_matrix(
+        features, labelled, ref.fisher_weights(rewards, labelled)
+    )
+    expected = ref.sequential_gains(
+        features, pool, sel.indices, weights=ref.fisher_weights(rewards, pool), prior=prior
+    )
+    np.testing.assert_allclose(sel.gains, expected, rtol=1e-8, atol=1e-12)
+    assert sel.logdet == pytest.approx(np.linalg.slogdet(prior)[1] + expected.sum(), rel=1e-10)
+
+
 def test_greedy_beats_topk_and_random_on_its_objective(problem):
     features, rewards, pool, _ = problem
     value = {

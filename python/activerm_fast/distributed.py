@@ -16,7 +16,9 @@ pair's choice record (score, global index, the pair's two responses, its weight 
 (4 + E) * 8 bytes per rank, whatever P and d), every rank takes the same winner (largest score,
 ties to the lowest global index, as the kernels rank pairs) and applies it to its replicated
 factor. The strategies that rank pairs exchange their local top k, ``random`` draws positions
-in the concatenation of the available pairs, ``coreset`` all-gathers each step's farthest pair;
+in the concatenation of the available pairs (of an implicit pool's shards: every rank draws
+the same positions and computes their pairs from the seed), ``coreset`` all-gathers each
+step's farthest pair;
 under a per-prompt quota a ranking or a draw is walked in ever longer leading parts of the
 whole pool's order until k pairs fit.
 
@@ -30,6 +32,8 @@ the lowest failing rank prefixed ``rank r:`` (a rank whose replicated arguments 
 from __future__ import annotations
 
 import math
+import pickle
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
@@ -41,7 +45,7 @@ import torch.distributed as dist
 from . import _launch
 from . import _validation as v
 from .data.implicit_pool import ImplicitPool
-from .kernels import Selection, export, greedy_problem
+from .kernels import GreedyOptions, Selection, export, greedy_problem
 from .selection import design as _design
 from .selection.api import SelectOptions, validated
 from .selection.inputs import SelectionInputs
@@ -57,6 +61,9 @@ T = TypeVar("T")
 
 # words hashed at a time by _fingerprint (bounds its int64 temporaries)
 _FINGERPRINT_CHUNK = 1 << 22
+# longest wait for gloo's thread to drop a finished collective's tensors (microseconds unless
+# the thread is preempted; bounded so that a reference held elsewhere cannot stall a step)
+_RELEASE_WAIT_S = 1.0
 
 
 # ---- the group --------------------------------------------------------------------------------
@@ -89,24 +96,59 @@ class _Group:
         )
 
     def objects(self, value: Any) -> list[Any]:
-        """Every rank's ``value`` (picklable), in rank order."""
-        values: list[Any] = [None] * self.world
-        dist.all_gather_object(values, value, group=self.group)
-        return values
+        """Every rank's ``value`` (picklable), in rank order: pickled and all-gathered as
+        bytes by :meth:`gather` (not ``all_gather_object``, whose tensors this process does
+        not hold, so cannot outlive the backend's references: see :meth:`collective`)."""
+        payload = torch.frombuffer(bytearray(pickle.dumps(value)), dtype=torch.uint8)
+        sizes = self.gather(torch.tensor([payload.numel()], dtype=torch.int64)).reshape(-1)
+        padded = torch.zeros(int(sizes.max()), dtype=torch.uint8)
+        padded[: payload.numel()] = payload
+        table = self.gather(padded).cpu()
+        return [
+            pickle.loads(table[r, : int(sizes[r])].numpy().tobytes()) for r in range(self.world)
+        ]
 
     def gather(self, t: torch.Tensor) -> torch.Tensor:
         """(world, *t.shape): every rank's ``t`` (the same shape on every rank), on the
         collective device."""
-        t = t.to(self.device).contiguous()
+        t = t.to(self.device, copy=True).contiguous()
         out = torch.empty((self.world, *t.shape), dtype=t.dtype, device=self.device)
-        dist.all_gather(list(out.unbind(0)), t, group=self.group)
+        self.collective(dist.all_gather, list(out.unbind(0)), t)
         return out
 
     def sum(self, t: torch.Tensor) -> torch.Tensor:
         """The sum over ranks of ``t``, on ``t``'s device (``t`` is left as it was)."""
         total = t.to(self.device, copy=True).contiguous()
-        dist.all_reduce(total, group=self.group)
+        self.collective(dist.all_reduce, total)
         return total.to(t.device)
+
+    def collective(self, op: Callable[..., object], *args: Any) -> None:
+        """``op(*args, group=...)``, a blocking collective on the tensors among ``args`` (fresh
+        ones this process holds, alone or in lists), and, on a CPU backend, a wait until the
+        backend has dropped its references to them.
+
+        gloo's worker thread drops a finished collective's tensors after the caller has moved
+        on. Were the caller's references gone first, that thread would free the tensors'
+        Python objects, which needs the interpreter: during Python's shutdown (an error raised
+        right after the collective ends the script) that aborts the process, "terminate called
+        without an active exception". Held until the thread lets go, they are freed by Python
+        itself. The wait is bounded (:data:`_RELEASE_WAIT_S`); NCCL's work is left to run on
+        the device."""
+        tensors = [
+            t
+            for arg in args
+            for t in (arg if isinstance(arg, list) else [arg])
+            if isinstance(t, torch.Tensor)
+        ]
+        before = [_use_count(t) for t in tensors]
+        op(*args, group=self.group)
+        if self.device.type != "cpu":
+            return
+        deadline = time.monotonic() + _RELEASE_WAIT_S
+        while any(_use_count(t) > held for t, held in zip(tensors, before, strict=True)):
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0)  # let the backend's thread run
 
     def maximum(self, value: float) -> float:
         values = self.gather(torch.tensor([value], dtype=torch.float64))
@@ -141,6 +183,12 @@ class _Group:
         tied = valid & (score == score.max())
         row = torch.where(tied, index, torch.iinfo(torch.int64).max).argmin()
         return table.index_select(0, row.reshape(1))[0].to(record.device)
+
+
+def _use_count(t: torch.Tensor) -> int:
+    """How many references hold ``t``'s tensor (0 where torch cannot say: no wait then)."""
+    count = getattr(t, "_use_count", None)
+    return 0 if count is None else int(count())
 
 
 def _failure(err: BaseException) -> _Failure:
@@ -301,11 +349,10 @@ class _Shard:
         send_counts = torch.bincount(destination, minlength=group.world).to(torch.int64)
         del destination
         receive_counts = torch.empty_like(send_counts)
-        dist.all_to_all_single(receive_counts, send_counts, group=group.group)
+        group.collective(dist.all_to_all_single, receive_counts, send_counts)
         received = torch.empty(int(receive_counts.sum()), dtype=torch.int64, device=group.device)
-        dist.all_to_all_single(
-            received, send, receive_counts.tolist(), send_counts.tolist(), group=group.group
-        )
+        splits = (receive_counts.tolist(), send_counts.tolist())
+        group.collective(dist.all_to_all_single, received, send, *splits)
         del send
         if received.device.type == "cpu":
             received.numpy().sort()  # in place
@@ -443,6 +490,16 @@ class _ShardedPool(Pool):
 
     def available_pairs(self, pairs: torch.Tensor, available: torch.Tensor) -> AvailablePairs:
         return _ShardedAvailablePairs(self.shard, pairs, available)
+
+    def generated_pool(
+        self, pairs: _launch.GeneratedPairs, excluded: torch.Tensor | None
+    ) -> tuple[_launch.GeneratedPairs, set[int]]:
+        """The ranks' shards concatenated (they start at 0 and follow each other: checked by
+        :meth:`_Shard.check_unique`), any pair computed from the seed; every rank's excluded
+        positions, gathered."""
+        mine = [] if excluded is None else (excluded + self.shard.offset).tolist()
+        every = {p for part in self.shard.group.objects(mine) for p in part}
+        return replace(pairs, first=0, count=self.shard.total), every
 
     def best(self, pairs: torch.Tensor, score: torch.Tensor) -> tuple[int, torch.Tensor]:
         if self.shard.count:
@@ -583,8 +640,6 @@ def select(
             "uncertainty": _scalar(inputs.uncertainty),
             "implicit pool": _implicit_signature(options["pairs"]),
         }
-        if inputs.generated is not None and strategy == "random":
-            raise ValueError("strategy 'random' runs on an implicit pool in one process only")
         return inputs, budget, signature
 
     inputs, budget, shard = _sharded(group_, check)
@@ -605,11 +660,8 @@ def greedy_logdet(
     pairs: Any,
     k: int,
     *,
-    weights: Any | None = None,
-    prior: float | Any = 1e-3,
-    exclude: Any | None = None,
     group: Any | None = None,
-    lazy: bool | str = "auto",
+    **options: Unpack[GreedyOptions],
 ) -> Selection:
     """:func:`activerm_fast.greedy_logdet` over a pool sharded across the ranks of ``group``.
 
@@ -627,14 +679,17 @@ def greedy_logdet(
         (P_rank, 2) this rank's shard of the candidates.
     k : int
         Pairs to choose from the whole pool, the same on every rank.
+    group : ProcessGroup, optional
+        The ranks; the default process group when None.
+    **options
+        :func:`activerm_fast.greedy_logdet`'s keyword arguments
+        (:class:`~activerm_fast.kernels.GreedyOptions`), for this rank's shard:
     weights : np.ndarray or torch.Tensor, optional
         (P_rank,) this shard's weights; ones when None.
     prior : float or np.ndarray or torch.Tensor, default 1e-3
         lambda or a symmetric (d, d) F0, the same on every rank.
     exclude : np.ndarray or torch.Tensor, optional
         (P_rank,) this shard's mask of pairs not to choose.
-    group : ProcessGroup, optional
-        The ranks; the default process group when None.
     lazy : bool or "auto", default "auto"
         The sweep, as in :func:`activerm_fast.greedy_logdet`.
 
@@ -675,9 +730,7 @@ def greedy_logdet(
     group_ = _Group(group)
 
     def check() -> tuple[_design.GreedyProblem, int, dict[str, Any]]:
-        problem = greedy_problem(
-            features, pairs, weights=weights, prior=prior, exclude=exclude, lazy=lazy
-        )
+        problem = greedy_problem(features, pairs, **options)
         budget = v.count_argument(k)
         start = problem.priors[0]
         signature = {

@@ -12,7 +12,7 @@ lives: CPU arrays on the OpenMP backend, CUDA tensors on the CUDA backend.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import torch
 
@@ -20,6 +20,9 @@ from . import _launch
 from . import _validation as v
 from .data.implicit_pool import generated_pairs
 from .selection import design as _design
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = [
     "Selection",
@@ -31,6 +34,9 @@ __all__ = [
 ]
 
 Array = Any  # np.ndarray or torch.Tensor
+
+# lambda of F0 = lambda I when no prior is given
+DEFAULT_PRIOR = 1e-3
 
 
 @dataclass(frozen=True)
@@ -271,18 +277,28 @@ def fisher_matrix(features: Array, pairs: Array, weights: Array | None = None) -
     return export(out, v.is_numpy_like(features))
 
 
+class GreedyOptions(TypedDict, total=False):
+    """:func:`greedy_logdet`'s keyword arguments, which
+    :func:`activerm_fast.distributed.greedy_logdet` takes too and :func:`greedy_problem` reads:
+    one list for every entry point of the greedy engine."""
+
+    weights: Array | None
+    prior: float | Array
+    exclude: Array | None
+    lazy: bool | str
+
+
 def greedy_problem(
-    features: Array,
-    pairs: Array,
-    *,
-    weights: Array | None = None,
-    prior: float | Array = 1e-3,
-    exclude: Array | None = None,
-    lazy: bool | str = "auto",
+    features: Array, pairs: Array, **options: Unpack[GreedyOptions]
 ) -> _design.GreedyProblem:
     """:func:`greedy_logdet`'s arguments validated once, as the problem the engine runs on:
     features, unique pairs, float64 weights (ones by default), the prior (a ridge or a symmetric
-    matrix), the exclusion mask and the sweep."""
+    matrix; ``DEFAULT_PRIOR`` by default), the exclusion mask and the sweep ("auto" by default)."""
+    unknown = sorted(set(options) - set(GreedyOptions.__annotations__))
+    if unknown:
+        raise TypeError(f"greedy_logdet got an unexpected keyword argument {unknown[0]!r}")
+    weights, exclude = options.get("weights"), options.get("exclude")
+    lazy = options.get("lazy", "auto")
     f = v.features_tensor(features)
     generated = generated_pairs(pairs, f.shape[0], f.device)
     p: _launch.Pairs
@@ -298,6 +314,7 @@ def greedy_problem(
     else:
         w = v.float_tensor(weights, "weights", (count,), f.device, nonnegative=True).double()
     excluded = None if exclude is None else v.mask_tensor(exclude, count, f.device, "exclude")
+    prior = options.get("prior", DEFAULT_PRIOR)
     start = _design.Prior.of(v.prior_argument(prior, f.shape[1], f.device), f.shape[1])
     return _design.GreedyProblem(
         f[None], p, w[:, None].contiguous(), [start], excluded, v.lazy_argument(lazy)
@@ -310,7 +327,7 @@ def greedy_logdet(
     k: int,
     *,
     weights: Array | None = None,
-    prior: float | Array = 1e-3,
+    prior: float | Array = DEFAULT_PRIOR,
     exclude: Array | None = None,
     lazy: bool | str = "auto",
 ) -> Selection:

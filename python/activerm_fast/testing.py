@@ -13,6 +13,8 @@ them.
 - ``SelectionInputs``, ``bal_pm``, ``relative_ridge``: the inputs one strategy runs on, BAL-PM's
   picking rule and the relative ridge, for tests of a single strategy's rule
 - ``gpu_usable``: whether the CUDA backend can run here
+- ``threads``: torch's thread count for the free cores (``free_core_threads``), as the fit and
+  the simulation set it
 
 Examples
 --------
@@ -26,6 +28,7 @@ Examples
 from . import _core as core
 from . import _launch as launch
 from . import _reference as reference
+from . import _threads as threads
 from . import _validation as validation
 from ._launch import gpu_usable
 from .selection import bal_pm, design
@@ -44,5 +47,6 @@ __all__ = [
     "launch",
     "reference",
     "relative_ridge",
+    "threads",
     "validation",
 ]

@@ -1,5 +1,10 @@
 """``activerm-fast select``: choose the next batch of pairs to annotate.
 
+With ``--implicit`` the candidates are an :class:`~activerm_fast.ImplicitPool`: pair k is
+computed from (--seed, k) where a kernel needs it, never stored, so 10^9 candidates need 8 bytes
+of state each with a model's Fisher weights computed in the sweep, 16 with stored weights (the
+greedy strategies and ``random``).
+
 Launched by torchrun (``torchrun --nproc-per-node N -m activerm_fast select ...``) it shards the
 candidate pool over the N processes (gloo): every process builds only its part of the pool,
 rank 0 fits or loads the model and shares its features and rewards, the selection runs on
@@ -19,18 +24,13 @@ import numpy as np
 
 from .. import data
 from .._threads import free_core_threads
-from ..data.annotation import (
-    BatchPlan,
-    batch_of_plan,
-    plan_batch,
-    read_labelled,
-    without_pairs,
-    write_batch,
-)
-from ..data.pairs import POOLS, candidate_pool
+from ..data.annotation import BatchPlan, plan_batch, read_labelled, without_pairs, write_batch
+from ..data.implicit_pool import ImplicitPool
+from ..data.pairs import POOLS, Shard, candidate_pool
 from ..data.preference_data import read_annotations
 from ..data.reward_head import RewardHead, head_plan
-from ..selection.api import STRATEGIES, prompt_features_for
+from ..kernels import Selection
+from ..selection.api import STRATEGIES, prompt_features_for, select
 from .common import (
     LAZY_CHOICES,
     Failure,
@@ -40,6 +40,9 @@ from .common import (
     positive,
     report,
 )
+
+# the strategies an implicit pool runs (the registry's word for it)
+IMPLICIT_STRATEGIES = sorted(name for name, entry in STRATEGIES.items() if entry.implicit)
 
 
 def add(commands: Any) -> None:
@@ -68,8 +71,29 @@ def add(commands: Any) -> None:
         action="store_true",
         help="the model is the reward model's score head saved in --data by activerm-fast embed",
     )
-    sel.add_argument("--pool", choices=POOLS, default="cross")
-    sel.add_argument("--pool-size", type=positive, default=200_000, help="cross-prompt candidates")
+    sel.add_argument(
+        "--pool",
+        choices=POOLS,
+        default="cross",
+        help="pairs of responses to different prompts (cross) or to the same prompt (within)",
+    )
+    sel.add_argument(
+        "--pool-size",
+        type=positive,
+        default=200_000,
+        help="candidates: cross-prompt pairs drawn (every within-prompt pair is a candidate, "
+        "unless --implicit)",
+    )
+    sel.add_argument(
+        "--implicit",
+        action="store_true",
+        help="generate the --pool-size pairs of --pool from --seed where the kernels need them, "
+        "never stored: 8 bytes of state per pair and model where the Fisher weights are "
+        "computed in the sweep (when storing them would take a quarter of the memory), 16 "
+        "where they are stored (below that, and the unit weights of a first batch without a "
+        f"model); strategies {', '.join(IMPLICIT_STRATEGIES)}; a pair may repeat in the pool, "
+        "never in the batch",
+    )
     sel.add_argument("--ensemble", type=positive, default=3)
     design_arguments(sel)
     sel.add_argument(
@@ -79,6 +103,14 @@ def add(commands: Any) -> None:
         help="the greedy strategies' sweep: the exact lazy one, the dense one, or by size",
     )
     sel.add_argument("--seed", type=non_negative, default=0)
+    sel.add_argument(
+        "--processes",
+        type=positive,
+        metavar="N",
+        help="start N processes on this machine and shard the pool over them, as torchrun "
+        "--standalone --nproc-per-node N does, a failure reported by rank 0's one line alone "
+        "(torchrun adds a traceback of its own for every process that fails)",
+    )
     sel.add_argument("--out", required=True, help="JSONL batch to write")
     sel.set_defaults(handler=run)
 
@@ -88,24 +120,101 @@ def run(args: argparse.Namespace) -> int:
         raise Failure("--reuse-model needs --model, the file to load the model from")
     if args.reward_head and args.model is not None:
         raise Failure("--reward-head selects with the reward model's own head: drop --model")
+    if args.implicit:
+        _check_implicit(args)
     if _torchrun_world() > 1:
         return _select_sharded(args)
+    if args.processes is not None and args.processes > 1:
+        return _launch_processes(args.processes, args.argv)
     dataset = load_dataset(args.data)
     pairs, labels = read_labelled(args.labelled, dataset.n)
+    candidates = _candidates(args, dataset)  # before the fit: a pool that cannot be built fails
     with free_core_threads():  # many small torch operations: threads for the free cores
         plan = _plan(args, dataset, pairs, labels)
-        batch, note = batch_of_plan(
-            dataset,
-            plan,
-            args.k,
-            pool=args.pool,
-            pool_size=args.pool_size,
-            exclude=_excluded(args.exclude, dataset.n),
-            **_selection_options(args),
-        )
+        selection = _choose(select, args, dataset, plan, candidates)
+    batch = _rows(candidates, selection.indices)
     write_batch(args.out, dataset, batch)
-    print(f"{note}; wrote {len(batch)} pairs to {args.out}")
+    print(f"{plan.note}; wrote {len(batch)} pairs to {args.out}")
     return 0
+
+
+def _check_implicit(args: argparse.Namespace) -> None:
+    """A Failure naming the flag for each option an implicit pool cannot run with."""
+    if args.strategy not in IMPLICIT_STRATEGIES:
+        raise Failure(
+            f"--implicit runs the strategies {', '.join(IMPLICIT_STRATEGIES)}; --strategy "
+            f"{args.strategy} needs a stored pool: drop --implicit"
+        )
+    needs_stored = {
+        "--per-prompt": args.per_prompt is not None,
+        "--ridge-mode relative": args.ridge_mode != "absolute",
+        "--lazy true": args.lazy == "true",
+        "--exclude": bool(args.exclude),
+    }
+    for flag, given in needs_stored.items():
+        if given:
+            raise Failure(f"{flag} needs a stored pool: drop --implicit or {flag.split()[0]}")
+
+
+def _candidates(
+    args: argparse.Namespace, dataset: data.Dataset, shard: Shard | None = None
+) -> np.ndarray | ImplicitPool:
+    """The candidate pool the flags ask for (this rank's shard of it under torchrun): an
+    implicit pool, or the stored one less the --exclude pairs."""
+    if args.implicit:
+        kind = ImplicitPool.cross_prompt if args.pool == "cross" else ImplicitPool.within_prompt
+        pool = kind(dataset.prompt_ids, args.pool_size, seed=args.seed)
+        return pool if shard is None else pool.shard(*shard)
+    stored = candidate_pool(
+        dataset.prompt_ids,
+        args.pool,
+        args.pool_size,
+        args.seed,
+        shard=shard,
+        name="--pool-size",
+        remedy=_REMEDY[args.pool],
+    )
+    return without_pairs(stored, _excluded(args.exclude, dataset.n))
+
+
+# what a stored pool beyond the memory is refused with, in the command's own flags
+_REMEDY = {
+    "cross": "lower --pool-size, run more processes under torchrun, or pass --implicit (the "
+    "pairs generated from --seed, never stored)",
+    "within": "run more processes under torchrun, or pass --implicit with --pool-size, the "
+    "within-prompt pairs to draw",
+}
+
+
+def _choose(
+    chooser: Any,
+    args: argparse.Namespace,
+    dataset: data.Dataset,
+    plan: BatchPlan,
+    candidates: np.ndarray | ImplicitPool,
+) -> Selection:
+    """The batch ``plan`` says to choose from ``candidates``, by ``chooser``:
+    :func:`~activerm_fast.select`, or :func:`activerm_fast.distributed.select` on a shard."""
+    selection: Selection = chooser(
+        plan.strategy,
+        features=plan.features,
+        pairs=candidates,
+        k=args.k,
+        rewards=plan.rewards,
+        labelled=plan.labelled,
+        prompt_features=prompt_features_for(plan.strategy, dataset),
+        prompt_ids=dataset.prompt_ids,
+        **_selection_options(args),
+    )
+    return selection
+
+
+def _rows(candidates: np.ndarray | ImplicitPool, indices: Any) -> np.ndarray:
+    """The (k, 2) rows of the dataset at the chosen positions of a one-process pool."""
+    if isinstance(candidates, ImplicitPool):
+        return candidates.rows(np.asarray(indices))
+    rows: np.ndarray = candidates[np.asarray(indices)]
+    return rows
 
 
 def _selection_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -134,6 +243,37 @@ def _torchrun_world() -> int:
         return 1
 
 
+def _launch_processes(processes: int, argv: list[str]) -> int:
+    """This command (``argv``) as ``processes`` ranks started by torch's elastic launcher, the
+    one torchrun runs (one node, a c10d rendezvous on a free port, no restarts); the exit
+    status of the first rank that failed (2 for an error it reported), else 0. The ranks
+    report their own failures; the launcher's report of them (its log lines and
+    ``ChildFailedError``) is left out."""
+    import logging
+    import uuid
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # as torchrun: one thread per rank
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=processes,
+        run_id=str(uuid.uuid4()),
+        rdzv_backend="c10d",
+        rdzv_endpoint="localhost:0",
+        max_restarts=0,
+    )
+    try:
+        elastic_launch(config, sys.executable)("-m", "activerm_fast", *argv)
+    except ChildFailedError as err:
+        code = err.get_first_failure()[1].exitcode
+        return code if code > 0 else 1  # a rank killed by a signal: failure all the same
+    return 0
+
+
 def _select_sharded(args: argparse.Namespace) -> int:
     """``select`` as one of torchrun's processes: the pool sharded, the batch from rank 0."""
     import torch.distributed as dist
@@ -148,16 +288,7 @@ def _select_sharded(args: argparse.Namespace) -> int:
         def load() -> tuple[data.Dataset, Any, Any, Any]:
             dataset = load_dataset(args.data)
             pairs, labels = read_labelled(args.labelled, dataset.n)
-            shard = candidate_pool(
-                dataset.prompt_ids,
-                args.pool,
-                args.pool_size,
-                args.seed,
-                shard=(rank, world),
-                name="--pool-size",
-            )
-            shard = without_pairs(shard, _excluded(args.exclude, dataset.n))
-            return dataset, pairs, labels, shard
+            return dataset, pairs, labels, _candidates(args, dataset, (rank, world))
 
         dataset, pairs, labels, shard = distributed.agreed(load)
         plan = distributed.agreed(lambda: _plan_on_rank_zero(args, dataset, pairs, labels))
@@ -165,18 +296,11 @@ def _select_sharded(args: argparse.Namespace) -> int:
         dist.broadcast_object_list(shared, src=0)  # one model's features on every rank
         plan = shared[0]
         with free_core_threads():
-            selection = distributed.select(
-                plan.strategy,
-                features=plan.features,
-                pairs=shard,
-                k=args.k,
-                rewards=plan.rewards,
-                labelled=plan.labelled,
-                prompt_features=prompt_features_for(plan.strategy, dataset),
-                prompt_ids=dataset.prompt_ids,
-                **_selection_options(args),
-            )
-        batch = distributed.pairs_at(shard, selection.indices).numpy()
+            selection = _choose(distributed.select, args, dataset, plan, shard)
+        if isinstance(shard, ImplicitPool):  # every rank draws any pair from the seed
+            batch = shard.rows(np.asarray(selection.indices))
+        else:
+            batch = distributed.pairs_at(shard, selection.indices).numpy()
         if rank == 0:
             write_batch(args.out, dataset, batch)
             print(f"{plan.note}; wrote {len(batch)} pairs to {args.out} ({world} processes)")

@@ -110,27 +110,33 @@ class ImplicitPool:
 
     @classmethod
     def cross_prompt(cls, prompt_ids: Any, size: int, seed: int = 0) -> ImplicitPool:
-        """``size`` pairs of responses to different prompts.
+        """``size`` pairs of responses to different prompts: every response is the first of
+        an equal share of them, its partner drawn uniformly from the responses to the other
+        prompts.
 
         Parameters
         ----------
         prompt_ids : array_like
-            (n,) prompt label of each response (see :func:`~activerm_fast.pairs.prompt_codes`).
+            (n,) prompt label of each response (see :func:`~activerm_fast.pairs.prompt_codes`),
+            at least two distinct labels.
         size : int
-            Pairs in the pool, 1 to 2^62.
+            Pairs in the pool, 1 to 2^62 (more than the cross-prompt pairs that exist is
+            allowed: they then repeat).
         seed : int, default 0
-            Seeds every pair.
+            Keys the partners' draws, 0 to 2^64 - 1.
 
         Returns
         -------
         ImplicitPool
+            Its ``kind`` is ``"cross"``.
 
         Raises
         ------
         TypeError
-            If an argument has the wrong type.
+            If the labels have an unsupported dtype or ``size`` or ``seed`` is not an integer.
         ValueError
-            If there are fewer than two prompts or ``size`` is out of range.
+            If the responses answer fewer than two prompts, or ``size`` or ``seed`` is out of
+            range.
 
         Examples
         --------
@@ -151,27 +157,31 @@ class ImplicitPool:
 
     @classmethod
     def within_prompt(cls, prompt_ids: Any, size: int, seed: int = 0) -> ImplicitPool:
-        """``size`` pairs of responses to the same prompt.
+        """``size`` pairs of responses to the same prompt: every response whose prompt has
+        another is the first of an equal share of them, its partner drawn uniformly from the
+        other responses to its prompt.
 
         Parameters
         ----------
         prompt_ids : array_like
-            (n,) prompt label of each response.
+            (n,) prompt label of each response; a response alone with its prompt is in no pair.
         size : int
-            Pairs in the pool, 1 to 2^62.
+            Pairs in the pool, 1 to 2^62 (a prompt of m responses has m(m - 1)/2 distinct
+            pairs, so a small prompt's pairs repeat).
         seed : int, default 0
-            Seeds every pair.
+            Keys the draws within each prompt, 0 to 2^64 - 1.
 
         Returns
         -------
         ImplicitPool
+            Its ``kind`` is ``"within"``.
 
         Raises
         ------
         TypeError
-            If an argument has the wrong type.
+            If the labels have an unsupported dtype or ``size`` or ``seed`` is not an integer.
         ValueError
-            If no prompt has two responses or ``size`` is out of range.
+            If no prompt has two responses, or ``size`` or ``seed`` is out of range.
 
         Examples
         --------

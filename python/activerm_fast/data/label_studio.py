@@ -35,24 +35,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .annotation_tools import (
-    FIRST,
-    SECOND,
-    TIE,
-    PullSummary,
-    ToolPair,
-    item_records,
-    merge_pull,
-    read_json,
-    tool_pair,
-)
+from . import annotation_tools as tools
 from .dataset import Dataset
 
 URL_VARIABLE = "LABEL_STUDIO_URL"
 TOKEN_VARIABLE = "LABEL_STUDIO_API_KEY"
 # the name of the choice in the labelling configuration, and each choice's vote
 CHOICE_NAME = "preference"
-CHOICES = {"Left is better": FIRST, "Right is better": SECOND, "Tie": TIE}
+CHOICES = {"Left is better": tools.FIRST, "Right is better": tools.SECOND, "Tie": tools.TIE}
 MODEL_VERSION = "activerm-fast"
 # tasks per import request: small enough that an interrupted push loses little work
 _CHUNK = 200
@@ -100,7 +90,7 @@ def label_config(ties: bool = True) -> str:
     >>> "Tie" in label_config(ties=False)
     False
     """
-    offered = [value for value, vote in CHOICES.items() if ties or vote != TIE]
+    offered = [value for value, vote in CHOICES.items() if ties or vote != tools.TIE]
     lines = "\n".join(f'    <Choice value="{value}"/>' for value in offered)
     return _CONFIG.format(name=CHOICE_NAME, choices=lines)
 
@@ -145,7 +135,7 @@ def label_studio_tasks(
                 {"model_version": MODEL_VERSION, "score": record["score"], "result": []}
             ],
         }
-        for record in item_records(dataset, pairs, scores, tool="Label Studio")
+        for record in tools.item_records(dataset, pairs, scores, tool="Label Studio")
     ]
 
 
@@ -279,7 +269,7 @@ def pull_label_studio(
     token: str | None = None,
     export: str | os.PathLike[str] | None = None,
     held: str | os.PathLike[str] | None = None,
-) -> PullSummary:
+) -> tools.PullSummary:
     """Read a project's annotations and merge them into the labelled file ``select`` reads.
 
     Parameters
@@ -316,7 +306,7 @@ def pull_label_studio(
     if (project is None) == (export is None):
         raise ValueError("give either project (a server's project title) or export (a file)")
     if export is not None:
-        tasks = read_json(export, "Label Studio export")
+        tasks = tools.read_json(export, "Label Studio export")
         source = str(export)
     else:
         assert project is not None
@@ -326,10 +316,10 @@ def pull_label_studio(
             raise ValueError(f"Label Studio at {server.url} has no project {project!r}")
         tasks = server.export(_project_id(found, server, project))
         source = f"Label Studio at {server.url}, project {project!r}"
-    return merge_pull(dataset, _pairs_of_tasks(dataset, tasks, source), labelled, held)
+    return tools.merge_pull(dataset, _pairs_of_tasks(dataset, tasks, source), labelled, held)
 
 
-def _pairs_of_tasks(dataset: Dataset, tasks: Any, source: str) -> Iterator[ToolPair]:
+def _pairs_of_tasks(dataset: Dataset, tasks: Any, source: str) -> Iterator[tools.ToolPair]:
     if not isinstance(tasks, list):
         raise ValueError(f"{source}: a Label Studio export is a JSON list of tasks")
     for position, task in enumerate(tasks):
@@ -343,7 +333,7 @@ def _pairs_of_tasks(dataset: Dataset, tasks: Any, source: str) -> Iterator[ToolP
         if not isinstance(annotations, list):
             raise ValueError(f"{where}: 'annotations' must be a list")
         votes, skipped = _task_votes(annotations, where)
-        yield tool_pair(dataset, task["data"], votes, skipped=skipped, where=where)
+        yield tools.tool_pair(dataset, task["data"], votes, skipped=skipped, where=where)
 
 
 def _task_votes(annotations: list[Any], where: str) -> tuple[list[str], int]:

@@ -138,7 +138,9 @@ def check_pool_memory(count: int, bytes_per_pair: int, what: str, remedy: str) -
         )
 
 
-def within_prompt(prompt_ids: Any, shard: Shard | None = None) -> np.ndarray:
+def within_prompt(
+    prompt_ids: Any, shard: Shard | None = None, *, remedy: str | None = None
+) -> np.ndarray:
     """Every pair of responses to the same prompt.
 
     Parameters
@@ -148,6 +150,9 @@ def within_prompt(prompt_ids: Any, shard: Shard | None = None) -> np.ndarray:
     shard : tuple of (int, int), optional
         ``(rank, world)``: only this rank's rows (runs of whole rows i of about equal pair
         counts; the ranks' parts concatenate to the pool).
+    remedy : str, optional
+        What the error for pairs beyond the memory advises (by default: more shards or an
+        implicit pool).
 
     Returns
     -------
@@ -172,16 +177,17 @@ def within_prompt(prompt_ids: Any, shard: Shard | None = None) -> np.ndarray:
     [[[0, 1], [2, 3], [2, 4]], [[3, 4]]]
     """
     codes = prompt_codes(prompt_ids)
+    remedy = _WITHIN_REMEDY if remedy is None else remedy
     if shard is not None:
-        return _within_rows(codes, shard_argument(shard))
+        return _within_rows(codes, shard_argument(shard), remedy)
     sizes = np.bincount(codes)
     sizes64 = sizes.astype(np.int64)
     biggest = int(sizes.max()) if len(codes) else 0
     check_pool_memory(
         int((sizes64 * (sizes64 - 1) // 2).sum()),
         _WITHIN_BYTES,
-        f"prompt_ids ({len(codes)} responses, up to {biggest} to one prompt)",
-        _WITHIN_REMEDY,
+        f"the within-prompt pairs of {len(codes)} responses (up to {biggest} to one prompt)",
+        remedy,
     )
     order = np.argsort(codes, kind="stable")
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
@@ -196,7 +202,7 @@ def within_prompt(prompt_ids: Any, shard: Shard | None = None) -> np.ndarray:
     return _canonical(np.concatenate(blocks))
 
 
-def _within_rows(codes: np.ndarray, shard: Shard) -> np.ndarray:
+def _within_rows(codes: np.ndarray, shard: Shard, remedy: str) -> np.ndarray:
     """The within-prompt pairs (i, j), i < j, whose i lies in this shard's rows."""
     rank, world = shard
     n = len(codes)
@@ -216,7 +222,7 @@ def _within_rows(codes: np.ndarray, shard: Shard) -> np.ndarray:
         int(cumulative[stop] - cumulative[first]),
         _WITHIN_BYTES,
         f"shard {rank} of {world} of the within-prompt pairs of {n} responses",
-        _WITHIN_REMEDY,
+        remedy,
     )
     rows = np.arange(first, stop, dtype=np.int64)
     counts = later[first:stop]
@@ -404,7 +410,13 @@ def _left_out(kept: np.ndarray, count: int, rng: np.random.Generator) -> np.ndar
 
 
 def cross_prompt(
-    prompt_ids: Any, num: int, seed: int = 0, shard: Shard | None = None, *, name: str = "num"
+    prompt_ids: Any,
+    num: int,
+    seed: int = 0,
+    shard: Shard | None = None,
+    *,
+    name: str = "num",
+    remedy: str | None = None,
 ) -> np.ndarray:
     """``num`` distinct pairs of responses to different prompts, uniform over all such pairs.
 
@@ -430,6 +442,9 @@ def cross_prompt(
         ``(rank, world)``: only this rank's part.
     name : str, default "num"
         What errors call ``num`` (a caller's own name for it, such as ``--pool-size``).
+    remedy : str, optional
+        What the error for a part beyond the memory advises (by default: a lower ``num``,
+        more shards or an implicit pool).
 
     Returns
     -------
@@ -476,10 +491,11 @@ def cross_prompt(
     # a rank holds whole blocks of about num / blocks pairs each
     share = -(-num * (blocks * (rank + 1) // world - blocks * rank // world) // blocks)
     what = f"{name} = {num}" if world == 1 else f"shard {rank} of {world} of {name} = {num}"
-    remedy = (
-        f"lower {name}, build the pool in (more) shards (shard=(rank, world)), or use an "
-        "implicit pool (activerm_fast.ImplicitPool.cross_prompt)"
-    )
+    if remedy is None:
+        remedy = (
+            f"lower {name}, build the pool in (more) shards (shard=(rank, world)), or use an "
+            "implicit pool (activerm_fast.ImplicitPool.cross_prompt)"
+        )
     check_pool_memory(share, _CROSS_BYTES, what, remedy)
     rows = _block_rows(pool, blocks)
     sizes = pool.row_starts[rows[1:]] - pool.row_starts[rows[:-1]]
@@ -506,6 +522,7 @@ def candidate_pool(
     *,
     shard: Shard | None = None,
     name: str = "cross_pairs",
+    remedy: str | None = None,
 ) -> np.ndarray:
     """The candidates of one selection.
 
@@ -524,6 +541,9 @@ def candidate_pool(
         ``(rank, world)``: this rank's part (the parts concatenate to the pool).
     name : str, default "cross_pairs"
         What errors call ``cross_pairs`` (``--pool-size`` on the command line).
+    remedy : str, optional
+        What the error for a pool beyond the memory advises (by default
+        :func:`within_prompt`'s and :func:`cross_prompt`'s advice, in Python's terms).
 
     Returns
     -------
@@ -546,9 +566,9 @@ def candidate_pool(
     if kind not in POOLS:
         raise ValueError(f"pool must be one of {POOLS}, got {kind!r}")
     if kind == "within":
-        return within_prompt(prompt_ids, shard)
+        return within_prompt(prompt_ids, shard, remedy=remedy)
     count = min(count_argument(cross_pairs, name), cross_pair_count(prompt_ids))
-    return cross_prompt(prompt_ids, count, seed=seed, shard=shard, name=name)
+    return cross_prompt(prompt_ids, count, seed=seed, shard=shard, name=name, remedy=remedy)
 
 
 def load_shard(path: str | os.PathLike[str], shard: Shard, key: str = "pairs") -> np.ndarray:

@@ -14,7 +14,7 @@ import os
 import pickle
 import warnings
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,6 +116,63 @@ class _HeldOut:
             return loss.mean(dim=1)
 
 
+def _distinct_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each member's distinct entries of (E, k) ``rows``, and where each entry is among them.
+
+    Returns (E, m) ``distinct`` (m: the most any member has; a member with fewer repeats its
+    last one) and (E, k) ``at`` with ``distinct[e, at[e, j]] == rows[e, j]``.
+
+    >>> distinct, at = _distinct_rows(np.array([[5, 2, 5, 2], [1, 4, 3, 4]]))
+    >>> distinct.tolist(), at.tolist()
+    ([[2, 5, 5], [1, 3, 4]], [[1, 0, 1, 0], [0, 2, 1, 2]])
+    """
+    by_value = np.argsort(rows, axis=1, kind="stable")
+    ordered = np.take_along_axis(rows, by_value, axis=1)
+    new = np.ones(rows.shape, dtype=bool)
+    new[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    slot = np.cumsum(new, axis=1) - 1  # each sorted entry's place among the distinct ones
+    distinct = np.repeat(ordered[:, -1:], int(slot[:, -1].max()) + 1, axis=1)
+    np.put_along_axis(distinct, slot, ordered, axis=1)
+    at = np.empty_like(slot)
+    np.put_along_axis(at, by_value, slot, axis=1)
+    return distinct, at
+
+
+class _Batches:
+    """One epoch's mini-batches of every member still training, each member's distinct
+    responses of a batch forwarded once (a response may be in several of its pairs).
+
+    The distinct responses are found on the host, where the order is drawn, and reach the
+    device in one copy an epoch: no step waits for a transfer.
+    """
+
+    def __init__(
+        self, pairs: np.ndarray, order: np.ndarray, batch_size: int, device: torch.device
+    ) -> None:
+        distinct: list[np.ndarray] = []
+        at: list[np.ndarray] = []
+        self._spans: list[tuple[int, int, int, int]] = []  # rows, then pairs, of each batch
+        rows_done = 0
+        for start in range(0, order.shape[1], batch_size):
+            batch = order[:, start : start + batch_size]
+            rows, sides = _distinct_rows(np.concatenate([pairs[batch, 0], pairs[batch, 1]], 1))
+            distinct.append(rows)
+            at.append(sides)
+            self._spans.append((rows_done, rows_done + rows.shape[1], start, start + batch_size))
+            rows_done += rows.shape[1]
+        self._rows = torch.from_numpy(np.concatenate(distinct, axis=1)).to(device)
+        self._at = torch.from_numpy(np.concatenate(at, axis=1)).to(device)
+        self._order = torch.from_numpy(order).to(device)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Per batch: (E, m) distinct responses, (E, 2b) where the first then the second
+        response of each pair is among them, (E, b) the pairs."""
+        for rows_start, rows_end, start, end in self._spans:
+            batch = self._order[:, start:end]
+            sides = self._at[:, 2 * start : 2 * start + 2 * batch.shape[1]]
+            yield self._rows[:, rows_start:rows_end], sides, batch
+
+
 class _Training:
     """The members of a fit that are still training: their parameters and AdamW.
 
@@ -203,6 +260,11 @@ class RewardModel:
         self.seed = count_argument(seed, "seed")
         self.device = torch.device(device)
         self.history_: FitHistory | None = None
+        # the seed the weights are the initialisation of, while nothing can have changed
+        # them (a fit, or parameters() handing them out, clears it): a fit with this seed
+        # keeps them instead of drawing them again (a draw takes about as long as a
+        # training step at the loop's sizes)
+        self._drawn_from: int | None = None
         self._init_parameters(self.seed)
 
     @property
@@ -231,7 +293,8 @@ class RewardModel:
         >>> [tuple(p.shape) for p in RewardModel(8, hidden=(4,), ensemble=2).parameters()]
         [(2, 8, 4), (2, 4), (2, 4)]
         """
-        return [*self._weights, *self._biases, self._theta]
+        self._drawn_from = None  # the caller may change them: fit must draw them afresh
+        return self._parameters()
 
     def rewards(self, embeddings: Any) -> np.ndarray | torch.Tensor:
         """Every member's reward of each embedding.
@@ -374,7 +437,9 @@ class RewardModel:
         ``bootstrap`` is True (default: when ``ensemble > 1``), otherwise on all of them, in
         its own shuffled order. ``warm_start`` continues from the current weights (with fresh
         Adam moments); otherwise they are re-initialised from ``seed`` (default: the model's
-        seed), so the same call gives the same model.
+        seed), so the same call gives the same model (a model that has just drawn its
+        weights from that seed, and has not handed them out since, keeps them: they are
+        what drawing them again would give).
 
         Parameters
         ----------
@@ -447,8 +512,9 @@ class RewardModel:
         run_seed = self.seed if seed is None else count_argument(seed, "seed")
         resample = self.ensemble > 1 if bootstrap is None else bool(bootstrap)
 
-        if not warm_start:
+        if not warm_start and self._drawn_from != run_seed:
             self._init_parameters(run_seed)
+        self._drawn_from = None  # from here on the weights are trained
         rng = np.random.default_rng(run_seed)
         num_pairs = checked_pairs.shape[0]
         num_val = int(round(val_fraction * num_pairs))
@@ -460,9 +526,11 @@ class RewardModel:
         # in cache, instead of the whole (n, D) embedding matrix
         responses, local = np.unique(pairs_np, return_inverse=True)
         x = x[torch.from_numpy(responses).to(x.device)].to(self.device)
-        pairs_dev = torch.from_numpy(local.reshape(pairs_np.shape)).to(self.device)
+        local_pairs = local.reshape(pairs_np.shape)
         y_dev = y.to(self.device, torch.float32)
-        held_out = _HeldOut.of(x, pairs_dev[val_rows], y_dev[val_rows])
+        held_out = _HeldOut.of(
+            x, torch.from_numpy(local_pairs[val_rows]).to(self.device), y_dev[val_rows]
+        )
         history = FitHistory(num_train_pairs=train_rows.size, num_val_pairs=num_val)
         members = (
             rng.choice(train_rows, size=(self.ensemble, train_rows.size), replace=True)
@@ -470,7 +538,7 @@ class RewardModel:
             else np.broadcast_to(train_rows, (self.ensemble, train_rows.size))
         )
 
-        params = self.parameters()
+        params = self._parameters()
         training = _Training(params, lr, float(weight_decay))
         best_loss = torch.full((self.ensemble,), math.inf, device=self.device)
         best_params = [p.detach().clone() for p in params]
@@ -482,11 +550,9 @@ class RewardModel:
                 # every member's order is drawn, stopped or not, so each order is the same
                 # whichever members are still training
                 order = rng.permuted(members, axis=1)[training.members.numpy()]
-                order_dev = torch.from_numpy(order).to(self.device)
                 epoch_loss = torch.zeros((), device=self.device)
-                for start in range(0, order.shape[1], batch_size):
-                    batch = order_dev[:, start : start + batch_size]
-                    loss = self._batch_loss(x, pairs_dev[batch], y_dev[batch], training.params)
+                for rows, sides, batch in _Batches(local_pairs, order, batch_size, self.device):
+                    loss = self._batch_loss(x, rows, sides, y_dev[batch], params=training.params)
                     training.step(loss.sum())
                     epoch_loss += loss.detach().sum() * batch.shape[1]
                 history.train_loss.append(float(epoch_loss) / order.size)
@@ -559,7 +625,7 @@ class RewardModel:
                     "ensemble": self.ensemble,
                     "seed": self.seed,
                 },
-                "parameters": [p.detach().cpu() for p in self.parameters()],
+                "parameters": [p.detach().cpu() for p in self._parameters()],
             },
             path,
         )
@@ -661,6 +727,11 @@ class RewardModel:
         ]
         self._biases = [uniform(b, fan_in=a) for a, b in zip(widths[:-1], widths[1:], strict=True)]
         self._theta = uniform(self.feature_dim, fan_in=self.feature_dim)
+        self._drawn_from = seed
+
+    def _parameters(self) -> list[torch.Tensor]:
+        """:meth:`parameters`, for the model's own use (it knows what it does with them)."""
+        return [*self._weights, *self._biases, self._theta]
 
     def _per_row(
         self, embeddings: Any, head: Callable[[torch.Tensor], torch.Tensor]
@@ -682,7 +753,7 @@ class RewardModel:
             e = self.ensemble if params is None else params[-1].shape[0]
             return x.expand(e, *x.shape[-2:]) if x.ndim == 2 else x
         layers = len(self.hidden)
-        params = self.parameters() if params is None else params
+        params = self._parameters() if params is None else params
         h = x
         for weight, bias in zip(params[:layers], params[layers : 2 * layers], strict=True):
             if h.ndim == 2:  # shared rows: one (b, D) x (D, E*H) product for all members
@@ -695,12 +766,20 @@ class RewardModel:
         return h
 
     def _batch_loss(
-        self, x: torch.Tensor, pairs: torch.Tensor, y: torch.Tensor, params: Sequence[torch.Tensor]
+        self,
+        x: torch.Tensor,
+        rows: torch.Tensor,
+        sides: torch.Tensor,
+        y: torch.Tensor,
+        *,
+        params: Sequence[torch.Tensor],
     ) -> torch.Tensor:
-        """(E,) mean BT loss of each member of ``params`` on its own (E, b) batch of pairs."""
-        b = pairs.shape[1]
-        rows = torch.cat([pairs[..., 0], pairs[..., 1]], dim=1)  # (E, 2b)
+        """(E,) mean BT loss of each member of ``params`` on its own batch of b pairs: the
+        rows of x its pairs compare (E, m), where the first then the second response of each
+        pair is among them (E, 2b), and the labels (E, b)."""
+        b = y.shape[1]
         r = torch.bmm(self._forward(x[rows], params), params[-1][:, :, None]).squeeze(-1)
+        r = r.gather(1, sides)  # each pair side's reward
         margin = r[:, :b] - r[:, b:]
         return F.binary_cross_entropy_with_logits(margin, y, reduction="none").mean(dim=1)
 

@@ -16,7 +16,7 @@ from .. import _launch
 from .. import _validation as v
 from ..data.dataset import Dataset
 from ..data.implicit_pool import generated_pairs, positions_of
-from ..kernels import Selection, export
+from ..kernels import DEFAULT_PRIOR, Selection, export
 from . import baselines, dopt, field_rules  # noqa: F401  (each registers its strategies)
 from . import design as _design
 from . import uncertainty as _uncertainty_strategies  # noqa: F401
@@ -31,8 +31,8 @@ __all__ = ["FEATURE_CHOICES", "RIDGE_MODES", "STRATEGIES", "select", "select_wit
 
 # what select_with_model designs on: the model's last hidden layer or the embeddings given
 FEATURE_CHOICES = ("hidden", "embedding")
-# lambda of F0 = lambda I unless told otherwise
-DEFAULT_RIDGE = 1e-3
+# lambda of F0 = lambda I unless told otherwise: greedy_logdet's default prior
+DEFAULT_RIDGE = DEFAULT_PRIOR
 # where the uncertainty of bald, bal-pm and the per-prompt rules comes from
 UNCERTAINTY = ("ensemble", "laplace")
 

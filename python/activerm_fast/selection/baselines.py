@@ -21,47 +21,12 @@ _CENTRE_BLOCK = 256
 def _random(inputs: SelectionInputs, k: int) -> Selection:
     rng = np.random.default_rng(inputs.seed)
     if inputs.generated is not None:
-        return batch_selection(inputs, *_draw_generated(inputs.generated, rng, inputs.excluded, k))
+        drawn = inputs.pool.draw_generated(inputs.generated, rng, inputs.excluded, k)
+        return batch_selection(inputs, *drawn)
     if inputs.quota is None:
         return batch_selection(inputs, *inputs.pool.draw(inputs.pairs, rng, inputs.available, k))
     drawn = inputs.pool.draw(inputs.pairs, rng, inputs.available, k, quota=inputs.quota)
     return batch_selection(inputs, *drawn)
-
-
-def _draw_generated(
-    pairs: _launch.GeneratedPairs, rng: np.random.Generator, excluded: torch.Tensor | None, k: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """k positions of an implicit pool drawn as ``rng.choice`` draws k of a stored pool's
-    (the same positions when none is excluded and no pair repeats), then the excluded
-    positions and the repeats of a pair drawn earlier dropped and as many drawn again."""
-    n = pairs.n
-    skip = set() if excluded is None else set(excluded.tolist())
-    taken: list[int] = []
-    keys: set[int] = set()
-    while len(taken) < k:
-        wanted = k - len(taken)
-        drawn = rng.choice(pairs.count, size=min(pairs.count, wanted), replace=False)
-        rows = _design.pair_rows(pairs, torch.as_tensor(drawn, device=pairs.device)).tolist()
-        before = len(taken)
-        for position, (i, j) in zip(drawn.tolist(), rows, strict=True):
-            if position not in skip and i * n + j not in keys and len(taken) < k:
-                taken.append(position)
-                keys.add(i * n + j)
-        if len(taken) == before and _distinct_available(pairs, skip) < k:
-            raise ValueError(f"the implicit pool holds fewer than k = {k} distinct available pairs")
-    chosen = torch.tensor(taken, dtype=torch.int64, device=pairs.device)
-    return chosen + pairs.first, _design.pair_rows(pairs, chosen)
-
-
-def _distinct_available(pairs: _launch.GeneratedPairs, skip: set[int]) -> int:
-    """How many distinct pairs the positions of ``pairs`` not in ``skip`` hold (O(P))."""
-    keep = torch.ones(pairs.count, dtype=torch.bool, device=pairs.device)
-    keep[torch.tensor(sorted(skip), dtype=torch.int64, device=pairs.device)] = False
-    keys = [
-        (rows[:, 0] * pairs.n + rows[:, 1])[keep[start : start + len(rows)]]
-        for start, rows in _launch.generated_chunks(pairs, _design.GENERATED_CHUNK)
-    ]
-    return int(torch.unique(torch.cat(keys)).numel()) if keys else 0
 
 
 @register("coreset", "greedy k-center on pair differences", uses_labelled=True)

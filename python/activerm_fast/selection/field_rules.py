@@ -3,12 +3,13 @@ the UltraFeedback rule and max-min.
 
 Sources: ActiveUltraFeedback (lasgroup/ActiveUltraFeedback, ICML 2026, Apache-2.0,
 ``activeuf/acquisition_function/``) for ``dts``, ``drts``, ``deltaucb``, ``infomax``,
-``maxminlcb``, ``infogain`` (the last after sail-sg/oat) and ``deltaquantile``; UltraFeedback's
-construction of preference pairs for ``ultrafeedback``; reward-model pipelines (RLHFlow/Online-RLHF,
-allenai/open-instruct) for ``max-min``. The definitions implemented are those of the project's
-``field_rules.md``, in this notation: for the completions 1..m of one prompt, mu_i is the
-reward model's mean reward and sigma_i its uncertainty, u_i = mu_i + beta sigma_i and
-l_i = mu_i - beta sigma_i (beta = ``BETA`` = 1):
+``maxminlcb``, ``infogain`` (the last after sail-sg/oat), ``deltaquantile``, ``rucb`` and
+``ids``; UltraFeedback's construction of preference pairs for ``ultrafeedback``; reward-model
+pipelines (RLHFlow/Online-RLHF, allenai/open-instruct) for ``max-min``. The definitions
+implemented are those of the project's ``field_rules.md`` (``rucb`` and ``ids``: see their
+entries), in this notation: for the completions 1..m of one prompt, mu_i is the reward model's
+mean reward and sigma_i its uncertainty, u_i = mu_i + beta sigma_i and l_i = mu_i - beta
+sigma_i (beta = ``BETA`` = 1):
 
 * ``max-min``: i = argmax mu, j = argmin mu over j != i.
 * ``ultrafeedback``: 4 distinct completions drawn uniformly (all of them when fewer); i the one
@@ -32,17 +33,43 @@ l_i = mu_i - beta sigma_i (beta = ``BETA`` = 1):
   and b = min(max(floor(N min(1, q + eps)), a + 1), N), q = ``QUANTILE`` = 0.05 and eps =
   ``EPSILON`` = 0 (ActiveUltraFeedback's defaults: the pair at the top 5% of optimistic gaps);
   the pair of the window whose i has the largest u_i (the first in rank order on ties).
+* ``rucb`` (relative upper confidence bound; Zoghi et al., ICML 2014): with UCB_ij as in
+  ``maxminlcb``, the candidates C are the completions no other is surely better than
+  (UCB_ij > 0 for every j != i; every completion when none is); a champion c uniform in C, and
+  its challenger j = argmax over j != c of UCB_jc, the completion with the best optimistic
+  chance against it, ties within ``TIE_TOLERANCE`` broken uniformly. Source: ActiveUltraFeedback's
+  ``rucb.py`` as first written (read in MariSchn/ActiveUltraFeedback, where the package was
+  developed), whose test UCB > 1/2 on a matrix of preference probabilities is UCB_ij > 0 on
+  reward differences; a later version there tests u_i > 1/2 on the reward scale, a leftover of
+  the probability scale, and is not followed. Where C has one member it returns the
+  degenerate pair (c, c); a label needs two completions, so j is then the same argmax.
+* ``ids`` (information-directed sampling; Russo & Van Roy, 2014): the candidates C as in
+  ``rucb``; the greedy completion g = argmax over C of mu (ties within ``TIE_TOLERANCE``
+  uniformly); the gaps Delta_x = u* - mu_x with u* = max over C of u; for each challenger i
+  (the members of C other than g, or every partner of g when there is none) and each p in
+  {1/G, 2/G, ..., 1} (G = ``PROBABILITY_GRID`` = 100), the information ratio
+  Psi(i, p) = ((1 - p) Delta_g + p Delta_i)^2 / (p I_i) of comparing g with i with
+  probability p and playing g alone otherwise, where I_i = log(1 + S_gi^2 / rho^2) is the
+  information of comparing g with i (S_gi = sigma_g + sigma_i, rho^2 = ``RHO2`` = 1;
+  Psi = inf where I_i = 0); j = argmin over i of min_p Psi(i, p), ties within
+  ``TIE_TOLERANCE`` uniformly (every challenger when no Psi is finite). Source:
+  ActiveUltraFeedback's ``ids.py`` (read as for ``rucb``), which multiplies by the information
+  instead of dividing, adds mu_i to u* for the gap and takes log(1 + sigma_i / rho^2): taken
+  here as slips against the rule it names (regret squared over information gain). Its fallback
+  to completion 0 (the reference arm of the duelling-bandit code it came from) means nothing
+  for completions and is left out, and the pair is always (g, j): playing g alone, its draw
+  with probability 1 - p, gives nothing to label.
 
 mu and sigma come from the reward model's rewards (E, n): the ensemble mean and its standard
 deviation over members (``torch.std``, unbiased), so every rule but ``max-min`` and
 ``ultrafeedback`` needs an ensemble of at least 2 members; or, with ``uncertainty="laplace"``,
 from a Bayesian last layer (:mod:`~activerm_fast.model.laplace`): sigma_i = sqrt(phi_i^T Sigma
 phi_i), and the pairwise rules (``deltaucb``, ``infomax``, ``maxminlcb``, ``infogain``,
-``deltaquantile``) take the
-width of the reward *difference*, S_ij = sqrt(d_ij^T Sigma d_ij), in place of sigma_i +
-sigma_j (the documented variant: D_ij + beta S_ij for u_i - l_j, D_ij -+ beta S_ij for the
-bounds, D_ij = mu_i - mu_j). Deterministic argmaxes take the
-first maximum in the order of the prompt's responses (rows ascending; ordered pairs row-major).
+``deltaquantile``, ``rucb``, ``ids``) take the width of the reward *difference*,
+S_ij = sqrt(d_ij^T Sigma d_ij), in place of sigma_i + sigma_j (the documented variant:
+D_ij + beta S_ij for u_i - l_j, D_ij -+ beta S_ij for the bounds, D_ij = mu_i - mu_j).
+Deterministic argmaxes take the first maximum in the order of the prompt's responses (rows
+ascending; ordered pairs row-major).
 
 The rules run on a within-prompt pool: each prompt's completions are its responses that
 appear in an available within-prompt pair of the candidate pool, and "j != i" reads "j forms an
@@ -63,6 +90,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -74,10 +102,13 @@ from .registry import batch_selection, register
 __all__ = [
     "BETA",
     "EPSILON",
+    "PROBABILITY_GRID",
     "QUANTILE",
+    "RHO2",
     "RULES",
     "TIE_TOLERANCE",
     "Completions",
+    "FieldRule",
     "choose",
     "moments",
 ]
@@ -87,6 +118,10 @@ TIE_TOLERANCE = 1e-4
 # deltaquantile's rank window: centre and half-width, as fractions of the ordered pairs
 QUANTILE = 0.05
 EPSILON = 0.0
+# ids: the probabilities of comparing with the greedy completion tried, k / PROBABILITY_GRID for
+# k = 1..PROBABILITY_GRID, and the noise variance of a compared difference in its information
+PROBABILITY_GRID = 100
+RHO2 = 1.0
 # Thompson redraws of j while it equals i (dts, drts)
 _DTS_REDRAWS = 10
 _DRTS_REDRAWS = 30
@@ -101,6 +136,13 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 def _uniform(options: np.ndarray, rng: np.random.Generator) -> int:
     return int(options[rng.integers(len(options))])
+
+
+def _near_best(options: np.ndarray, values: np.ndarray, rng: np.random.Generator) -> int:
+    """One of ``options`` whose value is within ``TIE_TOLERANCE`` of the largest, uniformly (a
+    value lost to overflow, nan, counts as the smallest; all tie when every one is)."""
+    values = np.where(np.isnan(values), -np.inf, values)
+    return _uniform(options[values >= values.max() - TIE_TOLERANCE], rng)
 
 
 @dataclass(frozen=True)
@@ -186,12 +228,26 @@ class Completions:
             gap = self.upper[:, None] - self.lower[None, :]
         return self.masked(gap)
 
+    def difference_width(self) -> np.ndarray:
+        """(m, m) width S_ij of mu_i - mu_j: sigma_i + sigma_j, or ``spread``."""
+        if self.spread is not None:
+            return self.spread
+        width: np.ndarray = self.sigma[:, None] + self.sigma[None, :]
+        return width
+
     def difference_bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        """(m, m) lower and upper bounds of mu_i - mu_j: D -+ beta (sigma_i + sigma_j), or
-        D -+ beta S_ij with ``spread``."""
+        """(m, m) lower and upper bounds of mu_i - mu_j: D -+ beta S_ij."""
         gap = self.mu[:, None] - self.mu[None, :]
-        width = self.sigma[:, None] + self.sigma[None, :] if self.spread is None else self.spread
+        width = self.difference_width()
         return gap - self.beta * width, gap + self.beta * width
+
+    def undominated(self) -> np.ndarray:
+        """The completions no partner is surely better than, UCB_ij > 0 for every available j
+        (every completion with a partner when none is)."""
+        ucb = self.difference_bounds()[1]
+        among = self.among
+        kept = [i for i in among if (ucb[i, self.partners[i]] > 0).all()]
+        return np.array(kept, dtype=np.int64) if kept else among
 
     def interval_width(self) -> np.ndarray:
         """(m, m) sigmoid(u_i - l_j) - sigmoid(l_i - u_j), the width of the confidence interval
@@ -213,38 +269,30 @@ class Completions:
 Rule = Callable[[Completions, np.random.Generator], tuple[int, int]]
 
 
-def _thompson_pair(
-    prompt: Completions, rng: np.random.Generator, *, reverse: bool, redraws: int
-) -> tuple[int, int]:
-    i = prompt.thompson(rng)
-    j = prompt.thompson(rng, reverse=reverse)
-    for _ in range(redraws):
-        if prompt.partners[i, j]:
-            break
-        j = prompt.thompson(rng, reverse=reverse)
-    if not prompt.partners[i, j]:
-        j = _uniform(prompt.partners_of(i), rng)
-    return i, j
+class FieldRule(NamedTuple):
+    """A rule of the field as the registry sees it: the rule, whether it reads the model's
+    uncertainty, and its one-line summary."""
+
+    rule: Rule
+    uncertain: bool
+    summary: str
 
 
-def dts(prompt: Completions, rng: np.random.Generator) -> tuple[int, int]:
-    """Double Thompson sampling on one prompt (see the module docstring).
-
-    >>> dts(Completions([0.0, 1.0, 2.0], [0.0] * 3), np.random.default_rng(0))[0]
-    2
-    """
-    return _thompson_pair(prompt, rng, reverse=False, redraws=_DTS_REDRAWS)
+# name -> FieldRule, in the order the rules are defined below
+RULES: dict[str, FieldRule] = {}
 
 
-def drts(prompt: Completions, rng: np.random.Generator) -> tuple[int, int]:
-    """Double reverse Thompson sampling on one prompt: i the best draw, j the worst.
+def _field_rule(name: str, summary: str, *, uncertain: bool) -> Callable[[Rule], Rule]:
+    """Enter the decorated rule in :data:`RULES` under ``name``."""
 
-    >>> drts(Completions([0.0, 1.0, 2.0], [0.0] * 3), np.random.default_rng(0))
-    (2, 0)
-    """
-    return _thompson_pair(prompt, rng, reverse=True, redraws=_DRTS_REDRAWS)
+    def enter(rule: Rule) -> Rule:
+        RULES[name] = FieldRule(rule, uncertain, summary)
+        return rule
+
+    return enter
 
 
+@_field_rule("max-min", "per prompt: best against worst predicted completion", uncertain=False)
 def max_min(prompt: Completions, rng: np.random.Generator) -> tuple[int, int]:
     """Best against worst predicted completion of one prompt.
 
@@ -257,6 +305,11 @@ def max_min(prompt: Completions, rng: np.random.Generator) -> tuple[int, int]:
     return i, int(options[int(np.argmin(prompt.mu[options]))])
 
 
+@_field_rule(
+    "ultrafeedback",
+    "per prompt: the best of 4 random completions against a random other (UltraFeedback)",
+    uncertain=False,
+)
 def ultrafeedback(prompt: Completions, rng: np.random.Generator) -> tuple[int, int]:
     """UltraFeedback's rule on one prompt: the best of 4 random completions against a random
     one of the other three.
@@ -275,6 +328,45 @@ def ultrafeedback(prompt: Completions, rng: np.random.Generator) -> tuple[int, i
     return i, _uniform(others, rng)
 
 
+def _thompson_pair(
+    prompt: Completions, rng: np.random.Generator, *, reverse: bool, redraws: int
+) -> tuple[int, int]:
+    i = prompt.thompson(rng)
+    j = prompt.thompson(rng, reverse=reverse)
+    for _ in range(redraws):
+        if prompt.partners[i, j]:
+            break
+        j = prompt.thompson(rng, reverse=reverse)
+    if not prompt.partners[i, j]:
+        j = _uniform(prompt.partners_of(i), rng)
+    return i, j
+
+
+@_field_rule("dts", "per prompt: double Thompson sampling (ActiveUltraFeedback)", uncertain=True)
+def dts(prompt: Completions, rng: np.random.Generator) -> tuple[int, int]:
+    """Double Thompson sampling on one prompt (see the module docstring).
+
+    >>> dts(Completions([0.0, 1.0, 2.0], [0.0] * 3), np.random.default_rng(0))[0]
+    2
+    """
+    return _thompson_pair(prompt, rng, reverse=False, redraws=_DTS_REDRAWS)
+
+
+@_field_rule(
+    "drts",
+    "per prompt: double reverse Thompson sampling (ActiveUltraFeedback)",
+    uncertain=True,
+)
+def drts(prompt: Completions, rng: np.random.Generator) -> tuple[int, int]:
+    """Double reverse Thompson sampling on one prompt: i the best draw, j the worst.
+
+    >>> drts(Completions([0.0, 1.0, 2.0], [0.0] * 3), np.random.default_rng(0))
+    (2, 0)
+    """
+    return _thompson_pair(prompt, rng, reverse=True, redraws=_DRTS_REDRAWS)
+
+
+@_field_rule("deltaucb", "per prompt: largest optimistic reward gap u_i - l_j", uncertain=True)
 def deltaucb(prompt: Completions, rng: np.random.Generator) -> tuple[int, int]:
     """The largest optimistic reward gap u_i - l_j on one prompt.
 
@@ -284,6 +376,7 @@ def deltaucb(prompt: Completions, rng: np.random.Generator) -> tuple[int, int]:
     return prompt.best_ordered(prompt.optimistic_gap())
 
 
+@_field_rule("infomax", "per prompt: widest confidence interval on the preference", uncertain=True)
 def infomax(prompt: Completions, rng: np.random.Generator) -> tuple[int, int]:
     """The widest confidence interval on the preference probability on one prompt.
 
@@ -295,24 +388,26 @@ def infomax(prompt: Completions, rng: np.random.Generator) -> tuple[int, int]:
     return prompt.best_ordered(prompt.interval_width(), upper_triangle)
 
 
+@_field_rule(
+    "maxminlcb",
+    "per prompt: the surest winner against its closest competitor (lower bounds)",
+    uncertain=True,
+)
 def maxminlcb(prompt: Completions, rng: np.random.Generator) -> tuple[int, int]:
     """The completion most surely better than every other, against its closest competitor.
 
     >>> maxminlcb(Completions([0.0, 2.0, 1.0], [0.1] * 3), np.random.default_rng(0))
     (1, 2)
     """
-    lcb, ucb = prompt.difference_bounds()
-    partners, among = prompt.partners, prompt.among
-    winners = np.array([i for i in among if (ucb[i, partners[i]] > 0).all()], dtype=np.int64)
-    candidates = winners if len(winners) else among
-    worst = np.array([lcb[i, partners[i]].min() for i in candidates])
-    tied = candidates[worst >= worst.max() - TIE_TOLERANCE]
-    i = _uniform(tied, rng)
+    lcb = prompt.difference_bounds()[0]
+    candidates = prompt.undominated()
+    worst = np.array([lcb[i, prompt.partners[i]].min() for i in candidates])
+    i = _near_best(candidates, worst, rng)
     options = prompt.partners_of(i)
-    row = lcb[i, options]
-    return i, _uniform(options[row <= row.min() + TIE_TOLERANCE], rng)
+    return i, _near_best(options, -lcb[i, options], rng)  # the smallest LCB_ij
 
 
+@_field_rule("infogain", "per prompt: a Thompson draw against its widest interval", uncertain=True)
 def infogain(prompt: Completions, rng: np.random.Generator) -> tuple[int, int]:
     """i by a Thompson draw, j its partner of the widest preference interval.
 
@@ -325,6 +420,11 @@ def infogain(prompt: Completions, rng: np.random.Generator) -> tuple[int, int]:
     return i, int(options[int(np.argmax(width))])
 
 
+@_field_rule(
+    "deltaquantile",
+    "per prompt: the pair at the top 5% of optimistic gaps u_i - l_j",
+    uncertain=True,
+)
 def deltaquantile(prompt: Completions, rng: np.random.Generator) -> tuple[int, int]:
     """The pair at the ``QUANTILE`` rank of the optimistic gaps u_i - l_j (a window of
     ``EPSILON`` either side), the one whose i has the largest upper bound.
@@ -345,30 +445,54 @@ def deltaquantile(prompt: Completions, rng: np.random.Generator) -> tuple[int, i
     return best // m, best % m
 
 
-# name -> (rule, needs uncertainty, summary)
-RULES: dict[str, tuple[Rule, bool, str]] = {
-    "max-min": (max_min, False, "per prompt: best against worst predicted completion"),
-    "ultrafeedback": (
-        ultrafeedback,
-        False,
-        "per prompt: the best of 4 random completions against a random other (UltraFeedback)",
-    ),
-    "dts": (dts, True, "per prompt: double Thompson sampling (ActiveUltraFeedback)"),
-    "drts": (drts, True, "per prompt: double reverse Thompson sampling (ActiveUltraFeedback)"),
-    "deltaucb": (deltaucb, True, "per prompt: largest optimistic reward gap u_i - l_j"),
-    "infomax": (infomax, True, "per prompt: widest confidence interval on the preference"),
-    "maxminlcb": (
-        maxminlcb,
-        True,
-        "per prompt: the surest winner against its closest competitor (lower bounds)",
-    ),
-    "infogain": (infogain, True, "per prompt: a Thompson draw against its widest interval"),
-    "deltaquantile": (
-        deltaquantile,
-        True,
-        "per prompt: the pair at the top 5% of optimistic gaps u_i - l_j",
-    ),
-}
+@_field_rule(
+    "rucb",
+    "per prompt: a champion not surely beaten against its best optimistic challenger (RUCB)",
+    uncertain=True,
+)
+def rucb(prompt: Completions, rng: np.random.Generator) -> tuple[int, int]:
+    """Relative upper confidence bound on one prompt: a champion drawn from the completions
+    no other is surely better than, against the completion of largest UCB against it.
+
+    >>> prompt = Completions([0.0, 3.0, 2.5], [0.1] * 3)  # 1 alone is not surely beaten
+    >>> rucb(prompt, np.random.default_rng(0))
+    (1, 2)
+    """
+    ucb = prompt.difference_bounds()[1]
+    champion = _uniform(prompt.undominated(), rng)
+    options = prompt.partners_of(champion)
+    return champion, _near_best(options, ucb[options, champion], rng)
+
+
+@_field_rule(
+    "ids",
+    "per prompt: information-directed sampling, the greedy completion against a challenger",
+    uncertain=True,
+)
+def ids(prompt: Completions, rng: np.random.Generator) -> tuple[int, int]:
+    """Information-directed sampling on one prompt: the greedy completion against the
+    challenger of smallest information ratio (regret squared over information gain).
+
+    >>> ids(Completions([0.0, 3.0, 2.9, 2.8], [0.1, 0.1, 0.1, 1.0]), np.random.default_rng(0))
+    (1, 3)
+    """
+    candidates = prompt.undominated()
+    greedy = _near_best(candidates, prompt.mu[candidates], rng)
+    gap = prompt.upper[candidates].max() - prompt.mu
+    options = np.intersect1d(prompt.partners_of(greedy), candidates)
+    if len(options) == 0:
+        options = prompt.partners_of(greedy)
+    p = np.arange(1, PROBABILITY_GRID + 1) / PROBABILITY_GRID
+    regret = (1.0 - p)[None, :] * gap[greedy] + p[None, :] * gap[options][:, None]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        # log(1 + S^2 / rho^2) without squaring S (finite for any finite width)
+        information = np.logaddexp(
+            0.0, 2.0 * np.log(prompt.difference_width()[greedy, options]) - np.log(RHO2)
+        )
+        ratio = regret**2 / (p[None, :] * information[:, None])
+    # no information, or a regret beyond float64 (its square, or 0 x inf at p = 1): infinite
+    ratio = np.where((information[:, None] > 0) & ~np.isnan(ratio), ratio, np.inf)
+    return greedy, _near_best(options, -ratio.min(axis=1), rng)
 
 
 def moments(inputs: SelectionInputs) -> tuple[np.ndarray, np.ndarray]:

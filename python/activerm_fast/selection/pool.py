@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .. import _launch
 from . import design
 
 __all__ = ["WHOLE_POOL", "AvailablePairs", "Pool", "QuotaCount", "QuotaWalk", "Ranking"]
@@ -148,9 +149,10 @@ class AvailablePairs:
 class Pool:
     """The questions a strategy asks of the whole candidate pool, answered over the ``pairs``
     this process holds (all of them here). Positions are positions in the whole pool; a
-    sharded pool (:mod:`activerm_fast.distributed`) overrides the methods below :meth:`draw`
-    with ones that exchange a few numbers per call between the processes holding its shards,
-    and :meth:`top` and :meth:`draw` work on either."""
+    sharded pool (:mod:`activerm_fast.distributed`) overrides the methods below
+    :meth:`draw_generated` with ones that exchange a few numbers per call between the
+    processes holding its shards, and :meth:`top`, :meth:`draw` and :meth:`draw_generated`
+    work on either."""
 
     def top(
         self,
@@ -161,10 +163,10 @@ class Pool:
         quota: design.PromptQuota | None = None,
         available: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The positions and rows of the k largest float64 scores (NaN after every number),
-        ties to the lowest position; with a ``quota``, taken in that order among the
-        ``available`` pairs while their prompts have room (:class:`QuotaWalk`), the order
-        fetched in ever longer leading parts until k fit."""
+        """The positions and rows of the k largest float64 scores (NaN after every number)
+        among the ``available`` pairs (every pair when None), ties to the lowest position;
+        with a ``quota``, taken in that order while their prompts have room
+        (:class:`QuotaWalk`), the order fetched in ever longer leading parts until k fit."""
         ranking = self.ranking(pairs, score, available)
         if quota is None:
             positions, rows, _ = ranking.leading(k)
@@ -203,6 +205,45 @@ class Pool:
             walk.walk(*held.at(order[start : start + length]))
             start, length = start + length, 2 * length
         return walk.chosen()
+
+    def draw_generated(
+        self,
+        pairs: _launch.GeneratedPairs,
+        rng: np.random.Generator,
+        excluded: torch.Tensor | None,
+        k: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``k`` distinct pairs of an implicit pool, none at an ``excluded`` (local) position:
+        positions drawn as ``rng.choice`` draws k of a stored pool's (the same positions when
+        none is excluded and no pair repeats), then the excluded positions and the repeats of
+        a pair drawn earlier dropped and as many drawn again. Every pair is computed from the
+        pool's seed, so a sharded pool draws the same positions on every rank."""
+        whole, skip = self.generated_pool(pairs, excluded)
+        n = whole.n
+        taken: list[int] = []
+        keys: set[int] = set()
+        while len(taken) < k:
+            wanted = k - len(taken)
+            drawn = rng.choice(whole.count, size=min(whole.count, wanted), replace=False)
+            rows = design.pair_rows(whole, torch.as_tensor(drawn, device=whole.device)).tolist()
+            before = len(taken)
+            for position, (i, j) in zip(drawn.tolist(), rows, strict=True):
+                if position not in skip and i * n + j not in keys and len(taken) < k:
+                    taken.append(position)
+                    keys.add(i * n + j)
+            if len(taken) == before and _distinct_available(whole, skip) < k:
+                raise ValueError(
+                    f"the implicit pool holds fewer than k = {k} distinct available pairs"
+                )
+        chosen = torch.tensor(taken, dtype=torch.int64, device=whole.device)
+        return chosen + whole.first, design.pair_rows(whole, chosen)
+
+    def generated_pool(
+        self, pairs: _launch.GeneratedPairs, excluded: torch.Tensor | None
+    ) -> tuple[_launch.GeneratedPairs, set[int]]:
+        """The whole implicit pool ``pairs`` are the part held here of, and its excluded
+        positions (local to it) given this part's ``excluded`` ones."""
+        return pairs, set() if excluded is None else set(excluded.tolist())
 
     def ranking(
         self, pairs: torch.Tensor, score: torch.Tensor, available: torch.Tensor | None
@@ -245,6 +286,17 @@ class Pool:
     ) -> tuple[torch.Tensor, torch.Tensor, float]:
         """:func:`~activerm_fast.selection.design.greedy` over the pool."""
         return design.greedy(problem, k)
+
+
+def _distinct_available(pairs: _launch.GeneratedPairs, skip: set[int]) -> int:
+    """How many distinct pairs the positions of ``pairs`` not in ``skip`` hold (O(P))."""
+    keep = torch.ones(pairs.count, dtype=torch.bool, device=pairs.device)
+    keep[torch.tensor(sorted(skip), dtype=torch.int64, device=pairs.device)] = False
+    keys = [
+        (rows[:, 0] * pairs.n + rows[:, 1])[keep[start : start + len(rows)]]
+        for start, rows in _launch.generated_chunks(pairs, design.GENERATED_CHUNK)
+    ]
+    return int(torch.unique(torch.cat(keys)).numel()) if keys else 0
 
 
 WHOLE_POOL = Pool()

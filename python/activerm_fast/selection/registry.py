@@ -99,11 +99,11 @@ def batch_selection(
 
 
 def top(inputs: SelectionInputs, score: torch.Tensor, k: int) -> Selection:
-    """The k available pairs of largest score, ties to the lowest index."""
-    score = score.double().clone()
-    if inputs.excluded is not None:
-        score.masked_fill_(inputs.excluded, -torch.inf)
-    if inputs.quota is None:
-        return batch_selection(inputs, *inputs.pool.top(inputs.pairs, score, k))
-    chosen = inputs.pool.top(inputs.pairs, score, k, quota=inputs.quota, available=inputs.available)
+    """The k available pairs of largest score (NaN after every number), ties to the lowest
+    index. The excluded pairs leave the order (a score of -inf would rank them above an
+    available pair's NaN)."""
+    available = None if inputs.excluded is None else inputs.available
+    chosen = inputs.pool.top(
+        inputs.pairs, score.double(), k, quota=inputs.quota, available=available
+    )
     return batch_selection(inputs, *chosen)

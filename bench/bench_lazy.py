@@ -92,7 +92,11 @@ def ensemble(n: int, d: int, count: int, k: int, seed: int):
 def lazy_memory_bound(n: int, d: int, count: int, k: int, members: int = 1) -> int:
     """The lazy sweep's stated bound for a pool (sizes only: nothing is allocated)."""
     problem = _core.GreedyProblem(
-        _core.FeatureView(0, False, n, d, 1.0), members, 0, _core.PairView(0, False, count), 0
+        _core.FeatureView(0, _core.feature_dtypes["float32"], n, d, 1.0),
+        members,
+        0,
+        _core.PairView(0, False, count),
+        0,
     )
     return int(_core.LazyGreedy.memory_bound(problem, k))
 

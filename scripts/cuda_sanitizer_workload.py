@@ -5,11 +5,12 @@
 
 bench/gpu_check.sh runs it under memcheck and racecheck. The sizes cross every tile boundary of
 the CUDA kernels (d = 130 > 128-row column tiles and 32-column row tiles; n = 300 > 128-row
-tiles; P = 3,000 > one 1,024-pair sweep tile), and the calls cover both feature and index dtypes,
-pair arrays too misaligned for vector loads, weights, a matrix prior, exclusions, the engine's
-"no pair left" stop, a drift refresh, the stepped sweep/apply primitives and every strategy of
-select, ensemble included. Each call's result is checked against the CPU backend, so a run on
-the GPU also reports wrong numbers, not only bad accesses.
+tiles; P = 3,000 > one 1,024-pair sweep tile), and the calls cover every feature dtype (float32,
+float64, float16, bfloat16; the halves with aligned int32 pairs, as they change only the feature
+reads) and both index dtypes, pair arrays too misaligned for vector loads, weights, a matrix
+prior, exclusions, the engine's "no pair left" stop, a drift refresh, the stepped sweep/apply
+primitives and every strategy of select, ensemble included. Each call's result is checked
+against the CPU backend, so a run on the GPU also reports wrong numbers, not only bad accesses.
 """
 
 from __future__ import annotations
@@ -62,8 +63,8 @@ def cases(
     device: torch.device, rng: np.random.Generator, quick: bool = False
 ) -> list[tuple[str, Callable]]:
     """(name, call(device)) for every path; a call builds its inputs on the device it is given.
-    ``quick``: two of the eight dtype and alignment combinations (float32 with aligned int32
-    pairs, float64 with misaligned int64 pairs), for the slower racecheck."""
+    ``quick``: four of the ten dtype and alignment combinations (float32, float16 and bfloat16
+    with aligned int32 pairs, float64 with misaligned int64 pairs), for the slower racecheck."""
     prompt_ids = np.repeat(np.arange(N // 6), 6)
     pool = arm.pairs.cross_prompt(prompt_ids, COUNT, seed=1)
     features = rng.normal(size=(MEMBERS, N, D))
@@ -79,10 +80,13 @@ def cases(
         return torch.as_tensor(x, dtype=dtype, device=where)
 
     out: list[tuple[str, Callable]] = []
-    for f_dtype in (torch.float32, torch.float64):
+    for f_dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
         for p_dtype in (torch.int32, torch.int64):
             for aligned in (True, False):
-                narrow = f_dtype == torch.float32 and p_dtype == torch.int32 and aligned
+                narrow = f_dtype != torch.float64 and p_dtype == torch.int32 and aligned
+                half = f_dtype in (torch.float16, torch.bfloat16)
+                if half and not narrow:
+                    continue
                 wide = f_dtype == torch.float64 and p_dtype == torch.int64 and not aligned
                 if quick and not (narrow or wide):
                     continue

@@ -60,7 +60,7 @@ def test_cuda_module_reports_devices_without_failing():
     # the CUDA engine's workspace holds the CPU's buffers plus its per-block sweep partials
     sizes = {}
     for module in (_cuda, _core):
-        features = module.FeatureView(0, False, 1000, 64)
+        features = module.FeatureView(0, module.feature_dtypes["float32"], 1000, 64)
         pairs = module.PairView(0, False, 10**8)
         problem = module.GreedyProblem(features, 3, 0, pairs, 0)
         sizes[module.backend] = module.greedy_workspace_bytes(problem)

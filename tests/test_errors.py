@@ -21,14 +21,14 @@ P = np.array([[0, 1], [2, 3], [4, 9]])
             r"features must have shape \(n, d\), got \(4,\)",
         ),
         (
-            lambda: arm.pair_diff(F.astype(np.float16), P),
+            lambda: arm.pair_diff(F.astype(np.int32), P),
             TypeError,
-            "features must be float32 or float64, got torch.float16",
+            "features must be float32, float64, float16 or bfloat16, got torch.int32",
         ),
         (
             lambda: arm.pair_diff(F.astype(np.int64), P),
             TypeError,
-            "features must be float32 or float64",
+            "features must be float32, float64, float16 or bfloat16",
         ),
         (
             lambda: arm.pair_diff(np.zeros((0, 4)), P),
@@ -211,6 +211,31 @@ def test_float32_results_that_underflow_are_refused_like_overflow(scale):
     np.testing.assert_allclose(
         arm.pair_quadform(wide, pairs, np.eye(3)), (d * d).sum(1), rtol=1e-12
     )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_fisher_matrix_underflow_from_the_weights_names_the_weights(dtype):
+    """Features of magnitude 1 and weights of 1e-40 give a float32 matrix wholly below float32's
+    normal range: the weights did it, so the error names them (and the features where they
+    did it themselves, at any weights)."""
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(6, 3)).astype(dtype)
+    pairs = np.array([[0, 1], [2, 3], [4, 5]])
+    light = np.full(3, 1e-40)
+    with pytest.raises(
+        ValueError,
+        match=r"^fisher_matrix underflows float32 \(largest entry .*\): weights up to 1e-40; "
+        "rescale the weights$",
+    ):
+        arm.fisher_matrix(features, pairs, light)
+    tiny = (features.astype(np.float64) * 1e-30).astype(np.float32)
+    for weights in (None, light, np.ones(3), np.full(3, 1e-3)):
+        with pytest.raises(ValueError, match=r"\): features up to .*; rescale the features$"):
+            arm.fisher_matrix(tiny, pairs, weights)
+    # weights of 1e-40 in float64 are representable, and agree with the float64 reference
+    wide = features.astype(np.float64)
+    d = wide[pairs[:, 0]] - wide[pairs[:, 1]]
+    np.testing.assert_allclose(arm.fisher_matrix(wide, pairs, light), 1e-40 * (d.T @ d), rtol=1e-12)
 
 
 def test_float32_results_with_some_tiny_entries_are_kept():

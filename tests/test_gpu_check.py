@@ -30,10 +30,12 @@ def test_sanitizer_workload_covers_every_path_on_the_cpu(capsys):
     ran = {line[5:] for line in lines if line.startswith("ok   ")}
     assert not [line for line in lines if line.startswith("DIFF")]
     for kernel in ("pair_diff", "pair_quadform", "fisher_matrix", "greedy_logdet"):
-        # both feature dtypes x both index dtypes x aligned or not
+        # float32 and float64 features x both index dtypes x aligned or not, and the halves
         combinations = {name for name in ran if name.startswith(kernel) and "features" in name}
-        assert len(combinations) == 8
+        assert len(combinations) == 10
         assert sum("misaligned" in name for name in combinations) == 4
+        halves = sorted(name.split(", ")[-2] for name in combinations if "float16" in name)
+        assert halves == ["bfloat16 features", "float16 features"]
     assert {f"select {strategy}" for strategy in arm.STRATEGIES} <= ran
     assert "greedy engine, every score masked (records -1)" in ran
     assert lines[-1] == f"{len(ran)} cases, 0 differing from the CPU"
@@ -45,6 +47,8 @@ def test_sanitizer_workload_quick_subset_keeps_both_extremes(capsys):
     assert diffs == [
         "ok   pair_diff, float32 features, int32 pairs",
         "ok   pair_diff, float64 features, int64 pairs, misaligned pairs",
+        "ok   pair_diff, float16 features, int32 pairs",
+        "ok   pair_diff, bfloat16 features, int32 pairs",
     ]
 
 

@@ -137,6 +137,36 @@ def test_fisher_matrix_unmoved_by_responses_no_pair_compares(rng):
     ).indices.shape == (3,)
 
 
+def product_chunk_rows(d: int) -> int:
+    """The CPU product's rows per chunk (fisher_matrix_cpu.cpp: 2^17 bytes, at most 256)."""
+    return min((1 << 17) // (8 * d), 256)
+
+
+@pytest.mark.parametrize("d", [8, 37, 64, 130])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fisher_matrix_same_bits_for_one_and_two_threads(rng, d, dtype):
+    """The scatter's column blocks of 32, the product's tiles of 4 output rows (4 x 4 entries in
+    registers) and its chunks of rows are fixed by the sizes, never by the team, so one thread
+    and two give the same bits; n crosses three chunk boundaries, d the blocks, tiles and
+    register blocks (37 and 130 leave partial ones)."""
+    n = 3 * product_chunk_rows(d) + 5
+    features = (rng.normal(size=(n, d)) * 3 + 10).astype(dtype)
+    pairs = random_pairs(rng, n, 4 * n)
+    weights = rng.random(4 * n)
+    before = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)  # the count _threads.free_core_threads sets
+            assert arm.build_info()["openmp_threads"] == threads  # one runtime: the kernels'
+            results.append(arm.fisher_matrix(features, pairs, weights))
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_array_equal(results[0].view(np.uint8), results[1].view(np.uint8))
+    want = ref.fisher_matrix(features, pairs, weights)
+    assert relative_error(results[0], want) <= 10 * TOLERANCE[dtype]
+
+
 def test_non_contiguous_inputs(rng):
     wide = rng.normal(size=(30, 12))
     features = wide[:, ::2]  # strided columns

@@ -646,7 +646,8 @@ MALFORMED = {
     "features": [
         lambda f: np.where(np.arange(f.size).reshape(f.shape) == 0, np.nan, f),
         lambda f: np.where(np.arange(f.size).reshape(f.shape) == f.size - 1, -np.inf, f),
-        lambda f: f.astype(np.float16),
+        # float16 features are accepted (tests/test_half_features.py); an infinite one is not
+        lambda f: np.where(np.arange(f.size).reshape(f.shape) == 0, np.inf, f).astype(np.float16),
         lambda f: f.astype(np.int64),
         lambda f: f.astype(np.complex128),
         lambda f: f.astype(np.longdouble) if np.finfo(np.longdouble).bits > 64 else f.astype(bool),

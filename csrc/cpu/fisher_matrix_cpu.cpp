@@ -1,20 +1,36 @@
-// fisher_matrix's scatter half, L_w Phi, over pairs: row i gains w_k d_k, row j loses it. Threads own disjoint
-// column blocks and each sweeps all pairs in order, so there are no write conflicts and the
-// sums do not depend on the thread count.
+// fisher_matrix on the CPU, both halves; every sum has one fixed order, so the bits do not
+// depend on the thread count.
+//  * The scatter, L_w Phi over pairs: row i gains w_k d_k, row j loses it. Threads own disjoint
+//    column blocks and each sweeps all pairs in order, so there are no write conflicts.
+//  * The product Phi_c^T (L_w Phi) over the compared rows (fisher_loop.h): threads own tiles of
+//    output rows, and every entry sums the rows in ascending order, a chunk of rows at a time
+//    so the chunk's rows of L stay in cache while a thread's tiles read them. Within a tile a
+//    block of kProductRows x kProductColumns entries is held in registers across the chunk's
+//    rows (16 independent chains of additions), each entry still summed in row order.
 #include <algorithm>
 
 #include "activerm/cpu_kernels.h"
-#include "activerm/pair_math.h"
+#include "activerm/fisher_loop.h"
 
 namespace activerm {
 
 namespace {
 constexpr int64_t kColumnBlock = 32;
-}
+constexpr int64_t kProductRows = 4;           // output rows per tile of the product
+constexpr int64_t kProductColumns = 4;        // output columns per block held in registers
+constexpr int64_t kChunkBytes = int64_t{1} << 17;  // rows of L per chunk: about this many bytes
+constexpr int64_t kMaxChunkRows = 256;        // and at most this many rows
+constexpr int64_t kParallelWork = 1 << 16;   // multiply-adds below which one thread runs
+
+// A thread owns the elements it adds to.
+struct PlainAdd {
+  void operator()(double* at, double value) const { *at += value; }
+};
+}  // namespace
 
 void CpuKernels::fisher_matrix(FeatureView features, PairView pairs, const double* weights,
                                double* out, void*) {
-  dispatch_types(features.is_double, pairs.is_int64, [&](auto t, auto idx) {
+  dispatch_features(features.dtype, pairs.is_int64, [&](auto t, auto idx) {
     using T = decltype(t);
     using I = decltype(idx);
     const T* f = static_cast<const T*>(features.data);
@@ -27,18 +43,97 @@ void CpuKernels::fisher_matrix(FeatureView features, PairView pairs, const doubl
       const int64_t begin = b * kColumnBlock;
       const int64_t end = std::min(d, begin + kColumnBlock);
       for (int64_t k = 0; k < pairs.count; ++k) {
-        const int64_t i = p[2 * k];
-        const int64_t j = p[2 * k + 1];
-        const double w = weights ? weights[k] : 1.0;
-        const T* fi = f + i * d;
-        const T* fj = f + j * d;
-        double* yi = out + i * d;
-        double* yj = out + j * d;
-        for (int64_t a = begin; a < end; ++a) {
-          const double contribution = laplacian_contribution(w, fi[a], fj[a]);
-          yi[a] += contribution;
-          yj[a] -= contribution;
+        scatter_pair(f, d, p, weights, k, begin, end, 1, out, PlainAdd{});
+      }
+    }
+  });
+}
+
+namespace {
+
+// The chunk's rows rows[start..stop) added to output rows [first, first + kProductRows) of the
+// product: the tile's centred features of the chunk are formed once, then each block of
+// kProductColumns columns is summed in registers over the chunk's rows in order.
+template <class T>
+void product_tile(const T* f, const double* laplacian, int64_t d, const double* mean,
+                  const int64_t* rows, int64_t start, int64_t stop, int64_t first, double* out) {
+  const int64_t height = std::min(kProductRows, d - first);
+  const int64_t count = stop - start;
+  double centred[kMaxChunkRows][kProductRows];
+  for (int64_t s = 0; s < count; ++s) {
+    for (int64_t t = 0; t < height; ++t) {
+      centred[s][t] = centred_feature(f, d, rows[start + s], first + t, mean);
+    }
+  }
+  const int64_t blocked = height == kProductRows ? d / kProductColumns * kProductColumns : 0;
+  for (int64_t c0 = 0; c0 < blocked; c0 += kProductColumns) {
+    double acc[kProductRows][kProductColumns];
+    for (int64_t t = 0; t < kProductRows; ++t) {
+      for (int64_t u = 0; u < kProductColumns; ++u) acc[t][u] = out[(first + t) * d + c0 + u];
+    }
+    for (int64_t s = 0; s < count; ++s) {
+      const int64_t r = rows[start + s];
+      for (int64_t t = 0; t < kProductRows; ++t) {
+        for (int64_t u = 0; u < kProductColumns; ++u) {
+          acc[t][u] += product_term(centred[s][t], laplacian, d, r, c0 + u);
         }
+      }
+    }
+    for (int64_t t = 0; t < kProductRows; ++t) {
+      for (int64_t u = 0; u < kProductColumns; ++u) out[(first + t) * d + c0 + u] = acc[t][u];
+    }
+  }
+  // the columns past the last whole block (and a last tile of fewer rows), entry by entry
+  for (int64_t t = 0; t < height; ++t) {
+    double* entry = out + (first + t) * d;
+    for (int64_t s = 0; s < count; ++s) {
+      const int64_t r = rows[start + s];
+      for (int64_t c = blocked; c < d; ++c) {
+        entry[c] += product_term(centred[s][t], laplacian, d, r, c);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void CpuKernels::fisher_product(FeatureView features, const double* laplacian, void* workspace,
+                                double* out, void*) {
+  const int64_t n = features.n;
+  const int64_t d = features.d;
+  double* mean = static_cast<double*>(workspace);
+  int64_t* rows = reinterpret_cast<int64_t*>(mean + d);
+  int64_t compared = 0;
+  for (int64_t r = 0; r < n; ++r) {
+    if (compared_row(laplacian, d, r)) rows[compared++] = r;
+  }
+  std::fill(out, out + d * d, 0.0);
+  std::fill(mean, mean + d, 0.0);
+  if (compared == 0) return;
+  dispatch_feature_type(features.dtype, [&](auto t) {
+    using T = decltype(t);
+    const T* f = static_cast<const T*>(features.data);
+    // the compared rows' mean: threads own column blocks, each column sums rows in order
+    const int64_t blocks = (d + kColumnBlock - 1) / kColumnBlock;
+#pragma omp parallel for schedule(static) if (compared * d >= kParallelWork)
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int64_t begin = b * kColumnBlock;
+      const int64_t end = std::min(d, begin + kColumnBlock);
+      for (int64_t s = 0; s < compared; ++s) {
+        for (int64_t a = begin; a < end; ++a) mean[a] += static_cast<double>(f[rows[s] * d + a]);
+      }
+      for (int64_t a = begin; a < end; ++a) mean[a] /= static_cast<double>(compared);
+    }
+    const int64_t tiles = (d + kProductRows - 1) / kProductRows;
+    const int64_t chunk = std::clamp<int64_t>(kChunkBytes / (8 * d), 1, kMaxChunkRows);
+#pragma omp parallel if (compared * d * d >= kParallelWork)
+    for (int64_t start = 0; start < compared; start += chunk) {
+      const int64_t stop = std::min(compared, start + chunk);
+      // schedule(static) over the same tiles gives every thread the same tiles in every chunk,
+      // so no two threads ever write one entry and nowait needs no barrier
+#pragma omp for schedule(static) nowait
+      for (int64_t tile = 0; tile < tiles; ++tile) {
+        product_tile(f, laplacian, d, mean, rows, start, stop, tile * kProductRows, out);
       }
     }
   });

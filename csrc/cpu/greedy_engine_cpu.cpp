@@ -193,10 +193,20 @@ void row_products(const T* matrix, int64_t rows, int64_t cols, const double* x, 
 // adds, while every row still sums in order with one float64 accumulator (the same bits as
 // row_products). The copy lives in the workspace's extra bytes; it is made where the product is
 // a large share of a step (n d at least the sweep's P E) and fits in kPanelMaxBytes.
+// Half-precision features are widened to float in the panels (exactly: the same values), so
+// the panel products run the float32 code, packed conversions included, at the same speed.
 constexpr int64_t kPanelRows = 16;
 constexpr int64_t kPanelBlockChunk = 32;
 constexpr int64_t kPanelMaxBytes = int64_t{64} << 20;
 constexpr int64_t kPanelHeaderBytes = 64;
+
+template <class T>
+using PanelType = std::conditional_t<kHalfFeature<T>, float, T>;
+
+// Bytes of one panel element for the features' dtype.
+int64_t panel_element_bytes(int32_t dtype) {
+  return dtype == kFeatureFloat64 ? 8 : 4;
+}
 
 struct PanelHeader {
   const void* features;  // the features the panels hold (anything else: not built yet)
@@ -211,7 +221,7 @@ int64_t panel_blocks(const GreedyProblem& problem) {
   const int64_t n = problem.features.n;
   const int64_t d = problem.features.d;
   const int64_t blocks = n / kPanelRows;
-  const int64_t element = problem.features.is_double ? 8 : 4;
+  const int64_t element = panel_element_bytes(problem.features.dtype);
   if (blocks == 0 || d == 0 || n * d < problem.pairs.count * problem.members) return 0;
   if (panel_copies(problem) * blocks * kPanelRows * d * element > kPanelMaxBytes) return 0;
   return blocks;
@@ -220,29 +230,33 @@ int64_t panel_blocks(const GreedyProblem& problem) {
 int64_t panel_bytes(const GreedyProblem& problem) {
   const int64_t blocks = panel_blocks(problem);
   if (blocks == 0) return 0;
-  const int64_t element = problem.features.is_double ? 8 : 4;
+  const int64_t element = panel_element_bytes(problem.features.dtype);
   return kPanelHeaderBytes +
          panel_copies(problem) * blocks * kPanelRows * problem.features.d * element;
 }
 
 // Member e's panels, built for every member at the first call with these features.
 template <class T>
-const T* member_panels(const GreedyProblem& problem, const GreedyBuffers& buffers, int64_t e) {
+const PanelType<T>* member_panels(const GreedyProblem& problem, const GreedyBuffers& buffers,
+                                  int64_t e) {
+  using P = PanelType<T>;
   const int64_t blocks = panel_blocks(problem);
   if (blocks == 0) return nullptr;
   const int64_t d = problem.features.d;
   const int64_t size = blocks * kPanelRows * d;
   auto* header = static_cast<PanelHeader*>(buffers.extra);
-  T* panels = reinterpret_cast<T*>(static_cast<char*>(buffers.extra) + kPanelHeaderBytes);
+  P* panels = reinterpret_cast<P*>(static_cast<char*>(buffers.extra) + kPanelHeaderBytes);
   if (header->features != problem.features.data) {
     for (int64_t copy = 0; copy < panel_copies(problem); ++copy) {
       const T* features = static_cast<const T*>(problem.features.data) + copy * problem.member_stride;
-      T* panel = panels + copy * size;
+      P* panel = panels + copy * size;
 #pragma omp parallel for schedule(static) if (size >= kParallelWork)
       for (int64_t b = 0; b < blocks; ++b) {
         for (int64_t r = 0; r < kPanelRows; ++r) {
           const T* row = features + (b * kPanelRows + r) * d;
-          for (int64_t a = 0; a < d; ++a) panel[(b * d + a) * kPanelRows + r] = row[a];
+          for (int64_t a = 0; a < d; ++a) {
+            panel[(b * d + a) * kPanelRows + r] = static_cast<P>(row[a]);
+          }
         }
       }
     }
@@ -329,7 +343,7 @@ void prepare_member(const GreedyProblem& problem, GreedyState state,
   }
   // v = (scale Phi) u = Phi (scale u): scaling u instead of every feature is exact.
   for (int64_t a = 0; a < d; ++a) u[a] *= problem.features.scale;
-  const T* panels = member_panels<T>(problem, buffers, e);
+  const auto* panels = member_panels<T>(problem, buffers, e);
   const int64_t in_panels = panels == nullptr ? 0 : panel_blocks(problem) * kPanelRows;
   if (panels != nullptr) {
     panel_products(panels, in_panels / kPanelRows, d, u, buffers.projection + e, problem.members);
@@ -417,11 +431,9 @@ void CpuKernels::greedy_sweep(const GreedyProblem& problem, GreedyState state, b
 void CpuKernels::greedy_apply(const GreedyProblem& problem, GreedyState state, int64_t step,
                               int64_t* chosen, double* gains, bool prepare_next, void*) {
   const GreedyBuffers buffers = buffers_of(problem, state);
-  if (problem.features.is_double) {
-    apply<double>(problem, state, buffers, step, chosen, gains, prepare_next);
-  } else {
-    apply<float>(problem, state, buffers, step, chosen, gains, prepare_next);
-  }
+  dispatch_feature_type(problem.features.dtype, [&](auto t) {
+    apply<decltype(t)>(problem, state, buffers, step, chosen, gains, prepare_next);
+  });
 }
 
 void CpuKernels::greedy_run(const GreedyProblem& problem, GreedyState state, int64_t k,

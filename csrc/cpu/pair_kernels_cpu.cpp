@@ -8,19 +8,20 @@
 namespace activerm {
 
 void CpuKernels::pair_diff(FeatureView features, PairView pairs, void* out, void*) {
-  dispatch_types(features.is_double, pairs.is_int64, [&](auto t, auto idx) {
+  dispatch_features(features.dtype, pairs.is_int64, [&](auto t, auto idx) {
     using T = decltype(t);
     using I = decltype(idx);
+    using D = StoredDifference<T>;
     const T* f = static_cast<const T*>(features.data);
     const I* p = static_cast<const I*>(pairs.data);
-    T* o = static_cast<T*>(out);
+    D* o = static_cast<D*>(out);
     const int64_t d = features.d;
 #pragma omp parallel for schedule(static)
     for (int64_t k = 0; k < pairs.count; ++k) {
       const T* fi = f + static_cast<int64_t>(p[2 * k]) * d;
       const T* fj = f + static_cast<int64_t>(p[2 * k + 1]) * d;
-      T* ok = o + k * d;
-      for (int64_t a = 0; a < d; ++a) ok[a] = fi[a] - fj[a];
+      D* ok = o + k * d;
+      for (int64_t a = 0; a < d; ++a) ok[a] = static_cast<D>(fi[a]) - static_cast<D>(fj[a]);
     }
   });
 }
@@ -41,7 +42,7 @@ void CpuKernels::fisher_weights(const void* rewards, bool rewards_double, int64_
 
 void CpuKernels::pair_quadform(FeatureView features, PairView pairs, const double* projected,
                                double scale, double* out, void*) {
-  dispatch_types(features.is_double, pairs.is_int64, [&](auto t, auto idx) {
+  dispatch_features(features.dtype, pairs.is_int64, [&](auto t, auto idx) {
     using T = decltype(t);
     using I = decltype(idx);
     const T* f = static_cast<const T*>(features.data);

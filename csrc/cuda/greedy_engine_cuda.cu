@@ -464,7 +464,7 @@ __global__ void __launch_bounds__(kRowsTile)
 #pragma unroll
         for (int m = 0; m < kRowsCols; ++m) {
           const int r = min(first_row + m * kRowsStride, rows - 1);
-          values[m] = __ldg(block_rows + r * cols + a);
+          values[m] = load_feature(block_rows + r * cols + a);
         }
         const double u = vector[a] * x_scale;
 #pragma unroll
@@ -644,8 +644,9 @@ void CudaKernels::greedy_sweep(const GreedyProblem& problem, GreedyState state, 
 void CudaKernels::greedy_apply(const GreedyProblem& problem, GreedyState state, int64_t step,
                                int64_t* chosen, double* gains, bool prepare_next, void* stream) {
   const cudaStream_t s = cuda::as_stream(stream);
-  if (problem.features.is_double) apply<double>(problem, state, step, chosen, gains, prepare_next, s);
-  else apply<float>(problem, state, step, chosen, gains, prepare_next, s);
+  dispatch_feature_type(problem.features.dtype, [&](auto t) {
+    apply<decltype(t)>(problem, state, step, chosen, gains, prepare_next, s);
+  });
 }
 
 void CudaKernels::greedy_run(const GreedyProblem& problem, GreedyState state, int64_t k,

@@ -23,15 +23,16 @@ constexpr int kWarpsPerBlock = kThreads / 32;
 template <class T, class I>
 __global__ void __launch_bounds__(kThreads)
     pair_diff_kernel(const T* __restrict__ features, int64_t d, const I* __restrict__ pairs,
-                     int64_t count, T* __restrict__ out) {
+                     int64_t count, StoredDifference<T>* __restrict__ out) {
+  using D = StoredDifference<T>;
   const int lane = threadIdx.x % 32;
   const int64_t warps = static_cast<int64_t>(gridDim.x) * kWarpsPerBlock;
   for (int64_t k = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32; k < count;
        k += warps) {
     const T* fi = features + static_cast<int64_t>(pairs[2 * k]) * d;
     const T* fj = features + static_cast<int64_t>(pairs[2 * k + 1]) * d;
-    T* row = out + k * d;
-    for (int64_t a = lane; a < d; a += 32) row[a] = fi[a] - fj[a];
+    D* row = out + k * d;
+    for (int64_t a = lane; a < d; a += 32) row[a] = static_cast<D>(fi[a]) - static_cast<D>(fj[a]);
   }
 }
 
@@ -110,8 +111,8 @@ __global__ void __launch_bounds__(kQuadPairs)
             const int slot = min(first_slot + (batch + b) * kSlotStride, active_pairs - 1);
             const int64_t i = first_row[slot] + a;
             const int64_t j = second_row[slot] + a;
-            fi[b] = __ldg(features + i);
-            fj[b] = __ldg(features + j);
+            fi[b] = load_feature(features + i);
+            fj[b] = load_feature(features + j);
             gi[b] = kProjected ? __ldg(projected + i) : 0.0;
             gj[b] = kProjected ? __ldg(projected + j) : 0.0;
           }
@@ -149,13 +150,13 @@ int64_t quadform_columns_per_launch(int64_t n, int64_t d, int64_t bytes_per_colu
 
 void CudaKernels::pair_diff(FeatureView features, PairView pairs, void* out, void* stream) {
   if (pairs.count == 0 || features.d == 0) return;
-  dispatch_types(features.is_double, pairs.is_int64, [&](auto t, auto idx) {
+  dispatch_features(features.dtype, pairs.is_int64, [&](auto t, auto idx) {
     using T = decltype(t);
     using I = decltype(idx);
     pair_diff_kernel<T, I>
         <<<grid_for(pairs.count, kWarpsPerBlock), kThreads, 0, as_stream(stream)>>>(
             static_cast<const T*>(features.data), features.d, static_cast<const I*>(pairs.data),
-            pairs.count, static_cast<T*>(out));
+            pairs.count, static_cast<StoredDifference<T>*>(out));
   });
   check_launch("pair_diff kernel launch");
 }
@@ -182,10 +183,9 @@ void CudaKernels::pair_quadform(FeatureView features, PairView pairs, const doub
     cuda::check(cudaMemsetAsync(out, 0, pairs.count * sizeof(double), s), "pair_quadform memset");
     return;
   }
-  const int64_t feature_bytes = features.is_double ? sizeof(double) : sizeof(float);
   const int64_t width = quadform_columns_per_launch(
-      features.n, features.d, feature_bytes + (projected ? sizeof(double) : 0));
-  dispatch_types(features.is_double, pairs.is_int64, [&](auto t, auto idx) {
+      features.n, features.d, feature_bytes(features.dtype) + (projected ? sizeof(double) : 0));
+  dispatch_features(features.dtype, pairs.is_int64, [&](auto t, auto idx) {
     using T = decltype(t);
     using I = decltype(idx);
     const auto kernel =

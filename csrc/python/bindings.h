@@ -23,10 +23,10 @@ T* address(std::uintptr_t value) {
 inline void bind_views(py::module_& m) {
   using std::uintptr_t;
   py::class_<FeatureView>(m, "FeatureView", py::module_local())
-      .def(py::init([](uintptr_t data, bool is_double, int64_t n, int64_t d, double scale) {
-             return FeatureView{address<const void>(data), is_double, n, d, scale};
+      .def(py::init([](uintptr_t data, int32_t dtype, int64_t n, int64_t d, double scale) {
+             return FeatureView{address<const void>(data), dtype, n, d, scale};
            }),
-           py::arg("data"), py::arg("is_double"), py::arg("n"), py::arg("d"),
+           py::arg("data"), py::arg("dtype"), py::arg("n"), py::arg("d"),
            py::arg("scale") = 1.0)
       .def_readonly("n", &FeatureView::n)
       .def_readonly("d", &FeatureView::d)
@@ -96,6 +96,12 @@ inline void bind_views(py::module_& m) {
                                 address<void>(workspace)};
            }),
            py::arg("scores"), py::arg("factor"), py::arg("workspace"));
+  py::dict feature_dtypes;  // FeatureView's dtype codes by torch dtype name
+  feature_dtypes["float32"] = kFeatureFloat32;
+  feature_dtypes["float64"] = kFeatureFloat64;
+  feature_dtypes["float16"] = kFeatureFloat16;
+  feature_dtypes["bfloat16"] = kFeatureBFloat16;
+  m.attr("feature_dtypes") = feature_dtypes;
   m.attr("max_members") = kMaxMembers;
   m.attr("refresh_choice") = kRefreshChoice;
   m.attr("choice_slots") = sizeof(GreedyChoice) / 8;
@@ -143,6 +149,17 @@ void bind_kernels(py::module_& m) {
                                address<double>(out), address<void>(stream));
       },
       py::arg("features"), py::arg("pairs"), py::arg("weights"), py::arg("out"),
+      py::arg("stream"), release);
+
+  m.def(
+      "fisher_product",
+      [](FeatureView features, uintptr_t laplacian, uintptr_t workspace, uintptr_t out,
+         uintptr_t stream) {
+        Kernels::fisher_product(features, address<const double>(laplacian),
+                                address<void>(workspace), address<double>(out),
+                                address<void>(stream));
+      },
+      py::arg("features"), py::arg("laplacian"), py::arg("workspace"), py::arg("out"),
       py::arg("stream"), release);
 
   m.def(

@@ -9,7 +9,9 @@ from ._core import PromptQuota as PromptQuota
 from ._core import backend as backend
 from ._core import choice_slots as choice_slots
 from ._core import compiler as compiler
+from ._core import feature_dtypes as feature_dtypes
 from ._core import fisher_matrix as fisher_matrix
+from ._core import fisher_product as fisher_product
 from ._core import fisher_weights as fisher_weights
 from ._core import greedy_apply as greedy_apply
 from ._core import greedy_run as greedy_run

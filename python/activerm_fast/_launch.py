@@ -35,6 +35,10 @@ MAX_MEMBERS = int(_core.max_members)
 LAZY_MIN_PAIRS = 1_500_000
 LAZY_MIN_STEPS = 100
 REFRESH_CHOICE = int(_core.refresh_choice)  # a step's index when the state must be recomputed
+# FeatureView's dtype code of each feature dtype the kernels read (csrc feature_types.h).
+FEATURE_DTYPES = {
+    getattr(torch, name): int(code) for name, code in dict(_core.feature_dtypes).items()
+}
 
 
 def backend_for(device: torch.device, name: str = "features") -> ModuleType:
@@ -102,10 +106,18 @@ def available_memory() -> int:
 # ---- views ------------------------------------------------------------------------------------
 
 
+def result_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype kernels return for features of ``dtype``: float32 for half precision (the
+    results of float32 features holding the same values, which half precision could not
+    hold), else the features' own."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
 def _feature_view(backend: ModuleType, f: torch.Tensor, scale: float = 1.0) -> Any:
-    """(n, d) features, or the first member's of (E, n, d), read times the power of two scale."""
+    """(n, d) features, or the first member's of (E, n, d), read times the power of two scale;
+    half-precision features are read as they are stored and widened in the kernels."""
     n, d = f.shape[-2:]
-    return backend.FeatureView(f.data_ptr(), f.dtype == torch.float64, n, d, scale)
+    return backend.FeatureView(f.data_ptr(), FEATURE_DTYPES[f.dtype], n, d, scale)
 
 
 @dataclass(frozen=True)
@@ -167,8 +179,9 @@ def _address(t: torch.Tensor | None) -> int:
 
 
 def pair_diff(f: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    """(P, d) differences phi_i - phi_j in the features' dtype."""
-    out = torch.empty((p.shape[0], f.shape[1]), dtype=f.dtype, device=f.device)
+    """(P, d) differences phi_i - phi_j in the features' result dtype (float32 for
+    half-precision features, as float32 features holding the same values give)."""
+    out = torch.empty((p.shape[0], f.shape[1]), dtype=result_dtype(f.dtype), device=f.device)
     if p.shape[0]:
         backend = backend_for(f.device)
         with on_device(f.device):
@@ -234,6 +247,26 @@ def fisher_matrix(f: torch.Tensor, p: torch.Tensor, w: torch.Tensor | None) -> t
             _feature_view(backend, f),
             _pair_view(backend, p),
             _address(w),
+            out.data_ptr(),
+            stream_for(f.device),
+        )
+    return out
+
+
+def fisher_product(f: torch.Tensor, laplacian: torch.Tensor) -> torch.Tensor:
+    """The product half of the Fisher matrix: (d, d) float64 Phi_c^T ``laplacian`` for the
+    (n, d) float64 L_w Phi of :func:`fisher_matrix`, Phi_c the features of the responses the
+    pairs compare (the rows of L_w Phi that are not zero) less their mean, every entry summed
+    over those rows in ascending order: the same bits for any thread count."""
+    n, d = f.shape
+    out = torch.empty((d, d), dtype=torch.float64, device=f.device)
+    workspace = torch.empty(n + d, dtype=torch.float64, device=f.device)
+    backend = backend_for(f.device)
+    with on_device(f.device):
+        backend.fisher_product(
+            _feature_view(backend, f),
+            laplacian.data_ptr(),
+            workspace.data_ptr(),
             out.data_ptr(),
             stream_for(f.device),
         )

@@ -16,6 +16,10 @@ import numpy as np
 import torch
 
 FLOAT_DTYPES = (torch.float32, torch.float64)
+# Features may also be half precision (what the feature extractors of large models produce):
+# the kernels read them as stored and widen each value exactly (csrc feature_types.h).
+FEATURE_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+FEATURE_DTYPE_NAMES = "float32, float64, float16 or bfloat16"
 INDEX_DTYPES = (torch.int32, torch.int64)
 
 
@@ -91,10 +95,14 @@ def all_finite(t: torch.Tensor) -> bool:
     A sum is NaN or infinite whenever an element is, so a finite sum proves the tensor finite
     in one vectorised pass that allocates nothing (``isfinite`` is several passes, each
     writing a mask); only a sum that is not finite (a non-finite element, or finite elements
-    whose sum overflows) is checked element by element.
+    whose sum overflows) is checked element by element. A half-precision sum overflows at a
+    few thousand moderate values, so halves are checked by their largest and smallest element
+    instead (NaN propagates through both; two passes, nothing allocated either).
     """
     if t.numel() == 0 or not (t.is_floating_point() or t.is_complex()):
         return True
+    if t.dtype in (torch.float16, torch.bfloat16):
+        return bool(torch.isfinite(t.amax())) and bool(torch.isfinite(t.amin()))
     return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
 
 
@@ -110,14 +118,14 @@ def check_finite(t: torch.Tensor, name: str) -> None:
 
 
 def features_tensor(x: Any, name: str = "features", *, members: bool = False) -> torch.Tensor:
-    """(n, d) float32/float64, contiguous, finite, non-empty; with ``members`` also (E, n, d)
-    (one feature matrix per ensemble member), always returned as (E, n, d).
+    """(n, d) float32/float64/float16/bfloat16, contiguous, finite, non-empty; with ``members``
+    also (E, n, d) (one feature matrix per ensemble member), always returned as (E, n, d).
 
     Every check runs on the array as given, so errors quote the caller's own shape and index.
     """
     t = as_tensor(x, name)
-    if t.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{name} must be float32 or float64, got {t.dtype}")
+    if t.dtype not in FEATURE_DTYPES:
+        raise TypeError(f"{name} must be {FEATURE_DTYPE_NAMES}, got {t.dtype}")
     if members and t.ndim not in (2, 3):
         raise ValueError(f"{name} must have shape (n, d) or (E, n, d), got {tuple(t.shape)}")
     if not members and t.ndim != 2:

@@ -1,10 +1,12 @@
 """The public kernels: validate at the boundary, then run on the launch layer.
 
-Every function accepts NumPy arrays or torch tensors (float32/float64 features, int32/int64
-pairs, rows ``(i, j)`` meaning "response i minus response j") and returns the same array
-type as its first argument, in that argument's float dtype. Accumulation is float64 inside
-the kernels whatever the input dtype. Kernels run where the data lives: CPU arrays on the
-OpenMP backend, CUDA tensors on the CUDA backend.
+Every function accepts NumPy arrays or torch tensors (float32/float64/float16/bfloat16
+features, int32/int64 pairs, rows ``(i, j)`` meaning "response i minus response j") and
+returns the same array type as its first argument, in that argument's float dtype (float32
+for half-precision features: the results of float32 features holding the same values, bit for
+bit). Accumulation is float64 inside the kernels whatever the input dtype; half-precision
+features are widened as the kernels read them, never copied. Kernels run where the data
+lives: CPU arrays on the OpenMP backend, CUDA tensors on the CUDA backend.
 """
 
 from __future__ import annotations
@@ -73,13 +75,21 @@ def export(t: torch.Tensor, as_numpy: bool) -> Array:
 
 
 def _representable(
-    exact: torch.Tensor, what: str, f: torch.Tensor, dtype: torch.dtype | None = None
+    exact: torch.Tensor,
+    what: str,
+    f: torch.Tensor,
+    dtype: torch.dtype | None = None,
+    *,
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``exact`` (float64, or the features' dtype) in ``dtype`` (the features' dtype by default),
-    or a ValueError when finite features gave a result beyond that dtype's range: above it (a
-    silent inf would look like an answer), or wholly below its smallest normal number while
-    not zero (a silent all-zero result would look like one too)."""
-    out = exact.to(f.dtype if dtype is None else dtype)
+    """``exact`` (float64, or the features' result dtype) in ``dtype`` (by default the features'
+    result dtype: their own, float32 for half precision), or a ValueError when finite features
+    gave a result beyond that dtype's range: above it (a silent inf would look like an answer),
+    or wholly below its smallest normal number while not zero (a silent all-zero result would
+    look like one too). An underflow names the ``weights`` (non-negative, linear in the result)
+    when the result at weights scaled to a largest of 1 would be representable: then they, not
+    the features, took it below the range."""
+    out = exact.to(_launch.result_dtype(f.dtype) if dtype is None else dtype)
     if not out.numel():
         return out
     name = str(out.dtype).removeprefix("torch.")
@@ -87,7 +97,11 @@ def _representable(
     if not bool(torch.isfinite(out).all()):
         raise ValueError(f"{what} overflows {name}: {scale}")
     largest = exact.abs().max().item()
-    if 0.0 < largest < torch.finfo(out.dtype).tiny:
+    tiny = torch.finfo(out.dtype).tiny
+    if 0.0 < largest < tiny:
+        heaviest = 0.0 if weights is None or not weights.numel() else weights.max().item()
+        if 0.0 < heaviest < 1.0 and largest / heaviest >= tiny:
+            scale = f"weights up to {heaviest:.3g}; rescale the weights"
         raise ValueError(f"{what} underflows {name} (largest entry {largest:.3g}): {scale}")
     return out
 
@@ -100,14 +114,15 @@ def pair_diff(features: Array, pairs: Array) -> Array:
     Parameters
     ----------
     features : np.ndarray or torch.Tensor
-        (n, d) float32 or float64 features of the responses.
+        (n, d) float32, float64, float16 or bfloat16 features of the responses.
     pairs : np.ndarray or torch.Tensor
         (P, 2) int32 or int64 rows ``(i, j)``, indices into ``features``.
 
     Returns
     -------
     np.ndarray or torch.Tensor
-        (P, d) rows ``features[i] - features[j]``, of the type and dtype of ``features``.
+        (P, d) rows ``features[i] - features[j]``, of the type and dtype of ``features``
+        (float32 for half-precision features).
 
     Raises
     ------
@@ -179,7 +194,7 @@ def pair_quadform(features: Array, pairs: Array, precision: Array) -> Array:
     Parameters
     ----------
     features : np.ndarray or torch.Tensor
-        (n, d) float32 or float64 features.
+        (n, d) float32, float64, float16 or bfloat16 features.
     pairs : np.ndarray or torch.Tensor
         (P, 2) int32 or int64 rows ``(i, j)``; d_k = features[i] - features[j].
     precision : np.ndarray or torch.Tensor
@@ -188,7 +203,7 @@ def pair_quadform(features: Array, pairs: Array, precision: Array) -> Array:
     Returns
     -------
     np.ndarray or torch.Tensor
-        (P,) values, of the type and dtype of ``features``.
+        (P,) values, of the type and dtype of ``features`` (float32 for half precision).
 
     Raises
     ------
@@ -225,7 +240,7 @@ def fisher_matrix(features: Array, pairs: Array, weights: Array | None = None) -
     Parameters
     ----------
     features : np.ndarray or torch.Tensor
-        (n, d) float32 or float64 features.
+        (n, d) float32, float64, float16 or bfloat16 features.
     pairs : np.ndarray or torch.Tensor
         (P, 2) int32 or int64 rows ``(i, j)``; d_k = features[i] - features[j].
     weights : np.ndarray or torch.Tensor, optional
@@ -234,7 +249,8 @@ def fisher_matrix(features: Array, pairs: Array, weights: Array | None = None) -
     Returns
     -------
     np.ndarray or torch.Tensor
-        (d, d) symmetric matrix, of the type and dtype of ``features``.
+        (d, d) symmetric matrix, of the type and dtype of ``features`` (float32 for half
+        precision).
 
     Raises
     ------
@@ -257,7 +273,7 @@ def fisher_matrix(features: Array, pairs: Array, weights: Array | None = None) -
     if weights is not None:
         w = v.float_tensor(weights, "weights", (p.shape[0],), f.device, nonnegative=True)
         w = w.double().contiguous()
-    out = _representable(_design.fisher_matrix(f, p, w), "fisher_matrix", f)
+    out = _representable(_design.fisher_matrix(f, p, w), "fisher_matrix", f, weights=w)
     return export(out, v.is_numpy_like(features))
 
 
@@ -325,7 +341,7 @@ def greedy_logdet(
     Parameters
     ----------
     features : np.ndarray or torch.Tensor
-        (n, d) float32 or float64 features.
+        (n, d) float32, float64, float16 or bfloat16 features.
     pairs : np.ndarray or torch.Tensor
         (P, 2) int32 or int64 candidate rows ``(i, j)``, no pair given twice.
     k : int

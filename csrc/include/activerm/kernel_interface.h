@@ -11,6 +11,12 @@
 //   fisher_matrix       the scatter half of fisher_matrix: out (n, d) float64 = L_w Phi, the
 //                       weighted pair Laplacian applied to the features, so Phi^T out =
 //                       sum_k w_k d_k d_k^T; weights may be null (all ones); out is overwritten.
+//   fisher_product      the product half: out (d, d) float64 = Phi_c^T L for L = fisher_matrix's
+//                       (n, d) out, Phi_c the features of the rows where L is not zero (the
+//                       responses the pairs compare) less those rows' mean; symmetric up to
+//                       rounding. Every entry sums its rows in ascending order from 0, so the
+//                       bits do not depend on the thread count, and CPU and CUDA agree given
+//                       the same L. workspace: n + d 8-byte slots.
 //   implicit_pairs      out (P, 2) int64: the pairs of a generated view (pair_source.h), as
 //                       every kernel that reads them computes them.
 //
@@ -39,6 +45,8 @@
                             double scale, double* out, void* stream);                           \
   static void fisher_matrix(FeatureView features, PairView pairs, const double* weights,        \
                             double* out, void* stream);                                         \
+  static void fisher_product(FeatureView features, const double* laplacian, void* workspace,     \
+                             double* out, void* stream);                                        \
   static void implicit_pairs(PairView pairs, int64_t* out, void* stream);                       \
   static int64_t greedy_workspace_bytes(const GreedyProblem& problem);                          \
   static void greedy_sweep(const GreedyProblem& problem, GreedyState state, bool downdate,      \

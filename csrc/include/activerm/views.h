@@ -5,11 +5,13 @@
 
 #include <cstdint>
 
+#include "activerm/feature_types.h"
+
 namespace activerm {
 
-struct FeatureView {  // row-major (n, d), float32 or float64
+struct FeatureView {  // row-major (n, d): float32, float64, float16 or bfloat16 (feature_types.h)
   const void* data;
-  bool is_double;
+  int32_t dtype;  // kFeatureFloat32, kFeatureFloat64, kFeatureFloat16, kFeatureBFloat16
   int64_t n;
   int64_t d;
   // A power of two every feature is multiplied by as it is read (1: none), honoured by
@@ -127,7 +129,8 @@ struct GreedyChoice {
   double weights[kMaxMembers];  // w_e of the pair for each member
 };
 
-// Calls fn(T{}, I{}) with T the feature type and I the pair index type.
+// Calls fn(T{}, I{}) with T float or double (rewards; features: dispatch_features) and I the
+// pair index type.
 template <class Fn>
 void dispatch_types(bool is_double, bool is_int64, Fn&& fn) {
   if (is_double) {

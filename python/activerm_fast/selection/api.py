@@ -272,7 +272,7 @@ def select(
     strategy : str
         A name in :data:`~activerm_fast.STRATEGIES` (e.g. ``"dopt-greedy"``, ``"random"``).
     features : np.ndarray or torch.Tensor
-        (n, d) or (E, n, d) float32 or float64 last-layer features.
+        (n, d) or (E, n, d) float32, float64, float16 or bfloat16 last-layer features.
     pairs : np.ndarray or torch.Tensor
         (P, 2) int32 or int64 candidate rows ``(i, j)``, no pair given twice.
     k : int

@@ -22,13 +22,12 @@ from .. import _launch
 def fisher_matrix(f: torch.Tensor, p: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
     """sum_k w_k d_k d_k^T = Phi^T (L_w Phi), L_w the weighted Laplacian of the pair graph.
 
-    The product runs over the responses the pairs compare only (the rows of L_w Phi that are
-    not zero): a few labelled pairs among many responses cost O(their rows d^2), not O(n d^2).
+    Both halves run in the kernels, every sum in one fixed order, so the bits do not depend on
+    the thread count. The product runs over the responses the pairs compare only (the rows of
+    L_w Phi that are not zero), centred on their mean (see :func:`centred_for`): a few labelled
+    pairs among many responses cost O(their rows d^2), not O(n d^2).
     """
-    laplacian_phi = _launch.fisher_matrix(f, p, w)
-    rows = torch.nonzero((laplacian_phi != 0).any(dim=1)).squeeze(1)
-    spread = laplacian_phi[rows]
-    matrix = centred_for(f[rows], spread).T @ spread
+    matrix = _launch.fisher_product(f, _launch.fisher_matrix(f, p, w))
     return 0.5 * (matrix + matrix.T)
 
 

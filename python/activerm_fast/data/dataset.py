@@ -22,7 +22,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
@@ -857,6 +857,25 @@ def spectrum_exponent(embeddings: Any, variance: float = 0.9) -> float:
     logs = np.log(np.arange(1, ranks + 1)), np.log(eigenvalues[:ranks])
     slope = np.polyfit(*logs, 1)[0]
     return float(-slope)
+
+
+class EmbeddingOptions(TypedDict, total=False):
+    """The options embed_texts and load_preferences both take beside a file and a text model.
+
+    The text model's batch size and progress bar, and the prompt-level split
+    (``test_fraction``, ``seed``), as :func:`embed_texts` documents them.
+
+    Examples
+    --------
+    >>> from activerm_fast.data.dataset import EmbeddingOptions
+    >>> sorted(EmbeddingOptions.__annotations__)
+    ['batch_size', 'seed', 'show_progress_bar', 'test_fraction']
+    """
+
+    batch_size: int
+    show_progress_bar: bool
+    test_fraction: float
+    seed: int
 
 
 def embed_texts(

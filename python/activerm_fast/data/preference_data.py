@@ -37,7 +37,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -51,7 +51,10 @@ from .._validation import (
     pairs_tensor,
 )
 from .annotation import _row_index
-from .dataset import Dataset, embed_texts, from_arrays
+from .dataset import Dataset, EmbeddingOptions, embed_texts, from_arrays
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 FORMS = ("standard", "conversational", "implicit")
 TIES = ("drop", "both")
@@ -467,13 +470,7 @@ def _write(rows: list[dict[str, Any]], path: Path, kind: str) -> None:
 
 
 def load_preferences(
-    path: str | os.PathLike[str],
-    model: Any = None,
-    *,
-    batch_size: int = 32,
-    show_progress_bar: bool = True,
-    test_fraction: float = 0.2,
-    seed: int = 0,
+    path: str | os.PathLike[str], model: Any = None, **options: Unpack[EmbeddingOptions]
 ) -> Dataset:
     """A :class:`~activerm_fast.data.Dataset` from a preference dataset at ``path``.
 
@@ -494,12 +491,11 @@ def load_preferences(
     model : object or str or os.PathLike, optional
         The text model, as in :func:`~activerm_fast.data.embed_texts`; unused when the rows
         carry embeddings.
-    batch_size, show_progress_bar
-        Passed to the text model.
-    test_fraction : float, default 0.2
-        Share of the prompts in the test split.
-    seed : int, default 0
-        Seeds that split.
+    **options
+        :func:`~activerm_fast.data.embed_texts`' ``batch_size`` and ``show_progress_bar``
+        (passed to the text model), ``test_fraction`` (share of the prompts in the test
+        split, default 0.2) and ``seed`` (seeds that split, default 0):
+        :class:`~activerm_fast.data.dataset.EmbeddingOptions`.
 
     Returns
     -------
@@ -537,15 +533,11 @@ def load_preferences(
     >>> back.responses, bool(np.allclose(back.embeddings, qa.embeddings[[0, 1, 2]]))
     (['yes', 'no', 'maybe'], True)
     """
+    unknown = sorted(set(options) - set(EmbeddingOptions.__annotations__))
+    if unknown:
+        raise TypeError(f"load_preferences got an unexpected keyword argument {unknown[0]!r}")
     comparisons = _read_comparisons(_path_argument(path, "path"))
-    reading = _Reading(
-        model=model,
-        batch_size=batch_size,
-        show_progress_bar=show_progress_bar,
-        test_fraction=test_fraction,
-        seed=seed,
-    )
-    return _dataset(comparisons, reading)
+    return _dataset(comparisons, _Reading(model, options))
 
 
 def import_preferences(
@@ -606,7 +598,7 @@ def import_preferences(
     """
     comparisons = _read_comparisons(_path_argument(source, "source"))
     _file_kind(_path_argument(out, "out"), writing=True)  # a bad name fails before embedding
-    reading = _Reading(model=model, batch_size=batch_size, show_progress_bar=show_progress_bar)
+    reading = _Reading(model, {"batch_size": batch_size, "show_progress_bar": show_progress_bar})
     dataset = _dataset(comparisons, reading)  # split as load_preferences' default
     summary = export_preferences(
         dataset, dataset.pairs, dataset.labels, out, form=comparisons.form, embeddings=True
@@ -825,18 +817,19 @@ def _vector(value: Any, name: str, dim: int | None) -> np.ndarray:
     return vector
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True)
 class _Reading:
     """How :func:`load_preferences` and :func:`import_preferences` make the Dataset: the text
-    model and its options for :func:`~activerm_fast.data.embed_texts` (used when the rows carry
-    no embeddings), and the prompt-level split. The fields are named as embed_texts' arguments,
-    which they are passed as."""
+    model and the options given for :func:`~activerm_fast.data.embed_texts` (used when the
+    rows carry no embeddings), whose prompt-level split applies either way; options not given
+    keep embed_texts' and from_arrays' defaults."""
 
     model: Any
-    batch_size: int
-    show_progress_bar: bool
-    test_fraction: float = 0.2
-    seed: int = 0
+    options: EmbeddingOptions
+
+    def split(self) -> dict[str, Any]:
+        """The split options given, for :func:`~activerm_fast.data.from_arrays`."""
+        return {key: self.options[key] for key in ("test_fraction", "seed") if key in self.options}
 
 
 def _dataset(comparisons: _Comparisons, reading: _Reading) -> Dataset:
@@ -846,12 +839,7 @@ def _dataset(comparisons: _Comparisons, reading: _Reading) -> Dataset:
     if comparisons.embeddings is None:
         dataset = _embedded(comparisons, prompt_ids, reading)
     else:
-        dataset = from_arrays(
-            comparisons.embeddings,
-            prompt_ids,
-            test_fraction=reading.test_fraction,
-            seed=reading.seed,
-        )
+        dataset = from_arrays(comparisons.embeddings, prompt_ids, **reading.split())
     return replace(
         dataset,
         name=comparisons.path.name.split(".")[0],
@@ -875,7 +863,7 @@ def _embedded(comparisons: _Comparisons, prompt_ids: np.ndarray, reading: _Readi
                 record = {"prompt_id": prompt_id, "prompt": prompt, "response": response}
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
         try:
-            return embed_texts(records, **vars(reading))  # its fields: embed_texts' keywords
+            return embed_texts(records, reading.model, **reading.options)
         except ImportError as err:
             raise ImportError(
                 f"{comparisons.path} has no embedding columns {EMBEDDING_COLUMNS}, so its texts "

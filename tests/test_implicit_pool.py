@@ -307,3 +307,45 @@ def worker(rank: int, world: int) -> dict[str, tuple]:
 
 if __name__ == "__main__":
     gloo.main(worker)
+
+
+def stepwise_cases():
+    """(features, pool, k, prior) of stored and implicit pools, with and without refreshes."""
+    ids, features, _, _ = problem(10, 3, 5)
+    implicit = arm.ImplicitPool.cross_prompt(ids, 400, seed=8)
+    stored = arm.pairs.cross_prompt(ids, 30, seed=2)
+    top = np.sqrt(1e9)  # a dominant pair that makes the engine recompute its state
+    rows = [np.zeros(3), np.array([top, 0.0, 0.0])]
+    rows += [np.array([0.9 * top, np.sqrt(e2), 0.0]) for e2 in (1e-7, 2e-7, 3e-7, 4e-7)]
+    drifting = np.array([[0, j] for j in range(1, len(rows))])
+    wide = features.astype(np.float64)
+    return [
+        (wide, implicit, 12, 1e-14),
+        (wide, implicit, 8, 1.0),
+        (wide, stored, 10, 1e-3),
+        (np.stack(rows), drifting, 3, 1.0),
+    ]
+
+
+@pytest.mark.parametrize("case", range(4))
+def test_the_steps_behind_a_progress_bar_are_the_compiled_loops(case, monkeypatch, capsys):
+    # where a bar is shown the steps run one at a time from Python: the same picks, bit for bit
+    features, pool, k, prior = stepwise_cases()[case]
+    compiled = arm.greedy_logdet(features, pool, k, prior=prior)
+    monkeypatch.setattr(design, "progress_shown", lambda count: True)
+    stepwise = arm.greedy_logdet(features, pool, k, prior=prior)
+    assert stepwise.indices.tolist() == compiled.indices.tolist()
+    assert stepwise.gains.tobytes() == compiled.gains.tobytes()
+    assert stepwise.logdet == compiled.logdet
+    shown = capsys.readouterr().err
+    assert "greedy steps: 100%" in shown and f"{k}/{k}" in shown
+    if isinstance(pool, arm.ImplicitPool):
+        assert "scoring pairs: 100%" in shown
+
+
+def test_progress_shows_only_for_large_work_on_a_terminal(monkeypatch):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert design.progress_shown(design.PROGRESS_PAIRS)
+    assert not design.progress_shown(design.PROGRESS_PAIRS - 1)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    assert not design.progress_shown(10**12)

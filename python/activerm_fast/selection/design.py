@@ -10,11 +10,13 @@ overflows or underflows, and turns what cannot be represented into clear errors.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 import torch
+from tqdm.auto import tqdm
 
 from .. import _launch
 
@@ -192,15 +194,28 @@ def _inverse_root(prior: Prior, scale: float, d: int) -> torch.Tensor:
 GENERATED_CHUNK = 1 << 22
 
 
+# a selection over this many pairs or more takes seconds: it shows progress on a terminal
+PROGRESS_PAIRS = 10**8
+
+
+def progress_shown(count: int) -> bool:
+    """Whether work over ``count`` pairs shows progress bars: at least :data:`PROGRESS_PAIRS`
+    of them, and stderr a terminal."""
+    return count >= PROGRESS_PAIRS and sys.stderr.isatty()
+
+
 def per_pair(pairs: _launch.Pairs, score: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
     """``score(pairs)`` of a per-pair kernel: at once for stored pairs; for a generated pool
     chunk by chunk into one (P,) array, the pairs never all held at once (a per-pair result
-    does not depend on the chunks)."""
+    does not depend on the chunks), with a progress bar where :func:`progress_shown`."""
     if isinstance(pairs, torch.Tensor):
         return score(pairs)
     out = torch.empty(pairs.count, dtype=torch.float64, device=pairs.device)
-    for start, rows in _launch.generated_chunks(pairs, GENERATED_CHUNK):
-        out[start : start + len(rows)] = score(rows)
+    shown = progress_shown(pairs.count)
+    with tqdm(total=pairs.count, desc="scoring pairs", unit_scale=True, disable=not shown) as bar:
+        for start, rows in _launch.generated_chunks(pairs, GENERATED_CHUNK):
+            out[start : start + len(rows)] = score(rows)
+            bar.update(len(rows))
     return out
 
 
@@ -487,19 +502,38 @@ class Exchange(Protocol):
         ...
 
 
+class _Alone:
+    """The :class:`Exchange` of a pool that one process holds whole: its best is the winner."""
+
+    def agreed(self, call: Callable[[], T]) -> T:
+        return call()
+
+    def winner(self, record: torch.Tensor) -> torch.Tensor:
+        return record
+
+    def maximum(self, value: float) -> float:
+        return value
+
+
 def greedy(
     problem: GreedyProblem, k: int, exchange: Exchange | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Greedy maximisation of sum_e log det(F0_e + sum_S w_e d_e d_e^T) over k pairs.
 
-    Alone, the compiled engine runs the steps (:func:`_run`); with an ``exchange``, the pairs
-    are one shard of the pool and every step's best record is exchanged before the same winner
-    is applied everywhere (:func:`_run_exchanged`). Returns the chosen (global) positions,
+    Alone, the compiled engine runs the steps (:func:`_run`), or, where a progress bar is
+    shown (:func:`progress_shown`), the same steps one at a time (:func:`_run_exchanged` with
+    the process alone); with an ``exchange``, the pairs are one shard of the pool and every
+    step's best record is exchanged before the same winner is applied everywhere
+    (:func:`_run_exchanged`). Returns the chosen (global) positions,
     their gains (the sum over members) and the final objective.
     """
     if k == 0:
         return no_steps(problem.pairs.device, problem.logdet)
-    if exchange is None:
+    if exchange is None and progress_shown(problem.pairs.shape[0]):
+        # the same steps one at a time, so that a bar can count them
+        engine, scale = greedy_engine(problem, steps=k)
+        chosen, gains = _run_exchanged(engine, problem, k, scale=scale, exchange=_Alone())
+    elif exchange is None:
         engine, scale = greedy_engine(problem, steps=k)
         chosen, gains = _run(engine, problem, k, scale)
     else:
@@ -611,6 +645,8 @@ def _run_exchanged(
     slots = 4 + problem.member_count  # score, index, first, second, one weight per member
     winners = torch.empty((k, slots), dtype=torch.float64, device=device)
     refreshed = False  # a refresh and no step since
+    # one process alone runs here only to show the steps
+    bar = tqdm(total=k, desc="greedy steps", disable=not isinstance(exchange, _Alone))
     engine.sweep(downdate=False)
     step = 0
     while step < k:
@@ -638,8 +674,10 @@ def _run_exchanged(
         winners[step] = winner
         refreshed = False
         step += 1
+        bar.update(1)
         if step < k:
             engine.sweep(downdate=True)
+    bar.close()
     return chosen, gains
 
 

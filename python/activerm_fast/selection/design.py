@@ -529,13 +529,12 @@ def greedy(
     """
     if k == 0:
         return no_steps(problem.pairs.device, problem.logdet)
-    if exchange is None and progress_shown(problem.pairs.shape[0]):
-        # the same steps one at a time, so that a bar can count them
+    if exchange is None:
         engine, scale = greedy_engine(problem, steps=k)
-        chosen, gains = _run_exchanged(engine, problem, k, scale=scale, exchange=_Alone())
-    elif exchange is None:
-        engine, scale = greedy_engine(problem, steps=k)
-        chosen, gains = _run(engine, problem, k, scale)
+        if progress_shown(problem.pairs.shape[0]):  # one step at a time, so a bar counts them
+            chosen, gains = _run_exchanged(engine, problem, k, scale=scale, exchange=_Alone())
+        else:
+            chosen, gains = _run(engine, problem, k, scale)
     else:
         engine, scale = exchange.agreed(lambda: greedy_engine(problem, steps=k))
         chosen, gains = _run_exchanged(engine, problem, k, scale=scale, exchange=exchange)

@@ -70,12 +70,6 @@ REDUCED = {
 UNCERTAIN = ("bal-pm", *(name for name in NEW if RULES[name][1]))
 # most important first: a run cut short still holds whole settings
 PHASES = ("per-prompt", "hh", "laplace", "within", "cross", "every-label")
-# The every-label fits label every pair in rounds of at most this many, the last round's fit
-# (from scratch, on every pair) being the one reported: a batch's log-det bookkeeping
-# (batch_selection: the QR of [B | I]^T, k x (d + k), even for random's one zero feature) costs
-# O(k^3), 150 s for all 11,863 synthetic pairs at once and ~9 times that for arena-bench's
-# 24,802, where a fit stops early after about 6 epochs (~20 s on the synthetic pairs).
-EVERY_LABEL_BATCH = 6500
 
 
 def datasets() -> dict[str, data.Dataset]:
@@ -98,16 +92,9 @@ def every_pair_count(dataset: data.Dataset) -> int:
 
 
 def every_label_config(base: LoopConfig, pairs: int) -> LoopConfig:
-    """``random`` on within-prompt pools of every training prompt, labelling ``pairs`` in the
-    fewest rounds of at most ``EVERY_LABEL_BATCH`` (see there)."""
-    rounds = -(-pairs // EVERY_LABEL_BATCH)
-    return replace(
-        base,
-        pool="within",
-        rounds=rounds,
-        per_round=-(-pairs // rounds),
-        prompts_per_round=10**6,
-    )
+    """``random`` on within-prompt pools of every training prompt, labelling all ``pairs`` in
+    one round."""
+    return replace(base, pool="within", rounds=1, per_round=pairs, prompts_per_round=10**6)
 
 
 def last_rounds(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -422,10 +409,9 @@ def ceiling_section(
         "",
         "*Best with the budget*: the largest final mean of any strategy in any setting. *Every "
         "label*: `random` labelling every within-prompt pair of every training prompt (on "
-        "hh-harmless-dev every labelled training pair) in rounds of at most "
-        f"{EVERY_LABEL_BATCH:,} pairs (a batch's log-det bookkeeping grows as its size cubed), "
-        "and the last round's fit, from scratch on all of them as in the campaigns (mean ± std "
-        "over seeds; *fit s* the mean time of that fit).",
+        "hh-harmless-dev every labelled training pair) in one round, and that round's fit, "
+        "from scratch on all of them as in the campaigns (mean ± std over seeds; *fit s* the "
+        "mean time of that fit).",
         "",
         *(
             [
@@ -500,6 +486,11 @@ def greedy_section(dataset: str, records: list[dict[str, Any]]) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument(
+        "--every-label-seeds",
+        type=int,
+        help="seeds of the every-label fits (default: --seeds; their spread over seeds is small)",
+    )
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--per-round", type=int, default=100)
     parser.add_argument("--jobs", type=int, default=2, help="worker processes of simulate")
@@ -549,7 +540,7 @@ def main() -> None:
                     ["random"],
                     config=config,
                     out_dir=out / name / "every-pair",
-                    **run_options,
+                    **{**run_options, "seeds": range(args.every_label_seeds or args.seeds)},
                 )
                 labelled = {r["labels"] for r in last_rounds(every[name])}
                 if labelled != {pairs}:
@@ -626,6 +617,8 @@ def report(
     skipped += " --reduced" if args.reduced else ""
     if "every-label" not in args.skip and len(args.every_label_on) < 3:
         skipped += " --every-label-on " + " ".join(args.every_label_on)
+    if "every-label" not in args.skip and args.every_label_seeds not in (None, args.seeds):
+        skipped += f" --every-label-seeds {args.every_label_seeds}"
     text = [
         "# Results",
         "",

@@ -28,6 +28,8 @@ DOCUMENTED: dict[str, list[str] | None] = {
     "activerm_fast.simulation.loop": ["ActiveLoop", "LoopConfig"],
     "activerm_fast.simulation.oracle": None,
     "activerm_fast.simulation.simulate": None,
+    "activerm_fast.simulation.report": None,
+    "activerm_fast.simulation.verdicts": None,
     "activerm_fast.data.dataset": None,
     "activerm_fast.data.pairs": None,
     "activerm_fast.data.annotation": None,

@@ -6,10 +6,12 @@ import json
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from activerm_fast import data
 from activerm_fast.cli import main
 from activerm_fast.simulation.simulate import format_verdicts, verdicts
+from activerm_fast.simulation.verdicts import student_t_quantile
 
 BUDGETS = np.arange(100, 900, 100)
 
@@ -41,6 +43,15 @@ def reached_at(points, target, budget):
     return float(np.interp(target, values[i - 1 : i + 1], labels[i - 1 : i + 1]))
 
 
+def paired_interval_by_hand(differences):
+    """(mean, half-width) of the 95% paired t interval, with SciPy's t quantile."""
+    values = np.asarray(differences, dtype=float)
+    if values.size < 2:
+        return (values.mean() if values.size else np.nan), np.nan
+    width = stats.t.ppf(0.975, values.size - 1) * values.std(ddof=1) / np.sqrt(values.size)
+    return values.mean(), width
+
+
 def outcome_by_hand(records, strategy, baseline="random", metric="spearman"):
     """The documented rule (simulate.verdicts' docstring) recomputed from the records alone."""
 
@@ -49,20 +60,33 @@ def outcome_by_hand(records, strategy, baseline="random", metric="spearman"):
         for r in records:
             if r["strategy"] == name and metric in r:
                 by_seed.setdefault(r["seed"], []).append((r["labels"], r[metric]))
-        return [sorted(points) for points in by_seed.values()]
+        return {seed: sorted(points) for seed, points in by_seed.items()}
 
     base, mine = runs(baseline), runs(strategy)
-    budget = max(points[-1][0] for points in base)
-    target = np.mean([points[-1][1] for points in base])
-    base_saving = budget - np.array([reached_at(p, target, budget) for p in base])
-    saving = budget - np.array([reached_at(p, target, budget) for p in mine])
-    base_final = np.array([p[-1][1] for p in base])
-    final = np.array([p[-1][1] for p in mine])
-    if saving.mean() - saving.std() > base_saving.mean() + base_saving.std():
+    budget = max(points[-1][0] for points in base.values())
+    target = np.mean([points[-1][1] for points in base.values()])
+    base_needed = {seed: reached_at(p, target, budget) for seed, p in base.items()}
+    needed = {seed: reached_at(p, target, budget) for seed, p in mine.items()}
+    base_saving = budget - np.array(list(base_needed.values()))
+    saving = budget - np.array(list(needed.values()))
+    base_final = np.array([p[-1][1] for p in base.values()])
+    final = np.array([p[-1][1] for p in mine.values()])
+    shared = [seed for seed in mine if seed in base]
+    paired = [
+        paired_interval_by_hand([base_needed[s] - needed[s] for s in shared]),
+        paired_interval_by_hand([mine[s][-1][1] - base[s][-1][1] for s in shared]),
+    ]
+    better = (
+        saving.mean() - saving.std() > base_saving.mean() + base_saving.std()
+        or final.mean() - final.std() > base_final.mean() + base_final.std()
+        or any(mean - width > 0 for mean, width in paired)
+    )
+    worse = final.mean() + final.std() < base_final.mean() - base_final.std() or any(
+        mean + width < 0 for mean, width in paired
+    )
+    if better and not worse:
         return "fewer labels", saving
-    if final.mean() - final.std() > base_final.mean() + base_final.std():
-        return "fewer labels", saving
-    if final.mean() + final.std() < base_final.mean() - base_final.std():
+    if worse and not better:
         return "more labels", saving
     return "no clear difference", saving
 
@@ -95,8 +119,10 @@ def test_overlapping_seed_spreads_are_no_clear_difference(rng):
     noisy = 0.1 * slope * 800  # seed noise of a tenth of the final value
     curves = linear_curves(rng, slope, noise=noisy)
     records = curve_records("random", curves)
-    # the baseline's own seeds in another order, and shifted by a tenth of their spread
-    shuffled = [curves[i] for i in rng.permutation(len(curves))]
+    # the baseline's own seeds in another order (every seed moved: in the same order they would
+    # be the same run, which the paired test rightly tells apart once shifted), and shifted by
+    # a tenth of their spread
+    shuffled = np.roll(curves, int(rng.integers(1, len(curves))), axis=0)
     records += curve_records("same", shuffled)
     shift = 0.1 * float(np.std([curve[-1] for curve in curves]))
     records += curve_records("bit-better", [curve + shift for curve in shuffled])
@@ -176,6 +202,95 @@ def test_hand_derived_verdicts_by_the_final_values():
     want = {"higher": "fewer labels", "lower": "more labels", "close": "no clear difference"}
     assert found == want
     assert {name: outcome_by_hand(records, name)[0] for name in want} == want
+
+
+def test_a_small_gain_on_every_seed_is_found_by_the_paired_test(rng):
+    # every seed's test split moves all strategies alike by far more than the gain: the seed
+    # spreads overlap, but on each seed the strategy is ahead
+    slope = float(rng.uniform(5e-4, 1e-3))
+    offsets = rng.normal(scale=0.1 * slope * 800, size=6)
+    base = [slope * BUDGETS + offset for offset in offsets]
+    gain = 0.02 * slope * 800
+    records = curve_records("random", base)
+    records += curve_records("ahead", [curve + gain * (1 + rng.uniform(0, 0.2)) for curve in base])
+    records += curve_records("behind", [curve - gain * (1 + rng.uniform(0, 0.2)) for curve in base])
+    found = {v.strategy: v for v in verdicts(records)}
+    ahead, behind = found["ahead"], found["behind"]
+    # the spreads alone would not tell: the final bands overlap
+    assert ahead.final[0] - ahead.final[1] < ahead.baseline_final[0] + ahead.baseline_final[1]
+    assert behind.final[0] + behind.final[1] > behind.baseline_final[0] - behind.baseline_final[1]
+    assert ahead.outcome == "fewer labels" and behind.outcome == "more labels"
+    assert ahead.paired_seeds == behind.paired_seeds == 6
+    mean, width = ahead.paired_gain
+    assert gain <= mean <= 1.2 * gain and 0 < width < mean
+    finals = np.array([[curve[-1] for curve in base]])
+    by_hand = paired_interval_by_hand(
+        [r["spearman"] for r in records if r["strategy"] == "ahead" and r["labels"] == 800]
+        - finals[0]
+    )
+    assert ahead.paired_gain == pytest.approx(by_hand)
+    for name in found:
+        assert found[name].outcome == outcome_by_hand(records, name)[0], name
+
+
+def test_hand_derived_paired_intervals_over_the_shared_seeds():
+    # budgets 100 and 200. random (seeds 0-2) ends at 0.5, 0.7, 0.6: target 0.6, which its
+    # seeds reach at 200 (never), 100 + 100 * 0.2 / 0.3 = 166.7 and 200. "other" ran seeds 1-3;
+    # seed 3 has no random run to pair with. Its seeds 1 and 2 reach 0.6 at 100 and at
+    # 100 + 100 * 0.1 / 0.2 = 150: savings 66.7 and 50, mean 58.3, std 11.8, and with one degree
+    # of freedom the half-width is 12.706 * 11.8 / sqrt(2) = 105.9. Final differences:
+    # 0.72 - 0.7 = 0.02 and 0.7 - 0.6 = 0.1, mean 0.06, half-width 12.706 * 0.0566 / sqrt(2).
+    two = np.array([100, 200])
+    curves = {
+        "random": {0: (0.4, 0.5), 1: (0.4, 0.7), 2: (0.5, 0.6)},
+        "other": {1: (0.65, 0.72), 2: (0.5, 0.7), 3: (0.9, 0.95)},
+    }
+    records = [
+        {"strategy": name, "seed": seed, "labels": int(labels), "spearman": value}
+        for name, runs in curves.items()
+        for seed, run in runs.items()
+        for labels, value in zip(two, run, strict=True)
+    ]
+    (verdict,) = verdicts(records)
+    assert verdict.paired_seeds == 2
+    t1 = 12.706204736174698  # Student t, 1 degree of freedom, 0.975 quantile
+    assert verdict.paired_saving == pytest.approx((175 / 3, t1 * np.sqrt(2) * 25 / 3 / np.sqrt(2)))
+    assert verdict.paired_gain == pytest.approx((0.06, t1 * np.sqrt(0.0032) / np.sqrt(2)))
+    # neither interval clears zero; the spreads decide: other's saving (100, 50 and 100 labels)
+    # 83 +- 24 against random's own (0, 33 and 0) 11 +- 16
+    assert verdict.outcome == outcome_by_hand(records, "other")[0] == "fewer labels"
+    one = [r for r in records if not (r["strategy"] == "other" and r["seed"] == 1)]
+    (alone,) = verdicts(one)
+    assert alone.paired_seeds == 1 and np.isnan(alone.paired_saving[1])
+    assert alone.paired_saving[0] == pytest.approx(50.0)
+    assert "1 seed in common: no paired interval" in alone.line()
+
+
+@pytest.mark.parametrize("df", [*range(1, 41), 57, 100, 333, 1000])
+def test_student_t_quantile_matches_scipy(df):
+    # far in the tail t moves ~1e-9 per float64 step of P(|T| <= t): rel 1e-10 is its precision
+    for probability in (0.51, 0.6, 0.9, 0.975, 0.995, 0.99999):
+        assert student_t_quantile(probability, df) == pytest.approx(
+            stats.t.ppf(probability, df), rel=1e-10
+        )
+
+
+@pytest.mark.parametrize(
+    ("probability", "df", "message"),
+    [
+        (0.5, 3, r"probability must be in \(0.5, 1\), got 0.5"),
+        (1.0, 3, r"probability must be in \(0.5, 1\), got 1.0"),
+        (float("nan"), 3, "probability must be in"),
+        ("0.9", 3, "probability must be in"),
+        (0.9, 0, "df must be an integer >= 1, got 0"),
+        (0.9, 2.0, "df must be an integer >= 1, got 2.0"),
+        (0.9, True, "df must be an integer >= 1, got True"),
+        (0.9, -(10**30), "df must be an integer >= 1"),
+    ],
+)
+def test_student_t_quantile_refuses_bad_arguments(probability, df, message):
+    with pytest.raises(ValueError, match=message):
+        student_t_quantile(probability, df)
 
 
 def test_labels_needed_interpolate_between_budgets():

@@ -12,7 +12,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from .simulate import headline_metrics, summarize
+from .report import headline_metrics, summarize
 
 # a line style for every ten strategies (matplotlib's ten colours each), and legend rows per
 # column beside the panels

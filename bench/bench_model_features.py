@@ -17,11 +17,15 @@ table gives the median rows/s and tokens/s (real tokens, not padding) and the ra
 
     python bench/bench_model_features.py [--rows 384] [--repeats 3] [--out bench/results]
 
-On a GPU, a random model of about 0.4 B parameters in bfloat16 (the output is saved as
-``model_features_cuda.md``):
+On a GPU, a random model of about 0.5 B parameters in bfloat16, built on the device in that
+dtype (the output is saved as ``model_features_cuda.md``; bench/gpu_check.sh runs it with
+fewer rows, most of the time going to the one-at-a-time loop):
 
-    python bench/bench_model_features.py --device cuda --hidden 1024 --layers 24 \
+    python bench/bench_model_features.py --device cuda --hidden 1024 --layers 32 \
         --rows 4096 --batch-size 64 --out bench/results
+
+Each timed pass is reported on stderr as it ends, so a run stopped early still shows what it
+measured.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -48,8 +53,11 @@ TEMPLATE = (
 )
 
 
-def build_model(folder: Path, hidden: int, layers: int) -> None:
-    """A random Llama reward model and its tokenizer in ``folder``."""
+def build_model(
+    folder: Path, hidden: int, layers: int, device: str = "cpu", dtype: str = "float32"
+) -> None:
+    """A random Llama reward model and its tokenizer in ``folder``, its weights drawn on
+    ``device`` and saved in ``dtype`` (a 0.5 B model is drawn in seconds on a GPU)."""
     import tokenizers
     import transformers
 
@@ -78,7 +86,9 @@ def build_model(folder: Path, hidden: int, layers: int) -> None:
         max_position_embeddings=4096,
     )
     torch.manual_seed(0)
-    transformers.LlamaForSequenceClassification(config).save_pretrained(folder)
+    with torch.device(device):
+        model = transformers.LlamaForSequenceClassification(config)
+    model.to(getattr(torch, dtype)).save_pretrained(folder)
 
 
 def write_records(path: Path, rows: int, max_words: int, seed: int = 0) -> None:
@@ -184,12 +194,17 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, help="folder for the table (.md) and timings (.json)")
     args = parser.parse_args()
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(
+            f"bench_model_features.py --device {args.device}: torch {torch.__version__} sees no "
+            "CUDA device"
+        )
 
     with tempfile.TemporaryDirectory() as scratch:
         folder, records = Path(scratch) / "rm", Path(scratch) / "rows.jsonl"
-        build_model(folder, args.hidden, args.layers)
-        write_records(records, args.rows, args.max_length // 2 - 60)
         dtype = args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32")
+        build_model(folder, args.hidden, args.layers, args.device, dtype)
+        write_records(records, args.rows, args.max_length // 2 - 60)
         naive = Naive(folder, records, args.device, getattr(torch, dtype), args.max_length)
         parameters = sum(p.numel() for p in naive.model.parameters())
         runs = 0
@@ -222,6 +237,7 @@ def main() -> None:
             for name, call in methods.items():
                 elapsed, tokens[name] = timed(call)
                 seconds[name].append(elapsed)
+                print(f"  {name}: {elapsed:.2f} s, {tokens[name]} tokens", file=sys.stderr)
 
     median = {name: statistics.median(s) for name, s in seconds.items()}
     header = (

@@ -50,6 +50,44 @@ fails on a regression; `-k greedy_logdet` or `-k small` runs part of the ladder.
 """
 
 
+# the GPU check: the tables below are CPU runs, this says how the CUDA backend is measured
+GPU_CHECK = """\
+## On a GPU
+
+The tables below are CPU runs. The CUDA backend is measured by `bench/gpu_check.sh`, one
+script for a machine with a GPU and no package registry: the build for the card's
+architecture, the CUDA tests (CUDA = CPU bit for bit) beside compute-sanitizer's memcheck and
+racecheck, then `bench/bench_gpu.py` (P = 10^8 against the device's copy bandwidth, the
+per-kernel profile, the per-prompt quota, P = 10^9 if it fits, the torch and CPU baselines),
+`bench/bench_implicit_pool.py --device cuda`, `bench/bench_model_features.py` (a random
+0.5 B model in bfloat16), `bench/bench_sharded_gpu.py` (two gloo and two NCCL ranks on one
+GPU, if NCCL starts them) and `bench/bench_half_features.py --device cuda`. Its header gives each
+phase's time limit (385 s in all, planned for an H100 or H200 with 16 cores) and why. It writes
+`gpu_check.log`, `memcheck.log`, `racecheck.log` and `wheels.log` line by line,
+`bench_gpu.json` after every section and the tests' `tests.xml` to `$OUT` (else
+`build/gpu-check`), so a run stopped early keeps what it measured.
+
+The embed phase needs transformers and tokenizers, which the machine may lack and cannot
+download; first, where PyPI is reachable:
+
+```
+python3 scripts/fetch_gpu_wheels.py     # their wheels for CPython 3.12, into build/gpu-wheels
+```
+
+Then the one call on the device machine (the run's command, the paths it carries beside the
+checkout, its time limit):
+
+```
+command:   bash bench/gpu_check.sh
+carry:     ["build/gpu-wheels"]
+timeout_s: 450
+```
+
+Again on the same machine while it is up (the build stays installed), some phases only:
+`PHASES="bench implicit" bash bench/gpu_check.sh`.
+"""
+
+
 def load(path: Path) -> dict[str, Any]:
     with path.open() as f:
         run: dict[str, Any] = json.load(f)
@@ -167,6 +205,7 @@ def page(run: dict[str, Any], source: str) -> str:
         "# Benchmarks",
         "",
         INTRODUCTION,
+        GPU_CHECK,
         "## The run",
         "",
         *machine(run),

@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import baselines  # noqa: E402
 import bench_gpu  # noqa: E402
 import cuda_sanitizer_workload  # noqa: E402
+import fetch_gpu_wheels  # noqa: E402
 
 
 def test_sanitizer_workload_covers_every_path_on_the_cpu(capsys):
@@ -79,6 +80,60 @@ def test_torch_baseline_picks_what_the_engine_picks(rng, chunk):
     want = arm.greedy_logdet(features, pairs, steps, weights=weights, prior=1e-2, lazy=False)
     assert chosen == want.indices.tolist()
     assert len(times) == steps and min(times) > 0
+
+
+@pytest.mark.parametrize("count, chunk", [(1, 1 << 26), (30_000, 7_000), (120_000, 1 << 26)])
+def test_bench_pool_is_distinct_cross_prompt_pairs_in_both_orientations(count, chunk):
+    n = 600
+    generator = torch.Generator().manual_seed(count)
+    pairs = bench_gpu.cross_prompt_pairs(n, count, generator, chunk=chunk)
+    assert pairs.shape == (count, 2) and pairs.dtype == torch.int32
+    assert int(pairs.min()) >= 0 and int(pairs.max()) < n
+    prompts = pairs.long() // bench_gpu.RESPONSES_PER_PROMPT
+    assert bool((prompts[:, 0] != prompts[:, 1]).all())
+    keys = torch.minimum(pairs[:, 0], pairs[:, 1]).long() * n + pairs.max(dim=1).values
+    assert torch.unique(keys).numel() == count  # 120,000 of the 178,800 possible: repeats drawn
+    if count > 1:
+        flipped = float((pairs[:, 0] > pairs[:, 1]).double().mean())
+        assert 0.4 < flipped < 0.6
+        assert not bool((keys[1:] > keys[:-1]).all())  # in random order, not sorted
+
+
+CUDA_MODES = [
+    ["bench/bench_gpu.py"],
+    ["bench/bench_implicit_pool.py", "--device", "cuda"],
+    ["bench/bench_half_features.py", "--device", "cuda"],
+    ["bench/bench_sharded_gpu.py"],
+    ["bench/bench_model_features.py", "--device", "cuda"],
+]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here: the benchmarks would run")
+@pytest.mark.parametrize("command", CUDA_MODES, ids=lambda command: " ".join(command))
+def test_cuda_modes_without_a_gpu_say_so_in_one_line(command):
+    result = subprocess.run(
+        [sys.executable, *command], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1, result.stderr
+    script = Path(command[0]).name
+    assert result.stderr.startswith(script), result.stderr
+    assert "sees no CUDA device" in result.stderr or "needs the CUDA backend" in result.stderr
+
+
+def test_wheels_for_the_device_are_what_transformers_needs_here():
+    pytest.importorskip("transformers")
+    from importlib import metadata
+
+    versions = fetch_gpu_wheels.closure(fetch_gpu_wheels.PINNED)
+    assert versions["transformers"] == metadata.version("transformers")
+    assert versions["tokenizers"] == metadata.version("tokenizers")
+    assert "huggingface-hub" in versions  # a requirement of both
+    assert not fetch_gpu_wheels.PRESENT & set(versions)  # numpy, torch: on the device already
+    assert "pytest" not in versions  # extras' requirements are left out
+    with pytest.raises(SystemExit, match="no-such-package is needed on the device"):
+        fetch_gpu_wheels.closure(("no-such-package",))
 
 
 def test_profile_names_kernels_without_namespaces_or_arguments():
@@ -153,6 +208,11 @@ def test_gpu_check_runs_the_phases_asked_and_keeps_the_log(tmp_path):
     assert "2 errors, 2 of them CUDA API calls that returned an error, 0 in kernels" in log
     assert "=== build" not in log and "=== bench" not in log
     assert log.rstrip().endswith("every phase passed")
+    # the sanitizers run side by side, each into its own log, copied into the main one
+    for tool in ("memcheck", "racecheck"):
+        own = (tmp_path / "out" / f"{tool}.log").read_text()
+        assert f"sanitizer --tool {tool} caching-off=1" in own and own in log
+        assert f"=== {tool}: exit code 0, joined" in log
 
 
 RACE = "========= RACECHECK SUMMARY: 1 hazard displayed (1 error, 0 warnings)"
@@ -179,3 +239,32 @@ def test_gpu_check_fails_on_a_kernel_error(tmp_path, report, summary, why):
     assert result.returncode == 1
     assert why in result.stdout
     assert "FAILED: memcheck (exit code 1)" in result.stdout
+
+
+def test_gpu_check_stops_a_phase_at_its_limit_and_runs_the_next(tmp_path):
+    # a sanitizer that hangs: its phase is stopped at the limit (shortened here) with what it
+    # printed kept, and the phases after it still run (half fails here: no GPU)
+    fake_device_tools(tmp_path, [])
+    (tmp_path / "compute-sanitizer").write_text("#!/bin/sh\necho started\nexec sleep 600\n")
+    script = (ROOT / "bench" / "gpu_check.sh").read_text()
+    shortened = tmp_path / "gpu_check.sh"
+    shortened.write_text(
+        script.replace('cd "$(dirname "$0")/.."', f'cd "{ROOT}"').replace(
+            "beside memcheck 110", "beside memcheck 3"
+        )
+    )
+    env = {
+        **os.environ,
+        "PATH": f"{tmp_path}:{os.environ['PATH']}",
+        "PHASES": "memcheck half",
+        "OUT": str(tmp_path / "out"),
+    }
+    result = subprocess.run(
+        ["bash", str(shortened)], env=env, capture_output=True, text=True, timeout=120
+    )
+    log = result.stdout
+    assert result.returncode == 1, log + result.stderr
+    assert "started" in (tmp_path / "out" / "memcheck.log").read_text()
+    assert "=== memcheck: exit code 124" in log
+    assert "=== half (limit 15 s)" in log and "=== half: exit code" in log
+    assert "FAILED: memcheck (exit code 124)" in log

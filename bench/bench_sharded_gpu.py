@@ -105,6 +105,15 @@ def launch(args: argparse.Namespace, backend: str) -> dict:
     return reports[0]
 
 
+def nccl_version() -> str:
+    """The NCCL torch was built with, as "2.27.5" (or why it is unknown)."""
+    try:
+        version = torch.cuda.nccl.version()
+    except (AttributeError, RuntimeError) as err:  # a torch built without NCCL
+        return f"unknown ({err})"
+    return ".".join(map(str, version)) if isinstance(version, tuple) else str(version)
+
+
 def one_process(args: argparse.Namespace) -> tuple[float, list[int]]:
     """Seconds per step and picks of one process selecting from the whole pool on GPU 0."""
     features, pairs = problem(args.pairs, args.d, None)
@@ -140,7 +149,7 @@ def main() -> None:
     print(
         f"{torch.cuda.get_device_name(0)}; P = {args.pairs:,} cross-prompt pairs (int32), "
         f"d = {args.d}, float32 features, {args.k} greedy steps timed, {args.world} ranks on "
-        f"GPU 0; torch {torch.__version__}, NCCL {'.'.join(map(str, torch.cuda.nccl.version()))}; "
+        f"GPU 0; torch {torch.__version__}, NCCL {nccl_version()}; "
         f"load average {os.getloadavg()[0]:.2f} at the start",
         flush=True,
     )

@@ -76,7 +76,10 @@ Best sweep_pairs(const GreedyProblem& problem, GreedyState state, const GreedyBu
   const int64_t members = problem.members;
   const GreedyChoice last = *buffers.choice;
   Best best{-std::numeric_limits<double>::infinity(), -1};
-#pragma omp parallel
+  // The pairs are handed out kSweepChunk at a time, so a pool of one chunk keeps one thread
+  // busy whatever the team: it runs on the calling thread, without a team forked and joined
+  // every step (the best pair is the same: ties go to the lowest index in any merge order).
+#pragma omp parallel if (count > kSweepChunk)
   {
     Best local{-std::numeric_limits<double>::infinity(), -1};
     if constexpr (kStaged) {

@@ -120,8 +120,13 @@ p = arm.pairs.cross_prompt(np.repeat(np.arange(300), 10), 200_000, seed=3).astyp
 w = arm.fisher_weights(rng.normal(size=3000), p)
 s = arm.greedy_logdet(f, p, 50, weights=w)
 m = arm.fisher_matrix(f, p, w)
+# a small pool: the sweep (one chunk of pairs) runs on one thread, the panel products on the team
+small_f = rng.normal(size=(2000, 64)).astype(np.float32)
+small_p = arm.pairs.cross_prompt(np.repeat(np.arange(200), 10), 5_000, seed=4)
+small = arm.greedy_logdet(small_f, small_p, 40, prior=1e-3)
 print(json.dumps([arm.build_info()["openmp_threads"], s.indices.tolist(), s.gains.tolist(),
-                  s.logdet, m.tolist()]))
+                  s.logdet, m.tolist(), small.indices.tolist(), small.gains.tolist(),
+                  small.logdet]))
 """
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import activerm_fast as arm
+from activerm_fast import _launch
 from activerm_fast.testing import reference as ref
 from activerm_fast.testing import relative_ridge
 
@@ -165,6 +166,34 @@ def test_fisher_matrix_same_bits_for_one_and_two_threads(rng, d, dtype):
     np.testing.assert_array_equal(results[0].view(np.uint8), results[1].view(np.uint8))
     want = ref.fisher_matrix(features, pairs, weights)
     assert relative_error(results[0], want) <= 10 * TOLERANCE[dtype]
+
+
+@pytest.mark.parametrize("d", [8, 37, 64, 130])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_fisher_product_is_the_ordered_sum_bit_for_bit(rng, d, dtype):
+    """Every entry of the product is sum_r (phi_r,a - mean_a) L_r,c over the compared rows in
+    ascending order, whichever path computes it (the blocks of 4 x 4 entries summed in two-lane
+    vectors, or entry by entry past the last whole block): the same bits as that sum taken in
+    NumPy, one row at a time. The mean is the compared rows' sum in order over their count; a
+    response no pair compares is left out of both."""
+    n = 3 * product_chunk_rows(d) + 5
+    features = torch.from_numpy((rng.normal(size=(n, d)) * 3 + 10).astype(dtype))
+    pairs = torch.from_numpy(random_pairs(rng, n, 4 * n))
+    pairs = pairs[(pairs != 7).all(dim=1)]  # response 7 is compared by no pair
+    weights = torch.from_numpy(rng.random(len(pairs)))
+    laplacian = _launch.fisher_matrix(features, pairs, weights)
+    got = _launch.fisher_product(features, laplacian).numpy()
+    phi, rows = features.double().numpy(), laplacian.numpy()
+    compared = np.flatnonzero((rows != 0).any(axis=1))
+    assert 7 not in compared
+    mean = np.zeros(d)
+    for r in compared:
+        mean += phi[r]
+    mean /= len(compared)
+    want = np.zeros((d, d))
+    for r in compared:
+        want += np.outer(phi[r] - mean, rows[r])
+    np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8))
 
 
 def test_non_contiguous_inputs(rng):

@@ -1,13 +1,17 @@
 // fisher_matrix on the CPU, both halves; every sum has one fixed order, so the bits do not
 // depend on the thread count.
 //  * The scatter, L_w Phi over pairs: row i gains w_k d_k, row j loses it. Threads own disjoint
-//    column blocks and each sweeps all pairs in order, so there are no write conflicts.
+//    column blocks and each sweeps all pairs in order, so there are no write conflicts, and every
+//    element gains its pairs' terms in pair order whatever the blocks: one block per thread.
 //  * The product Phi_c^T (L_w Phi) over the compared rows (fisher_loop.h): threads own tiles of
 //    output rows, and every entry sums the rows in ascending order, a chunk of rows at a time
 //    so the chunk's rows of L stay in cache while a thread's tiles read them. Within a tile a
 //    block of kProductRows x kProductColumns entries is held in registers across the chunk's
 //    rows (16 independent chains of additions), each entry still summed in row order.
+#include <omp.h>
+
 #include <algorithm>
+#include <cstring>
 
 #include "activerm/cpu_kernels.h"
 #include "activerm/fisher_loop.h"
@@ -18,6 +22,7 @@ namespace {
 constexpr int64_t kColumnBlock = 32;
 constexpr int64_t kProductRows = 4;           // output rows per tile of the product
 constexpr int64_t kProductColumns = 4;        // output columns per block held in registers
+                                              // (an even number: pairs of lanes)
 constexpr int64_t kChunkBytes = int64_t{1} << 17;  // rows of L per chunk: about this many bytes
 constexpr int64_t kMaxChunkRows = 256;        // and at most this many rows
 constexpr int64_t kParallelWork = 1 << 16;   // multiply-adds below which one thread runs
@@ -36,12 +41,17 @@ void CpuKernels::fisher_matrix(FeatureView features, PairView pairs, const doubl
     const T* f = static_cast<const T*>(features.data);
     const I* p = static_cast<const I*>(pairs.data);
     const int64_t d = features.d;
-    const int64_t blocks = (d + kColumnBlock - 1) / kColumnBlock;
+    // One sweep over the pairs per thread, each over its share of the columns: one sweep over
+    // all 128 columns took 3.0 ms where four over blocks of 32 took 4.2 ms (P = 19,800, one
+    // thread), as each sweep reads every pair's index and weight again.
+    const int64_t threads = omp_get_max_threads();
+    const int64_t width = std::max<int64_t>(1, (d + threads - 1) / threads);
+    const int64_t blocks = (d + width - 1) / width;
     std::fill(out, out + features.n * d, 0.0);
 #pragma omp parallel for schedule(static)
     for (int64_t b = 0; b < blocks; ++b) {
-      const int64_t begin = b * kColumnBlock;
-      const int64_t end = std::min(d, begin + kColumnBlock);
+      const int64_t begin = b * width;
+      const int64_t end = std::min(d, begin + width);
       for (int64_t k = 0; k < pairs.count; ++k) {
         scatter_pair(f, d, p, weights, k, begin, end, 1, out, PlainAdd{});
       }
@@ -51,36 +61,44 @@ void CpuKernels::fisher_matrix(FeatureView features, PairView pairs, const doubl
 
 namespace {
 
+// Two doubles side by side (GCC/Clang vector extension: SSE2 on x86-64, NEON on aarch64).
+// Lane by lane, a product and a sum of these are the scalar product and sum, rounded the same.
+using Double2 = double __attribute__((vector_size(16)));
+constexpr int64_t kColumnPairs = kProductColumns / 2;
+
 // The chunk's rows rows[start..stop) added to output rows [first, first + kProductRows) of the
-// product: the tile's centred features of the chunk are formed once, then each block of
-// kProductColumns columns is summed in registers over the chunk's rows in order.
+// product: the tile's centred features of the chunk are formed once (each twice, side by side,
+// so a block multiplies without shuffles), then each block of kProductColumns columns is summed
+// in registers over the chunk's rows in order: every entry gains product_term's
+// centred * L[r][c], row after row, in two-lane vectors (written as vectors: plain loops
+// compiled to spilled scalar code for 4 x 4 blocks, at a third of the speed).
 template <class T>
 void product_tile(const T* f, const double* laplacian, int64_t d, const double* mean,
                   const int64_t* rows, int64_t start, int64_t stop, int64_t first, double* out) {
   const int64_t height = std::min(kProductRows, d - first);
   const int64_t count = stop - start;
-  double centred[kMaxChunkRows][kProductRows];
+  Double2 centred[kMaxChunkRows][kProductRows];
   for (int64_t s = 0; s < count; ++s) {
     for (int64_t t = 0; t < height; ++t) {
-      centred[s][t] = centred_feature(f, d, rows[start + s], first + t, mean);
+      const double value = centred_feature(f, d, rows[start + s], first + t, mean);
+      centred[s][t] = Double2{value, value};
     }
   }
   const int64_t blocked = height == kProductRows ? d / kProductColumns * kProductColumns : 0;
   for (int64_t c0 = 0; c0 < blocked; c0 += kProductColumns) {
-    double acc[kProductRows][kProductColumns];
+    Double2 acc[kProductRows][kColumnPairs];
     for (int64_t t = 0; t < kProductRows; ++t) {
-      for (int64_t u = 0; u < kProductColumns; ++u) acc[t][u] = out[(first + t) * d + c0 + u];
+      std::memcpy(acc[t], out + (first + t) * d + c0, sizeof acc[t]);
     }
     for (int64_t s = 0; s < count; ++s) {
-      const int64_t r = rows[start + s];
+      Double2 row[kColumnPairs];  // L[r][c0..c0 + kProductColumns), unaligned in L
+      std::memcpy(row, laplacian + rows[start + s] * d + c0, sizeof row);
       for (int64_t t = 0; t < kProductRows; ++t) {
-        for (int64_t u = 0; u < kProductColumns; ++u) {
-          acc[t][u] += product_term(centred[s][t], laplacian, d, r, c0 + u);
-        }
+        for (int64_t u = 0; u < kColumnPairs; ++u) acc[t][u] += centred[s][t] * row[u];
       }
     }
     for (int64_t t = 0; t < kProductRows; ++t) {
-      for (int64_t u = 0; u < kProductColumns; ++u) out[(first + t) * d + c0 + u] = acc[t][u];
+      std::memcpy(out + (first + t) * d + c0, acc[t], sizeof acc[t]);
     }
   }
   // the columns past the last whole block (and a last tile of fewer rows), entry by entry
@@ -89,7 +107,7 @@ void product_tile(const T* f, const double* laplacian, int64_t d, const double* 
     for (int64_t s = 0; s < count; ++s) {
       const int64_t r = rows[start + s];
       for (int64_t c = blocked; c < d; ++c) {
-        entry[c] += product_term(centred[s][t], laplacian, d, r, c);
+        entry[c] += product_term(centred[s][t][0], laplacian, d, r, c);
       }
     }
   }

@@ -29,7 +29,13 @@ from activerm_fast import data
 from activerm_fast.selection.field_rules import RULES
 from activerm_fast.simulation.loop import LoopConfig
 from activerm_fast.simulation.plot import learning_curves
-from activerm_fast.simulation.simulate import headline_metrics, simulate, summarize, verdicts
+from activerm_fast.simulation.simulate import (
+    Verdict,
+    headline_metrics,
+    simulate,
+    summarize,
+    verdicts,
+)
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 DOPT = ("dopt-topk", "dopt-greedy", "past-dopt-topk", "past-dopt-greedy", "ensemble-dopt-greedy")
@@ -174,12 +180,13 @@ def setting_section(dataset: str, title: str, records: list[dict[str, Any]], png
         "of a round after the first (random) one.",
         "",
         f"| strategy | final {metric.replace('_', ' ')} | mean over rounds | verdict "
-        "| labels to reach random's final | saving | selection s/round |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| labels to reach random's final | saving | on the same seeds: labels saved, final "
+        "gain | selection s/round |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for strategy in ordered(summary):
         mean, std = final(summary, strategy)
-        cells = ["baseline", "—", "—"]
+        cells = ["baseline", "—", "—", "—"]
         if strategy in found:
             verdict = found[strategy]
             saved, spread = verdict.saving
@@ -188,6 +195,7 @@ def setting_section(dataset: str, title: str, records: list[dict[str, Any]], png
                 f"{budget - saved:.0f} ± {spread:.0f} ({verdict.reached} of "
                 f"{len(verdict.needed)} seeds)",
                 f"{saved:.0f} ({100 * saved / budget:.0f}%)",
+                paired_cell(verdict),
             ]
         lines.append(
             f"| {strategy} | {mean:.3f} ± {std:.3f} | {area(summary, strategy):.3f} | "
@@ -195,6 +203,12 @@ def setting_section(dataset: str, title: str, records: list[dict[str, Any]], png
             + f" | {select_seconds(records, strategy):.3f} |"
         )
     return [*lines, ""]
+
+
+def paired_cell(verdict: Verdict) -> str:
+    """The per-seed saving and final gain against the baseline, with their 95% intervals."""
+    (saved, saved_width), (gain, gain_width) = verdict.paired_saving, verdict.paired_gain
+    return f"{saved:.0f} ± {saved_width:.0f}; {gain:+.3f} ± {gain_width:.3f}"
 
 
 def best_of(summary: dict, names: Any) -> str | None:
@@ -261,7 +275,7 @@ def summary_section(runs: dict[tuple[str, str], list[dict[str, Any]]]) -> list[s
         + ".",
         "",
         "| dataset | setting | random | best D-optimal design | best field rule | recommended "
-        "| its verdict (saving) | target |",
+        "| its verdict (on the same seeds: labels saved; final gain) | target |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for (dataset, name), records in runs.items():
@@ -285,13 +299,12 @@ def summary_section(runs: dict[tuple[str, str], list[dict[str, Any]]]) -> list[s
                 or mean + std >= final(rule_summary, rule)[0] - final(rule_summary, rule)[1]
             )
             saves = dataset == HH or verdict.outcome == "fewer labels"
-            saved, spread = verdict.saving
             where = SETTINGS[setting][0] + (" (its one campaign)" if dataset == HH else "")
             lines.append(
                 f"| {dataset} | {where} | "
                 f"{cell(summary, 'random')} | {cell(summary, best_of(summary, DESIGNS))} | "
                 f"{cell(rule_summary, rule)} | {cell(summary, pick)} | {verdict.outcome} "
-                f"({saved:.0f} ± {spread:.0f}) | {'met' if good and saves else 'not met'} |"
+                f"({paired_cell(verdict)}) | {'met' if good and saves else 'not met'} |"
             )
     return [*lines, ""]
 
@@ -305,8 +318,9 @@ def wins_section(runs: dict[tuple[str, str], list[dict[str, Any]]]) -> list[str]
         "The best of the package's D-optimal designs (the log-det objectives: "
         + ", ".join(f"`{s}`" for s in DESIGNS)
         + "; `xtx` with unit weights) against the best other strategy of the same setting, "
-        "field rules included, by final metric; *wins* or *loses* when the two seed spreads "
-        "(mean ± std) do not overlap.",
+        "field rules included, by final metric; *wins* or *loses* by the verdict's rule with "
+        "that strategy as the baseline (the seed spreads do not overlap, or a 95% paired "
+        "interval over the seeds excludes zero).",
         "",
     ]
     for (dataset, name), records in runs.items():
@@ -318,16 +332,17 @@ def wins_section(runs: dict[tuple[str, str], list[dict[str, Any]]]) -> list[str]
         if dopt is None or other is None:
             continue
         (dm, ds), (om, os_) = final(summary, dopt), final(summary, other)
-        if dm - ds > om + os_:
-            word = "wins"
-        elif dm + ds < om - os_:
-            word = "loses"
-        else:
-            word = "is level within the seed spread"
+        against = next(
+            v for v in verdicts(records, metric_of(records), baseline=other) if v.strategy == dopt
+        )
+        word = {"fewer labels": "wins", "more labels": "loses"}.get(
+            against.outcome, "is level with it"
+        )
         lines.append(
             f"- {dataset}, {SETTINGS[name][0] if dataset != HH else 'its labelled pairs'}: "
             f"D-optimal design {word}: `{dopt}` {dm:.3f} ± {ds:.3f} against the best other, "
-            f"`{other}` {om:.3f} ± {os_:.3f}."
+            f"`{other}` {om:.3f} ± {os_:.3f}; on the same {against.paired_seeds} seeds "
+            f"{paired_cell(against)} (labels saved; final gain)."
         )
     return [*lines, ""]
 
@@ -647,10 +662,16 @@ def report(
         "",
         "The verdict is the one "
         "`activerm-fast simulate` prints "
-        "(`activerm_fast.simulate.verdicts`): *fewer labels* when the saving less its std over "
-        "seeds exceeds random's own saving plus its std, or the final value less its std "
-        "exceeds random's plus its std; *more labels* when the final value plus its std stays "
-        "below random's less its std.",
+        "(`activerm_fast.simulate.verdicts`), from two tests, either of which may decide. The "
+        "seed spreads: *fewer labels* when the saving less its std over seeds exceeds random's "
+        "own saving plus its std, or the final value less its std exceeds random's plus its "
+        "std; *more labels* when the final value plus its std stays below random's less its "
+        "std. The same seeds: every strategy shares seed s's first round, pool draws and test "
+        "split, so on each seed the labels a strategy saved against random (random's labels to "
+        "reach the target less its own) and its final value less random's are paired "
+        "differences; *fewer labels* when the 95% t interval of either over the seeds lies "
+        "above zero, *more labels* when one lies below. Conflicting signs give *no clear "
+        "difference*. The tables give those intervals as mean ± half-width.",
         "",
     ]
     text += summary_section(runs)
@@ -697,9 +718,11 @@ WHY_START = [
     "design chooses only which pair inside each prompt: the batches of all strategies cover "
     "nearly the same prompts, and what is left to choose moves the result less than the seeds "
     "do.",
-    "- *The seed spread.* With 5 seeds and 4 rounds, random's own seeds need very different "
-    "numbers of labels to reach their mean (the first line of every table), and the verdict "
-    "asks for a saving beyond both spreads: most differences, either way, stay inside them.",
+    "- *The seed spread.* Random's own seeds need very different numbers of labels to reach "
+    "their mean (the first line of every table): a seed's test split and first round move "
+    "every strategy alike. The paired test of the verdict takes that out by comparing "
+    "strategies on the same seed; what remains is how much a strategy's own advantage varies "
+    "from seed to seed, and a saving smaller than that stays inside its interval.",
 ]
 # after the generated bullet of what the features carry
 WHY_END = [

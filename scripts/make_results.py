@@ -419,14 +419,15 @@ def ceiling_section(
 ) -> list[str]:
     """How much of the reward the features can carry: the best final value any strategy reaches
     in any setting, and the model fitted on every label."""
+    seeds = sorted({len({r["seed"] for r in records}) for records in every.values()})
     lines = [
         "## How much of the reward the features carry",
         "",
         "*Best with the budget*: the largest final mean of any strategy in any setting. *Every "
         "label*: `random` labelling every within-prompt pair of every training prompt (on "
         "hh-harmless-dev every labelled training pair) in one round, and that round's fit, "
-        "from scratch on all of them as in the campaigns (mean ± std over seeds; *fit s* the "
-        "mean time of that fit).",
+        "from scratch on all of them as in the campaigns (mean ± std over "
+        f"{' or '.join(map(str, seeds)) or 'no'} seeds; *fit s* the mean time of that fit).",
         "",
         *(
             [

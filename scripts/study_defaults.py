@@ -193,7 +193,8 @@ def spread(values: np.ndarray, digits: int = 3) -> str:
 
 def within_noise(scores: dict[str, np.ndarray]) -> tuple[str, set[str]]:
     """The best variant by mean score and those within noise of it: mean + std over seeds
-    reaching the best's mean - std (the seed spreads overlap, the rule of simulate.verdicts)."""
+    reaching the best's mean - std (the seed spreads overlap: the spread half of the rule of
+    simulate.verdicts, which also has a paired test)."""
     best = max(scores, key=lambda name: float(scores[name].mean()))
     floor = scores[best].mean() - scores[best].std()
     return best, {name for name, score in scores.items() if score.mean() + score.std() >= floor}

@@ -201,10 +201,9 @@ void row_products(const T* matrix, int64_t rows, int64_t cols, const double* x, 
 constexpr int64_t kPanelRows = 16;
 constexpr int64_t kPanelBlockChunk = 32;
 // Multiply-adds from which panel products run on the team, given two chunks or more to share
-// (one chunk keeps one thread busy): two threads took 4.1 us where one took 5.0 us at n = 1,000,
-// d = 32 (2^15), and 11 us against 19 us at n = 2,000, d = 64 (a team is forked in under a
-// microsecond while its threads spin). On a busy machine TeamTuner moves the steps to fewer
-// threads.
+// (one chunk keeps one thread busy): from about n = 1,000, d = 32 two threads beat one, as a
+// team whose threads spin is forked in under a microsecond. On a busy machine TeamTuner moves
+// the steps to fewer threads.
 constexpr int64_t kPanelParallelWork = int64_t{1} << 15;
 constexpr int64_t kPanelMaxBytes = int64_t{64} << 20;
 constexpr int64_t kPanelHeaderBytes = 64;

@@ -146,26 +146,48 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def run_ranks(
+    script: str, ranks: int, common: list[str], env: dict[str, str], timeout: float
+) -> list[tuple[int, str, str]] | None:
+    """``script --worker --rank r *common`` for every rank at once, in fresh processes: each
+    one's (exit status, stdout, stderr), or None when they did not all end within ``timeout``
+    seconds (those left are killed)."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, script, "--worker", "--rank", str(rank), *common],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for rank in range(ranks)
+    ]
+    try:
+        outputs = [proc.communicate(timeout=timeout) for proc in procs]
+    except subprocess.TimeoutExpired:
+        return None
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return [(proc.returncode, out, err) for proc, (out, err) in zip(procs, outputs, strict=True)]
+
+
 def launch(args: argparse.Namespace, world: int, threads: int) -> dict:
     """Run one configuration in fresh processes; rank 0's report."""
     port = free_port()
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     common = ["--pairs", str(args.pairs), "--d", str(args.d), "--k", str(args.k)]
     common += ["--threads", str(threads), "--port", str(port), "--world", str(world)]
-    procs = [
-        subprocess.Popen(
-            [sys.executable, __file__, "--worker", "--rank", str(rank), *common],
-            env=env,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for rank in range(max(world, 1))
-    ]
-    outputs = [proc.communicate(timeout=args.timeout)[0] for proc in procs]
-    for proc in procs:
-        if proc.returncode != 0:
-            raise SystemExit(f"a worker failed (exit {proc.returncode})")
-    return json.loads(outputs[0].strip().splitlines()[-1])
+    ended = run_ranks(__file__, max(world, 1), common, env, args.timeout)
+    if ended is None:
+        raise SystemExit(f"the workers did not end within {args.timeout:.0f} s")
+    for status, _, err in ended:
+        if status != 0:
+            sys.stderr.write(err)
+            raise SystemExit(f"a worker failed (exit {status})")
+    return json.loads(ended[0][1].strip().splitlines()[-1])
 
 
 def main() -> None:

@@ -19,12 +19,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 from datetime import timedelta
 
 import torch
-from bench_distributed import free_port, problem, timed, watch_engine_start
+from bench_distributed import free_port, problem, run_ranks, timed, watch_engine_start
 from bench_gpu import require_gpu
 
 import activerm_fast as arm
@@ -75,33 +74,17 @@ def launch(args: argparse.Namespace, backend: str) -> dict:
     common = ["--pairs", str(args.pairs), "--d", str(args.d), "--k", str(args.k)]
     common += ["--port", str(port), "--world", str(args.world), "--backend", backend]
     env = dict(os.environ, OMP_NUM_THREADS="1", NCCL_DEBUG=os.environ.get("NCCL_DEBUG", "WARN"))
-    procs = [
-        subprocess.Popen(
-            [sys.executable, __file__, "--worker", "--rank", str(rank), *common],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for rank in range(args.world)
-    ]
-    try:
-        outputs = [proc.communicate(timeout=args.timeout) for proc in procs]
-    except subprocess.TimeoutExpired:
+    ended = run_ranks(__file__, args.world, common, env, args.timeout)
+    if ended is None:
         return {"error": f"no answer within {args.timeout:.0f} s"}
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    reports = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs if out.strip()]
+    reports = [json.loads(out.strip().splitlines()[-1]) for _, out, _ in ended if out.strip()]
     errors = [report["error"] for report in reports if "error" in report]
     if errors:
         return {"error": errors[0]}
-    for rank, (proc, (_, err)) in enumerate(zip(procs, outputs, strict=True)):
-        if proc.returncode != 0:
+    for rank, (status, _, err) in enumerate(ended):
+        if status != 0:
             last = " ".join(err.strip().splitlines()[-3:])[-600:]
-            return {"error": f"rank {rank} exited with {proc.returncode}: {last}"}
+            return {"error": f"rank {rank} exited with {status}: {last}"}
     return reports[0]
 
 

@@ -230,6 +230,8 @@ def test_gpu_check_reads_racecheck_summaries(tmp_path):
         ([], RACE, "1 errors, 0 of them CUDA API calls"),
         (None, None, "no summary line"),
     ],
+    # ids without the reasons' words: `pytest -k cuda`, the device's test phase, skips these
+    ids=["memcheck-errors", "racecheck-hazard", "sanitizer-did-not-run"],
 )
 def test_gpu_check_fails_on_a_kernel_error(tmp_path, report, summary, why):
     fake_device_tools(tmp_path, report or [], summary)

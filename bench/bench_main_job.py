@@ -15,10 +15,12 @@ fit       arena-bench (768-d inputs: prompt and response embeddings), LoopConfig
           LoopConfig.patience or --after-patience, each member stopping on its own, the
           constructor's weights kept by the fit). Each is timed from the model's
           construction, as the loop makes one a round (the fit before drew the constructor's
-          weights again). Both run in this process, alternating, on the same pairs and
-          seeds. Held-out loss: the cross-entropy of the ensemble's mean reward margin against
-          the oracle's own probabilities on every within-prompt pair of the test prompts
-          (ln 2 = 0.693 is a constant reward).
+          weights again). "bf16" is the after fit multiplying in bfloat16
+          (LoopConfig(precision="bfloat16"), simulate --precision bfloat16). All three run
+          in this process, taking turns, on the same pairs and seeds. Held-out loss: the
+          cross-entropy of the ensemble's mean reward margin against the oracle's own
+          probabilities on every within-prompt pair of the test prompts (ln 2 = 0.693 is a
+          constant reward).
 round     one 50,000-pair round of the loop outside selection and fit: building the candidate
           pool, and select("random"), before (on the 768-d embeddings and its available-pair
           count, as the loop called it) and after (as the loop calls it now), beside the draw
@@ -26,10 +28,12 @@ round     one 50,000-pair round of the loop outside selection and fit: building 
           cores, as the loop runs a round.
 simulate  the whole command (start-up included, as a user waits for it) with --jobs 1 and
           --jobs N (N: the usable cores), alternating; the records of both are compared
-          (identical but for their timings).
+          (identical but for their timings); then --jobs N --precision bfloat16, and which of
+          the verdicts against random it changes.
 
-Medians over the repeats, ratios before / after. The load average is printed at the start and
-the end: the machine may be shared, and everything else running on it distorts the numbers.
+Medians over the repeats, ratios before / after (and before / bf16). The load average is
+printed at the start and the end: the machine may be shared, and everything else running on it
+distorts the numbers.
 """
 
 from __future__ import annotations
@@ -54,9 +58,10 @@ import torch.nn.functional as F
 
 import activerm_fast as arm
 from activerm_fast.data.pairs import candidate_pool, within_prompt
+from activerm_fast.model.precision import native_bfloat16
 from activerm_fast.model.reward_model import _HeldOut
 from activerm_fast.selection.api import select
-from activerm_fast.simulate import usable_cores
+from activerm_fast.simulate import usable_cores, verdicts
 from activerm_fast.simulation.loop import LoopState
 from activerm_fast.testing import threads
 
@@ -150,6 +155,7 @@ def fit_after(x: np.ndarray, pairs: np.ndarray, labels: np.ndarray, *,
     model.fit(
         x, pairs, labels, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
         weight_decay=config.weight_decay, patience=config.patience, seed=seed,
+        precision=config.precision,
     )  # fmt: skip
     return model, len(model.history_.train_loss) if model.history_ else 0
 
@@ -160,6 +166,8 @@ def bench_fit(repeats: int, patience: int | None = None) -> None:
     config = arm.LoopConfig()
     if patience is not None:
         config = dataclasses.replace(config, patience=patience)
+    # the same fit multiplying in bfloat16 (simulate --precision bfloat16)
+    bf16 = dataclasses.replace(config, precision="bfloat16")
     test_pairs = within_prompt(test.prompt_ids)
     truth = torch.from_numpy(arm.BTOracle(test.gold, beta=config.beta).probabilities(test_pairs))
 
@@ -172,43 +180,48 @@ def bench_fit(repeats: int, patience: int | None = None) -> None:
     print(
         f"\nfit: arena-bench {train.n} x {train.dim}, hidden {config.hidden}, "
         f"{config.ensemble} members, batch {config.batch_size}, <= {config.epochs} epochs; "
-        f"patience before {BEFORE_PATIENCE}, after {config.patience}; "
-        f"{torch.get_num_threads()} torch threads; medians of {repeats} seeds"
+        f"patience before {BEFORE_PATIENCE}, after {config.patience}; after in "
+        f"{config.precision}, bf16 the same fit in bfloat16 "
+        f"(native here: {native_bfloat16('cpu')}); {torch.get_num_threads()} torch threads; "
+        f"medians of {repeats} seeds"
     )
-    print(f"{'pairs':>6} {'before s':>9} {'after s':>9} {'ratio':>6}  "
-          f"{'loss before':>11} {'loss after':>10}  {'epochs before/after':>19}")  # fmt: skip
+    ways: list[tuple[str, Callable[..., tuple[arm.RewardModel, int]], arm.LoopConfig]] = [
+        ("before", fit_before, config),
+        ("after", fit_after, config),
+        ("bf16", fit_after, bf16),
+    ]
+    print(f"{'pairs':>6} {'before s':>9} {'after s':>8} {'bf16 s':>7} {'ratios':>13}  "
+          f"{'held-out loss before / after / bf16':>35}  {'epochs':>8}")  # fmt: skip
     for size in FIT_SIZES:
-        seconds: dict[str, list[float]] = {"before": [], "after": []}
-        cpu: dict[str, list[float]] = {"before": [], "after": []}
-        losses: dict[str, list[float]] = {"before": [], "after": []}
-        epochs: dict[str, list[int]] = {"before": [], "after": []}
+        seconds: dict[str, list[float]] = {name: [] for name, _, _ in ways}
+        cpu: dict[str, list[float]] = {name: [] for name, _, _ in ways}
+        losses: dict[str, list[float]] = {name: [] for name, _, _ in ways}
+        epochs: dict[str, list[int]] = {name: [] for name, _, _ in ways}
         for seed in range(repeats):
             rng = np.random.default_rng(seed)
             pairs = pool[rng.choice(len(pool), size, replace=False)]
             labels = arm.BTOracle(train.gold, beta=config.beta, seed=seed).label(pairs)
-            ways: list[tuple[str, Callable[..., tuple[arm.RewardModel, int]]]] = [
-                ("before", fit_before),
-                ("after", fit_after),
-            ]
-            for name, fit in ways if seed % 2 == 0 else ways[::-1]:
+            turn = seed % len(ways)  # each way goes first as often as the others
+            for name, fit, settings in ways[turn:] + ways[:turn]:
                 start, start_cpu = time.perf_counter(), time.process_time()
-                model, ran = fit(train.embeddings, pairs, labels, config=config, seed=seed)
+                model, ran = fit(train.embeddings, pairs, labels, config=settings, seed=seed)
                 seconds[name].append(time.perf_counter() - start)
                 cpu[name].append(time.process_time() - start_cpu)
                 losses[name].append(heldout(model))
                 epochs[name].append(ran)
-        before, after = (statistics.median(seconds[k]) for k in ("before", "after"))
+        wall = {name: statistics.median(seconds[name]) for name, _, _ in ways}
+        loss = " / ".join(f"{statistics.median(losses[name]):.4f}" for name, _, _ in ways)
+        ran = "/".join(f"{statistics.median(epochs[name]):.0f}" for name, _, _ in ways)
         print(
-            f"{size:>6} {before:>9.3f} {after:>9.3f} {before / after:>5.2f}x  "
-            f"{statistics.median(losses['before']):>11.4f} "
-            f"{statistics.median(losses['after']):>10.4f}  "
-            f"{statistics.median(epochs['before']):>15.0f}/{statistics.median(epochs['after']):>3.0f}"
+            f"{size:>6} {wall['before']:>9.3f} {wall['after']:>8.3f} {wall['bf16']:>7.3f} "
+            f"{wall['before'] / wall['after']:>5.2f}x {wall['before'] / wall['bf16']:>5.2f}x  "
+            f"{loss:>35}  {ran:>8}"
         )
-        cpu_before, cpu_after = (statistics.median(cpu[k]) for k in ("before", "after"))
+        cpu_median = {name: statistics.median(cpu[name]) for name, _, _ in ways}
         print(
-            f"{'':>6} CPU s {cpu_before:.3f} / {cpu_after:.3f} = {cpu_before / cpu_after:.2f}x; "
-            f"per seed loss before {np.round(losses['before'], 4).tolist()} "
-            f"after {np.round(losses['after'], 4).tolist()}"
+            f"{'':>6} CPU s {cpu_median['before']:.3f} / {cpu_median['after']:.3f} / "
+            f"{cpu_median['bf16']:.3f}; per seed loss "
+            + "; ".join(f"{name} {np.round(losses[name], 4).tolist()}" for name, _, _ in ways)
         )
 
 
@@ -301,6 +314,26 @@ def bench_simulate(args: list[str], repeats: int) -> None:
           f"on {jobs} usable cores")  # fmt: skip
     same = results[1] == results[jobs]
     print(f"  records of --jobs 1 and --jobs {jobs} identical (but for timings): {same}")
+    if "--precision" in args:
+        return
+    # the same command with the fit multiplying in bfloat16: its time, and what it concludes
+    half_times: list[float] = []
+    with tempfile.TemporaryDirectory() as folder:
+        for repeat in range(repeats):
+            out = Path(folder) / f"bf16-{repeat}"
+            seconds, half = run_simulate([*args, "--precision", "bfloat16"], jobs, out)
+            half_times.append(seconds)
+    half_wall = statistics.median(half_times)
+    print(f"  --jobs {jobs} --precision bfloat16  {half_wall:.1f} s   "
+          f"float32 / bfloat16 {parallel / half_wall:.2f}x")  # fmt: skip
+    if any(r["strategy"] == "random" for r in half):
+        outcomes = [{v.strategy: v.outcome for v in verdicts(run)} for run in (results[jobs], half)]
+        same_verdicts = [s for s, outcome in outcomes[0].items() if outcomes[1][s] == outcome]
+        print(f"  verdicts the same in float32 and bfloat16: {len(same_verdicts)} of "
+              f"{len(outcomes[0])}")  # fmt: skip
+        for strategy, outcome in outcomes[0].items():
+            if outcomes[1][strategy] != outcome:
+                print(f"    {strategy}: {outcome} in float32, {outcomes[1][strategy]} in bfloat16")
 
 
 def main() -> None:

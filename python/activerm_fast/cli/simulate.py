@@ -10,6 +10,7 @@ from typing import Any
 
 from .._validation import first_line
 from ..data.pairs import POOLS
+from ..model.precision import PRECISIONS
 from ..selection.api import STRATEGIES, UNCERTAINTY
 from ..simulation.loop import LoopConfig
 from ..simulation.simulate import format_table, format_verdicts, simulate, usable_cores
@@ -61,6 +62,13 @@ def add(commands: Any) -> None:
     )
     sim.add_argument(
         "--warm-start", action="store_true", help="refit from the previous round's weights"
+    )
+    sim.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=LoopConfig.precision,
+        help="what the reward-head fit multiplies in (its weights and updates stay float32); "
+        "auto: bfloat16 where the CPU multiplies it natively",
     )
     design_arguments(sim)
     sim.add_argument(

@@ -31,6 +31,7 @@ from .._validation import (
     positive_integer,
     positive_scalar,
 )
+from .precision import resolve_precision
 
 _FORMAT = "activerm_fast.RewardModel"
 _FORMAT_VERSION = 1
@@ -55,6 +56,8 @@ class FitHistory:
         Per member, the epoch whose weights were kept (early stopping), 0-based.
     num_train_pairs, num_val_pairs : int
         How the labelled pairs were split.
+    precision : str
+        What the training steps multiplied in, "float32" or "bfloat16".
 
     Examples
     --------
@@ -78,6 +81,7 @@ class FitHistory:
     best_epoch: list[int] = field(default_factory=list)
     num_train_pairs: int = 0
     num_val_pairs: int = 0
+    precision: str = "float32"
 
 
 def _adamw(params: list[torch.Tensor], lr: float, weight_decay: float) -> torch.optim.AdamW:
@@ -421,6 +425,7 @@ class RewardModel:
         seed: int | None = None,
         warm_start: bool = False,
         bootstrap: bool | None = None,
+        precision: str = "float32",
     ) -> RewardModel:
         """Train every member on labelled pairs with the Bradley–Terry loss.
 
@@ -467,6 +472,9 @@ class RewardModel:
             Continue from the current weights instead of re-initialising them.
         bootstrap : bool, optional
             Resample the training pairs per member; None means ``ensemble > 1``.
+        precision : {"float32", "bfloat16", "auto"}, default "float32"
+            What the training steps multiply in; "auto" is bfloat16 where the model's device
+            multiplies it natively (:func:`~activerm_fast.model.precision.native_bfloat16`).
 
         Returns
         -------
@@ -511,6 +519,9 @@ class RewardModel:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
         run_seed = self.seed if seed is None else count_argument(seed, "seed")
         resample = self.ensemble > 1 if bootstrap is None else bool(bootstrap)
+        precision = resolve_precision(precision, self.device)
+        if not self.hidden:  # a linear model has no hidden-layer product to speed up
+            precision = "float32"
 
         if not warm_start and self._drawn_from != run_seed:
             self._init_parameters(run_seed)
@@ -531,7 +542,9 @@ class RewardModel:
         held_out = _HeldOut.of(
             x, torch.from_numpy(local_pairs[val_rows]).to(self.device), y_dev[val_rows]
         )
-        history = FitHistory(num_train_pairs=train_rows.size, num_val_pairs=num_val)
+        history = FitHistory(
+            num_train_pairs=train_rows.size, num_val_pairs=num_val, precision=precision
+        )
         members = (
             rng.choice(train_rows, size=(self.ensemble, train_rows.size), replace=True)
             if resample
@@ -544,6 +557,8 @@ class RewardModel:
         best_params = [p.detach().clone() for p in params]
         best_epoch = torch.zeros(self.ensemble, dtype=torch.int64)
         stale = torch.zeros(self.ensemble, dtype=torch.int64)
+        # the steps' rows in the precision they multiply in (_forward follows the rows)
+        x_train = x.to(getattr(torch, precision))
         with free_core_threads(self.device) as adjust_threads:
             for epoch in range(epochs):
                 adjust_threads()  # the other processes' load may have changed
@@ -552,7 +567,9 @@ class RewardModel:
                 order = rng.permuted(members, axis=1)[training.members.numpy()]
                 epoch_loss = torch.zeros((), device=self.device)
                 for rows, sides, batch in _Batches(local_pairs, order, batch_size, self.device):
-                    loss = self._batch_loss(x, rows, sides, y_dev[batch], params=training.params)
+                    loss = self._batch_loss(
+                        x_train, rows, sides, y_dev[batch], params=training.params
+                    )
                     training.step(loss.sum())
                     epoch_loss += loss.detach().sum() * batch.shape[1]
                 history.train_loss.append(float(epoch_loss) / order.size)
@@ -756,6 +773,8 @@ class RewardModel:
         params = self._parameters() if params is None else params
         h = x
         for weight, bias in zip(params[:layers], params[layers : 2 * layers], strict=True):
+            if weight.dtype != h.dtype:  # rows in a lower precision: multiply in it
+                weight, bias = weight.to(h.dtype), bias.to(h.dtype)
             if h.ndim == 2:  # shared rows: one (b, D) x (D, E*H) product for all members
                 e, d_in, d_out = weight.shape
                 flat = weight.permute(1, 0, 2).reshape(d_in, e * d_out)
@@ -778,7 +797,8 @@ class RewardModel:
         rows of x its pairs compare (E, m), where the first then the second response of each
         pair is among them (E, 2b), and the labels (E, b)."""
         b = y.shape[1]
-        r = torch.bmm(self._forward(x[rows], params), params[-1][:, :, None]).squeeze(-1)
+        features = self._forward(x[rows], params).to(params[-1].dtype)
+        r = torch.bmm(features, params[-1][:, :, None]).squeeze(-1)
         r = r.gather(1, sides)  # each pair side's reward
         margin = r[:, :b] - r[:, b:]
         return F.binary_cross_entropy_with_logits(margin, y, reduction="none").mean(dim=1)

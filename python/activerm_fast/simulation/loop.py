@@ -30,6 +30,7 @@ from .._validation import (
 from ..data.dataset import Dataset
 from ..data.pairs import POOLS, candidate_pool
 from ..model import metrics
+from ..model.precision import resolve_precision
 from ..model.reward_model import RewardModel
 from ..selection.api import (
     FEATURE_CHOICES,
@@ -75,6 +76,10 @@ class LoopConfig:
         Its hidden widths.
     epochs, batch_size, lr, weight_decay, patience, warm_start
         The fit's settings (see :meth:`~activerm_fast.RewardModel.fit`).
+    precision : {"float32", "bfloat16", "auto"}, default "float32"
+        What the fit multiplies in; "auto" becomes bfloat16 where this CPU multiplies it
+        natively, else float32 (the config, and so a checkpoint, holds the outcome: a run
+        resumed on a machine that resolves it otherwise says its settings differ).
     beta : float, default 1.0
         Label noise of the Bradley-Terry oracle (``inf``: noiseless).
     ridge : float, default 1e-3
@@ -129,6 +134,7 @@ class LoopConfig:
     weight_decay: float = 1e-4
     patience: int = 3
     warm_start: bool = False
+    precision: str = "float32"
     beta: float = 1.0
     ridge: float = 1e-3
     ridge_mode: str = "absolute"
@@ -147,6 +153,7 @@ class LoopConfig:
         known_name(self.ridge_mode, RIDGE_MODES, "ridge_mode")
         known_name(self.features, FEATURE_CHOICES, "features")
         known_name(self.uncertainty, UNCERTAINTY, "uncertainty")
+        object.__setattr__(self, "precision", resolve_precision(self.precision, "cpu"))
         if self.per_prompt is not None:
             positive_integer(self.per_prompt, "per_prompt")
         object.__setattr__(self, "hidden", tuple(self.hidden))
@@ -401,6 +408,7 @@ class ActiveLoop:
             patience=config.patience,
             seed=seed,
             warm_start=warm,
+            precision=config.precision,
         )
 
     def _evaluate(self) -> dict[str, float]:

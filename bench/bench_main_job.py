@@ -28,8 +28,9 @@ round     one 50,000-pair round of the loop outside selection and fit: building 
           cores, as the loop runs a round.
 simulate  the whole command (start-up included, as a user waits for it) with --jobs 1 and
           --jobs N (N: the usable cores), alternating; the records of both are compared
-          (identical but for their timings); then --jobs N --precision bfloat16, and which of
-          the verdicts against random it changes.
+          (identical but for their timings); then --jobs N --precision bfloat16: how many
+          points of its Spearman curves differ from float32's by more than the two seed
+          spreads, and which verdicts against random it changes.
 
 Medians over the repeats, ratios before / after (and before / bf16). The load average is
 printed at the start and the end: the machine may be shared, and everything else running on it
@@ -61,7 +62,7 @@ from activerm_fast.data.pairs import candidate_pool, within_prompt
 from activerm_fast.model.precision import native_bfloat16
 from activerm_fast.model.reward_model import _HeldOut
 from activerm_fast.selection.api import select
-from activerm_fast.simulate import usable_cores, verdicts
+from activerm_fast.simulate import summarize, usable_cores, verdicts
 from activerm_fast.simulation.loop import LoopState
 from activerm_fast.testing import threads
 
@@ -326,6 +327,16 @@ def bench_simulate(args: list[str], repeats: int) -> None:
     half_wall = statistics.median(half_times)
     print(f"  --jobs {jobs} --precision bfloat16  {half_wall:.1f} s   "
           f"float32 / bfloat16 {parallel / half_wall:.2f}x")  # fmt: skip
+    # learning curves: points (strategy, labels) whose means differ by more than the two
+    # seed spreads together
+    curves = [summarize(run, "spearman") for run in (results[jobs], half)]
+    points = [(s, n) for s in curves[0] for n in curves[0][s]]
+    apart = [
+        (s, n) for s, n in points
+        if abs(curves[0][s][n][0] - curves[1][s][n][0]) > curves[0][s][n][1] + curves[1][s][n][1]
+    ]  # fmt: skip
+    print(f"  spearman curves: {len(apart)} of {len(points)} points apart by more than the two "
+          f"seed spreads {apart}")  # fmt: skip
     if any(r["strategy"] == "random" for r in half):
         outcomes = [{v.strategy: v.outcome for v in verdicts(run)} for run in (results[jobs], half)]
         same_verdicts = [s for s, outcome in outcomes[0].items() if outcomes[1][s] == outcome]

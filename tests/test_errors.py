@@ -238,6 +238,30 @@ def test_fisher_matrix_underflow_from_the_weights_names_the_weights(dtype):
     np.testing.assert_allclose(arm.fisher_matrix(wide, pairs, light), 1e-40 * (d.T @ d), rtol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_fisher_matrix_overflow_from_the_weights_names_the_weights(dtype):
+    """Features of magnitude 1 and weights of 3e38 give a matrix beyond float32's range: the
+    weights did it, so the error names them (and the features where they did it themselves,
+    at any weights)."""
+    rng = np.random.default_rng(1)
+    features = rng.normal(size=(6, 3)).astype(dtype)
+    pairs = np.array([[0, 1], [2, 3], [4, 5]])
+    heavy = np.full(3, 3e38)
+    with pytest.raises(
+        ValueError,
+        match=r"^fisher_matrix overflows float32: weights up to 3e\+38; rescale the weights$",
+    ):
+        arm.fisher_matrix(features, pairs, heavy)
+    huge = (features.astype(np.float64) * 1e25).astype(np.float32)
+    for weights in (None, heavy, np.ones(3), np.full(3, 1e3)):
+        with pytest.raises(ValueError, match=r": features up to .*; rescale the features$"):
+            arm.fisher_matrix(huge, pairs, weights)
+    # weights of 3e38 in float64 are representable, and agree with the float64 reference
+    wide = features.astype(np.float64)
+    d = wide[pairs[:, 0]] - wide[pairs[:, 1]]
+    np.testing.assert_allclose(arm.fisher_matrix(wide, pairs, heavy), 3e38 * (d.T @ d), rtol=1e-12)
+
+
 def test_float32_results_with_some_tiny_entries_are_kept():
     """Only a result wholly below float32's normal range is refused: tiny entries beside large
     ones round as float32 rounds them."""

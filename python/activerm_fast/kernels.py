@@ -11,6 +11,7 @@ lives: CPU arrays on the OpenMP backend, CUDA tensors on the CUDA backend.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypedDict
 
@@ -86,23 +87,31 @@ def _representable(
     result dtype: their own, float32 for half precision), or a ValueError when finite features
     gave a result beyond that dtype's range: above it (a silent inf would look like an answer),
     or wholly below its smallest normal number while not zero (a silent all-zero result would
-    look like one too). An underflow names the ``weights`` (non-negative, linear in the result)
-    when the result at weights scaled to a largest of 1 would be representable: then they, not
-    the features, took it below the range."""
+    look like one too). Either names the ``weights`` (non-negative, linear in the result) when
+    the result at weights scaled to a largest of 1 would be representable: then they, not the
+    features, took it out of the range."""
     out = exact.to(_launch.result_dtype(f.dtype) if dtype is None else dtype)
     if not out.numel():
         return out
     name = str(out.dtype).removeprefix("torch.")
-    scale = f"features up to {f.abs().max().item():.3g}; rescale the features"
-    if not bool(torch.isfinite(out).all()):
-        raise ValueError(f"{what} overflows {name}: {scale}")
     largest = exact.abs().max().item()
-    tiny = torch.finfo(out.dtype).tiny
-    if 0.0 < largest < tiny:
-        heaviest = 0.0 if weights is None or not weights.numel() else weights.max().item()
-        if 0.0 < heaviest < 1.0 and largest / heaviest >= tiny:
-            scale = f"weights up to {heaviest:.3g}; rescale the weights"
-        raise ValueError(f"{what} underflows {name} (largest entry {largest:.3g}): {scale}")
+    heaviest = 0.0 if weights is None or not weights.numel() else weights.max().item()
+    limits = torch.finfo(out.dtype)
+
+    def culprit(weights_took_it_out: bool) -> str:
+        if weights_took_it_out:
+            return f"weights up to {heaviest:.3g}; rescale the weights"
+        return f"features up to {f.abs().max().item():.3g}; rescale the features"
+
+    if not bool(torch.isfinite(out).all()):
+        unweighted = largest / heaviest if heaviest > 1.0 else math.inf
+        raise ValueError(f"{what} overflows {name}: {culprit(unweighted <= limits.max)}")
+    if 0.0 < largest < limits.tiny:
+        unweighted = largest / heaviest if 0.0 < heaviest < 1.0 else 0.0
+        raise ValueError(
+            f"{what} underflows {name} (largest entry {largest:.3g}): "
+            f"{culprit(unweighted >= limits.tiny)}"
+        )
     return out
 
 

@@ -124,9 +124,16 @@ m = arm.fisher_matrix(f, p, w)
 small_f = rng.normal(size=(2000, 64)).astype(np.float32)
 small_p = arm.pairs.cross_prompt(np.repeat(np.arange(200), 10), 5_000, seed=4)
 small = arm.greedy_logdet(small_f, small_p, 40, prior=1e-3)
+# the strategies that decompose a built information matrix (eigh, SVD, QR of the gains)
+rewards = rng.normal(size=(3, 2000))
+topk = arm.select("dopt-topk", features=small_f, pairs=small_p[200:], labelled=small_p[:200],
+                  rewards=rewards, k=60)
+past = arm.select("past-dopt-greedy", features=small_f, pairs=small_p[200:],
+                  labelled=small_p[:200], rewards=rewards, k=60)
 print(json.dumps([arm.build_info()["openmp_threads"], s.indices.tolist(), s.gains.tolist(),
                   s.logdet, m.tolist(), small.indices.tolist(), small.gains.tolist(),
-                  small.logdet]))
+                  small.logdet, topk.indices.tolist(), topk.gains.tolist(), topk.logdet,
+                  past.indices.tolist(), past.gains.tolist(), past.logdet]))
 """
 
 
@@ -139,7 +146,8 @@ def test_identical_results_with_one_and_two_threads():
         )
         results.append(json.loads(out.stdout))
     assert [r[0] for r in results] == [1, 2]
-    assert results[0][1:] == results[1][1:]  # bitwise: same picks, gains, log det, Fisher matrix
+    # bitwise: same picks, gains, log det, Fisher matrix, and the strategies' decompositions
+    assert results[0][1:] == results[1][1:]
 
 
 def engine_for(features, pairs, weights, ridge):

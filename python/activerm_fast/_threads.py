@@ -167,3 +167,38 @@ def free_core_threads(device: torch.device | str = "cpu") -> Iterator[Callable[[
             _OUTERMOST.limit = None
         if torch.get_num_threads() != before:
             torch.set_num_threads(before)
+
+
+# Widest matrix (columns) decomposed with one thread: below it MKL's threaded LAPACK spends more
+# on its team than it saves, and above it the arithmetic starts to pay for the team.
+SMALL_DECOMPOSITION = 512
+
+
+@contextlib.contextmanager
+def one_thread_for(columns: int) -> Iterator[None]:
+    """Run the block with one torch (and so MKL) thread when its matrices have at most
+    :data:`SMALL_DECOMPOSITION` columns.
+
+    For the d x d (and k x d) decompositions of a selection: one thread is faster there on a
+    quiet machine and far faster beside a busy process (a preempted thread holds up every
+    barrier of a threaded eigh), and MKL's threaded eigh gives other last bits with another
+    thread count, so with one thread the result no longer depends on the count.
+
+    >>> import torch
+    >>> from activerm_fast._threads import one_thread_for
+    >>> before = torch.get_num_threads()
+    >>> with one_thread_for(128):
+    ...     torch.get_num_threads()
+    1
+    >>> torch.get_num_threads() == before
+    True
+    """
+    before = torch.get_num_threads()
+    if columns > SMALL_DECOMPOSITION or before == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

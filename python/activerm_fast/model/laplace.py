@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from .. import _launch
+from .._threads import one_thread_for
 from ..selection import design as _design
 
 __all__ = [
@@ -61,8 +62,9 @@ def laplace_covariance(
         weights = _launch.fisher_weights(rewards, labelled)
         information = _design.fisher_matrix(features, labelled, weights)
     precision = information + ridge * torch.eye(d, dtype=torch.float64, device=features.device)
-    lower = torch.linalg.cholesky(precision)
-    covariance: torch.Tensor = torch.cholesky_inverse(lower)
+    with one_thread_for(d):
+        lower = torch.linalg.cholesky(precision)
+        covariance: torch.Tensor = torch.cholesky_inverse(lower)
     return 0.5 * (covariance + covariance.T)
 
 

@@ -19,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import _launch
+from .._threads import one_thread_for
 
 
 def fisher_matrix(f: torch.Tensor, p: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
@@ -87,7 +88,8 @@ class Prior:
         if not bool(torch.isfinite(matrix).all()):
             raise ValueError(f"{what} overflows float64; rescale the features")
         try:
-            spectrum = torch.linalg.eigvalsh(matrix.detach().cpu()).clamp_min(ridge)
+            with one_thread_for(matrix.shape[0]):
+                spectrum = torch.linalg.eigvalsh(matrix.detach().cpu()).clamp_min(ridge)
         except RuntimeError as err:  # torch.linalg.LinAlgError
             raise ValueError(
                 f"{what} has eigenvalues float64 cannot resolve (entries up to "
@@ -120,7 +122,8 @@ class Prior:
 
 
 def _cholesky(matrix: torch.Tensor, name: str) -> torch.Tensor:
-    result = torch.linalg.cholesky_ex(matrix)
+    with one_thread_for(matrix.shape[0]):
+        result = torch.linalg.cholesky_ex(matrix)
     factor: torch.Tensor = result.L
     info = int(result.info)
     if info != 0:
@@ -181,9 +184,11 @@ def _inverse_root(prior: Prior, scale: float, d: int) -> torch.Tensor:
     if prior.floor is None:
         lower = _cholesky(matrix, "prior")
         eye = torch.eye(d, dtype=torch.float64)
-        inverse: torch.Tensor = torch.linalg.solve_triangular(lower.T, eye, upper=True)
+        with one_thread_for(d):
+            inverse: torch.Tensor = torch.linalg.solve_triangular(lower.T, eye, upper=True)
         return inverse
-    spectrum, vectors = torch.linalg.eigh(matrix)
+    with one_thread_for(d):
+        spectrum, vectors = torch.linalg.eigh(matrix)
     spectrum = spectrum.clamp_min(prior.floor * scale * scale)
     root: torch.Tensor = vectors * spectrum.rsqrt()[None, :]
     return root
@@ -298,7 +303,8 @@ def _factor_after(
     f = features.double() * scale
     diffs = (f[picked[:, 0]] - f[picked[:, 1]]).cpu() * weights.cpu().sqrt()[:, None]
     inverse_root = _inverse_root(prior, scale, d)
-    _, singular, vh = torch.linalg.svd(diffs @ inverse_root, full_matrices=True)
+    with one_thread_for(d):
+        _, singular, vh = torch.linalg.svd(diffs @ inverse_root, full_matrices=True)
     spectrum = torch.zeros(d, dtype=torch.float64)
     spectrum[: singular.shape[0]] = singular
     shrink = 1.0 / torch.hypot(torch.ones_like(spectrum), spectrum)
@@ -327,7 +333,8 @@ def sequential_gains(
     stacked = torch.cat(
         [(diffs * down) @ root, down * torch.eye(len(picked), dtype=torch.float64)], dim=1
     )
-    upper = torch.linalg.qr(stacked.T, mode="r").R
+    with one_thread_for(stacked.shape[0]):
+        upper = torch.linalg.qr(stacked.T, mode="r").R
     return 2.0 * (torch.log(torch.diagonal(upper).abs()) + shift * math.log(2.0))
 
 
@@ -345,11 +352,12 @@ def _blocked_gains(b: torch.Tensor, block: int) -> torch.Tensor:
     factor = torch.eye(d, dtype=torch.float64)
     gains = []
     for rows in torch.split(b, block):
-        solved = torch.linalg.solve_triangular(factor.T, rows.T, upper=False)
-        identity = torch.eye(len(rows), dtype=torch.float64)
-        upper = torch.linalg.qr(torch.cat([solved, identity]), mode="r").R
-        gains.append(2.0 * torch.log(torch.diagonal(upper).abs()))
-        factor = torch.linalg.qr(torch.cat([factor, rows]), mode="r").R
+        with one_thread_for(max(d, len(rows))):
+            solved = torch.linalg.solve_triangular(factor.T, rows.T, upper=False)
+            identity = torch.eye(len(rows), dtype=torch.float64)
+            upper = torch.linalg.qr(torch.cat([solved, identity]), mode="r").R
+            gains.append(2.0 * torch.log(torch.diagonal(upper).abs()))
+            factor = torch.linalg.qr(torch.cat([factor, rows]), mode="r").R
     return torch.cat(gains)
 
 

@@ -169,8 +169,8 @@ def free_core_threads(device: torch.device | str = "cpu") -> Iterator[Callable[[
             torch.set_num_threads(before)
 
 
-# Widest matrix (columns) decomposed with one thread: below it MKL's threaded LAPACK spends more
-# on its team than it saves, and above it the arithmetic starts to pay for the team.
+# Widest matrix (columns) decomposed with one thread: up to it a decomposition is a small part
+# of a selection, so one thread costs little; beyond it the arithmetic is worth a team.
 SMALL_DECOMPOSITION = 512
 
 
@@ -179,10 +179,9 @@ def one_thread_for(columns: int) -> Iterator[None]:
     """Run the block with one torch (and so MKL) thread when its matrices have at most
     :data:`SMALL_DECOMPOSITION` columns.
 
-    For the d x d (and k x d) decompositions of a selection: one thread is faster there on a
-    quiet machine and far faster beside a busy process (a preempted thread holds up every
-    barrier of a threaded eigh), and MKL's threaded eigh gives other last bits with another
-    thread count, so with one thread the result no longer depends on the count.
+    For the d x d (and k x d) decompositions of a selection: MKL's threaded eigh gives other
+    last bits with another thread count, so with one thread the selection's scores and gains
+    no longer depend on the count.
 
     >>> import torch
     >>> from activerm_fast._threads import one_thread_for

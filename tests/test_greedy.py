@@ -137,15 +137,18 @@ print(json.dumps([arm.build_info()["openmp_threads"], s.indices.tolist(), s.gain
 """
 
 
-def test_identical_results_with_one_and_two_threads():
+def test_identical_results_with_one_and_two_threads_and_either_vector_width():
     results = []
-    for threads in ("1", "2"):
-        env = dict(os.environ, OMP_NUM_THREADS=threads)
+    # two threads again with the two-lane vectors only (where the CPU has AVX-512, the kernels'
+    # wide forms run otherwise: wide_vectors.h)
+    for threads, narrow in (("1", ""), ("2", ""), ("2", "1")):
+        env = dict(os.environ, OMP_NUM_THREADS=threads, ACTIVERM_FAST_NARROW_VECTORS=narrow)
         out = subprocess.run(
             [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, check=True
         )
         results.append(json.loads(out.stdout))
-    assert [r[0] for r in results] == [1, 2]
+    assert [r[0] for r in results] == [1, 2, 2]
+    assert results[1][1:] == results[2][1:]
     # bitwise: same picks, gains, log det, Fisher matrix, and the strategies' decompositions
     assert results[0][1:] == results[1][1:]
 

@@ -15,6 +15,7 @@
 
 #include "activerm/cpu_kernels.h"
 #include "activerm/fisher_loop.h"
+#include "activerm/wide_vectors.h"
 
 namespace activerm {
 
@@ -22,7 +23,9 @@ namespace {
 constexpr int64_t kColumnBlock = 32;
 constexpr int64_t kProductRows = 4;           // output rows per tile of the product
 constexpr int64_t kProductColumns = 4;        // output columns per block held in registers
-                                              // (an even number: pairs of lanes)
+                                              // (an even number: pairs of lanes; 16 in the
+                                              // AVX-512 form)
+constexpr int64_t kWideRows = 8;              // output rows per tile in AVX-512 vectors
 constexpr int64_t kChunkBytes = int64_t{1} << 17;  // rows of L per chunk: about this many bytes
 constexpr int64_t kMaxChunkRows = 256;        // and at most this many rows
 constexpr int64_t kParallelWork = 1 << 16;   // multiply-adds below which one thread runs
@@ -60,43 +63,51 @@ void CpuKernels::fisher_matrix(FeatureView features, PairView pairs, const doubl
 
 namespace {
 
-// Two doubles side by side (GCC/Clang vector extension: SSE2 on x86-64, NEON on aarch64).
-// Lane by lane, a product and a sum of these are the scalar product and sum, rounded the same.
+// Two doubles side by side (GCC/Clang vector extension: SSE2 on x86-64, NEON on aarch64), and
+// eight in the AVX-512 form (wide_vectors.h): either width gives the same bits.
 using Double2 = double __attribute__((vector_size(16)));
-constexpr int64_t kColumnPairs = kProductColumns / 2;
+#ifdef ACTIVERM_WIDE_VECTORS
+using Double8 = double __attribute__((vector_size(64)));
+#endif
 
-// The chunk's rows rows[start..stop) added to output rows [first, first + kProductRows) of the
-// product: the tile's centred features of the chunk are formed once (each twice, side by side,
-// so a block multiplies without shuffles), then each block of kProductColumns columns is summed
-// in registers over the chunk's rows in order: every entry gains product_term's
-// centred * L[r][c], row after row, in two-lane vectors (written as vectors: plain loops
-// compiled to spilled scalar code for 4 x 4 blocks, at a third of the speed).
-template <class T>
-void product_tile(const T* f, const double* laplacian, int64_t d, const double* mean,
-                  const int64_t* rows, int64_t start, int64_t stop, int64_t first, double* out) {
-  const int64_t height = std::min(kProductRows, d - first);
+// The chunk's rows rows[start..stop) added to output rows [first, first + Rows) of the
+// product, in blocks of Columns columns held in registers as vectors V: the tile's centred
+// features of the chunk are formed once (each broadcast to a whole vector, so a block
+// multiplies without shuffles), then each block is summed over the chunk's rows in order:
+// every entry gains product_term's centred * L[r][c], row after row (written as vectors: plain
+// loops compiled to spilled scalar code for 4 x 4 blocks, at a third of the speed).
+template <class V, int64_t Rows, int64_t Columns, class T>
+__attribute__((always_inline)) inline void product_block(const T* f, const double* laplacian,
+                                                          int64_t d, const double* mean,
+                                                          const int64_t* rows, int64_t start,
+                                                          int64_t stop, int64_t first,
+                                                          double* out) {
+  constexpr int64_t lanes = sizeof(V) / sizeof(double);
+  constexpr int64_t vectors = Columns / lanes;
+  static_assert(Columns % lanes == 0, "a block is whole vectors");
+  const int64_t height = std::min(Rows, d - first);
   const int64_t count = stop - start;
-  Double2 centred[kMaxChunkRows][kProductRows];
+  V centred[kMaxChunkRows][Rows];
   for (int64_t s = 0; s < count; ++s) {
     for (int64_t t = 0; t < height; ++t) {
       const double value = centred_feature(f, d, rows[start + s], first + t, mean);
-      centred[s][t] = Double2{value, value};
+      centred[s][t] = V{} + value;
     }
   }
-  const int64_t blocked = height == kProductRows ? d / kProductColumns * kProductColumns : 0;
-  for (int64_t c0 = 0; c0 < blocked; c0 += kProductColumns) {
-    Double2 acc[kProductRows][kColumnPairs];
-    for (int64_t t = 0; t < kProductRows; ++t) {
+  const int64_t blocked = height == Rows ? d / Columns * Columns : 0;
+  for (int64_t c0 = 0; c0 < blocked; c0 += Columns) {
+    V acc[Rows][vectors];
+    for (int64_t t = 0; t < Rows; ++t) {
       std::memcpy(acc[t], out + (first + t) * d + c0, sizeof acc[t]);
     }
     for (int64_t s = 0; s < count; ++s) {
-      Double2 row[kColumnPairs];  // L[r][c0..c0 + kProductColumns), unaligned in L
+      V row[vectors];  // L[r][c0..c0 + Columns), unaligned in L
       std::memcpy(row, laplacian + rows[start + s] * d + c0, sizeof row);
-      for (int64_t t = 0; t < kProductRows; ++t) {
-        for (int64_t u = 0; u < kColumnPairs; ++u) acc[t][u] += centred[s][t] * row[u];
+      for (int64_t t = 0; t < Rows; ++t) {
+        for (int64_t u = 0; u < vectors; ++u) acc[t][u] += centred[s][t] * row[u];
       }
     }
-    for (int64_t t = 0; t < kProductRows; ++t) {
+    for (int64_t t = 0; t < Rows; ++t) {
       std::memcpy(out + (first + t) * d + c0, acc[t], sizeof acc[t]);
     }
   }
@@ -111,6 +122,22 @@ void product_tile(const T* f, const double* laplacian, int64_t d, const double* 
     }
   }
 }
+
+template <class T>
+void product_tile(const T* f, const double* laplacian, int64_t d, const double* mean,
+                  const int64_t* rows, int64_t start, int64_t stop, int64_t first, double* out) {
+  product_block<Double2, kProductRows, kProductColumns>(f, laplacian, d, mean, rows, start, stop, first, out);
+}
+
+#ifdef ACTIVERM_WIDE_VECTORS
+// The same tile in AVX-512 vectors, kWideRows x 16 entries a block.
+template <class T>
+ACTIVERM_WIDE void wide_product_tile(const T* f, const double* laplacian, int64_t d,
+                                     const double* mean, const int64_t* rows, int64_t start,
+                                     int64_t stop, int64_t first, double* out) {
+  product_block<Double8, kWideRows, 16>(f, laplacian, d, mean, rows, start, stop, first, out);
+}
+#endif
 
 }  // namespace
 
@@ -141,7 +168,9 @@ void CpuKernels::fisher_product(FeatureView features, const double* laplacian, v
       }
       for (int64_t a = begin; a < end; ++a) mean[a] /= static_cast<double>(compared);
     }
-    const int64_t tiles = (d + kProductRows - 1) / kProductRows;
+    [[maybe_unused]] const bool wide = wide_vectors();
+    const int64_t height = wide ? kWideRows : kProductRows;
+    const int64_t tiles = (d + height - 1) / height;
     const int64_t chunk = std::clamp<int64_t>(kChunkBytes / (8 * d), 1, kMaxChunkRows);
 #pragma omp parallel if (compared * d * d >= kParallelWork)
     for (int64_t start = 0; start < compared; start += chunk) {
@@ -150,6 +179,12 @@ void CpuKernels::fisher_product(FeatureView features, const double* laplacian, v
       // so no two threads ever write one entry and nowait needs no barrier
 #pragma omp for schedule(static) nowait
       for (int64_t tile = 0; tile < tiles; ++tile) {
+#ifdef ACTIVERM_WIDE_VECTORS
+        if (wide) {
+          wide_product_tile(f, laplacian, d, mean, rows, start, stop, tile * height, out);
+          continue;
+        }
+#endif
         product_tile(f, laplacian, d, mean, rows, start, stop, tile * kProductRows, out);
       }
     }

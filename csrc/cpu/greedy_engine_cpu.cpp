@@ -14,6 +14,7 @@
 #include "activerm/greedy_workspace.h"
 #include "activerm/pair_math.h"
 #include "activerm/pair_source.h"
+#include "activerm/wide_vectors.h"
 #include "team_tuner_cpu.h"
 
 namespace activerm {
@@ -273,23 +274,53 @@ const PanelType<T>* member_panels(const GreedyProblem& problem, const GreedyBuff
   return panels + (problem.member_stride == 0 ? 0 : e) * size;
 }
 
-// out_r = sum_a Phi_ra x_a for the rows of `blocks` panels, out_r at out[r * stride], each row in
+// out_r = sum_a Phi_ra x_a for the rows of one panel, out_r at out[r * stride], each row in
 // order from a = 0 with one float64 accumulator, as row_products sums it.
+template <class T>
+__attribute__((always_inline)) inline void panel_block(const T* panel, int64_t d,
+                                                        const double* x, double* out,
+                                                        int64_t stride) {
+  double acc[kPanelRows] = {};
+  for (int64_t a = 0; a < d; ++a) {
+    const double xa = x[a];
+    const T* column = panel + a * kPanelRows;
+#pragma omp simd
+    for (int64_t r = 0; r < kPanelRows; ++r) acc[r] += static_cast<double>(column[r]) * xa;
+  }
+  for (int64_t r = 0; r < kPanelRows; ++r) out[r * stride] = acc[r];
+}
+
+template <class T>
+void narrow_panel_block(const T* panel, int64_t d, const double* x, double* out, int64_t stride) {
+  panel_block(panel, d, x, out, stride);
+}
+
+#ifdef ACTIVERM_WIDE_VECTORS
+// The same panel in AVX-512 vectors (wide_vectors.h): the same bits.
+template <class T>
+ACTIVERM_WIDE void wide_panel_block(const T* panel, int64_t d, const double* x, double* out,
+                                    int64_t stride) {
+  panel_block(panel, d, x, out, stride);
+}
+#endif
+
+// panel_block over `blocks` panels, out_r at out[r * stride].
 template <class T>
 void panel_products(const T* panels, int64_t blocks, int64_t d, const double* x, double* out,
                     int64_t stride) {
+  [[maybe_unused]] const bool wide = wide_vectors();
 #pragma omp parallel for schedule(dynamic, kPanelBlockChunk) \
     if (blocks > kPanelBlockChunk && blocks * kPanelRows * d >= kPanelParallelWork)
   for (int64_t b = 0; b < blocks; ++b) {
     const T* panel = panels + b * d * kPanelRows;
-    double acc[kPanelRows] = {};
-    for (int64_t a = 0; a < d; ++a) {
-      const double xa = x[a];
-      const T* column = panel + a * kPanelRows;
-#pragma omp simd
-      for (int64_t r = 0; r < kPanelRows; ++r) acc[r] += static_cast<double>(column[r]) * xa;
+    double* rows_out = out + b * kPanelRows * stride;
+#ifdef ACTIVERM_WIDE_VECTORS
+    if (wide) {
+      wide_panel_block(panel, d, x, rows_out, stride);
+      continue;
     }
-    for (int64_t r = 0; r < kPanelRows; ++r) out[(b * kPanelRows + r) * stride] = acc[r];
+#endif
+    narrow_panel_block(panel, d, x, rows_out, stride);
   }
 }
 

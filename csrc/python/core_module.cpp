@@ -1,5 +1,6 @@
 // _core: the CPU backend. Never links anything CUDA.
 #include "activerm/cpu_kernels.h"
+#include "activerm/wide_vectors.h"
 #include "../cpu/lazy_greedy_cpu.h"
 #include "bindings.h"
 
@@ -43,4 +44,7 @@ PYBIND11_MODULE(_core, m) {
   bind_lazy_greedy(m);
   m.attr("compiler") = ACTIVERM_CXX_COMPILER;
   m.def("max_threads", &activerm::cpu_max_threads, "OpenMP threads a parallel region would use");
+  m.def("wide_vectors", &activerm::wide_vectors,
+        "whether the kernels' AVX-512 forms run (wide_vectors.h): the CPU has AVX-512F and "
+        "ACTIVERM_FAST_NARROW_VECTORS is not set");
 }

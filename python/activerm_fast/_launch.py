@@ -85,6 +85,7 @@ def build_info() -> dict[str, Any]:
         "compiler": _core.compiler,
         "cuda_compiler": None if _cuda is None else _cuda.compiler,
         "openmp_threads": int(_core.max_threads()),
+        "avx512_kernels": bool(_core.wide_vectors()),
         "cuda_built": _cuda is not None,
         "gpu_usable": gpu_usable(),
         "torch": torch.__version__,

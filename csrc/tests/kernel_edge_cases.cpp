@@ -36,6 +36,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <limits>
@@ -688,6 +689,41 @@ void test_pair_quadform() {
   }
 }
 
+// The product half on L_w Phi: every entry the sum over the compared rows, in ascending order,
+// of (phi_r,a - mean_a) L_r,c, the mean the compared rows' sum in order over their count; the
+// same bits in the two-lane and (where the CPU has them) the AVX-512 form (wide_vectors.h).
+template <class T>
+void product_case(const std::vector<T>& f, int64_t n, int64_t d,
+                  const std::vector<double>& laplacian) {
+  std::vector<int64_t> rows;
+  for (int64_t r = 0; r < n; ++r) {
+    bool compared = false;
+    for (int64_t c = 0; c < d; ++c) compared = compared || laplacian[r * d + c] != 0.0;
+    if (compared) rows.push_back(r);
+  }
+  std::vector<double> mean(static_cast<size_t>(d), 0.0);
+  for (int64_t r : rows) {
+    for (int64_t a = 0; a < d; ++a) mean[a] += static_cast<double>(f[r * d + a]);
+  }
+  for (double& m : mean) m /= rows.empty() ? 1.0 : static_cast<double>(rows.size());
+  std::vector<double> want(static_cast<size_t>(d * d), 0.0);
+  for (int64_t r : rows) {
+    for (int64_t a = 0; a < d; ++a) {
+      const double centred = static_cast<double>(f[r * d + a]) - mean[a];
+      for (int64_t c = 0; c < d; ++c) want[a * d + c] += centred * laplacian[r * d + c];
+    }
+  }
+  for (const char* narrow : {"1", ""}) {
+    setenv("ACTIVERM_FAST_NARROW_VECTORS", narrow, 1);
+    std::vector<double> workspace(static_cast<size_t>(n + d), std::nan(""));
+    std::vector<double> out(static_cast<size_t>(d * d), std::nan(""));  // overwritten
+    CpuKernels::fisher_product(feature_view(f, n, d), laplacian.data(), workspace.data(),
+                               out.data(), nullptr);
+    CHECK(same_bits(out, want));
+  }
+  unsetenv("ACTIVERM_FAST_NARROW_VECTORS");
+}
+
 template <class T, class I>
 void laplacian_case(Rng& rng, int64_t n, int64_t d, const std::vector<I>& pairs, int weighting) {
   // weighting: 0 null (all ones), 1 random, 2 all zero
@@ -717,6 +753,7 @@ void laplacian_case(Rng& rng, int64_t n, int64_t d, const std::vector<I>& pairs,
   if (weighting == 2 || P == 0) {
     for (int64_t i = 0; i < n * d; ++i) CHECK(out[i] == 0.0);
   }
+  product_case(f, n, d, out);
   // Phi^T (L_w Phi) = sum_k w_k d_k d_k^T.
   for (int64_t a = 0; a < d; ++a) {
     for (int64_t b = 0; b < d; ++b) {
@@ -746,6 +783,8 @@ void test_fisher_matrix() {
     laplacian_case<T, I>(rng, 2, 1, {0, 1}, weighting);                 // P = 1, n = 2, d = 1
     laplacian_case<T, I>(rng, 3, 70, all_pairs<I>(3), weighting);       // d > n, 3 col blocks
     laplacian_case<T, I>(rng, 5, 4, std::vector<I>{}, weighting);       // P = 0: out zeroed
+    // the product's tiles and blocks at both widths, a chunk boundary crossed (256 rows)
+    laplacian_case<T, I>(rng, 300, 37, random_pairs<I>(rng, 300, 900), weighting);
   }
 }
 

@@ -146,3 +146,18 @@ def test_an_unknown_precision_is_named():
         RewardModel(4, hidden=(8,)).fit(x, pairs, labels, precision="half")
     with pytest.raises(ValueError, match=r"unknown precision 16; choose one of"):
         LoopConfig(precision=16)
+
+
+def test_the_annotation_plan_fits_in_the_precision_asked(linear_task):
+    from activerm_fast.data.annotation import plan_batch
+
+    train, _, pairs, labels = linear_task
+    chosen = pairs[::7]
+    plans = {
+        p: plan_batch(train, chosen, labels[::7], ensemble=2, seed=3, precision=p)
+        for p in ("float32", "bfloat16")
+    }
+    direct = RewardModel(train.dim, ensemble=2, seed=3)
+    direct.fit(train.embeddings, chosen, labels[::7], seed=3, precision="bfloat16")
+    np.testing.assert_array_equal(plans["bfloat16"].features, direct.features(train.embeddings))
+    assert not np.array_equal(plans["bfloat16"].features, plans["float32"].features)

@@ -30,6 +30,7 @@ from ..data.pairs import POOLS, Shard, candidate_pool
 from ..data.preference_data import read_annotations
 from ..data.reward_head import RewardHead, head_plan
 from ..kernels import Selection
+from ..model.precision import PRECISIONS
 from ..selection.api import STRATEGIES, prompt_features_for, select
 from .common import (
     LAZY_CHOICES,
@@ -95,6 +96,13 @@ def add(commands: Any) -> None:
         "never in the batch",
     )
     sel.add_argument("--ensemble", type=positive, default=3)
+    sel.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="float32",
+        help="what the reward model's fit multiplies in (its weights and updates stay "
+        "float32); auto: bfloat16 where the CPU multiplies it natively",
+    )
     design_arguments(sel)
     sel.add_argument(
         "--lazy",
@@ -345,4 +353,5 @@ def _plan(args: argparse.Namespace, dataset: data.Dataset, pairs: Any, labels: A
         reuse_model=args.reuse_model,
         features=args.features,
         seed=args.seed,
+        precision=args.precision,
     )

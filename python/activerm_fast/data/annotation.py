@@ -249,6 +249,7 @@ def plan_batch(
     reuse_model: bool = False,
     features: str = "hidden",
     seed: int = 0,
+    precision: str = "float32",
 ) -> BatchPlan:
     """The model side of :func:`next_batch`: what the next batch is chosen with.
 
@@ -281,6 +282,8 @@ def plan_batch(
         What the design sees.
     seed : int, default 0
         Seeds the fit.
+    precision : {"float32", "bfloat16", "auto"}, default "float32"
+        What the fit multiplies in (:meth:`~activerm_fast.RewardModel.fit`).
 
     Returns
     -------
@@ -326,7 +329,7 @@ def plan_batch(
         note = f"model loaded from {model_path}"
     else:
         model = RewardModel(dataset.dim, ensemble=ensemble, seed=seed)
-        model.fit(dataset.embeddings, labelled_pairs, labels, seed=seed)
+        model.fit(dataset.embeddings, labelled_pairs, labels, seed=seed, precision=precision)
         note = f"model fitted on {len(labels)} labelled pairs"
         if model_path is not None:
             model.save(model_path)
@@ -396,6 +399,7 @@ def next_batch(
     lazy: bool | str = "auto",
     exclude: Any | None = None,
     per_prompt: int | None = None,
+    precision: str = "float32",
 ) -> tuple[np.ndarray, str]:
     """The next ``k`` pairs (rows of the whole dataset) to annotate, and a note on how.
 
@@ -412,7 +416,7 @@ def next_batch(
         The (M, 2) pairs labelled so far and their (M,) labels.
     k : int
         Pairs to choose.
-    strategy, ensemble, model_path, reuse_model, features, seed
+    strategy, ensemble, model_path, reuse_model, features, seed, precision
         As in :func:`plan_batch`.
     pool : {"cross", "within"}, default "cross"
         The candidate pool (:func:`~activerm_fast.pairs.candidate_pool`).
@@ -460,6 +464,7 @@ def next_batch(
         reuse_model=reuse_model,
         features=features,
         seed=seed,
+        precision=precision,
     )
     return batch_of_plan(
         dataset,

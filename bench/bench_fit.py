@@ -2,9 +2,11 @@
 
 The baseline is what one writes without stacking: E ``nn.Sequential`` heads of the same
 architecture, each with its own AdamW and bootstrap sample, trained one after another with
-the same batch size and loss (one forward per batch for both sides of the pairs). Both run
-in this process on the same data, alternately, after one warm-up epoch each; the table
-reports the median seconds per epoch, the achieved training GFLOP/s and the ratio.
+the same batch size and loss (one forward per batch for both sides of the pairs). Beside
+them, the stacked fit with its products in bfloat16 (``RewardModel.fit(precision="bfloat16")``;
+its GFLOP/s count the same arithmetic). All run in this process on the same data, alternately,
+after one warm-up epoch each; the table reports the median seconds per epoch, the achieved
+training GFLOP/s and the ratio to the loop.
 
 Two scenarios: the issue's size (E = 10, 10,000 pairs of 2,048-d embeddings, heads of
 3 x 512), which is bound by matrix-multiply throughput, and small heads (32-d input, 2 x 64),
@@ -29,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from activerm_fast.model import RewardModel
+from activerm_fast.model.precision import native_bfloat16
 
 LR, WEIGHT_DECAY, BATCH_SIZE = 1e-3, 1e-4, 128
 
@@ -67,13 +70,15 @@ def make_task(scenario: Scenario, seed: int = 0):
     return x, np.stack([i, j], axis=1), (teacher[i] > teacher[j]).astype(np.int64)
 
 
-def stacked_epoch(scenario: Scenario, x, pairs, labels) -> Callable[[], None]:
+def stacked_epoch(
+    scenario: Scenario, x, pairs, labels, precision: str = "float32"
+) -> Callable[[], None]:
     model = RewardModel(scenario.dim, scenario.hidden, ensemble=scenario.ensemble, seed=0)
 
     def epoch() -> None:
         model.fit(
             x, pairs, labels, epochs=1, batch_size=BATCH_SIZE, lr=LR,
-            weight_decay=WEIGHT_DECAY, val_fraction=0.0, warm_start=True,
+            weight_decay=WEIGHT_DECAY, val_fraction=0.0, warm_start=True, precision=precision,
         )  # fmt: skip
 
     return epoch
@@ -138,7 +143,8 @@ def main() -> None:
 
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs "
-        f"({platform.machine()}), float32 matmul {matmul_gflops():.0f} GFLOP/s; "
+        f"({platform.machine()}), float32 matmul {matmul_gflops():.0f} GFLOP/s, bfloat16 "
+        f"products native: {native_bfloat16('cpu')}; "
         f"batch {BATCH_SIZE}; median of {args.repeats} epochs, methods alternating; "
         f"load average {os.getloadavg()[0]:.2f} at start"
     )
@@ -147,12 +153,22 @@ def main() -> None:
     print("|---|---:|---:|---|---|---:|---:|---:|")
     for scenario in SCENARIOS:
         task = make_task(scenario)
-        stacked, looped = interleaved_seconds(
-            [stacked_epoch(scenario, *task), looped_epoch(scenario, *task)], args.repeats
+        stacked, half, looped = interleaved_seconds(
+            [
+                stacked_epoch(scenario, *task),
+                stacked_epoch(scenario, *task, precision="bfloat16"),
+                looped_epoch(scenario, *task),
+            ],
+            args.repeats,
         )
         baseline = statistics.median(looped)
         head = "-".join(map(str, [scenario.dim, *scenario.hidden, 1]))
-        for name, times in [("RewardModel (stacked)", stacked), ("loop of nn.Sequential", looped)]:
+        rows = [
+            ("RewardModel (stacked)", stacked),
+            ("RewardModel (stacked), bfloat16 products", half),
+            ("loop of nn.Sequential", looped),
+        ]
+        for name, times in rows:
             median = statistics.median(times)
             print(
                 f"| {scenario.name} | {scenario.ensemble} | {scenario.pairs} | {head} | {name} "

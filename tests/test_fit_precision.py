@@ -137,6 +137,7 @@ def test_a_loop_in_bfloat16_is_reproducible_and_records_the_same_quantities():
     first = records()
     assert first == records()
     assert all(np.isfinite(r["spearman"]) for r in first)
+    assert {r["precision"] for r in first} == {"bfloat16"}  # the records say how they were fit
 
 
 def test_an_unknown_precision_is_named():

@@ -323,6 +323,7 @@ class ActiveLoop:
             "seed": self.seed,
             "pool": config.pool,
             "uncertainty": config.uncertainty,
+            "precision": config.precision,
             "round": round_index + 1,
             "labels": int(len(state.labels)),
             "pool_size": int(len(pool)),

@@ -261,10 +261,10 @@ class ActiveLoop:
         Returns
         -------
         list of dict
-            One record per round: strategy, seed, pool, uncertainty, round (1-based), labels so far,
-            pool_size, the test metrics (``spearman``, ``best_of_{N}_gold`` and
-            ``best_of_{N}_quantile`` with a golden reward, ``pair_accuracy`` with labelled
-            test pairs), select_seconds and fit_seconds.
+            One record per round: strategy, seed, pool, uncertainty, precision, round
+            (1-based), labels so far, pool_size, the test metrics (``spearman``,
+            ``best_of_{N}_gold`` and ``best_of_{N}_quantile`` with a golden reward,
+            ``pair_accuracy`` with labelled test pairs), select_seconds and fit_seconds.
 
         Raises
         ------

@@ -1,9 +1,10 @@
 """What a reward-head fit multiplies in: float32, or bfloat16 where the hardware has it.
 
 The fit's matrix products are most of its time, and a CPU with AVX512-BF16 or AMX (or a
-CUDA device of compute capability 8 or more) multiplies bfloat16 two to three times as fast
-as float32. The weights, their gradients and AdamW's moments stay float32 either way; only
-the products of the training steps see bfloat16 operands.
+CUDA device of compute capability 8 or more) multiplies bfloat16 faster than float32
+(``bench/bench_fit.py`` and ``bench/bench_main_job.py`` time the fit both ways). The weights,
+their gradients and AdamW's moments stay float32 either way; only the products of the
+training steps see bfloat16 operands.
 """
 
 from __future__ import annotations

@@ -446,6 +446,14 @@ class RewardModel:
         weights from that seed, and has not handed them out since, keeps them: they are
         what drawing them again would give).
 
+        With ``precision="bfloat16"`` the training steps multiply bfloat16 copies of the
+        embeddings and the hidden layers' weights; the output layer, the loss, the gradients
+        (accumulated into the float32 weights), AdamW and the held-out losses stay float32,
+        and so does a linear model. That is faster where the hardware multiplies bfloat16 (a
+        CPU with AVX512-BF16 or AMX, a CUDA device of compute capability 8 or more) and
+        slower where it emulates it; the trained model is float32 either way, and its fit
+        gives other bits than a float32 fit (``history_.precision`` says which ran).
+
         Parameters
         ----------
         embeddings : np.ndarray or torch.Tensor

@@ -123,12 +123,6 @@ __attribute__((always_inline)) inline void product_block(const T* f, const doubl
   }
 }
 
-template <class T>
-void product_tile(const T* f, const double* laplacian, int64_t d, const double* mean,
-                  const int64_t* rows, int64_t start, int64_t stop, int64_t first, double* out) {
-  product_block<Double2, kProductRows, kProductColumns>(f, laplacian, d, mean, rows, start, stop, first, out);
-}
-
 #ifdef ACTIVERM_WIDE_VECTORS
 // The same tile in AVX-512 vectors, kWideRows x 16 entries a block.
 template <class T>
@@ -185,7 +179,8 @@ void CpuKernels::fisher_product(FeatureView features, const double* laplacian, v
           continue;
         }
 #endif
-        product_tile(f, laplacian, d, mean, rows, start, stop, tile * kProductRows, out);
+        product_block<Double2, kProductRows, kProductColumns>(f, laplacian, d, mean, rows, start,
+                                                              stop, tile * kProductRows, out);
       }
     }
   });

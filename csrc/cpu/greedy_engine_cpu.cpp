@@ -219,6 +219,7 @@ int64_t panel_element_bytes(int32_t dtype) {
 
 struct PanelHeader {
   const void* features;  // the features the panels hold (anything else: not built yet)
+  bool wide;             // panel_products runs the AVX-512 form (chosen once, with the panels)
 };
 
 int64_t panel_copies(const GreedyProblem& problem) {
@@ -270,8 +271,14 @@ const PanelType<T>* member_panels(const GreedyProblem& problem, const GreedyBuff
       }
     }
     header->features = problem.features.data;
+    header->wide = wide_vectors();
   }
   return panels + (problem.member_stride == 0 ? 0 : e) * size;
+}
+
+// Whether the panels of member_panels' workspace are multiplied in AVX-512 vectors.
+bool wide_panels(const GreedyBuffers& buffers) {
+  return static_cast<const PanelHeader*>(buffers.extra)->wide;
 }
 
 // out_r = sum_a Phi_ra x_a for the rows of one panel, out_r at out[r * stride], each row in
@@ -290,11 +297,6 @@ __attribute__((always_inline)) inline void panel_block(const T* panel, int64_t d
   for (int64_t r = 0; r < kPanelRows; ++r) out[r * stride] = acc[r];
 }
 
-template <class T>
-void narrow_panel_block(const T* panel, int64_t d, const double* x, double* out, int64_t stride) {
-  panel_block(panel, d, x, out, stride);
-}
-
 #ifdef ACTIVERM_WIDE_VECTORS
 // The same panel in AVX-512 vectors (wide_vectors.h): the same bits.
 template <class T>
@@ -304,11 +306,10 @@ ACTIVERM_WIDE void wide_panel_block(const T* panel, int64_t d, const double* x, 
 }
 #endif
 
-// panel_block over `blocks` panels, out_r at out[r * stride].
+// panel_block over `blocks` panels, out_r at out[r * stride], in AVX-512 vectors if `wide`.
 template <class T>
 void panel_products(const T* panels, int64_t blocks, int64_t d, const double* x, double* out,
-                    int64_t stride) {
-  [[maybe_unused]] const bool wide = wide_vectors();
+                    int64_t stride, [[maybe_unused]] bool wide) {
 #pragma omp parallel for schedule(dynamic, kPanelBlockChunk) \
     if (blocks > kPanelBlockChunk && blocks * kPanelRows * d >= kPanelParallelWork)
   for (int64_t b = 0; b < blocks; ++b) {
@@ -320,7 +321,7 @@ void panel_products(const T* panels, int64_t blocks, int64_t d, const double* x,
       continue;
     }
 #endif
-    narrow_panel_block(panel, d, x, rows_out, stride);
+    panel_block(panel, d, x, rows_out, stride);
   }
 }
 
@@ -385,7 +386,8 @@ void prepare_member(const GreedyProblem& problem, GreedyState state,
   const auto* panels = member_panels<T>(problem, buffers, e);
   const int64_t in_panels = panels == nullptr ? 0 : panel_blocks(problem) * kPanelRows;
   if (panels != nullptr) {
-    panel_products(panels, in_panels / kPanelRows, d, u, buffers.projection + e, problem.members);
+    panel_products(panels, in_panels / kPanelRows, d, u, buffers.projection + e, problem.members,
+                   wide_panels(buffers));
   }
   row_products(features + in_panels * d, n - in_panels, d, u,
                buffers.projection + e + in_panels * problem.members, problem.members);

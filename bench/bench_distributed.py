@@ -146,6 +146,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def worker_arguments(parser: argparse.ArgumentParser) -> None:
+    """The hidden flags a rank that :func:`run_ranks` starts is given (its port is one of the
+    script's own ``common`` arguments)."""
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--rank", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+
+
 def run_ranks(
     script: str, ranks: int, common: list[str], env: dict[str, str], timeout: float
 ) -> list[tuple[int, str, str]] | None:
@@ -198,10 +206,8 @@ def main() -> None:
     parser.add_argument("--world", type=int, default=2)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--timeout", type=float, default=900.0)
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--rank", type=int, default=0, help=argparse.SUPPRESS)
+    worker_arguments(parser)
     parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker(args)

@@ -23,7 +23,14 @@ import sys
 from datetime import timedelta
 
 import torch
-from bench_distributed import free_port, problem, run_ranks, timed, watch_engine_start
+from bench_distributed import (
+    free_port,
+    problem,
+    run_ranks,
+    timed,
+    watch_engine_start,
+    worker_arguments,
+)
 from bench_gpu import require_gpu
 
 import activerm_fast as arm
@@ -118,9 +125,7 @@ def main() -> None:
     parser.add_argument("--world", type=int, default=2)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds a group may take")
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--rank", type=int, default=0, help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    worker_arguments(parser)
     parser.add_argument("--backend", default="nccl", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:

@@ -181,13 +181,12 @@ def _inverse_root(prior: Prior, scale: float, d: int) -> torch.Tensor:
         ridge_root = (1.0 / scale) / math.sqrt(prior.ridge)  # 1 / sqrt(scale^2 ridge)
         return ridge_root * torch.eye(d, dtype=torch.float64)
     matrix = prior.matrix.detach().cpu() * (scale * scale)
-    if prior.floor is None:
-        lower = _cholesky(matrix, "prior")
-        eye = torch.eye(d, dtype=torch.float64)
-        with one_thread_for(d):
-            inverse: torch.Tensor = torch.linalg.solve_triangular(lower.T, eye, upper=True)
-        return inverse
     with one_thread_for(d):
+        if prior.floor is None:
+            lower = _cholesky(matrix, "prior")
+            eye = torch.eye(d, dtype=torch.float64)
+            inverse: torch.Tensor = torch.linalg.solve_triangular(lower.T, eye, upper=True)
+            return inverse
         spectrum, vectors = torch.linalg.eigh(matrix)
     spectrum = spectrum.clamp_min(prior.floor * scale * scale)
     root: torch.Tensor = vectors * spectrum.rsqrt()[None, :]

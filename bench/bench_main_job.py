@@ -28,9 +28,9 @@ round     one 50,000-pair round of the loop outside selection and fit: building 
           cores, as the loop runs a round.
 simulate  the whole command (start-up included, as a user waits for it) with --jobs 1 and
           --jobs N (N: the usable cores), alternating; the records of both are compared
-          (identical but for their timings); then --jobs N --precision bfloat16: how many
-          points of its Spearman curves differ from float32's by more than the two seed
-          spreads, and which verdicts against random it changes.
+          (identical but for their timings), and --jobs N --precision bfloat16 taking turns
+          with them: how many points of its Spearman curves differ from float32's by more
+          than the two seed spreads, and which verdicts against random it changes.
 
 Medians over the repeats, ratios before / after (and before / bf16). The load average is
 printed at the start and the end: the machine may be shared, and everything else running on it
@@ -300,36 +300,37 @@ def run_simulate(args: list[str], jobs: int, out: Path) -> tuple[float, list[dic
 
 def bench_simulate(args: list[str], repeats: int) -> None:
     jobs = usable_cores()
-    times: dict[int, list[float]] = {1: [], jobs: []}
-    results: dict[int, list[dict[str, Any]]] = {}
+    # the command with 1 and N workers, and with N in bfloat16 unless it names a precision
+    runs = {"serial": (1, args), "parallel": (jobs, args)}
+    if "--precision" not in args:
+        runs["bfloat16"] = (jobs, [*args, "--precision", "bfloat16"])
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    results: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory() as folder:
         for repeat in range(repeats):
-            for count in (1, jobs) if repeat % 2 == 0 else (jobs, 1):
-                out = Path(folder) / f"jobs{count}-{repeat}"
-                seconds, results[count] = run_simulate(args, count, out)
-                times[count].append(seconds)
-    serial, parallel = statistics.median(times[1]), statistics.median(times[jobs])
+            names = list(runs)
+            turn = repeat % len(names)  # each goes first as often as the others
+            for name in names[turn:] + names[:turn]:
+                count, command = runs[name]
+                seconds, results[name] = run_simulate(command, count, Path(folder) / f"{name}-{repeat}")
+                times[name].append(seconds)
+    wall = {name: statistics.median(spent) for name, spent in times.items()}
+    serial, parallel = wall["serial"], wall["parallel"]
     print(f"\nsimulate {' '.join(args) or '(defaults)'}: medians of {repeats}")
     print(f"  --jobs 1  {serial:>8.1f} s")
     print(f"  --jobs {jobs}  {parallel:>8.1f} s   serial / parallel {serial / parallel:.2f}x "
           f"on {jobs} usable cores")  # fmt: skip
-    same = results[1] == results[jobs]
+    same = results["serial"] == results["parallel"]
     print(f"  records of --jobs 1 and --jobs {jobs} identical (but for timings): {same}")
-    if "--precision" in args:
+    if "bfloat16" not in runs:
         return
     # the same command with the fit multiplying in bfloat16: its time, and what it concludes
-    half_times: list[float] = []
-    with tempfile.TemporaryDirectory() as folder:
-        for repeat in range(repeats):
-            out = Path(folder) / f"bf16-{repeat}"
-            seconds, half = run_simulate([*args, "--precision", "bfloat16"], jobs, out)
-            half_times.append(seconds)
-    half_wall = statistics.median(half_times)
-    print(f"  --jobs {jobs} --precision bfloat16  {half_wall:.1f} s   "
-          f"float32 / bfloat16 {parallel / half_wall:.2f}x")  # fmt: skip
+    full, half = results["parallel"], results["bfloat16"]
+    print(f"  --jobs {jobs} --precision bfloat16  {wall['bfloat16']:.1f} s   "
+          f"float32 / bfloat16 {parallel / wall['bfloat16']:.2f}x")  # fmt: skip
     # learning curves: points (strategy, labels) whose means differ by more than the two
     # seed spreads together
-    curves = [summarize(run, "spearman") for run in (results[jobs], half)]
+    curves = [summarize(run, "spearman") for run in (full, half)]
     points = [(s, n) for s in curves[0] for n in curves[0][s]]
     apart = [
         (s, n) for s, n in points
@@ -338,7 +339,7 @@ def bench_simulate(args: list[str], repeats: int) -> None:
     print(f"  spearman curves: {len(apart)} of {len(points)} points apart by more than the two "
           f"seed spreads {apart}")  # fmt: skip
     if any(r["strategy"] == "random" for r in half):
-        outcomes = [{v.strategy: v.outcome for v in verdicts(run)} for run in (results[jobs], half)]
+        outcomes = [{v.strategy: v.outcome for v in verdicts(run)} for run in (full, half)]
         same_verdicts = [s for s, outcome in outcomes[0].items() if outcomes[1][s] == outcome]
         print(f"  verdicts the same in float32 and bfloat16: {len(same_verdicts)} of "
               f"{len(outcomes[0])}")  # fmt: skip

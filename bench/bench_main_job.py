@@ -312,7 +312,8 @@ def bench_simulate(args: list[str], repeats: int) -> None:
             turn = repeat % len(names)  # each goes first as often as the others
             for name in names[turn:] + names[:turn]:
                 count, command = runs[name]
-                seconds, results[name] = run_simulate(command, count, Path(folder) / f"{name}-{repeat}")
+                out = Path(folder) / f"{name}-{repeat}"
+                seconds, results[name] = run_simulate(command, count, out)
                 times[name].append(seconds)
     wall = {name: statistics.median(spent) for name, spent in times.items()}
     serial, parallel = wall["serial"], wall["parallel"]

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from activerm_fast.data import synthetic
+from activerm_fast.data.pairs import within_prompt
 from activerm_fast.model import RewardModel
 from activerm_fast.model import precision as precision_module
 from activerm_fast.model.metrics import within_prompt_spearman
@@ -73,9 +74,7 @@ def test_a_bfloat16_step_is_the_float64_loss_and_gradient_to_bfloat16_accuracy(
 def linear_task():
     dataset = synthetic(40, 8, 12, 12, dim=16, linear=True, seed=4)
     train = dataset.train()
-    i, j = np.triu_indices(train.n, k=1)
-    same = train.prompt_ids[i] == train.prompt_ids[j]
-    pairs = np.stack([i[same], j[same]], axis=1)
+    pairs = within_prompt(train.prompt_ids)
     return train, dataset.test(), pairs, BTOracle(train.gold, beta=np.inf).label(pairs)
 
 

@@ -20,7 +20,9 @@ fit       arena-bench (768-d inputs: prompt and response embeddings), LoopConfig
           in this process, taking turns, on the same pairs and seeds. Held-out loss: the
           cross-entropy of the ensemble's mean reward margin against the oracle's own
           probabilities on every within-prompt pair of the test prompts (ln 2 = 0.693 is a
-          constant reward).
+          constant reward). Then one profiled fit (torch.profiler, seed 0) per size, after and
+          bf16: the share of its wall time in each kind of operator (matrix products, AdamW,
+          row gathers, GELU, dtype copies) and in the rest (Python, autograd, small ops).
 round     one 50,000-pair round of the loop outside selection and fit: building the candidate
           pool, and select("random"), before (on the 768-d embeddings and its available-pair
           count, as the loop called it) and after (as the loop calls it now), beside the draw
@@ -224,6 +226,44 @@ def bench_fit(repeats: int, patience: int | None = None) -> None:
             f"{cpu_median['bf16']:.3f}; per seed loss "
             + "; ".join(f"{name} {np.round(losses[name], 4).tolist()}" for name, _, _ in ways)
         )
+    fit_profile(train, pool, [(name, settings) for name, fit, settings in ways if fit is fit_after])
+
+
+# torch operators by what they do in the fit, for fit_profile
+OPERATOR_KINDS = {
+    "matrix products": ("aten::bmm", "aten::baddbmm", "aten::mm", "aten::addmm"),
+    "AdamW": ("aten::_fused_adamw_", "Optimizer.step#AdamW.step", "aten::_foreach_add_"),
+    "row gathers": ("aten::index", "aten::gather", "aten::index_select"),
+    "GELU": ("aten::gelu", "aten::gelu_backward"),
+    "dtype copies": ("aten::copy_",),
+}
+
+
+def fit_profile(train: Any, pool: np.ndarray, ways: list[tuple[str, arm.LoopConfig]]) -> None:
+    """Where the fit's wall time goes: one profiled fit per size and way (seed 0), the
+    operators' own time on the calling thread by kind, as shares of the profiled wall time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]):  # the profiler's first start is slow
+        torch.ones(1).sum()
+    print("\nwhere the fit's time goes (torch.profiler, seed 0, its own cost included): "
+          "shares of the wall time")  # fmt: skip
+    print(f"{'pairs':>6} {'fit':>6} {'wall s':>7}  "
+          + "  ".join(f"{kind:>15}" for kind in OPERATOR_KINDS) + f"  {'the rest':>8}")  # fmt: skip
+    for size in FIT_SIZES:
+        pairs = pool[np.random.default_rng(0).choice(len(pool), size, replace=False)]
+        labels = arm.BTOracle(train.gold, beta=ways[0][1].beta, seed=0).label(pairs)
+        for name, settings in ways:
+            fit_after(train.embeddings, pairs, labels, config=settings, seed=0)  # warm
+            with profile(activities=[ProfilerActivity.CPU]) as profiled:
+                start = time.perf_counter()
+                fit_after(train.embeddings, pairs, labels, config=settings, seed=0)
+                wall = time.perf_counter() - start
+            own = {e.key: e.self_cpu_time_total / 1e6 for e in profiled.key_averages()}
+            shares = [sum(own.get(op, 0.0) for op in ops) / wall for ops in OPERATOR_KINDS.values()]
+            print(f"{size:>6} {name:>6} {wall:>7.3f}  "
+                  + "  ".join(f"{share:>15.0%}" for share in shares)
+                  + f"  {1 - sum(shares):>8.0%}")  # fmt: skip
 
 
 # ---- one round's overhead --------------------------------------------------------------------

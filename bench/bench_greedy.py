@@ -9,9 +9,11 @@ float32 differences: O(P d) per step. At full size a whole baseline run takes mi
 timed for --baseline-steps steps and its per-step median is compared with the kernel's.
 
 It times the dense sweep (``lazy=False``), whose bytes per step it counts; bench_lazy.py
-compares the lazy sweep with it. The last table runs the multi-member engine
+compares the lazy sweep with it. The next table runs the multi-member engine
 (``ensemble-dopt-greedy``: E members, each with its own features, Fisher weights and factor,
-one sweep over the pairs per step) beside the single-model step, in the same process.
+one sweep over the pairs per step) beside the single-model step, in the same process. The last
+times the design without weights (``xtx``; every weight 1, read from no array) against the same
+selection given a stored array of ones, alternating.
 
 ``--small`` times small problems, where per-call and per-step overhead would show: the whole
 ``greedy_logdet`` at n = 2,000, d = 64, P = 5,000, k = 100 against submodlib's NaiveGreedy and
@@ -236,6 +238,40 @@ def main() -> None:
             ),
         ]
     )
+    unweighted_rows(features, pairs, k, ridge, args.repeats)
+
+
+def unweighted_rows(features: np.ndarray, pairs: np.ndarray, k: int, ridge: float,
+                    repeats: int) -> None:  # fmt: skip
+    """The design without weights (xtx, greedy_logdet without weights: every weight 1, read
+    from no array) against the same selection given a stored array of ones, alternating."""
+    ones = np.ones(len(pairs))
+
+    def whole(steps: int, weights: np.ndarray | None) -> arm.Selection:
+        return arm.greedy_logdet(features, pairs, steps, weights=weights, prior=ridge, lazy=False)
+
+    runs = {
+        f"{name} {steps}": (lambda steps=steps, w=w: whole(steps, w))
+        for name, w in (("none", None), ("ones", ones))
+        for steps in (1, k)
+    }
+    medians = alternating_medians(runs, repeats)
+    step = {w: (medians[f"{w} {k}"] - medians[f"{w} 1"]) / (k - 1) for w in ("none", "ones")}
+    unit, stored = whole(k, None), whole(k, ones)
+    same = np.array_equal(unit.indices, stored.indices)
+    same = same and unit.gains.tobytes() == stored.gains.tobytes()
+    n, d = features.shape
+    unit_bytes = bytes_per_step(n, d, len(pairs), 1, weighted=False)
+    print_rows(
+        [
+            ("no weights (every weight 1): one greedy step", f"{step['none'] * 1e3:.2f} ms"),
+            ("stored array of ones: one greedy step", f"{step['ones'] * 1e3:.2f} ms"),
+            ("stored ones step / no-weights step", f"{step['ones'] / step['none']:.2f}x"),
+            ("bytes one no-weights step must move", f"{unit_bytes / 1e6:.1f} MB"),
+            ("the array of ones it does not hold", f"{ones.nbytes / 1e6:.0f} MB"),
+            ("same picks and gains, bit for bit", str(same)),
+        ]
+    )  # fmt: skip
 
 
 def alternating_medians(runs: dict[str, object], repeats: int) -> dict[str, float]:
@@ -319,11 +355,12 @@ def small_problems(repeats: int) -> None:
     print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
 
 
-def bytes_per_step(n: int, d: int, count: int, members: int) -> int:
+def bytes_per_step(n: int, d: int, count: int, members: int, weighted: bool = True) -> int:
     """Bytes one greedy step must move: the sweep reads the pairs (int32) once and, per member,
-    w and q and writes q (float64); v = Phi u reads each member's float32 features; the factor
-    S is read twice (f = S^T d*, u = S f) and read and written by its update."""
-    sweep = count * (2 * 4 + members * (8 + 8 + 8))
+    w (unless every weight is 1, read from no array) and q and writes q (float64); v = Phi u
+    reads each member's float32 features; the factor S is read twice (f = S^T d*, u = S f) and
+    read and written by its update."""
+    sweep = count * (2 * 4 + members * ((8 if weighted else 0) + 8 + 8))
     return sweep + members * (n * d * 4 + 4 * d * d * 8)
 
 

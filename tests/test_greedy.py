@@ -112,6 +112,41 @@ def test_float32_features_stay_accurate_over_many_steps(rng):
     np.testing.assert_allclose(sel.gains, want_gains, rtol=1e-8)
 
 
+@pytest.mark.parametrize("setting", ["plain", "exclude", "matrix prior", "lazy", "refresh"])
+def test_no_weights_read_from_no_array_and_equal_stored_ones(rng, kind, setting):
+    """Without weights the dense sweep reads none (a null weights pointer: every weight 1) and
+    picks, gains and log det are those of a stored array of ones, bit for bit, through the
+    state's refresh too; the lazy sweep, which copies weights into its records, gets them
+    stored."""
+    from activerm_fast.kernels import greedy_problem
+    from activerm_fast.testing import launch as _launch
+
+    if kind == "torch-cuda" and setting == "lazy":
+        pytest.skip("the lazy sweep runs on the CPU only")
+    n, d, count, k = 60, 5, 900, 20
+    features = rng.normal(size=(n, d)).astype(np.float32)
+    if setting == "refresh":  # float32 features x 1e6 and k = 4 d: the running scores drift
+        features *= 1e6
+    pairs = random_pairs(rng, n, count)
+    options = {"prior": spd(rng, d) if setting == "matrix prior" else 1e-2}
+    if setting == "exclude":
+        options["exclude"] = as_kind(rng.random(count) < 0.4, kind)
+    if setting == "lazy":
+        options["lazy"] = True
+    if setting == "matrix prior":
+        options["prior"] = as_kind(options["prior"], kind)
+    f, p = as_kind(features, kind), as_kind(pairs, kind)
+    problem = greedy_problem(f, p, **options)
+    assert isinstance(problem.weights, torch.Tensor) == (setting == "lazy")
+    if setting != "lazy":
+        assert problem.weights == _launch.UnitWeights(1)
+    unit = arm.greedy_logdet(f, p, k, **options)
+    ones = arm.greedy_logdet(f, p, k, weights=as_kind(np.ones(count), kind), **options)
+    np.testing.assert_array_equal(to_numpy(unit.indices), to_numpy(ones.indices))
+    assert to_numpy(unit.gains).tobytes() == to_numpy(ones.gains).tobytes()
+    assert unit.logdet == ones.logdet
+
+
 SCRIPT = """
 import json, sys, numpy as np, activerm_fast as arm
 rng = np.random.default_rng(7)

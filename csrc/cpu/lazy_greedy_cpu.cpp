@@ -199,7 +199,9 @@ LazyGreedyCpu::LazyGreedyCpu(const GreedyProblem& problem, int64_t capacity)
 bool LazyGreedyCpu::supports(const GreedyProblem& problem) {
   // stored pairs and weights only: its records copy both
   return problem.pairs.count < (int64_t{1} << 32) && problem.features.n < (int64_t{1} << 31) &&
-         problem.pairs.implicit.kind == kStoredPairs && problem.fisher.rewards == nullptr;
+         problem.pairs.implicit.kind == kStoredPairs &&
+         (problem.weights != nullptr || problem.pairs.count == 0) &&
+         problem.fisher.rewards == nullptr;
 }
 
 int64_t LazyGreedyCpu::memory_bound(const GreedyProblem& problem, int64_t capacity) {

@@ -24,6 +24,7 @@
 #include <map>
 #include <mutex>
 #include <stdexcept>
+#include <type_traits>
 #include <utility>
 
 #include "activerm/cuda_kernels.h"
@@ -123,12 +124,16 @@ __device__ __forceinline__ void fetch_pair(const Pairs& pairs, int64_t k, int64_
   else load_pair<kVector>(pairs.data, k, i, j);
 }
 
-// Member e's weight of pair k: a streamed (evict-first) load, or computed from the rewards.
+// Member e's weight of pair k: a streamed (evict-first) load of a stored one, else the
+// reader's own (computed from the rewards, or 1).
 template <class Weights>
 __device__ __forceinline__ double fetch_weight(const Weights& weights, int64_t k, int64_t e,
                                                int64_t i, int64_t j) {
-  if constexpr (Weights::kFromRewards) return weights(k, e, i, j);
-  else return __ldcs(weights.data + k * weights.members + e);
+  if constexpr (std::is_same_v<Weights, StoredWeights>) {
+    return __ldcs(weights.data + k * weights.members + e);
+  } else {
+    return weights(k, e, i, j);
+  }
 }
 
 // Everything a sweep kernel reads besides the pairs and weights.

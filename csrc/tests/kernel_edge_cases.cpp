@@ -16,7 +16,7 @@
 //   the greedy engine, single model and E = 3 members (stacked features, member_stride n d, or
 //     shared, stride 0), E = 64: P = 0, P = 1, n = 2 with d = 1, d > n, k = 0, k = available,
 //     k > available (-1 and NaN for the rest), masked pairs (one member's NaN masks the pair),
-//     every score NaN, zero weights, exact ties (lowest index, also across sweep chunks and
+//     every score NaN, zero weights, no weights (every weight 1), exact ties (lowest index, also across sweep chunks and
 //     threads), ridge and general SPD priors, extreme magnitudes with matching scale, shards
 //     with first_index > 0 (a sweep/choose/apply loop over shards against the single run),
 //     the refresh stop (kRefreshChoice), and the sizes where the parallel paths switch on
@@ -1338,6 +1338,29 @@ void test_parallel_paths() {
   }
 }
 
+// No weights (a null pointer): every weight 1, the same bits as a stored array of ones, for
+// one member and for several; the lazy sweep, which copies weights, refuses it.
+template <class T, class I>
+void test_unit_weights() {
+  g_case = std::string(type_name<T>()) + "/" + index_name<I>();
+  Rng rng(11);
+  for (int64_t members : {int64_t{1}, int64_t{3}}) {
+    auto pr = random_problem<T, I>(rng, 40, 6, members, false, random_pairs<I>(rng, 40, 500),
+                                   members > 1);
+    pr.weights.assign(pr.weights.size(), 1.0);
+    pr.start();
+    const GreedyProblem stored = pr.view();
+    GreedyProblem unit = stored;
+    unit.weights = nullptr;
+    Engine a(stored, pr.scores0, pr.factor0);
+    Engine b(unit, pr.scores0, pr.factor0);
+    CHECK(same_selection(run(stored, a, 25), run(unit, b, 25)));
+    CHECK(same_doubles(a.scores, b.scores));
+    CHECK(same_bits(a.factor, b.factor));
+    CHECK(!LazyGreedyCpu::supports(unit) && LazyGreedyCpu::supports(stored));
+  }
+}
+
 // E = kMaxMembers members: the choice record's weights fill up exactly.
 void test_max_members() {
   Rng rng(3);
@@ -1615,6 +1638,7 @@ int main(int argc, char** argv) {
       {"greedy_max_members", test_max_members},
       {"greedy_parallel_paths", test_parallel_paths},
       {"greedy_quota", [] { for_types([](auto t, auto i) { test_quota<decltype(t), decltype(i)>(); }); }},
+      {"greedy_unit_weights", [] { for_types([](auto t, auto i) { test_unit_weights<decltype(t), decltype(i)>(); }); }},
   };
   std::printf("kernel_edge_cases: %d OpenMP threads\n", omp_get_max_threads());
   int ran = 0;

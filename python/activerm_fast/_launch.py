@@ -318,6 +318,27 @@ class RewardRows(NamedTuple):
     members: int
 
 
+class UnitWeights(NamedTuple):
+    """Every weight 1, for ``members`` members, read from no array (csrc views.h: a null
+    GreedyProblem::weights): the dense sweep skips the P E doubles a stored (P, E) array of
+    ones would stream. The lazy sweep copies its weights into its records, so it needs them
+    stored."""
+
+    members: int
+
+
+# the greedy engine's weights: stored (P, E), computed in the sweep, or all 1
+Weights = torch.Tensor | RewardRows | UnitWeights
+
+
+def unit_weights(count: int, device: torch.device, *, stored: bool) -> torch.Tensor | UnitWeights:
+    """One member's weights of ``count`` pairs, all 1: a (count, 1) float64 array of ones if
+    ``stored`` (for the lazy sweep), else :class:`UnitWeights`."""
+    if stored:
+        return torch.ones((count, 1), dtype=torch.float64, device=device)
+    return UnitWeights(1)
+
+
 def lazy_may_run(
     count: int, steps: int, members: int, lazy: bool | str, device: torch.device
 ) -> bool:
@@ -342,25 +363,25 @@ class GreedyEngine:
     """One greedy log-det selection's problem and state on one backend.
 
     ``features`` is (1, n, d) (shared by all members) or (E, n, d); ``weights`` (P, E) float64,
-    or :class:`RewardRows` for weights computed in the sweep; ``scores`` (P, E) float64,
-    ``factor`` (E, d, d) float64 with S S^T = F0^-1 per member; scores and factor are updated
-    in place. ``pairs`` are stored (P, 2) or a generated pool's (:class:`GeneratedPairs`, the
-    dense sweep only) and may be one shard of a pool whose pair 0 is global
-    pair ``first_index``. A step whose chosen pair's running score has drifted from its fresh
-    value by more than ``refresh_tolerance`` (relative) stops the engine: its index is
-    ``REFRESH_CHOICE`` and the caller recomputes ``scores`` and ``factor`` (:meth:`state_tensors`)
-    from the pairs chosen so far before running on. :meth:`run` is the whole single-process
-    selection; :meth:`sweep`,
-    :meth:`apply` and :attr:`choice` are its steps, for callers that pick the winner among
-    several shards between a sweep and the apply. ``quota`` (optional) limits the chosen pairs
-    per prompt: every apply counts its choice and masks the pairs of a prompt it fills.
+    :class:`RewardRows` for weights computed in the sweep or :class:`UnitWeights`; ``scores``
+    (P, E) float64, ``factor`` (E, d, d) float64 with S S^T = F0^-1 per member; scores and
+    factor are updated in place. ``pairs`` are stored (P, 2) or a generated pool's
+    (:class:`GeneratedPairs`, the dense sweep only) and may be one shard of a pool whose pair 0
+    is global pair ``first_index``. A step whose chosen pair's running score has drifted from
+    its fresh value by more than ``refresh_tolerance`` (relative) stops the engine: its index
+    is ``REFRESH_CHOICE`` and the caller recomputes ``scores`` and ``factor``
+    (:meth:`state_tensors`) from the pairs chosen so far before running on. :meth:`run` is the
+    whole single-process selection; :meth:`sweep`, :meth:`apply` and :attr:`choice` are its
+    steps, for callers that pick the winner among several shards between a sweep and the
+    apply. ``quota`` (optional) limits the chosen pairs per prompt: every apply counts its
+    choice and masks the pairs of a prompt it fills.
     """
 
     def __init__(
         self,
         features: torch.Tensor,
         pairs: Pairs,
-        weights: torch.Tensor | RewardRows,
+        weights: Weights,
         *,
         scores: torch.Tensor,
         factor: torch.Tensor,
@@ -373,7 +394,7 @@ class GreedyEngine:
     ) -> None:
         self.device = pairs.device
         self.backend = backend_for(self.device)
-        self.members = weights.members if isinstance(weights, RewardRows) else weights.shape[1]
+        self.members = weights.shape[1] if isinstance(weights, torch.Tensor) else weights.members
         n, d = features.shape[-2:]
         # the kernels hold only addresses: the engine keeps the tensors alive
         self._inputs = (features, pairs, weights)
@@ -384,7 +405,7 @@ class GreedyEngine:
             self.members,
             0 if features.shape[0] == 1 else n * d,
             _pair_view(self.backend, pairs),
-            0 if isinstance(weights, RewardRows) else weights.data_ptr(),
+            weights.data_ptr() if isinstance(weights, torch.Tensor) else 0,
             first_index,
             refresh_tolerance,
         )
@@ -416,7 +437,7 @@ class GreedyEngine:
         would not pay: below LAZY_MIN_PAIRS pairs or LAZY_MIN_STEPS steps, or with several
         members)."""
         features, pairs, weights = self._inputs
-        if isinstance(pairs, GeneratedPairs) or isinstance(weights, RewardRows):
+        if isinstance(pairs, GeneratedPairs) or not isinstance(weights, torch.Tensor):
             return None  # the callers ask for the lazy sweep only where lazy_may_run
         if not lazy_may_run(pairs.shape[0], steps, weights.shape[1], lazy, self.device):
             return None

@@ -318,16 +318,21 @@ def greedy_problem(
     else:
         p = generated
     count = p.shape[0]
+    sweep = v.lazy_argument(lazy)
+    w: _launch.Weights
     if weights is None:
-        w = torch.ones(count, dtype=torch.float64, device=f.device)
+        # k is not known here: stored wherever the lazy sweep may run for long selections
+        lazy_possible = generated is None and _launch.lazy_may_run(
+            count, _launch.LAZY_MIN_STEPS, 1, sweep, f.device
+        )
+        w = _launch.unit_weights(count, f.device, stored=lazy_possible)
     else:
-        w = v.float_tensor(weights, "weights", (count,), f.device, nonnegative=True).double()
+        given = v.float_tensor(weights, "weights", (count,), f.device, nonnegative=True)
+        w = given.double()[:, None].contiguous()
     excluded = None if exclude is None else v.mask_tensor(exclude, count, f.device, "exclude")
     prior = options.get("prior", DEFAULT_PRIOR)
     start = _design.Prior.of(v.prior_argument(prior, f.shape[1], f.device), f.shape[1])
-    return _design.GreedyProblem(
-        f[None], p, w[:, None].contiguous(), [start], excluded, v.lazy_argument(lazy)
-    )
+    return _design.GreedyProblem(f[None], p, w, [start], excluded, sweep)
 
 
 def greedy_logdet(

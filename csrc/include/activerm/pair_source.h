@@ -89,6 +89,13 @@ struct StoredWeights {
   }
 };
 
+// ... or all 1 (no weights given: x^T x designs, greedy_logdet without weights), a stream of
+// P E doubles the sweep need not read ...
+struct UnitWeights {
+  static constexpr bool kFromRewards = false;
+  ARM_HD double operator()(int64_t, int64_t, int64_t, int64_t) const { return 1.0; }
+};
+
 // ... or computed from the rewards, exactly as fisher_weights computes it (the mean of one row
 // is that row's weight to the bit: 0 + w and w / 1 are w, so one row skips both).
 struct ComputedWeights {
@@ -106,6 +113,7 @@ template <class Fn>
 void dispatch_sources(const GreedyProblem& problem, Fn&& fn) {
   auto with_weights = [&](auto pairs) {
     if (problem.fisher.rewards != nullptr) fn(pairs, ComputedWeights{problem.fisher});
+    else if (problem.weights == nullptr) fn(pairs, UnitWeights{});
     else fn(pairs, StoredWeights{problem.weights, problem.members});
   };
   const PairView& pairs = problem.pairs;

@@ -101,7 +101,7 @@ struct GreedyProblem {
   int64_t members;
   int64_t member_stride;
   PairView pairs;
-  const double* weights;
+  const double* weights;  // (count, E); null with no `fisher` either: every weight is 1
   int64_t first_index;
   double refresh_tolerance;
   PromptQuota quota = {};  // none unless set

@@ -90,9 +90,9 @@ def add(commands: Any) -> None:
         action="store_true",
         help="generate the --pool-size pairs of --pool from --seed where the kernels need them, "
         "never stored: 8 bytes of state per pair and model where the Fisher weights are "
-        "computed in the sweep (when storing them would take a quarter of the memory), 16 "
-        "where they are stored (below that, and the unit weights of a first batch without a "
-        f"model); strategies {', '.join(IMPLICIT_STRATEGIES)}; a pair may repeat in the pool, "
+        "computed in the sweep (when storing them would take a quarter of the memory) or there "
+        "are none (the unit weights of a first batch without a model), 16 where they are "
+        f"stored; strategies {', '.join(IMPLICIT_STRATEGIES)}; a pair may repeat in the pool, "
         "never in the batch",
     )
     sel.add_argument("--ensemble", type=positive, default=3)

@@ -428,8 +428,9 @@ class GreedyProblem:
 
     ``members`` are (1, n, d) features shared by every member or (E, n, d) one matrix each;
     ``pairs`` stored (P, 2) or a generated pool's (:class:`~activerm_fast.ImplicitPool`);
-    ``weights`` (P, E) float64, one column per member, or the rewards the sweep computes them
-    from (:class:`~activerm_fast._launch.RewardRows`); ``priors`` one F0 per member;
+    ``weights`` (P, E) float64, one column per member, the rewards the sweep computes them
+    from (:class:`~activerm_fast._launch.RewardRows`) or all 1
+    (:class:`~activerm_fast._launch.UnitWeights`); ``priors`` one F0 per member;
     ``excluded`` (P,) mask or positions of the pairs that may not be chosen (None: none);
     ``lazy`` the sweep (:class:`~activerm_fast._launch.GreedyEngine`; every choice picks the
     same pairs).
@@ -441,7 +442,7 @@ class GreedyProblem:
 
     members: torch.Tensor
     pairs: _launch.Pairs
-    weights: torch.Tensor | _launch.RewardRows
+    weights: _launch.Weights
     priors: Sequence[Prior]
     excluded: torch.Tensor | None = None
     lazy: bool | str = "auto"
@@ -466,14 +467,18 @@ class GreedyProblem:
     def member_count(self) -> int:
         """E, the members whose log dets are summed."""
         weights = self.weights
-        return weights.members if isinstance(weights, _launch.RewardRows) else weights.shape[1]
+        return weights.shape[1] if isinstance(weights, torch.Tensor) else weights.members
 
     def weights_of(self, rows: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """(m, E) weights of the pairs ``rows`` at local ``positions``: read, or computed from
         the rewards as the sweep computes them."""
         weights = self.weights
-        if not isinstance(weights, _launch.RewardRows):
+        if isinstance(weights, torch.Tensor):
             return weights[positions]
+        if isinstance(weights, _launch.UnitWeights):
+            return torch.ones(
+                (positions.shape[0], weights.members), dtype=torch.float64, device=rows.device
+            )
         r, rows_each = weights.rewards, weights.rows
         return torch.stack(
             [
@@ -487,6 +492,8 @@ class GreedyProblem:
     def heaviest(self) -> float:
         """The largest weight here (1/4, the Bradley-Terry bound, when computed from rewards)."""
         weights = self.weights
+        if isinstance(weights, _launch.UnitWeights):
+            return 1.0
         if isinstance(weights, _launch.RewardRows):
             return 0.25
         return weights.max().item() if weights.numel() else 0.0

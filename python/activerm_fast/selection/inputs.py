@@ -54,19 +54,20 @@ class SelectionInputs:
         """The pool's pairs held here: stored, or an implicit pool's."""
         return self.pairs if self.generated is None else self.generated
 
-    def greedy_weights(self, k: int, *, per_member: bool) -> torch.Tensor | _launch.RewardRows:
+    def greedy_weights(self, k: int, *, per_member: bool) -> _launch.Weights:
         """The weights of the greedy engine over :attr:`candidates`, (P, E) or computed: the
-        ensemble mean (one column) or each member's (``per_member``); ones without rewards.
+        ensemble mean (one column) or each member's (``per_member``); all 1 without rewards.
         With rewards the dense sweep computes them where :func:`~activerm_fast._launch.
-        weights_in_sweep` says so (no (P, E) array stored); they are stored elsewhere, and
-        wherever the lazy sweep may run for ``k`` steps (its records copy them)."""
+        weights_in_sweep` says so (no (P, E) array stored), without rewards it reads none;
+        they are stored elsewhere, and wherever the lazy sweep may run for ``k`` steps (its
+        records copy them)."""
         pairs = self.candidates
-        if self.rewards is None:
-            return torch.ones((pairs.shape[0], 1), dtype=torch.float64, device=pairs.device)
-        members = self.rewards.shape[0] if per_member else 1
+        members = 1 if self.rewards is None or not per_member else self.rewards.shape[0]
         lazy = isinstance(pairs, torch.Tensor) and _launch.lazy_may_run(
             pairs.shape[0], k, members, self.lazy, pairs.device
         )
+        if self.rewards is None:
+            return _launch.unit_weights(pairs.shape[0], pairs.device, stored=lazy)
         if lazy or not _launch.weights_in_sweep(pairs.shape[0], members, pairs.device):
             if not per_member:
                 return _design.per_pair(pairs, self.weights)[:, None]

@@ -2,7 +2,9 @@
 
 The problem is a round after the first: the first k pairs of the ladder's pool are labelled,
 the rest are the candidates, rewards come from an ensemble of MEMBERS heads, and bal-pm gets
-one prompt feature per prompt of ten responses. Every group has these rows:
+one prompt feature per prompt of ten responses. The field's rules, which choose within each
+prompt, run on every within-prompt pair of those prompts instead (their P), with the prompt
+ids. Every group has these rows:
 
 * ``activerm_fast``: ``select(strategy, ...)``, the reference;
 * ``random``: ``select("random", ...)``, the cost of a batch that scores nothing (validation
@@ -41,25 +43,36 @@ GREEDY_MEMBERS = {
 }
 
 
+def within_prompts(strategy: str) -> bool:
+    """Whether the strategy is a rule that chooses within each prompt (the field's rules):
+    its group runs on the within-prompt pairs of the same responses, with their prompt ids."""
+    return arm.STRATEGIES[strategy].uses_prompt_ids
+
+
 @functools.cache
-def round_inputs(size: str) -> dict[str, Any]:
-    """select's arguments for the problem of one size."""
+def round_inputs(size: str, within: bool = False) -> dict[str, Any]:
+    """select's arguments for the problem of one size: on its cross-prompt pool, or with
+    ``within`` on every within-prompt pair of its prompts of ten responses."""
     p = problem(size)
     n, k = p.size.responses, p.size.k
+    prompt_ids = np.arange(n) // 10
+    pool = arm.pairs.within_prompt(prompt_ids).astype(np.int32) if within else p.pairs
     prompts = np.random.default_rng(2).normal(size=(n // 10, p.size.dim)).astype(np.float32)
-    return {
+    inputs = {
         "features": p.features,
-        "pairs": p.pairs[k:],
-        "labelled": p.pairs[:k],
+        "pairs": pool[k:],
+        "labelled": pool[:k],
         "rewards": p.rewards,
         "k": k,
         "ridge": RIDGE,
-        "prompt_features": prompts[np.arange(n) // 10],
+        "prompt_features": prompts[prompt_ids],
     }
+    return {**inputs, "prompt_ids": prompt_ids} if within else inputs
 
 
-def strategy_call(strategy: str, size: str) -> Callable[[], object]:
-    inputs = round_inputs(size)
+def strategy_call(strategy: str, size: str, group: str | None = None) -> Callable[[], object]:
+    """``select(strategy)`` on the pool of ``group``'s rows (the strategy's own by default)."""
+    inputs = round_inputs(size, within_prompts(group or strategy))
     if strategy != "bal-pm":
         inputs = {key: value for key, value in inputs.items() if key != "prompt_features"}
     return lambda: arm.select(strategy, **inputs)
@@ -140,10 +153,13 @@ def rows() -> list[tuple[str, str]]:
 def test_select(benchmark: Any, strategy: str, implementation: str, size: str) -> None:
     benchmark.group = f"select {strategy}"
     p = problem(size)
-    work = {}
+    work: dict[str, Any] = {}
+    if within_prompts(strategy):
+        work["P"] = len(round_inputs(size, True)["pairs"]) + p.size.k  # the within-prompt pool
     if strategy in GREEDY_MEMBERS:
         candidates = p.size.pairs - p.size.k
-        steps = bytes_per_step(p.size.responses, p.size.dim, candidates, GREEDY_MEMBERS[strategy])
+        members, weighted = GREEDY_MEMBERS[strategy], strategy != "xtx"  # xtx reads no weights
+        steps = bytes_per_step(p.size.responses, p.size.dim, candidates, members, weighted)
         work["work_bytes"] = p.size.k * steps
     record(
         benchmark,
@@ -157,7 +173,7 @@ def test_select(benchmark: Any, strategy: str, implementation: str, size: str) -
     if implementation == "activerm_fast":
         call = strategy_call(strategy, size)
     elif implementation == "random":
-        call = strategy_call("random", size)
+        call = strategy_call("random", size, group=strategy)
     else:
         call = NUMPY_FORMULATIONS[strategy][1](p)
     measure(benchmark, call)

@@ -57,3 +57,34 @@ def test_pool_top_ranks_within_the_available_pairs():
     assert rows.tolist() == [[1, 3], [0, 1], [2, 3], [0, 2]]
     every, _ = WHOLE_POOL.top(pairs, score, 5)
     assert every.tolist() == [2, 4, 0, 3, 1]  # ties to the lowest position
+
+
+@pytest.mark.parametrize("count", [1, 7, 300, 5000])
+@pytest.mark.parametrize("ties", ["none", "many", "infinite"])
+def test_every_leading_part_is_that_of_a_full_stable_sort(count, ties):
+    """The leading parts, found from the L-th largest score without sorting the pool, are the
+    first L of the brute-force order for every L, with ties, NaN, infinities and excluded
+    pairs."""
+    rng = np.random.default_rng(count)
+    score = rng.normal(size=count)
+    if ties == "many":
+        score = np.round(score, 1)
+    if ties == "infinite":
+        score[rng.random(count) < 0.3] = -np.inf
+        score[rng.random(count) < 0.1] = np.inf
+    score[rng.random(count) < 0.2] = np.nan
+    pairs = torch.stack([torch.arange(count), torch.arange(count) + 1], dim=1)
+    available = rng.random(count) < 0.8
+    for mask in (None, available):
+        seen = np.ones(count, bool) if mask is None else mask
+        want = expected_order(score, seen)
+        for length in sorted({0, 1, 2, len(want) // 2, len(want) - 1, len(want), count + 3}):
+            if length < 0:
+                continue
+            ranking = WHOLE_POOL.ranking(
+                pairs, torch.from_numpy(score), None if mask is None else torch.from_numpy(mask)
+            )
+            positions, rows, complete = ranking.leading(length)
+            assert positions.tolist() == want[:length]
+            assert rows.tolist() == pairs[positions].tolist()
+            assert complete == (length >= len(want))

@@ -418,13 +418,13 @@ class _ShardedRanking(Ranking):
         super().__init__(pairs, score, available)  # this shard's order
         self.shard = shard
         self.score = score
-        held = torch.tensor([self.order.shape[0]], dtype=torch.int64)
+        held = torch.tensor([self.count], dtype=torch.int64)
         self.counts = shard.group.gather(held).reshape(-1).cpu()  # every rank's available pairs
 
     def leading(self, length: int) -> tuple[torch.Tensor, torch.Tensor, bool]:
         shard = self.shard
         length = min(length, int(self.counts.max()))  # past it, every rank offers all it has
-        mine = torch.sort(self.order[:length]).values  # the offer, in position order
+        mine = torch.sort(self.head(length)).values  # the offer, in position order
         offers = _records(self.score[mine], mine + shard.offset, self.pairs[mine], length)
         table = shard.group.gather(offers).reshape(-1, 4)  # world x length records
         table = table[table.view(torch.int64)[:, 1] >= 0]

@@ -45,9 +45,13 @@ def _coreset(inputs: SelectionInputs, k: int) -> Selection:
         """Lower every pair's distance to its nearest centre by the given (c, d) differences."""
         for block in torch.split(centres, _CENTRE_BLOCK):
             projection = f @ block.T  # (n, b)
-            dots = (projection[i] - projection[j]).abs()  # (P, b)
-            distance = norms[:, None] + (block * block).sum(dim=1)[None, :] - 2 * dots
-            torch.minimum(nearest, distance.clamp_min(0).min(dim=1).values, out=nearest)
+            # in place where the rounding allows: a step's single centre makes every (P, b)
+            # temporary a pass over the pool
+            dots = projection[i].sub_(projection[j]).abs_().mul_(2)  # (P, b), 2 |d_k . d_c|
+            distance = torch.add(norms[:, None], (block * block).sum(dim=1)[None, :])
+            distance.sub_(dots).clamp_min_(0)
+            closest = distance[:, 0] if distance.shape[1] == 1 else distance.min(dim=1).values
+            torch.minimum(nearest, closest, out=nearest)
 
     pool = inputs.pool
     available = inputs.available.clone()

@@ -119,6 +119,7 @@ def test_no_weights_read_from_no_array_and_equal_stored_ones(rng, kind, setting)
     state's refresh too; the lazy sweep, which copies weights into its records, gets them
     stored."""
     from activerm_fast.kernels import greedy_problem
+    from activerm_fast.selection.design import greedy_engine
     from activerm_fast.testing import launch as _launch
 
     if kind == "torch-cuda" and setting == "lazy":
@@ -137,9 +138,10 @@ def test_no_weights_read_from_no_array_and_equal_stored_ones(rng, kind, setting)
         options["prior"] = as_kind(options["prior"], kind)
     f, p = as_kind(features, kind), as_kind(pairs, kind)
     problem = greedy_problem(f, p, **options)
-    assert isinstance(problem.weights, torch.Tensor) == (setting == "lazy")
-    if setting != "lazy":
-        assert problem.weights == _launch.UnitWeights(1)
+    assert problem.weights == _launch.UnitWeights(1)
+    engine, _ = greedy_engine(problem, steps=k)  # the engine stores them for the lazy sweep
+    assert isinstance(engine._inputs[2], torch.Tensor) == (setting == "lazy")
+    assert (engine.lazy is not None) == (setting == "lazy")
     unit = arm.greedy_logdet(f, p, k, **options)
     ones = arm.greedy_logdet(f, p, k, weights=as_kind(np.ones(count), kind), **options)
     np.testing.assert_array_equal(to_numpy(unit.indices), to_numpy(ones.indices))

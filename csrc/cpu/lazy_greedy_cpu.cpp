@@ -197,7 +197,7 @@ LazyGreedyCpu::LazyGreedyCpu(const GreedyProblem& problem, int64_t capacity)
 }
 
 bool LazyGreedyCpu::supports(const GreedyProblem& problem) {
-  // stored pairs and weights only: its records copy both
+  // stored pairs and weights only: its records copy both (a pool of no pairs copies none)
   return problem.pairs.count < (int64_t{1} << 32) && problem.features.n < (int64_t{1} << 31) &&
          problem.pairs.implicit.kind == kStoredPairs &&
          (problem.weights != nullptr || problem.pairs.count == 0) &&

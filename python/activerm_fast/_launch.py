@@ -321,8 +321,8 @@ class RewardRows(NamedTuple):
 class UnitWeights(NamedTuple):
     """Every weight 1, for ``members`` members, read from no array (csrc views.h: a null
     GreedyProblem::weights): the dense sweep skips the P E doubles a stored (P, E) array of
-    ones would stream. The lazy sweep copies its weights into its records, so it needs them
-    stored."""
+    ones would stream. The lazy sweep copies its weights into its records: where it may run,
+    :class:`GreedyEngine` stores the ones."""
 
     members: int
 
@@ -331,12 +331,9 @@ class UnitWeights(NamedTuple):
 Weights = torch.Tensor | RewardRows | UnitWeights
 
 
-def unit_weights(count: int, device: torch.device, *, stored: bool) -> torch.Tensor | UnitWeights:
-    """One member's weights of ``count`` pairs, all 1: a (count, 1) float64 array of ones if
-    ``stored`` (for the lazy sweep), else :class:`UnitWeights`."""
-    if stored:
-        return torch.ones((count, 1), dtype=torch.float64, device=device)
-    return UnitWeights(1)
+def weight_members(weights: Weights) -> int:
+    """E, the members the weights are given for."""
+    return weights.shape[1] if isinstance(weights, torch.Tensor) else weights.members
 
 
 def lazy_may_run(
@@ -363,18 +360,19 @@ class GreedyEngine:
     """One greedy log-det selection's problem and state on one backend.
 
     ``features`` is (1, n, d) (shared by all members) or (E, n, d); ``weights`` (P, E) float64,
-    :class:`RewardRows` for weights computed in the sweep or :class:`UnitWeights`; ``scores``
-    (P, E) float64, ``factor`` (E, d, d) float64 with S S^T = F0^-1 per member; scores and
-    factor are updated in place. ``pairs`` are stored (P, 2) or a generated pool's
-    (:class:`GeneratedPairs`, the dense sweep only) and may be one shard of a pool whose pair 0
-    is global pair ``first_index``. A step whose chosen pair's running score has drifted from
-    its fresh value by more than ``refresh_tolerance`` (relative) stops the engine: its index
-    is ``REFRESH_CHOICE`` and the caller recomputes ``scores`` and ``factor``
-    (:meth:`state_tensors`) from the pairs chosen so far before running on. :meth:`run` is the
-    whole single-process selection; :meth:`sweep`, :meth:`apply` and :attr:`choice` are its
-    steps, for callers that pick the winner among several shards between a sweep and the
-    apply. ``quota`` (optional) limits the chosen pairs per prompt: every apply counts its
-    choice and masks the pairs of a prompt it fills.
+    :class:`RewardRows` for weights computed in the sweep or :class:`UnitWeights` (stored as
+    ones where the lazy sweep may run for ``steps``); ``scores`` (P, E) float64, ``factor``
+    (E, d, d) float64 with S S^T = F0^-1 per member; scores and factor are updated in place.
+    ``pairs`` are stored (P, 2) or a generated pool's (:class:`GeneratedPairs`, the dense sweep
+    only) and may be one shard of a pool whose pair 0 is global pair ``first_index``. A step
+    whose chosen pair's running score has drifted from its fresh value by more than
+    ``refresh_tolerance`` (relative) stops the engine: its index is ``REFRESH_CHOICE`` and the
+    caller recomputes ``scores`` and ``factor`` (:meth:`state_tensors`) from the pairs chosen
+    so far before running on. :meth:`run` is the whole single-process selection;
+    :meth:`sweep`, :meth:`apply` and :attr:`choice` are its steps, for callers that pick the
+    winner among several shards between a sweep and the apply. ``quota`` (optional) limits the
+    chosen pairs per prompt: every apply counts its choice and masks the pairs of a prompt it
+    fills.
     """
 
     def __init__(
@@ -394,7 +392,12 @@ class GreedyEngine:
     ) -> None:
         self.device = pairs.device
         self.backend = backend_for(self.device)
-        self.members = weights.shape[1] if isinstance(weights, torch.Tensor) else weights.members
+        self.members = weight_members(weights)
+        if isinstance(weights, UnitWeights) and isinstance(pairs, torch.Tensor):
+            if lazy_may_run(pairs.shape[0], steps, self.members, lazy, self.device):
+                weights = torch.ones(
+                    (pairs.shape[0], self.members), dtype=torch.float64, device=self.device
+                )
         n, d = features.shape[-2:]
         # the kernels hold only addresses: the engine keeps the tensors alive
         self._inputs = (features, pairs, weights)

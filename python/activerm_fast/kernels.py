@@ -301,8 +301,9 @@ def greedy_problem(
     features: Array, pairs: Array, **options: Unpack[GreedyOptions]
 ) -> _design.GreedyProblem:
     """:func:`greedy_logdet`'s arguments validated once, as the problem the engine runs on:
-    features, unique pairs, float64 weights (ones by default), the prior (a ridge or a symmetric
-    matrix; ``DEFAULT_PRIOR`` by default), the exclusion mask and the sweep ("auto" by default)."""
+    features, unique pairs, float64 weights (all 1 by default, read from no array), the prior
+    (a ridge or a symmetric matrix; ``DEFAULT_PRIOR`` by default), the exclusion mask and the
+    sweep ("auto" by default)."""
     unknown = sorted(set(options) - set(GreedyOptions.__annotations__))
     if unknown:
         raise TypeError(f"greedy_logdet got an unexpected keyword argument {unknown[0]!r}")
@@ -318,21 +319,14 @@ def greedy_problem(
     else:
         p = generated
     count = p.shape[0]
-    sweep = v.lazy_argument(lazy)
-    w: _launch.Weights
-    if weights is None:
-        # k is not known here: stored wherever the lazy sweep may run for long selections
-        lazy_possible = generated is None and _launch.lazy_may_run(
-            count, _launch.LAZY_MIN_STEPS, 1, sweep, f.device
-        )
-        w = _launch.unit_weights(count, f.device, stored=lazy_possible)
-    else:
+    w: _launch.Weights = _launch.UnitWeights(1)
+    if weights is not None:
         given = v.float_tensor(weights, "weights", (count,), f.device, nonnegative=True)
         w = given.double()[:, None].contiguous()
     excluded = None if exclude is None else v.mask_tensor(exclude, count, f.device, "exclude")
     prior = options.get("prior", DEFAULT_PRIOR)
     start = _design.Prior.of(v.prior_argument(prior, f.shape[1], f.device), f.shape[1])
-    return _design.GreedyProblem(f[None], p, w, [start], excluded, sweep)
+    return _design.GreedyProblem(f[None], p, w, [start], excluded, v.lazy_argument(lazy))
 
 
 def greedy_logdet(

@@ -466,8 +466,7 @@ class GreedyProblem:
     @property
     def member_count(self) -> int:
         """E, the members whose log dets are summed."""
-        weights = self.weights
-        return weights.shape[1] if isinstance(weights, torch.Tensor) else weights.members
+        return _launch.weight_members(self.weights)
 
     def weights_of(self, rows: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """(m, E) weights of the pairs ``rows`` at local ``positions``: read, or computed from

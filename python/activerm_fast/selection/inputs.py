@@ -58,16 +58,16 @@ class SelectionInputs:
         """The weights of the greedy engine over :attr:`candidates`, (P, E) or computed: the
         ensemble mean (one column) or each member's (``per_member``); all 1 without rewards.
         With rewards the dense sweep computes them where :func:`~activerm_fast._launch.
-        weights_in_sweep` says so (no (P, E) array stored), without rewards it reads none;
-        they are stored elsewhere, and wherever the lazy sweep may run for ``k`` steps (its
-        records copy them)."""
+        weights_in_sweep` says so (no (P, E) array stored); they are stored elsewhere, and
+        wherever the lazy sweep may run for ``k`` steps (its records copy them). Without
+        rewards they are :class:`~activerm_fast._launch.UnitWeights`, read from no array."""
         pairs = self.candidates
-        members = 1 if self.rewards is None or not per_member else self.rewards.shape[0]
+        if self.rewards is None:
+            return _launch.UnitWeights(1)
+        members = self.rewards.shape[0] if per_member else 1
         lazy = isinstance(pairs, torch.Tensor) and _launch.lazy_may_run(
             pairs.shape[0], k, members, self.lazy, pairs.device
         )
-        if self.rewards is None:
-            return _launch.unit_weights(pairs.shape[0], pairs.device, stored=lazy)
         if lazy or not _launch.weights_in_sweep(pairs.shape[0], members, pairs.device):
             if not per_member:
                 return _design.per_pair(pairs, self.weights)[:, None]

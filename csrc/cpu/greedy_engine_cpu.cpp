@@ -203,9 +203,9 @@ constexpr int64_t kPanelRows = 16;
 constexpr int64_t kPanelBlockChunk = 32;
 // Multiply-adds from which panel products run on the team, given two chunks or more to share
 // (one chunk keeps one thread busy). The package's idle OpenMP threads sleep (_openmp.py), so a
-// team costs a wake-up of some 20 us: on 2 cores two threads were slower than one up to
-// n d = 2^19 (n = 8,000, d = 64) and 1.2 times faster from 2^20. On a busy machine TeamTuner
-// moves the steps to fewer threads.
+// team costs a wake-up of its sleeping threads each step, which smaller products do not repay
+// (bench/bench_greedy.py --small runs one below the bound). On a busy machine TeamTuner moves
+// the steps to fewer threads.
 constexpr int64_t kPanelParallelWork = int64_t{1} << 20;
 constexpr int64_t kPanelMaxBytes = int64_t{64} << 20;
 constexpr int64_t kPanelHeaderBytes = 64;

@@ -16,8 +16,8 @@
 //   the greedy engine, single model and E = 3 members (stacked features, member_stride n d, or
 //     shared, stride 0), E = 64: P = 0, P = 1, n = 2 with d = 1, d > n, k = 0, k = available,
 //     k > available (-1 and NaN for the rest), masked pairs (one member's NaN masks the pair),
-//     every score NaN, zero weights, no weights (every weight 1), exact ties (lowest index, also across sweep chunks and
-//     threads), ridge and general SPD priors, extreme magnitudes with matching scale, shards
+//     every score NaN, zero weights, no weights (every weight 1), exact ties (lowest index,
+//     also across sweep chunks and threads), ridge and general SPD priors, extreme magnitudes with matching scale, shards
 //     with first_index > 0 (a sweep/choose/apply loop over shards against the single run),
 //     the refresh stop (kRefreshChoice), and the sizes where the parallel paths switch on
 //     (1 thread against 2, bit for bit).

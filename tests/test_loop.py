@@ -154,6 +154,31 @@ def test_checkpoint_with_other_settings_is_refused(dataset, tmp_path):
         ActiveLoop(dataset, "random", other, seed=0, checkpoint_dir=tmp_path).run()
 
 
+def test_more_rounds_continue_a_finished_campaign_exactly(dataset, tmp_path):
+    """A finished 2-round campaign asked for 3 runs only the third round, asking no pair twice,
+    and ends as an uninterrupted 3-round run; asked for 1 round, it is refused."""
+    gold = dataset.train().gold
+    reference = ActiveLoop(
+        dataset, "past-dopt-greedy", SMALL, seed=2, oracle=CountingOracle(gold)
+    ).run()
+    shorter = LoopConfig(**{**SMALL.__dict__, "rounds": 2})
+    oracle = CountingOracle(gold)
+    first = ActiveLoop(
+        dataset, "past-dopt-greedy", shorter, seed=2, checkpoint_dir=tmp_path, oracle=oracle
+    ).run()
+    assert without_timings(first) == without_timings(reference[:2])
+    seen = []
+    continued = ActiveLoop(
+        dataset, "past-dopt-greedy", SMALL, seed=2, checkpoint_dir=tmp_path, oracle=oracle
+    ).run(on_round=seen.append)
+    assert [r["round"] for r in seen] == [3]
+    assert without_timings(continued) == without_timings(reference)
+    assert len(oracle.asked) == 45 and len(set(oracle.asked)) == 45
+    fewer = LoopConfig(**{**SMALL.__dict__, "rounds": 1})
+    with pytest.raises(ValueError, match=r"holds 3 rounds, more than rounds=1; ask for at least"):
+        ActiveLoop(dataset, "past-dopt-greedy", fewer, seed=2, checkpoint_dir=tmp_path).run()
+
+
 def test_human_labelled_data_uses_stored_labels_and_pair_accuracy(rng):
     synthetic = data.synthetic(
         num_train_prompts=50, num_test_prompts=10, test_responses_per_prompt=8, dim=6, seed=1

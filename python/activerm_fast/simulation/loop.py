@@ -169,13 +169,20 @@ class LoopState:
     records: list[dict[str, Any]] = field(default_factory=list)
 
 
+def _campaign(identity: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's identity less its number of rounds: a round depends on the seed and its
+    own index only, so a run of more rounds continues a shorter one exactly."""
+    return {**identity, "config": {k: v for k, v in identity["config"].items() if k != "rounds"}}
+
+
 class ActiveLoop:
     """Run ``strategy`` on ``dataset`` for ``config.rounds`` rounds with one ``seed``.
 
     Labels come from a Bradley-Terry oracle on the dataset's golden reward, or, for
     human-labelled data without one, from its stored labels (the pool is then the labelled
     training pairs of the drawn prompts). With ``checkpoint_dir`` every finished round is
-    saved there and :meth:`run` resumes from it.
+    saved there and :meth:`run` resumes from it; a config that differs only in more
+    ``rounds`` continues the saved campaign, exactly as an uninterrupted run of that many.
 
     Parameters
     ----------
@@ -269,8 +276,8 @@ class ActiveLoop:
         Raises
         ------
         ValueError
-            If ``checkpoint_dir`` holds a run with other settings, or the oracle refuses a
-            pair.
+            If ``checkpoint_dir`` holds a run with other settings or more rounds than
+            ``config.rounds``, or the oracle refuses a pair.
 
         Examples
         --------
@@ -442,10 +449,16 @@ class ActiveLoop:
         if self.checkpoint_dir is None or not (self.checkpoint_dir / "state.json").exists():
             return LoopState()
         saved = json.loads((self.checkpoint_dir / "state.json").read_text())
-        if saved["identity"] != json.loads(json.dumps(self._identity())):
+        if _campaign(saved["identity"]) != _campaign(json.loads(json.dumps(self._identity()))):
             raise ValueError(
                 f"{self.checkpoint_dir} holds a run with other settings; use another output "
                 "folder or delete it"
+            )
+        if len(saved["records"]) > self.config.rounds:
+            raise ValueError(
+                f"{self.checkpoint_dir} holds {len(saved['records'])} rounds, more than "
+                f"rounds={self.config.rounds}; ask for at least that many or use another "
+                "output folder"
             )
         with np.load(self.checkpoint_dir / saved["labels_file"]) as archive:
             state = LoopState(archive["pairs"], archive["labels"], saved["records"])

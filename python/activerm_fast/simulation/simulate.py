@@ -51,7 +51,8 @@ def simulate(
     """Run every strategy with every seed (one :class:`~activerm_fast.ActiveLoop` each).
 
     With ``out_dir``, each run checkpoints under ``out_dir/checkpoints`` (so a restarted
-    command resumes) and the records are written to ``results.csv`` and ``results.json``.
+    command resumes, and one with more ``config.rounds`` continues the saved runs) and the
+    records are written to ``results.csv`` and ``results.json``.
     With ``jobs`` > 1 the runs go to that many worker processes, each with an equal share of
     the usable cores as torch threads; every run is the same computation as in one process,
     so the records (but for their ``*_seconds``), checkpoints and resumption are those of a

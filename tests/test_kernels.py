@@ -172,12 +172,12 @@ def test_fisher_matrix_same_bits_for_one_and_two_threads(rng, d, dtype):
 @pytest.mark.parametrize("d", [8, 37, 64, 130])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
 def test_fisher_product_is_the_ordered_sum_bit_for_bit(rng, d, dtype, narrow, monkeypatch):
-    """Every entry of the product is sum_r (phi_r,a - mean_a) L_r,c over the compared rows in
-    ascending order, whichever path computes it (the blocks of 4 x 4 entries summed in two-lane
-    vectors, of 8 x 16 in AVX-512 vectors where the CPU has them, or entry by entry past the
-    last whole block): the same bits as that sum taken in NumPy, one row at a time. The mean is
-    the compared rows' sum in order over their count; a response no pair compares is left out
-    of both."""
+    """Every entry on and above the diagonal of the product is sum_r (phi_r,a - mean_a) L_r,c
+    over the compared rows in ascending order, whichever path computes it (the blocks of 4 x 4
+    entries summed in two-lane vectors, of 8 x 16 in AVX-512 vectors where the CPU has them, or
+    entry by entry past the last whole block), and each entry below it is its mirror: the same
+    bits as that sum taken in NumPy, one row at a time. The mean is the compared rows' sum in
+    order over their count; a response no pair compares is left out of both."""
     monkeypatch.setenv("ACTIVERM_FAST_NARROW_VECTORS", narrow)
     n = 3 * product_chunk_rows(d) + 5
     features = torch.from_numpy((rng.normal(size=(n, d)) * 3 + 10).astype(dtype))
@@ -196,6 +196,7 @@ def test_fisher_product_is_the_ordered_sum_bit_for_bit(rng, d, dtype, narrow, mo
     want = np.zeros((d, d))
     for r in compared:
         want += np.outer(phi[r] - mean, rows[r])
+    want = np.triu(want) + np.triu(want, 1).T
     np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8))
 
 

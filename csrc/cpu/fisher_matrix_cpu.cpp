@@ -7,7 +7,10 @@
 //    output rows, and every entry sums the rows in ascending order, a chunk of rows at a time
 //    so the chunk's rows of L stay in cache while a thread's tiles read them. Within a tile a
 //    block of kProductRows x kProductColumns entries is held in registers across the chunk's
-//    rows (16 independent chains of additions), each entry still summed in row order.
+//    rows (16 independent chains of additions), each entry still summed in row order. Only the
+//    blocks that reach the diagonal or above are summed (the product is symmetric in exact
+//    arithmetic): entry (c, a) below it is then set to entry (a, c), so the result is
+//    symmetric bit for bit, at about half the multiply-adds.
 #include <omp.h>
 
 #include <algorithm>
@@ -71,7 +74,8 @@ using Double8 = double __attribute__((vector_size(64)));
 #endif
 
 // The chunk's rows rows[start..stop) added to output rows [first, first + Rows) of the
-// product, in blocks of Columns columns held in registers as vectors V: the tile's centred
+// product from the block holding column ``first`` on (the upper triangle and the diagonal
+// blocks), in blocks of Columns columns held in registers as vectors V: the tile's centred
 // features of the chunk are formed once (each broadcast to a whole vector, so a block
 // multiplies without shuffles), then each block is summed over the chunk's rows in order:
 // every entry gains product_term's centred * L[r][c], row after row (written as vectors: plain
@@ -95,7 +99,7 @@ __attribute__((always_inline)) inline void product_block(const T* f, const doubl
     }
   }
   const int64_t blocked = height == Rows ? d / Columns * Columns : 0;
-  for (int64_t c0 = 0; c0 < blocked; c0 += Columns) {
+  for (int64_t c0 = first / Columns * Columns; c0 < blocked; c0 += Columns) {
     V acc[Rows][vectors];
     for (int64_t t = 0; t < Rows; ++t) {
       std::memcpy(acc[t], out + (first + t) * d + c0, sizeof acc[t]);
@@ -116,7 +120,7 @@ __attribute__((always_inline)) inline void product_block(const T* f, const doubl
     double* entry = out + (first + t) * d;
     for (int64_t s = 0; s < count; ++s) {
       const int64_t r = rows[start + s];
-      for (int64_t c = blocked; c < d; ++c) {
+      for (int64_t c = std::max(blocked, first + t); c < d; ++c) {
         entry[c] += product_term(centred[s][t][0], laplacian, d, r, c);
       }
     }
@@ -169,9 +173,10 @@ void CpuKernels::fisher_product(FeatureView features, const double* laplacian, v
 #pragma omp parallel if (compared * d * d >= kParallelWork)
     for (int64_t start = 0; start < compared; start += chunk) {
       const int64_t stop = std::min(compared, start + chunk);
-      // schedule(static) over the same tiles gives every thread the same tiles in every chunk,
-      // so no two threads ever write one entry and nowait needs no barrier
-#pragma omp for schedule(static) nowait
+      // schedule(static, 1) over the same tiles gives every thread the same tiles in every
+      // chunk, so no two threads ever write one entry and nowait needs no barrier; dealt one
+      // at a time, since a tile nearer the top holds more blocks of the upper triangle
+#pragma omp for schedule(static, 1) nowait
       for (int64_t tile = 0; tile < tiles; ++tile) {
 #ifdef ACTIVERM_WIDE_VECTORS
         if (wide) {
@@ -184,6 +189,9 @@ void CpuKernels::fisher_product(FeatureView features, const double* laplacian, v
       }
     }
   });
+  for (int64_t a = 0; a < d; ++a) {
+    for (int64_t c = a + 1; c < d; ++c) out[c * d + a] = out[a * d + c];
+  }
 }
 
 }  // namespace activerm

@@ -4,7 +4,8 @@
 //    double atomicAdd is native from sm_60. The order of the additions is not fixed, so the last
 //    bits can differ from the CPU's and between runs.
 //  * The product Phi_c^T (L_w Phi) (fisher_loop.h): one thread per entry, summing the compared
-//    rows in ascending order as the CPU does, so given the same L both backends agree bit for
+//    rows in ascending order as the CPU does, and an entry below the diagonal as the one above
+//    it (the CPU sums the upper triangle only), so given the same L both backends agree bit for
 //    bit and the product itself is the same in every run.
 #include "activerm/cuda_kernels.h"
 #include "activerm/fisher_loop.h"
@@ -63,8 +64,10 @@ __global__ void __launch_bounds__(kThreads)
   mean[a] = count == 0 ? 0.0 : sum / static_cast<double>(count);
 }
 
-// Entry (a, c) = sum over the compared rows r, ascending, of product_term (grid x: columns
-// c, so a warp reads consecutive entries of a row of L; grid y: rows a).
+// Entry (a, c) = sum over the compared rows r, ascending, of product_term for entry
+// (min(a, c), max(a, c)), which makes the result symmetric bit for bit (grid x: columns c, so
+// a warp reads consecutive entries of a row of L, or of the features below the diagonal;
+// grid y: rows a).
 template <class T>
 __global__ void __launch_bounds__(kThreads)
     product_kernel(const T* __restrict__ features, const double* __restrict__ laplacian,
@@ -73,10 +76,12 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t c = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
   for (int64_t a = blockIdx.y; a < d; a += gridDim.y) {
     if (c >= d) continue;
+    const int64_t low = a < c ? a : c;
+    const int64_t high = a < c ? c : a;
     double acc = 0.0;
     for (int64_t r = 0; r < n; ++r) {
       if (flags[r] == 0) continue;
-      acc += product_term(centred_feature(features, d, r, a, mean), laplacian, d, r, c);
+      acc += product_term(centred_feature(features, d, r, low, mean), laplacian, d, r, high);
     }
     out[a * d + c] = acc;
   }

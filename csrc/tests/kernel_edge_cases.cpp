@@ -689,9 +689,10 @@ void test_pair_quadform() {
   }
 }
 
-// The product half on L_w Phi: every entry the sum over the compared rows, in ascending order,
-// of (phi_r,a - mean_a) L_r,c, the mean the compared rows' sum in order over their count; the
-// same bits in the two-lane and (where the CPU has them) the AVX-512 form (wide_vectors.h).
+// The product half on L_w Phi: every entry on and above the diagonal the sum over the compared
+// rows, in ascending order, of (phi_r,a - mean_a) L_r,c, and each below it its mirror, the mean
+// the compared rows' sum in order over their count; the same bits in the two-lane and (where
+// the CPU has them) the AVX-512 form (wide_vectors.h).
 template <class T>
 void product_case(const std::vector<T>& f, int64_t n, int64_t d,
                   const std::vector<double>& laplacian) {
@@ -712,6 +713,10 @@ void product_case(const std::vector<T>& f, int64_t n, int64_t d,
       const double centred = static_cast<double>(f[r * d + a]) - mean[a];
       for (int64_t c = 0; c < d; ++c) want[a * d + c] += centred * laplacian[r * d + c];
     }
+  }
+  // the kernel sums the upper triangle and mirrors it below the diagonal
+  for (int64_t a = 0; a < d; ++a) {
+    for (int64_t c = 0; c < a; ++c) want[a * d + c] = want[c * d + a];
   }
   for (const char* narrow : {"1", ""}) {
     setenv("ACTIVERM_FAST_NARROW_VECTORS", narrow, 1);

@@ -271,10 +271,13 @@ def fisher_matrix(features: Array, pairs: Array, weights: Array | None = None) -
     >>> import numpy as np
     >>> import activerm_fast as arm
     >>> path = np.array([[0, 1], [1, 2]])  # one-hot features: the pairs' graph Laplacian
-    >>> arm.fisher_matrix(np.eye(3), path).tolist()
+    >>> arm.fisher_matrix(np.eye(3), path).round(12).tolist()  # to within rounding
     [[1.0, -1.0, 0.0], [-1.0, 2.0, -1.0], [0.0, -1.0, 1.0]]
-    >>> arm.fisher_matrix(np.eye(3), path, np.array([2.0, 0.5])).tolist()  # weighted edges
+    >>> weighted = arm.fisher_matrix(np.eye(3), path, np.array([2.0, 0.5]))  # weighted edges
+    >>> weighted.round(12).tolist()
     [[2.0, -2.0, 0.0], [-2.0, 2.5, -0.5], [0.0, -0.5, 0.5]]
+    >>> bool((weighted == weighted.T).all())  # symmetric bit for bit
+    True
     """
     f = v.features_tensor(features)
     p = v.pairs_tensor(pairs, f.shape[0], f.device)

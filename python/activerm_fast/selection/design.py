@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 import torch
@@ -28,10 +28,10 @@ def fisher_matrix(f: torch.Tensor, p: torch.Tensor, w: torch.Tensor | None) -> t
     Both halves run in the kernels, every sum in one fixed order, so the bits do not depend on
     the thread count. The product runs over the responses the pairs compare only (the rows of
     L_w Phi that are not zero), centred on their mean (see :func:`centred_for`): a few labelled
-    pairs among many responses cost O(their rows d^2), not O(n d^2).
+    pairs among many responses cost O(their rows d^2), not O(n d^2). The product sums the upper
+    triangle and mirrors it, so the matrix is symmetric bit for bit.
     """
-    matrix = _launch.fisher_product(f, _launch.fisher_matrix(f, p, w))
-    return 0.5 * (matrix + matrix.T)
+    return _launch.fisher_product(f, _launch.fisher_matrix(f, p, w))
 
 
 def centred_for(f: torch.Tensor, laplacian_phi: torch.Tensor) -> torch.Tensor:
@@ -53,12 +53,15 @@ class Prior:
 
     ``floor`` is set for matrices this package builds as floor I + (positive semi-definite
     information): their eigenvalues are at least ``floor`` in exact arithmetic, and are held
-    there when rounding says otherwise, so a built prior is never refused."""
+    there when rounding says otherwise, so a built prior is never refused. ``eigen`` is then
+    its eigendecomposition (the spectrum held at the floor, the vectors; float64 on the CPU),
+    computed once for the checks and every factor of the selection."""
 
     ridge: float | None
     matrix: torch.Tensor | None
     logdet: float
     floor: float | None = None
+    eigen: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, compare=False)
 
     @staticmethod
     def of(prior: float | torch.Tensor, d: int, name: str = "prior") -> Prior:
@@ -89,12 +92,13 @@ class Prior:
             raise ValueError(f"{what} overflows float64; rescale the features")
         try:
             with one_thread_for(matrix.shape[0]):
-                spectrum = torch.linalg.eigvalsh(matrix.detach().cpu()).clamp_min(ridge)
+                spectrum, vectors = torch.linalg.eigh(matrix.detach().cpu())
         except RuntimeError as err:  # torch.linalg.LinAlgError
             raise ValueError(
                 f"{what} has eigenvalues float64 cannot resolve (entries up to "
                 f"{matrix.abs().max().item():.3g}); rescale the features"
             ) from err
+        spectrum = spectrum.clamp_min(ridge)
         # an eigenvector of the floor is computed to about eps of the matrix's norm, so past
         # largest / ridge = 1 / eps^2 a score d^T F0^-1 d is rounding error alone
         largest = spectrum.max().item()
@@ -103,7 +107,7 @@ class Prior:
                 f"{what} exceeds the ridge {ridge:.3g} by more than float64 resolves (largest "
                 f"eigenvalue {largest:.3g}); raise the ridge or rescale the features"
             )
-        return Prior(None, matrix, torch.log(spectrum).sum().item(), ridge)
+        return Prior(None, matrix, torch.log(spectrum).sum().item(), ridge, (spectrum, vectors))
 
     def magnitudes(self) -> tuple[float, float]:
         """The smallest and largest diagonal entry of F0 (both lambda for lambda I); for a built
@@ -175,22 +179,23 @@ def _largest_magnitude(t: torch.Tensor) -> float:
 def _inverse_root(prior: Prior, scale: float, d: int) -> torch.Tensor:
     """R^-T for a root R R^T = scale^2 F0 (so R^-T R^-1 = (scale^2 F0)^-1), float64 on the CPU
     (every device continues from the same factor): the inverse Cholesky factor of a given
-    matrix; V diag(mu^-1/2) from the eigenvalues of a built one, held at its floor."""
+    matrix; V diag((scale^2 mu)^-1/2) from the eigendecomposition of a built one, its
+    eigenvalues mu held at its floor (scale is a power of two: scale^2 mu is exact)."""
     if prior.matrix is None:
         assert prior.ridge is not None
         ridge_root = (1.0 / scale) / math.sqrt(prior.ridge)  # 1 / sqrt(scale^2 ridge)
         return ridge_root * torch.eye(d, dtype=torch.float64)
+    if prior.floor is not None:
+        assert prior.eigen is not None  # of_information builds both
+        spectrum, vectors = prior.eigen
+        root: torch.Tensor = vectors * (spectrum * (scale * scale)).rsqrt()[None, :]
+        return root
     matrix = prior.matrix.detach().cpu() * (scale * scale)
     with one_thread_for(d):
-        if prior.floor is None:
-            lower = _cholesky(matrix, "prior")
-            eye = torch.eye(d, dtype=torch.float64)
-            inverse: torch.Tensor = torch.linalg.solve_triangular(lower.T, eye, upper=True)
-            return inverse
-        spectrum, vectors = torch.linalg.eigh(matrix)
-    spectrum = spectrum.clamp_min(prior.floor * scale * scale)
-    root: torch.Tensor = vectors * spectrum.rsqrt()[None, :]
-    return root
+        lower = _cholesky(matrix, "prior")
+        eye = torch.eye(d, dtype=torch.float64)
+        inverse: torch.Tensor = torch.linalg.solve_triangular(lower.T, eye, upper=True)
+    return inverse
 
 
 # Pairs of a generated pool computed at a time where a kernel that takes stored pairs needs them

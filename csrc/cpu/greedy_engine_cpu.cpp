@@ -282,63 +282,101 @@ bool wide_panels(const GreedyBuffers& buffers) {
   return static_cast<const PanelHeader*>(buffers.extra)->wide;
 }
 
-// out_r = sum_a Phi_ra x_a for the rows of one panel, out_r at out[r * stride], each row in
-// order from a = 0 with one float64 accumulator, as row_products sums it.
-template <class T>
-__attribute__((always_inline)) inline void panel_block(const T* panel, int64_t d,
+// out_r = sum_a Phi_ra x_a for the rows of kGroup consecutive panels, out_r at out[r * stride],
+// each row in order from a = 0 with one float64 accumulator, as row_products sums it. A product
+// and a sum are rounded apart (no contraction), so a row's adds form one chain; several panels
+// at once give the CPU independent chains to overlap instead of waiting on one add at a time.
+template <int kGroup, class T>
+__attribute__((always_inline)) inline void panel_group(const T* panels, int64_t d,
                                                         const double* x, double* out,
                                                         int64_t stride) {
-  double acc[kPanelRows] = {};
+  double acc[kGroup][kPanelRows] = {};
   for (int64_t a = 0; a < d; ++a) {
     const double xa = x[a];
-    const T* column = panel + a * kPanelRows;
+    for (int g = 0; g < kGroup; ++g) {
+      const T* column = panels + (g * d + a) * kPanelRows;
 #pragma omp simd
-    for (int64_t r = 0; r < kPanelRows; ++r) acc[r] += static_cast<double>(column[r]) * xa;
+      for (int64_t r = 0; r < kPanelRows; ++r) acc[g][r] += static_cast<double>(column[r]) * xa;
+    }
   }
-  for (int64_t r = 0; r < kPanelRows; ++r) out[r * stride] = acc[r];
+  for (int g = 0; g < kGroup; ++g) {
+    for (int64_t r = 0; r < kPanelRows; ++r) out[(g * kPanelRows + r) * stride] = acc[g][r];
+  }
+}
+
+// Panels kPanelGroup at a time (as many chains as the vector units keep busy) and the rest one
+// by one, over blocks [first, last).
+constexpr int kPanelGroup = 4;
+
+template <class T>
+__attribute__((always_inline)) inline void panel_range(const T* panels, int64_t first,
+                                                        int64_t last, int64_t d, const double* x,
+                                                        double* out, int64_t stride) {
+  int64_t b = first;
+  for (; b + kPanelGroup <= last; b += kPanelGroup) {
+    panel_group<kPanelGroup>(panels + b * d * kPanelRows, d, x, out + b * kPanelRows * stride,
+                             stride);
+  }
+  for (; b < last; ++b) {
+    panel_group<1>(panels + b * d * kPanelRows, d, x, out + b * kPanelRows * stride, stride);
+  }
 }
 
 #ifdef ACTIVERM_WIDE_VECTORS
-// The same panel in AVX-512 vectors (wide_vectors.h): the same bits.
+// The same range in AVX-512 vectors (wide_vectors.h): the same bits.
 template <class T>
-ACTIVERM_WIDE void wide_panel_block(const T* panel, int64_t d, const double* x, double* out,
-                                    int64_t stride) {
-  panel_block(panel, d, x, out, stride);
+ACTIVERM_WIDE void wide_panel_range(const T* panels, int64_t first, int64_t last, int64_t d,
+                                    const double* x, double* out, int64_t stride) {
+  panel_range(panels, first, last, d, x, out, stride);
 }
 #endif
 
-// panel_block over `blocks` panels, out_r at out[r * stride], in AVX-512 vectors if `wide`.
+// panel_group over `blocks` panels, out_r at out[r * stride], in AVX-512 vectors if `wide`.
 template <class T>
 void panel_products(const T* panels, int64_t blocks, int64_t d, const double* x, double* out,
                     int64_t stride, [[maybe_unused]] bool wide) {
-#pragma omp parallel for schedule(dynamic, kPanelBlockChunk) \
-    if (blocks > kPanelBlockChunk && blocks * kPanelRows * d >= kPanelParallelWork)
-  for (int64_t b = 0; b < blocks; ++b) {
-    const T* panel = panels + b * d * kPanelRows;
-    double* rows_out = out + b * kPanelRows * stride;
+  const int64_t chunks = (blocks + kPanelBlockChunk - 1) / kPanelBlockChunk;
+#pragma omp parallel for schedule(dynamic, 1) \
+    if (chunks > 1 && blocks * kPanelRows * d >= kPanelParallelWork)
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t first = c * kPanelBlockChunk;
+    const int64_t last = std::min(blocks, first + kPanelBlockChunk);
 #ifdef ACTIVERM_WIDE_VECTORS
     if (wide) {
-      wide_panel_block(panel, d, x, rows_out, stride);
+      wide_panel_range(panels, first, last, d, x, out, stride);
       continue;
     }
 #endif
-    panel_block(panel, d, x, rows_out, stride);
+    panel_range(panels, first, last, d, x, out, stride);
   }
 }
 
-// f = S^T x: f_c sums S_ac x_a over a in order. Threads own column ranges, so every f_c has
-// one fixed order whatever the thread count; the O(d^2) parts only pay for threads at large d.
+// f = S^T x: f_c sums S_ac x_a over a in order. A block of kColumns columns is summed in
+// registers down all rows (one pass over f, not one per row); threads own column blocks, so
+// every f_c has one fixed order whatever the thread count; the O(d^2) parts only pay for threads
+// at large d.
 void transposed_product(const double* factor, int64_t d, const double* x, double* f) {
-#pragma omp parallel if (d >= kParallelDim)
-  {
-#pragma omp for schedule(static)
-    for (int64_t c = 0; c < d; ++c) f[c] = 0.0;
-    for (int64_t a = 0; a < d; ++a) {
-      const double* row = factor + a * d;
-      const double xa = x[a];
-#pragma omp for schedule(static) nowait
-      for (int64_t c = 0; c < d; ++c) f[c] += row[c] * xa;
+  constexpr int64_t kColumns = 32;
+  const int64_t blocks = (d + kColumns - 1) / kColumns;
+#pragma omp parallel for schedule(static) if (d >= kParallelDim)
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t first = b * kColumns;
+    const int64_t width = std::min(kColumns, d - first);
+    double acc[kColumns] = {};
+    if (width == kColumns) {
+      for (int64_t a = 0; a < d; ++a) {
+        const double* row = factor + a * d + first;
+        const double xa = x[a];
+        for (int64_t c = 0; c < kColumns; ++c) acc[c] += row[c] * xa;
+      }
+    } else {
+      for (int64_t a = 0; a < d; ++a) {
+        const double* row = factor + a * d + first;
+        const double xa = x[a];
+        for (int64_t c = 0; c < width; ++c) acc[c] += row[c] * xa;
+      }
     }
+    for (int64_t c = 0; c < width; ++c) f[first + c] = acc[c];
   }
 }
 

@@ -120,13 +120,19 @@ def run_greedy(one_thread: bool, size: dict[str, int], timeout: float, lazy: boo
 
 
 def run_simulate(one_thread: bool, args: Sequence[str], timeout: float) -> float:
+    return run_simulate_in(environment(one_thread), args, timeout)
+
+
+def run_simulate_in(env: dict[str, str], args: Sequence[str], timeout: float) -> float:
+    """Seconds of the whole ``activerm-fast simulate`` command with ``args`` in ``env``, its
+    output in a temporary folder."""
     folder = tempfile.mkdtemp(prefix="bench-contention-")
     try:
         command = [*cli_command(), "simulate", *args, "--no-progress", "--out", folder]
         start = time.perf_counter()
         done = subprocess.run(
             command,
-            env=environment(one_thread),
+            env=env,
             capture_output=True,
             text=True,
             timeout=timeout,

@@ -54,7 +54,7 @@ def test_a_bfloat16_step_is_the_float64_loss_and_gradient_to_bfloat16_accuracy(
         return loss.detach(), grads
 
     loss16, grads16 = loss_and_grads(x.to(torch.bfloat16))
-    loss32, _ = loss_and_grads(x)
+    loss32, grads32 = loss_and_grads(x)
     reference_params = [p.detach().clone().double().requires_grad_(True) for p in params]
     expected = reference_loss(
         x, torch.from_numpy(first), torch.from_numpy(second), y, reference_params, layers
@@ -64,7 +64,9 @@ def test_a_bfloat16_step_is_the_float64_loss_and_gradient_to_bfloat16_accuracy(
     assert all(g.dtype == torch.float32 for g in grads16)  # the weights' own precision
     np.testing.assert_allclose(loss32.numpy(), expected.detach().numpy(), rtol=1e-5)
     np.testing.assert_allclose(loss16.numpy(), expected.detach().numpy(), rtol=2e-2, atol=1e-3)
-    assert not torch.equal(loss16, loss32)  # the products did run in bfloat16
+    # the products did run in bfloat16: the gradients differ (a mean loss over a few pairs can
+    # round to the same float32 in both, as it did for seed 2248560453)
+    assert not all(torch.equal(a, b) for a, b in zip(grads16, grads32, strict=True))
     for got, want in zip(grads16, expected_grads, strict=True):
         error = (got.double() - want).norm() / want.norm().clamp_min(1e-12)
         assert error < 5e-2, (tuple(got.shape), float(error))

@@ -8,6 +8,7 @@ import torch
 
 import activerm_fast as arm
 from activerm_fast import _launch
+from activerm_fast.selection import design as _design
 from activerm_fast.testing import reference as ref
 from activerm_fast.testing import relative_ridge
 
@@ -198,6 +199,21 @@ def test_fisher_product_is_the_ordered_sum_bit_for_bit(rng, d, dtype, narrow, mo
         want += np.outer(phi[r] - mean, rows[r])
     want = np.triu(want) + np.triu(want, 1).T
     np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("count", [1, 7, 60])
+def test_fisher_matrix_on_the_compared_rows_keeps_every_bit(rng, dtype, count):
+    """A few pairs among many responses run both halves on the rows they compare, renumbered in
+    ascending order: the same bits as the kernels over all n rows."""
+    n, d = 400, 24
+    features = torch.from_numpy((rng.normal(size=(n, d)) * 3 + 10).astype(dtype))
+    pairs = torch.from_numpy(random_pairs(rng, n, count))
+    weights = torch.from_numpy(rng.random(count))
+    assert _design._compared(pairs, n) is not None  # the compacted path runs
+    every_row = _launch.fisher_product(features, _launch.fisher_matrix(features, pairs, weights))
+    got = _design.fisher_matrix(features, pairs, weights)
+    np.testing.assert_array_equal(got.numpy().view(np.uint8), every_row.numpy().view(np.uint8))
 
 
 def test_non_contiguous_inputs(rng):

@@ -12,8 +12,11 @@ extensions privately (``RTLD_LOCAL``), so that runtime, and only it, is reopened
 
 Passive waiting. The reward model's training is thousands of small parallel regions. Threads
 that spin while idle take the cores from the working threads of the next region, which on a busy
-machine waits for them at its barrier. libgomp reads OMP_WAIT_POLICY once, when it loads, which
-is when torch is first imported: the variable is set to ``passive`` for that moment only, unless
+machine waits for them at its barrier. A short spin before sleeping (``GOMP_SPINCOUNT=10000``)
+sped up a lone fit by about a tenth, but slowed a short ``simulate`` (its worker processes
+share the cores) and, beside a busy process, doubled a small selection's time
+(``bench/bench_wait_policy.py``). libgomp reads OMP_WAIT_POLICY once, when it loads, which is
+when torch is first imported: the variable is set to ``passive`` for that moment only, unless
 the user chose a policy. A program that imported torch before this package keeps its own
 setting.
 """

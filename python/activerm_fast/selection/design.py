@@ -28,13 +28,16 @@ def fisher_matrix(f: torch.Tensor, p: torch.Tensor, w: torch.Tensor | None) -> t
     Both halves run in the kernels, every sum in one fixed order, so the bits do not depend on
     the thread count. The product runs over the responses the pairs compare only (the rows of
     L_w Phi that are not zero), centred on their mean (see :func:`centred_for`): a few labelled
-    pairs among many responses cost O(their rows d^2), not O(n d^2). Where the pairs compare
-    few of the responses (:func:`_compared`), both halves run on those rows only, renumbered in
-    ascending order: every sum keeps its terms and their order, so the bits are the same, and
-    L_w Phi takes O(their rows d) memory instead of O(n d). The product sums the upper triangle
-    and mirrors it, so the matrix is symmetric bit for bit.
+    pairs among many responses cost O(their rows d^2), not O(n d^2). Where there are too few
+    pairs to compare most of the responses (:func:`_compared`), both halves run on the rows
+    they compare only, renumbered in ascending order: every sum keeps its terms and their
+    order, so the bits are the same, and L_w Phi takes O(their rows d) memory instead of
+    O(n d). The product sums the upper triangle and mirrors it, so the matrix is symmetric bit
+    for bit.
     """
-    compared = _compared(p, f.shape[0]) if p.shape[0] else None
+    # a pair compares two rows: fewer pairs than _COMPACT_SHARE n / 2 compare few rows
+    few = 0 < 2 * p.shape[0] <= _COMPACT_SHARE * f.shape[0]
+    compared = _compared(p, f.shape[0]) if few else None
     if compared is not None:
         f, p = f[compared[0]], compared[1]
     return _launch.fisher_product(f, _launch.fisher_matrix(f, p, w))

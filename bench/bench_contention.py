@@ -40,6 +40,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY")
 SIMULATE_ARGS = ["--seeds", "1", "--strategies", "random", "dopt-greedy", "--rounds", "6"]
@@ -96,23 +97,31 @@ def cli_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "activerm_fast"]
 
 
-def run_greedy(one_thread: bool, size: dict[str, int], timeout: float, lazy: bool) -> float:
+def run_child(call: str, env: dict[str, str], timeout: float, what: str) -> dict[str, Any]:
+    """The JSON a bench/ module's function ``call`` (``module.function(args)``) prints last on
+    stdout, run in a fresh Python process with ``env``."""
+    module = call.split(".", 1)[0]
     code = (
-        f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
-        f"import bench_contention as b; b.greedy_child({size['n']}, {size['d']}, "
-        f"{size['pairs']}, {size['k']}, {lazy})"
+        f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import {module}; {call}"
     )
     done = subprocess.run(
         [sys.executable, "-c", code],
-        env=environment(one_thread),
+        env=env,
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
     )
     if done.returncode != 0:
-        raise RuntimeError(f"greedy run failed:\n{done.stderr[-2000:]}")
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+        raise RuntimeError(f"{what} run failed:\n{done.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def run_greedy(one_thread: bool, size: dict[str, int], timeout: float, lazy: bool) -> float:
+    sizes = f"{size['n']}, {size['d']}, {size['pairs']}, {size['k']}"
+    call = f"bench_contention.greedy_child({sizes}, {lazy})"
+    result = run_child(call, environment(one_thread), timeout, "greedy")
     expected = 1 if one_thread else None
     if expected is not None and result["torch_threads"] != expected:
         raise RuntimeError(f"one-thread run has {result['torch_threads']} torch threads")

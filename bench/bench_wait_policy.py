@@ -31,16 +31,14 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 from bench_contention import (
     QUICK_SIMULATE_ARGS,
     SIMULATE_ARGS,
     busy_processes,
     cpu_jiffies,
+    run_child,
     run_simulate_in,
 )
 
@@ -90,25 +88,6 @@ def environment(setting: str) -> dict[str, str]:
     return env
 
 
-def run_child(setting: str, timeout: float) -> dict[str, float]:
-    code = (
-        f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
-        "import bench_wait_policy as b; b.child()"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        env=environment(setting),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"the {setting} run failed:\n{done.stderr[-2000:]}")
-    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, help="runs per setting and load (3; --quick: 1)")
@@ -133,7 +112,9 @@ def main() -> None:
             for repeat in range(repeats):
                 order = SETTINGS if repeat % 2 == 0 else SETTINGS[::-1]
                 for setting in order:
-                    times = run_child(setting, args.timeout)
+                    times = run_child(
+                        "bench_wait_policy.child()", environment(setting), args.timeout, setting
+                    )
                     times["simulate"] = run_simulate_in(
                         environment(setting), simulate_args, args.timeout
                     )

@@ -338,55 +338,68 @@ def run_simulate(args: list[str], jobs: int, out: Path) -> tuple[float, list[dic
     return seconds, [{k: v for k, v in r.items() if k not in TIMINGS} for r in records]
 
 
-def bench_simulate(args: list[str], repeats: int) -> None:
+def bench_simulate(args: list[str], repeats: int, variants: list[str], serial: bool) -> None:
     jobs = usable_cores()
-    # the command with 1 and N workers, and with N in bfloat16 unless it names a precision
-    runs = {"serial": (1, args), "parallel": (jobs, args)}
-    if "--precision" not in args:
-        runs["bfloat16"] = (jobs, [*args, "--precision", "bfloat16"])
+    # the command with 1 (unless skipped) and N workers, and each variant with N
+    runs = {"parallel": (jobs, args)}
+    if serial:
+        runs["serial"] = (1, args)
+    for variant in variants:
+        runs[variant] = (jobs, [*args, *variant.split()])
     times: dict[str, list[float]] = {name: [] for name in runs}
     results: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory() as folder:
         for repeat in range(repeats):
             names = list(runs)
             turn = repeat % len(names)  # each goes first as often as the others
-            for name in names[turn:] + names[:turn]:
+            for number, name in enumerate(names[turn:] + names[:turn]):
                 count, command = runs[name]
-                out = Path(folder) / f"{name}-{repeat}"
+                out = Path(folder) / f"run-{number}-{repeat}"
                 seconds, results[name] = run_simulate(command, count, out)
                 times[name].append(seconds)
     wall = {name: statistics.median(spent) for name, spent in times.items()}
-    serial, parallel = wall["serial"], wall["parallel"]
+    parallel = wall["parallel"]
     print(f"\nsimulate {' '.join(args) or '(defaults)'}: medians of {repeats}")
-    print(f"  --jobs 1  {serial:>8.1f} s")
-    print(f"  --jobs {jobs}  {parallel:>8.1f} s   serial / parallel {serial / parallel:.2f}x "
-          f"on {jobs} usable cores")  # fmt: skip
-    same = results["serial"] == results["parallel"]
-    print(f"  records of --jobs 1 and --jobs {jobs} identical (but for timings): {same}")
-    if "bfloat16" not in runs:
-        return
-    # the same command with the fit multiplying in bfloat16: its time, and what it concludes
-    full, half = results["parallel"], results["bfloat16"]
-    print(f"  --jobs {jobs} --precision bfloat16  {wall['bfloat16']:.1f} s   "
-          f"float32 / bfloat16 {parallel / wall['bfloat16']:.2f}x")  # fmt: skip
+    if serial:
+        print(f"  --jobs 1  {wall['serial']:>8.1f} s")
+    print(f"  --jobs {jobs}  {parallel:>8.1f} s", end="")
+    if serial:
+        same = results["serial"] == results["parallel"]
+        print(f"   serial / parallel {wall['serial'] / parallel:.2f}x on {jobs} usable cores")
+        print(f"  records of --jobs 1 and --jobs {jobs} identical (but for timings): {same}")
+    else:
+        print()
+    for variant in variants:
+        compare_variant(results["parallel"], results[variant], variant, parallel, wall[variant])
+
+
+def compare_variant(default: list[dict[str, Any]], changed: list[dict[str, Any]], variant: str,
+                    default_seconds: float, seconds: float) -> None:  # fmt: skip
+    """The same command with ``variant`` added: its time, and what it concludes."""
+    jobs = usable_cores()
+    ratio = default_seconds / seconds
+    print(f"  --jobs {jobs} {variant}  {seconds:.1f} s   without / with {ratio:.2f}x")
     # learning curves: points (strategy, labels) whose means differ by more than the two
     # seed spreads together
-    curves = [summarize(run, "spearman") for run in (full, half)]
-    points = [(s, n) for s in curves[0] for n in curves[0][s]]
-    apart = [
-        (s, n) for s, n in points
-        if abs(curves[0][s][n][0] - curves[1][s][n][0]) > curves[0][s][n][1] + curves[1][s][n][1]
-    ]  # fmt: skip
-    print(f"  spearman curves: {len(apart)} of {len(points)} points apart by more than the two "
-          f"seed spreads {apart}")  # fmt: skip
-    if any(r["strategy"] == "random" for r in half):
-        outcomes = [{v.strategy: v.outcome for v in verdicts(run)} for run in (full, half)]
+    for metric in ("spearman", "pair_accuracy"):
+        curves = [summarize(run, metric) for run in (default, changed)]
+        points = [(s, n) for s in curves[0] for n in curves[0][s]]
+        apart = [
+            (s, n, round(curves[1][s][n][0] - curves[0][s][n][0], 4)) for s, n in points
+            if abs(curves[0][s][n][0] - curves[1][s][n][0])
+            > curves[0][s][n][1] + curves[1][s][n][1]
+        ]  # fmt: skip
+        if points:
+            print(f"  {metric} curves: {len(apart)} of {len(points)} points apart by more than "
+                  f"the two seed spreads (strategy, labels, with - without) {apart}")  # fmt: skip
+    if any(r["strategy"] == "random" for r in changed):
+        outcomes = [{v.strategy: v.outcome for v in verdicts(run)} for run in (default, changed)]
         same_verdicts = [s for s, outcome in outcomes[0].items() if outcomes[1][s] == outcome]
-        print(f"  verdicts the same in float32 and bfloat16: {len(same_verdicts)} of "
+        print(f"  verdicts the same without and with {variant}: {len(same_verdicts)} of "
               f"{len(outcomes[0])}")  # fmt: skip
         for strategy, outcome in outcomes[0].items():
             if outcomes[1][strategy] != outcome:
-                print(f"    {strategy}: {outcome} in float32, {outcomes[1][strategy]} in bfloat16")
+                print(f"    {strategy}: {outcome} without, {outcomes[1][strategy]} with")
 
 
 def main() -> None:
@@ -403,6 +416,12 @@ def main() -> None:
     parser.add_argument(
         "--simulate-args", default="", help="arguments of activerm-fast simulate (default: none)"
     )
+    parser.add_argument(
+        "--variants", nargs="*", default=["--precision bfloat16"], metavar="ARGS",
+        help="arguments each added to the simulate command in a run compared with it "
+        "(default: --precision bfloat16)",
+    )  # fmt: skip
+    parser.add_argument("--skip-serial", action="store_true", help="no --jobs 1 run")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -415,7 +434,10 @@ def main() -> None:
     bench_round(3 if args.quick else 5 * args.repeats)
     if not args.skip_simulate:
         simulate_args = QUICK_SIMULATE if args.quick else args.simulate_args.split()
-        bench_simulate(simulate_args, 1 if args.quick else args.simulate_repeats)
+        bench_simulate(
+            simulate_args, 1 if args.quick else args.simulate_repeats, args.variants,
+            serial=not args.skip_serial,
+        )  # fmt: skip
     print(f"\nload average {load()} at the end")
 
 

@@ -79,13 +79,18 @@ def test_fisher_weights(benchmark: Any, size: str, implementation: str) -> None:
     )
 
 
-@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+TWO_LANE = "activerm_fast, two-lane vectors"
+
+
+@pytest.mark.parametrize("implementation", [*IMPLEMENTATIONS, TWO_LANE])
 @pytest.mark.parametrize("size", SIZES)
-def test_pair_quadform(benchmark: Any, size: str, implementation: str) -> None:
+def test_pair_quadform(benchmark: Any, size: str, implementation: str, monkeypatch: Any) -> None:
     def call(p: Problem, kernel: Callable[..., object]) -> Callable[[], object]:
         precision = precision_matrix(p.size.dim)
         return lambda: kernel(p.features, p.pairs, precision)
 
+    if implementation == TWO_LANE:  # the kernel's sums without AVX-512 lanes: the same bits
+        monkeypatch.setenv("ACTIVERM_FAST_NARROW_VECTORS", "1")
     run_kernel(
         benchmark,
         "pair_quadform",
@@ -93,6 +98,7 @@ def test_pair_quadform(benchmark: Any, size: str, implementation: str) -> None:
         implementation,
         {
             "activerm_fast": lambda p: call(p, arm.pair_quadform),
+            TWO_LANE: lambda p: call(p, arm.pair_quadform),
             "NumPy": lambda p: call(p, baselines.pair_quadform),
         },
         # per pair: int32 pair, two float32 feature rows, two float64 rows of Phi A, one

@@ -89,6 +89,23 @@ def test_simulate_takes_the_laplace_head_for_the_uncertainty_rules(dataset_file,
     assert "ensemble of at least 2 members, got 1" in one_line_error(capsys)
 
 
+def test_simulate_takes_the_fits_patience(dataset_file, tmp_path, capsys):
+    """--patience reaches each round's fit (the checkpoints record the settings a run resumes
+    with), and a resumed run with another patience is refused in one line."""
+    out = tmp_path / "sim"
+    args = [
+        "simulate", "--dataset", str(dataset_file), "--strategies", "random", "--rounds", "1",
+        "--per-round", "40", "--seeds", "1", "--prompts-per-round", "20", "--ensemble", "2",
+        "--jobs", "1", "--no-progress", "--out", str(out),
+    ]  # fmt: skip
+    assert main([*args, "--patience", "1"]) == 0
+    state = json.loads((out / "checkpoints" / "random-seed0" / "state.json").read_text())
+    assert state["identity"]["config"]["patience"] == 1
+    capsys.readouterr()
+    assert main([*args, "--patience", "4"]) == 2
+    assert "holds a run with other settings" in one_line_error(capsys)
+
+
 def test_select_round_trip_excludes_what_was_labelled(dataset_file, tmp_path, capsys):
     dataset = data.load(dataset_file)
     oracle = BTOracle(dataset.gold, beta=1.0, seed=0)
@@ -213,6 +230,7 @@ def test_console_entry_point_runs():
         (["simulate", "--strategies", "best"], "argument --strategies: invalid choice: 'best'"),
         (["simulate", "--pool", "diagonal"], "argument --pool: invalid choice"),
         (["simulate", "--uncertainty", "dropout"], "argument --uncertainty: invalid choice"),
+        (["simulate", "--patience", "0"], "argument --patience: must be a positive integer, got 0"),
         (["select", "--k", "5"], "the following arguments are required"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
     ],

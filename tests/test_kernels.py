@@ -201,6 +201,39 @@ def test_fisher_product_is_the_ordered_sum_bit_for_bit(rng, d, dtype, narrow, mo
     np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8))
 
 
+@pytest.mark.parametrize("narrow", ["1", ""], ids=["two-lane", "widest"])
+@pytest.mark.parametrize("d", [1, 7, 8, 37, 64, 130])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+@pytest.mark.parametrize("projected", [False, True], ids=["scaled-identity", "projected"])
+def test_pair_quadform_is_the_ordered_sum_bit_for_bit(
+    rng, d, dtype, projected, narrow, monkeypatch
+):
+    """Each pair's form is its terms (phi_i,a s - phi_j,a s) times itself, or times
+    (g_i,a - g_j,a), added in coordinate order, whichever path sums it (groups of 8 pairs in
+    scalars, in AVX-512 lanes with 8 coordinates turned from rows into columns where the CPU has
+    them, the coordinates past the last block of 8 and the pairs past the last group one by
+    one): the same bits as that sum taken in NumPy, one coordinate at a time."""
+    monkeypatch.setenv("ACTIVERM_FAST_NARROW_VECTORS", narrow)
+    n, count, feature_scale, scale = 60, 8 * 25 + 5, 0.25, 0.5
+    features = (rng.normal(size=(n, d)) * 3 + 1).astype(dtype)
+    pairs = random_pairs(rng, n, count)
+    phi = features.astype(np.float64) * feature_scale
+    g = rng.normal(size=(n, d)) if projected else None
+    got = _launch.pair_quadform(
+        torch.from_numpy(features),
+        torch.from_numpy(pairs),
+        None if g is None else torch.from_numpy(g),
+        scale,
+        feature_scale=feature_scale,
+    ).numpy()
+    want = np.zeros(count)
+    for a in range(d):
+        diff = phi[pairs[:, 0], a] - phi[pairs[:, 1], a]
+        want = want + diff * (diff if g is None else g[pairs[:, 0], a] - g[pairs[:, 1], a])
+    want = want if projected else want * scale
+    np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8))
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("count", [1, 7, 60])
 def test_fisher_matrix_on_the_compared_rows_keeps_every_bit(rng, dtype, count):

@@ -64,6 +64,12 @@ def add(commands: Any) -> None:
         "--warm-start", action="store_true", help="refit from the previous round's weights"
     )
     sim.add_argument(
+        "--patience",
+        type=positive,
+        default=LoopConfig.patience,
+        help="epochs a reward head trains on without a better held-out loss before it stops",
+    )
+    sim.add_argument(
         "--precision",
         choices=PRECISIONS,
         default=LoopConfig.precision,

@@ -271,7 +271,7 @@ def _scores_of_factor(
     compared = _compared(pairs, features.shape[0]) if isinstance(pairs, torch.Tensor) else None
     if compared is not None:
         features, pairs = features[compared[0]], compared[1]
-    scaled = features.double() * scale
+    scaled = features.to(torch.float64, copy=True).mul_(scale)  # one (n, d) buffer, not two
     shift = _overflow_shift(scaled, factor)
     rotated = scaled @ (factor * math.ldexp(1.0, -shift))
     scores = per_pair(pairs, lambda chunk: _launch.pair_quadform(rotated, chunk, None, 1.0))
@@ -313,8 +313,8 @@ def _factor_after(
     factor is accurate however far the chosen pairs' information exceeds the prior. Computed in
     float64 on the CPU."""
     d = features.shape[1]
-    f = features.double() * scale
-    diffs = (f[picked[:, 0]] - f[picked[:, 1]]).cpu() * weights.cpu().sqrt()[:, None]
+    ends = features[picked].double() * scale  # (k, 2, d): the picked rows only
+    diffs = (ends[:, 0] - ends[:, 1]).cpu() * weights.cpu().sqrt()[:, None]
     inverse_root = _inverse_root(prior, scale, d)
     with one_thread_for(d):
         _, singular, vh = torch.linalg.svd(diffs @ inverse_root, full_matrices=True)

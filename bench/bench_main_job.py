@@ -5,6 +5,8 @@
     python bench/bench_main_job.py --quick         # small simulate, 1 run: checks the script
     python bench/bench_main_job.py --skip-simulate # fit and round only
     python bench/bench_main_job.py --simulate-args "--strategies random dopt-greedy --seeds 2"
+    python bench/bench_main_job.py --skip-fit --skip-serial --simulate-args "--seeds 5" \
+        --variants "--patience 2" "--precision bfloat16"   # what other settings conclude
 
 fit       arena-bench (768-d inputs: prompt and response embeddings), LoopConfig()'s head
           (hidden (256, 256), 3 members, batch 64, up to 60 epochs), labelled sets of 100, 400
@@ -28,11 +30,13 @@ round     one 50,000-pair round of the loop outside selection and fit: building 
           count, as the loop called it) and after (as the loop calls it now), beside the draw
           itself (numpy sampling k of the unlabelled positions); torch threads for the free
           cores, as the loop runs a round.
-simulate  the whole command (start-up included, as a user waits for it) with --jobs 1 and
-          --jobs N (N: the usable cores), alternating; the records of both are compared
-          (identical but for their timings), and --jobs N --precision bfloat16 taking turns
-          with them: how many points of its Spearman curves differ from float32's by more
-          than the two seed spreads, and which verdicts against random it changes.
+simulate  the whole command (start-up included, as a user waits for it) with --jobs 1 (unless
+          --skip-serial) and --jobs N (N: the usable cores), alternating; the records of both
+          are compared (identical but for their timings), and with --jobs N the command with
+          each of --variants added (default: --precision bfloat16) taking turns with them:
+          its time, how many points of its Spearman (and, where the data has test pairs,
+          pair-accuracy) curves differ from the plain run's by more than the two seed
+          spreads, and which verdicts against random it changes.
 
 Medians over the repeats, ratios before / after (and before / bf16). The load average is
 printed at the start and the end: the machine may be shared, and everything else running on it

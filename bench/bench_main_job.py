@@ -364,23 +364,23 @@ def bench_simulate(args: list[str], repeats: int, variants: list[str], serial: b
     wall = {name: statistics.median(spent) for name, spent in times.items()}
     parallel = wall["parallel"]
     print(f"\nsimulate {' '.join(args) or '(defaults)'}: medians of {repeats}")
-    if serial:
-        print(f"  --jobs 1  {wall['serial']:>8.1f} s")
-    print(f"  --jobs {jobs}  {parallel:>8.1f} s", end="")
-    if serial:
-        same = results["serial"] == results["parallel"]
-        print(f"   serial / parallel {wall['serial'] / parallel:.2f}x on {jobs} usable cores")
-        print(f"  records of --jobs 1 and --jobs {jobs} identical (but for timings): {same}")
+    if not serial:
+        print(f"  --jobs {jobs}  {parallel:>8.1f} s")
     else:
-        print()
+        same = results["serial"] == results["parallel"]
+        print(f"  --jobs 1  {wall['serial']:>8.1f} s")
+        print(f"  --jobs {jobs}  {parallel:>8.1f} s   serial / parallel "
+              f"{wall['serial'] / parallel:.2f}x on {jobs} usable cores")  # fmt: skip
+        print(f"  records of --jobs 1 and --jobs {jobs} identical (but for timings): {same}")
     for variant in variants:
-        compare_variant(results["parallel"], results[variant], variant, parallel, wall[variant])
+        compare_variant(results["parallel"], results[variant], variant, jobs, parallel,
+                        wall[variant])  # fmt: skip
 
 
 def compare_variant(default: list[dict[str, Any]], changed: list[dict[str, Any]], variant: str,
-                    default_seconds: float, seconds: float) -> None:  # fmt: skip
-    """The same command with ``variant`` added: its time, and what it concludes."""
-    jobs = usable_cores()
+                    jobs: int, default_seconds: float, seconds: float) -> None:  # fmt: skip
+    """The same command with ``variant`` added, run with ``jobs`` workers: its time, and what it
+    concludes."""
     ratio = default_seconds / seconds
     print(f"  --jobs {jobs} {variant}  {seconds:.1f} s   without / with {ratio:.2f}x")
     # learning curves: points (strategy, labels) whose means differ by more than the two

@@ -106,7 +106,7 @@ ACTIVERM_WIDE void wide_quadform_terms(const QuadformGroup<T>& rows, int64_t d, 
 }
 #endif
 
-// The group's sums, in AVX-512 vectors where ``wide`` (float and double features only).
+// The group's sums, in AVX-512 vectors where ``wide`` (half features: always in scalars).
 template <class T>
 void group_sums(const QuadformGroup<T>& rows, int64_t d, double fs, bool projected,
                 [[maybe_unused]] bool wide, double* acc) {
@@ -163,8 +163,8 @@ void CpuKernels::pair_quadform(FeatureView features, PairView pairs, const doubl
     const int64_t d = features.d;
     const double fs = features.scale;
     // kQuadformGroup pairs at a time, each summing its terms in order as pair_quadform does
-    // (and the CUDA kernel); float and double features in AVX-512 vectors where the CPU has them
-    const bool wide = !kHalfFeature<T> && wide_vectors();
+    // (and the CUDA kernel); in AVX-512 vectors where the CPU has them (group_sums)
+    const bool wide = wide_vectors();
     const int64_t groups = pairs.count / kQuadformGroup;
 #pragma omp parallel for schedule(static)
     for (int64_t group = 0; group < groups; ++group) {

@@ -16,8 +16,8 @@ namespace activerm {
 
 // Whether to run the AVX-512 forms: where the CPU has AVX-512F, unless
 // ACTIVERM_FAST_NARROW_VECTORS is set to anything but 0 or empty (the tests run both forms).
-// Asked once per call of the Fisher product and once per greedy engine (when it builds its
-// panels), never per step.
+// Asked once per call of the Fisher product and of pair_quadform, and once per greedy engine
+// (when it builds its panels), never per step or per pair.
 inline bool wide_vectors() {
 #ifdef ACTIVERM_WIDE_VECTORS
   const char* narrow = std::getenv("ACTIVERM_FAST_NARROW_VECTORS");

@@ -299,6 +299,15 @@ def _start(
     return factor, _scores_of_factor(features, pairs, factor, scale)
 
 
+def _weighted_differences(
+    features: torch.Tensor, picked: torch.Tensor, weights: torch.Tensor, scale: float
+) -> torch.Tensor:
+    """W^1/2 D': the (k, d) float64 differences of the ``picked`` pairs (k, 2) in features read
+    times ``scale``, each times the root of its weight, on the CPU; from the picked rows only."""
+    ends = features[picked].double() * scale  # (k, 2, d)
+    return (ends[:, 0] - ends[:, 1]).cpu() * weights.cpu().sqrt()[:, None]
+
+
 def _factor_after(
     features: torch.Tensor,
     picked: torch.Tensor,
@@ -313,8 +322,7 @@ def _factor_after(
     factor is accurate however far the chosen pairs' information exceeds the prior. Computed in
     float64 on the CPU."""
     d = features.shape[1]
-    ends = features[picked].double() * scale  # (k, 2, d): the picked rows only
-    diffs = (ends[:, 0] - ends[:, 1]).cpu() * weights.cpu().sqrt()[:, None]
+    diffs = _weighted_differences(features, picked, weights, scale)
     inverse_root = _inverse_root(prior, scale, d)
     with one_thread_for(d):
         _, singular, vh = torch.linalg.svd(diffs @ inverse_root, full_matrices=True)
@@ -333,8 +341,7 @@ def sequential_gains(
     on the CPU (by blocks of rows beyond ``_GAIN_BLOCK`` of them, where B needs no scaling)."""
     scale = feature_scale(features, [prior])
     d = features.shape[1]
-    ends = features[picked].double() * scale  # (k, 2, d): the picked rows only
-    diffs = (ends[:, 0] - ends[:, 1]).cpu() * weights.cpu().sqrt()[:, None]
+    diffs = _weighted_differences(features, picked, weights, scale)
     root = _inverse_root(prior, scale, d)
     # B can exceed float64 although every gain is finite (a huge difference against a tiny
     # ridge); the factor of [B | I] 2^-shift is R 2^-shift exactly.

@@ -139,6 +139,39 @@ def test_fisher_matrix_unmoved_by_responses_no_pair_compares(rng):
     ).indices.shape == (3,)
 
 
+@pytest.mark.parametrize("narrow", ["1", ""], ids=["two-lane", "widest"])
+@pytest.mark.parametrize(
+    ("n", "d", "count"),
+    [(40, 3, 30), (40, 8, 50), (40, 20, 60), (40, 37, 60), (90, 130, 300), (40, 2, 300)],
+)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_fisher_matrix_scatter_is_the_pair_order_sum_bit_for_bit(
+    rng, n, d, count, dtype, narrow, monkeypatch
+):
+    """Each element of L_w Phi gains its pairs' terms w_k (phi_i - phi_j)_a (row i) and their
+    negations (row j) in pair order, whichever path sums it: row by row from an index of each
+    row's pairs where that index is no larger than the result (AVX-512 blocks of 32 and 8
+    columns, then one by one; or two-lane vectors), else the scatter over column blocks (the
+    last case, 2P > n d). A repeated pair and a pair of a response with itself (first its term,
+    then its negation) keep that order too: the same bits as the sum taken in NumPy, one pair
+    at a time."""
+    monkeypatch.setenv("ACTIVERM_FAST_NARROW_VECTORS", narrow)
+    features = (rng.normal(size=(n, d)) * 3 + 10).astype(dtype)
+    pairs = np.concatenate([random_pairs(rng, n, count - 2), [[4, 4], [5, 6]]])
+    pairs[count // 2] = pairs[0]  # a repeat
+    weights = rng.random(count)
+    got = _launch.fisher_matrix(
+        torch.from_numpy(features), torch.from_numpy(pairs), torch.from_numpy(weights)
+    ).numpy()
+    phi = features.astype(np.float64)
+    want = np.zeros((n, d))
+    for k, (i, j) in enumerate(pairs):
+        term = weights[k] * (phi[i] - phi[j])
+        want[i] += term
+        want[j] += -term
+    np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8))
+
+
 def product_chunk_rows(d: int) -> int:
     """The CPU product's rows per chunk (fisher_matrix_cpu.cpp: 2^17 bytes, at most 256)."""
     return min((1 << 17) // (8 * d), 256)

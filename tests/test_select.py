@@ -54,6 +54,29 @@ def test_every_strategy_returns_a_valid_batch(problem, kind, strategy):
     assert gains.shape == (50,) and np.all(gains >= -1e-12) and np.isfinite(sel.logdet)
 
 
+@pytest.mark.parametrize("strategy", sorted(arm.STRATEGIES))
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_every_strategy_leaves_its_inputs_as_they_were(problem, kind, strategy, dtype):
+    """A selection writes none of the arrays it is given: float64 is the package's working
+    type, so an array of it is used as it is, never copied, and a change made in place (a
+    scaling of the features) would reach the caller and every later selection. A second call
+    gives the same batch, bit for bit."""
+    features, rewards, pool, labelled = problem
+    arrays = {
+        "features": as_kind(features.astype(dtype), kind),
+        "pairs": as_kind(pool, kind),
+        "rewards": as_kind(rewards.astype(dtype), kind),
+        "labelled": as_kind(labelled, kind),
+    }
+    before = {name: to_numpy(array).copy() for name, array in arrays.items()}
+    first = arm.select(strategy, k=50, **arrays)
+    for name, array in arrays.items():
+        assert to_numpy(array).tobytes() == before[name].tobytes(), name
+    again = arm.select(strategy, k=50, **arrays)
+    assert to_numpy(again.indices).tolist() == to_numpy(first.indices).tolist()
+    assert to_numpy(again.gains).tobytes() == to_numpy(first.gains).tobytes()
+
+
 def test_entropy_and_max_gap_follow_the_reward_gap(rng):
     features = rng.normal(size=(60, 4))
     rewards = rng.normal(size=60)

@@ -8,9 +8,6 @@
 #include "activerm/pair_source.h"
 #include "activerm/wide_vectors.h"
 
-#ifdef ACTIVERM_WIDE_VECTORS
-#include <immintrin.h>
-#endif
 
 namespace activerm {
 
@@ -42,16 +39,6 @@ void quadform_terms(const QuadformGroup<T>& rows, int64_t first, int64_t d, doub
 }
 
 #ifdef ACTIVERM_WIDE_VECTORS
-// Eight coordinates of a row as doubles: widened exactly, as static_cast<double> does.
-template <class T>
-ACTIVERM_WIDE inline __m512d load_eight(const T* p) {
-  if constexpr (std::is_same<T, double>::value) {
-    return _mm512_loadu_pd(p);
-  } else {
-    return _mm512_cvtps_pd(_mm256_loadu_ps(p));
-  }
-}
-
 // Rows r[0..7] of 8 doubles become columns: r[c] lane g = the old r[g] lane c.
 ACTIVERM_WIDE inline void transpose_eight(__m512d* r) {
   __m512d pairs[8];  // lanes of two rows interleaved: r[2h], r[2h + 1] at even, odd coordinates

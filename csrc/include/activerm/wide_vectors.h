@@ -6,6 +6,11 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
 
 namespace activerm {
 
@@ -27,5 +32,18 @@ inline bool wide_vectors() {
   return false;
 #endif
 }
+
+#ifdef ACTIVERM_WIDE_VECTORS
+// Eight coordinates of a float or double row as doubles: widened exactly, as static_cast<double>
+// does.
+template <class T>
+ACTIVERM_WIDE inline __m512d load_eight(const T* p) {
+  if constexpr (std::is_same<T, double>::value) {
+    return _mm512_loadu_pd(p);
+  } else {
+    return _mm512_cvtps_pd(_mm256_loadu_ps(p));
+  }
+}
+#endif
 
 }  // namespace activerm

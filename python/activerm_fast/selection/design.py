@@ -64,7 +64,9 @@ class Prior:
     information): their eigenvalues are at least ``floor`` in exact arithmetic, and are held
     there when rounding says otherwise, so a built prior is never refused. ``eigen`` is then
     its eigendecomposition (the spectrum held at the floor, the vectors; float64 on the CPU),
-    computed once for the checks and every factor of the selection."""
+    computed once for the checks and every factor of the selection, unless the information is
+    too small beside the floor for rounding to matter (:data:`_CHOLESKY_RANGE`): then it is
+    None, and the factors come from a Cholesky factor as a given matrix's do."""
 
     ridge: float | None
     matrix: torch.Tensor | None
@@ -99,6 +101,13 @@ class Prior:
         )
         if not bool(torch.isfinite(matrix).all()):
             raise ValueError(f"{what} overflows float64; rescale the features")
+        # the largest absolute row sum bounds the largest eigenvalue
+        if matrix.abs().sum(dim=1).max().item() <= math.ldexp(ridge, _CHOLESKY_RANGE):
+            with one_thread_for(matrix.shape[0]):
+                result = torch.linalg.cholesky_ex(matrix.detach().cpu())
+            if int(result.info) == 0:
+                logdet = 2.0 * torch.log(torch.diagonal(result.L)).sum().item()
+                return Prior(None, matrix, logdet, ridge)
         try:
             with one_thread_for(matrix.shape[0]):
                 spectrum, vectors = torch.linalg.eigh(matrix.detach().cpu())
@@ -144,6 +153,11 @@ def _cholesky(matrix: torch.Tensor, name: str) -> torch.Tensor:
     return factor
 
 
+# A built prior whose eigenvalues are bounded by 2^_CHOLESKY_RANGE times its floor is factored by
+# Cholesky, a tenth of the cost of its eigendecomposition: rounding moves its eigenvalues by
+# about d eps times the largest, far less than the floor, so none needs holding there, and every
+# root is as accurate as the eigenvectors' would be.
+_CHOLESKY_RANGE = 26
 # Scaled priors stay between 2^-_PRIOR_RANGE and 2^_PRIOR_RANGE.
 _PRIOR_RANGE = 1000
 # float64's epsilon is 2^-_MANTISSA.
@@ -175,8 +189,13 @@ def _overflow_shift(left: torch.Tensor, right: torch.Tensor) -> int:
     0, so no rounding changes, unless the product could overflow float64."""
     if not left.numel() or not right.numel():
         return 0
-    largest = (_largest_magnitude(left), _largest_magnitude(right), right.shape[0])
-    return max(0, sum(math.frexp(x)[1] for x in largest) - _PRIOR_RANGE)
+    return _overflow_shift_of(_largest_magnitude(left), _largest_magnitude(right), right.shape[0])
+
+
+def _overflow_shift_of(left: float, right: float, inner: int) -> int:
+    """:func:`_overflow_shift` from the largest magnitudes of both factors and the length of
+    the sums."""
+    return max(0, sum(math.frexp(x)[1] for x in (left, right, inner)) - _PRIOR_RANGE)
 
 
 def _largest_magnitude(t: torch.Tensor) -> float:
@@ -188,14 +207,14 @@ def _largest_magnitude(t: torch.Tensor) -> float:
 def _inverse_root(prior: Prior, scale: float, d: int) -> torch.Tensor:
     """R^-T for a root R R^T = scale^2 F0 (so R^-T R^-1 = (scale^2 F0)^-1), float64 on the CPU
     (every device continues from the same factor): the inverse Cholesky factor of a given
-    matrix; V diag((scale^2 mu)^-1/2) from the eigendecomposition of a built one, its
-    eigenvalues mu held at its floor (scale is a power of two: scale^2 mu is exact)."""
+    matrix, or of a built one without an eigendecomposition; else V diag((scale^2 mu)^-1/2) from
+    that decomposition, its eigenvalues mu held at its floor (scale is a power of two:
+    scale^2 mu is exact)."""
     if prior.matrix is None:
         assert prior.ridge is not None
         ridge_root = (1.0 / scale) / math.sqrt(prior.ridge)  # 1 / sqrt(scale^2 ridge)
         return ridge_root * torch.eye(d, dtype=torch.float64)
-    if prior.floor is not None:
-        assert prior.eigen is not None  # of_information builds both
+    if prior.eigen is not None:
         spectrum, vectors = prior.eigen
         root: torch.Tensor = vectors * (spectrum * (scale * scale)).rsqrt()[None, :]
         return root
@@ -271,11 +290,25 @@ def _scores_of_factor(
     compared = _compared(pairs, features.shape[0]) if isinstance(pairs, torch.Tensor) else None
     if compared is not None:
         features, pairs = features[compared[0]], compared[1]
-    scaled = features.to(torch.float64, copy=True).mul_(scale)  # one (n, d) buffer, not two
-    shift = _overflow_shift(scaled, factor)
-    rotated = scaled @ (factor * math.ldexp(1.0, -shift))
+    # scale is a power of two: the largest scaled feature is the largest feature times it
+    shift = 0
+    if features.numel():
+        largest = _largest_magnitude(features) * scale
+        shift = _overflow_shift_of(largest, _largest_magnitude(factor), factor.shape[0])
+    shifted = factor * math.ldexp(1.0, -shift)
+    rotated = torch.empty(features.shape, dtype=torch.float64, device=features.device)
+    # a block of rows at a time: one (n, d) float64 buffer, not two (a second one each call
+    # would be handed back to the system and faulted in afresh, page by page, the next)
+    rows = _ROTATION_ROWS if features.device.type == "cpu" else max(1, features.shape[0])
+    for start in range(0, features.shape[0], rows):
+        block = features[start : start + rows].to(torch.float64, copy=True).mul_(scale)
+        torch.mm(block, shifted, out=rotated[start : start + rows])
     scores = per_pair(pairs, lambda chunk: _launch.pair_quadform(rotated, chunk, None, 1.0))
     return scores * math.ldexp(1.0, 2 * shift) if shift else scores
+
+
+# Rows of the features rotated at a time on the CPU (see _scores_of_factor)
+_ROTATION_ROWS = 1024
 
 
 def _start(

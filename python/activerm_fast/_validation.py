@@ -168,8 +168,9 @@ def pairs_tensor(
     t = t.contiguous()
     if t.shape[0] == 0:
         return t
-    bad = (t < 0) | (t >= n)
-    if bool(bad.any()):
+    low, high = torch.aminmax(t)  # one pass; the rows only looked for when one is out of range
+    if int(low) < 0 or int(high) >= n:
+        bad = (t < 0) | (t >= n)
         row = int(torch.nonzero(bad.any(dim=1))[0, 0])
         i, j = (int(v) for v in t[row].tolist())
         raise ValueError(f"{name}[{row}] = ({i}, {j}) is out of range for {n} responses")
@@ -196,8 +197,8 @@ def nonnegative_pairs(x: Any, name: str = "pairs", *, distinct: bool = False) ->
 def self_pair_row(pairs: np.ndarray | torch.Tensor) -> int | None:
     """The first row of (P, 2) pairs that compares a response with itself, or None."""
     if isinstance(pairs, torch.Tensor):
-        same_rows = torch.nonzero(pairs[:, 0] == pairs[:, 1])
-        return int(same_rows[0, 0]) if same_rows.shape[0] else None
+        same = pairs[:, 0] == pairs[:, 1]
+        return int(torch.nonzero(same)[0, 0]) if bool(same.any()) else None
     same = np.flatnonzero(pairs[:, 0] == pairs[:, 1])
     return int(same[0]) if same.size else None
 

@@ -248,8 +248,7 @@ __attribute__((always_inline)) inline void product_block(const T* f, const doubl
 // The same tile in AVX-512 vectors, kWideRows x 16 entries a block. A whole tile is written in
 // intrinsics, each block's 16 sums named registers from start to end of the chunk: written as
 // product_block, GCC kept them in registers but stored every one to the stack after each row
-// as well, which held the loop to a third of its speed. A last tile of fewer rows is
-// product_block's.
+// as well, a store for every multiply-add. A last tile of fewer rows is product_block's.
 template <class T>
 ACTIVERM_WIDE void wide_product_tile(const T* f, const double* laplacian, int64_t d,
                                      const double* mean, const int64_t* rows, int64_t start,

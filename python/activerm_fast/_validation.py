@@ -197,8 +197,8 @@ def nonnegative_pairs(x: Any, name: str = "pairs", *, distinct: bool = False) ->
 def self_pair_row(pairs: np.ndarray | torch.Tensor) -> int | None:
     """The first row of (P, 2) pairs that compares a response with itself, or None."""
     if isinstance(pairs, torch.Tensor):
-        same = pairs[:, 0] == pairs[:, 1]
-        return int(torch.nonzero(same)[0, 0]) if bool(same.any()) else None
+        equal = pairs[:, 0] == pairs[:, 1]
+        return int(torch.nonzero(equal)[0, 0]) if bool(equal.any()) else None
     same = np.flatnonzero(pairs[:, 0] == pairs[:, 1])
     return int(same[0]) if same.size else None
 

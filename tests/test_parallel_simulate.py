@@ -57,6 +57,34 @@ def checkpoint_records(out: Path) -> dict[str, list]:
     }
 
 
+PRODUCT = """
+import sys, torch, activerm_fast
+g = torch.Generator().manual_seed(0)
+rows = torch.randn(4096, 256, generator=g), torch.randn(4096, 256, generator=g)
+sys.stdout.buffer.write((rows[0].T @ rows[1]).numpy().tobytes())
+"""
+
+
+def test_a_long_product_has_the_same_bits_on_one_and_two_threads():
+    """A weight gradient's product over 4,096 rows, as the reward heads' fit takes them, in a
+    process of one thread (a --jobs worker's share here) and of two (a serial run's): MKL
+    splits such an inner dimension across threads, unless the package's import has set its
+    strict reproducible mode, which a user's own MKL_CBWR overrides."""
+    results = {}
+    for threads in ("1", "2"):
+        env = {k: v for k, v in os.environ.items() if k != "MKL_CBWR"}
+        env["OMP_NUM_THREADS"] = threads
+        run = subprocess.run([sys.executable, "-c", PRODUCT], env=env, capture_output=True)
+        assert run.returncode == 0, run.stderr.decode()
+        results[threads] = run.stdout
+    assert len(results["1"]) == 256 * 256 * 4
+    assert results["1"] == results["2"]
+    chosen = "import os, activerm_fast; print(os.environ['MKL_CBWR'])"
+    env = dict(os.environ, MKL_CBWR="COMPATIBLE")
+    run = subprocess.run([sys.executable, "-c", chosen], env=env, capture_output=True, text=True)
+    assert run.stdout.strip() == "COMPATIBLE"
+
+
 def test_jobs_give_the_serial_records_checkpoints_and_tables(dataset, serial, tmp_path):
     serial_out, serial_records = serial
     records = simulate(

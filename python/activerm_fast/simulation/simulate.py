@@ -55,10 +55,9 @@ def simulate(
     records are written to ``results.csv`` and ``results.json``.
     With ``jobs`` > 1 the runs go to that many worker processes, each with an equal share of
     the usable cores as torch threads; every run is the same computation as in one process,
-    so the checkpoints and resumption are those of a serial run, and so are the records (but
-    for their ``*_seconds``, in the same order) wherever torch's arithmetic of the reward
-    model's fit does not change with the thread count: on some CPUs it changes by rounding,
-    enough to move a near-tie of ``dopt-topk`` (README, "What ``simulate`` prints").
+    so the records (but for their ``*_seconds``), checkpoints and resumption are those of a
+    serial run, in the same order: the fit's products keep their bits on any number of
+    threads (MKL's strict reproducible mode, set on import: ``activerm_fast._openmp``).
 
     Parameters
     ----------

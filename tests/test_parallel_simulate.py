@@ -57,27 +57,31 @@ def checkpoint_records(out: Path) -> dict[str, list]:
     }
 
 
-PRODUCT = """
-import sys, torch, activerm_fast
-g = torch.Generator().manual_seed(0)
-rows = torch.randn(4096, 256, generator=g), torch.randn(4096, 256, generator=g)
-sys.stdout.buffer.write((rows[0].T @ rows[1]).numpy().tobytes())
+FIT = """
+import sys, numpy as np, activerm_fast as arm
+rng = np.random.default_rng(0)
+x = rng.normal(size=(3571, 768)).astype(np.float32)
+pairs = rng.integers(0, 3571, size=(100, 2))
+pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+model = arm.RewardModel(768, hidden=(256, 256), ensemble=3, seed=0)
+model.fit(x, pairs, rng.integers(0, 2, size=len(pairs)))
+sys.stdout.buffer.write(b"".join(p.numpy().tobytes() for p in model._parameters()))
 """
 
 
-def test_a_long_product_has_the_same_bits_on_one_and_two_threads():
-    """A weight gradient's product over 4,096 rows, as the reward heads' fit takes them, in a
-    process of one thread (a --jobs worker's share here) and of two (a serial run's): MKL
-    splits such an inner dimension across threads, unless the package's import has set its
-    strict reproducible mode, which a user's own MKL_CBWR overrides."""
+def test_a_fit_has_the_same_bits_on_one_and_two_threads():
+    """The main job's reward heads (768-d input, hidden (256, 256), 3 members), fitted in a
+    process of one thread (a --jobs worker's share here) and of two (a serial run's): MKL may
+    split a product's sums across threads, unless the package's import has set its strict
+    reproducible mode, which a user's own MKL_CBWR overrides."""
     results = {}
     for threads in ("1", "2"):
         env = {k: v for k, v in os.environ.items() if k != "MKL_CBWR"}
         env["OMP_NUM_THREADS"] = threads
-        run = subprocess.run([sys.executable, "-c", PRODUCT], env=env, capture_output=True)
+        run = subprocess.run([sys.executable, "-c", FIT], env=env, capture_output=True)
         assert run.returncode == 0, run.stderr.decode()
         results[threads] = run.stdout
-    assert len(results["1"]) == 256 * 256 * 4
+    assert len(results["1"]) == 4 * 3 * (768 * 256 + 256 * 256 + 2 * 256 + 256)
     assert results["1"] == results["2"]
     chosen = "import os, activerm_fast; print(os.environ['MKL_CBWR'])"
     env = dict(os.environ, MKL_CBWR="COMPATIBLE")

@@ -23,7 +23,6 @@
 #include "activerm/fisher_loop.h"
 #include "activerm/wide_vectors.h"
 
-
 namespace activerm {
 
 namespace {
@@ -41,9 +40,6 @@ constexpr int64_t kParallelWork = 1 << 16;   // multiply-adds below which one th
 struct PlainAdd {
   void operator()(double* at, double value) const { *at += value; }
 };
-}  // namespace
-
-namespace {
 
 // Row r's incident pairs, in pair order: sides[offsets[r] .. offsets[r + 1]) hold 2k for pair k
 // comparing r first and 2k + 1 for it comparing r second (both, first then second, for a pair
@@ -59,29 +55,31 @@ void incident_pairs(const I* p, int64_t count, int64_t n, std::vector<int64_t>& 
   for (int64_t e = 0; e < 2 * count; ++e) sides[next[p[e]]++] = e;
 }
 
-// Row r of L_w Phi summed row by row: each incident pair's laplacian_contribution added (r its
-// first response) or its negation added (r its second) in pair order, as the scatter adds them.
+// Columns [first, d) of row r of L_w Phi summed row by row: each incident pair's
+// laplacian_contribution added (r its first response) or its negation added (r its second) in
+// pair order, as the scatter adds them.
 template <class T, class I>
 void gathered_row(const T* f, int64_t d, const I* p, const double* weights,
-                  const int64_t* sides, int64_t begin, int64_t end, double* __restrict__ y) {
-  std::fill(y, y + d, 0.0);
+                  const int64_t* sides, int64_t begin, int64_t end, int64_t first,
+                  double* __restrict__ y) {
+  std::fill(y + first, y + d, 0.0);
   for (int64_t e = begin; e < end; ++e) {
     const int64_t k = sides[e] >> 1;
     const double w = weights ? weights[k] : 1.0;
     const T* fi = f + static_cast<int64_t>(p[2 * k]) * d;
     const T* fj = f + static_cast<int64_t>(p[2 * k + 1]) * d;
     if (sides[e] & 1) {
-      for (int64_t a = 0; a < d; ++a) y[a] += -laplacian_contribution(w, fi[a], fj[a]);
+      for (int64_t a = first; a < d; ++a) y[a] += -laplacian_contribution(w, fi[a], fj[a]);
     } else {
-      for (int64_t a = 0; a < d; ++a) y[a] += laplacian_contribution(w, fi[a], fj[a]);
+      for (int64_t a = first; a < d; ++a) y[a] += laplacian_contribution(w, fi[a], fj[a]);
     }
   }
 }
 
 #ifdef ACTIVERM_WIDE_VECTORS
 // gathered_row in AVX-512 vectors for float and double features: 32 columns at a time held in
-// registers across the row's pairs, then 8, then one by one; lane by lane the same operations
-// in the same order, so the same bits.
+// registers across the row's pairs, then 8, then gathered_row's one by one; lane by lane the
+// same operations in the same order, so the same bits.
 template <class T, class I>
 ACTIVERM_WIDE void wide_gathered_row(const T* f, int64_t d, const I* p, const double* weights,
                                      const int64_t* sides, int64_t begin, int64_t end,
@@ -109,17 +107,7 @@ ACTIVERM_WIDE void wide_gathered_row(const T* f, int64_t d, const I* p, const do
     for (int64_t v = 0; v < vectors; ++v) _mm512_storeu_pd(y + a + 8 * v, acc[v]);
     a += 8 * vectors;
   }
-  std::fill(y + a, y + d, 0.0);
-  for (int64_t e = begin; e < end; ++e) {
-    const int64_t k = sides[e] >> 1;
-    const double w = weights ? weights[k] : 1.0;
-    const T* fi = f + static_cast<int64_t>(p[2 * k]) * d;
-    const T* fj = f + static_cast<int64_t>(p[2 * k + 1]) * d;
-    for (int64_t c = a; c < d; ++c) {
-      const double contribution = laplacian_contribution(w, fi[c], fj[c]);
-      y[c] = (sides[e] & 1) ? y[c] - contribution : y[c] + contribution;
-    }
-  }
+  gathered_row(f, d, p, weights, sides, begin, end, a, y);
 }
 #endif
 
@@ -156,7 +144,7 @@ void CpuKernels::fisher_matrix(FeatureView features, PairView pairs, const doubl
     const int64_t d = features.d;
     // Where the index of every pair's ends takes no more memory than the result, each row is
     // summed by one thread from its own pairs: written once, in order, instead of gaining a
-    // scattered update per pair (a random read and write of the row, the most of the time).
+    // scattered read-modify-write of two whole rows per pair.
     if (2 * pairs.count > n * d) {
       scattered_rows(f, n, d, p, pairs.count, weights, out);
       return;
@@ -176,7 +164,7 @@ void CpuKernels::fisher_matrix(FeatureView features, PairView pairs, const doubl
         }
       }
 #endif
-      gathered_row(f, d, p, weights, sides.data(), offsets[r], offsets[r + 1], out + r * d);
+      gathered_row(f, d, p, weights, sides.data(), offsets[r], offsets[r + 1], 0, out + r * d);
     }
   });
 }
@@ -197,6 +185,26 @@ using Double8 = double __attribute__((vector_size(64)));
 // multiplies without shuffles), then each block is summed over the chunk's rows in order:
 // every entry gains product_term's centred * L[r][c], row after row (written as vectors: plain
 // loops compiled to spilled scalar code for 4 x 4 blocks, at a third of the speed).
+// Entries (first + t, c) for c from max(blocked, first + t) on, t < height, summed over the
+// chunk's rows in order, entry by entry: the columns past a tile's last whole block (all of a
+// last tile of fewer rows). centred(s, t) is the chunk's row s's centred feature first + t.
+template <class Centred>
+__attribute__((always_inline)) inline void product_tail(const double* laplacian, int64_t d,
+                                                         const int64_t* rows, int64_t start,
+                                                         int64_t count, int64_t first,
+                                                         int64_t height, int64_t blocked,
+                                                         const Centred& centred, double* out) {
+  for (int64_t t = 0; t < height; ++t) {
+    double* entry = out + (first + t) * d;
+    for (int64_t s = 0; s < count; ++s) {
+      const int64_t r = rows[start + s];
+      for (int64_t c = std::max(blocked, first + t); c < d; ++c) {
+        entry[c] += product_term(centred(s, t), laplacian, d, r, c);
+      }
+    }
+  }
+}
+
 template <class V, int64_t Rows, int64_t Columns, class T>
 __attribute__((always_inline)) inline void product_block(const T* f, const double* laplacian,
                                                           int64_t d, const double* mean,
@@ -232,16 +240,8 @@ __attribute__((always_inline)) inline void product_block(const T* f, const doubl
       std::memcpy(out + (first + t) * d + c0, acc[t], sizeof acc[t]);
     }
   }
-  // the columns past the last whole block (and a last tile of fewer rows), entry by entry
-  for (int64_t t = 0; t < height; ++t) {
-    double* entry = out + (first + t) * d;
-    for (int64_t s = 0; s < count; ++s) {
-      const int64_t r = rows[start + s];
-      for (int64_t c = std::max(blocked, first + t); c < d; ++c) {
-        entry[c] += product_term(centred[s][t][0], laplacian, d, r, c);
-      }
-    }
-  }
+  product_tail(laplacian, d, rows, start, count, first, height, blocked,
+               [&](int64_t s, int64_t t) { return centred[s][t][0]; }, out);
 }
 
 #ifdef ACTIVERM_WIDE_VECTORS
@@ -292,16 +292,8 @@ ACTIVERM_WIDE void wide_product_tile(const T* f, const double* laplacian, int64_
       _mm512_storeu_pd(out + (first + t) * d + c0 + 8, high[t]);
     }
   }
-  // the columns past the last whole block, entry by entry
-  for (int64_t t = 0; t < kWideRows; ++t) {
-    double* entry = out + (first + t) * d;
-    for (int64_t s = 0; s < count; ++s) {
-      const int64_t r = rows[start + s];
-      for (int64_t c = std::max(blocked, first + t); c < d; ++c) {
-        entry[c] += product_term(centred[s][t], laplacian, d, r, c);
-      }
-    }
-  }
+  product_tail(laplacian, d, rows, start, count, first, kWideRows, blocked,
+               [&](int64_t s, int64_t t) { return centred[s][t]; }, out);
 }
 #endif
 

@@ -8,7 +8,6 @@
 #include "activerm/pair_source.h"
 #include "activerm/wide_vectors.h"
 
-
 namespace activerm {
 
 namespace {

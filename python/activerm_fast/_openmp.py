@@ -20,15 +20,15 @@ when torch is first imported: the variable is set to ``passive`` for that moment
 the user chose a policy. A program that imported torch before this package keeps its own
 setting.
 
-Products that give the same bits on any number of threads. Where a product's inner dimension is
-long, MKL (torch's BLAS on x86-64) may split it across threads, so its sums, and with them the
-reward heads' fit, change by rounding with the thread count: on an Intel Xeon a ``simulate
---jobs 2`` worker (one thread) fitted other heads than a serial run (two threads), and
-``dopt-topk`` then picked otherwise among near-ties. MKL's strict conditional numerical
-reproducibility (``MKL_CBWR=AUTO,STRICT``) keeps its products the same bits for any thread
-count. MKL reads the variable at its first call,
-after torch loads, so it is set for the process (and the workers it spawns) unless the user
-chose a mode; a program that ran a product before importing this package keeps MKL's default.
+Products that give the same bits on any number of threads. MKL (torch's BLAS on x86-64) may
+split a product's sums across threads, so they, and with them the reward heads' fit, change by
+rounding with the thread count: on an Intel Xeon a ``simulate --jobs 2`` worker (one thread)
+fitted other heads than a serial run (two threads), and ``dopt-topk`` then picked otherwise
+among near-ties. MKL's strict conditional numerical reproducibility (``MKL_CBWR=AUTO,STRICT``)
+keeps its products the same bits for any thread count. MKL reads the variable at its first
+call, after torch loads, so it is set for the process (and the workers it spawns) unless the
+user chose a mode; a program that ran a product before importing this package keeps MKL's
+default.
 """
 
 from __future__ import annotations

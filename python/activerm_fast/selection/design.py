@@ -66,13 +66,15 @@ class Prior:
     its eigendecomposition (the spectrum held at the floor, the vectors; float64 on the CPU),
     computed once for the checks and every factor of the selection, unless the information is
     too small beside the floor for rounding to matter (:data:`_CHOLESKY_RANGE`): then it is
-    None, and the factors come from a Cholesky factor as a given matrix's do."""
+    None and ``lower`` is its Cholesky factor (float64 on the CPU), computed once for its log
+    det and every factor."""
 
     ridge: float | None
     matrix: torch.Tensor | None
     logdet: float
     floor: float | None = None
     eigen: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, compare=False)
+    lower: torch.Tensor | None = field(default=None, compare=False)
 
     @staticmethod
     def of(prior: float | torch.Tensor, d: int, name: str = "prior") -> Prior:
@@ -107,7 +109,7 @@ class Prior:
                 result = torch.linalg.cholesky_ex(matrix.detach().cpu())
             if int(result.info) == 0:
                 logdet = 2.0 * torch.log(torch.diagonal(result.L)).sum().item()
-                return Prior(None, matrix, logdet, ridge)
+                return Prior(None, matrix, logdet, ridge, lower=result.L)
         try:
             with one_thread_for(matrix.shape[0]):
                 spectrum, vectors = torch.linalg.eigh(matrix.detach().cpu())
@@ -154,9 +156,10 @@ def _cholesky(matrix: torch.Tensor, name: str) -> torch.Tensor:
 
 
 # A built prior whose eigenvalues are bounded by 2^_CHOLESKY_RANGE times its floor is factored by
-# Cholesky, a tenth of the cost of its eigendecomposition: rounding moves its eigenvalues by
-# about d eps times the largest, far less than the floor, so none needs holding there, and every
-# root is as accurate as the eigenvectors' would be.
+# Cholesky (d^3 / 3 multiply-adds, against an eigendecomposition's reduction to tridiagonal form
+# and its vectors): rounding moves its eigenvalues by about d eps times the largest, far less
+# than the floor, so none needs holding there, and every root is as accurate as the
+# eigenvectors' would be.
 _CHOLESKY_RANGE = 26
 # Scaled priors stay between 2^-_PRIOR_RANGE and 2^_PRIOR_RANGE.
 _PRIOR_RANGE = 1000
@@ -207,9 +210,9 @@ def _largest_magnitude(t: torch.Tensor) -> float:
 def _inverse_root(prior: Prior, scale: float, d: int) -> torch.Tensor:
     """R^-T for a root R R^T = scale^2 F0 (so R^-T R^-1 = (scale^2 F0)^-1), float64 on the CPU
     (every device continues from the same factor): the inverse Cholesky factor of a given
-    matrix, or of a built one without an eigendecomposition; else V diag((scale^2 mu)^-1/2) from
-    that decomposition, its eigenvalues mu held at its floor (scale is a power of two:
-    scale^2 mu is exact)."""
+    matrix, or of a built one without an eigendecomposition (from its factor: scale is a power
+    of two, so scale times it is the factor of scale^2 F0); else V diag((scale^2 mu)^-1/2) from
+    that decomposition, its eigenvalues mu held at its floor (scale^2 mu is exact)."""
     if prior.matrix is None:
         assert prior.ridge is not None
         ridge_root = (1.0 / scale) / math.sqrt(prior.ridge)  # 1 / sqrt(scale^2 ridge)
@@ -218,9 +221,11 @@ def _inverse_root(prior: Prior, scale: float, d: int) -> torch.Tensor:
         spectrum, vectors = prior.eigen
         root: torch.Tensor = vectors * (spectrum * (scale * scale)).rsqrt()[None, :]
         return root
-    matrix = prior.matrix.detach().cpu() * (scale * scale)
     with one_thread_for(d):
-        lower = _cholesky(matrix, "prior")
+        if prior.lower is not None:  # the factor of scale^2 F0 is scale times F0's, exactly
+            lower = prior.lower * scale
+        else:
+            lower = _cholesky(prior.matrix.detach().cpu() * (scale * scale), "prior")
         eye = torch.eye(d, dtype=torch.float64)
         inverse: torch.Tensor = torch.linalg.solve_triangular(lower.T, eye, upper=True)
     return inverse

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 
 #include "activerm/cpu_kernels.h"
 #include "activerm/greedy_loop.h"
@@ -15,6 +16,7 @@
 #include "activerm/pair_math.h"
 #include "activerm/pair_source.h"
 #include "activerm/wide_vectors.h"
+#include "spin_team_cpu.h"
 #include "team_tuner_cpu.h"
 
 namespace activerm {
@@ -35,6 +37,25 @@ struct Best {
   double score;
   int64_t index;
 };
+
+// The start of the workspace's extra bytes: what the engine chose at its first sweep or apply
+// with these features (zero before the first sweep: greedy_zeroed_bytes covers it).
+struct EngineHeader {
+  const void* features;  // the features it was set up for (anything else: not yet)
+  bool wide;             // sweeps and panel products run their AVX-512 forms (wide_vectors.h)
+  bool panels_built;     // member_panels has copied the features
+};
+constexpr int64_t kHeaderBytes = 64;
+
+EngineHeader& engine_header(const GreedyProblem& problem, const GreedyBuffers& buffers) {
+  auto& header = *static_cast<EngineHeader*>(buffers.extra);
+  if (header.features != problem.features.data) {  // field by field: padding stays as it was
+    header.features = problem.features.data;
+    header.wide = wide_vectors();
+    header.panels_built = false;
+  }
+  return header;
+}
 
 // The score of pair k = (i, j): with kDowndate, q_e,k -= c_e (v_e,i - v_e,j)^2 first (written
 // back); `repeat` masks it instead (a generated pool may hold a pair twice: the downdate after a
@@ -67,28 +88,121 @@ double scored_pair(int64_t members, double* scores, const double* projection,
 // overlap instead of each waiting on the last.
 constexpr int64_t kStage = 64;
 
+#ifdef ACTIVERM_WIDE_VECTORS
+// Eight weights of one member from k on, as a vector.
+ACTIVERM_WIDE inline __m512d weight_vector(const StoredWeights& weights, int64_t k) {
+  return _mm512_loadu_pd(weights.data + k);  // one member: one weight a pair
+}
+ACTIVERM_WIDE inline __m512d weight_vector(const UnitWeights&, int64_t) {
+  return _mm512_set1_pd(1.0);
+}
+
+// The first then the second responses of the eight stored pairs from k on.
+ACTIVERM_WIDE inline void pair_vectors(const StoredPairs<int32_t>& pairs, int64_t k, __m512i& i,
+                                       __m512i& j) {
+  // 16 int32 i0 j0 i1 j1 ...: the even ones to the low half, the odd ones to the high half
+  const __m512i sides = _mm512_permutexvar_epi32(
+      _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15),
+      _mm512_loadu_si512(pairs.data + 2 * k));
+  i = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(sides));
+  j = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(sides, 1));
+}
+ACTIVERM_WIDE inline void pair_vectors(const StoredPairs<int64_t>& pairs, int64_t k, __m512i& i,
+                                       __m512i& j) {
+  const __m512i low = _mm512_loadu_si512(pairs.data + 2 * k);
+  const __m512i high = _mm512_loadu_si512(pairs.data + 2 * k + 8);
+  i = _mm512_permutex2var_epi64(low, _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14), high);
+  j = _mm512_permutex2var_epi64(low, _mm512_setr_epi64(1, 3, 5, 7, 9, 11, 13, 15), high);
+}
+
+// The downdating sweep of one member over stored pairs [first, last), eight pairs a vector:
+// lane by lane the scalar arithmetic of scored_pair (the same bits); each lane keeps its first
+// best, the lanes are merged by beats and the last few pairs run the scalar loop, so the best
+// is the scalar sweep's, ties to the lower index included.
+template <class I, class Weights, class Scalar>
+ACTIVERM_WIDE Best wide_downdate_sweep(const StoredPairs<I>& pairs, const Weights& weights,
+                                       double* scores, const double* projection,
+                                       double coefficient, int64_t first, int64_t last,
+                                       const Scalar& scalar) {
+  const __m512d c = _mm512_set1_pd(coefficient);
+  __m512d best = _mm512_set1_pd(-std::numeric_limits<double>::infinity());
+  __m512i best_index = _mm512_set1_epi64(-1);
+  __m512i index =
+      _mm512_add_epi64(_mm512_set1_epi64(first), _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7));
+  int64_t k = first;
+  for (; k + 8 <= last; k += 8) {
+    __m512i i;
+    __m512i j;
+    pair_vectors(pairs, k, i, j);
+    const __m512d v = _mm512_sub_pd(_mm512_i64gather_pd(i, projection, 8),
+                                    _mm512_i64gather_pd(j, projection, 8));
+    const __m512d value =
+        _mm512_sub_pd(_mm512_loadu_pd(scores + k), _mm512_mul_pd(_mm512_mul_pd(c, v), v));
+    _mm512_storeu_pd(scores + k, value);
+    const __m512d x = _mm512_mul_pd(weight_vector(weights, k), value);
+    const __mmask8 wins = _mm512_cmp_pd_mask(x, best, _CMP_GT_OQ);  // NaN never wins
+    best = _mm512_mask_mov_pd(best, wins, x);
+    best_index = _mm512_mask_mov_epi64(best_index, wins, index);
+    index = _mm512_add_epi64(index, _mm512_set1_epi64(8));
+  }
+  alignas(64) double lane_score[8];
+  alignas(64) int64_t lane_index[8];
+  _mm512_store_pd(lane_score, best);
+  _mm512_store_si512(lane_index, best_index);
+  Best found = scalar(k, last);
+  for (int lane = 0; lane < 8; ++lane) {
+    if (beats(lane_score[lane], lane_index[lane], found.score, found.index)) {
+      found = {lane_score[lane], lane_index[lane]};
+    }
+  }
+  return found;
+}
+#endif
+
+// Whether a sweep runs wide_downdate_sweep: a downdate of one member's stored weights (or none)
+// over stored pairs, on a CPU with AVX-512 (EngineHeader::wide).
+template <bool kDowndate, bool kSingle, class Pairs, class Weights>
+constexpr bool kWideSweepForm = kDowndate && kSingle && !Pairs::kGenerated &&
+                                (std::is_same_v<Weights, StoredWeights> ||
+                                 std::is_same_v<Weights, UnitWeights>);
+
+// Pairs a chunk of a sweep on a SpinTeam holds: a few thousand pairs make several chunks.
+constexpr int64_t kTeamSweepChunk = 8 * kStage;
+
+// The better of two candidates (beats: ties to the lower index, so any merge order agrees).
+inline Best better(const Best& a, const Best& b) {
+  return beats(b.score, b.index, a.score, a.index) ? b : a;
+}
+
 // One pass over the pairs; the best (score, local index), NaN never winning.
 template <bool kDowndate, bool kSingle, class Pairs, class Weights>
 Best sweep_pairs(const GreedyProblem& problem, GreedyState state, const GreedyBuffers& buffers,
-                 const Pairs& pairs, const Weights& weights) {
+                 const Pairs& pairs, const Weights& weights, [[maybe_unused]] bool wide) {
   constexpr bool kNeedPairs = kDowndate || Weights::kFromRewards;
   constexpr bool kStaged = Pairs::kGenerated || Weights::kFromRewards;
   const int64_t count = problem.pairs.count;
   const int64_t members = problem.members;
   const GreedyChoice last = *buffers.choice;
-  Best best{-std::numeric_limits<double>::infinity(), -1};
-  // The pairs are handed out kSweepChunk at a time, so a pool of one chunk keeps one thread
-  // busy whatever the team: it runs on the calling thread, without a team forked and joined
-  // every step (the best pair is the same: ties go to the lowest index in any merge order).
-#pragma omp parallel if (count > kSweepChunk)
-  {
+  // The best of stored pairs [first_pair, last_pair) whose weights need no pair, one by one.
+  const auto scan_each = [&](int64_t first_pair, int64_t last_pair) {
+    Best local{-std::numeric_limits<double>::infinity(), -1};
+    for (int64_t k = first_pair; k < last_pair; ++k) {
+      int64_t i = 0;
+      int64_t j = 0;
+      if constexpr (kDowndate) pairs(k, i, j);
+      const double score = scored_pair<kDowndate, kSingle>(
+          members, state.scores, buffers.projection, buffers.downdate, k, i, j, false,
+          [&](int64_t e) { return weights(k, e, i, j); });
+      if (beats(score, k, local.score, local.index)) local = {score, k};
+    }
+    return local;
+  };
+  // The best of pairs [first_pair, last_pair), in order; chunk bounds are multiples of kStage.
+  const auto scan = [&](int64_t first_pair, int64_t last_pair) {
     Best local{-std::numeric_limits<double>::infinity(), -1};
     if constexpr (kStaged) {
-      const int64_t stages = (count + kStage - 1) / kStage;
-#pragma omp for schedule(dynamic, kSweepChunk / kStage) nowait
-      for (int64_t stage = 0; stage < stages; ++stage) {
-        const int64_t first = stage * kStage;
-        const int64_t size = std::min(kStage, count - first);
+      for (int64_t first = first_pair; first < last_pair; first += kStage) {
+        const int64_t size = std::min(kStage, last_pair - first);
         int64_t i[kStage] = {};
         int64_t j[kStage] = {};
         double w[kStage] = {};
@@ -119,20 +233,43 @@ Best sweep_pairs(const GreedyProblem& problem, GreedyState state, const GreedyBu
           if (beats(score, k, local.score, local.index)) local = {score, k};
         }
       }
+      return local;
     } else {
-#pragma omp for schedule(dynamic, kSweepChunk) nowait
-      for (int64_t k = 0; k < count; ++k) {
-        int64_t i = 0;
-        int64_t j = 0;
-        if constexpr (kDowndate) pairs(k, i, j);
-        const double score = scored_pair<kDowndate, kSingle>(
-            members, state.scores, buffers.projection, buffers.downdate, k, i, j, false,
-            [&](int64_t e) { return weights(k, e, i, j); });
-        if (beats(score, k, local.score, local.index)) local = {score, k};
+#ifdef ACTIVERM_WIDE_VECTORS
+      if constexpr (kWideSweepForm<kDowndate, kSingle, Pairs, Weights>) {
+        if (wide) {
+          return wide_downdate_sweep(pairs, weights, state.scores, buffers.projection,
+                                     buffers.downdate[0], first_pair, last_pair, scan_each);
+        }
       }
+#endif
+      return scan_each(first_pair, last_pair);
+    }
+  };
+  Best best{-std::numeric_limits<double>::infinity(), -1};
+  SpinTeam* team = SpinTeam::current();
+  if (team != nullptr && count <= kSweepChunk) {
+    const int64_t chunks = (count + kTeamSweepChunk - 1) / kTeamSweepChunk;
+    Best found[kSweepChunk / kTeamSweepChunk];
+    team->run(chunks, [&](int64_t c) {
+      found[c] = scan(c * kTeamSweepChunk, std::min(count, (c + 1) * kTeamSweepChunk));
+    });
+    for (int64_t c = 0; c < chunks; ++c) best = better(best, found[c]);
+    return best;
+  }
+  // The pairs are handed out kSweepChunk at a time, so a pool of one chunk keeps one thread
+  // busy whatever the team: it runs on the calling thread, without a team forked and joined
+  // every step.
+  const int64_t chunks = (count + kSweepChunk - 1) / kSweepChunk;
+#pragma omp parallel if (chunks > 1)
+  {
+    Best local{-std::numeric_limits<double>::infinity(), -1};
+#pragma omp for schedule(dynamic, 1) nowait
+    for (int64_t c = 0; c < chunks; ++c) {
+      local = better(local, scan(c * kSweepChunk, std::min(count, (c + 1) * kSweepChunk)));
     }
 #pragma omp critical(activerm_sweep_best)
-    if (beats(local.score, local.index, best.score, best.index)) best = local;
+    best = better(best, local);
   }
   return best;
 }
@@ -144,12 +281,13 @@ void sweep(const GreedyProblem& problem, GreedyState state, const GreedyBuffers&
   if (downdate && buffers.choice->index < 0) return;
   if (!downdate) buffers.reference[0] = 1.0;  // fresh scores: the next choice is the reference
   const bool single = problem.members == 1;
+  const bool wide = engine_header(problem, buffers).wide;
   const Best best =
       downdate
-          ? (single ? sweep_pairs<true, true>(problem, state, buffers, pairs, weights)
-                    : sweep_pairs<true, false>(problem, state, buffers, pairs, weights))
-          : (single ? sweep_pairs<false, true>(problem, state, buffers, pairs, weights)
-                    : sweep_pairs<false, false>(problem, state, buffers, pairs, weights));
+          ? (single ? sweep_pairs<true, true>(problem, state, buffers, pairs, weights, wide)
+                    : sweep_pairs<true, false>(problem, state, buffers, pairs, weights, wide))
+          : (single ? sweep_pairs<false, true>(problem, state, buffers, pairs, weights, wide)
+                    : sweep_pairs<false, false>(problem, state, buffers, pairs, weights, wide));
   GreedyChoice& choice = *buffers.choice;
   choice.score = best.score;
   choice.index = best.index < 0 ? -1 : problem.first_index + best.index;
@@ -164,31 +302,48 @@ void sweep(const GreedyProblem& problem, GreedyState state, const GreedyBuffers&
 // Every row sums in order with one float64 accumulator (the rounding the CUDA kernel
 // reproduces); kRows rows at a time give independent add chains, which hides the add latency a
 // single chain per row would wait on.
+// Rows of a row product a SpinTeam chunk holds.
+constexpr int64_t kTeamRowChunk = 128;
+
 template <class T>
 void row_products(const T* matrix, int64_t rows, int64_t cols, const double* x, double* out,
                   int64_t stride) {
   constexpr int64_t kRows = 8;
-  const int64_t blocks = (rows + kRows - 1) / kRows;
-#pragma omp parallel for schedule(dynamic, kRowBlockChunk) if (rows * cols >= kParallelWork)
-  for (int64_t b = 0; b < blocks; ++b) {
-    const int64_t first = b * kRows;
-    if (first + kRows <= rows) {
-      const T* row = matrix + first * cols;
-      double acc[kRows] = {};
-      for (int64_t a = 0; a < cols; ++a) {
-        const double xa = x[a];
-        for (int64_t r = 0; r < kRows; ++r) acc[r] += static_cast<double>(row[r * cols + a]) * xa;
-      }
-      for (int64_t r = 0; r < kRows; ++r) out[(first + r) * stride] = acc[r];
-    } else {
-      for (int64_t r = first; r < rows; ++r) {
-        const T* row = matrix + r * cols;
-        double acc = 0.0;
-        for (int64_t a = 0; a < cols; ++a) acc += static_cast<double>(row[a]) * x[a];
-        out[r * stride] = acc;
+  // rows [first_block kRows, last_block kRows) ∩ [0, rows)
+  const auto blocks_of = [&](int64_t first_block, int64_t last_block) {
+    for (int64_t b = first_block; b < last_block; ++b) {
+      const int64_t first = b * kRows;
+      if (first + kRows <= rows) {
+        const T* row = matrix + first * cols;
+        double acc[kRows] = {};
+        for (int64_t a = 0; a < cols; ++a) {
+          const double xa = x[a];
+          for (int64_t r = 0; r < kRows; ++r) {
+            acc[r] += static_cast<double>(row[r * cols + a]) * xa;
+          }
+        }
+        for (int64_t r = 0; r < kRows; ++r) out[(first + r) * stride] = acc[r];
+      } else {
+        for (int64_t r = first; r < rows; ++r) {
+          const T* row = matrix + r * cols;
+          double acc = 0.0;
+          for (int64_t a = 0; a < cols; ++a) acc += static_cast<double>(row[a]) * x[a];
+          out[r * stride] = acc;
+        }
       }
     }
+  };
+  const int64_t blocks = (rows + kRows - 1) / kRows;
+  SpinTeam* team = SpinTeam::current();
+  if (team != nullptr && rows > kTeamRowChunk) {
+    constexpr int64_t kBlocks = kTeamRowChunk / kRows;
+    team->run((blocks + kBlocks - 1) / kBlocks, [&](int64_t c) {
+      blocks_of(c * kBlocks, std::min(blocks, (c + 1) * kBlocks));
+    });
+    return;
   }
+#pragma omp parallel for schedule(dynamic, kRowBlockChunk) if (rows * cols >= kParallelWork)
+  for (int64_t b = 0; b < blocks; ++b) blocks_of(b, b + 1);
 }
 
 // Features copied once per engine into panels of kPanelRows rows, column by column:
@@ -208,7 +363,6 @@ constexpr int64_t kPanelBlockChunk = 32;
 // the steps to fewer threads.
 constexpr int64_t kPanelParallelWork = int64_t{1} << 20;
 constexpr int64_t kPanelMaxBytes = int64_t{64} << 20;
-constexpr int64_t kPanelHeaderBytes = 64;
 
 template <class T>
 using PanelType = std::conditional_t<kHalfFeature<T>, float, T>;
@@ -217,11 +371,6 @@ using PanelType = std::conditional_t<kHalfFeature<T>, float, T>;
 int64_t panel_element_bytes(int32_t dtype) {
   return dtype == kFeatureFloat64 ? 8 : 4;
 }
-
-struct PanelHeader {
-  const void* features;  // the features the panels hold (anything else: not built yet)
-  bool wide;             // panel_products runs the AVX-512 form (chosen once, with the panels)
-};
 
 int64_t panel_copies(const GreedyProblem& problem) {
   return problem.member_stride == 0 ? 1 : problem.members;
@@ -238,12 +387,11 @@ int64_t panel_blocks(const GreedyProblem& problem) {
   return blocks;
 }
 
-int64_t panel_bytes(const GreedyProblem& problem) {
-  const int64_t blocks = panel_blocks(problem);
-  if (blocks == 0) return 0;
+// The workspace's extra bytes: the header, then the panels.
+int64_t extra_bytes(const GreedyProblem& problem) {
   const int64_t element = panel_element_bytes(problem.features.dtype);
-  return kPanelHeaderBytes +
-         panel_copies(problem) * blocks * kPanelRows * problem.features.d * element;
+  return kHeaderBytes +
+         panel_copies(problem) * panel_blocks(problem) * kPanelRows * problem.features.d * element;
 }
 
 // Member e's panels, built for every member at the first call with these features.
@@ -255,9 +403,9 @@ const PanelType<T>* member_panels(const GreedyProblem& problem, const GreedyBuff
   if (blocks == 0) return nullptr;
   const int64_t d = problem.features.d;
   const int64_t size = blocks * kPanelRows * d;
-  auto* header = static_cast<PanelHeader*>(buffers.extra);
-  P* panels = reinterpret_cast<P*>(static_cast<char*>(buffers.extra) + kPanelHeaderBytes);
-  if (header->features != problem.features.data) {
+  EngineHeader& header = engine_header(problem, buffers);
+  P* panels = reinterpret_cast<P*>(static_cast<char*>(buffers.extra) + kHeaderBytes);
+  if (!header.panels_built) {
     for (int64_t copy = 0; copy < panel_copies(problem); ++copy) {
       const T* features = static_cast<const T*>(problem.features.data) + copy * problem.member_stride;
       P* panel = panels + copy * size;
@@ -271,15 +419,9 @@ const PanelType<T>* member_panels(const GreedyProblem& problem, const GreedyBuff
         }
       }
     }
-    header->features = problem.features.data;
-    header->wide = wide_vectors();
+    header.panels_built = true;
   }
   return panels + (problem.member_stride == 0 ? 0 : e) * size;
-}
-
-// Whether the panels of member_panels' workspace are multiplied in AVX-512 vectors.
-bool wide_panels(const GreedyBuffers& buffers) {
-  return static_cast<const PanelHeader*>(buffers.extra)->wide;
 }
 
 // out_r = sum_a Phi_ra x_a for the rows of kGroup consecutive panels, out_r at out[r * stride],
@@ -331,23 +473,34 @@ ACTIVERM_WIDE void wide_panel_range(const T* panels, int64_t first, int64_t last
 }
 #endif
 
+// Panels a SpinTeam chunk holds.
+constexpr int64_t kTeamPanelChunk = 2 * kPanelGroup;
+
 // panel_group over `blocks` panels, out_r at out[r * stride], in AVX-512 vectors if `wide`.
 template <class T>
 void panel_products(const T* panels, int64_t blocks, int64_t d, const double* x, double* out,
                     int64_t stride, [[maybe_unused]] bool wide) {
-  const int64_t chunks = (blocks + kPanelBlockChunk - 1) / kPanelBlockChunk;
-#pragma omp parallel for schedule(dynamic, 1) \
-    if (chunks > 1 && blocks * kPanelRows * d >= kPanelParallelWork)
-  for (int64_t c = 0; c < chunks; ++c) {
-    const int64_t first = c * kPanelBlockChunk;
-    const int64_t last = std::min(blocks, first + kPanelBlockChunk);
+  const auto range = [&](int64_t first, int64_t last) {
 #ifdef ACTIVERM_WIDE_VECTORS
     if (wide) {
       wide_panel_range(panels, first, last, d, x, out, stride);
-      continue;
+      return;
     }
 #endif
     panel_range(panels, first, last, d, x, out, stride);
+  };
+  const bool large = blocks * kPanelRows * d >= kPanelParallelWork;
+  SpinTeam* team = SpinTeam::current();
+  if (team != nullptr && !large && blocks > kTeamPanelChunk) {
+    team->run((blocks + kTeamPanelChunk - 1) / kTeamPanelChunk, [&](int64_t c) {
+      range(c * kTeamPanelChunk, std::min(blocks, (c + 1) * kTeamPanelChunk));
+    });
+    return;
+  }
+  const int64_t chunks = (blocks + kPanelBlockChunk - 1) / kPanelBlockChunk;
+#pragma omp parallel for schedule(dynamic, 1) if (chunks > 1 && large)
+  for (int64_t c = 0; c < chunks; ++c) {
+    range(c * kPanelBlockChunk, std::min(blocks, (c + 1) * kPanelBlockChunk));
   }
 }
 
@@ -426,7 +579,7 @@ void prepare_member(const GreedyProblem& problem, GreedyState state,
   const int64_t in_panels = panels == nullptr ? 0 : panel_blocks(problem) * kPanelRows;
   if (panels != nullptr) {
     panel_products(panels, in_panels / kPanelRows, d, u, buffers.projection + e, problem.members,
-                   wide_panels(buffers));
+                   engine_header(problem, buffers).wide);
   }
   row_products(features + in_panels * d, n - in_panels, d, u,
                buffers.projection + e + in_panels * problem.members, problem.members);
@@ -490,14 +643,36 @@ void apply(const GreedyProblem& problem, GreedyState state, const GreedyBuffers&
   }
 }
 
+// A selection whose sweeps and products all run on one thread under OpenMP (below the sizes
+// that pay for waking a sleeping team each step) yet hold enough work a step to split, over
+// enough steps to repay starting a helper, runs on a SpinTeam of two (spin_team_cpu.h), which
+// every phase of a step then uses.
+constexpr int64_t kTeamMinWork = int64_t{1} << 15;
+constexpr int64_t kTeamMinSteps = 8;
+
+bool spin_team_pays(const GreedyProblem& problem, int64_t k) {
+  if (k < kTeamMinSteps || omp_get_max_threads() < 2 || omp_in_parallel()) return false;
+  if (!SpinTeam::core_free()) return false;
+  const int64_t sweep = problem.pairs.count;
+  const int64_t product = problem.features.n * problem.features.d;  // each member's
+  return sweep <= kSweepChunk && product < kPanelParallelWork &&
+         problem.features.d < kParallelDim &&
+         (sweep + product) * problem.members >= kTeamMinWork;
+}
+
 GreedyBuffers buffers_of(const GreedyProblem& problem, GreedyState state) {
-  return GreedyLayout(problem, panel_bytes(problem)).carve(state.workspace);
+  return GreedyLayout(problem, extra_bytes(problem)).carve(state.workspace);
 }
 
 }  // namespace
 
 int64_t CpuKernels::greedy_workspace_bytes(const GreedyProblem& problem) {
-  return GreedyLayout(problem, panel_bytes(problem)).total;
+  return GreedyLayout(problem, extra_bytes(problem)).total;
+}
+
+// Up to the end of the EngineHeader: the panels after it are written before they are read.
+int64_t CpuKernels::greedy_zeroed_bytes(const GreedyProblem& problem) {
+  return GreedyLayout(problem, extra_bytes(problem)).extra + kHeaderBytes;
 }
 
 void CpuKernels::greedy_sweep(const GreedyProblem& problem, GreedyState state, bool downdate,
@@ -518,7 +693,21 @@ void CpuKernels::greedy_apply(const GreedyProblem& problem, GreedyState state, i
 
 void CpuKernels::greedy_run(const GreedyProblem& problem, GreedyState state, int64_t k,
                             int64_t* chosen, double* gains, void* stream) {
-  run_greedy_steps<CpuKernels>(problem, state, k, chosen, gains, stream, TeamTuner());
+  if (!spin_team_pays(problem, k)) {
+    run_greedy_steps<CpuKernels>(problem, state, k, chosen, gains, stream, TeamTuner());
+    return;
+  }
+  SpinTeam team;
+#pragma omp parallel num_threads(2)
+  {
+    if (omp_get_thread_num() == 0) {
+      const SpinTeam::Leading leading(team);
+      run_greedy_steps<CpuKernels>(problem, state, k, chosen, gains, stream, TeamTuner(team));
+      team.finish();
+    } else {
+      team.help();
+    }
+  }
 }
 
 }  // namespace activerm

@@ -639,6 +639,11 @@ int64_t CudaKernels::greedy_workspace_bytes(const GreedyProblem& problem) {
   return GreedyLayout(problem, sizeof(SweepScratch)).total;
 }
 
+// All of it: the sweep's block counter (in SweepScratch) must start at 0.
+int64_t CudaKernels::greedy_zeroed_bytes(const GreedyProblem& problem) {
+  return greedy_workspace_bytes(problem);
+}
+
 void CudaKernels::greedy_sweep(const GreedyProblem& problem, GreedyState state, bool downdate,
                                void* stream) {
   dispatch_sources(problem, [&](const auto& pairs, const auto& weights) {

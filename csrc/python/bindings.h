@@ -170,6 +170,7 @@ void bind_kernels(py::module_& m) {
       py::arg("pairs"), py::arg("out"), py::arg("stream"), release);
 
   m.def("greedy_workspace_bytes", &Kernels::greedy_workspace_bytes, py::arg("problem"));
+  m.def("greedy_zeroed_bytes", &Kernels::greedy_zeroed_bytes, py::arg("problem"));
   m.def(
       "greedy_sweep",
       [](const GreedyProblem& problem, GreedyState state, bool downdate, uintptr_t stream) {

@@ -370,14 +370,18 @@ constexpr double kRefreshTolerance = 1e-9;
 struct Engine {
   std::vector<double> scores;
   std::vector<double> factor;
-  std::vector<uint64_t> workspace;  // 8-byte aligned, exactly greedy_workspace_bytes, zeroed
+  // 8-byte aligned, exactly greedy_workspace_bytes: zeroed as far as greedy_zeroed_bytes, then
+  // all bits set (NaN doubles), as unwritten memory may hold anything
+  std::vector<uint64_t> workspace;
 
   Engine(const GreedyProblem& problem, std::vector<double> scores_, std::vector<double> factor_)
       : scores(std::move(scores_)), factor(std::move(factor_)) {
     const int64_t bytes = CpuKernels::greedy_workspace_bytes(problem);
+    const int64_t zeroed = CpuKernels::greedy_zeroed_bytes(problem);
     CHECK(bytes >= static_cast<int64_t>(sizeof(GreedyChoice)));
-    CHECK(bytes % 8 == 0);
-    workspace.assign(static_cast<size_t>(bytes / 8), 0);
+    CHECK(bytes % 8 == 0 && zeroed % 8 == 0 && zeroed <= bytes);
+    workspace.assign(static_cast<size_t>(bytes / 8), ~uint64_t{0});
+    std::fill(workspace.begin(), workspace.begin() + zeroed / 8, uint64_t{0});
   }
   GreedyState state() { return GreedyState{scores.data(), factor.data(), workspace.data()}; }
   GreedyChoice& choice() { return *reinterpret_cast<GreedyChoice*>(workspace.data()); }
@@ -1261,6 +1265,54 @@ void test_extreme_magnitudes() {
 
 // Sizes where the engine's parallel paths switch on (d >= 512, n d >= 2^18, several sweep
 // chunks): one thread and several give the same bits; the gains match a dense solve.
+// A selection small enough for OpenMP to run every phase on one thread, large enough for the
+// spin team (greedy_engine_cpu.cpp: spin_team_pays): with one thread and with two, and step by
+// step through the primitives (which never lead a team), the same bits. Mid-sized sweeps are
+// split between the threads in chunks, so the best pair's merge and the float32 and float64
+// panel products each run on both.
+template <class T>
+void check_spin_team(Rng& rng, int64_t n, int64_t d, int64_t P, int64_t members) {
+  g_case = std::string(sizeof(T) == 4 ? "f32" : "f64") + " n=" + std::to_string(n) +
+           " d=" + std::to_string(d) + " P=" + std::to_string(P) + " E=" +
+           std::to_string(members);
+  Problem<T, int32_t> pr;
+  pr.n = n;
+  pr.d = d;
+  pr.members = members;
+  pr.features = random_features<T>(rng, members * n * d);
+  pr.pairs = random_pairs<int32_t>(rng, n, P);
+  pr.weights.resize(static_cast<size_t>(P * members));
+  for (auto& w : pr.weights) w = 0.05 + rng.uniform();
+  pr.set_random_prior(rng, 0.3);
+  pr.start();
+  const int64_t k = 40;
+  const GreedyProblem problem = pr.view();
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(1);
+  Engine one(problem, pr.scores0, pr.factor0);
+  const Selection a = run(problem, one, k);
+  omp_set_num_threads(std::max(2, threads));
+  Engine team(problem, pr.scores0, pr.factor0);
+  const Selection b = run(problem, team, k);
+  Engine composed(problem, pr.scores0, pr.factor0);
+  const Selection c = compose(problem, composed, k);
+  omp_set_num_threads(threads);
+  CHECK(same_selection(a, b));
+  CHECK(same_selection(a, c));
+  CHECK(same_doubles(one.scores, team.scores));
+  CHECK(same_bits(one.factor, team.factor));
+  CHECK(same_bits(one.workspace, team.workspace));
+  CHECK(same_doubles(one.scores, composed.scores));
+}
+
+void test_spin_team() {
+  Rng rng(11);
+  check_spin_team<float>(rng, 1500, 48, 6000, 1);
+  check_spin_team<double>(rng, 1500, 48, 6000, 1);
+  check_spin_team<float>(rng, 700, 24, 30000, 1);
+  check_spin_team<float>(rng, 800, 40, 5000, 3);
+}
+
 void test_parallel_paths() {
   Rng rng(5);
   const int64_t n = 603, d = 515, P = 70000;
@@ -1390,7 +1442,9 @@ void test_zero_steps() {
   CHECK(same_bits(engine.factor, pr.factor0));
 }
 
-// The workspace layout: the choice record first, then E, 1 + E, 3 E d and n E doubles.
+// The workspace layout: the choice record first, then E, 1 + E, 3 E d and n E doubles, then the
+// CPU engine's 64-byte header (the part that must start zeroed; no feature panels at these
+// sizes).
 void test_workspace_bytes() {
   g_case = "layout";
   for (int64_t members : {int64_t{1}, int64_t{3}, activerm::kMaxMembers}) {
@@ -1399,8 +1453,9 @@ void test_workspace_bytes() {
         GreedyProblem problem{FeatureView{nullptr, true, n, d, 1.0}, members, 0,
                               PairView{nullptr, false, 0}, nullptr, 0, 0.0};
         const int64_t want = static_cast<int64_t>(sizeof(GreedyChoice)) +
-                             8 * (members + 1 + members + 3 * members * d + n * members);
+                             8 * (members + 1 + members + 3 * members * d + n * members) + 64;
         CHECK(CpuKernels::greedy_workspace_bytes(problem) == want);
+        CHECK(CpuKernels::greedy_zeroed_bytes(problem) == want);
       }
     }
   }
@@ -1642,6 +1697,7 @@ int main(int argc, char** argv) {
       {"greedy_extreme_magnitudes", [] { for_types([](auto t, auto i) { test_extreme_magnitudes<decltype(t), decltype(i)>(); }); }},
       {"greedy_max_members", test_max_members},
       {"greedy_parallel_paths", test_parallel_paths},
+      {"greedy_spin_team", test_spin_team},
       {"greedy_quota", [] { for_types([](auto t, auto i) { test_quota<decltype(t), decltype(i)>(); }); }},
       {"greedy_unit_weights", [] { for_types([](auto t, auto i) { test_unit_weights<decltype(t), decltype(i)>(); }); }},
   };

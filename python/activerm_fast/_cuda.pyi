@@ -17,6 +17,7 @@ from ._core import greedy_apply as greedy_apply
 from ._core import greedy_run as greedy_run
 from ._core import greedy_sweep as greedy_sweep
 from ._core import greedy_workspace_bytes as greedy_workspace_bytes
+from ._core import greedy_zeroed_bytes as greedy_zeroed_bytes
 from ._core import implicit_pairs as implicit_pairs
 from ._core import max_members as max_members
 from ._core import pair_diff as pair_diff

@@ -425,8 +425,10 @@ class GreedyEngine:
                 quota.used.data_ptr(),
             )
         size = int(self.backend.greedy_workspace_bytes(self.problem))
-        # zeroed: the CUDA sweep's block counter must start at 0
-        self.workspace = torch.zeros(size, dtype=torch.uint8, device=self.device)
+        # only the part the kernels need zeroed is written (on the CPU, not the feature copy
+        # that follows it; on a GPU, all of it)
+        self.workspace = torch.empty(size, dtype=torch.uint8, device=self.device)
+        self.workspace[: int(self.backend.greedy_zeroed_bytes(self.problem))].zero_()
         self.state = self.backend.GreedyState(
             scores.data_ptr(), factor.data_ptr(), self.workspace.data_ptr()
         )

@@ -31,6 +31,8 @@
 //                       member's factor and compute the projections the next downdate needs.
 //   greedy_run          sweep, then k times apply and sweep (the single-process selection).
 //   greedy_workspace_bytes  bytes of GreedyState::workspace the problem needs.
+//   greedy_zeroed_bytes     how many of them, from the start, must be zero before the first
+//                           sweep (the rest may hold anything).
 #pragma once
 
 #include <cstdint>
@@ -49,6 +51,7 @@
                              double* out, void* stream);                                        \
   static void implicit_pairs(PairView pairs, int64_t* out, void* stream);                       \
   static int64_t greedy_workspace_bytes(const GreedyProblem& problem);                          \
+  static int64_t greedy_zeroed_bytes(const GreedyProblem& problem);                             \
   static void greedy_sweep(const GreedyProblem& problem, GreedyState state, bool downdate,      \
                            void* stream);                                                       \
   static void greedy_apply(const GreedyProblem& problem, GreedyState state, int64_t step,       \

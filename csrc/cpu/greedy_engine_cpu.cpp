@@ -16,7 +16,6 @@
 #include "activerm/pair_math.h"
 #include "activerm/pair_source.h"
 #include "activerm/wide_vectors.h"
-#include "spin_team_cpu.h"
 #include "team_tuner_cpu.h"
 
 namespace activerm {
@@ -166,9 +165,6 @@ constexpr bool kWideSweepForm = kDowndate && kSingle && !Pairs::kGenerated &&
                                 (std::is_same_v<Weights, StoredWeights> ||
                                  std::is_same_v<Weights, UnitWeights>);
 
-// Pairs a chunk of a sweep on a SpinTeam holds: a few thousand pairs make several chunks.
-constexpr int64_t kTeamSweepChunk = 8 * kStage;
-
 // The better of two candidates (beats: ties to the lower index, so any merge order agrees).
 inline Best better(const Best& a, const Best& b) {
   return beats(b.score, b.index, a.score, a.index) ? b : a;
@@ -247,16 +243,6 @@ Best sweep_pairs(const GreedyProblem& problem, GreedyState state, const GreedyBu
     }
   };
   Best best{-std::numeric_limits<double>::infinity(), -1};
-  SpinTeam* team = SpinTeam::current();
-  if (team != nullptr && count <= kSweepChunk) {
-    const int64_t chunks = (count + kTeamSweepChunk - 1) / kTeamSweepChunk;
-    Best found[kSweepChunk / kTeamSweepChunk];
-    team->run(chunks, [&](int64_t c) {
-      found[c] = scan(c * kTeamSweepChunk, std::min(count, (c + 1) * kTeamSweepChunk));
-    });
-    for (int64_t c = 0; c < chunks; ++c) best = better(best, found[c]);
-    return best;
-  }
   // The pairs are handed out kSweepChunk at a time, so a pool of one chunk keeps one thread
   // busy whatever the team: it runs on the calling thread, without a team forked and joined
   // every step.
@@ -302,9 +288,6 @@ void sweep(const GreedyProblem& problem, GreedyState state, const GreedyBuffers&
 // Every row sums in order with one float64 accumulator (the rounding the CUDA kernel
 // reproduces); kRows rows at a time give independent add chains, which hides the add latency a
 // single chain per row would wait on.
-// Rows of a row product a SpinTeam chunk holds.
-constexpr int64_t kTeamRowChunk = 128;
-
 template <class T>
 void row_products(const T* matrix, int64_t rows, int64_t cols, const double* x, double* out,
                   int64_t stride) {
@@ -334,14 +317,6 @@ void row_products(const T* matrix, int64_t rows, int64_t cols, const double* x, 
     }
   };
   const int64_t blocks = (rows + kRows - 1) / kRows;
-  SpinTeam* team = SpinTeam::current();
-  if (team != nullptr && rows > kTeamRowChunk) {
-    constexpr int64_t kBlocks = kTeamRowChunk / kRows;
-    team->run((blocks + kBlocks - 1) / kBlocks, [&](int64_t c) {
-      blocks_of(c * kBlocks, std::min(blocks, (c + 1) * kBlocks));
-    });
-    return;
-  }
 #pragma omp parallel for schedule(dynamic, kRowBlockChunk) if (rows * cols >= kParallelWork)
   for (int64_t b = 0; b < blocks; ++b) blocks_of(b, b + 1);
 }
@@ -473,9 +448,6 @@ ACTIVERM_WIDE void wide_panel_range(const T* panels, int64_t first, int64_t last
 }
 #endif
 
-// Panels a SpinTeam chunk holds.
-constexpr int64_t kTeamPanelChunk = 2 * kPanelGroup;
-
 // panel_group over `blocks` panels, out_r at out[r * stride], in AVX-512 vectors if `wide`.
 template <class T>
 void panel_products(const T* panels, int64_t blocks, int64_t d, const double* x, double* out,
@@ -490,13 +462,6 @@ void panel_products(const T* panels, int64_t blocks, int64_t d, const double* x,
     panel_range(panels, first, last, d, x, out, stride);
   };
   const bool large = blocks * kPanelRows * d >= kPanelParallelWork;
-  SpinTeam* team = SpinTeam::current();
-  if (team != nullptr && !large && blocks > kTeamPanelChunk) {
-    team->run((blocks + kTeamPanelChunk - 1) / kTeamPanelChunk, [&](int64_t c) {
-      range(c * kTeamPanelChunk, std::min(blocks, (c + 1) * kTeamPanelChunk));
-    });
-    return;
-  }
   const int64_t chunks = (blocks + kPanelBlockChunk - 1) / kPanelBlockChunk;
 #pragma omp parallel for schedule(dynamic, 1) if (chunks > 1 && large)
   for (int64_t c = 0; c < chunks; ++c) {
@@ -643,23 +608,6 @@ void apply(const GreedyProblem& problem, GreedyState state, const GreedyBuffers&
   }
 }
 
-// A selection whose sweeps and products all run on one thread under OpenMP (below the sizes
-// that pay for waking a sleeping team each step) yet hold enough work a step to split, over
-// enough steps to repay starting a helper, runs on a SpinTeam of two (spin_team_cpu.h), which
-// every phase of a step then uses.
-constexpr int64_t kTeamMinWork = int64_t{1} << 15;
-constexpr int64_t kTeamMinSteps = 8;
-
-bool spin_team_pays(const GreedyProblem& problem, int64_t k) {
-  if (k < kTeamMinSteps || omp_get_max_threads() < 2 || omp_in_parallel()) return false;
-  if (!SpinTeam::core_free()) return false;
-  const int64_t sweep = problem.pairs.count;
-  const int64_t product = problem.features.n * problem.features.d;  // each member's
-  return sweep <= kSweepChunk && product < kPanelParallelWork &&
-         problem.features.d < kParallelDim &&
-         (sweep + product) * problem.members >= kTeamMinWork;
-}
-
 GreedyBuffers buffers_of(const GreedyProblem& problem, GreedyState state) {
   return GreedyLayout(problem, extra_bytes(problem)).carve(state.workspace);
 }
@@ -693,21 +641,7 @@ void CpuKernels::greedy_apply(const GreedyProblem& problem, GreedyState state, i
 
 void CpuKernels::greedy_run(const GreedyProblem& problem, GreedyState state, int64_t k,
                             int64_t* chosen, double* gains, void* stream) {
-  if (!spin_team_pays(problem, k)) {
-    run_greedy_steps<CpuKernels>(problem, state, k, chosen, gains, stream, TeamTuner());
-    return;
-  }
-  SpinTeam team;
-#pragma omp parallel num_threads(2)
-  {
-    if (omp_get_thread_num() == 0) {
-      const SpinTeam::Leading leading(team);
-      run_greedy_steps<CpuKernels>(problem, state, k, chosen, gains, stream, TeamTuner(team));
-      team.finish();
-    } else {
-      team.help();
-    }
-  }
+  run_greedy_steps<CpuKernels>(problem, state, k, chosen, gains, stream, TeamTuner());
 }
 
 }  // namespace activerm

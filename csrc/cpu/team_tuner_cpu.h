@@ -8,8 +8,6 @@
 #include <chrono>
 #include <cstdint>
 
-#include "spin_team_cpu.h"
-
 namespace activerm {
 
 // Picks, again and again during a selection, the OpenMP team size that makes steps fastest. On
@@ -18,25 +16,16 @@ namespace activerm {
 // alone the full team is fastest. Each round times the current team and its neighbours (half,
 // double) for kTrySteps steps each, moves to the fastest, and keeps it for kKeepSteps steps.
 // Results do not depend on the team (every sum has a fixed order); only the time does. The
-// caller's setting is restored at the end. On a SpinTeam the choice is between the leader with
-// its helper and the leader alone.
+// caller's setting is restored at the end.
 class TeamTuner {
  public:
   TeamTuner() : full_(omp_get_max_threads()), team_(full_) { plan_round(); }
-  explicit TeamTuner(SpinTeam& spin) : full_(2), team_(2), spin_(&spin) { plan_round(); }
   TeamTuner(const TeamTuner&) = delete;
   TeamTuner& operator=(const TeamTuner&) = delete;
-  ~TeamTuner() {
-    if (spin_ == nullptr) omp_set_num_threads(full_);
-  }
+  ~TeamTuner() { omp_set_num_threads(full_); }
 
   void begin(int64_t) {
-    const int team = trying() ? candidates_[position_ / kTrySteps] : team_;
-    if (spin_ != nullptr) {
-      spin_->set_helping(team > 1);
-    } else {
-      omp_set_num_threads(team);
-    }
+    omp_set_num_threads(trying() ? candidates_[position_ / kTrySteps] : team_);
     started_ = std::chrono::steady_clock::now();
   }
 
@@ -78,7 +67,6 @@ class TeamTuner {
   double fastest_[3] = {};
   int count_ = 0;
   int position_ = 0;
-  SpinTeam* spin_ = nullptr;
   std::chrono::steady_clock::time_point started_;
 };
 

@@ -1263,15 +1263,11 @@ void test_extreme_magnitudes() {
   }
 }
 
-// Sizes where the engine's parallel paths switch on (d >= 512, n d >= 2^18, several sweep
-// chunks): one thread and several give the same bits; the gains match a dense solve.
-// A selection small enough for OpenMP to run every phase on one thread, large enough for the
-// spin team (greedy_engine_cpu.cpp: spin_team_pays): with one thread and with two, and step by
-// step through the primitives (which never lead a team), the same bits. Mid-sized sweeps are
-// split between the threads in chunks, so the best pair's merge and the float32 and float64
-// panel products each run on both.
+// A selection small enough for OpenMP to run every phase on one thread, with the one-member
+// sweep in vectors (P = 6000, 30000) and the float32 and float64 panel products: with one
+// thread and with two, and step by step through the primitives, the same bits.
 template <class T>
-void check_spin_team(Rng& rng, int64_t n, int64_t d, int64_t P, int64_t members) {
+void check_small_selection(Rng& rng, int64_t n, int64_t d, int64_t P, int64_t members) {
   g_case = std::string(sizeof(T) == 4 ? "f32" : "f64") + " n=" + std::to_string(n) +
            " d=" + std::to_string(d) + " P=" + std::to_string(P) + " E=" +
            std::to_string(members);
@@ -1292,27 +1288,29 @@ void check_spin_team(Rng& rng, int64_t n, int64_t d, int64_t P, int64_t members)
   Engine one(problem, pr.scores0, pr.factor0);
   const Selection a = run(problem, one, k);
   omp_set_num_threads(std::max(2, threads));
-  Engine team(problem, pr.scores0, pr.factor0);
-  const Selection b = run(problem, team, k);
+  Engine two(problem, pr.scores0, pr.factor0);
+  const Selection b = run(problem, two, k);
   Engine composed(problem, pr.scores0, pr.factor0);
   const Selection c = compose(problem, composed, k);
   omp_set_num_threads(threads);
   CHECK(same_selection(a, b));
   CHECK(same_selection(a, c));
-  CHECK(same_doubles(one.scores, team.scores));
-  CHECK(same_bits(one.factor, team.factor));
-  CHECK(same_bits(one.workspace, team.workspace));
+  CHECK(same_doubles(one.scores, two.scores));
+  CHECK(same_bits(one.factor, two.factor));
+  CHECK(same_bits(one.workspace, two.workspace));
   CHECK(same_doubles(one.scores, composed.scores));
 }
 
-void test_spin_team() {
+void test_small_selections() {
   Rng rng(11);
-  check_spin_team<float>(rng, 1500, 48, 6000, 1);
-  check_spin_team<double>(rng, 1500, 48, 6000, 1);
-  check_spin_team<float>(rng, 700, 24, 30000, 1);
-  check_spin_team<float>(rng, 800, 40, 5000, 3);
+  check_small_selection<float>(rng, 1500, 48, 6000, 1);
+  check_small_selection<double>(rng, 1500, 48, 6000, 1);
+  check_small_selection<float>(rng, 700, 24, 30000, 1);
+  check_small_selection<float>(rng, 800, 40, 5000, 3);
 }
 
+// Sizes where the engine's parallel paths switch on (d >= 512, n d >= 2^18, several sweep
+// chunks): one thread and several give the same bits; the gains match a dense solve.
 void test_parallel_paths() {
   Rng rng(5);
   const int64_t n = 603, d = 515, P = 70000;
@@ -1697,7 +1695,7 @@ int main(int argc, char** argv) {
       {"greedy_extreme_magnitudes", [] { for_types([](auto t, auto i) { test_extreme_magnitudes<decltype(t), decltype(i)>(); }); }},
       {"greedy_max_members", test_max_members},
       {"greedy_parallel_paths", test_parallel_paths},
-      {"greedy_spin_team", test_spin_team},
+      {"greedy_small_selections", test_small_selections},
       {"greedy_quota", [] { for_types([](auto t, auto i) { test_quota<decltype(t), decltype(i)>(); }); }},
       {"greedy_unit_weights", [] { for_types([](auto t, auto i) { test_unit_weights<decltype(t), decltype(i)>(); }); }},
   };

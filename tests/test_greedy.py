@@ -167,10 +167,19 @@ topk = arm.select("dopt-topk", features=small_f, pairs=small_p[200:], labelled=s
                   rewards=rewards, k=60)
 past = arm.select("past-dopt-greedy", features=small_f, pairs=small_p[200:],
                   labelled=small_p[:200], rewards=rewards, k=60)
+# float64 products of fewer rows than a block (the last block of the rotation, the coreset's
+# projections, the Laplace head's variances, a quadratic form's projection)
+coreset = arm.select("coreset", features=small_f[:700], pairs=small_p[small_p.max(1) < 700], k=30)
+bald = arm.select("bald", features=small_f, pairs=small_p[200:], labelled=small_p[:200],
+                  rewards=rewards[:1], uncertainty="laplace", k=30)
+a = rng.normal(size=(64, 64))
+quad = arm.pair_quadform(small_f[:300], small_p[small_p.max(1) < 300], a @ a.T)
 print(json.dumps([arm.build_info()["openmp_threads"], s.indices.tolist(), s.gains.tolist(),
                   s.logdet, m.tolist(), small.indices.tolist(), small.gains.tolist(),
                   small.logdet, topk.indices.tolist(), topk.gains.tolist(), topk.logdet,
-                  past.indices.tolist(), past.gains.tolist(), past.logdet]))
+                  past.indices.tolist(), past.gains.tolist(), past.logdet,
+                  coreset.indices.tolist(), coreset.gains.tolist(), bald.indices.tolist(),
+                  bald.gains.tolist(), quad.tolist()]))
 """
 
 
@@ -186,7 +195,8 @@ def test_identical_results_with_one_and_two_threads_and_either_vector_width():
         results.append(json.loads(out.stdout))
     assert [r[0] for r in results] == [1, 2, 2]
     assert results[1][1:] == results[2][1:]
-    # bitwise: same picks, gains, log det, Fisher matrix, and the strategies' decompositions
+    # bitwise: same picks, gains, log det, Fisher matrix, the strategies' decompositions and
+    # their float64 products
     assert results[0][1:] == results[1][1:]
 
 

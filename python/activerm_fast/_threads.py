@@ -175,7 +175,20 @@ SMALL_DECOMPOSITION = 512
 
 
 @contextlib.contextmanager
-def one_thread_for(columns: int) -> Iterator[None]:
+def _one_thread(condition: bool = True) -> Iterator[None]:
+    """Run the block with one torch (and so MKL) thread if ``condition``."""
+    before = torch.get_num_threads()
+    if not condition or before == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def one_thread_for(columns: int) -> contextlib.AbstractContextManager[None]:
     """Run the block with one torch (and so MKL) thread when its matrices have at most
     :data:`SMALL_DECOMPOSITION` columns.
 
@@ -192,12 +205,50 @@ def one_thread_for(columns: int) -> Iterator[None]:
     >>> torch.get_num_threads() == before
     True
     """
-    before = torch.get_num_threads()
-    if columns > SMALL_DECOMPOSITION or before == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    return _one_thread(columns <= SMALL_DECOMPOSITION)
+
+
+# Rows of a float64 product that MKL may split across threads: in strict reproducible mode
+# (_openmp.py) a product of this many rows had the same bits on one thread and on two for every
+# width tried, on an Intel Xeon and on an AMD EPYC; with fewer rows the AMD EPYC's did not (from
+# 4 rows up, most widths), so a shorter product runs on one thread.
+PRODUCT_BLOCK_ROWS = 1024
+
+
+def thread_stable_mm(
+    left: torch.Tensor, right: torch.Tensor, *, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``left @ right`` (2-D) with the same bits whatever torch's thread count.
+
+    On the CPU the product is taken :data:`PRODUCT_BLOCK_ROWS` rows of ``left`` at a time and
+    the last, shorter block on one thread; on another device it is one ``torch.mm``. Writes
+    into ``out`` when given (contiguous, of the product's shape and dtype).
+
+    >>> import torch
+    >>> from activerm_fast._threads import thread_stable_mm
+    >>> a = torch.randn(1500, 24, dtype=torch.float64)
+    >>> b = torch.randn(24, 24, dtype=torch.float64)
+    >>> before = torch.get_num_threads()
+    >>> torch.set_num_threads(1)
+    >>> one = thread_stable_mm(a, b)
+    >>> torch.set_num_threads(before)
+    >>> torch.equal(thread_stable_mm(a, b), one), torch.allclose(one, a @ b)
+    (True, True)
+    """
+    if out is None:
+        out = torch.empty(
+            (left.shape[0], right.shape[1]),
+            dtype=torch.result_type(left, right),
+            device=left.device,
+        )
+    if left.device.type != "cpu":
+        return torch.mm(left, right, out=out)
+    rows = left.shape[0]
+    whole = rows - rows % PRODUCT_BLOCK_ROWS
+    for start in range(0, whole, PRODUCT_BLOCK_ROWS):
+        end = start + PRODUCT_BLOCK_ROWS
+        torch.mm(left[start:end], right, out=out[start:end])
+    if whole < rows:
+        with _one_thread():
+            torch.mm(left[whole:], right, out=out[whole:])
+    return out

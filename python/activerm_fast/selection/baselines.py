@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from .. import _launch
+from .._threads import thread_stable_mm
 from ..kernels import Selection
 from . import design as _design
 from .inputs import SelectionInputs
@@ -44,7 +45,7 @@ def _coreset(inputs: SelectionInputs, k: int) -> Selection:
     def absorb(centres: torch.Tensor) -> None:
         """Lower every pair's distance to its nearest centre by the given (c, d) differences."""
         for block in torch.split(centres, _CENTRE_BLOCK):
-            projection = f @ block.T  # (n, b)
+            projection = thread_stable_mm(f, block.T)  # (n, b)
             # in place where the rounding allows: a step's single centre makes every (P, b)
             # temporary a pass over the pool
             dots = projection[i].sub_(projection[j]).abs_().mul_(2)  # (P, b), 2 |d_k . d_c|

@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import _launch
-from .._threads import one_thread_for
+from .._threads import one_thread_for, thread_stable_mm
 
 
 def fisher_matrix(f: torch.Tensor, p: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
@@ -307,7 +307,7 @@ def _scores_of_factor(
     rows = _ROTATION_ROWS if features.device.type == "cpu" else max(1, features.shape[0])
     for start in range(0, features.shape[0], rows):
         block = features[start : start + rows].to(torch.float64, copy=True).mul_(scale)
-        torch.mm(block, shifted, out=rotated[start : start + rows])
+        thread_stable_mm(block, shifted, out=rotated[start : start + rows])
     scores = per_pair(pairs, lambda chunk: _launch.pair_quadform(rotated, chunk, None, 1.0))
     return scores * math.ldexp(1.0, 2 * shift) if shift else scores
 
@@ -362,12 +362,13 @@ def _factor_after(
     d = features.shape[1]
     diffs = _weighted_differences(features, picked, weights, scale)
     inverse_root = _inverse_root(prior, scale, d)
+    rotated = thread_stable_mm(diffs, inverse_root)
     with one_thread_for(d):
-        _, singular, vh = torch.linalg.svd(diffs @ inverse_root, full_matrices=True)
+        _, singular, vh = torch.linalg.svd(rotated, full_matrices=True)
     spectrum = torch.zeros(d, dtype=torch.float64)
     spectrum[: singular.shape[0]] = singular
     shrink = 1.0 / torch.hypot(torch.ones_like(spectrum), spectrum)
-    factor: torch.Tensor = inverse_root @ (vh.T * shrink[None, :])
+    factor = thread_stable_mm(inverse_root, vh.T * shrink[None, :])
     return factor.to(features.device)
 
 
@@ -386,10 +387,11 @@ def sequential_gains(
     shift = _overflow_shift(diffs, root)
     block = max(_GAIN_BLOCK, d)
     if shift == 0 and len(picked) > block:
-        return _blocked_gains(diffs @ root, block)
+        return _blocked_gains(thread_stable_mm(diffs, root), block)
     down = math.ldexp(1.0, -shift)
     stacked = torch.cat(
-        [(diffs * down) @ root, down * torch.eye(len(picked), dtype=torch.float64)], dim=1
+        [thread_stable_mm(diffs * down, root), down * torch.eye(len(picked), dtype=torch.float64)],
+        dim=1,
     )
     with one_thread_for(stacked.shape[0]):
         upper = torch.linalg.qr(stacked.T, mode="r").R

@@ -292,33 +292,27 @@ template <class T>
 void row_products(const T* matrix, int64_t rows, int64_t cols, const double* x, double* out,
                   int64_t stride) {
   constexpr int64_t kRows = 8;
-  // rows [first_block kRows, last_block kRows) ∩ [0, rows)
-  const auto blocks_of = [&](int64_t first_block, int64_t last_block) {
-    for (int64_t b = first_block; b < last_block; ++b) {
-      const int64_t first = b * kRows;
-      if (first + kRows <= rows) {
-        const T* row = matrix + first * cols;
-        double acc[kRows] = {};
-        for (int64_t a = 0; a < cols; ++a) {
-          const double xa = x[a];
-          for (int64_t r = 0; r < kRows; ++r) {
-            acc[r] += static_cast<double>(row[r * cols + a]) * xa;
-          }
-        }
-        for (int64_t r = 0; r < kRows; ++r) out[(first + r) * stride] = acc[r];
-      } else {
-        for (int64_t r = first; r < rows; ++r) {
-          const T* row = matrix + r * cols;
-          double acc = 0.0;
-          for (int64_t a = 0; a < cols; ++a) acc += static_cast<double>(row[a]) * x[a];
-          out[r * stride] = acc;
-        }
-      }
-    }
-  };
   const int64_t blocks = (rows + kRows - 1) / kRows;
 #pragma omp parallel for schedule(dynamic, kRowBlockChunk) if (rows * cols >= kParallelWork)
-  for (int64_t b = 0; b < blocks; ++b) blocks_of(b, b + 1);
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t first = b * kRows;
+    if (first + kRows <= rows) {
+      const T* row = matrix + first * cols;
+      double acc[kRows] = {};
+      for (int64_t a = 0; a < cols; ++a) {
+        const double xa = x[a];
+        for (int64_t r = 0; r < kRows; ++r) acc[r] += static_cast<double>(row[r * cols + a]) * xa;
+      }
+      for (int64_t r = 0; r < kRows; ++r) out[(first + r) * stride] = acc[r];
+    } else {
+      for (int64_t r = first; r < rows; ++r) {
+        const T* row = matrix + r * cols;
+        double acc = 0.0;
+        for (int64_t a = 0; a < cols; ++a) acc += static_cast<double>(row[a]) * x[a];
+        out[r * stride] = acc;
+      }
+    }
+  }
 }
 
 // Features copied once per engine into panels of kPanelRows rows, column by column:
@@ -452,20 +446,19 @@ ACTIVERM_WIDE void wide_panel_range(const T* panels, int64_t first, int64_t last
 template <class T>
 void panel_products(const T* panels, int64_t blocks, int64_t d, const double* x, double* out,
                     int64_t stride, [[maybe_unused]] bool wide) {
-  const auto range = [&](int64_t first, int64_t last) {
+  const int64_t chunks = (blocks + kPanelBlockChunk - 1) / kPanelBlockChunk;
+#pragma omp parallel for schedule(dynamic, 1) \
+    if (chunks > 1 && blocks * kPanelRows * d >= kPanelParallelWork)
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t first = c * kPanelBlockChunk;
+    const int64_t last = std::min(blocks, first + kPanelBlockChunk);
 #ifdef ACTIVERM_WIDE_VECTORS
     if (wide) {
       wide_panel_range(panels, first, last, d, x, out, stride);
-      return;
+      continue;
     }
 #endif
     panel_range(panels, first, last, d, x, out, stride);
-  };
-  const bool large = blocks * kPanelRows * d >= kPanelParallelWork;
-  const int64_t chunks = (blocks + kPanelBlockChunk - 1) / kPanelBlockChunk;
-#pragma omp parallel for schedule(dynamic, 1) if (chunks > 1 && large)
-  for (int64_t c = 0; c < chunks; ++c) {
-    range(c * kPanelBlockChunk, std::min(blocks, (c + 1) * kPanelBlockChunk));
   }
 }
 

@@ -208,10 +208,10 @@ def one_thread_for(columns: int) -> contextlib.AbstractContextManager[None]:
     return _one_thread(columns <= SMALL_DECOMPOSITION)
 
 
-# Rows of a float64 product that MKL may split across threads: in strict reproducible mode
-# (_openmp.py) a product of this many rows had the same bits on one thread and on two for every
-# width tried, on an Intel Xeon and on an AMD EPYC; with fewer rows the AMD EPYC's did not (from
-# 4 rows up, most widths), so a shorter product runs on one thread.
+# Rows of a float64 product that MKL may split across threads. Its strict reproducible mode
+# (_openmp.py) does not hold for short float64 products on every CPU: on an AMD EPYC one of a
+# few hundred rows changed by rounding with the thread count; one of this many rows kept its
+# bits (tests/test_thread_stable_products.py), so a shorter product runs on one thread.
 PRODUCT_BLOCK_ROWS = 1024
 
 

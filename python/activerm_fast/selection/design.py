@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import _launch
-from .._threads import one_thread_for, thread_stable_mm
+from .._threads import PRODUCT_BLOCK_ROWS, one_thread_for, thread_stable_mm
 
 
 def fisher_matrix(f: torch.Tensor, p: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
@@ -312,8 +312,9 @@ def _scores_of_factor(
     return scores * math.ldexp(1.0, 2 * shift) if shift else scores
 
 
-# Rows of the features rotated at a time on the CPU (see _scores_of_factor)
-_ROTATION_ROWS = 1024
+# Rows of the features rotated at a time on the CPU (see _scores_of_factor): one block of
+# thread_stable_mm, so each rotation is one product
+_ROTATION_ROWS = PRODUCT_BLOCK_ROWS
 
 
 def _start(

@@ -36,7 +36,10 @@ simulate  the whole command (start-up included, as a user waits for it) with --j
           each of --variants added (default: --precision bfloat16) taking turns with them:
           its time, how many points of its Spearman (and, where the data has test pairs,
           pair-accuracy) curves differ from the plain run's by more than the two seed
-          spreads, and which verdicts against random it changes.
+          spreads, and which verdicts against random it changes. As the yardstick for those
+          changes, the plain command and each variant are then run on as many seeds again
+          (S..2S-1, resuming their folders): how many verdicts the plain command's two seed
+          sets share, and how many a variant shares with it on the second set and on all 2S.
 
 Medians over the repeats, ratios before / after (and before / bf16). The load average is
 printed at the start and the end: the machine may be shared, and everything else running on it
@@ -352,15 +355,23 @@ def bench_simulate(args: list[str], repeats: int, variants: list[str], serial: b
         runs[variant] = (jobs, [*args, *variant.split()])
     times: dict[str, list[float]] = {name: [] for name in runs}
     results: dict[str, list[dict[str, Any]]] = {}
+    folders: dict[str, Path] = {}  # each run's last folder, resumed on more seeds below
     with tempfile.TemporaryDirectory() as folder:
         for repeat in range(repeats):
             names = list(runs)
             turn = repeat % len(names)  # each goes first as often as the others
             for number, name in enumerate(names[turn:] + names[:turn]):
                 count, command = runs[name]
-                out = Path(folder) / f"run-{number}-{repeat}"
-                seconds, results[name] = run_simulate(command, count, out)
+                folders[name] = Path(folder) / f"run-{number}-{repeat}"
+                seconds, results[name] = run_simulate(command, count, folders[name])
                 times[name].append(seconds)
+        # the same commands on as many seeds again, for how far verdicts move with the seeds
+        seeds = seed_count(args)
+        more = {
+            name: run_simulate(with_seeds(runs[name][1], 2 * seeds), jobs, folders[name])[1]
+            for name in ("parallel", *variants)
+            if any(r["strategy"] == "random" for r in results[name])
+        }
     wall = {name: statistics.median(spent) for name, spent in times.items()}
     parallel = wall["parallel"]
     print(f"\nsimulate {' '.join(args) or '(defaults)'}: medians of {repeats}")
@@ -372,9 +383,54 @@ def bench_simulate(args: list[str], repeats: int, variants: list[str], serial: b
         print(f"  --jobs {jobs}  {parallel:>8.1f} s   serial / parallel "
               f"{wall['serial'] / parallel:.2f}x on {jobs} usable cores")  # fmt: skip
         print(f"  records of --jobs 1 and --jobs {jobs} identical (but for timings): {same}")
+    if "parallel" in more:
+        first, second = seed_halves(more["parallel"], seeds)
+        print(f"  verdicts the same on seeds 0-{seeds - 1} and on seeds {seeds}-{2 * seeds - 1} "
+              f"(the command's own seed sets): {same_verdicts(first, second)}")  # fmt: skip
+        for strategy, (before, after) in verdict_changes(first, second).items():
+            if before != after:
+                print(f"    {strategy}: {before} on the first, {after} on the second")
     for variant in variants:
         compare_variant(results["parallel"], results[variant], variant, jobs, parallel,
                         wall[variant])  # fmt: skip
+        if variant in more:
+            plain, changed = (seed_halves(more[name], seeds)[1] for name in ("parallel", variant))
+            print(f"    on seeds {seeds}-{2 * seeds - 1}: {same_verdicts(plain, changed)}; on all "
+                  f"{2 * seeds}: {same_verdicts(more['parallel'], more[variant])}")  # fmt: skip
+
+
+def seed_count(args: list[str]) -> int:
+    """The seeds ``activerm-fast simulate`` runs with these arguments (its own default if none)."""
+    from activerm_fast.cli import build_parser
+
+    return int(build_parser().parse_args(["simulate", *args]).seeds)
+
+
+def with_seeds(args: list[str], seeds: int) -> list[str]:
+    """``args`` with ``--seeds seeds`` in place of any ``--seeds`` they give."""
+    kept = [
+        a for i, a in enumerate(args) if a != "--seeds" and (i == 0 or args[i - 1] != "--seeds")
+    ]
+    return [*kept, "--seeds", str(seeds)]
+
+
+def seed_halves(records: list[dict[str, Any]], seeds: int) -> tuple[list[dict[str, Any]], ...]:
+    """The records of seeds 0..seeds-1 and of the seeds after."""
+    return tuple([r for r in records if (r["seed"] >= seeds) == later] for later in (False, True))
+
+
+def verdict_changes(
+    one: list[dict[str, Any]], other: list[dict[str, Any]]
+) -> dict[str, tuple[str, str]]:
+    """Each strategy's verdict against random from both sets of records."""
+    outcomes = [{v.strategy: v.outcome for v in verdicts(run)} for run in (one, other)]
+    return {s: (outcome, outcomes[1][s]) for s, outcome in outcomes[0].items()}
+
+
+def same_verdicts(one: list[dict[str, Any]], other: list[dict[str, Any]]) -> str:
+    """How many strategies get the same verdict against random from both sets of records."""
+    pairs = verdict_changes(one, other).values()
+    return f"{sum(a == b for a, b in pairs)} of {len(pairs)}"
 
 
 def compare_variant(default: list[dict[str, Any]], changed: list[dict[str, Any]], variant: str,
@@ -397,13 +453,10 @@ def compare_variant(default: list[dict[str, Any]], changed: list[dict[str, Any]]
             print(f"  {metric} curves: {len(apart)} of {len(points)} points apart by more than "
                   f"the two seed spreads (strategy, labels, with - without) {apart}")  # fmt: skip
     if any(r["strategy"] == "random" for r in changed):
-        outcomes = [{v.strategy: v.outcome for v in verdicts(run)} for run in (default, changed)]
-        same_verdicts = [s for s, outcome in outcomes[0].items() if outcomes[1][s] == outcome]
-        print(f"  verdicts the same without and with {variant}: {len(same_verdicts)} of "
-              f"{len(outcomes[0])}")  # fmt: skip
-        for strategy, outcome in outcomes[0].items():
-            if outcomes[1][strategy] != outcome:
-                print(f"    {strategy}: {outcome} without, {outcomes[1][strategy]} with")
+        print(f"  verdicts the same without and with {variant}: {same_verdicts(default, changed)}")
+        for strategy, (without, with_) in verdict_changes(default, changed).items():
+            if without != with_:
+                print(f"    {strategy}: {without} without, {with_} with")
 
 
 def main() -> None:

@@ -19,7 +19,8 @@ selection given a stored array of ones, alternating.
 ``greedy_logdet`` at n = 2,000, d = 64, P = 5,000, k = 100 against submodlib's NaiveGreedy and
 LazyGreedy on the same objective (bench/baselines.py; its (P, P) kernel and objective built once,
 untimed, and, as a selection from a fresh pool needs them, LazyGreedy once more with both built
-in the call),
+in the call), and the compiled engine's k steps alone (problem and engine set up untimed: the
+rest of the call is its checks and set-up),
 and ``select("dopt-topk")`` at n = 4,000, d = 128, P = 20,000, k = 200 (the first k pairs
 labelled, rewards of 3 members) against the paper's one-shot rule on (P, d, d) information
 matrices. Medians over --repeats turns, the implementations alternating (a fast one timed up to
@@ -339,6 +340,10 @@ def small_problems(repeats: int) -> None:
         print(
             f"  {name:<36} {seconds * 1e3:>10.2f} ms  {seconds / ours:>8.0f}x  same picks: {same}"
         )
+    steps = engine_steps(features, pairs, weights, ridge, k, repeats)
+    print(f"  of which the compiled engine's {k} steps {steps * 1e3:.2f} ms "
+          f"({steps / k * 1e6:.1f} us a step), the checks and set-up around them "
+          f"{(ours - steps) * 1e3:.2f} ms")  # fmt: skip
 
     n, d, count, k = SMALL_TOPK
     rng, features, pairs, _ = pool_inputs(n, d, count)
@@ -363,6 +368,23 @@ def small_problems(repeats: int) -> None:
         print(f"  {name:<36} {seconds * 1e3:>10.2f} ms  {seconds / ours:>8.0f}x")
     print(f"  the same top {k}: {same}")
     print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
+
+
+def engine_steps(
+    features: np.ndarray, pairs: np.ndarray, weights: np.ndarray, ridge: float, k: int,
+    repeats: int,
+) -> float:  # fmt: skip
+    """Median time of the compiled engine's k steps alone: greedy_logdet's problem and engine
+    set up untimed, afresh for each run (a run consumes its engine)."""
+    from activerm_fast import kernels
+    from activerm_fast.selection import design
+
+    spent = []
+    for _ in range(10 * repeats):
+        problem = kernels.greedy_problem(features, pairs, weights=weights, prior=ridge)
+        engine, _ = design.greedy_engine(problem, steps=k)
+        spent.append(_timed(lambda e=engine: e.run(k)))
+    return statistics.median(spent)
 
 
 def bytes_per_step(n: int, d: int, count: int, members: int, weighted: bool = True) -> int:

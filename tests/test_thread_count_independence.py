@@ -16,6 +16,8 @@ import os
 import subprocess
 import sys
 
+import activerm_fast as arm
+
 SCRIPT = """
 import json, numpy as np, activerm_fast as arm
 rng = np.random.default_rng(11)
@@ -60,11 +62,9 @@ def test_every_strategy_and_the_fit_are_thread_count_independent():
         runs.append(json.loads(out.stdout))
     assert [run[0] for run in runs] == [1, 2]
     one, two = runs[0][1], runs[1][1]
-    import activerm_fast as arm
-
     rules = len(arm.selection.field_rules.RULES)
-    # at two sizes, every strategy on within-prompt pools, all but the field's rules on cross-prompt ones,
-    # each with both uncertainties and with and without a quota; and the fit
+    # at two sizes, every strategy on within-prompt pools and all but the field's rules on
+    # cross-prompt ones, each with both uncertainties, with and without a quota; and the fit
     assert len(one) == 2 * (2 * len(arm.STRATEGIES) - rules) * 4 + 1
     differ = [key for key in one if one[key] != two[key]]
     assert differ == []

@@ -414,9 +414,11 @@ def with_seeds(args: list[str], seeds: int) -> list[str]:
     return [*kept, "--seeds", str(seeds)]
 
 
-def seed_halves(records: list[dict[str, Any]], seeds: int) -> tuple[list[dict[str, Any]], ...]:
+def seed_halves(
+    records: list[dict[str, Any]], seeds: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The records of seeds 0..seeds-1 and of the seeds after."""
-    return tuple([r for r in records if (r["seed"] >= seeds) == later] for later in (False, True))
+    return [r for r in records if r["seed"] < seeds], [r for r in records if r["seed"] >= seeds]
 
 
 def verdict_changes(

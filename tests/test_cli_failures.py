@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -184,3 +185,58 @@ def test_python_dash_m_entry_point_prints_no_traceback(case, files):
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
     assert message in result.stderr
+
+
+def _labelled_file(root) -> tuple[str, bytes]:
+    """A labelled file of two decided pairs of small.npz, and its bytes."""
+    path = root / "labels-kept.jsonl"
+    path.write_text(
+        json.dumps({"first": 0, "second": 1, "label": 1})
+        + "\n"
+        + json.dumps({"first": 2, "second": 3, "label": 0})
+        + "\n"
+    )
+    return str(path), path.read_bytes()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        # select's batch over its own labels
+        lambda r, f: [*select_args(r)[:-2], "--labelled", f, "--out", f],
+        # a TRL export over the labels it reads
+        lambda r, f: ["export", "--data", str(r / "small.npz"), "--labelled", f, "--out", f],
+        # a Label Studio task file over the batch it is made of
+        lambda r, f: [
+            "export",
+            "--to",
+            "label-studio",
+            "--data",
+            str(r / "small.npz"),
+            "--batch",
+            f,
+            "--out",
+            f,
+        ],  # fmt: skip
+        # a tool's ties held over the labels they are merged into
+        lambda r, f: [
+            "import",
+            str(r / "small.npz"),
+            "--from",
+            "label-studio",
+            "--data",
+            str(r / "small.npz"),
+            "--labelled",
+            f,
+            "--held",
+            f,
+        ],  # fmt: skip
+    ],
+    ids=["select", "export", "export to label-studio", "import held"],
+)
+def test_an_output_naming_an_input_file_is_refused_and_the_file_kept(command, files, capsys):
+    path, before = _labelled_file(files)
+    code, err = run(command(files, path), capsys)
+    assert code == 2 and "Traceback" not in err and err.count("\n") == 1, err
+    assert "name the same file" in err and "would overwrite it" in err, err
+    assert open(path, "rb").read() == before  # the labels are untouched

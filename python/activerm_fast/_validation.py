@@ -332,7 +332,8 @@ def embeddings_tensor(
     """(n, D) finite real embeddings (n may be 0) as float32 on ``device`` (default: CPU).
 
     ``columns`` fixes D; otherwise any D >= 1. With ``integers`` integer arrays are accepted
-    too. Values that overflow float32 are refused like infinities.
+    too. Values that overflow float32 are refused like infinities, and so is a whole array too
+    small for float32's normal range (it would round to zeros).
     """
     t = real_tensor(x, name, integers=integers)
     if columns is not None and (t.ndim != 2 or t.shape[1] != columns):
@@ -346,6 +347,14 @@ def embeddings_tensor(
         row, col = (int(v) for v in torch.nonzero(bad)[0].tolist())
         value = t[row, col].item()
         raise ValueError(f"{name} must fit in float32, got {value} at index ({row}, {col})")
+    if t.dtype == torch.float64 and t.numel():
+        # a scale below float32's normal range would round to zeros and subnormals
+        largest = t.abs().max().item()
+        if 0.0 < largest < torch.finfo(torch.float32).tiny:
+            raise ValueError(
+                f"{name} must fit in float32, got values no larger than {largest:.3g} "
+                "(below float32's smallest normal number); rescale them"
+            )
     return converted.contiguous()
 
 

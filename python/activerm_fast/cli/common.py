@@ -6,7 +6,7 @@ import argparse
 import math
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import NoReturn
 
@@ -63,6 +63,43 @@ def report(err: Exception, *, quiet: bool = False) -> int:
     if not quiet:
         print(line, file=sys.stderr)
     return 2
+
+
+def separate_files(
+    args: argparse.Namespace, written: Sequence[str], read: Sequence[str] = ()
+) -> None:
+    """Refuse a ``written`` file argument that names the same existing file or folder as
+    another file argument (``written`` or ``read``): writing it would destroy the other
+    (labels included), so it is refused before anything is read. The arguments are given as
+    the command line names them (``"--out"``, or ``"source"`` for a positional one).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = tempfile.NamedTemporaryFile(suffix=".jsonl", delete=False).name
+    >>> try:
+    ...     separate_files(argparse.Namespace(out=path, labelled=path), ["--out"], ["--labelled"])
+    ... except Failure as err:
+    ...     print(str(err).replace(path, "FILE"))
+    --out and --labelled name the same file, FILE: writing --out would overwrite it
+    """
+
+    def value(flag: str) -> str | None:
+        given = getattr(args, flag.lstrip("-").replace("-", "_"), None)
+        return given if given is not None and os.path.exists(given) else None
+
+    flags = [*written, *read]
+    for at, flag in enumerate(written):
+        out = value(flag)
+        if out is None:
+            continue  # a file yet to be made is no other argument's file
+        for other in flags[at + 1 :]:
+            given = value(other)
+            if given is not None and os.path.samefile(out, given):
+                raise Failure(
+                    f"{flag} and {other} name the same file, {out}: writing {flag} "
+                    "would overwrite it"
+                )
 
 
 def integer(text: str, least: int, what: str) -> int:

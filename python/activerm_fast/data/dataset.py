@@ -1197,7 +1197,8 @@ def _gold(records: list[dict[str, Any]]) -> np.ndarray | None:
 
 
 def _sentence_encoder(model: Any) -> Any:
-    if model is not None and hasattr(model, "encode"):
+    # a str has .encode too: only a model object is used as given
+    if model is not None and not isinstance(model, (str, os.PathLike)) and hasattr(model, "encode"):
         return model
     try:
         from sentence_transformers import SentenceTransformer

@@ -211,6 +211,10 @@ def test_bad_configuration_is_named(dataset):
         ActiveLoop(dataset, "random", SMALL, seed=-1)
     with pytest.raises(ValueError, match=r"beta must be a positive number or inf, got nan"):
         LoopConfig(beta=float("nan"))
+    # a round's labels must fit in its pool (it silently labelled fewer)
+    with pytest.raises(ValueError, match=r"^per_round=1000 is more than cross_pairs=50, the"):
+        LoopConfig(per_round=1000, cross_pairs=50)
+    assert LoopConfig(per_round=1000, cross_pairs=50, pool="within").per_round == 1000
 
 
 def test_simulate_checks_every_strategy_and_seed_before_the_first_run(dataset, tmp_path):

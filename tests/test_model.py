@@ -321,3 +321,16 @@ def test_features_and_rewards_come_from_one_forward_pass(rng):
     model._forward = forward
     np.testing.assert_array_equal(features, model.features(x))
     np.testing.assert_array_equal(rewards, model.rewards(x))
+
+
+def test_embeddings_that_overflow_the_layers_are_refused_not_made_nan():
+    rng = np.random.default_rng(5)
+    x = np.clip(rng.normal(size=(40, 8)), -1, 1).astype(np.float32)
+    pairs = np.array([[0, 5], [1, 9], [2, 13], [3, 17], [4, 21], [6, 25], [7, 29], [8, 33]])
+    labels = np.array([1, 0, 1, 1, 0, 1, 0, 1])
+    model = RewardModel(8, hidden=(16,), ensemble=2).fit(x, pairs, labels)
+    huge = x * np.float32(3e38)  # finite float32, but the first layer's sums overflow
+    for output in (model.rewards, model.features, model.features_and_rewards):
+        with pytest.raises(ValueError, match=r"overflow the reward model's float32 layers"):
+            output(huge)
+    assert np.isfinite(model.rewards(x * np.float32(1e30))).all()  # large but representable

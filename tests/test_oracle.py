@@ -58,6 +58,21 @@ def test_labels_are_order_independent_restart_safe_and_seeded():
     assert 0.2 < (other_seed != labels).mean() < 0.8
 
 
+@pytest.mark.parametrize("scale", [1e-300, 1e-160, 1e160, 1e300])
+def test_bt_oracle_at_any_scale_of_gold_is_the_oracle_of_standardised_gold(scale):
+    # the std is taken of gold over its largest magnitude: no square overflows or underflows
+    rng = np.random.default_rng(3)
+    gold = rng.normal(size=500)
+    pairs = rng.integers(0, 500, size=(2000, 2))
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    want = BTOracle(gold, beta=2.0, seed=4)
+    got = BTOracle(gold * scale, beta=2.0, seed=4)
+    assert got.scale / scale == pytest.approx(gold.std(), rel=1e-12)
+    np.testing.assert_allclose(got.probabilities(pairs), want.probabilities(pairs), rtol=1e-12)
+    noiseless = BTOracle(gold * scale, beta=np.inf).label(pairs)
+    np.testing.assert_array_equal(noiseless == 1, gold[pairs[:, 0]] > gold[pairs[:, 1]])
+
+
 def test_bt_oracle_errors_name_the_argument():
     gold = np.arange(5.0)
     with pytest.raises(ValueError, match="beta must be a positive number or inf, got 0"):

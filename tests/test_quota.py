@@ -220,6 +220,21 @@ def test_bad_quota_arguments_are_one_line_errors():
             assert "\n" not in str(info.value)
     with pytest.raises(TypeError, match="per_prompt"):
         arm.select("dopt-greedy", **options, per_prompt=1.5, prompt_ids=prompt_ids)
+    # prompt labels that are not finite, or of kinds that do not sort together
+    labels = prompt_ids.astype(float)
+    labels[3] = np.nan
+    mixed = np.array([str(p) if p % 2 else int(p) for p in prompt_ids], dtype=object)
+    for bad, error, message in (
+        (labels, ValueError, r"^prompt_ids must be finite, got nan$"),
+        (mixed, TypeError, r"^prompt_ids must hold labels of one kind, integers or strings"),
+    ):
+        for strategy in ("dopt-greedy", "random", "max-min"):
+            with pytest.raises(error, match=message):
+                arm.select(strategy, **options, per_prompt=1, prompt_ids=bad)
+    # a quota beyond int64 is no limit: the picks of none
+    free = arm.select("dopt-greedy", **options)
+    huge = arm.select("dopt-greedy", **options, per_prompt=10**30, prompt_ids=prompt_ids)
+    np.testing.assert_array_equal(huge.indices, free.indices)
     too_many = dict(options, k=13)
     for strategy in ("dopt-greedy", "max-gap", "random", "coreset"):
         with pytest.raises(ValueError, match="per_prompt=1") as info:

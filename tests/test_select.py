@@ -357,6 +357,15 @@ def test_select_with_model_uses_the_models_features_and_rewards(rng):
             np.testing.assert_allclose(got.gains, gains, rtol=1e-9, atol=1e-12)
             assert got.logdet == pytest.approx(logdet, rel=1e-9)
         np.testing.assert_array_equal(got.indices, expected)
+    for strategy in ("dopt-greedy", "bald", "max-min"):  # every strategy, not only the members'
+        with pytest.raises(ValueError, match="features have 2 ensemble members but rewards have 3"):
+            arm.select(
+                strategy,
+                features=model.features(embeddings),
+                pairs=pool,
+                k=1,
+                rewards=rng.normal(size=(3, 60)),
+            )
     with pytest.raises(ValueError, match="features have 2 ensemble members but rewards have 3"):
         arm.select(
             "ensemble-dopt-greedy",

@@ -198,3 +198,17 @@ def test_embeddings_below_float32s_normal_range_are_refused_not_zeroed():
     mixed = F.astype(np.float64)
     mixed[0, 0] = 1e-300
     assert Dataset("d", mixed, np.arange(10) // 2).embeddings[0, 0] == 0.0
+
+
+def test_seeds_beyond_64_bits_name_the_seed():
+    import activerm_fast as arm
+
+    for make in (
+        lambda seed: RewardModel(4, hidden=(8,), seed=seed),
+        lambda seed: arm.select("random", features=F, pairs=[[0, 1], [2, 3]], k=1, seed=seed),
+    ):
+        with pytest.raises(
+            ValueError, match=r"^seed must be below 2\*\*64, got 1180591620717411303424$"
+        ):
+            make(2**70)
+        make(2**64 - 1)  # the largest seed both generators take

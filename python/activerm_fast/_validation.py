@@ -437,6 +437,14 @@ def count_argument(k: Any, name: str = "k") -> int:
     return int(k)
 
 
+def seed_argument(seed: Any, name: str = "seed") -> int:
+    """A random seed: a Python int in 0 .. 2**64 - 1, the range torch's and NumPy's generators
+    both take."""
+    if count_argument(seed, name) >= 1 << 64:
+        raise ValueError(f"{name} must be below 2**64, got {seed}")
+    return int(seed)
+
+
 def positive_integer(k: Any, name: str) -> int:
     """A Python int >= 1."""
     if integer_argument(k, name) < 1:

@@ -23,10 +23,10 @@ import numpy as np
 import torch
 
 from .._validation import (
-    count_argument,
     known_name,
     labelled_mask,
     nonnegative_pairs,
+    seed_argument,
     self_pair_row,
 )
 from ..model.reward_model import RewardModel
@@ -312,7 +312,7 @@ def plan_batch(
     >>> plan.note  # doctest: +ELLIPSIS
     "model loaded from ...model.pt; chose with 'past-dopt-greedy'"
     """
-    seed = count_argument(seed, "seed")
+    seed = seed_argument(seed)
     design_on = known_name(features, FEATURE_CHOICES, "features")
     model_file = model_path is not None and Path(model_path).exists()
     if len(labelled_pairs) == 0 and not (reuse_model and model_file):

@@ -30,7 +30,6 @@ import torch
 from .._validation import (
     as_tensor,
     boolean_mask,
-    count_argument,
     describe,
     embeddings_tensor,
     first_line,
@@ -40,7 +39,9 @@ from .._validation import (
     positive_scalar,
     real_tensor,
     real_vector,
+    seed_argument,
 )
+from .pairs import prompt_codes
 
 ARENA_BENCH = "arena-bench"
 SYNTHETIC_KINDS = ("isotropic", "realistic")
@@ -675,7 +676,7 @@ def synthetic(
     for key, value in counts.items():
         positive_integer(value, key)
     positive_scalar(response_spread, "response_spread")
-    seed = count_argument(seed, "seed")
+    seed = seed_argument(seed)
     if kind not in SYNTHETIC_KINDS:
         raise ValueError(f"kind must be one of {SYNTHETIC_KINDS}, got {kind!r}")
     shape_options = {
@@ -1074,6 +1075,7 @@ def _from_named_arrays(
     elif prompt_ids is None:
         raise ValueError(f"{where}missing prompt_ids: (n, D) embeddings need one prompt id per row")
     prompt_ids = np.asarray(prompt_ids)
+    prompt_codes(prompt_ids.reshape(-1), f"{where}prompt_ids")  # finite labels of one kind
     names, first_seen, inverse = np.unique(prompt_ids, return_index=True, return_inverse=True)
     # renumber prompts in order of first appearance, so ids follow the file's row order
     order = np.argsort(first_seen, kind="stable")
@@ -1154,7 +1156,7 @@ def _random_split(prompt_ids: np.ndarray, test_fraction: float, seed: int, name:
         raise ValueError(f"{name} must be in [0, 1), got {test_fraction!r}")
     m = _count_prompts(prompt_ids)
     num_test = 0 if test_fraction == 0 or m < 2 else max(1, round(test_fraction * m))
-    chosen = np.random.default_rng(count_argument(seed, "seed")).permutation(m)[:num_test]
+    chosen = np.random.default_rng(seed_argument(seed)).permutation(m)[:num_test]
     return np.isin(prompt_ids, chosen)
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .. import _launch
-from .._validation import count_argument, positive_integer
+from .._validation import positive_integer, seed_argument
 from .pairs import Shard, prompt_codes, shard_argument, shard_bounds
 
 __all__ = ["ImplicitPool"]
@@ -206,7 +206,7 @@ class ImplicitPool:
         runs: np.ndarray,
         draw_from: np.ndarray | None,
     ) -> ImplicitPool:
-        seed = count_argument(seed, "seed")
+        seed = seed_argument(seed)
         if seed > _MASK:
             raise ValueError(f"seed must be below 2**64, got {seed}")
         return cls(kind, size, seed, 0, size, order, runs, draw_from)

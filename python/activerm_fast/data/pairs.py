@@ -53,7 +53,8 @@ def prompt_codes(prompt_ids: Any, name: str = "prompt_ids") -> np.ndarray:
     Raises
     ------
     TypeError
-        If the labels are neither integers, strings nor floats.
+        If the labels are neither integers, strings nor floats, or mix kinds that do not sort
+        together.
     ValueError
         If the array is not 1-D or a float label is not finite.
 
@@ -75,7 +76,14 @@ def prompt_codes(prompt_ids: Any, name: str = "prompt_ids") -> np.ndarray:
             raise ValueError(f"{name} must be finite, got {ids[~np.isfinite(ids)][0]}")
     elif ids.dtype.kind not in "biuUSO":
         raise TypeError(f"{name} must hold integers or strings, got dtype {ids.dtype}")
-    return np.unique(ids, return_inverse=True)[1].astype(np.int64).reshape(-1)
+    try:
+        codes = np.unique(ids, return_inverse=True)[1]
+    except TypeError as err:  # labels of an object array that do not sort together
+        kinds = sorted({type(label).__name__ for label in ids.tolist()})
+        raise TypeError(
+            f"{name} must hold labels of one kind, integers or strings, got {', '.join(kinds)}"
+        ) from err
+    return codes.astype(np.int64).reshape(-1)
 
 
 def all_pairs(n: int) -> np.ndarray:

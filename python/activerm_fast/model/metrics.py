@@ -14,12 +14,12 @@ import numpy as np
 from .._validation import (
     as_tensor,
     binary_labels,
-    count_argument,
     integer_argument,
     integer_vector,
     pairs_tensor,
     positive_integer,
     real_vector,
+    seed_argument,
 )
 
 DEFAULT_NS = (2, 4, 8, 16, 32, 64)
@@ -178,7 +178,7 @@ def best_of_n(
     if repeats is None:
         return _exact_best_of_n(pred_v, gold_v, quantile, groups=groups, sizes=sizes, ns=checked_ns)
     repeats = positive_integer(repeats, "repeats")
-    seed = count_argument(seed, "seed")
+    seed = seed_argument(seed)
     return _sampled_best_of_n(
         pred_v, gold_v, quantile, groups=groups, ns=checked_ns, repeats=repeats, seed=seed
     )

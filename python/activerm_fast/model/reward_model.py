@@ -24,12 +24,12 @@ import torch.nn.functional as F
 
 from .._threads import free_core_threads
 from .._validation import (
-    count_argument,
     embeddings_tensor,
     first_line,
     labelled_pairs,
     positive_integer,
     positive_scalar,
+    seed_argument,
 )
 from .precision import resolve_precision
 
@@ -261,7 +261,7 @@ class RewardModel:
         self.input_dim = positive_integer(input_dim, "input_dim")
         self.hidden = tuple(positive_integer(width, "hidden widths") for width in hidden)
         self.ensemble = positive_integer(ensemble, "ensemble")
-        self.seed = count_argument(seed, "seed")
+        self.seed = seed_argument(seed)
         self.device = torch.device(device)
         self.history_: FitHistory | None = None
         # the seed the weights are the initialisation of, while nothing can have changed
@@ -525,7 +525,7 @@ class RewardModel:
             raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
         if not (isinstance(val_fraction, numbers.Real) and 0 <= val_fraction < 1):
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
-        run_seed = self.seed if seed is None else count_argument(seed, "seed")
+        run_seed = self.seed if seed is None else seed_argument(seed)
         resample = self.ensemble > 1 if bootstrap is None else bool(bootstrap)
         precision = resolve_precision(precision, self.device)
         if not self.hidden:  # a linear model has no hidden-layer product to speed up
@@ -766,6 +766,12 @@ class RewardModel:
         with torch.no_grad(), free_core_threads(self.device):
             out = torch.cat(
                 [head(self._forward(c)) for c in torch.split(x, _INFERENCE_ROWS)], dim=1
+            )
+        # finite float32 embeddings can still overflow the layers' products: refuse, never NaN
+        if not bool(torch.isfinite(out).all()):
+            raise ValueError(
+                f"embeddings up to {float(x.abs().max()):.3g} overflow the reward model's "
+                "float32 layers (non-finite outputs); rescale them"
             )
         return out if isinstance(embeddings, torch.Tensor) else out.cpu().numpy()
 

@@ -16,6 +16,7 @@ from .. import _launch
 from .. import _validation as v
 from ..data.dataset import Dataset
 from ..data.implicit_pool import generated_pairs, positions_of
+from ..data.pairs import prompt_codes
 from ..kernels import DEFAULT_PRIOR, Selection, export
 from . import baselines, dopt, field_rules  # noqa: F401  (each registers its strategies)
 from . import design as _design
@@ -92,7 +93,7 @@ def validated(strategy: str, **options: Unpack[SelectOptions]) -> SelectionInput
         raise ValueError(
             f"strategy {strategy!r} needs rewards of an ensemble of at least 2 members, got {got}"
         )
-    if entry.uses_member_features and r is not None and members.shape[0] not in (1, r.shape[0]):
+    if r is not None and members.shape[0] not in (1, r.shape[0]):
         raise ValueError(
             f"features have {members.shape[0]} ensemble members but rewards have {r.shape[0]}"
         )
@@ -120,7 +121,7 @@ def validated(strategy: str, **options: Unpack[SelectOptions]) -> SelectionInput
         excluded=excluded,
         ridge=v.positive_scalar(options.get("ridge", DEFAULT_RIDGE), "ridge"),
         ridge_mode=v.known_name(options.get("ridge_mode", "absolute"), RIDGE_MODES, "ridge_mode"),
-        seed=v.count_argument(options.get("seed", 0), "seed"),
+        seed=v.seed_argument(options.get("seed", 0)),
         strategy=strategy,
         prompt_features=validated_prompts(options.get("prompt_features"), members),
         lazy=v.lazy_argument(options.get("lazy", "auto")),
@@ -197,7 +198,8 @@ def validated_quota(
         )
     prompts = validated_prompt_ids(prompt_ids, members)
     assert prompts is not None
-    return _design.PromptQuota(limit, *prompts)
+    # a quota beyond int64 is no quota the engine's counts could reach: the same as its max
+    return _design.PromptQuota(min(limit, torch.iinfo(torch.int64).max), *prompts)
 
 
 def validated_prompt_ids(
@@ -222,9 +224,9 @@ def validated_prompt_ids(
         raise ValueError(
             f"prompt_ids must have shape ({n},), one prompt per response, got {ids.shape}"
         )
-    distinct, inverse = np.unique(ids, return_inverse=True)
-    prompt_of = torch.as_tensor(inverse.reshape(-1).astype(np.int64), device=members.device)
-    return prompt_of, int(distinct.shape[0])
+    codes = prompt_codes(ids)
+    prompt_of = torch.as_tensor(codes, device=members.device)
+    return prompt_of, int(codes.max()) + 1 if codes.size else 0
 
 
 def select(

@@ -21,11 +21,11 @@ import torch
 from .._threads import free_core_threads
 from .._validation import (
     available_count,
-    count_argument,
     known_name,
     positive_integer,
     positive_or_infinite,
     positive_scalar,
+    seed_argument,
 )
 from ..data.dataset import Dataset
 from ..data.pairs import POOLS, candidate_pool
@@ -148,6 +148,12 @@ class LoopConfig:
             raise ValueError(f"pool must be one of {POOLS}, got {self.pool!r}")
         for name in ("rounds", "per_round", "prompts_per_round", "cross_pairs", "ensemble"):
             positive_integer(getattr(self, name), name)
+        if self.pool == "cross" and self.per_round > self.cross_pairs:
+            # a round's pool could never hold a round's labels
+            raise ValueError(
+                f"per_round={self.per_round} is more than cross_pairs={self.cross_pairs}, "
+                "the candidate pool a round chooses from"
+            )
         positive_or_infinite(self.beta, "beta")
         positive_scalar(self.ridge, "ridge")
         known_name(self.ridge_mode, RIDGE_MODES, "ridge_mode")
@@ -235,7 +241,7 @@ class ActiveLoop:
     ) -> None:
         self.strategy = known_name(strategy, STRATEGIES, "strategy")
         self.config = config or LoopConfig()
-        self.seed = count_argument(seed, "seed")
+        self.seed = seed_argument(seed)
         self.train = dataset.train()
         self.test = dataset.test()
         if self.train.num_prompts == 0 or self.test.num_prompts == 0:

@@ -71,7 +71,10 @@ class BTOracle:
 
     def __init__(self, gold: Any, beta: float = 1.0, seed: int = 0) -> None:
         self.gold = real_vector(gold, "gold", min_size=2)
-        self.scale = float(self.gold.std())
+        # the std of gold / its largest magnitude, scaled back: no square overflows near 1e155
+        # or underflows near 1e-160
+        peak = float(np.abs(self.gold).max())
+        self.scale = peak * float((self.gold / peak).std()) if peak > 0 else 0.0
         if self.scale == 0:
             raise ValueError("gold is constant: a BT oracle needs rewards that differ")
         self.beta = positive_or_infinite(beta, "beta")

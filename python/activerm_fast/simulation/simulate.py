@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from .._validation import count_argument, known_name, positive_integer
+from .._validation import known_name, positive_integer, seed_argument
 from ..data.dataset import Dataset
 from ..selection.api import STRATEGIES
 from .loop import ActiveLoop, LoopConfig
@@ -107,7 +107,7 @@ def simulate(
     config = config or LoopConfig()
     # checked before the first run: a bad name must not surface after hours of others
     strategies = [known_name(strategy, STRATEGIES, "strategy") for strategy in strategies]
-    seeds = [count_argument(seed, "seed") for seed in seeds]
+    seeds = [seed_argument(seed) for seed in seeds]
     jobs = positive_integer(jobs, "jobs")
     out = None if out_dir is None else Path(out_dir)
     runs = [

@@ -349,3 +349,14 @@ def test_progress_shows_only_for_large_work_on_a_terminal(monkeypatch):
     assert not design.progress_shown(design.PROGRESS_PAIRS - 1)
     monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
     assert not design.progress_shown(10**12)
+
+
+def test_rows_refuse_positions_that_are_not_integers():
+    pool = arm.ImplicitPool.cross_prompt(np.arange(20) // 4, 30, seed=1)
+    for bad in (np.array([1.7]), np.array([True, False]), np.array([np.nan])):
+        with pytest.raises(TypeError, match=r"^positions must hold integers, got dtype"):
+            pool.rows(bad)
+    with pytest.raises(ValueError, match=r"positions must lie in \[0, 30\), got 30..30"):
+        pool.rows([30])
+    np.testing.assert_array_equal(pool.rows(torch.tensor([3, 4])), pool.rows([3, 4]))
+    assert pool.rows([]).shape == (0, 2)

@@ -384,6 +384,9 @@ def test_bad_model_folders_and_outputs(tmp_path):
         embed(tmp_path / "lm", data, out, rewards=True)
     with pytest.raises(ValueError, match="layer must be -1 and pooling 'last'"):
         embed(tmp_path / "rm", data, out, rewards=True, pooling="mean")
+    for layer in (3, -4, 100):  # 2 layers: hidden states -3..2
+        with pytest.raises(ValueError, match=rf"^layer must be in -3..2 for model .* got {layer}$"):
+            embed(tmp_path / "lm", data, out, layer=layer)
     (tmp_path / "rm" / "config.json").write_text("{not json")
     with pytest.raises(ValueError, match=r"rm/config.json: cannot read it"):
         embed(tmp_path / "rm", data, out)

@@ -49,6 +49,20 @@ def test_relative_ridge_is_c_times_the_labelled_information_per_dimension(proble
     assert relative.logdet == pytest.approx(absolute.logdet, rel=1e-9)
 
 
+def test_a_ridge_near_float64s_top_is_a_prior_not_an_overflow(problem):
+    # the past-aware prior compares the information with the ridge times 2**k: it must not
+    # compute that product where it overflows
+    features, rewards, pool, labelled = problem
+    common = {"features": features, "pairs": pool, "k": 5, "rewards": rewards}
+    huge = arm.select("past-dopt-greedy", **common, labelled=labelled, ridge=1e300)
+    lam = reference_ridge(1e300, features, rewards, labelled)
+    relative = arm.select(
+        "past-dopt-greedy", **common, labelled=labelled, ridge=1e300, ridge_mode="relative"
+    )
+    assert np.isfinite(huge.logdet) and np.isfinite(relative.logdet) and np.isfinite(lam)
+    assert len(set(huge.indices.tolist())) == 5 == len(set(relative.indices.tolist()))
+
+
 def test_relative_ridge_without_labels_uses_one_average_candidate(problem, rng):
     features, rewards, pool, _ = problem
     c = float(rng.uniform(0.01, 2.0))

@@ -252,7 +252,10 @@ class ImplicitPool:
 
     def rows(self, positions: Any) -> np.ndarray:
         """(m, 2) int64 pairs at global ``positions``: the NumPy twin of the kernels' draw."""
-        k = np.asarray(positions, dtype=np.int64).reshape(-1)
+        given = positions.cpu().numpy() if hasattr(positions, "cpu") else np.asarray(positions)
+        if given.size and given.dtype.kind not in "iu":  # a float or bool would be cast
+            raise TypeError(f"positions must hold integers, got dtype {given.dtype}")
+        k = given.astype(np.int64).reshape(-1)
         if k.size and (k.min() < 0 or k.max() >= self.size):
             raise ValueError(f"positions must lie in [0, {self.size}), got {k.min()}..{k.max()}")
         eligible = self._eligible

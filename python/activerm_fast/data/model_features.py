@@ -405,6 +405,13 @@ class _Encoder:
                 raise ValueError(
                     f"model {folder}/config.json: cannot read it ({first_line(err)})"
                 ) from None
+            depth = getattr(config, "num_hidden_layers", None)
+            if isinstance(depth, int) and not -(depth + 1) <= settings.layer <= depth:
+                # hidden_states holds the token embeddings and one entry per layer
+                raise ValueError(
+                    f"layer must be in {-(depth + 1)}..{depth} for model {folder} of {depth} "
+                    f"layers (0: the token embeddings), got {settings.layer}"
+                )
             architectures = list(getattr(config, "architectures", None) or [])
             scored = any(a.endswith("ForSequenceClassification") for a in architectures)
             if settings.rewards and not scored:

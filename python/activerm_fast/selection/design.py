@@ -104,7 +104,8 @@ class Prior:
         if not bool(torch.isfinite(matrix).all()):
             raise ValueError(f"{what} overflows float64; rescale the features")
         # the largest absolute row sum bounds the largest eigenvalue
-        if matrix.abs().sum(dim=1).max().item() <= math.ldexp(ridge, _CHOLESKY_RANGE):
+        # (scaled down, not the ridge up: a ridge near float64's top would overflow)
+        if math.ldexp(matrix.abs().sum(dim=1).max().item(), -_CHOLESKY_RANGE) <= ridge:
             with one_thread_for(matrix.shape[0]):
                 result = torch.linalg.cholesky_ex(matrix.detach().cpu())
             if int(result.info) == 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import subprocess
@@ -38,6 +39,8 @@ def files(tmp_path_factory):
     torch.save({"not": "a model"}, root / "other.pt")
     RewardModel(7, hidden=(8,)).save(root / "wide.pt")
     (root / "a-file").write_text("")
+    (root / "noise.npz").write_bytes(bytes(range(256)) * 4)
+    (root / "labels.jsonl").write_bytes(gzip.compress(b'{"first": 0, "second": 1, "label": 1}\n'))
     return root
 
 
@@ -130,6 +133,14 @@ BAD_INPUTS = {
     "out is a file": (
         lambda r: [*simulate_args(r, "small.npz"), "--out", str(r / "a-file")],
         "--out " + "{root}/a-file exists and is not a folder",
+    ),
+    "bytes as npz": (
+        lambda r: simulate_args(r, "noise.npz", "--no-progress"),
+        "noise.npz: cannot read as a .npz of plain arrays (not a zip archive or a .npy array)",
+    ),
+    "gzipped labels": (
+        lambda r: [*select_args(r)[:3], "--labelled", str(r / "labels.jsonl"), *select_args(r)[5:]],
+        "labels.jsonl, after line 0: not UTF-8 text (",
     ),
     "missing dataset": (
         lambda r: simulate_args(r, "missing.npz"),

@@ -360,3 +360,16 @@ def test_rows_refuse_positions_that_are_not_integers():
         pool.rows([30])
     np.testing.assert_array_equal(pool.rows(torch.tensor([3, 4])), pool.rows([3, 4]))
     assert pool.rows([]).shape == (0, 2)
+
+
+def test_a_budget_beyond_the_pools_distinct_pairs_says_so():
+    features = np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32)
+    pool = arm.ImplicitPool.cross_prompt(np.arange(20) // 4, 200, seed=0)
+    distinct = len({tuple(r) for r in pool.materialize().tolist()})
+    for run in (
+        lambda: arm.greedy_logdet(features, pool, distinct + 1),
+        lambda: arm.select("xtx", features=features, pairs=pool, k=distinct + 1),
+    ):
+        with pytest.raises(ValueError, match=rf"the implicit pool may hold only {distinct} dist"):
+            run()
+    assert len(arm.greedy_logdet(features, pool, distinct).indices) == distinct

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,33 +81,45 @@ def read_labelled(path: str | os.PathLike[str], n: int) -> tuple[np.ndarray, np.
     if not path.exists():
         return np.empty((0, 2), np.int64), np.empty(0, np.int64)
     pairs, labels, lines = [], [], []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}, line {number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{where}: not JSON ({err.msg})") from None
-            if not isinstance(record, dict):
-                raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
-            pair = tuple(_row_index(record, key, n, where) for key in ("first", "second"))
-            label = record.get("label")
-            if isinstance(label, bool) or label not in (0, 1):
-                raise ValueError(
-                    f"{where}: label must be 1 (first wins) or 0 (second wins), got {label!r}"
-                )
-            pairs.append(pair)
-            labels.append(label)
-            lines.append(number)
+    for where, record in jsonl_records(path):
+        if not isinstance(record, dict):
+            raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
+        pair = tuple(_row_index(record, key, n, where) for key in ("first", "second"))
+        label = record.get("label")
+        if isinstance(label, bool) or label not in (0, 1):
+            raise ValueError(
+                f"{where}: label must be 1 (first wins) or 0 (second wins), got {label!r}"
+            )
+        pairs.append(pair)
+        labels.append(label)
+        lines.append(where)
     checked = np.array(pairs, np.int64).reshape(-1, 2)
     row = self_pair_row(checked)
     if row is not None:
-        raise ValueError(
-            f"{path}, line {lines[row]}: first and second are the same response {pairs[row][0]}"
-        )
+        raise ValueError(f"{lines[row]}: first and second are the same response {pairs[row][0]}")
     return checked, np.array(labels, np.int64)
+
+
+def jsonl_records(path: Path) -> Iterator[tuple[str, Any]]:
+    """(where, record) of every non-blank line of a UTF-8 JSONL file; ``where`` names the file
+    and the line. A line that is not JSON, or bytes that are not UTF-8 text (a gzipped or
+    binary file), is a ValueError naming the file."""
+    with open(path, encoding="utf-8") as lines:
+        number = 0
+        try:
+            for number, line in enumerate(lines, start=1):
+                if line.strip():
+                    where = f"{path}, line {number}"
+                    try:
+                        record = json.loads(line)
+                    except json.JSONDecodeError as err:
+                        raise ValueError(f"{where}: not JSON ({err.msg})") from None
+                    yield where, record
+        except UnicodeDecodeError as err:
+            raise ValueError(
+                f"{path}, after line {number}: not UTF-8 text ({err.reason} at byte "
+                f"{err.start} of a block); a JSONL file is plain text (unpack a .gz first)"
+            ) from None
 
 
 def _row_index(record: dict[str, Any], key: str, n: int, where: str) -> int:

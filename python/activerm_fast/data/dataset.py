@@ -562,6 +562,11 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     arrays, a single .npy) is a ValueError naming it."""
     try:
         with open(path, "rb") as file:  # closed however np.load fails
+            head = file.read(6)
+            if not head.startswith(b"PK") and head != b"\x93NUMPY":
+                # np.load takes anything else for a pickle and suggests loading it unsafely
+                raise ValueError("not a zip archive or a .npy array")
+            file.seek(0)
             loaded = np.load(file, allow_pickle=False)
             if not isinstance(loaded, np.lib.npyio.NpzFile):
                 raise ValueError(f"found a single {describe(loaded)}, not named arrays")

@@ -50,7 +50,7 @@ from .._validation import (
     labelled_pairs,
     pairs_tensor,
 )
-from .annotation import _row_index
+from .annotation import _row_index, jsonl_records
 from .dataset import Dataset, EmbeddingOptions, embed_texts, from_arrays
 
 if TYPE_CHECKING:
@@ -154,7 +154,7 @@ def read_annotations(path: str | os.PathLike[str], n: int) -> tuple[np.ndarray, 
     """
     n = count_argument(n, "n")
     pairs, labels = [], []
-    for where, record in _jsonl_records(_path_argument(path, "path")):
+    for where, record in jsonl_records(_path_argument(path, "path")):
         if not isinstance(record, dict):
             raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
         first, second = (_row_index(record, key, n, where) for key in ("first", "second"))
@@ -671,7 +671,7 @@ def _describe_record(form: str, embedded: bool) -> str:
 def _records(path: Path, kind: str) -> Iterator[tuple[str, Any]]:
     """(where, record) of every row of the file, ``where`` naming it for errors."""
     if kind == "jsonl":
-        yield from _jsonl_records(path)
+        yield from jsonl_records(path)
         return
     if kind == "parquet":
         _, parquet = _pyarrow("reading Parquet")
@@ -686,19 +686,6 @@ def _records(path: Path, kind: str) -> Iterator[tuple[str, Any]]:
             )
     for number, record in enumerate(table):
         yield f"{path}, row {number}", record
-
-
-def _jsonl_records(path: Path) -> Iterator[tuple[str, Any]]:
-    """(where, record) of every non-blank line of a JSONL file."""
-    with open(path, encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if line.strip():
-                where = f"{path}, line {number}"
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{where}: not JSON ({err.msg})") from None
-                yield where, record
 
 
 def _sides(record: Any, where: str) -> tuple[str, tuple[tuple[str, str], tuple[str, str]]]:

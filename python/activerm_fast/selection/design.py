@@ -829,6 +829,13 @@ def _raise_step_error(
             f"greedy step {step}: {what}: per_prompt={problem.quota.limit} leaves no pair to "
             f"choose; lower k to {step} or raise per_prompt"
         )
+    if int(chosen[step]) < 0 and not isinstance(problem.pairs, torch.Tensor):
+        # a generated pool's repeated draws are skipped: it may hold fewer distinct pairs
+        raise ValueError(
+            f"greedy step {step}: {what}: the implicit pool may hold only {step} distinct "
+            f"available pairs (repeated draws are skipped); lower k to {step} or draw a larger "
+            f"pool, or else rescale the weights (up to {heaviest:.3g}) or the features"
+        )
     raise ValueError(
         f"greedy step {step}: {what} (weights up to {heaviest:.3g}, features up to "
         f"{problem.members.abs().max().item():.3g}, {problem.priors[0].describe()}); rescale "

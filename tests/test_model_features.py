@@ -759,3 +759,19 @@ def test_command_line_embed_then_select(tmp_path, capsys):
 
 if __name__ == "__main__":
     rank_main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), *sys.argv[4:7])
+
+
+@pytest.mark.parametrize(
+    ("score", "read"), [("NaN", "nan"), ("Infinity", "inf"), ("-Infinity", "-inf")]
+)
+def test_a_score_that_is_not_finite_is_refused_when_read(tmp_path, score, read):
+    # JSON's NaN and Infinity parse to floats: they would become gold that load() refuses
+    path = tmp_path / "rows.jsonl"
+    path.write_text(
+        '{"prompt": "p", "response": "a", "score": 1}\n'
+        f'{{"prompt": "p", "response": "b", "score": {score}}}\n'
+    )
+    with pytest.raises(
+        ValueError, match=rf"rows.jsonl, line 2: 'score' must be a finite number, got {read}$"
+    ):
+        read_text_rows(path)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -264,9 +265,13 @@ class _Builder:
         self.responses.append(_text(response, name))
         score_key = next((k for k in _SCORE_KEYS if record.get(k) is not None), None)
         score = None if score_key is None else record[score_key]
-        if score is not None and (isinstance(score, bool) or not isinstance(score, (int, float))):
+        if score is not None and (
+            isinstance(score, bool)
+            or not isinstance(score, (int, float))
+            or not math.isfinite(score)  # JSON's NaN and Infinity would become NaN gold
+        ):
             raise ValueError(
-                f"{name.rsplit(':', 1)[0]}: {score_key!r} must be a number, got {score!r}"
+                f"{name.rsplit(':', 1)[0]}: {score_key!r} must be a finite number, got {score!r}"
             )
         self.scores.append(None if score is None else float(score))
         model = record.get("model")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -215,6 +216,10 @@ def test_bad_configuration_is_named(dataset):
     with pytest.raises(ValueError, match=r"^per_round=1000 is more than cross_pairs=50, the"):
         LoopConfig(per_round=1000, cross_pairs=50)
     assert LoopConfig(per_round=1000, cross_pairs=50, pool="within").per_round == 1000
+    # one prompt a round has no cross-prompt pair: said so, not left to the fit
+    lonely = replace(SMALL, prompts_per_round=1, pool="cross")
+    with pytest.raises(ValueError, match=r"^round 1: the candidate pool is empty \(pool='cross'"):
+        ActiveLoop(dataset, "random", lonely).run()
 
 
 def test_simulate_checks_every_strategy_and_seed_before_the_first_run(dataset, tmp_path):

@@ -315,6 +315,12 @@ class ActiveLoop:
         config = self.config
         rng = np.random.default_rng([self.seed, round_index])
         pool = self._candidate_pool(rng)
+        if len(pool) == 0 and len(state.pairs) == 0:  # the fit would be the first to fail
+            raise ValueError(
+                f"round {round_index + 1}: the candidate pool is empty (pool={config.pool!r}, "
+                f"{config.prompts_per_round} prompts a round): cross-prompt pairs need 2 prompts "
+                "or more, within-prompt pairs prompts of 2 responses or more"
+            )
         select_seed, fit_seed = (int(x) for x in rng.integers(1 << 31, size=2))
         pending = self._pending(round_index)
         if pending is not None:  # asked before a kill, not yet committed: never ask again

@@ -139,6 +139,9 @@ def test_metric_errors_name_the_argument():
         within_prompt_spearman(pred, np.ones_like(gold), prompt_ids)
     with pytest.raises(ValueError, match="ns must hold positive integers, got 0"):
         best_of_n(pred, gold, prompt_ids, ns=(2, 0))
+    for one in (2, "24"):  # a single N, or a string of digits, is not a sequence of them
+        with pytest.raises(TypeError, match=r"^ns must be a sequence of positive integers, got"):
+            best_of_n(pred, gold, prompt_ids, ns=one)
     with pytest.raises(ValueError, match="repeats must be a positive integer"):
         best_of_n(pred, gold, prompt_ids, repeats=0)
     with pytest.raises(ValueError, match="at least two responses"):

@@ -6,7 +6,7 @@ All three take a single prediction per response, ``pred`` of shape (n,); for an 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -322,6 +322,8 @@ def _grouped_inputs(pred: Any, gold: Any, prompt_ids: Any) -> tuple[np.ndarray, 
 
 
 def _sample_sizes(ns: Sequence[int]) -> list[int]:
+    if isinstance(ns, (str, bytes)) or not isinstance(ns, Iterable):
+        raise TypeError(f"ns must be a sequence of positive integers, got {ns!r}")
     values = list(ns)
     if not values:
         raise ValueError("ns is empty")

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -717,3 +718,18 @@ def test_readme_export_example_ends_in_a_file_datasets_loads(rng, tmp_path):
     assert result.returncode == 0, result.stderr
     decided = sum(label in (0, 1) for label in labels)
     assert f"num_rows: {decided}" in result.stdout
+
+
+def test_embedding_columns_beyond_float32_are_one_error_and_no_warning(tmp_path):
+    path = tmp_path / "huge.jsonl"
+    rows = [
+        {"prompt": "p", "chosen": "a", "rejected": "b", "chosen_embedding": [1e300, 0.0],
+         "rejected_embedding": [0.0, 1.0]},
+        {"prompt": "q", "chosen": "c", "rejected": "d", "chosen_embedding": [1.0, 2.0],
+         "rejected_embedding": [3.0, 4.0]},
+    ]  # fmt: skip
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's overflow warning came before the error
+        with pytest.raises(ValueError, match=r"embeddings must fit in float32, got 1e\+300"):
+            load_preferences(path)

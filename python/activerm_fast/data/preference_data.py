@@ -660,7 +660,8 @@ def _read_comparisons(path: Path) -> _Comparisons:
         prompts=[prompt for prompt, _ in rows],
         responses=[response for _, response in rows],
         pairs=np.array(pairs, np.int64),
-        embeddings=np.array(vectors, np.float32) if vectors else None,
+        # float64 as read: the dataset checks that they fit in float32 (one clear error)
+        embeddings=np.array(vectors, np.float64) if vectors else None,
     )
 
 

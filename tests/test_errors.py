@@ -280,3 +280,15 @@ def test_fisher_matrix_refuses_negative_weights_as_greedy_logdet_does():
         arm.fisher_matrix(features, pairs, weights)
     with pytest.raises(ValueError, match=r"^weights must be non-negative, got -0.5 at index 1$"):
         arm.greedy_logdet(features, pairs, 1, weights=weights)
+
+
+def test_pair_quadform_overflow_names_the_precision_beside_the_features():
+    rng = np.random.default_rng(2)
+    features = rng.normal(size=(6, 3)).astype(np.float32)
+    pairs = np.array([[0, 1], [2, 3]])
+    with pytest.raises(
+        ValueError,
+        match=r"^pair_quadform overflows float32: features up to .* and precision entries up to "
+        r"1e\+308; rescale either$",
+    ):
+        arm.pair_quadform(features, pairs, np.eye(3) * 1e308)

@@ -83,6 +83,7 @@ def _representable(
     dtype: torch.dtype | None = None,
     *,
     weights: torch.Tensor | None = None,
+    precision: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``exact`` (float64, or the features' result dtype) in ``dtype`` (by default the features'
     result dtype: their own, float32 for half precision), or a ValueError when finite features
@@ -90,7 +91,8 @@ def _representable(
     or wholly below its smallest normal number while not zero (a silent all-zero result would
     look like one too). Either names the ``weights`` (non-negative, linear in the result) when
     the result at weights scaled to a largest of 1 would be representable: then they, not the
-    features, took it out of the range."""
+    features, took it out of the range. A ``precision`` matrix (quadratic in the features,
+    linear in it) is named beside the features."""
     out = exact.to(_launch.result_dtype(f.dtype) if dtype is None else dtype)
     if not out.numel():
         return out
@@ -102,7 +104,11 @@ def _representable(
     def culprit(weights_took_it_out: bool) -> str:
         if weights_took_it_out:
             return f"weights up to {heaviest:.3g}; rescale the weights"
-        return f"features up to {f.abs().max().item():.3g}; rescale the features"
+        features = f"features up to {f.abs().max().item():.3g}"
+        if precision is not None:
+            entries = precision.abs().max().item()
+            return f"{features} and precision entries up to {entries:.3g}; rescale either"
+        return f"{features}; rescale the features"
 
     if not bool(torch.isfinite(out).all()):
         unweighted = largest / heaviest if heaviest > 1.0 else math.inf
@@ -238,7 +244,8 @@ def pair_quadform(features: Array, pairs: Array, precision: Array) -> Array:
     a = v.float_tensor(precision, "precision", (f.shape[1], f.shape[1]), f.device).double()
     # (phi_i - phi_j)^T A (phi_i - phi_j) = (phi_i - phi_j) . (g_i - g_j) with G = Phi A^T
     projected = thread_stable_mm(f.double(), a.T)
-    out = _representable(_launch.pair_quadform(f, p, projected, 1.0), "pair_quadform", f)
+    exact = _launch.pair_quadform(f, p, projected, 1.0)
+    out = _representable(exact, "pair_quadform", f, precision=a)
     return export(out, v.is_numpy_like(features))
 
 

@@ -100,10 +100,26 @@ def read_labelled(path: str | os.PathLike[str], n: int) -> tuple[np.ndarray, np.
     return checked, np.array(labels, np.int64)
 
 
-def jsonl_records(path: Path) -> Iterator[tuple[str, Any]]:
+def jsonl_records(path: str | os.PathLike[str]) -> Iterator[tuple[str, Any]]:
     """(where, record) of every non-blank line of a UTF-8 JSONL file; ``where`` names the file
     and the line. A line that is not JSON, or bytes that are not UTF-8 text (a gzipped or
-    binary file), is a ValueError naming the file."""
+    binary file), is a ValueError naming the file.
+
+    Examples
+    --------
+    >>> import gzip, os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "rows.jsonl")
+    >>> with open(path, "w") as file:
+    ...     _ = file.write('{"first": 0}\\n\\n[1, 2]\\n')
+    >>> [(where.rsplit(", ", 1)[1], record) for where, record in jsonl_records(path)]
+    [('line 1', {'first': 0}), ('line 3', [1, 2])]
+    >>> with open(path, "wb") as file:
+    ...     _ = file.write(gzip.compress(b'{"first": 0}'))
+    >>> list(jsonl_records(path))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: ...rows.jsonl, after line 0: not UTF-8 text (invalid start byte at byte 1 ...
+    """
     with open(path, encoding="utf-8") as lines:
         number = 0
         try:

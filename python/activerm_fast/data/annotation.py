@@ -101,9 +101,10 @@ def read_labelled(path: str | os.PathLike[str], n: int) -> tuple[np.ndarray, np.
 
 
 def jsonl_records(path: str | os.PathLike[str]) -> Iterator[tuple[str, Any]]:
-    """(where, record) of every non-blank line of a UTF-8 JSONL file; ``where`` names the file
-    and the line. A line that is not JSON, or bytes that are not UTF-8 text (a gzipped or
-    binary file), is a ValueError naming the file.
+    """(where, record) of every non-blank line of a UTF-8 JSONL file.
+
+    ``where`` names the file and the line. A line that is not JSON, or bytes that are not
+    UTF-8 text (a gzipped or binary file), is a ValueError naming the file.
 
     Examples
     --------

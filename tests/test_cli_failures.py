@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import os
 import subprocess
 import sys
+import zipfile
 
 import numpy as np
 import pytest
@@ -40,6 +42,20 @@ def files(tmp_path_factory):
     RewardModel(7, hidden=(8,)).save(root / "wide.pt")
     (root / "a-file").write_text("")
     (root / "noise.npz").write_bytes(bytes(range(256)) * 4)
+    (root / "decided.jsonl").write_text(  # labels enough for select to fit a model
+        "".join(
+            json.dumps({"first": 2 * i, "second": 2 * i + 1, "label": i % 2}) + "\n"
+            for i in range(8)
+        )
+    )
+    # an archive whose header declares 10**11 rows it does not hold: read as declared it
+    # would allocate 1.6 TB
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f4", "fortran_order": False, "shape": (10**11, 4)}
+    )
+    with zipfile.ZipFile(root / "huge.npz", "w") as archive:
+        archive.writestr("embeddings.npy", header.getvalue() + bytes(64))
     (root / "labels.jsonl").write_bytes(gzip.compress(b'{"first": 0, "second": 1, "label": 1}\n'))
     return root
 
@@ -67,6 +83,13 @@ def select_args(root, *extra: str) -> list[str]:
         str(root / "batch.jsonl"),
         *extra,
     ]
+
+
+def fitting_args(root, *extra: str) -> list[str]:
+    """select's arguments with labels: it fits a model before it chooses."""
+    args = select_args(root, *extra)
+    args[args.index("--labelled") + 1] = str(root / "decided.jsonl")
+    return args
 
 
 def simulate_args(root, dataset: str, *extra: str) -> list[str]:
@@ -141,6 +164,23 @@ BAD_INPUTS = {
     "gzipped labels": (
         lambda r: [*select_args(r)[:3], "--labelled", str(r / "labels.jsonl"), *select_args(r)[5:]],
         "labels.jsonl, after line 0: not UTF-8 text (",
+    ),
+    "header declaring more than the archive holds": (
+        lambda r: simulate_args(r, "huge.npz", "--no-progress"),
+        "huge.npz: cannot read as a .npz of plain arrays (embeddings: its header declares "
+        "shape (100000000000, 4) of float32 (1,600,000,000,000 bytes) but the archive holds 64",
+    ),
+    "model file under a file": (
+        lambda r: select_args(r, "--model", str(r / "a-file" / "model.pt")),
+        "--model {root}/a-file/model.pt: {root}/a-file is a file, not a folder",
+    ),
+    "batch under a file": (
+        lambda r: [*select_args(r)[:-2], "--out", str(r / "a-file" / "deeper" / "b.jsonl")],
+        "--out {root}/a-file/deeper/b.jsonl: {root}/a-file is a file, not a folder",
+    ),
+    "members beyond the memory": (
+        lambda r: fitting_args(r, "--ensemble", str(10**12)),
+        "ensemble=1000000000000 members of",
     ),
     "missing dataset": (
         lambda r: simulate_args(r, "missing.npz"),
@@ -251,3 +291,13 @@ def test_an_output_naming_an_input_file_is_refused_and_the_file_kept(command, fi
     assert code == 2 and "Traceback" not in err and err.count("\n") == 1, err
     assert "name the same file" in err and "would overwrite it" in err, err
     assert open(path, "rb").read() == before  # the labels are untouched
+
+
+def test_the_folders_of_new_outputs_are_made_before_the_fit(files, tmp_path, capsys):
+    model, batch = tmp_path / "models" / "round-1" / "model.pt", tmp_path / "batches" / "b.jsonl"
+    args = fitting_args(files, "--model", str(model))
+    args[args.index("--out") + 1] = str(batch)
+    code, err = run(args, capsys)
+    assert code == 0, err
+    assert RewardModel.load(model).input_dim == 4
+    assert len(batch.read_text().splitlines()) == 2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -308,6 +310,49 @@ def test_errors_name_the_argument_and_the_value():
         RewardModel(4, ensemble=0)
     with pytest.raises(TypeError, match="hidden widths must be an integer, got float 8.5"):
         RewardModel(4, hidden=(8.5,))
+
+
+@pytest.mark.parametrize(
+    "device, error, message",
+    [
+        (
+            "tpu",
+            ValueError,
+            "device must name a device such as 'cpu', 'cuda' or 'cuda:1', got 'tpu'",
+        ),
+        ("meta", ValueError, "device is meta; only CPU and CUDA devices are supported"),
+        (1.5, TypeError, "device must be a str, int or torch.device, got float"),
+    ],
+)
+def test_a_device_torch_cannot_use_is_named_before_any_file_is_read(
+    device, error, message, tmp_path
+):
+    saved = tmp_path / "model.pt"
+    RewardModel(4, hidden=(3,)).save(saved)
+    with pytest.raises(error, match=re.escape(message)):
+        RewardModel(4, device=device)
+    with pytest.raises(error, match=re.escape(message)):  # not "not a saved RewardModel"
+        RewardModel.load(saved, device=device)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible")
+def test_cuda_without_a_gpu_is_named():
+    with pytest.raises(ValueError, match=r"device is cuda:0, but torch .* sees no GPU here"):
+        RewardModel(4, device="cuda:0")
+
+
+def test_members_beyond_the_memory_are_refused_before_any_allocation(monkeypatch):
+    from activerm_fast.model import reward_model
+
+    # 2 members of 8*16+16 + 16*4+4 + 4 = 216 parameters: 6,912 bytes to fit
+    monkeypatch.setattr(reward_model, "device_memory", lambda device: 6_911)
+    with pytest.raises(
+        ValueError,
+        match=re.escape("ensemble=2 members of 216 parameters (input_dim=8, hidden=(16, 4)) need "),
+    ):
+        RewardModel(8, hidden=(16, 4), ensemble=2)
+    monkeypatch.setattr(reward_model, "device_memory", lambda device: 6_912)
+    assert RewardModel(8, hidden=(16, 4), ensemble=2).ensemble == 2
 
 
 def test_features_and_rewards_come_from_one_forward_pass(rng):

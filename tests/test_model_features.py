@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -404,6 +405,15 @@ def test_bad_model_folders_and_outputs(tmp_path):
         embed(tmp_path / "lm", data, out)
     with pytest.raises(ValueError, match="batch_size must be"):
         embed(tmp_path / "lm", data, tmp_path / "x.npz", batch_size=0)
+    for device, message in [
+        ("tpu", "device must name a device such as 'cpu', 'cuda' or 'cuda:1', got 'tpu'"),
+        ("mps", "device is mps; only CPU and CUDA devices are supported"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            embed(tmp_path / "lm", data, tmp_path / "x.npz", device=device)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="device is cuda:1, but torch .* sees no GPU here"):
+            embed(tmp_path / "lm", data, tmp_path / "x.npz", device="cuda:1")
 
 
 # ---- resuming, memory, ranks ------------------------------------------------------------------

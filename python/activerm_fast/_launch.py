@@ -104,6 +104,14 @@ def available_memory() -> int:
     return 1 << 62
 
 
+def device_memory(device: torch.device) -> int:
+    """Bytes free on ``device``: the GPU's free memory, or :func:`available_memory` for the
+    CPU."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    return available_memory()
+
+
 # ---- views ------------------------------------------------------------------------------------
 
 

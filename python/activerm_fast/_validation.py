@@ -445,6 +445,37 @@ def seed_argument(seed: Any, name: str = "seed") -> int:
     return int(seed)
 
 
+def device_argument(device: Any, name: str = "device") -> torch.device:
+    """A torch device this process can put tensors on: the CPU, or a CUDA device torch sees.
+
+    Examples
+    --------
+    >>> device_argument("cpu")
+    device(type='cpu')
+    >>> device_argument("tpu")
+    Traceback (most recent call last):
+    ...
+    ValueError: device must name a device such as 'cpu', 'cuda' or 'cuda:1', got 'tpu'
+    """
+    if isinstance(device, bool) or not isinstance(device, (str, torch.device, int)):
+        raise TypeError(f"{name} must be a str, int or torch.device, got {type(device).__name__}")
+    try:
+        where = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ValueError(
+            f"{name} must name a device such as 'cpu', 'cuda' or 'cuda:1', got {device!r}"
+        ) from None
+    if where.type not in ("cpu", "cuda"):
+        raise ValueError(f"{name} is {where}; only CPU and CUDA devices are supported")
+    if where.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"{name} is {where}, but torch {torch.__version__} sees no GPU here")
+        if where.index is not None and where.index >= count:
+            raise ValueError(f"{name} is {where}, but torch sees {count} GPU(s): 0..{count - 1}")
+    return where
+
+
 def positive_integer(k: Any, name: str) -> int:
     """A Python int >= 1."""
     if integer_argument(k, name) < 1:

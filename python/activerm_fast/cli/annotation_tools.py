@@ -16,7 +16,7 @@ from ..data.label_studio import (
     write_label_studio_tasks,
 )
 from ..data.preference_data import read_annotations
-from .common import Failure, load_dataset, positive, separate_files
+from .common import Failure, load_dataset, positive, prepare_outputs
 
 TOOLS = ("label-studio", "argilla")
 
@@ -56,7 +56,7 @@ def export(args: argparse.Namespace) -> int:
     Argilla dataset folder."""
     if args.batch is None:
         raise Failure(f"--to {args.to} sends a batch of pairs: give --batch (select's --out)")
-    separate_files(args, ["--out"], ["--data", "--batch"])
+    prepare_outputs(args, ["--out"], ["--data", "--batch"])
     dataset = load_dataset(args.data)
     pairs = read_annotations(args.batch, dataset.n)[0]
     ties = not args.no_tie
@@ -97,7 +97,7 @@ def import_(args: argparse.Namespace) -> int:
     for flag, value in (("--data", args.data), ("--labelled", args.labelled)):
         if value is None:
             raise Failure(f"--from {args.from_} needs {flag}")
-    separate_files(args, ["--labelled", "--held"], ["--data", "source"])
+    prepare_outputs(args, ["--labelled", "--held"], ["--data", "source"])
     dataset = load_dataset(args.data)
     summary: PullSummary
     if args.from_ == "argilla":

@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import NoReturn
 
 from .. import data
@@ -65,41 +66,60 @@ def report(err: Exception, *, quiet: bool = False) -> int:
     return 2
 
 
-def separate_files(
+def prepare_outputs(
     args: argparse.Namespace, written: Sequence[str], read: Sequence[str] = ()
 ) -> None:
-    """Refuse a ``written`` file argument that names the same existing file or folder as
-    another file argument (``written`` or ``read``): writing it would destroy the other
-    (labels included), so it is refused before anything is read. The arguments are given as
-    the command line names them (``"--out"``, or ``"source"`` for a positional one).
+    """Check the ``written`` file arguments before any work, and make their folders.
+
+    A written file that names the same existing file or folder as another file argument
+    (``written`` or ``read``) is refused: writing it would destroy the other (labels
+    included). A written file whose folder cannot be made (a file stands in its path) or
+    written in is refused too, so that a fit or a selection never ends in a write that fails.
+    The folders of the others are made (``mkdir -p``). The arguments are given as the command
+    line names them (``"--out"``, or ``"source"`` for a positional one).
 
     Examples
     --------
-    >>> import tempfile
-    >>> path = tempfile.NamedTemporaryFile(suffix=".jsonl", delete=False).name
+    >>> import os, tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> path = os.path.join(folder, "labelled.jsonl")
+    >>> open(path, "w").close()
     >>> try:
-    ...     separate_files(argparse.Namespace(out=path, labelled=path), ["--out"], ["--labelled"])
+    ...     prepare_outputs(argparse.Namespace(out=path, labelled=path), ["--out"], ["--labelled"])
     ... except Failure as err:
-    ...     print(str(err).replace(path, "FILE"))
-    --out and --labelled name the same file, FILE: writing --out would overwrite it
+    ...     print(str(err).replace(folder, "FOLDER"))
+    --out and --labelled name the same file, FOLDER/labelled.jsonl: writing --out would overwrite it
+    >>> batch = os.path.join(folder, "new", "batch.jsonl")
+    >>> prepare_outputs(argparse.Namespace(out=batch), ["--out"])
+    >>> os.path.isdir(os.path.dirname(batch))
+    True
     """
 
     def value(flag: str) -> str | None:
         given = getattr(args, flag.lstrip("-").replace("-", "_"), None)
-        return given if given is not None and os.path.exists(given) else None
+        return None if given is None else os.fspath(given)
 
     flags = [*written, *read]
     for at, flag in enumerate(written):
         out = value(flag)
-        if out is None:
+        if out is None or not os.path.exists(out):
             continue  # a file yet to be made is no other argument's file
         for other in flags[at + 1 :]:
             given = value(other)
-            if given is not None and os.path.samefile(out, given):
+            if given is not None and os.path.exists(given) and os.path.samefile(out, given):
                 raise Failure(
                     f"{flag} and {other} name the same file, {out}: writing {flag} "
                     "would overwrite it"
                 )
+    folders = {flag: Path(out).absolute().parent for flag in written if (out := value(flag))}
+    for flag, folder in folders.items():
+        standing = next(p for p in (folder, *folder.parents) if p.exists())
+        if not standing.is_dir():
+            raise Failure(f"{flag} {value(flag)}: {standing} is a file, not a folder")
+        if not os.access(standing, os.W_OK | os.X_OK):
+            raise Failure(f"{flag} {value(flag)}: no permission to write in {standing}")
+    for folder in folders.values():
+        folder.mkdir(parents=True, exist_ok=True)
 
 
 def integer(text: str, least: int, what: str) -> int:

@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 from ..data.model_features import COMPUTE_DTYPES, OUTPUT_DTYPES, POOLINGS, embed
-from .common import optional_packages, positive, separate_files
+from .common import optional_packages, positive, prepare_outputs
 from .select import _torchrun_world
 
 # A rank that finishes its shards waits for the slowest one before rank 0 writes the file.
@@ -54,7 +54,7 @@ def add(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    separate_files(args, ["--out"], ["--model", "--data"])
+    prepare_outputs(args, ["--out"], ["--model", "--data"])
     world = _torchrun_world()
     if world > 1:
         import torch.distributed as dist

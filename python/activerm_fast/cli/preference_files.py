@@ -17,7 +17,7 @@ from ..data.preference_data import (
     read_simulation_labels,
 )
 from . import annotation_tools
-from .common import Failure, load_dataset, optional_packages, positive, separate_files
+from .common import Failure, load_dataset, optional_packages, positive, prepare_outputs
 
 
 def add(commands: Any) -> None:
@@ -103,7 +103,7 @@ def export(args: argparse.Namespace) -> int:
         raise Failure("one of the arguments --labelled --run is required")
     if args.out is None:
         raise Failure("the following arguments are required: --out")
-    separate_files(args, ["--out"], ["--data", "--labelled", "--run"])
+    prepare_outputs(args, ["--out"], ["--data", "--labelled", "--run"])
     dataset = load_dataset(args.data)
     if args.labelled is not None:
         pairs, labels = read_annotations(args.labelled, dataset.n)
@@ -141,7 +141,7 @@ def import_(args: argparse.Namespace) -> int:
         return annotation_tools.import_(args)
     if args.source is None or args.out is None:
         raise Failure("the following arguments are required: source, --out")
-    separate_files(args, ["--out"], ["source", "--model"])
+    prepare_outputs(args, ["--out"], ["source", "--model"])
     with optional_packages():
         dataset, summary = import_preferences(
             args.source,

@@ -39,8 +39,8 @@ from .common import (
     load_dataset,
     non_negative,
     positive,
+    prepare_outputs,
     report,
-    separate_files,
 )
 
 # the strategies an implicit pool runs (the registry's word for it)
@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         raise Failure("--reward-head selects with the reward model's own head: drop --model")
     if args.implicit:
         _check_implicit(args)
-    separate_files(args, ["--out", "--model"], ["--data", "--labelled"])
+    prepare_outputs(args, ["--out", "--model"], ["--data", "--labelled"])
     if _torchrun_world() > 1:
         return _select_sharded(args)
     if args.processes is not None and args.processes > 1:

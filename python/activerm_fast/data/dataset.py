@@ -41,6 +41,7 @@ from .._validation import (
     real_vector,
     seed_argument,
 )
+from .npz_files import npz_member
 from .pairs import prompt_codes
 
 ARENA_BENCH = "arena-bench"
@@ -571,7 +572,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
             if not isinstance(loaded, np.lib.npyio.NpzFile):
                 raise ValueError(f"found a single {describe(loaded)}, not named arrays")
             with loaded as archive:
-                return {key: archive[key] for key in archive.files}
+                return {key: npz_member(archive, key) for key in archive.files}
     except (ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as err:
         # object arrays refused without pickle, a truncated or corrupt archive, not an npz
         reason = first_line(err)

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from .npz_files import npz_member
+
 __all__ = ["META", "ShardStore", "parts_folder", "write_npz"]
 
 META = "meta.json"
@@ -118,7 +120,7 @@ class ShardStore:
         path = self.shard_path(shard)
         try:
             with np.load(path, allow_pickle=False) as archive:
-                return {key: archive[key] for key in keys}
+                return {key: npz_member(archive, key) for key in keys}
         except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
             raise ValueError(f"{path}: unreadable shard ({err}); remove it and resume") from err
 

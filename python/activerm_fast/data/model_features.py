@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from .._validation import describe, first_line, known_name, positive_integer
+from .._validation import describe, device_argument, first_line, known_name, positive_integer
 from .feature_store import ShardStore
 from .text_records import TextRows, prompt_text, read_text_rows
 
@@ -549,7 +549,7 @@ class _Tokenised:
 
 def _device(device: str | torch.device | None, rank: int) -> torch.device:
     if device is not None:
-        return torch.device(device)
+        return device_argument(device)
     if torch.cuda.is_available():
         local = int(os.environ.get("LOCAL_RANK", rank))
         return torch.device("cuda", local % torch.cuda.device_count())

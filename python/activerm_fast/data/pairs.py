@@ -17,6 +17,7 @@ import numpy as np
 
 from .._launch import available_memory
 from .._validation import count_argument, positive_integer
+from .npz_files import check_declared_size, npy_header, npz_member
 
 __all__ = [
     "POOLS",
@@ -638,9 +639,8 @@ def _npz_member(path: str, key: str) -> np.ndarray:
             raise ValueError(f"{path} has no array {key!r}; it holds {sorted(archive.namelist())}")
         info = archive.getinfo(name)
         if info.compress_type != zipfile.ZIP_STORED:
-            with archive.open(name) as member:
-                member_array: np.ndarray = np.load(member)  # compressed: no map possible
-            return member_array
+            with np.load(path, allow_pickle=False) as npz:
+                return npz_member(npz, key)  # compressed: no map possible
     with open(path, "rb") as handle:
         handle.seek(info.header_offset)
         local = handle.read(30)
@@ -648,12 +648,10 @@ def _npz_member(path: str, key: str) -> np.ndarray:
             raise ValueError(f"{path}: damaged archive (member {name!r})")
         name_length, extra_length = struct.unpack("<HH", local[26:30])
         handle.seek(info.header_offset + 30 + name_length + extra_length)
-        version = np.lib.format.read_magic(handle)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
-        else:
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
+        start = handle.tell()
+        shape, fortran, dtype = npy_header(handle)
         offset = handle.tell()
+    check_declared_size(key, shape, dtype, info.file_size - (offset - start))
     if fortran:
         raise ValueError(f"{path}: {key} is stored in Fortran order; save it C-contiguous")
     mapped: np.ndarray = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)

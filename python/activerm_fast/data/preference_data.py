@@ -52,6 +52,7 @@ from .._validation import (
 )
 from .annotation import _row_index, jsonl_records
 from .dataset import Dataset, EmbeddingOptions, embed_texts, from_arrays
+from .npz_files import npz_member
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -253,7 +254,10 @@ def read_simulation_labels(
         )
     with np.load(folder / labels_file) as archive:
         pairs, labels = labelled_pairs(
-            archive["pairs"], archive["labels"], rows.size, f"{folder / labels_file}: "
+            npz_member(archive, "pairs"),
+            npz_member(archive, "labels"),
+            rows.size,
+            f"{folder / labels_file}: ",
         )
     assert pairs is not None and labels is not None, "both read from the archive"
     return rows[pairs], labels.astype(np.float64)

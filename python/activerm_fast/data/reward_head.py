@@ -20,6 +20,7 @@ from .._validation import first_line, known_name
 from ..selection.api import STRATEGIES
 from .annotation import BatchPlan
 from .dataset import Dataset
+from .npz_files import npz_member
 
 __all__ = ["RewardHead", "head_plan"]
 
@@ -114,7 +115,8 @@ class RewardHead:
                         f"{file}: holds no score head (head_weight): it was not embedded from a "
                         "reward model (...ForSequenceClassification) with rewards"
                     )
-                return cls(archive["head_weight"], archive["head_bias"], output=output)
+                weight, bias = (npz_member(archive, key) for key in ("head_weight", "head_bias"))
+                return cls(weight, bias, output=output)
         except (OSError, KeyError) as err:
             raise ValueError(f"{file}: cannot read the score head ({first_line(err)})") from err
 

@@ -22,8 +22,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .._launch import device_memory
 from .._threads import free_core_threads
 from .._validation import (
+    device_argument,
     embeddings_tensor,
     first_line,
     labelled_pairs,
@@ -262,7 +264,8 @@ class RewardModel:
         self.hidden = tuple(positive_integer(width, "hidden widths") for width in hidden)
         self.ensemble = positive_integer(ensemble, "ensemble")
         self.seed = seed_argument(seed)
-        self.device = torch.device(device)
+        self.device = device_argument(device)
+        self._check_memory()
         self.history_: FitHistory | None = None
         # the seed the weights are the initialisation of, while nothing can have changed
         # them (a fit, or parameters() handing them out, clears it): a fit with this seed
@@ -695,6 +698,7 @@ class RewardModel:
         ...
         ValueError: ...model.pt is not a saved RewardModel (...)
         """
+        device = device_argument(device)  # before the file: a bad device is no bad file
         try:
             with warnings.catch_warnings():  # e.g. pickle-protocol notes on foreign files
                 warnings.simplefilter("ignore")
@@ -737,6 +741,24 @@ class RewardModel:
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"{path}: not a valid saved RewardModel ({first_line(err)})") from err
         return model
+
+    def _check_memory(self) -> None:
+        """A ValueError naming the sizes, before any allocation, when fitting the members would
+        need more memory than the device has free (an allocation failure deep in the first
+        draw, or the system killing the process, would say neither)."""
+        widths = [self.input_dim, *self.hidden]
+        count = sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=True))
+        count += self.feature_dim  # theta
+        # float32 weights, their gradients and AdamW's two moments
+        needed = 16 * self.ensemble * count
+        free = device_memory(self.device)
+        if needed > free:
+            raise ValueError(
+                f"ensemble={self.ensemble} members of {count:,} parameters (input_dim="
+                f"{self.input_dim}, hidden={self.hidden}) need {needed / 2**30:.1f} GiB to fit "
+                f"(weights, gradients and AdamW moments), more than the {free / 2**30:.1f} GiB "
+                f"free on {self.device}; use fewer members or narrower hidden layers"
+            )
 
     def _init_parameters(self, seed: int) -> None:
         """PyTorch's nn.Linear initialisation, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), per member."""

@@ -70,6 +70,21 @@ def test_simulate_writes_table_csv_json_and_plot(dataset_file, tmp_path, capsys)
     assert json.loads((out / "results.json").read_text()) == records
 
 
+@pytest.mark.parametrize(
+    "records, message",
+    [
+        ([], "records hold no spearman, best_of_N_quantile or pair_accuracy to plot: records is"),
+        ([{"strategy": "random", "seed": 0, "labels": 100}], "or pair_accuracy to plot$"),
+    ],
+)
+def test_learning_curves_of_records_without_a_metric_are_refused(records, message, tmp_path):
+    from activerm_fast.simulation.plot import learning_curves
+
+    with pytest.raises(ValueError, match=message):
+        learning_curves(records, tmp_path / "curves.png")
+    assert not (tmp_path / "curves.png").exists()
+
+
 def test_simulate_takes_the_laplace_head_for_the_uncertainty_rules(dataset_file, tmp_path, capsys):
     """--uncertainty laplace reaches the loop: dts runs on a one-member model (with the
     ensemble's spread it needs two), and the records and checkpoints say which was used."""

@@ -19,6 +19,13 @@ def test_spectrum_follows_the_requested_exponent(rng):
     assert abs(data.spectrum_exponent(dataset.embeddings) - exponent) < 0.15
 
 
+@pytest.mark.parametrize("rows", [3, 50])
+def test_spectrum_exponent_of_identical_rows_is_refused(rows):
+    for x in (np.zeros((rows, 4)), np.tile(np.arange(4.0), (rows, 1))):
+        with pytest.raises(ValueError, match="embeddings has no variance: every row is the same"):
+            data.spectrum_exponent(x)
+
+
 def test_spectrum_exponent_recovers_a_power_law(rng):
     exponent, dim = float(rng.uniform(0.3, 2.0)), int(rng.integers(8, 40))
     scales = np.arange(1, dim + 1) ** (-exponent / 2)

@@ -832,8 +832,8 @@ def spectrum_exponent(embeddings: Any, variance: float = 0.9) -> float:
     Raises
     ------
     ValueError
-        If ``variance`` is outside (0, 1], there are fewer than 3 rows, or the first
-        eigenvalue alone holds ``variance``.
+        If ``variance`` is outside (0, 1], there are fewer than 3 rows, every row is the
+        same, or the first eigenvalue alone holds ``variance``.
 
     Examples
     --------
@@ -853,6 +853,8 @@ def spectrum_exponent(embeddings: Any, variance: float = 0.9) -> float:
         raise ValueError(f"embeddings needs at least 3 rows for a spectrum, got {x.shape[0]}")
     centred = x - x.mean(dim=0)
     eigenvalues = torch.linalg.svdvals(centred).square().numpy()
+    if not eigenvalues[0] > 0:
+        raise ValueError("embeddings has no variance: every row is the same")
     eigenvalues = eigenvalues[eigenvalues > eigenvalues[0] * 1e-12]
     share = np.cumsum(eigenvalues) / eigenvalues.sum()
     ranks = int(np.searchsorted(share, variance - 1e-12)) + 1

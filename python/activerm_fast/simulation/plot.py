@@ -37,6 +37,11 @@ def learning_curves(records: list[dict[str, Any]], path: str | Path, title: str 
     '.png'
     """
     metrics = headline_metrics(records)
+    if not metrics:
+        raise ValueError(
+            "records hold no spearman, best_of_N_quantile or pair_accuracy to plot"
+            + ("" if records else ": records is empty")
+        )
     curves = {metric: summarize(records, metric) for metric in metrics}
     strategies = len(curves[metrics[0]]) if metrics else 0
     columns = max(1, -(-strategies // _LEGEND_ROWS))

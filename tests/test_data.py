@@ -312,8 +312,15 @@ def test_embed_texts_embeds_each_prompt_once_and_concatenates(tmp_path):
 def test_embed_texts_reports_bad_lines(tmp_path):
     path = tmp_path / "bad.jsonl.gz"
     write_jsonl(path, [{"prompt": "p", "response": "r"}, {"prompt": "p"}])
-    with pytest.raises(ValueError, match=r"bad\.jsonl\.gz:2: missing text field 'response'"):
+    with pytest.raises(ValueError, match=r"bad\.jsonl\.gz, line 2: missing text field 'response'"):
         embed_texts(path, model=FakeEncoder())
+    path.write_bytes(bytes(range(256)))  # neither gzip data nor text
+    with pytest.raises(ValueError, match=r"bad\.jsonl\.gz, after line 0: not whole gzip data"):
+        embed_texts(path, model=FakeEncoder())
+    plain = tmp_path / "binary.jsonl"
+    plain.write_bytes(bytes(range(128, 256)))
+    with pytest.raises(ValueError, match=r"binary\.jsonl, after line 0: not UTF-8 text"):
+        embed_texts(plain, model=FakeEncoder())
     write_jsonl(
         path, [{"prompt": "p", "response": "r", "score": 1}, {"prompt": "p", "response": "s"}]
     )

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from .._validation import (
 from ..model.reward_model import RewardModel
 from ..selection.api import FEATURE_CHOICES, STRATEGIES, prompt_features_for, select
 from .dataset import Dataset
+from .json_files import jsonl_records
 from .pairs import candidate_pool
 
 
@@ -98,45 +98,6 @@ def read_labelled(path: str | os.PathLike[str], n: int) -> tuple[np.ndarray, np.
     if row is not None:
         raise ValueError(f"{lines[row]}: first and second are the same response {pairs[row][0]}")
     return checked, np.array(labels, np.int64)
-
-
-def jsonl_records(path: str | os.PathLike[str]) -> Iterator[tuple[str, Any]]:
-    """(where, record) of every non-blank line of a UTF-8 JSONL file.
-
-    ``where`` names the file and the line. A line that is not JSON, or bytes that are not
-    UTF-8 text (a gzipped or binary file), is a ValueError naming the file.
-
-    Examples
-    --------
-    >>> import gzip, os, tempfile
-    >>> path = os.path.join(tempfile.mkdtemp(), "rows.jsonl")
-    >>> with open(path, "w") as file:
-    ...     _ = file.write('{"first": 0}\\n\\n[1, 2]\\n')
-    >>> [(where.rsplit(", ", 1)[1], record) for where, record in jsonl_records(path)]
-    [('line 1', {'first': 0}), ('line 3', [1, 2])]
-    >>> with open(path, "wb") as file:
-    ...     _ = file.write(gzip.compress(b'{"first": 0}'))
-    >>> list(jsonl_records(path))  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    ValueError: ...rows.jsonl, after line 0: not UTF-8 text (invalid start byte at byte 1 ...
-    """
-    with open(path, encoding="utf-8") as lines:
-        number = 0
-        try:
-            for number, line in enumerate(lines, start=1):
-                if line.strip():
-                    where = f"{path}, line {number}"
-                    try:
-                        record = json.loads(line)
-                    except json.JSONDecodeError as err:
-                        raise ValueError(f"{where}: not JSON ({err.msg})") from None
-                    yield where, record
-        except UnicodeDecodeError as err:
-            raise ValueError(
-                f"{path}, after line {number}: not UTF-8 text ({err.reason} at byte "
-                f"{err.start} of a block); a JSONL file is plain text (unpack a .gz first)"
-            ) from None
 
 
 def _row_index(record: dict[str, Any], key: str, n: int, where: str) -> int:

@@ -30,6 +30,7 @@ import torch
 from .._validation import pairs_tensor, real_vector
 from .annotation import batch_record, read_labelled
 from .dataset import Dataset
+from .json_files import jsonl_records
 
 # an annotator's answer about a pair: the left (first) response is better, the right, or neither
 FIRST, SECOND, TIE = "first", "second", "tie"
@@ -320,7 +321,8 @@ def merge_pull(
     Raises
     ------
     ValueError
-        If a pair id appears twice, or the labelled file is malformed (naming its line).
+        If a pair id appears twice, the labelled file is malformed (naming its line), or
+        an existing held file is not a UTF-8 JSONL file (naming it; left as it is).
 
     Examples
     --------
@@ -338,6 +340,10 @@ def merge_pull(
     labelled = Path(labelled)
     held_path = default_held(labelled) if held is None else Path(held)
     have_pairs, have_labels = read_labelled(labelled, dataset.n)
+    if held_path.is_file():
+        # replaced whole below: a file that is not JSONL (a wrong --held) is refused, not lost
+        for _ in jsonl_records(held_path):
+            pass
     winners = {
         pair_id(dataset, i, j): (i if label == 1 else j)
         for (i, j), label in zip(have_pairs.tolist(), have_labels.tolist(), strict=True)
@@ -402,34 +408,3 @@ def _replace(path: Path, text: str) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-
-
-def read_json(path: str | os.PathLike[str], what: str) -> Any:
-    """The JSON value of the file ``path``.
-
-    Parameters
-    ----------
-    path : path
-        The file.
-    what : str
-        Which file it is, for the error message (e.g. ``"Label Studio export"``).
-
-    Returns
-    -------
-    object
-        The parsed JSON.
-
-    Raises
-    ------
-    ValueError
-        Naming the file, if it cannot be read or is not JSON.
-    """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ValueError(f"cannot read the {what} {path}: {err.strerror or err}") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: the {what} is not JSON ({err.msg}, line {err.lineno})") from None

@@ -38,10 +38,10 @@ from .annotation_tools import (
     ToolPair,
     item_records,
     merge_pull,
-    read_json,
     tool_pair,
 )
 from .dataset import Dataset
+from .json_files import json_document
 
 QUESTION = "preference"
 LABELS = {FIRST: "Left is better", SECOND: "Right is better", TIE: "Tie"}
@@ -266,7 +266,7 @@ def pull_argilla(
     path = Path(source)
     if path.is_dir():
         path = path / RECORDS_FILE
-    records = read_json(path, "Argilla records file")
+    records = json_document(path, "Argilla records file")
     return merge_pull(dataset, _pairs_of_records(dataset, records, str(path)), labelled, held)
 
 

@@ -14,8 +14,6 @@ The file formats are described in ``docs/DATA.md``.
 
 from __future__ import annotations
 
-import gzip
-import json
 import os
 import zipfile
 import zlib
@@ -41,6 +39,7 @@ from .._validation import (
     real_vector,
     seed_argument,
 )
+from .json_files import jsonl_records
 from .npz_files import npz_member
 from .pairs import prompt_codes
 
@@ -1176,20 +1175,12 @@ def _check_length(
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    opener = gzip.open if path.suffix == ".gz" else open
     records = []
-    with opener(path, "rt", encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{number}: not valid JSON ({err.msg})") from err
-            for key in ("prompt", "response"):
-                if not isinstance(record, dict) or not isinstance(record.get(key), str):
-                    raise ValueError(f"{path}:{number}: missing text field {key!r}")
-            records.append(record)
+    for where, record in jsonl_records(path, compressed=path.suffix == ".gz"):
+        for key in ("prompt", "response"):
+            if not isinstance(record, dict) or not isinstance(record.get(key), str):
+                raise ValueError(f"{where}: missing text field {key!r}")
+        records.append(record)
     if not records:
         raise ValueError(f"{path}: no records")
     return records

@@ -37,6 +37,7 @@ from typing import Any
 
 from . import annotation_tools as tools
 from .dataset import Dataset
+from .json_files import json_document
 
 URL_VARIABLE = "LABEL_STUDIO_URL"
 TOKEN_VARIABLE = "LABEL_STUDIO_API_KEY"
@@ -306,7 +307,7 @@ def pull_label_studio(
     if (project is None) == (export is None):
         raise ValueError("give either project (a server's project title) or export (a file)")
     if export is not None:
-        tasks = tools.read_json(export, "Label Studio export")
+        tasks = json_document(export, "Label Studio export")
         source = str(export)
     else:
         assert project is not None

@@ -50,8 +50,9 @@ from .._validation import (
     labelled_pairs,
     pairs_tensor,
 )
-from .annotation import _row_index, jsonl_records
+from .annotation import _row_index
 from .dataset import Dataset, EmbeddingOptions, embed_texts, from_arrays
+from .json_files import jsonl_records
 from .npz_files import npz_member
 
 if TYPE_CHECKING:

@@ -17,8 +17,6 @@ A prompt keeps its messages (role, content), so that a chat template can render 
 
 from __future__ import annotations
 
-import gzip
-import json
 import math
 import os
 from collections.abc import Iterator
@@ -29,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from .._validation import describe
+from .json_files import jsonl_records
 from .preference_data import _datasets, _pyarrow
 
 __all__ = ["FORMS", "Messages", "TextRows", "prompt_text", "read_text_rows"]
@@ -127,7 +126,8 @@ def read_text_rows(path: str | os.PathLike[str]) -> TextRows:
         When ``path`` does not exist.
     ValueError
         Naming the file and line (or row) of a row that is malformed: a missing field, an
-        empty text, a form different from the first row's.
+        empty text, a form different from the first row's; or naming the file, when it is not
+        UTF-8 text (or, as ``.gz``, not whole gzip data).
     TypeError
         When ``path`` is not a path.
 
@@ -175,15 +175,7 @@ def _file_rows(path: Path) -> Iterator[tuple[str, Any]]:
             f"{path}: texts are read from a .jsonl, .jsonl.gz or .parquet file or a "
             "datasets.save_to_disk folder"
         )
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if line.strip():
-                where = f"{path}, line {number}"
-                try:
-                    yield where, json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{where}: not JSON ({err.msg})") from None
+    yield from jsonl_records(path, compressed=path.suffix == ".gz")
 
 
 class _Builder:

@@ -178,9 +178,40 @@ BAD_INPUTS = {
         lambda r: [*select_args(r)[:-2], "--out", str(r / "a-file" / "deeper" / "b.jsonl")],
         "--out {root}/a-file/deeper/b.jsonl: {root}/a-file is a file, not a folder",
     ),
-    "members beyond the memory": (
-        lambda r: fitting_args(r, "--ensemble", str(10**12)),
-        "ensemble=1000000000000 members of",
+    "model and batch one new file": (
+        lambda r: [*fitting_args(r)[:-2], "--model", str(r / "new.x"), "--out", str(r / "new.x")],
+        "--out and --model name the same file, {root}/new.x: writing --out would overwrite it",
+    ),
+    "batch into the labels yet to be made": (
+        lambda r: [*select_args(r)[:-2], "--out", str(r / "none.jsonl")],
+        "--out and --labelled name the same file, {root}/none.jsonl",
+    ),
+    "model file a folder": (
+        lambda r: fitting_args(r, "--model", str(r)),
+        "--model {root} is a folder: name a file in it",
+    ),
+    "empty batch path": (
+        lambda r: [*select_args(r)[:-2], "--out", ""],
+        "--out is empty: name the file to write",
+    ),
+    "labels and held one new file": (
+        lambda r: [
+            "import",
+            str(r / "small.npz"),
+            "--from",
+            "label-studio",
+            "--data",
+            str(r / "small.npz"),
+            "--labelled",
+            str(r / "pulled.jsonl"),
+            "--held",
+            str(r / "pulled.jsonl"),
+        ],
+        "--labelled and --held name the same file, {root}/pulled.jsonl",
+    ),
+    "members beyond what a selection takes": (  # refused before the fit, not after it
+        lambda r: fitting_args(r, "--ensemble", "65"),
+        "argument --ensemble: must be at most 64, the members a selection takes, got 65",
     ),
     "missing dataset": (
         lambda r: simulate_args(r, "missing.npz"),

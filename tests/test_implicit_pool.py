@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -373,3 +374,21 @@ def test_a_budget_beyond_the_pools_distinct_pairs_says_so():
         with pytest.raises(ValueError, match=rf"the implicit pool may hold only {distinct} dist"):
             run()
     assert len(arm.greedy_logdet(features, pool, distinct).indices) == distinct
+
+
+def test_the_stored_pairs_the_errors_suggest_are_taken():
+    """The expression an implicit pool's refusal suggests runs where the pool cannot (the
+    pool repeats pairs, which a stored pool may not)."""
+    rng = np.random.default_rng(4)
+    ids = np.arange(12) // 3
+    features = rng.normal(size=(12, 3)).astype(np.float32)
+    pool = arm.ImplicitPool.cross_prompt(ids, 200, seed=2)
+    with pytest.raises(ValueError, match=r"pass (np\.unique\(.*\)) for the others") as caught:
+        arm.select("coreset", features=features, pairs=pool, k=3)
+    suggestion = re.search(r"pass (np\.unique\(.*\)) for the others", str(caught.value))[1]
+    stored = eval(suggestion, {"np": np, "pairs": pool})  # the message's own words
+    assert len(stored) < len(pool) and len(np.unique(stored, axis=0)) == len(stored)
+    assert len(arm.select("coreset", features=features, pairs=stored, k=3).indices) == 3
+    # a cross-prompt pair counts against both its prompts: 4 prompts hold 2 pairs of quota 1
+    quota = {"per_prompt": 1, "prompt_ids": ids}
+    assert len(arm.select("coreset", features=features, pairs=stored, k=2, **quota).indices) == 2

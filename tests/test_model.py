@@ -379,3 +379,52 @@ def test_embeddings_that_overflow_the_layers_are_refused_not_made_nan():
         with pytest.raises(ValueError, match=r"overflow the reward model's float32 layers"):
             output(huge)
     assert np.isfinite(model.rewards(x * np.float32(1e30))).all()  # large but representable
+
+
+@pytest.mark.parametrize(
+    "settings", [{"lr": 1e30}, {"weight_decay": 1e30}, {"lr": 1e30, "val_fraction": 0.0}]
+)
+def test_a_fit_that_diverges_is_refused_and_the_weights_put_back(settings):
+    dataset = synthetic(12, 10, 4, 6, dim=4).train()
+    pairs = np.array([[i, i + 1] for i in range(0, dataset.n - 1, 2)])
+    labels = (dataset.gold[pairs[:, 0]] > dataset.gold[pairs[:, 1]]).astype(np.int64)
+    model = RewardModel(4, hidden=(8,), ensemble=2)
+    before = model.rewards(dataset.embeddings)
+    with pytest.raises(
+        ValueError, match=r"^the fit diverged: the training loss is nan at epoch \d+ \(lr="
+    ):
+        model.fit(dataset.embeddings, pairs, labels, **settings)
+    # the untrained weights, not NaN ones
+    np.testing.assert_array_equal(model.rewards(dataset.embeddings), before)
+
+
+@pytest.mark.parametrize("patience", [2**63 - 1, 2**63, 2**64, 10**30])
+def test_a_patience_of_every_epoch_or_more_never_stops_early(patience):
+    dataset = synthetic(12, 10, 4, 6, dim=4).train()
+    pairs = np.array([[i, i + 1] for i in range(0, dataset.n - 1, 2)])
+    labels = (dataset.gold[pairs[:, 0]] > dataset.gold[pairs[:, 1]]).astype(np.int64)
+
+    def fitted(patience: int) -> RewardModel:
+        return RewardModel(4, hidden=(8,)).fit(
+            dataset.embeddings, pairs, labels, epochs=30, patience=patience
+        )
+
+    model = fitted(patience)
+    assert len(model.history_.train_loss) == 30  # 2**63 used to wrap and stop after one
+    np.testing.assert_array_equal(
+        model.rewards(dataset.embeddings), fitted(30).rewards(dataset.embeddings)
+    )
+
+
+def test_files_that_are_not_saved_models_are_named(tmp_path):
+    (tmp_path / "text.pt").write_text("hello world")
+    (tmp_path / "passwd.pt").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    (tmp_path / "zeros.pt").write_bytes(bytes(1000))
+    np.savez(tmp_path / "arrays.npz", x=np.zeros(3))
+    for name in ("text.pt", "passwd.pt", "zeros.pt"):
+        with pytest.raises(ValueError, match=rf"{name} is not a saved RewardModel \(not a torch"):
+            RewardModel.load(tmp_path / name)
+    with pytest.raises(ValueError, match=r"arrays\.npz is not a saved RewardModel \("):
+        RewardModel.load(tmp_path / "arrays.npz")
+    with pytest.raises(ValueError, match="is a folder, not a saved RewardModel file"):
+        RewardModel.load(tmp_path)

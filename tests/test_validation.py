@@ -212,3 +212,43 @@ def test_seeds_beyond_64_bits_name_the_seed():
         ):
             make(2**70)
         make(2**64 - 1)  # the largest seed both generators take
+
+
+HUGE = 10**400  # an int no float64 holds
+
+
+@pytest.mark.parametrize(
+    "call, name",
+    [
+        (lambda F, P: arm.select("xtx", features=F, pairs=P, k=2, ridge=HUGE), "ridge"),
+        (lambda F, P: arm.greedy_logdet(F, P, 2, prior=HUGE), "prior"),
+        (lambda F, P: arm.LoopConfig(beta=HUGE), "beta"),
+        (lambda F, P: arm.LoopConfig(ridge=HUGE), "ridge"),
+        (lambda F, P: BTOracle(np.arange(8.0), beta=HUGE), "beta"),
+        (lambda F, P: RewardModel(4, hidden=(3,)).fit(F, P, np.ones(len(P)), lr=HUGE), "lr"),
+        (
+            lambda F, P: RewardModel(4, hidden=(3,)).fit(F, P, np.ones(len(P)), weight_decay=HUGE),
+            "weight_decay",
+        ),
+    ],
+)
+def test_integers_beyond_float64_name_the_argument(call, name):
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(8, 4)).astype(np.float32)
+    pairs = np.array([[i, j] for i in range(8) for j in range(i + 1, 8)])
+    with pytest.raises(ValueError, match=rf"^{name} must be within float64's range .* 401 digits"):
+        call(features, pairs)
+
+
+def test_lazy_of_an_array_and_rewards_of_three_axes_are_named():
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(8, 4)).astype(np.float32)
+    pairs = np.array([[i, j] for i in range(8) for j in range(i + 1, 8)])
+    with pytest.raises(
+        ValueError, match=r'lazy must be True, False or "auto", got array\(\[1, 2\]\)'
+    ):
+        arm.select("xtx", features=features, pairs=pairs, k=2, lazy=np.array([1, 2]))
+    with pytest.raises(
+        ValueError, match=r"rewards must have shape \(n,\) or \(E, n\), got \(1, 1, 8\)"
+    ):
+        arm.fisher_weights(np.zeros((1, 1, 8)), pairs)

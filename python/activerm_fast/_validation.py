@@ -405,7 +405,8 @@ def rewards_tensor(
     if t.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} must be float32 or float64, got {t.dtype}")
     if t.ndim not in (1, 2) or t.shape[-1] != n or (t.ndim == 2 and t.shape[0] == 0):
-        raise ValueError(f"{name} must have shape ({n},) or (E, {n}), got {tuple(t.shape)}")
+        width = "n" if n is None else n
+        raise ValueError(f"{name} must have shape ({width},) or (E, {width}), got {tuple(t.shape)}")
     same_device(t, name, device, reference)
     check_finite(t, name)  # before adding the member axis: the index is the caller's
     t = t.contiguous()
@@ -483,10 +484,34 @@ def positive_integer(k: Any, name: str) -> int:
     return int(k)
 
 
-def positive_scalar(x: Any, name: str) -> float:
+def real_number(x: Any, name: str) -> float:
+    """A real number (not a bool) as a float; an integer beyond float64's range is a
+    ValueError naming it, not float()'s OverflowError.
+
+    Examples
+    --------
+    >>> real_number(3, "ridge")
+    3.0
+    >>> real_number(10**400, "ridge")
+    Traceback (most recent call last):
+    ...
+    ValueError: ridge must be within float64's range (about 1.8e308), got a number of 401 digits
+    """
     if isinstance(x, bool) or not isinstance(x, numbers.Real):
         raise TypeError(f"{name} must be a number, got {type(x).__name__}")
-    value = float(x)
+    try:
+        return float(x)
+    except OverflowError:
+        seen = str(x)
+        if len(seen) > 24:  # an integer of hundreds of digits
+            seen = f"a number of {len(seen.lstrip('-'))} digits"
+        raise ValueError(
+            f"{name} must be within float64's range (about 1.8e308), got {seen}"
+        ) from None
+
+
+def positive_scalar(x: Any, name: str) -> float:
+    value = real_number(x, name)
     if not np.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a positive finite number, got {value}")
     return value
@@ -528,9 +553,7 @@ def prior_argument(
 
 def positive_or_infinite(x: Any, name: str) -> float:
     """A positive number, infinity included (e.g. a temperature whose limit is meaningful)."""
-    if isinstance(x, bool) or not isinstance(x, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {type(x).__name__}")
-    value = float(x)
+    value = real_number(x, name)
     if not value > 0:  # also refuses NaN
         raise ValueError(f"{name} must be a positive number or inf, got {x!r}")
     return value
@@ -538,8 +561,8 @@ def positive_or_infinite(x: Any, name: str) -> float:
 
 def lazy_argument(lazy: Any) -> bool | str:
     """The greedy sweep asked for: True (lazy), False (dense) or "auto"."""
-    if isinstance(lazy, bool) or lazy == "auto":
-        return "auto" if isinstance(lazy, str) else lazy
+    if isinstance(lazy, bool) or (isinstance(lazy, str) and lazy == "auto"):
+        return lazy
     raise ValueError(f'lazy must be True, False or "auto", got {lazy!r}')
 
 

@@ -56,7 +56,9 @@ def export(args: argparse.Namespace) -> int:
     Argilla dataset folder."""
     if args.batch is None:
         raise Failure(f"--to {args.to} sends a batch of pairs: give --batch (select's --out)")
-    prepare_outputs(args, ["--out"], ["--data", "--batch"])
+    # Label Studio's import file is a file; Argilla's dataset is a folder
+    files = ["--out"] if args.to == "label-studio" else []
+    prepare_outputs(args, ["--out"], ["--data", "--batch"], files=files)
     dataset = load_dataset(args.data)
     pairs = read_annotations(args.batch, dataset.n)[0]
     ties = not args.no_tie
@@ -97,7 +99,8 @@ def import_(args: argparse.Namespace) -> int:
     for flag, value in (("--data", args.data), ("--labelled", args.labelled)):
         if value is None:
             raise Failure(f"--from {args.from_} needs {flag}")
-    prepare_outputs(args, ["--labelled", "--held"], ["--data", "source"])
+    written = ["--labelled", "--held"]
+    prepare_outputs(args, written, ["--data", "source"], files=written)
     dataset = load_dataset(args.data)
     summary: PullSummary
     if args.from_ == "argilla":

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from .. import data
+from .._launch import MAX_MEMBERS
 from .._validation import first_line
 from ..data.preference_data import is_preference_path, load_preferences
 from ..selection.api import FEATURE_CHOICES, RIDGE_MODES
@@ -67,16 +68,22 @@ def report(err: Exception, *, quiet: bool = False) -> int:
 
 
 def prepare_outputs(
-    args: argparse.Namespace, written: Sequence[str], read: Sequence[str] = ()
+    args: argparse.Namespace,
+    written: Sequence[str],
+    read: Sequence[str] = (),
+    *,
+    files: Sequence[str] = (),
 ) -> None:
     """Check the ``written`` file arguments before any work, and make their folders.
 
-    A written file that names the same existing file or folder as another file argument
-    (``written`` or ``read``) is refused: writing it would destroy the other (labels
-    included). A written file whose folder cannot be made (a file stands in its path) or
-    written in is refused too, so that a fit or a selection never ends in a write that fails.
-    The folders of the others are made (``mkdir -p``). The arguments are given as the command
-    line names them (``"--out"``, or ``"source"`` for a positional one).
+    A written file that names the same file or folder as another file argument (``written``
+    or ``read``), existing or yet to be made, is refused: writing it would destroy the other
+    (labels included). So is an empty path, one of ``files`` (the written arguments that are
+    files, never folders) naming an existing folder, and a written file whose folder cannot
+    be made (a file stands in its path) or written in, so that a fit or a selection never
+    ends in a write that fails. The folders of the others are made (``mkdir -p``). The
+    arguments are given as the command line names them (``"--out"``, or ``"source"`` for a
+    positional one).
 
     Examples
     --------
@@ -99,14 +106,23 @@ def prepare_outputs(
         given = getattr(args, flag.lstrip("-").replace("-", "_"), None)
         return None if given is None else os.fspath(given)
 
+    def same(a: str, b: str) -> bool:
+        if os.path.exists(a) and os.path.exists(b):
+            return os.path.samefile(a, b)  # hard links and symbolic ones too
+        return os.path.realpath(a) == os.path.realpath(b)
+
     flags = [*written, *read]
     for at, flag in enumerate(written):
         out = value(flag)
-        if out is None or not os.path.exists(out):
-            continue  # a file yet to be made is no other argument's file
+        if out is None:
+            continue
+        if not out:
+            raise Failure(f"{flag} is empty: name the file to write")
+        if flag in files and os.path.isdir(out):
+            raise Failure(f"{flag} {out} is a folder: name a file in it")
         for other in flags[at + 1 :]:
             given = value(other)
-            if given is not None and os.path.exists(given) and os.path.samefile(out, given):
+            if given and same(out, given):
                 raise Failure(
                     f"{flag} and {other} name the same file, {out}: writing {flag} "
                     "would overwrite it"
@@ -134,6 +150,16 @@ def integer(text: str, least: int, what: str) -> int:
 
 def positive(text: str) -> int:
     return integer(text, 1, "positive")
+
+
+def ensemble_size(text: str) -> int:
+    """A member count a selection takes: 1 .. MAX_MEMBERS (refused before any fit)."""
+    value = integer(text, 1, "positive")
+    if value > MAX_MEMBERS:
+        raise argparse.ArgumentTypeError(
+            f"must be at most {MAX_MEMBERS}, the members a selection takes, got {text}"
+        )
+    return value
 
 
 def non_negative(text: str) -> int:

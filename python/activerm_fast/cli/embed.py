@@ -54,7 +54,7 @@ def add(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    prepare_outputs(args, ["--out"], ["--model", "--data"])
+    prepare_outputs(args, ["--out"], ["--model", "--data"], files=["--out"])
     world = _torchrun_world()
     if world > 1:
         import torch.distributed as dist

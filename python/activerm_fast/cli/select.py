@@ -36,6 +36,7 @@ from .common import (
     LAZY_CHOICES,
     Failure,
     design_arguments,
+    ensemble_size,
     load_dataset,
     non_negative,
     positive,
@@ -96,7 +97,7 @@ def add(commands: Any) -> None:
         f"stored; strategies {', '.join(IMPLICIT_STRATEGIES)}; a pair may repeat in the pool, "
         "never in the batch",
     )
-    sel.add_argument("--ensemble", type=positive, default=3)
+    sel.add_argument("--ensemble", type=ensemble_size, default=3)
     sel.add_argument(
         "--precision",
         choices=PRECISIONS,
@@ -131,7 +132,9 @@ def run(args: argparse.Namespace) -> int:
         raise Failure("--reward-head selects with the reward model's own head: drop --model")
     if args.implicit:
         _check_implicit(args)
-    prepare_outputs(args, ["--out", "--model"], ["--data", "--labelled"])
+    prepare_outputs(
+        args, ["--out", "--model"], ["--data", "--labelled"], files=["--out", "--model"]
+    )
     if _torchrun_world() > 1:
         return _select_sharded(args)
     if args.processes is not None and args.processes > 1:

@@ -9,14 +9,13 @@ and trained together: one batched matrix product per layer, never a Python loop 
 from __future__ import annotations
 
 import math
-import numbers
 import os
 import pickle
 import warnings
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
@@ -31,6 +30,7 @@ from .._validation import (
     labelled_pairs,
     positive_integer,
     positive_scalar,
+    real_number,
     seed_argument,
 )
 from .precision import resolve_precision
@@ -38,8 +38,18 @@ from .precision import resolve_precision
 _FORMAT = "activerm_fast.RewardModel"
 _FORMAT_VERSION = 1
 _INFERENCE_ROWS = 4096  # rows per forward chunk in rewards()/features(), to bound memory
-# what torch.load raises for a file that is not a readable torch.save archive
-_UNREADABLE = (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, zipfile.BadZipFile)
+# what torch.load raises for a zip archive that is not a readable torch.save one (a damaged
+# pickle inside raises whatever the unpickler meets first)
+_UNREADABLE = (
+    pickle.UnpicklingError,
+    RuntimeError,
+    EOFError,
+    ValueError,
+    zipfile.BadZipFile,
+    IndexError,
+    KeyError,
+    AttributeError,
+)
 
 
 @dataclass
@@ -177,6 +187,27 @@ class _Batches:
             batch = self._order[:, start:end]
             sides = self._at[:, 2 * start : 2 * start + 2 * batch.shape[1]]
             yield self._rows[:, rows_start:rows_end], sides, batch
+
+
+def _diverged(
+    params: list[torch.Tensor],
+    before: list[torch.Tensor],
+    epoch: int,
+    loss: float,
+    lr: float,
+    weight_decay: float,
+) -> NoReturn:
+    """Put the weights ``before`` (the start's, or the best held-out epoch's) back into
+    ``params`` and raise: weights that overflowed would make every later reward NaN or a tie,
+    and the restored weights of a held-out fit would be the untrained ones, silently."""
+    with torch.no_grad():
+        for p, kept in zip(params, before, strict=True):
+            p.requires_grad_(False)
+            p.copy_(kept)
+    raise ValueError(
+        f"the fit diverged: the training loss is {loss} at epoch {epoch + 1} (lr={lr:g}, "
+        f"weight_decay={weight_decay:g}); lower lr or weight_decay"
+    )
 
 
 class _Training:
@@ -522,11 +553,13 @@ class RewardModel:
         checked_pairs, y = torch.from_numpy(pairs_np), torch.from_numpy(labels_np)
         epochs = positive_integer(epochs, "epochs")
         batch_size = positive_integer(batch_size, "batch_size")
-        patience = positive_integer(patience, "patience")
+        # a patience of every epoch or more never stops early (and keeps the torch
+        # comparison below within int64)
+        patience = min(positive_integer(patience, "patience"), epochs)
         lr = positive_scalar(lr, "lr")
-        if not (isinstance(weight_decay, numbers.Real) and 0 <= weight_decay < math.inf):
+        if not 0 <= real_number(weight_decay, "weight_decay") < math.inf:
             raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
-        if not (isinstance(val_fraction, numbers.Real) and 0 <= val_fraction < 1):
+        if not 0 <= real_number(val_fraction, "val_fraction") < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
         run_seed = self.seed if seed is None else seed_argument(seed)
         resample = self.ensemble > 1 if bootstrap is None else bool(bootstrap)
@@ -584,6 +617,8 @@ class RewardModel:
                     training.step(loss.sum())
                     epoch_loss += loss.detach().sum() * batch.shape[1]
                 history.train_loss.append(float(epoch_loss) / order.size)
+                if not math.isfinite(history.train_loss[-1]):
+                    _diverged(params, best_params, epoch, history.train_loss[-1], lr, weight_decay)
                 if held_out is None:
                     continue
                 active = training.members.to(self.device)
@@ -699,18 +734,23 @@ class RewardModel:
         ValueError: ...model.pt is not a saved RewardModel (...)
         """
         device = device_argument(device)  # before the file: a bad device is no bad file
+        if os.path.isdir(path):
+            raise ValueError(f"{path} is a folder, not a saved RewardModel file")
+        if os.path.isfile(path) and not zipfile.is_zipfile(path):
+            # torch.save writes zip archives; anything else would reach the legacy unpickler
+            raise ValueError(f"{path} is not a saved RewardModel (not a torch.save archive)")
         try:
             with warnings.catch_warnings():  # e.g. pickle-protocol notes on foreign files
                 warnings.simplefilter("ignore")
                 saved = torch.load(path, map_location="cpu", weights_only=True)
-        except (
-            pickle.UnpicklingError,
-            RuntimeError,
-            EOFError,
-            ValueError,
-            zipfile.BadZipFile,
-        ) as err:
-            raise ValueError(f"{path} is not a saved RewardModel ({first_line(err)})") from err
+        except _UNREADABLE as err:
+            # not torch's advice to load unsafely (weights_only=False runs the file's code)
+            reason = (
+                "it holds objects other than tensors and plain data"
+                if isinstance(err, pickle.UnpicklingError)
+                else first_line(err)
+            )
+            raise ValueError(f"{path} is not a saved RewardModel ({reason})") from err
         if not isinstance(saved, dict) or saved.get("format") != _FORMAT:
             raise ValueError(f"{path} is not a saved RewardModel")
         if saved.get("version") != _FORMAT_VERSION:

@@ -132,18 +132,22 @@ def validated(strategy: str, **options: Unpack[SelectOptions]) -> SelectionInput
     )
 
 
+# an implicit pool's pairs, stored: each once (the pool may repeat one, a stored pool may not)
+_STORED = "np.unique(np.sort(pairs.materialize(), axis=1), axis=0)"
+
+
 def check_implicit(entry: Strategy, options: SelectOptions) -> None:
     """A ValueError for the options an implicit pool cannot run with."""
     if not entry.implicit:
         runs = sorted(name for name, s in STRATEGIES.items() if s.implicit)
         raise ValueError(
             f"strategy {entry.name!r} needs stored pairs; an implicit pool runs {runs} "
-            "(pass pairs.materialize() for the others)"
+            f"(pass {_STORED} for the others)"
         )
     if options.get("per_prompt") is not None:
-        raise ValueError("per_prompt needs stored pairs; pass pairs.materialize()")
+        raise ValueError(f"per_prompt needs stored pairs; pass {_STORED}")
     if options.get("ridge_mode", "absolute") != "absolute":
-        raise ValueError("ridge_mode='relative' needs stored pairs; pass pairs.materialize()")
+        raise ValueError(f"ridge_mode='relative' needs stored pairs; pass {_STORED}")
     if options.get("lazy", "auto") is True:
         raise ValueError("lazy=True needs stored pairs; an implicit pool runs the dense sweep")
 

@@ -262,6 +262,23 @@ def test_fisher_matrix_overflow_from_the_weights_names_the_weights(dtype):
     np.testing.assert_allclose(arm.fisher_matrix(wide, pairs, heavy), 3e38 * (d.T @ d), rtol=1e-12)
 
 
+@pytest.mark.parametrize(
+    "dtype, scale, weight", [(np.float32, 1.0, 1e308), (np.float64, 1e10, 1e300)]
+)
+def test_fisher_matrix_overflowing_float64_itself_names_features_and_weights(dtype, scale, weight):
+    """Where even the float64 sums overflow, neither input can be cleared: both are named
+    (the features were blamed alone, at weights of 1e308 and features of magnitude 2)."""
+    rng = np.random.default_rng(2)
+    features = (rng.normal(size=(8, 4)) * scale).astype(dtype)
+    pairs = np.array([[i, j] for i in range(8) for j in range(i + 1, 8)])
+    with pytest.raises(
+        ValueError,
+        match=rf"^fisher_matrix overflows {np.dtype(dtype).name}: features up to .* with weights "
+        r"up to .*; rescale either$",
+    ):
+        arm.fisher_matrix(features, pairs, np.full(len(pairs), weight))
+
+
 def test_float32_results_with_some_tiny_entries_are_kept():
     """Only a result wholly below float32's normal range is refused: tiny entries beside large
     ones round as float32 rounds them."""

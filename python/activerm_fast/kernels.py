@@ -111,6 +111,12 @@ def _representable(
         return f"{features}; rescale the features"
 
     if not bool(torch.isfinite(out).all()):
+        if not math.isfinite(largest) and heaviest > 1.0:
+            # overflowed in float64 itself: which of the two took it there cannot be told
+            raise ValueError(
+                f"{what} overflows {name}: features up to {f.abs().max().item():.3g} with "
+                f"weights up to {heaviest:.3g}; rescale either"
+            )
         unweighted = largest / heaviest if heaviest > 1.0 else math.inf
         raise ValueError(f"{what} overflows {name}: {culprit(unweighted <= limits.max)}")
     if 0.0 < largest < limits.tiny:

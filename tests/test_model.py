@@ -428,3 +428,14 @@ def test_files_that_are_not_saved_models_are_named(tmp_path):
         RewardModel.load(tmp_path / "arrays.npz")
     with pytest.raises(ValueError, match="is a folder, not a saved RewardModel file"):
         RewardModel.load(tmp_path)
+
+
+def test_a_saved_model_of_non_finite_weights_is_refused_when_loaded(tmp_path):
+    model = RewardModel(4, hidden=(3,))
+    path = tmp_path / "nan.pt"
+    model.save(path)
+    saved = torch.load(path, weights_only=True)
+    saved["parameters"][1][0, 2] = float("nan")
+    torch.save(saved, path)
+    with pytest.raises(ValueError, match=r"nan\.pt: not a valid saved RewardModel \(its weights"):
+        RewardModel.load(path)

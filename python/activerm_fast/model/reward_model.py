@@ -778,6 +778,9 @@ class RewardModel:
                             f"expected {tuple(p.shape)}"
                         )
                     p.copy_(value)
+                    if not bool(torch.isfinite(p).all()):
+                        # every reward would be NaN, blamed on the embeddings it meets
+                        raise ValueError("its weights are not all finite")
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"{path}: not a valid saved RewardModel ({first_line(err)})") from err
         return model

@@ -309,3 +309,27 @@ def test_pair_quadform_overflow_names_the_precision_beside_the_features():
         r"1e\+308; rescale either$",
     ):
         arm.pair_quadform(features, pairs, np.eye(3) * 1e308)
+
+
+@pytest.mark.parametrize("strategy", ["greedy_logdet", "xtx", "dopt-greedy", "dopt-topk"])
+def test_scores_no_float64_holds_are_refused_not_tied(strategy):
+    """Features of 1e-200 against a prior of 1e-3 make every d^T F0^-1 d about 1e-397, below
+    any float64: the picks were index order. Against a prior of 1e-300 they are the design of
+    features of scale 1 against 1e100 (both scaled by 1e-200, the prior by its square), and
+    features that are all equal tie."""
+    rng = np.random.default_rng(3)
+    features = rng.normal(size=(8, 4))
+    pairs = np.array([[i, j] for i in range(8) for j in range(i + 1, 8)])
+    rewards = rng.normal(size=8)
+
+    def picks(scale: float, prior: float) -> list[int]:
+        f = features * scale
+        if strategy == "greedy_logdet":
+            return arm.greedy_logdet(f, pairs, 3, prior=prior).indices.tolist()
+        chosen = arm.select(strategy, features=f, pairs=pairs, k=3, rewards=rewards, ridge=prior)
+        return chosen.indices.tolist()
+
+    with pytest.raises(ValueError, match=r"^every d\^T F0\^-1 d underflows float64: features up"):
+        picks(1e-200, 1e-3)
+    assert picks(1e-200, 1e-300) == picks(1.0, 1e100) != [0, 1, 2]
+    assert len(picks(0.0, 1e-3)) == 3  # equal features: nothing to underflow, every gain 0

@@ -425,7 +425,9 @@ def _blocked_gains(b: torch.Tensor, block: int) -> torch.Tensor:
 
 def quadforms(features: torch.Tensor, pairs: _launch.Pairs, prior: Prior) -> torch.Tensor:
     """d_k^T F^-1 d_k for every pair."""
-    return _start(features, pairs, prior, feature_scale(features, [prior]))[1]
+    scores = _start(features, pairs, prior, feature_scale(features, [prior]))[1]
+    _check_scores_representable(scores, features, [prior])
+    return scores
 
 
 # A chosen pair's running score may drift this far (relative) from its fresh value before the
@@ -800,7 +802,9 @@ def mask_repeats(scores: torch.Tensor, pairs: _launch.Pairs, picked: torch.Tenso
 
 def _check_start(scores: torch.Tensor, problem: GreedyProblem) -> None:
     """Every available pair's d^T F0^-1 d must be a finite number (pair 0 of ``scores`` is
-    global pair ``problem.first_index``)."""
+    global pair ``problem.first_index``), and not every one zero because the features are too
+    small for float64 to hold any (every gain would tie at 0, and the picks be index order)."""
+    _check_scores_representable(scores, problem.members, problem.priors)
     # starting scores are sums of squares (NaN: excluded), so +inf is the only infinity;
     # torch.isinf would compare |scores| and hold a copy of them (8 more bytes per pair)
     bad = scores == math.inf
@@ -811,6 +815,28 @@ def _check_start(scores: torch.Tensor, problem: GreedyProblem) -> None:
             f"to {problem.members.abs().max().item():.3g} against "
             f"{problem.priors[member].describe()}; rescale the features or raise the prior"
         )
+
+
+def _check_scores_representable(
+    scores: torch.Tensor, features: torch.Tensor, priors: Sequence[Prior]
+) -> None:
+    """Scores d^T F0^-1 d all zero are the features' own (every pair compares equal features)
+    unless the features are so small against the prior that no score could be a float64:
+    then a ValueError, not a selection of ties."""
+    if bool((scores > 0).any()):  # NaN (excluded) compares false
+        return
+    top = _largest_magnitude(features) if features.numel() else 0.0
+    if top == 0.0:
+        return
+    dims = features.shape[-1]
+    # |d|^2 / lambda bounds every score of a ridge prior (lambda its smallest diagonal entry)
+    for prior in priors:
+        low = prior.magnitudes()[0]
+        if math.ldexp(dims * (2 * top) ** 2 / low, 52) < sys.float_info.min:
+            raise ValueError(
+                f"every d^T F0^-1 d underflows float64: features up to {top:.3g} against "
+                f"{prior.describe()}; rescale the features (or use ridge_mode='relative')"
+            )
 
 
 def _raise_step_error(

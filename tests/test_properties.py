@@ -195,6 +195,17 @@ def quadform_overflows(members, rows: np.ndarray, floor: float) -> bool:
         return not largest / floor < 1e300
 
 
+def scores_underflow(members, top: float) -> bool:
+    """Whether no d^T F0^-1 d could be told from 0 in float64, d (2 max|phi|)^2 / lambda_max(F0)
+    below 2^-1074 (a bound of every score's bound): only there may the engine refuse features
+    too small for the prior, rather than rank ties."""
+    largest = max(float(np.abs(f).max(initial=0.0)) for f in members)
+    if largest == 0.0 or not top > 0:
+        return False
+    dims = members[0].shape[-1]
+    return math.log2(dims) + 2 * math.log2(2 * largest) - math.log2(top) < -1074
+
+
 def attempt(call):
     """The call's result, or the exception it raised (the properties judge it)."""
     try:
@@ -418,8 +429,10 @@ def test_greedy_logdet_properties(problem):
     note(f"information ratio {ratio:.3g}")
     matrix = np.ndim(prior) > 0
     # a matrix prior is factored by Cholesky: it may be refused when ill-conditioned as given
-    refusable = quadform_overflows([features], pairs, floor) or (
-        matrix and top / floor >= RATIO_LIMIT
+    refusable = (
+        quadform_overflows([features], pairs, floor)
+        or scores_underflow([features], top)
+        or (matrix and top / floor >= RATIO_LIMIT)
     )
     sel = attempt(
         lambda: arm.greedy_logdet(features, pairs, k, weights=weights, prior=prior, exclude=exclude)
@@ -474,7 +487,7 @@ def strategy_problems(draw, scales=None, ridges=RIDGES):
 def strategy_conditions(name, features, pairs, rewards, labelled, ridge):
     """(information ratio, whether a refusal is acceptable).
 
-    Greedy strategies run on the engine (refusal only where a d^T F0^-1 d overflows) unless
+    Greedy strategies run on the engine (refusal only where a d^T F0^-1 d overflows, or every one underflows) unless
     past-aware with labelled pairs: then F0 is formed and factored explicitly, like the pool
     Fisher matrix of the top-k rules and the batch objective of the other strategies, and may be
     refused once the information exceeds the ridge by RATIO_LIMIT."""
@@ -484,7 +497,11 @@ def strategy_conditions(name, features, pairs, rewards, labelled, ridge):
     ratio = information_ratio(members, rows, weight, ridge, ridge)
     past = name in PAST_AWARE and labelled is not None and len(labelled) > 0
     explicit = name not in GREEDY_STRATEGIES or past
-    refusable = quadform_overflows(members, pairs, ridge) or (explicit and ratio >= RATIO_LIMIT)
+    refusable = (
+        quadform_overflows(members, pairs, ridge)
+        or scores_underflow(members, ridge)
+        or (explicit and ratio >= RATIO_LIMIT)
+    )
     return ratio, refusable
 
 
@@ -583,7 +600,8 @@ def test_extreme_magnitudes_return_or_refuse_cleanly(problem):
         assert gains.shape == (k,)
         assert np.all(np.isfinite(gains)) and np.isfinite(sel.logdet)
     out = attempt(lambda: arm.greedy_logdet(flat, pairs, k, prior=ridge))
-    if check_outcome(out, "greedy_logdet", quadform_overflows([flat], pairs, ridge)):
+    unrepresentable = quadform_overflows([flat], pairs, ridge) or scores_underflow([flat], ridge)
+    if check_outcome(out, "greedy_logdet", unrepresentable):
         assert_valid_batch(out.indices, k, len(pairs), None)
         gains = np.asarray(out.gains)
         assert np.all(np.isfinite(gains)) and np.all(gains >= 0) and np.isfinite(out.logdet)

@@ -425,9 +425,7 @@ def _blocked_gains(b: torch.Tensor, block: int) -> torch.Tensor:
 
 def quadforms(features: torch.Tensor, pairs: _launch.Pairs, prior: Prior) -> torch.Tensor:
     """d_k^T F^-1 d_k for every pair."""
-    scores = _start(features, pairs, prior, feature_scale(features, [prior]))[1]
-    _check_scores_representable(scores, features, [prior])
-    return scores
+    return _start(features, pairs, prior, feature_scale(features, [prior]))[1]
 
 
 # A chosen pair's running score may drift this far (relative) from its fresh value before the
@@ -646,7 +644,7 @@ def greedy_engine(problem: GreedyProblem, steps: int = 0) -> tuple[_launch.Greed
         scores = torch.stack([start[1] for start in starts], dim=1).contiguous()
     if problem.excluded is not None:
         scores[problem.excluded] = math.nan
-    _check_start(scores, problem)
+    _check_start(scores, problem, steps)
     quota = None
     if problem.quota is not None:
         assert isinstance(pairs, torch.Tensor)  # validated: a quota needs stored pairs
@@ -800,11 +798,12 @@ def mask_repeats(scores: torch.Tensor, pairs: _launch.Pairs, picked: torch.Tenso
         scores[start : start + len(rows)][repeated] = math.nan
 
 
-def _check_start(scores: torch.Tensor, problem: GreedyProblem) -> None:
+def _check_start(scores: torch.Tensor, problem: GreedyProblem, steps: int) -> None:
     """Every available pair's d^T F0^-1 d must be a finite number (pair 0 of ``scores`` is
-    global pair ``problem.first_index``), and not every one zero because the features are too
-    small for float64 to hold any (every gain would tie at 0, and the picks be index order)."""
-    _check_scores_representable(scores, problem.members, problem.priors)
+    global pair ``problem.first_index``), and where ``steps`` picks must rank them, not every
+    one zero because the features are too small for float64 to hold any (every gain would tie
+    at 0, and the picks be index order)."""
+    check_scores_representable(scores, problem.members, problem.priors, steps)
     # starting scores are sums of squares (NaN: excluded), so +inf is the only infinity;
     # torch.isinf would compare |scores| and hold a copy of them (8 more bytes per pair)
     bad = scores == math.inf
@@ -817,22 +816,35 @@ def _check_start(scores: torch.Tensor, problem: GreedyProblem) -> None:
         )
 
 
-def _check_scores_representable(
-    scores: torch.Tensor, features: torch.Tensor, priors: Sequence[Prior]
+def check_scores_representable(
+    scores: torch.Tensor,
+    features: torch.Tensor,
+    priors: Sequence[Prior],
+    k: int,
+    excluded: torch.Tensor | None = None,
 ) -> None:
     """Scores d^T F0^-1 d all zero are the features' own (every pair compares equal features)
     unless the features are so small against the prior that no score could be a float64:
-    then a ValueError, not a selection of ties."""
-    if bool((scores > 0).any()):  # NaN (excluded) compares false
+    then, where ``k`` picks must rank the available pairs, a ValueError, not ties taken in
+    index order (picking every pair needs no ranking, and its gains of 0 are rounded right).
+    The pairs ``excluded`` (a (P,) mask) or of NaN scores are not available."""
+    if bool((scores > 0).any()):  # NaN compares false
+        return
+    available = scores == scores  # not NaN
+    available = available.any(dim=1) if available.ndim == 2 else available
+    if excluded is not None:
+        available &= ~excluded
+    if k >= int(available.sum()):
         return
     top = _largest_magnitude(features) if features.numel() else 0.0
     if top == 0.0:
         return
     dims = features.shape[-1]
-    # |d|^2 / lambda bounds every score of a ridge prior (lambda its smallest diagonal entry)
+    # |d|^2 / lambda bounds every score of a ridge prior (lambda its smallest diagonal entry),
+    # in log2: below 2^-1074, the least subnormal, no score could be told from 0
     for prior in priors:
         low = prior.magnitudes()[0]
-        if math.ldexp(dims * (2 * top) ** 2 / low, 52) < sys.float_info.min:
+        if math.log2(dims) + 2 * math.log2(2 * top) - math.log2(low) < -1074:
             raise ValueError(
                 f"every d^T F0^-1 d underflows float64: features up to {top:.3g} against "
                 f"{prior.describe()}; rescale the features (or use ridge_mode='relative')"

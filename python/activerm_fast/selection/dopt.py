@@ -24,7 +24,9 @@ def _dopt_topk(inputs: SelectionInputs, k: int, past: bool) -> Selection:
     design = _design.Prior.of_information(
         matrix + inputs.information(past), inputs.ridge, "the pool's Fisher information"
     )
-    return top(inputs, w * _design.quadforms(inputs.features, inputs.pairs, design), k)
+    scores = _design.quadforms(inputs.features, inputs.pairs, design)
+    _design.check_scores_representable(scores, inputs.features, [design], k, inputs.excluded)
+    return top(inputs, w * scores, k)
 
 
 def _greedy(

@@ -13,6 +13,7 @@ from ..data.preference_data import (
     ExportSummary,
     export_preferences,
     import_preferences,
+    output_kind,
     read_annotations,
     read_simulation_labels,
 )
@@ -47,7 +48,8 @@ def add(commands: Any) -> None:
     exp.add_argument("--batch", help="a batch of select to send (--to label-studio or argilla)")
     exp.add_argument(
         "--out",
-        help=".jsonl, .parquet, or a folder (datasets.save_to_disk); a tool's file or folder",
+        help=".jsonl, .parquet, or a new folder (datasets.save_to_disk; a previous export's is "
+        "replaced); a tool's file or folder",
     )
     exp.add_argument(
         "--form",
@@ -103,6 +105,7 @@ def export(args: argparse.Namespace) -> int:
         raise Failure("one of the arguments --labelled --run is required")
     if args.out is None:
         raise Failure("the following arguments are required: --out")
+    output_kind(args.out, "--out")  # an empty or occupied --out fails before the dataset loads
     prepare_outputs(args, ["--out"], ["--data", "--labelled", "--run"])
     dataset = load_dataset(args.data)
     if args.labelled is not None:
@@ -141,6 +144,7 @@ def import_(args: argparse.Namespace) -> int:
         return annotation_tools.import_(args)
     if args.source is None or args.out is None:
         raise Failure("the following arguments are required: source, --out")
+    output_kind(args.out, "--out")
     prepare_outputs(args, ["--out"], ["source", "--model"])
     with optional_packages():
         dataset, summary = import_preferences(

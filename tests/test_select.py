@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import decimal
+
 import numpy as np
 import oracles
 import pytest
@@ -86,6 +88,43 @@ def test_entropy_and_max_gap_follow_the_reward_gap(rng):
     np.testing.assert_array_equal(entropy.indices, np.argsort(gap, kind="stable")[:30])
     max_gap = arm.select("max-gap", features=features, pairs=pool, k=30, rewards=rewards)
     np.testing.assert_array_equal(max_gap.indices, np.argsort(-gap, kind="stable")[:30])
+
+
+def entropy_reference(rewards: np.ndarray, pool: np.ndarray, k: int) -> list[int]:
+    """The k pairs of ensemble-mean preference probability p nearest 1/2, in 50 digits: the
+    largest q = min(p, 1 - p), both sums of sigmoids taken directly (no 1 - p cancels), ties to
+    the lowest position."""
+    members = np.atleast_2d(rewards)
+    scores = []
+    with decimal.localcontext(decimal.Context(prec=50, Emin=-(10**9), Emax=10**9)):
+        for i, j in pool.tolist():
+            gaps = [decimal.Decimal(float(r[i])) - decimal.Decimal(float(r[j])) for r in members]
+            p = sum(1 / (1 + (-g).exp()) for g in gaps)
+            scores.append(min(p, sum(1 / (1 + g.exp()) for g in gaps)))
+    return sorted(range(len(pool)), key=lambda t: (-scores[t], t))[:k]
+
+
+ENTROPY_SCALES = [m * 10.0**e for e in range(-3, 7) for m in (1.0, 3.0)]
+
+
+@pytest.mark.parametrize("scale", ENTROPY_SCALES)
+def test_entropy_ranks_the_same_at_every_reward_scale(scale):
+    """At 1e4 every sigmoid of the gaps rounded to 1 and the picks were the index order
+    [0, 1, 2]; at 1e-3 .. 1e6 they follow the gap as the 50-digit reference does."""
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(8, 4)).astype(np.float32)
+    pool = arm.pairs.all_pairs(8)
+    one = features[:, 0].astype(float) * scale
+    sel = arm.select("entropy", features=features, pairs=pool, k=3, rewards=one)
+    assert sel.indices.tolist() == entropy_reference(one, pool, 3) == [9, 12, 24]
+    # members that agree on every pair's order (positive multiples of one reward)
+    agreeing = np.array([1.0, 0.5, 2.0])[:, None] * one
+    sel = arm.select("entropy", features=features, pairs=pool, k=10, rewards=agreeing)
+    assert sel.indices.tolist() == entropy_reference(agreeing, pool, 10)
+    if scale <= 30:  # beyond, members that disagree leave p within rounding of k/E for many
+        members = rng.normal(size=(3, 8)) * scale
+        sel = arm.select("entropy", features=features, pairs=pool, k=10, rewards=members)
+        assert sel.indices.tolist() == entropy_reference(members, pool, 10)
 
 
 def test_random_is_seeded_and_uniform_over_available(problem):
@@ -282,6 +321,34 @@ def test_coreset_is_farthest_first_k_center(rng):
         sel.indices,
         ref.coreset(flat, disjoint, 25, labelled=disjoint[:2], exclude=np.arange(300) < 2),
     )
+
+
+@pytest.mark.parametrize(
+    "dtype, scales",
+    [
+        ("float64", [1e-170, 1e-150, 1e-20, 1e20, 1e150, 1e160, 1e250]),
+        ("float32", [1e-30, 1e-12, 1e12, 1e30]),
+    ],
+)
+def test_coreset_picks_the_same_at_every_feature_scale(dtype, scales):
+    """At 1e160 (squares beyond float64) and 1e-170 (squares below it) every distance tied
+    and the picks became [23, 0, 1], the index order after the seeded first pair."""
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(8, 4))
+    pool = arm.pairs.all_pairs(8)
+    unit = arm.select("coreset", features=features.astype(dtype), pairs=pool, k=6)
+    assert unit.indices.tolist()[:3] == [23, 2, 15]
+    for scale in scales:
+        scaled = (features * scale).astype(dtype)
+        sel = arm.select("coreset", features=scaled, pairs=pool, k=6)
+        assert sel.indices.tolist() == unit.indices.tolist(), scale
+    # labelled pairs as the first centres; a ridge that follows the scale for the batch's
+    # reported D-optimal objective, which float64 holds up to about 1e150
+    past = dict(pairs=pool, k=6, labelled=pool[[3, 7]], ridge_mode="relative")
+    unit = arm.select("coreset", features=features.astype(dtype), **past)
+    for scale in [s for s in scales if 1e-150 <= s <= 1e150]:
+        sel = arm.select("coreset", features=(features * scale).astype(dtype), **past)
+        assert sel.indices.tolist() == unit.indices.tolist(), scale
 
 
 def test_ensemble_dopt_greedy_matches_brute_force(rng, kind):

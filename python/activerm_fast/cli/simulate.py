@@ -13,7 +13,13 @@ from ..data.pairs import POOLS
 from ..model.precision import PRECISIONS
 from ..selection.api import STRATEGIES, UNCERTAINTY
 from ..simulation.loop import LoopConfig
-from ..simulation.simulate import format_table, format_verdicts, simulate, usable_cores
+from ..simulation.simulate import (
+    _listed_once,
+    format_table,
+    format_verdicts,
+    simulate,
+    usable_cores,
+)
 from .common import Failure, design_arguments, load_dataset, positive, positive_or_inf
 
 DEFAULT_STRATEGIES = (
@@ -109,6 +115,7 @@ def _plotter() -> Callable[..., Path]:
 
 
 def run(args: argparse.Namespace) -> int:
+    _listed_once(args.strategies, "--strategies")  # in the flag's name, before any work
     learning_curves = _plotter()
     out = Path(args.out)
     if out.exists() and not out.is_dir():

@@ -17,8 +17,6 @@ from __future__ import annotations
 import math
 import numbers
 import os
-import zipfile
-import zlib
 from collections.abc import Sequence
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
@@ -33,7 +31,6 @@ from .._validation import (
     boolean_mask,
     describe,
     embeddings_tensor,
-    first_line,
     integer_vector,
     labelled_pairs,
     positive_integer,
@@ -43,7 +40,7 @@ from .._validation import (
     seed_argument,
 )
 from .json_files import jsonl_records
-from .npz_files import npz_member
+from .npz_files import read_npz
 from .pairs import prompt_codes
 
 ARENA_BENCH = "arena-bench"
@@ -563,7 +560,7 @@ def load(
             f"no dataset named {str(name_or_path)!r}: not a packaged dataset ({ARENA_BENCH!r}) "
             "and no such file"
         )
-    arrays = _read_npz(path)
+    arrays = read_npz(path)
     if "rewards" in arrays and "gold" in arrays:
         raise ValueError(f"{path}: has both 'gold' and 'rewards'; keep one (they are aliases)")
     if "rewards" in arrays:
@@ -598,27 +595,6 @@ def _packed_texts(arrays: dict[str, np.ndarray], path: Path) -> dict[str, list[s
         names = [str(name) for name in arrays.pop("model_names")]
         texts["models"] = [names[k] for k in arrays.pop("model_ids").tolist()]
     return texts
-
-
-def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    """Every array of a .npz file; a file that is not one (truncated, corrupt, pickled object
-    arrays, a single .npy) is a ValueError naming it."""
-    try:
-        with open(path, "rb") as file:  # closed however np.load fails
-            head = file.read(6)
-            if not head.startswith(b"PK") and head != b"\x93NUMPY":
-                # np.load takes anything else for a pickle and suggests loading it unsafely
-                raise ValueError("not a zip archive or a .npy array")
-            file.seek(0)
-            loaded = np.load(file, allow_pickle=False)
-            if not isinstance(loaded, np.lib.npyio.NpzFile):
-                raise ValueError(f"found a single {describe(loaded)}, not named arrays")
-            with loaded as archive:
-                return {key: npz_member(archive, key) for key in archive.files}
-    except (ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as err:
-        # object arrays refused without pickle, a truncated or corrupt archive, not an npz
-        reason = first_line(err)
-        raise ValueError(f"{path}: cannot read as a .npz of plain arrays ({reason})") from err
 
 
 def synthetic(
@@ -1113,7 +1089,7 @@ def _load_arena_bench(test_fraction: float, seed: int) -> Dataset:
         raise FileNotFoundError(
             f"the packaged dataset file {ARENA_BENCH_FILE} is missing from this installation"
         )
-    z = _read_npz(ARENA_BENCH_FILE)
+    z = read_npz(ARENA_BENCH_FILE)
     prompt_ids = z["prompt_ids"].astype(np.int64)
     embeddings = np.concatenate(
         [z["prompt_embeddings"][prompt_ids], z["response_embeddings"]], axis=1

@@ -8,9 +8,14 @@ the header declares before it reads, so a header of 10**14 elements would end in
 from __future__ import annotations
 
 import math
+import os
+import zipfile
+import zlib
 from typing import IO
 
 import numpy as np
+
+from .._validation import describe, first_line
 
 
 def npy_header(file: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:
@@ -99,3 +104,44 @@ def npz_member(archive: np.lib.npyio.NpzFile, key: str) -> np.ndarray:
             f"{key} of shape {shape} ({declared:,} bytes) does not fit in the memory left"
         ) from None
     return array
+
+
+def read_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """Every array of a .npz file, each read by :func:`npz_member`.
+
+    Raises
+    ------
+    ValueError
+        Naming the file, if it is not a .npz of plain arrays (truncated, corrupt, pickled
+        object arrays, a single .npy, a header declaring more than it holds).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "arrays.npz")
+    >>> np.savez(path, gold=np.arange(2.0))
+    >>> read_npz(path)["gold"].tolist()
+    [0.0, 1.0]
+    >>> with open(path, "wb") as file:
+    ...     _ = file.write(b"not an archive")
+    >>> read_npz(path)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: ...arrays.npz: cannot read as a .npz of plain arrays (not a zip archive or a ...
+    """
+    try:
+        with open(path, "rb") as file:  # closed however np.load fails
+            head = file.read(6)
+            if not head.startswith(b"PK") and head != b"\x93NUMPY":
+                # np.load takes anything else for a pickle and suggests loading it unsafely
+                raise ValueError("not a zip archive or a .npy array")
+            file.seek(0)
+            loaded = np.load(file, allow_pickle=False)
+            if not isinstance(loaded, np.lib.npyio.NpzFile):
+                raise ValueError(f"found a single {describe(loaded)}, not named arrays")
+            with loaded as archive:
+                return {key: npz_member(archive, key) for key in archive.files}
+    except (ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as err:
+        # object arrays refused without pickle, a truncated or corrupt archive, not an npz
+        reason = first_line(err)
+        raise ValueError(f"{path}: cannot read as a .npz of plain arrays ({reason})") from err

@@ -36,10 +36,14 @@ def _coreset(inputs: SelectionInputs, k: int) -> Selection:
     are the first centres; without them, a seeded random pair). A comparison does not depend
     on its orientation, so the distance of d_k to a centre c is min ||d_k -+ d_c||, and
     ||d_k - d_c||^2 = ||d_k||^2 + ||d_c||^2 - 2 |d_k.d_c| with d_k.d_c = (Phi d_c)_i -
-    (Phi d_c)_j: per-response quantities only, no (P, d) array."""
-    f = inputs.features64
+    (Phi d_c)_j: per-response quantities only, no (P, d) array. The features are read times
+    the power of two that brings the largest into [1/2, 1): exact, so the picks are those of
+    any scale, and no square of an extreme feature overflows or underflows (every distance
+    would tie at inf or 0)."""
+    scale = _design.feature_scale(inputs.features)
+    f = inputs.features64 * scale
     i, j = inputs.pairs[:, 0].long(), inputs.pairs[:, 1].long()
-    norms = _launch.pair_quadform(inputs.features, inputs.pairs, None, 1.0)
+    norms = _launch.pair_quadform(inputs.features, inputs.pairs, None, 1.0, feature_scale=scale)
     nearest = torch.full_like(norms, torch.inf)
 
     def absorb(centres: torch.Tensor) -> None:

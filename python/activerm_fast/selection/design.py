@@ -798,12 +798,11 @@ def mask_repeats(scores: torch.Tensor, pairs: _launch.Pairs, picked: torch.Tenso
         scores[start : start + len(rows)][repeated] = math.nan
 
 
-def _check_start(scores: torch.Tensor, problem: GreedyProblem, steps: int) -> None:
+def _check_start(scores: torch.Tensor, problem: GreedyProblem, steps: int = 0) -> None:
     """Every available pair's d^T F0^-1 d must be a finite number (pair 0 of ``scores`` is
     global pair ``problem.first_index``), and where ``steps`` picks must rank them, not every
     one zero because the features are too small for float64 to hold any (every gain would tie
     at 0, and the picks be index order)."""
-    check_scores_representable(scores, problem.members, problem.priors, steps)
     # starting scores are sums of squares (NaN: excluded), so +inf is the only infinity;
     # torch.isinf would compare |scores| and hold a copy of them (8 more bytes per pair)
     bad = scores == math.inf
@@ -814,6 +813,8 @@ def _check_start(scores: torch.Tensor, problem: GreedyProblem, steps: int) -> No
             f"to {problem.members.abs().max().item():.3g} against "
             f"{problem.priors[member].describe()}; rescale the features or raise the prior"
         )
+    if not bool((scores > 0).any()):  # rare: only then are the features' magnitudes read
+        check_scores_representable(scores, problem.members, problem.priors, steps)
 
 
 def check_scores_representable(

@@ -3,6 +3,8 @@ gap, BALD and BAL-PM."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ..kernels import Selection
@@ -13,9 +15,20 @@ from .registry import batch_selection, register, top
 
 @register("entropy", "preference probability nearest 1/2", needs_rewards=True, needs_model=True)
 def _entropy(inputs: SelectionInputs, k: int) -> Selection:
-    # the ensemble-mean preference probability nearest 1/2 (smallest |r_i - r_j| for one member)
-    p = torch.sigmoid(inputs.reward_gaps()).mean(dim=0)
-    return top(inputs, -(p - 0.5).abs(), k)
+    """The ensemble-mean preference probability p nearest 1/2 (the smallest |r_i - r_j| for
+    one member), ranked by a score that rises with q = 1/2 - |p - 1/2| and is accurate at any
+    reward scale: -2 |p - 1/2| = -|mean_e tanh(g_e / 2)| while q >= 1/4 (exact near 1/2),
+    below that -1/2 + log 4q from log-sigmoids (tanh and sigmoid round to +-1 beyond a gap of
+    about 40, where every confident pair would tie)."""
+    gaps = inputs.reward_gaps()
+    spread = torch.tanh(gaps / 2).mean(dim=0).abs()
+    logsigmoid = torch.nn.functional.logsigmoid
+    log_members = math.log(gaps.shape[0])
+    log_q = torch.minimum(
+        torch.logsumexp(logsigmoid(gaps), dim=0), torch.logsumexp(logsigmoid(-gaps), dim=0)
+    ).sub_(log_members)
+    score = torch.where(spread <= 0.5, -spread, log_q.add_(math.log(4.0) - 0.5))
+    return top(inputs, score, k)
 
 
 @register("max-gap", "largest predicted reward gap", needs_rewards=True, needs_model=True)

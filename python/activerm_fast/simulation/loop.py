@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,17 +18,23 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import _launch
 from .._threads import free_core_threads
 from .._validation import (
     available_count,
+    describe,
+    first_line,
     known_name,
+    labelled_pairs,
     positive_integer,
     positive_or_infinite,
     positive_scalar,
     seed_argument,
 )
 from ..data.dataset import Dataset
-from ..data.pairs import POOLS, candidate_pool
+from ..data.json_files import json_document
+from ..data.npz_files import read_npz
+from ..data.pairs import POOLS, candidate_pool, cross_pair_count
 from ..model import metrics
 from ..model.precision import resolve_precision
 from ..model.reward_model import RewardModel
@@ -211,8 +217,9 @@ class ActiveLoop:
     Raises
     ------
     ValueError
-        If the strategy is unknown, the dataset lacks training or test prompts, or its test
-        rows have nothing to evaluate on.
+        If the strategy is unknown, the dataset lacks training or test prompts, its test rows
+        have nothing to evaluate on, or a round's candidate pool would hold fewer than
+        ``config.per_round`` pairs.
 
     Examples
     --------
@@ -227,6 +234,10 @@ class ActiveLoop:
     [(1, 4, 50), (2, 8, 50)]
     >>> -1 <= records[-1]["spearman"] <= 1
     True
+    >>> arm.ActiveLoop(data, "random", arm.LoopConfig(per_round=40, pool="within"))
+    Traceback (most recent call last):
+    ...
+    ValueError: round 1: the candidate pool holds 36 pairs (6 prompts of 4 responses), fewer ...
     """
 
     def __init__(
@@ -257,8 +268,76 @@ class ActiveLoop:
         self.oracle = oracle or _default_oracle(self.train, self.config.beta, self.seed)
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
         self.model: RewardModel | None = None
+        self._check_pools(self.seed)  # what a round would refuse hours in, refused now
         # each training response's prompt feature, for strategies that spread over prompts
         self.prompt_features = prompt_features_for(self.strategy, self.train)
+
+    # ---- checks before the first round ---------------------------------------------------
+
+    def _check_strategy(self, strategy: str) -> None:
+        """A ValueError for a strategy that would fail in its first model-based round (the
+        second: the first is random for every strategy), naming the setting to change."""
+        if strategy == "random":  # its rounds never read the model
+            return
+        config, entry = self.config, STRATEGIES[strategy]
+        if config.ensemble > _launch.MAX_MEMBERS:
+            raise ValueError(
+                f"strategy {strategy!r} takes the rewards of at most {_launch.MAX_MEMBERS} "
+                f"ensemble members, got ensemble={config.ensemble}; lower ensemble (--ensemble)"
+            )
+        if entry.needs_ensemble and config.uncertainty == "ensemble" and config.ensemble < 2:
+            raise ValueError(
+                f"strategy {strategy!r} needs rewards of an ensemble of at least 2 members, got "
+                f"{config.ensemble} (ensemble={config.ensemble}); raise ensemble or use "
+                "uncertainty='laplace' (--ensemble, --uncertainty laplace)"
+            )
+        if entry.uses_prompt_ids:
+            if isinstance(self.oracle, PairLabelOracle):
+                known, prompt_of = self.oracle.pairs, self.train.prompt_ids
+                if not np.any(prompt_of[known[:, 0]] == prompt_of[known[:, 1]]):
+                    raise ValueError(
+                        f"strategy {strategy!r} chooses pairs within a prompt, but no labelled "
+                        f"training pair of dataset {self.train.name!r} is within one"
+                    )
+            elif config.pool != "within":
+                raise ValueError(
+                    f"strategy {strategy!r} chooses pairs within a prompt, but pool="
+                    f"{config.pool!r} pools hold none; use pool='within' (--pool within)"
+                )
+
+    def _check_pools(self, seed: int) -> None:
+        """A ValueError naming the first round (of a run with ``seed``) whose candidate pool
+        holds fewer than ``per_round`` pairs: its size follows from the prompts it draws."""
+        config = self.config
+        sizes = np.bincount(self.train.prompt_ids)
+        for round_index in range(config.rounds):
+            prompts, rows = self._round_rows(np.random.default_rng([seed, round_index]))
+            held = self._pool_size(rows)
+            if held >= config.per_round:
+                continue
+            if held == 0:
+                raise ValueError(
+                    f"round {round_index + 1}: the candidate pool is empty (pool={config.pool!r}, "
+                    f"{config.prompts_per_round} prompts a round): cross-prompt pairs need 2 "
+                    "prompts or more, within-prompt pairs prompts of 2 responses or more"
+                )
+            low, high = int(sizes[prompts].min()), int(sizes[prompts].max())
+            responses = f"{low}" if low == high else f"{low} to {high}"
+            raise ValueError(
+                f"round {round_index + 1}: the candidate pool holds {held} pairs "
+                f"({len(prompts)} prompts of {responses} responses), fewer than "
+                f"per_round={config.per_round}; raise prompts_per_round or lower per_round"
+            )
+
+    def _pool_size(self, rows: np.ndarray) -> int:
+        """How many pairs :meth:`_candidate_pool` builds among the training ``rows``."""
+        if isinstance(self.oracle, PairLabelOracle):
+            return int(np.isin(self.oracle.pairs, rows).all(axis=1).sum())
+        prompt_ids = self.train.prompt_ids[rows]
+        if self.config.pool == "within":
+            sizes = np.bincount(prompt_ids).astype(np.int64)
+            return int((sizes * (sizes - 1) // 2).sum())
+        return min(self.config.cross_pairs, cross_pair_count(prompt_ids))
 
     # ---- the rounds ----------------------------------------------------------------------
 
@@ -282,8 +361,12 @@ class ActiveLoop:
         Raises
         ------
         ValueError
-            If ``checkpoint_dir`` holds a run with other settings or more rounds than
-            ``config.rounds``, or the oracle refuses a pair.
+            If ``checkpoint_dir`` holds a run with other settings, more rounds than
+            ``config.rounds`` or files that are not a checkpoint; before the first round, if
+            the strategy cannot run on this campaign's model or pools (more ensemble members
+            than it takes the rewards of, one member where it needs an ensemble's spread,
+            cross-prompt pools for a rule that chooses within a prompt); or if the oracle
+            refuses a pair.
 
         Examples
         --------
@@ -300,7 +383,8 @@ class ActiveLoop:
         >>> len(seen), again == first  # resumed from the checkpoint: nothing re-run
         (2, True)
         """
-        state = self._resume()
+        state = self._resume()  # a checkpoint of other settings is named first
+        self._check_strategy(self.strategy)
         for round_index in range(len(state.records), self.config.rounds):
             # thousands of small torch operations: threads only for the cores free now
             with free_core_threads():
@@ -314,13 +398,7 @@ class ActiveLoop:
     def _round(self, round_index: int, state: LoopState) -> dict[str, Any]:
         config = self.config
         rng = np.random.default_rng([self.seed, round_index])
-        pool = self._candidate_pool(rng)
-        if len(pool) == 0 and len(state.pairs) == 0:  # the fit would be the first to fail
-            raise ValueError(
-                f"round {round_index + 1}: the candidate pool is empty (pool={config.pool!r}, "
-                f"{config.prompts_per_round} prompts a round): cross-prompt pairs need 2 prompts "
-                "or more, within-prompt pairs prompts of 2 responses or more"
-            )
+        pool = self._candidate_pool(rng)  # of per_round pairs or more (_check_pools)
         select_seed, fit_seed = (int(x) for x in rng.integers(1 << 31, size=2))
         pending = self._pending(round_index)
         if pending is not None:  # asked before a kill, not yet committed: never ask again
@@ -354,6 +432,8 @@ class ActiveLoop:
     def _choose(self, pool: np.ndarray, state: LoopState, seed: int) -> np.ndarray:
         """Positions in ``pool`` of this round's pairs (random while there is no model)."""
         k = self.config.per_round
+        # the pool holds k pairs (_check_pools), but the labels of earlier rounds may leave
+        # fewer unlabelled in it (a within-prompt pool of prompts drawn again): those are taken
         if len(pool) - len(state.pairs) < k:  # otherwise k unlabelled pairs are certain
             k = min(k, self._available(pool, state))
         if self.model is None or self.strategy == "random":
@@ -391,13 +471,21 @@ class ActiveLoop:
         :func:`~activerm_fast.select`."""
         return {"per_prompt": self.config.per_prompt, "prompt_ids": self.train.prompt_ids}
 
+    def _round_rows(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """The training prompts a round draws (the first draw of its generator) and the rows
+        of their responses."""
+        train = self.train
+        prompts = rng.choice(
+            train.num_prompts,
+            size=min(self.config.prompts_per_round, train.num_prompts),
+            replace=False,
+        )
+        return prompts, np.flatnonzero(np.isin(train.prompt_ids, prompts))
+
     def _candidate_pool(self, rng: np.random.Generator) -> np.ndarray:
         """(P, 2) training-row pairs among the responses of this round's prompts."""
         train, config = self.train, self.config
-        prompts = rng.choice(
-            train.num_prompts, size=min(config.prompts_per_round, train.num_prompts), replace=False
-        )
-        rows = np.flatnonzero(np.isin(train.prompt_ids, prompts))
+        _, rows = self._round_rows(rng)
         if isinstance(self.oracle, PairLabelOracle):
             known = self.oracle.pairs
             return known[np.isin(known, rows).all(axis=1)]
@@ -460,7 +548,7 @@ class ActiveLoop:
         self.model = None
         if self.checkpoint_dir is None or not (self.checkpoint_dir / "state.json").exists():
             return LoopState()
-        saved = json.loads((self.checkpoint_dir / "state.json").read_text())
+        saved = _manifest(self.checkpoint_dir / "state.json")
         if _campaign(saved["identity"]) != _campaign(json.loads(json.dumps(self._identity()))):
             raise ValueError(
                 f"{self.checkpoint_dir} holds a run with other settings; use another output "
@@ -472,20 +560,29 @@ class ActiveLoop:
                 f"rounds={self.config.rounds}; ask for at least that many or use another "
                 "output folder"
             )
-        with np.load(self.checkpoint_dir / saved["labels_file"]) as archive:
-            state = LoopState(archive["pairs"], archive["labels"], saved["records"])
+        labels_path = self.checkpoint_dir / saved["labels_file"]
+        arrays = _checkpoint_arrays(labels_path, ("pairs", "labels"))
+        try:
+            pairs, labels = labelled_pairs(arrays["pairs"], arrays["labels"], self.train.n)
+        except (TypeError, ValueError) as err:
+            raise _not_a_checkpoint(labels_path, first_line(err)) from None
+        assert pairs is not None and labels is not None, "both read from the archive"
+        state = LoopState(pairs, labels, saved["records"])
         if state.records:
-            self.model = RewardModel.load(self.checkpoint_dir / saved["model_file"])
+            model_path = self.checkpoint_dir / saved["model_file"]
+            if not model_path.is_file():
+                raise _not_a_checkpoint(model_path, "the file is missing")
+            self.model = RewardModel.load(model_path)
         return state
 
     def _pending(self, round_index: int) -> tuple[np.ndarray, np.ndarray, float] | None:
         path = None if self.checkpoint_dir is None else self.checkpoint_dir / "pending.npz"
         if path is None or not path.exists():
             return None
-        with np.load(path) as archive:
-            if int(archive["round"]) != round_index:
-                return None
-            return archive["pairs"], archive["labels"], float(archive["select_seconds"])
+        pending = _checkpoint_arrays(path, ("round", "pairs", "labels", "select_seconds"))
+        if int(pending["round"]) != round_index:
+            return None
+        return pending["pairs"], pending["labels"], float(pending["select_seconds"])
 
     def _save_pending(
         self, round_index: int, pairs: np.ndarray, labels: np.ndarray, seconds: float
@@ -522,6 +619,62 @@ class ActiveLoop:
         os.replace(temporary, folder / "state.json")
         for old in (f"labels-{round_index - 1}.npz", f"model-{round_index - 1}.pt", "pending.npz"):
             (folder / old).unlink(missing_ok=True)
+
+
+def _check_runs(
+    dataset: Dataset, strategies: Sequence[str], config: LoopConfig, seeds: Sequence[int]
+) -> None:
+    """Every check an :class:`ActiveLoop` makes before its first round, for every strategy
+    and seed of a comparison, before its first run: the dataset's once, then every strategy
+    and the round pools of every seed on its training rows."""
+    loop = ActiveLoop(dataset, strategies[0], config, seed=seeds[0])
+    for strategy in strategies:
+        loop._check_strategy(strategy)
+    for seed in seeds[1:]:
+        loop._check_pools(seed)
+
+
+def _not_a_checkpoint(path: Path, reason: str) -> ValueError:
+    """The error for a damaged or foreign file in a checkpoint folder."""
+    return ValueError(
+        f"{path} is not a checkpoint of this tool ({reason}); delete the folder {path.parent} "
+        "or use another output folder"
+    )
+
+
+def _manifest(path: Path) -> dict[str, Any]:
+    """A checkpoint's state.json, every field :meth:`ActiveLoop._resume` reads checked."""
+    try:
+        saved = json_document(path, "checkpoint")
+    except ValueError as err:
+        raise _not_a_checkpoint(path, first_line(err).removeprefix(f"{path}: ")) from None
+    if not isinstance(saved, dict):
+        raise _not_a_checkpoint(path, f"it holds a JSON {describe(saved)}, not an object")
+    identity, records = saved.get("identity"), saved.get("records")
+    if not isinstance(identity, dict) or not isinstance(identity.get("config"), dict):
+        raise _not_a_checkpoint(path, "no 'identity' object with a 'config' object")
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise _not_a_checkpoint(path, "no 'records' list of objects")
+    for key in ("labels_file", "model_file"):
+        name = saved.get(key)
+        # a name of a file inside the folder, never a path leading out of it
+        if not isinstance(name, str) or name in ("", ".", "..") or Path(name).name != name:
+            raise _not_a_checkpoint(path, f"no {key!r} naming a file of the folder")
+    return saved
+
+
+def _checkpoint_arrays(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The arrays ``keys`` of a checkpoint's .npz file."""
+    if not path.is_file():
+        raise _not_a_checkpoint(path, "the file is missing")
+    try:
+        arrays = read_npz(path)
+    except ValueError as err:
+        raise _not_a_checkpoint(path, first_line(err).removeprefix(f"{path}: ")) from None
+    missing = [key for key in keys if key not in arrays]
+    if missing:
+        raise _not_a_checkpoint(path, f"it holds no {', '.join(missing)}")
+    return arrays
 
 
 def _default_oracle(train: Dataset, beta: float, seed: int) -> BTOracle | PairLabelOracle:

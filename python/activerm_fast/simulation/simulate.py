@@ -8,7 +8,7 @@ import multiprocessing
 import multiprocessing.queues
 import os
 import queue
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence, Sized
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +17,11 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from .._launch import available_memory
 from .._validation import known_name, positive_integer, seed_argument
 from ..data.dataset import Dataset
 from ..selection.api import STRATEGIES
-from .loop import ActiveLoop, LoopConfig
+from .loop import ActiveLoop, LoopConfig, _check_runs
 from .report import format_table, headline_metrics, summarize
 from .verdicts import Verdict, format_verdicts, verdicts
 
@@ -36,6 +37,10 @@ __all__ = [
     "verdicts",
     "write_results",
 ]
+
+# the memory one round record takes at the least (a dict of some 20 names and numbers: about
+# 2 KiB measured), for the bound on how many a comparison may keep
+_RECORD_BYTES = 1024
 
 
 def simulate(
@@ -86,8 +91,10 @@ def simulate(
     Raises
     ------
     ValueError
-        If a strategy is unknown, a seed negative, ``jobs`` not positive, or a run fails (see
-        :class:`~activerm_fast.ActiveLoop`).
+        Before the first run: if a strategy is unknown, a strategy or seed is listed twice or
+        none is, a seed is negative, ``jobs`` is not positive, the round records of every run
+        could not fit in the memory available, or a run would refuse its settings (see
+        :class:`~activerm_fast.ActiveLoop`); after it, if a run fails.
 
     Examples
     --------
@@ -103,12 +110,22 @@ def simulate(
     [(0, 'random', 4), (0, 'random', 8), (0, 'xtx', 4)]
     >>> len(records), sorted(name for name in os.listdir(out) if name.startswith("results"))
     (8, ['results.csv', 'results.json'])
+    >>> arm.simulate(data, ["random", "random"], config=config)
+    Traceback (most recent call last):
+    ...
+    ValueError: strategies lists 'random' twice
     """
     config = config or LoopConfig()
     # checked before the first run: a bad name must not surface after hours of others
     strategies = [known_name(strategy, STRATEGIES, "strategy") for strategy in strategies]
+    _listed_once(strategies, "strategies")
+    if not isinstance(seeds, Sized):  # an iterator of seeds
+        seeds = list(seeds)
+    _check_record_memory(len(strategies), len(seeds), config.rounds)
     seeds = [seed_argument(seed) for seed in seeds]
+    _listed_once(seeds, "seeds")
     jobs = positive_integer(jobs, "jobs")
+    _check_runs(dataset, strategies, config, seeds)
     out = None if out_dir is None else Path(out_dir)
     runs = [
         _Run(
@@ -127,6 +144,31 @@ def simulate(
     if out is not None:
         write_results(records, out)
     return records
+
+
+def _listed_once(values: Sequence[Hashable], name: str) -> None:
+    """A ValueError, ``name`` calling the values, when ``values`` is empty or lists one
+    value twice (its runs, each with its own checkpoint folder, would be repeated)."""
+    if not values:
+        raise ValueError(f"{name} is empty: name at least one")
+    seen = set()
+    for value in values:
+        if value in seen:
+            raise ValueError(f"{name} lists {value!r} twice")
+        seen.add(value)
+
+
+def _check_record_memory(strategies: int, seeds: int, rounds: int) -> None:
+    """A ValueError when the round records of ``strategies`` x ``seeds`` runs of ``rounds``
+    rounds, kept until the results are written, could not fit in the memory available."""
+    records = strategies * seeds * rounds
+    needed, available = records * _RECORD_BYTES, available_memory()
+    if needed > available:
+        raise ValueError(
+            f"strategies x seeds x rounds = {strategies} x {seeds} x {rounds} = {records:,} "
+            f"round records, at least {needed / 2**30:,.1f} GiB, more than the "
+            f"{available / 2**30:,.1f} GiB of memory available; ask for fewer seeds"
+        )
 
 
 @dataclass(frozen=True)

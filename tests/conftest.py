@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from activerm_fast import data
+from activerm_fast.simulation.oracle import BTOracle
 from activerm_fast.testing import gpu_usable
 
 ARRAY_KINDS = ["numpy", "torch-cpu", "torch-cuda"]
@@ -48,6 +50,18 @@ def random_pairs(rng: np.random.Generator, n: int, count: int) -> np.ndarray:
     flip = rng.random(count) < 0.5
     pairs[flip] = pairs[flip][:, ::-1]
     return pairs.astype(np.int64)
+
+
+def gold_labelled(dataset, pairs: np.ndarray, name: str):
+    """``dataset`` as a human-labelled one: ``pairs`` with noiseless labels of its gold."""
+    return data.Dataset(
+        name=name,
+        embeddings=dataset.embeddings,
+        prompt_ids=dataset.prompt_ids,
+        pairs=pairs,
+        labels=BTOracle(dataset.gold, beta=np.inf).label(pairs),
+        is_test=dataset.is_test,
+    )
 
 
 def spd(rng: np.random.Generator, d: int) -> np.ndarray:

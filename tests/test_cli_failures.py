@@ -92,6 +92,22 @@ def fitting_args(root, *extra: str) -> list[str]:
     return args
 
 
+def import_args(root, labelled: str, held: str) -> list[str]:
+    """import of a Label Studio export (small.npz stands in for it) into these files."""
+    return [
+        "import",
+        str(root / "small.npz"),
+        "--from",
+        "label-studio",
+        "--data",
+        str(root / "small.npz"),
+        "--labelled",
+        labelled,
+        "--held",
+        held,
+    ]
+
+
 def simulate_args(root, dataset: str, *extra: str) -> list[str]:
     return ["simulate", "--dataset", str(root / dataset), "--out", str(root / "sim"), *extra]
 
@@ -195,18 +211,7 @@ BAD_INPUTS = {
         "--out is empty: name the file to write",
     ),
     "labels and held one new file": (
-        lambda r: [
-            "import",
-            str(r / "small.npz"),
-            "--from",
-            "label-studio",
-            "--data",
-            str(r / "small.npz"),
-            "--labelled",
-            str(r / "pulled.jsonl"),
-            "--held",
-            str(r / "pulled.jsonl"),
-        ],
+        lambda r: import_args(r, str(r / "pulled.jsonl"), str(r / "pulled.jsonl")),
         "--labelled and --held name the same file, {root}/pulled.jsonl",
     ),
     "members beyond what a selection takes": (  # refused before the fit, not after it
@@ -301,18 +306,7 @@ def _labelled_file(root) -> tuple[str, bytes]:
             f,
         ],  # fmt: skip
         # a tool's ties held over the labels they are merged into
-        lambda r, f: [
-            "import",
-            str(r / "small.npz"),
-            "--from",
-            "label-studio",
-            "--data",
-            str(r / "small.npz"),
-            "--labelled",
-            f,
-            "--held",
-            f,
-        ],  # fmt: skip
+        lambda r, f: import_args(r, f, f),
     ],
     ids=["select", "export", "export to label-studio", "import held"],
 )

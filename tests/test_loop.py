@@ -14,6 +14,8 @@ from activerm_fast.simulation.loop import ActiveLoop, LoopConfig
 from activerm_fast.simulation.oracle import BTOracle
 from activerm_fast.simulation.simulate import simulate
 
+from conftest import gold_labelled
+
 SMALL = LoopConfig(
     rounds=3,
     per_round=15,
@@ -184,18 +186,9 @@ def test_human_labelled_data_uses_stored_labels_and_pair_accuracy(rng):
     synthetic = data.synthetic(
         num_train_prompts=50, num_test_prompts=10, test_responses_per_prompt=8, dim=6, seed=1
     )
-    oracle = BTOracle(synthetic.gold, beta=np.inf)
     from activerm_fast.data.pairs import within_prompt
 
-    pairs = within_prompt(synthetic.prompt_ids)
-    human = data.Dataset(
-        name="human",
-        embeddings=synthetic.embeddings,
-        prompt_ids=synthetic.prompt_ids,
-        pairs=pairs,
-        labels=oracle.label(pairs),
-        is_test=synthetic.is_test,
-    )
+    human = gold_labelled(synthetic, within_prompt(synthetic.prompt_ids), "human")
     records = ActiveLoop(human, "bald", SMALL, seed=0).run()
     assert [r["labels"] for r in records] == [15, 30, 45]
     assert all(0 <= r["pair_accuracy"] <= 1 and "spearman" not in r for r in records)

@@ -7,15 +7,15 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-import numpy as np
 import pytest
 
 from activerm_fast import _launch, data
 from activerm_fast.cli import main
 from activerm_fast.data.pairs import cross_prompt, within_prompt
 from activerm_fast.simulation.loop import ActiveLoop, LoopConfig
-from activerm_fast.simulation.oracle import BTOracle
 from activerm_fast.simulation.simulate import simulate
+
+from conftest import gold_labelled
 
 TINY = LoopConfig(
     rounds=2, per_round=2, prompts_per_round=4, cross_pairs=50, ensemble=1, hidden=(4,), epochs=2
@@ -75,14 +75,7 @@ def test_a_round_pool_smaller_than_per_round_is_refused_before_the_first_fit(pai
 def test_a_round_pool_of_stored_labels_smaller_than_per_round_is_refused():
     synthetic = data.synthetic(num_train_prompts=20, num_test_prompts=5, dim=4, seed=1)
     pairs = within_prompt(synthetic.prompt_ids)
-    human = data.Dataset(
-        name="human",
-        embeddings=synthetic.embeddings,
-        prompt_ids=synthetic.prompt_ids,
-        pairs=pairs,
-        labels=BTOracle(synthetic.gold, beta=np.inf).label(pairs),
-        is_test=synthetic.is_test,
-    )
+    human = gold_labelled(synthetic, pairs, "human")
     # the pool: the labelled pairs of 2 prompts, 2 x 45
     config = replace(TINY, pool="within", prompts_per_round=2, per_round=100)
     with pytest.raises(ValueError, match=r"^round 1: the candidate pool holds 90 pairs \(2 pro"):
@@ -154,14 +147,7 @@ def test_random_takes_any_ensemble_and_within_rules_run_on_within_pools(pairs_of
 def test_a_within_prompt_rule_on_stored_cross_prompt_labels_is_refused():
     synthetic = data.synthetic(num_train_prompts=10, num_test_prompts=3, dim=4, seed=2)
     pairs = cross_prompt(synthetic.prompt_ids, 300, seed=0)
-    human = data.Dataset(
-        name="crossed",
-        embeddings=synthetic.embeddings,
-        prompt_ids=synthetic.prompt_ids,
-        pairs=pairs,
-        labels=BTOracle(synthetic.gold, beta=np.inf).label(pairs),
-        is_test=synthetic.is_test,
-    )
+    human = gold_labelled(synthetic, pairs, "crossed")
     config = replace(TINY, pool="within", prompts_per_round=10)
     with pytest.raises(
         ValueError, match="no labelled training pair of dataset 'crossed' is within"

@@ -15,8 +15,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-# what json.loads's RecursionError means, for a value nested thousands of levels deep
-_TOO_DEEP = "nested too deeply to be data (the parser's recursion limit)"
+
+def _parsed(text: str, prefix: str, *, lines: bool) -> Any:
+    """The JSON value of ``text``, or a ValueError of ``prefix`` and what is wrong with it
+    (with the line of ``text`` it is on, where ``text`` has ``lines``)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        where = f", line {err.lineno}" if lines else ""
+        raise ValueError(f"{prefix}not JSON ({err.msg}{where})") from None
+    except RecursionError:  # a value nested thousands of levels deep
+        raise ValueError(
+            f"{prefix}nested too deeply to be data (the parser's recursion limit)"
+        ) from None
 
 
 def jsonl_records(
@@ -72,13 +83,7 @@ def jsonl_records(
             for number, line in enumerate(lines, start=1):
                 if line.strip():
                     where = f"{path}, line {number}"
-                    try:
-                        record = json.loads(line)
-                    except json.JSONDecodeError as err:
-                        raise ValueError(f"{where}: not JSON ({err.msg})") from None
-                    except RecursionError:
-                        raise ValueError(f"{where}: {_TOO_DEEP}") from None
-                    yield where, record
+                    yield where, _parsed(line, f"{where}: ", lines=False)
         except UnicodeDecodeError as err:
             hint = "" if compressed else "; a JSONL file is plain text (unpack a .gz first)"
             raise ValueError(
@@ -135,9 +140,4 @@ def json_document(path: str | os.PathLike[str], what: str) -> Any:
         ) from None
     except OSError as err:
         raise ValueError(f"{path}: cannot read the {what} ({err.strerror or err})") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: the {what} is not JSON ({err.msg}, line {err.lineno})") from None
-    except RecursionError:
-        raise ValueError(f"{path}: the {what} is {_TOO_DEEP}") from None
+    return _parsed(text, f"{path}: the {what} is ", lines=True)

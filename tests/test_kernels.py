@@ -326,3 +326,28 @@ def test_results_beyond_the_dtype_are_named_not_inf(call, match):
     pairs = arm.pairs.cross_prompt(np.arange(60) // 6, 400, seed=0)
     with pytest.raises(ValueError, match=match):
         call(features, pairs)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pair_diff_range_judged_by_the_pairs_not_the_features(dtype):
+    """pair_diff skips the scan of its result when the features alone prove every difference
+    representable; features that could overflow or underflow, but only through pairs not
+    asked for, still give the exact differences, and the pairs that do still raise."""
+    limits = np.finfo(dtype)
+    huge, tiny = limits.max / 1.5, dtype(limits.tiny)
+    features = np.array(
+        [[huge], [-huge], [tiny], [np.nextafter(tiny, dtype(1))], [0.0], [1.0]], dtype=dtype
+    )
+    harmless = np.array([[0, 5], [5, 4], [4, 0]])
+    np.testing.assert_array_equal(
+        arm.pair_diff(features, harmless), ref.pair_diff(features, harmless).astype(dtype)
+    )
+    with pytest.raises(ValueError, match="pair_diff overflows"):
+        arm.pair_diff(features, np.array([[5, 4], [0, 1]]))
+    # the only nonzero difference is subnormal: a silent near-zero result is refused
+    with pytest.raises(ValueError, match="pair_diff underflows"):
+        arm.pair_diff(features, np.array([[3, 2], [4, 4]]))
+    mixed = np.array([[3, 2], [5, 4]])  # a subnormal entry beside a normal one is returned
+    np.testing.assert_array_equal(
+        arm.pair_diff(features, mixed), ref.pair_diff(features, mixed).astype(dtype)
+    )

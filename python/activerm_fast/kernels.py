@@ -164,8 +164,25 @@ def pair_diff(features: Array, pairs: Array) -> Array:
     """
     f = v.features_tensor(features)
     p = v.pairs_tensor(pairs, f.shape[0], f.device)
-    out = _representable(_launch.pair_diff(f, p), "pair_diff", f)
+    out = _launch.pair_diff(f, p)
+    if not _differences_representable(f, out.dtype):
+        out = _representable(out, "pair_diff", f)
     return export(out, v.is_numpy_like(features))
+
+
+def _differences_representable(f: torch.Tensor, dtype: torch.dtype) -> bool:
+    """Whether every difference of two entries of ``f`` is representable in ``dtype``: none can
+    overflow when twice the largest entry is finite, and none is nonzero but below the smallest
+    normal number when every nonzero entry is at least tiny / eps (a difference of two such
+    numbers is zero or a multiple of the smaller one's unit in the last place, itself >= tiny).
+    One pass over the (n, d) features spares the scan of the (P, d) result."""
+    if not f.numel():
+        return True
+    limits = torch.finfo(dtype)
+    magnitudes = f.abs()
+    largest = magnitudes.max().item()
+    smallest = torch.where(magnitudes > 0, magnitudes, math.inf).min().item()
+    return 2.0 * largest <= limits.max and smallest >= limits.tiny / limits.eps
 
 
 def fisher_weights(rewards: Array, pairs: Array) -> Array:

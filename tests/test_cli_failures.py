@@ -247,6 +247,21 @@ def test_broken_matplotlib_fails_before_any_work(files, tmp_path, capsys, monkey
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [("--pool", "cross", "--strategies", "max-min"), ("--ensemble", "65"), ("--per-round", "100000")],
+)
+def test_a_simulation_refused_up_front_prints_only_the_refusal(extra, files, capsys):
+    """The run's header line comes after the checks: a refused command prints no header."""
+    try:
+        code = main(simulate_args(files, "small.npz", "--no-progress", *extra))
+    except SystemExit as exit_info:
+        code = exit_info.code
+    printed = capsys.readouterr()
+    assert code == 2 and printed.out == ""
+    assert printed.err.startswith("activerm-fast: error: ") and printed.err.count("\n") == 1
+
+
 def test_internal_errors_are_one_line_too(files, capsys, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("first line\nsecond line")

@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     # every LoopConfig field the command line has a flag for, under the same name
     given = vars(args)
     config = LoopConfig(**{f.name: given[f.name] for f in fields(LoopConfig) if f.name in given})
-    print(
+    header = (
         f"{dataset.name}: {dataset.train().n} training responses to "
         f"{dataset.train().num_prompts} prompts, {dataset.test().num_prompts} test prompts; "
         f"{args.pool}-prompt pools, {args.rounds} rounds x {args.per_round} labels, "
@@ -138,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
         out_dir=out,
         progress=not args.no_progress,
         jobs=args.jobs if args.jobs is not None else usable_cores(),
+        on_start=lambda: print(header, flush=True),  # after the checks: a refusal comes alone
     )
     print()
     print(format_table(records))

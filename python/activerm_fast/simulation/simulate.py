@@ -8,7 +8,7 @@ import multiprocessing
 import multiprocessing.queues
 import os
 import queue
-from collections.abc import Hashable, Sequence, Sized
+from collections.abc import Callable, Hashable, Sequence, Sized
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +52,7 @@ def simulate(
     out_dir: str | Path | None = None,
     progress: bool = True,
     jobs: int = 1,
+    on_start: Callable[[], object] | None = None,
 ) -> list[dict[str, Any]]:
     """Run every strategy with every seed (one :class:`~activerm_fast.ActiveLoop` each).
 
@@ -82,6 +83,10 @@ def simulate(
         Worker processes running strategy x seed combinations side by side (1: all in this
         process). They are spawned (fresh interpreters), so a script that calls this with
         ``jobs`` > 1 must do so under ``if __name__ == "__main__":``.
+    on_start : callable, optional
+        Called with no arguments once every input is checked, before the first run: what
+        announces the comparison (``activerm-fast simulate`` prints its header there, so a
+        refusal is the only line it prints).
 
     Returns
     -------
@@ -126,6 +131,8 @@ def simulate(
     _listed_once(seeds, "seeds")
     jobs = positive_integer(jobs, "jobs")
     _check_runs(dataset, strategies, config, seeds)
+    if on_start is not None:
+        on_start()
     out = None if out_dir is None else Path(out_dir)
     runs = [
         _Run(

@@ -249,7 +249,11 @@ def test_broken_matplotlib_fails_before_any_work(files, tmp_path, capsys, monkey
 
 @pytest.mark.parametrize(
     "extra",
-    [("--pool", "cross", "--strategies", "max-min"), ("--ensemble", "65"), ("--per-round", "100000")],
+    [
+        ("--pool", "cross", "--strategies", "max-min"),
+        ("--ensemble", "65"),
+        ("--per-round", "100000"),
+    ],
 )
 def test_a_simulation_refused_up_front_prints_only_the_refusal(extra, files, capsys):
     """The run's header line comes after the checks: a refused command prints no header."""

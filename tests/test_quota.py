@@ -240,6 +240,14 @@ def test_bad_quota_arguments_are_one_line_errors():
         with pytest.raises(ValueError, match="per_prompt=1") as info:
             arm.select(strategy, **too_many, per_prompt=1, prompt_ids=prompt_ids)
         assert "\n" not in str(info.value)
+    # a ranking or draw taken in order says how far it got (12 prompts, one pair each)
+    for strategy, extra in (
+        ("random", {}),
+        ("coreset", {}),
+        ("bal-pm", {"uncertainty": "laplace"}),
+    ):
+        with pytest.raises(ValueError, match=r"^per_prompt=1 left no available pair after 12 "):
+            arm.select(strategy, **too_many, **extra, per_prompt=1, prompt_ids=prompt_ids)
 
 
 def test_string_prompt_ids_and_select_with_model():

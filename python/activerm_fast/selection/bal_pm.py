@@ -97,10 +97,7 @@ def choose(
     count = None if inputs.quota is None else QuotaCount(inputs.quota, pairs)
     for _ in range(k):
         if count is not None and int(inputs.pool.total(available.sum())) == 0:
-            raise ValueError(
-                f"per_prompt={count.quota.limit} leaves only {len(chosen)} pairs to choose, "
-                f"k = {k}; lower k or raise per_prompt"
-            )
+            raise count.quota.exhausted(len(chosen), k)
         gain = _entropy_gain(nearest, acquired, points.shape[1], scale)
         bonus = gain[first] + torch.where(two_prompts, gain[second], 0.0)
         score = torch.where(available, information + beta * bonus, -torch.inf)

@@ -93,7 +93,4 @@ def _check_room(
 ) -> None:
     """A ValueError naming ``per_prompt`` when no available pair is left for pick ``taken``."""
     if quota is not None and int(available) == 0:
-        raise ValueError(
-            f"per_prompt={quota.limit} leaves only {taken} pairs to choose, k = {k}; lower k "
-            "or raise per_prompt"
-        )
+        raise quota.exhausted(taken, k)

@@ -465,6 +465,23 @@ class PromptQuota:
         offsets[1:] = torch.cumsum(counts, dim=0)
         return offsets, held[order].contiguous()
 
+    def exhausted(self, taken: int, k: int) -> ValueError:
+        """The error of a strategy whose ranking or draw, taken in order while the prompts
+        have room, ran out of available pairs after ``taken`` of ``k`` picks (another choice
+        of the first picks might have left room for k).
+
+        Examples
+        --------
+        >>> quota = PromptQuota(1, torch.tensor([0, 0, 1, 1]), 2)
+        >>> print(quota.exhausted(2, 3))  # doctest: +NORMALIZE_WHITESPACE
+        per_prompt=1 left no available pair after 2 picks in this strategy's order, k = 3;
+        lower k or raise per_prompt
+        """
+        return ValueError(
+            f"per_prompt={self.limit} left no available pair after {taken} picks in this "
+            f"strategy's order, k = {k}; lower k or raise per_prompt"
+        )
+
     def tensors(self, pairs: torch.Tensor) -> _launch.QuotaTensors:
         """The engine's quota over ``pairs``, every prompt's count at 0."""
         offsets, members = self.index(pairs)

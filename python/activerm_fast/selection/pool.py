@@ -69,10 +69,7 @@ class QuotaWalk:
         """The positions and rows of the ``k`` pairs taken; a ValueError when the whole order
         was walked and fewer fit."""
         if not self.done:
-            raise ValueError(
-                f"per_prompt={self.quota.limit} leaves only {self.taken} pairs to choose, "
-                f"k = {self.k}; lower k or raise per_prompt"
-            )
+            raise self.quota.exhausted(self.taken, self.k)
         if not self.pieces:  # k = 0: nothing walked
             device = self.quota.prompt_of.device
             return torch.empty(0, dtype=torch.int64, device=device), torch.empty(

@@ -96,8 +96,8 @@ def choose(
     rows: list[torch.Tensor] = []
     count = None if inputs.quota is None else QuotaCount(inputs.quota, pairs)
     for _ in range(k):
-        if count is not None and int(inputs.pool.total(available.sum())) == 0:
-            raise count.quota.exhausted(len(chosen), k)
+        if count is not None:
+            count.check_room(int(inputs.pool.total(available.sum())), len(chosen), k)
         gain = _entropy_gain(nearest, acquired, points.shape[1], scale)
         bonus = gain[first] + torch.where(two_prompts, gain[second], 0.0)
         score = torch.where(available, information + beta * bonus, -torch.inf)

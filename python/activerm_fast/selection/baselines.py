@@ -81,16 +81,8 @@ def _coreset(inputs: SelectionInputs, k: int) -> Selection:
         take(int(first[0]), row[0])
     while len(chosen) < k:
         if count is not None:
-            _check_room(pool.total(available.sum()), inputs.quota, k, len(chosen))
+            count.check_room(int(pool.total(available.sum())), len(chosen), k)
         take(*pool.best(inputs.pairs, torch.where(available, nearest, -torch.inf)))
     indices = torch.tensor(chosen, dtype=torch.int64, device=inputs.pairs.device)
     picked = torch.stack(rows) if rows else inputs.pairs[:0]
     return batch_selection(inputs, indices, picked)
-
-
-def _check_room(
-    available: torch.Tensor, quota: _design.PromptQuota | None, k: int, taken: int
-) -> None:
-    """A ValueError naming ``per_prompt`` when no available pair is left for pick ``taken``."""
-    if quota is not None and int(available) == 0:
-        raise quota.exhausted(taken, k)

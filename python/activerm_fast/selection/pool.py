@@ -109,6 +109,12 @@ class QuotaCount:
                 full.append(self.pairs[start:end])
         return torch.cat(full) if full else self.pairs[:0]
 
+    def check_room(self, available: int, taken: int, k: int) -> None:
+        """A ValueError (:meth:`~design.PromptQuota.exhausted`) when no pair is ``available``
+        for pick ``taken`` of ``k``."""
+        if available == 0:
+            raise self.quota.exhausted(taken, k)
+
 
 class Ranking:
     """The available pairs in decreasing ``score`` order (NaN after every number, ties to the

@@ -19,8 +19,8 @@ selection given a stored array of ones, alternating.
 ``greedy_logdet`` at n = 2,000, d = 64, P = 5,000, k = 100 against submodlib's NaiveGreedy and
 LazyGreedy on the same objective (bench/baselines.py; its (P, P) kernel and objective built once,
 untimed, and, as a selection from a fresh pool needs them, LazyGreedy once more with both built
-in the call), and the compiled engine's k steps alone (problem and engine set up untimed: the
-rest of the call is its checks and set-up),
+in the call), and the compiled engine's k steps alone (problem and engine set up untimed),
+timed alternately with the whole call (the difference is the call's checks and set-up),
 and ``select("dopt-topk")`` at n = 4,000, d = 128, P = 20,000, k = 200 (the first k pairs
 labelled, rewards of 3 members) against the paper's one-shot rule on (P, d, d) information
 matrices. Medians over --repeats turns, the implementations alternating (a fast one timed 3 to
@@ -36,6 +36,7 @@ import resource
 import statistics
 import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -283,8 +284,8 @@ def alternating_medians(runs: dict[str, object], repeats: int) -> dict[str, floa
     each turn a callable is timed again while its turn has taken under a tenth of a second, or
     while it has fewer than three runs of under a second each (at most 10 times): the first run
     of a fast callable right after a baseline that filled and freed gigabytes pays for the
-    memory coming back (70-130 ms here for a 15 ms selection), and as one sample of three or
-    more it does not set the median, while a baseline of seconds still runs once a turn."""
+    memory coming back, and as one sample of three or more it does not set the median, while a
+    baseline of seconds still runs once a turn."""
     for run in runs.values():
         run()
     times: dict[str, list[float]] = {name: [] for name in runs}
@@ -345,7 +346,9 @@ def small_problems(repeats: int) -> None:
         print(
             f"  {name:<36} {seconds * 1e3:>10.2f} ms  {seconds / ours:>8.0f}x  same picks: {same}"
         )
-    whole, steps = engine_steps(features, pairs, weights, ridge, k, repeats)
+    whole, steps = engine_steps(
+        runs["activerm_fast greedy_logdet"], features, pairs, weights, ridge, k, repeats
+    )
     print(f"  of which the compiled engine's {k} steps {steps * 1e3:.2f} ms "
           f"({steps / k * 1e6:.1f} us a step), the checks and set-up around them "
           f"{(whole - steps) * 1e3:.2f} ms (of {whole * 1e3:.2f} ms, the whole call timed "
@@ -377,22 +380,20 @@ def small_problems(repeats: int) -> None:
 
 
 def engine_steps(
-    features: np.ndarray, pairs: np.ndarray, weights: np.ndarray, ridge: float, k: int,
-    repeats: int,
+    whole_call: Callable[[], object], features: np.ndarray, pairs: np.ndarray,
+    weights: np.ndarray, ridge: float, k: int, repeats: int,
 ) -> tuple[float, float]:  # fmt: skip
-    """Median times of the whole greedy_logdet call and of the compiled engine's k steps
-    alone (its problem and engine set up untimed, afresh for each run: a run consumes its
-    engine), the two alternating, so that their difference is the call's checks and set-up
-    under the same conditions."""
+    """Median times of ``whole_call`` (greedy_logdet on these inputs) and of the compiled
+    engine's k steps alone (its problem and engine set up untimed, afresh for each run: a run
+    consumes its engine), the two alternating, so that their difference is the call's checks
+    and set-up under the same conditions."""
     from activerm_fast import kernels
     from activerm_fast.selection import design
     from activerm_fast.testing import launch
 
     whole, spent = [], []
     for _ in range(10 * repeats):
-        whole.append(
-            _timed(lambda: arm.greedy_logdet(features, pairs, k, weights=weights, prior=ridge))
-        )
+        whole.append(_timed(whole_call))
         problem = kernels.greedy_problem(features, pairs, weights=weights, prior=ridge)
         engine, _ = design.greedy_engine(problem, steps=k)
         start = time.perf_counter()

@@ -15,7 +15,9 @@ group's activerm_fast row at that size (:func:`pytest_benchmark_update_json`).
 from __future__ import annotations
 
 import os
+import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -47,6 +49,28 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     )
     for item in items:
         item.add_marker(skip)
+
+
+def pytest_benchmark_update_commit_info(config: pytest.Config, commit_info: dict[str, Any]) -> None:
+    """The tree's ``dirty`` flag without the run's own report: ``--benchmark-json`` opens (and
+    empties) its file before the first row, so a run saved over its committed predecessor in
+    bench/results/ always read as "uncommitted changes". Dirty stays set when git lists any
+    other changed tracked file, or cannot be asked."""
+    report = config.getoption("benchmark_json", None)
+    if not commit_info.get("dirty") or report is None:
+        return
+    try:
+        top = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "diff", "HEAD", "--name-only", "-z"],
+            capture_output=True, text=True, check=True, cwd=top,
+        ).stdout.split("\0")  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return
+    own = Path(report.name).resolve()
+    commit_info["dirty"] = any(Path(top, name).resolve() != own for name in changed if name)
 
 
 def pytest_benchmark_update_json(

@@ -371,6 +371,37 @@ def test_bad_records_name_the_line_and_field(tmp_path, content, message):
         read_text_rows(path)
 
 
+@pytest.mark.parametrize(
+    ("first_id", "second", "message"),
+    [
+        (
+            "q",
+            {"prompt": "hello", "response": "y", "prompt_id": "q"},
+            r"rows.jsonl, line 2: 'prompt_id' 'q' names another prompt text at .*rows.jsonl, "
+            r"line 1; a prompt id names one prompt$",
+        ),
+        (
+            "1",
+            {"prompt": "hi", "response": "y", "prompt_id": 1},
+            r"line 2: 'prompt_id' 1 \(an integer\) and '1' \(text\) at .*line 1 are the same id",
+        ),
+        ("hi", {"prompt": "hi", "response": "y"}, None),  # a prompt's text is its id
+    ],
+)
+def test_a_prompt_id_names_one_prompt_of_one_kind(tmp_path, first_id, second, message):
+    """A repeated prompt_id with another prompt text, or 1 beside "1", is refused at its line:
+    embed kept the first prompt's text for both, or wrote ids its own loader refuses."""
+    path = tmp_path / "rows.jsonl"
+    first = {"prompt": "hi", "response": "x", "prompt_id": first_id}
+    path.write_text(json.dumps(first) + "\n" + json.dumps(second) + "\n")
+    if message is None:
+        rows = read_text_rows(path)
+        assert rows.prompt_of_row.tolist() == [0, 0] and rows.prompt_names == ["hi"]
+        return
+    with pytest.raises(ValueError, match=message):
+        read_text_rows(path)
+
+
 def test_bad_model_folders_and_outputs(tmp_path):
     make_model(tmp_path / "rm")
     make_model(tmp_path / "lm", "llama-lm")

@@ -186,6 +186,8 @@ class _Builder:
         self.form: str | None = None
         self.first = ""
         self.prompt_index: dict[Any, int] = {}
+        # the records' prompt ids as written (str) -> the id and the first line naming it
+        self.prompt_lines: dict[str, tuple[str | int, str]] = {}
         self.prompts: list[Messages] = []
         self.prompt_of_row: list[int] = []
         self.responses: list[str] = []
@@ -210,6 +212,7 @@ class _Builder:
             key = record.get("prompt_id", prompt_text(messages))
             if not isinstance(key, (str, int)) or isinstance(key, bool):
                 raise ValueError(f"{where}: 'prompt_id' must be text or an integer, got {key!r}")
+            self._check_prompt_id(key, messages, where)
             self._row(
                 key, messages, record.get("response"), name=f"{where}: 'response'", record=record
             )
@@ -223,6 +226,25 @@ class _Builder:
                     f"{where}: chosen and rejected are the same response to the same prompt"
                 )
             self.pairs.append((rows[0], rows[1]))
+
+    def _check_prompt_id(self, key: str | int, messages: Messages, where: str) -> None:
+        """A ValueError for a record's prompt id that names another prompt than on its first
+        row, or that reads as an id of another kind (1 and "1" are one name once written)."""
+        first = self.prompt_lines.get(str(key))
+        if first is None:
+            self.prompt_lines[str(key)] = (key, where)
+            return
+        seen, line = first
+        if type(seen) is not type(key):
+            raise ValueError(
+                f"{where}: 'prompt_id' {key!r} ({_kind(key)}) and {seen!r} ({_kind(seen)}) at "
+                f"{line} are the same id once written; give every row an id of one kind"
+            )
+        if self.prompts[self.prompt_index[key]] != messages:
+            raise ValueError(
+                f"{where}: 'prompt_id' {key!r} names another prompt text at {line}; a prompt id "
+                "names one prompt"
+            )
 
     def _completions(self, record: dict[str, Any], where: str) -> None:
         field = "prompt" if "prompt" in record else "instruction"
@@ -329,6 +351,10 @@ def _form(record: dict[str, Any], where: str) -> str:
         f"{where}: a row has 'prompt' and 'response', 'chosen' and 'rejected', or 'prompt' and "
         f"'completions'; got the keys {sorted(record)}"
     )
+
+
+def _kind(key: str | int) -> str:
+    return "text" if isinstance(key, str) else "an integer"
 
 
 def _text(value: Any, name: str) -> str:

@@ -137,6 +137,27 @@ def test_refresh_masks_every_copy_of_a_chosen_pair():
     assert got.gains.tobytes() == want.gains.tobytes()
 
 
+@pytest.mark.parametrize(("n", "size", "seed"), [(6, 80, 1), (12, 500, 4), (40, 3000, 7)])
+def test_a_pair_excluded_at_one_position_is_excluded_at_every_one(n, size, seed):
+    # the mask marks some positions (first copies, later repeats, one pair at both); the
+    # reference is the stored pool of first copies with every marked pair excluded
+    ids, features, _, _ = problem(n, 3, seed)
+    pool = arm.ImplicitPool.cross_prompt(ids, size, seed=seed)
+    rows = pool.materialize()
+    keys = rows[:, 0] * n + rows[:, 1]
+    keep = first_copies(rows, n)
+    exclude = np.zeros(size, dtype=bool)
+    exclude[np.random.default_rng(seed).choice(size, size // 10, replace=False)] = True
+    exclude[keep[0]] = True
+    marked = np.isin(keys[keep], keys[exclude])
+    k = min(8, int((~marked).sum()))
+    want = arm.greedy_logdet(features, rows[keep], k, exclude=marked, prior=0.5)
+    got = arm.greedy_logdet(features, pool, k, exclude=exclude, prior=0.5)
+    np.testing.assert_array_equal(got.indices, keep[want.indices])
+    assert got.gains.tobytes() == want.gains.tobytes()
+    assert not np.isin(keys[got.indices], keys[exclude]).any()
+
+
 def test_random_draws_the_materialised_positions():
     ids, features, rewards, _ = problem(20_000, 20, 6)
     pool = arm.ImplicitPool.cross_prompt(ids, 3000, seed=2)

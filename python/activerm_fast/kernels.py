@@ -20,7 +20,7 @@ import torch
 from . import _launch
 from . import _validation as v
 from ._threads import thread_stable_mm
-from .data.implicit_pool import generated_pairs
+from .data.implicit_pool import generated_pairs, positions_of
 from .selection import design as _design
 
 if TYPE_CHECKING:
@@ -358,9 +358,24 @@ def greedy_problem(
         given = v.float_tensor(weights, "weights", (count,), f.device, nonnegative=True)
         w = given.double()[:, None].contiguous()
     excluded = None if exclude is None else v.mask_tensor(exclude, count, f.device, "exclude")
+    if generated is not None and excluded is not None and bool(excluded.any()):
+        excluded = _every_occurrence(pairs, generated, excluded, f.shape[0])
     prior = options.get("prior", DEFAULT_PRIOR)
     start = _design.Prior.of(v.prior_argument(prior, f.shape[1], f.device), f.shape[1])
     return _design.GreedyProblem(f[None], p, w, [start], excluded, v.lazy_argument(lazy))
+
+
+def _every_occurrence(
+    pool: Any, generated: _launch.GeneratedPairs, excluded: torch.Tensor, n: int
+) -> torch.Tensor:
+    """The mask of an implicit ``pool`` (an :class:`~activerm_fast.ImplicitPool`) that excludes
+    every position of each pair ``excluded`` marks at one of them: a repeat of an excluded
+    pair would otherwise be chosen in its place."""
+    marked = torch.nonzero(excluded).reshape(-1).cpu().numpy()
+    rows = torch.from_numpy(pool.rows(marked + pool.start)).to(excluded.device)
+    every = torch.zeros_like(excluded)
+    every[positions_of(generated, rows, n)] = True
+    return every
 
 
 def greedy_logdet(
@@ -394,7 +409,8 @@ def greedy_logdet(
         lambda for F0 = lambda I, or a symmetric positive definite (d, d) F0 (e.g. the Fisher
         information of pairs labelled earlier).
     exclude : np.ndarray or torch.Tensor, optional
-        (P,) boolean mask of pairs that may not be chosen.
+        (P,) boolean mask of pairs that may not be chosen (of an implicit pool, a pair
+        marked at one of its positions is excluded at all of them).
     lazy : bool or "auto", default "auto"
         The sweep: "auto" is lazy where it can run (the CPU, within half the free memory)
         and pays (from 1.5 million pairs and 100 steps), dense elsewhere.

@@ -333,3 +333,40 @@ def test_scores_no_float64_holds_are_refused_not_tied(strategy):
         picks(1e-200, 1e-3)
     assert picks(1e-200, 1e-300) == picks(1.0, 1e100) != [0, 1, 2]
     assert len(picks(0.0, 1e-3)) == 3  # equal features: nothing to underflow, every gain 0
+
+
+@pytest.mark.parametrize(
+    ("strategy", "pool"),
+    [
+        (strategy, pool)
+        for strategy in ("dopt-greedy", "past-dopt-greedy", "ensemble-dopt-greedy", "dopt-topk")
+        for pool in ("stored", "implicit")
+        if (strategy, pool) != ("dopt-topk", "implicit")  # the top-k rules take stored pairs
+    ],
+)
+def test_fisher_weights_no_float64_holds_are_refused_not_tied(strategy, pool):
+    """Rewards 1e5 apart make every Fisher weight about e^-10^5, 0 in float64: every score
+    w d^T F^-1 d was 0 and the picks index order. Rewards 100 apart keep the weights
+    positive (e^-100); picking every pair needs no ranking."""
+    rng = np.random.default_rng(4)
+    n = 8
+    shape = (2, n, 3) if strategy.startswith("ensemble") else (n, 3)
+    features = rng.normal(size=shape)
+    order = rng.permutation(n).astype(float)  # distinct rewards 0..7
+    stored = np.array([[i, j] for i in range(n) for j in range(i + 1, n)])
+    implicit = arm.ImplicitPool.cross_prompt(np.arange(n), 200, seed=1)
+    labelled = stored[:2] if pool == "stored" else None
+
+    def picks(scale: float, k: int = 3) -> list[int]:
+        rewards = np.stack([order, order + 0.5]) * scale
+        chosen = arm.select(strategy, features=features, pairs=stored if pool == "stored"
+                            else implicit, k=k, rewards=rewards, labelled=labelled)  # fmt: skip
+        return chosen.indices.tolist()
+
+    with pytest.raises(ValueError, match=r"^the Fisher weight sigma\(gap\)\(1 - sigma\(gap\)\) "
+                       r"of every available pair underflows float64: the rewards \(0 \.\. "
+                       r"7\.5e\+05\) are over 700 apart on every pair; rescale"):  # fmt: skip
+        picks(1e5)
+    assert len(set(picks(100 / 7))) == 3  # rewards 0..100 apart: positive weights rank
+    if pool == "stored":
+        assert len(picks(1e5, k=len(stored) - 2)) == len(stored) - 2

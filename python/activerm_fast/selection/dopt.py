@@ -16,6 +16,7 @@ from .registry import register, top
 def _dopt_topk(inputs: SelectionInputs, k: int, past: bool) -> Selection:
     # The paper's one-shot rule: gradient of log det at uniform weights over the whole pool,
     # w_k d_k^T F^-1 d_k with F = F0 + sum over available candidates of w d d^T.
+    inputs.check_weights_representable(k)
     w = inputs.weights(inputs.pairs)
     available = w if inputs.excluded is None else w.masked_fill(inputs.excluded, 0.0)
     matrix = inputs.pool.total(
@@ -39,6 +40,7 @@ def _greedy(
     """The greedy engine over the pool: the weights of every member of ``members`` (one
     column when they share one matrix, :meth:`SelectionInputs.greedy_weights`) and one prior
     per member."""
+    inputs.check_weights_representable(k)
     weights = inputs.greedy_weights(k, per_member=len(priors) > 1)
     problem = _design.GreedyProblem(
         members,

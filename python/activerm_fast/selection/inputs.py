@@ -13,6 +13,10 @@ from . import design as _design
 from .pool import WHOLE_POOL, Pool
 from .ridge import relative_ridge
 
+# Below this reward gap every Fisher weight sigma(gap)(1 - sigma(gap)), about e^-|gap|, is a
+# normal float64 (e^-700 ~ 1e-304); from about 745 on it rounds to 0.
+_WEIGHTS_SURELY_POSITIVE = 700.0
+
 
 @dataclass(frozen=True, kw_only=True)
 class SelectionInputs:
@@ -122,6 +126,39 @@ class SelectionInputs:
             return torch.ones(pairs.shape[0], dtype=torch.float64, device=pairs.device)
         rewards = self.rewards if member is None else self.rewards[member : member + 1]
         return _launch.fisher_weights(rewards, pairs)
+
+    def check_weights_representable(self, k: int) -> None:
+        """A ValueError where every available candidate's Fisher weight (the ensemble mean)
+        underflows float64 and ``k`` picks must rank them: every score w d^T F^-1 d would be
+        0, and the picks ties in index order. Free when the rewards span less than
+        :data:`_WEIGHTS_SURELY_POSITIVE`; else one pass over the pairs, chunk by chunk for
+        a generated pool, its counts summed over the whole ``pool``."""
+        if self.rewards is None or not self.rewards.numel():
+            return
+        low, high = (x.item() for x in torch.aminmax(self.rewards.double()))
+        if high - low < _WEIGHTS_SURELY_POSITIVE:
+            return
+        pairs = self.candidates
+        available = torch.ones(pairs.shape[0], dtype=torch.bool, device=pairs.device)
+        if self.excluded is not None:
+            available[self.excluded] = False  # a mask, or a generated pool's positions
+        counts = torch.zeros(2, dtype=torch.float64, device=pairs.device)
+        chunks = (
+            [(0, pairs)]
+            if isinstance(pairs, torch.Tensor)
+            else _launch.generated_chunks(pairs, _design.GENERATED_CHUNK)
+        )
+        for start, rows in chunks:
+            mine = available[start : start + len(rows)]
+            counts[0] += ((self.weights(rows) > 0) & mine).sum()
+            counts[1] += mine.sum()
+        positive, count = (int(x) for x in self.pool.total(counts).tolist())
+        if positive == 0 and k < count:
+            raise ValueError(
+                "the Fisher weight sigma(gap)(1 - sigma(gap)) of every available pair "
+                f"underflows float64: the rewards ({low:.3g} .. {high:.3g}) are over 700 apart "
+                "on every pair; rescale the rewards, or use xtx, which needs none"
+            )
 
     def has_past(self, past: bool) -> bool:
         return past and self.labelled is not None and self.labelled.shape[0] > 0

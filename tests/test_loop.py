@@ -157,6 +157,27 @@ def test_checkpoint_with_other_settings_is_refused(dataset, tmp_path):
         ActiveLoop(dataset, "random", other, seed=0, checkpoint_dir=tmp_path).run()
 
 
+def test_checkpoint_of_other_data_is_refused(dataset, tmp_path):
+    """Data with the same training rows but other embeddings, gold or split is not resumed
+    (its first rounds were another dataset's); the same data under another name is."""
+    one = replace(SMALL, rounds=1)
+    records = ActiveLoop(dataset, "random", one, seed=0, checkpoint_dir=tmp_path).run()
+    nudged = dataset.embeddings.copy()
+    nudged[0, 0] += 1.0
+    others = {
+        "embeddings": replace(dataset, embeddings=nudged),
+        "gold": replace(dataset, gold=dataset.gold[::-1].copy()),
+        "split": replace(dataset, is_test=dataset.is_test[::-1].copy()),
+    }
+    for what, other in others.items():
+        assert other.train().n == dataset.train().n, what
+        with pytest.raises(ValueError, match=r"holds a run on other data \(another dataset"):
+            ActiveLoop(other, "random", SMALL, seed=0, checkpoint_dir=tmp_path).run()
+    renamed = replace(dataset, name="another name")
+    resumed = ActiveLoop(renamed, "random", SMALL, seed=0, checkpoint_dir=tmp_path).run()
+    assert without_timings(resumed[:1]) == without_timings(records)
+
+
 def test_more_rounds_continue_a_finished_campaign_exactly(dataset, tmp_path):
     """A finished 2-round campaign asked for 3 runs only the third round, asking no pair twice,
     and ends as an uninterrupted 3-round run; asked for 1 round, it is refused."""

@@ -7,11 +7,13 @@ continues from the last finished round, with no label lost or asked twice.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -179,6 +181,30 @@ class LoopState:
     pairs: np.ndarray = field(default_factory=lambda: np.empty((0, 2), np.int64))
     labels: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     records: list[dict[str, Any]] = field(default_factory=list)
+
+
+def data_digest(*parts: Dataset) -> str:
+    """The sha256 hex digest of the numbers of ``parts``: each one's embeddings, prompt ids,
+    golden reward and labelled pairs, with their dtypes and shapes.
+
+    Examples
+    --------
+    >>> import activerm_fast as arm
+    >>> data = arm.synthetic(4, 3, 2, 5, dim=8)
+    >>> data_digest(data.train(), data.test()) == data_digest(data.train(), data.test())
+    True
+    >>> data_digest(data.train()) == data_digest(data.with_split(0.5, seed=1).train())
+    False
+    """
+    digest = hashlib.sha256()
+    for part in parts:
+        for array in (part.embeddings, part.prompt_ids, part.gold, part.pairs, part.labels):
+            if array is None:
+                digest.update(b"none;")
+                continue
+            digest.update(f"{array.dtype.str}{array.shape};".encode())
+            digest.update(np.ascontiguousarray(array).data)
+    return digest.hexdigest()
 
 
 def _campaign(identity: dict[str, Any]) -> dict[str, Any]:
@@ -542,14 +568,28 @@ class ActiveLoop:
             "seed": self.seed,
             "config": asdict(self.config),
             "train_rows": self.train.n,
+            "data": self._data_digest,
         }
+
+    @cached_property
+    def _data_digest(self) -> str:
+        """The sha256 of what the rounds read of the dataset (both sides of the split), so a
+        checkpoint continues only on the data it was written on."""
+        return data_digest(self.train, self.test)
 
     def _resume(self) -> LoopState:
         self.model = None
         if self.checkpoint_dir is None or not (self.checkpoint_dir / "state.json").exists():
             return LoopState()
         saved = _manifest(self.checkpoint_dir / "state.json")
-        if _campaign(saved["identity"]) != _campaign(json.loads(json.dumps(self._identity()))):
+        identity = json.loads(json.dumps(self._identity()))
+        if saved["identity"].get("data") != identity["data"]:
+            raise ValueError(
+                f"{self.checkpoint_dir} holds a run on other data (another dataset, split or "
+                "embeddings, or a checkpoint without their digest); use another output folder "
+                "or delete it"
+            )
+        if _campaign(saved["identity"]) != _campaign(identity):
             raise ValueError(
                 f"{self.checkpoint_dir} holds a run with other settings; use another output "
                 "folder or delete it"

@@ -286,3 +286,16 @@ def test_bad_files_end_in_one_line(dataset_file, tmp_path, capsys):
     bad.write_text("not json\n")
     assert main(args) == 2
     assert "line 1: not JSON" in one_line_error(capsys)
+    # a batch appended twice, or a pair labelled either way round on two lines: refused, not
+    # fitted (and put in F0) twice
+    for first, second in ((0, 5), (5, 0)):
+        bad.write_text(
+            '{"first": 0, "second": 5, "label": 1}\n{"first": 1, "second": 2, "label": 0}\n'
+            f'{{"first": {first}, "second": {second}, "label": 1}}\n'
+        )
+        assert main(args) == 2
+        assert one_line_error(capsys) == (
+            f"activerm-fast: error: {bad}, line 3: the pair ({first}, {second}) is labelled at "
+            f"{bad}, line 1 too; keep one record per pair (import merges the votes of every "
+            "annotator into one)"
+        )

@@ -57,7 +57,8 @@ def read_labelled(path: str | os.PathLike[str], n: int) -> tuple[np.ndarray, np.
     ------
     ValueError
         If a line is not a JSON object, an index is not a row of the ``n``, a label is not
-        0 or 1, or a record compares a response with itself; the message names the line.
+        0 or 1, a record compares a response with itself, or a pair (either way round) is
+        labelled on two lines; the message names the line.
 
     Examples
     --------
@@ -81,6 +82,7 @@ def read_labelled(path: str | os.PathLike[str], n: int) -> tuple[np.ndarray, np.
     if not path.exists():
         return np.empty((0, 2), np.int64), np.empty(0, np.int64)
     pairs, labels, lines = [], [], []
+    seen: dict[tuple[int, int], str] = {}  # each pair, either way round -> its line
     for where, record in jsonl_records(path):
         if not isinstance(record, dict):
             raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
@@ -90,6 +92,13 @@ def read_labelled(path: str | os.PathLike[str], n: int) -> tuple[np.ndarray, np.
             raise ValueError(
                 f"{where}: label must be 1 (first wins) or 0 (second wins), got {label!r}"
             )
+        key = (min(pair), max(pair))
+        if key in seen:
+            raise ValueError(
+                f"{where}: the pair ({pair[0]}, {pair[1]}) is labelled at {seen[key]} too; keep "
+                "one record per pair (import merges the votes of every annotator into one)"
+            )
+        seen[key] = where
         pairs.append(pair)
         labels.append(label)
         lines.append(where)

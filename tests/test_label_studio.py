@@ -188,6 +188,13 @@ def test_pull_from_an_export_file_equals_the_server(label_studio, data, tmp_path
         ValueError, match=f"task {task_id}, annotation 1: 'preference' must be one of"
     ):
         pull_label_studio(data, tmp_path / "c.jsonl", export=export)
+    for who in ([1], {"id": [1]}, True):  # an annotator is a user id (a number or text)
+        broken[0]["annotations"][0]["completed_by"] = who
+        export.write_text(json.dumps(broken))
+        with pytest.raises(
+            ValueError, match=rf"task {task_id}: annotation #0 has completed_by .*; expected a user"
+        ):
+            pull_label_studio(data, tmp_path / "c.jsonl", export=export)
     broken[0]["annotations"] = []
     del broken[0]["data"]["pair_id"]
     export.write_text(json.dumps(broken))

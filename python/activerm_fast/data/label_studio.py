@@ -343,11 +343,16 @@ def _task_votes(annotations: list[Any], where: str) -> tuple[list[str], int]:
     for position, annotation in enumerate(annotations):
         if not isinstance(annotation, dict):
             raise ValueError(f"{where}: annotation #{position} is not a JSON object")
-        who = annotation.get("completed_by")
-        who = who.get("id") if isinstance(who, dict) else who
+        given = annotation.get("completed_by")
+        who = given.get("id") if isinstance(given, dict) else given
+        if who is not None and (isinstance(who, bool) or not isinstance(who, (int, str))):
+            raise ValueError(
+                f"{where}: annotation #{position} has completed_by {given!r:.80}; expected a "
+                "user id or an object with one"
+            )
         order = annotation.get("id", position)
         key = ("annotation", position) if who is None else who
-        if not isinstance(order, int):
+        if isinstance(order, bool) or not isinstance(order, int):
             raise ValueError(f"{where}: annotation #{position} has id {order!r}")
         if key not in latest or order > latest[key][0]:
             latest[key] = (order, annotation)

@@ -77,3 +77,20 @@ def test_a_member_that_is_not_an_array_or_not_there_is_named(tmp_path):
             npz_member(archive, "notes.txt")
         with pytest.raises(KeyError, match="gold is not a member"):
             npz_member(archive, "gold")
+
+
+@pytest.mark.parametrize("rows", [1, 12, 5000])
+def test_an_array_of_python_objects_is_named_as_such(tmp_path, rows):
+    """A pickled object array's bytes are no itemsize times its count: it was called a damaged
+    file (for few rows) or unpickled; it is named for what it is."""
+    path = tmp_path / "objects.npz"
+    np.savez(path, embeddings=np.ones((rows, 4), dtype=object), gold=np.arange(float(rows)))
+    with np.load(path, allow_pickle=False) as archive:
+        with pytest.raises(
+            ValueError,
+            match=r"^embeddings holds Python objects \(dtype object\), which are read "
+            "only by unpickling; save it as an array of numbers or strings$",
+        ):
+            npz_member(archive, "embeddings")
+    with pytest.raises(ValueError, match=f"{path}: cannot read .*embeddings holds Python objects"):
+        data.load(str(path))

@@ -96,6 +96,11 @@ def npz_member(archive: np.lib.npyio.NpzFile, key: str) -> np.ndarray:
         except ValueError as err:
             raise ValueError(f"{key} is not a .npy array ({err})") from None
         held = stored - member.tell()
+    if dtype.hasobject:  # pickled Python objects: their size says nothing of the array's
+        raise ValueError(
+            f"{key} holds Python objects (dtype {dtype}), which are read only by unpickling; "
+            "save it as an array of numbers or strings"
+        )
     declared = check_declared_size(key, shape, dtype, held)
     try:
         array: np.ndarray = archive[key]

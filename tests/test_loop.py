@@ -234,6 +234,15 @@ def test_bad_configuration_is_named(dataset):
     lonely = replace(SMALL, prompts_per_round=1, pool="cross")
     with pytest.raises(ValueError, match=r"^round 1: the candidate pool is empty \(pool='cross'"):
         ActiveLoop(dataset, "random", lonely).run()
+    # asked for more prompts than the training split holds: the split is named as the cause
+    one_train = dataset.subset(np.isin(dataset.prompt_ids, [0, dataset.prompt_ids[-1]]))
+    assert one_train.train().num_prompts == 1
+    with pytest.raises(
+        ValueError,
+        match=r"^round 1: the candidate pool is empty \(pool='cross', 1 prompts a round: all 1 "
+        r"training prompts, fewer than prompts_per_round=40\): cross-prompt pairs need 2",
+    ):
+        ActiveLoop(one_train, "random", SMALL).run()
 
 
 def test_simulate_checks_every_strategy_and_seed_before_the_first_run(dataset, tmp_path):

@@ -342,10 +342,16 @@ class ActiveLoop:
             if held >= config.per_round:
                 continue
             if held == 0:
+                drawn = f"{len(prompts)} prompts a round"
+                if len(prompts) < config.prompts_per_round:  # the training split has no more
+                    drawn = (
+                        f"{drawn}: all {self.train.num_prompts} training prompts, fewer than "
+                        f"prompts_per_round={config.prompts_per_round}"
+                    )
                 raise ValueError(
                     f"round {round_index + 1}: the candidate pool is empty (pool={config.pool!r}, "
-                    f"{config.prompts_per_round} prompts a round): cross-prompt pairs need 2 "
-                    "prompts or more, within-prompt pairs prompts of 2 responses or more"
+                    f"{drawn}): cross-prompt pairs need 2 prompts or more, within-prompt pairs "
+                    "prompts of 2 responses or more"
                 )
             low, high = int(sizes[prompts].min()), int(sizes[prompts].max())
             responses = f"{low}" if low == high else f"{low} to {high}"

@@ -310,6 +310,11 @@ def test_errors_name_the_argument_and_the_value():
         RewardModel(4, ensemble=0)
     with pytest.raises(TypeError, match="hidden widths must be an integer, got float 8.5"):
         RewardModel(4, hidden=(8.5,))
+    for width, shown in ((3, "int 3"), ("64", "str '64'"), (None, "NoneType None")):
+        with pytest.raises(
+            TypeError, match=f"^hidden must be a sequence of positive integers, got {shown}$"
+        ):
+            RewardModel(4, hidden=width)
 
 
 @pytest.mark.parametrize(

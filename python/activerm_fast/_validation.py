@@ -484,6 +484,27 @@ def positive_integer(k: Any, name: str) -> int:
     return int(k)
 
 
+def integer_sequence(values: Any, name: str) -> list[Any]:
+    """The items of a sequence of positive integers (a list, a tuple, an array), each left to
+    the caller to check; a TypeError naming ``name`` for one number, a string or anything else
+    that is not a sequence.
+
+    Examples
+    --------
+    >>> integer_sequence((512, 256), "hidden")
+    [512, 256]
+    >>> integer_sequence(3, "hidden")
+    Traceback (most recent call last):
+    ...
+    TypeError: hidden must be a sequence of positive integers, got int 3
+    """
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise TypeError(
+            f"{name} must be a sequence of positive integers, got {describe(values)} {values!r:.40}"
+        )
+    return list(values)
+
+
 def real_number(x: Any, name: str) -> float:
     """A real number (not a bool) as a float; an integer beyond float64's range is a
     ValueError naming it, not float()'s OverflowError.

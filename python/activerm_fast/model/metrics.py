@@ -6,7 +6,7 @@ All three take a single prediction per response, ``pred`` of shape (n,); for an 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -15,6 +15,7 @@ from .._validation import (
     as_tensor,
     binary_labels,
     integer_argument,
+    integer_sequence,
     pairs_tensor,
     positive_integer,
     real_vector,
@@ -346,9 +347,7 @@ def _same_lengths(lengths: dict[str, int]) -> None:
 
 
 def _sample_sizes(ns: Sequence[int]) -> list[int]:
-    if isinstance(ns, (str, bytes)) or not isinstance(ns, Iterable):
-        raise TypeError(f"ns must be a sequence of positive integers, got {ns!r}")
-    values = list(ns)
+    values = integer_sequence(ns, "ns")
     if not values:
         raise ValueError("ns is empty")
     for n in values:

@@ -27,6 +27,7 @@ from .._validation import (
     device_argument,
     embeddings_tensor,
     first_line,
+    integer_sequence,
     labelled_pairs,
     positive_integer,
     positive_scalar,
@@ -292,7 +293,9 @@ class RewardModel:
         device: str | torch.device = "cpu",
     ) -> None:
         self.input_dim = positive_integer(input_dim, "input_dim")
-        self.hidden = tuple(positive_integer(width, "hidden widths") for width in hidden)
+        self.hidden = tuple(
+            positive_integer(width, "hidden widths") for width in integer_sequence(hidden, "hidden")
+        )
         self.ensemble = positive_integer(ensemble, "ensemble")
         self.seed = seed_argument(seed)
         self.device = device_argument(device)

@@ -29,7 +29,8 @@
 //                       chosen[step], gains[step] (index -1, gain NaN when the sweep found no
 //                       pair); mask the pair if it is local; with prepare_next, update every
 //                       member's factor and compute the projections the next downdate needs.
-//   greedy_run          sweep, then k times apply and sweep (the single-process selection).
+//   greedy_run          sweep, then k applies, each but the last preparing the next step and
+//                       followed by a sweep (the single-process selection).
 //   greedy_workspace_bytes  bytes of GreedyState::workspace the problem needs.
 //   greedy_zeroed_bytes     how many of them, from the start, must be zero before the first
 //                           sweep (the rest may hold anything).

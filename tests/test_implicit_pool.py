@@ -254,6 +254,13 @@ def sharded_cases(shard: tuple[int, int] | None) -> dict[str, tuple]:
         results[strategy] = (np.asarray(sel.indices), sel.gains.tobytes(), sel.logdet)
     sel = logdet(features, mine, 15, prior=0.2)
     results["greedy_logdet"] = (np.asarray(sel.indices), sel.gains.tobytes(), sel.logdet)
+    # the first picks, marked where they were picked (one shard): excluded at their repeats
+    # on the other shard too
+    marked = np.zeros(len(pool), dtype=bool)
+    marked[np.asarray(sel.indices)[:3]] = True
+    part = marked if shard is None else marked[mine.start : mine.stop]
+    sel = logdet(features, mine, 15, prior=0.2, exclude=part)
+    results["greedy_logdet, excluded"] = (np.asarray(sel.indices), sel.gains.tobytes(), sel.logdet)
     for k in (20, 43):  # 43: every distinct pair of the 45 but the 2 labelled (repeats drawn again)
         sel = select(
             "random",

@@ -45,7 +45,14 @@ import torch.distributed as dist
 from . import _launch
 from . import _validation as v
 from .data.implicit_pool import ImplicitPool
-from .kernels import GreedyOptions, Selection, export, greedy_problem
+from .kernels import (
+    GreedyOptions,
+    Selection,
+    excluded_pairs,
+    export,
+    greedy_problem,
+    occurrences_mask,
+)
 from .selection import design as _design
 from .selection.api import SelectOptions, validated
 from .selection.inputs import SelectionInputs
@@ -745,6 +752,13 @@ def greedy_logdet(
 
     problem, budget, shard = _sharded(group_, check)
     problem = replace(problem, first_index=shard.offset)
+    if isinstance(pairs, ImplicitPool):  # every rank's, as the signature checked
+        # a pair excluded on one rank is excluded at its repeats on the others too
+        every = np.concatenate(group_.objects(excluded_pairs(pairs, problem.excluded)))
+        if len(every):
+            generated = cast(_launch.GeneratedPairs, problem.pairs)
+            mask = occurrences_mask(generated, np.unique(every, axis=0), pairs.n)
+            problem = replace(problem, excluded=mask)
     chosen, gains, logdet = _ShardedPool(shard).greedy(problem, shard.budget(budget))
     as_numpy = v.is_numpy_like(features)
     return Selection(export(chosen, as_numpy), export(gains, as_numpy), logdet)

@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypedDict
 
+import numpy as np
 import torch
 
 from . import _launch
@@ -359,23 +360,29 @@ def greedy_problem(
         w = given.double()[:, None].contiguous()
     excluded = None if exclude is None else v.mask_tensor(exclude, count, f.device, "exclude")
     if generated is not None and excluded is not None and bool(excluded.any()):
-        excluded = _every_occurrence(pairs, generated, excluded, f.shape[0])
+        excluded = occurrences_mask(generated, excluded_pairs(pairs, excluded), f.shape[0])
     prior = options.get("prior", DEFAULT_PRIOR)
     start = _design.Prior.of(v.prior_argument(prior, f.shape[1], f.device), f.shape[1])
     return _design.GreedyProblem(f[None], p, w, [start], excluded, v.lazy_argument(lazy))
 
 
-def _every_occurrence(
-    pool: Any, generated: _launch.GeneratedPairs, excluded: torch.Tensor, n: int
-) -> torch.Tensor:
-    """The mask of an implicit ``pool`` (an :class:`~activerm_fast.ImplicitPool`) that excludes
-    every position of each pair ``excluded`` marks at one of them: a repeat of an excluded
-    pair would otherwise be chosen in its place."""
+def excluded_pairs(pool: Any, excluded: torch.Tensor | None) -> np.ndarray:
+    """(m, 2) int64, each pair an implicit ``pool`` (an :class:`~activerm_fast.ImplicitPool`)
+    holds at a position ``excluded`` marks, once (none for None)."""
+    if excluded is None:
+        return np.empty((0, 2), np.int64)
     marked = torch.nonzero(excluded).reshape(-1).cpu().numpy()
-    rows = torch.from_numpy(pool.rows(marked + pool.start)).to(excluded.device)
-    every = torch.zeros_like(excluded)
-    every[positions_of(generated, rows, n)] = True
-    return every
+    return np.unique(pool.rows(marked + pool.start), axis=0).reshape(-1, 2)
+
+
+def occurrences_mask(generated: _launch.GeneratedPairs, rows: np.ndarray, n: int) -> torch.Tensor:
+    """The (count,) mask of every position of ``generated`` holding one of the pairs ``rows``:
+    an excluded pair is excluded at each of its positions (a repeat of it would otherwise be
+    chosen in its place)."""
+    mask = torch.zeros(generated.count, dtype=torch.bool, device=generated.device)
+    wanted = torch.from_numpy(rows).to(generated.device)
+    mask[positions_of(generated, wanted, n)] = True
+    return mask
 
 
 def greedy_logdet(

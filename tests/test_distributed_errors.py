@@ -96,6 +96,20 @@ def test_select_processes_reports_an_error_in_one_line_every_time(tmp_path, bad_
         assert not (tmp_path / "batch.jsonl").exists()
 
 
+def test_select_processes_prints_an_error_of_the_whole_pool_once(tmp_path, bad_labels):
+    """k beyond the sharded pool is the same error on every rank and names none: rank 0 alone
+    prints it (both ranks did, sometimes on one line)."""
+    flags = [*bad_labels[:2], "--labelled", str(tmp_path / "none.jsonl"), "--k", "6000"]
+    command = [sys.executable, "-m", "activerm_fast", "select", "--processes", "2", *flags]
+    command += ["--pool-size", "300", "--out", str(tmp_path / "batch.jsonl")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stderr.splitlines() == [
+        "activerm-fast: error: k = 6000 is larger than the 300 pairs available (300 candidates, "
+        "0 excluded)"
+    ]
+
+
 if __name__ == "__main__":
     gloo.join(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))
     failing_rank(int(sys.argv[1]))  # raises: Python's own shutdown ends the process

@@ -224,6 +224,12 @@ def test_identical_results_with_one_and_two_threads():
 def test_sharded_implicit_pool_is_one_process(tmp_path):
     want = sharded_cases(None)
     for got in gloo.run_ranks(__file__, 2, tmp_path, timeout=300):
+        # shards cut for a world of 3 leave the pool's last third on no rank: refused
+        end = arm.ImplicitPool.cross_prompt(np.arange(12) % 3, 5000).shard(1, 3).stop
+        assert got.pop("shards of another world") == (
+            f"rank 1: its implicit pool ends at position {end}, not at the pool's size 5000; "
+            "pass pool.shard(rank, world) with world = 2 on every rank"
+        )
         assert got.keys() == want.keys()
         for name, result in got.items():
             np.testing.assert_array_equal(result[0], want[name][0], err_msg=name)
@@ -329,9 +335,18 @@ def test_implicit_pool_errors():
         pool.shard(2, 2)
 
 
-def worker(rank: int, world: int) -> dict[str, tuple]:
-    """One rank of test_sharded_implicit_pool_is_one_process (tests/gloo.py)."""
-    return sharded_cases((rank, world))
+def worker(rank: int, world: int) -> dict[str, tuple | str]:
+    """One rank of test_sharded_implicit_pool_is_one_process (tests/gloo.py), and the error of
+    shards cut for another world."""
+    from activerm_fast import distributed
+
+    results: dict[str, tuple | str] = dict(sharded_cases((rank, world)))
+    ids, features, _, _ = problem(12, 3, 7)
+    pool = arm.ImplicitPool.cross_prompt(ids, 5000, seed=9)
+    with pytest.raises(ValueError) as refused:
+        distributed.greedy_logdet(features, pool.shard(rank, world + 1), 2)
+    results["shards of another world"] = str(refused.value)
+    return results
 
 
 if __name__ == "__main__":

@@ -198,6 +198,17 @@ def _use_count(t: torch.Tensor) -> int:
     return 0 if count is None else int(count())
 
 
+# The note on an error every rank raises alike that no rank is to blame for (a fault of the
+# whole pool's): a launcher prints it from rank 0 alone, as it does one that names its rank.
+EVERY_RANK = "raised alike on every rank"
+
+
+def raised_on_every_rank(err: BaseException) -> bool:
+    """Whether every rank raised ``err`` alike: an agreed error naming the rank at fault
+    (``rank r: ...``) or one noted :data:`EVERY_RANK`, so one rank may report it for all."""
+    return str(err).startswith("rank ") or EVERY_RANK in getattr(err, "__notes__", ())
+
+
 def _failure(err: BaseException) -> _Failure:
     return _Failure(type(err), str(err))
 
@@ -266,7 +277,9 @@ def _sharded(
                 )
     assert state is not None
     shard = _Shard(group, [counts for _, _, counts in reports])
-    shard.check_unique(state.candidates, state.members.shape[1])
+    implicit = reference.get("implicit pool", (None, None))[1]  # (kind, size, seed, n)
+    size = None if implicit is None else implicit[1]
+    shard.check_unique(state.candidates, state.members.shape[1], size)
     return state, budget, shard
 
 
@@ -323,16 +336,19 @@ class _Shard:
         """k, if no larger than the pool's available pairs (the same check on every rank)."""
         available = self.total - self.unavailable
         if k > available:
-            raise ValueError(
+            error = ValueError(
                 f"k = {k} is larger than the {available} pairs available "
                 f"({self.total} candidates, {self.unavailable} excluded)"
             )
+            error.add_note(EVERY_RANK)
+            raise error
         return k
 
-    def check_unique(self, pairs: _launch.Pairs, n: int) -> None:
+    def check_unique(self, pairs: _launch.Pairs, n: int, size: int | None = None) -> None:
         """No pair may appear in two shards (each shard was checked alone); an implicit pool's
-        shard must hold the positions of its rank, those ``pool.shard(rank, world)`` gives
-        (its pairs may repeat: a selection never picks a pair twice). Every rank sends
+        shards (of a pool of ``size`` pairs) must hold the positions of their ranks, those
+        ``pool.shard(rank, world)`` gives, and together all of them (its pairs may repeat: a
+        selection never picks a pair twice). Every rank sends
         each pair's key to the rank the key maps to, which sorts what it receives and looks for
         a repeat: 8 bytes per pair moved and about 32 held, once per selection. A repeat found
         anywhere is located by every rank in its own shard, so every rank names the same two
@@ -347,6 +363,12 @@ class _Shard:
                         f"rank {rank}: its implicit pool starts at position {start}, not "
                         f"{wanted}; pass pool.shard(rank, world) on every rank"
                     )
+            if size is not None and self.total != size:
+                raise ValueError(
+                    f"rank {group.world - 1}: its implicit pool ends at position {self.total}, "
+                    f"not at the pool's size {size}; pass pool.shard(rank, world) with world = "
+                    f"{group.world} on every rank"
+                )
             return
         if group.world == 1:
             return

@@ -321,11 +321,11 @@ def _select_sharded(args: argparse.Namespace) -> int:
         failure = err
     finally:
         dist.destroy_process_group()
-    # An error every rank agreed on names the failing rank ("rank r: ...", distributed.agreed)
-    # and is the same on every rank: rank 0 alone prints it. Any other is printed where it was.
+    # An error every rank raised alike (distributed.raised_on_every_rank) is printed by rank 0
+    # alone. Any other is printed where it was.
     code = 0
     if failure is not None:
-        code = report(failure, quiet=rank != 0 and str(failure).startswith("rank "))
+        code = report(failure, quiet=rank != 0 and distributed.raised_on_every_rank(failure))
     # Gloo's worker threads release a finished collective's tensors after the caller has moved
     # on, and that needs the interpreter: one still doing so while Python finalises aborts the
     # process (a torch race, after the batch was written or the error printed; a barrier does

@@ -340,7 +340,7 @@ class _Shard:
                 f"k = {k} is larger than the {available} pairs available "
                 f"({self.total} candidates, {self.unavailable} excluded)"
             )
-            error.add_note(EVERY_RANK)
+            error.__notes__ = [EVERY_RANK]  # type: ignore[attr-defined]  # add_note, on 3.10
             raise error
         return k
 

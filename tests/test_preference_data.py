@@ -210,6 +210,9 @@ def test_read_annotations_keeps_every_record_with_its_label(rng, tmp_path):
         ({"first": 0, "second": 9, "label": 1}, "'second' = 9 is out of range for 9"),
         ("[1, 2]", "expected a JSON object, got list"),
         ("{oops", "line 2: not JSON"),
+        # a pair on two lines was exported twice (or both ways round, contradicting itself)
+        ({"first": 1, "second": 0, "label": 0}, r"line 2: the pair \(1, 0\) is labelled at "),
+        ({"first": 0, "second": 1, "label": None}, r"line 2: the pair \(0, 1\) is labelled at "),
     ],
 )
 def test_read_annotations_names_the_line_at_fault(record, message, tmp_path):

@@ -82,7 +82,7 @@ def read_labelled(path: str | os.PathLike[str], n: int) -> tuple[np.ndarray, np.
     if not path.exists():
         return np.empty((0, 2), np.int64), np.empty(0, np.int64)
     pairs, labels, lines = [], [], []
-    seen: dict[tuple[int, int], str] = {}  # each pair, either way round -> its line
+    once = _OncePerPair()
     for where, record in jsonl_records(path):
         if not isinstance(record, dict):
             raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
@@ -92,13 +92,7 @@ def read_labelled(path: str | os.PathLike[str], n: int) -> tuple[np.ndarray, np.
             raise ValueError(
                 f"{where}: label must be 1 (first wins) or 0 (second wins), got {label!r}"
             )
-        key = (min(pair), max(pair))
-        if key in seen:
-            raise ValueError(
-                f"{where}: the pair ({pair[0]}, {pair[1]}) is labelled at {seen[key]} too; keep "
-                "one record per pair (import merges the votes of every annotator into one)"
-            )
-        seen[key] = where
+        once.add(pair, where)
         pairs.append(pair)
         labels.append(label)
         lines.append(where)
@@ -107,6 +101,33 @@ def read_labelled(path: str | os.PathLike[str], n: int) -> tuple[np.ndarray, np.
     if row is not None:
         raise ValueError(f"{lines[row]}: first and second are the same response {pairs[row][0]}")
     return checked, np.array(labels, np.int64)
+
+
+class _OncePerPair:
+    """The line of each pair of an annotation file read so far, either way round: a pair on a
+    second line (a batch appended twice, a pair labelled again) is a ValueError naming both.
+
+    Examples
+    --------
+    >>> once = _OncePerPair()
+    >>> once.add((3, 7), "labelled.jsonl, line 1")
+    >>> once.add((7, 3), "labelled.jsonl, line 4")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: labelled.jsonl, line 4: the pair (7, 3) is labelled at labelled.jsonl, line 1 too; ...
+    """
+
+    def __init__(self) -> None:
+        self.lines: dict[tuple[int, int], str] = {}
+
+    def add(self, pair: tuple[int, ...], where: str) -> None:
+        key = (min(pair), max(pair))
+        if key in self.lines:
+            raise ValueError(
+                f"{where}: the pair ({pair[0]}, {pair[1]}) is labelled at {self.lines[key]} too; "
+                "keep one record per pair (import merges the votes of every annotator into one)"
+            )
+        self.lines[key] = where
 
 
 def _row_index(record: dict[str, Any], key: str, n: int, where: str) -> int:

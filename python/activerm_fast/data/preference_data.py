@@ -51,7 +51,7 @@ from .._validation import (
     labelled_pairs,
     pairs_tensor,
 )
-from .annotation import _row_index
+from .annotation import _OncePerPair, _row_index
 from .dataset import Dataset, EmbeddingOptions, embed_texts, from_arrays
 from .json_files import jsonl_records
 from .npz_files import npz_member
@@ -146,7 +146,8 @@ def read_annotations(path: str | os.PathLike[str], n: int) -> tuple[np.ndarray, 
         If ``path`` is not a path.
     ValueError
         If a record is not an object, an index is not one of ``n`` rows, the two rows are
-        the same, or the label is missing or not 1, 0, 0.5 or null.
+        the same, the label is missing or not 1, 0, 0.5 or null, or a pair (either way round)
+        is on two lines.
 
     Examples
     --------
@@ -163,6 +164,7 @@ def read_annotations(path: str | os.PathLike[str], n: int) -> tuple[np.ndarray, 
     """
     n = count_argument(n, "n")
     pairs, labels = [], []
+    once = _OncePerPair()
     for where, record in jsonl_records(_path_argument(path, "path")):
         if not isinstance(record, dict):
             raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
@@ -171,8 +173,9 @@ def read_annotations(path: str | os.PathLike[str], n: int) -> tuple[np.ndarray, 
             raise ValueError(f"{where}: first and second are the same response {first}")
         if "label" not in record:
             raise ValueError(f"{where}: no 'label' (null while the pair is not labelled)")
-        pairs.append((first, second))
         labels.append(_annotation_label(record["label"], where))
+        once.add((first, second), where)
+        pairs.append((first, second))
     return np.array(pairs, np.int64).reshape(-1, 2), np.array(labels, np.float64)
 
 

@@ -25,7 +25,7 @@ import pytest
 import torch
 
 import activerm_fast as arm
-from activerm_fast.data import RewardHead, embed, model_features
+from activerm_fast.data import RewardHead, embed, feature_store, model_features
 from activerm_fast.data.text_records import FORMS, prompt_text, read_text_rows
 
 transformers = pytest.importorskip("transformers")
@@ -499,6 +499,75 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     )
     assert summary.resumed_rows == 8 and not parts.exists()
     assert_same_output(whole, out)
+
+
+class Stopped(Exception):
+    """A run stopped after its first shard."""
+
+
+def test_a_resume_on_another_model_or_data_is_refused(tmp_path, monkeypatch):
+    """A checkpoint of the same shape (new weights, same file sizes) or a text edited to the
+    same length resumed before, mixing two inputs in one file; the inputs are now digested.
+    Back on the first inputs the run resumes to the uninterrupted result."""
+    make_model(tmp_path / "rm")
+    records = write_records(tmp_path / "rows.jsonl", prompts=4)  # 12 rows: 3 shards of 4
+    whole, out = tmp_path / "whole.npz", tmp_path / "out.npz"
+    embed(tmp_path / "rm", tmp_path / "rows.jsonl", whole, shard_rows=4, progress=False)
+    write = feature_store.ShardStore.write
+
+    def one_shard(self, shard, arrays):
+        write(self, shard, arrays)
+        raise Stopped
+
+    with monkeypatch.context() as patch:
+        patch.setattr(feature_store.ShardStore, "write", one_shard)
+        with pytest.raises(Stopped):
+            embed(tmp_path / "rm", tmp_path / "rows.jsonl", out, shard_rows=4, progress=False)
+    weights = tmp_path / "rm" / "model.safetensors"
+    size = weights.stat().st_size
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path / "rm")
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+    model.save_pretrained(tmp_path / "rm")
+    assert weights.stat().st_size == size
+    with pytest.raises(ValueError, match=r"other settings \(model_files: model.safetensors chan"):
+        embed(tmp_path / "rm", tmp_path / "rows.jsonl", out, shard_rows=4, progress=False)
+    make_model(tmp_path / "rm")  # the first weights again
+    edited = [dict(r) for r in records]
+    edited[0]["response"] = edited[0]["response"][::-1]  # as many bytes, another text
+    assert edited[0]["response"] != records[0]["response"]
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in edited))
+    with pytest.raises(ValueError, match=r"other settings \(data_digest: '[0-9a-f]{35}\.\.\.' "):
+        embed(tmp_path / "rm", tmp_path / "rows.jsonl", out, shard_rows=4, progress=False)
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    summary = embed(tmp_path / "rm", tmp_path / "rows.jsonl", out, shard_rows=4, progress=False)
+    assert summary.resumed_rows == 4
+    assert_same_output(whole, out)
+
+
+def test_a_run_refused_before_its_first_shard_leaves_nothing_to_resume(tmp_path):
+    """max_length shorter than a prompt is refused once the folder is made; the corrected
+    command then runs (it was refused as "a run with other settings" there, with no shard)."""
+    make_model(tmp_path / "rm")
+    write_records(tmp_path / "rows.jsonl", prompts=2)
+    out = tmp_path / "out.npz"
+    with pytest.raises(ValueError, match="max_length=3 is shorter than the prompt of row 0"):
+        embed(tmp_path / "rm", tmp_path / "rows.jsonl", out, max_length=3, progress=False)
+    assert (tmp_path / "out.npz.parts" / "meta.json").is_file()
+    assert embed(tmp_path / "rm", tmp_path / "rows.jsonl", out, progress=False).rows == 6
+    assert not (tmp_path / "out.npz.parts").exists()
+
+
+def test_max_length_beyond_the_models_positions_is_refused(tmp_path):
+    make_model(tmp_path / "gpt2", "gpt2")  # 128 positions
+    write_records(tmp_path / "rows.jsonl", prompts=1)
+    with pytest.raises(
+        ValueError,
+        match=r"^max_length=1000 is more than the model's 128 positions "
+        r"\(max_position_embeddings\); pass at most that$",
+    ):
+        embed(tmp_path / "gpt2", tmp_path / "rows.jsonl", tmp_path / "o.npz", max_length=1000)
+    assert not (tmp_path / "o.npz.parts").exists()
 
 
 def test_out_of_memory_halves_the_batch_and_keeps_every_row(tmp_path, monkeypatch):

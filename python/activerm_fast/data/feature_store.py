@@ -1,7 +1,8 @@
 """Resumable, sharded output of :func:`~activerm_fast.data.embed`.
 
 While a run goes, ``OUT.npz.parts/`` holds ``meta.json`` (what is being embedded: a run with
-other settings refuses to resume there) and one ``shard-NNNNNN.npz`` per block of rows, each
+other settings or inputs refuses to resume there, unless no shard was written yet, when it
+starts afresh) and one ``shard-NNNNNN.npz`` per block of rows, each
 written to a temporary name and renamed, so a shard on disk is always whole. When every shard
 is there, :meth:`ShardStore.finish` streams them into ``OUT.npz`` (again under a temporary name,
 renamed last: the finished file is the completion marker) and removes the folder. Until then
@@ -25,6 +26,20 @@ from .npz_files import npz_member
 __all__ = ["META", "ShardStore", "parts_folder", "write_npz"]
 
 META = "meta.json"
+
+
+def _change(found: Any, expected: Any) -> str:
+    """How a setting differs: the entries of a table (a model's files) that changed, or both
+    values (a digest shortened)."""
+    if isinstance(found, dict) and isinstance(expected, dict):
+        names = sorted(k for k in {*found, *expected} if found.get(k) != expected.get(k))
+        return f"{', '.join(names)} changed"
+    return f"{_shown(found)} there, {_shown(expected)} now"
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:36]}...{text[-1]}"
 
 
 def parts_folder(out: Path) -> Path:
@@ -84,7 +99,8 @@ class ShardStore:
         return range(start, min(start + self.shard_rows, self.rows))
 
     def open(self) -> None:
-        """Create the folder with its ``meta.json``, or check the one a killed run left."""
+        """Create the folder with its ``meta.json``, or check the one a killed run left (one
+        with no shard yet, of a run refused before its first, is replaced)."""
         meta_file = self.folder / META
         if meta_file.is_file():
             try:
@@ -95,10 +111,14 @@ class ShardStore:
                 ) from None
             expected = json.loads(json.dumps(self.meta))  # tuples become lists, as on disk
             changed = sorted(k for k in {*found, *expected} if found.get(k) != expected.get(k))
+            if changed and not any(self.folder.glob("shard-*.npz")):
+                # a run refused before its first shard left nothing to resume: start afresh
+                _atomic_write_text(meta_file, json.dumps(self.meta, indent=1))
+                return
             if changed:
                 raise ValueError(
                     f"{self.folder} holds a run with other settings ({', '.join(changed)}: "
-                    f"{found.get(changed[0])!r} there, {expected.get(changed[0])!r} now): run "
+                    f"{_change(found.get(changed[0]), expected.get(changed[0]))}): run "
                     f"the same command to resume it, or remove the folder"
                 )
             return

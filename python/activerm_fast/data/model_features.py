@@ -18,6 +18,7 @@ rank embeds its own shards. The result is one ``.npz`` that :func:`~activerm_fas
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
 import os
@@ -310,11 +311,9 @@ def _meta(
     return {
         "format": _FORMAT,
         "model": str(model_dir),
-        "model_files": {
-            f.name: f.stat().st_size for f in sorted(model_dir.iterdir()) if f.is_file()
-        },
+        "model_files": {f.name: _digest([f]) for f in sorted(model_dir.iterdir()) if f.is_file()},
         "data": str(Path(data).resolve()),
-        "data_bytes": _size(Path(data)),
+        "data_digest": _digest(_files(Path(data))),
         "rows": rows.n,
         "rewards": encoder.head is not None,
         "layer": settings.layer,
@@ -327,10 +326,25 @@ def _meta(
     }
 
 
-def _size(path: Path) -> int:
-    if path.is_dir():
-        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-    return path.stat().st_size
+def _files(path: Path) -> list[Path]:
+    """The file, or every file under the folder, in a fixed order."""
+    return sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
+
+
+def _digest(files: list[Path]) -> str:
+    """The sha256 of the files' bytes (and names, relative order kept): a checkpoint of the
+    same shape as the last, or a text edited to the same length, is another run's input."""
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(f"{path.name}:{path.stat().st_size};".encode())
+        with open(path, "rb") as file:
+            while chunk := file.read(_DIGEST_CHUNK):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+# bytes read at a time for a digest
+_DIGEST_CHUNK = 1 << 23
 
 
 # ---- the model ------------------------------------------------------------------------------
@@ -566,13 +580,19 @@ def _compute_dtype(name: str, device: torch.device) -> torch.dtype:
 
 
 def _max_length(settings: _Settings, tokenizer: Any, config: Any) -> int:
-    """The limit asked for, else the smaller of the tokenizer's and the model's."""
+    """The limit asked for (at most the model's positions), else the smaller of the
+    tokenizer's and the model's."""
+    positions = getattr(config.get_text_config(), "max_position_embeddings", None)
     limits = [settings.max_length] if settings.max_length is not None else []
+    if limits and isinstance(positions, int) and limits[0] > positions:
+        raise ValueError(
+            f"max_length={limits[0]} is more than the model's {positions} positions "
+            "(max_position_embeddings); pass at most that"
+        )
     if not limits:
         model_max = getattr(tokenizer, "model_max_length", None)
         if isinstance(model_max, int) and model_max < 10**7:  # "no limit" is a huge number
             limits.append(model_max)
-        positions = getattr(config.get_text_config(), "max_position_embeddings", None)
         if isinstance(positions, int):
             limits.append(positions)
     if not limits:

@@ -46,22 +46,23 @@ def data():
     return full.subset(full.prompt_ids < 6)
 
 
-def annotate(folder, out, answers: dict[str, list[tuple[str, str | None]]]):
-    """Add ``answers`` (pair id -> [(user, value)]) to the records of ``folder`` with the SDK and
-    write them as ``Dataset.to_disk`` does, into ``out``."""
+def annotate(folder, out, answers: dict[str, list[tuple[str, str | None, str]]]):
+    """Add ``answers`` (pair id -> [(user, value[, status])], status "submitted" by default,
+    "discarded" for no value) to the records of ``folder`` with the SDK and write them as
+    ``Dataset.to_disk`` does, into ``out``, each record "completed" as the server marks it once
+    it has a submitted response (the batch asks for one), else "pending"."""
     records = JsonIO._records_from_json(folder / RECORDS_FILE)
     users = {}
     for record in records:
-        for user, value in answers.get(record.id, []):
+        submitted = False
+        for user, value, *given in answers.get(record.id, []):
+            status = given[0] if given else "discarded" if value is None else "submitted"
+            submitted |= status == "submitted"
             user_id = users.setdefault(user, uuid.uuid4())
             record.responses.add(
-                rg.Response(
-                    question_name="preference",
-                    value=value,
-                    user_id=user_id,
-                    status="discarded" if value is None else "submitted",
-                )
+                rg.Response(question_name="preference", value=value, user_id=user_id, status=status)
             )
+        record._model.status = "completed" if submitted else "pending"
     out.mkdir()
     JsonIO.to_json(records, out / RECORDS_FILE)
 
@@ -119,6 +120,30 @@ def test_responses_come_back_into_the_labelled_file(data, tmp_path):
     again = pull_argilla(data, annotated / RECORDS_FILE, labelled)
     assert (again.labelled_new, again.labelled_already) == (0, 2)
     assert (labelled.read_bytes(), again.held.read_bytes()) == before
+
+
+def test_answers_of_a_pending_record_are_drafts(data, tmp_path):
+    """to_disk writes no response's status: a value in a record still "pending" was a draft,
+    or discarded, and is held, not labelled (a draft "first" became label 1); the record's
+    submitted answer counts once it is "completed"."""
+    batch = np.array([[0, 20], [3, 41], [5, 6]])
+    ids = [pair_id(data, i, j) for i, j in batch.tolist()]
+    folder = tmp_path / "batch"
+    write_argilla(data, batch, folder)
+    drafts = {ids[0]: [("ann", "first", "draft")], ids[2]: [("ann", "first", "discarded")]}
+    annotate(folder, tmp_path / "drafts", {**drafts, ids[1]: [("ann", "second")]})
+    on_disk = json.loads((tmp_path / "drafts" / RECORDS_FILE).read_text())
+    assert [r["status"] for r in on_disk] == ["pending", "completed", "pending"]
+    assert [list(r["responses"]["preference"][0]) for r in on_disk] == [["value", "user_id"]] * 3
+    labelled = tmp_path / "labelled.jsonl"
+    summary = pull_argilla(data, tmp_path / "drafts", labelled)
+    assert (summary.labelled_new, summary.pending) == (1, 2)
+    assert read_labelled(labelled, data.n)[0].tolist() == [[3, 41]]
+    annotate(folder, tmp_path / "done", {ids[0]: [("ann", "first")], ids[1]: [("ann", "second")]})
+    summary = pull_argilla(data, tmp_path / "done", labelled)
+    assert (summary.labelled_new, summary.labelled_already) == (1, 1)
+    pairs, labels = read_labelled(labelled, data.n)
+    assert pairs.tolist() == [[3, 41], [0, 20]] and labels.tolist() == [0, 1]
 
 
 def test_malformed_records_are_named(data, tmp_path):

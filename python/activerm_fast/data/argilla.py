@@ -283,7 +283,11 @@ def _pairs_of_records(dataset: Dataset, records: Any, source: str) -> Iterator[T
         answers = responses.get(QUESTION, [])
         if not isinstance(answers, list):
             raise ValueError(f"{where}: responses[{QUESTION!r}] must be a list")
-        votes, skipped = _record_votes(answers, where)
+        # Dataset.to_disk writes no response's status, but the record's: "completed" once it
+        # has the submissions it asks for, so a value in a "pending" record was not submitted
+        # (a draft) unless the response says otherwise
+        unsubmitted = record.get("status") == "pending"
+        votes, skipped = _record_votes(answers, where, unsubmitted=unsubmitted)
         stored = {
             "pair_id": record_id,
             "first": metadata.get("first"),
@@ -292,8 +296,12 @@ def _pairs_of_records(dataset: Dataset, records: Any, source: str) -> Iterator[T
         yield tool_pair(dataset, stored, votes, skipped=skipped, where=where)
 
 
-def _record_votes(answers: list[Any], where: str) -> tuple[list[str], int]:
-    """Each user's vote (their last response); no value or a non-submitted status is a skip."""
+def _record_votes(
+    answers: list[Any], where: str, *, unsubmitted: bool = False
+) -> tuple[list[str], int]:
+    """Each user's vote (their last response); no value or a non-submitted status is a skip, a
+    draft no answer. A response without a status is submitted, or with ``unsubmitted`` (its
+    record is pending) a draft when it has a value."""
     latest: dict[Any, dict[str, Any]] = {}
     for position, answer in enumerate(answers):
         if not isinstance(answer, dict):
@@ -301,16 +309,17 @@ def _record_votes(answers: list[Any], where: str) -> tuple[list[str], int]:
         latest[answer.get("user_id", position)] = answer
     votes, skipped = [], 0
     for answer in latest.values():
-        status = answer.get("status", "submitted")
-        if status == "draft":
-            continue
         value = answer.get("value")
-        if value is None or status != "submitted":
-            skipped += 1
-        elif value in VOTES:
-            votes.append(value)
-        else:
+        if value is not None and value not in VOTES:
             raise ValueError(
                 f"{where}: a {QUESTION!r} response must be one of {list(VOTES)}, got {value!r}"
             )
+        unstated = "draft" if unsubmitted and value is not None else "submitted"
+        status = answer.get("status", unstated)
+        if status == "draft":
+            continue
+        if value is None or status != "submitted":
+            skipped += 1
+        else:
+            votes.append(value)
     return votes, skipped

@@ -152,3 +152,8 @@ def test_metric_errors_name_the_argument():
         pair_accuracy(pred, np.array([[0, 1], [1, 2]]), np.array([1, 2]))
     with pytest.raises(ValueError, match="pairs is empty"):
         pair_accuracy(pred, np.zeros((0, 2), dtype=np.int64), np.zeros(0, dtype=np.int64))
+    # a response against itself has no preference: it counted as a tie, 0.5
+    with pytest.raises(
+        ValueError, match=r"^pairs\[1\] = \(2, 2\) compares a response with itself$"
+    ):
+        pair_accuracy(pred, np.array([[0, 1], [2, 2]]), np.array([1, 0]))

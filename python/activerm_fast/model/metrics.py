@@ -224,7 +224,7 @@ def pair_accuracy(pred: Any, pairs: Any, labels: Any) -> float:
     """
     pred_v = real_vector(pred, "pred", hint=_ENSEMBLE_HINT)
     t = as_tensor(pairs, "pairs")
-    checked = pairs_tensor(t, pred_v.size, t.device, "pairs").cpu().numpy()
+    checked = pairs_tensor(t, pred_v.size, t.device, "pairs", distinct=True).cpu().numpy()
     if checked.shape[0] == 0:
         raise ValueError("pairs is empty: accuracy over no pairs is undefined")
     first_wins = binary_labels(labels, checked.shape[0], "labels") == 1

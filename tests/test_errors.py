@@ -364,9 +364,19 @@ def test_fisher_weights_no_float64_holds_are_refused_not_tied(strategy, pool):
         return chosen.indices.tolist()
 
     with pytest.raises(ValueError, match=r"^the Fisher weight sigma\(gap\)\(1 - sigma\(gap\)\) "
-                       r"of every available pair underflows float64: the rewards \(0 \.\. "
-                       r"7\.5e\+05\) are over 700 apart on every pair; rescale"):  # fmt: skip
+                       r"of every available pair underflows float64 \(rewards 0 \.\. 7\.5e\+05, "
+                       r"over 700 apart on those pairs\): rescale"):  # fmt: skip
         picks(1e5)
     assert len(set(picks(100 / 7))) == 3  # rewards 0..100 apart: positive weights rank
     if pool == "stored":
         assert len(picks(1e5, k=len(stored) - 2)) == len(stored) - 2
+        # rewards 0..7 but one 1000 apart: its pairs have no weight, and picks past the
+        # others would be index order among them
+        far = int(np.argmax(order))
+        order[far] = 1000.0
+        available = [p for p in stored[2:].tolist() if far not in p]
+        count = len(available)
+        assert len(picks(1.0, k=count)) == count
+        with pytest.raises(ValueError, match=rf"of all but {count} of the 26 available pairs "
+                           rf"underflows float64 \(rewards .*\): lower k = {count + 1} to {count}"):  # fmt: skip
+            picks(1.0, k=count + 1)

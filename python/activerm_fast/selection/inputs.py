@@ -128,9 +128,9 @@ class SelectionInputs:
         return _launch.fisher_weights(rewards, pairs)
 
     def check_weights_representable(self, k: int) -> None:
-        """A ValueError where every available candidate's Fisher weight (the ensemble mean)
-        underflows float64 and ``k`` picks must rank them: every score w d^T F^-1 d would be
-        0, and the picks ties in index order. Free when the rewards span less than
+        """A ValueError where fewer than ``k`` available candidates have a Fisher weight (the
+        ensemble mean) that does not underflow float64, and the k picks must rank the others:
+        their scores w d^T F^-1 d would all be 0, and those picks ties in index order. Free when the rewards span less than
         :data:`_WEIGHTS_SURELY_POSITIVE`; else one pass over the pairs, chunk by chunk for
         a generated pool, its counts summed over the whole ``pool``."""
         if self.rewards is None or not self.rewards.numel():
@@ -153,11 +153,14 @@ class SelectionInputs:
             counts[0] += ((self.weights(rows) > 0) & mine).sum()
             counts[1] += mine.sum()
         positive, count = (int(x) for x in self.pool.total(counts).tolist())
-        if positive == 0 and k < count:
+        if positive < k < count:  # picks past the positive weights would be index order
+            which = "every available pair" if positive == 0 else f"all but {positive} of the "
+            which += "" if positive == 0 else f"{count} available pairs"
+            lower = "" if positive == 0 else f"lower k = {k} to {positive}, "
             raise ValueError(
-                "the Fisher weight sigma(gap)(1 - sigma(gap)) of every available pair "
-                f"underflows float64: the rewards ({low:.3g} .. {high:.3g}) are over 700 apart "
-                "on every pair; rescale the rewards, or use xtx, which needs none"
+                f"the Fisher weight sigma(gap)(1 - sigma(gap)) of {which} underflows float64 "
+                f"(rewards {low:.3g} .. {high:.3g}, over 700 apart on those pairs): {lower}"
+                "rescale the rewards, or use xtx, which needs none"
             )
 
     def has_past(self, past: bool) -> bool:

@@ -69,6 +69,23 @@ def test_a_pull_never_writes_a_labelled_pair_twice(data, tmp_path):
         )
 
 
+def test_a_labelled_pair_the_tool_now_calls_a_tie_stays_labelled_only(data, tmp_path):
+    """A decided pair whose votes later tie is kept, counted as already there and changed; it
+    was written to the held file as well (one pair on two lines of the two files)."""
+    labelled = tmp_path / "labelled.jsonl"
+    decided = ToolPair(pair_id(data, 0, 20), 0, 20, {"first": 2}, 0, "task 1")
+    assert merge_pull(data, [decided], labelled).labelled_new == 1
+    tied = ToolPair(decided.pair_id, 0, 20, {"first": 2, "second": 2}, 0, "task 1")
+    assert tied.status == "tie"
+    summary = merge_pull(data, [tied], labelled)
+    assert (summary.labelled_new, summary.labelled_already, summary.changed) == (0, 1, 1)
+    assert (summary.ties, summary.pending) == (0, 0) and summary.held.read_text() == ""
+    assert "1 of them now with another answer in the tool (the other winner or a tie), kept" in (
+        summary.line("here")
+    )
+    assert read_labelled(labelled, data.n)[1].tolist() == [1]
+
+
 def prediction_scores(server, project: str) -> dict[int, float]:
     """Each task's prediction score."""
     found = server.call("GET", f"/api/predictions/?project={server.project_id(project)}")

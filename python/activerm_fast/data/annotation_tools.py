@@ -236,8 +236,9 @@ class PullSummary:
 
     Attributes: the ``labelled`` and ``held`` files; ``labelled_new`` pairs appended to the
     labelled file, ``labelled_already`` decided pairs it already held (left as they are,
-    ``changed`` of them now with the other winner in the tool); ``ties``, ``skipped``,
-    ``pending`` pairs written to the held file; ``annotations`` counted votes over all pairs.
+    ``changed`` of them now with another answer in the tool: the other winner or a tie);
+    ``ties``, ``skipped``, ``pending`` pairs not decided before, written to the held file;
+    ``annotations`` counted votes over all pairs.
     """
 
     labelled: Path
@@ -257,7 +258,10 @@ class PullSummary:
             f" ({self.labelled_already} already there"
         )
         if self.changed:
-            text += f", {self.changed} of them now with the other winner in the tool, kept"
+            text += (
+                f", {self.changed} of them now with another answer in the tool (the other "
+                "winner or a tie), kept"
+            )
         return text + (
             f"); held in {self.held}: {self.ties} ties, {self.skipped} skipped, "
             f"{self.pending} pending; {self.annotations} votes counted"
@@ -362,14 +366,16 @@ def merge_pull(
         record = batch_record(dataset, pair.first, pair.second)
         record.update(pair_id=pair.pair_id, votes=dict(pair.votes), skipped=pair.skipped)
         label = pair.label
-        if label is None:
+        if pair.pair_id in winners:  # decided before: kept, whatever the tool says now
+            counts["labelled_already"] += 1
+            winner = None if label is None else pair.first if label == 1 else pair.second
+            counts["changed"] += pair.status == "tie" or (
+                winner is not None and winners[pair.pair_id] != winner
+            )
+        elif label is None:
             record.update(label=0.5 if pair.status == "tie" else None, status=pair.status)
             counts[pair.status] += 1
             held_records.append(record)
-        elif pair.pair_id in winners:
-            counts["labelled_already"] += 1
-            winner = pair.first if label == 1 else pair.second
-            counts["changed"] += winners[pair.pair_id] != winner
         else:
             record["label"] = label
             winners[pair.pair_id] = pair.first if label == 1 else pair.second

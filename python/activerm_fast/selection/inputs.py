@@ -130,9 +130,10 @@ class SelectionInputs:
     def check_weights_representable(self, k: int) -> None:
         """A ValueError where fewer than ``k`` available candidates have a Fisher weight (the
         ensemble mean) that does not underflow float64, and the k picks must rank the others:
-        their scores w d^T F^-1 d would all be 0, and those picks ties in index order. Free when the rewards span less than
-        :data:`_WEIGHTS_SURELY_POSITIVE`; else one pass over the pairs, chunk by chunk for
-        a generated pool, its counts summed over the whole ``pool``."""
+        their scores w d^T F^-1 d would all be 0, and those picks ties in index order. Free
+        when the rewards span less than :data:`_WEIGHTS_SURELY_POSITIVE`; else one pass over
+        the pairs, chunk by chunk for a generated pool, its counts summed over the whole
+        ``pool``."""
         if self.rewards is None or not self.rewards.numel():
             return
         low, high = (x.item() for x in torch.aminmax(self.rewards.double()))

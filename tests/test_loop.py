@@ -234,6 +234,15 @@ def test_bad_configuration_is_named(dataset):
     lonely = replace(SMALL, prompts_per_round=1, pool="cross")
     with pytest.raises(ValueError, match=r"^round 1: the candidate pool is empty \(pool='cross'"):
         ActiveLoop(dataset, "random", lonely).run()
+    # a test split no round could be judged on (gold constant within each prompt): refused
+    # before the first round, not after its fit
+    flat = replace(dataset, gold=dataset.prompt_ids.astype(float))
+    with pytest.raises(
+        ValueError,
+        match=r"^dataset 'synthetic.*': its test split \(10 prompts, 120 responses\) cannot be "
+        "evaluated: no prompt has two responses with different gold values$",
+    ):
+        ActiveLoop(flat, "random", SMALL)
     # asked for more prompts than the training split holds: the split is named as the cause
     one_train = dataset.subset(np.isin(dataset.prompt_ids, [0, dataset.prompt_ids[-1]]))
     assert one_train.train().num_prompts == 1

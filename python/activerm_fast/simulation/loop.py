@@ -291,6 +291,13 @@ class ActiveLoop:
                 f"dataset {dataset.name!r} has neither a golden reward nor labelled test pairs: "
                 "nothing to evaluate on"
             )
+        try:  # what every round's evaluation would refuse after its fit, refused now
+            self._metrics(np.zeros(self.test.n) if self.test.gold is None else self.test.gold)
+        except ValueError as err:
+            raise ValueError(
+                f"dataset {dataset.name!r}: its test split ({self.test.num_prompts} prompts, "
+                f"{self.test.n} responses) cannot be evaluated: {err}"
+            ) from None
         self.oracle = oracle or _default_oracle(self.train, self.config.beta, self.seed)
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
         self.model: RewardModel | None = None
@@ -552,9 +559,12 @@ class ActiveLoop:
         )
 
     def _evaluate(self) -> dict[str, float]:
-        test = self.test
         assert self.model is not None, "each round fits a model before evaluating it"
-        pred = np.asarray(self.model.rewards(test.embeddings)).mean(axis=0)
+        return self._metrics(np.asarray(self.model.rewards(self.test.embeddings)).mean(axis=0))
+
+    def _metrics(self, pred: np.ndarray) -> dict[str, float]:
+        """The test split's metrics of the (n_test,) rewards ``pred``."""
+        test = self.test
         result: dict[str, float] = {}
         if test.gold is not None:
             result["spearman"] = metrics.within_prompt_spearman(pred, test.gold, test.prompt_ids)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -291,6 +292,24 @@ def test_student_t_quantile_matches_scipy(df):
 def test_student_t_quantile_refuses_bad_arguments(probability, df, message):
     with pytest.raises(ValueError, match=message):
         student_t_quantile(probability, df)
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_a_metric_that_is_not_a_number_is_refused_by_name(value):
+    """A NaN was taken as a seed spread of NaN and printed as "no clear difference"."""
+    records = [
+        {"strategy": s, "seed": seed, "labels": n, "spearman": 0.1 * n + seed}
+        for s in ("random", "xtx")
+        for seed in (0, 1)
+        for n in (4, 8)
+    ]
+    records[5]["spearman"] = value
+    with pytest.raises(
+        ValueError,
+        match=rf"^records hold spearman={value} for strategy 'xtx', seed 0 at 8 labels; a "
+        "verdict needs numbers$",
+    ):
+        verdicts(records)
 
 
 def test_labels_needed_interpolate_between_budgets():

@@ -159,7 +159,8 @@ def verdicts(
     Raises
     ------
     ValueError
-        If ``records`` is empty or holds no ``metric`` of the baseline.
+        If ``records`` is empty, holds no ``metric`` of the baseline, or a ``metric`` that is
+        not a finite number.
 
     Examples
     --------
@@ -196,8 +197,14 @@ def verdicts(
     curves: dict[str, dict[int, dict[int, float]]] = {}
     for record in records:
         if metric in record:
+            value = float(record[metric])
+            if not math.isfinite(value):  # it would be taken as a seed spread of NaN
+                raise ValueError(
+                    f"records hold {metric}={value} for strategy {record['strategy']!r}, seed "
+                    f"{record['seed']} at {record['labels']} labels; a verdict needs numbers"
+                )
             by_seed = curves.setdefault(record["strategy"], {})
-            by_seed.setdefault(record["seed"], {})[record["labels"]] = float(record[metric])
+            by_seed.setdefault(record["seed"], {})[record["labels"]] = value
     if baseline not in curves:
         raise ValueError(
             f"records hold no {metric!r} of the baseline {baseline!r} (strategies: "

@@ -86,6 +86,30 @@ def test_a_labelled_pair_the_tool_now_calls_a_tie_stays_labelled_only(data, tmp_
     assert read_labelled(labelled, data.n)[1].tolist() == [1]
 
 
+def test_a_pull_keeps_the_held_pairs_its_export_does_not_hold(data, tmp_path):
+    """An export of another batch (or an older, or an empty one) replaced the held file whole:
+    earlier ties were lost and pairs still with annotators proposed again. They are kept, and
+    dropped once a pull decides them or holds them afresh."""
+    labelled = tmp_path / "labelled.jsonl"
+    tie = ToolPair(pair_id(data, 0, 20), 0, 20, {"first": 1, "second": 1}, 0, "task 1")
+    out = ToolPair(pair_id(data, 3, 41), 3, 41, {}, 0, "task 2")  # pending
+    first = merge_pull(data, [tie, out], labelled)
+    assert (first.ties, first.pending, first.held_kept) == (1, 1, 0)
+    other = ToolPair(pair_id(data, 5, 60), 5, 60, {}, 0, "task 1")  # the next batch's export
+    second = merge_pull(data, [other], labelled)
+    assert (second.pending, second.held_kept) == (1, 2)
+    assert "1 pending, 2 held before and not in here kept;" in second.line("here")
+    held = read_annotations(second.held, data.n)
+    assert held[0].tolist() == [[0, 20], [3, 41], [5, 60]]
+    assert held[1][0] == 0.5 and np.isnan(held[1][1:]).all()
+    assert merge_pull(data, [], labelled).held_kept == 3  # an empty export loses nothing
+    decided = ToolPair(out.pair_id, 3, 41, {"second": 2}, 0, "task 2")
+    third = merge_pull(data, [decided], labelled)
+    assert (third.labelled_new, third.held_kept) == (1, 2)
+    assert read_annotations(third.held, data.n)[0].tolist() == [[0, 20], [5, 60]]
+    assert read_labelled(labelled, data.n)[0].tolist() == [[3, 41]]
+
+
 def prediction_scores(server, project: str) -> dict[int, float]:
     """Each task's prediction score."""
     found = server.call("GET", f"/api/predictions/?project={server.project_id(project)}")

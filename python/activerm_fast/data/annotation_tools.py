@@ -31,6 +31,7 @@ from .._validation import pairs_tensor, real_vector
 from .annotation import batch_record, read_labelled
 from .dataset import Dataset
 from .json_files import jsonl_records
+from .preference_data import read_annotations
 
 # an annotator's answer about a pair: the left (first) response is better, the right, or neither
 FIRST, SECOND, TIE = "first", "second", "tie"
@@ -238,7 +239,8 @@ class PullSummary:
     labelled file, ``labelled_already`` decided pairs it already held (left as they are,
     ``changed`` of them now with another answer in the tool: the other winner or a tie);
     ``ties``, ``skipped``, ``pending`` pairs not decided before, written to the held file;
-    ``annotations`` counted votes over all pairs.
+    ``annotations`` counted votes over all pairs; ``held_kept`` pairs the held file held
+    before that this pull does not hold, kept there.
     """
 
     labelled: Path
@@ -250,6 +252,7 @@ class PullSummary:
     skipped: int
     pending: int
     annotations: int
+    held_kept: int = 0
 
     def line(self, source: str) -> str:
         """A one-line report of the pull from ``source``."""
@@ -262,9 +265,10 @@ class PullSummary:
                 f", {self.changed} of them now with another answer in the tool (the other "
                 "winner or a tie), kept"
             )
+        kept = f", {self.held_kept} held before and not in {source} kept" if self.held_kept else ""
         return text + (
             f"); held in {self.held}: {self.ties} ties, {self.skipped} skipped, "
-            f"{self.pending} pending; {self.annotations} votes counted"
+            f"{self.pending} pending{kept}; {self.annotations} votes counted"
         )
 
 
@@ -302,9 +306,10 @@ def merge_pull(
     the batch format with their ``label``, ``pair_id`` and ``votes``; pairs it has are left as
     they are, so a second pull of the same answers changes nothing and a label is never
     written twice. Every other pair of the tool (tie, skipped, pending) is written to ``held``,
-    which is replaced whole: ``select --exclude`` reads it so that no pair still in the tool is
-    proposed again. Both files are written to a temporary file and renamed into place, so an
-    interrupted pull leaves each either as it was or complete.
+    beside the pairs it held before that this pull does not hold (another batch's export, or
+    an older one): ``select --exclude`` reads it so that no pair still in the tool is
+    proposed again, and no tie is lost. Both files are written to a temporary file and
+    renamed into place, so an interrupted pull leaves each either as it was or complete.
 
     Parameters
     ----------
@@ -344,10 +349,15 @@ def merge_pull(
     labelled = Path(labelled)
     held_path = default_held(labelled) if held is None else Path(held)
     have_pairs, have_labels = read_labelled(labelled, dataset.n)
+    # the pairs held before, by pair id: kept unless this pull decides or holds them afresh,
+    # so a tie or a pending pair of another (or an older) export is never lost; a file that is
+    # not one of held records (a wrong --held) is refused, not lost
+    earlier: dict[str, dict[str, Any]] = {}
     if held_path.is_file():
-        # replaced whole below: a file that is not JSONL (a wrong --held) is refused, not lost
-        for _ in jsonl_records(held_path):
-            pass
+        read_annotations(held_path, dataset.n)  # names a malformed line
+        for _, record in jsonl_records(held_path):
+            earlier[pair_id(dataset, record["first"], record["second"])] = record
+    kept = dict(earlier)
     winners = {
         pair_id(dataset, i, j): (i if label == 1 else j)
         for (i, j), label in zip(have_pairs.tolist(), have_labels.tolist(), strict=True)
@@ -366,6 +376,7 @@ def merge_pull(
         record = batch_record(dataset, pair.first, pair.second)
         record.update(pair_id=pair.pair_id, votes=dict(pair.votes), skipped=pair.skipped)
         label = pair.label
+        kept.pop(pair.pair_id, None)  # this pull's answer replaces the one held before
         if pair.pair_id in winners:  # decided before: kept, whatever the tool says now
             counts["labelled_already"] += 1
             winner = None if label is None else pair.first if label == 1 else pair.second
@@ -385,7 +396,9 @@ def merge_pull(
         if existing and not existing.endswith("\n"):
             existing += "\n"
         _replace(labelled, existing + _jsonl(appended))
-    _replace(held_path, _jsonl(held_records))
+    kept = {key: record for key, record in kept.items() if key not in winners}  # decided since
+    held_kept = len(kept)
+    _replace(held_path, _jsonl([*kept.values(), *held_records]))
     return PullSummary(
         labelled=labelled,
         held=held_path,
@@ -396,6 +409,7 @@ def merge_pull(
         skipped=counts["skipped"],
         pending=counts["pending"],
         annotations=annotations,
+        held_kept=held_kept,
     )
 
 

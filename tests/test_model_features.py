@@ -402,6 +402,23 @@ def test_a_prompt_id_names_one_prompt_of_one_kind(tmp_path, first_id, second, me
         read_text_rows(path)
 
 
+def test_a_damaged_score_head_file_is_a_value_error_naming_it(tmp_path):
+    """An empty or cut-short .npz escaped as EOFError or BadZipFile, a weight of strings as
+    torch's TypeError naming no field."""
+    whole = tmp_path / "head.npz"
+    np.savez(whole, head_weight=np.ones((1, 3), np.float32), head_bias=np.zeros(1))
+    for name, content in (("empty", b""), ("cut", whole.read_bytes()[:100])):
+        (tmp_path / f"{name}.npz").write_bytes(content)
+        with pytest.raises(ValueError, match=rf"^.*{name}\.npz: cannot read the score head \("):
+            RewardHead.load(tmp_path / f"{name}.npz")
+    np.savez(tmp_path / "text.npz", head_weight=np.array([["a", "b"]]), head_bias=np.zeros(1))
+    with pytest.raises(
+        TypeError, match=r"text\.npz: head_weight must hold real numbers, got dtype"
+    ):
+        RewardHead.load(tmp_path / "text.npz")
+    assert RewardHead.load(whole).input_dim == 3
+
+
 def test_bad_model_folders_and_outputs(tmp_path):
     make_model(tmp_path / "rm")
     make_model(tmp_path / "lm", "llama-lm")

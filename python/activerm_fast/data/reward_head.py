@@ -10,6 +10,8 @@ weights; the package's MLP head stays available on the same features.
 from __future__ import annotations
 
 import os
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,14 @@ from .dataset import Dataset
 from .npz_files import npz_member
 
 __all__ = ["RewardHead", "head_plan"]
+
+
+def _real_array(x: Any, name: str) -> np.ndarray:
+    """``x`` as an array of real numbers; a TypeError naming ``name`` for any other kind."""
+    array = np.asarray(x)
+    if array.dtype.kind not in "fiub":
+        raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
+    return array
 
 
 class RewardHead:
@@ -56,14 +66,14 @@ class RewardHead:
     """
 
     def __init__(self, weight: Any, bias: Any | None = None, *, output: int = 0) -> None:
-        w = torch.as_tensor(np.asarray(weight), dtype=torch.float64)
+        w = torch.as_tensor(_real_array(weight, "weight"), dtype=torch.float64)
         if w.ndim == 1:
             w = w[None]
         if w.ndim != 2 or 0 in w.shape or not torch.isfinite(w).all():
             raise ValueError(f"weight must be a finite (L, d) array, got shape {tuple(w.shape)}")
         b = torch.zeros(w.shape[0], dtype=torch.float64)
         if bias is not None:
-            b = torch.as_tensor(np.asarray(bias), dtype=torch.float64).reshape(-1)
+            b = torch.as_tensor(_real_array(bias, "bias"), dtype=torch.float64).reshape(-1)
             if b.shape != (w.shape[0],):
                 raise ValueError(f"bias must have shape ({w.shape[0]},), got {tuple(b.shape)}")
         if isinstance(output, bool) or not isinstance(output, int) or not 0 <= output < w.shape[0]:
@@ -110,15 +120,24 @@ class RewardHead:
             raise FileNotFoundError(f"{file}: no such file to read a score head from")
         try:
             with np.load(file, allow_pickle=False) as archive:
-                if "head_weight" not in archive.files:
+                keys = archive.files
+                if "head_weight" not in keys:
                     raise ValueError(
                         f"{file}: holds no score head (head_weight): it was not embedded from a "
                         "reward model (...ForSequenceClassification) with rewards"
                     )
                 weight, bias = (npz_member(archive, key) for key in ("head_weight", "head_bias"))
-                return cls(weight, bias, output=output)
-        except (OSError, KeyError) as err:
+        except (OSError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+            # not a whole archive (empty, cut short), or a member missing
             raise ValueError(f"{file}: cannot read the score head ({first_line(err)})") from err
+        except ValueError as err:  # np.load's (a pickle, a damaged header), or ours
+            if str(err).startswith(str(file)):
+                raise
+            raise ValueError(f"{file}: cannot read the score head ({first_line(err)})") from err
+        try:
+            return cls(weight, bias, output=output)
+        except TypeError as err:
+            raise TypeError(f"{file}: head_{first_line(err)}") from None
 
     def rewards(self, features: Any) -> np.ndarray | torch.Tensor:
         """(n,) float32 rewards of (n, d) features, accumulated in float64.

@@ -5,6 +5,7 @@ select again. No part of the server is mocked."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -108,6 +109,23 @@ def test_a_pull_keeps_the_held_pairs_its_export_does_not_hold(data, tmp_path):
     assert (third.labelled_new, third.held_kept) == (1, 2)
     assert read_annotations(third.held, data.n)[0].tolist() == [[0, 20], [5, 60]]
     assert read_labelled(labelled, data.n)[0].tolist() == [[3, 41]]
+
+
+def test_a_pull_keeps_the_files_permissions(data, tmp_path):
+    """The files were rewritten through mkstemp, 0600: a shared labelled file became unreadable
+    to the rest of the team."""
+    labelled = tmp_path / "labelled.jsonl"
+    labelled.write_text("")
+    labelled.chmod(0o664)
+    umask = os.umask(0o022)
+    try:
+        found = [ToolPair(pair_id(data, 0, 20), 0, 20, {"first": 1}, 0, "task 1")]
+        summary = merge_pull(data, found, labelled)
+    finally:
+        os.umask(umask)
+    assert summary.labelled_new == 1
+    assert labelled.stat().st_mode & 0o777 == 0o664
+    assert summary.held.stat().st_mode & 0o777 == 0o644  # a new file: the umask's
 
 
 def prediction_scores(server, project: str) -> dict[int, float]:

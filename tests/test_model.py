@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import zipfile
 
 import numpy as np
 import pytest
@@ -269,6 +270,42 @@ def test_unreadable_model_files_are_value_errors_naming_the_file(tmp_path, recwa
     assert not recwarn.list  # torch's notes on foreign pickles are not passed on
     with pytest.raises(FileNotFoundError):
         RewardModel.load(tmp_path / "missing.pt")
+
+
+def test_a_damaged_or_foreign_model_file_never_loads_as_other_weights(tmp_path):
+    """torch.load checks no CRC: one flipped bit in a weight's bytes loaded as other weights.
+    Parameters that are sparse, on the meta device or complex escaped as torch's errors or
+    lost their imaginary part."""
+    path = tmp_path / "head.pt"
+    RewardModel(4, hidden=(8,), seed=3).save(path)
+    whole = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        weights = next(i for i in archive.infolist() if i.filename.endswith("data/0"))
+    local = weights.header_offset  # the local header's name and extra lengths (torch pads)
+    lengths = int.from_bytes(whole[local + 26 : local + 28], "little") + int.from_bytes(
+        whole[local + 28 : local + 30], "little"
+    )
+    start = local + 30 + lengths
+    whole[start + 5] ^= 0x10  # inside the first weight's float32 bytes
+    (tmp_path / "flipped.pt").write_bytes(bytes(whole))
+    with pytest.raises(
+        ValueError,
+        match=r"flipped\.pt is not a saved RewardModel \(a damaged archive: the "
+        r"CRC of .*data/0 does not match\)$",
+    ):
+        RewardModel.load(tmp_path / "flipped.pt")
+    saved = torch.load(path, weights_only=True)
+    first = saved["parameters"][0]
+    for what, odd in [
+        ("sparse_coo torch.float32", first.to_sparse()),
+        ("strided torch.float32 tensor on the meta device", first.to("meta")),
+        ("strided torch.complex64", first.to(torch.complex64)),
+        ("strided torch.int64", first.long()),
+    ]:
+        torch.save({**saved, "parameters": [odd, *saved["parameters"][1:]]}, tmp_path / "odd.pt")
+        with pytest.raises(ValueError, match=rf"odd\.pt: not a valid saved RewardModel \(a "
+                           rf"parameter is a torch\.{what}"):  # fmt: skip
+            RewardModel.load(tmp_path / "odd.pt")
 
 
 def test_empty_input_gives_empty_output():

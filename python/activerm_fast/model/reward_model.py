@@ -13,6 +13,7 @@ import os
 import pickle
 import warnings
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -39,8 +40,28 @@ from .precision import resolve_precision
 _FORMAT = "activerm_fast.RewardModel"
 _FORMAT_VERSION = 1
 _INFERENCE_ROWS = 4096  # rows per forward chunk in rewards()/features(), to bound memory
+
+
 # what torch.load raises for a zip archive that is not a readable torch.save one (a damaged
 # pickle inside raises whatever the unpickler meets first)
+def _archive_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why ``path`` is no whole zip archive (None when it is one, every member's CRC right)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (
+        OSError,
+        EOFError,
+        ValueError,
+        NotImplementedError,
+        zipfile.BadZipFile,
+        zlib.error,
+    ) as err:
+        # NotImplementedError: a flag bit read as encryption or an unknown compression
+        return f"not a torch.save archive: {first_line(err)}"
+    return None if damaged is None else f"a damaged archive: the CRC of {damaged} does not match"
+
+
 _UNREADABLE = (
     pickle.UnpicklingError,
     RuntimeError,
@@ -739,9 +760,12 @@ class RewardModel:
         device = device_argument(device)  # before the file: a bad device is no bad file
         if os.path.isdir(path):
             raise ValueError(f"{path} is a folder, not a saved RewardModel file")
-        if os.path.isfile(path) and not zipfile.is_zipfile(path):
-            # torch.save writes zip archives; anything else would reach the legacy unpickler
-            raise ValueError(f"{path} is not a saved RewardModel (not a torch.save archive)")
+        if os.path.isfile(path):
+            # torch.save writes zip archives (anything else would reach the legacy unpickler),
+            # whose CRCs torch.load does not check: a flipped bit would load as other weights
+            problem = _archive_problem(path)
+            if problem is not None:
+                raise ValueError(f"{path} is not a saved RewardModel ({problem})")
         try:
             with warnings.catch_warnings():  # e.g. pickle-protocol notes on foreign files
                 warnings.simplefilter("ignore")
@@ -779,6 +803,16 @@ class RewardModel:
                         raise ValueError(
                             f"a parameter has shape {tuple(getattr(value, 'shape', ()))}, "
                             f"expected {tuple(p.shape)}"
+                        )
+                    if (
+                        value.layout != torch.strided
+                        or value.is_meta
+                        or not (value.is_floating_point())
+                    ):
+                        raise ValueError(
+                            f"a parameter is a {value.layout} {value.dtype} tensor"
+                            f"{' on the meta device' if value.is_meta else ''}, expected dense "
+                            "real numbers"
                         )
                     p.copy_(value)
                     if not bool(torch.isfinite(p).all()):

@@ -16,6 +16,7 @@ from activerm_fast.data.annotation import next_batch, read_labelled, write_batch
 from activerm_fast.data.annotation_tools import ToolPair, merge_pull, pair_id
 from activerm_fast.data.label_studio import (
     label_config,
+    label_studio_tasks,
     pull_label_studio,
     push_label_studio,
     write_label_studio_tasks,
@@ -126,6 +127,30 @@ def test_a_pull_keeps_the_files_permissions(data, tmp_path):
     assert summary.labelled_new == 1
     assert labelled.stat().st_mode & 0o777 == 0o664
     assert summary.held.stat().st_mode & 0o777 == 0o644  # a new file: the umask's
+
+
+def test_an_annotation_with_two_answers_or_an_odd_cancel_flag_is_refused(data, tmp_path):
+    """Two 'preference' results that disagree were read as the first, silently; a
+    was_cancelled of "false" (text) turned a vote into a skip."""
+    (task,) = label_studio_tasks(data, np.array([[0, 20]]))
+
+    def pref(choice):
+        return {"from_name": "preference", "to_name": "x", "type": "choices",
+                "value": {"choices": [choice]}}  # fmt: skip
+
+    export = tmp_path / "export.json"
+    cases = [
+        ({"result": [pref("Left is better"), pref("Right is better")]}, "has several answers"),
+        ({"was_cancelled": "false", "result": [pref("Left is better")]}, "'was_cancelled' must"),
+    ]
+    for extra, message in cases:
+        annotation = {"id": 7, "completed_by": 1, **extra}
+        export.write_text(json.dumps([{"id": 3, **task, "annotations": [annotation]}]))
+        with pytest.raises(ValueError, match=rf"export\.json: task 3, annotation 7: .*{message}"):
+            pull_label_studio(data, tmp_path / "l.jsonl", export=export)
+    same = {"id": 7, "completed_by": 1, "result": [pref("Left is better")] * 2}
+    export.write_text(json.dumps([{"id": 3, **task, "annotations": [same]}]))
+    assert pull_label_studio(data, tmp_path / "l.jsonl", export=export).labelled_new == 1
 
 
 def prediction_scores(server, project: str) -> dict[int, float]:

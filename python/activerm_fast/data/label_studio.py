@@ -358,7 +358,13 @@ def _task_votes(annotations: list[Any], where: str) -> tuple[list[str], int]:
             latest[key] = (order, annotation)
     votes, skipped = [], 0
     for order, annotation in latest.values():
-        vote = None if annotation.get("was_cancelled") else _choice(annotation, order, where)
+        cancelled = annotation.get("was_cancelled", False)
+        if not isinstance(cancelled, bool) and cancelled is not None:
+            raise ValueError(
+                f"{where}, annotation {order}: 'was_cancelled' must be true or false, got "
+                f"{cancelled!r}"
+            )
+        vote = None if cancelled else _choice(annotation, order, where)
         if vote is None:
             skipped += 1
         else:
@@ -370,6 +376,7 @@ def _choice(annotation: dict[str, Any], order: int, where: str) -> str | None:
     result = annotation.get("result", [])
     if not isinstance(result, list):
         raise ValueError(f"{where}, annotation {order}: 'result' must be a list")
+    votes = []
     for region in result:
         if not isinstance(region, dict) or region.get("from_name") != CHOICE_NAME:
             continue
@@ -380,8 +387,13 @@ def _choice(annotation: dict[str, Any], order: int, where: str) -> str | None:
                 f"{where}, annotation {order}: {CHOICE_NAME!r} must be one of "
                 f"{list(CHOICES)}, got {chosen!r}"
             )
-        return CHOICES[chosen[0]]
-    return None
+        votes.append(chosen[0])
+    if len(set(votes)) > 1:  # the first was counted, the others dropped
+        raise ValueError(
+            f"{where}, annotation {order}: {CHOICE_NAME!r} has several answers {votes}; an "
+            "annotation gives one"
+        )
+    return CHOICES[votes[0]] if votes else None
 
 
 def _project_id(project: Any, server: _Server, title: str) -> int:

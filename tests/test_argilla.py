@@ -156,6 +156,11 @@ def test_malformed_records_are_named(data, tmp_path):
     with pytest.raises(ValueError, match=f"record '{record_id}': a 'preference' response must be"):
         pull_argilla(data, folder, tmp_path / "l.jsonl")
     records[0]["responses"] = {}
+    # rows swapped against the texts shown (the id is the same either way round)
+    swapped = {**records[0]["metadata"], "first": 20, "second": 0}
+    (folder / RECORDS_FILE).write_text(json.dumps([{**records[0], "metadata": swapped}]))
+    with pytest.raises(ValueError, match=f"record '{record_id}': the responses shown are in the "):
+        pull_argilla(data, folder, tmp_path / "l.jsonl")
     records[0]["metadata"]["first"] = 1
     (folder / RECORDS_FILE).write_text(json.dumps(records))
     with pytest.raises(ValueError, match="is not the id of rows 1 and 20"):

@@ -153,6 +153,26 @@ def test_an_annotation_with_two_answers_or_an_odd_cancel_flag_is_refused(data, t
     assert pull_label_studio(data, tmp_path / "l.jsonl", export=export).labelled_new == 1
 
 
+def test_a_task_whose_rows_are_swapped_against_its_texts_is_refused(data, tmp_path):
+    """The pair id is the same either way round: a task whose first and second were swapped
+    while the texts shown stayed gave the vote to the other response."""
+    (task,) = label_studio_tasks(data, np.array([[0, 20]]))
+    left = {"from_name": "preference", "to_name": "x", "type": "choices",
+            "value": {"choices": ["Left is better"]}}  # fmt: skip
+    annotation = {"id": 1, "completed_by": 1, "result": [left]}
+    export = tmp_path / "export.json"
+    for first, second, what in ((20, 0, "in the other order"), (0, 21, None)):
+        swapped = {**task["data"], "first": first, "second": second}
+        if what is None:  # another pair's row under the same texts: named as other texts
+            swapped["pair_id"] = pair_id(data, first, second)
+            what = "other texts"
+        export.write_text(json.dumps([{"id": 4, "data": swapped, "annotations": [annotation]}]))
+        with pytest.raises(ValueError, match=rf"^.*export\.json: task 4: the responses shown are "
+                           rf"{what} than rows {first} \(first\) and {second} \(second\)"):  # fmt: skip
+            pull_label_studio(data, tmp_path / "l.jsonl", export=export)
+    assert not (tmp_path / "l.jsonl").exists()
+
+
 def prediction_scores(server, project: str) -> dict[int, float]:
     """Each task's prediction score."""
     found = server.call("GET", f"/api/predictions/?project={server.project_id(project)}")

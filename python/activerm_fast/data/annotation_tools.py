@@ -179,7 +179,8 @@ def tool_pair(
     dataset : Dataset
         The dataset the item's rows index.
     record : mapping
-        The item's stored ``pair_id`` (str), ``first`` and ``second`` (rows).
+        The item's stored ``pair_id`` (str), ``first`` and ``second`` (rows), and where the
+        tool keeps them the ``first_text`` and ``second_text`` its annotators read.
     votes : iterable of str
         One of ``"first"``, ``"second"``, ``"tie"`` per annotator who answered.
     skipped : int
@@ -194,8 +195,9 @@ def tool_pair(
     Raises
     ------
     ValueError
-        Naming ``where``, if the id or a row is missing or out of range, or if the id is not
-        the one of those rows of ``dataset`` (a pull against another dataset).
+        Naming ``where``, if the id or a row is missing or out of range, if the id is not the
+        one of those rows of ``dataset`` (a pull against another dataset), or if the texts
+        shown are not those rows' responses in that order (sides swapped).
 
     Examples
     --------
@@ -225,6 +227,16 @@ def tool_pair(
             f"{where}: pair_id {stored!r} is not the id of rows {rows[0]} and {rows[1]} of "
             f"{dataset.name!r}: was it pushed from another dataset?"
         )
+    # the id is the same either way round: the texts shown tell which side a vote is for
+    shown = [record.get(f"{key}_text") for key in ("first", "second")]
+    if dataset.responses is not None and all(isinstance(text, str) for text in shown):
+        texts = [dataset.responses[row] for row in rows]
+        if shown != texts:
+            what = "in the other order" if shown == texts[::-1] else "other texts"
+            raise ValueError(
+                f"{where}: the responses shown are {what} than rows {rows[0]} (first) and "
+                f"{rows[1]} (second) of {dataset.name!r}: a vote would go to the wrong response"
+            )
     counts = {vote: 0 for vote in VOTES}
     for vote in votes:
         counts[vote] += 1

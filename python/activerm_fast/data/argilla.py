@@ -288,10 +288,14 @@ def _pairs_of_records(dataset: Dataset, records: Any, source: str) -> Iterator[T
         # (a draft) unless the response says otherwise
         unsubmitted = record.get("status") == "pending"
         votes, skipped = _record_votes(answers, where, unsubmitted=unsubmitted)
+        fields = record.get("fields")
+        fields = fields if isinstance(fields, dict) else {}
         stored = {
             "pair_id": record_id,
             "first": metadata.get("first"),
             "second": metadata.get("second"),
+            "first_text": fields.get("first_response"),
+            "second_text": fields.get("second_response"),
         }
         yield tool_pair(dataset, stored, votes, skipped=skipped, where=where)
 

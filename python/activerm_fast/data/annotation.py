@@ -294,7 +294,7 @@ def plan_batch(
         A name in :data:`~activerm_fast.STRATEGIES`.
     ensemble : int, default 3
         Members of a fitted model (:class:`~activerm_fast.RewardModel` with its default
-        hidden widths).
+        hidden widths); a reused model keeps its own, which the note names.
     model_path : str or os.PathLike, optional
         Where the fitted model is saved, or read from with ``reuse_model``.
     reuse_model : bool, default False
@@ -331,7 +331,7 @@ def plan_batch(
     >>> plan.strategy, plan.features.shape, plan.rewards.shape  # the model's hidden layer
     ('past-dopt-greedy', (2, 15, 4), (2, 15))
     >>> plan.note  # doctest: +ELLIPSIS
-    "model loaded from ...model.pt; chose with 'past-dopt-greedy'"
+    "model of 2 members loaded from ...model.pt; chose with 'past-dopt-greedy'"
     """
     seed = seed_argument(seed)
     design_on = known_name(features, FEATURE_CHOICES, "features")
@@ -347,7 +347,8 @@ def plan_batch(
                 f"{model_path} holds a model of {model.input_dim}-dimensional embeddings, but "
                 f"{dataset.name} has {dataset.dim}-dimensional ones"
             )
-        note = f"model loaded from {model_path}"
+        # its own members, whatever ``ensemble`` says: the note shows how many
+        note = f"model of {model.ensemble} members loaded from {model_path}"
     else:
         model = RewardModel(dataset.dim, ensemble=ensemble, seed=seed)
         model.fit(dataset.embeddings, labelled_pairs, labels, seed=seed, precision=precision)

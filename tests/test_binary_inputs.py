@@ -113,12 +113,14 @@ def test_pulls_raise_a_value_error_naming_the_file(tool, files, data):
     assert str(caught.value).startswith(f"{source}: ")
 
 
-def test_a_good_held_file_is_still_replaced(files, data):
+def test_a_good_held_file_is_still_rewritten(files, data):
+    """A held file that is JSONL is read, not refused; its pair that this export does not hold
+    is kept beside the export's pending one (the file was replaced whole, losing it)."""
     held = files / "held.jsonl"
     held.write_text('{"first": 3, "second": 41, "label": null}\n')
     summary = pull_argilla(data, files / "argilla", files / "l.jsonl", held=held)
-    assert summary.pending == 1
-    assert [json.loads(line)["first"] for line in held.read_text().splitlines()] == [0]
+    assert (summary.pending, summary.held_kept) == (1, 1)
+    assert [json.loads(line)["first"] for line in held.read_text().splitlines()] == [3, 0]
 
 
 @pytest.mark.parametrize(

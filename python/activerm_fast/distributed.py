@@ -49,9 +49,9 @@ from .kernels import (
     GreedyOptions,
     Selection,
     excluded_pairs,
+    excluding_every_occurrence,
     export,
     greedy_problem,
-    occurrences_mask,
 )
 from .selection import design as _design
 from .selection.api import SelectOptions, validated
@@ -777,10 +777,7 @@ def greedy_logdet(
     if isinstance(pairs, ImplicitPool):  # every rank's, as the signature checked
         # a pair excluded on one rank is excluded at its repeats on the others too
         every = np.concatenate(group_.objects(excluded_pairs(pairs, problem.excluded)))
-        if len(every):
-            generated = cast(_launch.GeneratedPairs, problem.pairs)
-            mask = occurrences_mask(generated, np.unique(every, axis=0), pairs.n)
-            problem = replace(problem, excluded=mask)
+        problem = excluding_every_occurrence(problem, pairs, every)
     chosen, gains, logdet = _ShardedPool(shard).greedy(problem, shard.budget(budget))
     as_numpy = v.is_numpy_like(features)
     return Selection(export(chosen, as_numpy), export(gains, as_numpy), logdet)

@@ -12,7 +12,7 @@ lives: CPU arrays on the OpenMP backend, CUDA tensors on the CUDA backend.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
@@ -21,7 +21,7 @@ import torch
 from . import _launch
 from . import _validation as v
 from ._threads import thread_stable_mm
-from .data.implicit_pool import generated_pairs, positions_of
+from .data.implicit_pool import ImplicitPool, generated_pairs, positions_of
 from .selection import design as _design
 
 if TYPE_CHECKING:
@@ -359,8 +359,6 @@ def greedy_problem(
         given = v.float_tensor(weights, "weights", (count,), f.device, nonnegative=True)
         w = given.double()[:, None].contiguous()
     excluded = None if exclude is None else v.mask_tensor(exclude, count, f.device, "exclude")
-    if generated is not None and excluded is not None and bool(excluded.any()):
-        excluded = occurrences_mask(generated, excluded_pairs(pairs, excluded), f.shape[0])
     prior = options.get("prior", DEFAULT_PRIOR)
     start = _design.Prior.of(v.prior_argument(prior, f.shape[1], f.device), f.shape[1])
     return _design.GreedyProblem(f[None], p, w, [start], excluded, v.lazy_argument(lazy))
@@ -375,14 +373,19 @@ def excluded_pairs(pool: Any, excluded: torch.Tensor | None) -> np.ndarray:
     return np.unique(pool.rows(marked + pool.start), axis=0).reshape(-1, 2)
 
 
-def occurrences_mask(generated: _launch.GeneratedPairs, rows: np.ndarray, n: int) -> torch.Tensor:
-    """The (count,) mask of every position of ``generated`` holding one of the pairs ``rows``:
-    an excluded pair is excluded at each of its positions (a repeat of it would otherwise be
-    chosen in its place)."""
+def excluding_every_occurrence(
+    problem: _design.GreedyProblem, pool: ImplicitPool, rows: np.ndarray
+) -> _design.GreedyProblem:
+    """``problem`` on an implicit ``pool`` with every position holding one of the pairs
+    ``rows`` (m, 2) excluded, in one pass over its pairs: a pair excluded at one position
+    would otherwise be chosen at a repeat."""
+    if not len(rows):
+        return problem
+    generated = problem.pairs
+    assert isinstance(generated, _launch.GeneratedPairs), "an implicit pool's problem"
     mask = torch.zeros(generated.count, dtype=torch.bool, device=generated.device)
-    wanted = torch.from_numpy(rows).to(generated.device)
-    mask[positions_of(generated, wanted, n)] = True
-    return mask
+    mask[positions_of(generated, torch.from_numpy(rows).to(generated.device), pool.n)] = True
+    return replace(problem, excluded=mask)
 
 
 def greedy_logdet(
@@ -456,6 +459,10 @@ def greedy_logdet(
     problem = greedy_problem(
         features, pairs, weights=weights, prior=prior, exclude=exclude, lazy=lazy
     )
+    if isinstance(pairs, ImplicitPool):
+        problem = excluding_every_occurrence(
+            problem, pairs, excluded_pairs(pairs, problem.excluded)
+        )
     k = v.budget(k, problem.pairs.shape[0], problem.excluded)
     chosen, gains, logdet = _design.greedy(problem, k)
     as_numpy = v.is_numpy_like(features)

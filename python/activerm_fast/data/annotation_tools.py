@@ -363,13 +363,12 @@ def merge_pull(
     have_pairs, have_labels = read_labelled(labelled, dataset.n)
     # the pairs held before, by pair id: kept unless this pull decides or holds them afresh,
     # so a tie or a pending pair of another (or an older) export is never lost; a file that is
-    # not one of held records (a wrong --held) is refused, not lost
-    earlier: dict[str, dict[str, Any]] = {}
+    # not one of held records (a wrong --held) is refused, naming its line, not lost
+    kept: dict[str, dict[str, Any]] = {}
     if held_path.is_file():
-        read_annotations(held_path, dataset.n)  # names a malformed line
-        for _, record in jsonl_records(held_path):
-            earlier[pair_id(dataset, record["first"], record["second"])] = record
-    kept = dict(earlier)
+        rows = read_annotations(held_path, dataset.n)[0].tolist()
+        records = (record for _, record in jsonl_records(held_path))
+        kept = {pair_id(dataset, i, j): r for (i, j), r in zip(rows, records, strict=True)}
     winners = {
         pair_id(dataset, i, j): (i if label == 1 else j)
         for (i, j), label in zip(have_pairs.tolist(), have_labels.tolist(), strict=True)

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .npz_files import npz_member
+from .npz_files import UNREADABLE_NPZ, npz_member
 
 __all__ = ["META", "ShardStore", "parts_folder", "write_npz"]
 
@@ -141,7 +141,7 @@ class ShardStore:
         try:
             with np.load(path, allow_pickle=False) as archive:
                 return {key: npz_member(archive, key) for key in keys}
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+        except (OSError, *UNREADABLE_NPZ) as err:
             raise ValueError(f"{path}: unreadable shard ({err}); remove it and resume") from err
 
     def missing(self) -> list[int]:

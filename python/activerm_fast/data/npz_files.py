@@ -111,6 +111,11 @@ def npz_member(archive: np.lib.npyio.NpzFile, key: str) -> np.ndarray:
     return array
 
 
+# What reading a .npz raises for one that is not whole: object arrays refused without pickle, a
+# header that lies, a truncated or corrupt archive, a missing member, no zip archive at all
+UNREADABLE_NPZ = (ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
+
+
 def read_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """Every array of a .npz file, each read by :func:`npz_member`.
 
@@ -146,7 +151,6 @@ def read_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
                 raise ValueError(f"found a single {describe(loaded)}, not named arrays")
             with loaded as archive:
                 return {key: npz_member(archive, key) for key in archive.files}
-    except (ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as err:
-        # object arrays refused without pickle, a truncated or corrupt archive, not an npz
+    except UNREADABLE_NPZ as err:
         reason = first_line(err)
         raise ValueError(f"{path}: cannot read as a .npz of plain arrays ({reason})") from err

@@ -10,8 +10,6 @@ weights; the package's MLP head stays available on the same features.
 from __future__ import annotations
 
 import os
-import zipfile
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +20,7 @@ from .._validation import first_line, known_name
 from ..selection.api import STRATEGIES
 from .annotation import BatchPlan
 from .dataset import Dataset
-from .npz_files import npz_member
+from .npz_files import UNREADABLE_NPZ, npz_member
 
 __all__ = ["RewardHead", "head_plan"]
 
@@ -120,20 +118,16 @@ class RewardHead:
             raise FileNotFoundError(f"{file}: no such file to read a score head from")
         try:
             with np.load(file, allow_pickle=False) as archive:
-                keys = archive.files
-                if "head_weight" not in keys:
-                    raise ValueError(
-                        f"{file}: holds no score head (head_weight): it was not embedded from a "
-                        "reward model (...ForSequenceClassification) with rewards"
-                    )
-                weight, bias = (npz_member(archive, key) for key in ("head_weight", "head_bias"))
-        except (OSError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as err:
-            # not a whole archive (empty, cut short), or a member missing
+                head = "head_weight" in archive.files
+                if head:
+                    weight, bias = (npz_member(archive, k) for k in ("head_weight", "head_bias"))
+        except (OSError, *UNREADABLE_NPZ) as err:
             raise ValueError(f"{file}: cannot read the score head ({first_line(err)})") from err
-        except ValueError as err:  # np.load's (a pickle, a damaged header), or ours
-            if str(err).startswith(str(file)):
-                raise
-            raise ValueError(f"{file}: cannot read the score head ({first_line(err)})") from err
+        if not head:
+            raise ValueError(
+                f"{file}: holds no score head (head_weight): it was not embedded from a "
+                "reward model (...ForSequenceClassification) with rewards"
+            )
         try:
             return cls(weight, bias, output=output)
         except TypeError as err:

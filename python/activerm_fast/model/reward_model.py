@@ -40,10 +40,20 @@ from .precision import resolve_precision
 _FORMAT = "activerm_fast.RewardModel"
 _FORMAT_VERSION = 1
 _INFERENCE_ROWS = 4096  # rows per forward chunk in rewards()/features(), to bound memory
-
-
 # what torch.load raises for a zip archive that is not a readable torch.save one (a damaged
 # pickle inside raises whatever the unpickler meets first)
+_UNREADABLE = (
+    pickle.UnpicklingError,
+    RuntimeError,
+    EOFError,
+    ValueError,
+    zipfile.BadZipFile,
+    IndexError,
+    KeyError,
+    AttributeError,
+)
+
+
 def _archive_problem(path: str | os.PathLike[str]) -> str | None:
     """Why ``path`` is no whole zip archive (None when it is one, every member's CRC right)."""
     try:
@@ -60,18 +70,6 @@ def _archive_problem(path: str | os.PathLike[str]) -> str | None:
         # NotImplementedError: a flag bit read as encryption or an unknown compression
         return f"not a torch.save archive: {first_line(err)}"
     return None if damaged is None else f"a damaged archive: the CRC of {damaged} does not match"
-
-
-_UNREADABLE = (
-    pickle.UnpicklingError,
-    RuntimeError,
-    EOFError,
-    ValueError,
-    zipfile.BadZipFile,
-    IndexError,
-    KeyError,
-    AttributeError,
-)
 
 
 @dataclass

@@ -155,9 +155,10 @@ class SelectionInputs:
             counts[1] += mine.sum()
         positive, count = (int(x) for x in self.pool.total(counts).tolist())
         if positive < k < count:  # picks past the positive weights would be index order
-            which = "every available pair" if positive == 0 else f"all but {positive} of the "
-            which += "" if positive == 0 else f"{count} available pairs"
-            lower = "" if positive == 0 else f"lower k = {k} to {positive}, "
+            which, lower = "every available pair", ""
+            if positive:
+                which = f"all but {positive} of the {count} available pairs"
+                lower = f"lower k = {k} to {positive}, "
             raise ValueError(
                 f"the Fisher weight sigma(gap)(1 - sigma(gap)) of {which} underflows float64 "
                 f"(rewards {low:.3g} .. {high:.3g}, over 700 apart on those pairs): {lower}"

@@ -29,6 +29,8 @@ from activerm_fast.cli import main
 from activerm_fast.data.pairs import within_prompt
 from activerm_fast.data.preference_data import FORMS
 
+from conftest import random_pairs
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 KINDS = {"jsonl": ".jsonl", "parquet": ".parquet", "folder": ""}
 NEEDS = {"jsonl": None, "parquet": "pyarrow", "folder": "datasets"}
@@ -190,8 +192,7 @@ def test_export_refuses_bad_input_by_name(rng, tmp_path):
 
 def test_read_annotations_keeps_every_record_with_its_label(rng, tmp_path):
     n = 50
-    pairs = rng.choice(n, size=(12, 2), replace=True)
-    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    pairs = random_pairs(rng, n, 12)  # distinct: a pair on two lines is refused
     labels = rng.choice([1, 0, 0.5, np.nan], size=len(pairs)).tolist()
     path = tmp_path / "labelled.jsonl"
     write_labelled(path, pairs, labels, first_text="ignored")
@@ -698,8 +699,7 @@ def test_readme_export_example_ends_in_a_file_datasets_loads(rng, tmp_path):
     pytest.importorskip("datasets", reason="the README example loads its file with datasets")
     section = README.read_text(encoding="utf-8").split("## Preference datasets for TRL")[1]
     commands = re.findall(r"```bash\n(.*?)```", section, flags=re.S)[0]
-    pairs = rng.choice(load("arena-bench").n, size=(40, 2))  # mostly across prompts
-    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    pairs = random_pairs(rng, load("arena-bench").n, 40)  # mostly across prompts
     labels = rng.choice([1, 0, 0.5, np.nan], size=len(pairs)).tolist()
     write_labelled(tmp_path / "labelled.jsonl", pairs, labels)
     env = {**os.environ, "HF_DATASETS_CACHE": str(tmp_path / "cache")}

@@ -11,7 +11,8 @@ from activerm_fast import oracle as oracle_module
 from activerm_fast.simulation.oracle import BTOracle, PairLabelOracle
 
 
-def random_pairs(rng: np.random.Generator, n: int, count: int) -> np.ndarray:
+def pairs_with_repeats(rng: np.random.Generator, n: int, count: int) -> np.ndarray:
+    """``count`` random pairs of n responses, a pair possibly drawn more than once."""
     i = rng.integers(0, n, count)
     j = (i + rng.integers(1, n, count)) % n  # never equal to i
     return np.stack([i, j], axis=1)
@@ -20,7 +21,7 @@ def random_pairs(rng: np.random.Generator, n: int, count: int) -> np.ndarray:
 def test_noiseless_labels_follow_gold_and_ties_are_coins():
     rng = np.random.default_rng(0)
     gold = rng.integers(0, 5, 200).astype(float)
-    pairs = random_pairs(rng, 200, 5000)
+    pairs = pairs_with_repeats(rng, 200, 5000)
     labels = BTOracle(gold, beta=np.inf, seed=1).label(pairs)
     assert labels.dtype == np.int64
     g_i, g_j = gold[pairs[:, 0]], gold[pairs[:, 1]]
@@ -45,7 +46,7 @@ def test_label_frequency_matches_bt_probability():
 def test_labels_are_order_independent_restart_safe_and_seeded():
     rng = np.random.default_rng(2)
     gold = rng.standard_normal(300)
-    pairs = random_pairs(rng, 300, 2000)
+    pairs = pairs_with_repeats(rng, 300, 2000)
     oracle = BTOracle(gold, beta=1.0, seed=9)
     labels = oracle.label(pairs)
     perm = rng.permutation(pairs.shape[0])
@@ -96,7 +97,7 @@ def test_bt_oracle_errors_name_the_argument():
 
 def test_pair_label_oracle_reveals_stored_labels_in_either_order():
     rng = np.random.default_rng(3)
-    pairs = np.unique(np.sort(random_pairs(rng, 60, 400), axis=1), axis=0)
+    pairs = np.unique(np.sort(pairs_with_repeats(rng, 60, 400), axis=1), axis=0)
     pairs = np.where(rng.random((pairs.shape[0], 1)) < 0.5, pairs, pairs[:, ::-1])
     labels = rng.integers(0, 2, pairs.shape[0])
     oracle = PairLabelOracle(pairs, labels)

@@ -20,6 +20,7 @@ from activerm_fast import (
     LoopConfig,
     export_preferences,
     from_arrays,
+    import_preferences,
     load,
     load_preferences,
     read_annotations,
@@ -187,6 +188,29 @@ def test_export_refuses_bad_input_by_name(rng, tmp_path):
     assert not out.exists()
 
 
+def test_pairs_of_one_text_twice_are_left_out_and_counted(rng, tmp_path):
+    dataset = texted_dataset(rng, prompts=3, per_prompt=4)
+    prompts, responses = list(dataset.prompts), list(dataset.responses)
+    prompts[2] = prompts[1]  # two prompts of one text: rows 4-7 and 8-11
+    responses[1], responses[8] = responses[0], responses[4]
+    dataset = replace(dataset, prompts=prompts, responses=responses)
+    pairs = np.array([[0, 1], [1, 2], [4, 8], [0, 8], [1, 0], [2, 3], [5, 9]])
+    labels = np.array([1, 0, 0.5, 1, np.nan, 0.5, 1])  # pairs 0, 2 compare one text twice
+    path = tmp_path / "prefs.jsonl"
+    summary = export_preferences(dataset, pairs, labels, path, form="implicit", ties="both")
+    assert (summary.identical, summary.unlabelled, summary.ties, summary.decided) == (2, 1, 1, 3)
+    written = expected_sides(dataset, pairs[[1, 3, 5, 6]], labels[[1, 3, 5, 6]])
+    assert summary.rows == len(read_jsonl(path)) == len(written) == 5
+    for row, (chosen, rejected) in zip(read_jsonl(path), written, strict=True):
+        assert side_texts(row, "implicit") == [
+            texts_of(dataset, chosen),
+            texts_of(dataset, rejected),
+        ]
+    message = "of 3 pairs, 1 have no label, 2 compare identical texts and 0 are ties"
+    with pytest.raises(ValueError, match=message):
+        export_preferences(dataset, pairs[[0, 2, 4]], labels[[0, 2, 4]], path, form="implicit")
+
+
 # ---- labelled pairs from files ----------------------------------------------------------------
 
 
@@ -248,9 +272,13 @@ def test_round_trip_keeps_texts_embeddings_and_preferences(form, kind, rng, tmp_
     labels = random_labels(rng, len(pairs))
     path = tmp_path / f"prefs{KINDS[kind]}"
     export_preferences(dataset, pairs, labels, path, form=form, ties="both", embeddings=True)
-    imported = load_preferences(path, test_fraction=0.0)
+    ties = int((labels == 0.5).sum())
+    with pytest.warns(UserWarning, match=rf"more than one row: {ties} of .* each way: {ties}$"):
+        imported = load_preferences(path, test_fraction=0.0)
 
-    written = expected_sides(dataset, pairs, labels)
+    # a tie, written once each way, comes back as no labelled pair (a Dataset's are 0/1)
+    decided = labels != 0.5
+    written = expected_sides(dataset, pairs[decided], labels[decided])
     assert len(imported.pairs) == len(written) and (imported.labels == 1).all()
     for (chosen, rejected), (new_chosen, new_rejected) in zip(
         written, imported.pairs.tolist(), strict=True
@@ -258,12 +286,12 @@ def test_round_trip_keeps_texts_embeddings_and_preferences(form, kind, rng, tmp_
         for old, new in ((chosen, new_chosen), (rejected, new_rejected)):
             assert texts_of(imported, new) == texts_of(dataset, old)
             np.testing.assert_array_equal(imported.embeddings[new], dataset.embeddings[old])
-    used = {row for pair in written for row in pair}
-    assert imported.n == len(used)  # one row per distinct response
-    # the imported dataset exports the same file, byte for byte
+    used = {row for pair in expected_sides(dataset, pairs, labels) for row in pair}
+    assert imported.n == len(used)  # one row per distinct response, those of ties included
+    # the imported dataset exports the same file, byte for byte, as one without its ties
     again = tmp_path / "again.jsonl"
     first = tmp_path / "first.jsonl"
-    export_preferences(dataset, pairs, labels, first, form=form, ties="both", embeddings=True)
+    export_preferences(dataset, pairs, labels, first, form=form, embeddings=True)
     export_preferences(imported, imported.pairs, imported.labels, again, form=form, embeddings=True)
     assert again.read_bytes() == first.read_bytes()
 
@@ -326,6 +354,65 @@ def test_message_prompts_become_one_text(tmp_path):
     dataset = load_preferences(write_rows(tmp_path / "i.jsonl", rows), LengthEncoder())
     assert dataset.prompts == ["hi", "system: be brief\n\nuser: hi"]
     assert dataset.responses == ["hello", "yo"]
+
+
+def repeated_votes(rng: np.random.Generator, tmp_path: Path) -> tuple[Path, list, list]:
+    """A file of one prompt whose pairs are each compared on 1-4 rows, shuffled; its (winner,
+    loser) answer numbers and the answers."""
+    prompt = random_text(rng, "prompt ")
+    answers = [random_text(rng, f"answer {k}: ") for k in range(6)]
+    votes = [
+        (i, j) if rng.random() < 0.5 else (j, i)
+        for i, j in random_pairs(rng, len(answers), 8).tolist()
+        for _ in range(int(rng.integers(1, 5)))
+    ]
+    votes = [votes[k] for k in rng.permutation(len(votes))]
+    rows = [{"prompt": prompt, "chosen": answers[w], "rejected": answers[r]} for w, r in votes]
+    return write_rows(tmp_path / "votes.jsonl", rows), votes, answers
+
+
+def test_a_pair_on_several_rows_is_one_labelled_pair_won_by_most_rows(rng, tmp_path):
+    path, votes, answers = repeated_votes(rng, tmp_path)
+    tally: dict[frozenset, dict[int, int]] = {}  # in order of first appearance
+    for winner, loser in votes:
+        wins = tally.setdefault(frozenset((winner, loser)), {winner: 0, loser: 0})
+        wins[winner] += 1
+    expected = []
+    for wins in tally.values():
+        (a, a_wins), (b, b_wins) = wins.items()
+        if a_wins != b_wins:
+            expected.append(
+                (answers[a], answers[b]) if a_wins > b_wins else (answers[b], answers[a])
+            )
+    repeated = sum(sum(wins.values()) > 1 for wins in tally.values())
+    ties = sum(len(set(wins.values())) == 1 for wins in tally.values())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dataset = load_preferences(path, LengthEncoder(), test_fraction=0.0)
+    got = [(dataset.responses[a], dataset.responses[b]) for a, b in dataset.pairs.tolist()]
+    assert got == expected and (dataset.labels == 1).all()
+    assert dataset.n == len({answer for pair in votes for answer in pair})
+    messages = [str(warning.message) for warning in caught]
+    if repeated:
+        assert len(messages) == 1, messages
+        assert f"compared on more than one row: {repeated} of {len(tally)}; " in messages[0]
+        assert messages[0].endswith(f"each way: {ties}") == (ties > 0), messages[0]
+    else:
+        assert messages == []
+
+
+def test_import_writes_every_row_as_read(rng, tmp_path):
+    path, votes, _ = repeated_votes(rng, tmp_path)
+    out = tmp_path / "embedded.jsonl"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the repeated pairs' warning, tested above
+        dataset, summary = import_preferences(path, out, LengthEncoder(), show_progress_bar=False)
+        merged = load_preferences(path, LengthEncoder(), show_progress_bar=False)
+    source, written = read_jsonl(path), read_jsonl(out)
+    assert summary.rows == len(written) == len(source) == len(votes)
+    assert [{key: row[key] for key in source[0]} for row in written] == source
+    assert {"chosen_embedding", "rejected_embedding"} <= set(written[0])
+    np.testing.assert_array_equal(dataset.pairs, merged.pairs)
 
 
 def rows_with(**changes):
@@ -591,6 +678,36 @@ def test_cli_export_from_labelled_counts_what_it_left_out(human_labelled, rng, t
     assert f"wrote {decided} rows (standard form)" in printed
     assert f"left out {ties} ties (--ties both writes each both ways)" in printed
     assert len(read_jsonl(out)) == decided
+
+
+def test_cli_export_names_the_pairs_of_one_text_twice(tmp_path, capsys):
+    arena = load("arena-bench")
+    first_row: dict[tuple[int, str], int] = {}
+    twice = []  # arena-bench holds a few answers twice to one prompt
+    for row, key in enumerate(zip(arena.prompt_ids.tolist(), arena.responses, strict=True)):
+        if key in first_row:
+            twice.append((first_row[key], row))
+        first_row.setdefault(key, row)
+    assert twice, "arena-bench has no answer twice any more: choose another dataset"
+    other = next(p for p in within_prompt(arena.prompt_ids).tolist() if tuple(p) not in twice)
+    labelled = tmp_path / "labelled.jsonl"
+    write_labelled(labelled, np.array([twice[0], other]), [1, 0])
+    out = tmp_path / "prefs.jsonl"
+    args = ["export", "--data", "arena-bench", "--labelled", str(labelled), "--out", str(out)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "wrote 1 rows" in printed and "left out 1 pairs of one response text twice" in printed
+
+
+def test_cli_warns_in_one_line_of_a_pair_on_several_rows(rng, tmp_path, capsys):
+    dataset = texted_dataset(rng)
+    pairs, path = within_prompt(dataset.prompt_ids)[::6], tmp_path / "ties.jsonl"  # 1 a prompt
+    export_preferences(dataset, pairs, [1, 0.5, 0, 1, 1, 0], path, ties="both", embeddings=True)
+    args = ["select", "--data", str(path), "--labelled", str(tmp_path / "none.jsonl"), "--k", "2"]
+    assert main([*args, "--out", str(tmp_path / "batch.jsonl")]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("activerm-fast: warning: ") and err.count("\n") == 1, err
+    assert "more than one row: 1 of 6; " in err and err.endswith("each way: 1\n")
 
 
 def test_arena_bench_exported_as_text_embeds_back_to_its_packaged_embeddings(rng, tmp_path):

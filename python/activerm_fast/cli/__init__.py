@@ -2,13 +2,15 @@
 
 Each command lives in its own module with an ``add(commands)`` that registers its sub-parser
 and handler. Every failure ends in one line on stderr, ``activerm-fast: error: ...`` naming the
-file or flag at fault, and exit status 2 (130 when interrupted); never a traceback.
+file or flag at fault, and exit status 2 (130 when interrupted); never a traceback. A warning
+is one line too, ``activerm-fast: warning: ...``.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 
 from . import embed, info, preference_files, select, simulate
@@ -29,11 +31,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # what started it (select --processes)
-    try:
-        handler: Callable[[argparse.Namespace], int] = args.handler
-        return handler(args)
-    except KeyboardInterrupt:
-        print("activerm-fast: interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
-    except Exception as err:
-        return report(err)
+    with warnings.catch_warnings():  # restores the caller's way of showing warnings
+        warnings.showwarning = _warning_line
+        try:
+            handler: Callable[[argparse.Namespace], int] = args.handler
+            return handler(args)
+        except KeyboardInterrupt:
+            resume = "activerm-fast: interrupted; run the same command again to resume"
+            print(resume, file=sys.stderr)
+            return 130
+        except Exception as err:
+            return report(err)
+
+
+def _warning_line(message: Warning | str, *_: object, **__: object) -> None:
+    """A warning as one line on stderr, without the file, line and source that Python adds."""
+    print(f"activerm-fast: warning: {message}", file=sys.stderr)

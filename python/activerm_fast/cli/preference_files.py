@@ -136,6 +136,8 @@ def _export_report(summary: ExportSummary, source: str) -> str:
         left_out.append(f"{summary.ties} ties (--ties both writes each both ways)")
     if summary.unlabelled:
         left_out.append(f"{summary.unlabelled} pairs without a label")
+    if summary.identical:
+        left_out.append(f"{summary.identical} pairs of one response text twice")
     return line + ("; left out " + " and ".join(left_out) if left_out else "")
 
 

@@ -15,7 +15,8 @@ A label is 1 when the first response of the pair wins (it becomes ``chosen``), 0
 second does, 0.5 for a tie and NaN (``null`` in JSONL) when the pair is not labelled yet.
 Unlabelled pairs are never written; ties are left out (``ties="drop"``) or written twice,
 once each way (``ties="both"``: the two rows' Bradley-Terry losses are smallest when the two
-rewards are equal). Either way the summary counts them.
+rewards are equal). Either way the summary counts them. A pair of one response text to one
+prompt text twice (a dataset may hold an answer twice) is left out and counted too.
 
 The file kind follows the path: ``.jsonl``, ``.parquet`` (needs pyarrow) or a folder without a
 suffix, written by ``datasets.Dataset.save_to_disk`` (needs datasets); the extra
@@ -23,7 +24,8 @@ suffix, written by ``datasets.Dataset.save_to_disk`` (needs datasets); the extra
 
 Import: :func:`load_preferences` reads such a dataset back (any of the three forms and kinds)
 into a :class:`~activerm_fast.data.Dataset`: one row per distinct (prompt, response), labelled
-pairs ``(chosen row, rejected row)`` with label 1. Rows carrying the embedding columns
+pairs ``(chosen row, rejected row)`` with label 1, a pair on several rows once (its plurality
+winner; a tie left out). Rows carrying the embedding columns
 ``chosen_embedding``/``rejected_embedding`` (as written with ``embeddings=True``) are used as
 they are; otherwise the texts are embedded with :func:`~activerm_fast.data.embed_texts`.
 :func:`import_preferences` embeds a file once and writes it again with the embedding columns.
@@ -35,6 +37,7 @@ import json
 import os
 import re
 import tempfile
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -92,6 +95,9 @@ class ExportSummary:
         Whether ties were written.
     unlabelled : int
         Pairs without a label, left out.
+    identical : int
+        Labelled pairs of the same response text to the same prompt text (a dataset may hold
+        one answer twice), left out: a preference row compares two different responses.
 
     Examples
     --------
@@ -115,6 +121,7 @@ class ExportSummary:
     ties: int
     ties_written: bool
     unlabelled: int
+    identical: int
 
 
 # ---- labelled pairs from the annotation workflow and from simulate runs ---------------------
@@ -373,23 +380,26 @@ def export_preferences(
         raise TypeError(f"embeddings must be True or False, got {describe(embeddings)}")
     kind = output_kind(path)
 
-    tied = label_array == TIE
     unlabelled = np.isnan(label_array)
-    kept = ~unlabelled & (~tied | (ties == "both"))
+    identical = ~unlabelled & _same_texts(dataset, pairs_array)
+    tied = (label_array == TIE) & ~identical
+    kept = ~unlabelled & ~identical & ((label_array != TIE) | (ties == "both"))
     summary = ExportSummary(
         path=Path(path),
         form=form,
         rows=int(kept.sum() + (tied & kept).sum()),
-        decided=int((~tied & ~unlabelled).sum()),
+        decided=int((~tied & ~unlabelled & ~identical).sum()),
         ties=int(tied.sum()),
         ties_written=ties == "both",
         unlabelled=int(unlabelled.sum()),
+        identical=int(identical.sum()),
     )
     if summary.rows == 0:
         hint = "" if ties == "both" else " (ties='both' writes them)"
+        same = f", {summary.identical} compare identical texts" if summary.identical else ""
         raise ValueError(
             f"nothing to export: of {len(label_array)} pairs, {summary.unlabelled} have no "
-            f"label and {summary.ties} are ties{hint}"
+            f"label{same} and {summary.ties} are ties{hint}"
         )
     if form != "implicit":
         _refuse_cross_prompt(dataset, pairs_array, kept, form)
@@ -415,6 +425,21 @@ def _preference_labels(x: Any, count: int) -> np.ndarray:
             f"got {values[at]} at index {at}"
         )
     return values
+
+
+def _same_texts(dataset: Dataset, pairs: np.ndarray) -> np.ndarray:
+    """Whether each pair's two rows hold the same response to the same prompt text: a row of
+    them would compare a text with itself, which :func:`load_preferences` refuses."""
+    assert dataset.prompts is not None and dataset.responses is not None
+    prompts, responses = dataset.prompts, dataset.responses
+    prompt_ids = dataset.prompt_ids.tolist()
+    return np.array(
+        [
+            responses[a] == responses[b] and prompts[prompt_ids[a]] == prompts[prompt_ids[b]]
+            for a, b in pairs.tolist()
+        ],
+        dtype=bool,
+    ).reshape(-1)
 
 
 def _chosen_rejected(pairs: np.ndarray, labels: np.ndarray) -> list[tuple[int, int]]:
@@ -510,7 +535,11 @@ def load_preferences(
     A ``.jsonl`` or ``.parquet`` file or a ``datasets`` folder, in any of the three forms.
 
     Each distinct (prompt, response) becomes one row, in order of first appearance, and each
-    preference row the labelled pair (chosen row, rejected row) with label 1. A prompt of
+    preference row the labelled pair (chosen row, rejected row) with label 1. Each row is a
+    vote: a pair compared on several rows becomes one labelled pair, won by the side chosen on
+    more of them, and a pair chosen equally often each way (a tie, as
+    ``export_preferences(ties="both")`` writes it) is left out of the labelled pairs; either
+    case is warned of. A prompt of
     several messages becomes one text, each message as ``role: content``. With the embedding
     columns on every row they are the embeddings; otherwise the texts are embedded by
     :func:`~activerm_fast.data.embed_texts` with ``model``, ``batch_size`` and
@@ -583,9 +612,10 @@ def import_preferences(
 ) -> tuple[Dataset, ExportSummary]:
     """Embed a preference dataset's texts once and write it again with the embedding columns.
 
-    Reads ``source`` as :func:`load_preferences` does and writes it to ``out`` in the same
-    form with the embedding columns, which :func:`load_preferences` and ``--data`` then read
-    without a text model.
+    Reads ``source`` as :func:`load_preferences` does and writes every row of it again, in
+    its order (repeated pairs and ties as they were), to ``out`` in the same form with the
+    embedding columns, which :func:`load_preferences` and ``--data`` then read without a text
+    model.
 
     Parameters
     ----------
@@ -633,8 +663,9 @@ def import_preferences(
     output_kind(out, "out")  # a bad name fails before embedding
     reading = _Reading(model, {"batch_size": batch_size, "show_progress_bar": show_progress_bar})
     dataset = _dataset(comparisons, reading)  # split as load_preferences' default
+    rows = comparisons.pairs  # every row as read, repeats and ties included
     summary = export_preferences(
-        dataset, dataset.pairs, dataset.labels, out, form=comparisons.form, embeddings=True
+        dataset, rows, np.ones(len(rows)), out, form=comparisons.form, embeddings=True
     )
     return dataset, summary
 
@@ -860,9 +891,11 @@ class _Reading:
 
 
 def _dataset(comparisons: _Comparisons, reading: _Reading) -> Dataset:
-    """The comparisons as a Dataset: prompts numbered in order of first appearance."""
+    """The comparisons as a Dataset: prompts numbered in order of first appearance, and one
+    labelled pair per compared pair (:func:`_plurality`)."""
     numbers = {prompt: p for p, prompt in enumerate(dict.fromkeys(comparisons.prompts))}
     prompt_ids = np.array([numbers[prompt] for prompt in comparisons.prompts], np.int64)
+    pairs = _plurality(comparisons)
     if comparisons.embeddings is None:
         dataset = _embedded(comparisons, prompt_ids, reading)
     else:
@@ -870,12 +903,53 @@ def _dataset(comparisons: _Comparisons, reading: _Reading) -> Dataset:
     return replace(
         dataset,
         name=comparisons.path.name.split(".")[0],
-        pairs=comparisons.pairs,
-        labels=np.ones(len(comparisons.pairs), np.int64),
+        pairs=pairs,
+        labels=np.ones(len(pairs), np.int64),
         prompt_names=np.arange(len(numbers)),
         prompts=list(numbers),
         responses=comparisons.responses,
     )
+
+
+def _plurality(comparisons: _Comparisons) -> np.ndarray:
+    """One (winner, loser) pair per pair of rows compared, in order of first appearance.
+
+    Every preference row is one vote, as in TRL's trainers, which train on each row. A pair on
+    several rows is won by the side chosen on more of them (the rule that merges annotators'
+    votes in :mod:`~activerm_fast.data.annotation_tools`), so no comparison is counted twice;
+    a pair chosen equally often each way is a tie (``export_preferences(ties="both")`` writes
+    a tie so), which the Dataset's 0/1 labels cannot hold: it is left out, with a warning.
+    """
+    pairs = comparisons.pairs
+    low, high = pairs.min(axis=1), pairs.max(axis=1)
+    keys, first_row, key_of_row, counts = np.unique(
+        low * (int(high.max(initial=0)) + 1) + high,
+        return_index=True,
+        return_inverse=True,
+        return_counts=True,
+    )
+    low_wins = np.bincount(key_of_row, weights=pairs[:, 0] == low, minlength=keys.size)
+    margin = 2 * low_wins - counts  # low's votes minus high's
+    order = np.argsort(first_row, kind="stable")
+    order = order[margin[order] != 0]
+    winner_low = margin[order] > 0
+    lo, hi = low[first_row[order]], high[first_row[order]]
+    merged = np.stack([np.where(winner_low, lo, hi), np.where(winner_low, hi, lo)], axis=1)
+    repeated, ties = int((counts > 1).sum()), int((margin == 0).sum())
+    if repeated:
+        tied = (
+            f"; left out as ties (a Dataset's labels are 0/1), chosen equally often each way: "
+            f"{ties}"
+            if ties
+            else ""
+        )
+        warnings.warn(
+            f"{comparisons.path}: pairs of responses compared on more than one row: {repeated} "
+            f"of {keys.size}; each became one labelled pair, won by the side chosen on more of "
+            "its rows" + tied,
+            stacklevel=4,  # the caller of load_preferences or import_preferences
+        )
+    return merged.astype(np.int64).reshape(-1, 2)
 
 
 def _embedded(comparisons: _Comparisons, prompt_ids: np.ndarray, reading: _Reading) -> Dataset:

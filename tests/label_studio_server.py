@@ -117,47 +117,76 @@ def free_port() -> int:
         return port
 
 
-def start(program: str, data_dir: Path, timeout: float = 300.0) -> Server:
+def start(program: str, data_dir: Path, timeout: float = 300.0, attempts: int = 2) -> Server:
     """Start Label Studio on a free port of 127.0.0.1 and wait for /health.
 
-    Raises RuntimeError (after stopping it) when it exits or does not answer in ``timeout``.
+    A server that exits before it answers is started once more, in a fresh data folder under
+    ``data_dir`` (a port taken between choosing and binding it). Raises RuntimeError (after
+    stopping it) when every attempt exits or one does not answer in ``timeout`` seconds, with
+    the end of each attempt's log.
     """
+    failures = []
+    for attempt in range(attempts):
+        folder = data_dir / f"attempt-{attempt}"
+        folder.mkdir()
+        server = _launch(program, folder)
+        begun = time.monotonic()
+        while server.process.poll() is None and time.monotonic() - begun < timeout:
+            try:
+                with urllib.request.urlopen(server.url + "/health", timeout=5) as response:
+                    if response.status == 200:
+                        server.started_in = time.monotonic() - begun
+                        return server
+            except OSError:
+                pass
+            time.sleep(1)
+        exited = server.process.poll()  # None: it runs but did not answer in time
+        stop(server)
+        why = f"exited with {exited}" if exited is not None else "did not answer in time"
+        failures.append(
+            f"{why} ({server.url}/health); the end of {server.log}:\n{_tail(server.log)}"
+        )
+        if exited is None:
+            break  # a server that hangs would hang again: do not wait twice
+    raise RuntimeError("Label Studio " + "\nand then ".join(failures))
+
+
+def _launch(program: str, data_dir: Path) -> Server:
+    """The server process, its output in ``data_dir``/label-studio.log."""
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir),
-        "LABEL_STUDIO_USERNAME": USERNAME,
-        "LABEL_STUDIO_PASSWORD": PASSWORD,
-        "LABEL_STUDIO_USER_TOKEN": TOKEN,
-        "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
-    }
+    # Only what a server needs from the environment: Label Studio reads many bare names as
+    # settings (CI, DEBUG, HOST, PORT, LOG_LEVEL, ...), so a CI machine's own variables must not
+    # reach it; PYTHONPATH would mix another environment's packages into its own.
+    kept = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR")
+    env = {name: os.environ[name] for name in kept if name in os.environ}
+    env.update(
+        {
+            "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir),
+            "LABEL_STUDIO_USERNAME": USERNAME,
+            "LABEL_STUDIO_PASSWORD": PASSWORD,
+            "LABEL_STUDIO_USER_TOKEN": TOKEN,
+            "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
+            "LATEST_VERSION_CHECK": "false",  # no call to pypi.org at start-up
+        }
+    )
     log = data_dir / "label-studio.log"
-    begun = time.monotonic()
+    command = [program, "start", "--no-browser", "--internal-host", "127.0.0.1"]
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [program, "start", "--no-browser", "--host", "127.0.0.1", "--port", str(port)],
+            [*command, "--port", str(port)],
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=env,
             start_new_session=True,  # its own process group, stopped whole by its id
         )
-    server = Server(url, TOKEN, process, log, 0.0)
-    while time.monotonic() - begun < timeout:
-        if process.poll() is not None:
-            stop(server)
-            raise RuntimeError(f"Label Studio exited with {process.returncode}; see {log}")
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=5) as response:
-                if response.status == 200:
-                    server.started_in = time.monotonic() - begun
-                    return server
-        except OSError:
-            pass
-        time.sleep(1)
-    stop(server)
-    raise RuntimeError(f"Label Studio did not answer {url}/health in {timeout:.0f} s; see {log}")
+    return Server(f"http://127.0.0.1:{port}", TOKEN, process, log, 0.0)
+
+
+def _tail(log: Path, lines: int = 20) -> str:
+    """The last lines of a log, indented, so a failure in CI shows its cause."""
+    text = log.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
+    return "\n".join("    " + line for line in text) or "    (empty)"
 
 
 def stop(server: Server) -> None:

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -20,6 +19,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from gloo import free_port  # the gloo groups' helper: a port of 127.0.0.1 free now
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 EXECUTABLE_VARIABLE = "ACTIVERM_FAST_LABEL_STUDIO"
@@ -108,13 +109,6 @@ class Server:
         )
         tasks: list[dict[str, Any]] = self.call("GET", path)
         return tasks
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def start(program: str, data_dir: Path, timeout: float = 300.0, attempts: int = 2) -> Server:

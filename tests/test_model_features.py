@@ -2,8 +2,8 @@
 Hugging Face models built here (Llama, Qwen2, GPT-2; 2 layers, hidden size 32) with a
 word-level tokenizer trained on the tests' own words: nothing is downloaded.
 
-The distributed check runs this file as two gloo processes (``python
-tests/test_model_features.py RANK WORLD PORT MODEL DATA OUT``); the kill-and-resume check runs
+The distributed check runs this file as two gloo processes (tests/gloo.py's ``python
+tests/test_model_features.py RANK WORLD PORT OUT MODEL DATA NPZ``); the kill-and-resume check runs
 an embedding in a subprocess that SIGKILLs itself while writing a shard.
 """
 
@@ -14,12 +14,12 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
+import gloo
 import numpy as np
 import pytest
 import torch
@@ -623,42 +623,15 @@ def assert_same_output(first: Path, second: Path) -> None:
                 np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_two_gloo_ranks_equal_one_process(tmp_path):
     make_model(tmp_path / "rm")
     write_records(tmp_path / "rows.jsonl", prompts=7)  # 21 rows: 6 shards of 4, uneven per rank
     one = tmp_path / "one.npz"
     embed(tmp_path / "rm", tmp_path / "rows.jsonl", one, shard_rows=4, batch_size=3, progress=False)
     two = tmp_path / "two.npz"
-    port = _free_port()
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    ranks = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                __file__,
-                str(rank),
-                "2",
-                str(port),
-                str(tmp_path / "rm"),
-                str(tmp_path / "rows.jsonl"),
-                str(two),
-            ],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for rank in range(2)
-    ]
-    outputs = [rank.communicate(timeout=TIMEOUT_S)[0] for rank in ranks]
-    assert [rank.returncode for rank in ranks] == [0, 0], outputs
-    assert all("rows 21" in output for output in outputs), outputs  # both got rank 0's summary
+    paths = [str(tmp_path / "rm"), str(tmp_path / "rows.jsonl"), str(two)]
+    summaries = gloo.run_ranks(__file__, 2, tmp_path, *paths, timeout=TIMEOUT_S)
+    assert [summary.rows for summary in summaries] == [21, 21]  # both got rank 0's summary
     assert_same_output(one, two)
 
 
@@ -714,20 +687,9 @@ def test_cuda_in_bfloat16_equals_the_cpu(tmp_path):
     assert info["rewards"] and info["pooling"] == "last"
 
 
-def rank_main(rank: int, world: int, port: int, model: str, data: str, out: str) -> None:
-    import torch.distributed as dist
-
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=rank,
-        world_size=world,
-        timeout=timedelta(seconds=TIMEOUT_S),
-    )
-    summary = embed(model, data, out, shard_rows=4, batch_size=3, progress=False)
-    dist.destroy_process_group()
-    print(f"rank {rank}: rows {summary.rows}", flush=True)
-    os._exit(0)  # as the sharded select does: gloo's threads may still be releasing tensors
+def embed_rank(rank: int, world: int, model: str, data: str, out: str) -> Any:
+    """One rank of test_two_gloo_ranks_equal_one_process, in a joined gloo group."""
+    return embed(model, data, out, shard_rows=4, batch_size=3, progress=False)
 
 
 # ---- selection with the reward model's head ---------------------------------------------------
@@ -885,7 +847,7 @@ def test_command_line_embed_then_select(tmp_path, capsys):
 
 
 if __name__ == "__main__":
-    rank_main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), *sys.argv[4:7])
+    gloo.main(embed_rank)
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ from activerm_fast import data
 from activerm_fast.cli import main
 from activerm_fast.cli import select as select_command
 from activerm_fast.model import RewardModel
+from activerm_fast.simulation.simulate import usable_cores
 
 
 @pytest.fixture(scope="module")
@@ -221,6 +222,11 @@ BAD_INPUTS = {
     "missing dataset": (
         lambda r: simulate_args(r, "missing.npz"),
         "no dataset named",
+    ),
+    "more ranks than cores": (  # a typo's 10**20 processes would never start
+        lambda r: select_args(r, "--processes", "99999999999999999999"),
+        "--processes 99999999999999999999 is more than the "
+        f"{usable_cores()} cores this process may use",
     ),
 }
 

@@ -393,7 +393,10 @@ COMMAND_OPTIONS = [
 def test_command_line_under_torchrun_writes_the_single_process_batch(tmp_path, options):
     from activerm_fast import data
     from activerm_fast.cli import main
+    from activerm_fast.simulation.simulate import usable_cores
 
+    if "--processes" in options and usable_cores() < 2:
+        pytest.skip("--processes 2 needs two usable cores")
     dataset = tmp_path / "small.npz"
     data.synthetic(
         num_train_prompts=30, num_test_prompts=4, test_responses_per_prompt=5, dim=6, seed=3

@@ -22,6 +22,8 @@ import gloo
 import numpy as np
 import pytest
 
+from activerm_fast.simulation.simulate import usable_cores
+
 REPEATS = 8  # error runs of the two-rank script
 COMMAND_REPEATS = 3  # error runs of the command line, under torchrun and with --processes
 TIMEOUT_S = 150
@@ -86,6 +88,11 @@ def test_command_line_error_under_torchrun_is_one_line_every_time(tmp_path, bad_
         assert not (tmp_path / "batch.jsonl").exists()
 
 
+# select --processes N starts no more ranks than the usable cores
+two_cores = pytest.mark.skipif(usable_cores() < 2, reason="--processes 2 needs two usable cores")
+
+
+@two_cores
 def test_select_processes_reports_an_error_in_one_line_every_time(tmp_path, bad_labels):
     """--processes starts the ranks itself: the agreed error is the whole of stderr, exit 2."""
     command = [sys.executable, "-m", "activerm_fast", "select", "--processes", "2", *bad_labels]
@@ -96,6 +103,7 @@ def test_select_processes_reports_an_error_in_one_line_every_time(tmp_path, bad_
         assert not (tmp_path / "batch.jsonl").exists()
 
 
+@two_cores
 def test_select_processes_prints_an_error_of_the_whole_pool_once(tmp_path, bad_labels):
     """k beyond the sharded pool is the same error on every rank and names none: rank 0 alone
     prints it (both ranks did, sometimes on one line)."""

@@ -3,6 +3,7 @@ checkpoints and tables, and a killed parallel run resumes to them."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -15,7 +16,10 @@ import pytest
 
 from activerm_fast import data
 from activerm_fast.simulation.loop import LoopConfig
-from activerm_fast.simulation.simulate import format_table, format_verdicts, simulate
+from activerm_fast.simulation.simulate import format_table, format_verdicts, simulate, usable_cores
+
+# the module itself (the package's name ``simulate`` is the function)
+simulate_module = importlib.import_module("activerm_fast.simulation.simulate")
 
 CONFIG = LoopConfig(
     rounds=3,
@@ -89,7 +93,9 @@ def test_a_fit_has_the_same_bits_on_one_and_two_threads():
     assert run.stdout.strip() == "COMPATIBLE"
 
 
-def test_jobs_give_the_serial_records_checkpoints_and_tables(dataset, serial, tmp_path):
+def test_jobs_give_the_serial_records_checkpoints_and_tables(
+    dataset, serial, tmp_path, monkeypatch
+):
     serial_out, serial_records = serial
     records = simulate(
         dataset, STRATEGIES, config=CONFIG, seeds=SEEDS, out_dir=tmp_path, progress=False, jobs=2
@@ -102,11 +108,21 @@ def test_jobs_give_the_serial_records_checkpoints_and_tables(dataset, serial, tm
     assert checkpoint_records(tmp_path) == checkpoint_records(serial_out)
     assert format_table(records) == format_table(serial_records)
     assert format_verdicts(records) == format_verdicts(serial_records)
-    # run again: everything resumes from the checkpoints, nothing is recomputed
+    # run again, asking for more jobs than there are cores: everything resumes from the
+    # checkpoints, nothing is recomputed, and no more workers start than the usable cores
+    started = []
+
+    class Counted(simulate_module.ProcessPoolExecutor):
+        def __init__(self, workers, *args, **kwargs):
+            started.append(workers)
+            super().__init__(workers, *args, **kwargs)
+
+    monkeypatch.setattr(simulate_module, "ProcessPoolExecutor", Counted)
     again = simulate(
-        dataset, STRATEGIES, config=CONFIG, seeds=SEEDS, out_dir=tmp_path, progress=False, jobs=2
+        dataset, STRATEGIES, config=CONFIG, seeds=SEEDS, out_dir=tmp_path, progress=False, jobs=64
     )
     assert again == records
+    assert started == [min(len(STRATEGIES) * len(SEEDS), usable_cores())]
 
 
 def test_a_killed_parallel_run_resumes_to_the_serial_results(dataset, serial, tmp_path):

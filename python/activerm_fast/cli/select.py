@@ -32,6 +32,7 @@ from ..data.reward_head import RewardHead, head_plan
 from ..kernels import Selection
 from ..model.precision import PRECISIONS
 from ..selection.api import STRATEGIES, prompt_features_for, select
+from ..simulation.simulate import usable_cores
 from .common import (
     LAZY_CHOICES,
     Failure,
@@ -117,8 +118,9 @@ def add(commands: Any) -> None:
         "--processes",
         type=positive,
         metavar="N",
-        help="start N processes on this machine and shard the pool over them, as torchrun "
-        "--standalone --nproc-per-node N does, a failure reported by rank 0's one line alone "
+        help="start N processes on this machine (at most one a usable core) and shard the pool "
+        "over them, as torchrun --standalone --nproc-per-node N does, a failure reported by "
+        "rank 0's one line alone "
         "(torchrun adds a traceback of its own for every process that fails)",
     )
     sel.add_argument("--out", required=True, help="JSONL batch to write")
@@ -138,6 +140,13 @@ def run(args: argparse.Namespace) -> int:
     if _torchrun_world() > 1:
         return _select_sharded(args)
     if args.processes is not None and args.processes > 1:
+        cores = usable_cores()
+        if args.processes > cores:  # more ranks than cores would only take turns on them
+            raise Failure(
+                f"--processes {args.processes} is more than the {cores} cores this process may "
+                f"use: each rank is a process of its own, and the batch is the same with fewer "
+                "(torchrun shards over several machines)"
+            )
         return _launch_processes(args.processes, args.argv)
     dataset = load_dataset(args.data)
     pairs, labels = read_labelled(args.labelled, dataset.n)

@@ -95,8 +95,8 @@ def add(commands: Any) -> None:
         "--jobs",
         type=positive,
         default=None,
-        help="worker processes for the strategy x seed runs (default: the usable cores; "
-        "1: all in this process); the results are those of a serial run",
+        help="worker processes for the strategy x seed runs (default and most: the usable "
+        "cores; 1: all in this process); the results are those of a serial run",
     )
     sim.add_argument("--no-progress", action="store_true")
     sim.set_defaults(handler=run)

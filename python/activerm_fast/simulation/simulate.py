@@ -59,11 +59,12 @@ def simulate(
     With ``out_dir``, each run checkpoints under ``out_dir/checkpoints`` (so a restarted
     command resumes, and one with more ``config.rounds`` continues the saved runs) and the
     records are written to ``results.csv`` and ``results.json``.
-    With ``jobs`` > 1 the runs go to that many worker processes, each with an equal share of
-    the usable cores as torch threads; every run is the same computation as in one process,
-    so the records (but for their ``*_seconds``), checkpoints and resumption are those of a
-    serial run, in the same order: the fit's products keep their bits on any number of
-    threads (MKL's strict reproducible mode, set on import: ``activerm_fast._openmp``).
+    With ``jobs`` > 1 the runs go to that many worker processes (at most one a usable core and
+    one a run), each with an equal share of the usable cores as torch threads; every run is
+    the same computation as in one process, so the records (but for their ``*_seconds``),
+    checkpoints and resumption are those of a serial run, in the same order: the fit's
+    products keep their bits on any number of threads (MKL's strict reproducible mode, set on
+    import: ``activerm_fast._openmp``).
 
     Parameters
     ----------
@@ -81,8 +82,10 @@ def simulate(
         Show a progress bar over rounds.
     jobs : int, default 1
         Worker processes running strategy x seed combinations side by side (1: all in this
-        process). They are spawned (fresh interpreters), so a script that calls this with
-        ``jobs`` > 1 must do so under ``if __name__ == "__main__":``.
+        process); no more than :func:`usable_cores` are started, since more would only take
+        turns on them, each holding a model in memory. They are spawned (fresh interpreters),
+        so a script that calls this with ``jobs`` > 1 must do so under
+        ``if __name__ == "__main__":``.
     on_start : callable, optional
         Called with no arguments once every input is checked, before the first run: what
         announces the comparison (``activerm-fast simulate`` prints its header there, so a
@@ -211,7 +214,7 @@ def _in_workers(
     """Every run in ``jobs`` spawned worker processes (fresh interpreters: no OpenMP runtime
     forked mid-flight), each with its share of the usable cores as torch threads. Finished
     rounds are reported back over a queue for the progress bar."""
-    workers = min(jobs, len(runs))
+    workers = min(jobs, len(runs), usable_cores())
     threads = max(1, usable_cores() // workers)
     context = multiprocessing.get_context("spawn")
     rounds: multiprocessing.queues.Queue[int] = context.Queue()

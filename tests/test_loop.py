@@ -215,6 +215,24 @@ def test_human_labelled_data_uses_stored_labels_and_pair_accuracy(rng):
     assert all(0 <= r["pair_accuracy"] <= 1 and "spearman" not in r for r in records)
 
 
+def test_human_labels_that_disagree_name_the_dataset():
+    synthetic = data.synthetic(
+        num_train_prompts=20, num_test_prompts=5, test_responses_per_prompt=6, dim=4, seed=2
+    )
+    from activerm_fast.data.pairs import within_prompt
+
+    human = gold_labelled(synthetic, within_prompt(synthetic.prompt_ids), "human")
+    k = int(np.flatnonzero(~synthetic.is_test[human.pairs[:, 0]])[0])  # a training pair
+    both_ways = replace(  # the pair once more, reversed with the same label: the other winner
+        human,
+        pairs=np.concatenate([human.pairs, human.pairs[k : k + 1, ::-1]]),
+        labels=np.concatenate([human.labels, human.labels[k : k + 1]]),
+    )
+    message = r"dataset 'human' cannot answer as an annotator, its training split's labels disagree"
+    with pytest.raises(ValueError, match=message):
+        ActiveLoop(both_ways, "random", SMALL, seed=0)
+
+
 def test_bad_configuration_is_named(dataset):
     with pytest.raises(ValueError, match="pool must be one of"):
         LoopConfig(pool="everywhere")

@@ -206,10 +206,10 @@ def embed(
         target = _out_path(out)
         rows = read_text_rows(data)
         encoder = _Encoder.load(model, settings, device, rank)
-        store = ShardStore(
-            target, _meta(model, data, rows, encoder, settings=settings), shard_rows, rows.n
-        )
-        return rows, encoder, store
+        # rank 0 alone checks and writes the description (store.open, _finish): the others
+        # need not read every model file for its digests
+        meta = _meta(model, data, rows, encoder, settings=settings) if rank == 0 else {}
+        return rows, encoder, ShardStore(target, meta, shard_rows, rows.n)
 
     rows, encoder, store = _on_every_rank(prepare, world)
     _on_every_rank(lambda: store.open() if rank == 0 else None, world)

@@ -738,7 +738,12 @@ def _default_oracle(train: Dataset, beta: float, seed: int) -> BTOracle | PairLa
         return BTOracle(train.gold, beta=beta, seed=seed)
     if train.pairs is None or len(train.pairs) == 0:
         raise ValueError(f"dataset {train.name!r} has neither a golden reward nor labelled pairs")
-    return PairLabelOracle(train.pairs, train.labels)
+    try:
+        return PairLabelOracle(train.pairs, train.labels)
+    except ValueError as err:  # name the dataset: the indices are its training split's rows
+        raise ValueError(
+            f"dataset {train.name!r} cannot answer as an annotator, its training split's {err}"
+        ) from None
 
 
 def _json_number(value: Any) -> float:

@@ -95,7 +95,7 @@ def label_studio(tmp_path_factory: pytest.TempPathFactory):
     if program is None:
         unavailable(
             "label-studio is not installed (python3 -m venv build/label-studio && "
-            "build/label-studio/bin/pip install label-studio)"
+            "build/label-studio/bin/pip install label-studio -c .ci/label-studio-constraints.txt)"
         )
     try:
         server = label_studio_server.start(program, tmp_path_factory.mktemp("label-studio"))

@@ -50,6 +50,20 @@ def _usable_cpus() -> frozenset[int]:
         return frozenset(range(os.cpu_count() or 1))
 
 
+def usable_cores() -> int:
+    """The cores this process may run on.
+
+    ``activerm-fast simulate --jobs``'s default and ``select --processes``'s bound.
+
+    Examples
+    --------
+    >>> from activerm_fast.simulate import usable_cores
+    >>> usable_cores() >= 1
+    True
+    """
+    return len(_usable_cpus())
+
+
 def _busy_seconds(cpus: frozenset[int]) -> float | None:
     """CPU seconds the machine has spent busy on ``cpus`` since boot (None: unknown)."""
     try:

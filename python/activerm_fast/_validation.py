@@ -211,10 +211,15 @@ def check_distinct_pairs(pairs: np.ndarray | torch.Tensor, name: str) -> None:
         raise ValueError(f"{name}[{row}] = ({i}, {i}) compares a response with itself")
 
 
-def pair_keys(t: torch.Tensor, n: int) -> torch.Tensor:
-    """One int64 key per unordered pair: min * n + max."""
-    lo = torch.minimum(t[:, 0], t[:, 1]).to(torch.int64)
-    hi = torch.maximum(t[:, 0], t[:, 1]).to(torch.int64)
+def pair_keys(pairs: Any, n: int) -> Any:
+    """One int64 key per unordered pair, ``min * n + max`` (``n`` above every index), as a
+    tensor for a tensor and an array for an array, so (i, j) and (j, i) share one key."""
+    if isinstance(pairs, torch.Tensor):
+        lo = torch.minimum(pairs[:, 0], pairs[:, 1]).to(torch.int64)
+        hi = torch.maximum(pairs[:, 0], pairs[:, 1]).to(torch.int64)
+    else:
+        lo = np.minimum(pairs[:, 0], pairs[:, 1]).astype(np.int64)
+        hi = np.maximum(pairs[:, 0], pairs[:, 1]).astype(np.int64)
     return lo * n + hi
 
 
@@ -241,7 +246,8 @@ def labelled_mask(pairs: torch.Tensor, labelled: torch.Tensor | None, n: int) ->
     done = torch.sort(pair_keys(labelled, n)).values
     # a binary search of each candidate's key among the few sorted labelled ones: O(P log M)
     at = torch.searchsorted(done, keys).clamp_max_(done.shape[0] - 1)
-    return done[at] == keys
+    found: torch.Tensor = done[at] == keys
+    return found
 
 
 def available_count(pairs: torch.Tensor, labelled: torch.Tensor | None, n: int) -> int:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from .. import data
-from .._threads import free_core_threads
+from .._threads import free_core_threads, usable_cores
 from ..data.annotation import BatchPlan, plan_batch, read_labelled, without_pairs, write_batch
 from ..data.implicit_pool import ImplicitPool
 from ..data.pairs import POOLS, Shard, candidate_pool
@@ -32,7 +32,6 @@ from ..data.reward_head import RewardHead, head_plan
 from ..kernels import Selection
 from ..model.precision import PRECISIONS
 from ..selection.api import STRATEGIES, prompt_features_for, select
-from ..simulation.simulate import usable_cores
 from .common import (
     LAZY_CHOICES,
     Failure,

@@ -52,6 +52,7 @@ from .._validation import (
     describe,
     known_name,
     labelled_pairs,
+    pair_keys,
     pairs_tensor,
 )
 from .annotation import _OncePerPair, _row_index
@@ -921,19 +922,19 @@ def _plurality(comparisons: _Comparisons) -> np.ndarray:
     a tie so), which the Dataset's 0/1 labels cannot hold: it is left out, with a warning.
     """
     pairs = comparisons.pairs
-    low, high = pairs.min(axis=1), pairs.max(axis=1)
     keys, first_row, key_of_row, counts = np.unique(
-        low * (int(high.max(initial=0)) + 1) + high,
+        pair_keys(pairs, int(pairs.max(initial=0)) + 1),
         return_index=True,
         return_inverse=True,
         return_counts=True,
     )
-    low_wins = np.bincount(key_of_row, weights=pairs[:, 0] == low, minlength=keys.size)
+    low_wins = np.bincount(key_of_row, weights=pairs[:, 0] < pairs[:, 1], minlength=keys.size)
     margin = 2 * low_wins - counts  # low's votes minus high's
     order = np.argsort(first_row, kind="stable")
     order = order[margin[order] != 0]
     winner_low = margin[order] > 0
-    lo, hi = low[first_row[order]], high[first_row[order]]
+    first = pairs[first_row[order]]
+    lo, hi = first.min(axis=1), first.max(axis=1)
     merged = np.stack([np.where(winner_low, lo, hi), np.where(winner_low, hi, lo)], axis=1)
     repeated, ties = int((counts > 1).sum()), int((margin == 0).sum())
     if repeated:

@@ -22,6 +22,7 @@ from .._validation import (
     binary_labels,
     integer_argument,
     nonnegative_pairs,
+    pair_keys,
     pairs_tensor,
     positive_or_infinite,
     real_vector,
@@ -204,10 +205,9 @@ class PairLabelOracle:
     def __init__(self, pairs: Any, labels: Any) -> None:
         stored = nonnegative_pairs(pairs, "pairs", distinct=True)
         values = binary_labels(labels, stored.shape[0], "labels")
-        lo, hi = stored.min(axis=1), stored.max(axis=1)
-        low_wins = np.where(stored[:, 0] == lo, values, 1 - values)
-        self._width = int(hi.max()) + 1 if hi.size else 1
-        keys = lo * self._width + hi
+        low_wins = np.where(stored[:, 0] < stored[:, 1], values, 1 - values)
+        self._width = int(stored.max()) + 1 if stored.size else 1
+        keys = pair_keys(stored, self._width)
         order = np.argsort(keys, kind="stable")
         keys, low_wins, rows = keys[order], low_wins[order], order
         repeat = keys[1:] == keys[:-1]
@@ -295,11 +295,10 @@ class PairLabelOracle:
         return answers.astype(np.int64)
 
     def _lookup(self, asked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        lo, hi = asked.min(axis=1), asked.max(axis=1)
         if self._keys.size == 0:
-            return np.zeros(lo.size, dtype=np.int64), np.zeros(lo.size, dtype=bool)
-        inside = hi < self._width
-        keys = np.where(inside, lo * self._width + hi, -1)
+            return np.zeros(len(asked), dtype=np.int64), np.zeros(len(asked), dtype=bool)
+        inside = asked.max(axis=1) < self._width
+        keys = np.where(inside, pair_keys(asked, self._width), -1)
         position = np.minimum(np.searchsorted(self._keys, keys), self._keys.size - 1)
         return position, inside & (self._keys[position] == keys)
 

@@ -6,7 +6,6 @@ import csv
 import json
 import multiprocessing
 import multiprocessing.queues
-import os
 import queue
 from collections.abc import Callable, Hashable, Sequence, Sized
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -18,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .._launch import available_memory
+from .._threads import usable_cores
 from .._validation import known_name, positive_integer, seed_argument
 from ..data.dataset import Dataset
 from ..selection.api import STRATEGIES
@@ -276,21 +276,6 @@ def _run_in_worker(run: _Run) -> list[dict[str, Any]]:
     )
     rounds = _WORKER["rounds"]
     return loop.run(on_round=lambda _: rounds.put(1))
-
-
-def usable_cores() -> int:
-    """The cores this process may run on: ``activerm-fast simulate --jobs``'s default.
-
-    Examples
-    --------
-    >>> from activerm_fast.simulate import usable_cores
-    >>> usable_cores() >= 1
-    True
-    """
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not Linux
-        return os.cpu_count() or 1
 
 
 def write_results(records: list[dict[str, Any]], out: Path) -> None:

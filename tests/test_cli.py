@@ -246,6 +246,16 @@ def test_console_entry_point_runs():
         (["simulate", "--pool", "diagonal"], "argument --pool: invalid choice"),
         (["simulate", "--uncertainty", "dropout"], "argument --uncertainty: invalid choice"),
         (["simulate", "--patience", "0"], "argument --patience: must be a positive integer, got 0"),
+        # a blank value is quoted, or the message would end in "got " with nothing shown
+        (["simulate", "--seeds", ""], "argument --seeds: must be a positive integer, got ''"),
+        (
+            ["simulate", "--ridge", " "],
+            "argument --ridge: must be a positive finite number, got ' '",
+        ),
+        (
+            ["simulate", "--per-prompt", "x"],
+            "argument --per-prompt: must be a positive integer, got x",
+        ),
         (["select", "--k", "5"], "the following arguments are required"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
     ],

@@ -138,13 +138,18 @@ def prepare_outputs(
         folder.mkdir(parents=True, exist_ok=True)
 
 
+def shown(text: str) -> str:
+    """A flag's value as an error shows it: quoted when blank or padded, or it would vanish."""
+    return text if text and text.strip() == text else repr(text)
+
+
 def integer(text: str, least: int, what: str) -> int:
     try:
         value = int(text)
     except ValueError:
         value = least - 1
     if value < least:
-        raise argparse.ArgumentTypeError(f"must be a {what} integer, got {text}")
+        raise argparse.ArgumentTypeError(f"must be a {what} integer, got {shown(text)}")
     return value
 
 
@@ -157,7 +162,7 @@ def ensemble_size(text: str) -> int:
     value = integer(text, 1, "positive")
     if value > MAX_MEMBERS:
         raise argparse.ArgumentTypeError(
-            f"must be at most {MAX_MEMBERS}, the members a selection takes, got {text}"
+            f"must be at most {MAX_MEMBERS}, the members a selection takes, got {shown(text)}"
         )
     return value
 
@@ -177,14 +182,14 @@ def number(text: str) -> float:
 def positive_or_inf(text: str) -> float:
     value = number(text)
     if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number or inf, got {text}")
+        raise argparse.ArgumentTypeError(f"must be a positive number or inf, got {shown(text)}")
     return value
 
 
 def positive_float(text: str) -> float:
     value = number(text)
     if not 0 < value < math.inf:
-        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {shown(text)}")
     return value
 
 
@@ -211,22 +216,11 @@ def design_arguments(command: argparse.ArgumentParser) -> None:
     )
     command.add_argument(
         "--per-prompt",
-        type=positive_count,
+        type=positive,
         default=LoopConfig.per_prompt,
         metavar="M",
         help="at most M pairs per prompt in a batch, for every strategy (default: no limit)",
     )
-
-
-def positive_count(text: str) -> int:
-    """A positive integer (--per-prompt)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
 
 
 def load_dataset(name: str) -> data.Dataset:

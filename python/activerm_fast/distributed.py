@@ -65,6 +65,7 @@ if TYPE_CHECKING:
 __all__ = ["agreed", "greedy_logdet", "pairs_at", "select"]
 
 T = TypeVar("T")
+E = TypeVar("E", bound=BaseException)
 
 # words hashed at a time by _fingerprint (bounds its int64 temporaries)
 _FINGERPRINT_CHUNK = 1 << 22
@@ -198,15 +199,21 @@ def _use_count(t: torch.Tensor) -> int:
     return 0 if count is None else int(count())
 
 
-# The note on an error every rank raises alike that no rank is to blame for (a fault of the
-# whole pool's): a launcher prints it from rank 0 alone, as it does one that names its rank.
-EVERY_RANK = "raised alike on every rank"
+# The mark on an error every rank raises alike (an agreed one, naming the rank at fault, or a
+# fault of the whole pool's): a launcher prints it from rank 0 alone. An attribute, not a note,
+# so the error reads as it would from one process.
+_EVERY_RANK = "_activerm_fast_raised_on_every_rank"
+
+
+def _on_every_rank(err: E) -> E:
+    """``err``, marked as raised alike on every rank."""
+    setattr(err, _EVERY_RANK, True)
+    return err
 
 
 def raised_on_every_rank(err: BaseException) -> bool:
-    """Whether every rank raised ``err`` alike: an agreed error naming the rank at fault
-    (``rank r: ...``) or one noted :data:`EVERY_RANK`, so one rank may report it for all."""
-    return str(err).startswith("rank ") or EVERY_RANK in getattr(err, "__notes__", ())
+    """Whether every rank raised ``err`` alike, so one rank may report it for all."""
+    return getattr(err, _EVERY_RANK, False) is True
 
 
 def _failure(err: BaseException) -> _Failure:
@@ -216,9 +223,9 @@ def _failure(err: BaseException) -> _Failure:
 def _error(rank: int, failure: _Failure) -> BaseException:
     message = f"rank {rank}: {failure.message}"
     try:
-        return failure.kind(message)
+        return _on_every_rank(failure.kind(message))
     except Exception:  # an exception type that takes other arguments
-        return RuntimeError(f"{failure.kind.__name__}: {message}")
+        return _on_every_rank(RuntimeError(f"{failure.kind.__name__}: {message}"))
 
 
 class _Sharded(Protocol):
@@ -271,9 +278,11 @@ def _sharded(
                     if theirs != shown
                     else f"differs from rank 0's ({shown})"
                 )
-                raise ValueError(
-                    f"rank {rank}: {name} {seen}; every rank must pass the same {name} (only "
-                    "the pairs and their weights and exclude mask are shards)"
+                raise _on_every_rank(
+                    ValueError(
+                        f"rank {rank}: {name} {seen}; every rank must pass the same {name} "
+                        "(only the pairs and their weights and exclude mask are shards)"
+                    )
                 )
     assert state is not None
     shard = _Shard(group, [counts for _, _, counts in reports])
@@ -336,12 +345,12 @@ class _Shard:
         """k, if no larger than the pool's available pairs (the same check on every rank)."""
         available = self.total - self.unavailable
         if k > available:
-            error = ValueError(
-                f"k = {k} is larger than the {available} pairs available "
-                f"({self.total} candidates, {self.unavailable} excluded)"
+            raise _on_every_rank(
+                ValueError(
+                    f"k = {k} is larger than the {available} pairs available "
+                    f"({self.total} candidates, {self.unavailable} excluded)"
+                )
             )
-            error.__notes__ = [EVERY_RANK]  # type: ignore[attr-defined]  # add_note, on 3.10
-            raise error
         return k
 
     def check_unique(self, pairs: _launch.Pairs, n: int, size: int | None = None) -> None:
@@ -359,15 +368,19 @@ class _Shard:
             for rank, start in enumerate(starts):
                 wanted = sum(self.sizes[:rank])
                 if start != wanted:
-                    raise ValueError(
-                        f"rank {rank}: its implicit pool starts at position {start}, not "
-                        f"{wanted}; pass pool.shard(rank, world) on every rank"
+                    raise _on_every_rank(
+                        ValueError(
+                            f"rank {rank}: its implicit pool starts at position {start}, not "
+                            f"{wanted}; pass pool.shard(rank, world) on every rank"
+                        )
                     )
             if size is not None and self.total != size:
-                raise ValueError(
-                    f"rank {group.world - 1}: its implicit pool ends at position {self.total}, "
-                    f"not at the pool's size {size}; pass pool.shard(rank, world) with world = "
-                    f"{group.world} on every rank"
+                raise _on_every_rank(
+                    ValueError(
+                        f"rank {group.world - 1}: its implicit pool ends at position {self.total}, "
+                        f"not at the pool's size {size}; pass pool.shard(rank, world) with world = "
+                        f"{group.world} on every rank"
+                    )
                 )
             return
         if group.world == 1:
@@ -399,10 +412,12 @@ class _Shard:
         first, again = places[0], places[1]
         owner, row = self._owner(again)
         first_owner, first_row = self._owner(first)
-        raise ValueError(
-            f"rank {owner}: pairs[{row}] repeats the pair {{{key // n}, {key % n}}} of rank "
-            f"{first_owner}'s pairs[{first_row}] (global positions {again} and {first}); a "
-            "pool must not hold a pair twice"
+        raise _on_every_rank(
+            ValueError(
+                f"rank {owner}: pairs[{row}] repeats the pair {{{key // n}, {key % n}}} of rank "
+                f"{first_owner}'s pairs[{first_row}] (global positions {again} and {first}); a "
+                "pool must not hold a pair twice"
+            )
         )
 
     def _owner(self, position: int) -> tuple[int, int]:

@@ -1,6 +1,6 @@
 """Default threads against one thread, beside busy single-threaded processes.
 
-    python bench/bench_contention.py             # greedy + small simulate, 0 and 1 busy, 3 runs
+    python bench/bench_contention.py             # greedy, small greedy, simulate: 0 and 1 busy
     python bench/bench_contention.py --two-busy  # also beside 2 busy processes
     python bench/bench_contention.py --quick     # small sizes, 1 run each: checks the script runs
 
@@ -18,6 +18,10 @@ Cases:
             them), the dense sweep; the time is the one call, its validation and initial scores
             included, not the making of its inputs or the imports.
   lazy      the same with the exact lazy sweep (lazy=True).
+  small     greedy_logdet at bench_greedy.py --small's size (n = 2,000, d = 64, P = 5,000,
+            k = 100), where a call takes milliseconds: the median of SMALL_CALLS calls in one
+            process after a warm-up (their 90th percentile in the block's line), so a team
+            that waits for a core shows as the call's cost, not as noise.
   simulate  the command ``activerm-fast simulate --seeds 1 --strategies random dopt-greedy``
             with a few rounds (see SIMULATE_ARGS), output to a temporary folder; the time is
             the whole command, start-up included, as a user waits for it.
@@ -46,6 +50,7 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY")
 SIMULATE_ARGS = ["--seeds", "1", "--strategies", "random", "dopt-greedy", "--rounds", "6"]
 QUICK_SIMULATE_ARGS = [*SIMULATE_ARGS[:-1], "2", "--per-round", "30", "--cross-pairs", "5000"]
 GREEDY_SIZE = {"n": 20_000, "d": 256, "pairs": 2_000_000, "k": 200}
+SMALL_CALLS = 200
 QUICK_GREEDY_SIZE = {"n": 4_000, "d": 64, "pairs": 200_000, "k": 50}
 
 SPIN = """
@@ -76,6 +81,31 @@ def greedy_child(n: int, d: int, pairs: int, k: int, lazy: bool = False) -> None
         "seconds": seconds,
         "torch_threads": torch.get_num_threads(),
         "openmp_threads": arm.build_info()["openmp_threads"],
+    }
+    print(json.dumps(info))
+
+
+def small_child(calls: int) -> None:
+    """Time ``calls`` small greedy selections after a warm-up; prints JSON on stdout: the
+    median and the 90th percentile of a call."""
+    import numpy as np
+    import torch
+    from bench_greedy import SMALL_GREEDY, pool_inputs
+
+    import activerm_fast as arm
+
+    n, d, count, k = SMALL_GREEDY
+    _, features, candidates, weights = pool_inputs(n, d, count)
+    times = []
+    for _ in range(calls // 10 + calls):
+        start = time.perf_counter()
+        arm.greedy_logdet(features, candidates, k, weights=weights, prior=1e-3)
+        times.append(time.perf_counter() - start)
+    timed = times[calls // 10 :]
+    info = {
+        "seconds": statistics.median(timed),
+        "p90": float(np.percentile(timed, 90)),
+        "torch_threads": torch.get_num_threads(),
     }
     print(json.dumps(info))
 
@@ -125,6 +155,15 @@ def run_greedy(one_thread: bool, size: dict[str, int], timeout: float, lazy: boo
     expected = 1 if one_thread else None
     if expected is not None and result["torch_threads"] != expected:
         raise RuntimeError(f"one-thread run has {result['torch_threads']} torch threads")
+    return float(result["seconds"])
+
+
+def run_small(one_thread: bool, calls: int, timeout: float, tails: list[float]) -> float:
+    """The median call of a small_child run; its 90th percentile is appended to ``tails``."""
+    result = run_child(
+        f"bench_contention.small_child({calls})", environment(one_thread), timeout, "small"
+    )
+    tails.append(float(result["p90"]))
     return float(result["seconds"])
 
 
@@ -203,8 +242,8 @@ def main() -> None:
     parser.add_argument(
         "--cases",
         nargs="+",
-        choices=["greedy", "lazy", "simulate"],
-        default=["greedy", "lazy", "simulate"],
+        choices=["greedy", "lazy", "small", "simulate"],
+        default=["greedy", "lazy", "small", "simulate"],
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, one run per cell")
     parser.add_argument(
@@ -217,6 +256,7 @@ def main() -> None:
         size, simulate_args = QUICK_GREEDY_SIZE, QUICK_SIMULATE_ARGS
     if args.repeats is None:
         args.repeats = 1 if args.quick else 3
+    calls = 20 if args.quick else SMALL_CALLS
 
     cpus = len(os.sched_getaffinity(0))
     print(
@@ -228,9 +268,12 @@ def main() -> None:
         f"k = {size['k']}"
     )
     print(f"simulate: {' '.join(cli_command()[-1:])} simulate {' '.join(simulate_args)}")
+    print(f"small: greedy, n = 2,000, d = 64, P = 5,000, k = 100, median of {calls} calls")
+    tails: dict[bool, list[float]] = {False: [], True: []}
     runners = {
         "greedy": lambda one: run_greedy(one, size, args.timeout, lazy=False),
         "lazy": lambda one: run_greedy(one, size, args.timeout, lazy=True),
+        "small": lambda one: run_small(one, calls, args.timeout, tails[one]),
         "simulate": lambda one: run_simulate(one, simulate_args, args.timeout),
     }
     rows = []
@@ -240,6 +283,8 @@ def main() -> None:
             bound = 2 * args.repeats * args.timeout + 60
             default_times: list[float] = []
             one_times: list[float] = []
+            tails[False].clear()
+            tails[True].clear()
             busy_start, total_start = cpu_jiffies()
             own_start, wall_start = children_jiffies(), time.perf_counter()
             with busy_processes(busy, bound):
@@ -254,9 +299,15 @@ def main() -> None:
             others = ((busy_end - busy_start) / ticks - (children_jiffies() - own_start)) / wall
             default, one = statistics.median(default_times), statistics.median(one_times)
             rows.append((case, busy, default, one, default / one, max(others, 0.0)))
+            tail = (
+                f"; 90th percentile of a call: default {fmt(tails[False])}, one thread "
+                f"{fmt(tails[True])}"
+                if case == "small"
+                else ""
+            )
             print(
                 f"  {case}, {busy} busy: default {fmt(default_times)}, one thread "
-                f"{fmt(one_times)}; other load {max(others, 0.0):.2f} cores",
+                f"{fmt(one_times)}{tail}; other load {max(others, 0.0):.2f} cores",
                 flush=True,
             )
 
@@ -268,7 +319,7 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     for case, busy, default, one, ratio, others in rows:
-        print(f"{case:<10}{busy:>6}{default:>12.2f}{one:>12.2f}{ratio:>11.2f}{others:>12.2f}")
+        print(f"{case:<10}{busy:>6}{default:>12.3g}{one:>12.3g}{ratio:>11.2f}{others:>12.2f}")
     print(
         "\n'other load': cores kept busy by processes other than this benchmark's runs and "
         "spinners, on average over the block"
@@ -277,7 +328,7 @@ def main() -> None:
 
 
 def fmt(times: list[float]) -> str:
-    return "[" + ", ".join(f"{t:.2f}" for t in times) + "]"
+    return "[" + ", ".join(f"{t:.3g}" for t in times) + "]"
 
 
 if __name__ == "__main__":

@@ -202,6 +202,55 @@ def test_fisher_matrix_same_bits_for_one_and_two_threads(rng, d, dtype):
     assert relative_error(results[0], want) <= 10 * TOLERANCE[dtype]
 
 
+# Work from which a kernel run once per call takes the OpenMP team (csrc/cpu/one_shot_work_cpu.h:
+# kOneShotParallelWork multiply-adds, a pair without a d-long loop counting kPairWork).
+ONE_SHOT_PARALLEL_WORK, PAIR_WORK = 1 << 20, 16
+
+
+def test_one_shot_kernels_above_their_team_size_same_bits_on_one_thread_and_two(rng):
+    """pair_diff, pair_quadform, fisher_weights and the implicit pool's pairs run on one thread
+    below their work bound and on the team above it: just above it, one thread and two give
+    the same bits, and the references' values."""
+    n, d = 600, 64
+    count = ONE_SHOT_PARALLEL_WORK // d + 8 * 7 + 3  # past a whole number of quadform groups
+    features = rng.normal(size=(n, d)).astype(np.float32)
+    pairs = random_pairs(rng, n, count)
+    rewards = rng.normal(scale=3.0, size=(2, n))
+    weight_pairs = random_pairs(rng, n, ONE_SHOT_PARALLEL_WORK // (2 * PAIR_WORK) + 5)
+    pool = arm.ImplicitPool.cross_prompt(
+        np.repeat(np.arange(60), 10), ONE_SHOT_PARALLEL_WORK // PAIR_WORK + 9, seed=3
+    )
+    before = torch.get_num_threads()
+    runs = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            assert arm.build_info()["openmp_threads"] == threads  # one runtime: the kernels'
+            runs.append(
+                [
+                    to_numpy(arm.pair_diff(features, pairs)),
+                    to_numpy(
+                        _launch.pair_quadform(
+                            torch.from_numpy(features), torch.from_numpy(pairs), None, 1.0
+                        )
+                    ),
+                    to_numpy(arm.fisher_weights(rewards, weight_pairs)),
+                    pool.materialize(),
+                ]
+            )
+    finally:
+        torch.set_num_threads(before)
+    for one, two in zip(*runs, strict=True):
+        np.testing.assert_array_equal(one.view(np.uint8), two.view(np.uint8))
+    diff, quadform, weights, generated = runs[0]
+    np.testing.assert_array_equal(diff, ref.pair_diff(features, pairs).astype(np.float32))
+    assert relative_error(quadform, (ref.pair_diff(features, pairs) ** 2).sum(axis=1)) <= 1e-6
+    assert relative_error(weights, ref.fisher_weights(rewards, weight_pairs)) <= 1e-12
+    prompts = np.repeat(np.arange(60), 10)
+    assert (prompts[generated[:, 0]] != prompts[generated[:, 1]]).all()
+    np.testing.assert_array_equal(generated[: len(pool) // 2], pool.rows(np.arange(len(pool) // 2)))
+
+
 @pytest.mark.parametrize("narrow", ["1", ""], ids=["two-lane", "widest"])
 @pytest.mark.parametrize("d", [8, 37, 64, 130])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])

@@ -14,6 +14,7 @@
 #include "activerm/greedy_loop.h"
 #include "activerm/greedy_workspace.h"
 #include "activerm/pair_math.h"
+#include "one_shot_work_cpu.h"
 #include "team_tuner_cpu.h"
 
 namespace activerm {
@@ -236,7 +237,8 @@ void LazyGreedyCpu::rebuild(const GreedyProblem& problem, GreedyState state) {
     return !std::isnan(score);
   };
   double top = 0.0;
-#pragma omp parallel for schedule(static) reduction(max : top)
+#pragma omp parallel for schedule(static) reduction(max : top) \
+    if (count * e * kPairWork >= kOneShotParallelWork)
   for (int64_t k = 0; k < count; ++k) {
     double bound = 0.0;
     if (bound_of(k, bound)) top = std::max(top, bound);

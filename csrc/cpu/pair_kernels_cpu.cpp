@@ -7,6 +7,7 @@
 #include "activerm/pair_math.h"
 #include "activerm/pair_source.h"
 #include "activerm/wide_vectors.h"
+#include "one_shot_work_cpu.h"
 
 namespace activerm {
 
@@ -115,7 +116,7 @@ void CpuKernels::pair_diff(FeatureView features, PairView pairs, void* out, void
     const I* p = static_cast<const I*>(pairs.data);
     D* o = static_cast<D*>(out);
     const int64_t d = features.d;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (pairs.count * d >= kOneShotParallelWork)
     for (int64_t k = 0; k < pairs.count; ++k) {
       const T* fi = f + static_cast<int64_t>(p[2 * k]) * d;
       const T* fj = f + static_cast<int64_t>(p[2 * k + 1]) * d;
@@ -132,7 +133,8 @@ void CpuKernels::fisher_weights(const void* rewards, bool rewards_double, int64_
     using I = decltype(idx);
     const T* r = static_cast<const T*>(rewards);
     const I* p = static_cast<const I*>(pairs.data);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) \
+    if (pairs.count * members * kPairWork >= kOneShotParallelWork)
     for (int64_t k = 0; k < pairs.count; ++k) {
       out[k] = mean_fisher_weight(r, members, n, p[2 * k], p[2 * k + 1]);
     }
@@ -152,7 +154,7 @@ void CpuKernels::pair_quadform(FeatureView features, PairView pairs, const doubl
     // (and the CUDA kernel); in AVX-512 vectors where the CPU has them (group_sums)
     const bool wide = wide_vectors();
     const int64_t groups = pairs.count / kQuadformGroup;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (pairs.count * d >= kOneShotParallelWork)
     for (int64_t group = 0; group < groups; ++group) {
       QuadformGroup<T> rows;
       for (int64_t g = 0; g < kQuadformGroup; ++g) {
@@ -183,7 +185,7 @@ int cpu_max_threads() { return omp_get_max_threads(); }
 
 void CpuKernels::implicit_pairs(PairView pairs, int64_t* out, void*) {
   const GeneratedPairs generated{pairs.implicit};
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (pairs.count * kPairWork >= kOneShotParallelWork)
   for (int64_t k = 0; k < pairs.count; ++k) generated(k, out[2 * k], out[2 * k + 1]);
 }
 

@@ -202,6 +202,28 @@ def _one_thread(condition: bool = True) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+# Elements up to which one pass over a CPU tensor (a check, a reduction) runs on one thread: as
+# for the kernels run once per call (csrc/cpu/one_shot_work_cpu.h), a team costs more than it
+# saves here, and beside a busy process it can wait milliseconds for a core.
+SMALL_PASS = 1 << 20
+
+
+def one_thread_pass(t: torch.Tensor) -> contextlib.AbstractContextManager[None]:
+    """Run a pass over ``t`` with one torch thread when ``t`` is on the CPU and has at most
+    :data:`SMALL_PASS` elements.
+
+    >>> import torch
+    >>> from activerm_fast._threads import one_thread_pass
+    >>> before = torch.get_num_threads()
+    >>> with one_thread_pass(torch.zeros(1000)):
+    ...     torch.get_num_threads()
+    1
+    >>> torch.get_num_threads() == before
+    True
+    """
+    return _one_thread(t.device.type == "cpu" and t.numel() <= SMALL_PASS)
+
+
 def one_thread_for(columns: int) -> contextlib.AbstractContextManager[None]:
     """Run the block with one torch (and so MKL) thread when its matrices have at most
     :data:`SMALL_DECOMPOSITION` columns.

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._threads import one_thread_pass
+
 FLOAT_DTYPES = (torch.float32, torch.float64)
 # Features may also be half precision (what the feature extractors of large models produce):
 # the kernels read them as stored and widen each value exactly (csrc feature_types.h).
@@ -101,9 +103,10 @@ def all_finite(t: torch.Tensor) -> bool:
     """
     if t.numel() == 0 or not (t.is_floating_point() or t.is_complex()):
         return True
-    if t.dtype in (torch.float16, torch.bfloat16):
-        return bool(torch.isfinite(t.amax())) and bool(torch.isfinite(t.amin()))
-    return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
+    with one_thread_pass(t):
+        if t.dtype in (torch.float16, torch.bfloat16):
+            return bool(torch.isfinite(t.amax())) and bool(torch.isfinite(t.amin()))
+        return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
 
 
 def check_finite(t: torch.Tensor, name: str) -> None:

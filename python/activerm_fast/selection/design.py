@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import _launch
-from .._threads import PRODUCT_BLOCK_ROWS, one_thread_for, thread_stable_mm
+from .._threads import PRODUCT_BLOCK_ROWS, one_thread_for, one_thread_pass, thread_stable_mm
 
 
 def fisher_matrix(f: torch.Tensor, p: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
@@ -204,7 +204,8 @@ def _overflow_shift_of(left: float, right: float, inner: int) -> int:
 
 def _largest_magnitude(t: torch.Tensor) -> float:
     """max |t| in one pass, without a copy of |t|."""
-    smallest, largest = torch.aminmax(t)
+    with one_thread_pass(t):
+        smallest, largest = torch.aminmax(t)
     return max(-smallest.item(), largest.item())
 
 

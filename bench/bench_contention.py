@@ -51,6 +51,8 @@ SIMULATE_ARGS = ["--seeds", "1", "--strategies", "random", "dopt-greedy", "--rou
 QUICK_SIMULATE_ARGS = [*SIMULATE_ARGS[:-1], "2", "--per-round", "30", "--cross-pairs", "5000"]
 GREEDY_SIZE = {"n": 20_000, "d": 256, "pairs": 2_000_000, "k": 200}
 SMALL_CALLS = 200
+# select() at the small size, one case each (not run by default)
+SMALL_NAMES = {f"small-{name}": name for name in ("random", "dopt-topk", "coreset")}
 QUICK_GREEDY_SIZE = {"n": 4_000, "d": 64, "pairs": 200_000, "k": 50}
 
 SPIN = """
@@ -85,9 +87,10 @@ def greedy_child(n: int, d: int, pairs: int, k: int, lazy: bool = False) -> None
     print(json.dumps(info))
 
 
-def small_child(calls: int) -> None:
-    """Time ``calls`` small greedy selections after a warm-up; prints JSON on stdout: the
-    median and the 90th percentile of a call."""
+def small_child(calls: int, strategy: str = "") -> None:
+    """Time ``calls`` small greedy selections (``select(strategy)`` of the same pool with its
+    rewards where a strategy is named) after a warm-up; prints JSON on stdout: the median and
+    the 90th percentile of a call."""
     import numpy as np
     import torch
     from bench_greedy import SMALL_GREEDY, pool_inputs
@@ -95,11 +98,15 @@ def small_child(calls: int) -> None:
     import activerm_fast as arm
 
     n, d, count, k = SMALL_GREEDY
-    _, features, candidates, weights = pool_inputs(n, d, count)
+    rng, features, candidates, weights = pool_inputs(n, d, count)
+    rewards = rng.normal(size=(3, n))  # an ensemble's, for the strategies that read rewards
     times = []
     for _ in range(calls // 10 + calls):
         start = time.perf_counter()
-        arm.greedy_logdet(features, candidates, k, weights=weights, prior=1e-3)
+        if strategy:
+            arm.select(strategy, features=features, pairs=candidates, k=k, rewards=rewards)
+        else:
+            arm.greedy_logdet(features, candidates, k, weights=weights, prior=1e-3)
         times.append(time.perf_counter() - start)
     timed = times[calls // 10 :]
     info = {
@@ -158,10 +165,15 @@ def run_greedy(one_thread: bool, size: dict[str, int], timeout: float, lazy: boo
     return float(result["seconds"])
 
 
-def run_small(one_thread: bool, calls: int, timeout: float, tails: list[float]) -> float:
+def run_small(
+    one_thread: bool, calls: int, timeout: float, tails: list[float], strategy: str = ""
+) -> float:
     """The median call of a small_child run; its 90th percentile is appended to ``tails``."""
     result = run_child(
-        f"bench_contention.small_child({calls})", environment(one_thread), timeout, "small"
+        f"bench_contention.small_child({calls}, {strategy!r})",
+        environment(one_thread),
+        timeout,
+        "small",
     )
     tails.append(float(result["p90"]))
     return float(result["seconds"])
@@ -242,7 +254,7 @@ def main() -> None:
     parser.add_argument(
         "--cases",
         nargs="+",
-        choices=["greedy", "lazy", "small", "simulate"],
+        choices=["greedy", "lazy", "small", *SMALL_NAMES, "simulate"],
         default=["greedy", "lazy", "small", "simulate"],
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, one run per cell")
@@ -274,6 +286,10 @@ def main() -> None:
         "greedy": lambda one: run_greedy(one, size, args.timeout, lazy=False),
         "lazy": lambda one: run_greedy(one, size, args.timeout, lazy=True),
         "small": lambda one: run_small(one, calls, args.timeout, tails[one]),
+        **{
+            case: lambda one, name=name: run_small(one, calls, args.timeout, tails[one], name)
+            for case, name in SMALL_NAMES.items()
+        },
         "simulate": lambda one: run_simulate(one, simulate_args, args.timeout),
     }
     rows = []
@@ -302,7 +318,7 @@ def main() -> None:
             tail = (
                 f"; 90th percentile of a call: default {fmt(tails[False])}, one thread "
                 f"{fmt(tails[True])}"
-                if case == "small"
+                if case.startswith("small")
                 else ""
             )
             print(
@@ -313,13 +329,13 @@ def main() -> None:
 
     print()
     header = (
-        f"{'case':<10}{'busy':>6}{'default s':>12}{'1 thread s':>12}"
+        f"{'case':<18}{'busy':>6}{'default s':>12}{'1 thread s':>12}"
         f"{'default/1':>11}{'other load':>12}"
     )
     print(header)
     print("-" * len(header))
     for case, busy, default, one, ratio, others in rows:
-        print(f"{case:<10}{busy:>6}{default:>12.3g}{one:>12.3g}{ratio:>11.2f}{others:>12.2f}")
+        print(f"{case:<18}{busy:>6}{default:>12.3g}{one:>12.3g}{ratio:>11.2f}{others:>12.2f}")
     print(
         "\n'other load': cores kept busy by processes other than this benchmark's runs and "
         "spinners, on average over the block"

@@ -208,6 +208,30 @@ def _one_thread(condition: bool = True) -> Iterator[None]:
 SMALL_PASS = 1 << 20
 
 
+# A selection's work (candidate pairs x feature width x members) up to which the whole of it
+# runs on one thread. Its strategies are many passes over the pool, each a parallel region
+# below that size: at bench_greedy.py --small's size (about 2^20) one thread was as fast as
+# two alone and kept its speed beside a busy process, where two threads made random, bald or
+# coreset twice as slow or worse; at 2^23 (20,000 pairs of 128-d features, 3 members) two
+# threads were up to 1.45x faster alone.
+SMALL_SELECTION = 1 << 22
+
+
+def one_thread_selection(
+    work: int, device: torch.device | str
+) -> contextlib.AbstractContextManager[None]:
+    """Run a selection of ``work`` (pairs x width x members; negative: unknown) with one torch
+    thread when it is on the CPU and at most :data:`SMALL_SELECTION`.
+
+    >>> import torch
+    >>> from activerm_fast._threads import one_thread_selection
+    >>> with one_thread_selection(5_000 * 64, "cpu"):
+    ...     torch.get_num_threads()
+    1
+    """
+    return _one_thread(torch.device(device).type == "cpu" and 0 <= work <= SMALL_SELECTION)
+
+
 def one_thread_pass(t: torch.Tensor) -> contextlib.AbstractContextManager[None]:
     """Run a pass over ``t`` with one torch thread when ``t`` is on the CPU and has at most
     :data:`SMALL_PASS` elements.

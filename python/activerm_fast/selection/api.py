@@ -14,6 +14,7 @@ import torch
 
 from .. import _launch
 from .. import _validation as v
+from .._threads import one_thread_selection
 from ..data.dataset import Dataset
 from ..data.implicit_pool import generated_pairs, positions_of
 from ..data.pairs import prompt_codes
@@ -364,23 +365,45 @@ def select(
     >>> pool[quota.indices].tolist()
     [[1, 5], [2, 3]]
     """
-    inputs = validated(
-        strategy,
-        features=features,
-        pairs=pairs,
-        k=k,
-        rewards=rewards,
-        labelled=labelled,
-        ridge=ridge,
-        ridge_mode=ridge_mode,
-        seed=seed,
-        prompt_features=prompt_features,
-        lazy=lazy,
-        per_prompt=per_prompt,
-        prompt_ids=prompt_ids,
-        uncertainty=uncertainty,
-    )
-    k = v.budget(k, inputs.candidates.shape[0], inputs.excluded)
+    with one_thread_selection(*_work(features, pairs)):
+        return _select(
+            strategy,
+            features=features,
+            pairs=pairs,
+            k=k,
+            rewards=rewards,
+            labelled=labelled,
+            ridge=ridge,
+            ridge_mode=ridge_mode,
+            seed=seed,
+            prompt_features=prompt_features,
+            lazy=lazy,
+            per_prompt=per_prompt,
+            prompt_ids=prompt_ids,
+            uncertainty=uncertainty,
+        )
+
+
+def _work(features: Any, pairs: Any) -> tuple[int, torch.device | str]:
+    """A selection's work as its arguments show it before any check (pairs x width x members;
+    -1 when they do not show it) and the features' device."""
+    shape = getattr(features, "shape", None)
+    try:
+        count = len(pairs)
+    except TypeError:
+        return -1, "cpu"
+    if shape is None or len(shape) not in (2, 3):
+        return -1, "cpu"
+    members = shape[0] if len(shape) == 3 else 1
+    device = features.device if isinstance(features, torch.Tensor) else "cpu"
+    return int(count) * int(shape[-1]) * int(members), device
+
+
+def _select(strategy: str, **options: Unpack[SelectOptions]) -> Selection:
+    """:func:`select` itself."""
+    features = options["features"]
+    inputs = validated(strategy, **options)
+    k = v.budget(options["k"], inputs.candidates.shape[0], inputs.excluded)
     result = STRATEGIES[strategy].choose(inputs.resolved(), k)
     as_numpy = v.is_numpy_like(features)
     return Selection(

@@ -238,7 +238,7 @@ void LazyGreedyCpu::rebuild(const GreedyProblem& problem, GreedyState state) {
   };
   double top = 0.0;
 #pragma omp parallel for schedule(static) reduction(max : top) \
-    if (count * e * kPairWork >= kOneShotParallelWork)
+    if (count * e >= kOneShotParallelWork / kPairWork)
   for (int64_t k = 0; k < count; ++k) {
     double bound = 0.0;
     if (bound_of(k, bound)) top = std::max(top, bound);

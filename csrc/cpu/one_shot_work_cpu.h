@@ -16,7 +16,8 @@ constexpr int64_t kOneShotParallelWork = int64_t{1} << 20;
 
 // What one pair of a kernel without a d-long inner loop counts as: a Bradley-Terry weight
 // (an exponential and a division per member), a generated pair (a hash and a division), a
-// lazy bound (a logarithm per member).
+// lazy bound (a logarithm per member). Compared as count >= kOneShotParallelWork / kPairWork,
+// so that an implicit pool's count (up to 2^62) cannot overflow the product.
 constexpr int64_t kPairWork = 16;
 
 }  // namespace activerm

@@ -134,7 +134,7 @@ void CpuKernels::fisher_weights(const void* rewards, bool rewards_double, int64_
     const T* r = static_cast<const T*>(rewards);
     const I* p = static_cast<const I*>(pairs.data);
 #pragma omp parallel for schedule(static) \
-    if (pairs.count * members * kPairWork >= kOneShotParallelWork)
+    if (pairs.count * members >= kOneShotParallelWork / kPairWork)
     for (int64_t k = 0; k < pairs.count; ++k) {
       out[k] = mean_fisher_weight(r, members, n, p[2 * k], p[2 * k + 1]);
     }
@@ -185,7 +185,7 @@ int cpu_max_threads() { return omp_get_max_threads(); }
 
 void CpuKernels::implicit_pairs(PairView pairs, int64_t* out, void*) {
   const GeneratedPairs generated{pairs.implicit};
-#pragma omp parallel for schedule(static) if (pairs.count * kPairWork >= kOneShotParallelWork)
+#pragma omp parallel for schedule(static) if (pairs.count >= kOneShotParallelWork / kPairWork)
   for (int64_t k = 0; k < pairs.count; ++k) generated(k, out[2 * k], out[2 * k + 1]);
 }
 

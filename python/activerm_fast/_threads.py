@@ -209,11 +209,9 @@ SMALL_PASS = 1 << 20
 
 
 # A selection's work (candidate pairs x feature width x members) up to which the whole of it
-# runs on one thread. Its strategies are many passes over the pool, each a parallel region
-# below that size: at bench_greedy.py --small's size (about 2^20) one thread was as fast as
-# two alone and kept its speed beside a busy process, where two threads made random, bald or
-# coreset twice as slow or worse; at 2^23 (20,000 pairs of 128-d features, 3 members) two
-# threads were up to 1.45x faster alone.
+# runs on one thread: its strategies are many passes over the pool, each a parallel region that
+# small work does not repay and that beside a busy process waits for a core
+# (bench/bench_contention.py --cases small-random small-dopt-topk small-coreset).
 SMALL_SELECTION = 1 << 22
 
 

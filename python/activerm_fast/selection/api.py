@@ -366,7 +366,7 @@ def select(
     [[1, 5], [2, 3]]
     """
     with one_thread_selection(*_work(features, pairs)):
-        return _select(
+        inputs = validated(
             strategy,
             features=features,
             pairs=pairs,
@@ -382,6 +382,12 @@ def select(
             prompt_ids=prompt_ids,
             uncertainty=uncertainty,
         )
+        k = v.budget(k, inputs.candidates.shape[0], inputs.excluded)
+        result = STRATEGIES[strategy].choose(inputs.resolved(), k)
+    as_numpy = v.is_numpy_like(features)
+    return Selection(
+        export(result.indices, as_numpy), export(result.gains, as_numpy), result.logdet
+    )
 
 
 def _work(features: Any, pairs: Any) -> tuple[int, torch.device | str]:
@@ -397,18 +403,6 @@ def _work(features: Any, pairs: Any) -> tuple[int, torch.device | str]:
     members = shape[0] if len(shape) == 3 else 1
     device = features.device if isinstance(features, torch.Tensor) else "cpu"
     return int(count) * int(shape[-1]) * int(members), device
-
-
-def _select(strategy: str, **options: Unpack[SelectOptions]) -> Selection:
-    """:func:`select` itself."""
-    features = options["features"]
-    inputs = validated(strategy, **options)
-    k = v.budget(options["k"], inputs.candidates.shape[0], inputs.excluded)
-    result = STRATEGIES[strategy].choose(inputs.resolved(), k)
-    as_numpy = v.is_numpy_like(features)
-    return Selection(
-        export(result.indices, as_numpy), export(result.gains, as_numpy), result.logdet
-    )
 
 
 def select_with_model(

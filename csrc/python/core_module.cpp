@@ -1,6 +1,7 @@
 // _core: the CPU backend. Never links anything CUDA.
 #include "activerm/cpu_kernels.h"
 #include "activerm/wide_vectors.h"
+#include "../cpu/feature_projection_cpu.h"
 #include "../cpu/lazy_greedy_cpu.h"
 #include "bindings.h"
 
@@ -42,6 +43,16 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "activerm_fast CPU kernels (C++17, OpenMP)";
   activerm::bind_kernels<activerm::CpuKernels>(m);
   bind_lazy_greedy(m);
+  m.def(
+      "project_features",
+      [](activerm::FeatureView features, std::uintptr_t matrix, int64_t m, std::uintptr_t out) {
+        activerm::project_features_cpu(features, activerm::address<const double>(matrix), m,
+                                       activerm::address<double>(out));
+      },
+      py::arg("features"), py::arg("matrix"), py::arg("columns"), py::arg("out"),
+      py::call_guard<py::gil_scoped_release>());
+  m.def("project_features_supported", &activerm::project_features_supported,
+        "whether project_features runs here (an AVX-512 kernel: wide_vectors)");
   m.attr("compiler") = ACTIVERM_CXX_COMPILER;
   m.def("max_threads", &activerm::cpu_max_threads, "OpenMP threads a parallel region would use");
   m.def("wide_vectors", &activerm::wide_vectors,

@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 import torch
 
 from . import _core  # loaded first by _openmp, with idle OpenMP threads asleep
+from ._threads import PRODUCT_BLOCK_ROWS, thread_stable_mm
 
 _cuda: ModuleType | None
 try:  # the CUDA module exists only when CMake found a CUDA compiler
@@ -243,6 +244,41 @@ def pair_quadform(
                 out.data_ptr(),
                 stream_for(f.device),
             )
+    return out
+
+
+# Matrices of at most this many entries (512 KiB) are projected by the compiled kernel, which
+# keeps them in cache; larger ones by torch's blocked product, faster there
+# (bench/bench_feature_projection.py).
+PROJECTION_MAX_ENTRIES = 1 << 16
+
+
+def project_features(f: torch.Tensor, matrix: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """(n, m) float64 (``scale`` Phi) M for (n, d) features of any feature dtype, ``scale`` a
+    power of two, and a contiguous (d, m) float64 ``matrix`` on their device, with the same
+    bits for any thread count.
+
+    On a CPU with AVX-512 and for a matrix of at most :data:`PROJECTION_MAX_ENTRIES` entries
+    the compiled kernel (csrc/cpu/feature_projection_cpu.h) sums every entry in ascending order,
+    skipping the zero ends of M's columns (half the work for a triangular M); otherwise
+    :func:`~activerm_fast._threads.thread_stable_mm`, the features widened a block of rows at a
+    time (one (n, m) float64 array in all, not a float64 copy of the features beside it).
+    """
+    n, m = f.shape[0], matrix.shape[1]
+    out = torch.empty((n, m), dtype=torch.float64, device=f.device)
+    if not out.numel():
+        return out
+    if (
+        f.device.type == "cpu"
+        and matrix.numel() <= PROJECTION_MAX_ENTRIES
+        and _core.project_features_supported()
+    ):
+        _core.project_features(_feature_view(_core, f, scale), matrix.data_ptr(), m, out.data_ptr())
+        return out
+    rows = PRODUCT_BLOCK_ROWS if f.device.type == "cpu" else n
+    for start in range(0, n, rows):
+        block = f[start : start + rows].to(torch.float64, copy=True).mul_(scale)
+        thread_stable_mm(block, matrix, out=out[start : start + rows])
     return out
 
 

@@ -31,6 +31,17 @@ def pair_quadform(features: np.ndarray, pairs: np.ndarray, precision: np.ndarray
     return quadform
 
 
+def project_features(features: np.ndarray, matrix: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """(scale Phi) M, each entry summed over the features' columns in ascending order from 0.0,
+    every product and sum rounded apart: the order the CPU kernel keeps, so its bits."""
+    x = np.asarray(features, dtype=np.float64) * scale
+    m = np.asarray(matrix, dtype=np.float64)
+    out = np.zeros((x.shape[0], m.shape[1]))
+    for a in range(x.shape[1]):
+        out = out + x[:, a : a + 1] * m[a : a + 1, :]
+    return out
+
+
 def fisher_matrix(
     features: np.ndarray, pairs: np.ndarray, weights: np.ndarray | None = None
 ) -> np.ndarray:

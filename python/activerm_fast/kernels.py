@@ -20,7 +20,6 @@ import torch
 
 from . import _launch
 from . import _validation as v
-from ._threads import thread_stable_mm
 from .data.implicit_pool import ImplicitPool, generated_pairs, positions_of
 from .selection import design as _design
 
@@ -267,7 +266,7 @@ def pair_quadform(features: Array, pairs: Array, precision: Array) -> Array:
     p = v.pairs_tensor(pairs, f.shape[0], f.device)
     a = v.float_tensor(precision, "precision", (f.shape[1], f.shape[1]), f.device).double()
     # (phi_i - phi_j)^T A (phi_i - phi_j) = (phi_i - phi_j) . (g_i - g_j) with G = Phi A^T
-    projected = thread_stable_mm(f.double(), a.T)
+    projected = _launch.project_features(f, a.T.contiguous())
     exact = _launch.pair_quadform(f, p, projected, 1.0)
     out = _representable(exact, "pair_quadform", f, precision=a)
     return export(out, v.is_numpy_like(features))

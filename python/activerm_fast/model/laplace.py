@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from .. import _launch
-from .._threads import one_thread_for, thread_stable_mm
+from .._threads import one_thread_for
 from ..selection import design as _design
 
 __all__ = [
@@ -81,7 +81,7 @@ def difference_variance(
     >>> difference_variance(features, torch.tensor([[0, 1]]), torch.eye(2) * 2).tolist()
     [4.0]
     """
-    projected = thread_stable_mm(features.double(), covariance.double())
+    projected = _launch.project_features(features, covariance.double().contiguous())
     return _launch.pair_quadform(features, pairs, projected, 1.0)
 
 
@@ -94,8 +94,8 @@ def reward_variance(features: torch.Tensor, covariance: torch.Tensor) -> torch.T
     >>> reward_variance(torch.tensor([[1.0, 1.0]]), torch.eye(2)).tolist()
     [2.0]
     """
-    phi = features.double()
-    variance = (thread_stable_mm(phi, covariance.double()) * phi).sum(dim=1).clamp_min(0.0)
+    projected = _launch.project_features(features, covariance.double().contiguous())
+    variance = (projected * features.double()).sum(dim=1).clamp_min(0.0)
     return variance
 
 

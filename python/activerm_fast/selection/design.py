@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import _launch
-from .._threads import PRODUCT_BLOCK_ROWS, one_thread_for, one_thread_pass, thread_stable_mm
+from .._threads import one_thread_for, one_thread_pass, thread_stable_mm
 
 
 def fisher_matrix(f: torch.Tensor, p: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
@@ -302,21 +302,11 @@ def _scores_of_factor(
     if features.numel():
         largest = _largest_magnitude(features) * scale
         shift = _overflow_shift_of(largest, _largest_magnitude(factor), factor.shape[0])
-    shifted = factor * math.ldexp(1.0, -shift)
-    rotated = torch.empty(features.shape, dtype=torch.float64, device=features.device)
-    # a block of rows at a time: one (n, d) float64 buffer, not two (a second one each call
-    # would be handed back to the system and faulted in afresh, page by page, the next)
-    rows = _ROTATION_ROWS if features.device.type == "cpu" else max(1, features.shape[0])
-    for start in range(0, features.shape[0], rows):
-        block = features[start : start + rows].to(torch.float64, copy=True).mul_(scale)
-        thread_stable_mm(block, shifted, out=rotated[start : start + rows])
+    rotated = _launch.project_features(
+        features, (factor * math.ldexp(1.0, -shift)).contiguous(), scale
+    )
     scores = per_pair(pairs, lambda chunk: _launch.pair_quadform(rotated, chunk, None, 1.0))
     return scores * math.ldexp(1.0, 2 * shift) if shift else scores
-
-
-# Rows of the features rotated at a time on the CPU (see _scores_of_factor): one block of
-# thread_stable_mm, so each rotation is one product
-_ROTATION_ROWS = PRODUCT_BLOCK_ROWS
 
 
 def _start(

@@ -102,19 +102,38 @@ def test_empty_shapes(rng, n, d, m):
     assert not out.any()
 
 
-def test_torch_takes_large_matrices_and_cpus_without_the_kernel(rng, monkeypatch):
-    """Above PROJECTION_MAX_ENTRIES, and where the kernel cannot run (ACTIVERM_FAST_NARROW_VECTORS
-    set, as on a CPU without AVX-512), the product is torch's: the same sums within rounding."""
-    side = int(np.sqrt(_launch.PROJECTION_MAX_ENTRIES)) + 1
-    features = features_of(rng, 70, side, torch.float32)
-    matrix = matrix_of(rng, side, side, "upper")
-    want = reference(features, matrix, 0.5)
-    np.testing.assert_allclose(_launch.project_features(features, matrix, 0.5).numpy(), want,
+@needs_kernel
+def test_the_kernel_takes_small_and_triangular_matrices_torch_the_rest(rng):
+    """Full matrices up to PROJECTION_FULL_ENTRIES and upper-triangular ones up to
+    PROJECTION_TRIANGULAR_ENTRIES are the kernel's (the in-order sums, bit for bit); a larger
+    full one is torch's product, the same sums within rounding."""
+    side = int(np.sqrt(_launch.PROJECTION_FULL_ENTRIES))
+    features = features_of(rng, 20, side + 1, torch.float32)
+    full = matrix_of(rng, side + 1, side + 1, "full")
+    upper = matrix_of(rng, side + 1, side + 1, "upper")
+    assert _launch._kernel_projects(features, upper) and not _launch._kernel_projects(
+        features, full
+    )
+    assert _launch._kernel_projects(features[:, :side], matrix_of(rng, side, side, "full"))
+    assert_same_values(
+        _launch.project_features(features, upper, 0.5), reference(features, upper, 0.5)
+    )
+    want = reference(features, full, 0.5)
+    np.testing.assert_allclose(_launch.project_features(features, full, 0.5).numpy(), want,
                                rtol=1e-12, atol=1e-12 * np.abs(want).max())  # fmt: skip
+    wide = int(np.sqrt(_launch.PROJECTION_TRIANGULAR_ENTRIES)) + 1
+    assert not _launch._kernel_projects(features, matrix_of(rng, wide, wide, "upper"))
+
+
+def test_torch_takes_cpus_without_the_kernel(rng, monkeypatch):
+    """Where the kernel cannot run (ACTIVERM_FAST_NARROW_VECTORS set, as on a CPU without
+    AVX-512) the product is torch's, and the kernel itself refuses rather than run AVX-512
+    instructions."""
     monkeypatch.setenv("ACTIVERM_FAST_NARROW_VECTORS", "1")
     assert not _core.project_features_supported()
     small = matrix_of(rng, 24, 24, "full")
     features = features_of(rng, 30, 24, torch.float16)
+    assert not _launch._kernel_projects(features, small)
     want = reference(features, small, 1.0)
     got = _launch.project_features(features, small)
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-12, atol=1e-12 * np.abs(want).max())

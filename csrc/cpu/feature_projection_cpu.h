@@ -6,15 +6,14 @@
 //                      (scale phi_ra) M_ac in ascending a from 0.0, a product and a sum
 //                      rounded apart, so the bits do not depend on the thread count and equal
 //                      an in-order float64 loop. Terms past a column block's last nonzero entry
-//                      of M (or before its first) are left out: each adds a zero, which changes
-//                      no value (at most the sign of a zero result), so a triangular M costs
-//                      half the multiply-adds of a full one.
+//                      of M (or before its first) are left out: for finite features each adds a
+//                      zero, which changes no value (at most the sign of a zero result), so a
+//                      triangular M costs half the multiply-adds of a full one. Throws
+//                      std::logic_error where project_features_supported() is false.
 //
-// Held in the cache it is compute-bound: measured beside torch's float64 product (MKL) on this
-// package's benchmark machine it is level with it for a full (d, d) M up to d = 256 and about
-// twice as fast for a triangular one (bench/bench_feature_projection.py), while for larger
-// matrices, which leave the cache, torch's blocked product is faster: the launch layer
-// (_launch.project_features) chooses.
+// It is written for matrices the cache holds: bench/bench_feature_projection.py times it
+// against torch's float64 product, and the launch layer (_launch._kernel_projects) runs it
+// where it is at least level, small or triangular matrices; torch's blocked product the rest.
 #pragma once
 
 #include <cstdint>

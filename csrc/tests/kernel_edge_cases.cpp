@@ -13,6 +13,9 @@
 //     n = 2 with d = 1, d > n, several column blocks, null / random / zero weights, reward gaps
 //     up to where e^-|D| underflows, features near 1e+-300 (1e+-30 for float32) read with the
 //     power-of-two scale that undoes them (bit-identical to the unscaled features).
+//   project_features (where the CPU has AVX-512): rows fewer than a tile and past it, column
+//     counts of masked lanes, full, triangular and block-zero matrices, d = 0, the in-order
+//     float64 sums written here, 1 thread against 2 bit for bit.
 //   the greedy engine, single model and E = 3 members (stacked features, member_stride n d, or
 //     shared, stride 0), E = 64: P = 0, P = 1, n = 2 with d = 1, d > n, k = 0, k = available,
 //     k > available (-1 and NaN for the rest), masked pairs (one member's NaN masks the pair),
@@ -46,6 +49,7 @@
 
 #include "activerm/cpu_kernels.h"
 #include "activerm/greedy_workspace.h"
+#include "../cpu/feature_projection_cpu.h"
 #include "../cpu/lazy_greedy_cpu.h"
 
 using activerm::CpuKernels;
@@ -1474,6 +1478,65 @@ struct Test {
 
 }  // namespace
 
+// ---- project_features (feature_projection_cpu.h) -----------------------------------------
+
+// (scale Phi) M against the in-order float64 sum of every entry, written here (the same values:
+// the kernel leaves out terms of zeros only), on one thread and on two (the same bits), the
+// output exactly n m doubles.
+template <class T>
+void projection_case(Rng& rng, int64_t n, int64_t d, int64_t m, int zeros, double scale) {
+  g_case = std::string(type_name<T>()) + " n=" + std::to_string(n) + " d=" + std::to_string(d) +
+           " m=" + std::to_string(m) + " zeros=" + std::to_string(zeros);
+  std::vector<T> f = random_features<T>(rng, n * d);
+  std::vector<double> matrix(static_cast<size_t>(d * m));
+  for (int64_t a = 0; a < d; ++a) {
+    for (int64_t c = 0; c < m; ++c) {
+      // 0: full; 1: upper triangular; 2: lower; 3: a zero block of columns 16..31 and row d / 2
+      const bool zero = (zeros == 1 && a > c) || (zeros == 2 && a < c) ||
+                        (zeros == 3 && (c / 16 == 1 || a == d / 2));
+      matrix[a * m + c] = zero ? 0.0 : rng.symmetric();
+    }
+  }
+  std::vector<double> want(static_cast<size_t>(n * m), 0.0);
+  for (int64_t r = 0; r < n; ++r) {
+    for (int64_t c = 0; c < m; ++c) {
+      double acc = 0.0;
+      for (int64_t a = 0; a < d; ++a) {
+        acc += (static_cast<double>(f[r * d + a]) * scale) * matrix[a * m + c];
+      }
+      want[r * m + c] = acc;
+    }
+  }
+  const int threads = omp_get_max_threads();
+  std::vector<std::vector<double>> got;
+  for (int team : {1, std::max(2, threads)}) {
+    omp_set_num_threads(team);
+    std::vector<double> out(static_cast<size_t>(n * m));
+    activerm::project_features_cpu(feature_view(f, n, d, scale), matrix.data(), m, out.data());
+    got.push_back(out);
+  }
+  omp_set_num_threads(threads);
+  CHECK(same_doubles(got[0], got[1]));
+  for (size_t e = 0; e < want.size(); ++e) CHECK(got[0][e] == want[e]);
+}
+
+template <class T>
+void test_project_features() {
+  if (!activerm::project_features_supported()) {
+    std::printf("  (project_features: no AVX-512 here, the launcher takes torch's product)\n");
+    return;
+  }
+  Rng rng(31);
+  for (int zeros : {0, 1, 2, 3}) {
+    projection_case<T>(rng, 1, 1, 1, zeros, 1.0);
+    projection_case<T>(rng, 7, 5, 3, zeros, 0.5);      // fewer rows than a tile, lanes masked
+    projection_case<T>(rng, 9, 17, 17, zeros, 2.0);    // a tile and a row, 16 columns and one
+    projection_case<T>(rng, 33, 40, 48, zeros, 1.0);   // three blocks, the middle one zero (3)
+    projection_case<T>(rng, 2100, 64, 64, zeros, 1.0); // past the one-shot bound: a team
+  }
+  projection_case<T>(rng, 5, 0, 4, 0, 1.0);  // d = 0: zeros, no feature read
+}
+
 // ---- the per-prompt quota (views.h: PromptQuota) ------------------------------------------
 
 // The CSR index of pairs [0, count) by prompt, each prompt's counts at 0.
@@ -1685,6 +1748,7 @@ int main(int argc, char** argv) {
       {"fisher_weights", [] { for_types([](auto t, auto i) { test_fisher_weights<decltype(t), decltype(i)>(); }); }},
       {"pair_quadform", [] { for_types([](auto t, auto i) { test_pair_quadform<decltype(t), decltype(i)>(); }); }},
       {"fisher_matrix", [] { for_types([](auto t, auto i) { test_fisher_matrix<decltype(t), decltype(i)>(); }); }},
+      {"project_features", [] { test_project_features<float>(); test_project_features<double>(); }},
       {"greedy_workspace_bytes", test_workspace_bytes},
       {"greedy_k0", test_zero_steps},
       {"greedy_single", [] { for_types([](auto t, auto i) { engine_suite<decltype(t), decltype(i)>(1, false); }); }},

@@ -247,10 +247,21 @@ def pair_quadform(
     return out
 
 
-# Matrices of at most this many entries (512 KiB) are projected by the compiled kernel, which
-# keeps them in cache; larger ones by torch's blocked product, faster there
-# (bench/bench_feature_projection.py).
-PROJECTION_MAX_ENTRIES = 1 << 16
+# Where the compiled projection runs (bench/bench_feature_projection.py measures it at least
+# level with torch's float64 product there, held in cache): a full matrix of up to 128 x 128
+# entries, and an upper-triangular one, whose zeros it skips, of up to 512 x 512.
+PROJECTION_FULL_ENTRIES = 1 << 14
+PROJECTION_TRIANGULAR_ENTRIES = 1 << 18
+
+
+def _kernel_projects(f: torch.Tensor, matrix: torch.Tensor) -> bool:
+    """Whether :func:`project_features` runs the compiled kernel for ``matrix``."""
+    if f.device.type != "cpu" or not _core.project_features_supported():
+        return False
+    entries = matrix.numel()
+    if entries <= PROJECTION_FULL_ENTRIES:
+        return True
+    return entries <= PROJECTION_TRIANGULAR_ENTRIES and not bool(torch.tril(matrix, -1).any())
 
 
 def project_features(f: torch.Tensor, matrix: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
@@ -258,9 +269,9 @@ def project_features(f: torch.Tensor, matrix: torch.Tensor, scale: float = 1.0) 
     power of two, and a contiguous (d, m) float64 ``matrix`` on their device, with the same
     bits for any thread count.
 
-    On a CPU with AVX-512 and for a matrix of at most :data:`PROJECTION_MAX_ENTRIES` entries
-    the compiled kernel (csrc/cpu/feature_projection_cpu.h) sums every entry in ascending order,
-    skipping the zero ends of M's columns (half the work for a triangular M); otherwise
+    On a CPU with AVX-512 and for a small or upper-triangular matrix (:func:`_kernel_projects`)
+    the compiled kernel (csrc/cpu/feature_projection_cpu.h) sums every entry in ascending
+    order, skipping the zero ends of M's columns (half the work for a triangular M); otherwise
     :func:`~activerm_fast._threads.thread_stable_mm`, the features widened a block of rows at a
     time (one (n, m) float64 array in all, not a float64 copy of the features beside it).
     """
@@ -268,11 +279,7 @@ def project_features(f: torch.Tensor, matrix: torch.Tensor, scale: float = 1.0) 
     out = torch.empty((n, m), dtype=torch.float64, device=f.device)
     if not out.numel():
         return out
-    if (
-        f.device.type == "cpu"
-        and matrix.numel() <= PROJECTION_MAX_ENTRIES
-        and _core.project_features_supported()
-    ):
+    if _kernel_projects(f, matrix):
         _core.project_features(_feature_view(_core, f, scale), matrix.data_ptr(), m, out.data_ptr())
         return out
     rows = PRODUCT_BLOCK_ROWS if f.device.type == "cpu" else n

@@ -274,6 +274,15 @@ def project_features(f: torch.Tensor, matrix: torch.Tensor, scale: float = 1.0) 
     order, skipping the zero ends of M's columns (half the work for a triangular M); otherwise
     :func:`~activerm_fast._threads.thread_stable_mm`, the features widened a block of rows at a
     time (one (n, m) float64 array in all, not a float64 copy of the features beside it).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from activerm_fast._launch import project_features
+    >>> f = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    >>> project_features(f, torch.tensor([[1.0, 1.0], [0.0, 2.0]], dtype=torch.float64), 0.5)
+    tensor([[0.5000, 2.5000],
+            [1.5000, 5.5000]], dtype=torch.float64)
     """
     n, m = f.shape[0], matrix.shape[1]
     out = torch.empty((n, m), dtype=torch.float64, device=f.device)

@@ -36,7 +36,6 @@ from bench_greedy import SMALL_TOPK, alternating_medians, build_line, pool_input
 
 import activerm_fast as arm
 from activerm_fast import _core, _launch, _reference
-from activerm_fast._threads import PRODUCT_BLOCK_ROWS, thread_stable_mm
 
 
 @contextlib.contextmanager
@@ -57,12 +56,9 @@ def kernel_projection(features: torch.Tensor, matrix: torch.Tensor, scale: float
 
 
 def torch_projection(features: torch.Tensor, matrix: torch.Tensor, scale: float) -> torch.Tensor:
-    """The launcher's product without the kernel, as written there."""
-    out = torch.empty((features.shape[0], matrix.shape[1]), dtype=torch.float64)
-    for start in range(0, features.shape[0], PRODUCT_BLOCK_ROWS):
-        block = features[start : start + PRODUCT_BLOCK_ROWS].to(torch.float64, copy=True)
-        thread_stable_mm(block.mul_(scale), matrix, out=out[start : start + PRODUCT_BLOCK_ROWS])
-    return out
+    """The launcher's product without the kernel: its bounds set to 0."""
+    with kernel_bound(0):
+        return _launch.project_features(features, matrix, scale)
 
 
 def projection_rows(sizes: list[int], dims: list[int], repeats: int) -> None:

@@ -24,6 +24,7 @@ constexpr int64_t kBlockColumns = 16;  // two vectors of eight
 // call up, the others take its tiles; results do not depend on who takes which).
 constexpr int64_t kTileChunk = 8;
 
+#ifdef ACTIVERM_WIDE_VECTORS
 // The rows of M block b's columns need: [first, last) holds every nonzero entry of columns
 // [b kBlockColumns, (b + 1) kBlockColumns), an empty range for a block of zeros.
 struct RowRange {
@@ -45,7 +46,6 @@ std::vector<RowRange> nonzero_rows(const double* matrix, int64_t d, int64_t m) {
   return ranges;
 }
 
-#ifdef ACTIVERM_WIDE_VECTORS
 // Rows [r0, r0 + height) of the output, from the tile's widened rows x (kTileRows x d, rows
 // past height zero).
 ACTIVERM_WIDE void project_tile(const double* x, int64_t d, const double* matrix, int64_t m,

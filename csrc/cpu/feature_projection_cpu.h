@@ -11,9 +11,10 @@
 //                      triangular M costs half the multiply-adds of a full one. Throws
 //                      std::logic_error where project_features_supported() is false.
 //
-// It is written for matrices the cache holds: bench/bench_feature_projection.py times it
-// against torch's float64 product, and the launch layer (_launch._kernel_projects) runs it
-// where it is at least level, small or triangular matrices; torch's blocked product the rest.
+// It has no cache blocking: every tile reads its column blocks of M afresh, so it is written for
+// small matrices. bench/bench_feature_projection.py times it against torch's float64 product,
+// and the launch layer (_launch._kernel_projects) runs it where it is at least level (small or
+// triangular matrices); torch's blocked product the rest.
 #pragma once
 
 #include <cstdint>

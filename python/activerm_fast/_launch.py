@@ -248,8 +248,8 @@ def pair_quadform(
 
 
 # Where the compiled projection runs (bench/bench_feature_projection.py measures it at least
-# level with torch's float64 product there, held in cache): a full matrix of up to 128 x 128
-# entries, and an upper-triangular one, whose zeros it skips, of up to 512 x 512.
+# level with torch's float64 product there): a full matrix of up to 128 x 128 entries, and an
+# upper-triangular one, whose zeros it skips, of up to 512 x 512.
 PROJECTION_FULL_ENTRIES = 1 << 14
 PROJECTION_TRIANGULAR_ENTRIES = 1 << 18
 

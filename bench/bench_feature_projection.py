@@ -122,7 +122,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="n = 4,000, d = 64 and 128")
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
-    if not _core.project_features_supported():
+    if not _core.wide_vectors():
         raise SystemExit("the kernel needs AVX-512: the launcher runs torch's product here")
     print(build_line(f"torch {torch.__version__}, {torch.get_num_threads()} torch threads"))
     print(f"medians of {args.repeats} turns, kernel and torch alternating\n")

@@ -14,9 +14,7 @@ import torch
 
 from activerm_fast import _core, _launch, _reference
 
-needs_kernel = pytest.mark.skipif(
-    not _core.project_features_supported(), reason="the kernel needs AVX-512"
-)
+needs_kernel = pytest.mark.skipif(not _core.wide_vectors(), reason="the kernel needs AVX-512")
 
 
 def features_of(rng: np.random.Generator, n: int, d: int, dtype: torch.dtype) -> torch.Tensor:
@@ -130,7 +128,7 @@ def test_torch_takes_cpus_without_the_kernel(rng, monkeypatch):
     AVX-512) the product is torch's, and the kernel itself refuses rather than run AVX-512
     instructions."""
     monkeypatch.setenv("ACTIVERM_FAST_NARROW_VECTORS", "1")
-    assert not _core.project_features_supported()
+    assert not _core.wide_vectors()
     small = matrix_of(rng, 24, 24, "full")
     features = features_of(rng, 30, 24, torch.float16)
     assert not _launch._kernel_projects(features, small)

@@ -90,20 +90,12 @@ ACTIVERM_WIDE void project_tile(const double* x, int64_t d, const double* matrix
 
 }  // namespace
 
-bool project_features_supported() {
-#ifdef ACTIVERM_WIDE_VECTORS
-  return wide_vectors();
-#else
-  return false;
-#endif
-}
-
 void project_features_cpu([[maybe_unused]] FeatureView features,
                           [[maybe_unused]] const double* matrix, [[maybe_unused]] int64_t m,
                           [[maybe_unused]] double* out) {
   // AVX-512 instructions on a CPU without them would end the process
-  if (!project_features_supported()) {
-    throw std::logic_error("project_features needs AVX-512 (project_features_supported)");
+  if (!wide_vectors()) {
+    throw std::logic_error("project_features needs AVX-512 (wide_vectors)");
   }
 #ifdef ACTIVERM_WIDE_VECTORS
   const int64_t n = features.n;

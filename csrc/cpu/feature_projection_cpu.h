@@ -9,7 +9,8 @@
 //                      of M (or before its first) are left out: for finite features each adds a
 //                      zero, which changes no value (at most the sign of a zero result), so a
 //                      triangular M costs half the multiply-adds of a full one. Throws
-//                      std::logic_error where project_features_supported() is false.
+//                      std::logic_error where wide_vectors() is false (no AVX-512, or
+//                      ACTIVERM_FAST_NARROW_VECTORS set).
 //
 // It has no cache blocking: every tile reads its column blocks of M afresh, so it is written for
 // small matrices. bench/bench_feature_projection.py times it against torch's float64 product,
@@ -22,9 +23,6 @@
 #include "activerm/views.h"
 
 namespace activerm {
-
-// Whether project_features runs here: built for x86-64 and the CPU has AVX-512F (wide_vectors).
-bool project_features_supported();
 
 void project_features_cpu(FeatureView features, const double* matrix, int64_t m, double* out);
 

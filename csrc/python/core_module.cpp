@@ -51,8 +51,6 @@ PYBIND11_MODULE(_core, m) {
       },
       py::arg("features"), py::arg("matrix"), py::arg("columns"), py::arg("out"),
       py::call_guard<py::gil_scoped_release>());
-  m.def("project_features_supported", &activerm::project_features_supported,
-        "whether project_features runs here (an AVX-512 kernel: wide_vectors)");
   m.attr("compiler") = ACTIVERM_CXX_COMPILER;
   m.def("max_threads", &activerm::cpu_max_threads, "OpenMP threads a parallel region would use");
   m.def("wide_vectors", &activerm::wide_vectors,

@@ -49,6 +49,7 @@
 
 #include "activerm/cpu_kernels.h"
 #include "activerm/greedy_workspace.h"
+#include "activerm/wide_vectors.h"
 #include "../cpu/feature_projection_cpu.h"
 #include "../cpu/lazy_greedy_cpu.h"
 
@@ -1522,7 +1523,7 @@ void projection_case(Rng& rng, int64_t n, int64_t d, int64_t m, int zeros, doubl
 
 template <class T>
 void test_project_features() {
-  if (!activerm::project_features_supported()) {
+  if (!activerm::wide_vectors()) {
     std::printf("  (project_features: no AVX-512 here, the launcher takes torch's product)\n");
     return;
   }

@@ -256,7 +256,7 @@ PROJECTION_TRIANGULAR_ENTRIES = 1 << 18
 
 def _kernel_projects(f: torch.Tensor, matrix: torch.Tensor) -> bool:
     """Whether :func:`project_features` runs the compiled kernel for ``matrix``."""
-    if f.device.type != "cpu" or not _core.project_features_supported():
+    if f.device.type != "cpu" or not _core.wide_vectors():
         return False
     entries = matrix.numel()
     if entries <= PROJECTION_FULL_ENTRIES:

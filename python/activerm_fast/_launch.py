@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import torch
 
 from . import _core  # loaded first by _openmp, with idle OpenMP threads asleep
-from ._threads import PRODUCT_BLOCK_ROWS, thread_stable_mm
+from ._threads import PRODUCT_BLOCK_ROWS, kernel_team, thread_stable_mm
 
 _cuda: ModuleType | None
 try:  # the CUDA module exists only when CMake found a CUDA compiler
@@ -209,7 +209,7 @@ def fisher_weights(r: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     out = torch.empty(p.shape[0], dtype=torch.float64, device=r.device)
     if p.shape[0]:
         backend = backend_for(r.device, "rewards")
-        with on_device(r.device):
+        with on_device(r.device), kernel_team():
             backend.fisher_weights(
                 r.data_ptr(),
                 r.dtype == torch.float64,
@@ -235,7 +235,7 @@ def pair_quadform(
     out = torch.empty(p.shape[0], dtype=torch.float64, device=f.device)
     if p.shape[0]:
         backend = backend_for(f.device)
-        with on_device(f.device):
+        with on_device(f.device), kernel_team():
             backend.pair_quadform(
                 _feature_view(backend, f, feature_scale),
                 _pair_view(backend, p),
@@ -288,13 +288,15 @@ def project_features(f: torch.Tensor, matrix: torch.Tensor, scale: float = 1.0) 
     out = torch.empty((n, m), dtype=torch.float64, device=f.device)
     if not out.numel():
         return out
-    if _kernel_projects(f, matrix):
-        _core.project_features(_feature_view(_core, f, scale), matrix.data_ptr(), m, out.data_ptr())
-        return out
-    rows = PRODUCT_BLOCK_ROWS if f.device.type == "cpu" else n
-    for start in range(0, n, rows):
-        block = f[start : start + rows].to(torch.float64, copy=True).mul_(scale)
-        thread_stable_mm(block, matrix, out=out[start : start + rows])
+    with kernel_team():
+        if _kernel_projects(f, matrix):
+            view = _feature_view(_core, f, scale)
+            _core.project_features(view, matrix.data_ptr(), m, out.data_ptr())
+            return out
+        rows = PRODUCT_BLOCK_ROWS if f.device.type == "cpu" else n
+        for start in range(0, n, rows):
+            block = f[start : start + rows].to(torch.float64, copy=True).mul_(scale)
+            thread_stable_mm(block, matrix, out=out[start : start + rows])
     return out
 
 
@@ -303,7 +305,7 @@ def fisher_matrix(f: torch.Tensor, p: torch.Tensor, w: torch.Tensor | None) -> t
     of the pair graph applied to Phi, so that Phi^T L_w Phi = sum_k w_k d_k d_k^T."""
     out = torch.empty(f.shape, dtype=torch.float64, device=f.device)
     backend = backend_for(f.device)
-    with on_device(f.device):
+    with on_device(f.device), kernel_team():
         backend.fisher_matrix(
             _feature_view(backend, f),
             _pair_view(backend, p),
@@ -323,7 +325,7 @@ def fisher_product(f: torch.Tensor, laplacian: torch.Tensor) -> torch.Tensor:
     out = torch.empty((d, d), dtype=torch.float64, device=f.device)
     workspace = torch.empty(n + d, dtype=torch.float64, device=f.device)
     backend = backend_for(f.device)
-    with on_device(f.device):
+    with on_device(f.device), kernel_team():
         backend.fisher_product(
             _feature_view(backend, f),
             laplacian.data_ptr(),

@@ -15,6 +15,11 @@ CPUs over a recent window, less this process's own CPU time. Where ``/proc/stat`
 read, or ``ACTIVERM_FAST_FIXED_THREADS`` is set to anything but ``0`` or an empty string,
 torch's count is left as it is.
 
+Small selections run on one thread (:func:`one_thread_selection`), all but their compiled
+one-shot kernels: :func:`kernel_team` gives each of those the cores free at that moment, from a
+look at the threads running now where no recent window exists, so a selection of milliseconds
+never sleeps through a fresh sample.
+
 torch shares one OpenMP runtime with ``_core`` (the same ``libgomp.so.1``), so the count also
 bounds the greedy engine's threads inside such a block. Only the time should depend on the
 count: a RewardModel fit and its features gave the same bits with one thread and with two on
@@ -64,8 +69,9 @@ def usable_cores() -> int:
     return len(_usable_cpus())
 
 
-def _busy_seconds(cpus: frozenset[int]) -> float | None:
-    """CPU seconds the machine has spent busy on ``cpus`` since boot (None: unknown)."""
+def _machine_load(cpus: frozenset[int]) -> tuple[float, int] | None:
+    """CPU seconds the machine has spent busy on ``cpus`` since boot, and how many threads run
+    on the whole machine right now (``procs_running``, the caller included); None: unknown."""
     try:
         with open("/proc/stat") as f:
             lines = f.readlines()
@@ -73,8 +79,15 @@ def _busy_seconds(cpus: frozenset[int]) -> float | None:
         return None
     ticks = 0
     seen = 0
+    running = None
     for line in lines:
         name, _, rest = line.partition(" ")
+        if name == "procs_running":
+            try:
+                running = int(rest)
+            except ValueError:
+                return None
+            continue
         if not name.startswith("cpu") or name == "cpu":
             continue
         try:
@@ -86,9 +99,9 @@ def _busy_seconds(cpus: frozenset[int]) -> float | None:
         if cpu in cpus:
             ticks += sum(values) - values[3] - (values[4] if len(values) > 4 else 0)
             seen += 1
-    if seen != len(cpus):
+    if seen != len(cpus) or running is None:
         return None
-    return ticks / os.sysconf("SC_CLK_TCK")
+    return ticks / os.sysconf("SC_CLK_TCK"), running
 
 
 class _LoadMeter:
@@ -100,26 +113,44 @@ class _LoadMeter:
         self._mark: tuple[float, float, float] | None = None  # wall, machine busy, own CPU
         self._free: float | None = None
 
-    def _sample(self) -> tuple[float, float, float] | None:
-        busy = _busy_seconds(self._cpus)
-        if busy is None:
+    def _sample(self) -> tuple[tuple[float, float, float], int] | None:
+        """(wall, machine busy, own CPU) seconds now, and the threads running now."""
+        load = _machine_load(self._cpus)
+        if load is None:
             return None
-        return time.perf_counter(), busy, time.process_time()
+        return (time.perf_counter(), load[0], time.process_time()), load[1]
 
-    def free_cores(self) -> float | None:
-        """Free cores over the window since the last estimate (None: cannot tell)."""
+    def free_cores(self, wait: bool = True) -> float | None:
+        """Free cores over the window since the last estimate (None: cannot tell).
+
+        Without a recent window, a fresh one is slept through; with ``wait=False`` the
+        threads running at this moment stand in for it (one look, for callers that take
+        milliseconds), and the window starts from here.
+        """
         with self._lock:
-            now = self._sample()
-            if now is None:
-                return None
             mark = self._mark
+            if (
+                mark is not None
+                and self._free is not None
+                and time.perf_counter() - mark[0] < _MIN_WINDOW
+            ):
+                return self._free  # too short a window to measure afresh: no file read
+            sample = self._sample()
+            if sample is None:
+                return None
+            now, running = sample
             if mark is None or now[0] - mark[0] > _MAX_WINDOW:
+                if not wait:
+                    self._mark = now
+                    # the other threads running now (this one is running too)
+                    self._free = max(0.0, len(self._cpus) - (running - 1))
+                    return self._free
                 time.sleep(_FRESH_WINDOW)
-                mark, now = now, self._sample()
-                if now is None:
+                mark = now
+                sample = self._sample()
+                if sample is None:
                     return None
-            elif now[0] - mark[0] < _MIN_WINDOW and self._free is not None:
-                return self._free
+                now = sample[0]
             wall = now[0] - mark[0]
             others = max(0.0, (now[1] - mark[1]) - (now[2] - mark[2])) / wall
             self._mark = now
@@ -134,9 +165,10 @@ def _fixed() -> bool:
     return os.environ.get("ACTIVERM_FAST_FIXED_THREADS", "") not in ("", "0")
 
 
-def planned_threads(limit: int) -> int:
-    """Threads for small operations now: the free cores, at least 1 and at most ``limit``."""
-    free = None if _fixed() else _METER.free_cores()
+def planned_threads(limit: int, wait: bool = True) -> int:
+    """Threads for small operations now: the free cores, at least 1 and at most ``limit``
+    (``wait``: as :meth:`_LoadMeter.free_cores` takes it)."""
+    free = None if _fixed() else _METER.free_cores(wait)
     if free is None:
         return limit
     return max(1, min(limit, math.floor(free + 1 - _FREE_SHARE)))
@@ -211,13 +243,20 @@ SMALL_PASS = 1 << 20
 # A selection's work (candidate pairs x feature width x members) up to which the whole of it
 # runs on one thread: its strategies are many passes over the pool, each a parallel region that
 # small work does not repay and that beside a busy process waits for a core
-# (bench/bench_contention.py --cases small-random small-dopt-topk small-coreset).
+# (bench/bench_contention.py --cases small-random small-dopt-topk small-coreset). Its compiled
+# kernels of O(n d^2) work are the exception (:func:`kernel_team`).
 SMALL_SELECTION = 1 << 22
 
 
-def one_thread_selection(
-    work: int, device: torch.device | str
-) -> contextlib.AbstractContextManager[None]:
+class _Selection(threading.local):
+    threads: int = 1  # torch's count that the one-thread selection running here replaced
+
+
+_SELECTION = _Selection()
+
+
+@contextlib.contextmanager
+def one_thread_selection(work: int, device: torch.device | str) -> Iterator[None]:
     """Run a selection of ``work`` (pairs x width x members; negative: unknown) with one torch
     thread when it is on the CPU and at most :data:`SMALL_SELECTION`.
 
@@ -227,7 +266,49 @@ def one_thread_selection(
     ...     torch.get_num_threads()
     1
     """
-    return _one_thread(torch.device(device).type == "cpu" and 0 <= work <= SMALL_SELECTION)
+    small = torch.device(device).type == "cpu" and 0 <= work <= SMALL_SELECTION
+    replaced = _SELECTION.threads
+    if small and torch.get_num_threads() > 1:  # not in a selection that has one thread already
+        _SELECTION.threads = torch.get_num_threads()
+    try:
+        with _one_thread(small):
+            yield
+    finally:
+        _SELECTION.threads = replaced
+
+
+@contextlib.contextmanager
+def kernel_team() -> Iterator[None]:
+    """Run one compiled kernel call with the free cores when a one-thread selection holds them.
+
+    A small selection's passes run on one thread (:func:`one_thread_selection`), but its
+    compiled one-shot kernels (the Fisher matrix's two halves, the projection, the pair
+    quadratic forms and Fisher weights) can take milliseconds on one core (the O(n d^2) ones
+    at d = 128), which a team repays at once; below its own work bound a kernel still runs on
+    one thread (for most, ``kOneShotParallelWork`` in csrc/cpu/one_shot_work_cpu.h). So the
+    block runs with as many threads as the selection replaced, bounded by the cores the other
+    processes leave free at this moment (:func:`planned_threads` without waiting): beside a
+    busy process it keeps one thread. Outside such a selection it changes nothing. Every
+    kernel gives the same bits with any thread count, so only the time depends on it.
+
+    >>> import torch
+    >>> from activerm_fast._threads import kernel_team
+    >>> before = torch.get_num_threads()
+    >>> with kernel_team():  # outside a one-thread selection: torch's count stays
+    ...     torch.get_num_threads() == before
+    True
+    """
+    limit = _SELECTION.threads
+    threads = planned_threads(limit, wait=False) if limit > 1 else 1
+    if threads <= torch.get_num_threads():
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def one_thread_pass(t: torch.Tensor) -> contextlib.AbstractContextManager[None]:

@@ -1,0 +1,166 @@
+"""The compiled kernels of a one-thread selection take the free cores (_threads.kernel_team).
+
+A small selection runs its passes on one torch thread, and its one-shot kernels on the cores
+the other processes leave free at that moment. These tests give the load meter a machine whose
+load they choose (an idle one, one with a busy process) and check the thread count the kernels
+run with, that the meter never sleeps for them, and that the picks keep their bits.
+"""
+
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+import pytest
+import torch
+
+import activerm_fast as arm
+from activerm_fast import _core, _threads
+
+
+class FakeMachine:
+    """What /proc/stat would say: the busy CPU seconds, which grow by ``others`` busy cores
+    while the fake clock advances, beside this process's own CPU time, and ``running``
+    threads running now (this one included)."""
+
+    def __init__(self, others: float, running: int) -> None:
+        self.others = others
+        self.running = running
+        self.clock = 100.0  # the fake wall clock perf_counter reads
+        self.busy = 0.0  # the other processes' CPU seconds so far
+
+    def advance(self, seconds: float) -> None:
+        self.clock += seconds
+        self.busy += self.others * seconds
+
+    def load(self, cpus: frozenset[int]) -> tuple[float, int]:
+        return self.busy + _threads.time.process_time(), self.running
+
+
+@pytest.fixture
+def machine(monkeypatch: pytest.MonkeyPatch):
+    """A fresh meter over a FakeMachine (idle until the test says otherwise), torch on 2
+    threads, no fixed thread count, and a sleep that fails the test."""
+
+    def no_sleep(seconds: float) -> None:
+        raise AssertionError(f"the meter slept {seconds} s")
+
+    fake = FakeMachine(others=0.0, running=1)
+    monkeypatch.delenv("ACTIVERM_FAST_FIXED_THREADS", raising=False)
+    monkeypatch.setattr(_threads, "_machine_load", fake.load)
+    monkeypatch.setattr(_threads, "_METER", _threads._LoadMeter())
+    monkeypatch.setattr(_threads._METER, "_cpus", frozenset({0, 1}))
+    monkeypatch.setattr(_threads.time, "sleep", no_sleep)
+    monkeypatch.setattr(_threads.time, "perf_counter", lambda: fake.clock)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield fake
+    torch.set_num_threads(before)
+
+
+def team_inside_selection() -> tuple[int, int, int]:
+    """Torch's count in a small selection, in a kernel_team block there, and after it."""
+    with _threads.one_thread_selection(1000, "cpu"):
+        passes = torch.get_num_threads()
+        with _threads.kernel_team():
+            kernel = torch.get_num_threads()
+        after = torch.get_num_threads()
+    return passes, kernel, after
+
+
+def test_an_idle_machine_gives_the_kernels_both_cores(machine):
+    assert team_inside_selection() == (1, 2, 1)
+    assert torch.get_num_threads() == 2  # the selection gives torch's count back
+
+
+def test_a_busy_process_seen_running_keeps_one_thread(machine):
+    machine.running = 2  # one other thread running now: no recent window, the look decides
+    assert team_inside_selection() == (1, 1, 1)
+
+
+def test_the_window_after_the_first_look_decides(machine):
+    assert team_inside_selection()[1] == 2  # the first look: nothing else running
+    machine.others = 1.0  # then a process keeps a core busy over the next 0.2 s
+    machine.running = 1  # (not running at the moment of the look: the window must tell)
+    machine.advance(0.2)
+    assert team_inside_selection()[1] == 1
+    machine.others = 0.0
+    machine.advance(0.05)  # under the shortest window: the last estimate stands
+    assert team_inside_selection()[1] == 1
+    machine.advance(0.2)  # idle over the 0.25 s since that estimate: both cores free again
+    assert team_inside_selection()[1] == 2
+
+
+def test_a_stale_window_is_replaced_by_a_look_not_a_sleep(machine):
+    assert team_inside_selection()[1] == 2
+    machine.advance(60.0)  # far past _MAX_WINDOW
+    machine.running = 3
+    assert team_inside_selection()[1] == 1
+
+
+def test_outside_a_small_selection_nothing_changes(machine):
+    with _threads.kernel_team():
+        assert torch.get_num_threads() == 2
+    torch.set_num_threads(1)
+    with _threads.one_thread_selection(1000, "cpu"), _threads.kernel_team():
+        assert torch.get_num_threads() == 1  # the caller chose one thread: it stays
+    torch.set_num_threads(2)
+    with _threads.one_thread_selection(_threads.SMALL_SELECTION + 1, "cpu"):
+        with _threads.kernel_team():  # a large selection keeps torch's count throughout
+            assert torch.get_num_threads() == 2
+
+
+def test_a_nested_selection_keeps_the_outer_count(machine):
+    with _threads.one_thread_selection(1000, "cpu"):
+        with _threads.one_thread_selection(1000, "cpu"), _threads.kernel_team():
+            assert torch.get_num_threads() == 2
+        with _threads.kernel_team():
+            assert torch.get_num_threads() == 2
+
+
+def test_the_unknown_load_keeps_torch_count(machine, monkeypatch):
+    monkeypatch.setattr(_threads, "_machine_load", lambda cpus: None)  # no /proc/stat
+    assert team_inside_selection() == (1, 2, 1)
+
+
+@pytest.mark.parametrize("running, expected", [(1, 2), (2, 1)])
+def test_dopt_topk_kernels_run_on_the_planned_team_with_the_same_bits(
+    machine, monkeypatch, running, expected
+):
+    rng = np.random.default_rng(running)
+    n, d = 600, 48  # projection and Fisher product above the kernels' one-thread bounds
+    features = rng.normal(size=(n, d)).astype(np.float32)
+    pairs = arm.pairs.cross_prompt(np.arange(n) // 6, 3000, seed=1)
+    rewards = rng.normal(size=(2, n))
+
+    def choose() -> arm.Selection:
+        return arm.select(
+            "dopt-topk",
+            features=features,
+            pairs=pairs[40:],
+            labelled=pairs[:40],
+            rewards=rewards,
+            k=30,
+        )
+
+    torch.set_num_threads(1)
+    alone = choose()
+    torch.set_num_threads(2)
+    machine.running = running
+    seen: dict[str, collections.Counter[int]] = collections.defaultdict(collections.Counter)
+    for name in ("project_features", "fisher_product", "fisher_matrix", "pair_quadform"):
+        kernel = getattr(_core, name)
+
+        def counted(*args, name=name, kernel=kernel):
+            seen[name][_core.max_threads()] += 1
+            return kernel(*args)
+
+        monkeypatch.setattr(_core, name, counted)
+    picked = choose()
+    always = {"fisher_product", "fisher_matrix"}
+    projected = {"project_features"} if _core.wide_vectors() else set()  # else torch's product
+    assert always | projected <= set(seen)
+    assert all(set(counts) == {expected} for counts in seen.values()), dict(seen)
+    assert np.array_equal(picked.indices, alone.indices)
+    assert picked.gains.tobytes() == alone.gains.tobytes()
+    assert torch.get_num_threads() == 2

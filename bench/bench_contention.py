@@ -22,6 +22,10 @@ Cases:
             k = 100), where a call takes milliseconds: the median of SMALL_CALLS calls in one
             process after a warm-up (their 90th percentile in the block's line), so a team
             that waits for a core shows as the call's cost, not as noise.
+  topk      select("dopt-topk") at bench_greedy.py --small's size for it (n = 4,000, d = 128,
+            P = 19,800, k = 200, the first k pairs labelled, rewards of 3 members), timed as
+            small; its passes run on one thread and its one-shot kernels on the cores free at
+            the time (_threads.kernel_team), which a busy process should leave at one.
   simulate  the command ``activerm-fast simulate --seeds 1 --strategies random dopt-greedy``
             with a few rounds (see SIMULATE_ARGS), output to a temporary folder; the time is
             the whole command, start-up included, as a user waits for it.
@@ -51,7 +55,7 @@ SIMULATE_ARGS = ["--seeds", "1", "--strategies", "random", "dopt-greedy", "--rou
 QUICK_SIMULATE_ARGS = [*SIMULATE_ARGS[:-1], "2", "--per-round", "30", "--cross-pairs", "5000"]
 GREEDY_SIZE = {"n": 20_000, "d": 256, "pairs": 2_000_000, "k": 200}
 SMALL_CALLS = 200
-# select() at the small size, one case each (not run by default)
+# select() at the small size, one case each (not run by default, nor is topk)
 SMALL_NAMES = {f"small-{name}": name for name in ("random", "dopt-topk", "coreset")}
 QUICK_GREEDY_SIZE = {"n": 4_000, "d": 64, "pairs": 200_000, "k": 50}
 
@@ -87,24 +91,29 @@ def greedy_child(n: int, d: int, pairs: int, k: int, lazy: bool = False) -> None
     print(json.dumps(info))
 
 
-def small_child(calls: int, strategy: str = "") -> None:
+def small_child(calls: int, strategy: str = "", size: str = "greedy") -> None:
     """Time ``calls`` small greedy selections (``select(strategy)`` of the same pool with its
     rewards where a strategy is named) after a warm-up; prints JSON on stdout: the median and
-    the 90th percentile of a call."""
+    the 90th percentile of a call. ``size="topk"``: bench_greedy.py --small's dopt-topk size,
+    its first k pairs labelled."""
     import numpy as np
     import torch
-    from bench_greedy import SMALL_GREEDY, pool_inputs
+    from bench_greedy import SMALL_GREEDY, SMALL_TOPK, pool_inputs
 
     import activerm_fast as arm
 
-    n, d, count, k = SMALL_GREEDY
+    n, d, count, k = SMALL_TOPK if size == "topk" else SMALL_GREEDY
     rng, features, candidates, weights = pool_inputs(n, d, count)
     rewards = rng.normal(size=(3, n))  # an ensemble's, for the strategies that read rewards
+    labelled = None
+    if size == "topk":
+        candidates, labelled = candidates[k:], candidates[:k]
     times = []
     for _ in range(calls // 10 + calls):
         start = time.perf_counter()
         if strategy:
-            arm.select(strategy, features=features, pairs=candidates, k=k, rewards=rewards)
+            arm.select(strategy, features=features, pairs=candidates, k=k, rewards=rewards,
+                       labelled=labelled)  # fmt: skip
         else:
             arm.greedy_logdet(features, candidates, k, weights=weights, prior=1e-3)
         times.append(time.perf_counter() - start)
@@ -166,11 +175,16 @@ def run_greedy(one_thread: bool, size: dict[str, int], timeout: float, lazy: boo
 
 
 def run_small(
-    one_thread: bool, calls: int, timeout: float, tails: list[float], strategy: str = ""
+    one_thread: bool,
+    calls: int,
+    timeout: float,
+    tails: list[float],
+    strategy: str = "",
+    size: str = "greedy",
 ) -> float:
     """The median call of a small_child run; its 90th percentile is appended to ``tails``."""
     result = run_child(
-        f"bench_contention.small_child({calls}, {strategy!r})",
+        f"bench_contention.small_child({calls}, {strategy!r}, {size!r})",
         environment(one_thread),
         timeout,
         "small",
@@ -254,7 +268,7 @@ def main() -> None:
     parser.add_argument(
         "--cases",
         nargs="+",
-        choices=["greedy", "lazy", "small", *SMALL_NAMES, "simulate"],
+        choices=["greedy", "lazy", "small", *SMALL_NAMES, "topk", "simulate"],
         default=["greedy", "lazy", "small", "simulate"],
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, one run per cell")
@@ -290,6 +304,7 @@ def main() -> None:
             case: lambda one, name=name: run_small(one, calls, args.timeout, tails[one], name)
             for case, name in SMALL_NAMES.items()
         },
+        "topk": lambda one: run_small(one, calls, args.timeout, tails[one], "dopt-topk", "topk"),
         "simulate": lambda one: run_simulate(one, simulate_args, args.timeout),
     }
     rows = []
@@ -318,7 +333,7 @@ def main() -> None:
             tail = (
                 f"; 90th percentile of a call: default {fmt(tails[False])}, one thread "
                 f"{fmt(tails[True])}"
-                if case.startswith("small")
+                if case.startswith("small") or case == "topk"
                 else ""
             )
             print(

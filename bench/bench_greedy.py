@@ -23,7 +23,9 @@ in the call), and the compiled engine's k steps alone (problem and engine set up
 timed alternately with the whole call (the difference is the call's checks and set-up),
 and ``select("dopt-topk")`` at n = 4,000, d = 128, P = 20,000, k = 200 (the first k pairs
 labelled, rewards of 3 members) against the paper's one-shot rule on (P, d, d) information
-matrices. Medians over --repeats turns, the implementations alternating (a fast one timed 3 to
+matrices, and the same selection with one torch thread throughout (a small selection runs its
+passes on one thread and gives its one-shot kernels the free cores: the ratio is what that
+team saves). Medians over --repeats turns, the implementations alternating (a fast one timed 3 to
 10 times a turn, so that its first run after a baseline's gigabytes is not its median); the picks
 are compared.
 """
@@ -39,6 +41,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+import torch
 
 import activerm_fast as arm
 
@@ -367,8 +370,18 @@ def small_problems(repeats: int) -> None:
     def paper() -> np.ndarray:
         return baselines.paper_one_shot(features, candidates, rewards, k, ridge)
 
-    medians = alternating_medians({"activerm_fast dopt-topk": package, "paper's rule": paper},
-                                  repeats)  # fmt: skip
+    def one_thread() -> np.ndarray:
+        """package() with one torch thread throughout: its kernels get no team either."""
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return package()
+        finally:
+            torch.set_num_threads(before)
+
+    medians = alternating_medians({"activerm_fast dopt-topk": package, "paper's rule": paper,
+                                   "one thread": one_thread}, repeats)  # fmt: skip
+    alone = medians.pop("one thread")
     same = set(package().tolist()) == set(paper().tolist())
     ours = medians["activerm_fast dopt-topk"]
     print(f"\nselect('dopt-topk'): n = {n:,}, d = {d}, P = {len(candidates):,}, k = {k}, "
@@ -376,6 +389,9 @@ def small_problems(repeats: int) -> None:
     for name, seconds in medians.items():
         print(f"  {name:<36} {seconds * 1e3:>10.2f} ms  {seconds / ours:>8.0f}x")
     print(f"  the same top {k}: {same}")
+    print(f"  with one torch thread throughout (no team for its kernels): {alone * 1e3:.2f} ms, "
+          f"{alone / ours:.2f}x the default's time; the same picks: "
+          f"{np.array_equal(one_thread(), package())}")  # fmt: skip
     print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
 
 

@@ -60,7 +60,7 @@ def machine(monkeypatch: pytest.MonkeyPatch):
 
 def team_inside_selection() -> tuple[int, int, int]:
     """Torch's count in a small selection, in a kernel_team block there, and after it."""
-    with _threads.one_thread_selection(1000, "cpu"):
+    with _threads.selection_threads(1000, "cpu"):
         passes = torch.get_num_threads()
         with _threads.kernel_team():
             kernel = torch.get_num_threads()
@@ -102,17 +102,17 @@ def test_outside_a_small_selection_nothing_changes(machine):
     with _threads.kernel_team():
         assert torch.get_num_threads() == 2
     torch.set_num_threads(1)
-    with _threads.one_thread_selection(1000, "cpu"), _threads.kernel_team():
+    with _threads.selection_threads(1000, "cpu"), _threads.kernel_team():
         assert torch.get_num_threads() == 1  # the caller chose one thread: it stays
     torch.set_num_threads(2)
-    with _threads.one_thread_selection(_threads.SMALL_SELECTION + 1, "cpu"):
+    with _threads.selection_threads(_threads.SMALL_SELECTION + 1, "cpu"):
         with _threads.kernel_team():  # a large selection keeps torch's count throughout
             assert torch.get_num_threads() == 2
 
 
 def test_a_nested_selection_keeps_the_outer_count(machine):
-    with _threads.one_thread_selection(1000, "cpu"):
-        with _threads.one_thread_selection(1000, "cpu"), _threads.kernel_team():
+    with _threads.selection_threads(1000, "cpu"):
+        with _threads.selection_threads(1000, "cpu"), _threads.kernel_team():
             assert torch.get_num_threads() == 2
         with _threads.kernel_team():
             assert torch.get_num_threads() == 2
@@ -164,3 +164,53 @@ def test_dopt_topk_kernels_run_on_the_planned_team_with_the_same_bits(
     assert np.array_equal(picked.indices, alone.indices)
     assert picked.gains.tobytes() == alone.gains.tobytes()
     assert torch.get_num_threads() == 2
+
+
+@pytest.mark.parametrize("running, expected", [(1, 2), (2, 1), (5, 1)])
+def test_a_large_selection_takes_the_cores_free_as_it_starts(machine, running, expected):
+    machine.running = running
+    with _threads.selection_threads(_threads.SMALL_SELECTION + 1, "cpu"):
+        assert torch.get_num_threads() == expected
+        with _threads.kernel_team():  # no one-thread selection to lift
+            assert torch.get_num_threads() == expected
+    assert torch.get_num_threads() == 2
+    with _threads.selection_threads(-1, "cpu"):  # work unknown (an implicit pool): as large
+        assert torch.get_num_threads() == expected
+
+
+def test_a_fixed_thread_count_is_kept_beside_a_busy_process(machine, monkeypatch):
+    monkeypatch.setenv("ACTIVERM_FAST_FIXED_THREADS", "1")
+    machine.running = 3
+    with _threads.selection_threads(_threads.SMALL_SELECTION + 1, "cpu"):
+        assert torch.get_num_threads() == 2
+    assert team_inside_selection() == (1, 2, 1)
+
+
+def test_another_device_changes_nothing(machine):
+    with _threads.selection_threads(1000, "cuda"), _threads.kernel_team():
+        assert torch.get_num_threads() == 2
+
+
+@pytest.mark.parametrize("running, expected", [(1, 2), (2, 1)])
+def test_the_greedy_loop_of_a_small_selection_runs_on_the_planned_team(
+    machine, monkeypatch, running, expected
+):
+    rng = np.random.default_rng(7)
+    features = rng.normal(size=(300, 16)).astype(np.float32)
+    pairs = arm.pairs.cross_prompt(np.arange(300) // 3, 2000, seed=2)
+    torch.set_num_threads(1)
+    alone = arm.greedy_logdet(features, pairs, 20, lazy=False)
+    torch.set_num_threads(2)
+    machine.running = running
+    seen: collections.Counter[int] = collections.Counter()
+    run = _core.greedy_run
+
+    def counted(*args):
+        seen[_core.max_threads()] += 1
+        return run(*args)
+
+    monkeypatch.setattr(_core, "greedy_run", counted)
+    picked = arm.greedy_logdet(features, pairs, 20, lazy=False)
+    assert seen == {expected: 1}
+    assert np.array_equal(picked.indices, alone.indices)
+    assert picked.gains.tobytes() == alone.gains.tobytes()

@@ -549,13 +549,14 @@ class GreedyEngine:
         has a finite score; REFRESH_CHOICE and NaN from a step that needs a refresh on)."""
         chosen = torch.empty(k, dtype=torch.int64, device=self.device)
         gains = torch.empty(k, dtype=torch.float64, device=self.device)
-        if self.lazy is not None:
-            self.lazy.run(self.problem, self.state, k, chosen.data_ptr(), gains.data_ptr())
-            return chosen, gains
-        with on_device(self.device):
-            self.backend.greedy_run(
-                self.problem, self.state, k, chosen.data_ptr(), gains.data_ptr(), self._stream
-            )
+        # the compiled loop retunes its team within the count it starts with (TeamTuner)
+        with on_device(self.device), kernel_team():
+            if self.lazy is not None:
+                self.lazy.run(self.problem, self.state, k, chosen.data_ptr(), gains.data_ptr())
+            else:
+                self.backend.greedy_run(
+                    self.problem, self.state, k, chosen.data_ptr(), gains.data_ptr(), self._stream
+                )
         return chosen, gains
 
     def sweep(self, downdate: bool) -> None:

@@ -15,10 +15,10 @@ CPUs over a recent window, less this process's own CPU time. Where ``/proc/stat`
 read, or ``ACTIVERM_FAST_FIXED_THREADS`` is set to anything but ``0`` or an empty string,
 torch's count is left as it is.
 
-Small selections run on one thread (:func:`one_thread_selection`), all but their compiled
+Small selections run on one thread (:func:`selection_threads`), all but their compiled
 one-shot kernels: :func:`kernel_team` gives each of those the cores free at that moment, from a
 look at the threads running now where no recent window exists, so a selection of milliseconds
-never sleeps through a fresh sample.
+never sleeps through a fresh sample. Larger selections take the cores free as they start.
 
 torch shares one OpenMP runtime with ``_core`` (the same ``libgomp.so.1``), so the count also
 bounds the greedy engine's threads inside such a block. Only the time should depend on the
@@ -35,6 +35,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 
@@ -244,8 +245,29 @@ SMALL_PASS = 1 << 20
 # runs on one thread: its strategies are many passes over the pool, each a parallel region that
 # small work does not repay and that beside a busy process waits for a core
 # (bench/bench_contention.py --cases small-random small-dopt-topk small-coreset). Its compiled
-# kernels of O(n d^2) work are the exception (:func:`kernel_team`).
+# one-shot kernels are the exception (:func:`kernel_team`).
 SMALL_SELECTION = 1 << 22
+
+
+def selection_work(features: Any, pairs: Any) -> tuple[int, torch.device | str]:
+    """A selection's work as its arguments show it before any check (pairs x width x members;
+    -1 when they do not show it) and the features' device.
+
+    >>> import numpy as np
+    >>> from activerm_fast._threads import selection_work
+    >>> selection_work(np.zeros((3, 10, 8)), np.zeros((5, 2), int))  # 3 members of 8 columns
+    (120, 'cpu')
+    """
+    device = features.device if isinstance(features, torch.Tensor) else "cpu"
+    shape = getattr(features, "shape", None)
+    try:
+        count = len(pairs)
+    except TypeError:  # an implicit pool: a count of up to 2^62 pairs, no length
+        return -1, device
+    if shape is None or len(shape) not in (2, 3):
+        return -1, device
+    members = shape[0] if len(shape) == 3 else 1
+    return int(count) * int(shape[-1]) * int(members), device
 
 
 class _Selection(threading.local):
@@ -256,36 +278,50 @@ _SELECTION = _Selection()
 
 
 @contextlib.contextmanager
-def one_thread_selection(work: int, device: torch.device | str) -> Iterator[None]:
-    """Run a selection of ``work`` (pairs x width x members; negative: unknown) with one torch
-    thread when it is on the CPU and at most :data:`SMALL_SELECTION`.
+def selection_threads(work: int, device: torch.device | str) -> Iterator[None]:
+    """Run a selection of ``work`` (pairs x width x members, as :func:`selection_work` gives
+    it; negative: unknown) with the threads it repays, on the CPU.
+
+    Up to :data:`SMALL_SELECTION` with one torch thread, all but the compiled one-shot kernels
+    (:func:`kernel_team`); larger with torch's count bounded by the cores the other
+    processes leave free as it starts (:func:`planned_threads` without waiting): beside a busy
+    process every pass and the greedy steps' team would wait for the preempted thread, and
+    the greedy loop's tuner only moves within the count it starts with. Blocks nest: an inner
+    selection keeps the outer one's count. On another device nothing changes.
 
     >>> import torch
-    >>> from activerm_fast._threads import one_thread_selection
-    >>> with one_thread_selection(5_000 * 64, "cpu"):
+    >>> from activerm_fast._threads import selection_threads
+    >>> with selection_threads(5_000 * 64, "cpu"):
     ...     torch.get_num_threads()
     1
     """
-    small = torch.device(device).type == "cpu" and 0 <= work <= SMALL_SELECTION
+    before = torch.get_num_threads()
+    if torch.device(device).type != "cpu" or before == 1:
+        yield
+        return
+    small = 0 <= work <= SMALL_SELECTION
+    threads = 1 if small else planned_threads(before, wait=False)
     replaced = _SELECTION.threads
-    if small and torch.get_num_threads() > 1:  # not in a selection that has one thread already
-        _SELECTION.threads = torch.get_num_threads()
+    if small:
+        _SELECTION.threads = before
+    torch.set_num_threads(threads)
     try:
-        with _one_thread(small):
-            yield
+        yield
     finally:
         _SELECTION.threads = replaced
+        torch.set_num_threads(before)
 
 
 @contextlib.contextmanager
 def kernel_team() -> Iterator[None]:
     """Run one compiled kernel call with the free cores when a one-thread selection holds them.
 
-    A small selection's passes run on one thread (:func:`one_thread_selection`), but its
+    A small selection's passes run on one thread (:func:`selection_threads`), but its
     compiled one-shot kernels (the Fisher matrix's two halves, the projection, the pair
     quadratic forms and Fisher weights) can take milliseconds on one core (the O(n d^2) ones
     at d = 128), which a team repays at once; below its own work bound a kernel still runs on
-    one thread (for most, ``kOneShotParallelWork`` in csrc/cpu/one_shot_work_cpu.h). So the
+    one thread (for most, ``kOneShotParallelWork`` in csrc/cpu/one_shot_work_cpu.h). The
+    compiled greedy loop runs under it too, and its tuner moves within the count it gets. So the
     block runs with as many threads as the selection replaced, bounded by the cores the other
     processes leave free at this moment (:func:`planned_threads` without waiting): beside a
     busy process it keeps one thread. Outside such a selection it changes nothing. Every

@@ -20,6 +20,7 @@ import torch
 
 from . import _launch
 from . import _validation as v
+from ._threads import selection_threads, selection_work
 from .data.implicit_pool import ImplicitPool, generated_pairs, positions_of
 from .selection import design as _design
 
@@ -455,14 +456,15 @@ def greedy_logdet(
     >>> arm.greedy_logdet(features, pairs, 2, exclude=np.array([0, 0, 0, 1], bool)).indices.tolist()
     [0, 1]
     """
-    problem = greedy_problem(
-        features, pairs, weights=weights, prior=prior, exclude=exclude, lazy=lazy
-    )
-    if isinstance(pairs, ImplicitPool):
-        problem = excluding_every_occurrence(
-            problem, pairs, excluded_pairs(pairs, problem.excluded)
+    with selection_threads(*selection_work(features, pairs)):
+        problem = greedy_problem(
+            features, pairs, weights=weights, prior=prior, exclude=exclude, lazy=lazy
         )
-    k = v.budget(k, problem.pairs.shape[0], problem.excluded)
-    chosen, gains, logdet = _design.greedy(problem, k)
+        if isinstance(pairs, ImplicitPool):
+            problem = excluding_every_occurrence(
+                problem, pairs, excluded_pairs(pairs, problem.excluded)
+            )
+        k = v.budget(k, problem.pairs.shape[0], problem.excluded)
+        chosen, gains, logdet = _design.greedy(problem, k)
     as_numpy = v.is_numpy_like(features)
     return Selection(export(chosen, as_numpy), export(gains, as_numpy), logdet)

@@ -14,7 +14,7 @@ import torch
 
 from .. import _launch
 from .. import _validation as v
-from .._threads import one_thread_selection
+from .._threads import selection_threads, selection_work
 from ..data.dataset import Dataset
 from ..data.implicit_pool import generated_pairs, positions_of
 from ..data.pairs import prompt_codes
@@ -365,7 +365,7 @@ def select(
     >>> pool[quota.indices].tolist()
     [[1, 5], [2, 3]]
     """
-    with one_thread_selection(*_work(features, pairs)):
+    with selection_threads(*selection_work(features, pairs)):
         inputs = validated(
             strategy,
             features=features,
@@ -388,21 +388,6 @@ def select(
     return Selection(
         export(result.indices, as_numpy), export(result.gains, as_numpy), result.logdet
     )
-
-
-def _work(features: Any, pairs: Any) -> tuple[int, torch.device | str]:
-    """A selection's work as its arguments show it before any check (pairs x width x members;
-    -1 when they do not show it) and the features' device."""
-    shape = getattr(features, "shape", None)
-    try:
-        count = len(pairs)
-    except TypeError:
-        return -1, "cpu"
-    if shape is None or len(shape) not in (2, 3):
-        return -1, "cpu"
-    members = shape[0] if len(shape) == 3 else 1
-    device = features.device if isinstance(features, torch.Tensor) else "cpu"
-    return int(count) * int(shape[-1]) * int(members), device
 
 
 def select_with_model(

@@ -1,6 +1,6 @@
 """Default threads against one thread, beside busy single-threaded processes.
 
-    python bench/bench_contention.py             # greedy, small greedy, simulate: 0 and 1 busy
+    python bench/bench_contention.py             # greedy, small, topk, simulate: 0 and 1 busy
     python bench/bench_contention.py --two-busy  # also beside 2 busy processes
     python bench/bench_contention.py --quick     # small sizes, 1 run each: checks the script runs
 
@@ -55,7 +55,7 @@ SIMULATE_ARGS = ["--seeds", "1", "--strategies", "random", "dopt-greedy", "--rou
 QUICK_SIMULATE_ARGS = [*SIMULATE_ARGS[:-1], "2", "--per-round", "30", "--cross-pairs", "5000"]
 GREEDY_SIZE = {"n": 20_000, "d": 256, "pairs": 2_000_000, "k": 200}
 SMALL_CALLS = 200
-# select() at the small size, one case each (not run by default, nor is topk)
+# select() at the small size, one case each (not run by default)
 SMALL_NAMES = {f"small-{name}": name for name in ("random", "dopt-topk", "coreset")}
 QUICK_GREEDY_SIZE = {"n": 4_000, "d": 64, "pairs": 200_000, "k": 50}
 
@@ -269,7 +269,7 @@ def main() -> None:
         "--cases",
         nargs="+",
         choices=["greedy", "lazy", "small", *SMALL_NAMES, "topk", "simulate"],
-        default=["greedy", "lazy", "small", "simulate"],
+        default=["greedy", "lazy", "small", "topk", "simulate"],
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, one run per cell")
     parser.add_argument(

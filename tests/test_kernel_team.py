@@ -9,6 +9,8 @@ run with, that the meter never sleeps for them, and that the picks keep their bi
 from __future__ import annotations
 
 import collections
+import hashlib
+import threading
 
 import numpy as np
 import pytest
@@ -48,6 +50,7 @@ def machine(monkeypatch: pytest.MonkeyPatch):
     fake = FakeMachine(others=0.0, running=1)
     monkeypatch.delenv("ACTIVERM_FAST_FIXED_THREADS", raising=False)
     monkeypatch.setattr(_threads, "_machine_load", fake.load)
+    monkeypatch.setattr(_threads, "_own_running_threads", lambda: 1)
     monkeypatch.setattr(_threads, "_METER", _threads._LoadMeter())
     monkeypatch.setattr(_threads._METER, "_cpus", frozenset({0, 1}))
     monkeypatch.setattr(_threads.time, "sleep", no_sleep)
@@ -76,6 +79,12 @@ def test_an_idle_machine_gives_the_kernels_both_cores(machine):
 def test_a_busy_process_seen_running_keeps_one_thread(machine):
     machine.running = 2  # one other thread running now: no recent window, the look decides
     assert team_inside_selection() == (1, 1, 1)
+
+
+def test_the_look_does_not_count_this_process_s_own_running_threads(machine, monkeypatch):
+    machine.running = 2  # the second one is this process's (a BLAS worker still spinning)
+    monkeypatch.setattr(_threads, "_own_running_threads", lambda: 2)
+    assert team_inside_selection() == (1, 2, 1)
 
 
 def test_the_window_after_the_first_look_decides(machine):
@@ -214,3 +223,27 @@ def test_the_greedy_loop_of_a_small_selection_runs_on_the_planned_team(
     assert seen == {expected: 1}
     assert np.array_equal(picked.indices, alone.indices)
     assert picked.gains.tobytes() == alone.gains.tobytes()
+
+
+def test_this_process_s_running_threads_are_not_another_process_s_load():
+    """A thread of this process that is running (a BLAS worker spinning after its last call, here
+    a hash of a large buffer, which runs without the GIL) is no other process's load."""
+    data = bytes(200 << 20)
+    done = threading.Event()
+
+    def hash_until_done() -> None:
+        while not done.is_set():
+            hashlib.sha256(data).digest()
+
+    worker = threading.Thread(target=hash_until_done)
+    worker.start()
+    counts = []
+    try:
+        deadline = _threads.time.monotonic() + 5.0
+        while _threads.time.monotonic() < deadline and max(counts, default=0) < 2:
+            counts.append(_threads._own_running_threads())
+    finally:
+        done.set()
+        worker.join()
+    assert max(counts) >= 2  # the caller and the hashing thread, seen running together
+    assert min(counts) >= 1  # the caller is always running when it looks

@@ -105,6 +105,25 @@ def _machine_load(cpus: frozenset[int]) -> tuple[float, int] | None:
     return ticks / os.sysconf("SC_CLK_TCK"), running
 
 
+def _own_running_threads() -> int:
+    """This process's threads running now (state R in /proc/self/task), at least the caller:
+    a BLAS's workers may still spin after its last call."""
+    running = 0
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return 1
+    for task in tasks:
+        try:
+            with open(f"/proc/self/task/{task}/stat") as f:
+                # the state follows the command name, which is in parentheses
+                state = f.read().rpartition(")")[2].split(maxsplit=1)[0]
+        except (OSError, IndexError):
+            continue  # the thread has ended
+        running += state == "R"
+    return max(running, 1)
+
+
 class _LoadMeter:
     """Estimates how many of this process's CPUs the other processes leave free."""
 
@@ -143,8 +162,9 @@ class _LoadMeter:
             if mark is None or now[0] - mark[0] > _MAX_WINDOW:
                 if not wait:
                     self._mark = now
-                    # the other threads running now (this one is running too)
-                    self._free = max(0.0, len(self._cpus) - (running - 1))
+                    # the threads of other processes running now
+                    others = max(0, running - _own_running_threads())
+                    self._free = max(0.0, len(self._cpus) - others)
                     return self._free
                 time.sleep(_FRESH_WINDOW)
                 mark = now

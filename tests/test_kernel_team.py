@@ -45,7 +45,8 @@ def machine(monkeypatch: pytest.MonkeyPatch):
     threads, no fixed thread count, and a sleep that fails the test."""
 
     def no_sleep(seconds: float) -> None:
-        raise AssertionError(f"the meter slept {seconds} s")
+        if seconds > _threads._LOOK_PAUSE:  # a look again after a pause, never a window
+            raise AssertionError(f"the meter slept {seconds} s")
 
     fake = FakeMachine(others=0.0, running=1)
     monkeypatch.delenv("ACTIVERM_FAST_FIXED_THREADS", raising=False)
@@ -85,6 +86,26 @@ def test_the_look_does_not_count_this_process_s_own_running_threads(machine, mon
     machine.running = 2  # the second one is this process's (a BLAS worker still spinning)
     monkeypatch.setattr(_threads, "_own_running_threads", lambda: 2)
     assert team_inside_selection() == (1, 2, 1)
+
+
+@pytest.mark.parametrize(
+    "running, own, expected",
+    [
+        # this process's second thread runs for three looks, a passing thread queued behind it
+        ([3, 3, 3, 1], [2, 2, 2, 1], 2),
+        # a busy process: still seen once this process runs one thread
+        ([3, 3, 2], [2, 2, 1], 1),
+        # a blip beside this process's one thread, gone a millisecond later
+        ([2, 1], [1, 1], 2),
+    ],
+)
+def test_the_look_is_repeated_until_it_can_tell(machine, monkeypatch, running, own, expected):
+    looks = iter(running)
+    counts = iter(own)
+    monkeypatch.setattr(_threads, "_machine_load", lambda cpus: (0.0, next(looks)))
+    monkeypatch.setattr(_threads, "_own_running_threads", lambda: next(counts))
+    assert team_inside_selection()[1] == expected
+    assert next(looks, None) is None  # every look was taken, none more
 
 
 def test_the_window_after_the_first_look_decides(machine):

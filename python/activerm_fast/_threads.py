@@ -47,6 +47,10 @@ _MIN_WINDOW = 0.1
 _MAX_WINDOW = 5.0
 # Length of a fresh sample, slept through so that this process adds nothing to it.
 _FRESH_WINDOW = 0.05
+# Without a window, the threads running now stand in for it: at most this many looks, this
+# many seconds apart, while other processes' threads are seen (_LoadMeter._others_running).
+_MOST_LOOKS = 8
+_LOOK_PAUSE = 0.001
 
 
 def _usable_cpus() -> frozenset[int]:
@@ -140,6 +144,30 @@ class _LoadMeter:
             return None
         return (time.perf_counter(), load[0], time.process_time()), load[1]
 
+    def _others_running(self, running: int) -> int:
+        """Other processes' threads running now, from ``running`` (procs_running just read).
+
+        Less this process's own running threads, counted after that read. While threads of
+        its own still run (a team's or a BLAS's workers a few milliseconds after their last
+        work) they keep the cores, so any passing thread (a kernel worker) waits and reads as
+        running. So a look that sees others is repeated every millisecond, at least once (a
+        passing thread is gone within a millisecond, a busy process is not) and until this
+        process runs one thread; the fewest seen count.
+        """
+        fewest = max(0, running - _own_running_threads())
+        for _ in range(1, _MOST_LOOKS):
+            if fewest == 0:
+                break
+            time.sleep(_LOOK_PAUSE)
+            load = _machine_load(self._cpus)
+            if load is None:
+                break
+            own = _own_running_threads()
+            fewest = min(fewest, max(0, load[1] - own))
+            if own == 1:
+                break
+        return fewest
+
     def free_cores(self, wait: bool = True) -> float | None:
         """Free cores over the window since the last estimate (None: cannot tell).
 
@@ -162,9 +190,7 @@ class _LoadMeter:
             if mark is None or now[0] - mark[0] > _MAX_WINDOW:
                 if not wait:
                     self._mark = now
-                    # the threads of other processes running now
-                    others = max(0, running - _own_running_threads())
-                    self._free = max(0.0, len(self._cpus) - others)
+                    self._free = max(0.0, len(self._cpus) - self._others_running(running))
                     return self._free
                 time.sleep(_FRESH_WINDOW)
                 mark = now

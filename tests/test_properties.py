@@ -30,7 +30,7 @@ import os
 import mpmath
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, note, settings
+from hypothesis import HealthCheck, assume, example, given, note, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -51,8 +51,13 @@ GREEDY_STRATEGIES = ("xtx", "dopt-greedy", "past-dopt-greedy", "ensemble-dopt-gr
 SINGLE_MODEL_GREEDY = ("xtx", "dopt-greedy", "past-dopt-greedy")
 RANKING_STRATEGIES = ("entropy", "max-gap", "bald", "dopt-topk", "past-dopt-topk")
 PAST_AWARE = ("past-dopt-greedy", "ensemble-dopt-greedy", "past-dopt-topk")
+# the D-optimal strategies that weigh pairs by their Fisher weights from the rewards
+WEIGHTED_DOPT = ("dopt-topk", "past-dopt-topk", "dopt-greedy", "past-dopt-greedy",
+                 "ensemble-dopt-greedy")  # fmt: skip
 # a ValueError about a value that cannot be represented must name one of these
-BLAME = ("features", "prior", "weights")
+BLAME = ("features", "prior", "weights", "rewards")
+# an exact Fisher weight below this may round to 0 in float64 (the smallest subnormal is 5e-324)
+WEIGHT_UNDERFLOW = 1e-300
 MP_DIGITS = 50
 EPS64 = float(np.finfo(np.float64).eps)
 TINY = float(np.finfo(np.float64).tiny)  # smallest normal float64
@@ -484,13 +489,29 @@ def strategy_problems(draw, scales=None, ridges=RIDGES):
     return name, features, pairs, k, rewards, labelled, ridge, draw(st.integers(0, 2**32))
 
 
-def strategy_conditions(name, features, pairs, rewards, labelled, ridge):
+def weights_underflow(name, pairs, rewards, labelled, k) -> bool:
+    """Whether fewer than ``k`` available pairs have an exact ensemble-mean Fisher weight that
+    float64 surely represents, for a strategy that weighs by them: its picks past those would
+    be ties in index order, which it refuses."""
+    if name not in WEIGHTED_DOPT or rewards is None:
+        return False
+    available = pairs[~excluded_by(pairs, labelled)].astype(np.int64)
+    per_member = mp_fisher_weights(rewards, available)
+    kept = sum(
+        mpmath.fsum(column) / len(per_member) >= WEIGHT_UNDERFLOW
+        for column in zip(*per_member, strict=True)
+    )
+    return kept < k
+
+
+def strategy_conditions(name, features, pairs, rewards, labelled, ridge, k):
     """(information ratio, whether a refusal is acceptable).
 
     Greedy strategies run on the engine (refusal only where a d^T F0^-1 d overflows, or every one underflows) unless
     past-aware with labelled pairs: then F0 is formed and factored explicitly, like the pool
     Fisher matrix of the top-k rules and the batch objective of the other strategies, and may be
-    refused once the information exceeds the ridge by RATIO_LIMIT."""
+    refused once the information exceeds the ridge by RATIO_LIMIT. A weighted strategy may
+    refuse where the Fisher weights of fewer than ``k`` pairs survive float64."""
     members = features if features.ndim == 3 else [features]
     rows = pairs if labelled is None else np.concatenate([pairs, labelled]).astype(np.int64)
     weight = 1.0 if rewards is None or name == "xtx" else 0.25
@@ -501,6 +522,7 @@ def strategy_conditions(name, features, pairs, rewards, labelled, ridge):
         quadform_overflows(members, pairs, ridge)
         or scores_underflow(members, ridge)
         or (explicit and ratio >= RATIO_LIMIT)
+        or weights_underflow(name, pairs, rewards, labelled, k)
     )
     return ratio, refusable
 
@@ -556,9 +578,21 @@ def run_select(problem):
 
 @settings(PROFILE, max_examples=300)
 @given(problem=strategy_problems())
+@example(
+    problem=(
+        "dopt-greedy",
+        np.ones((3, 1), np.float32),
+        np.array([[0, 1], [0, 2], [1, 2]], np.int32),
+        2,
+        np.array([0.0, 1000.0, 1000.0], np.float32),
+        np.zeros((0, 2), np.int32),
+        1.0,
+        0,
+    )
+).via("the weights of two of three pairs underflow: a refusal naming the rewards")
 def test_every_strategy_properties(problem):
     name, features, pairs, k, rewards, labelled, ridge, _ = problem
-    ratio, refusable = strategy_conditions(name, features, pairs, rewards, labelled, ridge)
+    ratio, refusable = strategy_conditions(name, features, pairs, rewards, labelled, ridge, k)
     note(f"information ratio {ratio:.3g}")
     sel = run_select(problem)
     if not check_outcome(sel, name, refusable):
@@ -592,7 +626,7 @@ def test_extreme_magnitudes_return_or_refuse_cleanly(problem):
     name, features, pairs, k, rewards, labelled, ridge, _ = problem
     flat = features if features.ndim == 2 else features[0]
     d = flat.shape[1]
-    _, refusable = strategy_conditions(name, features, pairs, rewards, labelled, ridge)
+    _, refusable = strategy_conditions(name, features, pairs, rewards, labelled, ridge, k)
     sel = run_select(problem)
     if check_outcome(sel, name, refusable):  # returned: a valid batch
         assert_valid_batch(sel.indices, k, len(pairs), excluded_by(pairs, labelled))

@@ -148,8 +148,24 @@ def test_a_nested_selection_keeps_the_outer_count(machine):
             assert torch.get_num_threads() == 2
 
 
-def test_the_unknown_load_keeps_torch_count(machine, monkeypatch):
+def test_an_unknown_load_changes_no_count(machine, monkeypatch):
     monkeypatch.setattr(_threads, "_machine_load", lambda cpus: None)  # no /proc/stat
+    assert team_inside_selection() == (1, 1, 1)  # the small selection's one thread
+    with _threads.selection_threads(_threads.SMALL_SELECTION + 1, "cpu"):
+        assert torch.get_num_threads() == 2  # torch's count
+
+
+def test_some_of_the_machine_s_cpus_give_no_look_but_a_window(machine, monkeypatch):
+    """Where this process may run on only some of the CPUs, the machine's running count says
+    nothing of them: no look, and the busy time on its own CPUs over a window decides."""
+    monkeypatch.setattr(_threads, "_machine_load", lambda cpus: (machine.load(cpus)[0], None))
+    machine.running = 40  # the rest of the machine is busy: no matter
+    assert team_inside_selection() == (1, 1, 1)
+    machine.advance(0.05)  # too short a window: still unknown
+    assert team_inside_selection() == (1, 1, 1)
+    with _threads.selection_threads(_threads.SMALL_SELECTION + 1, "cpu"):
+        assert torch.get_num_threads() == 2
+    machine.advance(0.2)  # its own CPUs idle over a window: both cores
     assert team_inside_selection() == (1, 2, 1)
 
 

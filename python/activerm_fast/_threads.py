@@ -74,9 +74,10 @@ def usable_cores() -> int:
     return len(_usable_cpus())
 
 
-def _machine_load(cpus: frozenset[int]) -> tuple[float, int] | None:
+def _machine_load(cpus: frozenset[int]) -> tuple[float, int | None] | None:
     """CPU seconds the machine has spent busy on ``cpus`` since boot, and how many threads run
-    on the whole machine right now (``procs_running``, the caller included); None: unknown."""
+    right now (``procs_running``, the caller included) where ``cpus`` are all the machine's
+    (else None: that count is of the whole machine); None: unknown."""
     try:
         with open("/proc/stat") as f:
             lines = f.readlines()
@@ -84,6 +85,7 @@ def _machine_load(cpus: frozenset[int]) -> tuple[float, int] | None:
         return None
     ticks = 0
     seen = 0
+    listed = 0
     running = None
     for line in lines:
         name, _, rest = line.partition(" ")
@@ -91,7 +93,7 @@ def _machine_load(cpus: frozenset[int]) -> tuple[float, int] | None:
             try:
                 running = int(rest)
             except ValueError:
-                return None
+                running = None
             continue
         if not name.startswith("cpu") or name == "cpu":
             continue
@@ -101,12 +103,13 @@ def _machine_load(cpus: frozenset[int]) -> tuple[float, int] | None:
             values = [int(v) for v in rest.split()[:8]]
         except ValueError:
             return None
+        listed += 1
         if cpu in cpus:
             ticks += sum(values) - values[3] - (values[4] if len(values) > 4 else 0)
             seen += 1
-    if seen != len(cpus) or running is None:
+    if seen != len(cpus):
         return None
-    return ticks / os.sysconf("SC_CLK_TCK"), running
+    return ticks / os.sysconf("SC_CLK_TCK"), running if listed == seen else None
 
 
 def _own_running_threads() -> int:
@@ -137,8 +140,9 @@ class _LoadMeter:
         self._mark: tuple[float, float, float] | None = None  # wall, machine busy, own CPU
         self._free: float | None = None
 
-    def _sample(self) -> tuple[tuple[float, float, float], int] | None:
-        """(wall, machine busy, own CPU) seconds now, and the threads running now."""
+    def _sample(self) -> tuple[tuple[float, float, float], int | None] | None:
+        """(wall, machine busy, own CPU) seconds now, and the threads running now (None where
+        this process may run on only some of the machine's CPUs)."""
         load = _machine_load(self._cpus)
         if load is None:
             return None
@@ -160,7 +164,7 @@ class _LoadMeter:
                 break
             time.sleep(_LOOK_PAUSE)
             load = _machine_load(self._cpus)
-            if load is None:
+            if load is None or load[1] is None:
                 break
             own = _own_running_threads()
             fewest = min(fewest, max(0, load[1] - own))
@@ -173,7 +177,8 @@ class _LoadMeter:
 
         Without a recent window, a fresh one is slept through; with ``wait=False`` the
         threads running at this moment stand in for it (one look, for callers that take
-        milliseconds), and the window starts from here.
+        milliseconds; None where the machine's running count says nothing of this process's
+        CPUs), and the window starts from here.
         """
         with self._lock:
             mark = self._mark
@@ -190,7 +195,9 @@ class _LoadMeter:
             if mark is None or now[0] - mark[0] > _MAX_WINDOW:
                 if not wait:
                     self._mark = now
-                    self._free = max(0.0, len(self._cpus) - self._others_running(running))
+                    self._free = None
+                    if running is not None:
+                        self._free = max(0.0, len(self._cpus) - self._others_running(running))
                     return self._free
                 time.sleep(_FRESH_WINDOW)
                 mark = now
@@ -198,6 +205,8 @@ class _LoadMeter:
                 if sample is None:
                     return None
                 now = sample[0]
+            elif now[0] - mark[0] < _MIN_WINDOW:
+                return self._free  # None: no estimate yet over so short a window
             wall = now[0] - mark[0]
             others = max(0.0, (now[1] - mark[1]) - (now[2] - mark[2])) / wall
             self._mark = now
@@ -212,12 +221,15 @@ def _fixed() -> bool:
     return os.environ.get("ACTIVERM_FAST_FIXED_THREADS", "") not in ("", "0")
 
 
-def planned_threads(limit: int, wait: bool = True) -> int:
+def planned_threads(limit: int, wait: bool = True, unknown: int | None = None) -> int:
     """Threads for small operations now: the free cores, at least 1 and at most ``limit``
-    (``wait``: as :meth:`_LoadMeter.free_cores` takes it)."""
-    free = None if _fixed() else _METER.free_cores(wait)
-    if free is None:
+    (``wait``: as :meth:`_LoadMeter.free_cores` takes it); where the load cannot be told,
+    ``unknown`` (default ``limit``)."""
+    if _fixed():
         return limit
+    free = _METER.free_cores(wait)
+    if free is None:
+        return limit if unknown is None else unknown
     return max(1, min(limit, math.floor(free + 1 - _FREE_SHARE)))
 
 
@@ -381,7 +393,8 @@ def kernel_team() -> Iterator[None]:
     True
     """
     limit = _SELECTION.threads
-    threads = planned_threads(limit, wait=False) if limit > 1 else 1
+    # a load that cannot be told keeps the selection's one thread
+    threads = planned_threads(limit, wait=False, unknown=1) if limit > 1 else 1
     if threads <= torch.get_num_threads():
         yield
         return

@@ -378,12 +378,13 @@ def kernel_team() -> Iterator[None]:
     compiled one-shot kernels (the Fisher matrix's two halves, the projection, the pair
     quadratic forms and Fisher weights) can take milliseconds on one core (the O(n d^2) ones
     at d = 128), which a team repays at once; below its own work bound a kernel still runs on
-    one thread (for most, ``kOneShotParallelWork`` in csrc/cpu/one_shot_work_cpu.h). The
-    compiled greedy loop runs under it too, and its tuner moves within the count it gets. So the
+    one thread (for most, ``kOneShotParallelWork`` in csrc/cpu/one_shot_work_cpu.h). So the
     block runs with as many threads as the selection replaced, bounded by the cores the other
     processes leave free at this moment (:func:`planned_threads` without waiting): beside a
-    busy process it keeps one thread. Outside such a selection it changes nothing. Every
-    kernel gives the same bits with any thread count, so only the time depends on it.
+    busy process, or where the load cannot be told, it keeps one thread. The compiled greedy
+    loop runs under it too, its tuner moving within the count it gets. Outside such a
+    selection it changes nothing. Every kernel gives the same bits with any thread count, so
+    only the time depends on it.
 
     >>> import torch
     >>> from activerm_fast._threads import kernel_team

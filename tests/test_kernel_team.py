@@ -284,3 +284,23 @@ def test_this_process_s_running_threads_are_not_another_process_s_load():
         worker.join()
     assert max(counts) >= 2  # the caller and the hashing thread, seen running together
     assert min(counts) >= 1  # the caller is always running when it looks
+
+
+@pytest.mark.parametrize("running, expected", [(1, 2), (2, 1)])
+def test_a_large_greedy_logdet_starts_on_the_free_cores(machine, monkeypatch, running, expected):
+    rng = np.random.default_rng(11)
+    features = rng.normal(size=(2000, 64)).astype(np.float32)
+    pairs = arm.pairs.cross_prompt(np.arange(2000) // 10, 70_000, seed=3)
+    assert len(pairs) * 64 > _threads.SMALL_SELECTION  # a large selection
+    machine.running = running
+    seen: collections.Counter[int] = collections.Counter()
+    run = _core.greedy_run
+
+    def counted(*args):
+        seen[_core.max_threads()] += 1
+        return run(*args)
+
+    monkeypatch.setattr(_core, "greedy_run", counted)
+    arm.greedy_logdet(features, pairs, 5, lazy=False)
+    assert seen == {expected: 1}
+    assert torch.get_num_threads() == 2

@@ -26,8 +26,9 @@ labelled, rewards of 3 members) against the paper's one-shot rule on (P, d, d) i
 matrices, and the same selection with one torch thread throughout (a small selection runs its
 passes on one thread and gives its one-shot kernels the free cores: the ratio is what that
 team saves). Medians over --repeats turns, the implementations alternating (a fast one timed 3 to
-10 times a turn, so that its first run after a baseline's gigabytes is not its median); the picks
-are compared.
+10 times a turn, so that its first run after a baseline's gigabytes is not its median), with the
+fastest and slowest run of each (a baseline's own time moves between runs, and the ratio with
+it); the picks are compared.
 """
 
 from __future__ import annotations
@@ -283,12 +284,21 @@ def unweighted_rows(features: np.ndarray, pairs: np.ndarray, k: int, ridge: floa
 
 
 def alternating_medians(runs: dict[str, object], repeats: int) -> dict[str, float]:
-    """Median seconds of each callable in ``runs``, the runs alternating after one warm-up. In
-    each turn a callable is timed again while its turn has taken under a tenth of a second, or
-    while it has fewer than three runs of under a second each (at most 10 times): the first run
-    of a fast callable right after a baseline that filled and freed gigabytes pays for the
-    memory coming back, and as one sample of three or more it does not set the median, while a
-    baseline of seconds still runs once a turn."""
+    """Median seconds of each callable in ``runs`` (:func:`alternating_times`)."""
+    return medians_of(alternating_times(runs, repeats))
+
+
+def medians_of(times: dict[str, list[float]]) -> dict[str, float]:
+    return {name: statistics.median(spent) for name, spent in times.items()}
+
+
+def alternating_times(runs: dict[str, object], repeats: int) -> dict[str, list[float]]:
+    """Every timed run's seconds of each callable in ``runs``, the runs alternating after one
+    warm-up. In each turn a callable is timed again while its turn has taken under a tenth of
+    a second, or while it has fewer than three runs of under a second each (at most 10 times):
+    the first run of a fast callable right after a baseline that filled and freed gigabytes
+    pays for the memory coming back, and as one sample of three or more it does not set the
+    median, while a baseline of seconds still runs once a turn."""
     for run in runs.values():
         run()
     times: dict[str, list[float]] = {name: [] for name in runs}
@@ -300,7 +310,7 @@ def alternating_medians(runs: dict[str, object], repeats: int) -> dict[str, floa
             ):
                 turn.append(_timed(run))
             times[name].extend(turn)
-    return {name: statistics.median(spent) for name, spent in times.items()}
+    return times
 
 
 def small_problems(repeats: int) -> None:
@@ -341,13 +351,15 @@ def small_problems(repeats: int) -> None:
 
         runs["submodlib LazyGreedy, kernel built"] = from_features
         picks["submodlib LazyGreedy, kernel built"] = from_features()
-    medians = alternating_medians(runs, repeats)
+    times = alternating_times(runs, repeats)
+    medians = medians_of(times)
     ours = medians["activerm_fast greedy_logdet"]
     print(f"\ngreedy log-det: n = {n:,}, d = {d}, P = {count:,}, k = {k}")
     for name, seconds in medians.items():
         same = set(picks[name]) == set(picks["activerm_fast greedy_logdet"])  # the same k pairs
         print(
             f"  {name:<36} {seconds * 1e3:>10.2f} ms  {seconds / ours:>8.0f}x  same picks: {same}"
+            f"  (runs {min(times[name]) * 1e3:.2f} to {max(times[name]) * 1e3:.2f} ms)"
         )
     whole, steps = engine_steps(
         runs["activerm_fast greedy_logdet"], features, pairs, weights, ridge, k, repeats
@@ -379,15 +391,17 @@ def small_problems(repeats: int) -> None:
         finally:
             torch.set_num_threads(before)
 
-    medians = alternating_medians({"activerm_fast dopt-topk": package, "paper's rule": paper,
-                                   "one thread": one_thread}, repeats)  # fmt: skip
+    times = alternating_times({"activerm_fast dopt-topk": package, "paper's rule": paper,
+                               "one thread": one_thread}, repeats)  # fmt: skip
+    medians = medians_of(times)
     alone = medians.pop("one thread")
     same = set(package().tolist()) == set(paper().tolist())
     ours = medians["activerm_fast dopt-topk"]
     print(f"\nselect('dopt-topk'): n = {n:,}, d = {d}, P = {len(candidates):,}, k = {k}, "
           f"{len(labelled)} labelled, rewards of 3 members")  # fmt: skip
     for name, seconds in medians.items():
-        print(f"  {name:<36} {seconds * 1e3:>10.2f} ms  {seconds / ours:>8.0f}x")
+        print(f"  {name:<36} {seconds * 1e3:>10.2f} ms  {seconds / ours:>8.0f}x  (runs "
+              f"{min(times[name]) * 1e3:.2f} to {max(times[name]) * 1e3:.2f} ms)")  # fmt: skip
     print(f"  the same top {k}: {same}")
     print(f"  with one torch thread throughout (no team for its kernels): {alone * 1e3:.2f} ms, "
           f"{alone / ours:.2f}x the default's time; the same picks: "

@@ -11,6 +11,8 @@ from __future__ import annotations
 import collections
 import hashlib
 import threading
+import time
+import types
 
 import numpy as np
 import pytest
@@ -36,7 +38,7 @@ class FakeMachine:
         self.busy += self.others * seconds
 
     def load(self, cpus: frozenset[int]) -> tuple[float, int]:
-        return self.busy + _threads.time.process_time(), self.running
+        return self.busy + time.process_time(), self.running
 
 
 @pytest.fixture
@@ -54,8 +56,11 @@ def machine(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(_threads, "_own_running_threads", lambda: 1)
     monkeypatch.setattr(_threads, "_METER", _threads._LoadMeter())
     monkeypatch.setattr(_threads._METER, "_cpus", frozenset({0, 1}))
-    monkeypatch.setattr(_threads.time, "sleep", no_sleep)
-    monkeypatch.setattr(_threads.time, "perf_counter", lambda: fake.clock)
+    # the meter's clock and sleep only: the time module itself stays as it is for the rest
+    clock = types.SimpleNamespace(
+        perf_counter=lambda: fake.clock, process_time=time.process_time, sleep=no_sleep
+    )
+    monkeypatch.setattr(_threads, "time", clock)
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     yield fake
@@ -70,6 +75,20 @@ def team_inside_selection() -> tuple[int, int, int]:
             kernel = torch.get_num_threads()
         after = torch.get_num_threads()
     return passes, kernel, after
+
+
+def threads_seen(monkeypatch: pytest.MonkeyPatch, *names: str) -> dict[str, collections.Counter]:
+    """Per ``_core`` function of ``names``, how many of its calls saw each OpenMP count."""
+    seen: dict[str, collections.Counter] = {name: collections.Counter() for name in names}
+    for name in names:
+        kernel = getattr(_core, name)
+
+        def counted(*args, name=name, kernel=kernel):
+            seen[name][_core.max_threads()] += 1
+            return kernel(*args)
+
+        monkeypatch.setattr(_core, name, counted)
+    return seen
 
 
 def test_an_idle_machine_gives_the_kernels_both_cores(machine):
@@ -193,20 +212,15 @@ def test_dopt_topk_kernels_run_on_the_planned_team_with_the_same_bits(
     alone = choose()
     torch.set_num_threads(2)
     machine.running = running
-    seen: dict[str, collections.Counter[int]] = collections.defaultdict(collections.Counter)
-    for name in ("project_features", "fisher_product", "fisher_matrix", "pair_quadform"):
-        kernel = getattr(_core, name)
-
-        def counted(*args, name=name, kernel=kernel):
-            seen[name][_core.max_threads()] += 1
-            return kernel(*args)
-
-        monkeypatch.setattr(_core, name, counted)
+    seen = threads_seen(
+        monkeypatch, "project_features", "fisher_product", "fisher_matrix", "pair_quadform"
+    )
     picked = choose()
+    called = {name for name, counts in seen.items() if counts}
     always = {"fisher_product", "fisher_matrix"}
     projected = {"project_features"} if _core.wide_vectors() else set()  # else torch's product
-    assert always | projected <= set(seen)
-    assert all(set(counts) == {expected} for counts in seen.values()), dict(seen)
+    assert always | projected <= called
+    assert all(set(seen[name]) == {expected} for name in called), seen
     assert np.array_equal(picked.indices, alone.indices)
     assert picked.gains.tobytes() == alone.gains.tobytes()
     assert torch.get_num_threads() == 2
@@ -248,14 +262,7 @@ def test_the_greedy_loop_of_a_small_selection_runs_on_the_planned_team(
     alone = arm.greedy_logdet(features, pairs, 20, lazy=False)
     torch.set_num_threads(2)
     machine.running = running
-    seen: collections.Counter[int] = collections.Counter()
-    run = _core.greedy_run
-
-    def counted(*args):
-        seen[_core.max_threads()] += 1
-        return run(*args)
-
-    monkeypatch.setattr(_core, "greedy_run", counted)
+    seen = threads_seen(monkeypatch, "greedy_run")["greedy_run"]
     picked = arm.greedy_logdet(features, pairs, 20, lazy=False)
     assert seen == {expected: 1}
     assert np.array_equal(picked.indices, alone.indices)
@@ -276,8 +283,8 @@ def test_this_process_s_running_threads_are_not_another_process_s_load():
     worker.start()
     counts = []
     try:
-        deadline = _threads.time.monotonic() + 5.0
-        while _threads.time.monotonic() < deadline and max(counts, default=0) < 2:
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline and max(counts, default=0) < 2:
             counts.append(_threads._own_running_threads())
     finally:
         done.set()
@@ -293,14 +300,7 @@ def test_a_large_greedy_logdet_starts_on_the_free_cores(machine, monkeypatch, ru
     pairs = arm.pairs.cross_prompt(np.arange(2000) // 10, 70_000, seed=3)
     assert len(pairs) * 64 > _threads.SMALL_SELECTION  # a large selection
     machine.running = running
-    seen: collections.Counter[int] = collections.Counter()
-    run = _core.greedy_run
-
-    def counted(*args):
-        seen[_core.max_threads()] += 1
-        return run(*args)
-
-    monkeypatch.setattr(_core, "greedy_run", counted)
+    seen = threads_seen(monkeypatch, "greedy_run")["greedy_run"]
     arm.greedy_logdet(features, pairs, 5, lazy=False)
     assert seen == {expected: 1}
     assert torch.get_num_threads() == 2

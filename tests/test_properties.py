@@ -262,6 +262,12 @@ def mp_fisher_weights(rewards: np.ndarray, rows) -> list[list]:
     return out
 
 
+def mp_mean_fisher_weights(rewards: np.ndarray, rows) -> list:
+    """Per row: the members' mean of :func:`mp_fisher_weights`, exactly."""
+    per_member = mp_fisher_weights(rewards, rows)
+    return [mpmath.fsum(column) / len(per_member) for column in zip(*per_member, strict=True)]
+
+
 def mp_add_pairs(matrix, features: np.ndarray, rows, weights):
     """matrix + sum_k w_k d_k d_k^T, d_k = phi_i - phi_j of the float features converted exactly."""
     d = features.shape[1]
@@ -506,11 +512,7 @@ def weights_underflow(name, pairs, rewards, labelled, k) -> bool:
     if name not in WEIGHTED_DOPT or rewards is None:
         return False
     available = pairs[~excluded_by(pairs, labelled)].astype(np.int64)
-    per_member = mp_fisher_weights(rewards, available)
-    kept = sum(
-        mpmath.fsum(column) / len(per_member) >= WEIGHT_UNDERFLOW
-        for column in zip(*per_member, strict=True)
-    )
+    kept = sum(w >= WEIGHT_UNDERFLOW for w in mp_mean_fisher_weights(rewards, available))
     return kept < k
 
 
@@ -561,8 +563,7 @@ def strategy_logdet_reference(name, features, pairs, indices, rewards, labelled,
     def mean_weights(rows):
         if rewards is None or name == "xtx":
             return [mpmath.mpf(1)] * len(rows)
-        per_member = mp_fisher_weights(rewards, rows)
-        return [mpmath.fsum(column) / len(per_member) for column in zip(*per_member, strict=True)]
+        return mp_mean_fisher_weights(rewards, rows)
 
     start = mp_prior(ridge, d)
     if done is not None:

@@ -289,6 +289,7 @@ def alternating_medians(runs: dict[str, object], repeats: int) -> dict[str, floa
 
 
 def medians_of(times: dict[str, list[float]]) -> dict[str, float]:
+    """The median of each name's runs in ``times``."""
     return {name: statistics.median(spent) for name, spent in times.items()}
 
 

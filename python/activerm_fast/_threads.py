@@ -280,17 +280,23 @@ SMALL_DECOMPOSITION = 512
 
 
 @contextlib.contextmanager
-def _one_thread(condition: bool = True) -> Iterator[None]:
-    """Run the block with one torch (and so MKL) thread if ``condition``."""
+def _torch_threads(threads: int) -> Iterator[None]:
+    """Run the block with ``threads`` torch (and so MKL and OpenMP) threads, then restore the
+    count it began with."""
     before = torch.get_num_threads()
-    if not condition or before == 1:
+    if threads == before:
         yield
         return
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     try:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def _one_thread(condition: bool = True) -> contextlib.AbstractContextManager[None]:
+    """Run the block with one torch (and so MKL) thread if ``condition``."""
+    return _torch_threads(1) if condition else contextlib.nullcontext()
 
 
 # Elements up to which one pass over a CPU tensor (a check, a reduction) runs on one thread: as
@@ -358,16 +364,14 @@ def selection_threads(work: int, device: torch.device | str) -> Iterator[None]:
         yield
         return
     small = 0 <= work <= SMALL_SELECTION
-    threads = 1 if small else planned_threads(before, wait=False)
     replaced = _SELECTION.threads
     if small:
         _SELECTION.threads = before
-    torch.set_num_threads(threads)
     try:
-        yield
+        with _torch_threads(1 if small else planned_threads(before, wait=False)):
+            yield
     finally:
         _SELECTION.threads = replaced
-        torch.set_num_threads(before)
 
 
 @contextlib.contextmanager
@@ -396,15 +400,8 @@ def kernel_team() -> Iterator[None]:
     limit = _SELECTION.threads
     # a load that cannot be told keeps the selection's one thread
     threads = planned_threads(limit, wait=False, unknown=1) if limit > 1 else 1
-    if threads <= torch.get_num_threads():
+    with _torch_threads(max(threads, torch.get_num_threads())):
         yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def one_thread_pass(t: torch.Tensor) -> contextlib.AbstractContextManager[None]:

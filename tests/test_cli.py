@@ -198,6 +198,32 @@ def test_select_design_options_reach_the_batch(dataset_file, tmp_path, capsys):
     assert not np.array_equal(chosen(), want)  # the defaults design otherwise
 
 
+def test_select_takes_the_laplace_uncertainty(dataset_file, tmp_path, capsys):
+    """bald on one model: refused in one line naming --uncertainty laplace before any fit,
+    and with it the batch next_batch chooses with uncertainty="laplace"."""
+    dataset = data.load(dataset_file)
+    labelled, batch = tmp_path / "labelled.jsonl", tmp_path / "batch.jsonl"
+    rows = np.arange(0, 60, 3)
+    with open(labelled, "w") as f:
+        for i, j in zip(rows, rows + 41, strict=True):
+            f.write(json.dumps({"first": int(i), "second": int(j), "label": int(i % 2)}) + "\n")
+    args = ["select", "--data", str(dataset_file), "--labelled", str(labelled), "--k", "10"]
+    args += ["--pool-size", "4000", "--strategy", "bald", "--ensemble", "1", "--out", str(batch)]
+    assert main(args) == 2
+    err = one_line_error(capsys)
+    assert "--ensemble is 1: pass --uncertainty laplace" in err and "raise --ensemble" in err
+    assert not batch.exists()
+    assert main([*args, "--uncertainty", "laplace"]) == 0
+    got = np.array([[r["first"], r["second"]] for r in map(json.loads, batch.open())])
+    pairs, labels = annotation.read_labelled(labelled, dataset.n)
+    options = dict(strategy="bald", ensemble=1, pool_size=4000, uncertainty="laplace")
+    want, _ = annotation.next_batch(dataset, pairs, labels, 10, **options)
+    np.testing.assert_array_equal(got, want)
+    options["uncertainty"] = "ensemble"
+    with pytest.raises(ValueError, match="ensemble of at least 2 members, got 1"):
+        annotation.next_batch(dataset, pairs, labels, 10, **options)
+
+
 def test_select_writes_texts_of_the_packaged_data(tmp_path, capsys):
     batch = tmp_path / "batch.jsonl"
     assert (

@@ -715,6 +715,35 @@ def test_select_with_the_reward_models_head(tmp_path):
         head.rewards(np.zeros((3, 4)))
 
 
+def test_select_on_the_reward_head_takes_the_laplace_uncertainty(tmp_path, capsys):
+    """The uncertainty rules need an ensemble's spread, which one reward model lacks: select
+    --reward-head refuses them in one line naming --uncertainty laplace, and with it chooses
+    the batch the Python API chooses with uncertainty="laplace"."""
+    from activerm_fast.cli import main
+
+    make_model(tmp_path / "rm")
+    write_records(tmp_path / "rows.jsonl", prompts=8, per_prompt=4)
+    out, batch = tmp_path / "out.npz", tmp_path / "batch.jsonl"
+    embed(tmp_path / "rm", tmp_path / "rows.jsonl", out, progress=False)
+    args = ["select", "--data", str(out), "--labelled", str(tmp_path / "labelled.jsonl")]
+    args += ["--k", "5", "--reward-head", "--pool", "within", "--per-prompt", "1"]
+    args += ["--strategy", "dts", "--out", str(batch)]
+    capsys.readouterr()  # the model's save reports its progress
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--reward-head is one model: pass --uncertainty laplace" in err
+    assert not batch.exists()
+    assert main([*args, "--uncertainty", "laplace"]) == 0
+    chosen = np.array([[r["first"], r["second"]] for r in map(json.loads, batch.open())])
+    dataset, head = arm.load(out), RewardHead.load(out)
+    pool = arm.pairs.within_prompt(dataset.prompt_ids)
+    options = {"per_prompt": 1, "prompt_ids": dataset.prompt_ids, "uncertainty": "laplace"}
+    expected = arm.select_with_model("dts", head, dataset.embeddings, pool, 5, **options)
+    np.testing.assert_array_equal(chosen, pool[np.asarray(expected.indices)])
+    prompts = dataset.prompt_ids[chosen]
+    assert np.all(prompts[:, 0] == prompts[:, 1]) and len(set(prompts[:, 0])) == 5
+
+
 def test_the_embedded_file_feeds_simulate(tmp_path):
     make_model(tmp_path / "rm")
     write_records(tmp_path / "rows.jsonl", prompts=12, per_prompt=4)

@@ -31,7 +31,7 @@ from ..data.preference_data import read_annotations
 from ..data.reward_head import RewardHead, head_plan
 from ..kernels import Selection
 from ..model.precision import PRECISIONS
-from ..selection.api import STRATEGIES, prompt_features_for, select
+from ..selection.api import STRATEGIES, UNCERTAINTY, prompt_features_for, select
 from .common import (
     LAZY_CHOICES,
     Failure,
@@ -107,6 +107,14 @@ def add(commands: Any) -> None:
     )
     design_arguments(sel)
     sel.add_argument(
+        "--uncertainty",
+        choices=UNCERTAINTY,
+        default="ensemble",
+        help="the model uncertainty of bald, bal-pm and the per-prompt rules: the ensemble's "
+        "spread or the Laplace posterior of the last layer from the labelled pairs (one model "
+        "will do: --reward-head, --ensemble 1)",
+    )
+    sel.add_argument(
         "--lazy",
         choices=sorted(LAZY_CHOICES),
         default="auto",
@@ -133,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
         raise Failure("--reward-head selects with the reward model's own head: drop --model")
     if args.implicit:
         _check_implicit(args)
+    _check_uncertainty(args)
     prepare_outputs(
         args, ["--out", "--model"], ["--data", "--labelled"], files=["--out", "--model"]
     )
@@ -175,6 +184,24 @@ def _check_implicit(args: argparse.Namespace) -> None:
     for flag, given in needs_stored.items():
         if given:
             raise Failure(f"{flag} needs a stored pool: drop --implicit or {flag.split()[0]}")
+
+
+def _check_uncertainty(args: argparse.Namespace) -> None:
+    """A Failure for a strategy that needs an ensemble's spread from one model, before any
+    work (a first batch without labels would run ``xtx``, and the next would fail)."""
+    if not STRATEGIES[args.strategy].needs_ensemble or args.uncertainty != "ensemble":
+        return
+    if args.reward_head:
+        one, other = "--reward-head is one model", ""
+    elif args.ensemble < 2:
+        one, other = "--ensemble is 1", ", or raise --ensemble"
+    else:
+        return
+    raise Failure(
+        f"--strategy {args.strategy} needs the spread of an ensemble of at least 2 members, "
+        f"and {one}: pass --uncertainty laplace (the Laplace posterior of the last layer)"
+        f"{other}"
+    )
 
 
 def _candidates(
@@ -246,6 +273,7 @@ def _selection_options(args: argparse.Namespace) -> dict[str, Any]:
         "seed": args.seed,
         "lazy": LAZY_CHOICES[args.lazy],
         "per_prompt": args.per_prompt,
+        "uncertainty": args.uncertainty,
     }
 
 

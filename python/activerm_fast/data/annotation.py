@@ -422,13 +422,15 @@ def next_batch(
     exclude: Any | None = None,
     per_prompt: int | None = None,
     precision: str = "float32",
+    uncertainty: str = "ensemble",
 ) -> tuple[np.ndarray, str]:
     """The next ``k`` pairs (rows of the whole dataset) to annotate, and a note on how.
 
-    See :func:`plan_batch` for the model and ``features``; ``ridge``, ``ridge_mode`` and
-    ``lazy`` are as in :func:`~activerm_fast.select`. ``exclude`` (M, 2) are pairs never to
-    propose, in either order, though not labelled (still waiting in an annotation tool, or
-    tied there): they leave the candidate pool, not the model's training set.
+    See :func:`plan_batch` for the model and ``features``; ``ridge``, ``ridge_mode``,
+    ``lazy`` and ``uncertainty`` are as in :func:`~activerm_fast.select`. ``exclude`` (M, 2)
+    are pairs never to propose, in either order, though not labelled (still waiting in an
+    annotation tool, or tied there): they leave the candidate pool, not the model's training
+    set.
 
     Parameters
     ----------
@@ -450,6 +452,10 @@ def next_batch(
         (M, 2) pairs never to propose.
     per_prompt : int, optional
         At most this many pairs per prompt of the dataset (None: no limit).
+    uncertainty : {"ensemble", "laplace"}, default "ensemble"
+        The model uncertainty of ``bald``, ``bal-pm`` and the per-prompt rules: the
+        ensemble's spread (at least 2 members) or the Laplace posterior of the last layer
+        (one member will do).
 
     Returns
     -------
@@ -500,6 +506,7 @@ def next_batch(
         lazy=lazy,
         exclude=exclude,
         per_prompt=per_prompt,
+        uncertainty=uncertainty,
     )
 
 
@@ -516,6 +523,7 @@ def batch_of_plan(
     lazy: bool | str = "auto",
     exclude: Any | None = None,
     per_prompt: int | None = None,
+    uncertainty: str = "ensemble",
 ) -> tuple[np.ndarray, str]:
     """The next ``k`` pairs (rows of ``dataset``) chosen as ``plan`` says, and its note.
 
@@ -533,7 +541,7 @@ def batch_of_plan(
         The strategy, features, rewards and labelled pairs to choose with.
     k : int
         Pairs to choose.
-    pool, pool_size, ridge, ridge_mode, seed, lazy, exclude, per_prompt
+    pool, pool_size, ridge, ridge_mode, seed, lazy, exclude, per_prompt, uncertainty
         As in :func:`next_batch`.
 
     Returns
@@ -575,5 +583,6 @@ def batch_of_plan(
         lazy=lazy,
         per_prompt=per_prompt,
         prompt_ids=dataset.prompt_ids,
+        uncertainty=uncertainty,
     )
     return candidates[selection.indices], plan.note

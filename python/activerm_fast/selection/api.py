@@ -92,7 +92,8 @@ def validated(strategy: str, **options: Unpack[SelectOptions]) -> SelectionInput
     if entry.needs_ensemble and uncertainty == "ensemble" and (r is None or r.shape[0] < 2):
         got = 0 if r is None else r.shape[0]
         raise ValueError(
-            f"strategy {strategy!r} needs rewards of an ensemble of at least 2 members, got {got}"
+            f"strategy {strategy!r} needs rewards of an ensemble of at least 2 members, got {got}; "
+            "or pass uncertainty='laplace' (the Laplace posterior of the last layer)"
         )
     if r is not None and members.shape[0] not in (1, r.shape[0]):
         raise ValueError(

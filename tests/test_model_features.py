@@ -742,6 +742,11 @@ def test_select_on_the_reward_head_takes_the_laplace_uncertainty(tmp_path, capsy
     np.testing.assert_array_equal(chosen, pool[np.asarray(expected.indices)])
     prompts = dataset.prompt_ids[chosen]
     assert np.all(prompts[:, 0] == prompts[:, 1]) and len(set(prompts[:, 0])) == 5
+    # the pool sharded over two processes: the same batch
+    sharded = tmp_path / "sharded.jsonl"
+    laplace = [*args[:-1], str(sharded), "--uncertainty", "laplace", "--processes", "2"]
+    assert main(laplace) == 0
+    assert sharded.read_bytes() == batch.read_bytes()
 
 
 def test_the_embedded_file_feeds_simulate(tmp_path):

@@ -332,6 +332,41 @@ def test_an_import_file_for_a_tool_without_api_access(label_studio, data, tmp_pa
     assert (summary.labelled_new, summary.pending) == (0, 2)
 
 
+def test_the_import_file_comes_with_its_labelling_configuration(label_studio, tmp_path, capsys):
+    """export --to label-studio --out writes the tasks and the configuration they need (with
+    --no-tie, none offers a tie); a project made from the two takes annotations that import
+    reads back. Options only a server takes are refused in one line, nothing written."""
+    server, project = label_studio, "import file and configuration"
+    batch, tasks = tmp_path / "batch.jsonl", tmp_path / "tasks.json"
+    write_batch(batch, load("arena-bench"), np.array([[1, 2], [30, 60]]))
+    export = ["export", "--to", "label-studio", "--data", "arena-bench", "--batch", str(batch)]
+    for extra, message in (
+        (["--annotators", "2"], "--annotators 2 is a project setting an import file cannot"),
+        (["--project", project], "--project pushes to a server and --out writes an import file"),
+    ):
+        assert main([*export, "--out", str(tasks), *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err
+        assert not tasks.exists()
+    assert main([*export, "--out", str(tasks), "--no-tie"]) == 0
+    config = tmp_path / "tasks.label_config.xml"
+    assert str(config) in capsys.readouterr().out
+    assert config.read_text() == label_config(ties=False) and "Tie" not in config.read_text()
+    # what the interface does with the two files, through the same endpoints
+    created = server.call(
+        "POST", "/api/projects", {"title": project, "label_config": config.read_text()}
+    )
+    server.call("POST", f"/api/projects/{created['id']}/import", json.loads(tasks.read_text()))
+    server.annotate(server.export(project)[0]["id"], RIGHT)
+    labelled = tmp_path / "labelled.jsonl"
+    pull = ["import", "--from", "label-studio", "--data", "arena-bench", "--project", project]
+    pull += ["--labelled", str(labelled), "--url", server.url, "--token", server.token]
+    assert main(pull) == 0
+    assert "1 newly labelled pair" in capsys.readouterr().out
+    pairs, labels = read_labelled(labelled, load("arena-bench").n)
+    assert keys(pairs) <= {(1, 2), (30, 60)} and labels.tolist() == [0]
+
+
 def test_a_personal_access_token_works_too(label_studio, data):
     server = label_studio
     personal = server.call("POST", "/api/token/", {})["token"]

@@ -5,12 +5,14 @@ an annotation tool, its annotations back into the labelled file (the options and
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..data.annotation_tools import PullSummary
 from ..data.argilla import pull_argilla, write_argilla
 from ..data.label_studio import (
     TOKEN_VARIABLE,
     URL_VARIABLE,
+    label_config,
     pull_label_studio,
     push_label_studio,
     write_label_studio_tasks,
@@ -29,6 +31,11 @@ def export_arguments(exp: argparse.ArgumentParser) -> None:
     )
     exp.add_argument("--no-tie", action="store_true", help="offer left/right only (tools only)")
     exp.add_argument("--name", default="activerm-fast", help="the Argilla dataset's name")
+    exp.add_argument(
+        "--label-config",
+        help="with --to label-studio --out: where the project's labelling configuration is "
+        "written (default: beside --out, as <name>.label_config.xml)",
+    )
 
 
 def import_arguments(imp: argparse.ArgumentParser) -> None:
@@ -56,9 +63,15 @@ def export(args: argparse.Namespace) -> int:
     Argilla dataset folder."""
     if args.batch is None:
         raise Failure(f"--to {args.to} sends a batch of pairs: give --batch (select's --out)")
+    written = ["--out"]
+    if args.to == "label-studio" and args.out is not None:
+        _check_import_file(args)
+        written.append("--label-config")
+    elif args.label_config is not None:
+        raise Failure("--label-config is written with --to label-studio --out (an import file)")
     # Label Studio's import file is a file; Argilla's dataset is a folder
-    files = ["--out"] if args.to == "label-studio" else []
-    prepare_outputs(args, ["--out"], ["--data", "--batch"], files=files)
+    files = written if args.to == "label-studio" else []
+    prepare_outputs(args, written, ["--data", "--batch"], files=files)
     dataset = load_dataset(args.data)
     pairs = read_annotations(args.batch, dataset.n)[0]
     ties = not args.no_tie
@@ -74,9 +87,11 @@ def export(args: argparse.Namespace) -> int:
         )
     elif args.out is not None:
         count = write_label_studio_tasks(dataset, pairs, args.out)
+        Path(args.label_config).write_text(label_config(ties), encoding="utf-8")
         print(
-            f"wrote {count} Label Studio tasks of {args.batch} to {args.out}: import it into a "
-            "project with the pairwise labelling configuration"
+            f"wrote {count} Label Studio tasks of {args.batch} to {args.out} and their labelling "
+            f"configuration to {args.label_config}: create a project with that configuration "
+            f"(Settings, Labeling Interface, Code) and import {args.out} into it"
         )
     else:
         if args.project is None:
@@ -92,6 +107,23 @@ def export(args: argparse.Namespace) -> int:
         )
         print(f"{summary.line()} from {args.batch}")
     return 0
+
+
+def _check_import_file(args: argparse.Namespace) -> None:
+    """For ``--to label-studio --out``: a Failure for the options only a server takes, and
+    ``--label-config`` defaulted beside ``--out``."""
+    if args.project is not None:
+        raise Failure(
+            "--project pushes to a server and --out writes an import file: give one of them"
+        )
+    if args.annotators != 1:  # the server's maximum_annotations, which no task file carries
+        raise Failure(
+            f"--annotators {args.annotators} is a project setting an import file cannot carry: "
+            "push with --project, or drop --annotators"
+        )
+    if args.label_config is None:
+        out = Path(args.out)
+        args.label_config = str(out.with_name(f"{out.stem}.label_config.xml"))
 
 
 def import_(args: argparse.Namespace) -> int:

@@ -169,6 +169,49 @@ def test_random_draws_the_materialised_positions():
     assert got.gains.tobytes() == want.gains.tobytes()
 
 
+@pytest.mark.parametrize("kind", ["cross", "within"])
+@pytest.mark.parametrize(("n", "size", "world"), [(9, 1, 1), (30, 700, 3), (300, 200_000, 2)])
+def test_positions_of_labelled_pairs_are_every_position_holding_one(kind, n, size, world):
+    # prompts in shuffled order (responses not grouped), one prompt of a single response; the
+    # wanted pairs are some the pool holds, in either orientation, and some it may not
+    from activerm_fast.data.implicit_pool import positions_of
+
+    rng = np.random.default_rng(size)
+    ids = rng.permutation(np.concatenate([[0, 0, 1, 1, 99], rng.integers(0, 5, n - 5)]))
+    build = arm.ImplicitPool.cross_prompt if kind == "cross" else arm.ImplicitPool.within_prompt
+    pool = build(ids, size, seed=size + 11)
+    for rank in range(world):
+        part = pool.shard(rank, world)
+        rows = part.materialize()
+        wanted = np.concatenate([rows[rng.integers(0, len(rows), 6)], rng.integers(0, n, (4, 2))])
+        wanted[::2] = wanted[::2, ::-1]
+        got = positions_of(part.generated(torch.device("cpu")), torch.from_numpy(wanted), n)
+        keys = np.minimum(wanted[:, 0], wanted[:, 1]) * n + np.maximum(wanted[:, 0], wanted[:, 1])
+        want = np.flatnonzero(np.isin(rows[:, 0] * n + rows[:, 1], keys))
+        np.testing.assert_array_equal(got.numpy(), want)
+
+
+def test_random_skips_labelled_pairs_where_it_draws_them(monkeypatch):
+    # 10^12 positions: no pass over the pool may happen; the picks are the seeded draw's
+    # positions with those holding a labelled pair left out, in the order drawn
+    ids, features, _, _ = problem(5000, 50, 3)
+    pool = arm.ImplicitPool.cross_prompt(ids, 10**12, seed=9)
+    drawn = np.random.default_rng(4).choice(10**12, size=40, replace=False)
+    labelled = pool.rows(drawn[::4])
+    labelled[::2] = labelled[::2, ::-1]
+
+    def no_pass(*args):
+        raise AssertionError("a pass over the pool")
+
+    monkeypatch.setattr(launch, "generated_chunks", no_pass)
+    got = arm.select("random", features=features, pairs=pool, k=40, labelled=labelled, seed=4)
+    keep = np.ones(40, dtype=bool)
+    keep[::4] = False
+    np.testing.assert_array_equal(got.indices[: keep.sum()], drawn[keep])
+    picked = {tuple(r) for r in pool.rows(got.indices).tolist()}
+    assert len(picked) == 40 and not picked & {tuple(sorted(r)) for r in labelled.tolist()}
+
+
 def test_weights_in_the_sweep_are_fisher_weights_bit_for_bit():
     # extreme reward gaps: 0, 1e-300, around the 1/4 cap, 30, 700, 745 (exp underflows), 1e300
     n = 12

@@ -535,15 +535,10 @@ class _ShardedPool(Pool):
     def available_pairs(self, pairs: torch.Tensor, available: torch.Tensor) -> AvailablePairs:
         return _ShardedAvailablePairs(self.shard, pairs, available)
 
-    def generated_pool(
-        self, pairs: _launch.GeneratedPairs, excluded: torch.Tensor | None
-    ) -> tuple[_launch.GeneratedPairs, set[int]]:
+    def generated_pool(self, pairs: _launch.GeneratedPairs) -> _launch.GeneratedPairs:
         """The ranks' shards concatenated (they start at 0 and follow each other: checked by
-        :meth:`_Shard.check_unique`), any pair computed from the seed; every rank's excluded
-        positions, gathered."""
-        mine = [] if excluded is None else (excluded + self.shard.offset).tolist()
-        every = {p for part in self.shard.group.objects(mine) for p in part}
-        return replace(pairs, first=0, count=self.shard.total), every
+        :meth:`_Shard.check_unique`), any pair computed from the seed."""
+        return replace(pairs, first=0, count=self.shard.total)
 
     def best(self, pairs: torch.Tensor, score: torch.Tensor) -> tuple[int, torch.Tensor]:
         if self.shard.count:

@@ -27,8 +27,10 @@ _GOLDEN_GAMMA = 0x9E3779B97F4A7C15
 _MIX = (0xBF58476D1CE4E5B9, 0x94D049BB133111EB)
 # pairs an index can address: draws and positions stay within int64
 _MAX_SIZE = 1 << 62
-# rows decoded at a time by materialize
+# rows decoded at a time by materialize and positions_of
 _CHUNK = 1 << 22
+# positions_of generates two runs of positions less than this apart as one
+_MERGE_GAP = 1 << 12
 
 
 def _mix64(z: np.ndarray) -> np.ndarray:
@@ -263,8 +265,7 @@ class ImplicitPool:
             key = np.uint64(self.key)
             gamma = np.uint64(_GOLDEN_GAMMA)
             second = _mix64(key + (k.astype(np.uint64) + np.uint64(1)) * gamma)
-            # the first response in order of k: floor(k spread), an IEEE multiply as in C++
-            a = np.minimum((k.astype(np.float64) * self._spread).astype(np.int64), eligible - 1)
+            a = _first_of(k, self._spread, eligible)
             if self.draw_from is not None:
                 a = self.draw_from[a]
             start, length = self.runs[a, 0], self.runs[a, 1] - self.runs[a, 0]
@@ -333,15 +334,79 @@ def generated_pairs(pairs: Any, n: int, device: torch.device) -> _launch.Generat
 
 
 def positions_of(generated: _launch.GeneratedPairs, wanted: torch.Tensor, n: int) -> torch.Tensor:
-    """The positions (ascending, int64) of the generated pairs equal to a ``wanted`` (m, 2)
-    pair in either orientation, found chunk by chunk."""
-    keys = torch.minimum(wanted[:, 0], wanted[:, 1]).long() * n
-    keys = keys + torch.maximum(wanted[:, 0], wanted[:, 1]).long()
+    """The positions (ascending, int64, local) of the generated pairs equal to a ``wanted``
+    (m, 2) pair in either orientation.
+
+    Consecutive positions share their first response, so only the runs of positions whose
+    first response is one of the wanted pairs' are generated and compared (chunk by chunk):
+    the cost follows those responses' share of the pool, not its size.
+    """
+    low = torch.minimum(wanted[:, 0], wanted[:, 1]).long()
+    high = torch.maximum(wanted[:, 0], wanted[:, 1]).long()
+    keys = torch.unique(low * n + high)  # sorted, for the binary search
     found = []
-    for begin, rows in _launch.generated_chunks(generated, _CHUNK):
-        hit = torch.nonzero(torch.isin(rows[:, 0] * n + rows[:, 1], keys)).reshape(-1)
-        found.append(hit + begin)
+    for start, stop in _runs_starting_with(generated, torch.cat([low, high])):
+        for offset, rows in _launch.generated_chunks(generated.part(start, stop), _CHUNK):
+            row_keys = rows[:, 0] * n
+            row_keys += rows[:, 1]
+            nearest = keys[torch.searchsorted(keys, row_keys).clamp_(max=len(keys) - 1)]
+            found.append(torch.nonzero(nearest == row_keys).reshape(-1) + (start + offset))
     return torch.cat(found) if found else torch.empty(0, dtype=torch.int64, device=wanted.device)
+
+
+def _runs_starting_with(
+    generated: _launch.GeneratedPairs, responses: torch.Tensor
+) -> list[tuple[int, int]]:
+    """Ascending [start, stop) local position ranges that hold every position of ``generated``
+    whose first response is one of ``responses`` (and few others: ranges less than
+    :data:`_MERGE_GAP` apart are joined, so that a small pool is not generated a few pairs
+    per call)."""
+    wanted = np.unique(responses.cpu().numpy())
+    grouped = wanted
+    if generated.order is not None:  # response -> its grouped position
+        place = np.empty(generated.n, dtype=np.int64)
+        place[generated.order.cpu().numpy()] = np.arange(generated.n)
+        grouped = place[wanted]
+    first = grouped  # the eligible first responses, by number
+    if generated.draw_from is not None:
+        draw_from = generated.draw_from.cpu().numpy()
+        at = np.minimum(np.searchsorted(draw_from, grouped), len(draw_from) - 1)
+        first = at[draw_from[at] == grouped]  # a response alone with its prompt is never first
+    first = np.unique(first)
+    starts = _first_position(generated, first)
+    stops = _first_position(generated, first + 1)
+    ranges: list[tuple[int, int]] = []
+    for start, stop in zip(starts.tolist(), stops.tolist(), strict=True):
+        if start == stop:
+            continue
+        if ranges and start - ranges[-1][1] < _MERGE_GAP:
+            ranges[-1] = (ranges[-1][0], stop)
+        else:
+            ranges.append((start, stop))
+    return ranges
+
+
+def _first_position(generated: _launch.GeneratedPairs, first: np.ndarray) -> np.ndarray:
+    """For each eligible number ``first``, the local position of the first pair of
+    ``generated`` whose first response is that one or a later one (``generated.count`` if
+    none): a bisection on the monotone rule of :func:`_first_of`."""
+    low = np.full(len(first), generated.first, dtype=np.int64)
+    high = np.full(len(first), generated.first + generated.count, dtype=np.int64)
+    while True:
+        open_ = low < high
+        if not open_.any():
+            return low - generated.first
+        middle = low + (high - low) // 2
+        reached = _first_of(middle, generated.spread, generated.eligible) >= first
+        high = np.where(open_ & reached, middle, high)
+        low = np.where(open_ & ~reached, middle + 1, low)
+
+
+def _first_of(k: np.ndarray, spread: float, eligible: int) -> np.ndarray:
+    """The number, among the eligible responses, of the first response of global pairs ``k``:
+    floor(k spread), one IEEE multiply as in C++ (pair_source.h), at most ``eligible - 1``."""
+    first: np.ndarray = np.minimum((k.astype(np.float64) * spread).astype(np.int64), eligible - 1)
+    return first
 
 
 def _size(size: Any) -> int:

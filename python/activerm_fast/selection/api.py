@@ -16,7 +16,7 @@ from .. import _launch
 from .. import _validation as v
 from .._threads import selection_threads, selection_work
 from ..data.dataset import Dataset
-from ..data.implicit_pool import generated_pairs, positions_of
+from ..data.implicit_pool import generated_pairs
 from ..data.pairs import prompt_codes
 from ..kernels import DEFAULT_PRIOR, Selection, export
 from . import baselines, dopt, field_rules  # noqa: F401  (each registers its strategies)
@@ -111,9 +111,7 @@ def validated(strategy: str, **options: Unpack[SelectOptions]) -> SelectionInput
         None if labelled is None else v.pairs_tensor(labelled, n, device, "labelled", distinct=True)
     )
     excluded = None
-    if done is not None and done.shape[0] and generated is not None:
-        excluded = positions_of(generated, done, n)
-    elif done is not None and done.shape[0] and p.shape[0]:
+    if done is not None and done.shape[0] and p.shape[0]:  # a generated pool's: found later
         excluded = v.labelled_mask(p, done, n)
     return SelectionInputs(
         members=members,

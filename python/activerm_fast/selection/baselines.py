@@ -22,7 +22,7 @@ _CENTRE_BLOCK = 256
 def _random(inputs: SelectionInputs, k: int) -> Selection:
     rng = np.random.default_rng(inputs.seed)
     if inputs.generated is not None:
-        drawn = inputs.pool.draw_generated(inputs.generated, rng, inputs.excluded, k)
+        drawn = inputs.pool.draw_generated(inputs.generated, rng, inputs.labelled, k)
         return batch_selection(inputs, *drawn)
     if inputs.quota is None:
         return batch_selection(inputs, *inputs.pool.draw(inputs.pairs, rng, inputs.available, k))

@@ -40,6 +40,7 @@ def _greedy(
     """The greedy engine over the pool: the weights of every member of ``members`` (one
     column when they share one matrix, :meth:`SelectionInputs.greedy_weights`) and one prior
     per member."""
+    inputs = inputs.excluding_labelled()
     inputs.check_weights_representable(k)
     weights = inputs.greedy_weights(k, per_member=len(priors) > 1)
     problem = _design.GreedyProblem(

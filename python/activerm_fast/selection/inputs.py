@@ -9,6 +9,7 @@ from functools import cached_property
 import torch
 
 from .. import _launch
+from ..data.implicit_pool import positions_of
 from . import design as _design
 from .pool import WHOLE_POOL, Pool
 from .ridge import relative_ridge
@@ -33,7 +34,8 @@ class SelectionInputs:
     shard's and every other field the whole pool's. ``quota`` (None: none) allows at most
     ``quota.limit`` chosen pairs per prompt (:class:`~activerm_fast.selection.design.PromptQuota`).
     ``generated`` is set for an implicit pool (:class:`~activerm_fast.ImplicitPool`): its
-    pairs, computed where needed; ``pairs`` is then empty and ``excluded`` holds positions.
+    pairs, computed where needed; ``pairs`` is then empty and ``excluded`` None, or the
+    positions that hold a labelled pair once :meth:`excluding_labelled` has found them.
     """
 
     members: torch.Tensor  # (1 or E, n, d)
@@ -99,6 +101,17 @@ class SelectionInputs:
             total=self.pool.total,
         )
         return replace(self, ridge=lam, ridge_mode="absolute")
+
+    def excluding_labelled(self) -> SelectionInputs:
+        """These inputs with ``excluded`` the positions of a generated pool that hold a
+        labelled pair (:func:`~activerm_fast.data.implicit_pool.positions_of`, which reads
+        the positions whose first response is a labelled pair's), for the strategies that
+        mask them; ``random`` skips a labelled pair where it draws one instead, at no pass over
+        the pool. Stored pairs have their mask from the start."""
+        if self.generated is None or self.labelled is None or not self.labelled.shape[0]:
+            return self
+        found = positions_of(self.generated, self.labelled, self.generated.n)
+        return replace(self, excluded=found)
 
     @property
     def features(self) -> torch.Tensor:

@@ -234,40 +234,39 @@ class Pool:
         self,
         pairs: _launch.GeneratedPairs,
         rng: np.random.Generator,
-        excluded: torch.Tensor | None,
+        labelled: torch.Tensor | None,
         k: int,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``k`` distinct pairs of an implicit pool, none at an ``excluded`` (local) position:
-        positions drawn as ``rng.choice`` draws k of a stored pool's (the same positions when
-        none is excluded and no pair repeats), then the excluded positions and the repeats of
-        a pair drawn earlier dropped and as many drawn again. Every pair is computed from the
-        pool's seed, so a sharded pool draws the same positions on every rank."""
-        whole, skip = self.generated_pool(pairs, excluded)
+        """``k`` distinct pairs of an implicit pool, none of them ``labelled`` (an (m, 2) pair
+        in either orientation): positions drawn as ``rng.choice`` draws k of a stored pool's
+        (the same positions when none is labelled and no pair repeats), then the labelled pairs
+        and the repeats of a pair drawn earlier dropped and as many drawn again; no pass over
+        the pool. Every pair is computed from the pool's seed, so a sharded pool draws the
+        same positions on every rank."""
+        whole = self.generated_pool(pairs)
         n = whole.n
         taken: list[int] = []
-        keys: set[int] = set()
+        done = set() if labelled is None else set(_keys(labelled, n).tolist())
+        keys = set(done)
         while len(taken) < k:
             wanted = k - len(taken)
             drawn = rng.choice(whole.count, size=min(whole.count, wanted), replace=False)
             rows = design.pair_rows(whole, torch.as_tensor(drawn, device=whole.device)).tolist()
             before = len(taken)
             for position, (i, j) in zip(drawn.tolist(), rows, strict=True):
-                if position not in skip and i * n + j not in keys and len(taken) < k:
+                if i * n + j not in keys and len(taken) < k:
                     taken.append(position)
                     keys.add(i * n + j)
-            if len(taken) == before and _distinct_available(whole, skip) < k:
+            if len(taken) == before and _distinct_available(whole, done) < k:
                 raise ValueError(
                     f"the implicit pool holds fewer than k = {k} distinct available pairs"
                 )
         chosen = torch.tensor(taken, dtype=torch.int64, device=whole.device)
         return chosen + whole.first, design.pair_rows(whole, chosen)
 
-    def generated_pool(
-        self, pairs: _launch.GeneratedPairs, excluded: torch.Tensor | None
-    ) -> tuple[_launch.GeneratedPairs, set[int]]:
-        """The whole implicit pool ``pairs`` are the part held here of, and its excluded
-        positions (local to it) given this part's ``excluded`` ones."""
-        return pairs, set() if excluded is None else set(excluded.tolist())
+    def generated_pool(self, pairs: _launch.GeneratedPairs) -> _launch.GeneratedPairs:
+        """The whole implicit pool ``pairs`` are the part held here of."""
+        return pairs
 
     def ranking(
         self, pairs: torch.Tensor, score: torch.Tensor, available: torch.Tensor | None
@@ -312,15 +311,22 @@ class Pool:
         return design.greedy(problem, k)
 
 
-def _distinct_available(pairs: _launch.GeneratedPairs, skip: set[int]) -> int:
-    """How many distinct pairs the positions of ``pairs`` not in ``skip`` hold (O(P))."""
-    keep = torch.ones(pairs.count, dtype=torch.bool, device=pairs.device)
-    keep[torch.tensor(sorted(skip), dtype=torch.int64, device=pairs.device)] = False
+def _distinct_available(pairs: _launch.GeneratedPairs, labelled: set[int]) -> int:
+    """How many distinct pairs ``pairs`` hold whose key (i n + j, i < j) is not ``labelled``
+    (O(P))."""
     keys = [
-        (rows[:, 0] * pairs.n + rows[:, 1])[keep[start : start + len(rows)]]
-        for start, rows in _launch.generated_chunks(pairs, design.GENERATED_CHUNK)
+        rows[:, 0] * pairs.n + rows[:, 1]
+        for _, rows in _launch.generated_chunks(pairs, design.GENERATED_CHUNK)
     ]
-    return int(torch.unique(torch.cat(keys)).numel()) if keys else 0
+    distinct = torch.unique(torch.cat(keys)) if keys else torch.empty(0, dtype=torch.int64)
+    done = torch.tensor(sorted(labelled), dtype=torch.int64, device=distinct.device)
+    return int((~torch.isin(distinct, done)).sum())
+
+
+def _keys(pairs: torch.Tensor, n: int) -> torch.Tensor:
+    """The key i n + j of each (m, 2) pair in either orientation, i < j."""
+    low = torch.minimum(pairs[:, 0], pairs[:, 1]).long()
+    return low * n + torch.maximum(pairs[:, 0], pairs[:, 1]).long()
 
 
 WHOLE_POOL = Pool()

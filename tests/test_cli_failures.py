@@ -241,6 +241,69 @@ def test_bad_input_ends_in_one_line_naming_the_file_or_flag(case, files, capsys)
     assert message.format(root=files) in err
 
 
+# an option the command would not use: refused before any work, naming it and why
+IGNORED_OPTIONS = {
+    "a tool's option in a TRL export": (
+        ["export", "--labelled", "{root}/decided.jsonl", "--out", "{out}", "--no-tie"],
+        "--no-tie is an annotation tool's (--to label-studio or argilla): a TRL export",
+    ),
+    "a server in a TRL export": (
+        ["export", "--labelled", "{root}/decided.jsonl", "--out", "{out}", "--url", "http://x"],
+        "--url is an annotation tool's",
+    ),
+    "a TRL option sending a batch": (
+        ["export", "--to", "argilla", "--batch", "{root}/decided.jsonl", "--out", "{out}"]
+        + ["--form", "implicit"],
+        "--form is a TRL export's (--to trl): --to argilla sends --batch",
+    ),
+    "a server for an Argilla folder": (
+        ["export", "--to", "argilla", "--batch", "{root}/decided.jsonl", "--out", "{out}"]
+        + ["--project", "p"],
+        "--project is a Label Studio server's: --to argilla writes a folder",
+    ),
+    "a server for an import file": (
+        ["export", "--to", "label-studio", "--batch", "{root}/decided.jsonl", "--out", "{out}"]
+        + ["--token", "t"],
+        "--token is a server's, and --out writes an import file: give one of them",
+    ),
+    "an Argilla name for Label Studio": (
+        ["export", "--to", "label-studio", "--batch", "{root}/decided.jsonl", "--out", "{out}"]
+        + ["--name", "mine"],
+        "--name names an Argilla dataset: --to label-studio has none",
+    ),
+    "a tool's option in a TRL import": (
+        ["import", "{root}/decided.jsonl", "--out", "{out}", "--labelled", "{root}/l.jsonl"],
+        "--labelled is an annotation tool's (--from label-studio or argilla): a TRL import",
+    ),
+    "a TRL option pulling labels": (
+        ["import", "--from", "argilla", "{root}", "--labelled", "{out}", "--batch-size", "8"],
+        "--batch-size is a TRL import's (--from trl): --from argilla merges labels",
+    ),
+    "a server and an export file": (
+        ["import", "--from", "label-studio", "{root}/decided.jsonl", "--labelled", "{out}"]
+        + ["--project", "p"],
+        "--project is a server's, and source is an export file: give one of them",
+    ),
+    "a fitted model's option with the reward head": (
+        ["select", "--labelled", "{root}/decided.jsonl", "--k", "2", "--out", "{out}"]
+        + ["--reward-head", "--precision", "bfloat16"],
+        "--precision is for a model select fits: --reward-head selects with the reward model's",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(IGNORED_OPTIONS))
+def test_an_option_the_command_would_ignore_is_refused(case, files, tmp_path, capsys):
+    words, message = IGNORED_OPTIONS[case]
+    out = tmp_path / "out.jsonl"
+    args = [word.format(root=files, out=out) for word in words]
+    if args[0] != "import" or "--from" in args:  # a TRL import takes no --data
+        args[1:1] = ["--data", str(files / "small.npz")]
+    code, err = run(args, capsys)
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert not out.exists()
+
+
 def test_broken_matplotlib_fails_before_any_work(files, tmp_path, capsys, monkeypatch):
     for module in ("matplotlib", "matplotlib.figure"):
         monkeypatch.setitem(sys.modules, module, None)  # import of matplotlib fails

@@ -25,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for command in (simulate, select, preference_files, embed, info):
         command.add(commands)
+    for sub_parser in commands.choices.values():  # the defaults refuse_given compares with
+        sub_parser.set_defaults(command_parser=sub_parser)
     return parser
 
 

@@ -18,9 +18,17 @@ from ..data.label_studio import (
     write_label_studio_tasks,
 )
 from ..data.preference_data import read_annotations
-from .common import Failure, load_dataset, positive, prepare_outputs
+from .common import Failure, load_dataset, positive, prepare_outputs, refuse_given
 
 TOOLS = ("label-studio", "argilla")
+# the options of a Label Studio server, which Argilla's folders and the import file do without
+SERVER_FLAGS = ("--project", "--url", "--token")
+# the options of export and import that only a tool uses, refused with --to/--from trl
+TOOL_EXPORT_FLAGS = ("--annotators", "--no-tie", "--name", "--label-config", *SERVER_FLAGS)
+TOOL_IMPORT_FLAGS = ("--data", "--labelled", "--held", *SERVER_FLAGS)
+# the options of a TRL export and import, refused with a tool
+TRL_EXPORT_FLAGS = ("--labelled", "--run", "--form", "--ties", "--with-embeddings")
+TRL_IMPORT_FLAGS = ("--out", "--model", "--batch-size", "--no-progress")
 
 
 def export_arguments(exp: argparse.ArgumentParser) -> None:
@@ -63,6 +71,13 @@ def export(args: argparse.Namespace) -> int:
     Argilla dataset folder."""
     if args.batch is None:
         raise Failure(f"--to {args.to} sends a batch of pairs: give --batch (select's --out)")
+    refuse_given(
+        args, TRL_EXPORT_FLAGS, f"is a TRL export's (--to trl): --to {args.to} sends --batch"
+    )
+    if args.to == "argilla":
+        refuse_given(args, SERVER_FLAGS, "is a Label Studio server's: --to argilla writes a folder")
+    else:
+        refuse_given(args, ["--name"], "names an Argilla dataset: --to label-studio has none")
     written = ["--out"]
     if args.to == "label-studio" and args.out is not None:
         _check_import_file(args)
@@ -116,6 +131,11 @@ def _check_import_file(args: argparse.Namespace) -> None:
         raise Failure(
             "--project pushes to a server and --out writes an import file: give one of them"
         )
+    refuse_given(
+        args,
+        ["--url", "--token"],
+        "is a server's, and --out writes an import file: give one of them",
+    )
     if args.annotators != 1:  # the server's maximum_annotations, which no task file carries
         raise Failure(
             f"--annotators {args.annotators} is a project setting an import file cannot carry: "
@@ -131,6 +151,16 @@ def import_(args: argparse.Namespace) -> int:
     for flag, value in (("--data", args.data), ("--labelled", args.labelled)):
         if value is None:
             raise Failure(f"--from {args.from_} needs {flag}")
+    why = f"is a TRL import's (--from trl): --from {args.from_} merges labels into --labelled"
+    refuse_given(args, TRL_IMPORT_FLAGS, why)
+    if args.from_ == "argilla":
+        refuse_given(
+            args, SERVER_FLAGS, "is a Label Studio server's: --from argilla reads a folder"
+        )
+    elif args.source is not None:
+        refuse_given(
+            args, SERVER_FLAGS, "is a server's, and source is an export file: give one of them"
+        )
     written = ["--labelled", "--held"]
     prepare_outputs(args, written, ["--data", "source"], files=written)
     dataset = load_dataset(args.data)

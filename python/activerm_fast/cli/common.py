@@ -67,6 +67,30 @@ def report(err: Exception, *, quiet: bool = False) -> int:
     return 2
 
 
+def refuse_given(args: argparse.Namespace, flags: Sequence[str], why: str) -> None:
+    """A Failure for the first of ``flags`` the command line gave (a value other than its
+    default) where the rest of the command has no use for it, ``why`` saying so after the
+    flag: an option silently ignored would look obeyed.
+
+    Examples
+    --------
+    >>> parser = Parser(prog="demo")
+    >>> _ = parser.add_argument("--name", default="x")
+    >>> parser.set_defaults(command_parser=parser)
+    >>> refuse_given(parser.parse_args([]), ["--name"], "is not used here")
+    >>> try:
+    ...     refuse_given(parser.parse_args(["--name", "y"]), ["--name"], "is not used here")
+    ... except Failure as err:
+    ...     print(err)
+    --name is not used here
+    """
+    parser: argparse.ArgumentParser = args.command_parser
+    for flag in flags:
+        dest = flag.lstrip("-").replace("-", "_")
+        if getattr(args, dest) != parser.get_default(dest):
+            raise Failure(f"{flag} {why}")
+
+
 def prepare_outputs(
     args: argparse.Namespace,
     written: Sequence[str],

@@ -18,7 +18,14 @@ from ..data.preference_data import (
     read_simulation_labels,
 )
 from . import annotation_tools
-from .common import Failure, load_dataset, optional_packages, positive, prepare_outputs
+from .common import (
+    Failure,
+    load_dataset,
+    optional_packages,
+    positive,
+    prepare_outputs,
+    refuse_given,
+)
 
 
 def add(commands: Any) -> None:
@@ -101,6 +108,8 @@ def export(args: argparse.Namespace) -> int:
         return annotation_tools.export(args)
     if args.batch is not None:
         raise Failure("--batch is for --to label-studio or argilla; a TRL export takes --labelled")
+    why = "is an annotation tool's (--to label-studio or argilla): a TRL export has no use for it"
+    refuse_given(args, annotation_tools.TOOL_EXPORT_FLAGS, why)
     if args.labelled is None and args.run is None:
         raise Failure("one of the arguments --labelled --run is required")
     if args.out is None:
@@ -144,6 +153,8 @@ def _export_report(summary: ExportSummary, source: str) -> str:
 def import_(args: argparse.Namespace) -> int:
     if args.from_ != "trl":
         return annotation_tools.import_(args)
+    why = "is an annotation tool's (--from label-studio or argilla): a TRL import has no use for it"
+    refuse_given(args, annotation_tools.TOOL_IMPORT_FLAGS, why)
     if args.source is None or args.out is None:
         raise Failure("the following arguments are required: source, --out")
     output_kind(args.out, "--out")

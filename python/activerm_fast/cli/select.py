@@ -41,6 +41,7 @@ from .common import (
     non_negative,
     positive,
     prepare_outputs,
+    refuse_given,
     report,
 )
 
@@ -139,6 +140,9 @@ def run(args: argparse.Namespace) -> int:
         raise Failure("--reuse-model needs --model, the file to load the model from")
     if args.reward_head and args.model is not None:
         raise Failure("--reward-head selects with the reward model's own head: drop --model")
+    if args.reward_head:  # the head is fitted already, and designs on its input, the embeddings
+        why = "is for a model select fits: --reward-head selects with the reward model's own head"
+        refuse_given(args, ["--ensemble", "--precision", "--features"], why)
     if args.implicit:
         _check_implicit(args)
     _check_uncertainty(args)

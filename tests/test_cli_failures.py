@@ -241,34 +241,38 @@ def test_bad_input_ends_in_one_line_naming_the_file_or_flag(case, files, capsys)
     assert message.format(root=files) in err
 
 
+# the commands the cases below add one option to
+TRL_EXPORT = ["export", "--labelled", "{root}/decided.jsonl", "--out", "{out}"]
+
+
+def sent_to(tool: str) -> list[str]:
+    return ["export", "--to", tool, "--batch", "{root}/decided.jsonl", "--out", "{out}"]
+
+
 # an option the command would not use: refused before any work, naming it and why
 IGNORED_OPTIONS = {
     "a tool's option in a TRL export": (
-        ["export", "--labelled", "{root}/decided.jsonl", "--out", "{out}", "--no-tie"],
+        [*TRL_EXPORT, "--no-tie"],
         "--no-tie is an annotation tool's (--to label-studio or argilla): a TRL export",
     ),
     "a server in a TRL export": (
-        ["export", "--labelled", "{root}/decided.jsonl", "--out", "{out}", "--url", "http://x"],
+        [*TRL_EXPORT, "--url", "http://x"],
         "--url is an annotation tool's",
     ),
     "a TRL option sending a batch": (
-        ["export", "--to", "argilla", "--batch", "{root}/decided.jsonl", "--out", "{out}"]
-        + ["--form", "implicit"],
+        sent_to("argilla") + ["--form", "implicit"],
         "--form is a TRL export's (--to trl): --to argilla sends --batch",
     ),
     "a server for an Argilla folder": (
-        ["export", "--to", "argilla", "--batch", "{root}/decided.jsonl", "--out", "{out}"]
-        + ["--project", "p"],
+        sent_to("argilla") + ["--project", "p"],
         "--project is a Label Studio server's: --to argilla writes a folder",
     ),
     "a server for an import file": (
-        ["export", "--to", "label-studio", "--batch", "{root}/decided.jsonl", "--out", "{out}"]
-        + ["--token", "t"],
-        "--token is a server's, and --out writes an import file: give one of them",
+        sent_to("label-studio") + ["--token", "t"],
+        "--token pushes to a server and --out writes an import file: give one of them",
     ),
     "an Argilla name for Label Studio": (
-        ["export", "--to", "label-studio", "--batch", "{root}/decided.jsonl", "--out", "{out}"]
-        + ["--name", "mine"],
+        sent_to("label-studio") + ["--name", "mine"],
         "--name names an Argilla dataset: --to label-studio has none",
     ),
     "a tool's option in a TRL import": (
@@ -282,7 +286,7 @@ IGNORED_OPTIONS = {
     "a server and an export file": (
         ["import", "--from", "label-studio", "{root}/decided.jsonl", "--labelled", "{out}"]
         + ["--project", "p"],
-        "--project is a server's, and source is an export file: give one of them",
+        "--project pulls from a server and source is an export file: give one of them",
     ),
     "a fitted model's option with the reward head": (
         ["select", "--labelled", "{root}/decided.jsonl", "--k", "2", "--out", "{out}"]

@@ -127,15 +127,8 @@ def export(args: argparse.Namespace) -> int:
 def _check_import_file(args: argparse.Namespace) -> None:
     """For ``--to label-studio --out``: a Failure for the options only a server takes, and
     ``--label-config`` defaulted beside ``--out``."""
-    if args.project is not None:
-        raise Failure(
-            "--project pushes to a server and --out writes an import file: give one of them"
-        )
-    refuse_given(
-        args,
-        ["--url", "--token"],
-        "is a server's, and --out writes an import file: give one of them",
-    )
+    why = "pushes to a server and --out writes an import file: give one of them"
+    refuse_given(args, SERVER_FLAGS, why)
     if args.annotators != 1:  # the server's maximum_annotations, which no task file carries
         raise Failure(
             f"--annotators {args.annotators} is a project setting an import file cannot carry: "
@@ -158,9 +151,8 @@ def import_(args: argparse.Namespace) -> int:
             args, SERVER_FLAGS, "is a Label Studio server's: --from argilla reads a folder"
         )
     elif args.source is not None:
-        refuse_given(
-            args, SERVER_FLAGS, "is a server's, and source is an export file: give one of them"
-        )
+        why = "pulls from a server and source is an export file: give one of them"
+        refuse_given(args, SERVER_FLAGS, why)
     written = ["--labelled", "--held"]
     prepare_outputs(args, written, ["--data", "source"], files=written)
     dataset = load_dataset(args.data)

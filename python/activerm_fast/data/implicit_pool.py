@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .. import _launch
-from .._validation import positive_integer, seed_argument
+from .._validation import labelled_mask, positive_integer, seed_argument
 from .pairs import Shard, prompt_codes, shard_argument, shard_bounds
 
 __all__ = ["ImplicitPool"]
@@ -341,16 +341,11 @@ def positions_of(generated: _launch.GeneratedPairs, wanted: torch.Tensor, n: int
     first response is one of the wanted pairs' are generated and compared (chunk by chunk):
     the cost follows those responses' share of the pool, not its size.
     """
-    low = torch.minimum(wanted[:, 0], wanted[:, 1]).long()
-    high = torch.maximum(wanted[:, 0], wanted[:, 1]).long()
-    keys = torch.unique(low * n + high)  # sorted, for the binary search
     found = []
-    for start, stop in _runs_starting_with(generated, torch.cat([low, high])):
+    for start, stop in _runs_starting_with(generated, wanted.reshape(-1)):
         for offset, rows in _launch.generated_chunks(generated.part(start, stop), _CHUNK):
-            row_keys = rows[:, 0] * n
-            row_keys += rows[:, 1]
-            nearest = keys[torch.searchsorted(keys, row_keys).clamp_(max=len(keys) - 1)]
-            found.append(torch.nonzero(nearest == row_keys).reshape(-1) + (start + offset))
+            hit = torch.nonzero(labelled_mask(rows, wanted, n)).reshape(-1)
+            found.append(hit + (start + offset))
     return torch.cat(found) if found else torch.empty(0, dtype=torch.int64, device=wanted.device)
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from .. import _launch
+from .._validation import pair_keys
 from . import design
 
 __all__ = ["WHOLE_POOL", "AvailablePairs", "Pool", "QuotaCount", "QuotaWalk", "Ranking"]
@@ -246,7 +247,7 @@ class Pool:
         whole = self.generated_pool(pairs)
         n = whole.n
         taken: list[int] = []
-        done = set() if labelled is None else set(_keys(labelled, n).tolist())
+        done = set() if labelled is None else set(pair_keys(labelled, n).tolist())
         keys = set(done)
         while len(taken) < k:
             wanted = k - len(taken)
@@ -321,12 +322,6 @@ def _distinct_available(pairs: _launch.GeneratedPairs, labelled: set[int]) -> in
     distinct = torch.unique(torch.cat(keys)) if keys else torch.empty(0, dtype=torch.int64)
     done = torch.tensor(sorted(labelled), dtype=torch.int64, device=distinct.device)
     return int((~torch.isin(distinct, done)).sum())
-
-
-def _keys(pairs: torch.Tensor, n: int) -> torch.Tensor:
-    """The key i n + j of each (m, 2) pair in either orientation, i < j."""
-    low = torch.minimum(pairs[:, 0], pairs[:, 1]).long()
-    return low * n + torch.maximum(pairs[:, 0], pairs[:, 1]).long()
 
 
 WHOLE_POOL = Pool()
